@@ -1,0 +1,67 @@
+package schemas
+
+import "time"
+
+// Topic describes one Kafka topic of the Parley contract: everything a
+// deployer or an analytics consumer needs to know to create or read it.
+type Topic struct {
+	Name       string
+	Partitions int32
+	// Retention is how long records are kept; 0 means forever (retention.ms=-1).
+	Retention time.Duration
+	// Cleanup is the cleanup.policy: "delete" or "compact".
+	Cleanup string
+	// Doc is one line for schemas/README.md and for error messages.
+	Doc string
+}
+
+// DefaultPartitions is the partition count of the keyed topics. Commands,
+// events and the ingest changelog MUST share it: a conversation lives in the
+// same partition number of each, which is what lets ingest decide a
+// conversation from one partition of commands alone.
+const DefaultPartitions int32 = 12
+
+var (
+	// Commands holds what devices asked for, appended by gateways.
+	Commands = Topic{
+		Name: "parley.commands", Partitions: DefaultPartitions,
+		Retention: 7 * 24 * time.Hour, Cleanup: "delete",
+		Doc: "device intents appended by gateways; key = conversation id",
+	}
+	// Events is the canonical log, written only by ingest, kept forever.
+	Events = Topic{
+		Name: "parley.events", Partitions: DefaultPartitions,
+		Retention: 0, Cleanup: "delete",
+		Doc: "canonical facts decided by ingest; key = conversation id; kept forever",
+	}
+	// IngestState is the compacted changelog ingest restores its decider state from.
+	IngestState = Topic{
+		Name: "parley.ingest.state", Partitions: DefaultPartitions,
+		Retention: 0, Cleanup: "compact",
+		Doc: "compacted decider state per conversation, written in the ingest transaction",
+	}
+	// Signals carries ephemeral typing and presence between gateways.
+	Signals = Topic{
+		Name: "parley.signals", Partitions: DefaultPartitions,
+		Retention: 10 * time.Minute, Cleanup: "delete",
+		Doc: "ephemeral typing and presence between gateways; never stored in views",
+	}
+	// DeadLetters receives events a side consumer could not process.
+	DeadLetters = Topic{
+		Name: "parley.deadletters", Partitions: 1,
+		Retention: 30 * 24 * time.Hour, Cleanup: "delete",
+		Doc: "poison messages from projector and other side consumers, with the failure in headers",
+	}
+)
+
+// AllTopics lists every topic Parley creates, in provisioning order.
+func AllTopics() []Topic { return []Topic{Commands, Events, IngestState, Signals, DeadLetters} }
+
+// Record header names carried by every record on commands and events.
+const (
+	HeaderType          = "parley-type"           // e.g. "MessageSent"; route without decoding
+	HeaderSchemaVersion = "parley-schema-version" // major version of the protobuf package, e.g. "1"
+)
+
+// SchemaVersion is the value written to HeaderSchemaVersion.
+const SchemaVersion = "1"

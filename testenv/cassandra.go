@@ -1,0 +1,156 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+)
+
+// cassandraJVMFlags are the module flags of Cassandra 5.0's
+// conf/jvm17-server.options: without them JDK 17 refuses the reflective
+// access Cassandra, Netty and Chronicle need (InaccessibleObjectException).
+var cassandraJVMFlags = []string{
+	"-ea", "-Xss256k", "-XX:+UseTLAB", "-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled", "-XX:MaxGCPauseMillis=300",
+	"-XX:+UseThreadPriorities", "-XX:+HeapDumpOnOutOfMemoryError", "-XX:-UseBiasedLocking",
+	"-Djava.net.preferIPv4Stack=true", "-Dchronicle.analytics.disable=true", "-Djdk.attach.allowAttachSelf=true",
+	"--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
+	"--add-exports", "java.base/jdk.internal.ref=ALL-UNNAMED",
+	"--add-exports", "java.base/sun.nio.ch=ALL-UNNAMED",
+	"--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+	"--add-exports", "java.management/com.sun.jmx.remote.security=ALL-UNNAMED",
+	"--add-exports", "java.rmi/sun.rmi.registry=ALL-UNNAMED",
+	"--add-exports", "java.rmi/sun.rmi.server=ALL-UNNAMED",
+	"--add-exports", "java.sql/java.sql=ALL-UNNAMED",
+	"--add-exports", "java.base/java.lang.ref=ALL-UNNAMED",
+	"--add-exports", "jdk.unsupported/sun.misc=ALL-UNNAMED",
+	"--add-opens", "java.base/java.lang.module=ALL-UNNAMED",
+	"--add-opens", "java.base/jdk.internal.loader=ALL-UNNAMED",
+	"--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
+	"--add-opens", "java.base/jdk.internal.reflect=ALL-UNNAMED",
+	"--add-opens", "java.base/jdk.internal.math=ALL-UNNAMED",
+	"--add-opens", "java.base/jdk.internal.module=ALL-UNNAMED",
+	"--add-opens", "java.base/jdk.internal.util.jar=ALL-UNNAMED",
+	"--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
+	"--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+	"--add-opens", "java.base/java.io=ALL-UNNAMED",
+	"--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
+	"--add-opens", "java.base/java.lang=ALL-UNNAMED",
+	"--add-opens", "java.base/java.util=ALL-UNNAMED",
+	"--add-opens", "java.base/java.nio=ALL-UNNAMED",
+	"--add-opens", "java.base/java.util.concurrent=ALL-UNNAMED",
+	"--add-opens", "java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+	"--add-opens", "java.base/java.net=ALL-UNNAMED",
+	"--add-opens", "java.base/sun.nio.fs=ALL-UNNAMED",
+	"--add-opens", "java.base/java.nio.charset=ALL-UNNAMED",
+}
+
+// startCassandra runs one Cassandra node on 127.0.0.1 in the foreground of
+// its own process (cassandra-foreground), tuned to start fast on one node.
+func startCassandra(ctx context.Context, java, lib, dir string, cqlPort, storagePort, jmxPort int, heapMB int, tied bool, timeout time.Duration) (*proc, error) {
+	data, logs := filepath.Join(dir, "data"), filepath.Join(dir, "logs")
+	for _, d := range []string{data, logs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	yaml := fmt.Sprintf(`cluster_name: parley-testenv
+num_tokens: 1
+initial_token: 0
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:%[2]d"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: %[2]d
+native_transport_port: %[1]d
+start_native_transport: true
+auto_snapshot: false
+snapshot_on_duplicate_row_detection: false
+data_file_directories: [%[3]s/data]
+commitlog_directory: %[3]s/commitlog
+saved_caches_directory: %[3]s/saved_caches
+hints_directory: %[3]s/hints
+cdc_raw_directory: %[3]s/cdc_raw
+concurrent_reads: 8
+concurrent_writes: 16
+concurrent_counter_writes: 4
+concurrent_materialized_view_writes: 4
+`, cqlPort, storagePort, data)
+	logback := fmt.Sprintf(`<configuration>
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>%s</file>
+    <encoder><pattern>%%-5level [%%thread] %%date{ISO8601} %%F:%%L - %%msg%%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="FILE"/></root>
+</configuration>
+`, filepath.Join(logs, "system.log"))
+	yamlFile, logbackFile := filepath.Join(dir, "cassandra.yaml"), filepath.Join(dir, "logback.xml")
+	if err := os.WriteFile(yamlFile, []byte(yaml), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(logbackFile, []byte(logback), 0o644); err != nil {
+		return nil, err
+	}
+	args := append([]string{}, cassandraJVMFlags...)
+	args = append(args,
+		fmt.Sprintf("-Xms%dm", heapMB), fmt.Sprintf("-Xmx%dm", heapMB),
+		"-javaagent:"+filepath.Join(lib, jammJar),
+		"-Dcassandra.config=file://"+yamlFile,
+		"-Dcassandra.storagedir="+data,
+		"-Dcassandra.logdir="+logs,
+		"-Dcassandra-foreground=yes",
+		"-Dlogback.configurationFile="+logbackFile,
+		// One node: nothing to gossip with, no ring to wait for.
+		"-Dcassandra.skip_wait_for_gossip_to_settle=0",
+		"-Dcassandra.ring_delay_ms=100",
+		"-Dcassandra.superuser_setup_delay_ms=0",
+		// Test data needs no fsync; a crash of the test machine loses only test data.
+		"-Dcassandra.skip_sync=true",
+		fmt.Sprintf("-Dcassandra.jmx.local.port=%d", jmxPort),
+		"-cp", filepath.Join(lib, "*"),
+		"org.apache.cassandra.service.CassandraDaemon",
+	)
+	p, err := startJava(java, dir, "cassandra", tied, args)
+	if err != nil {
+		return nil, err
+	}
+	p.logFile = filepath.Join(logs, "system.log")
+	host := fmt.Sprintf("127.0.0.1:%d", cqlPort)
+	if err := p.waitReady(ctx, timeout, func(ctx context.Context) error { return probeCassandra(ctx, host) }); err != nil {
+		p.stop(10 * time.Second)
+		return nil, err
+	}
+	return p, nil
+}
+
+// probeCassandra succeeds when a CQL session opens and system.local answers.
+func probeCassandra(ctx context.Context, host string) error {
+	s, err := newSession(host, "", 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var v string
+	return s.Query("SELECT release_version FROM system.local").WithContext(ctx).Scan(&v)
+}
+
+// newSession opens a gocql session to one node, optionally on a keyspace.
+func newSession(host, keyspace string, timeout time.Duration) (*gocql.Session, error) {
+	c := gocql.NewCluster(host)
+	c.Keyspace = keyspace
+	c.Timeout = timeout
+	c.ConnectTimeout = timeout
+	c.Consistency = gocql.One
+	c.DisableInitialHostLookup = true
+	c.Logger = gocql.NewLogger(gocql.LogLevelNone)
+	return c.CreateSession()
+}

@@ -1,0 +1,118 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// startKafka runs one combined KRaft broker+controller on 127.0.0.1.
+func startKafka(ctx context.Context, java, lib, dir string, port, ctrlPort int, heapMB int, tied bool, timeout time.Duration) (*proc, error) {
+	data, logs := filepath.Join(dir, "data"), filepath.Join(dir, "logs")
+	for _, d := range []string{data, logs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	props := fmt.Sprintf(`process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:%[2]d
+listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=%[3]s
+# Topics are provisioned explicitly (ingest.Provision); an auto-created topic
+# would hide a missing provisioning step.
+auto.create.topics.enable=false
+num.partitions=1
+# One node: internal topics cannot be replicated. Few partitions keep the
+# first group join and the first transaction fast in tests.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=67108864
+`, port, ctrlPort, data)
+	log4j := fmt.Sprintf(`status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = %s
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%%d] %%p %%m (%%c)%%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+`, filepath.Join(logs, "server.log"))
+	propsFile, log4jFile := filepath.Join(dir, "server.properties"), filepath.Join(dir, "log4j2.properties")
+	if err := os.WriteFile(propsFile, []byte(props), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(log4jFile, []byte(log4j), 0o644); err != nil {
+		return nil, err
+	}
+	cp := filepath.Join(lib, "*")
+	jvm := []string{
+		fmt.Sprintf("-Xms%dm", heapMB/2), fmt.Sprintf("-Xmx%dm", heapMB), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+		"-Xss1m", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+		"-Dlog4j2.configurationFile=file:" + log4jFile, "-Dkafka.logs.dir=" + logs,
+		"-cp", cp,
+	}
+	// Format the KRaft metadata directory once; a restarted env keeps its data.
+	if _, err := os.Stat(filepath.Join(data, "meta.properties")); err != nil {
+		id := make([]byte, 16)
+		_, _ = rand.Read(id)
+		args := append(append([]string{}, jvm...), "kafka.tools.StorageTool", "format",
+			"-t", base64.RawURLEncoding.EncodeToString(id), "-c", propsFile)
+		if out, err := exec.CommandContext(ctx, java, args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("testenv: formatting Kafka storage: %w\n%s", err, tail(string(out), 20))
+		}
+	}
+	p, err := startJava(java, dir, "kafka", tied, append(jvm, "kafka.Kafka", propsFile))
+	if err != nil {
+		return nil, err
+	}
+	p.logFile = filepath.Join(logs, "server.log")
+	seed := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := p.waitReady(ctx, timeout, func(ctx context.Context) error { return probeKafka(ctx, seed) }); err != nil {
+		p.stop(5 * time.Second)
+		return nil, err
+	}
+	return p, nil
+}
+
+// probeKafka succeeds when the broker answers metadata over the Kafka
+// protocol and reports itself as a registered broker.
+func probeKafka(ctx context.Context, seed string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.RetryTimeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	brokers, err := kadm.NewClient(cl).ListBrokers(ctx)
+	if err != nil {
+		return err
+	}
+	if len(brokers) == 0 {
+		return fmt.Errorf("no broker registered yet")
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// EnvVar names the env.json of an already running Env. `go tool task test`
+// sets it so that every test binary of one `go test ./...` shares one Kafka
+// and one Cassandra. Without it, the first test that asks starts a private
+// Env for its test binary, which Main stops (or the kernel kills with the
+// binary).
+const EnvVar = "PARLEY_TESTENV"
+
+var shared struct {
+	once    sync.Once
+	env     *Env
+	err     error
+	started bool
+}
+
+func sharedEnv() (*Env, error) {
+	shared.once.Do(func() {
+		if f := os.Getenv(EnvVar); f != "" {
+			shared.env, shared.err = Load(f)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		shared.env, shared.err = Start(ctx, Options{})
+		shared.started = shared.err == nil
+	})
+	return shared.env, shared.err
+}
+
+// Main runs the tests of a package and stops the Env this binary started,
+// if it started one. Use it as: func TestMain(m *testing.M) { testenv.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	if shared.started {
+		shared.env.Stop()
+	}
+	os.Exit(code)
+}
+
+func need(t testing.TB) *Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs Kafka and Cassandra (skipped with -short)")
+	}
+	env, err := sharedEnv()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return env
+}
+
+// KafkaEnv is the Kafka of the shared Env, seen by one test.
+type KafkaEnv struct {
+	Seeds []string
+	t     testing.TB
+}
+
+// Kafka returns the shared Kafka. Integration tests are skipped with -short.
+func Kafka(t testing.TB) *KafkaEnv {
+	t.Helper()
+	return &KafkaEnv{Seeds: need(t).KafkaSeeds, t: t}
+}
+
+// Client returns a franz-go client on the shared Kafka, closed at cleanup.
+func (k *KafkaEnv) Client(opts ...kgo.Opt) *kgo.Client {
+	k.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Seeds...)}, opts...)...)
+	if err != nil {
+		k.t.Fatalf("testenv: kafka client: %v", err)
+	}
+	k.t.Cleanup(cl.Close)
+	return cl
+}
+
+// Name returns a topic (or group, or transactional id) name unique to this
+// test and this run: "<prefix>.<TestName>.<random>".
+func (k *KafkaEnv) Name(prefix string) string {
+	n := strings.ToLower(nonName.ReplaceAllString(k.t.Name(), "-"))
+	if len(n) > 80 {
+		n = n[:80]
+	}
+	return fmt.Sprintf("%s.%s.%s", prefix, n, randHex(4))
+}
+
+// Topic creates a topic unique to this test with the given partition count.
+// It is deleted when the test passes and kept for inspection when it fails.
+func (k *KafkaEnv) Topic(prefix string, partitions int32) string {
+	k.t.Helper()
+	name := k.Name(prefix)
+	adm := kadm.NewClient(k.Client())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		k.t.Fatalf("testenv: create topic %s: %v", name, err)
+	}
+	k.t.Cleanup(func() {
+		if k.t.Failed() {
+			k.t.Logf("testenv: keeping topic %s for inspection", name)
+			return
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(k.Seeds...))
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = kadm.NewClient(cl).DeleteTopics(ctx, name)
+	})
+	return name
+}
+
+// CassandraEnv is the Cassandra of the shared Env, seen by one test: it owns
+// a fresh keyspace.
+type CassandraEnv struct {
+	Hosts    []string
+	Keyspace string
+	t        testing.TB
+}
+
+// Cassandra returns the shared Cassandra with a new keyspace (SimpleStrategy,
+// RF 1) for this test, dropped when the test passes and kept when it fails.
+func Cassandra(t testing.TB) *CassandraEnv {
+	t.Helper()
+	env := need(t)
+	ks := "t_" + strings.ToLower(nonKeyspace.ReplaceAllString(t.Name(), "_"))
+	if len(ks) > 38 {
+		ks = ks[:38]
+	}
+	ks += "_" + randHex(4)
+	s, err := newSession(env.CassandraHosts[0], "", 20*time.Second)
+	if err != nil {
+		t.Fatalf("testenv: cassandra session: %v", err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, ks)).WithContext(ctx).Exec(); err != nil {
+		t.Fatalf("testenv: create keyspace %s: %v", ks, err)
+	}
+	c := &CassandraEnv{Hosts: env.CassandraHosts, Keyspace: ks, t: t}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testenv: keeping keyspace %s for inspection", ks)
+			return
+		}
+		s, err := newSession(env.CassandraHosts[0], "", 20*time.Second)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).Exec()
+	})
+	return c
+}
+
+// Session opens a session on the test's keyspace, closed at cleanup.
+func (c *CassandraEnv) Session() *gocql.Session {
+	c.t.Helper()
+	s, err := newSession(c.Hosts[0], c.Keyspace, 20*time.Second)
+	if err != nil {
+		c.t.Fatalf("testenv: cassandra session: %v", err)
+	}
+	c.t.Cleanup(s.Close)
+	return s
+}
+
+var (
+	nonName     = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+	nonKeyspace = regexp.MustCompile(`[^A-Za-z0-9_]+`)
+)
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
