@@ -1,0 +1,164 @@
+// Command testenv runs the real Kafka and Cassandra Parley needs, as plain
+// JVMs fetched from Maven Central.
+//
+//	testenv up      start in the background, print the addresses
+//	testenv status  show the running env: addresses, pids, RSS
+//	testenv down    stop it
+//	testenv run -- CMD ARGS...   start, run CMD with PARLEY_TESTENV set, stop
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/parley-im/parley/testenv"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func usage() error {
+	return errors.New("usage: testenv [-dir DIR] up|status|down|run -- CMD [ARGS...]")
+}
+
+func run(args []string) error {
+	fl := flag.NewFlagSet("testenv", flag.ContinueOnError)
+	defDir := ""
+	if c, err := testenv.CacheDir(); err == nil {
+		defDir = filepath.Join(c, "env")
+	}
+	dir := fl.String("dir", defDir, "state directory of the background env (data, logs, env.json)")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() < 1 {
+		return usage()
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	envFile := filepath.Join(*dir, testenv.EnvFileName)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch fl.Arg(0) {
+	case "up":
+		if env, err := testenv.Load(envFile); err == nil && allAlive(env) {
+			printEnv(env, envFile)
+			return nil
+		} else if err == nil {
+			env.Stop() // half-dead leftovers of an earlier env
+		}
+		if err := os.MkdirAll(*dir, 0o755); err != nil {
+			return err
+		}
+		env, err := testenv.Start(ctx, testenv.Options{Dir: *dir, Detached: true, Logf: logf})
+		if err != nil {
+			return err
+		}
+		printEnv(env, envFile)
+		return nil
+	case "status":
+		env, err := testenv.Load(envFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Println("not running")
+			return nil
+		} else if err != nil {
+			return err
+		}
+		printEnv(env, envFile)
+		if !allAlive(env) {
+			return errors.New("testenv: env is degraded (a JVM is gone); run down and up again")
+		}
+		return nil
+	case "down":
+		env, err := testenv.Load(envFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Println("not running")
+			return nil
+		} else if err != nil {
+			return err
+		}
+		env.Stop()
+		fmt.Println("stopped")
+		return nil
+	case "run":
+		cmdArgs := fl.Args()[1:]
+		if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
+			cmdArgs = cmdArgs[1:]
+		}
+		if len(cmdArgs) == 0 {
+			return usage()
+		}
+		tmp, err := os.MkdirTemp("", "parley-testenv-")
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		env, err := testenv.Start(ctx, testenv.Options{Dir: tmp, Logf: logf})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			env.Stop()
+			os.RemoveAll(tmp)
+		}()
+		logf("testenv: env up in %s; running %v", time.Since(t0).Round(time.Millisecond), cmdArgs)
+		cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Env = append(os.Environ(), testenv.EnvVar+"="+filepath.Join(tmp, testenv.EnvFileName))
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-done
+			return errors.New("testenv: interrupted")
+		}
+	default:
+		return usage()
+	}
+}
+
+func allAlive(env *testenv.Env) bool {
+	for _, p := range env.Status() {
+		if !p.Alive {
+			return false
+		}
+	}
+	return true
+}
+
+func printEnv(env *testenv.Env, envFile string) {
+	fmt.Printf("kafka:     %s  (Kafka %s)\n", env.KafkaSeeds[0], testenv.KafkaVersion)
+	fmt.Printf("cassandra: %s  (Cassandra %s)\n", env.CassandraHosts[0], testenv.CassandraVersion)
+	for _, p := range env.Status() {
+		state := "running"
+		if !p.Alive {
+			state = "NOT RUNNING"
+		}
+		fmt.Printf("%-10s pid %d %s, RSS %d MiB\n", p.Name+":", p.PID, state, p.RSSKiB/1024)
+	}
+	fmt.Printf("state:     %s\n", env.Dir)
+	fmt.Printf("export %s=%s\n", testenv.EnvVar, envFile)
+}
