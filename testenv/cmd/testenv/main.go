@@ -35,7 +35,7 @@ func main() {
 }
 
 func usage() error {
-	return errors.New("usage: testenv [-dir DIR] up|status|down|run -- CMD [ARGS...]")
+	return errors.New("usage: testenv [-dir DIR] [-provision] up|status|down|run -- CMD [ARGS...]")
 }
 
 func run(args []string) error {
@@ -45,21 +45,30 @@ func run(args []string) error {
 		defDir = filepath.Join(c, "env")
 	}
 	dir := fl.String("dir", defDir, "state directory of the background env (data, logs, env.json)")
+	prov := fl.Bool("provision", false, "up: also create Parley's topics and migrate the "+devKeyspace+" keyspace")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	if fl.NArg() < 1 {
 		return usage()
 	}
+	sub := fl.Arg(0)
+	// Flags may also follow the subcommand: testenv up -provision.
+	if err := fl.Parse(fl.Args()[1:]); err != nil {
+		return err
+	}
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	envFile := filepath.Join(*dir, testenv.EnvFileName)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	switch fl.Arg(0) {
+	switch sub {
 	case "up":
 		if env, err := testenv.Load(envFile); err == nil && allAlive(env) {
 			printEnv(env, envFile)
+			if *prov {
+				return provision(ctx, env)
+			}
 			return nil
 		} else if err == nil {
 			env.Stop() // half-dead leftovers of an earlier env
@@ -72,6 +81,9 @@ func run(args []string) error {
 			return err
 		}
 		printEnv(env, envFile)
+		if *prov {
+			return provision(ctx, env)
+		}
 		return nil
 	case "status":
 		env, err := testenv.Load(envFile)
@@ -98,10 +110,7 @@ func run(args []string) error {
 		fmt.Println("stopped")
 		return nil
 	case "run":
-		cmdArgs := fl.Args()[1:]
-		if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
-			cmdArgs = cmdArgs[1:]
-		}
+		cmdArgs := fl.Args() // flag parsing consumed the "--"
 		if len(cmdArgs) == 0 {
 			return usage()
 		}
