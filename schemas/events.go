@@ -1,0 +1,115 @@
+package schemas
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// Event type names: the message name of the Event body, written to the
+// HeaderType record header so consumers can route without decoding.
+const (
+	TypeConversationCreated = "ConversationCreated"
+	TypeMembersAdded        = "MembersAdded"
+	TypeMemberRemoved       = "MemberRemoved"
+	TypeMessageSent         = "MessageSent"
+	TypeDeliveredUpTo       = "DeliveredUpTo"
+	TypeReadUpTo            = "ReadUpTo"
+	TypeCommandRejected     = "CommandRejected"
+)
+
+// Command type names: the message name of the Command body, written to the
+// HeaderType record header of parley.commands.
+const (
+	TypeCreateConversation = "CreateConversation"
+	TypeAddMembers         = "AddMembers"
+	TypeRemoveMember       = "RemoveMember"
+	TypeLeaveConversation  = "LeaveConversation"
+	TypeSendMessage        = "SendMessage"
+	TypeMarkDelivered      = "MarkDelivered"
+	TypeMarkRead           = "MarkRead"
+)
+
+// EventType returns the message name of e's body, e.g. "MessageSent" (one of
+// the Type… constants), or "" when e is nil or has no body.
+func EventType(e *parleyv1.Event) string {
+	if e == nil {
+		return ""
+	}
+	return bodyType(e)
+}
+
+// CommandType returns the message name of c's body, e.g. "SendMessage" (one
+// of the Type… constants), or "" when c is nil or has no body.
+func CommandType(c *parleyv1.Command) string {
+	if c == nil {
+		return ""
+	}
+	return bodyType(c)
+}
+
+// bodyType reads the name from the descriptor rather than a type switch so a
+// body added to the proto gets a type name without touching this file.
+func bodyType(m proto.Message) string {
+	r := m.ProtoReflect()
+	od := r.Descriptor().Oneofs().ByName("body")
+	if od == nil {
+		return ""
+	}
+	fd := r.WhichOneof(od)
+	if fd == nil || fd.Kind() != protoreflect.MessageKind {
+		return ""
+	}
+	return string(fd.Message().Name())
+}
+
+// IsTimelineEvent reports whether an event of type t takes a seq: messages
+// and system notices do, receipts and rejections do not.
+func IsTimelineEvent(t string) bool {
+	switch t {
+	case TypeConversationCreated, TypeMembersAdded, TypeMemberRemoved, TypeMessageSent:
+		return true
+	}
+	return false
+}
+
+// DirectConversationID returns the id of the direct conversation between
+// userA and userB: "d:" followed by the first 32 hex digits (128 bits) of
+// SHA-256 over the two ids, sorted and joined by a zero byte. It is
+// deterministic and order-independent, so either user (and any gateway)
+// derives the same id, and hence the same Kafka partition, without a lookup;
+// the zero byte keeps ("ab","c") apart from ("a","bc").
+func DirectConversationID(userA, userB string) string {
+	if userB < userA {
+		userA, userB = userB, userA
+	}
+	sum := sha256.Sum256([]byte(userA + "\x00" + userB))
+	return "d:" + hex.EncodeToString(sum[:16])
+}
+
+// IsDirectConversationID reports whether id has the shape of a direct
+// conversation id. It does not say which users it belongs to.
+func IsDirectConversationID(id string) bool {
+	h, ok := strings.CutPrefix(id, "d:")
+	if !ok || len(h) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
+}
+
+// NewGroupConversationID returns a fresh random group conversation id:
+// "g:" followed by 32 hex digits (128 random bits). Group ids are not derived
+// from anything, so a retried CreateConversation must reuse the id it got the
+// first time.
+func NewGroupConversationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails since Go 1.24
+	return "g:" + hex.EncodeToString(b[:])
+}
