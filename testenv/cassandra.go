@@ -140,7 +140,7 @@ func probeCassandra(ctx context.Context, host string) error {
 	}
 	defer s.Close()
 	var v string
-	return s.Query("SELECT release_version FROM system.local").WithContext(ctx).Scan(&v)
+	return s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v)
 }
 
 // newSession opens a gocql session to one node, optionally on a keyspace.

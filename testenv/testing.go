@@ -157,7 +157,7 @@ func Cassandra(t testing.TB) *CassandraEnv {
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, ks)).WithContext(ctx).Exec(); err != nil {
+	if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, ks)).ExecContext(ctx); err != nil {
 		t.Fatalf("testenv: create keyspace %s: %v", ks, err)
 	}
 	c := &CassandraEnv{Hosts: env.CassandraHosts, Keyspace: ks, t: t}
