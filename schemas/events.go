@@ -22,6 +22,7 @@ const (
 	TypeDeliveredUpTo       = "DeliveredUpTo"
 	TypeReadUpTo            = "ReadUpTo"
 	TypeCommandRejected     = "CommandRejected"
+	TypeMessageDeduplicated = "MessageDeduplicated"
 )
 
 // Command type names: the message name of the Command body, written to the
@@ -73,7 +74,7 @@ func bodyType(m proto.Message) string {
 // and system notices do, receipts and rejections do not.
 func IsTimelineEvent(t string) bool {
 	switch t {
-	case TypeConversationCreated, TypeMembersAdded, TypeMemberRemoved, TypeMessageSent:
+	case TypeMembersAdded, TypeMemberRemoved, TypeMessageSent:
 		return true
 	}
 	return false

@@ -112,6 +112,7 @@ type Event struct {
 	//	*Event_DeliveredUpTo
 	//	*Event_ReadUpTo
 	//	*Event_CommandRejected
+	//	*Event_MessageDeduplicated
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -259,6 +260,15 @@ func (x *Event) GetCommandRejected() *CommandRejected {
 	return nil
 }
 
+func (x *Event) GetMessageDeduplicated() *MessageDeduplicated {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MessageDeduplicated); ok {
+			return x.MessageDeduplicated
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -291,6 +301,10 @@ type Event_CommandRejected struct {
 	CommandRejected *CommandRejected `protobuf:"bytes,16,opt,name=command_rejected,json=commandRejected,proto3,oneof"`
 }
 
+type Event_MessageDeduplicated struct {
+	MessageDeduplicated *MessageDeduplicated `protobuf:"bytes,17,opt,name=message_deduplicated,json=messageDeduplicated,proto3,oneof"`
+}
+
 func (*Event_ConversationCreated) isEvent_Body() {}
 
 func (*Event_MembersAdded) isEvent_Body() {}
@@ -305,7 +319,12 @@ func (*Event_ReadUpTo) isEvent_Body() {}
 
 func (*Event_CommandRejected) isEvent_Body() {}
 
-// ConversationCreated is the first event of every conversation (seq 1).
+func (*Event_MessageDeduplicated) isEvent_Body() {}
+
+// ConversationCreated is the first event of every conversation. It is not a
+// timeline item (Event.seq is 0): the timeline starts with the first message
+// or system notice at seq 1, so a conversation's first message is seq 1 and
+// the members start with nothing unread.
 type ConversationCreated struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  ConversationKind       `protobuf:"varint,1,opt,name=kind,proto3,enum=parley.v1.ConversationKind" json:"kind,omitempty"`
@@ -313,8 +332,8 @@ type ConversationCreated struct {
 	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
 	// Every initial member, the creator (Event.actor_user_id) first. In a
 	// group the creator is MEMBER_ROLE_OWNER and the others MEMBER_ROLE_MEMBER;
-	// in a direct conversation both are MEMBER_ROLE_MEMBER. Each member joins at
-	// this event's seq.
+	// in a direct conversation both are MEMBER_ROLE_MEMBER. Each member joins
+	// with joined, read and delivered seq 0.
 	MemberUserIds []string `protobuf:"bytes,3,rep,name=member_user_ids,json=memberUserIds,proto3" json:"member_user_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -373,7 +392,8 @@ func (x *ConversationCreated) GetMemberUserIds() []string {
 
 // MembersAdded is a system notice (takes a seq): users joined a group with
 // MEMBER_ROLE_MEMBER, added by Event.actor_user_id. Their joined seq is this
-// event's seq.
+// event's seq, and so are their read and delivered marks: a new member starts
+// with nothing unread and sees the history before it only by paging.
 type MembersAdded struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only users that were not members before; never empty.
@@ -712,11 +732,67 @@ func (x *CommandRejected) GetCommandType() string {
 	return ""
 }
 
+// MessageDeduplicated answers a SendMessage whose (sender, client_msg_id) was
+// already decided: the retry took no new seq, and original_seq is the seq the
+// first attempt got. Not a timeline item (Event.seq is 0), not projected into
+// views, and delivered live only to the sender's devices.
+type MessageDeduplicated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientMsgId   string                 `protobuf:"bytes,1,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	OriginalSeq   int64                  `protobuf:"varint,2,opt,name=original_seq,json=originalSeq,proto3" json:"original_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageDeduplicated) Reset() {
+	*x = MessageDeduplicated{}
+	mi := &file_parley_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageDeduplicated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageDeduplicated) ProtoMessage() {}
+
+func (x *MessageDeduplicated) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageDeduplicated.ProtoReflect.Descriptor instead.
+func (*MessageDeduplicated) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MessageDeduplicated) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *MessageDeduplicated) GetOriginalSeq() int64 {
+	if x != nil {
+		return x.OriginalSeq
+	}
+	return 0
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xc9\x05\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\x9e\x06\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -734,7 +810,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x0fdelivered_up_to\x18\x0e \x01(\v2\x18.parley.v1.DeliveredUpToH\x00R\rdeliveredUpTo\x123\n" +
 	"\n" +
 	"read_up_to\x18\x0f \x01(\v2\x13.parley.v1.ReadUpToH\x00R\breadUpTo\x12G\n" +
-	"\x10command_rejected\x18\x10 \x01(\v2\x1a.parley.v1.CommandRejectedH\x00R\x0fcommandRejectedB\x06\n" +
+	"\x10command_rejected\x18\x10 \x01(\v2\x1a.parley.v1.CommandRejectedH\x00R\x0fcommandRejected\x12S\n" +
+	"\x14message_deduplicated\x18\x11 \x01(\v2\x1e.parley.v1.MessageDeduplicatedH\x00R\x13messageDeduplicatedB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -757,7 +834,10 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.parley.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\"\n" +
 	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12!\n" +
-	"\fcommand_type\x18\x04 \x01(\tR\vcommandType*\x7f\n" +
+	"\fcommand_type\x18\x04 \x01(\tR\vcommandType\"\\\n" +
+	"\x13MessageDeduplicated\x12\"\n" +
+	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12!\n" +
+	"\foriginal_seq\x18\x02 \x01(\x03R\voriginalSeq*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
@@ -776,7 +856,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),      // 0: parley.v1.MemberRemovedReason
 	(*Event)(nil),                 // 1: parley.v1.Event
@@ -787,12 +867,13 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*DeliveredUpTo)(nil),         // 6: parley.v1.DeliveredUpTo
 	(*ReadUpTo)(nil),              // 7: parley.v1.ReadUpTo
 	(*CommandRejected)(nil),       // 8: parley.v1.CommandRejected
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(ConversationKind)(0),         // 10: parley.v1.ConversationKind
-	(ErrorCode)(0),                // 11: parley.v1.ErrorCode
+	(*MessageDeduplicated)(nil),   // 9: parley.v1.MessageDeduplicated
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(ConversationKind)(0),         // 11: parley.v1.ConversationKind
+	(ErrorCode)(0),                // 12: parley.v1.ErrorCode
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	9,  // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	10, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	3,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	4,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -800,14 +881,15 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	6,  // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
 	7,  // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
 	8,  // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
-	10, // 8: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	0,  // 9: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	11, // 10: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
+	11, // 9: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	0,  // 10: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	12, // 11: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -825,6 +907,7 @@ func file_parley_v1_events_proto_init() {
 		(*Event_DeliveredUpTo)(nil),
 		(*Event_ReadUpTo)(nil),
 		(*Event_CommandRejected)(nil),
+		(*Event_MessageDeduplicated)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -832,7 +915,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
