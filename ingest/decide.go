@@ -1,0 +1,292 @@
+package ingest
+
+import (
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// Limits are the decider's named limits; each refusal carries its ErrorCode.
+type Limits struct {
+	// MaxGroupMembers caps a group's size (GROUP_FULL).
+	MaxGroupMembers int
+	// MaxMessageBytes caps SendMessage.text in bytes (MESSAGE_TOO_LARGE).
+	MaxMessageBytes int
+	// MaxTitleBytes caps a group title (INVALID_ARGUMENT).
+	MaxTitleBytes int
+	// MaxClientMsgIDBytes caps client_msg_id (INVALID_ARGUMENT).
+	MaxClientMsgIDBytes int
+	// DedupWindow is how many recent sends per conversation a retry is
+	// recognised among. A retry older than that becomes a new message.
+	DedupWindow int
+}
+
+// DefaultLimits are the limits used when a field is zero.
+var DefaultLimits = Limits{
+	MaxGroupMembers:     1000,
+	MaxMessageBytes:     16 << 10,
+	MaxTitleBytes:       256,
+	MaxClientMsgIDBytes: 128,
+	DedupWindow:         256,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxGroupMembers > 0 {
+		d.MaxGroupMembers = l.MaxGroupMembers
+	}
+	if l.MaxMessageBytes > 0 {
+		d.MaxMessageBytes = l.MaxMessageBytes
+	}
+	if l.MaxTitleBytes > 0 {
+		d.MaxTitleBytes = l.MaxTitleBytes
+	}
+	if l.MaxClientMsgIDBytes > 0 {
+		d.MaxClientMsgIDBytes = l.MaxClientMsgIDBytes
+	}
+	if l.DedupWindow > 0 {
+		d.DedupWindow = l.DedupWindow
+	}
+	return d
+}
+
+// rejection is a refusal decided for a command.
+type rejection struct {
+	code pb.ErrorCode
+	msg  string
+}
+
+func reject(code pb.ErrorCode, format string, args ...any) *rejection {
+	return &rejection{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// decide applies one command to the state of its conversation (st is nil
+// when the conversation does not exist) and returns the state after it, the
+// events to emit and what changed. It is a pure function of its arguments:
+// no I/O, no clock (now is passed in), so it is table-tested on its own and
+// replaying the same commands over the same state gives the same events.
+func decide(l Limits, st *convState, cmd *pb.Command, now time.Time) (*convState, []*pb.Event, delta) {
+	base := &pb.Event{
+		ConversationId: cmd.GetConversationId(),
+		CommandId:      cmd.GetCommandId(),
+		ActorUserId:    cmd.GetUserId(),
+		ActorDeviceId:  cmd.GetDeviceId(),
+		OccurredAt:     timestamppb.New(now),
+	}
+	st, evs, d, rej := decideBody(l, st, cmd, base)
+	if rej != nil {
+		ev := cloneBase(base)
+		r := &pb.CommandRejected{Code: rej.code, Message: rej.msg, CommandType: schemas.CommandType(cmd)}
+		if sm := cmd.GetSendMessage(); sm != nil {
+			r.ClientMsgId = sm.GetClientMsgId()
+		}
+		ev.Body = &pb.Event_CommandRejected{CommandRejected: r}
+		return st, []*pb.Event{ev}, delta{}
+	}
+	return st, evs, d
+}
+
+func cloneBase(b *pb.Event) *pb.Event {
+	return &pb.Event{ConversationId: b.ConversationId, CommandId: b.CommandId,
+		ActorUserId: b.ActorUserId, ActorDeviceId: b.ActorDeviceId, OccurredAt: b.OccurredAt}
+}
+
+func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event) (*convState, []*pb.Event, delta, *rejection) {
+	var d delta
+	user := cmd.GetUserId()
+	if user == "" || cmd.GetConversationId() == "" {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "command without user_id or conversation_id")
+	}
+	if c := cmd.GetCreateConversation(); c != nil {
+		return create(l, st, cmd, c, base)
+	}
+	if cmd.GetBody() == nil {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "command has no body this version knows")
+	}
+	// Every other command needs an existing conversation the sender is in.
+	// A missing conversation answers NOT_MEMBER too, so ids cannot be probed.
+	if st == nil || st.members[user] == nil {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "%s is not a member of %s", user, cmd.GetConversationId())
+	}
+	next := func() *pb.Event {
+		st.lastSeq++
+		d.header = true
+		ev := cloneBase(base)
+		ev.Seq = st.lastSeq
+		return ev
+	}
+	switch b := cmd.GetBody().(type) {
+	case *pb.Command_SendMessage:
+		m := b.SendMessage
+		switch id := m.GetClientMsgId(); {
+		case id == "":
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_msg_id is required")
+		case len(id) > l.MaxClientMsgIDBytes:
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_msg_id longer than %d bytes", l.MaxClientMsgIDBytes)
+		case m.GetText() == "":
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "empty message")
+		case len(m.GetText()) > l.MaxMessageBytes:
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, "message of %d bytes, limit %d", len(m.GetText()), l.MaxMessageBytes)
+		case !utf8.ValidString(m.GetText()):
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "text is not UTF-8")
+		}
+		key := dedupKey(user, m.GetClientMsgId())
+		if seq, ok := st.recent[key]; ok {
+			ev := cloneBase(base)
+			ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: m.GetClientMsgId(), OriginalSeq: seq}}
+			return st, []*pb.Event{ev}, d, nil
+		}
+		ev := next()
+		ct := m.GetContentType()
+		if ct == "" {
+			ct = "text/plain"
+		}
+		ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct}}
+		ms := st.members[user]
+		ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
+		d.member(user)
+		d.dedup = append(d.dedup, key)
+		if ev := st.remember(key, st.lastSeq, l.DedupWindow); ev != "" {
+			d.dedup = append(d.dedup, ev)
+		}
+		return st, []*pb.Event{ev}, d, nil
+
+	case *pb.Command_MarkRead, *pb.Command_MarkDelivered:
+		up := cmd.GetMarkRead().GetUpToSeq()
+		if cmd.GetMarkDelivered() != nil {
+			up = cmd.GetMarkDelivered().GetUpToSeq()
+		}
+		if up < 1 {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "up_to_seq must be at least 1")
+		}
+		up = min(up, st.lastSeq) // a mark never passes the timeline's end
+		ms := st.members[user]
+		ev := cloneBase(base)
+		if cmd.GetMarkRead() != nil {
+			if up <= ms.readSeq {
+				return st, nil, d, nil // marks only move forward; nothing to say
+			}
+			ms.readSeq, ms.delivered = up, max(ms.delivered, up) // read implies delivered
+			ev.Body = &pb.Event_ReadUpTo{ReadUpTo: &pb.ReadUpTo{UpToSeq: up}}
+		} else {
+			if up <= ms.delivered {
+				return st, nil, d, nil
+			}
+			ms.delivered = up
+			ev.Body = &pb.Event_DeliveredUpTo{DeliveredUpTo: &pb.DeliveredUpTo{UpToSeq: up}}
+		}
+		d.member(user)
+		return st, []*pb.Event{ev}, d, nil
+
+	case *pb.Command_AddMembers:
+		if st.kind != pb.ConversationKind_CONVERSATION_KIND_GROUP {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "members are added to groups only")
+		}
+		var added []string
+		seen := map[string]bool{}
+		for _, u := range b.AddMembers.GetUserIds() {
+			if u == "" {
+				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "empty user id")
+			}
+			if st.members[u] == nil && !seen[u] {
+				seen[u] = true
+				added = append(added, u)
+			}
+		}
+		if len(added) == 0 {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "no new members: every user is already a member")
+		}
+		if n := len(st.members) + len(added); n > l.MaxGroupMembers {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_GROUP_FULL, "%d members would exceed the limit of %d", n, l.MaxGroupMembers)
+		}
+		ev := next()
+		for _, u := range added {
+			st.members[u] = &memberState{role: pb.MemberRole_MEMBER_ROLE_MEMBER, joinedSeq: ev.Seq, readSeq: ev.Seq, delivered: ev.Seq}
+			d.member(u)
+		}
+		ev.Body = &pb.Event_MembersAdded{MembersAdded: &pb.MembersAdded{UserIds: added}}
+		return st, []*pb.Event{ev}, d, nil
+
+	case *pb.Command_RemoveMember, *pb.Command_LeaveConversation:
+		if st.kind != pb.ConversationKind_CONVERSATION_KIND_GROUP {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "only groups can be left or have members removed")
+		}
+		target, reason := user, pb.MemberRemovedReason_MEMBER_REMOVED_REASON_LEFT
+		if rm := cmd.GetRemoveMember(); rm != nil && rm.GetUserId() != user {
+			target, reason = rm.GetUserId(), pb.MemberRemovedReason_MEMBER_REMOVED_REASON_REMOVED
+			if st.members[target] == nil {
+				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_FOUND, "%s is not a member", target)
+			}
+			if st.members[user].role != pb.MemberRole_MEMBER_ROLE_OWNER {
+				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the group's owner removes members")
+			}
+		}
+		ev := next()
+		delete(st.members, target)
+		d.member(target)
+		ev.Body = &pb.Event_MemberRemoved{MemberRemoved: &pb.MemberRemoved{UserId: target, Reason: reason}}
+		return st, []*pb.Event{ev}, d, nil
+	}
+	return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "command %s is not supported", schemas.CommandType(cmd))
+}
+
+func create(l Limits, st *convState, cmd *pb.Command, c *pb.CreateConversation, base *pb.Event) (*convState, []*pb.Event, delta, *rejection) {
+	var d delta
+	user, id := cmd.GetUserId(), cmd.GetConversationId()
+	members := []string{user}
+	seen := map[string]bool{user: true}
+	for _, u := range c.GetMemberUserIds() {
+		if u == "" {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "empty user id")
+		}
+		if !seen[u] {
+			seen[u] = true
+			members = append(members, u)
+		}
+	}
+	switch c.GetKind() {
+	case pb.ConversationKind_CONVERSATION_KIND_DIRECT:
+		if len(members) != 2 {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a direct conversation has exactly one other member")
+		}
+		if want := schemas.DirectConversationID(members[0], members[1]); id != want {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "direct conversation id must be %s", want)
+		}
+		if c.GetTitle() != "" {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "direct conversations have no title")
+		}
+	case pb.ConversationKind_CONVERSATION_KIND_GROUP:
+		if schemas.IsDirectConversationID(id) {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a group cannot take a direct conversation id")
+		}
+		if len(members) > l.MaxGroupMembers {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_GROUP_FULL, "%d members exceed the limit of %d", len(members), l.MaxGroupMembers)
+		}
+		if len(c.GetTitle()) > l.MaxTitleBytes || !utf8.ValidString(c.GetTitle()) {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "title must be UTF-8 of at most %d bytes", l.MaxTitleBytes)
+		}
+	default:
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "conversation kind must be direct or group")
+	}
+	if st != nil {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_CONVERSATION_EXISTS, "conversation %s exists", id)
+	}
+	st = newConvState(c.GetKind(), c.GetTitle())
+	d.header = true
+	for i, u := range members {
+		role := pb.MemberRole_MEMBER_ROLE_MEMBER
+		if i == 0 && c.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP {
+			role = pb.MemberRole_MEMBER_ROLE_OWNER
+		}
+		st.members[u] = &memberState{role: role}
+		d.member(u)
+	}
+	ev := cloneBase(base)
+	ev.Body = &pb.Event_ConversationCreated{ConversationCreated: &pb.ConversationCreated{Kind: c.GetKind(), Title: c.GetTitle(), MemberUserIds: members}}
+	return st, []*pb.Event{ev}, d, nil
+}
