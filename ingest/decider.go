@@ -1,0 +1,335 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// DeciderConfig configures the ingest decider.
+type DeciderConfig struct {
+	Seeds []string
+	// Group is the consumer group of all decider instances (default "parley-ingest").
+	Group string
+	// TransactionalID must be unique per running instance and stable across
+	// its restarts: a restarted instance then fences its dead predecessor and
+	// aborts its open transaction at once instead of after TransactionTimeout.
+	// Default "parley-ingest-<hostname>".
+	TransactionalID string
+	// Topics default to the contract's (schemas.Commands, Events, IngestState, DeadLetters).
+	CommandsTopic, EventsTopic, StateTopic, DeadLetterTopic string
+	// TransactionTimeout bounds how long a dead instance's open transaction
+	// can hold back read_committed consumers (default 10s).
+	TransactionTimeout time.Duration
+	// MaxPollRecords bounds one transaction (default 2000).
+	MaxPollRecords int
+	Limits         Limits
+	Logger         *slog.Logger
+	// Registerer receives the decider's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Defaults returns c with every unset field given its default.
+func (c DeciderConfig) Defaults() DeciderConfig {
+	if c.Group == "" {
+		c.Group = "parley-ingest"
+	}
+	if c.TransactionalID == "" {
+		h, _ := os.Hostname()
+		c.TransactionalID = "parley-ingest-" + h
+	}
+	if c.CommandsTopic == "" {
+		c.CommandsTopic = schemas.Commands.Name
+	}
+	if c.EventsTopic == "" {
+		c.EventsTopic = schemas.Events.Name
+	}
+	if c.StateTopic == "" {
+		c.StateTopic = schemas.IngestState.Name
+	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = schemas.DeadLetters.Name
+	}
+	if c.TransactionTimeout == 0 {
+		c.TransactionTimeout = 10 * time.Second
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 2000
+	}
+	c.Limits = c.Limits.withDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports every invalid field at once.
+func (c DeciderConfig) Validate() error {
+	var errs []error
+	if len(c.Seeds) == 0 {
+		errs = append(errs, errors.New("ingest: DeciderConfig.Seeds is empty"))
+	}
+	if c.MaxPollRecords < 0 || c.TransactionTimeout < 0 {
+		errs = append(errs, errors.New("ingest: DeciderConfig.MaxPollRecords and TransactionTimeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Decider turns commands into events, exactly once. See README.md.
+type Decider struct {
+	cfg  DeciderConfig
+	sess *kgo.GroupTransactSession
+	log  *slog.Logger
+	m    deciderMetrics
+
+	mu     sync.Mutex
+	states map[int32]map[string]*convState // partition -> conversation -> state; nil map: not restored
+}
+
+type deciderMetrics struct {
+	commands *prometheus.CounterVec // by command type and outcome
+	batches  prometheus.Histogram
+	restore  prometheus.Histogram
+	aborted  prometheus.Counter
+	poison   prometheus.Counter
+}
+
+// NewDecider connects to Kafka; Run does the work.
+func NewDecider(cfg DeciderConfig) (*Decider, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Decider{cfg: cfg, log: cfg.Logger, states: map[int32]map[string]*convState{}}
+	d.m = deciderMetrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_ingest_commands_total",
+			Help: "Commands decided, by command type and outcome (accepted, rejected, deduplicated, noop)."}, []string{"type", "outcome"}),
+		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_ingest_transaction_seconds",
+			Help: "Time to decide and commit one transaction.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		restore: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_ingest_restore_seconds",
+			Help: "Time to restore one partition's state from the changelog.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		aborted: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ingest_aborted_transactions_total",
+			Help: "Transactions aborted (rebalance, fencing, produce failure); their commands are decided again."}),
+		poison: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ingest_undecodable_commands_total",
+			Help: "Command records that are not a valid Command; sent to the dead-letter topic."}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{d.m.commands, d.m.batches, d.m.restore, d.m.aborted, d.m.poison} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("ingest: metrics: %w", err)
+			}
+		}
+	}
+	drop := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, p := range lost[cfg.CommandsTopic] {
+			delete(d.states, p)
+		}
+	}
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(cfg.Seeds...),
+		kgo.ClientID("parley-ingest"),
+		kgo.TransactionalID(cfg.TransactionalID),
+		kgo.TransactionTimeout(cfg.TransactionTimeout),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.CommandsTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.OnPartitionsRevoked(drop),
+		kgo.OnPartitionsLost(drop),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: decider: %w", err)
+	}
+	d.sess = sess
+	return d, nil
+}
+
+// Run decides commands until ctx ends. It returns nil on cancellation and an
+// error only for failures it cannot retry.
+func (d *Decider) Run(ctx context.Context) error {
+	defer d.sess.Close()
+	for {
+		fs := d.sess.PollRecords(ctx, d.cfg.MaxPollRecords)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fs.IsClientClosed() {
+			return errors.New("ingest: decider client closed")
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			d.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		if err := d.decideBatch(ctx, fs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			d.log.Warn("transaction not committed; its commands will be decided again", "err", err)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// decideBatch decides one poll's records in one transaction.
+func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
+	start := time.Now()
+	// Restore before the transaction begins, so a slow restore does not eat
+	// into the transaction timeout.
+	// The batch works on its own references: a revoke may drop a partition
+	// from d.states meanwhile, and the session then aborts the transaction.
+	local := map[int32]map[string]*convState{}
+	for _, p := range partitionsOf(fs) {
+		states, err := d.restored(ctx, p)
+		if err != nil {
+			d.dropAll()
+			return err
+		}
+		local[p] = states
+	}
+	if err := d.sess.Begin(); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	var produceErr error
+	var once sync.Once
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			once.Do(func() { produceErr = err })
+		}
+	}
+	type counted struct{ typ, outcome string }
+	var counts []counted
+	now := d.cfg.Now()
+	fs.EachRecord(func(r *kgo.Record) {
+		states := local[r.Partition]
+		var cmd pb.Command
+		if err := proto.Unmarshal(r.Value, &cmd); err != nil || string(r.Key) != cmd.GetConversationId() {
+			d.m.poison.Inc()
+			d.log.Error("undecodable command sent to dead letters", "partition", r.Partition, "offset", r.Offset, "err", err)
+			d.sess.Produce(ctx, deadLetter(d.cfg.DeadLetterTopic, r, "undecodable command or key != conversation_id"), promise)
+			return
+		}
+		conv := cmd.GetConversationId()
+		st, evs, delta := decide(d.cfg.Limits, states[conv], &cmd, now)
+		if st != nil {
+			states[conv] = st
+		}
+		counts = append(counts, counted{schemas.CommandType(&cmd), outcome(evs)})
+		for _, ev := range evs {
+			v, err := proto.Marshal(ev)
+			if err != nil {
+				once.Do(func() { produceErr = err })
+				return
+			}
+			d.sess.Produce(ctx, &kgo.Record{
+				Topic: d.cfg.EventsTopic, Partition: r.Partition, Key: r.Key, Value: v,
+				Headers: []kgo.RecordHeader{
+					{Key: schemas.HeaderType, Value: []byte(schemas.EventType(ev))},
+					{Key: schemas.HeaderSchemaVersion, Value: []byte(schemas.SchemaVersion)},
+				},
+			}, promise)
+		}
+		for _, rec := range changelogRecords(d.cfg.StateTopic, r.Partition, conv, st, delta) {
+			d.sess.Produce(ctx, rec, promise)
+		}
+	})
+	committed, err := d.sess.End(ctx, produceErr == nil)
+	if err == nil && produceErr != nil {
+		err = produceErr
+	}
+	if !committed || err != nil {
+		// Memory is now ahead of the log: forget it, and restore again
+		// from the changelog when the records come back.
+		d.m.aborted.Inc()
+		d.dropAll()
+		if err == nil {
+			err = errors.New("transaction aborted (rebalance or fencing)")
+		}
+		return err
+	}
+	for _, c := range counts {
+		d.m.commands.WithLabelValues(c.typ, c.outcome).Inc()
+	}
+	d.m.batches.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func outcome(evs []*pb.Event) string {
+	switch {
+	case len(evs) == 0:
+		return "noop"
+	case evs[0].GetCommandRejected() != nil:
+		return "rejected"
+	case evs[0].GetMessageDeduplicated() != nil:
+		return "deduplicated"
+	}
+	return "accepted"
+}
+
+func partitionsOf(fs kgo.Fetches) []int32 {
+	var ps []int32
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			ps = append(ps, p.Partition)
+		}
+	})
+	return ps
+}
+
+// restored returns the state of partition p, restoring it from the
+// changelog first if this instance does not hold it.
+func (d *Decider) restored(ctx context.Context, p int32) (map[string]*convState, error) {
+	d.mu.Lock()
+	states := d.states[p]
+	d.mu.Unlock()
+	if states != nil {
+		return states, nil
+	}
+	t := time.Now()
+	states, n, err := restorePartition(ctx, d.cfg.Seeds, d.cfg.StateTopic, p)
+	if err != nil {
+		return nil, err
+	}
+	d.m.restore.Observe(time.Since(t).Seconds())
+	d.log.Info("restored partition state", "partition", p, "conversations", len(states), "records", n, "took", time.Since(t))
+	d.mu.Lock()
+	d.states[p] = states
+	d.mu.Unlock()
+	return states, nil
+}
+
+func (d *Decider) dropAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.states = map[int32]map[string]*convState{}
+}
+
+// deadLetter wraps a record that cannot be decided, with where it came from.
+func deadLetter(topic string, r *kgo.Record, reason string) *kgo.Record {
+	return &kgo.Record{Topic: topic, Partition: 0, Key: r.Key, Value: r.Value, Headers: append(append([]kgo.RecordHeader{}, r.Headers...),
+		kgo.RecordHeader{Key: "parley-dlq-source", Value: []byte(fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset))},
+		kgo.RecordHeader{Key: "parley-dlq-reason", Value: []byte(reason)},
+	)}
+}

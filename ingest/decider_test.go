@@ -1,0 +1,227 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
+)
+
+// pipeline is one test's set of topics, an Appender and a way to run deciders.
+type pipeline struct {
+	t                                   *testing.T
+	k                                   *testenv.KafkaEnv
+	commands, events, state, deadLetter string
+	app                                 *ingest.Appender
+	txnID                               string
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	k := testenv.Kafka(t)
+	p := &pipeline{t: t, k: k,
+		commands:   k.Topic("commands", schemas.DefaultPartitions),
+		events:     k.Topic("events", schemas.DefaultPartitions),
+		state:      k.Topic("state", schemas.DefaultPartitions),
+		deadLetter: k.Topic("dlq", 1),
+		txnID:      k.Name("txn"),
+	}
+	app, err := ingest.NewAppender(ingest.AppenderConfig{Seeds: k.Seeds, Topic: p.commands})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close(context.Background()) })
+	p.app = app
+	return p
+}
+
+// startDecider runs a decider until the returned stop is called.
+func (p *pipeline) startDecider(group string) (stop func()) {
+	d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: p.k.Seeds, Group: group, TransactionalID: p.txnID,
+		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter,
+		MaxPollRecords: 200})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func (p *pipeline) append(ctx context.Context, c *pb.Command) {
+	p.t.Helper()
+	v, _ := proto.Marshal(c)
+	if _, err := p.app.AppendSync(ctx, ingest.Record{Key: c.GetConversationId(), Type: schemas.CommandType(c), Value: v}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// readEvents reads the events topic (read_committed) until want events
+// arrived or ctx ends.
+func (p *pipeline) readEvents(ctx context.Context, want int) []*pb.Event {
+	p.t.Helper()
+	cl := p.k.Client(kgo.ConsumeTopics(p.events), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var out []*pb.Event
+	for len(out) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			p.t.Fatalf("read %d of %d events before the deadline", len(out), want)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var e pb.Event
+			if err := proto.Unmarshal(r.Value, &e); err != nil {
+				p.t.Fatalf("event at %d/%d: %v", r.Partition, r.Offset, err)
+			}
+			out = append(out, &e)
+		})
+	}
+	// Anything beyond want would be a duplicate: give it a moment to show.
+	extra, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cl.PollFetches(extra).EachRecord(func(r *kgo.Record) {
+		var e pb.Event
+		_ = proto.Unmarshal(r.Value, &e)
+		out = append(out, &e)
+	})
+	return out
+}
+
+func command(id, user, conv string) *pb.Command {
+	return &pb.Command{CommandId: id, UserId: user, DeviceId: user + "-d1", ConversationId: conv}
+}
+
+func createGroupCmd(id, conv, owner string, members []string) *pb.Command {
+	c := command(id, owner, conv)
+	c.Body = &pb.Command_CreateConversation{CreateConversation: &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP, Title: conv, MemberUserIds: members}}
+	return c
+}
+
+func sendCmd(id, user, conv, clientID string) *pb.Command {
+	c := command(id, user, conv)
+	c.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: clientID, Text: "text of " + clientID}}
+	return c
+}
+
+// TestDeciderExactlyOnceAcrossRestarts appends sends to 20 conversations
+// while deciders are stopped mid-stream and replaced; afterwards every
+// conversation's messages have seqs 1..n with no gap and no duplicate, and
+// retries sent after the restarts are recognised from the restored state.
+func TestDeciderExactlyOnceAcrossRestarts(t *testing.T) {
+	p := newPipeline(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	group := p.k.Name("ingest")
+	const convs, perConv = 20, 60
+
+	for c := 0; c < convs; c++ {
+		p.append(ctx, createGroupCmd(fmt.Sprintf("create-%d", c), fmt.Sprintf("g:%02d", c), "u0", []string{"u1", "u2"}))
+	}
+	stop := p.startDecider(group)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < perConv; i++ {
+			for c := 0; c < convs; c++ {
+				user := fmt.Sprintf("u%d", i%3)
+				p.append(ctx, sendCmd(fmt.Sprintf("send-%d-%d", c, i), user, fmt.Sprintf("g:%02d", c), fmt.Sprintf("cm-%d-%d", c, i)))
+			}
+		}
+	}()
+	// Stop and replace the decider twice while the sends are still arriving.
+	for i := 0; i < 2; i++ {
+		time.Sleep(700 * time.Millisecond)
+		stop()
+		stop = p.startDecider(group)
+	}
+	wg.Wait()
+	// Retries of already decided sends, after the restarts: the restored
+	// dedup state must answer with the original seq.
+	for c := 0; c < convs; c++ {
+		p.append(ctx, sendCmd(fmt.Sprintf("retry-%d", c), "u0", fmt.Sprintf("g:%02d", c), fmt.Sprintf("cm-%d-0", c)))
+	}
+	defer stop()
+
+	evs := p.readEvents(ctx, convs*(1+perConv+1))
+	seqs := map[string][]int64{}
+	byClient := map[string]int64{}
+	dedups := 0
+	for _, e := range evs {
+		switch {
+		case e.GetMessageSent() != nil:
+			seqs[e.GetConversationId()] = append(seqs[e.GetConversationId()], e.GetSeq())
+			if _, dup := byClient[e.GetMessageSent().GetClientMsgId()]; dup {
+				t.Fatalf("client_msg_id %s sent twice", e.GetMessageSent().GetClientMsgId())
+			}
+			byClient[e.GetMessageSent().GetClientMsgId()] = e.GetSeq()
+		case e.GetMessageDeduplicated() != nil:
+			dedups++
+			md := e.GetMessageDeduplicated()
+			if want := byClient[md.GetClientMsgId()]; md.GetOriginalSeq() != want || want == 0 {
+				t.Fatalf("dedup of %s says seq %d, original was %d", md.GetClientMsgId(), md.GetOriginalSeq(), want)
+			}
+		case e.GetCommandRejected() != nil:
+			t.Fatalf("unexpected rejection: %v", e.GetCommandRejected())
+		}
+	}
+	if len(evs) != convs*(1+perConv+1) {
+		t.Fatalf("%d events, want %d (duplicates or losses)", len(evs), convs*(1+perConv+1))
+	}
+	if dedups != convs {
+		t.Fatalf("%d retries recognised, want %d", dedups, convs)
+	}
+	for c, s := range seqs {
+		if len(s) != perConv {
+			t.Fatalf("%s: %d messages, want %d", c, len(s), perConv)
+		}
+		for i, seq := range s {
+			if seq != int64(i+1) {
+				t.Fatalf("%s: message %d has seq %d (not dense, or out of order)", c, i, seq)
+			}
+		}
+	}
+}
+
+// TestDeciderRejectsAndDeadLetters: a non-member's send is answered with
+// NOT_MEMBER for the sender; a record that is not a Command goes to the
+// dead-letter topic and does not stop the decider.
+func TestDeciderRejectsAndDeadLetters(t *testing.T) {
+	p := newPipeline(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	defer p.startDecider(p.k.Name("ingest"))()
+
+	p.append(ctx, createGroupCmd("c1", "g:x", "alice", []string{"bob"}))
+	if _, err := p.app.AppendSync(ctx, ingest.Record{Key: "g:x", Value: []byte("\xffnot a protobuf")}); err != nil {
+		t.Fatal(err)
+	}
+	p.append(ctx, sendCmd("s1", "mallory", "g:x", "m1"))
+	p.append(ctx, sendCmd("s2", "bob", "g:x", "m2"))
+
+	evs := p.readEvents(ctx, 3)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3", len(evs))
+	}
+	r := evs[1].GetCommandRejected()
+	if r.GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER || evs[1].GetActorUserId() != "mallory" || evs[1].GetCommandId() != "s1" {
+		t.Fatalf("want NOT_MEMBER for mallory's s1, got %v", evs[1])
+	}
+	if evs[2].GetMessageSent() == nil || evs[2].GetSeq() != 1 {
+		t.Fatalf("bob's message: want MessageSent seq 1, got %v", evs[2])
+	}
+	dl := p.k.Client(kgo.ConsumeTopics(p.deadLetter), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	fs := dl.PollFetches(ctx)
+	if fs.NumRecords() != 1 || string(fs.Records()[0].Value) != "\xffnot a protobuf" {
+		t.Fatalf("dead letters: %d records", fs.NumRecords())
+	}
+}
