@@ -159,7 +159,8 @@ func TestAppenderUnknownTopic(t *testing.T) {
 
 func TestProvisionTwice(t *testing.T) {
 	k := testenv.Kafka(t)
-	adm := kadm.NewClient(k.Client())
+	cl := k.Client()
+	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -176,7 +177,7 @@ func TestProvisionTwice(t *testing.T) {
 		}
 	})
 	for run := 1; run <= 2; run++ {
-		if err := ingest.Provision(ctx, adm, -1, topics...); err != nil {
+		if err := ingest.Provision(ctx, cl, -1, topics...); err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
 	}
@@ -217,7 +218,7 @@ func TestProvisionTwice(t *testing.T) {
 	// A topic that exists with another partition count is refused, not reused.
 	wrong := topics[0]
 	wrong.Partitions++
-	if err := ingest.Provision(ctx, adm, -1, wrong); !errors.Is(err, ingest.ErrTopicMismatch) {
+	if err := ingest.Provision(ctx, cl, -1, wrong); !errors.Is(err, ingest.ErrTopicMismatch) {
 		t.Fatalf("want ErrTopicMismatch for a partition-count mismatch, got %v", err)
 	}
 }

@@ -152,7 +152,6 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 		kgo.ConsumeTopics(cfg.CommandsTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.OnPartitionsRevoked(drop),

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/parley-im/parley/schemas"
 )
@@ -24,46 +26,37 @@ var ErrTopicMismatch = errors.New("ingest: existing topic does not match the con
 // metadata shows every topic with all its partitions (so a producer or
 // consumer started next finds them). Running it again is a no-op; an existing
 // topic with another partition count is an ErrTopicMismatch.
-// replicationFactor -1 takes the broker's default.
-func Provision(ctx context.Context, adm *kadm.Client, replicationFactor int16, topics ...schemas.Topic) error {
-	names := make([]string, len(topics))
-	for i, t := range topics {
-		names[i] = t.Name
-	}
-	existing, err := adm.ListTopics(ctx, names...)
-	if err != nil {
-		return fmt.Errorf("ingest: provision: list topics: %w", err)
-	}
+// replicationFactor -1 takes the broker's default. cl is any client of the
+// cluster; Provision sends it admin and metadata requests only.
+func Provision(ctx context.Context, cl *kgo.Client, replicationFactor int16, topics ...schemas.Topic) error {
+	adm := kadm.NewClient(cl)
+	// Create first, without listing: CreateTopics answers "exists" too, and a
+	// listing of a missing topic would be cached by the client (MetadataMinAge)
+	// and delay the wait below.
 	for _, t := range topics {
-		if d, ok := existing[t.Name]; ok && d.Err == nil {
-			continue
-		}
 		res, err := adm.CreateTopic(ctx, t.Partitions, replicationFactor, topicConfigs(t), t.Name)
 		if err == nil {
 			err = res.Err
 		}
-		// Another provisioner (or an earlier run whose metadata had not yet
-		// propagated) created it: the check below still compares it.
+		// Another provisioner, or an earlier run, created it: the check
+		// below still compares it with the contract.
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("ingest: provision %s: %w", t.Name, err)
 		}
 	}
-	return waitTopics(ctx, adm, topics)
+	return waitTopics(ctx, cl, topics)
 }
 
-// waitTopics polls metadata until every topic is visible with all its
-// partitions led, then checks the partition counts against the contract.
-func waitTopics(ctx context.Context, adm *kadm.Client, topics []schemas.Topic) error {
-	names := make([]string, len(topics))
-	for i, t := range topics {
-		names[i] = t.Name
-	}
+// waitTopics polls a broker's metadata (directly, not the client's cache)
+// until every topic is visible with all its partitions led, then checks the
+// partition counts against the contract.
+func waitTopics(ctx context.Context, cl *kgo.Client, topics []schemas.Topic) error {
 	for {
-		details, err := adm.ListTopics(ctx, names...)
-		if err == nil && allReady(details, names) {
+		counts, err := ledPartitions(ctx, cl, topics)
+		if err == nil {
 			var errs []error
 			for _, t := range topics {
-				if got := int32(len(details[t.Name].Partitions)); got != t.Partitions {
+				if got := counts[t.Name]; got != t.Partitions {
 					errs = append(errs, fmt.Errorf("%w: %s has %d partitions, want %d", ErrTopicMismatch, t.Name, got, t.Partitions))
 				}
 			}
@@ -71,28 +64,38 @@ func waitTopics(ctx context.Context, adm *kadm.Client, topics []schemas.Topic) e
 		}
 		select {
 		case <-ctx.Done():
-			if err == nil {
-				err = errors.New("metadata does not show every topic with a leader yet")
-			}
 			return fmt.Errorf("ingest: provision: waiting for topics: %w (%w)", err, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-func allReady(details kadm.TopicDetails, names []string) bool {
-	for _, n := range names {
-		d, ok := details[n]
-		if !ok || d.Err != nil || len(d.Partitions) == 0 {
-			return false
+// ledPartitions returns each topic's partition count once every partition
+// of every topic has a leader, or an error saying what is not ready.
+func ledPartitions(ctx context.Context, cl *kgo.Client, topics []schemas.Topic) (map[string]int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t.Name)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int32{}
+	for _, rt := range resp.Topics {
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			return nil, fmt.Errorf("%s: %w", deref(rt.Topic), err) // not ready is not an answer yet
 		}
-		for _, p := range d.Partitions {
-			if p.Err != nil || p.Leader < 0 {
-				return false
+		for _, p := range rt.Partitions {
+			if p.ErrorCode != 0 || p.Leader < 0 {
+				return nil, fmt.Errorf("%s/%d has no leader yet", deref(rt.Topic), p.Partition)
 			}
 		}
+		counts[deref(rt.Topic)] = int32(len(rt.Partitions))
 	}
-	return true
+	return counts, nil
 }
 
 func topicConfigs(t schemas.Topic) map[string]*string {
@@ -108,4 +111,11 @@ func topicConfigs(t schemas.Topic) map[string]*string {
 		"retention.ms":   &retention,
 		"cleanup.policy": &cleanup,
 	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

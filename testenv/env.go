@@ -104,7 +104,10 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	var ferr [2]error
 	wg.Add(2)
 	go func() { defer wg.Done(); kafkaLib, ferr[0] = fetch(ctx, "kafka", KafkaVersion, kafkaArtifacts) }()
-	go func() { defer wg.Done(); cassLib, ferr[1] = fetch(ctx, "cassandra", CassandraVersion, cassandraArtifacts) }()
+	go func() {
+		defer wg.Done()
+		cassLib, ferr[1] = fetch(ctx, "cassandra", CassandraVersion, cassandraArtifacts)
+	}()
 	wg.Wait()
 	if err := errors.Join(ferr[:]...); err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/parley-im/parley/ingest"
@@ -27,7 +26,7 @@ func provision(ctx context.Context, env *testenv.Env) error {
 		return err
 	}
 	defer cl.Close()
-	if err := ingest.Provision(ctx, kadm.NewClient(cl), -1, schemas.AllTopics()...); err != nil {
+	if err := ingest.Provision(ctx, cl, -1, schemas.AllTopics()...); err != nil {
 		return err
 	}
 	c := gocql.NewCluster(env.CassandraHosts...)
