@@ -1,0 +1,92 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func secret() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func TestHMACRoundTrip(t *testing.T) {
+	cfg := Config{HMACSecret: secret(), Issuer: "parley-dev", Audience: "parley"}
+	v, err := NewVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, _ := NewDevIssuer(cfg)
+	tok, err := iss.Issue("alice", "phone", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := v.Verify(tok)
+	if err != nil || id != (Identity{UserID: "alice", DeviceID: "phone"}) {
+		t.Fatalf("Verify = %+v, %v", id, err)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	cfg := Config{HMACSecret: secret()}
+	v, _ := NewVerifier(cfg)
+	other, _ := NewDevIssuer(Config{HMACSecret: secret()})
+	iss, _ := NewDevIssuer(cfg)
+	wrongKey, _ := other.Issue("alice", "d", time.Minute)
+	expired, _ := iss.Issue("alice", "d", -time.Hour)
+	noSub, _ := iss.Issue("", "d", time.Minute)
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Minute).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice"}).SignedString(cfg.HMACSecret)
+	for name, tok := range map[string]string{"wrong key": wrongKey, "expired": expired, "no sub": noSub, "alg none": none, "no exp": noExp, "garbage": "x.y.z"} {
+		if _, err := v.Verify(tok); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("%s: want ErrUnauthenticated, got %v", name, err)
+		}
+	}
+}
+
+func TestPublicKey(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	v, err := NewVerifier(Config{PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Minute).Unix()}).SignedString(priv)
+	if id, err := v.Verify(tok); err != nil || id.UserID != "bob" || id.DeviceID != "" {
+		t.Fatalf("Verify = %+v, %v", id, err)
+	}
+	// An HMAC token signed with the public key bytes must not pass (algorithm confusion).
+	hs, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "eve", "exp": time.Now().Add(time.Minute).Unix()}).SignedString(der)
+	if _, err := v.Verify(hs); err == nil {
+		t.Fatal("HS256 token accepted by a public-key verifier")
+	}
+}
+
+func TestTokenFromRequest(t *testing.T) {
+	r := httptest.NewRequest("GET", "/v1/ws?access_token=q", nil)
+	if got := TokenFromRequest(r); got != "q" {
+		t.Fatalf("query token = %q", got)
+	}
+	r.Header.Set("Authorization", "Bearer h")
+	if got := TokenFromRequest(r); got != "h" {
+		t.Fatalf("header token = %q", got)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := NewVerifier(Config{}); err == nil {
+		t.Fatal("empty config accepted")
+	}
+	if _, err := NewVerifier(Config{HMACSecret: []byte("short")}); err == nil {
+		t.Fatal("short secret accepted")
+	}
+}
