@@ -212,6 +212,9 @@ func TestProvisionTwice(t *testing.T) {
 			if c.Key == "retention.ms" && c.MaybeValue() != wantRetention {
 				t.Errorf("%s: retention.ms %q, want %q", tp.Name, c.MaybeValue(), wantRetention)
 			}
+			if want, ok := tp.Configs[c.Key]; ok && c.MaybeValue() != want {
+				t.Errorf("%s: %s %q, want %q", tp.Name, c.Key, c.MaybeValue(), want)
+			}
 		}
 	}
 

@@ -18,14 +18,14 @@ import (
 
 // pipeline is one test's set of topics, an Appender and a way to run deciders.
 type pipeline struct {
-	t                                   *testing.T
+	t                                   testing.TB
 	k                                   *testenv.KafkaEnv
 	commands, events, state, deadLetter string
 	app                                 *ingest.Appender
 	txnID                               string
 }
 
-func newPipeline(t *testing.T) *pipeline {
+func newPipeline(t testing.TB) *pipeline {
 	k := testenv.Kafka(t)
 	p := &pipeline{t: t, k: k,
 		commands:   k.Topic("commands", schemas.DefaultPartitions),
@@ -44,10 +44,12 @@ func newPipeline(t *testing.T) *pipeline {
 }
 
 // startDecider runs a decider until the returned stop is called.
-func (p *pipeline) startDecider(group string) (stop func()) {
+func (p *pipeline) startDecider(group string) (stop func()) { return p.startDeciderWith(group, 200) }
+
+func (p *pipeline) startDeciderWith(group string, maxPoll int) (stop func()) {
 	d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: p.k.Seeds, Group: group, TransactionalID: p.txnID,
 		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter,
-		MaxPollRecords: 200})
+		MaxPollRecords: maxPoll})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -66,8 +68,14 @@ func (p *pipeline) append(ctx context.Context, c *pb.Command) {
 }
 
 // readEvents reads the events topic (read_committed) until want events
-// arrived or ctx ends.
+// arrived or ctx ends, then for two more seconds, so that duplicates show.
 func (p *pipeline) readEvents(ctx context.Context, want int) []*pb.Event {
+	evs, _ := p.readEventsTimed(ctx, want)
+	return evs
+}
+
+// readEventsTimed is readEvents that also returns when the want-th event arrived.
+func (p *pipeline) readEventsTimed(ctx context.Context, want int) ([]*pb.Event, time.Time) {
 	p.t.Helper()
 	cl := p.k.Client(kgo.ConsumeTopics(p.events), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
@@ -85,6 +93,7 @@ func (p *pipeline) readEvents(ctx context.Context, want int) []*pb.Event {
 			out = append(out, &e)
 		})
 	}
+	reached := time.Now()
 	// Anything beyond want would be a duplicate: give it a moment to show.
 	extra, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -93,7 +102,7 @@ func (p *pipeline) readEvents(ctx context.Context, want int) []*pb.Event {
 		_ = proto.Unmarshal(r.Value, &e)
 		out = append(out, &e)
 	})
-	return out
+	return out, reached
 }
 
 func command(id, user, conv string) *pb.Command {

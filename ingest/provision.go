@@ -107,10 +107,14 @@ func topicConfigs(t schemas.Topic) map[string]*string {
 	if cleanup == "" {
 		cleanup = "delete"
 	}
-	return map[string]*string{
+	cfg := map[string]*string{
 		"retention.ms":   &retention,
 		"cleanup.policy": &cleanup,
 	}
+	for k, v := range t.Configs {
+		cfg[k] = &v
+	}
+	return cfg
 }
 
 func deref(s *string) string {

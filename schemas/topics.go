@@ -13,6 +13,8 @@ type Topic struct {
 	Cleanup string
 	// Doc is one line for schemas/README.md and for error messages.
 	Doc string
+	// Configs are further topic configs set at creation.
+	Configs map[string]string
 }
 
 // DefaultPartitions is the partition count of the keyed topics. Commands,
@@ -39,6 +41,10 @@ var (
 		Name: "parley.ingest.state", Partitions: DefaultPartitions,
 		Retention: 0, Cleanup: "compact",
 		Doc: "compacted decider state per conversation, written in the ingest transaction",
+		// Compaction only cleans closed segments: roll them hourly (or at
+		// 64 MiB) and clean once a fifth is stale, so the time to restore a
+		// partition follows the live state, not the age of the log.
+		Configs: map[string]string{"segment.ms": "3600000", "segment.bytes": "67108864", "min.cleanable.dirty.ratio": "0.2"},
 	}
 	// Signals carries ephemeral typing and presence between gateways.
 	Signals = Topic{

@@ -1,0 +1,112 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// BenchmarkDecider measures the decider alone: b.N sends to 100 groups are
+// appended first, then a decider is started and timed until every event is
+// on the events topic. Reports events/s.
+//
+//	go tool task env:up
+//	PARLEY_TESTENV=~/.cache/parley/env/env.json go test ./ingest -run '^$' -bench Decider -benchtime 20000x
+func BenchmarkDecider(b *testing.B) {
+	p := newPipeline(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const convs = 100
+	for c := 0; c < convs; c++ {
+		p.append(ctx, createGroupCmd(fmt.Sprintf("create-%d", c), fmt.Sprintf("g:%03d", c), "u0", []string{"u1", "u2", "u3"}))
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < b.N; i++ {
+		c := sendCmd(fmt.Sprintf("send-%d", i), fmt.Sprintf("u%d", i%4), fmt.Sprintf("g:%03d", i%convs), fmt.Sprintf("cm-%d", i))
+		v, _ := proto.Marshal(c)
+		wg.Add(1)
+		p.app.Append(ctx, ingest.Record{Key: c.GetConversationId(), Type: schemas.CommandType(c), Value: v}, func(_ ingest.Position, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	b.ResetTimer()
+	start := time.Now()
+	stop := p.startDeciderWith(p.k.Name("ingest"), 2000)
+	defer stop()
+	evs, reached := p.readEventsTimed(ctx, convs+b.N)
+	elapsed := reached.Sub(start)
+	b.StopTimer()
+	if len(evs) != convs+b.N {
+		b.Fatalf("%d events, want %d", len(evs), convs+b.N)
+	}
+	b.ReportMetric(float64(convs+b.N)/elapsed.Seconds(), "events/s")
+}
+
+// BenchmarkRestore measures how long a fresh decider takes to rebuild its
+// state from the changelog: b.N conversations with 4 members and 20 recent
+// sends each are decided first; then a second decider (same group, so it
+// must restore every partition) decides one more command per conversation.
+//
+//	PARLEY_TESTENV=~/.cache/parley/env/env.json go test ./ingest -run '^$' -bench Restore -benchtime 2000x
+func BenchmarkRestore(b *testing.B) {
+	p := newPipeline(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	group := p.k.Name("ingest")
+	var wg sync.WaitGroup
+	appendAsync := func(c *pb.Command) {
+		v, _ := proto.Marshal(c)
+		wg.Add(1)
+		p.app.Append(ctx, ingest.Record{Key: c.GetConversationId(), Value: v}, func(_ ingest.Position, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+			wg.Done()
+		})
+	}
+	for c := 0; c < b.N; c++ {
+		appendAsync(createGroupCmd(fmt.Sprintf("create-%d", c), fmt.Sprintf("g:%05d", c), "u0", []string{"u1", "u2", "u3"}))
+	}
+	const perConv = 20
+	for i := 0; i < perConv; i++ {
+		for c := 0; c < b.N; c++ {
+			appendAsync(sendCmd(fmt.Sprintf("s-%d-%d", c, i), "u1", fmt.Sprintf("g:%05d", c), fmt.Sprintf("cm-%d-%d", c, i)))
+		}
+	}
+	wg.Wait()
+	stop := p.startDeciderWith(group, 2000)
+	p.readEvents(ctx, b.N*(1+perConv))
+	stop()
+
+	// One more send per conversation: the new decider must restore first.
+	for c := 0; c < b.N; c++ {
+		appendAsync(sendCmd(fmt.Sprintf("last-%d", c), "u2", fmt.Sprintf("g:%05d", c), fmt.Sprintf("last-%d", c)))
+	}
+	wg.Wait()
+	b.ResetTimer()
+	start := time.Now()
+	stop = p.startDeciderWith(group, 2000)
+	defer stop()
+	evs, reached := p.readEventsTimed(ctx, b.N*(2+perConv))
+	elapsed := reached.Sub(start)
+	b.StopTimer()
+	for _, e := range evs[b.N*(1+perConv):] {
+		if e.GetSeq() != perConv+1 {
+			b.Fatalf("after restore: %v, want seq %d (state lost?)", e, perConv+1)
+		}
+	}
+	b.ReportMetric(elapsed.Seconds(), "restore+decide-s")
+	b.ReportMetric(float64(b.N), "conversations")
+}
