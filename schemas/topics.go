@@ -61,7 +61,7 @@ var (
 )
 
 // AllTopics lists every topic Parley creates, in provisioning order.
-func AllTopics() []Topic { return []Topic{Commands, Events, IngestState, Signals, DeadLetters} }
+func AllTopics() []Topic { return Prefixed("").All() }
 
 // Record header names carried by every record on commands and events.
 const (
@@ -71,3 +71,22 @@ const (
 
 // SchemaVersion is the value written to HeaderSchemaVersion.
 const SchemaVersion = "1"
+
+// TopicSet is one deployment's topics.
+type TopicSet struct {
+	Commands, Events, IngestState, Signals, DeadLetters Topic
+}
+
+// Prefixed returns the contract's topics with prefix before each name, so
+// several Parley deployments (or test runs) can share one Kafka cluster.
+// Every component of a deployment must use the same prefix
+// (PARLEY_TOPIC_PREFIX in the mains). Prefixed("") is the contract as is.
+func Prefixed(prefix string) TopicSet {
+	p := func(t Topic) Topic { t.Name = prefix + t.Name; return t }
+	return TopicSet{p(Commands), p(Events), p(IngestState), p(Signals), p(DeadLetters)}
+}
+
+// All lists the set's topics in provisioning order.
+func (s TopicSet) All() []Topic {
+	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.DeadLetters}
+}

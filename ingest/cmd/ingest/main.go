@@ -5,6 +5,7 @@
 //	PARLEY_KAFKA_SEEDS            comma-separated bootstrap addresses (required)
 //	PARLEY_INGEST_GROUP           consumer group (default parley-ingest)
 //	PARLEY_INGEST_TRANSACTIONAL_ID  unique per instance, stable across restarts (default parley-ingest-<hostname>)
+//	PARLEY_TOPIC_PREFIX           prefix of every topic name (default none)
 //	PARLEY_HTTP_ADDR              /metrics and /healthz (default 127.0.0.1:9101)
 package main
 
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/schemas"
 )
 
 func main() {
@@ -36,8 +38,13 @@ func main() {
 func run(log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	topics := schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX"))
 	d, err := ingest.NewDecider(ingest.DeciderConfig{
 		Seeds:           splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
+		CommandsTopic:   topics.Commands.Name,
+		EventsTopic:     topics.Events.Name,
+		StateTopic:      topics.IngestState.Name,
+		DeadLetterTopic: topics.DeadLetters.Name,
 		Group:           os.Getenv("PARLEY_INGEST_GROUP"),
 		TransactionalID: os.Getenv("PARLEY_INGEST_TRANSACTIONAL_ID"),
 		Logger:          log,
