@@ -1,0 +1,34 @@
+package projector
+
+import (
+	"context"
+	"time"
+)
+
+// checkpoints: per projector (its consumer group) and partition of the
+// events topic, the offset of the last record whose view writes all
+// succeeded. Written after those writes, at timestamp offset+1, so a
+// redelivered older record never moves it back. Kafka's committed group
+// offsets remain the resume point; the checkpoint is what Cassandra itself
+// knows it holds (lag, audits, a rebuild tool checking how far it got).
+// updated_at is the wall clock of the write: bookkeeping, not a view.
+type checkpoints struct {
+	save string
+}
+
+func newCheckpoints(keyspace string) checkpoints {
+	return checkpoints{
+		save: qualify(keyspace, `UPDATE ${keyspace}.checkpoints USING TIMESTAMP ?
+			SET applied_offset = ?, updated_at = ?
+			WHERE projector = ? AND partition = ?`),
+	}
+}
+
+func (c checkpoints) stmt(projector string, partition int32, offset int64) stmt {
+	return stmt{c.save, []any{offset + 1, offset, time.Now().UTC(), projector, partition}}
+}
+
+// checkpoint records that every record of partition up to offset is applied.
+func (v *views) checkpoint(ctx context.Context, projector string, partition int32, offset int64) error {
+	return v.run(ctx, v.checkpoints.stmt(projector, partition, offset))
+}

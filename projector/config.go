@@ -1,0 +1,134 @@
+package projector
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/parley-im/parley/schemas"
+)
+
+// Config configures a Projector. Every field has a default that works
+// against a local Kafka and Cassandra.
+type Config struct {
+	// Seeds are Kafka bootstrap addresses (default 127.0.0.1:9092).
+	Seeds []string
+	// EventsTopic is read (default schemas.Events.Name).
+	EventsTopic string
+	// Group is the consumer group, and the key of this projector's rows in
+	// the checkpoints table (default "parley-projector").
+	Group string
+	// DeadLetterTopic receives events that can never be applied (default
+	// schemas.DeadLetters.Name). Run creates it if missing.
+	DeadLetterTopic string
+	// KafkaOptions are extra franz-go options (TLS, SASL…) for every Kafka
+	// client of the projector.
+	KafkaOptions []kgo.Opt
+
+	// Hosts are Cassandra contact points, "host" or "host:port" (default
+	// 127.0.0.1:9042).
+	Hosts []string
+	// Keyspace holds the views, migrated by schemas.Migrate beforehand
+	// (default "parley").
+	Keyspace string
+	// Consistency of every write and read (default LOCAL_QUORUM).
+	Consistency gocql.Consistency
+	// CassandraTimeout bounds one query (default 10s). A timed-out write is
+	// retried like any other failure.
+	CassandraTimeout time.Duration
+	// WriteParallelism bounds the concurrent writes of one event, e.g. the
+	// members and inbox rows of a large ConversationCreated (default 32).
+	WriteParallelism int
+
+	// RetryInitialInterval is the first pause after a failed apply (default
+	// 100ms); each next pause doubles, up to RetryMaxInterval (default 5s).
+	// Failures other than poison events are retried for as long as Run's
+	// context lives: a view never skips an event.
+	RetryInitialInterval time.Duration
+	RetryMaxInterval     time.Duration
+
+	// Logger receives the projector's logs (default: discarded).
+	Logger *slog.Logger
+	// Registerer receives the projector's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// Defaults returns c with every unset field given its default.
+func (c Config) Defaults() Config {
+	if len(c.Seeds) == 0 {
+		c.Seeds = []string{"127.0.0.1:9092"}
+	}
+	if c.EventsTopic == "" {
+		c.EventsTopic = schemas.Events.Name
+	}
+	if c.Group == "" {
+		c.Group = "parley-projector"
+	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = schemas.DeadLetters.Name
+	}
+	if len(c.Hosts) == 0 {
+		c.Hosts = []string{"127.0.0.1:9042"}
+	}
+	if c.Keyspace == "" {
+		c.Keyspace = "parley"
+	}
+	// gocql.Any (the zero value) is never right for a view: it is "unset".
+	if c.Consistency == gocql.Any {
+		c.Consistency = gocql.LocalQuorum
+	}
+	if c.CassandraTimeout == 0 {
+		c.CassandraTimeout = 10 * time.Second
+	}
+	if c.WriteParallelism == 0 {
+		c.WriteParallelism = 32
+	}
+	if c.RetryInitialInterval == 0 {
+		c.RetryInitialInterval = 100 * time.Millisecond
+	}
+	if c.RetryMaxInterval == 0 {
+		c.RetryMaxInterval = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+var keyspaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
+
+// Validate reports every invalid field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Seeds) == 0 {
+		errs = append(errs, errors.New("projector: Seeds is empty"))
+	}
+	if c.EventsTopic == "" || c.DeadLetterTopic == "" || c.Group == "" {
+		errs = append(errs, errors.New("projector: EventsTopic, DeadLetterTopic and Group must be set"))
+	}
+	if c.EventsTopic == c.DeadLetterTopic {
+		errs = append(errs, fmt.Errorf("projector: DeadLetterTopic must differ from EventsTopic (%s)", c.EventsTopic))
+	}
+	if len(c.Hosts) == 0 {
+		errs = append(errs, errors.New("projector: Hosts is empty"))
+	}
+	if !keyspaceName.MatchString(c.Keyspace) {
+		errs = append(errs, fmt.Errorf("projector: invalid Keyspace %q (letters, digits and _, at most 48)", c.Keyspace))
+	}
+	if c.CassandraTimeout < 0 {
+		errs = append(errs, errors.New("projector: CassandraTimeout is negative"))
+	}
+	if c.WriteParallelism < 1 {
+		errs = append(errs, errors.New("projector: WriteParallelism must be at least 1"))
+	}
+	if c.RetryInitialInterval <= 0 || c.RetryMaxInterval < c.RetryInitialInterval {
+		errs = append(errs, errors.New("projector: need 0 < RetryInitialInterval <= RetryMaxInterval"))
+	}
+	return errors.Join(errs...)
+}

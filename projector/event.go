@@ -1,0 +1,148 @@
+package projector
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// ErrPoison marks a record of parley.events that can never be applied,
+// however often it is retried: it does not decode, has no body this version
+// knows, or contradicts itself (key other than its conversation_id, a
+// timeline event without a seq …). The projector sends such records to the
+// dead-letter topic; every other failure is retried.
+var ErrPoison = errors.New("projector: event cannot be applied")
+
+func poison(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrPoison, fmt.Sprintf(format, args...))
+}
+
+// event is one decoded record of parley.events.
+type event struct {
+	*pb.Event
+	typ string
+	raw []byte // the record value, stored as is in messages.event
+}
+
+// decode parses and checks one record. Every error it returns is ErrPoison.
+func decode(key, value []byte) (*event, error) {
+	e := new(pb.Event)
+	if err := proto.Unmarshal(value, e); err != nil {
+		return nil, poison("undecodable parley.v1.Event: %v", err)
+	}
+	ev := &event{Event: e, typ: schemas.EventType(e), raw: value}
+	if ev.typ == "" {
+		return ev, poison("event has no body, or one this version does not know")
+	}
+	if e.GetConversationId() == "" {
+		return ev, poison("%s without conversation_id", ev.typ)
+	}
+	if string(key) != e.GetConversationId() {
+		return ev, poison("record key %q is not the conversation_id %q", key, e.GetConversationId())
+	}
+	if schemas.IsTimelineEvent(ev.typ) && e.GetSeq() < 1 {
+		return ev, poison("timeline event %s with seq %d", ev.typ, e.GetSeq())
+	}
+	switch b := e.GetBody().(type) {
+	case *pb.Event_ConversationCreated:
+		if kindName(b.ConversationCreated.GetKind()) == "" {
+			return ev, poison("ConversationCreated with unknown kind %v", b.ConversationCreated.GetKind())
+		}
+		if err := checkUsers(b.ConversationCreated.GetMemberUserIds()); err != nil {
+			return ev, poison("ConversationCreated: %v", err)
+		}
+	case *pb.Event_MembersAdded:
+		if err := checkUsers(b.MembersAdded.GetUserIds()); err != nil {
+			return ev, poison("MembersAdded: %v", err)
+		}
+	case *pb.Event_MemberRemoved:
+		if b.MemberRemoved.GetUserId() == "" {
+			return ev, poison("MemberRemoved without user_id")
+		}
+		if reasonName(b.MemberRemoved.GetReason()) == "" {
+			return ev, poison("MemberRemoved with unknown reason %v", b.MemberRemoved.GetReason())
+		}
+	case *pb.Event_MessageSent, *pb.Event_ReadUpTo, *pb.Event_DeliveredUpTo:
+		if e.GetActorUserId() == "" {
+			return ev, poison("%s without actor_user_id", ev.typ)
+		}
+		if e.GetReadUpTo().GetUpToSeq() < 0 || e.GetDeliveredUpTo().GetUpToSeq() < 0 {
+			return ev, poison("%s with a negative up_to_seq", ev.typ)
+		}
+	}
+	return ev, nil
+}
+
+func checkUsers(ids []string) error {
+	if len(ids) == 0 {
+		return errors.New("no user ids")
+	}
+	for _, u := range ids {
+		if u == "" {
+			return errors.New("empty user id")
+		}
+	}
+	return nil
+}
+
+// projected reports whether events of type t change a view. CommandRejected
+// and MessageDeduplicated are for the sender's devices only.
+func projected(t string) bool {
+	switch t {
+	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated:
+		return false
+	}
+	return true
+}
+
+// occurredAt is the event's time for a timestamp column; nil (null) when the
+// event carries none.
+func (e *event) occurredAt() any {
+	if e.GetOccurredAt() == nil {
+		return nil
+	}
+	return e.GetOccurredAt().AsTime()
+}
+
+func kindName(k pb.ConversationKind) string {
+	switch k {
+	case pb.ConversationKind_CONVERSATION_KIND_DIRECT:
+		return "direct"
+	case pb.ConversationKind_CONVERSATION_KIND_GROUP:
+		return "group"
+	}
+	return ""
+}
+
+func reasonName(r pb.MemberRemovedReason) string {
+	switch r {
+	case pb.MemberRemovedReason_MEMBER_REMOVED_REASON_REMOVED:
+		return "removed"
+	case pb.MemberRemovedReason_MEMBER_REMOVED_REASON_LEFT:
+		return "left"
+	}
+	return ""
+}
+
+// previewRunes is the length of conversations.last_message_preview.
+const previewRunes = 140
+
+// preview returns the first previewRunes runes of text.
+func preview(text string) string {
+	if utf8.RuneCountInString(text) <= previewRunes {
+		return text
+	}
+	n := 0
+	for i := range text {
+		if n == previewRunes {
+			return text[:i]
+		}
+		n++
+	}
+	return text
+}

@@ -1,0 +1,101 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/schemas"
+)
+
+// inboxView: one row per (user, conversation) the user ever belonged to,
+// written only by membership events (fan-out on read: a message writes no
+// inbox row; the query service joins conversations and members).
+//
+//   - joined_seq, removed, removed_seq follow the timeline like the same
+//     cells of members: creationTS for ConversationCreated, seqTS(seq) for
+//     MembersAdded and MemberRemoved.
+//   - kind, title never change and are always written at creationTS.
+//     MembersAdded does not carry them, so it copies them from the
+//     conversations row. For that copy to be order-independent,
+//     ConversationCreated also writes them for every user already in the
+//     members table beyond its initial members: whichever of
+//     ConversationCreated and MembersAdded is applied second sees the
+//     other's writes (in log order, always ConversationCreated first).
+type inboxView struct {
+	created, kindTitle, added, removed string
+	selectConversation, selectMembers  string
+}
+
+func newInbox(keyspace string) inboxView {
+	return inboxView{
+		created: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
+			SET kind = ?, title = ?, joined_seq = 0, removed = false
+			WHERE user_id = ? AND conversation_id = ?`),
+		kindTitle: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
+			SET kind = ?, title = ?
+			WHERE user_id = ? AND conversation_id = ?`),
+		added: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
+			SET joined_seq = ?, removed = false
+			WHERE user_id = ? AND conversation_id = ?`),
+		removed: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
+			SET removed = true, removed_seq = ?
+			WHERE user_id = ? AND conversation_id = ?`),
+		selectConversation: qualify(keyspace, `SELECT kind, title FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		selectMembers:      qualify(keyspace, `SELECT user_id FROM ${keyspace}.members WHERE conversation_id = ?`),
+	}
+}
+
+func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stmt, error) {
+	id, seq := ev.GetConversationId(), ev.GetSeq()
+	switch ev.typ {
+	case schemas.TypeConversationCreated:
+		c := ev.GetConversationCreated()
+		kind, title := kindName(c.GetKind()), c.GetTitle()
+		initial := make(map[string]bool, len(c.GetMemberUserIds()))
+		var out []stmt
+		for _, u := range c.GetMemberUserIds() {
+			initial[u] = true
+			out = append(out, stmt{v.created, []any{creationTS, kind, title, u, id}})
+		}
+		// Users added before this event was (re)applied: only in a replay
+		// out of log order. In log order this finds the initial members.
+		iter := s.Query(v.selectMembers, id).IterContext(ctx)
+		var u string
+		for iter.Scan(&u) {
+			if !initial[u] {
+				out = append(out, stmt{v.kindTitle, []any{creationTS, kind, title, u, id}})
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("projector: read members of %s: %w", id, err)
+		}
+		return out, nil
+
+	case schemas.TypeMembersAdded:
+		users := ev.GetMembersAdded().GetUserIds()
+		var kind, title string
+		err := s.Query(v.selectConversation, id).ScanContext(ctx, &kind, &title)
+		if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+			return nil, fmt.Errorf("projector: read conversation %s: %w", id, err)
+		}
+		out := make([]stmt, 0, 2*len(users))
+		for _, u := range users {
+			out = append(out, stmt{v.added, []any{seqTS(seq), seq, u, id}})
+			// kind is set together with title, by ConversationCreated; without
+			// it the row is not there yet, and ConversationCreated will copy
+			// both when it is applied.
+			if kind != "" {
+				out = append(out, stmt{v.kindTitle, []any{creationTS, kind, title, u, id}})
+			}
+		}
+		return out, nil
+
+	case schemas.TypeMemberRemoved:
+		u := ev.GetMemberRemoved().GetUserId()
+		return []stmt{{v.removed, []any{seqTS(seq), seq, u, id}}}, nil
+	}
+	return nil, nil
+}

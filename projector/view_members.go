@@ -1,0 +1,94 @@
+package projector
+
+import (
+	"context"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// membersView: one row per (conversation, user), current and former members.
+//
+//   - role, joined_seq, joined_at, removed, removed_seq, removed_reason
+//     follow the timeline: written at creationTS by ConversationCreated and
+//     at seqTS(seq) by MembersAdded and MemberRemoved. A removal at seq s
+//     sets removed (and the removal cells) above everything written before s;
+//     a re-add at s2 > s sets removed = false and joined_seq = s2 above the
+//     removal, in whatever order the two are applied. removed_seq and
+//     removed_reason describe the latest removal and stay after a re-add
+//     (nulling them would write tombstones, and a replay of the removal
+//     after the re-add would need them to order against): read removed
+//     first.
+//   - read_seq, delivered_seq are watermarks written at markTS(value): the
+//     highest mark wins. MessageSent sets the sender's two marks to its seq,
+//     ReadUpTo sets both (read implies delivered), DeliveredUpTo the
+//     delivered one; joining sets both to the joining seq (0 at creation).
+//     Where a write is both a timeline and a watermark write (joining,
+//     sending) the two clocks agree: the value is the seq.
+type membersView struct {
+	created, added, removed, marks, delivered string
+}
+
+func newMembers(keyspace string) membersView {
+	return membersView{
+		created: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
+			SET role = ?, joined_seq = 0, joined_at = ?, read_seq = 0, delivered_seq = 0, removed = false
+			WHERE conversation_id = ? AND user_id = ?`),
+		added: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
+			SET role = 'member', joined_seq = ?, joined_at = ?, read_seq = ?, delivered_seq = ?, removed = false
+			WHERE conversation_id = ? AND user_id = ?`),
+		removed: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
+			SET removed = true, removed_seq = ?, removed_reason = ?
+			WHERE conversation_id = ? AND user_id = ?`),
+		marks: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
+			SET read_seq = ?, delivered_seq = ?
+			WHERE conversation_id = ? AND user_id = ?`),
+		delivered: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
+			SET delivered_seq = ?
+			WHERE conversation_id = ? AND user_id = ?`),
+	}
+}
+
+func (v membersView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
+	id, seq, actor := ev.GetConversationId(), ev.GetSeq(), ev.GetActorUserId()
+	switch ev.typ {
+	case schemas.TypeConversationCreated:
+		c := ev.GetConversationCreated()
+		out := make([]stmt, 0, len(c.GetMemberUserIds()))
+		for i, u := range c.GetMemberUserIds() {
+			out = append(out, stmt{v.created, []any{creationTS, createdRole(c.GetKind(), i), ev.occurredAt(), id, u}})
+		}
+		return out, nil
+	case schemas.TypeMembersAdded:
+		users := ev.GetMembersAdded().GetUserIds()
+		out := make([]stmt, 0, len(users))
+		for _, u := range users {
+			out = append(out, stmt{v.added, []any{seqTS(seq), seq, ev.occurredAt(), seq, seq, id, u}})
+		}
+		return out, nil
+	case schemas.TypeMemberRemoved:
+		r := ev.GetMemberRemoved()
+		return []stmt{{v.removed, []any{seqTS(seq), seq, reasonName(r.GetReason()), id, r.GetUserId()}}}, nil
+	case schemas.TypeMessageSent:
+		return []stmt{{v.marks, []any{markTS(seq), seq, seq, id, actor}}}, nil
+	case schemas.TypeReadUpTo:
+		up := ev.GetReadUpTo().GetUpToSeq()
+		return []stmt{{v.marks, []any{markTS(up), up, up, id, actor}}}, nil
+	case schemas.TypeDeliveredUpTo:
+		up := ev.GetDeliveredUpTo().GetUpToSeq()
+		return []stmt{{v.delivered, []any{markTS(up), up, id, actor}}}, nil
+	}
+	return nil, nil
+}
+
+// createdRole is the role of the i-th initial member: the creator (listed
+// first) owns a group; everyone else, and both users of a direct
+// conversation, are members.
+func createdRole(kind pb.ConversationKind, i int) string {
+	if i == 0 && kind == pb.ConversationKind_CONVERSATION_KIND_GROUP {
+		return "owner"
+	}
+	return "member"
+}

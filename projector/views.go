@@ -1,0 +1,145 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"golang.org/x/sync/errgroup"
+)
+
+// Cell timestamps. Cassandra keeps, per cell, the value with the highest
+// write timestamp; the projector never lets the wall clock choose it. Each
+// column follows one of these clocks, so replaying any event again writes
+// the same value at the same timestamp (a no-op), and applying events of a
+// conversation in any order ends with the value of the highest timestamp:
+//
+//   - creationTS (0) for what ConversationCreated says: it sorts before
+//     every timeline item (seq >= 1).
+//   - seqTS(seq) for cells that follow the timeline: the newest timeline
+//     event that wrote the cell wins.
+//   - markTS(v) for the read and delivered watermarks: the timestamp is the
+//     mark itself, so the highest mark wins (max), whichever event set it.
+//
+// No statement deletes a row or a range, so clocks of different columns of
+// one row never meet. See README.md, "Timestamps".
+const creationTS int64 = 0
+
+func seqTS(seq int64) int64 { return seq }
+func markTS(v int64) int64  { return v }
+
+// stmt is one CQL statement with its bound values.
+type stmt struct {
+	cql  string
+	args []any
+}
+
+// planner is a view: it turns an event into the statements that apply it.
+// Most views need only the event; the inbox reads the conversation's title
+// and members (see view_inbox.go), hence the session.
+type planner interface {
+	plan(ctx context.Context, s *gocql.Session, ev *event) ([]stmt, error)
+}
+
+// views applies events to the tables of one keyspace. Statements are
+// prepared by the driver on first use and cached per connection.
+//
+// An event is written in two steps: first its timeline row (messages), then
+// everything that points at it (conversations.last_seq and preview, members,
+// inbox). So a reader that sees conversations.last_seq = n (or a read mark
+// of n) finds the messages rows up to n: unread counts and history pages
+// never get ahead of the timeline. Within a step, writes run concurrently.
+type views struct {
+	s           *gocql.Session
+	parallel    int
+	steps       [][]planner
+	checkpoints checkpoints
+}
+
+func newViews(s *gocql.Session, keyspace string, parallel int) *views {
+	return &views{
+		s:        s,
+		parallel: parallel,
+		steps: [][]planner{
+			{newMessages(keyspace)},
+			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
+		},
+		checkpoints: newCheckpoints(keyspace),
+	}
+}
+
+// qualify replaces the keyspace placeholder of a statement, as Migrate does.
+func qualify(keyspace, cql string) string {
+	return strings.ReplaceAll(cql, "${keyspace}", keyspace)
+}
+
+// apply writes every row ev changes. It either succeeds or returns an error
+// after which some of the rows may be written: applying ev again is then
+// always correct (every statement is an idempotent upsert).
+func (v *views) apply(ctx context.Context, ev *event) error {
+	if !projected(ev.typ) {
+		return nil
+	}
+	for _, step := range v.steps {
+		var stmts []stmt
+		for _, p := range step {
+			st, err := p.plan(ctx, v.s, ev)
+			if err != nil {
+				return err
+			}
+			stmts = append(stmts, st...)
+		}
+		if err := v.exec(ctx, stmts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exec runs statements concurrently: they touch different partitions (or
+// different cells), and none depends on another's outcome.
+func (v *views) exec(ctx context.Context, stmts []stmt) error {
+	switch len(stmts) {
+	case 0:
+		return nil
+	case 1:
+		return v.run(ctx, stmts[0])
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(v.parallel)
+	for _, st := range stmts {
+		g.Go(func() error { return v.run(gctx, st) })
+	}
+	return g.Wait()
+}
+
+func (v *views) run(ctx context.Context, st stmt) error {
+	if err := v.s.Query(st.cql, st.args...).Idempotent(true).ExecContext(ctx); err != nil {
+		return fmt.Errorf("projector: %s: %w", firstWords(st.cql), err)
+	}
+	return nil
+}
+
+// firstWords names a statement in errors ("UPDATE ks.members USING").
+func firstWords(cql string) string {
+	f := strings.Fields(cql)
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// Apply projects one record of parley.events, given its key and value, into
+// the views of keyspace (already migrated by schemas.Migrate), without
+// touching checkpoints or Kafka: the building block of a rebuild or audit
+// tool. A record that can never be applied returns an error wrapping
+// ErrPoison and writes nothing; any other error may leave some of the rows
+// written, and applying the record again is always correct.
+func Apply(ctx context.Context, s *gocql.Session, keyspace string, key, value []byte) error {
+	if !keyspaceName.MatchString(keyspace) {
+		return fmt.Errorf("projector: invalid keyspace %q", keyspace)
+	}
+	ev, err := decode(key, value)
+	if err != nil {
+		return err
+	}
+	return newViews(s, keyspace, Config{}.Defaults().WriteParallelism).apply(ctx, ev)
+}

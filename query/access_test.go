@@ -1,0 +1,214 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/gateway/auth"
+)
+
+// conversationRoutes are every route that reads one conversation; all of
+// them need the caller to be a current member.
+func conversationRoutes(id string) []string {
+	return []string{
+		"/v1/conversations/" + id,
+		"/v1/conversations/" + id + "/messages",
+		"/v1/conversations/" + id + "/messages?before=2&limit=1",
+		"/v1/conversations/" + id + "/receipts",
+	}
+}
+
+func TestAccess(t *testing.T) {
+	f := newFixture(t)
+	f.conversation("g:club", "group", "Club", "alice", "bob", "carol")
+	f.timeline("g:club", 1, 3, "alice", nil)
+	f.remove("g:club", "carol", 4)
+
+	for _, path := range conversationRoutes("g:club") {
+		if code, body := f.get("alice", path); code != http.StatusOK {
+			t.Errorf("member: GET %s: %d %s", path, code, body)
+		}
+	}
+	for _, path := range conversationRoutes("g:club") {
+		f.wantError(f.token("mallory"), path, http.StatusForbidden, "NOT_MEMBER")
+		f.wantError(f.token("carol"), path, http.StatusForbidden, "NOT_MEMBER") // removed
+	}
+	// A conversation that does not exist looks the same as one the caller is
+	// not in.
+	for _, path := range conversationRoutes("g:nope") {
+		f.wantError(f.token("alice"), path, http.StatusForbidden, "NOT_MEMBER")
+	}
+	var p inboxPage
+	f.getJSON("carol", "/v1/inbox", &p)
+	if len(p.Conversations) != 0 {
+		t.Errorf("removed member's inbox %+v", p)
+	}
+
+	t.Run("Unauthenticated", func(t *testing.T) {
+		other := make([]byte, 32)
+		_, _ = rand.Read(other)
+		forged, _ := mustIssuer(t, auth.Config{HMACSecret: other, Issuer: "parley-test", Audience: "parley"}).Issue("alice", "", time.Hour)
+		wrongAud, _ := mustIssuer(t, auth.Config{HMACSecret: f.authCfg.HMACSecret, Issuer: "parley-test", Audience: "elsewhere"}).Issue("alice", "", time.Hour)
+		expired, _ := f.issuer.Issue("alice", "", -time.Hour)
+		paths := append(conversationRoutes("g:club"), "/v1/inbox", "/v1/unread")
+		for _, tok := range []string{"", "not-a-jwt", forged, wrongAud, expired} {
+			for _, path := range paths {
+				f.wantError(tok, path, http.StatusUnauthorized, "UNAUTHENTICATED")
+			}
+		}
+		// A device claim is optional for query.
+		tok, _ := f.issuer.Issue("alice", "", time.Hour)
+		if code, body := f.getWithToken(tok, "/v1/unread"); code != http.StatusOK {
+			t.Errorf("token without device: %d %s", code, body)
+		}
+	})
+
+	t.Run("Routing", func(t *testing.T) {
+		f.wantError("", "/v1/nothing", http.StatusNotFound, "NOT_FOUND")
+		req := httptest.NewRequest(http.MethodPost, "/v1/inbox", nil)
+		req.Header.Set("Authorization", "Bearer "+f.token("alice"))
+		rec := httptest.NewRecorder()
+		f.handler.ServeHTTP(rec, req)
+		var e errorBody
+		_ = json.Unmarshal(rec.Body.Bytes(), &e)
+		if rec.Code != http.StatusMethodNotAllowed || e.Error.Code != "UNSUPPORTED" || rec.Header().Get("Allow") == "" {
+			t.Errorf("POST /v1/inbox: %d %s", rec.Code, rec.Body)
+		}
+	})
+
+	t.Run("HealthAndMetrics", func(t *testing.T) {
+		if code, body := f.get("", "/healthz"); code != http.StatusOK || !bytes.Contains(body, []byte(`"ok"`)) {
+			t.Errorf("healthz: %d %s", code, body)
+		}
+		code, body := f.get("", "/metrics")
+		for _, want := range []string{
+			`parley_query_requests_total{route="conversation",status="403"}`,
+			`parley_query_requests_total{route="inbox",status="200"}`,
+			`parley_query_requests_total{route="inbox",status="405"}`,
+			`parley_query_request_duration_seconds_bucket{route="messages",status="200"`,
+		} {
+			if code != http.StatusOK || !bytes.Contains(body, []byte(want)) {
+				t.Errorf("metrics (%d) lack %s", code, want)
+			}
+		}
+	})
+
+	t.Run("Run", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		srv, err := New(Config{Addr: addr, Hosts: f.cass.Hosts, Keyspace: f.cass.Keyspace, Auth: f.authCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		var resp *http.Response
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if resp, err = http.Get("http://" + addr + "/healthz"); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("healthz over TCP: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run after cancel: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("Run did not stop after cancel")
+		}
+	})
+
+	t.Run("Unavailable", func(t *testing.T) {
+		// A failing Cassandra read is UNAVAILABLE (retryable), not INTERNAL.
+		f.exec("DROP TABLE inbox")
+		f.wantError(f.token("alice"), "/v1/inbox", http.StatusServiceUnavailable, "UNAVAILABLE")
+		f.wantError(f.token("alice"), "/v1/unread", http.StatusServiceUnavailable, "UNAVAILABLE")
+	})
+}
+
+func TestConversation(t *testing.T) {
+	f := newFixture(t)
+	f.conversation("g:team", "group", "Team", "alice", "bob", "carol")
+	f.timeline("g:team", 1, 12, "bob", nil)
+	f.marks("g:team", "alice", 10, 12)
+	f.marks("g:team", "bob", 12, 12)
+	f.remove("g:team", "carol", 13)
+
+	var c conversationView
+	f.getJSON("bob", "/v1/conversations/g:team", &c)
+	want := conversationView{
+		ConversationID: "g:team", Kind: "group", Title: "Team", CreatorUserID: "alice", CreatedAt: t0,
+		LastSeq: 12, LastActivity: t0.Add(12 * time.Second), Preview: &preview{Seq: 12, Sender: "bob", Text: "m12"},
+		Members: []memberItem{
+			{UserID: "alice", Role: "owner", ReadSeq: 10, DeliveredSeq: 12},
+			{UserID: "bob", Role: "member", ReadSeq: 12, DeliveredSeq: 12},
+		},
+	}
+	if g, w := jsonOf(t, c), jsonOf(t, want); g != w {
+		t.Errorf("conversation\n got %s\nwant %s", g, w)
+	}
+
+	var r receiptsView
+	f.getJSON("alice", "/v1/conversations/g:team/receipts", &r)
+	wantR := receiptsView{ConversationID: "g:team", Receipts: []receiptItem{
+		{UserID: "alice", ReadSeq: 10, DeliveredSeq: 12}, {UserID: "bob", ReadSeq: 12, DeliveredSeq: 12}}}
+	if g, w := jsonOf(t, r), jsonOf(t, wantR); g != w {
+		t.Errorf("receipts\n got %s\nwant %s", g, w)
+	}
+
+	// Percent-encoded ids (clients may escape the ':') name the same
+	// conversation.
+	if code, body := f.get("alice", "/v1/conversations/g%3Ateam/receipts"); code != http.StatusOK || !strings.Contains(string(body), `"g:team"`) {
+		t.Errorf("escaped id: %d %s", code, body)
+	}
+
+	// A member whose conversation row the projector has not written yet
+	// learns that it is missing; others still only see NOT_MEMBER.
+	f.exec(`INSERT INTO members (conversation_id, user_id, role, joined_seq, read_seq, delivered_seq, removed) VALUES ('g:half', 'alice', 'member', 0, 0, 0, false)`)
+	f.wantError(f.token("alice"), "/v1/conversations/g:half", http.StatusNotFound, "NOT_FOUND")
+	f.wantError(f.token("bob"), "/v1/conversations/g:half", http.StatusForbidden, "NOT_MEMBER")
+	var p messagePage
+	f.getJSON("alice", "/v1/conversations/g:half/messages", &p)
+	if len(p.Messages) != 0 || p.HasMore || string(mustJSON(t, p.Messages)) != "[]" {
+		t.Errorf("messages of an unprojected conversation: %+v", p)
+	}
+}
+
+func mustIssuer(t *testing.T, c auth.Config) *auth.DevIssuer {
+	t.Helper()
+	i, err := auth.NewDevIssuer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func jsonOf(t *testing.T, v any) string { return string(mustJSON(t, v)) }

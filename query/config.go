@@ -1,0 +1,97 @@
+package query
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-im/parley/gateway/auth"
+)
+
+// Page sizes. A limit above the cap is refused (INVALID_ARGUMENT) rather than
+// clamped, so a client never mistakes a short page for the end.
+const (
+	// HardMaxPageSize is the largest page any endpoint serves; MaxPageSize
+	// may lower it, never raise it.
+	HardMaxPageSize = 200
+	// DefaultInboxPageSize is the inbox page size when limit is omitted.
+	DefaultInboxPageSize = 50
+)
+
+// Config configures a Server. Zero values take the defaults of Defaults.
+type Config struct {
+	// Addr is the listen address of Run (default 127.0.0.1:8081).
+	Addr string
+	// Hosts are the Cassandra contact points, "host" or "host:port"
+	// (default 127.0.0.1:9042).
+	Hosts []string
+	// Keyspace holds the views (default "parley").
+	Keyspace string
+	// Auth says how bearer JWTs are verified (sub = user id).
+	Auth auth.Config
+	// Logger defaults to discarding everything.
+	Logger *slog.Logger
+	// Registerer receives the request metrics; /metrics serves it when it is
+	// also a prometheus.Gatherer (as *prometheus.Registry is), else the
+	// default gatherer. Default: a fresh registry.
+	Registerer prometheus.Registerer
+	// MaxPageSize caps limit on every paginated endpoint and is the history
+	// page size when limit is omitted (default and at most 200). The inbox
+	// page size when limit is omitted is min(50, MaxPageSize).
+	MaxPageSize int
+}
+
+// Defaults fills in every unset field.
+func (c *Config) Defaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8081"
+	}
+	if len(c.Hosts) == 0 {
+		c.Hosts = []string{"127.0.0.1:9042"}
+	}
+	if c.Keyspace == "" {
+		c.Keyspace = "parley"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.MaxPageSize == 0 {
+		c.MaxPageSize = HardMaxPageSize
+	}
+}
+
+var keyspaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
+
+// Validate reports every invalid setting at once. Call it after Defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("query: Addr is empty"))
+	}
+	if len(c.Hosts) == 0 {
+		errs = append(errs, errors.New("query: Hosts is empty"))
+	}
+	for _, h := range c.Hosts {
+		if h == "" {
+			errs = append(errs, errors.New("query: Hosts has an empty entry"))
+		}
+	}
+	if !keyspaceName.MatchString(c.Keyspace) {
+		errs = append(errs, fmt.Errorf("query: invalid Keyspace %q", c.Keyspace))
+	}
+	if c.MaxPageSize < 1 || c.MaxPageSize > HardMaxPageSize {
+		errs = append(errs, fmt.Errorf("query: MaxPageSize %d is outside 1..%d", c.MaxPageSize, HardMaxPageSize))
+	}
+	if (len(c.Auth.HMACSecret) == 0) == (len(c.Auth.PublicKeyPEM) == 0) {
+		errs = append(errs, errors.New("query: set exactly one of Auth.HMACSecret and Auth.PublicKeyPEM"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) inboxDefaultLimit() int { return min(DefaultInboxPageSize, c.MaxPageSize) }

@@ -1,0 +1,104 @@
+package query
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/parley-im/parley/gateway/auth"
+)
+
+type memberItem struct {
+	UserID       string `json:"user_id"`
+	Role         string `json:"role"`
+	JoinedSeq    int64  `json:"joined_seq"`
+	ReadSeq      int64  `json:"read_seq"`
+	DeliveredSeq int64  `json:"delivered_seq"`
+}
+
+type conversationView struct {
+	ConversationID string       `json:"conversation_id"`
+	Kind           string       `json:"kind"`
+	Title          string       `json:"title"`
+	CreatorUserID  string       `json:"creator_user_id"`
+	CreatedAt      time.Time    `json:"created_at,omitzero"`
+	LastSeq        int64        `json:"last_seq"`
+	LastActivity   time.Time    `json:"last_activity,omitzero"`
+	Preview        *preview     `json:"preview,omitempty"`
+	Members        []memberItem `json:"members"`
+}
+
+type receiptItem struct {
+	UserID       string `json:"user_id"`
+	ReadSeq      int64  `json:"read_seq"`
+	DeliveredSeq int64  `json:"delivered_seq"`
+}
+
+type receiptsView struct {
+	ConversationID string        `json:"conversation_id"`
+	Receipts       []receiptItem `json:"receipts"`
+}
+
+// currentMembers reads the members partition of conv once and checks the
+// caller's membership in it, then keeps only current members.
+func (s *Server) currentMembers(r *http.Request, conv, user string) ([]memberRow, error) {
+	all, err := s.store.members(r.Context(), conv)
+	if err != nil {
+		return nil, err
+	}
+	var cur []memberRow
+	member := false
+	for _, m := range all {
+		if m.Removed {
+			continue
+		}
+		member = member || m.UserID == user
+		cur = append(cur, m)
+	}
+	if !member {
+		return nil, errNotMember
+	}
+	return cur, nil
+}
+
+func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	conv := r.PathValue("id")
+	members, err := s.currentMembers(r, conv, id.UserID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	c, ok, err := s.store.conversation(r.Context(), conv)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !ok {
+		// A member of a conversation the projector has not finished
+		// writing: it may tell the caller so.
+		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "conversation not projected yet; retry shortly"})
+		return
+	}
+	v := conversationView{
+		ConversationID: conv, Kind: c.Kind, Title: c.Title, CreatorUserID: c.CreatorUserID,
+		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, LastActivity: c.lastActivity().UTC(),
+		Preview: previewOf(&c), Members: make([]memberItem, 0, len(members)),
+	}
+	for _, m := range members {
+		v.Members = append(v.Members, memberItem{UserID: m.UserID, Role: m.Role, JoinedSeq: m.JoinedSeq, ReadSeq: m.ReadSeq, DeliveredSeq: m.DeliveredSeq})
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	conv := r.PathValue("id")
+	members, err := s.currentMembers(r, conv, id.UserID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v := receiptsView{ConversationID: conv, Receipts: make([]receiptItem, 0, len(members))}
+	for _, m := range members {
+		v.Receipts = append(v.Receipts, receiptItem{UserID: m.UserID, ReadSeq: m.ReadSeq, DeliveredSeq: m.DeliveredSeq})
+	}
+	writeJSON(w, http.StatusOK, v)
+}

@@ -1,0 +1,196 @@
+package query
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// History pages are keyset pages on seq that walk the messages buckets
+// (bucket = seq / schemas.MessagesPerBucket) one partition at a time; a
+// cursor is a plain seq, never driver page state, so it stays valid across
+// restarts and nodes. The walk is bounded by the conversation's last_seq, so
+// an absurd before/after costs at most one query.
+
+type messageItem struct {
+	Seq           int64     `json:"seq"`
+	Type          string    `json:"type"`
+	Sender        string    `json:"sender"`
+	SenderDevice  string    `json:"sender_device,omitempty"`
+	ClientMsgID   string    `json:"client_msg_id,omitempty"`
+	ContentType   string    `json:"content_type,omitempty"`
+	Text          *string   `json:"text,omitempty"`
+	OccurredAt    time.Time `json:"occurred_at,omitzero"`
+	MemberIDs     []string  `json:"member_ids,omitempty"`
+	RemovedReason string    `json:"removed_reason,omitempty"`
+}
+
+type messagePage struct {
+	Messages   []messageItem `json:"messages"`
+	HasMore    bool          `json:"has_more"`
+	NextBefore int64         `json:"next_before,omitempty"`
+	NextAfter  int64         `json:"next_after,omitempty"`
+}
+
+// parseSeq reads an optional seq parameter that must be at least minSeq.
+func parseSeq(r *http.Request, name string, minSeq int64) (seq int64, set bool, err error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < minSeq {
+		return 0, false, invalidArgument(name + " must be an integer seq of at least " + strconv.FormatInt(minSeq, 10))
+	}
+	return n, true, nil
+}
+
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	conv := r.PathValue("id")
+	limit, err := parseLimit(r, s.cfg.MaxPageSize, s.cfg.MaxPageSize)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	before, hasBefore, err := parseSeq(r, "before", 1)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	after, hasAfter, err := parseSeq(r, "after", 0)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if hasBefore && hasAfter {
+		s.fail(w, r, invalidArgument("give at most one of before and after"))
+		return
+	}
+	ctx := r.Context()
+	// The membership check decides; the conversations row (for last_seq)
+	// is read alongside it and ignored unless the caller is a member.
+	var (
+		c     conversationRow
+		cErr  error
+		cDone = make(chan struct{})
+	)
+	go func() {
+		defer close(cDone)
+		c, _, cErr = s.store.conversation(ctx, conv)
+	}()
+	_, mErr := s.requireMember(ctx, conv, id.UserID)
+	<-cDone
+	if mErr != nil {
+		s.fail(w, r, mErr)
+		return
+	}
+	if cErr != nil {
+		s.fail(w, r, cErr)
+		return
+	}
+	top := schemas.Bucket(max(c.LastSeq, 0))
+
+	// Ask for one more row than the page holds to learn whether there is
+	// another page without a second round trip.
+	var rows []messageRow
+	if hasAfter {
+		rows, err = s.walkUp(ctx, conv, after, top, limit+1)
+	} else {
+		if !hasBefore {
+			before = math.MaxInt64
+		}
+		rows, err = s.walkDown(ctx, conv, before, top, limit+1)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page := messagePage{Messages: make([]messageItem, 0, min(len(rows), limit))}
+	if len(rows) > limit {
+		rows, page.HasMore = rows[:limit], true
+	}
+	for i := range rows {
+		page.Messages = append(page.Messages, s.item(ctx, conv, &rows[i]))
+	}
+	if page.HasMore {
+		if hasAfter {
+			page.NextAfter = rows[len(rows)-1].Seq
+		} else {
+			page.NextBefore = rows[len(rows)-1].Seq
+		}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// walkDown returns up to want rows with seq < before, newest first, from
+// bucket min(Bucket(before-1), top) down to bucket 0.
+func (s *Server) walkDown(ctx context.Context, conv string, before, top int64, want int) ([]messageRow, error) {
+	var out []messageRow
+	for b := min(schemas.Bucket(before-1), top); b >= 0 && len(out) < want; b-- {
+		rows, err := s.store.messagesBefore(ctx, conv, b, before, want-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// walkUp returns up to want rows with seq > after, oldest first, from bucket
+// Bucket(after+1) up to top.
+func (s *Server) walkUp(ctx context.Context, conv string, after, top int64, want int) ([]messageRow, error) {
+	var out []messageRow
+	if after == math.MaxInt64 {
+		return nil, nil
+	}
+	for b := schemas.Bucket(after + 1); b <= top && len(out) < want; b++ {
+		rows, err := s.store.messagesAfter(ctx, conv, b, after, want-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// item turns a messages row into its JSON form. Notices carry the members
+// they are about, which live only in the event blob.
+func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageItem {
+	it := messageItem{
+		Seq: m.Seq, Type: m.Type, Sender: m.ActorUserID, SenderDevice: m.ActorDeviceID,
+		OccurredAt: m.OccurredAt.UTC(),
+	}
+	switch m.Type {
+	case schemas.TypeMessageSent:
+		it.ClientMsgID, it.ContentType = m.ClientMsgID, m.ContentType
+		text := m.Text
+		it.Text = &text
+	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
+		var e parleyv1.Event
+		if err := proto.Unmarshal(m.Event, &e); err != nil {
+			s.log.WarnContext(ctx, "undecodable event blob in messages", "conversation_id", conv, "seq", m.Seq, "err", err)
+			break
+		}
+		switch b := e.Body.(type) {
+		case *parleyv1.Event_MembersAdded:
+			it.MemberIDs = b.MembersAdded.GetUserIds()
+		case *parleyv1.Event_MemberRemoved:
+			it.MemberIDs = []string{b.MemberRemoved.GetUserId()}
+			switch b.MemberRemoved.GetReason() {
+			case parleyv1.MemberRemovedReason_MEMBER_REMOVED_REASON_REMOVED:
+				it.RemovedReason = "removed"
+			case parleyv1.MemberRemovedReason_MEMBER_REMOVED_REASON_LEFT:
+				it.RemovedReason = "left"
+			}
+		}
+	}
+	return it
+}

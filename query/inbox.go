@@ -1,0 +1,219 @@
+package query
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/parley-im/parley/gateway/auth"
+)
+
+// The inbox is computed on read: inbox rows change only with membership, so
+// a message does not rewrite one row per member. Each request reads the
+// user's inbox partition, then the conversations row of every conversation
+// (to sort by activity) and the members row of those it returns (read_seq),
+// with at most fanOutWorkers reads in flight.
+
+type preview struct {
+	Seq    int64  `json:"seq"`
+	Sender string `json:"sender"`
+	Text   string `json:"text"`
+}
+
+func previewOf(c *conversationRow) *preview {
+	if c.LastMessageSeq <= 0 {
+		return nil
+	}
+	return &preview{Seq: c.LastMessageSeq, Sender: c.LastMessageSender, Text: c.LastMessagePreview}
+}
+
+type inboxItem struct {
+	ConversationID string    `json:"conversation_id"`
+	Kind           string    `json:"kind"`
+	Title          string    `json:"title"`
+	LastSeq        int64     `json:"last_seq"`
+	LastActivity   time.Time `json:"last_activity,omitzero"`
+	Preview        *preview  `json:"preview,omitempty"`
+	ReadSeq        int64     `json:"read_seq"`
+	Unread         int64     `json:"unread"`
+}
+
+type inboxPage struct {
+	Conversations []inboxItem `json:"conversations"`
+	NextCursor    string      `json:"next_cursor,omitempty"`
+}
+
+type unreadTotals struct {
+	Total         int64 `json:"total"`
+	Conversations int   `json:"conversations"`
+}
+
+func unread(lastSeq, readSeq int64) int64 { return max(0, lastSeq-readSeq) }
+
+// inboxCursor is the keyset position after the last item of a page: pages
+// are ordered by activity (newest first), then conversation id.
+type inboxCursor struct {
+	ActivityMS int64  `json:"a"`
+	ID         string `json:"c"`
+}
+
+func (c inboxCursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeInboxCursor(s string) (inboxCursor, error) {
+	var c inboxCursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil || c.ID == "" {
+		return c, invalidArgument("invalid cursor")
+	}
+	return c, nil
+}
+
+// compareInbox orders newest activity first, then by conversation id.
+func compareInbox(aMS int64, aID string, bMS int64, bID string) int {
+	if c := cmp.Compare(bMS, aMS); c != 0 {
+		return c
+	}
+	return cmp.Compare(aID, bID)
+}
+
+// parseLimit reads the limit parameter: def when absent, else 1..max.
+func parseLimit(r *http.Request, def, maxLimit int) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, invalidArgument("limit must be an integer from 1 to " + strconv.Itoa(maxLimit))
+	}
+	return n, nil
+}
+
+// activeConversations returns the user's current conversations with their
+// conversations rows (zero but for the id when the projector has not written
+// it yet, in which case kind and title come from the inbox row) and, when
+// withReadSeq, the user's read_seq in each.
+func (s *Server) activeConversations(ctx context.Context, user string, withReadSeq bool) ([]conversationRow, []int64, error) {
+	rows, err := s.store.inbox(ctx, user)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows = slices.DeleteFunc(rows, func(r inboxRow) bool { return r.Removed })
+	convs := make([]conversationRow, len(rows))
+	var readSeqs []int64
+	if withReadSeq {
+		readSeqs = make([]int64, len(rows))
+	}
+	err = forEach(ctx, len(rows), fanOutWorkers, func(ctx context.Context, i int) error {
+		c, ok, err := s.store.conversation(ctx, rows[i].ConversationID)
+		if err != nil {
+			return err
+		}
+		if withReadSeq {
+			m, _, err := s.store.member(ctx, rows[i].ConversationID, user)
+			if err != nil {
+				return err
+			}
+			readSeqs[i] = m.ReadSeq
+		}
+		if !ok {
+			c = conversationRow{ID: rows[i].ConversationID}
+		}
+		if c.Kind == "" {
+			c.Kind = rows[i].Kind
+		}
+		if c.Title == "" {
+			c.Title = rows[i].Title
+		}
+		convs[i] = c
+		return nil
+	})
+	return convs, readSeqs, err
+}
+
+func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	limit, err := parseLimit(r, s.cfg.inboxDefaultLimit(), s.cfg.MaxPageSize)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var after *inboxCursor
+	if v := r.URL.Query().Get("cursor"); v != "" {
+		c, err := decodeInboxCursor(v)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		after = &c
+	}
+	ctx := r.Context()
+	convs, _, err := s.activeConversations(ctx, id.UserID, false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	slices.SortFunc(convs, func(a, b conversationRow) int {
+		return compareInbox(a.lastActivity().UnixMilli(), a.ID, b.lastActivity().UnixMilli(), b.ID)
+	})
+	start := 0
+	if after != nil {
+		start, _ = slices.BinarySearchFunc(convs, *after, func(c conversationRow, k inboxCursor) int {
+			if x := compareInbox(c.lastActivity().UnixMilli(), c.ID, k.ActivityMS, k.ID); x != 0 {
+				return x
+			}
+			return -1 // the cursor's own item belongs to the previous page
+		})
+	}
+	end := min(start+limit, len(convs))
+	page := convs[start:end]
+	items := make([]inboxItem, len(page))
+	err = forEach(ctx, len(page), fanOutWorkers, func(ctx context.Context, i int) error {
+		c := &page[i]
+		m, _, err := s.store.member(ctx, c.ID, id.UserID)
+		if err != nil {
+			return err
+		}
+		items[i] = inboxItem{
+			ConversationID: c.ID, Kind: c.Kind, Title: c.Title,
+			LastSeq: c.LastSeq, LastActivity: c.lastActivity().UTC(), Preview: previewOf(c),
+			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq),
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	resp := inboxPage{Conversations: items}
+	if end < len(convs) && len(page) > 0 {
+		last := page[len(page)-1]
+		resp.NextCursor = inboxCursor{ActivityMS: last.lastActivity().UnixMilli(), ID: last.ID}.encode()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	ctx := r.Context()
+	convs, readSeqs, err := s.activeConversations(ctx, id.UserID, true)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var t unreadTotals
+	for i, c := range convs {
+		n := unread(c.LastSeq, readSeqs[i])
+		t.Total += n
+		if n > 0 {
+			t.Conversations++
+		}
+	}
+	writeJSON(w, http.StatusOK, t)
+}

@@ -1,0 +1,126 @@
+package query
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestInbox(t *testing.T) {
+	f := newFixture(t)
+	// alice is in five conversations; their activity (t0 + last seq
+	// seconds) orders them d, b, c (tie with b's neighbour e, broken by
+	// id), a with no timeline, and a removed one that must not show.
+	f.conversation("g:a", "group", "A", "alice", "bob")
+	f.conversation("g:b", "group", "B", "bob", "alice")
+	f.conversation("g:c", "group", "C", "alice")
+	f.conversation("d:d", "direct", "", "alice", "carol")
+	f.conversation("g:e", "group", "E", "alice", "bob")
+	f.conversation("g:gone", "group", "Gone", "alice", "bob")
+	f.timeline("g:b", 1, 7, "bob", nil)
+	f.timeline("g:c", 1, 5, "alice", nil)
+	f.timeline("d:d", 1, 9, "carol", nil)
+	f.timeline("g:e", 1, 5, "bob", nil)
+	f.timeline("g:gone", 1, 20, "bob", nil)
+	f.marks("g:b", "alice", 3, 7)
+	f.marks("g:c", "alice", 5, 5)
+	f.marks("d:d", "alice", 0, 9)
+	f.marks("g:e", "alice", 6, 6) // beyond last_seq: never negative
+	f.remove("g:gone", "alice", 21)
+
+	var page inboxPage
+	f.getJSON("alice", "/v1/inbox", &page)
+	var ids []string
+	for _, c := range page.Conversations {
+		ids = append(ids, c.ConversationID)
+	}
+	want := []string{"d:d", "g:b", "g:c", "g:e", "g:a"}
+	if !slices.Equal(ids, want) || page.NextCursor != "" {
+		t.Fatalf("inbox order %v (cursor %q), want %v and no cursor", ids, page.NextCursor, want)
+	}
+	byID := map[string]inboxItem{}
+	for _, c := range page.Conversations {
+		byID[c.ConversationID] = c
+	}
+	wantUnread := map[string]int64{"d:d": 9, "g:b": 4, "g:c": 0, "g:e": 0, "g:a": 0}
+	for id, n := range wantUnread {
+		if byID[id].Unread != n {
+			t.Errorf("%s: unread %d, want %d (%+v)", id, byID[id].Unread, n, byID[id])
+		}
+	}
+	b := byID["g:b"]
+	if b.Kind != "group" || b.Title != "B" || b.LastSeq != 7 || b.ReadSeq != 3 ||
+		!b.LastActivity.Equal(t0.Add(7*time.Second)) || b.Preview == nil || *b.Preview != (preview{Seq: 7, Sender: "bob", Text: "m7"}) {
+		t.Errorf("g:b item %+v preview %+v", b, b.Preview)
+	}
+	if a := byID["g:a"]; a.Preview != nil || !a.LastActivity.Equal(t0) || a.LastSeq != 0 {
+		t.Errorf("g:a (no timeline) item %+v", a)
+	}
+	// The preview is omitted, not null, when there is no message.
+	_, raw := f.get("alice", "/v1/inbox")
+	if want := `"conversation_id":"g:a","kind":"group","title":"A","last_seq":0,"last_activity":"2025-03-01T12:00:00Z","read_seq":0,"unread":0}`; !bytes.Contains(raw, []byte(want)) {
+		t.Errorf("inbox JSON %s lacks %s", raw, want)
+	}
+
+	t.Run("Pages", func(t *testing.T) {
+		for _, limit := range []int{1, 2, 3, 5} {
+			var got []string
+			cursor := ""
+			for pages := 0; ; pages++ {
+				if pages > 10 {
+					t.Fatalf("limit %d: pagination does not end", limit)
+				}
+				var p inboxPage
+				f.getJSON("alice", fmt.Sprintf("/v1/inbox?limit=%d&cursor=%s", limit, url.QueryEscape(cursor)), &p)
+				if len(p.Conversations) > limit || (p.NextCursor != "" && len(p.Conversations) != limit) {
+					t.Fatalf("limit %d: page of %d, cursor %q", limit, len(p.Conversations), p.NextCursor)
+				}
+				for _, c := range p.Conversations {
+					got = append(got, c.ConversationID)
+				}
+				if cursor = p.NextCursor; cursor == "" {
+					break
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("limit %d: walked %v, want %v", limit, got, want)
+			}
+		}
+	})
+
+	t.Run("BadParameters", func(t *testing.T) {
+		tok := f.token("alice")
+		for _, q := range []string{"limit=0", "limit=201", "limit=x", "cursor=%21%21", "cursor=e30"} {
+			f.wantError(tok, "/v1/inbox?"+q, http.StatusBadRequest, "INVALID_ARGUMENT")
+		}
+		var p inboxPage
+		f.getJSON("alice", "/v1/inbox?limit=200", &p)
+	})
+
+	t.Run("Unread", func(t *testing.T) {
+		var u unreadTotals
+		f.getJSON("alice", "/v1/unread", &u)
+		if u != (unreadTotals{Total: 13, Conversations: 2}) {
+			t.Errorf("alice unread %+v, want 13 in 2", u)
+		}
+		// bob never read anything: a 0, b 7 (his own messages do not move
+		// his mark in this fixture), e 5, gone 20.
+		f.getJSON("bob", "/v1/unread", &u)
+		if u != (unreadTotals{Total: 32, Conversations: 3}) {
+			t.Errorf("bob unread %+v, want 32 in 3", u)
+		}
+		f.getJSON("nobody", "/v1/unread", &u)
+		if u != (unreadTotals{}) {
+			t.Errorf("nobody unread %+v", u)
+		}
+		var p inboxPage
+		f.getJSON("nobody", "/v1/inbox", &p)
+		if p.Conversations == nil || len(p.Conversations) != 0 {
+			t.Errorf("empty inbox %+v, want an empty list", p)
+		}
+	})
+}

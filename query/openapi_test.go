@@ -1,0 +1,209 @@
+package query
+
+import (
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+)
+
+// TestOpenAPI checks openapi.yaml against the code: every served route is
+// documented (and nothing else), every response schema has exactly the JSON
+// fields of its Go type with the same required set, errors use the one
+// shape, and the page limits match the constants.
+func TestOpenAPI(t *testing.T) {
+	raw, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	if v, _ := doc["openapi"].(string); !strings.HasPrefix(v, "3.1.") {
+		t.Fatalf("openapi version %q, want 3.1.x", v)
+	}
+	paths := obj(t, doc, "paths")
+	components := obj(t, doc, "components")
+	schemas := obj(t, components, "schemas")
+
+	s := &Server{cfg: Config{Registerer: prometheus.NewRegistry()}}
+	var served []string
+	for _, rt := range s.endpoints() {
+		served = append(served, rt.pattern)
+	}
+	var documented []string
+	for p := range paths {
+		documented = append(documented, p)
+	}
+	sort.Strings(served)
+	sort.Strings(documented)
+	if !slices.Equal(served, documented) {
+		t.Fatalf("served routes %v, documented %v", served, documented)
+	}
+
+	resolve := func(m map[string]any) map[string]any {
+		if ref, ok := m["$ref"].(string); ok {
+			parts := strings.Split(strings.TrimPrefix(ref, "#/"), "/")
+			var cur any = doc
+			for _, p := range parts {
+				cur = cur.(map[string]any)[p]
+			}
+			r, ok := cur.(map[string]any)
+			if !ok {
+				t.Fatalf("dangling $ref %s", ref)
+			}
+			return r
+		}
+		return m
+	}
+	for p, v := range paths {
+		ops := v.(map[string]any)
+		if len(ops) != 1 || ops["get"] == nil {
+			t.Errorf("%s: want exactly a get operation", p)
+			continue
+		}
+		for code, r := range obj(t, ops["get"].(map[string]any), "responses") {
+			resp := resolve(r.(map[string]any))
+			if resp["description"] == nil {
+				t.Errorf("%s %s: no description", p, code)
+			}
+			if code == "200" {
+				continue
+			}
+			schema := resolve(obj(t, obj(t, obj(t, resp, "content"), "application/json"), "schema"))
+			if !reflect.DeepEqual(schema, schemas["Error"]) {
+				t.Errorf("%s %s: not the Error shape", p, code)
+			}
+		}
+	}
+
+	// The error codes the server sends are exactly the documented enum.
+	errProps := obj(t, obj(t, obj(t, schemas, "Error"), "properties"), "error")
+	var enum []string
+	for _, c := range obj(t, obj(t, errProps, "properties"), "code")["enum"].([]any) {
+		enum = append(enum, c.(string))
+	}
+	codes := []string{codeUnauthenticated, codeNotMember, codeInvalidArgument, codeNotFound, codeUnavailable, codeInternal, codeUnsupported}
+	sort.Strings(enum)
+	sort.Strings(codes)
+	if !slices.Equal(enum, codes) {
+		t.Errorf("documented codes %v, sent %v", enum, codes)
+	}
+
+	types := map[string]reflect.Type{
+		"Error":        reflect.TypeFor[errorBody](),
+		"Preview":      reflect.TypeFor[preview](),
+		"InboxItem":    reflect.TypeFor[inboxItem](),
+		"InboxPage":    reflect.TypeFor[inboxPage](),
+		"UnreadTotals": reflect.TypeFor[unreadTotals](),
+		"Member":       reflect.TypeFor[memberItem](),
+		"Conversation": reflect.TypeFor[conversationView](),
+		"MessageItem":  reflect.TypeFor[messageItem](),
+		"MessagePage":  reflect.TypeFor[messagePage](),
+		"Receipt":      reflect.TypeFor[receiptItem](),
+		"Receipts":     reflect.TypeFor[receiptsView](),
+		"Health":       reflect.TypeFor[healthView](),
+	}
+	for name := range schemas {
+		if types[name] == nil {
+			t.Errorf("schema %s has no Go type in this test", name)
+		}
+	}
+	for name, typ := range types {
+		checkSchema(t, name, obj(t, schemas, name), typ, resolve)
+	}
+
+	// Page limits.
+	param := func(path, name string) map[string]any {
+		for _, p := range obj(t, paths, path)["get"].(map[string]any)["parameters"].([]any) {
+			p := resolve(p.(map[string]any))
+			if p["name"] == name {
+				return obj(t, p, "schema")
+			}
+		}
+		t.Fatalf("%s: no parameter %s", path, name)
+		return nil
+	}
+	for path, def := range map[string]int{"/v1/inbox": DefaultInboxPageSize, "/v1/conversations/{id}/messages": HardMaxPageSize} {
+		l := param(path, "limit")
+		if l["maximum"] != HardMaxPageSize || l["default"] != def || l["minimum"] != 1 {
+			t.Errorf("%s limit %v, want 1..%d default %d", path, l, HardMaxPageSize, def)
+		}
+	}
+}
+
+// checkSchema compares an object schema with the JSON encoding of typ.
+func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.Type, resolve func(map[string]any) map[string]any) {
+	t.Helper()
+	props := obj(t, schema, "properties")
+	var required []string
+	for _, r := range schema["required"].([]any) {
+		required = append(required, r.(string))
+	}
+	var fields, wantRequired []string
+	for f := range typ.Fields() {
+		tag := f.Tag.Get("json")
+		key, opts, _ := strings.Cut(tag, ",")
+		fields = append(fields, key)
+		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
+			wantRequired = append(wantRequired, key)
+		}
+		p, ok := props[key].(map[string]any)
+		if !ok {
+			t.Errorf("%s: field %s undocumented", name, key)
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		want := map[reflect.Kind]string{reflect.String: "string", reflect.Int: "integer", reflect.Int64: "integer",
+			reflect.Bool: "boolean", reflect.Slice: "array", reflect.Struct: "object"}[ft.Kind()]
+		if ft == reflect.TypeFor[time.Time]() {
+			want = "string"
+			if p["format"] != "date-time" {
+				t.Errorf("%s.%s: want format date-time", name, key)
+			}
+		}
+		got, _ := resolve(p)["type"].(string)
+		if got != want {
+			t.Errorf("%s.%s: documented type %q, Go encodes %q", name, key, got, want)
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]() && p["$ref"] == nil {
+			checkSchema(t, name+"."+key, p, ft, resolve) // inline object
+		}
+	}
+	sort.Strings(fields)
+	sort.Strings(required)
+	sort.Strings(wantRequired)
+	var documented []string
+	for k := range props {
+		documented = append(documented, k)
+	}
+	sort.Strings(documented)
+	if !slices.Equal(fields, documented) {
+		t.Errorf("%s: documented properties %v, Go fields %v", name, documented, fields)
+	}
+	if !slices.Equal(required, wantRequired) {
+		t.Errorf("%s: documented required %v, always encoded %v", name, required, wantRequired)
+	}
+	if schema["additionalProperties"] != false {
+		t.Errorf("%s: want additionalProperties: false", name)
+	}
+}
+
+func obj(t *testing.T, m map[string]any, key string) map[string]any {
+	t.Helper()
+	v, ok := m[key].(map[string]any)
+	if !ok {
+		t.Fatalf("openapi: %q is not an object", key)
+	}
+	return v
+}

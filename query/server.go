@@ -1,0 +1,262 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parley-im/parley/gateway/auth"
+)
+
+const (
+	// requestTimeout bounds the Cassandra work of one request.
+	requestTimeout = 10 * time.Second
+	// shutdownGrace is how long Run lets requests in flight finish.
+	shutdownGrace = 10 * time.Second
+)
+
+// Server is the query HTTP service. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *store
+	verifier *auth.Verifier
+	handler  http.Handler
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+
+	closeOnce sync.Once
+}
+
+// New validates cfg and opens the Cassandra session; Close releases it.
+func New(cfg Config) (*Server, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		verifier: verifier,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "query", Name: "requests_total",
+			Help: "HTTP requests served, by route and status code.",
+		}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "parley", Subsystem: "query", Name: "request_duration_seconds",
+			Help:    "HTTP request latency, by route and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14), // 1 ms … 8 s
+		}, []string{"route", "status"}),
+	}
+	for _, c := range []prometheus.Collector{s.requests, s.latency} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("query: register metrics: %w", err)
+		}
+	}
+	session, err := openSession(cfg.Hosts, cfg.Keyspace)
+	if err != nil {
+		return nil, err
+	}
+	s.store = &store{session: session}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of every endpoint, for tests and for
+// embedding in another server.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves cfg.Addr until ctx ends, then stops accepting connections and
+// waits up to 10 s for requests in flight. It returns nil after a shutdown
+// caused by ctx.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("query: listen %s: %w", s.cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      requestTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	s.log.Info("query listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("query: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("query: shutdown: %w", err)
+	}
+	s.log.Info("query stopped")
+	return nil
+}
+
+// Close closes the Cassandra session. Call it after Run has returned.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		if s.store != nil {
+			s.store.session.Close()
+		}
+	})
+}
+
+// route is one endpoint: its ServeMux pattern (always GET; HEAD is served
+// too) and the route label of its metrics.
+type route struct {
+	pattern, name string
+	handler       http.HandlerFunc
+}
+
+func (s *Server) endpoints() []route {
+	gatherer, ok := s.cfg.Registerer.(prometheus.Gatherer)
+	if !ok {
+		gatherer = prometheus.DefaultGatherer
+	}
+	return []route{
+		{"/v1/inbox", "inbox", s.authed(s.handleInbox)},
+		{"/v1/unread", "unread", s.authed(s.handleUnread)},
+		{"/v1/conversations/{id}", "conversation", s.authed(s.handleConversation)},
+		{"/v1/conversations/{id}/messages", "messages", s.authed(s.handleMessages)},
+		{"/v1/conversations/{id}/receipts", "receipts", s.authed(s.handleReceipts)},
+		{"/healthz", "healthz", s.handleHealth},
+		{"/metrics", "metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP},
+	}
+}
+
+// routes builds the mux. Routes are registered without a method so a wrong
+// method gets the JSON error shape (405 UNSUPPORTED) instead of the mux's
+// plain-text answer, and unknown paths get 404 NOT_FOUND in the same shape.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.endpoints() {
+		mux.Handle(rt.pattern, s.instrument(rt.name, getOnly(s, rt.handler)))
+	}
+	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + r.URL.Path})
+	})))
+	return mux
+}
+
+func getOnly(s *Server, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			s.fail(w, r, &apiError{http.StatusMethodNotAllowed, codeUnsupported, "method " + r.Method + " not allowed; use GET"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// authed verifies the bearer token and passes its identity on; sub is the
+// user id every membership check uses.
+func (s *Server) authed(h func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := auth.TokenFromRequest(r)
+		if tok == "" {
+			s.fail(w, r, &apiError{http.StatusUnauthorized, codeUnauthenticated, "missing bearer token (Authorization: Bearer <jwt>)"})
+			return
+		}
+		id, err := s.verifier.Verify(tok)
+		if err != nil {
+			s.fail(w, r, &apiError{http.StatusUnauthorized, codeUnauthenticated, err.Error()})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		h(w, r.WithContext(ctx), id)
+	}
+}
+
+// statusWriter remembers the status code for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		status := strconv.Itoa(sw.status)
+		elapsed := time.Since(start)
+		s.requests.WithLabelValues(route, status).Inc()
+		s.latency.WithLabelValues(route, status).Observe(elapsed.Seconds())
+		s.log.DebugContext(r.Context(), "request", "method", r.Method, "route", route, "status", sw.status, "elapsed", elapsed)
+	})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.ping(ctx); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, healthView{Status: "ok"})
+}
+
+type healthView struct {
+	Status string `json:"status"`
+}
+
+// requireMember fails with NOT_MEMBER unless user is a current member of
+// conversation id. A missing conversation looks the same, so a non-member
+// cannot probe which conversations exist.
+func (s *Server) requireMember(ctx context.Context, id, user string) (memberRow, error) {
+	m, ok, err := s.store.member(ctx, id, user)
+	if err != nil {
+		return m, err
+	}
+	if !ok || m.Removed {
+		return m, errNotMember
+	}
+	return m, nil
+}
