@@ -152,8 +152,8 @@ func (p *proc) logTail() string {
 	return strings.Join(parts, "\n")
 }
 
-// freePorts asks the kernel for n free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
+// FreePorts asks the kernel for n free TCP ports on 127.0.0.1.
+func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var ls []net.Listener
 	defer func() {

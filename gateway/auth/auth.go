@@ -110,11 +110,30 @@ func parsePublicKey(p []byte) (crypto.PublicKey, error) {
 // Verify checks token's signature, algorithm, expiry (required), issuer and
 // audience, and returns its identity. sub must be a non-empty user id.
 func (v *Verifier) Verify(token string) (Identity, error) {
+	id, _, err := v.VerifyUntil(token)
+	return id, err
+}
+
+// VerifyUntil is Verify that also returns when the token expires (its exp
+// claim), so a long-lived connection can end when its token does.
+func (v *Verifier) VerifyUntil(token string) (Identity, time.Time, error) {
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return v.key, nil })
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
+	id, err := identity(claims)
+	if err != nil {
+		return Identity{}, time.Time{}, err
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil { // the parser requires exp; this is belt and braces
+		return Identity{}, time.Time{}, fmt.Errorf("%w: token has no valid exp", ErrUnauthenticated)
+	}
+	return id, exp.Time, nil
+}
+
+func identity(claims jwt.MapClaims) (Identity, error) {
 	sub, _ := claims["sub"].(string)
 	if sub == "" || len(sub) > 128 || strings.ContainsRune(sub, 0) {
 		return Identity{}, fmt.Errorf("%w: token has no valid sub (user id)", ErrUnauthenticated)

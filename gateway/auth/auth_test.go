@@ -90,3 +90,20 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("short secret accepted")
 	}
 }
+
+func TestVerifyUntil(t *testing.T) {
+	cfg := Config{HMACSecret: secret()}
+	v, _ := NewVerifier(cfg)
+	iss, _ := NewDevIssuer(cfg)
+	tok, _ := iss.Issue("alice", "phone", time.Hour)
+	id, exp, err := v.VerifyUntil(tok)
+	if err != nil || id != (Identity{UserID: "alice", DeviceID: "phone"}) {
+		t.Fatalf("VerifyUntil = %+v, %v", id, err)
+	}
+	if d := time.Until(exp); d < 59*time.Minute || d > time.Hour {
+		t.Fatalf("exp in %v, want about an hour", d)
+	}
+	if _, _, err := v.VerifyUntil("x.y.z"); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("garbage: %v", err)
+	}
+}

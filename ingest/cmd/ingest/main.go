@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-im/parley/ingest"
@@ -37,7 +38,7 @@ func main() {
 
 func run(log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	topics := schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX"))
 	d, err := ingest.NewDecider(ingest.DeciderConfig{
 		Seeds:           splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),

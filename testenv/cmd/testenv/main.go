@@ -4,6 +4,7 @@
 //	testenv up      start in the background, print the addresses
 //	testenv status  show the running env: addresses, pids, RSS
 //	testenv down    stop it
+//	testenv dev     up, then run all of Parley in this process until Ctrl-C
 //	testenv run -- CMD ARGS...   start, run CMD with PARLEY_TESTENV set, stop
 package main
 
@@ -35,7 +36,7 @@ func main() {
 }
 
 func usage() error {
-	return errors.New("usage: testenv [-dir DIR] [-provision] up|status|down|run -- CMD [ARGS...]")
+	return errors.New("usage: testenv [-dir DIR] [-provision] up|status|down|dev|run -- CMD [ARGS...]")
 }
 
 func run(args []string) error {
@@ -46,6 +47,8 @@ func run(args []string) error {
 	}
 	dir := fl.String("dir", defDir, "state directory of the background env (data, logs, env.json)")
 	prov := fl.Bool("provision", false, "up: also create Parley's topics and migrate the "+devKeyspace+" keyspace")
+	gatewayPort := fl.Int("gateway-port", 8080, "dev: gateway port")
+	queryPort := fl.Int("query-port", 8081, "dev: query port")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -63,20 +66,15 @@ func run(args []string) error {
 	defer stop()
 
 	switch sub {
-	case "up":
-		if env, err := testenv.Load(envFile); err == nil && allAlive(env) {
-			printEnv(env, envFile)
-			if *prov {
-				return provision(ctx, env)
-			}
-			return nil
-		} else if err == nil {
-			env.Stop() // half-dead leftovers of an earlier env
-		}
-		if err := os.MkdirAll(*dir, 0o755); err != nil {
+	case "dev":
+		env, err := upEnv(ctx, *dir, envFile, logf)
+		if err != nil {
 			return err
 		}
-		env, err := testenv.Start(ctx, testenv.Options{Dir: *dir, Detached: true, Logf: logf})
+		printEnv(env, envFile)
+		return dev(ctx, env, *dir, *gatewayPort, *queryPort)
+	case "up":
+		env, err := upEnv(ctx, *dir, envFile, logf)
 		if err != nil {
 			return err
 		}
@@ -147,6 +145,19 @@ func run(args []string) error {
 	default:
 		return usage()
 	}
+}
+
+// upEnv returns the running background env, starting one if there is none.
+func upEnv(ctx context.Context, dir, envFile string, logf func(string, ...any)) (*testenv.Env, error) {
+	if env, err := testenv.Load(envFile); err == nil && allAlive(env) {
+		return env, nil
+	} else if err == nil {
+		env.Stop() // half-dead leftovers of an earlier env
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return testenv.Start(ctx, testenv.Options{Dir: dir, Detached: true, Logf: logf})
 }
 
 func allAlive(env *testenv.Env) bool {

@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/schemas"
+)
+
+// Config configures a Server. Defaults() fills what is unset.
+type Config struct {
+	// Addr is where Run listens (default 127.0.0.1:8080).
+	Addr string
+	// Seeds are Kafka bootstrap addresses.
+	Seeds []string
+	// CommandsTopic and EventsTopic default to the schemas contract.
+	CommandsTopic, EventsTopic string
+	// Auth says how device tokens are verified.
+	Auth auth.Config
+	// DevTokens serves /v1/dev/token, which mints a token for any user and
+	// device. Local development only: it needs Auth.HMACSecret.
+	DevTokens bool
+	Limits    Limits
+	// Logger defaults to one that discards.
+	Logger *slog.Logger
+	// Registerer receives the gateway's metrics. When nil the gateway uses a
+	// private registry. /metrics serves the Registerer when it is also a
+	// prometheus.Gatherer (a *prometheus.Registry is), else the private one.
+	Registerer prometheus.Registerer
+}
+
+// Limits are the edge limits of one session; each refusal has its ErrorCode
+// or close code (see README.md).
+type Limits struct {
+	// MaxFrameBytes caps one incoming WebSocket message (FRAME_TOO_LARGE, close 1009).
+	MaxFrameBytes int
+	// MaxMessageBytes caps SendMessage.text (MESSAGE_TOO_LARGE); the same
+	// limit as ingest.DefaultLimits, checked here so nothing is appended.
+	MaxMessageBytes int
+	// RatePerSecond and Burst are a token bucket per session, one token per
+	// command frame (RATE_LIMITED). Pings are not counted.
+	RatePerSecond float64
+	Burst         int
+	// OutboundQueue is how many frames may wait for one session's writer;
+	// a session whose queue is full is closed (1008 "slow consumer").
+	OutboundQueue int
+	// PingInterval is how often the server sends a WebSocket ping.
+	PingInterval time.Duration
+	// IdleTimeout closes a session that sent neither a frame nor a pong for
+	// that long.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one write to a device.
+	WriteTimeout time.Duration
+}
+
+// DefaultLimits are the limits used for every zero field.
+var DefaultLimits = Limits{
+	MaxFrameBytes:   64 << 10,
+	MaxMessageBytes: ingest.DefaultLimits.MaxMessageBytes,
+	RatePerSecond:   50,
+	Burst:           100,
+	OutboundQueue:   1024,
+	PingInterval:    20 * time.Second,
+	IdleTimeout:     60 * time.Second,
+	WriteTimeout:    10 * time.Second,
+}
+
+// Defaults returns c with every unset field given its default.
+func (c Config) Defaults() Config {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.CommandsTopic == "" {
+		c.CommandsTopic = schemas.Commands.Name
+	}
+	if c.EventsTopic == "" {
+		c.EventsTopic = schemas.Events.Name
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Limits = c.Limits.Defaults()
+	return c
+}
+
+// Defaults returns l with every zero field taken from DefaultLimits.
+func (l Limits) Defaults() Limits {
+	d := DefaultLimits
+	set := func(dst *int, v int) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setD := func(dst *time.Duration, v time.Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	set(&d.MaxFrameBytes, l.MaxFrameBytes)
+	set(&d.MaxMessageBytes, l.MaxMessageBytes)
+	set(&d.Burst, l.Burst)
+	set(&d.OutboundQueue, l.OutboundQueue)
+	if l.RatePerSecond != 0 {
+		d.RatePerSecond = l.RatePerSecond
+	}
+	setD(&d.PingInterval, l.PingInterval)
+	setD(&d.IdleTimeout, l.IdleTimeout)
+	setD(&d.WriteTimeout, l.WriteTimeout)
+	return d
+}
+
+// Validate reports every invalid field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Seeds) == 0 {
+		errs = append(errs, errors.New("gateway: Config.Seeds is empty"))
+	}
+	if c.DevTokens && len(c.Auth.HMACSecret) == 0 {
+		errs = append(errs, errors.New("gateway: DevTokens needs Auth.HMACSecret"))
+	}
+	l := c.Limits
+	if l.MaxFrameBytes < 0 || l.MaxMessageBytes < 0 || l.Burst < 0 || l.OutboundQueue < 0 || l.RatePerSecond < 0 {
+		errs = append(errs, errors.New("gateway: Limits must not be negative"))
+	}
+	if l.PingInterval < 0 || l.IdleTimeout < 0 || l.WriteTimeout < 0 {
+		errs = append(errs, errors.New("gateway: Limits durations must not be negative"))
+	}
+	if l.MaxMessageBytes > l.MaxFrameBytes {
+		errs = append(errs, errors.New("gateway: Limits.MaxMessageBytes must not exceed MaxFrameBytes"))
+	}
+	if l.PingInterval >= l.IdleTimeout {
+		errs = append(errs, errors.New("gateway: Limits.PingInterval must be shorter than IdleTimeout"))
+	}
+	return errors.Join(errs...)
+}

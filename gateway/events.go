@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// consume reads the events topic from its end and hands each event to the
+// sessions it concerns, until ctx ends.
+//
+// Every gateway reads every partition, without a consumer group: a group
+// would split the partitions between gateways, but any gateway may hold a
+// session of any user, so each one needs all events. Live delivery is
+// best-effort by design (a device that misses an event catches up through
+// query by seq), so nothing is committed and a restarted gateway starts at
+// the end again.
+func (s *Server) consume(ctx context.Context) error {
+	offsets, err := s.startOffsets(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(s.cfg.Seeds...),
+		kgo.ClientID("parley-gateway-events"),
+		// ingest writes events in transactions; never show a device an
+		// event of an aborted one.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(offsets),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		// Recover a partition whose leader moved in half a second, not 5 s:
+		// live delivery stalls meanwhile.
+		kgo.MetadataMinAge(500*time.Millisecond),
+		kgo.WithLogger(kafkaLogger{s.log.With("client", "events")}),
+	)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer cl.Close()
+	s.consumerReady.Store(true)
+	s.metrics.consumerReady.Set(1)
+	defer func() { s.consumerReady.Store(false); s.metrics.consumerReady.Set(0) }()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			s.log.Warn("events fetch", "topic", t, "partition", p, "err", err)
+		})
+		fs.EachRecord(s.deliver)
+	}
+}
+
+// startOffsets is the last stable offset of every partition of the events
+// topic: the end as a read_committed consumer sees it, so an event of a
+// transaction still open at start is delivered when it commits. It retries
+// until the topic is there (a gateway may start before topics are
+// provisioned); /healthz is 503 meanwhile.
+func (s *Server) startOffsets(ctx context.Context) (map[string]map[int32]kgo.Offset, error) {
+	adm := kadm.NewClient(s.admin)
+	wait := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		listed, err := adm.ListCommittedOffsets(ctx, s.cfg.EventsTopic)
+		if err == nil {
+			err = listed.Error()
+		}
+		if err == nil && len(listed[s.cfg.EventsTopic]) == 0 {
+			err = errors.New("no partitions")
+		}
+		if err == nil {
+			return listed.KOffsets(), nil
+		}
+		if attempt%10 == 0 {
+			s.log.Warn("cannot list events topic offsets; retrying", "topic", s.cfg.EventsTopic, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+			wait = min(2*wait, 2*time.Second)
+		}
+	}
+}
+
+// deliver routes one event record. It never blocks: sessions queue without
+// waiting, and a session that cannot keep up is closed, so one slow device
+// never delays the others.
+func (s *Server) deliver(rec *kgo.Record) {
+	s.metrics.eventsConsumed.Inc()
+	ev := &pb.Event{}
+	if err := proto.Unmarshal(rec.Value, ev); err != nil {
+		s.metrics.eventsUndecoded.Inc()
+		s.log.Warn("undecodable event skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return
+	}
+	targets := s.hub.sessionsFor(s.route(ev))
+	if len(targets) == 0 {
+		return
+	}
+	o := newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})
+	for _, sess := range targets {
+		if sess.send(o) {
+			s.metrics.eventsDelivered.Inc()
+		}
+	}
+}

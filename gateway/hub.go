@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"sync"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// hub is the registry of this gateway's sessions, by user and device. There
+// is at most one session per (user, device): registering a second one hands
+// back the first so the caller can close it.
+type hub struct {
+	mu    sync.RWMutex
+	users map[string]map[string]*session // user → device → session
+}
+
+func newHub() *hub { return &hub{users: map[string]map[string]*session{}} }
+
+// register makes s the session of its (user, device) and returns the one it
+// replaces, if any.
+func (h *hub) register(s *session) (old *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	devs := h.users[s.user]
+	if devs == nil {
+		devs = map[string]*session{}
+		h.users[s.user] = devs
+	}
+	old = devs[s.device]
+	devs[s.device] = s
+	return old
+}
+
+// unregister removes s, unless it has been replaced already.
+func (h *hub) unregister(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	devs := h.users[s.user]
+	if devs[s.device] != s {
+		return
+	}
+	delete(devs, s.device)
+	if len(devs) == 0 {
+		delete(h.users, s.user)
+	}
+}
+
+// device returns the session of (user, device), or nil.
+func (h *hub) device(user, device string) *session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.users[user][device]
+}
+
+// appendUser appends every session of user to dst.
+func (h *hub) appendUser(dst []*session, user string) []*session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, s := range h.users[user] {
+		dst = append(dst, s)
+	}
+	return dst
+}
+
+// all returns every session.
+func (h *hub) all() []*session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*session
+	for _, devs := range h.users {
+		for _, s := range devs {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// route says who gets an event live: every local session of each of Users,
+// or, when Device is set, only the session of (Users[0], Device).
+type route struct {
+	Users  []string
+	Device string
+}
+
+// recipients is the routing decision for one event, and the seam where
+// member fan-out goes: today an event reaches only its actor (the answer
+// types to the actor's device, everything else to all the actor's devices).
+// Delivering to every member of the conversation needs the membership, which
+// the gateway does not have yet; a member-aware router replaces this function
+// (Server.route) without touching the consumer or the sessions.
+func recipients(ev *pb.Event) route {
+	switch schemas.EventType(ev) {
+	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated:
+		// Answers to one device's command: its other devices never asked.
+		return route{Users: []string{ev.GetActorUserId()}, Device: ev.GetActorDeviceId()}
+	}
+	return route{Users: []string{ev.GetActorUserId()}}
+}
+
+// sessionsFor resolves r against the hub.
+func (h *hub) sessionsFor(r route) []*session {
+	if r.Device != "" {
+		if len(r.Users) == 0 {
+			return nil
+		}
+		if s := h.device(r.Users[0], r.Device); s != nil {
+			return []*session{s}
+		}
+		return nil
+	}
+	var out []*session
+	for _, u := range r.Users {
+		out = h.appendUser(out, u)
+	}
+	return out
+}

@@ -1,0 +1,60 @@
+package gateway
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	sessions        prometheus.Gauge
+	framesIn        *prometheus.CounterVec // type: command body, Ping, or invalid/too_large
+	framesOut       *prometheus.CounterVec // type: Welcome, Accepted, Event, Error, Pong
+	appended        *prometheus.CounterVec // type: command type
+	appendFailed    prometheus.Counter
+	ackLatency      prometheus.Histogram
+	rejections      *prometheus.CounterVec // code: ErrorCode name of an Error frame
+	slowConsumers   prometheus.Counter
+	replaced        prometheus.Counter
+	eventsConsumed  prometheus.Counter
+	eventsDelivered prometheus.Counter
+	eventsUndecoded prometheus.Counter
+	consumerReady   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "parley", "gateway"
+	m := &metrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "sessions", Help: "Open WebSocket sessions."}),
+		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "frames_in_total", Help: "Frames received from devices, by body type."}, []string{"type"}),
+		framesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "frames_out_total", Help: "Frames written to devices, by body type."}, []string{"type"}),
+		appended: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "commands_appended_total", Help: "Commands durably appended to the commands topic, by type."}, []string{"type"}),
+		appendFailed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "command_append_failures_total", Help: "Commands whose append failed (answered UNAVAILABLE)."}),
+		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "append_seconds", Help: "From receiving a command frame to its append being durable (the Accepted ack).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "rejections_total", Help: "Error frames sent by the gateway, by error code."}, []string{"code"}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "slow_consumer_disconnects_total", Help: "Sessions closed because their outbound queue was full."}),
+		replaced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sessions_replaced_total", Help: "Sessions closed because the same device connected again."}),
+		eventsConsumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_consumed_total", Help: "Records read from the events topic."}),
+		eventsDelivered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_delivered_total", Help: "Event frames queued to sessions (one per session)."}),
+		eventsUndecoded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_undecodable_total", Help: "Records of the events topic that are not a parley.v1.Event."}),
+		consumerReady: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_consumer_ready", Help: "1 once the events consumer has its start positions."}),
+	}
+	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
+		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
+		m.eventsUndecoded, m.consumerReady} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,354 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/ingest"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// DevTokenTTL is how long a token from /v1/dev/token is valid.
+const DevTokenTTL = 24 * time.Hour
+
+// Server is one gateway: the WebSocket endpoint, the commands producer and
+// the events consumer. Create it with New and start it with Run or Serve.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	verifier  *auth.Verifier
+	devIssuer *auth.DevIssuer
+	appender  *ingest.Appender
+	admin     *kgo.Client // metadata and start offsets
+	hub       *hub
+	metrics   *metrics
+	gatherer  prometheus.Gatherer
+	upgrader  websocket.Upgrader
+	handler   http.Handler
+	// route decides who gets an event; see recipients.
+	route func(*pb.Event) route
+
+	consumerReady atomic.Bool
+	draining      atomic.Bool
+	served        atomic.Bool
+	gate          sync.RWMutex // orders sessions.Add before draining
+	sessions      sync.WaitGroup
+	appendCtx     context.Context
+	stopAppends   context.CancelFunc
+}
+
+// New checks cfg and builds a Server. It does not contact Kafka: Run does.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub(), route: recipients}
+	var err error
+	if s.verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if cfg.DevTokens {
+		if s.devIssuer, err = auth.NewDevIssuer(cfg.Auth); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		s.log.Warn("DEV TOKENS ENABLED: /v1/dev/token mints a valid token for ANY user and device. " +
+			"Never enable PARLEY_DEV_TOKENS outside local development.")
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, s.gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		s.gatherer = g
+	} else {
+		// Serve at least our own metrics when the Registerer cannot be gathered.
+		r := prometheus.NewRegistry()
+		reg, s.gatherer = multiRegisterer{cfg.Registerer, r}, r
+	}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	if s.appender, err = ingest.NewAppender(ingest.AppenderConfig{Seeds: cfg.Seeds, Topic: cfg.CommandsTopic,
+		ClientID: "parley-gateway", Extra: []kgo.Opt{kgo.WithLogger(kafkaLogger{s.log.With("client", "commands")})}}); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	// A short metadata age so a topic created just before the gateway (tests,
+	// first deploy) is seen on the next retry rather than 5 s later.
+	if s.admin, err = kgo.NewClient(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-admin"),
+		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "admin")})); err != nil {
+		return nil, fmt.Errorf("gateway: kafka: %w", err)
+	}
+	s.appendCtx, s.stopAppends = context.WithCancel(context.Background())
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		Subprotocols:     []string{SubprotocolProto, SubprotocolJSON},
+		// Share write buffers between writes: most sessions are idle most of the time.
+		WriteBufferPool: &sync.Pool{},
+		// Any origin may connect: a session is authorised by a bearer token the
+		// page must hold and send explicitly (header or query), never by a
+		// cookie the browser attaches on its own, so a foreign page gains
+		// nothing by opening the socket.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			writeError(w, status, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, reason.Error())
+		},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	if cfg.DevTokens {
+		mux.HandleFunc("GET /v1/dev/token", s.devToken)
+		mux.HandleFunc("POST /v1/dev/token", s.devToken)
+	}
+	s.handler = mux
+	return s, nil
+}
+
+// multiRegisterer registers with both; used when the configured Registerer
+// is not a Gatherer, so /metrics still has something to serve.
+type multiRegisterer struct{ a, b prometheus.Registerer }
+
+func (m multiRegisterer) Register(c prometheus.Collector) error {
+	if err := m.a.Register(c); err != nil {
+		return err
+	}
+	return m.b.Register(c)
+}
+
+func (m multiRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := m.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (m multiRegisterer) Unregister(c prometheus.Collector) bool {
+	a := m.a.Unregister(c)
+	return m.b.Unregister(c) && a
+}
+
+// Handler serves /v1/ws, /healthz, /metrics and, with DevTokens,
+// /v1/dev/token. Events reach sessions only while Run (or Serve) runs.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run listens on Config.Addr and serves until ctx ends; see Serve.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln and consumes the events topic until ctx
+// ends, then shuts down gracefully: it refuses new commands, waits (up to
+// WriteTimeout) for appends in flight so their acks reach the devices,
+// closes every session with 1001, and closes its Kafka clients. A Server
+// serves once; it returns nil after a shutdown asked for by ctx.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.served.CompareAndSwap(false, true) {
+		_ = ln.Close()
+		return errors.New("gateway: a Server serves only once")
+	}
+	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- hs.Serve(ln) }()
+	consumeCtx, stopConsume := context.WithCancel(context.Background())
+	consumeDone := make(chan error, 1)
+	go func() { consumeDone <- s.consume(consumeCtx) }()
+	s.log.Info("gateway serving", "addr", ln.Addr().String(), "commands", s.cfg.CommandsTopic, "events", s.cfg.EventsTopic)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-httpDone:
+		err = fmt.Errorf("gateway: http: %w", err)
+	case err = <-consumeDone:
+		err = fmt.Errorf("gateway: events consumer: %w", err)
+		consumeDone <- nil
+	}
+	s.shutdown(hs, stopConsume, consumeDone)
+	return err
+}
+
+func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consumeDone chan error) {
+	s.log.Info("gateway shutting down", "sessions", len(s.hub.all()))
+	s.gate.Lock()
+	s.draining.Store(true)
+	s.gate.Unlock()
+	wt := s.cfg.Limits.WriteTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), wt)
+	_ = hs.Shutdown(ctx) // stops accepting; hijacked WebSockets are ours to close
+	cancel()
+	// Let appends in flight finish so their Accepted (or Error) frames are
+	// queued before the sessions are closed with flush.
+	ctx, cancel = context.WithTimeout(context.Background(), wt)
+	if err := s.appender.Flush(ctx); err != nil {
+		s.log.Warn("appends still in flight at shutdown; their devices get no ack and will retry", "err", err)
+	}
+	cancel()
+	for _, sess := range s.hub.all() {
+		sess.close(CloseGoingAway, "gateway shutting down", true)
+	}
+	done := make(chan struct{})
+	go func() { s.sessions.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wt + 3*closeGrace):
+		s.log.Warn("sessions still open after shutdown grace")
+	}
+	stopConsume()
+	<-consumeDone
+	s.stopAppends()
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	_ = s.appender.Close(ctx)
+	cancel()
+	s.admin.Close()
+	s.log.Info("gateway stopped")
+}
+
+// serveWS authenticates, upgrades and runs one session until it ends.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	id, exp, err := s.verifier.VerifyUntil(auth.TokenFromRequest(r))
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+		writeError(w, http.StatusUnauthorized, pb.ErrorCode_ERROR_CODE_UNAUTHENTICATED, err.Error())
+		return
+	}
+	if id.DeviceID == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, pb.ErrorCode_ERROR_CODE_UNAUTHENTICATED,
+			"token has no device claim ("+auth.DeviceClaim+"); the gateway needs one")
+		return
+	}
+	// Counted before the upgrade, under gate, so shutdown's Wait never races an Add.
+	s.gate.RLock()
+	if s.draining.Load() {
+		s.gate.RUnlock()
+		writeError(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "gateway is shutting down")
+		return
+	}
+	s.sessions.Add(1)
+	s.gate.RUnlock()
+	defer s.sessions.Done()
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	now := time.Now()
+	l := s.cfg.Limits
+	sess := &session{srv: s, conn: conn, id: newID(now), user: id.UserID, device: id.DeviceID,
+		codec: codecFor(conn.Subprotocol()), expires: exp, limiter: newBucket(l.RatePerSecond, l.Burst, now),
+		out: make(chan *outbound, l.OutboundQueue), closed: make(chan struct{}),
+		readerDone: make(chan struct{}), writerDone: make(chan struct{})}
+	sess.log = s.log.With("session", sess.id, "user", sess.user, "device", sess.device)
+	s.metrics.sessions.Inc()
+	defer s.metrics.sessions.Dec()
+
+	_ = conn.SetReadDeadline(now.Add(l.IdleTimeout))
+	conn.SetPongHandler(func(string) error { sess.touch(); return nil })
+	if old := s.hub.register(sess); old != nil {
+		s.metrics.replaced.Inc()
+		old.log.Info("session replaced by a newer connection of the same device", "by", sess.id)
+		old.close(CloseReplaced, "replaced by a newer connection of this device", true)
+	}
+	if s.draining.Load() { // lost a race with shutdown's sweep
+		sess.close(CloseGoingAway, "gateway shutting down", true)
+	}
+	sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Welcome{Welcome: &pb.Welcome{
+		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
+		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes)}}}))
+	sess.log.Debug("session open", "subprotocol", conn.Subprotocol())
+
+	go sess.writeLoop()
+	sess.readLoop()
+	<-sess.writerDone
+	_ = conn.Close()
+	// Settles the close (unregistering too); after it the watchdog, if the
+	// close ran elsewhere, is visible here and can be stopped.
+	sess.close(websocket.CloseNormalClosure, "", false)
+	sess.watchdog.Stop()
+}
+
+// healthz is 200 when this gateway can do its job: its events consumer has
+// its start positions and Kafka answers metadata for both topics.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	fail := func(msg string) { http.Error(w, msg, http.StatusServiceUnavailable) }
+	switch {
+	case s.draining.Load():
+		fail("shutting down")
+		return
+	case !s.consumerReady.Load():
+		fail("events consumer not started")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	md, err := kadm.NewClient(s.admin).Metadata(ctx, s.cfg.CommandsTopic, s.cfg.EventsTopic)
+	if err != nil {
+		fail("kafka unreachable: " + err.Error())
+		return
+	}
+	for _, t := range []string{s.cfg.CommandsTopic, s.cfg.EventsTopic} {
+		if td, ok := md.Topics[t]; !ok || td.Err != nil {
+			fail("kafka topic " + t + " unavailable")
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+type devTokenResponse struct {
+	Token     string    `json:"token"`
+	UserID    string    `json:"userId"`
+	DeviceID  string    `json:"deviceId"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// devToken mints a token for ?user=&device=. Only served with DevTokens.
+func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
+	user, device := r.URL.Query().Get("user"), r.URL.Query().Get("device")
+	if user == "" || device == "" {
+		writeError(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "user and device query parameters are required")
+		return
+	}
+	tok, err := s.devIssuer.Issue(user, device, DevTokenTTL)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, pb.ErrorCode_ERROR_CODE_INTERNAL, err.Error())
+		return
+	}
+	s.log.Warn("dev token issued", "user", user, "device", device)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(devTokenResponse{Token: tok, UserID: user, DeviceID: device,
+		ExpiresAt: time.Now().Add(DevTokenTTL).UTC().Truncate(time.Second)})
+}
+
+// writeError answers a plain HTTP request with the JSON of an Error frame
+// body, e.g. {"code":"ERROR_CODE_UNAUTHENTICATED","message":"…"}.
+func writeError(w http.ResponseWriter, status int, code pb.ErrorCode, msg string) {
+	b, _ := jsonOut.Marshal(&pb.Error{Code: code, Message: msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

@@ -1,0 +1,441 @@
+package system_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/projector"
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
+	"github.com/parley-im/parley/testenv/system"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// start runs a whole Parley on the shared Kafka and Cassandra, with topics
+// and a keyspace of its own.
+func start(t testing.TB, gateways int) (*system.System, *testenv.CassandraEnv) {
+	return startWith(t, system.Options{Gateways: gateways})
+}
+
+// startWith is start with more options; Seeds, Hosts, Keyspace and TopicPrefix are filled in.
+func startWith(t testing.TB, opts system.Options) (*system.System, *testenv.CassandraEnv) {
+	t.Helper()
+	k, c := testenv.Kafka(t), testenv.Cassandra(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts.Seeds, opts.Hosts, opts.Keyspace, opts.TopicPrefix = k.Seeds, c.Hosts, c.Keyspace, k.Name("e2e")+"."
+	sys, err := system.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Close)
+	return sys, c
+}
+
+// Shapes of query's answers, as far as these tests read them.
+type inbox struct {
+	Conversations []struct {
+		ConversationID string `json:"conversation_id"`
+		LastSeq        int64  `json:"last_seq"`
+		ReadSeq        int64  `json:"read_seq"`
+		Unread         int64  `json:"unread"`
+	} `json:"conversations"`
+}
+
+type history struct {
+	Messages []struct {
+		Seq         int64  `json:"seq"`
+		Type        string `json:"type"`
+		Sender      string `json:"sender"`
+		ClientMsgID string `json:"client_msg_id"`
+		Text        string `json:"text"`
+	} `json:"messages"`
+}
+
+type unread struct {
+	Total int64 `json:"total"`
+}
+
+func send(id, text string) *pb.SendMessage { return &pb.SendMessage{ClientMsgId: id, Text: text} }
+
+func direct(peer string) *pb.CreateConversation {
+	return &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_DIRECT, MemberUserIds: []string{peer}}
+}
+
+// allHistory pages through a conversation's whole history, oldest first.
+func allHistory(t testing.TB, sys *system.System, user, conv string) (history, int) {
+	var all history
+	after := int64(0)
+	for {
+		var page history
+		code := api(t, sys, user, fmt.Sprintf("/v1/conversations/%s/messages?after=%d&limit=200", conv, after), &page)
+		if code != 200 {
+			return all, code
+		}
+		all.Messages = append(all.Messages, page.Messages...)
+		if len(page.Messages) < 200 {
+			return all, 200
+		}
+		after = page.Messages[len(page.Messages)-1].Seq
+	}
+}
+
+func inboxEntry(t testing.TB, sys *system.System, user, conv string) (last, unreadN int64, ok bool) {
+	var in inbox
+	if api(t, sys, user, "/v1/inbox?limit=200", &in) != 200 {
+		return 0, 0, false
+	}
+	for _, it := range in.Conversations {
+		if it.ConversationID == conv {
+			return it.LastSeq, it.Unread, true
+		}
+	}
+	return 0, 0, false
+}
+
+// TestE2EDirect: A sends to B; B's history and inbox show it with seq 1;
+// unread for B is 1; B marks read → 0.
+func TestE2EDirect(t *testing.T) {
+	sys, _ := start(t, 1)
+	alice, bob := connect(t, sys, 0, "alice", "phone"), connect(t, sys, 0, "bob", "phone")
+	conv := accepted(t, alice.do("", direct("bob")))
+	if conv != schemas.DirectConversationID("alice", "bob") {
+		t.Fatalf("direct conversation id %q", conv)
+	}
+	accepted(t, alice.do(conv, send("m1", "hello bob")))
+
+	eventually(t, 30*time.Second, func() string {
+		h, code := allHistory(t, sys, "bob", conv)
+		if code != 200 || len(h.Messages) != 1 {
+			return fmt.Sprintf("bob's history: status %d, %d items", code, len(h.Messages))
+		}
+		if it := h.Messages[0]; it.Seq != 1 || it.Text != "hello bob" || it.Sender != "alice" {
+			return fmt.Sprintf("bob's history item %+v", it)
+		}
+		last, n, ok := inboxEntry(t, sys, "bob", conv)
+		if !ok || last != 1 || n != 1 {
+			return fmt.Sprintf("bob's inbox: present %v, last_seq %d, unread %d; want 1, 1", ok, last, n)
+		}
+		return ""
+	})
+	accepted(t, bob.do(conv, &pb.MarkRead{UpToSeq: 1}))
+	eventually(t, 30*time.Second, func() string {
+		var u unread
+		api(t, sys, "bob", "/v1/unread", &u)
+		_, n, _ := inboxEntry(t, sys, "bob", conv)
+		if u.Total != 0 || n != 0 {
+			return fmt.Sprintf("after read: total %d, conversation %d", u.Total, n)
+		}
+		return ""
+	})
+	var u unread
+	api(t, sys, "alice", "/v1/unread", &u)
+	if u.Total != 0 {
+		t.Fatalf("sender's own message counts as unread: %d", u.Total)
+	}
+}
+
+// TestE2EGroup: 50 members, 200 messages from 10 senders: every member's
+// inbox and history agree, seqs 1..200 with no gap.
+func TestE2EGroup(t *testing.T) {
+	sys, _ := start(t, 1)
+	var members []string
+	for i := 0; i < 50; i++ {
+		members = append(members, fmt.Sprintf("u%02d", i))
+	}
+	senders := make([]*device, 10)
+	for i := range senders {
+		senders[i] = connect(t, sys, 0, members[i], "phone")
+	}
+	conv := accepted(t, senders[0].do("", &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP, Title: "all hands", MemberUserIds: members[1:]}))
+	var wg sync.WaitGroup
+	for i, d := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var chans []chan *pb.ServerFrame
+			for j := 0; j < 20; j++ {
+				chans = append(chans, d.sendAsync(conv, send(fmt.Sprintf("s%d-%d", i, j), fmt.Sprintf("message %d from %s", j, d.user))))
+			}
+			for _, ch := range chans {
+				select {
+				case f := <-ch:
+					if f.GetAccepted() == nil {
+						t.Errorf("%s: %v", d.user, f)
+					}
+				case <-time.After(30 * time.Second):
+					t.Errorf("%s: no ack", d.user)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	var reference []string
+	for _, m := range members {
+		eventually(t, 60*time.Second, func() string {
+			h, code := allHistory(t, sys, m, conv)
+			if code != 200 || len(h.Messages) != 200 {
+				return fmt.Sprintf("%s: status %d, %d items", m, code, len(h.Messages))
+			}
+			var got []string
+			for i, it := range h.Messages {
+				if it.Seq != int64(i+1) {
+					return fmt.Sprintf("%s: item %d has seq %d", m, i, it.Seq)
+				}
+				got = append(got, it.ClientMsgID)
+			}
+			if reference == nil {
+				reference = got
+			} else if strings.Join(got, ",") != strings.Join(reference, ",") {
+				return fmt.Sprintf("%s sees another history than %s", m, members[0])
+			}
+			last, _, ok := inboxEntry(t, sys, m, conv)
+			if !ok || last != 200 {
+				return fmt.Sprintf("%s: inbox last_seq %d (present %v)", m, last, ok)
+			}
+			return ""
+		})
+	}
+}
+
+// TestE2ERetry: a resend of the same client_msg_id, on the same connection
+// and after reconnecting, gives one message with one seq.
+func TestE2ERetry(t *testing.T) {
+	sys, _ := start(t, 1)
+	alice := connect(t, sys, 0, "alice", "phone")
+	conv := accepted(t, alice.do("", direct("bob")))
+	accepted(t, alice.do(conv, send("only-once", "hi")))
+	accepted(t, alice.do(conv, send("only-once", "hi")))
+	alice.close()
+	alice = connect(t, sys, 0, "alice", "phone")
+	accepted(t, alice.do(conv, send("only-once", "hi")))
+	dedup := alice.waitEvent(func(e *pb.Event) bool { return e.GetMessageDeduplicated() != nil })
+	if dedup.GetMessageDeduplicated().GetOriginalSeq() != 1 {
+		t.Fatalf("dedup answer %v", dedup)
+	}
+	accepted(t, alice.do(conv, send("next", "after")))
+	eventually(t, 30*time.Second, func() string {
+		h, _ := allHistory(t, sys, "bob", conv)
+		if len(h.Messages) != 2 || h.Messages[0].ClientMsgID != "only-once" || h.Messages[1].Seq != 2 {
+			return fmt.Sprintf("history %+v; want only-once@1, next@2", h.Messages)
+		}
+		return ""
+	})
+}
+
+// TestE2ENonMember: a non-member's send and read are refused with
+// NOT_MEMBER, and nothing of them reaches the views.
+func TestE2ENonMember(t *testing.T) {
+	sys, _ := start(t, 1)
+	alice, mallory := connect(t, sys, 0, "alice", "phone"), connect(t, sys, 0, "mallory", "laptop")
+	conv := accepted(t, alice.do("", direct("bob")))
+	accepted(t, mallory.do(conv, send("intrude", "let me in")))
+	rej := mallory.waitEvent(func(e *pb.Event) bool { return e.GetCommandRejected() != nil })
+	if rej.GetCommandRejected().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER {
+		t.Fatalf("send: %v", rej)
+	}
+	accepted(t, mallory.do(conv, &pb.MarkRead{UpToSeq: 1}))
+	rej = mallory.waitEvent(func(e *pb.Event) bool { return e.GetCommandRejected() != nil })
+	if rej.GetCommandRejected().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER {
+		t.Fatalf("mark read: %v", rej)
+	}
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if code := api(t, sys, "mallory", "/v1/conversations/"+conv+"/messages", &e); code != 403 || e.Error.Code != "NOT_MEMBER" {
+		t.Fatalf("query as non-member: %d %+v", code, e)
+	}
+	// A later message of a member shows that the projector is past mallory's commands.
+	accepted(t, alice.do(conv, send("a1", "only members here")))
+	eventually(t, 30*time.Second, func() string {
+		h, _ := allHistory(t, sys, "bob", conv)
+		if len(h.Messages) != 1 || h.Messages[0].Sender != "alice" || h.Messages[0].Seq != 1 {
+			return fmt.Sprintf("history %+v; want alice's a1 at seq 1 only", h.Messages)
+		}
+		return ""
+	})
+}
+
+// TestE2ETwoDevices: reading on one device makes the user's unread 0, and
+// the other device is told.
+func TestE2ETwoDevices(t *testing.T) {
+	sys, _ := start(t, 1)
+	alice := connect(t, sys, 0, "alice", "phone")
+	phone, laptop := connect(t, sys, 0, "bob", "phone"), connect(t, sys, 0, "bob", "laptop")
+	conv := accepted(t, alice.do("", direct("bob")))
+	for i := 1; i <= 3; i++ {
+		accepted(t, alice.do(conv, send(fmt.Sprintf("m%d", i), "hi")))
+	}
+	eventually(t, 30*time.Second, func() string {
+		if _, n, _ := inboxEntry(t, sys, "bob", conv); n != 3 {
+			return fmt.Sprintf("bob's unread %d, want 3", n)
+		}
+		return ""
+	})
+	accepted(t, phone.do(conv, &pb.MarkRead{UpToSeq: 3}))
+	read := laptop.waitEvent(func(e *pb.Event) bool { return e.GetReadUpTo() != nil })
+	if read.GetReadUpTo().GetUpToSeq() != 3 || read.GetActorUserId() != "bob" {
+		t.Fatalf("laptop got %v", read)
+	}
+	eventually(t, 30*time.Second, func() string {
+		var u unread
+		api(t, sys, "bob", "/v1/unread", &u)
+		if u.Total != 0 {
+			return fmt.Sprintf("bob's unread total %d after reading on the phone", u.Total)
+		}
+		return ""
+	})
+}
+
+// TestE2ECrash stops the decider and the projector in the middle of a few
+// thousand sends and starts them again: every accepted send appears exactly
+// once with dense seqs, and the views equal a fresh rebuild from the log.
+func TestE2ECrash(t *testing.T) {
+	sys, c := start(t, 1)
+	const convs, perConv = 20, 150
+	senders := make([]*device, convs)
+	ids := make([]string, convs)
+	for i := range senders {
+		senders[i] = connect(t, sys, 0, fmt.Sprintf("s%02d", i), "phone")
+		ids[i] = accepted(t, senders[i].do("", direct(fmt.Sprintf("r%02d", i))))
+	}
+	var wg sync.WaitGroup
+	var acked sync.Map // client id -> conv
+	for i, d := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var chans []chan *pb.ServerFrame
+			for j := 0; j < perConv; j++ {
+				chans = append(chans, d.sendAsync(ids[i], send(fmt.Sprintf("c%d-%d", i, j), "x")))
+				if j%10 == 0 {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			for j, ch := range chans {
+				select {
+				case f := <-ch:
+					if f.GetAccepted() != nil {
+						acked.Store(fmt.Sprintf("c%d-%d", i, j), ids[i])
+					}
+				case <-time.After(60 * time.Second):
+					t.Errorf("%s: no answer", d.user)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	countAcked := func() int {
+		n := 0
+		acked.Range(func(_, _ any) bool { n++; return true })
+		return n
+	}
+	t.Logf("stopping ingest and projector with %d of %d sends acked so far", countAcked(), convs*perConv)
+	for _, name := range []string{"ingest", "projector"} {
+		if err := sys.StopComponent(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	for _, name := range []string{"ingest", "projector"} {
+		if err := sys.StopComponent(name); err == nil {
+			t.Fatal("stopped twice")
+		}
+		if err := sys.StartComponent(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	t.Logf("%d of %d sends acked in all", countAcked(), convs*perConv)
+	perConvAcked := map[string]int{}
+	acked.Range(func(_, v any) bool { perConvAcked[v.(string)]++; return true })
+	for i, conv := range ids {
+		eventually(t, 90*time.Second, func() string {
+			h, code := allHistory(t, sys, fmt.Sprintf("r%02d", i), conv)
+			if code != 200 || len(h.Messages) < perConvAcked[conv] {
+				return fmt.Sprintf("%s: %d of %d accepted sends visible", conv, len(h.Messages), perConvAcked[conv])
+			}
+			seen := map[string]bool{}
+			for k, it := range h.Messages {
+				if it.Seq != int64(k+1) || seen[it.ClientMsgID] {
+					return fmt.Sprintf("%s: item %d seq %d client id %s (gap or duplicate)", conv, k, it.Seq, it.ClientMsgID)
+				}
+				seen[it.ClientMsgID] = true
+			}
+			return ""
+		})
+	}
+	assertRebuildEqual(t, sys, c)
+}
+
+// assertRebuildEqual projects the whole events topic into a new keyspace
+// with a new consumer group and compares every view row for row with the
+// live keyspace.
+func assertRebuildEqual(t *testing.T, sys *system.System, live *testenv.CassandraEnv) {
+	t.Helper()
+	fresh := testenv.Cassandra(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := fresh.Session()
+	if err := schemas.Migrate(ctx, s, fresh.Keyspace); err != nil {
+		t.Fatal(err)
+	}
+	p, err := projector.New(projector.Config{Seeds: testenv.Kafka(t).Seeds, EventsTopic: sys.Topics.Events.Name,
+		Group: fresh.Keyspace + "-rebuild", DeadLetterTopic: sys.Topics.DeadLetters.Name, Hosts: fresh.Hosts, Keyspace: fresh.Keyspace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(pctx) }()
+	defer func() { pcancel(); <-done }()
+	liveS := live.Session()
+	eventually(t, 2*time.Minute, func() string {
+		for _, table := range []string{"messages", "conversations", "members", "inbox"} {
+			a, b := dump(t, liveS, live.Keyspace, table), dump(t, s, fresh.Keyspace, table)
+			if d := diff(a, b); d != "" {
+				return fmt.Sprintf("table %s: live vs rebuild differ: %s", table, d)
+			}
+		}
+		return ""
+	})
+}
+
+func dump(t testing.TB, s *gocql.Session, ks, table string) []string {
+	iter := s.Query(fmt.Sprintf("SELECT JSON * FROM %s.%s", ks, table)).Iter()
+	var rows []string
+	var row string
+	for iter.Scan(&row) {
+		rows = append(rows, row)
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatalf("dump %s.%s: %v", ks, table, err)
+	}
+	sort.Strings(rows)
+	return rows
+}
+
+func diff(a, b []string) string {
+	if len(a) != len(b) {
+		return fmt.Sprintf("%d rows vs %d rows", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return fmt.Sprintf("row %d:\n  %s\n  %s", i, a[i], b[i])
+		}
+	}
+	return ""
+}

@@ -1,0 +1,276 @@
+// Package system runs a whole Parley — gateways, the ingest decider, the
+// projector and query — in one process, against a Kafka and a Cassandra
+// given by address. `go tool task dev` and the end-to-end tests use it.
+// Each component can be stopped and started again on its own, which is how
+// the tests simulate a component going away.
+package system
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/parley-im/parley/gateway"
+	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/projector"
+	"github.com/parley-im/parley/query"
+	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/testenv"
+)
+
+// Options says where the infrastructure is and how to name things.
+type Options struct {
+	Seeds    []string // Kafka
+	Hosts    []string // Cassandra
+	Keyspace string   // created and migrated if missing (default "parley")
+	// TopicPrefix prefixes every topic name (tests use a unique one).
+	TopicPrefix string
+	// Gateways is how many gateway instances to run (default 1).
+	Gateways int
+	// Addr ports: 0 picks free ports. With GatewayPort set, gateway i listens on GatewayPort+i.
+	GatewayPort, QueryPort int
+	// Secret is the HMAC secret for tokens; nil generates one.
+	Secret []byte
+	// DevTokens serves /v1/dev/token on the gateways.
+	DevTokens bool
+	// GatewayLimits overrides the gateways' limits (zero fields keep defaults).
+	GatewayLimits gateway.Limits
+	Logger        *slog.Logger
+}
+
+// System is a running Parley.
+type System struct {
+	opts        Options
+	Topics      schemas.TopicSet
+	GatewayURLs []string // http://127.0.0.1:port; WebSocket at ws://…/v1/ws
+	QueryURL    string
+	Issuer      *auth.DevIssuer
+	AuthConfig  auth.Config
+
+	mu      sync.Mutex
+	running map[string]*component
+}
+
+type component struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start provisions topics and keyspace, then starts every component.
+func Start(ctx context.Context, opts Options) (*System, error) {
+	if opts.Keyspace == "" {
+		opts.Keyspace = "parley"
+	}
+	if opts.Gateways == 0 {
+		opts.Gateways = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Secret == nil {
+		opts.Secret = make([]byte, 32)
+		_, _ = rand.Read(opts.Secret)
+	}
+	s := &System{opts: opts, Topics: schemas.Prefixed(opts.TopicPrefix), running: map[string]*component{},
+		AuthConfig: auth.Config{HMACSecret: opts.Secret}}
+	var err error
+	if s.Issuer, err = auth.NewDevIssuer(s.AuthConfig); err != nil {
+		return nil, err
+	}
+	if err := s.provision(ctx); err != nil {
+		return nil, err
+	}
+	ports, err := testenv.FreePorts(opts.Gateways + 1)
+	if err != nil {
+		return nil, err
+	}
+	if opts.QueryPort != 0 {
+		ports[0] = opts.QueryPort
+	}
+	s.QueryURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	for i := 0; i < opts.Gateways; i++ {
+		p := ports[i+1]
+		if opts.GatewayPort != 0 {
+			p = opts.GatewayPort + i
+		}
+		s.GatewayURLs = append(s.GatewayURLs, fmt.Sprintf("http://127.0.0.1:%d", p))
+	}
+	for _, name := range s.Components() {
+		if err := s.StartComponent(name); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	for _, u := range append([]string{s.QueryURL}, s.GatewayURLs...) {
+		if err := waitHTTP(ctx, u+"/healthz"); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Components names what StartComponent and StopComponent take.
+func (s *System) Components() []string {
+	names := []string{"ingest", "projector", "query"}
+	for i := range s.GatewayURLs {
+		names = append(names, fmt.Sprintf("gateway-%d", i))
+	}
+	return names
+}
+
+func (s *System) provision(ctx context.Context) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.opts.Seeds...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := ingest.Provision(ctx, cl, -1, s.Topics.All()...); err != nil {
+		return err
+	}
+	c := gocql.NewCluster(s.opts.Hosts...)
+	c.Timeout, c.ConnectTimeout = 30*time.Second, 10*time.Second
+	c.Logger = gocql.NewLogger(gocql.LogLevelNone)
+	sess, err := c.CreateSession()
+	if err != nil {
+		return fmt.Errorf("system: cassandra: %w", err)
+	}
+	defer sess.Close()
+	if err := schemas.CreateKeyspace(ctx, sess, s.opts.Keyspace, ""); err != nil {
+		return err
+	}
+	return schemas.Migrate(ctx, sess, s.opts.Keyspace)
+}
+
+// runner builds the Run function of one component.
+func (s *System) runner(name string) (func(context.Context) error, error) {
+	log := s.opts.Logger.With("component", name)
+	switch {
+	case name == "ingest":
+		d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: s.opts.Seeds,
+			Group: s.opts.TopicPrefix + "parley-ingest", TransactionalID: s.opts.TopicPrefix + "parley-ingest-0",
+			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
+			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return d.Run, nil
+	case name == "projector":
+		p, err := projector.New(projector.Config{Seeds: s.opts.Seeds, EventsTopic: s.Topics.Events.Name,
+			Group: s.opts.TopicPrefix + "parley-projector", DeadLetterTopic: s.Topics.DeadLetters.Name,
+			Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return p.Run, nil
+	case name == "query":
+		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
+			Auth: s.AuthConfig, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error { defer q.Close(); return q.Run(ctx) }, nil
+	default:
+		var i int
+		if _, err := fmt.Sscanf(name, "gateway-%d", &i); err != nil || i >= len(s.GatewayURLs) {
+			return nil, fmt.Errorf("system: no component %q", name)
+		}
+		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds,
+			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
+			Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return g.Run, nil
+	}
+}
+
+// StartComponent starts one component (again).
+func (s *System) StartComponent(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[name] != nil {
+		return fmt.Errorf("system: %s is running", name)
+	}
+	run, err := s.runner(name)
+	if err != nil {
+		return fmt.Errorf("system: %s: %w", name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &component{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := run(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.opts.Logger.Error("component stopped", "component", name, "err", err)
+		}
+		c.done <- err
+	}()
+	s.running[name] = c
+	return nil
+}
+
+// StopComponent stops one component and waits for it.
+func (s *System) StopComponent(name string) error {
+	s.mu.Lock()
+	c := s.running[name]
+	delete(s.running, name)
+	s.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("system: %s is not running", name)
+	}
+	c.cancel()
+	select {
+	case <-c.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("system: %s did not stop in 30s", name)
+	}
+}
+
+// Close stops every component.
+func (s *System) Close() {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.running))
+	for n := range s.running {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = s.StopComponent(n) }()
+	}
+	wg.Wait()
+}
+
+func hostPort(url string) string { return url[len("http://"):] }
+
+// waitHTTP polls url until it answers 200.
+func waitHTTP(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("system: %s not ready: %w", url, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
