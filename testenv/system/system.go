@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,7 +44,11 @@ type Options struct {
 	DevTokens bool
 	// GatewayLimits overrides the gateways' limits (zero fields keep defaults).
 	GatewayLimits gateway.Limits
-	Logger        *slog.Logger
+	// External names components the caller runs itself, e.g. as separate
+	// processes it can kill ("ingest", "projector"); Start skips them.
+	// Their group and transactional id must then be GroupOf and TxnIDOf.
+	External []string
+	Logger   *slog.Logger
 }
 
 // System is a running Parley.
@@ -104,6 +109,9 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		s.GatewayURLs = append(s.GatewayURLs, fmt.Sprintf("http://127.0.0.1:%d", p))
 	}
 	for _, name := range s.Components() {
+		if slices.Contains(opts.External, name) {
+			continue
+		}
 		if err := s.StartComponent(name); err != nil {
 			s.Close()
 			return nil, err
@@ -156,7 +164,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 	switch {
 	case name == "ingest":
 		d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: s.opts.Seeds,
-			Group: s.opts.TopicPrefix + "parley-ingest", TransactionalID: s.opts.TopicPrefix + "parley-ingest-0",
+			Group: s.GroupOf("ingest"), TransactionalID: s.TxnIDOf("ingest"),
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
 			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, Logger: log})
 		if err != nil {
@@ -165,7 +173,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		return d.Run, nil
 	case name == "projector":
 		p, err := projector.New(projector.Config{Seeds: s.opts.Seeds, EventsTopic: s.Topics.Events.Name,
-			Group: s.opts.TopicPrefix + "parley-projector", DeadLetterTopic: s.Topics.DeadLetters.Name,
+			Group: s.GroupOf("projector"), DeadLetterTopic: s.Topics.DeadLetters.Name,
 			Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Logger: log})
 		if err != nil {
 			return nil, err
@@ -192,6 +200,12 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		return g.Run, nil
 	}
 }
+
+// GroupOf is the consumer group of a component ("ingest" or "projector").
+func (s *System) GroupOf(name string) string { return s.opts.TopicPrefix + "parley-" + name }
+
+// TxnIDOf is the transactional id of the decider.
+func (s *System) TxnIDOf(name string) string { return s.opts.TopicPrefix + "parley-" + name + "-0" }
 
 // StartComponent starts one component (again).
 func (s *System) StartComponent(name string) error {
