@@ -24,11 +24,17 @@ import (
 	"github.com/parley-im/parley/testenv"
 )
 
+// childExit is the exit status of the command `run` ran: passed on as is,
+// without a message of ours (the command printed its own).
+type childExit struct{ code int }
+
+func (c childExit) Error() string { return fmt.Sprintf("exit status %d", c.code) }
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		var exit *exec.ExitError
+		var exit childExit
 		if errors.As(err, &exit) {
-			os.Exit(exit.ExitCode())
+			os.Exit(exit.code)
 		}
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -136,6 +142,10 @@ func run(args []string) error {
 		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				return childExit{exit.ExitCode()}
+			}
 			return err
 		case <-ctx.Done():
 			_ = cmd.Process.Signal(syscall.SIGTERM)
