@@ -121,7 +121,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	go func() {
 		defer wg.Done()
 		t := time.Now()
-		kp, serr[0] = startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout)
+		kp, serr[0] = startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout, opts.Logf)
 		env.KafkaStartTime = Duration(time.Since(t))
 	}()
 	go func() {

@@ -15,7 +15,7 @@ import (
 )
 
 // startKafka runs one combined KRaft broker+controller on 127.0.0.1.
-func startKafka(ctx context.Context, java, lib, dir string, port, ctrlPort int, heapMB int, tied bool, timeout time.Duration) (*proc, error) {
+func startKafka(ctx context.Context, java, lib, dir string, port, ctrlPort int, heapMB int, tied bool, timeout time.Duration, logf func(string, ...any)) (*proc, error) {
 	data, logs := filepath.Join(dir, "data"), filepath.Join(dir, "logs")
 	for _, d := range []string{data, logs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -82,8 +82,19 @@ logger.started.level = INFO
 		_, _ = rand.Read(id)
 		args := append(append([]string{}, jvm...), "kafka.tools.StorageTool", "format",
 			"-t", base64.RawURLEncoding.EncodeToString(id), "-c", propsFile)
-		if out, err := exec.CommandContext(ctx, java, args...).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("testenv: formatting Kafka storage: %w\n%s", err, tail(string(out), 20))
+		// One retry: a format once failed here for a reason its swallowed
+		// output did not keep; the first failure is logged in full.
+		var err error
+		for attempt := 1; attempt <= 2; attempt++ {
+			var out []byte
+			if out, err = exec.CommandContext(ctx, java, args...).CombinedOutput(); err == nil {
+				break
+			}
+			err = fmt.Errorf("testenv: formatting Kafka storage (attempt %d): %w\n%s", attempt, err, tail(string(out), 20))
+			logf("%v", err)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	p, err := startJava(java, dir, "kafka", tied, append(jvm, "kafka.Kafka", propsFile))
