@@ -225,3 +225,42 @@ func isJava(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && strings.Contains(string(b), "java")
 }
+
+// Alive reports whether both JVMs of the env still run.
+func (e *Env) Alive() bool {
+	for _, p := range e.Status() {
+		if !p.Alive {
+			return false
+		}
+	}
+	return true
+}
+
+// DefaultDir is the state directory of the background env (`testenv up`).
+func DefaultDir() (string, error) {
+	c, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(c, "env"), nil
+}
+
+// Up returns the background env in dir (DefaultDir when empty), starting it
+// detached if it is not running; leftovers of a half-dead one are stopped.
+func Up(ctx context.Context, dir string, logf func(string, ...any)) (*Env, error) {
+	if dir == "" {
+		var err error
+		if dir, err = DefaultDir(); err != nil {
+			return nil, err
+		}
+	}
+	if env, err := Load(filepath.Join(dir, EnvFileName)); err == nil && env.Alive() {
+		return env, nil
+	} else if err == nil {
+		env.Stop()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return Start(ctx, Options{Dir: dir, Detached: true, Logf: logf})
+}

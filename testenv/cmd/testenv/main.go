@@ -47,10 +47,7 @@ func usage() error {
 
 func run(args []string) error {
 	fl := flag.NewFlagSet("testenv", flag.ContinueOnError)
-	defDir := ""
-	if c, err := testenv.CacheDir(); err == nil {
-		defDir = filepath.Join(c, "env")
-	}
+	defDir, _ := testenv.DefaultDir()
 	dir := fl.String("dir", defDir, "state directory of the background env (data, logs, env.json)")
 	prov := fl.Bool("provision", false, "up: also create Parley's topics and migrate the "+devKeyspace+" keyspace")
 	gatewayPort := fl.Int("gateway-port", 8080, "dev: gateway port")
@@ -73,14 +70,14 @@ func run(args []string) error {
 
 	switch sub {
 	case "dev":
-		env, err := upEnv(ctx, *dir, envFile, logf)
+		env, err := testenv.Up(ctx, *dir, logf)
 		if err != nil {
 			return err
 		}
 		printEnv(env, envFile)
 		return dev(ctx, env, *dir, *gatewayPort, *queryPort)
 	case "up":
-		env, err := upEnv(ctx, *dir, envFile, logf)
+		env, err := testenv.Up(ctx, *dir, logf)
 		if err != nil {
 			return err
 		}
@@ -157,27 +154,7 @@ func run(args []string) error {
 	}
 }
 
-// upEnv returns the running background env, starting one if there is none.
-func upEnv(ctx context.Context, dir, envFile string, logf func(string, ...any)) (*testenv.Env, error) {
-	if env, err := testenv.Load(envFile); err == nil && allAlive(env) {
-		return env, nil
-	} else if err == nil {
-		env.Stop() // half-dead leftovers of an earlier env
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return testenv.Start(ctx, testenv.Options{Dir: dir, Detached: true, Logf: logf})
-}
-
-func allAlive(env *testenv.Env) bool {
-	for _, p := range env.Status() {
-		if !p.Alive {
-			return false
-		}
-	}
-	return true
-}
+func allAlive(env *testenv.Env) bool { return env.Alive() }
 
 func printEnv(env *testenv.Env, envFile string) {
 	fmt.Printf("kafka:     %s  (Kafka %s)\n", env.KafkaSeeds[0], testenv.KafkaVersion)
