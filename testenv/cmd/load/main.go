@@ -1,0 +1,172 @@
+// Command load is Parley's load benchmark (`go tool task bench`). It runs
+// the whole of Parley in a child process on the background testenv, opens
+// many WebSocket clients from several loopback source addresses, runs a
+// mixed 1:1 and group workload at a fixed rate, and reports accepted-ack
+// latency, send→deliver latency measured at the recipients, sustained
+// messages/s, view lag (delivered live → visible in query), gateway RSS per
+// connection, and lost and duplicated deliveries. Results go to a JSON file.
+//
+// With -idle N it instead holds N idle connections on one gateway and
+// reports their memory.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/parley-im/parley/testenv"
+)
+
+type config struct {
+	Clients     int           `json:"clients"`
+	Duration    time.Duration `json:"duration_ns"`
+	Rate        int           `json:"rate_msgs_per_s"`
+	GroupSize   int           `json:"group_size"`
+	GroupShare  float64       `json:"group_share_of_users"`
+	Sources     int           `json:"source_addresses"`
+	Idle        int           `json:"idle_connections,omitempty"`
+	ViewSample  int           `json:"view_lag_sample_every"`
+	Out         string        `json:"-"`
+	StartedAt   time.Time     `json:"started_at"`
+	MachineCPUs int           `json:"machine_cpus"`
+}
+
+func main() {
+	if os.Getenv(serveVar) != "" {
+		if err := serve(); err != nil {
+			fmt.Fprintln(os.Stderr, "load: serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var c config
+	flag.IntVar(&c.Clients, "clients", 2000, "connected clients (one device each)")
+	flag.DurationVar(&c.Duration, "duration", 60*time.Second, "how long to send")
+	flag.IntVar(&c.Rate, "rate", 1000, "messages per second, all senders together")
+	flag.IntVar(&c.GroupSize, "group-size", 20, "members per group")
+	flag.Float64Var(&c.GroupShare, "group-share", 0.5, "share of users in groups; the rest are in 1:1 pairs")
+	flag.IntVar(&c.Sources, "sources", 8, "loopback source addresses to dial from (127.0.0.1 … 127.0.0.N)")
+	flag.IntVar(&c.Idle, "idle", 0, "instead of the workload, hold this many idle connections and report memory")
+	flag.IntVar(&c.ViewSample, "view-sample", 50, "measure view lag for every Nth message")
+	flag.StringVar(&c.Out, "out", "", "result file (default $PARLEY_CACHE/bench/results-<time>.json)")
+	flag.Parse()
+	c.StartedAt, c.MachineCPUs = time.Now().UTC(), numCPU()
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "load: "+f+"\n", a...) }
+	env, err := testenv.Up(ctx, "", logf)
+	if err != nil {
+		return err
+	}
+	srv, err := startServer(ctx, env, logf)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	var res any
+	if c.Idle > 0 {
+		res, err = idle(ctx, c, srv, logf)
+	} else {
+		res, err = workload(ctx, c, srv, logf)
+	}
+	if err != nil {
+		return err
+	}
+	return writeResult(c, res, logf)
+}
+
+func writeResult(c config, res any, logf func(string, ...any)) error {
+	out := c.Out
+	if out == "" {
+		cache, err := testenv.CacheDir()
+		if err != nil {
+			return err
+		}
+		out = filepath.Join(cache, "bench", "results-"+c.StartedAt.Format("20060102-150405")+".json")
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(map[string]any{"config": c, "result": res}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return err
+	}
+	logf("results written to %s", out)
+	return nil
+}
+
+// server is the child process running Parley.
+type server struct {
+	cmd      *exec.Cmd
+	info     serveInfo
+	secret   []byte
+	stopOnce func()
+}
+
+func (s *server) stop() { s.stopOnce() }
+
+// startServer re-executes this binary in serve mode and reads its URLs.
+func startServer(ctx context.Context, env *testenv.Env, logf func(string, ...any)) (*server, error) {
+	secret := make([]byte, 32)
+	if _, err := randRead(secret); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), serveVar+"=1",
+		"PARLEY_LOAD_SECRET="+hex.EncodeToString(secret),
+		"PARLEY_LOAD_ENV="+filepath.Join(env.Dir, testenv.EnvFileName),
+		fmt.Sprintf("PARLEY_LOAD_PREFIX=bench-%d.", time.Now().Unix()))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, secret: secret}
+	s.stopOnce = func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
+	dec := json.NewDecoder(stdout)
+	ready := make(chan error, 1)
+	go func() { ready <- dec.Decode(&s.info) }()
+	select {
+	case err := <-ready:
+		if err != nil {
+			s.stop()
+			return nil, fmt.Errorf("server did not start: %w", err)
+		}
+	case <-time.After(3 * time.Minute):
+		s.stop()
+		return nil, errors.New("server did not start in 3 minutes")
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+	logf("parley running in pid %d: gateways %v, query %s", cmd.Process.Pid, s.info.Gateways, s.info.Query)
+	return s, nil
+}
