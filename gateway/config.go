@@ -26,12 +26,44 @@ type Config struct {
 	// device. Local development only: it needs Auth.HMACSecret.
 	DevTokens bool
 	Limits    Limits
+	// CassandraHosts and Keyspace locate the projector's views, read for
+	// member fan-out and Resume. Without hosts the gateway knows no
+	// membership (events reach only their actor's devices) and refuses
+	// Resume with ERROR_CODE_UNAVAILABLE.
+	CassandraHosts []string
+	Keyspace       string // default "parley"
+	Fanout         Fanout
 	// Logger defaults to one that discards.
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics. When nil the gateway uses a
 	// private registry. /metrics serves the Registerer when it is also a
 	// prometheus.Gatherer (a *prometheus.Registry is), else the private one.
 	Registerer prometheus.Registerer
+}
+
+// Fanout tunes live delivery and Resume; see README.md.
+type Fanout struct {
+	// MembershipCacheSize caps the conversations whose membership a gateway
+	// keeps (least recently used evicted; default 100,000).
+	MembershipCacheSize int
+	// ReceiptFanoutMaxMembers: ReadUpTo and DeliveredUpTo reach every
+	// member of a conversation up to this size, above it only the actor's
+	// own devices (default 100).
+	ReceiptFanoutMaxMembers int
+	// MaxResumeEvents caps the events one Resume sends from the views;
+	// beyond it Resumed says more (default 10,000).
+	MaxResumeEvents int
+	// ResumeGapWait bounds how long a Resume waits for the views to catch
+	// up with live events before failing with UNAVAILABLE (default 5s).
+	ResumeGapWait time.Duration
+}
+
+// DefaultFanout is used for every zero field of Fanout.
+var DefaultFanout = Fanout{
+	MembershipCacheSize:     100_000,
+	ReceiptFanoutMaxMembers: 100,
+	MaxResumeEvents:         10_000,
+	ResumeGapWait:           5 * time.Second,
 }
 
 // Limits are the edge limits of one session; each refusal has its ErrorCode
@@ -84,7 +116,24 @@ func (c Config) Defaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Keyspace == "" {
+		c.Keyspace = "parley"
+	}
 	c.Limits = c.Limits.Defaults()
+	f, d := c.Fanout, DefaultFanout
+	if f.MembershipCacheSize == 0 {
+		f.MembershipCacheSize = d.MembershipCacheSize
+	}
+	if f.ReceiptFanoutMaxMembers == 0 {
+		f.ReceiptFanoutMaxMembers = d.ReceiptFanoutMaxMembers
+	}
+	if f.MaxResumeEvents == 0 {
+		f.MaxResumeEvents = d.MaxResumeEvents
+	}
+	if f.ResumeGapWait == 0 {
+		f.ResumeGapWait = d.ResumeGapWait
+	}
+	c.Fanout = f
 	return c
 }
 
@@ -135,6 +184,9 @@ func (c Config) Validate() error {
 	}
 	if l.PingInterval >= l.IdleTimeout {
 		errs = append(errs, errors.New("gateway: Limits.PingInterval must be shorter than IdleTimeout"))
+	}
+	if f := c.Fanout; f.MembershipCacheSize < 0 || f.ReceiptFanoutMaxMembers < 0 || f.MaxResumeEvents < 0 || f.ResumeGapWait < 0 {
+		errs = append(errs, errors.New("gateway: Fanout must not be negative"))
 	}
 	return errors.Join(errs...)
 }

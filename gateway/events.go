@@ -110,8 +110,22 @@ func (s *Server) deliver(rec *kgo.Record) {
 	}
 	o := newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})
 	for _, sess := range targets {
-		if sess.send(o) {
+		if sess.offer(ev, o) {
 			s.metrics.eventsDelivered.Inc()
 		}
 	}
+}
+
+// route is recipients with the membership cache: it applies ev to the
+// cache first, so a membership change takes effect with its own event.
+// While no session is open nothing is loaded (nobody would receive it), but
+// cached conversations still follow their membership events.
+func (s *Server) route(ev *pb.Event) route {
+	var members []string
+	if s.hub.empty() {
+		s.members.applyCached(ev)
+	} else {
+		members = s.members.apply(context.Background(), ev)
+	}
+	return recipients(ev, members, s.cfg.Fanout.ReceiptFanoutMaxMembers)
 }

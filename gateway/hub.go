@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/parley-im/parley/schemas"
@@ -63,6 +64,13 @@ func (h *hub) appendUser(dst []*session, user string) []*session {
 	return dst
 }
 
+// empty says whether no session is open.
+func (h *hub) empty() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users) == 0
+}
+
 // all returns every session.
 func (h *hub) all() []*session {
 	h.mu.RLock()
@@ -83,19 +91,38 @@ type route struct {
 	Device string
 }
 
-// recipients is the routing decision for one event, and the seam where
-// member fan-out goes: today an event reaches only its actor (the answer
-// types to the actor's device, everything else to all the actor's devices).
-// Delivering to every member of the conversation needs the membership, which
-// the gateway does not have yet; a member-aware router replaces this function
-// (Server.route) without touching the consumer or the sessions.
-func recipients(ev *pb.Event) route {
+// recipients is the routing decision for one event, given members: who
+// gets it among the conversation's members (after the event's own change,
+// plus the user a MemberRemoved removes), or nil when the membership is
+// unknown.
+//
+//   - CommandRejected and MessageDeduplicated answer one device's command:
+//     only that device gets them.
+//   - ReadUpTo and DeliveredUpTo go to every member while the conversation
+//     has at most receiptFanoutMax members, else only to the actor's own
+//     devices (whose unread must still drop live).
+//   - Everything else goes to every member's devices, the actor's included.
+//   - Unknown membership: the actor's devices only, as a best effort.
+func recipients(ev *pb.Event, members []string, receiptFanoutMax int) route {
+	actor := ev.GetActorUserId()
 	switch schemas.EventType(ev) {
 	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated:
 		// Answers to one device's command: its other devices never asked.
-		return route{Users: []string{ev.GetActorUserId()}, Device: ev.GetActorDeviceId()}
+		return route{Users: []string{actor}, Device: ev.GetActorDeviceId()}
+	case schemas.TypeReadUpTo, schemas.TypeDeliveredUpTo:
+		if len(members) > receiptFanoutMax {
+			return route{Users: []string{actor}}
+		}
 	}
-	return route{Users: []string{ev.GetActorUserId()}}
+	if members == nil {
+		return route{Users: []string{actor}}
+	}
+	if !slices.Contains(members, actor) && actor != "" {
+		// The actor left or was removed by this very event, or the cache
+		// lags: its own devices still learn the outcome of its command.
+		members = append(slices.Clip(members), actor)
+	}
+	return route{Users: members}
 }
 
 // sessionsFor resolves r against the hub.

@@ -105,7 +105,7 @@ func TestREADMEFrames(t *testing.T) {
 		clients, frames = append(clients, it), append(frames, cf)
 	}
 
-	e := start(t)
+	e := start(t, withViews(t))
 	c := e.dial("alice", "phone")
 	for i, it := range clients {
 		c.sendText(it.text)
@@ -125,6 +125,13 @@ func TestREADMEFrames(t *testing.T) {
 				t.Errorf("README.md:%d: got %v, README shows %v", it.line, got, want)
 			}
 			t.Logf("README.md:%d: error message: %s", it.line, got.GetError().GetMessage())
+		case frames[i].GetResume() != nil:
+			// No projector runs here: a resume naming conversations is
+			// refused NOT_MEMBER; an empty one is answered Resumed.
+			if got.GetResumed().GetRequestId() != id && (len(frames[i].GetResume().GetCursors()) == 0 ||
+				got.GetError().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER || got.GetError().GetRequestId() != id) {
+				t.Errorf("README.md:%d: got %v, want Resumed", it.line, got)
+			}
 		case want.GetPong() != nil || frames[i].GetPing() != nil:
 			if got.GetPong().GetRequestId() != id {
 				t.Errorf("README.md:%d: got %v, want Pong", it.line, got)

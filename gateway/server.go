@@ -41,8 +41,9 @@ type Server struct {
 	gatherer  prometheus.Gatherer
 	upgrader  websocket.Upgrader
 	handler   http.Handler
-	// route decides who gets an event; see recipients.
-	route func(*pb.Event) route
+	// views are the projector's Cassandra views (nil without CassandraHosts).
+	views   views
+	members *membership
 
 	consumerReady atomic.Bool
 	draining      atomic.Bool
@@ -59,8 +60,16 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub(), route: recipients}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub()}
 	var err error
+	if len(cfg.CassandraHosts) > 0 {
+		cv, err := openViews(cfg.CassandraHosts, cfg.Keyspace)
+		if err != nil {
+			return nil, err
+		}
+		s.views = cv
+	}
+	s.members = newMembership(s.views, cfg.Fanout.MembershipCacheSize)
 	if s.verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -224,6 +233,9 @@ func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consu
 	_ = s.appender.Close(ctx)
 	cancel()
 	s.admin.Close()
+	if cv, ok := s.views.(*cassandraViews); ok {
+		cv.close()
+	}
 	s.log.Info("gateway stopped")
 }
 
@@ -260,7 +272,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	sess := &session{srv: s, conn: conn, id: newID(now), user: id.UserID, device: id.DeviceID,
 		codec: codecFor(conn.Subprotocol()), expires: exp, limiter: newBucket(l.RatePerSecond, l.Burst, now),
 		out: make(chan *outbound, l.OutboundQueue), closed: make(chan struct{}),
-		readerDone: make(chan struct{}), writerDone: make(chan struct{})}
+		readerDone: make(chan struct{}), writerDone: make(chan struct{}),
+		held: map[string][]held{}, pushed: map[string]span{}, holdAll: r.URL.Query().Get("resume") == "1"}
 	sess.log = s.log.With("session", sess.id, "user", sess.user, "device", sess.device)
 	s.metrics.sessions.Inc()
 	defer s.metrics.sessions.Dec()

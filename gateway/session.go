@@ -71,6 +71,17 @@ type session struct {
 	watchdog   *time.Timer
 	readerDone chan struct{}
 	writerDone chan struct{}
+
+	resuming atomic.Bool // a Resume is running
+	mu       sync.Mutex  // guards held, pushed and holdAll
+	// holdAll: opened with ?resume=1, so every conversation is held until
+	// the first Resume completes.
+	holdAll bool
+	// held: live events of conversations catching up, by conversation.
+	held map[string][]held
+	// pushed: the seqs pushed to the device, by conversation, so neither
+	// catch-up nor live sends one twice.
+	pushed map[string]span
 }
 
 func newID(now time.Time) string {
@@ -197,6 +208,10 @@ func (s *session) handle(mt int, data []byte) {
 	}
 	if !s.limiter.allow(now) {
 		s.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; retry later")
+		return
+	}
+	if r := f.GetResume(); r != nil {
+		s.startResume(f.GetRequestId(), r)
 		return
 	}
 	cmd, code, msg := s.command(f, now)

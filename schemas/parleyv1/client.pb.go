@@ -47,6 +47,7 @@ type ClientFrame struct {
 	//	*ClientFrame_SendMessage
 	//	*ClientFrame_MarkDelivered
 	//	*ClientFrame_MarkRead
+	//	*ClientFrame_Resume
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -167,6 +168,15 @@ func (x *ClientFrame) GetMarkRead() *MarkRead {
 	return nil
 }
 
+func (x *ClientFrame) GetResume() *Resume {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_Resume); ok {
+			return x.Resume
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -208,6 +218,12 @@ type ClientFrame_MarkRead struct {
 	MarkRead *MarkRead `protobuf:"bytes,16,opt,name=mark_read,json=markRead,proto3,oneof"`
 }
 
+type ClientFrame_Resume struct {
+	// Catch up on missed events, then continue live; answered with Resumed
+	// (or Error), never appended. See gateway/README.md "Resume".
+	Resume *Resume `protobuf:"bytes,17,opt,name=resume,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -226,6 +242,8 @@ func (*ClientFrame_SendMessage) isClientFrame_Body() {}
 func (*ClientFrame_MarkDelivered) isClientFrame_Body() {}
 
 func (*ClientFrame_MarkRead) isClientFrame_Body() {}
+
+func (*ClientFrame_Resume) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -276,6 +294,7 @@ type ServerFrame struct {
 	//	*ServerFrame_Event
 	//	*ServerFrame_Error
 	//	*ServerFrame_Pong
+	//	*ServerFrame_Resumed
 	Body          isServerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -363,6 +382,15 @@ func (x *ServerFrame) GetPong() *Pong {
 	return nil
 }
 
+func (x *ServerFrame) GetResumed() *Resumed {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_Resumed); ok {
+			return x.Resumed
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Body interface {
 	isServerFrame_Body()
 }
@@ -394,6 +422,11 @@ type ServerFrame_Pong struct {
 	Pong *Pong `protobuf:"bytes,5,opt,name=pong,proto3,oneof"`
 }
 
+type ServerFrame_Resumed struct {
+	// Answer to a Resume: catch-up is complete up to these cursors.
+	Resumed *Resumed `protobuf:"bytes,6,opt,name=resumed,proto3,oneof"`
+}
+
 func (*ServerFrame_Welcome) isServerFrame_Body() {}
 
 func (*ServerFrame_Accepted) isServerFrame_Body() {}
@@ -403,6 +436,8 @@ func (*ServerFrame_Event) isServerFrame_Body() {}
 func (*ServerFrame_Error) isServerFrame_Body() {}
 
 func (*ServerFrame_Pong) isServerFrame_Body() {}
+
+func (*ServerFrame_Resumed) isServerFrame_Body() {}
 
 // Welcome tells the device who it is and which limits apply.
 type Welcome struct {
@@ -673,11 +708,174 @@ func (x *Pong) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// ConversationCursor is the last seq a device has of one conversation.
+type ConversationCursor struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	LastSeq        int64                  `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ConversationCursor) Reset() {
+	*x = ConversationCursor{}
+	mi := &file_parley_v1_client_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationCursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationCursor) ProtoMessage() {}
+
+func (x *ConversationCursor) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationCursor.ProtoReflect.Descriptor instead.
+func (*ConversationCursor) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConversationCursor) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *ConversationCursor) GetLastSeq() int64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+// Resume asks for every timeline event after each cursor, in order and
+// exactly once, followed without a gap by the live events. With no cursors
+// it only reports the current last_seq of each of the user's conversations.
+type Resume struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cursors       []*ConversationCursor  `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resume) Reset() {
+	*x = Resume{}
+	mi := &file_parley_v1_client_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resume) ProtoMessage() {}
+
+func (x *Resume) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resume.ProtoReflect.Descriptor instead.
+func (*Resume) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Resume) GetCursors() []*ConversationCursor {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
+// Resumed ends a catch-up: cursors hold the last seq delivered per
+// conversation. Events of those conversations that follow are live.
+type Resumed struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Cursors   []*ConversationCursor  `protobuf:"bytes,2,rep,name=cursors,proto3" json:"cursors,omitempty"`
+	// The catch-up stopped at the per-resume limit; resume again from cursors.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resumed) Reset() {
+	*x = Resumed{}
+	mi := &file_parley_v1_client_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resumed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resumed) ProtoMessage() {}
+
+func (x *Resumed) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resumed.ProtoReflect.Descriptor instead.
+func (*Resumed) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Resumed) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Resumed) GetCursors() []*ConversationCursor {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
+func (x *Resumed) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xd3\x04\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x80\x05\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -690,16 +888,18 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\x12leave_conversation\x18\r \x01(\v2\x1c.parley.v1.LeaveConversationH\x00R\x11leaveConversation\x12;\n" +
 	"\fsend_message\x18\x0e \x01(\v2\x16.parley.v1.SendMessageH\x00R\vsendMessage\x12A\n" +
 	"\x0emark_delivered\x18\x0f \x01(\v2\x18.parley.v1.MarkDeliveredH\x00R\rmarkDelivered\x122\n" +
-	"\tmark_read\x18\x10 \x01(\v2\x13.parley.v1.MarkReadH\x00R\bmarkRead\x12%\n" +
+	"\tmark_read\x18\x10 \x01(\v2\x13.parley.v1.MarkReadH\x00R\bmarkRead\x12+\n" +
+	"\x06resume\x18\x11 \x01(\v2\x11.parley.v1.ResumeH\x00R\x06resume\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
-	"\x04Ping\"\xf3\x01\n" +
+	"\x04Ping\"\xa3\x02\n" +
 	"\vServerFrame\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.parley.v1.WelcomeH\x00R\awelcome\x121\n" +
 	"\baccepted\x18\x02 \x01(\v2\x13.parley.v1.AcceptedH\x00R\baccepted\x12(\n" +
 	"\x05event\x18\x03 \x01(\v2\x10.parley.v1.EventH\x00R\x05event\x12(\n" +
 	"\x05error\x18\x04 \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x12%\n" +
-	"\x04pong\x18\x05 \x01(\v2\x0f.parley.v1.PongH\x00R\x04pongB\x06\n" +
+	"\x04pong\x18\x05 \x01(\v2\x0f.parley.v1.PongH\x00R\x04pong\x12.\n" +
+	"\aresumed\x18\x06 \x01(\v2\x12.parley.v1.ResumedH\x00R\aresumedB\x06\n" +
 	"\x04body\"\xef\x01\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
@@ -725,7 +925,17 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTimeB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"serverTime\"X\n" +
+	"\x12ConversationCursor\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x19\n" +
+	"\blast_seq\x18\x02 \x01(\x03R\alastSeq\"A\n" +
+	"\x06Resume\x127\n" +
+	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"u\n" +
+	"\aResumed\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
+	"\acursors\x18\x02 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04moreB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_client_proto_rawDescOnce sync.Once
@@ -739,7 +949,7 @@ func file_parley_v1_client_proto_rawDescGZIP() []byte {
 	return file_parley_v1_client_proto_rawDescData
 }
 
-var file_parley_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_parley_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_parley_v1_client_proto_goTypes = []any{
 	(*ClientFrame)(nil),           // 0: parley.v1.ClientFrame
 	(*Ping)(nil),                  // 1: parley.v1.Ping
@@ -748,39 +958,46 @@ var file_parley_v1_client_proto_goTypes = []any{
 	(*Accepted)(nil),              // 4: parley.v1.Accepted
 	(*Error)(nil),                 // 5: parley.v1.Error
 	(*Pong)(nil),                  // 6: parley.v1.Pong
-	(*CreateConversation)(nil),    // 7: parley.v1.CreateConversation
-	(*AddMembers)(nil),            // 8: parley.v1.AddMembers
-	(*RemoveMember)(nil),          // 9: parley.v1.RemoveMember
-	(*LeaveConversation)(nil),     // 10: parley.v1.LeaveConversation
-	(*SendMessage)(nil),           // 11: parley.v1.SendMessage
-	(*MarkDelivered)(nil),         // 12: parley.v1.MarkDelivered
-	(*MarkRead)(nil),              // 13: parley.v1.MarkRead
-	(*Event)(nil),                 // 14: parley.v1.Event
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(ErrorCode)(0),                // 16: parley.v1.ErrorCode
+	(*ConversationCursor)(nil),    // 7: parley.v1.ConversationCursor
+	(*Resume)(nil),                // 8: parley.v1.Resume
+	(*Resumed)(nil),               // 9: parley.v1.Resumed
+	(*CreateConversation)(nil),    // 10: parley.v1.CreateConversation
+	(*AddMembers)(nil),            // 11: parley.v1.AddMembers
+	(*RemoveMember)(nil),          // 12: parley.v1.RemoveMember
+	(*LeaveConversation)(nil),     // 13: parley.v1.LeaveConversation
+	(*SendMessage)(nil),           // 14: parley.v1.SendMessage
+	(*MarkDelivered)(nil),         // 15: parley.v1.MarkDelivered
+	(*MarkRead)(nil),              // 16: parley.v1.MarkRead
+	(*Event)(nil),                 // 17: parley.v1.Event
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(ErrorCode)(0),                // 19: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
-	7,  // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
-	8,  // 1: parley.v1.ClientFrame.add_members:type_name -> parley.v1.AddMembers
-	9,  // 2: parley.v1.ClientFrame.remove_member:type_name -> parley.v1.RemoveMember
-	10, // 3: parley.v1.ClientFrame.leave_conversation:type_name -> parley.v1.LeaveConversation
-	11, // 4: parley.v1.ClientFrame.send_message:type_name -> parley.v1.SendMessage
-	12, // 5: parley.v1.ClientFrame.mark_delivered:type_name -> parley.v1.MarkDelivered
-	13, // 6: parley.v1.ClientFrame.mark_read:type_name -> parley.v1.MarkRead
-	1,  // 7: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	3,  // 8: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	4,  // 9: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	14, // 10: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	5,  // 11: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	6,  // 12: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	15, // 13: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	16, // 14: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	15, // 15: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	10, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
+	11, // 1: parley.v1.ClientFrame.add_members:type_name -> parley.v1.AddMembers
+	12, // 2: parley.v1.ClientFrame.remove_member:type_name -> parley.v1.RemoveMember
+	13, // 3: parley.v1.ClientFrame.leave_conversation:type_name -> parley.v1.LeaveConversation
+	14, // 4: parley.v1.ClientFrame.send_message:type_name -> parley.v1.SendMessage
+	15, // 5: parley.v1.ClientFrame.mark_delivered:type_name -> parley.v1.MarkDelivered
+	16, // 6: parley.v1.ClientFrame.mark_read:type_name -> parley.v1.MarkRead
+	8,  // 7: parley.v1.ClientFrame.resume:type_name -> parley.v1.Resume
+	1,  // 8: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	3,  // 9: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	4,  // 10: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	17, // 11: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	5,  // 12: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	6,  // 13: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	9,  // 14: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	18, // 15: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	19, // 16: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	18, // 17: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	7,  // 18: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	7,  // 19: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -799,6 +1016,7 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_SendMessage)(nil),
 		(*ClientFrame_MarkDelivered)(nil),
 		(*ClientFrame_MarkRead)(nil),
+		(*ClientFrame_Resume)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{
@@ -807,6 +1025,7 @@ func file_parley_v1_client_proto_init() {
 		(*ServerFrame_Event)(nil),
 		(*ServerFrame_Error)(nil),
 		(*ServerFrame_Pong)(nil),
+		(*ServerFrame_Resumed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -814,7 +1033,7 @@ func file_parley_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_client_proto_rawDesc), len(file_parley_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -32,11 +32,23 @@ type device struct {
 
 func connect(t testing.TB, sys *system.System, gw int, user, name string) *device {
 	t.Helper()
+	return dial(t, sys, gw, user, name, "")
+}
+
+// connectResuming connects with ?resume=1: live events are held until the
+// device's first Resume completes.
+func connectResuming(t testing.TB, sys *system.System, gw int, user, name string) *device {
+	t.Helper()
+	return dial(t, sys, gw, user, name, "?resume=1")
+}
+
+func dial(t testing.TB, sys *system.System, gw int, user, name, query string) *device {
+	t.Helper()
 	tok, err := sys.Issuer.Issue(user, name, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "ws" + strings.TrimPrefix(sys.GatewayURLs[gw], "http") + "/v1/ws"
+	url := "ws" + strings.TrimPrefix(sys.GatewayURLs[gw], "http") + "/v1/ws" + query
 	conn, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + tok}})
 	if err != nil {
 		body := ""
@@ -70,6 +82,8 @@ func (d *device) read() {
 			d.answer(body.Accepted.GetRequestId(), &f)
 		case *pb.ServerFrame_Error:
 			d.answer(body.Error.GetRequestId(), &f)
+		case *pb.ServerFrame_Resumed:
+			d.answer(body.Resumed.GetRequestId(), &f)
 		case *pb.ServerFrame_Event:
 			d.events <- body.Event
 		}
@@ -121,6 +135,10 @@ func (d *device) sendAsync(conv string, body any) chan *pb.ServerFrame {
 		f.Body = &pb.ClientFrame_MarkDelivered{MarkDelivered: b}
 	case *pb.AddMembers:
 		f.Body = &pb.ClientFrame_AddMembers{AddMembers: b}
+	case *pb.RemoveMember:
+		f.Body = &pb.ClientFrame_RemoveMember{RemoveMember: b}
+	case *pb.Resume:
+		f.Body = &pb.ClientFrame_Resume{Resume: b}
 	default:
 		d.t.Fatalf("unknown body %T", body)
 	}
@@ -131,6 +149,31 @@ func (d *device) sendAsync(conv string, body any) chan *pb.ServerFrame {
 		d.t.Fatalf("%s/%s: write: %v", d.user, d.name, err)
 	}
 	return ch
+}
+
+// resume sends a Resume with cursors (conversation → last seq) and returns
+// the events that arrived before its Resumed, and the Resumed.
+func (d *device) resume(cursors map[string]int64) ([]*pb.Event, *pb.Resumed) {
+	d.t.Helper()
+	r := &pb.Resume{}
+	for c, s := range cursors {
+		r.Cursors = append(r.Cursors, &pb.ConversationCursor{ConversationId: c, LastSeq: s})
+	}
+	f := d.do("", r)
+	if f.GetResumed() == nil {
+		d.t.Fatalf("%s/%s: want Resumed, got %v", d.user, d.name, f)
+	}
+	// The reader queues events before it answers, so every catch-up event
+	// is in the channel already.
+	var evs []*pb.Event
+	for {
+		select {
+		case e := <-d.events:
+			evs = append(evs, e)
+		default:
+			return evs, f.GetResumed()
+		}
+	}
 }
 
 // accepted asserts an answer is Accepted and returns its conversation id.

@@ -44,6 +44,8 @@ type Options struct {
 	DevTokens bool
 	// GatewayLimits overrides the gateways' limits (zero fields keep defaults).
 	GatewayLimits gateway.Limits
+	// GatewayFanout overrides the gateways' fan-out and resume settings.
+	GatewayFanout gateway.Fanout
 	// External names components the caller runs itself, e.g. as separate
 	// processes it can kill ("ingest", "projector"); Start skips them.
 	// Their group and transactional id must then be GroupOf and TxnIDOf.
@@ -193,7 +195,8 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		}
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
-			Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log})
+			Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
+			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout})
 		if err != nil {
 			return nil, err
 		}

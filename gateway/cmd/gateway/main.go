@@ -9,6 +9,10 @@
 //	PARLEY_JWT_PUBLIC_KEY_FILE  PEM file of the public key verifying tokens
 //	PARLEY_JWT_ISSUER           required iss claim (optional)
 //	PARLEY_JWT_AUDIENCE         required aud claim (optional)
+//	PARLEY_CASSANDRA_HOSTS      comma-separated Cassandra hosts of the views (member
+//	                            fan-out and Resume; without it events reach only
+//	                            their actor and Resume is UNAVAILABLE)
+//	PARLEY_KEYSPACE             keyspace of the views (default parley)
 //	PARLEY_DEV_TOKENS=1         serve /v1/dev/token (local development only)
 //	PARLEY_LOG_LEVEL            debug, info (default), warn or error
 package main
@@ -59,14 +63,16 @@ func run(log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	topics := schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX"))
 	srv, err := gateway.New(gateway.Config{
-		Addr:          os.Getenv("PARLEY_GATEWAY_ADDR"),
-		Seeds:         splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
-		CommandsTopic: topics.Commands.Name,
-		EventsTopic:   topics.Events.Name,
-		Auth:          authCfg,
-		DevTokens:     os.Getenv("PARLEY_DEV_TOKENS") == "1",
-		Logger:        log,
-		Registerer:    reg,
+		Addr:           os.Getenv("PARLEY_GATEWAY_ADDR"),
+		Seeds:          splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
+		CommandsTopic:  topics.Commands.Name,
+		EventsTopic:    topics.Events.Name,
+		Auth:           authCfg,
+		DevTokens:      os.Getenv("PARLEY_DEV_TOKENS") == "1",
+		CassandraHosts: splitList(os.Getenv("PARLEY_CASSANDRA_HOSTS")),
+		Keyspace:       os.Getenv("PARLEY_KEYSPACE"),
+		Logger:         log,
+		Registerer:     reg,
 	})
 	if err != nil {
 		return err
