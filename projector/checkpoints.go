@@ -25,7 +25,7 @@ func newCheckpoints(keyspace string) checkpoints {
 }
 
 func (c checkpoints) stmt(projector string, partition int32, offset int64) stmt {
-	return stmt{c.save, []any{offset + 1, offset, time.Now().UTC(), projector, partition}}
+	return stmt{cql: c.save, args: []any{offset + 1, offset, time.Now().UTC(), projector, partition}}
 }
 
 // checkpoint records that every record of partition up to offset is applied.

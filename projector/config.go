@@ -45,6 +45,10 @@ type Config struct {
 	// WriteParallelism bounds the concurrent writes of one event, e.g. the
 	// members and inbox rows of a large ConversationCreated (default 32).
 	WriteParallelism int
+	// MaxBatch is how many consecutive records of a partition are applied
+	// together, their writes coalesced (default 64; 1 applies records one
+	// by one). See README.md, "Batches".
+	MaxBatch int
 
 	// RetryInitialInterval is the first pause after a failed apply (default
 	// 100ms); each next pause doubles, up to RetryMaxInterval (default 5s).
@@ -89,6 +93,9 @@ func (c Config) Defaults() Config {
 	if c.WriteParallelism == 0 {
 		c.WriteParallelism = 32
 	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 64
+	}
 	if c.RetryInitialInterval == 0 {
 		c.RetryInitialInterval = 100 * time.Millisecond
 	}
@@ -126,6 +133,9 @@ func (c Config) Validate() error {
 	}
 	if c.WriteParallelism < 1 {
 		errs = append(errs, errors.New("projector: WriteParallelism must be at least 1"))
+	}
+	if c.MaxBatch < 1 {
+		errs = append(errs, errors.New("projector: MaxBatch must be at least 1"))
 	}
 	if c.RetryInitialInterval <= 0 || c.RetryMaxInterval < c.RetryInitialInterval {
 		errs = append(errs, errors.New("projector: need 0 < RetryInitialInterval <= RetryMaxInterval"))

@@ -78,7 +78,9 @@ func (p *Projector) Run(ctx context.Context) error {
 		ClientID:      "parley-projector",
 		ConsumerGroup: p.cfg.Group,
 		StartFrom:     bus.StartEarliest, // a new group builds the views from offset 0
-		KafkaOptions:  p.cfg.KafkaOptions,
+		// Twice a batch: the next batch fills while one is written.
+		MaxInFlight:  2 * p.cfg.MaxBatch,
+		KafkaOptions: p.cfg.KafkaOptions,
 	}, wlog)
 	if err != nil {
 		return err
@@ -125,7 +127,11 @@ func (p *Projector) Run(ctx context.Context) error {
 		poisonQueue,
 		middleware.Recoverer,
 	)
-	router.AddConsumerHandler("projector", p.cfg.EventsTopic, sub, p.handler(newViews(session, p.cfg.Keyspace, p.cfg.WriteParallelism)))
+	v := newViews(session, p.cfg.Keyspace, p.cfg.WriteParallelism)
+	batches := newBatches(ctx, p.cfg.MaxBatch, v.applyBatch, func(ctx context.Context, partition int32, offset int64) error {
+		return v.checkpoint(ctx, p.cfg.Group, partition, offset)
+	})
+	router.AddConsumerHandler("projector", p.cfg.EventsTopic, sub, p.handler(batches))
 
 	stop := context.AfterFunc(ctx, func() { _ = router.Close() })
 	defer stop()
@@ -141,27 +147,45 @@ func (p *Projector) Run(ctx context.Context) error {
 	return errors.New("projector: subscription ended")
 }
 
-// handler applies one event: views first, then the checkpoint; the message
-// is acked (and its offset committed later) only when both succeeded.
-func (p *Projector) handler(v *views) message.NoPublishHandlerFunc {
+// handler applies one event: it hands it to its partition's batcher
+// (batch.go), which writes the views, then the checkpoint when due; the
+// message is acked (and its offset committed later) only when the batch
+// holding it succeeded. A poison record is passed through the batcher too,
+// writing nothing, so the records after it keep their order, and its error
+// is returned for the poison queue.
+func (p *Projector) handler(b *batches) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		start := time.Now()
 		ctx := msg.Context()
-		ev, err := decode([]byte(msg.Metadata.Get(bus.MetaPartitionKey)), msg.Payload)
-		if err != nil {
+		ev, derr := decode([]byte(msg.Metadata.Get(bus.MetaPartitionKey)), msg.Payload)
+		partition, offset, prev, havePos := position(msg)
+		if !havePos {
+			// Not from the bus's consumer: apply on its own, no checkpoint.
+			if derr != nil {
+				return derr
+			}
+			if err := b.apply(ctx, []*event{ev}); err != nil {
+				p.m.failures.Inc()
+				return err
+			}
+			return nil
+		}
+		r := &pendingRecord{offset: offset, prev: prev, ev: ev}
+		if derr != nil {
+			r.ev = nil
+		}
+		if err := b.submit(ctx, partition, r); err != nil {
+			if ctx.Err() == nil {
+				p.m.failures.Inc()
+			}
+			if derr == nil {
+				return fmt.Errorf("%s of %s seq %d (partition %d offset %d): %w",
+					ev.typ, ev.GetConversationId(), ev.GetSeq(), partition, offset, err)
+			}
 			return err
 		}
-		partition, offset, havePos := position(msg)
-		if err := v.apply(ctx, ev); err != nil {
-			p.m.failures.Inc()
-			return fmt.Errorf("apply %s of %s seq %d (partition %d offset %d): %w",
-				ev.typ, ev.GetConversationId(), ev.GetSeq(), partition, offset, err)
-		}
-		if havePos {
-			if err := v.checkpoint(ctx, p.cfg.Group, partition, offset); err != nil {
-				p.m.failures.Inc()
-				return fmt.Errorf("checkpoint partition %d offset %d: %w", partition, offset, err)
-			}
+		if derr != nil {
+			return derr
 		}
 		p.m.applied.WithLabelValues(ev.typ).Inc()
 		p.m.duration.WithLabelValues(ev.typ).Observe(time.Since(start).Seconds())
@@ -169,15 +193,16 @@ func (p *Projector) handler(v *views) message.NoPublishHandlerFunc {
 	}
 }
 
-// position is the record's partition and offset, set by the bus on every
-// consumed message.
-func position(msg *message.Message) (int32, int64, bool) {
+// position is the record's partition, offset and the offset delivered
+// before it in the partition, set by the bus on every consumed message.
+func position(msg *message.Message) (partition int32, offset, prev int64, ok bool) {
 	p, err1 := strconv.ParseInt(msg.Metadata.Get(bus.MetaPartition), 10, 32)
 	o, err2 := strconv.ParseInt(msg.Metadata.Get(bus.MetaOffset), 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1, -1, false
+	pr, err3 := strconv.ParseInt(msg.Metadata.Get(bus.MetaPrevOffset), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return -1, -1, -1, false
 	}
-	return int32(p), o, true
+	return int32(p), o, pr, true
 }
 
 // correlate gives each message a correlation id (the bus's UUID of the

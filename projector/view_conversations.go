@@ -41,13 +41,13 @@ func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) 
 	switch ev.typ {
 	case schemas.TypeConversationCreated:
 		c := ev.GetConversationCreated()
-		return []stmt{{v.created, []any{creationTS, kindName(c.GetKind()), c.GetTitle(), ev.GetActorUserId(),
-			ev.occurredAt(), ev.occurredAt(), id}}}, nil
+		return []stmt{upsert(v.created, convPart(id), id, creationTS, kindName(c.GetKind()), c.GetTitle(), ev.GetActorUserId(),
+			ev.occurredAt(), ev.occurredAt(), id)}, nil
 	case schemas.TypeMessageSent:
 		m := ev.GetMessageSent()
-		return []stmt{{v.message, []any{seqTS(seq), seq, ev.occurredAt(), seq, preview(m.GetText()), ev.GetActorUserId(), id}}}, nil
+		return []stmt{upsert(v.message, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), seq, preview(m.GetText()), ev.GetActorUserId(), id)}, nil
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
-		return []stmt{{v.timeline, []any{seqTS(seq), seq, ev.occurredAt(), id}}}, nil
+		return []stmt{upsert(v.timeline, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), id)}, nil
 	}
 	return nil, nil
 }

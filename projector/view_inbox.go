@@ -58,7 +58,7 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		var out []stmt
 		for _, u := range c.GetMemberUserIds() {
 			initial[u] = true
-			out = append(out, stmt{v.created, []any{creationTS, kind, title, u, id}})
+			out = append(out, upsert(v.created, inboxPart(u), id, creationTS, kind, title, u, id))
 		}
 		// Users added before this event was (re)applied: only in a replay
 		// out of log order. In log order this finds the initial members.
@@ -66,7 +66,7 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		var u string
 		for iter.Scan(&u) {
 			if !initial[u] {
-				out = append(out, stmt{v.kindTitle, []any{creationTS, kind, title, u, id}})
+				out = append(out, upsert(v.kindTitle, inboxPart(u), id, creationTS, kind, title, u, id))
 			}
 		}
 		if err := iter.Close(); err != nil {
@@ -83,19 +83,19 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		}
 		out := make([]stmt, 0, 2*len(users))
 		for _, u := range users {
-			out = append(out, stmt{v.added, []any{seqTS(seq), seq, u, id}})
+			out = append(out, upsert(v.added, inboxPart(u), id, seqTS(seq), seq, u, id))
 			// kind is set together with title, by ConversationCreated; without
 			// it the row is not there yet, and ConversationCreated will copy
 			// both when it is applied.
 			if kind != "" {
-				out = append(out, stmt{v.kindTitle, []any{creationTS, kind, title, u, id}})
+				out = append(out, upsert(v.kindTitle, inboxPart(u), id, creationTS, kind, title, u, id))
 			}
 		}
 		return out, nil
 
 	case schemas.TypeMemberRemoved:
 		u := ev.GetMemberRemoved().GetUserId()
-		return []stmt{{v.removed, []any{seqTS(seq), seq, u, id}}}, nil
+		return []stmt{upsert(v.removed, inboxPart(u), id, seqTS(seq), seq, u, id)}, nil
 	}
 	return nil, nil
 }

@@ -58,27 +58,27 @@ func (v membersView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stm
 		c := ev.GetConversationCreated()
 		out := make([]stmt, 0, len(c.GetMemberUserIds()))
 		for i, u := range c.GetMemberUserIds() {
-			out = append(out, stmt{v.created, []any{creationTS, createdRole(c.GetKind(), i), ev.occurredAt(), id, u}})
+			out = append(out, upsert(v.created, membersPart(id), u, creationTS, createdRole(c.GetKind(), i), ev.occurredAt(), id, u))
 		}
 		return out, nil
 	case schemas.TypeMembersAdded:
 		users := ev.GetMembersAdded().GetUserIds()
 		out := make([]stmt, 0, len(users))
 		for _, u := range users {
-			out = append(out, stmt{v.added, []any{seqTS(seq), seq, ev.occurredAt(), seq, seq, id, u}})
+			out = append(out, upsert(v.added, membersPart(id), u, seqTS(seq), seq, ev.occurredAt(), seq, seq, id, u))
 		}
 		return out, nil
 	case schemas.TypeMemberRemoved:
 		r := ev.GetMemberRemoved()
-		return []stmt{{v.removed, []any{seqTS(seq), seq, reasonName(r.GetReason()), id, r.GetUserId()}}}, nil
+		return []stmt{upsert(v.removed, membersPart(id), r.GetUserId(), seqTS(seq), seq, reasonName(r.GetReason()), id, r.GetUserId())}, nil
 	case schemas.TypeMessageSent:
-		return []stmt{{v.marks, []any{markTS(seq), seq, seq, id, actor}}}, nil
+		return []stmt{upsert(v.marks, membersPart(id), actor, markTS(seq), seq, seq, id, actor)}, nil
 	case schemas.TypeReadUpTo:
 		up := ev.GetReadUpTo().GetUpToSeq()
-		return []stmt{{v.marks, []any{markTS(up), up, up, id, actor}}}, nil
+		return []stmt{upsert(v.marks, membersPart(id), actor, markTS(up), up, up, id, actor)}, nil
 	case schemas.TypeDeliveredUpTo:
 		up := ev.GetDeliveredUpTo().GetUpToSeq()
-		return []stmt{{v.delivered, []any{markTS(up), up, id, actor}}}, nil
+		return []stmt{upsert(v.delivered, membersPart(id), actor, markTS(up), up, id, actor)}, nil
 	}
 	return nil, nil
 }

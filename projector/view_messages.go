@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"fmt"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -34,11 +35,12 @@ func (v messagesView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]st
 		return nil, nil
 	}
 	seq := ev.GetSeq()
+	part := fmt.Sprintf("messages\x00%s\x00%d", ev.GetConversationId(), schemas.Bucket(seq))
 	if m := ev.GetMessageSent(); m != nil {
 		return []stmt{{v.insertMessage, []any{ev.GetConversationId(), schemas.Bucket(seq), seq, ev.typ,
 			ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(),
-			m.GetClientMsgId(), m.GetContentType(), m.GetText(), ev.occurredAt(), ev.raw, seqTS(seq)}}}, nil
+			m.GetClientMsgId(), m.GetContentType(), m.GetText(), ev.occurredAt(), ev.raw, seqTS(seq)}, part, "", seqTS(seq)}}, nil
 	}
 	return []stmt{{v.insertNotice, []any{ev.GetConversationId(), schemas.Bucket(seq), seq, ev.typ,
-		ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(), ev.occurredAt(), ev.raw, seqTS(seq)}}}, nil
+		ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(), ev.occurredAt(), ev.raw, seqTS(seq)}, part, "", seqTS(seq)}}, nil
 }

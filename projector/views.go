@@ -29,10 +29,18 @@ const creationTS int64 = 0
 func seqTS(seq int64) int64 { return seq }
 func markTS(v int64) int64  { return v }
 
-// stmt is one CQL statement with its bound values.
+// stmt is one CQL statement with its bound values. part and row let a
+// batch of events share round trips (see batch.go): part names the
+// Cassandra partition written (statements of one part may share an UNLOGGED
+// BATCH; "" runs alone) and row the row in it; two statements with the same
+// cql, part and row write the same cells, so only the one with the highest ts
+// needs to be sent ("" never coalesced).
 type stmt struct {
 	cql  string
 	args []any
+	part string
+	row  string
+	ts   int64
 }
 
 // planner is a view: it turns an event into the statements that apply it.
@@ -78,40 +86,68 @@ func qualify(keyspace, cql string) string {
 // after which some of the rows may be written: applying ev again is then
 // always correct (every statement is an idempotent upsert).
 func (v *views) apply(ctx context.Context, ev *event) error {
-	if !projected(ev.typ) {
-		return nil
-	}
+	return v.applyBatch(ctx, []*event{ev})
+}
+
+// applyBatch applies consecutive events of one partition together (see
+// batch.go for which events may share a batch): step by step, the
+// statements of all events are planned, coalesced and sent grouped by
+// Cassandra partition. Like apply, it either succeeds or leaves rows that
+// applying the events again completes.
+func (v *views) applyBatch(ctx context.Context, evs []*event) error {
 	for _, step := range v.steps {
 		var stmts []stmt
-		for _, p := range step {
-			st, err := p.plan(ctx, v.s, ev)
-			if err != nil {
-				return err
+		for _, ev := range evs {
+			if ev == nil || !projected(ev.typ) {
+				continue
 			}
-			stmts = append(stmts, st...)
+			for _, p := range step {
+				st, err := p.plan(ctx, v.s, ev)
+				if err != nil {
+					return err
+				}
+				stmts = append(stmts, st...)
+			}
 		}
-		if err := v.exec(ctx, stmts); err != nil {
+		if err := v.exec(ctx, groupByPartition(coalesce(stmts), maxBatchStmts, maxBatchBytes)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// exec runs statements concurrently: they touch different partitions (or
-// different cells), and none depends on another's outcome.
-func (v *views) exec(ctx context.Context, stmts []stmt) error {
-	switch len(stmts) {
+// exec runs groups of statements concurrently: they touch different
+// partitions (or different cells), and none depends on another's outcome.
+// A group of one is a plain query, a larger one an UNLOGGED BATCH of one
+// partition (one mutation, no batch log).
+func (v *views) exec(ctx context.Context, groups [][]stmt) error {
+	switch len(groups) {
 	case 0:
 		return nil
 	case 1:
-		return v.run(ctx, stmts[0])
+		return v.runGroup(ctx, groups[0])
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(v.parallel)
-	for _, st := range stmts {
-		g.Go(func() error { return v.run(gctx, st) })
+	for _, gr := range groups {
+		g.Go(func() error { return v.runGroup(gctx, gr) })
 	}
 	return g.Wait()
+}
+
+func (v *views) runGroup(ctx context.Context, sts []stmt) error {
+	if len(sts) == 1 {
+		return v.run(ctx, sts[0])
+	}
+	b := v.s.Batch(gocql.UnloggedBatch)
+	for _, st := range sts {
+		b.Query(st.cql, st.args...)
+		b.Entries[len(b.Entries)-1].Idempotent = true
+	}
+	if err := b.ExecContext(ctx); err != nil {
+		return fmt.Errorf("projector: batch of %d, %s: %w", len(sts), firstWords(sts[0].cql), err)
+	}
+	return nil
 }
 
 func (v *views) run(ctx context.Context, st stmt) error {

@@ -1,0 +1,221 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+func mustEvent(t *testing.T, e *pb.Event) *event {
+	t.Helper()
+	raw, err := proto.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := decode([]byte(e.GetConversationId()), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// describe renders the writes of step 2 of a batch (conversations, members;
+// the inbox needs a session) as "table row: values @ts", sorted.
+func describe(stmts []stmt) []string {
+	var out []string
+	for _, st := range stmts {
+		table := strings.Fields(st.cql)[1]
+		table = table[strings.IndexByte(table, '.')+1:]
+		set := st.cql[strings.Index(st.cql, "SET")+4 : strings.Index(st.cql, "WHERE")]
+		set = strings.Join(strings.Fields(set), " ")
+		out = append(out, fmt.Sprintf("%s %s: %s @%d", table, st.row, set, st.ts))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestCoalesce: events in → writes out. Of the writes of one cell set of
+// one row, only the highest timestamp's is kept; different rows, different
+// cell sets and statements without a row are all kept.
+func TestCoalesce(t *testing.T) {
+	ks := "ks"
+	conv, mem := newConversations(ks), newMembers(ks)
+	plan := func(evs ...*pb.Event) []stmt {
+		var out []stmt
+		for _, e := range evs {
+			ev := mustEvent(t, e)
+			for _, p := range []planner{conv, mem} {
+				st, err := p.plan(context.Background(), nil, ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, st...)
+			}
+		}
+		return out
+	}
+	const c = "g:x"
+	cases := []struct {
+		name string
+		in   []*pb.Event
+		want []string
+	}{
+		{
+			name: "messages of one conversation: last one's row, each sender's highest mark",
+			in:   []*pb.Event{sent(c, 1, "alice", "a"), sent(c, 2, "bob", "b"), sent(c, 3, "alice", "c")},
+			want: []string{
+				"conversations g:x: last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ? @3",
+				"members alice: read_seq = ?, delivered_seq = ? @3",
+				"members bob: read_seq = ?, delivered_seq = ? @2",
+			},
+		},
+		{
+			name: "out of order in the batch: still the highest",
+			in:   []*pb.Event{sent(c, 5, "alice", "a"), read(c, "alice", 9), sent(c, 4, "alice", "b")},
+			want: []string{
+				"conversations g:x: last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ? @5",
+				"members alice: read_seq = ?, delivered_seq = ? @9",
+			},
+		},
+		{
+			name: "different cell sets are kept apart",
+			in:   []*pb.Event{sent(c, 1, "alice", "a"), removed(c, 2, "alice", "bob"), delivered(c, "carol", 2), read(c, "carol", 1)},
+			want: []string{
+				"conversations g:x: last_seq = ?, updated_at = ? @2",
+				"conversations g:x: last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ? @1",
+				"members alice: read_seq = ?, delivered_seq = ? @1",
+				"members bob: removed = true, removed_seq = ?, removed_reason = ? @2",
+				"members carol: delivered_seq = ? @2",
+				"members carol: read_seq = ?, delivered_seq = ? @1",
+			},
+		},
+		{
+			name: "two conversations never merge",
+			in:   []*pb.Event{sent(c, 1, "alice", "a"), sent("g:y", 7, "alice", "b")},
+			want: []string{
+				"conversations g:x: last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ? @1",
+				"conversations g:y: last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ? @7",
+				"members alice: read_seq = ?, delivered_seq = ? @1",
+				"members alice: read_seq = ?, delivered_seq = ? @7",
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := describe(coalesce(plan(tc.in...)))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+
+	// The kept statement carries its own values, not the first one's.
+	got := coalesce(plan(sent(c, 1, "alice", "first"), sent(c, 2, "bob", "second")))
+	for _, st := range got {
+		if st.part == convPart(c) && st.args[4] != "second" {
+			t.Errorf("preview %v, want the highest seq's", st.args[4])
+		}
+	}
+}
+
+// TestGroupByPartition: rows of one partition share a batch, within the
+// statement and size bounds; rows without a partition go alone.
+func TestGroupByPartition(t *testing.T) {
+	st := func(part string, size int) stmt {
+		return stmt{cql: part, args: []any{strings.Repeat("x", size)}, part: part}
+	}
+	in := []stmt{st("a", 10), st("b", 10), st("a", 10), st("", 1), st("", 1), st("a", 10), st("a", 100), st("a", 10)}
+	var got []string
+	for _, g := range groupByPartition(in, 3, 50) {
+		var parts []string
+		for _, s := range g {
+			parts = append(parts, fmt.Sprintf("%s%d", s.part, argBytes(s.args)))
+		}
+		got = append(got, strings.Join(parts, "+"))
+	}
+	want := []string{"a10+a10+a10", "b10", "1", "1", "a100", "a10"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// TestBatchOrder: records submitted in any order are applied in chain
+// (offset) order, a batch never goes past maxBatch, ConversationCreated and
+// MembersAdded only start a batch, a failed batch applies nothing after it
+// until its records come again, and poison records (no event) keep the chain.
+func TestBatchOrder(t *testing.T) {
+	const c = "g:b"
+	evs := map[int64]*event{
+		10: mustEvent(t, group(c, "alice", "T", "bob")),
+		11: mustEvent(t, sent(c, 1, "alice", "a")),
+		12: nil,                                  // poison
+		14: mustEvent(t, sent(c, 2, "bob", "b")), // 13: a transaction marker
+		15: mustEvent(t, added(c, 3, "alice", "carol")),
+		16: mustEvent(t, read(c, "carol", 3)),
+		17: mustEvent(t, sent(c, 4, "carol", "c")),
+		18: mustEvent(t, sent(c, 5, "carol", "d")),
+	}
+	prev := map[int64]int64{10: -1, 11: 10, 12: 11, 14: 12, 15: 14, 16: 15, 17: 16, 18: 17}
+	var batches [][]int64
+	fail := true
+	b := newBatches(context.Background(), 3, func(_ context.Context, es []*event) error {
+		var offs []int64
+		for _, e := range es {
+			for o, x := range evs {
+				if x == e && (e != nil || o == 12) {
+					offs = append(offs, o)
+				}
+			}
+		}
+		batches = append(batches, offs)
+		if fail && slices.Contains(offs, 16) {
+			fail = false
+			return fmt.Errorf("transient")
+		}
+		return nil
+	}, func(context.Context, int32, int64) error { return nil })
+
+	// Submit everything at once, newest first, as concurrent handlers may.
+	b.mu.Lock()
+	p := &batcher{waiting: map[int64]*pendingRecord{}, completed: -1}
+	b.partitions[0] = p
+	recs := map[int64]*pendingRecord{}
+	for _, o := range []int64{18, 17, 16, 15, 14, 12, 11, 10} {
+		r := &pendingRecord{offset: o, prev: prev[o], ev: evs[o], done: make(chan error, 1)}
+		recs[o] = r
+		p.waiting[o] = r
+	}
+	p.running = true
+	b.mu.Unlock()
+	b.run(0, p)
+	if err := <-recs[16].done; err == nil {
+		t.Fatal("record 16: no error from the failed batch")
+	}
+	// The retry submits the failed batch's records again; 18 waited.
+	b.mu.Lock()
+	if len(p.waiting) != 1 || p.waiting[18] == nil || p.running {
+		t.Fatalf("after the failure: waiting %v, running %v; want only 18, stopped", p.waiting, p.running)
+	}
+	for _, o := range []int64{17, 16, 15} {
+		recs[o] = &pendingRecord{offset: o, prev: prev[o], ev: evs[o], done: make(chan error, 1)}
+		p.waiting[o] = recs[o]
+	}
+	p.running = true
+	b.mu.Unlock()
+	b.run(0, p)
+	for _, o := range []int64{15, 16, 17, 18} {
+		if err := <-recs[o].done; err != nil {
+			t.Fatalf("record %d: %v", o, err)
+		}
+	}
+	want := [][]int64{{10, 11, 12}, {14}, {15, 16, 17}, {15, 16, 17}, {18}}
+	if !slices.EqualFunc(batches, want, slices.Equal[[]int64]) {
+		t.Fatalf("batches %v, want %v", batches, want)
+	}
+}
