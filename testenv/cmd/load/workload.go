@@ -25,12 +25,15 @@ import (
 
 // stats collects what the clients observe.
 type stats struct {
-	mu         sync.Mutex
-	ack        []time.Duration
-	deliver    []time.Duration
-	viewLag    []time.Duration
-	sent       map[string]sentMsg        // client_msg_id -> what was sent
-	received   map[string]map[string]int // client_msg_id -> receiving user -> count
+	mu       sync.Mutex
+	ack      []time.Duration
+	deliver  []time.Duration
+	viewLag  []time.Duration
+	sent     map[string]sentMsg        // client_msg_id -> what was sent
+	received map[string]map[string]int // client_msg_id -> receiving user -> count
+	// onFirst is called on the first delivery of each message; set before
+	// any client connects, read by every client's reader.
+	onFirst    func(id, conv string, seq int64, user string)
 	acked      atomic.Int64
 	refused    atomic.Int64
 	disconnect atomic.Int64
@@ -48,7 +51,6 @@ type client struct {
 	wmu     sync.Mutex
 	pending sync.Map // request id -> time.Time
 	st      *stats
-	onFirst func(id, conv string, seq int64, user string) // first delivery of a sampled message
 	done    chan struct{}
 }
 
@@ -117,8 +119,8 @@ func (c *client) read() {
 				c.st.deliver = append(c.st.deliver, now.Sub(s.at))
 			}
 			c.st.mu.Unlock()
-			if first && c.onFirst != nil {
-				c.onFirst(id, body.Event.GetConversationId(), body.Event.GetSeq(), c.user)
+			if first && c.st.onFirst != nil {
+				c.st.onFirst(id, body.Event.GetConversationId(), body.Event.GetSeq(), c.user)
 			}
 		}
 	}
@@ -189,6 +191,23 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 		return nil, err
 	}
 	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}}
+	// View lag: for sampled messages, poll query from the first recipient.
+	var lagWG sync.WaitGroup
+	st.onFirst = func(id, conv string, seq int64, user string) {
+		n, _ := strconv.Atoi(id[strings.LastIndexByte(id, '-')+1:])
+		if n%c.ViewSample != 0 {
+			return
+		}
+		lagWG.Add(1)
+		go func() {
+			defer lagWG.Done()
+			if d, ok := viewLag(srv.info.Query, iss, user, conv, seq); ok {
+				st.mu.Lock()
+				st.viewLag = append(st.viewLag, d)
+				st.mu.Unlock()
+			}
+		}()
+	}
 	rssBefore := rssKiB(srv.cmd.Process.Pid)
 	clients, err := connectAll(ctx, c.Clients, c.Sources, srv.info.Gateways[0], iss, st, logf)
 	if err != nil {
@@ -217,25 +236,6 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 	}
 	if err := createAll(clients, convs, logf); err != nil {
 		return nil, err
-	}
-	// View lag: for sampled messages, poll query from the first recipient.
-	var lagWG sync.WaitGroup
-	for _, cl := range clients {
-		cl.onFirst = func(id, conv string, seq int64, user string) {
-			n, _ := strconv.Atoi(id[strings.LastIndexByte(id, '-')+1:])
-			if n%c.ViewSample != 0 {
-				return
-			}
-			lagWG.Add(1)
-			go func() {
-				defer lagWG.Done()
-				if d, ok := viewLag(srv.info.Query, iss, user, conv, seq); ok {
-					st.mu.Lock()
-					st.viewLag = append(st.viewLag, d)
-					st.mu.Unlock()
-				}
-			}()
-		}
 	}
 	logf("%d conversations (%d groups of %d, %d pairs); sending %d msgs/s for %s",
 		len(convs), groupUsers/c.GroupSize, c.GroupSize, (c.Clients-groupUsers)/2, c.Rate, c.Duration)
