@@ -22,6 +22,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PresenceState is a user's reachability, aggregated over their devices:
+// online when any device is online, else away when any is away, else
+// offline.
+type PresenceState int32
+
+const (
+	PresenceState_PRESENCE_STATE_UNSPECIFIED PresenceState = 0
+	PresenceState_PRESENCE_STATE_ONLINE      PresenceState = 1
+	PresenceState_PRESENCE_STATE_AWAY        PresenceState = 2
+	PresenceState_PRESENCE_STATE_OFFLINE     PresenceState = 3
+)
+
+// Enum value maps for PresenceState.
+var (
+	PresenceState_name = map[int32]string{
+		0: "PRESENCE_STATE_UNSPECIFIED",
+		1: "PRESENCE_STATE_ONLINE",
+		2: "PRESENCE_STATE_AWAY",
+		3: "PRESENCE_STATE_OFFLINE",
+	}
+	PresenceState_value = map[string]int32{
+		"PRESENCE_STATE_UNSPECIFIED": 0,
+		"PRESENCE_STATE_ONLINE":      1,
+		"PRESENCE_STATE_AWAY":        2,
+		"PRESENCE_STATE_OFFLINE":     3,
+	}
+)
+
+func (x PresenceState) Enum() *PresenceState {
+	p := new(PresenceState)
+	*p = x
+	return p
+}
+
+func (x PresenceState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PresenceState) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_client_proto_enumTypes[0].Descriptor()
+}
+
+func (PresenceState) Type() protoreflect.EnumType {
+	return &file_parley_v1_client_proto_enumTypes[0]
+}
+
+func (x PresenceState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PresenceState.Descriptor instead.
+func (PresenceState) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{0}
+}
+
 // ClientFrame is one WebSocket frame from a device to a gateway: protojson
 // text frames by default, binary protobuf frames when the device negotiates
 // the binary subprotocol. The gateway turns each command body into a Command
@@ -48,6 +103,9 @@ type ClientFrame struct {
 	//	*ClientFrame_MarkDelivered
 	//	*ClientFrame_MarkRead
 	//	*ClientFrame_Resume
+	//	*ClientFrame_Typing
+	//	*ClientFrame_SetPresence
+	//	*ClientFrame_WatchPresence
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -177,6 +235,33 @@ func (x *ClientFrame) GetResume() *Resume {
 	return nil
 }
 
+func (x *ClientFrame) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetSetPresence() *SetPresence {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_SetPresence); ok {
+			return x.SetPresence
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetWatchPresence() *WatchPresence {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_WatchPresence); ok {
+			return x.WatchPresence
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -224,6 +309,22 @@ type ClientFrame_Resume struct {
 	Resume *Resume `protobuf:"bytes,17,opt,name=resume,proto3,oneof"`
 }
 
+type ClientFrame_Typing struct {
+	// Ephemeral signals: never appended, never stored, never answered
+	// unless refused (Error). See gateway/README.md "Typing and presence".
+	Typing *Typing `protobuf:"bytes,18,opt,name=typing,proto3,oneof"`
+}
+
+type ClientFrame_SetPresence struct {
+	SetPresence *SetPresence `protobuf:"bytes,19,opt,name=set_presence,json=setPresence,proto3,oneof"`
+}
+
+type ClientFrame_WatchPresence struct {
+	// Replaces the set of users whose presence this session follows;
+	// answered with Presences, then changes arrive as Signal frames.
+	WatchPresence *WatchPresence `protobuf:"bytes,20,opt,name=watch_presence,json=watchPresence,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -244,6 +345,12 @@ func (*ClientFrame_MarkDelivered) isClientFrame_Body() {}
 func (*ClientFrame_MarkRead) isClientFrame_Body() {}
 
 func (*ClientFrame_Resume) isClientFrame_Body() {}
+
+func (*ClientFrame_Typing) isClientFrame_Body() {}
+
+func (*ClientFrame_SetPresence) isClientFrame_Body() {}
+
+func (*ClientFrame_WatchPresence) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -295,6 +402,8 @@ type ServerFrame struct {
 	//	*ServerFrame_Error
 	//	*ServerFrame_Pong
 	//	*ServerFrame_Resumed
+	//	*ServerFrame_Signal
+	//	*ServerFrame_Presences
 	Body          isServerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -391,6 +500,24 @@ func (x *ServerFrame) GetResumed() *Resumed {
 	return nil
 }
 
+func (x *ServerFrame) GetSignal() *Signal {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_Signal); ok {
+			return x.Signal
+		}
+	}
+	return nil
+}
+
+func (x *ServerFrame) GetPresences() *Presences {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_Presences); ok {
+			return x.Presences
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Body interface {
 	isServerFrame_Body()
 }
@@ -427,6 +554,16 @@ type ServerFrame_Resumed struct {
 	Resumed *Resumed `protobuf:"bytes,6,opt,name=resumed,proto3,oneof"`
 }
 
+type ServerFrame_Signal struct {
+	// Typing or a presence change, pushed live; never in history.
+	Signal *Signal `protobuf:"bytes,7,opt,name=signal,proto3,oneof"`
+}
+
+type ServerFrame_Presences struct {
+	// Answer to WatchPresence: the current presence of every watched user.
+	Presences *Presences `protobuf:"bytes,8,opt,name=presences,proto3,oneof"`
+}
+
 func (*ServerFrame_Welcome) isServerFrame_Body() {}
 
 func (*ServerFrame_Accepted) isServerFrame_Body() {}
@@ -438,6 +575,10 @@ func (*ServerFrame_Error) isServerFrame_Body() {}
 func (*ServerFrame_Pong) isServerFrame_Body() {}
 
 func (*ServerFrame_Resumed) isServerFrame_Body() {}
+
+func (*ServerFrame_Signal) isServerFrame_Body() {}
+
+func (*ServerFrame_Presences) isServerFrame_Body() {}
 
 // Welcome tells the device who it is and which limits apply.
 type Welcome struct {
@@ -871,11 +1012,428 @@ func (x *Resumed) GetMore() bool {
 	return false
 }
 
+// Typing says the device's user is typing in ClientFrame.conversation_id
+// (active) or stopped (not active). Clients send it at most every few
+// seconds while typing; receivers drop the indicator after
+// TypingSignal.expires_at unless it is renewed.
+type Typing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Active        bool                   `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Typing) Reset() {
+	*x = Typing{}
+	mi := &file_parley_v1_client_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Typing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Typing) ProtoMessage() {}
+
+func (x *Typing) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Typing.ProtoReflect.Descriptor instead.
+func (*Typing) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Typing) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+// SetPresence sets this device's state: ONLINE (the default of a new
+// session) or AWAY. A device is OFFLINE when its session ends.
+type SetPresence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         PresenceState          `protobuf:"varint,1,opt,name=state,proto3,enum=parley.v1.PresenceState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPresence) Reset() {
+	*x = SetPresence{}
+	mi := &file_parley_v1_client_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPresence) ProtoMessage() {}
+
+func (x *SetPresence) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPresence.ProtoReflect.Descriptor instead.
+func (*SetPresence) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetPresence) GetState() PresenceState {
+	if x != nil {
+		return x.State
+	}
+	return PresenceState_PRESENCE_STATE_UNSPECIFIED
+}
+
+// WatchPresence names the users whose presence the session follows (up to
+// the gateway's documented limit); an empty list stops following.
+type WatchPresence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserIds       []string               `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPresence) Reset() {
+	*x = WatchPresence{}
+	mi := &file_parley_v1_client_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPresence) ProtoMessage() {}
+
+func (x *WatchPresence) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPresence.ProtoReflect.Descriptor instead.
+func (*WatchPresence) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchPresence) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+// UserPresence is one user's aggregated presence.
+type UserPresence struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	State  PresenceState          `protobuf:"varint,2,opt,name=state,proto3,enum=parley.v1.PresenceState" json:"state,omitempty"`
+	// When the user was last seen online or away; unset when unknown (the
+	// gateways keep no presence beyond the signals topic's retention).
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserPresence) Reset() {
+	*x = UserPresence{}
+	mi := &file_parley_v1_client_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserPresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserPresence) ProtoMessage() {}
+
+func (x *UserPresence) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
+func (*UserPresence) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UserPresence) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserPresence) GetState() PresenceState {
+	if x != nil {
+		return x.State
+	}
+	return PresenceState_PRESENCE_STATE_UNSPECIFIED
+}
+
+func (x *UserPresence) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+// Presences answers WatchPresence.
+type Presences struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Users         []*UserPresence        `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Presences) Reset() {
+	*x = Presences{}
+	mi := &file_parley_v1_client_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Presences) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Presences) ProtoMessage() {}
+
+func (x *Presences) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Presences.ProtoReflect.Descriptor instead.
+func (*Presences) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Presences) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Presences) GetUsers() []*UserPresence {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// TypingSignal is a member's typing indicator in a conversation.
+type TypingSignal struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	UserId         string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DeviceId       string                 `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Active         bool                   `protobuf:"varint,4,opt,name=active,proto3" json:"active,omitempty"`
+	// Drop the indicator after this time unless renewed.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypingSignal) Reset() {
+	*x = TypingSignal{}
+	mi := &file_parley_v1_client_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypingSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypingSignal) ProtoMessage() {}
+
+func (x *TypingSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypingSignal.ProtoReflect.Descriptor instead.
+func (*TypingSignal) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TypingSignal) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *TypingSignal) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *TypingSignal) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *TypingSignal) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *TypingSignal) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// Signal is an ephemeral notice pushed to a device.
+type Signal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*Signal_Typing
+	//	*Signal_Presence
+	Body          isSignal_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signal) Reset() {
+	*x = Signal{}
+	mi := &file_parley_v1_client_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signal) ProtoMessage() {}
+
+func (x *Signal) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signal.ProtoReflect.Descriptor instead.
+func (*Signal) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Signal) GetBody() isSignal_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *Signal) GetTyping() *TypingSignal {
+	if x != nil {
+		if x, ok := x.Body.(*Signal_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+func (x *Signal) GetPresence() *UserPresence {
+	if x != nil {
+		if x, ok := x.Body.(*Signal_Presence); ok {
+			return x.Presence
+		}
+	}
+	return nil
+}
+
+type isSignal_Body interface {
+	isSignal_Body()
+}
+
+type Signal_Typing struct {
+	Typing *TypingSignal `protobuf:"bytes,1,opt,name=typing,proto3,oneof"`
+}
+
+type Signal_Presence struct {
+	Presence *UserPresence `protobuf:"bytes,2,opt,name=presence,proto3,oneof"`
+}
+
+func (*Signal_Typing) isSignal_Body() {}
+
+func (*Signal_Presence) isSignal_Body() {}
+
 var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x80\x05\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xad\x06\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -889,17 +1447,22 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\fsend_message\x18\x0e \x01(\v2\x16.parley.v1.SendMessageH\x00R\vsendMessage\x12A\n" +
 	"\x0emark_delivered\x18\x0f \x01(\v2\x18.parley.v1.MarkDeliveredH\x00R\rmarkDelivered\x122\n" +
 	"\tmark_read\x18\x10 \x01(\v2\x13.parley.v1.MarkReadH\x00R\bmarkRead\x12+\n" +
-	"\x06resume\x18\x11 \x01(\v2\x11.parley.v1.ResumeH\x00R\x06resume\x12%\n" +
+	"\x06resume\x18\x11 \x01(\v2\x11.parley.v1.ResumeH\x00R\x06resume\x12+\n" +
+	"\x06typing\x18\x12 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12;\n" +
+	"\fset_presence\x18\x13 \x01(\v2\x16.parley.v1.SetPresenceH\x00R\vsetPresence\x12A\n" +
+	"\x0ewatch_presence\x18\x14 \x01(\v2\x18.parley.v1.WatchPresenceH\x00R\rwatchPresence\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
-	"\x04Ping\"\xa3\x02\n" +
+	"\x04Ping\"\x86\x03\n" +
 	"\vServerFrame\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.parley.v1.WelcomeH\x00R\awelcome\x121\n" +
 	"\baccepted\x18\x02 \x01(\v2\x13.parley.v1.AcceptedH\x00R\baccepted\x12(\n" +
 	"\x05event\x18\x03 \x01(\v2\x10.parley.v1.EventH\x00R\x05event\x12(\n" +
 	"\x05error\x18\x04 \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x12%\n" +
 	"\x04pong\x18\x05 \x01(\v2\x0f.parley.v1.PongH\x00R\x04pong\x12.\n" +
-	"\aresumed\x18\x06 \x01(\v2\x12.parley.v1.ResumedH\x00R\aresumedB\x06\n" +
+	"\aresumed\x18\x06 \x01(\v2\x12.parley.v1.ResumedH\x00R\aresumed\x12+\n" +
+	"\x06signal\x18\a \x01(\v2\x11.parley.v1.SignalH\x00R\x06signal\x124\n" +
+	"\tpresences\x18\b \x01(\v2\x14.parley.v1.PresencesH\x00R\tpresencesB\x06\n" +
 	"\x04body\"\xef\x01\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
@@ -935,7 +1498,37 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
 	"\acursors\x18\x02 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\x12\x12\n" +
-	"\x04more\x18\x03 \x01(\bR\x04moreB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x04more\x18\x03 \x01(\bR\x04more\" \n" +
+	"\x06Typing\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\bR\x06active\"=\n" +
+	"\vSetPresence\x12.\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x18.parley.v1.PresenceStateR\x05state\"*\n" +
+	"\rWatchPresence\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"\x90\x01\n" +
+	"\fUserPresence\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12.\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x18.parley.v1.PresenceStateR\x05state\x127\n" +
+	"\tlast_seen\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"Y\n" +
+	"\tPresences\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12-\n" +
+	"\x05users\x18\x02 \x03(\v2\x17.parley.v1.UserPresenceR\x05users\"\xc0\x01\n" +
+	"\fTypingSignal\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x16\n" +
+	"\x06active\x18\x04 \x01(\bR\x06active\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"z\n" +
+	"\x06Signal\x121\n" +
+	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingSignalH\x00R\x06typing\x125\n" +
+	"\bpresence\x18\x02 \x01(\v2\x17.parley.v1.UserPresenceH\x00R\bpresenceB\x06\n" +
+	"\x04body*\x7f\n" +
+	"\rPresenceState\x12\x1e\n" +
+	"\x1aPRESENCE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15PRESENCE_STATE_ONLINE\x10\x01\x12\x17\n" +
+	"\x13PRESENCE_STATE_AWAY\x10\x02\x12\x1a\n" +
+	"\x16PRESENCE_STATE_OFFLINE\x10\x03B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_client_proto_rawDescOnce sync.Once
@@ -949,55 +1542,76 @@ func file_parley_v1_client_proto_rawDescGZIP() []byte {
 	return file_parley_v1_client_proto_rawDescData
 }
 
-var file_parley_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_parley_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_parley_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_parley_v1_client_proto_goTypes = []any{
-	(*ClientFrame)(nil),           // 0: parley.v1.ClientFrame
-	(*Ping)(nil),                  // 1: parley.v1.Ping
-	(*ServerFrame)(nil),           // 2: parley.v1.ServerFrame
-	(*Welcome)(nil),               // 3: parley.v1.Welcome
-	(*Accepted)(nil),              // 4: parley.v1.Accepted
-	(*Error)(nil),                 // 5: parley.v1.Error
-	(*Pong)(nil),                  // 6: parley.v1.Pong
-	(*ConversationCursor)(nil),    // 7: parley.v1.ConversationCursor
-	(*Resume)(nil),                // 8: parley.v1.Resume
-	(*Resumed)(nil),               // 9: parley.v1.Resumed
-	(*CreateConversation)(nil),    // 10: parley.v1.CreateConversation
-	(*AddMembers)(nil),            // 11: parley.v1.AddMembers
-	(*RemoveMember)(nil),          // 12: parley.v1.RemoveMember
-	(*LeaveConversation)(nil),     // 13: parley.v1.LeaveConversation
-	(*SendMessage)(nil),           // 14: parley.v1.SendMessage
-	(*MarkDelivered)(nil),         // 15: parley.v1.MarkDelivered
-	(*MarkRead)(nil),              // 16: parley.v1.MarkRead
-	(*Event)(nil),                 // 17: parley.v1.Event
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(ErrorCode)(0),                // 19: parley.v1.ErrorCode
+	(PresenceState)(0),            // 0: parley.v1.PresenceState
+	(*ClientFrame)(nil),           // 1: parley.v1.ClientFrame
+	(*Ping)(nil),                  // 2: parley.v1.Ping
+	(*ServerFrame)(nil),           // 3: parley.v1.ServerFrame
+	(*Welcome)(nil),               // 4: parley.v1.Welcome
+	(*Accepted)(nil),              // 5: parley.v1.Accepted
+	(*Error)(nil),                 // 6: parley.v1.Error
+	(*Pong)(nil),                  // 7: parley.v1.Pong
+	(*ConversationCursor)(nil),    // 8: parley.v1.ConversationCursor
+	(*Resume)(nil),                // 9: parley.v1.Resume
+	(*Resumed)(nil),               // 10: parley.v1.Resumed
+	(*Typing)(nil),                // 11: parley.v1.Typing
+	(*SetPresence)(nil),           // 12: parley.v1.SetPresence
+	(*WatchPresence)(nil),         // 13: parley.v1.WatchPresence
+	(*UserPresence)(nil),          // 14: parley.v1.UserPresence
+	(*Presences)(nil),             // 15: parley.v1.Presences
+	(*TypingSignal)(nil),          // 16: parley.v1.TypingSignal
+	(*Signal)(nil),                // 17: parley.v1.Signal
+	(*CreateConversation)(nil),    // 18: parley.v1.CreateConversation
+	(*AddMembers)(nil),            // 19: parley.v1.AddMembers
+	(*RemoveMember)(nil),          // 20: parley.v1.RemoveMember
+	(*LeaveConversation)(nil),     // 21: parley.v1.LeaveConversation
+	(*SendMessage)(nil),           // 22: parley.v1.SendMessage
+	(*MarkDelivered)(nil),         // 23: parley.v1.MarkDelivered
+	(*MarkRead)(nil),              // 24: parley.v1.MarkRead
+	(*Event)(nil),                 // 25: parley.v1.Event
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(ErrorCode)(0),                // 27: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
-	10, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
-	11, // 1: parley.v1.ClientFrame.add_members:type_name -> parley.v1.AddMembers
-	12, // 2: parley.v1.ClientFrame.remove_member:type_name -> parley.v1.RemoveMember
-	13, // 3: parley.v1.ClientFrame.leave_conversation:type_name -> parley.v1.LeaveConversation
-	14, // 4: parley.v1.ClientFrame.send_message:type_name -> parley.v1.SendMessage
-	15, // 5: parley.v1.ClientFrame.mark_delivered:type_name -> parley.v1.MarkDelivered
-	16, // 6: parley.v1.ClientFrame.mark_read:type_name -> parley.v1.MarkRead
-	8,  // 7: parley.v1.ClientFrame.resume:type_name -> parley.v1.Resume
-	1,  // 8: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	3,  // 9: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	4,  // 10: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	17, // 11: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	5,  // 12: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	6,  // 13: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	9,  // 14: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	18, // 15: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	19, // 16: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	18, // 17: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	7,  // 18: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
-	7,  // 19: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
+	19, // 1: parley.v1.ClientFrame.add_members:type_name -> parley.v1.AddMembers
+	20, // 2: parley.v1.ClientFrame.remove_member:type_name -> parley.v1.RemoveMember
+	21, // 3: parley.v1.ClientFrame.leave_conversation:type_name -> parley.v1.LeaveConversation
+	22, // 4: parley.v1.ClientFrame.send_message:type_name -> parley.v1.SendMessage
+	23, // 5: parley.v1.ClientFrame.mark_delivered:type_name -> parley.v1.MarkDelivered
+	24, // 6: parley.v1.ClientFrame.mark_read:type_name -> parley.v1.MarkRead
+	9,  // 7: parley.v1.ClientFrame.resume:type_name -> parley.v1.Resume
+	11, // 8: parley.v1.ClientFrame.typing:type_name -> parley.v1.Typing
+	12, // 9: parley.v1.ClientFrame.set_presence:type_name -> parley.v1.SetPresence
+	13, // 10: parley.v1.ClientFrame.watch_presence:type_name -> parley.v1.WatchPresence
+	2,  // 11: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	4,  // 12: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	5,  // 13: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	25, // 14: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	6,  // 15: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	7,  // 16: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	10, // 17: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	17, // 18: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	15, // 19: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	26, // 20: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	27, // 21: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	26, // 22: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 23: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	8,  // 24: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	0,  // 25: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 26: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	26, // 27: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	14, // 28: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	26, // 29: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 30: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	14, // 31: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -1017,6 +1631,9 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_MarkDelivered)(nil),
 		(*ClientFrame_MarkRead)(nil),
 		(*ClientFrame_Resume)(nil),
+		(*ClientFrame_Typing)(nil),
+		(*ClientFrame_SetPresence)(nil),
+		(*ClientFrame_WatchPresence)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{
@@ -1026,19 +1643,26 @@ func file_parley_v1_client_proto_init() {
 		(*ServerFrame_Error)(nil),
 		(*ServerFrame_Pong)(nil),
 		(*ServerFrame_Resumed)(nil),
+		(*ServerFrame_Signal)(nil),
+		(*ServerFrame_Presences)(nil),
+	}
+	file_parley_v1_client_proto_msgTypes[16].OneofWrappers = []any{
+		(*Signal_Typing)(nil),
+		(*Signal_Presence)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_client_proto_rawDesc), len(file_parley_v1_client_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   10,
+			NumEnums:      1,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_parley_v1_client_proto_goTypes,
 		DependencyIndexes: file_parley_v1_client_proto_depIdxs,
+		EnumInfos:         file_parley_v1_client_proto_enumTypes,
 		MessageInfos:      file_parley_v1_client_proto_msgTypes,
 	}.Build()
 	File_parley_v1_client_proto = out.File
