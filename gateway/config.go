@@ -18,8 +18,9 @@ type Config struct {
 	Addr string
 	// Seeds are Kafka bootstrap addresses.
 	Seeds []string
-	// CommandsTopic and EventsTopic default to the schemas contract.
-	CommandsTopic, EventsTopic string
+	// CommandsTopic, EventsTopic and SignalsTopic default to the schemas
+	// contract.
+	CommandsTopic, EventsTopic, SignalsTopic string
 	// Auth says how device tokens are verified.
 	Auth auth.Config
 	// DevTokens serves /v1/dev/token, which mints a token for any user and
@@ -33,6 +34,7 @@ type Config struct {
 	CassandraHosts []string
 	Keyspace       string // default "parley"
 	Fanout         Fanout
+	Signals        Signals
 	// Logger defaults to one that discards.
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics. When nil the gateway uses a
@@ -64,6 +66,35 @@ var DefaultFanout = Fanout{
 	ReceiptFanoutMaxMembers: 100,
 	MaxResumeEvents:         10_000,
 	ResumeGapWait:           5 * time.Second,
+}
+
+// Signals tunes typing and presence; see README.md "Typing and presence".
+type Signals struct {
+	// PresenceTTL is how long a gateway's statement of a device's presence
+	// holds: a gateway that crashes leaves its devices online elsewhere
+	// for at most this long (default 60s).
+	PresenceTTL time.Duration
+	// PresenceRefresh is how often a gateway restates all of its devices;
+	// shorter than PresenceTTL (default 20s).
+	PresenceRefresh time.Duration
+	// PresenceForget: an offline user's last-seen time is kept this long
+	// (default 1h); after a gateway restart it is known only for users seen
+	// within PresenceTTL.
+	PresenceForget time.Duration
+	// TypingTTL is how long a typing indicator holds unless renewed
+	// (default 6s); clients renew it every few seconds while typing.
+	TypingTTL time.Duration
+	// MaxPresenceWatch caps the users one WatchPresence names (default 500).
+	MaxPresenceWatch int
+}
+
+// DefaultSignals is used for every zero field of Signals.
+var DefaultSignals = Signals{
+	PresenceTTL:      60 * time.Second,
+	PresenceRefresh:  20 * time.Second,
+	PresenceForget:   time.Hour,
+	TypingTTL:        6 * time.Second,
+	MaxPresenceWatch: 500,
 }
 
 // Limits are the edge limits of one session; each refusal has its ErrorCode
@@ -113,6 +144,9 @@ func (c Config) Defaults() Config {
 	if c.EventsTopic == "" {
 		c.EventsTopic = schemas.Events.Name
 	}
+	if c.SignalsTopic == "" {
+		c.SignalsTopic = schemas.Signals.Name
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +168,17 @@ func (c Config) Defaults() Config {
 		f.ResumeGapWait = d.ResumeGapWait
 	}
 	c.Fanout = f
+	g, dg := c.Signals, DefaultSignals
+	for _, d := range []struct{ dst, def *time.Duration }{{&g.PresenceTTL, &dg.PresenceTTL},
+		{&g.PresenceRefresh, &dg.PresenceRefresh}, {&g.PresenceForget, &dg.PresenceForget}, {&g.TypingTTL, &dg.TypingTTL}} {
+		if *d.dst == 0 {
+			*d.dst = *d.def
+		}
+	}
+	if g.MaxPresenceWatch == 0 {
+		g.MaxPresenceWatch = dg.MaxPresenceWatch
+	}
+	c.Signals = g
 	return c
 }
 
@@ -187,6 +232,11 @@ func (c Config) Validate() error {
 	}
 	if f := c.Fanout; f.MembershipCacheSize < 0 || f.ReceiptFanoutMaxMembers < 0 || f.MaxResumeEvents < 0 || f.ResumeGapWait < 0 {
 		errs = append(errs, errors.New("gateway: Fanout must not be negative"))
+	}
+	if g := c.Signals; g.PresenceTTL < 0 || g.PresenceRefresh < 0 || g.PresenceForget < 0 || g.TypingTTL < 0 || g.MaxPresenceWatch < 0 {
+		errs = append(errs, errors.New("gateway: Signals must not be negative"))
+	} else if g.PresenceRefresh >= g.PresenceTTL && g.PresenceTTL > 0 {
+		errs = append(errs, errors.New("gateway: Signals.PresenceRefresh must be shorter than PresenceTTL"))
 	}
 	return errors.Join(errs...)
 }

@@ -151,6 +151,22 @@ func (m *membership) load(ctx context.Context, conv string, seq int64) *convMemb
 	return e
 }
 
+// peek returns conv's cached members without loading or reordering
+// anything; any goroutine may call it.
+func (m *membership) peek(conv string) ([]string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.convs[conv]
+	if e == nil {
+		return nil, false
+	}
+	out := make([]string, 0, len(e.members))
+	for u := range e.members {
+		out = append(out, u)
+	}
+	return out, true
+}
+
 // size is the number of cached conversations.
 func (m *membership) size() int {
 	m.mu.Lock()

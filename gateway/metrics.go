@@ -16,6 +16,10 @@ type metrics struct {
 	eventsDelivered prometheus.Counter
 	eventsUndecoded prometheus.Counter
 	consumerReady   prometheus.Gauge
+
+	signalsPublished *prometheus.CounterVec // type: typing, presence
+	signalFailures   prometheus.Counter
+	signalsConsumed  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,10 +52,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "events_undecodable_total", Help: "Records of the events topic that are not a parley.v1.Event."}),
 		consumerReady: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_consumer_ready", Help: "1 once the events consumer has its start positions."}),
+		signalsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "signals_published_total", Help: "Typing and presence records written to the signals topic, by type."}, []string{"type"}),
+		signalFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "signal_publish_failures_total", Help: "Signals records that could not be written (dropped)."}),
+		signalsConsumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "signals_consumed_total", Help: "Records read from the signals topic."}),
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
 		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
-		m.eventsUndecoded, m.consumerReady} {
+		m.eventsUndecoded, m.consumerReady, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

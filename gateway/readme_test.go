@@ -80,6 +80,8 @@ func TestREADMEFrames(t *testing.T) {
 				id = sf.GetError().GetRequestId()
 			case sf.GetPong() != nil:
 				id = sf.GetPong().GetRequestId()
+			case sf.GetPresences() != nil:
+				id = sf.GetPresences().GetRequestId()
 			}
 			if id != "" {
 				documented[id] = sf
@@ -109,6 +111,9 @@ func TestREADMEFrames(t *testing.T) {
 	c := e.dial("alice", "phone")
 	for i, it := range clients {
 		c.sendText(it.text)
+		if frames[i].GetTyping() != nil || frames[i].GetSetPresence() != nil {
+			c.sendText(`{"requestId":"` + frames[i].GetRequestId() + `-probe","ping":{}}`)
+		}
 		got := c.next()
 		id := frames[i].GetRequestId()
 		want := documented[id]
@@ -131,6 +136,20 @@ func TestREADMEFrames(t *testing.T) {
 			if got.GetResumed().GetRequestId() != id && (len(frames[i].GetResume().GetCursors()) == 0 ||
 				got.GetError().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER || got.GetError().GetRequestId() != id) {
 				t.Errorf("README.md:%d: got %v, want Resumed", it.line, got)
+			}
+		case want.GetPresences() != nil:
+			if got.GetPresences().GetRequestId() != id || len(got.GetPresences().GetUsers()) != len(want.GetPresences().GetUsers()) {
+				t.Errorf("README.md:%d: got %v, README shows Presences", it.line, got)
+			}
+		case frames[i].GetTyping() != nil || frames[i].GetSetPresence() != nil:
+			// Never answered when taken; no projector runs here, so a typing
+			// frame is refused NOT_MEMBER. A Ping right after must get the
+			// next frame otherwise.
+			if got.GetError().GetCode() == pb.ErrorCode_ERROR_CODE_NOT_MEMBER && frames[i].GetTyping() != nil {
+				got = c.next() // the probe's Pong
+			}
+			if got.GetPong().GetRequestId() != id+"-probe" {
+				t.Errorf("README.md:%d: got %v, want no answer", it.line, got)
 			}
 		case want.GetPong() != nil || frames[i].GetPing() != nil:
 			if got.GetPong().GetRequestId() != id {

@@ -45,6 +45,11 @@ type Server struct {
 	views   views
 	members *membership
 
+	// instance names this run of the gateway in the signals topic.
+	instance   string
+	presence   *presenceTable
+	signalsOut *kgo.Client
+
 	consumerReady atomic.Bool
 	draining      atomic.Bool
 	served        atomic.Bool
@@ -60,7 +65,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub()}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub(), instance: newID(time.Now()),
+		presence: newPresenceTable(cfg.Signals.PresenceForget, pushPresence)}
 	var err error
 	if len(cfg.CassandraHosts) > 0 {
 		cv, err := openViews(cfg.CassandraHosts, cfg.Keyspace)
@@ -102,6 +108,15 @@ func New(cfg Config) (*Server, error) {
 	// first deploy) is seen on the next retry rather than 5 s later.
 	if s.admin, err = kgo.NewClient(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-admin"),
 		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "admin")})); err != nil {
+		return nil, fmt.Errorf("gateway: kafka: %w", err)
+	}
+	if s.signalsOut, err = kgo.NewClient(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-signals"),
+		kgo.DefaultProduceTopic(cfg.SignalsTopic),
+		// Ephemeral: the leader's ack is enough, and a signal late by more
+		// than a few seconds is worthless.
+		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
+		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(5*time.Second),
+		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "signals-out")})); err != nil {
 		return nil, fmt.Errorf("gateway: kafka: %w", err)
 	}
 	s.appendCtx, s.stopAppends = context.WithCancel(context.Background())
@@ -185,6 +200,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	consumeCtx, stopConsume := context.WithCancel(context.Background())
 	consumeDone := make(chan error, 1)
 	go func() { consumeDone <- s.consume(consumeCtx) }()
+	signalsDone := make(chan error, 1)
+	go func() { signalsDone <- s.runSignals(consumeCtx) }()
 	s.log.Info("gateway serving", "addr", ln.Addr().String(), "commands", s.cfg.CommandsTopic, "events", s.cfg.EventsTopic)
 
 	var err error
@@ -195,12 +212,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case err = <-consumeDone:
 		err = fmt.Errorf("gateway: events consumer: %w", err)
 		consumeDone <- nil
+	case err = <-signalsDone:
+		err = fmt.Errorf("gateway: signals consumer: %w", err)
+		signalsDone <- nil
 	}
-	s.shutdown(hs, stopConsume, consumeDone)
+	s.shutdown(hs, stopConsume, consumeDone, signalsDone)
 	return err
 }
 
-func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consumeDone chan error) {
+func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consumeDone, signalsDone chan error) {
 	s.log.Info("gateway shutting down", "sessions", len(s.hub.all()))
 	s.gate.Lock()
 	s.draining.Store(true)
@@ -228,6 +248,13 @@ func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consu
 	}
 	stopConsume()
 	<-consumeDone
+	<-signalsDone
+	// The sessions' OFFLINE statements, so watchers elsewhere need not wait
+	// for them to expire.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	_ = s.signalsOut.Flush(ctx)
+	cancel()
+	s.signalsOut.Close()
 	s.stopAppends()
 	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	_ = s.appender.Close(ctx)
@@ -292,6 +319,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
 		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes)}}}))
 	sess.log.Debug("session open", "subprotocol", conn.Subprotocol())
+	sess.state.Store(int32(pb.PresenceState_PRESENCE_STATE_ONLINE))
+	s.publishPresence(sess.devicePresence())
 
 	go sess.writeLoop()
 	sess.readLoop()
@@ -301,6 +330,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// close ran elsewhere, is visible here and can be stopped.
 	sess.close(websocket.CloseNormalClosure, "", false)
 	sess.watchdog.Stop()
+	s.presence.unwatch(sess)
+	if s.hub.device(sess.user, sess.device) == nil { // not replaced by a newer session
+		sess.state.Store(int32(pb.PresenceState_PRESENCE_STATE_OFFLINE))
+		s.publishPresence(sess.devicePresence())
+	}
 }
 
 // healthz is 200 when this gateway can do its job: its events consumer has

@@ -72,8 +72,9 @@ type session struct {
 	readerDone chan struct{}
 	writerDone chan struct{}
 
-	resuming atomic.Bool // a Resume is running
-	mu       sync.Mutex  // guards held, pushed and holdAll
+	state    atomic.Int32 // pb.PresenceState this device states
+	resuming atomic.Bool  // a Resume is running
+	mu       sync.Mutex   // guards held, pushed and holdAll
 	// holdAll: opened with ?resume=1, so every conversation is held until
 	// the first Resume completes.
 	holdAll bool
@@ -210,8 +211,18 @@ func (s *session) handle(mt int, data []byte) {
 		s.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; retry later")
 		return
 	}
-	if r := f.GetResume(); r != nil {
-		s.startResume(f.GetRequestId(), r)
+	switch f.GetBody().(type) {
+	case *pb.ClientFrame_Resume:
+		s.startResume(f.GetRequestId(), f.GetResume())
+		return
+	case *pb.ClientFrame_Typing:
+		s.typing(f)
+		return
+	case *pb.ClientFrame_SetPresence:
+		s.setPresence(f)
+		return
+	case *pb.ClientFrame_WatchPresence:
+		s.watchPresence(f)
 		return
 	}
 	cmd, code, msg := s.command(f, now)

@@ -26,6 +26,7 @@ type device struct {
 	mu         sync.Mutex
 	waiters    map[string]chan *pb.ServerFrame // request id -> Accepted or Error
 	events     chan *pb.Event
+	signals    chan *pb.Signal
 	n          int
 	closed     chan struct{}
 }
@@ -59,7 +60,7 @@ func dial(t testing.TB, sys *system.System, gw int, user, name, query string) *d
 		t.Fatalf("dial %s as %s/%s: %v %s", url, user, name, err, body)
 	}
 	d := &device{t: t, user: user, name: name, conn: conn, waiters: map[string]chan *pb.ServerFrame{},
-		events: make(chan *pb.Event, 100_000), closed: make(chan struct{})}
+		events: make(chan *pb.Event, 100_000), signals: make(chan *pb.Signal, 1000), closed: make(chan struct{})}
 	go d.read()
 	t.Cleanup(d.close)
 	return d
@@ -84,6 +85,10 @@ func (d *device) read() {
 			d.answer(body.Error.GetRequestId(), &f)
 		case *pb.ServerFrame_Resumed:
 			d.answer(body.Resumed.GetRequestId(), &f)
+		case *pb.ServerFrame_Presences:
+			d.answer(body.Presences.GetRequestId(), &f)
+		case *pb.ServerFrame_Signal:
+			d.signals <- body.Signal
 		case *pb.ServerFrame_Event:
 			d.events <- body.Event
 		}
@@ -139,6 +144,12 @@ func (d *device) sendAsync(conv string, body any) chan *pb.ServerFrame {
 		f.Body = &pb.ClientFrame_RemoveMember{RemoveMember: b}
 	case *pb.Resume:
 		f.Body = &pb.ClientFrame_Resume{Resume: b}
+	case *pb.Typing:
+		f.Body = &pb.ClientFrame_Typing{Typing: b}
+	case *pb.SetPresence:
+		f.Body = &pb.ClientFrame_SetPresence{SetPresence: b}
+	case *pb.WatchPresence:
+		f.Body = &pb.ClientFrame_WatchPresence{WatchPresence: b}
 	default:
 		d.t.Fatalf("unknown body %T", body)
 	}

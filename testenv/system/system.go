@@ -46,6 +46,8 @@ type Options struct {
 	GatewayLimits gateway.Limits
 	// GatewayFanout overrides the gateways' fan-out and resume settings.
 	GatewayFanout gateway.Fanout
+	// GatewaySignals overrides the gateways' typing and presence settings.
+	GatewaySignals gateway.Signals
 	// External names components the caller runs itself, e.g. as separate
 	// processes it can kill ("ingest", "projector"); Start skips them.
 	// Their group and transactional id must then be GroupOf and TxnIDOf.
@@ -119,13 +121,22 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 			return nil, err
 		}
 	}
-	for _, u := range append([]string{s.QueryURL}, s.GatewayURLs...) {
-		if err := waitHTTP(ctx, u+"/healthz"); err != nil {
-			s.Close()
-			return nil, err
-		}
+	if err := s.WaitReady(ctx); err != nil {
+		s.Close()
+		return nil, err
 	}
 	return s, nil
+}
+
+// WaitReady waits until query and every gateway answer /healthz with 200
+// (after Start, or after StartComponent of one of them).
+func (s *System) WaitReady(ctx context.Context) error {
+	for _, u := range append([]string{s.QueryURL}, s.GatewayURLs...) {
+		if err := waitHTTP(ctx, u+"/healthz"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Components names what StartComponent and StopComponent take.
@@ -194,8 +205,8 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			return nil, fmt.Errorf("system: no component %q", name)
 		}
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds,
-			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
-			Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
+			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
+			Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout})
 		if err != nil {
 			return nil, err

@@ -67,6 +67,7 @@ func run(log *slog.Logger) error {
 		Seeds:          splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
 		CommandsTopic:  topics.Commands.Name,
 		EventsTopic:    topics.Events.Name,
+		SignalsTopic:   topics.Signals.Name,
 		Auth:           authCfg,
 		DevTokens:      os.Getenv("PARLEY_DEV_TOKENS") == "1",
 		CassandraHosts: splitList(os.Getenv("PARLEY_CASSANDRA_HOSTS")),

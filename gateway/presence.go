@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// presenceTable is one gateway's picture of every user's presence, built
+// only from the signals topic (its own records included), and the sessions
+// watching each user. Nothing of it is stored: an entry holds until its
+// gateway's record expires, so a gateway that crashes stops refreshing and
+// its devices turn offline one TTL later everywhere, and a gateway that
+// starts rebuilds the table by reading the last TTL of the topic.
+type presenceTable struct {
+	mu       sync.Mutex
+	users    map[string]*userPresence
+	watchers map[string]map[*session]struct{} // watched user → sessions
+	watching map[*session][]string            // session → users it watches
+	// forget drops the last-seen time of a user offline for longer.
+	forget time.Duration
+	// deliver queues a change for its watchers. It runs under mu (it must
+	// not block), so a watcher's answer and the changes after it are
+	// queued in the order they happened.
+	deliver func(presenceChange)
+}
+
+type userPresence struct {
+	devices  map[deviceKey]deviceEntry
+	lastSeen time.Time
+}
+
+// deviceKey names a device on one gateway instance: the same device on two
+// gateways (a reconnect racing the old session's end) is two entries, and
+// the old gateway's OFFLINE never removes the new one.
+type deviceKey struct{ gateway, device string }
+
+type deviceEntry struct {
+	state   pb.PresenceState
+	expires time.Time
+}
+
+// presenceChange is a user's new aggregated presence, for their watchers.
+type presenceChange struct {
+	presence *pb.UserPresence
+	watchers []*session
+}
+
+func newPresenceTable(forget time.Duration, deliver func(presenceChange)) *presenceTable {
+	return &presenceTable{users: map[string]*userPresence{}, watchers: map[string]map[*session]struct{}{},
+		watching: map[*session][]string{}, forget: forget, deliver: deliver}
+}
+
+// apply records the presence a gateway stated at time at, and returns the
+// users whose aggregated presence changed, with their watchers.
+func (t *presenceTable) apply(gateway string, at time.Time, p *pb.DevicePresences) []presenceChange {
+	expires := at.Add(p.GetTtl().AsDuration())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var changes []presenceChange
+	for _, d := range p.GetDevices() {
+		u := t.users[d.GetUserId()]
+		if u == nil {
+			if d.GetState() == pb.PresenceState_PRESENCE_STATE_OFFLINE {
+				// Gone before we knew it: remember when it was seen.
+				t.users[d.GetUserId()] = &userPresence{devices: map[deviceKey]deviceEntry{}, lastSeen: at}
+				continue
+			}
+			u = &userPresence{devices: map[deviceKey]deviceEntry{}}
+			t.users[d.GetUserId()] = u
+		}
+		before := u.state()
+		k := deviceKey{gateway, d.GetDeviceId()}
+		switch d.GetState() {
+		case pb.PresenceState_PRESENCE_STATE_ONLINE, pb.PresenceState_PRESENCE_STATE_AWAY:
+			u.devices[k] = deviceEntry{state: d.GetState(), expires: expires}
+		default:
+			delete(u.devices, k)
+		}
+		if at.After(u.lastSeen) {
+			u.lastSeen = at
+		}
+		if after := u.state(); after != before {
+			changes = append(changes, t.changeLocked(d.GetUserId(), u))
+		}
+	}
+	return changes
+}
+
+// expire removes the entries whose gateway stopped restating them by now,
+// forgets users offline for longer than forget, and returns the changes.
+func (t *presenceTable) expire(now time.Time) []presenceChange {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var changes []presenceChange
+	for id, u := range t.users {
+		before := u.state()
+		for k, e := range u.devices {
+			if !e.expires.After(now) {
+				delete(u.devices, k)
+			}
+		}
+		if after := u.state(); after != before {
+			changes = append(changes, t.changeLocked(id, u))
+		}
+		if len(u.devices) == 0 && now.Sub(u.lastSeen) > t.forget && len(t.watchers[id]) == 0 {
+			delete(t.users, id)
+		}
+	}
+	return changes
+}
+
+// state is the aggregate: online if any device is, else away if any is,
+// else offline.
+func (u *userPresence) state() pb.PresenceState {
+	st := pb.PresenceState_PRESENCE_STATE_OFFLINE
+	for _, e := range u.devices {
+		if e.state == pb.PresenceState_PRESENCE_STATE_ONLINE {
+			return e.state
+		}
+		st = pb.PresenceState_PRESENCE_STATE_AWAY
+	}
+	return st
+}
+
+func (t *presenceTable) changeLocked(id string, u *userPresence) presenceChange {
+	c := presenceChange{presence: presenceOf(id, u)}
+	for s := range t.watchers[id] {
+		c.watchers = append(c.watchers, s)
+	}
+	if len(c.watchers) > 0 && t.deliver != nil {
+		t.deliver(c)
+	}
+	return c
+}
+
+func presenceOf(id string, u *userPresence) *pb.UserPresence {
+	p := &pb.UserPresence{UserId: id, State: pb.PresenceState_PRESENCE_STATE_OFFLINE}
+	if u == nil {
+		return p
+	}
+	p.State = u.state()
+	if !u.lastSeen.IsZero() {
+		p.LastSeen = timestamppb.New(u.lastSeen)
+	}
+	return p
+}
+
+// watch makes users the set s follows (replacing the previous one) and
+// hands their current presence, sorted by user id, to answer, which runs
+// under mu like deliver.
+func (t *presenceTable) watch(s *session, users []string, answer func([]*pb.UserPresence)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.unwatchLocked(s)
+	users = slices.Compact(slices.Sorted(slices.Values(users)))
+	out := make([]*pb.UserPresence, 0, len(users))
+	for _, id := range users {
+		w := t.watchers[id]
+		if w == nil {
+			w = map[*session]struct{}{}
+			t.watchers[id] = w
+		}
+		w[s] = struct{}{}
+		out = append(out, presenceOf(id, t.users[id]))
+	}
+	if len(users) > 0 {
+		t.watching[s] = users
+	}
+	answer(out)
+}
+
+// unwatch forgets s; called when its session ends.
+func (t *presenceTable) unwatch(s *session) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.unwatchLocked(s)
+}
+
+func (t *presenceTable) unwatchLocked(s *session) {
+	for _, id := range t.watching[s] {
+		delete(t.watchers[id], s)
+		if len(t.watchers[id]) == 0 {
+			delete(t.watchers, id)
+		}
+	}
+	delete(t.watching, s)
+}

@@ -1,0 +1,294 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// Typing and presence travel between gateways on the signals topic and
+// nowhere else: no event, no view, no table. See README.md "Typing and
+// presence".
+
+// presenceChunk caps the devices one presence record lists.
+const presenceChunk = 500
+
+// signalTypeHeader names the body of a signals record, like the "type"
+// header of the events topic.
+const signalTypeHeader = "type"
+
+// publishSignal writes one record to the signals topic without waiting.
+// Signals are best-effort: leader-acked, not retried for long, and a lost
+// one is healed by the next typing renewal or presence refresh.
+func (s *Server) publishSignal(key string, sig *pb.GatewaySignal) {
+	sig.GatewayId = s.instance
+	sig.At = timestamppb.Now()
+	v, err := proto.Marshal(sig)
+	if err != nil {
+		s.log.Error("encode signal", "err", err)
+		return
+	}
+	typ := "presence"
+	if sig.GetTyping() != nil {
+		typ = "typing"
+	}
+	rec := &kgo.Record{Topic: s.cfg.SignalsTopic, Key: []byte(key), Value: v,
+		Headers: []kgo.RecordHeader{{Key: signalTypeHeader, Value: []byte(typ)}}}
+	s.signalsOut.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			s.metrics.signalFailures.Inc()
+			s.log.Debug("signal not published", "type", typ, "err", err)
+			return
+		}
+		s.metrics.signalsPublished.WithLabelValues(typ).Inc()
+	})
+}
+
+// publishPresence states devices of this gateway; presence records are
+// keyed by gateway instance, so this gateway's statements are read in the
+// order it made them.
+func (s *Server) publishPresence(devs ...*pb.DevicePresence) {
+	ttl := durationpb.New(s.cfg.Signals.PresenceTTL)
+	for chunk := range slices.Chunk(devs, presenceChunk) {
+		s.publishSignal(s.instance, &pb.GatewaySignal{Body: &pb.GatewaySignal_Presence{
+			Presence: &pb.DevicePresences{Ttl: ttl, Devices: chunk}}})
+	}
+}
+
+// refreshPresence restates every local device, so that its entries
+// elsewhere do not expire.
+func (s *Server) refreshPresence() {
+	sessions := s.hub.all()
+	devs := make([]*pb.DevicePresence, 0, len(sessions))
+	for _, sess := range sessions {
+		devs = append(devs, sess.devicePresence())
+	}
+	s.publishPresence(devs...)
+}
+
+// runSignals consumes the signals topic until ctx ends: it starts one
+// presence TTL back, which rebuilds the presence table after a restart,
+// and meanwhile restates this gateway's devices and expires the entries of
+// gateways that stopped restating theirs.
+func (s *Server) runSignals(ctx context.Context) error {
+	offsets, err := s.signalOffsets(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(s.cfg.Seeds...),
+		kgo.ClientID("parley-gateway-signals"),
+		kgo.ConsumePartitions(offsets),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.MetadataMinAge(500*time.Millisecond),
+		kgo.WithLogger(kafkaLogger{s.log.With("client", "signals-in")}),
+	)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer cl.Close()
+	go s.presenceTicks(ctx)
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			s.log.Warn("signals fetch", "topic", t, "partition", p, "err", err)
+		})
+		fs.EachRecord(s.receiveSignal)
+	}
+}
+
+func (s *Server) presenceTicks(ctx context.Context) {
+	refresh := time.NewTicker(s.cfg.Signals.PresenceRefresh)
+	defer refresh.Stop()
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+			s.refreshPresence()
+		case now := <-sweep.C:
+			s.presence.expire(now)
+		}
+	}
+}
+
+// signalOffsets finds, per partition, the first record of the last
+// presence TTL, retrying until the topic exists.
+func (s *Server) signalOffsets(ctx context.Context) (map[string]map[int32]kgo.Offset, error) {
+	adm := kadm.NewClient(s.admin)
+	wait := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		since := time.Now().Add(-s.cfg.Signals.PresenceTTL).UnixMilli()
+		listed, err := adm.ListOffsetsAfterMilli(ctx, since, s.cfg.SignalsTopic)
+		if err == nil {
+			err = listed.Error()
+		}
+		if err == nil && len(listed[s.cfg.SignalsTopic]) == 0 {
+			err = errors.New("no partitions")
+		}
+		if err == nil {
+			return listed.KOffsets(), nil
+		}
+		if attempt%10 == 0 {
+			s.log.Warn("cannot list signals topic offsets; retrying (typing and presence wait)",
+				"topic", s.cfg.SignalsTopic, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+			wait = min(2*wait, 2*time.Second)
+		}
+	}
+}
+
+// receiveSignal applies one record of the signals topic.
+func (s *Server) receiveSignal(rec *kgo.Record) {
+	sig := &pb.GatewaySignal{}
+	if err := proto.Unmarshal(rec.Value, sig); err != nil {
+		s.log.Warn("undecodable signal skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return
+	}
+	s.metrics.signalsConsumed.Inc()
+	switch b := sig.GetBody().(type) {
+	case *pb.GatewaySignal_Presence:
+		s.presence.apply(sig.GetGatewayId(), sig.GetAt().AsTime(), b.Presence)
+	case *pb.GatewaySignal_Typing:
+		s.deliverTyping(b.Typing)
+	}
+}
+
+// pushPresence queues a presence change to its watchers (never blocks).
+func pushPresence(c presenceChange) {
+	o := newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Signal{Signal: &pb.Signal{
+		Body: &pb.Signal_Presence{Presence: c.presence}}}})
+	for _, sess := range c.watchers {
+		sess.send(o)
+	}
+}
+
+// deliverTyping pushes a typing signal to the local devices of the
+// conversation's other members. A stale one (read back after a restart, or
+// delayed past its expiry) is dropped.
+func (s *Server) deliverTyping(t *pb.TypingSignal) {
+	if !t.GetExpiresAt().AsTime().After(time.Now()) {
+		return
+	}
+	members, ok := s.conversationMembers(context.Background(), t.GetConversationId())
+	if !ok || !slices.Contains(members, t.GetUserId()) {
+		return
+	}
+	var targets []*session
+	for _, u := range members {
+		if u != t.GetUserId() {
+			targets = s.hub.appendUser(targets, u)
+		}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	o := newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Signal{Signal: &pb.Signal{
+		Body: &pb.Signal_Typing{Typing: t}}}})
+	for _, sess := range targets {
+		sess.send(o)
+	}
+}
+
+// conversationMembers returns conv's current members from the membership
+// cache, or else reads them from the members view (without caching them:
+// only the events consumer fills the cache, in log order). ok is false when
+// they cannot be known.
+func (s *Server) conversationMembers(ctx context.Context, conv string) (members []string, ok bool) {
+	if m, ok := s.members.peek(conv); ok {
+		return m, true
+	}
+	if s.views == nil {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	m, _, found, err := s.views.members(ctx, conv)
+	if err != nil || !found {
+		return nil, false
+	}
+	return m, true
+}
+
+// typing handles a Typing frame: only a member may signal, and nothing is
+// answered unless refused.
+func (sess *session) typing(f *pb.ClientFrame) {
+	conv := f.GetConversationId()
+	if conv == "" || len(conv) > maxIDBytes {
+		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "typing needs a conversationId of at most 128 bytes")
+		return
+	}
+	members, ok := sess.srv.conversationMembers(context.Background(), conv)
+	switch {
+	case !ok && sess.srv.views == nil:
+		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "typing needs the members view, which this gateway has not")
+		return
+	case !ok || !slices.Contains(members, sess.user):
+		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of this conversation")
+		return
+	}
+	srv := sess.srv
+	srv.publishSignal(conv, &pb.GatewaySignal{Body: &pb.GatewaySignal_Typing{Typing: &pb.TypingSignal{
+		ConversationId: conv, UserId: sess.user, DeviceId: sess.device, Active: f.GetTyping().GetActive(),
+		ExpiresAt: timestamppb.New(time.Now().Add(srv.cfg.Signals.TypingTTL))}}})
+}
+
+// setPresence handles SetPresence: ONLINE or AWAY.
+func (sess *session) setPresence(f *pb.ClientFrame) {
+	st := f.GetSetPresence().GetState()
+	if st != pb.PresenceState_PRESENCE_STATE_ONLINE && st != pb.PresenceState_PRESENCE_STATE_AWAY {
+		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
+			"setPresence.state must be PRESENCE_STATE_ONLINE or PRESENCE_STATE_AWAY (closing the session makes it offline)")
+		return
+	}
+	sess.state.Store(int32(st))
+	sess.srv.publishPresence(sess.devicePresence())
+}
+
+// watchPresence handles WatchPresence and answers with Presences.
+func (sess *session) watchPresence(f *pb.ClientFrame) {
+	users := f.GetWatchPresence().GetUserIds()
+	if max := sess.srv.cfg.Signals.MaxPresenceWatch; len(users) > max {
+		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
+			fmt.Sprintf("watchPresence names %d users; at most %d", len(users), max))
+		return
+	}
+	for _, u := range users {
+		if u == "" || len(u) > maxIDBytes {
+			sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "watchPresence.userIds must be 1 to 128 bytes each")
+			return
+		}
+	}
+	sess.srv.presence.watch(sess, users, func(ps []*pb.UserPresence) {
+		sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Presences{Presences: &pb.Presences{
+			RequestId: f.GetRequestId(), Users: ps}}}))
+	})
+}
+
+// devicePresence is this session's statement for the signals topic.
+func (sess *session) devicePresence() *pb.DevicePresence {
+	return &pb.DevicePresence{UserId: sess.user, DeviceId: sess.device, State: pb.PresenceState(sess.state.Load())}
+}
