@@ -69,9 +69,9 @@ func TestAnalyticsMessagesPerHour(t *testing.T) {
 		w.send([]string{"alice", "bob", "carol"}[i%3], g1, fmt.Sprintf("g1-%d", i))
 		if i == 5 {
 			w.do("alice", g1, &pb.AddMembers{UserIds: []string{"erin"}}) // takes a seq, is no message
-			w.send("erin", g1, "erin-hello")                              // erin's first: counted
-			w.send("erin", g1, "erin-hello")                              // its retry: MessageDeduplicated
-			w.send("mallory", g1, "spam")                                 // not a member: CommandRejected
+			w.send("erin", g1, "erin-hello")                             // erin's first: counted
+			w.send("erin", g1, "erin-hello")                             // its retry: MessageDeduplicated
+			w.send("mallory", g1, "spam")                                // not a member: CommandRejected
 		}
 	}
 	for i := 1; i <= 7; i++ {
