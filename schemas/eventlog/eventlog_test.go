@@ -445,6 +445,9 @@ func TestLog(t *testing.T) {
 	t.Run("TailFromEnd", func(t *testing.T) {
 		// Tail from the end sees only what is appended after it started:
 		// keep sending until it prints one, which must be a new one.
+		parent := l.t
+		l.t = t // l.send fails this subtest, not its parent
+		defer func() { l.t = parent }()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		got := make(chan *eventlog.Record, 1)
