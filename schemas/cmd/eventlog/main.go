@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "run '%s' for help\n", help)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "eventlog: %v\n", err)
+		fmt.Fprintf(stderr, "eventlog: %s\n", strings.TrimPrefix(err.Error(), "eventlog: "))
 		return 1
 	}
 }
@@ -145,7 +145,8 @@ func export(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 
 	out := bufio.NewWriter(stdout)
-	start, lastReport := time.Now(), time.Time{}
+	start := time.Now()
+	lastReport := start // the first report after a second: short exports print only the summary
 	if !quiet {
 		q.Progress = func(p eventlog.Progress) {
 			if time.Since(lastReport) >= time.Second {
