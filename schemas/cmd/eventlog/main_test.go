@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/ingest"
@@ -64,6 +65,9 @@ type line struct {
 		Seq         string
 		ActorUserID string `json:"actorUserId"`
 	}
+	Raw struct {
+		Event json.RawMessage
+	} `json:"-"`
 }
 
 func lines(t *testing.T, b []byte) []line {
@@ -75,6 +79,7 @@ func lines(t *testing.T, b []byte) []line {
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("not a JSON line: %s: %v", sc.Bytes(), err)
 		}
+		_ = json.Unmarshal(sc.Bytes(), &l.Raw)
 		out = append(out, l)
 	}
 	return out
@@ -130,9 +135,22 @@ func TestCommandExportAndTail(t *testing.T) {
 	if len(got) != 21 || got[0].Type != schemas.TypeConversationCreated {
 		t.Fatalf("export of g1: %d lines", len(got))
 	}
+	// Each line is where the record is, and its event reads back as the
+	// value written there.
+	var g1recs []*kgo.Record
+	for _, r := range recs {
+		if string(r.Key) == g1 {
+			g1recs = append(g1recs, r)
+		}
+	}
 	for i, l := range got {
-		if l.Key != g1 || l.Partition != recs[0].Partition || (i > 0 && (l.Offset <= got[i-1].Offset || l.Event.Seq != fmt.Sprint(i))) {
-			t.Fatalf("line %d of the export of g1: %+v", i, l)
+		var back, want pb.Event
+		if err := protojson.Unmarshal(l.Raw.Event, &back); err != nil {
+			t.Fatalf("line %d: event %s: %v", i, l.Raw.Event, err)
+		}
+		_ = proto.Unmarshal(g1recs[i].Value, &want)
+		if l.Key != g1 || l.Partition != g1recs[i].Partition || l.Offset != g1recs[i].Offset || !proto.Equal(&back, &want) {
+			t.Fatalf("line %d of the export of g1: %+v %v, want %d@%d %v", i, l, &back, g1recs[i].Partition, g1recs[i].Offset, &want)
 		}
 	}
 	if got := cmd("export", "-conversation", g1, "-from-seq", "18", "-quiet"); len(got) != 3 || got[0].Event.Seq != "18" {
