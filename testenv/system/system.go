@@ -12,10 +12,12 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/parley-im/parley/gateway"
@@ -48,6 +50,10 @@ type Options struct {
 	GatewayFanout gateway.Fanout
 	// GatewaySignals overrides the gateways' typing and presence settings.
 	GatewaySignals gateway.Signals
+	// Registerer, when set, receives every component's metrics (each
+	// gateway's with a gateway="<n>" label). A component started again
+	// with StartComponent registers again and fails: leave it nil then.
+	Registerer prometheus.Registerer
 	// External names components the caller runs itself, e.g. as separate
 	// processes it can kill ("ingest", "projector"); Start skips them.
 	// Their group and transactional id must then be GroupOf and TxnIDOf.
@@ -179,7 +185,8 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: s.opts.Seeds,
 			Group: s.GroupOf("ingest"), TransactionalID: s.TxnIDOf("ingest"),
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
-			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, Logger: log})
+			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, Logger: log,
+			Registerer: s.opts.Registerer})
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +194,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 	case name == "projector":
 		p, err := projector.New(projector.Config{Seeds: s.opts.Seeds, EventsTopic: s.Topics.Events.Name,
 			Group: s.GroupOf("projector"), DeadLetterTopic: s.Topics.DeadLetters.Name,
-			Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Logger: log})
+			Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Logger: log, Registerer: s.opts.Registerer})
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +211,11 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		if _, err := fmt.Sscanf(name, "gateway-%d", &i); err != nil || i >= len(s.GatewayURLs) {
 			return nil, fmt.Errorf("system: no component %q", name)
 		}
-		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds,
+		var reg prometheus.Registerer
+		if s.opts.Registerer != nil {
+			reg = prometheus.WrapRegistererWith(prometheus.Labels{"gateway": strconv.Itoa(i)}, s.opts.Registerer)
+		}
+		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
 			Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout})

@@ -37,6 +37,7 @@ type config struct {
 	Idle        int           `json:"idle_connections,omitempty"`
 	ViewSample  int           `json:"view_lag_sample_every"`
 	Out         string        `json:"-"`
+	CPUProfile  string        `json:"-"`
 	StartedAt   time.Time     `json:"started_at"`
 	MachineCPUs int           `json:"machine_cpus"`
 }
@@ -59,6 +60,7 @@ func main() {
 	flag.IntVar(&c.Idle, "idle", 0, "instead of the workload, hold this many idle connections and report memory")
 	flag.IntVar(&c.ViewSample, "view-sample", 50, "measure view lag for every Nth message")
 	flag.StringVar(&c.Out, "out", "", "result file (default $PARLEY_CACHE/bench/results-<time>.json)")
+	flag.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the Parley process, taken mid-run, to this file")
 	flag.Parse()
 	c.StartedAt, c.MachineCPUs = time.Now().UTC(), numCPU()
 	if err := run(c); err != nil {
@@ -118,6 +120,7 @@ func writeResult(c config, res any, logf func(string, ...any)) error {
 // server is the child process running Parley.
 type server struct {
 	cmd      *exec.Cmd
+	env      *testenv.Env
 	info     serveInfo
 	secret   []byte
 	stopOnce func()
@@ -149,7 +152,7 @@ func startServer(ctx context.Context, env *testenv.Env, logf func(string, ...any
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, secret: secret}
+	s := &server{cmd: cmd, env: env, secret: secret}
 	s.stopOnce = func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
 	dec := json.NewDecoder(stdout)
 	ready := make(chan error, 1)

@@ -5,10 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/testenv"
@@ -22,6 +28,8 @@ type serveInfo struct {
 	Gateways []string `json:"gateways"`
 	Query    string   `json:"query"`
 	Keyspace string   `json:"keyspace"`
+	// Debug serves /debug/pprof and every component's /metrics.
+	Debug string `json:"debug"`
 }
 
 // serve runs all of Parley (fresh topics, the parley_bench keyspace) until
@@ -37,7 +45,17 @@ func serve() error {
 	if err != nil {
 		return err
 	}
-	sys, err := system.Start(ctx, system.Options{
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	go func() { _ = http.Serve(ln, mux) }()
+	sys, err := system.Start(ctx, system.Options{Registerer: reg,
 		Seeds: env.KafkaSeeds, Hosts: env.CassandraHosts, Keyspace: "parley_bench",
 		TopicPrefix: os.Getenv("PARLEY_LOAD_PREFIX"), Secret: secret,
 		// The benchmark's senders exceed a device's default rate limit on purpose.
@@ -47,7 +65,8 @@ func serve() error {
 		return err
 	}
 	defer sys.Close()
-	if err := json.NewEncoder(os.Stdout).Encode(serveInfo{Gateways: sys.GatewayURLs, Query: sys.QueryURL, Keyspace: "parley_bench"}); err != nil {
+	if err := json.NewEncoder(os.Stdout).Encode(serveInfo{Gateways: sys.GatewayURLs, Query: sys.QueryURL,
+		Keyspace: "parley_bench", Debug: ln.Addr().String()}); err != nil {
 		return err
 	}
 	<-ctx.Done()

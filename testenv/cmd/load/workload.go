@@ -25,12 +25,16 @@ import (
 
 // stats collects what the clients observe.
 type stats struct {
-	mu       sync.Mutex
-	ack      []time.Duration
-	deliver  []time.Duration
-	viewLag  []time.Duration
-	sent     map[string]sentMsg        // client_msg_id -> what was sent
-	received map[string]map[string]int // client_msg_id -> receiving user -> count
+	mu      sync.Mutex
+	ack     []time.Duration
+	deliver []time.Duration
+	// The two stages of deliver, split at the event's occurredAt (when
+	// the decider took the command's batch; same clock): send → decided,
+	// and decided → delivered (transaction commit, gateway fetch, push).
+	toDecided, fromDecided []time.Duration
+	viewLag                []time.Duration
+	sent                   map[string]sentMsg        // client_msg_id -> what was sent
+	received               map[string]map[string]int // client_msg_id -> receiving user -> count
 	// onFirst is called on the first delivery of each message; set before
 	// any client connects, read by every client's reader.
 	onFirst    func(id, conv string, seq int64, user string)
@@ -117,6 +121,10 @@ func (c *client) read() {
 			r[c.user]++
 			if ok && r[c.user] == 1 {
 				c.st.deliver = append(c.st.deliver, now.Sub(s.at))
+				if at := body.Event.GetOccurredAt(); at != nil {
+					c.st.toDecided = append(c.st.toDecided, at.AsTime().Sub(s.at))
+					c.st.fromDecided = append(c.st.fromDecided, now.Sub(at.AsTime()))
+				}
 			}
 			c.st.mu.Unlock()
 			if first && c.st.onFirst != nil {
@@ -243,6 +251,8 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 	// Open-loop sending: every 10 ms, rate/100 messages, round-robin over
 	// conversations, each from a random member.
 	start := time.Now()
+	cpu0 := cpuTimes(srv)
+	profiled := profileLater(ctx, c, srv, logf)
 	tick := time.NewTicker(10 * time.Millisecond)
 	perTick := float64(c.Rate) / 100
 	var owed float64
@@ -267,10 +277,13 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 	}
 	tick.Stop()
 	elapsed := time.Since(start)
+	cpu := cpuShares(cpu0, cpuTimes(srv), elapsed)
 	logf("sent %d messages in %s; draining", n, elapsed.Round(time.Millisecond))
 	time.Sleep(10 * time.Second)
 	lagWG.Wait()
+	<-profiled
 	rssEnd := rssKiB(srv.cmd.Process.Pid)
+	txn := transactionStats(srv, elapsed)
 
 	// Every acked message must reach every other member exactly once.
 	members := map[string]int{}
@@ -296,6 +309,10 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 		"sustained_msgs_per_s":     float64(st.acked.Load()) / elapsed.Seconds(),
 		"accepted_ack_ms":          pcts(st.ack),
 		"send_to_deliver_ms":       pcts(st.deliver),
+		"send_to_decided_ms":       pcts(st.toDecided),
+		"decided_to_deliver_ms":    pcts(st.fromDecided),
+		"cpu_cores_used":           cpu,
+		"ingest_transactions":      txn,
 		"view_lag_ms":              pcts(st.viewLag),
 		"deliveries_expected":      expected,
 		"deliveries_received":      delivered,

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// What bounds the figures: CPU per process, the decider's transactions,
+// and a CPU profile of the Parley process.
+
+// cpuTimes reads the CPU time (user+system) used so far by Parley, Kafka,
+// Cassandra and this load generator.
+func cpuTimes(srv *server) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, pid := range map[string]int{"parley": srv.cmd.Process.Pid, "kafka": srv.env.KafkaPID,
+		"cassandra": srv.env.CassandraPID, "load_clients": os.Getpid()} {
+		if d, ok := procCPU(pid); ok {
+			out[name] = d
+		}
+	}
+	return out
+}
+
+// procCPU reads utime+stime of pid from /proc (clock ticks of 1/100 s).
+func procCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
+}
+
+// cpuShares is the average number of cores each process used between two
+// readings.
+func cpuShares(a, b map[string]time.Duration, elapsed time.Duration) map[string]float64 {
+	out := map[string]float64{}
+	total := 0.0
+	for k, v := range b {
+		cores := float64(v-a[k]) / float64(elapsed)
+		out[k] = float64(int(cores*100+0.5)) / 100
+		total += cores
+	}
+	out["total"] = float64(int(total*100+0.5)) / 100
+	return out
+}
+
+// profileLater takes a CPU profile of the Parley process in the middle of
+// the send phase when -cpuprofile is set; the channel closes when done.
+func profileLater(ctx context.Context, c config, srv *server, logf func(string, ...any)) <-chan struct{} {
+	done := make(chan struct{})
+	secs := int(min(30*time.Second, c.Duration-15*time.Second) / time.Second)
+	if c.CPUProfile == "" || srv.info.Debug == "" || secs < 1 {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		select {
+		case <-time.After(10 * time.Second):
+		case <-ctx.Done():
+			return
+		}
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", srv.info.Debug, secs))
+		if err != nil {
+			logf("cpu profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			logf("cpu profile: %v", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			logf("cpu profile: %v", err)
+			return
+		}
+		logf("cpu profile of the Parley process (%d s mid-run) written to %s; view it with go tool pprof -top %s", secs, c.CPUProfile, c.CPUProfile)
+	}()
+	return done
+}
+
+// transactionStats reads the decider's transaction histogram from the
+// Parley process: how many transactions, how long on average, how many
+// commands each.
+func transactionStats(srv *server, elapsed time.Duration) map[string]float64 {
+	if srv.info.Debug == "" {
+		return nil
+	}
+	resp, err := http.Get("http://" + srv.info.Debug + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var sum, count, commands float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		f := strings.Fields(l)
+		if len(f) != 2 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch {
+		case f[0] == "parley_ingest_transaction_seconds_sum":
+			sum = v
+		case f[0] == "parley_ingest_transaction_seconds_count":
+			count = v
+		case strings.HasPrefix(f[0], "parley_ingest_commands_total{"):
+			commands += v
+		}
+	}
+	if count == 0 {
+		return nil
+	}
+	return map[string]float64{"count": count, "mean_ms": sum / count * 1000,
+		"commands_per_transaction": commands / count}
+}
