@@ -13,7 +13,8 @@ import (
 // store owns every CQL statement of the package. All reads are
 // single-partition; none uses driver page state across requests.
 type store struct {
-	session *gocql.Session
+	session  *gocql.Session
+	keyspace string
 }
 
 func openSession(hosts []string, keyspace string) (*gocql.Session, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// page size when limit is omitted (default and at most 200). The inbox
 	// page size when limit is omitted is min(50, MaxPageSize).
 	MaxPageSize int
+	// ServingRefresh is how often the serving pointer of Keyspace is read
+	// again (default 5s; negative: only at start). See serving.go.
+	ServingRefresh time.Duration
 }
 
 // Defaults fills in every unset field.
@@ -63,6 +67,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxPageSize == 0 {
 		c.MaxPageSize = HardMaxPageSize
+	}
+	if c.ServingRefresh == 0 {
+		c.ServingRefresh = 5 * time.Second
 	}
 }
 

@@ -41,7 +41,7 @@ type receiptsView struct {
 // currentMembers reads the members partition of conv once and checks the
 // caller's membership in it, then keeps only current members.
 func (s *Server) currentMembers(r *http.Request, conv, user string) ([]memberRow, error) {
-	all, err := s.store.members(r.Context(), conv)
+	all, err := s.db(r.Context()).members(r.Context(), conv)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id a
 		s.fail(w, r, err)
 		return
 	}
-	c, ok, err := s.store.conversation(r.Context(), conv)
+	c, ok, err := s.db(r.Context()).conversation(r.Context(), conv)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -84,7 +84,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.
 	)
 	go func() {
 		defer close(cDone)
-		c, _, cErr = s.store.conversation(ctx, conv)
+		c, _, cErr = s.db(ctx).conversation(ctx, conv)
 	}()
 	_, mErr := s.requireMember(ctx, conv, id.UserID)
 	<-cDone
@@ -135,7 +135,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.
 func (s *Server) walkDown(ctx context.Context, conv string, before, top int64, want int) ([]messageRow, error) {
 	var out []messageRow
 	for b := min(schemas.Bucket(before-1), top); b >= 0 && len(out) < want; b-- {
-		rows, err := s.store.messagesBefore(ctx, conv, b, before, want-len(out))
+		rows, err := s.db(ctx).messagesBefore(ctx, conv, b, before, want-len(out))
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +152,7 @@ func (s *Server) walkUp(ctx context.Context, conv string, after, top int64, want
 		return nil, nil
 	}
 	for b := schemas.Bucket(after + 1); b <= top && len(out) < want; b++ {
-		rows, err := s.store.messagesAfter(ctx, conv, b, after, want-len(out))
+		rows, err := s.db(ctx).messagesAfter(ctx, conv, b, after, want-len(out))
 		if err != nil {
 			return nil, err
 		}

@@ -102,7 +102,7 @@ func parseLimit(r *http.Request, def, maxLimit int) (int, error) {
 // it yet, in which case kind and title come from the inbox row) and, when
 // withReadSeq, the user's read_seq in each.
 func (s *Server) activeConversations(ctx context.Context, user string, withReadSeq bool) ([]conversationRow, []int64, error) {
-	rows, err := s.store.inbox(ctx, user)
+	rows, err := s.db(ctx).inbox(ctx, user)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,12 +113,12 @@ func (s *Server) activeConversations(ctx context.Context, user string, withReadS
 		readSeqs = make([]int64, len(rows))
 	}
 	err = forEach(ctx, len(rows), fanOutWorkers, func(ctx context.Context, i int) error {
-		c, ok, err := s.store.conversation(ctx, rows[i].ConversationID)
+		c, ok, err := s.db(ctx).conversation(ctx, rows[i].ConversationID)
 		if err != nil {
 			return err
 		}
 		if withReadSeq {
-			m, _, err := s.store.member(ctx, rows[i].ConversationID, user)
+			m, _, err := s.db(ctx).member(ctx, rows[i].ConversationID, user)
 			if err != nil {
 				return err
 			}
@@ -177,7 +177,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Ide
 	items := make([]inboxItem, len(page))
 	err = forEach(ctx, len(page), fanOutWorkers, func(ctx context.Context, i int) error {
 		c := &page[i]
-		m, _, err := s.store.member(ctx, c.ID, id.UserID)
+		m, _, err := s.db(ctx).member(ctx, c.ID, id.UserID)
 		if err != nil {
 			return err
 		}

@@ -28,8 +28,8 @@ const (
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	store    *store
 	verifier *auth.Verifier
+	serving  *serving // the keyspace the views are read from (serving.go)
 	handler  http.Handler
 
 	requests *prometheus.CounterVec
@@ -67,11 +67,9 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("query: register metrics: %w", err)
 		}
 	}
-	session, err := openSession(cfg.Hosts, cfg.Keyspace)
-	if err != nil {
+	if s.serving, err = openServing(cfg); err != nil {
 		return nil, err
 	}
-	s.store = &store{session: session}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -97,7 +95,10 @@ func (s *Server) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	s.log.Info("query listening", "addr", ln.Addr().String())
+	s.log.Info("query listening", "addr", ln.Addr().String(), "keyspace", s.serving.current().keyspace)
+	fctx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	go s.serving.follow(fctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -118,11 +119,14 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the Cassandra session. Call it after Run has returned.
+// Keyspace returns the keyspace the views are served from now.
+func (s *Server) Keyspace() string { return s.serving.current().keyspace }
+
+// Close closes the Cassandra sessions. Call it after Run has returned.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
-		if s.store != nil {
-			s.store.session.Close()
+		if s.serving != nil {
+			s.serving.close()
 		}
 	})
 }
@@ -191,6 +195,8 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, auth.Identity
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
+		// One request reads one keyspace, even across a switch.
+		ctx = context.WithValue(ctx, storeKey{}, s.serving.current())
 		h(w, r.WithContext(ctx), id)
 	}
 }
@@ -236,7 +242,7 @@ func (s *Server) instrument(route string, h http.Handler) http.Handler {
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.ping(ctx); err != nil {
+	if err := s.serving.current().ping(ctx); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -251,7 +257,7 @@ type healthView struct {
 // conversation id. A missing conversation looks the same, so a non-member
 // cannot probe which conversations exist.
 func (s *Server) requireMember(ctx context.Context, id, user string) (memberRow, error) {
-	m, ok, err := s.store.member(ctx, id, user)
+	m, ok, err := s.db(ctx).member(ctx, id, user)
 	if err != nil {
 		return m, err
 	}

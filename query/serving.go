@@ -1,0 +1,180 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+)
+
+// The serving pointer. The configured keyspace (the base) may name another
+// keyspace to serve the views from, in its serving table (row name =
+// 'views'; written by `replay switch` after a rebuild, see
+// projector/README.md). query reads it at start and every
+// Config.ServingRefresh; when it changes, it opens a session on the new
+// keyspace, checks that the views are there, and swaps it in atomically:
+// each request reads the keyspace that was current when it started, so
+// none fails or mixes two keyspaces; the old session is closed once every
+// request that could still use it has timed out.
+
+// servingRow is the row of the serving table that names the keyspace.
+const servingRow = "views"
+
+// storeKey keys the request's store in its context.
+type storeKey struct{}
+
+// db returns the store the request started on.
+func (s *Server) db(ctx context.Context) *store {
+	if st, ok := ctx.Value(storeKey{}).(*store); ok {
+		return st
+	}
+	return s.serving.current()
+}
+
+type serving struct {
+	cfg  Config
+	log  *slog.Logger
+	base *store // the configured keyspace: holds the pointer
+	cur  atomic.Pointer[store]
+
+	mu     sync.Mutex
+	closed bool
+	old    []*gocql.Session // replaced sessions not closed yet
+}
+
+func openServing(cfg Config) (*serving, error) {
+	session, err := openSession(cfg.Hosts, cfg.Keyspace)
+	if err != nil {
+		return nil, err
+	}
+	sv := &serving{cfg: cfg, log: cfg.Logger, base: &store{session: session, keyspace: cfg.Keyspace}}
+	sv.cur.Store(sv.base)
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if err := sv.refresh(ctx); err != nil {
+		session.Close()
+		return nil, err
+	}
+	return sv, nil
+}
+
+func (sv *serving) current() *store { return sv.cur.Load() }
+
+// pointer reads the keyspace the base names; the base itself when it names
+// none (or has no serving table: a keyspace migrated before version 2).
+func (sv *serving) pointer(ctx context.Context) (string, error) {
+	var ks string
+	err := sv.base.session.Query("SELECT keyspace_name FROM serving WHERE name = ?", servingRow).ScanContext(ctx, &ks)
+	var reqErr gocql.RequestError
+	switch {
+	case errors.Is(err, gocql.ErrNotFound) || (err == nil && ks == ""):
+		return sv.cfg.Keyspace, nil
+	case errors.As(err, &reqErr) && reqErr.Code() == gocql.ErrCodeInvalid:
+		return sv.cfg.Keyspace, nil // unconfigured table
+	case err != nil:
+		return "", fmt.Errorf("query: read the serving pointer in %s: %w", sv.cfg.Keyspace, err)
+	}
+	return strings.ToLower(ks), nil
+}
+
+// refresh follows the pointer once: it swaps in a session on the keyspace
+// it names if that is not the current one.
+func (sv *serving) refresh(ctx context.Context) error {
+	ks, err := sv.pointer(ctx)
+	if err != nil {
+		return err
+	}
+	cur := sv.current()
+	if strings.EqualFold(ks, cur.keyspace) {
+		return nil
+	}
+	next := sv.base
+	if !strings.EqualFold(ks, sv.cfg.Keyspace) {
+		if !keyspaceName.MatchString(ks) {
+			return fmt.Errorf("query: the serving pointer names an invalid keyspace %q", ks)
+		}
+		session, err := openSession(sv.cfg.Hosts, ks)
+		if err != nil {
+			return err
+		}
+		next = &store{session: session, keyspace: ks}
+		// The views must be there before a request goes to them.
+		for _, t := range []string{"conversations", "members", "inbox", "messages"} {
+			if err := session.Query("SELECT * FROM " + t + " LIMIT 1").ExecContext(ctx); err != nil {
+				session.Close()
+				return fmt.Errorf("query: the serving pointer names %s, whose %s view cannot be read: %w", ks, t, err)
+			}
+		}
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.closed {
+		if next != sv.base {
+			next.session.Close()
+		}
+		return nil
+	}
+	sv.cur.Store(next)
+	sv.log.Info("serving the views from another keyspace", "keyspace", ks, "previous", cur.keyspace)
+	if cur != sv.base {
+		// Requests that started on cur finish within requestTimeout.
+		sv.old = append(sv.old, cur.session)
+		time.AfterFunc(requestTimeout+time.Second, func() { sv.retire(cur.session) })
+	}
+	return nil
+}
+
+func (sv *serving) retire(s *gocql.Session) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	for i, o := range sv.old {
+		if o == s {
+			sv.old = append(sv.old[:i], sv.old[i+1:]...)
+			s.Close()
+			return
+		}
+	}
+}
+
+// follow refreshes every ServingRefresh until ctx ends. A failed refresh
+// keeps the current keyspace and is logged.
+func (sv *serving) follow(ctx context.Context) {
+	if sv.cfg.ServingRefresh < 0 {
+		return
+	}
+	t := time.NewTicker(sv.cfg.ServingRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		if err := sv.refresh(rctx); err != nil && ctx.Err() == nil {
+			sv.log.Error("cannot follow the serving pointer; still serving the current keyspace",
+				"keyspace", sv.current().keyspace, "err", err)
+		}
+		cancel()
+	}
+}
+
+func (sv *serving) close() {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.closed = true
+	for _, o := range sv.old {
+		o.Close()
+	}
+	sv.old = nil
+	if cur := sv.cur.Load(); cur != sv.base {
+		cur.session.Close()
+	}
+	sv.base.session.Close()
+}
