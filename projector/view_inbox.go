@@ -27,6 +27,9 @@ import (
 type inboxView struct {
 	created, kindTitle, added, removed string
 	selectConversation, selectMembers  string
+	// titles is set when events are applied in log order (a rebuild, see
+	// writer.go): then no read is needed, see plan.
+	titles *titles
 }
 
 func newInbox(keyspace string) inboxView {
@@ -60,6 +63,11 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 			initial[u] = true
 			out = append(out, upsert(v.created, inboxPart(u), id, creationTS, kind, title, u, id))
 		}
+		if v.titles != nil {
+			// In log order nobody can have been added before the creation.
+			v.titles.put(id, kind, title)
+			return out, nil
+		}
 		// Users added before this event was (re)applied: only in a replay
 		// out of log order. In log order this finds the initial members.
 		iter := s.Query(v.selectMembers, id).IterContext(ctx)
@@ -76,10 +84,12 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 
 	case schemas.TypeMembersAdded:
 		users := ev.GetMembersAdded().GetUserIds()
-		var kind, title string
-		err := s.Query(v.selectConversation, id).ScanContext(ctx, &kind, &title)
-		if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-			return nil, fmt.Errorf("projector: read conversation %s: %w", id, err)
+		kind, title, ok := v.titles.get(id)
+		if !ok {
+			err := s.Query(v.selectConversation, id).ScanContext(ctx, &kind, &title)
+			if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+				return nil, fmt.Errorf("projector: read conversation %s: %w", id, err)
+			}
 		}
 		out := make([]stmt, 0, 2*len(users))
 		for _, u := range users {

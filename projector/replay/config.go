@@ -1,0 +1,137 @@
+// Package replay rebuilds Parley's views from parley.events into a keyspace
+// of their own (Rebuild), checks the live views and the log itself against
+// each other (Verify), and points the query service at another keyspace
+// (Switch). The binary is projector/cmd/replay; README.md of the projector
+// states what each command guarantees and what a crash leaves behind.
+//
+// It reads parley.events and parley.commands and never writes them; it
+// writes only the keyspace it rebuilds into, the serving pointer of the base
+// keyspace (Switch), and the committed offsets of its own consumer group.
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/parley-im/parley/schemas"
+)
+
+// Config says where the log and the views are. Every field has a default
+// that works against a local Kafka and Cassandra.
+type Config struct {
+	// Seeds are Kafka bootstrap addresses (default 127.0.0.1:9092).
+	Seeds []string
+	// Topics are the deployment's topics (default schemas.Prefixed("")).
+	Topics schemas.TopicSet
+	// KafkaOptions are extra franz-go options (TLS, SASL).
+	KafkaOptions []kgo.Opt
+	// Hosts are Cassandra contact points, "host" or "host:port" (default
+	// 127.0.0.1:9042).
+	Hosts []string
+	// Keyspace is the base keyspace: the one the live projector writes and
+	// the query service is configured with, which holds the serving pointer
+	// (default "parley").
+	Keyspace string
+	// Logger receives warnings and retries (default: discarded).
+	Logger *slog.Logger
+	// Progress receives the progress lines of a rebuild (default: none).
+	Progress io.Writer
+	// ProgressEvery is the interval of progress lines (default 1s).
+	ProgressEvery time.Duration
+}
+
+// Defaults returns c with every unset field given its default.
+func (c Config) Defaults() Config {
+	if len(c.Seeds) == 0 {
+		c.Seeds = []string{"127.0.0.1:9092"}
+	}
+	if c.Topics.Events.Name == "" {
+		c.Topics = schemas.Prefixed("")
+	}
+	if len(c.Hosts) == 0 {
+		c.Hosts = []string{"127.0.0.1:9042"}
+	}
+	if c.Keyspace == "" {
+		c.Keyspace = "parley"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.ProgressEvery == 0 {
+		c.ProgressEvery = time.Second
+	}
+	return c
+}
+
+var keyspaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
+
+// Validate reports every invalid field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Seeds) == 0 || len(c.Hosts) == 0 {
+		errs = append(errs, errors.New("replay: Seeds and Hosts must be set"))
+	}
+	if !keyspaceName.MatchString(c.Keyspace) {
+		errs = append(errs, fmt.Errorf("replay: invalid keyspace %q", c.Keyspace))
+	}
+	if c.ProgressEvery < 0 {
+		errs = append(errs, errors.New("replay: ProgressEvery is negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func checkKeyspace(what, ks string) error {
+	if !keyspaceName.MatchString(ks) {
+		return fmt.Errorf("replay: invalid %s keyspace %q (letters, digits and _, at most 48)", what, ks)
+	}
+	return nil
+}
+
+// session connects to Cassandra without binding a keyspace: every
+// statement names its keyspace.
+func session(c Config) (*gocql.Session, error) {
+	cl := gocql.NewCluster(c.Hosts...)
+	cl.Consistency = gocql.LocalQuorum
+	cl.Timeout = 20 * time.Second
+	cl.ConnectTimeout = 10 * time.Second
+	// Contact points all on one port: use it for discovered nodes too.
+	port := 0
+	for _, h := range c.Hosts {
+		_, ps, err := net.SplitHostPort(h)
+		p, perr := strconv.Atoi(ps)
+		if err != nil || perr != nil || (port != 0 && p != port) {
+			port = 0
+			break
+		}
+		port = p
+	}
+	if port != 0 {
+		cl.Port = port
+	}
+	cl.Logger = gocql.NewLogger(gocql.LogLevelNone)
+	s, err := cl.CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("replay: cassandra (hosts %v): %w", c.Hosts, err)
+	}
+	return s, nil
+}
+
+func (c Config) kafka(opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(c.Seeds...)}, c.KafkaOptions...), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("replay: kafka: %w", err)
+	}
+	return cl, nil
+}

@@ -1,0 +1,220 @@
+package replay
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// logCheck checks the invariants the decider promises about parley.events,
+// from the events alone (and parley.commands for the outcomes), without
+// looking at the views:
+//
+//   - every conversation starts with one ConversationCreated (seq 0);
+//   - timeline events take dense seqs 1, 2, 3 …, other events seq 0;
+//   - read and delivered marks only move forward (a ReadUpTo or
+//     DeliveredUpTo above the member's mark, at most the last seq), and only
+//     current members send, read or are removed;
+//   - every command decided by ingest has exactly one outcome event (a mark
+//     that would not move has none), and every event names a command of
+//     parley.commands (while the topic still holds it).
+//
+// It also keeps, per conversation, last_seq and each member's read mark, so
+// unread = last_seq − read_seq can be checked against the live views.
+// Events of a conversation must be given in log order; conversations may
+// interleave (it is safe for concurrent use).
+type logCheck struct {
+	mu       sync.Mutex
+	convs    map[string]*convModel
+	outcomes map[string][]where // command_id → its events
+	commands map[string]command
+	problems []string
+	events   int64
+}
+
+type where struct {
+	partition int32
+	offset    int64
+	typ, conv string
+}
+
+func (w where) String() string {
+	return fmt.Sprintf("%s of %s at partition %d offset %d", w.typ, w.conv, w.partition, w.offset)
+}
+
+type command struct {
+	where
+	decided bool // before ingest's committed offset when the check started
+}
+
+type convModel struct {
+	lastSeq int64
+	members map[string]*memberModel // current and former
+}
+
+type memberModel struct {
+	read, delivered int64
+	current         bool
+}
+
+func newLogCheck() *logCheck {
+	return &logCheck{convs: map[string]*convModel{}, outcomes: map[string][]where{}, commands: map[string]command{}}
+}
+
+func (c *logCheck) problem(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+// event checks one event of parley.events.
+func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events++
+	typ, id := schemas.EventType(ev), ev.GetConversationId()
+	at := where{partition, offset, typ, id}
+	if ev.GetCommandId() == "" {
+		c.problem("%s has no command_id", at)
+	} else {
+		c.outcomes[ev.GetCommandId()] = append(c.outcomes[ev.GetCommandId()], at)
+	}
+	conv := c.convs[id]
+	if typ == schemas.TypeConversationCreated {
+		if conv != nil {
+			c.problem("%s: the conversation was created before", at)
+			return
+		}
+		conv = &convModel{members: map[string]*memberModel{}}
+		c.convs[id] = conv
+		for _, u := range ev.GetConversationCreated().GetMemberUserIds() {
+			conv.members[u] = &memberModel{current: true}
+		}
+		if ev.GetSeq() != 0 {
+			c.problem("%s: seq %d, want 0", at, ev.GetSeq())
+		}
+		return
+	}
+	if conv == nil {
+		if typ != schemas.TypeCommandRejected { // refusals of commands on unknown conversations are fine
+			c.problem("%s comes before the conversation's ConversationCreated", at)
+		}
+		return
+	}
+	if schemas.IsTimelineEvent(typ) {
+		if ev.GetSeq() != conv.lastSeq+1 {
+			c.problem("%s: seq %d after seq %d (seqs must be dense)", at, ev.GetSeq(), conv.lastSeq)
+		}
+		conv.lastSeq = max(conv.lastSeq, ev.GetSeq())
+	} else if ev.GetSeq() != 0 {
+		c.problem("%s: seq %d, want 0 (not a timeline event)", at, ev.GetSeq())
+	}
+	actor := ev.GetActorUserId()
+	current := func(u string) *memberModel {
+		m := conv.members[u]
+		if m == nil || !m.current {
+			c.problem("%s: %s is not a member", at, u)
+			return nil
+		}
+		return m
+	}
+	switch typ {
+	case schemas.TypeMessageSent:
+		if m := current(actor); m != nil {
+			m.read, m.delivered = max(m.read, ev.GetSeq()), max(m.delivered, ev.GetSeq())
+		}
+	case schemas.TypeMembersAdded:
+		for _, u := range ev.GetMembersAdded().GetUserIds() {
+			if m := conv.members[u]; m != nil && m.current {
+				c.problem("%s: %s is a member already", at, u)
+			}
+			conv.members[u] = &memberModel{read: ev.GetSeq(), delivered: ev.GetSeq(), current: true}
+		}
+	case schemas.TypeMemberRemoved:
+		if m := current(ev.GetMemberRemoved().GetUserId()); m != nil {
+			m.current = false
+		}
+	case schemas.TypeReadUpTo:
+		up := ev.GetReadUpTo().GetUpToSeq()
+		if m := current(actor); m != nil {
+			if up <= m.read || up > conv.lastSeq {
+				c.problem("%s: read mark of %s moves from %d to %d (last seq %d): marks only move forward, up to the last seq",
+					at, actor, m.read, up, conv.lastSeq)
+			}
+			m.read, m.delivered = max(m.read, up), max(m.delivered, up)
+		}
+	case schemas.TypeDeliveredUpTo:
+		up := ev.GetDeliveredUpTo().GetUpToSeq()
+		if m := current(actor); m != nil {
+			if up <= m.delivered || up > conv.lastSeq {
+				c.problem("%s: delivered mark of %s moves from %d to %d (last seq %d): marks only move forward, up to the last seq",
+					at, actor, m.delivered, up, conv.lastSeq)
+			}
+			m.delivered = max(m.delivered, up)
+		}
+	case schemas.TypeMessageDeduplicated:
+		if s := ev.GetMessageDeduplicated().GetOriginalSeq(); s < 1 || s > conv.lastSeq {
+			c.problem("%s: original seq %d outside 1..%d", at, s, conv.lastSeq)
+		}
+	}
+}
+
+// command records one command of parley.commands; decided says ingest had
+// committed past it when the check started, so its outcome must be in the
+// events read.
+func (c *logCheck) command(partition int32, offset int64, cmd *pb.Command, decided bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at := where{partition, offset, schemas.CommandType(cmd), cmd.GetConversationId()}
+	if prev, ok := c.commands[cmd.GetCommandId()]; ok {
+		c.problem("command %s appears twice in the commands topic: %s and %s", cmd.GetCommandId(), prev.where, at)
+		return
+	}
+	c.commands[cmd.GetCommandId()] = command{at, decided}
+}
+
+// finish checks outcomes against commands. commandsComplete says the
+// commands topic still holds every command ever appended (nothing deleted
+// by retention), so an event whose command is missing is a problem.
+func (c *logCheck) finish(commandsComplete bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(c.outcomes)) {
+		evs := c.outcomes[id]
+		if len(evs) > 1 {
+			c.problem("command %s has %d outcome events: %v", id, len(evs), evs)
+		}
+		if _, ok := c.commands[id]; !ok && commandsComplete {
+			c.problem("%s names command %s, which is not in the commands topic", evs[0], id)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.commands)) {
+		cmd := c.commands[id]
+		if !cmd.decided || len(c.outcomes[id]) > 0 {
+			continue
+		}
+		if cmd.typ == schemas.TypeMarkRead || cmd.typ == schemas.TypeMarkDelivered {
+			continue // a mark that does not move yields no event
+		}
+		c.problem("command %s (%s) was decided but has no outcome event", id, cmd.where)
+	}
+	return c.problems
+}
+
+// unread is the unread count of a current member by the log; ok is false
+// when u is not a current member of conversation id.
+func (c *logCheck) unread(id, u string) (lastSeq, read int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conv := c.convs[id]
+	if conv == nil {
+		return 0, 0, false
+	}
+	m := conv.members[u]
+	if m == nil || !m.current {
+		return conv.lastSeq, 0, false
+	}
+	return conv.lastSeq, m.read, true
+}

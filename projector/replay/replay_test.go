@@ -1,0 +1,362 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
+)
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() && os.Getenv("PARLEY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// TestReplay drives 10,000 random commands through the real decider and
+// projector, then rebuilds, verifies, tampers, interrupts and switches
+// against the views they produced.
+func TestReplay(t *testing.T) {
+	w := newWorld(t, 10_000, true)
+	v2 := testenv.Cassandra(t).Keyspace // rebuilt once, then served
+	scratch := testenv.Cassandra(t).Keyspace
+
+	t.Run("Rebuild", func(t *testing.T) {
+		cfg := w.cfg
+		var progress syncBuffer
+		cfg.Progress, cfg.ProgressEvery = &progress, 100*time.Millisecond
+		res, err := Rebuild(context.Background(), cfg, RebuildOptions{To: v2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("rebuilt %d events in %v (%.0f events/s)", res.Events, res.Elapsed, res.Rate())
+		if res.Events != w.events || res.Poison != 0 {
+			t.Errorf("applied %d events (%d poison), want %d", res.Events, res.Poison, w.events)
+		}
+		w.sameViews(t, w.cfg.Keyspace, v2)
+		if out := progress.String(); !strings.Contains(out, "events/s") || !strings.Contains(out, fmt.Sprintf("%d events applied", w.events)) {
+			t.Errorf("progress output:\n%s", out)
+		}
+		// Done: the group's offsets are at the end, so the next run applies nothing.
+		again, err := Rebuild(context.Background(), w.cfg, RebuildOptions{To: v2})
+		if err != nil || again.Events != 0 {
+			t.Errorf("second run applied %d events (%v), want 0", again.Events, err)
+		}
+		if _, err := Rebuild(context.Background(), w.cfg, RebuildOptions{To: w.cfg.Keyspace}); err == nil {
+			t.Error("rebuilt into the base keyspace")
+		}
+	})
+
+	t.Run("Verify", func(t *testing.T) {
+		rep, err := Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch})
+		var out bytes.Buffer
+		rep.Write(&out)
+		t.Logf("\n%s", out.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Events != w.events || rep.Commands != w.gen.commands || rep.Conversations != len(w.gen.convs) {
+			t.Errorf("checked %d events, %d commands, %d conversations; want %d, %d, %d",
+				rep.Events, rep.Commands, rep.Conversations, w.events, w.gen.commands, len(w.gen.convs))
+		}
+		some := []string{w.gen.convs[0].id, w.gen.convs[40].id}
+		rep, err = Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch, Conversations: some})
+		if err != nil || rep.Conversations != 2 {
+			t.Errorf("verify of %v: %v, %d conversations", some, err, rep.Conversations)
+		}
+	})
+
+	t.Run("VerifyTamper", func(t *testing.T) {
+		ctx := context.Background()
+		ks := w.cfg.Keyspace
+		// A member's read mark goes back by one, and a message disappears.
+		var conv, user string
+		var read int64
+		iter := w.s.Query(fmt.Sprintf("SELECT conversation_id, user_id, read_seq FROM %s.members WHERE removed = false AND read_seq > 1 LIMIT 1 ALLOW FILTERING", ks)).Iter()
+		iter.Scan(&conv, &user, &read)
+		if err := iter.Close(); err != nil || conv == "" {
+			t.Fatalf("no member to tamper with: %v", err)
+		}
+		const seq = 1
+		var msg string
+		if err := w.s.Query(fmt.Sprintf("SELECT JSON * FROM %s.messages WHERE conversation_id = ? AND bucket = 0 AND seq = ?", ks), conv, seq).Scan(&msg); err != nil {
+			t.Fatal(err)
+		}
+		members := fmt.Sprintf("UPDATE %s.members USING TIMESTAMP ? SET read_seq = ? WHERE conversation_id = ? AND user_id = ?", ks)
+		run := func(cql string, args ...any) {
+			t.Helper()
+			if err := w.s.Query(cql, args...).Exec(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run(members, read+1, read-1, conv, user)
+		run(fmt.Sprintf("DELETE FROM %s.messages USING TIMESTAMP ? WHERE conversation_id = ? AND bucket = 0 AND seq = ?", ks), int64(seq+1), conv, seq)
+
+		memberRow := fmt.Sprintf(`members(conversation_id=%q, user_id=%q)`, conv, user)
+		messageRow := fmt.Sprintf(`messages(conversation_id=%q, bucket=0, seq=%d)`, conv, seq)
+		rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch})
+		var out bytes.Buffer
+		rep.Write(&out)
+		t.Logf("\n%s", out.String())
+		if !errors.Is(err, ErrDifferences) {
+			t.Fatalf("verify after tampering: %v, want ErrDifferences", err)
+		}
+		for _, want := range []string{
+			memberRow + fmt.Sprintf(": read_seq live %d, log %d", read-1, read),
+			messageRow + ": missing in the live views",
+			fmt.Sprintf("%s in %s: unread live", user, conv),
+			"DIFFERENCES FOUND",
+		} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("report does not say %q", want)
+			}
+		}
+		if len(rep.Views) != 2 || len(rep.Log) != 0 {
+			t.Errorf("%d view differences, %d log problems; want 2 and 0", len(rep.Views), len(rep.Log))
+		}
+
+		// The command, on the chosen conversation: exit status 1, rows named.
+		cmd := exec.Command(buildReplay(t), "verify", "-scratch", scratch, "-conversations", conv)
+		cmd.Env = append(os.Environ(), "PARLEY_KAFKA_SEEDS="+strings.Join(w.cfg.Seeds, ","),
+			"PARLEY_CASSANDRA_HOSTS="+strings.Join(w.cfg.Hosts, ","), "PARLEY_KEYSPACE="+ks,
+			"PARLEY_TOPIC_PREFIX="+strings.TrimSuffix(w.sys.Topics.Events.Name, schemas.Events.Name))
+		stdout, err := cmd.Output()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("replay verify: %v, want exit status 1\n%s", err, stdout)
+		}
+		if !strings.Contains(string(stdout), memberRow) || !strings.Contains(string(stdout), messageRow) {
+			t.Errorf("replay verify does not name the rows:\n%s", stdout)
+		}
+
+		// Undone (above the tampering), verify passes again.
+		run(members, read+2, read, conv, user)
+		run(fmt.Sprintf("INSERT INTO %s.messages JSON ? USING TIMESTAMP ?", ks), msg, int64(seq+2))
+		if rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch}); err != nil {
+			var out bytes.Buffer
+			rep.Write(&out)
+			t.Errorf("verify after undoing: %v\n%s", err, out.String())
+		}
+	})
+
+	t.Run("RebuildResume", func(t *testing.T) {
+		ks := testenv.Cassandra(t).Keyspace
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var seen atomic.Int64
+		stopAt := w.events / 2
+		opts := RebuildOptions{To: ks, MaxBatch: 50, hooks: &passHooks{keep: func(int32, *kgo.Record) bool {
+			if seen.Add(1) == stopAt {
+				cancel() // interrupted mid-way
+			}
+			return true
+		}}}
+		first, err := Rebuild(ctx, w.cfg, opts)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("interrupted rebuild: %v, want context.Canceled", err)
+		}
+		committed := w.committed(t, DefaultGroup(w.cfg.Topics, ks))
+		_, end, _ := offsets(context.Background(), kadm.NewClient(w.k.Client()), w.cfg.Topics.Events.Name)
+		if committed == 0 || committed >= total(end) {
+			t.Fatalf("after the interruption %d of %d offsets committed; want some, not all", committed, total(end))
+		}
+		second, err := Rebuild(context.Background(), w.cfg, RebuildOptions{To: ks, MaxBatch: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("interrupted after %d events (%d offsets committed), resumed with %d", first.Events, committed, second.Events)
+		if second.Events >= w.events || first.Events+second.Events < w.events {
+			t.Errorf("runs applied %d + %d events of %d: the second must resume, not start over", first.Events, second.Events, w.events)
+		}
+		w.sameViews(t, w.cfg.Keyspace, ks)
+	})
+
+	t.Run("Switch", func(t *testing.T) {
+		// A direct conversation: its members never change.
+		c := w.gen.convs[len(w.gen.convs)-1]
+		user := c.members[0]
+		newest := func() (int, string) {
+			var h struct {
+				Messages []struct{ Text string } `json:"messages"`
+			}
+			code := w.get(user, "/v1/conversations/"+c.id+"/messages?limit=5", &h)
+			if code != http.StatusOK || len(h.Messages) == 0 {
+				return code, ""
+			}
+			return code, h.Messages[0].Text
+		}
+		// A message after the rebuild: in the live keyspace, not yet in v2.
+		cmd := w.gen.cmd(c.id, user)
+		cmd.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: "after-the-rebuild", Text: "after the rebuild"}}
+		w.append(cmd)
+		checkFor(t, 30*time.Second, func() string {
+			if _, text := newest(); text != "after the rebuild" {
+				return "the live keyspace does not show the new message: newest is " + text
+			}
+			return ""
+		})
+
+		// Readers keep reading throughout.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var requests, failures atomic.Int64
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					requests.Add(1)
+					if code, _ := newest(); code != http.StatusOK {
+						failures.Add(1)
+					}
+				}
+			})
+		}
+		prev, err := Switch(context.Background(), w.cfg, v2)
+		if err != nil || prev != strings.ToLower(w.cfg.Keyspace) {
+			t.Fatalf("switch: %v (previous %q)", err, prev)
+		}
+		checkFor(t, 30*time.Second, func() string {
+			if _, text := newest(); text == "after the rebuild" {
+				return "query still serves the live keyspace"
+			}
+			return ""
+		})
+		// Catching up the served keyspace shows the message again.
+		res, err := Rebuild(context.Background(), w.cfg, RebuildOptions{To: v2})
+		if err != nil || res.Events == 0 {
+			t.Fatalf("catch-up rebuild: %v, %d events", err, res.Events)
+		}
+		checkFor(t, 30*time.Second, func() string {
+			if _, text := newest(); text != "after the rebuild" {
+				return "the caught-up keyspace does not show the new message"
+			}
+			return ""
+		})
+		close(stop)
+		wg.Wait()
+		t.Logf("%d requests during the switch, %d failed", requests.Load(), failures.Load())
+		if failures.Load() != 0 || requests.Load() == 0 {
+			t.Errorf("%d of %d requests failed across the switch", failures.Load(), requests.Load())
+		}
+		// Verify follows the pointer: it checks v2 against its rebuild group.
+		if rep, err := Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch}); err != nil || rep.Live != strings.ToLower(v2) {
+			var out bytes.Buffer
+			rep.Write(&out)
+			t.Errorf("verify of the served keyspace: %v\n%s", err, out.String())
+		}
+	})
+}
+
+// sameViews fails with the rows that differ between two keyspaces.
+func (w *world) sameViews(t *testing.T, a, b string) {
+	t.Helper()
+	ctx := context.Background()
+	va, err := loadViews(ctx, w.s, a, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := loadViews(ctx, w.s, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, tb := range viewTables {
+		rows += len(va[tb.name])
+	}
+	if rows < int(w.events)/2 {
+		t.Fatalf("only %d rows in %s", rows, a)
+	}
+	diffs := diffViews(va, vb)
+	for i, d := range diffs {
+		if i == 10 {
+			t.Errorf("… %d more", len(diffs)-i)
+			break
+		}
+		t.Errorf("%s vs %s: %s", a, b, d.text)
+	}
+}
+
+// committed sums the committed offsets of group on the events topic.
+func (w *world) committed(t *testing.T, group string) int64 {
+	t.Helper()
+	fo, err := kadm.NewClient(w.k.Client()).FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	fo.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == w.cfg.Topics.Events.Name && o.At > 0 {
+			n += o.At
+		}
+	})
+	return n
+}
+
+// get calls query as user and decodes the answer into out.
+func (w *world) get(user, path string, out any) int {
+	tok, _ := w.sys.Issuer.Issue(user, "", time.Hour)
+	req, _ := http.NewRequest(http.MethodGet, w.sys.QueryURL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if json.Unmarshal(b, out) != nil {
+		return -resp.StatusCode
+	}
+	return resp.StatusCode
+}
+
+// buildReplay builds the replay command.
+func buildReplay(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "replay")
+	if b, err := exec.Command("go", "build", "-o", bin, "github.com/parley-im/parley/projector/cmd/replay").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return bin
+}
+
+// syncBuffer is a bytes.Buffer written by one goroutine and read by another.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,562 @@
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// VerifyOptions says what to verify.
+type VerifyOptions struct {
+	// Live is the keyspace checked (default: the one query serves).
+	Live string
+	// LiveGroup is the consumer group of the projector that writes Live;
+	// verify waits until its checkpoints reach the end of the log read
+	// (default: "<prefix>parley-projector" for the base keyspace, else the
+	// rebuild group of Live). "-" does not wait.
+	LiveGroup string
+	// Wait bounds that wait (default 1m).
+	Wait time.Duration
+	// IngestGroup is the decider's consumer group: commands before its
+	// committed offsets must have their outcome in the log (default
+	// "<prefix>parley-ingest").
+	IngestGroup string
+	// Conversations limits the check to these conversations (default all).
+	Conversations []string
+	// Scratch is the keyspace the views are recomputed into (default
+	// "<base>_verify"); it is dropped first, and at the end unless Keep.
+	Scratch string
+	Keep    bool
+	// MaxBatch and WriteParallelism as for a rebuild.
+	MaxBatch, WriteParallelism int
+}
+
+// Report is what verify found. It is OK when all of Log, Views and Unread
+// are empty.
+type Report struct {
+	Live, Scratch string
+	End           map[int32]int64 // end offsets of parley.events checked against
+	Events        int64           // events read (of the chosen conversations)
+	Commands      int             // commands read (of the chosen conversations)
+	Conversations int
+
+	Log     []string // broken invariants of the log
+	Views   []string // rows that differ between the live and the recomputed views
+	Unread  []string // members whose live unread count is not the log's
+	Skipped []string // differing rows of conversations changed since the log was read
+	Notes   []string // what was not checked, and why
+}
+
+// OK reports whether nothing differs.
+func (r Report) OK() bool { return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 }
+
+// ErrDifferences is returned by Verify when the report is not OK.
+var ErrDifferences = errors.New("replay: the views or the log are not as they should be")
+
+// Write prints the report for people.
+func (r Report) Write(w io.Writer) {
+	fmt.Fprintf(w, "verify %s against parley.events up to %v: %d events, %d commands, %d conversations\n",
+		r.Live, formatOffsets(r.End), r.Events, r.Commands, r.Conversations)
+	section := func(title string, lines []string) {
+		if len(lines) == 0 {
+			fmt.Fprintf(w, "%s: ok\n", title)
+			return
+		}
+		fmt.Fprintf(w, "%s: %d difference(s)\n", title, len(lines))
+		for i, l := range lines {
+			if i == 200 {
+				fmt.Fprintf(w, "  … %d more\n", len(lines)-i)
+				break
+			}
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	section("log (dense seqs, one outcome per command, forward-only marks)", r.Log)
+	section("views (rows live vs recomputed from the log)", r.Views)
+	section("unread (last_seq − read_seq, live vs log)", r.Unread)
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "not compared (changed after the log was read): %s\n", s)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "OK")
+	} else {
+		fmt.Fprintln(w, "DIFFERENCES FOUND")
+	}
+}
+
+func formatOffsets(m map[int32]int64) string {
+	var b strings.Builder
+	for i, p := range sortedPartitions(m) {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "%d:%d", p, m[p])
+	}
+	return b.String()
+}
+
+// Verify recomputes the views of the chosen conversations from
+// parley.events into a scratch keyspace and compares them with the live
+// keyspace row by row; it checks the log's own invariants on the way
+// (logCheck), and the live unread counts against the log's. It returns the
+// report, and ErrDifferences when it is not OK.
+//
+// The log is read up to its end when Verify starts. Before comparing, it
+// waits until the live projector's checkpoints have reached that end; rows
+// of conversations that received events since are reported as skipped, not
+// as differences.
+func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return Report{}, err
+	}
+	prefix := strings.TrimSuffix(cfg.Topics.Events.Name, schemas.Events.Name)
+	if opts.Wait == 0 {
+		opts.Wait = time.Minute
+	}
+	if opts.IngestGroup == "" {
+		opts.IngestGroup = prefix + "parley-ingest"
+	}
+	if opts.Scratch == "" {
+		opts.Scratch = cfg.Keyspace + "_verify"
+	}
+	s, err := session(cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	defer s.Close()
+	if opts.Live == "" {
+		if opts.Live, err = Serving(ctx, s, cfg.Keyspace); err != nil {
+			return Report{}, err
+		}
+	}
+	if opts.LiveGroup == "" {
+		opts.LiveGroup = prefix + "parley-projector"
+		if !strings.EqualFold(opts.Live, cfg.Keyspace) {
+			opts.LiveGroup = DefaultGroup(cfg.Topics, opts.Live)
+		}
+	}
+	if err := checkKeyspace("live", opts.Live); err != nil {
+		return Report{}, err
+	}
+	if err := checkKeyspace("scratch", opts.Scratch); err != nil {
+		return Report{}, err
+	}
+	if strings.EqualFold(opts.Scratch, opts.Live) || strings.EqualFold(opts.Scratch, cfg.Keyspace) {
+		return Report{}, fmt.Errorf("replay: the scratch keyspace %s must differ from the live and base keyspaces", opts.Scratch)
+	}
+	var only map[string]bool
+	if len(opts.Conversations) > 0 {
+		only = map[string]bool{}
+		for _, id := range opts.Conversations {
+			only[id] = true
+		}
+	}
+	rep := Report{Live: opts.Live, Scratch: opts.Scratch}
+
+	cl, err := cfg.kafka()
+	if err != nil {
+		return rep, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	// The decider commits its command offsets in the transaction that writes
+	// their events: read them first, and every command before them has its
+	// outcome before the end offsets read next.
+	decided := map[int32]int64{}
+	if fo, err := adm.FetchOffsets(ctx, opts.IngestGroup); err == nil && fo.Error() == nil {
+		fo.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == cfg.Topics.Commands.Name {
+				decided[o.Partition] = o.At
+			}
+		})
+	}
+	if len(decided) == 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("ingest group %s has no committed offsets: commands without an outcome are not looked for", opts.IngestGroup))
+	}
+	first, end, err := offsets(ctx, adm, cfg.Topics.Events.Name)
+	if err != nil {
+		return rep, err
+	}
+	rep.End = end
+
+	// Recompute the views into the scratch keyspace, checking the log on the way.
+	if err := s.Query("DROP KEYSPACE IF EXISTS " + opts.Scratch).ExecContext(ctx); err != nil {
+		return rep, fmt.Errorf("replay: drop %s: %w", opts.Scratch, err)
+	}
+	if err := schemas.CreateKeyspace(ctx, s, opts.Scratch, ""); err != nil {
+		return rep, err
+	}
+	if !opts.Keep {
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			_ = s.Query("DROP KEYSPACE IF EXISTS " + opts.Scratch).ExecContext(dctx)
+		}()
+	}
+	if err := schemas.Migrate(ctx, s, opts.Scratch); err != nil {
+		return rep, err
+	}
+	check := newLogCheck()
+	var mu sync.Mutex
+	lastData := map[int32]int64{}
+	hooks := &passHooks{noCommit: true, keep: func(p int32, rec *kgo.Record) bool {
+		mu.Lock()
+		lastData[p] = rec.Offset
+		mu.Unlock()
+		if only != nil && !only[string(rec.Key)] {
+			return false
+		}
+		ev := new(pb.Event)
+		if err := proto.Unmarshal(rec.Value, ev); err != nil {
+			mu.Lock()
+			check.problem("partition %d offset %d does not decode as parley.v1.Event: %v", p, rec.Offset, err)
+			mu.Unlock()
+			return true
+		}
+		check.event(p, rec.Offset, ev)
+		return true
+	}}
+	ropts := RebuildOptions{To: opts.Scratch, Group: prefix + "parley-verify", MaxBatch: opts.MaxBatch, WriteParallelism: opts.WriteParallelism}
+	if _, err := apply(ctx, cfg, s, adm, ropts, first, end, hooks); err != nil {
+		return rep, err
+	}
+	rep.Events = check.events
+	rep.Conversations = len(check.convs)
+
+	complete, err := readCommands(ctx, cfg, adm, only, decided, check)
+	if err != nil {
+		return rep, err
+	}
+	rep.Commands = len(check.commands)
+	if !complete {
+		rep.Notes = append(rep.Notes, "the commands topic no longer holds its oldest commands (retention): events are not checked for a command")
+	}
+	rep.Log = check.finish(complete)
+
+	// Compare with the live views once the live projector has caught up.
+	if opts.LiveGroup != "-" {
+		if err := waitCheckpoints(ctx, s, opts.Live, opts.LiveGroup, lastData, opts.Wait); err != nil {
+			return rep, err
+		}
+	}
+	ids := []string(nil)
+	if only != nil {
+		ids = slices.Sorted(maps.Keys(only))
+	}
+	live, err := loadViews(ctx, s, opts.Live, ids)
+	if err != nil {
+		return rep, err
+	}
+	want, err := loadViews(ctx, s, opts.Scratch, ids)
+	if err != nil {
+		return rep, err
+	}
+	diffs := diffViews(live, want)
+	rep.Unread = checkUnread(live, check)
+	if len(diffs) > 0 || len(rep.Unread) > 0 {
+		// Differences in conversations that moved on since the end offsets
+		// were read are expected: report them apart.
+		moved, err := touchedSince(ctx, cfg, adm, end)
+		if err != nil {
+			return rep, err
+		}
+		for _, d := range diffs {
+			if moved[d.conv] {
+				rep.Skipped = append(rep.Skipped, d.text)
+			} else {
+				rep.Views = append(rep.Views, d.text)
+			}
+		}
+		rep.Unread = slices.DeleteFunc(rep.Unread, func(l string) bool {
+			for id := range moved {
+				if strings.Contains(l, " "+id+":") {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if !rep.OK() {
+		return rep, ErrDifferences
+	}
+	return rep, nil
+}
+
+// readCommands feeds every command of the commands topic (of the chosen
+// conversations) to check. It reports whether the topic still starts at
+// offset 0 in every partition.
+func readCommands(ctx context.Context, cfg Config, adm *kadm.Client, only map[string]bool, decided map[int32]int64, check *logCheck) (bool, error) {
+	first, end, err := offsets(ctx, adm, cfg.Topics.Commands.Name)
+	if err != nil {
+		return false, err
+	}
+	complete := true
+	for _, o := range first {
+		complete = complete && o == 0
+	}
+	r := newReader(cfg, cfg.Topics.Commands.Name, first, end, false, 5000)
+	err = r.run(ctx, func(_ context.Context, p int32, recs []*kgo.Record, _ int64) error {
+		for _, rec := range recs {
+			if only != nil && !only[string(rec.Key)] {
+				continue
+			}
+			cmd := new(pb.Command)
+			if proto.Unmarshal(rec.Value, cmd) != nil || cmd.GetCommandId() == "" {
+				continue // the decider dead-letters it; it has no outcome to check
+			}
+			d, ok := decided[p]
+			check.command(p, rec.Offset, cmd, ok && rec.Offset < d)
+		}
+		return nil
+	})
+	return complete, err
+}
+
+// touchedSince returns the conversations with events after end.
+func touchedSince(ctx context.Context, cfg Config, adm *kadm.Client, end map[int32]int64) (map[string]bool, error) {
+	_, now, err := offsets(ctx, adm, cfg.Topics.Events.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	var mu sync.Mutex
+	r := newReader(cfg, cfg.Topics.Events.Name, end, now, false, 5000)
+	err = r.run(ctx, func(_ context.Context, _ int32, recs []*kgo.Record, _ int64) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rec := range recs {
+			out[string(rec.Key)] = true
+		}
+		return nil
+	})
+	return out, err
+}
+
+// waitCheckpoints waits until group's checkpoints in keyspace reach last
+// (the offset of each partition's last record).
+func waitCheckpoints(ctx context.Context, s *gocql.Session, keyspace, group string, last map[int32]int64, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		got := map[int32]int64{}
+		iter := s.Query(fmt.Sprintf("SELECT partition, applied_offset FROM %s.checkpoints WHERE projector = ?", keyspace), group).IterContext(ctx)
+		var (
+			p int32
+			o int64
+		)
+		for iter.Scan(&p, &o) {
+			got[p] = o
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("replay: read %s.checkpoints: %w", keyspace, err)
+		}
+		behind := []string{}
+		for _, p := range sortedPartitions(last) {
+			if got[p] < last[p] {
+				behind = append(behind, fmt.Sprintf("partition %d at %d of %d", p, got[p], last[p]))
+			}
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replay: the projector %s has not applied the log to %s after %v: %s (is it running? set the live group)",
+				group, keyspace, wait, strings.Join(behind, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Rows of the views: per table, the row's name (its primary key) → column →
+// value as CQL JSON.
+type table struct {
+	name string
+	key  []string // primary key columns, in order
+}
+
+var viewTables = []table{
+	{"conversations", []string{"conversation_id"}},
+	{"members", []string{"conversation_id", "user_id"}},
+	{"inbox", []string{"user_id", "conversation_id"}},
+	{"messages", []string{"conversation_id", "bucket", "seq"}},
+}
+
+type row map[string]json.RawMessage
+
+type views map[string]map[string]row // table → row name → row
+
+func rowName(t table, r row) string {
+	parts := make([]string, len(t.key))
+	for i, k := range t.key {
+		parts[i] = k + "=" + string(r[k])
+	}
+	return t.name + "(" + strings.Join(parts, ", ") + ")"
+}
+
+// loadViews reads every row of the views in keyspace, or only those of the
+// conversations ids (single-partition reads).
+func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []string) (views, error) {
+	out := views{}
+	add := func(t table, cql string, args ...any) error {
+		iter := s.Query(cql, args...).PageSize(5000).IterContext(ctx)
+		var js string
+		for iter.Scan(&js) {
+			r := row{}
+			if err := json.Unmarshal([]byte(js), &r); err != nil {
+				return err
+			}
+			if out[t.name] == nil {
+				out[t.name] = map[string]row{}
+			}
+			out[t.name][rowName(t, r)] = r
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("replay: read %s.%s: %w", keyspace, t.name, err)
+		}
+		return nil
+	}
+	if ids == nil {
+		for _, t := range viewTables {
+			if err := add(t, fmt.Sprintf("SELECT JSON * FROM %s.%s", keyspace, t.name)); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	conv, members, inbox, messages := viewTables[0], viewTables[1], viewTables[2], viewTables[3]
+	for _, id := range ids {
+		if err := add(conv, fmt.Sprintf("SELECT JSON * FROM %s.conversations WHERE conversation_id = ?", keyspace), id); err != nil {
+			return nil, err
+		}
+		if err := add(members, fmt.Sprintf("SELECT JSON * FROM %s.members WHERE conversation_id = ?", keyspace), id); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range out["members"] {
+		var id, user string
+		_ = json.Unmarshal(m["conversation_id"], &id)
+		_ = json.Unmarshal(m["user_id"], &user)
+		if err := add(inbox, fmt.Sprintf("SELECT JSON * FROM %s.inbox WHERE user_id = ? AND conversation_id = ?", keyspace), user, id); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range out["conversations"] {
+		var id string
+		var last int64
+		_ = json.Unmarshal(c["conversation_id"], &id)
+		_ = json.Unmarshal(c["last_seq"], &last)
+		for b := int64(0); b <= schemas.Bucket(last)+1; b++ {
+			if err := add(messages, fmt.Sprintf("SELECT JSON * FROM %s.messages WHERE conversation_id = ? AND bucket = ?", keyspace), id, b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+type rowDiff struct {
+	conv, text string
+}
+
+// diffViews lists every row that differs, naming it and its columns.
+func diffViews(live, want views) []rowDiff {
+	var out []rowDiff
+	for _, t := range viewTables {
+		l, w := live[t.name], want[t.name]
+		names := map[string]bool{}
+		for n := range l {
+			names[n] = true
+		}
+		for n := range w {
+			names[n] = true
+		}
+		for _, n := range slices.Sorted(maps.Keys(names)) {
+			lr, lok := l[n]
+			wr, wok := w[n]
+			var conv string
+			r := lr
+			if !lok {
+				r = wr
+			}
+			_ = json.Unmarshal(r["conversation_id"], &conv)
+			switch {
+			case !lok:
+				out = append(out, rowDiff{conv, n + ": missing in the live views"})
+			case !wok:
+				out = append(out, rowDiff{conv, n + ": in the live views, not in the log"})
+			default:
+				var cols []string
+				for _, c := range slices.Sorted(maps.Keys(lr)) {
+					if string(lr[c]) != string(wr[c]) {
+						cols = append(cols, fmt.Sprintf("%s live %s, log %s", c, lr[c], wr[c]))
+					}
+				}
+				for c := range wr {
+					if _, ok := lr[c]; !ok {
+						cols = append(cols, fmt.Sprintf("%s live absent, log %s", c, wr[c]))
+					}
+				}
+				if len(cols) > 0 {
+					out = append(out, rowDiff{conv, n + ": " + strings.Join(cols, "; ")})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// checkUnread compares, for every current member in the live views, the
+// unread count the views give (last_seq − read_seq) with the log's.
+func checkUnread(live views, check *logCheck) []string {
+	var out []string
+	lastSeq := map[string]int64{}
+	for _, c := range live["conversations"] {
+		var id string
+		var last int64
+		_ = json.Unmarshal(c["conversation_id"], &id)
+		_ = json.Unmarshal(c["last_seq"], &last)
+		lastSeq[id] = last
+	}
+	for _, n := range slices.Sorted(maps.Keys(live["members"])) {
+		m := live["members"][n]
+		var id, user string
+		var read int64
+		var removed bool
+		_ = json.Unmarshal(m["conversation_id"], &id)
+		_ = json.Unmarshal(m["user_id"], &user)
+		_ = json.Unmarshal(m["read_seq"], &read)
+		_ = json.Unmarshal(m["removed"], &removed)
+		logLast, logRead, member := check.unread(id, user)
+		switch {
+		case removed && !member:
+		case removed != !member:
+			out = append(out, fmt.Sprintf("%s in %s: member by the live views %v, by the log %v", user, id, !removed, member))
+		case lastSeq[id]-read != logLast-logRead:
+			out = append(out, fmt.Sprintf("%s in %s: unread live %d (last_seq %d − read_seq %d), log %d (%d − %d)",
+				user, id, lastSeq[id]-read, lastSeq[id], read, logLast-logRead, logLast, logRead))
+		}
+	}
+	return out
+}
