@@ -156,6 +156,12 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.OnPartitionsRevoked(drop),
 		kgo.OnPartitionsLost(drop),
+		// A produce that races the coordinator finishing the previous
+		// transaction is refused CONCURRENT_TRANSACTIONS; franz-go retries
+		// it after a metadata refresh, which by default may not happen
+		// sooner than 5 s after the last one: a 5 s stall of every
+		// partition of the transaction. Allow the refresh at once.
+		kgo.MetadataMinAge(50*time.Millisecond),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: decider: %w", err)
