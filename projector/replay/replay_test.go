@@ -33,11 +33,11 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// TestReplay drives 10,000 random commands through the real decider and
-// projector, then rebuilds, verifies, tampers, interrupts and switches
+// TestReplay drives 10,000 random commands on 60 conversations through the
+// real decider and projector, then rebuilds, verifies, tampers, interrupts and switches
 // against the views they produced.
 func TestReplay(t *testing.T) {
-	w := newWorld(t, 10_000, true)
+	w := newWorld(t, 10_000, 60, true)
 	v2 := testenv.Cassandra(t).Keyspace // rebuilt once, then served
 	scratch := testenv.Cassandra(t).Keyspace
 

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -40,7 +41,7 @@ type world struct {
 	events int64 // data records in the events topic
 }
 
-func newWorld(t testing.TB, commands int, projector bool) *world {
+func newWorld(t testing.TB, commands, conversations int, projector bool) *world {
 	t.Helper()
 	k, c := testenv.Kafka(t), testenv.Cassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -67,7 +68,7 @@ func newWorld(t testing.TB, commands int, projector bool) *world {
 	}
 	t.Cleanup(func() { _ = w.app.Close(context.Background()) })
 
-	w.gen = newGenerator(1)
+	w.gen = newGenerator(1, conversations)
 	start := time.Now()
 	cmds := w.gen.create()
 	for len(cmds) < commands {
@@ -126,6 +127,22 @@ func (w *world) settle(projector bool) {
 		}
 		return ""
 	})
+	// The decider's last transaction is committed; its markers may still be
+	// on their way to the events partitions: wait until none is open.
+	checkFor(w.t, time.Minute, func() string {
+		stable, err1 := adm.ListCommittedOffsets(ctx, w.sys.Topics.Events.Name)
+		hw, err2 := adm.ListEndOffsets(ctx, w.sys.Topics.Events.Name)
+		if err := errors.Join(err1, err2, stable.Error(), hw.Error()); err != nil {
+			return err.Error()
+		}
+		msg := ""
+		hw.Each(func(o kadm.ListedOffset) {
+			if s, _ := stable.Lookup(o.Topic, o.Partition); s.Offset != o.Offset {
+				msg = fmt.Sprintf("partition %d: a transaction is open (%d of %d)", o.Partition, s.Offset, o.Offset)
+			}
+		})
+		return msg
+	})
 	last := w.lastRecords(ctx, adm)
 	if !projector {
 		return
@@ -172,6 +189,7 @@ type generator struct {
 	users    []string
 	commands int
 	next     int
+	groups   int
 }
 
 type genConv struct {
@@ -184,9 +202,11 @@ type genConv struct {
 	senders []string // sender of recent[i]
 }
 
-func newGenerator(seed uint64) *generator {
-	g := &generator{rng: rand.New(rand.NewPCG(seed, seed))}
-	for i := range 60 {
+// newGenerator makes conversations/2 groups and as many direct
+// conversations, among as many users as conversations.
+func newGenerator(seed uint64, conversations int) *generator {
+	g := &generator{rng: rand.New(rand.NewPCG(seed, seed)), groups: conversations / 2}
+	for i := range 2 * g.groups {
 		g.users = append(g.users, fmt.Sprintf("u%02d", i))
 	}
 	return g
@@ -199,10 +219,10 @@ func (g *generator) cmd(conv, user string) *pb.Command {
 		ConversationId: conv, ReceivedAt: timestamppb.Now()}
 }
 
-// create opens 30 groups and 30 direct conversations.
+// create opens the groups and the direct conversations.
 func (g *generator) create() []*pb.Command {
 	var out []*pb.Command
-	for i := range 30 {
+	for i := range g.groups {
 		perm := g.rng.Perm(len(g.users))
 		members := make([]string, 3+g.rng.IntN(6))
 		for j := range members {
@@ -215,7 +235,7 @@ func (g *generator) create() []*pb.Command {
 			Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP, Title: fmt.Sprintf("group %d ✓", i), MemberUserIds: members[1:]}}
 		out = append(out, cmd)
 	}
-	for i := range 30 {
+	for i := range g.groups {
 		a, b := g.users[2*i], g.users[2*i+1]
 		c := &genConv{id: schemas.DirectConversationID(a, b), members: []string{a, b}}
 		g.convs = append(g.convs, c)
@@ -292,7 +312,7 @@ func (g *generator) step() []*pb.Command {
 		}
 	case r < 97: // a stranger sends: NOT_MEMBER
 		var stranger string
-		for stranger == "" || slices.Contains(c.members, stranger) {
+		for stranger == "" || slices.Contains(c.members, stranger) { // never all users: see above
 			stranger = g.users[g.rng.IntN(len(g.users))]
 		}
 		cmd.UserId, cmd.DeviceId = stranger, stranger+"-phone"
