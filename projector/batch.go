@@ -105,6 +105,24 @@ func groupByPartition(stmts []stmt, maxStmts, maxBytes int) [][]stmt {
 	return out
 }
 
+// groupInOrder splits statements into groups of at most maxStmts and about
+// maxBytes of values, whatever partitions they write (WriterConfig.MixedBatches).
+func groupInOrder(stmts []stmt, maxStmts, maxBytes int) [][]stmt {
+	var out [][]stmt
+	size := 0
+	for _, st := range stmts {
+		n := argBytes(st.args)
+		if i := len(out) - 1; i >= 0 && len(out[i]) < maxStmts && size+n <= maxBytes {
+			out[i] = append(out[i], st)
+			size += n
+			continue
+		}
+		out = append(out, []stmt{st})
+		size = n
+	}
+	return out
+}
+
 func argBytes(args []any) int {
 	n := 0
 	for _, a := range args {

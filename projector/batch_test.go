@@ -143,6 +143,19 @@ func TestGroupByPartition(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+	// Mixed: in order, whatever the partition, within the same bounds.
+	got = nil
+	for _, g := range groupInOrder(in, 3, 50) {
+		var parts []string
+		for _, s := range g {
+			parts = append(parts, fmt.Sprintf("%s%d", s.part, argBytes(s.args)))
+		}
+		got = append(got, strings.Join(parts, "+"))
+	}
+	want = []string{"a10+b10+a10", "1+1+a10", "a100", "a10"}
+	if !slices.Equal(got, want) {
+		t.Errorf("mixed: got %v, want %v", got, want)
+	}
 }
 
 // TestBatchOrder: records submitted in any order are applied in chain

@@ -63,6 +63,9 @@ type views struct {
 	parallel    int
 	steps       [][]planner
 	checkpoints checkpoints
+	// mixed lets an UNLOGGED BATCH hold statements of different partitions
+	// (WriterConfig.MixedBatches).
+	mixed bool
 }
 
 func newViews(s *gocql.Session, keyspace string, parallel int) *views {
@@ -109,7 +112,11 @@ func (v *views) applyBatch(ctx context.Context, evs []*event) error {
 				stmts = append(stmts, st...)
 			}
 		}
-		if err := v.exec(ctx, groupByPartition(coalesce(stmts), maxBatchStmts, maxBatchBytes)); err != nil {
+		group := groupByPartition
+		if v.mixed {
+			group = groupInOrder
+		}
+		if err := v.exec(ctx, group(coalesce(stmts), maxBatchStmts, maxBatchBytes)); err != nil {
 			return err
 		}
 	}

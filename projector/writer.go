@@ -27,7 +27,7 @@ type WriterConfig struct {
 	// WriteParallelism bounds the concurrent writes of one batch (default 32).
 	WriteParallelism int
 	// MaxBatch is how many records are planned, coalesced and written
-	// together (default 1000).
+	// together (default 5000).
 	MaxBatch int
 	// LogOrder promises that every conversation's records reach the Writer
 	// in log order, each at most once per pass (as when a partition is read
@@ -39,6 +39,14 @@ type WriterConfig struct {
 	// conversations row when it came before the first record applied). So
 	// batches are not cut before membership events either.
 	LogOrder bool
+	// MixedBatches puts statements of different Cassandra partitions into
+	// one UNLOGGED BATCH (at most 32 statements, about 4 KiB of values),
+	// instead of one batch per partition. Far fewer requests when a batch
+	// of records touches many conversations once each; right for a single
+	// node or a small cluster, where one coordinator applying mutations of
+	// several partitions costs less than a request per partition. On a large
+	// cluster leave it off.
+	MixedBatches bool
 }
 
 // Record is one record of parley.events.
@@ -56,9 +64,10 @@ func NewWriter(s *gocql.Session, cfg WriterConfig) (*Writer, error) {
 		cfg.WriteParallelism = 32
 	}
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 1000
+		cfg.MaxBatch = 5000
 	}
 	v := newViews(s, cfg.Keyspace, cfg.WriteParallelism)
+	v.mixed = cfg.MixedBatches
 	if cfg.LogOrder {
 		for _, step := range v.steps {
 			for i, p := range step {

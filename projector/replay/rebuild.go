@@ -42,9 +42,12 @@ type RebuildOptions struct {
 	// until the context ends.
 	Follow bool
 	// MaxBatch is how many records of a partition are written together
-	// (default 2000); WriteParallelism bounds the concurrent writes of one
-	// partition's batch (default 32).
+	// (default 5000: the more records of a conversation share a batch, the
+	// fewer writes, see projector README "Batches"); WriteParallelism
+	// bounds the concurrent writes of one partition's batch (default 32).
 	MaxBatch, WriteParallelism int
+	// MixedBatches: see projector.WriterConfig.
+	MixedBatches bool
 
 	hooks *passHooks // tests: observe the records kept
 }
@@ -205,10 +208,10 @@ func startOffsets(ctx context.Context, adm *kadm.Client, topic string, opts Rebu
 func apply(ctx context.Context, cfg Config, s *gocql.Session, adm *kadm.Client, opts RebuildOptions,
 	start, end map[int32]int64, keep *passHooks) (Result, error) {
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 2000
+		opts.MaxBatch = 5000
 	}
 	w, err := projector.NewWriter(s, projector.WriterConfig{Keyspace: opts.To, WriteParallelism: opts.WriteParallelism,
-		MaxBatch: opts.MaxBatch, LogOrder: true})
+		MaxBatch: opts.MaxBatch, LogOrder: true, MixedBatches: opts.MixedBatches})
 	if err != nil {
 		return Result{}, err
 	}

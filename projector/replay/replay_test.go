@@ -165,7 +165,9 @@ func TestReplay(t *testing.T) {
 		defer cancel()
 		var seen atomic.Int64
 		stopAt := w.events / 2
-		opts := RebuildOptions{To: ks, MaxBatch: 50, hooks: &passHooks{keep: func(int32, *kgo.Record) bool {
+		// Small batches, so there are many to interrupt; mixed ones, to
+		// show they write the same rows.
+		opts := RebuildOptions{To: ks, MaxBatch: 50, MixedBatches: true, hooks: &passHooks{keep: func(int32, *kgo.Record) bool {
 			if seen.Add(1) == stopAt {
 				cancel() // interrupted mid-way
 			}
@@ -180,7 +182,7 @@ func TestReplay(t *testing.T) {
 		if committed == 0 || committed >= total(end) {
 			t.Fatalf("after the interruption %d of %d offsets committed; want some, not all", committed, total(end))
 		}
-		second, err := Rebuild(context.Background(), w.cfg, RebuildOptions{To: ks, MaxBatch: 50})
+		second, err := Rebuild(context.Background(), w.cfg, RebuildOptions{To: ks, MaxBatch: 50, MixedBatches: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,8 +42,9 @@ type VerifyOptions struct {
 	// "<base>_verify"); it is dropped first, and at the end unless Keep.
 	Scratch string
 	Keep    bool
-	// MaxBatch and WriteParallelism as for a rebuild.
+	// MaxBatch, WriteParallelism and MixedBatches as for a rebuild.
 	MaxBatch, WriteParallelism int
+	MixedBatches               bool
 }
 
 // Report is what verify found. It is OK when all of Log, Views and Unread
@@ -235,7 +236,8 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 		check.event(p, rec.Offset, ev)
 		return true
 	}}
-	ropts := RebuildOptions{To: opts.Scratch, Group: prefix + "parley-verify", MaxBatch: opts.MaxBatch, WriteParallelism: opts.WriteParallelism}
+	ropts := RebuildOptions{To: opts.Scratch, Group: prefix + "parley-verify", MaxBatch: opts.MaxBatch,
+		WriteParallelism: opts.WriteParallelism, MixedBatches: opts.MixedBatches}
 	if _, err := apply(ctx, cfg, s, adm, ropts, first, end, hooks); err != nil {
 		return rep, err
 	}

@@ -75,8 +75,9 @@ func run(args []string) int {
 		fs.StringVar(&o.Group, "group", "", "consumer group recording the progress (default <prefix>parley-projector-<to>)")
 		fs.BoolVar(&o.Follow, "follow", false, "keep applying new events after reaching the end, until interrupted")
 		fs.StringVar(&o.Replication, "replication", "", "CQL replication map of a new keyspace (default SimpleStrategy, RF 1)")
-		fs.IntVar(&o.MaxBatch, "batch", 2000, "records of a partition written together")
+		fs.IntVar(&o.MaxBatch, "batch", 5000, "records of a partition written together")
 		fs.IntVar(&o.WriteParallelism, "parallel", 32, "concurrent writes per partition")
+		fs.BoolVar(&o.MixedBatches, "mixed-batches", false, "UNLOGGED BATCHes across partitions: fewer requests; for a single node or a small cluster")
 		if fs.Parse(args[1:]) != nil {
 			return 2
 		}
@@ -108,6 +109,7 @@ func run(args []string) int {
 		fs.StringVar(&o.Scratch, "scratch", "", "keyspace to recompute into (default <base>_verify; dropped)")
 		fs.BoolVar(&o.Keep, "keep", false, "keep the scratch keyspace")
 		fs.DurationVar(&o.Wait, "wait", time.Minute, "how long to wait for the live projector to catch up")
+		fs.BoolVar(&o.MixedBatches, "mixed-batches", false, "as for rebuild")
 		if fs.Parse(args[1:]) != nil {
 			return 2
 		}
