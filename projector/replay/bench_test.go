@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"testing"
 
 	"github.com/parley-im/parley/testenv"
@@ -21,8 +22,10 @@ import (
 //
 // PARLEY_REBUILD_CPUPROFILE=file writes a CPU profile of each rebuild (the
 // file name gets the sub-benchmark's). With a shared env (PARLEY_TESTENV) it
-// reports the cores Cassandra and Kafka used during the rebuild.
+// reports the cores Cassandra and Kafka used during the rebuild. GOGC is 400,
+// as in the replay command.
 func BenchmarkRebuild(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400)) // as the replay command
 	for _, convs := range []int{2000, 20000} {
 		for _, mixed := range []bool{false, true} {
 			b.Run(fmt.Sprintf("conversations=%d/mixed=%v", convs, mixed), func(b *testing.B) {

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -51,6 +52,13 @@ func configFromEnv() (query.Config, error) {
 			Issuer:   os.Getenv("PARLEY_JWT_ISSUER"),
 			Audience: os.Getenv("PARLEY_JWT_AUDIENCE"),
 		},
+	}
+	if v := os.Getenv("PARLEY_QUERY_SERVING_REFRESH"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return cfg, fmt.Errorf("PARLEY_QUERY_SERVING_REFRESH: %w", err)
+		}
+		cfg.ServingRefresh = d
 	}
 	for h := range strings.SplitSeq(os.Getenv("PARLEY_CASSANDRA_HOSTS"), ",") {
 		if h = strings.TrimSpace(h); h != "" {
