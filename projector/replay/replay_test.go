@@ -68,6 +68,28 @@ func TestReplay(t *testing.T) {
 		}
 	})
 
+	t.Run("RebuildFrom", func(t *testing.T) {
+		ctx := context.Background()
+		// From a time after the last event: nothing to apply.
+		res, err := Rebuild(ctx, w.cfg, RebuildOptions{To: testenv.Cassandra(t).Keyspace, From: time.Now().UTC().Format(time.RFC3339)})
+		if err != nil || res.Events != 0 {
+			t.Errorf("from now: %v, %d events", err, res.Events)
+		}
+		// From offset 100 of every partition, then from 0:100 only.
+		res, err = Rebuild(ctx, w.cfg, RebuildOptions{To: testenv.Cassandra(t).Keyspace, From: "100"})
+		if err != nil || res.Events == 0 || res.Events >= w.events-int64(len(res.Start))*50 {
+			t.Errorf("from offset 100: %v, %d of %d events", err, res.Events, w.events)
+		}
+		res, err = Rebuild(ctx, w.cfg, RebuildOptions{To: testenv.Cassandra(t).Keyspace, From: "0:100"})
+		if err != nil || res.Start[0] != 100 || res.Start[1] != 0 || res.Events >= w.events {
+			t.Errorf("from 0:100: %v, start %v, %d events", err, res.Start, res.Events)
+		}
+		// A group with committed offsets resumes; a -from is refused.
+		if _, err := Rebuild(ctx, w.cfg, RebuildOptions{To: v2, From: "start"}); err == nil || !strings.Contains(err.Error(), "committed offsets") {
+			t.Errorf("-from with committed offsets: %v", err)
+		}
+	})
+
 	t.Run("Verify", func(t *testing.T) {
 		rep, err := Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch})
 		var out bytes.Buffer
