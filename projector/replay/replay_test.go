@@ -260,7 +260,15 @@ func TestReplay(t *testing.T) {
 				}
 			})
 		}
-		prev, err := Switch(context.Background(), w.cfg, v2)
+		// A keyspace that is migrated but empty is refused, unless forced.
+		empty := testenv.Cassandra(t).Keyspace
+		if err := schemas.Migrate(context.Background(), w.s, empty); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Switch(context.Background(), w.cfg, SwitchOptions{To: empty}); !errors.Is(err, ErrBehind) {
+			t.Errorf("switch to an empty keyspace: %v, want ErrBehind", err)
+		}
+		prev, err := Switch(context.Background(), w.cfg, SwitchOptions{To: v2})
 		if err != nil || prev != strings.ToLower(w.cfg.Keyspace) {
 			t.Fatalf("switch: %v (previous %q)", err, prev)
 		}

@@ -4,7 +4,7 @@
 //
 //	replay rebuild -to parley_v2 [-from start|OFFSET|P:OFFSET,…|RFC3339] [-follow] [-group G]
 //	replay verify [-conversations id,id] [-live KS] [-keep]
-//	replay switch -to parley_v2
+//	replay switch -to parley_v2 [-max-lag 1000] [-force]
 //
 // Configuration is by environment, as for the other mains:
 //
@@ -126,21 +126,24 @@ func run(args []string) int {
 		return 0
 
 	case "switch":
-		var to string
-		fs.StringVar(&to, "to", "", "keyspace query should serve (required; the base keyspace undoes a switch)")
+		var o replay.SwitchOptions
+		fs.StringVar(&o.To, "to", "", "keyspace query should serve (required; the base keyspace undoes a switch)")
+		fs.StringVar(&o.Group, "group", "", "group whose checkpoints in it say how current it is (default by keyspace)")
+		fs.Int64Var(&o.MaxLag, "max-lag", 1000, "offsets it may be behind the end of the log")
+		fs.BoolVar(&o.Force, "force", false, "switch however far behind it is")
 		if fs.Parse(args[1:]) != nil {
 			return 2
 		}
-		if to == "" {
+		if o.To == "" {
 			fmt.Fprintln(os.Stderr, "replay switch: -to is required")
 			return 2
 		}
-		prev, err := replay.Switch(ctx, cfg, to)
+		prev, err := replay.Switch(ctx, cfg, o)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		fmt.Printf("query serves %s (was %s) from its next refresh\n", strings.ToLower(to), prev)
+		fmt.Printf("query serves %s (was %s) from its next refresh\n", strings.ToLower(o.To), prev)
 		return 0
 	}
 	fmt.Fprintln(os.Stderr, usage)
