@@ -247,10 +247,11 @@ func (*Command_MarkRead) isCommand_Body() {}
 //
 // For a direct conversation the id must equal
 // schemas.DirectConversationID(sender, peer); the gateway computes it.
-// Creating an existing direct conversation again is not an error when the
-// sender is one of its two users: it yields no new event. For a group the id
-// is fresh (chosen by the client or assigned by the gateway) and creating an
-// existing id is rejected with ERROR_CODE_CONVERSATION_EXISTS.
+// For a group the id is fresh (chosen by the client or assigned by the
+// gateway). Creating a conversation that exists, direct or group, is
+// rejected with ERROR_CODE_CONVERSATION_EXISTS (a CommandRejected to the
+// sender) and changes nothing: a device that resends a create learns that
+// the first one landed.
 type CreateConversation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  ConversationKind       `protobuf:"varint,1,opt,name=kind,proto3,enum=parley.v1.ConversationKind" json:"kind,omitempty"`
