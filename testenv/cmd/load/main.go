@@ -38,6 +38,7 @@ type config struct {
 	ViewSample  int           `json:"view_lag_sample_every"`
 	Out         string        `json:"-"`
 	CPUProfile  string        `json:"-"`
+	SharedEnv   bool          `json:"shared_env"`
 	StartedAt   time.Time     `json:"started_at"`
 	MachineCPUs int           `json:"machine_cpus"`
 }
@@ -61,6 +62,7 @@ func main() {
 	flag.IntVar(&c.ViewSample, "view-sample", 50, "measure view lag for every Nth message")
 	flag.StringVar(&c.Out, "out", "", "result file (default $PARLEY_CACHE/bench/results-<time>.json)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the Parley process, taken mid-run, to this file")
+	flag.BoolVar(&c.SharedEnv, "shared-env", false, "run on the background env (go tool task env:up) instead of a fresh Kafka and Cassandra of its own")
 	flag.Parse()
 	c.StartedAt, c.MachineCPUs = time.Now().UTC(), numCPU()
 	if err := run(c); err != nil {
@@ -73,9 +75,12 @@ func run(c config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "load: "+f+"\n", a...) }
-	env, err := testenv.Up(ctx, "", logf)
+	env, err := benchEnv(ctx, c.SharedEnv, logf)
 	if err != nil {
 		return err
+	}
+	if !c.SharedEnv {
+		defer func() { env.Stop(); _ = os.RemoveAll(env.Dir) }()
 	}
 	srv, err := startServer(ctx, env, logf)
 	if err != nil {
@@ -92,6 +97,22 @@ func run(c config) error {
 		return err
 	}
 	return writeResult(c, res, logf)
+}
+
+// benchEnv is a fresh Kafka and Cassandra for this run (tied to this
+// process, removed afterwards), so figures do not depend on what earlier
+// test runs left in the background env (thousands of topics); or, when
+// shared, the background env.
+func benchEnv(ctx context.Context, shared bool, logf func(string, ...any)) (*testenv.Env, error) {
+	if shared {
+		return testenv.Up(ctx, "", logf)
+	}
+	if bg, err := testenv.DefaultDir(); err == nil {
+		if e, err := testenv.Load(filepath.Join(bg, testenv.EnvFileName)); err == nil && e.Alive() {
+			logf("the background env is running and shares the CPU with this run; `go tool task env:down` stops it")
+		}
+	}
+	return testenv.Start(ctx, testenv.Options{Logf: logf})
 }
 
 func writeResult(c config, res any, logf func(string, ...any)) error {
