@@ -30,6 +30,7 @@ import (
 type config struct {
 	Clients     int           `json:"clients"`
 	Duration    time.Duration `json:"duration_ns"`
+	Warmup      time.Duration `json:"warmup_ns"`
 	Rate        int           `json:"rate_msgs_per_s"`
 	GroupSize   int           `json:"group_size"`
 	GroupShare  float64       `json:"group_share_of_users"`
@@ -53,7 +54,8 @@ func main() {
 	}
 	var c config
 	flag.IntVar(&c.Clients, "clients", 2000, "connected clients (one device each)")
-	flag.DurationVar(&c.Duration, "duration", 60*time.Second, "how long to send")
+	flag.DurationVar(&c.Duration, "duration", 60*time.Second, "how long to send (measured)")
+	flag.DurationVar(&c.Warmup, "warmup", 30*time.Second, "how long to send first at the same rate, unmeasured (the JVMs are fresh)")
 	flag.IntVar(&c.Rate, "rate", 1000, "messages per second, all senders together")
 	flag.IntVar(&c.GroupSize, "group-size", 20, "members per group")
 	flag.Float64Var(&c.GroupShare, "group-share", 0.5, "share of users in groups; the rest are in 1:1 pairs")

@@ -95,19 +95,21 @@ func profileLater(ctx context.Context, c config, srv *server, logf func(string, 
 	return done
 }
 
-// transactionStats reads the decider's transaction histogram from the
-// Parley process: how many transactions, how long on average, how many
-// commands each.
-func transactionStats(srv *server, elapsed time.Duration) map[string]float64 {
+// txnCounters are the decider's transaction metrics at one moment.
+type txnCounters struct{ sum, count, commands float64 }
+
+// transactionCounters reads the decider's transaction histogram and command
+// counter from the Parley process.
+func transactionCounters(srv *server) txnCounters {
+	var t txnCounters
 	if srv.info.Debug == "" {
-		return nil
+		return t
 	}
 	resp, err := http.Get("http://" + srv.info.Debug + "/metrics")
 	if err != nil {
-		return nil
+		return t
 	}
 	defer resp.Body.Close()
-	var sum, count, commands float64
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -119,16 +121,23 @@ func transactionStats(srv *server, elapsed time.Duration) map[string]float64 {
 		v, _ := strconv.ParseFloat(f[1], 64)
 		switch {
 		case f[0] == "parley_ingest_transaction_seconds_sum":
-			sum = v
+			t.sum = v
 		case f[0] == "parley_ingest_transaction_seconds_count":
-			count = v
+			t.count = v
 		case strings.HasPrefix(f[0], "parley_ingest_commands_total{"):
-			commands += v
+			t.commands += v
 		}
 	}
-	if count == 0 {
+	return t
+}
+
+// transactionStats is what the decider did between two readings: how many
+// transactions, how long on average, how many commands each.
+func transactionStats(a, b txnCounters) map[string]float64 {
+	count := b.count - a.count
+	if count <= 0 {
 		return nil
 	}
-	return map[string]float64{"count": count, "mean_ms": sum / count * 1000,
-		"commands_per_transaction": commands / count}
+	return map[string]float64{"count": count, "mean_ms": (b.sum - a.sum) / count * 1000,
+		"commands_per_transaction": (b.commands - a.commands) / count}
 }

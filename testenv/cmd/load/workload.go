@@ -249,41 +249,58 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 		len(convs), groupUsers/c.GroupSize, c.GroupSize, (c.Clients-groupUsers)/2, c.Rate, c.Duration)
 
 	// Open-loop sending: every 10 ms, rate/100 messages, round-robin over
-	// conversations, each from a random member.
-	start := time.Now()
-	cpu0 := cpuTimes(srv)
-	profiled := profileLater(ctx, c, srv, logf)
-	tick := time.NewTicker(10 * time.Millisecond)
-	perTick := float64(c.Rate) / 100
-	var owed float64
+	// conversations, each from a random member. A warm-up at the same rate
+	// comes first (fresh JVMs compile their hot paths meanwhile); its
+	// latencies are dropped, its deliveries still checked.
 	var n, next int
-	for time.Since(start) < c.Duration && ctx.Err() == nil {
-		<-tick.C
-		for owed += perTick; owed >= 1; owed-- {
-			cv := convs[next%len(convs)]
-			next++
-			sender := clients[cv.members[rand.IntN(len(cv.members))]]
-			id := fmt.Sprintf("%s-%d", sender.user, n)
-			n++
-			st.mu.Lock()
-			st.sent[id] = sentMsg{at: time.Now(), conv: cv.id, sender: sender.user}
-			st.mu.Unlock()
-			f := &pb.ClientFrame{RequestId: id, ConversationId: cv.id,
-				Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: id, Text: "load " + id}}}
-			if err := sender.send(f); err != nil {
-				st.disconnect.Add(1)
+	sendFor := func(d time.Duration) {
+		start := time.Now()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		perTick := float64(c.Rate) / 100
+		var owed float64
+		for time.Since(start) < d && ctx.Err() == nil {
+			<-tick.C
+			for owed += perTick; owed >= 1; owed-- {
+				cv := convs[next%len(convs)]
+				next++
+				sender := clients[cv.members[rand.IntN(len(cv.members))]]
+				id := fmt.Sprintf("%s-%d", sender.user, n)
+				n++
+				st.mu.Lock()
+				st.sent[id] = sentMsg{at: time.Now(), conv: cv.id, sender: sender.user}
+				st.mu.Unlock()
+				f := &pb.ClientFrame{RequestId: id, ConversationId: cv.id,
+					Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: id, Text: "load " + id}}}
+				if err := sender.send(f); err != nil {
+					st.disconnect.Add(1)
+				}
 			}
 		}
 	}
-	tick.Stop()
+	if c.Warmup > 0 {
+		logf("warming up for %s", c.Warmup)
+		sendFor(c.Warmup)
+		time.Sleep(5 * time.Second)
+		lagWG.Wait()
+		st.mu.Lock()
+		st.ack, st.deliver, st.toDecided, st.fromDecided, st.viewLag = nil, nil, nil, nil, nil
+		st.mu.Unlock()
+		st.acked.Store(0)
+	}
+	warm := n
+	start := time.Now()
+	cpu0, txn0 := cpuTimes(srv), transactionCounters(srv)
+	profiled := profileLater(ctx, c, srv, logf)
+	sendFor(c.Duration)
 	elapsed := time.Since(start)
-	cpu := cpuShares(cpu0, cpuTimes(srv), elapsed)
+	cpu, txn := cpuShares(cpu0, cpuTimes(srv), elapsed), transactionStats(txn0, transactionCounters(srv))
+	n -= warm
 	logf("sent %d messages in %s; draining", n, elapsed.Round(time.Millisecond))
 	time.Sleep(10 * time.Second)
 	lagWG.Wait()
 	<-profiled
 	rssEnd := rssKiB(srv.cmd.Process.Pid)
-	txn := transactionStats(srv, elapsed)
 
 	// Every acked message must reach every other member exactly once.
 	members := map[string]int{}
