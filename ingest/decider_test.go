@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -232,5 +233,34 @@ func TestDeciderRejectsAndDeadLetters(t *testing.T) {
 	fs := dl.PollFetches(ctx)
 	if fs.NumRecords() != 1 || string(fs.Records()[0].Value) != "\xffnot a protobuf" {
 		t.Fatalf("dead letters: %d records", fs.NumRecords())
+	}
+}
+
+// TestDeciderRestoreFailureLosesNothing: batches whose changelog cannot be
+// read (here: the topic does not exist yet) fail before their transaction
+// begins; once it can be read, every command is decided, none skipped.
+func TestDeciderRestoreFailureLosesNothing(t *testing.T) {
+	p := newPipeline(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p.state = p.k.Name("state-late")
+	defer p.startDecider(p.k.Name("ingest"))()
+	p.append(ctx, createGroupCmd("c1", "g:late", "alice", []string{"bob"}))
+	for i := range 5 {
+		p.append(ctx, sendCmd(fmt.Sprintf("s%d", i), "bob", "g:late", fmt.Sprintf("m%d", i)))
+	}
+	time.Sleep(time.Second) // a few failed restores
+	adm := kadm.NewClient(p.k.Client())
+	if _, err := adm.CreateTopic(ctx, schemas.DefaultPartitions, 1, nil, p.state); err != nil {
+		t.Fatal(err)
+	}
+	evs := p.readEvents(ctx, 6)
+	if len(evs) != 6 {
+		t.Fatalf("%d events, want 6", len(evs))
+	}
+	for i, e := range evs[1:] {
+		if e.GetMessageSent() == nil || e.GetSeq() != int64(i+1) {
+			t.Fatalf("event %d: want MessageSent seq %d, got %v", i+1, i+1, e)
+		}
 	}
 }
