@@ -50,15 +50,21 @@ func (s *Server) consume(ctx context.Context) error {
 	s.consumerReady.Store(true)
 	s.metrics.consumerReady.Set(1)
 	defer func() { s.consumerReady.Store(false); s.metrics.consumerReady.Set(0) }()
+	s.pollLoop(ctx, cl, "events", s.deliver)
+	return nil
+}
+
+// pollLoop hands every record cl fetches to handle until ctx ends.
+func (s *Server) pollLoop(ctx context.Context, cl *kgo.Client, what string, handle func(*kgo.Record)) {
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		fs.EachError(func(t string, p int32, err error) {
-			s.log.Warn("events fetch", "topic", t, "partition", p, "err", err)
+			s.log.Warn(what+" fetch", "topic", t, "partition", p, "err", err)
 		})
-		fs.EachRecord(s.deliver)
+		fs.EachRecord(handle)
 	}
 }
 
@@ -68,21 +74,31 @@ func (s *Server) consume(ctx context.Context) error {
 // until the topic is there (a gateway may start before topics are
 // provisioned); /healthz is 503 meanwhile.
 func (s *Server) startOffsets(ctx context.Context) (map[string]map[int32]kgo.Offset, error) {
+	return s.offsetsRetrying(ctx, s.cfg.EventsTopic, "cannot list events topic offsets; retrying",
+		func(adm *kadm.Client) (kadm.ListedOffsets, error) {
+			return adm.ListCommittedOffsets(ctx, s.cfg.EventsTopic)
+		})
+}
+
+// offsetsRetrying calls list until it gives an offset for every partition
+// of topic, backing off up to 2 s, until ctx ends.
+func (s *Server) offsetsRetrying(ctx context.Context, topic, warning string,
+	list func(*kadm.Client) (kadm.ListedOffsets, error)) (map[string]map[int32]kgo.Offset, error) {
 	adm := kadm.NewClient(s.admin)
 	wait := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		listed, err := adm.ListCommittedOffsets(ctx, s.cfg.EventsTopic)
+		listed, err := list(adm)
 		if err == nil {
 			err = listed.Error()
 		}
-		if err == nil && len(listed[s.cfg.EventsTopic]) == 0 {
+		if err == nil && len(listed[topic]) == 0 {
 			err = errors.New("no partitions")
 		}
 		if err == nil {
 			return listed.KOffsets(), nil
 		}
 		if attempt%10 == 0 {
-			s.log.Warn("cannot list events topic offsets; retrying", "topic", s.cfg.EventsTopic, "err", err)
+			s.log.Warn(warning, "topic", topic, "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -102,16 +101,8 @@ func (s *Server) runSignals(ctx context.Context) error {
 	}
 	defer cl.Close()
 	go s.presenceTicks(ctx)
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			s.log.Warn("signals fetch", "topic", t, "partition", p, "err", err)
-		})
-		fs.EachRecord(s.receiveSignal)
-	}
+	s.pollLoop(ctx, cl, "signals", s.receiveSignal)
+	return nil
 }
 
 func (s *Server) presenceTicks(ctx context.Context) {
@@ -134,31 +125,10 @@ func (s *Server) presenceTicks(ctx context.Context) {
 // signalOffsets finds, per partition, the first record of the last
 // presence TTL, retrying until the topic exists.
 func (s *Server) signalOffsets(ctx context.Context) (map[string]map[int32]kgo.Offset, error) {
-	adm := kadm.NewClient(s.admin)
-	wait := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		since := time.Now().Add(-s.cfg.Signals.PresenceTTL).UnixMilli()
-		listed, err := adm.ListOffsetsAfterMilli(ctx, since, s.cfg.SignalsTopic)
-		if err == nil {
-			err = listed.Error()
-		}
-		if err == nil && len(listed[s.cfg.SignalsTopic]) == 0 {
-			err = errors.New("no partitions")
-		}
-		if err == nil {
-			return listed.KOffsets(), nil
-		}
-		if attempt%10 == 0 {
-			s.log.Warn("cannot list signals topic offsets; retrying (typing and presence wait)",
-				"topic", s.cfg.SignalsTopic, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-			wait = min(2*wait, 2*time.Second)
-		}
-	}
+	return s.offsetsRetrying(ctx, s.cfg.SignalsTopic, "cannot list signals topic offsets; retrying (typing and presence wait)",
+		func(adm *kadm.Client) (kadm.ListedOffsets, error) {
+			return adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-s.cfg.Signals.PresenceTTL).UnixMilli(), s.cfg.SignalsTopic)
+		})
 }
 
 // receiveSignal applies one record of the signals topic.
