@@ -1,9 +1,11 @@
-// Command load is Parley's load benchmark (`go tool task bench`). It runs
-// the whole of Parley in a child process on the background testenv, opens
-// many WebSocket clients from several loopback source addresses, runs a
-// mixed 1:1 and group workload at a fixed rate, and reports accepted-ack
-// latency, send→deliver latency measured at the recipients, sustained
-// messages/s, view lag (delivered live → visible in query), gateway RSS per
+// Command load is Parley's load benchmark (`go tool task bench`). It starts
+// a fresh Kafka and Cassandra (or uses the background env with -shared-env),
+// runs the whole of Parley in a child process, opens many WebSocket clients
+// from several loopback source addresses, runs a mixed 1:1 and group
+// workload at a fixed rate after a warm-up, and reports accepted-ack
+// latency, send→deliver latency measured at the recipients (split at the
+// decider), sustained messages/s, view lag (delivered live → visible in
+// query), CPU per process, the decider's transactions, gateway RSS per
 // connection, and lost and duplicated deliveries. Results go to a JSON file.
 //
 // With -idle N it instead holds N idle connections on one gateway and
