@@ -302,6 +302,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		readerDone: make(chan struct{}), writerDone: make(chan struct{}),
 		held: map[string][]held{}, pushed: map[string]span{}, holdAll: r.URL.Query().Get("resume") == "1"}
 	sess.log = s.log.With("session", sess.id, "user", sess.user, "device", sess.device)
+	// Online before it is registered: a presence refresh may list it at once.
+	sess.state.Store(int32(pb.PresenceState_PRESENCE_STATE_ONLINE))
 	s.metrics.sessions.Inc()
 	defer s.metrics.sessions.Dec()
 
@@ -319,7 +321,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
 		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes)}}}))
 	sess.log.Debug("session open", "subprotocol", conn.Subprotocol())
-	sess.state.Store(int32(pb.PresenceState_PRESENCE_STATE_ONLINE))
 	s.publishPresence(sess.devicePresence())
 
 	go sess.writeLoop()
@@ -332,8 +333,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	sess.watchdog.Stop()
 	s.presence.unwatch(sess)
 	if s.hub.device(sess.user, sess.device) == nil { // not replaced by a newer session
-		sess.state.Store(int32(pb.PresenceState_PRESENCE_STATE_OFFLINE))
-		s.publishPresence(sess.devicePresence())
+		s.publishPresence(&pb.DevicePresence{UserId: sess.user, DeviceId: sess.device, State: pb.PresenceState_PRESENCE_STATE_OFFLINE})
 	}
 }
 

@@ -143,7 +143,7 @@ func (s *Server) receiveSignal(rec *kgo.Record) {
 	case *pb.GatewaySignal_Presence:
 		s.presence.apply(sig.GetGatewayId(), sig.GetAt().AsTime(), b.Presence)
 	case *pb.GatewaySignal_Typing:
-		s.deliverTyping(b.Typing)
+		s.deliverTyping(b.Typing, sig.GetRecipientUserIds())
 	}
 }
 
@@ -156,22 +156,16 @@ func pushPresence(c presenceChange) {
 	}
 }
 
-// deliverTyping pushes a typing signal to the local devices of the
-// conversation's other members. A stale one (read back after a restart, or
-// delayed past its expiry) is dropped.
-func (s *Server) deliverTyping(t *pb.TypingSignal) {
+// deliverTyping pushes a typing signal to the local devices of its
+// recipients (the typist's gateway named them). A stale one (read back
+// after a restart, or delayed past its expiry) is dropped.
+func (s *Server) deliverTyping(t *pb.TypingSignal, recipients []string) {
 	if !t.GetExpiresAt().AsTime().After(time.Now()) {
 		return
 	}
-	members, ok := s.conversationMembers(context.Background(), t.GetConversationId())
-	if !ok || !slices.Contains(members, t.GetUserId()) {
-		return
-	}
 	var targets []*session
-	for _, u := range members {
-		if u != t.GetUserId() {
-			targets = s.hub.appendUser(targets, u)
-		}
+	for _, u := range recipients {
+		targets = s.hub.appendUser(targets, u)
 	}
 	if len(targets) == 0 {
 		return
@@ -186,7 +180,8 @@ func (s *Server) deliverTyping(t *pb.TypingSignal) {
 // conversationMembers returns conv's current members from the membership
 // cache, or else reads them from the members view (without caching them:
 // only the events consumer fills the cache, in log order). ok is false when
-// they cannot be known.
+// they cannot be known. Only the typist's gateway asks, on the session's
+// reader goroutine.
 func (s *Server) conversationMembers(ctx context.Context, conv string) (members []string, ok bool) {
 	if m, ok := s.members.peek(conv); ok {
 		return m, true
@@ -221,7 +216,8 @@ func (sess *session) typing(f *pb.ClientFrame) {
 		return
 	}
 	srv := sess.srv
-	srv.publishSignal(conv, &pb.GatewaySignal{Body: &pb.GatewaySignal_Typing{Typing: &pb.TypingSignal{
+	others := slices.DeleteFunc(members, func(u string) bool { return u == sess.user })
+	srv.publishSignal(conv, &pb.GatewaySignal{RecipientUserIds: others, Body: &pb.GatewaySignal_Typing{Typing: &pb.TypingSignal{
 		ConversationId: conv, UserId: sess.user, DeviceId: sess.device, Active: f.GetTyping().GetActive(),
 		ExpiresAt: timestamppb.New(time.Now().Add(srv.cfg.Signals.TypingTTL))}}})
 }

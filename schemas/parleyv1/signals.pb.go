@@ -36,9 +36,13 @@ type GatewaySignal struct {
 	//
 	//	*GatewaySignal_Typing
 	//	*GatewaySignal_Presence
-	Body          isGatewaySignal_Body `protobuf_oneof:"body"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Body isGatewaySignal_Body `protobuf_oneof:"body"`
+	// For typing: the users whose devices get it (the conversation's other
+	// members), resolved once by the typist's gateway, so the others deliver
+	// it without reading membership.
+	RecipientUserIds []string `protobuf:"bytes,3,rep,name=recipient_user_ids,json=recipientUserIds,proto3" json:"recipient_user_ids,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GatewaySignal) Reset() {
@@ -106,6 +110,13 @@ func (x *GatewaySignal) GetPresence() *DevicePresences {
 		if x, ok := x.Body.(*GatewaySignal_Presence); ok {
 			return x.Presence
 		}
+	}
+	return nil
+}
+
+func (x *GatewaySignal) GetRecipientUserIds() []string {
+	if x != nil {
+		return x.RecipientUserIds
 	}
 	return nil
 }
@@ -247,14 +258,15 @@ var File_parley_v1_signals_proto protoreflect.FileDescriptor
 
 const file_parley_v1_signals_proto_rawDesc = "" +
 	"\n" +
-	"\x17parley/v1/signals.proto\x12\tparley.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/client.proto\"\xcf\x01\n" +
+	"\x17parley/v1/signals.proto\x12\tparley.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/client.proto\"\xfd\x01\n" +
 	"\rGatewaySignal\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x121\n" +
 	"\x06typing\x18\n" +
 	" \x01(\v2\x17.parley.v1.TypingSignalH\x00R\x06typing\x128\n" +
-	"\bpresence\x18\v \x01(\v2\x1a.parley.v1.DevicePresencesH\x00R\bpresenceB\x06\n" +
+	"\bpresence\x18\v \x01(\v2\x1a.parley.v1.DevicePresencesH\x00R\bpresence\x12,\n" +
+	"\x12recipient_user_ids\x18\x03 \x03(\tR\x10recipientUserIdsB\x06\n" +
 	"\x04body\"s\n" +
 	"\x0fDevicePresences\x12+\n" +
 	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x123\n" +
