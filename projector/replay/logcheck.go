@@ -69,6 +69,13 @@ func (c *logCheck) problem(format string, args ...any) {
 	c.problems = append(c.problems, fmt.Sprintf(format, args...))
 }
 
+// undecodable records a record of parley.events that is not an Event.
+func (c *logCheck) undecodable(partition int32, offset int64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.problem("partition %d offset %d does not decode as parley.v1.Event: %v", partition, offset, err)
+}
+
 // event checks one event of parley.events.
 func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 	c.mu.Lock()

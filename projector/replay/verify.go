@@ -14,6 +14,7 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -183,13 +184,18 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	// their events: read them first, and every command before them has its
 	// outcome before the end offsets read next.
 	decided := map[int32]int64{}
-	if fo, err := adm.FetchOffsets(ctx, opts.IngestGroup); err == nil && fo.Error() == nil {
-		fo.Each(func(o kadm.OffsetResponse) {
-			if o.Topic == cfg.Topics.Commands.Name {
-				decided[o.Partition] = o.At
-			}
-		})
+	fo, err := adm.FetchOffsets(ctx, opts.IngestGroup)
+	if err == nil {
+		err = fo.Error()
 	}
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return rep, fmt.Errorf("replay: offsets of the ingest group %s: %w", opts.IngestGroup, err)
+	}
+	fo.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == cfg.Topics.Commands.Name {
+			decided[o.Partition] = o.At
+		}
+	})
 	if len(decided) == 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("ingest group %s has no committed offsets: commands without an outcome are not looked for", opts.IngestGroup))
 	}
@@ -221,19 +227,25 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	lastData := map[int32]int64{}
 	hooks := &passHooks{noCommit: true, keep: func(p int32, rec *kgo.Record) bool {
 		mu.Lock()
-		lastData[p] = rec.Offset
+		last, seen := lastData[p]
+		lastData[p] = max(last, rec.Offset)
 		mu.Unlock()
 		if only != nil && !only[string(rec.Key)] {
 			return false
 		}
+		// A batch whose writes failed is handed over again: check each
+		// record once.
+		again := seen && rec.Offset <= last
 		ev := new(pb.Event)
 		if err := proto.Unmarshal(rec.Value, ev); err != nil {
-			mu.Lock()
-			check.problem("partition %d offset %d does not decode as parley.v1.Event: %v", p, rec.Offset, err)
-			mu.Unlock()
+			if !again {
+				check.undecodable(p, rec.Offset, err)
+			}
 			return true
 		}
-		check.event(p, rec.Offset, ev)
+		if !again {
+			check.event(p, rec.Offset, ev)
+		}
 		return true
 	}}
 	ropts := RebuildOptions{To: opts.Scratch, Group: prefix + "parley-verify", MaxBatch: opts.MaxBatch,
