@@ -3,8 +3,8 @@
 // Configuration is by environment (see ingest/README.md):
 //
 //	PARLEY_KAFKA_SEEDS            comma-separated bootstrap addresses (required)
-//	PARLEY_INGEST_GROUP           consumer group (default parley-ingest)
-//	PARLEY_INGEST_TRANSACTIONAL_ID  unique per instance, stable across restarts (default parley-ingest-<hostname>)
+//	PARLEY_INGEST_GROUP           consumer group (default <prefix>parley-ingest)
+//	PARLEY_INGEST_TRANSACTIONAL_ID  unique per instance, stable across restarts (default <prefix>parley-ingest-<hostname>)
 //	PARLEY_TOPIC_PREFIX           prefix of every topic name (default none)
 //	PARLEY_HTTP_ADDR              /metrics and /healthz (default 127.0.0.1:9101)
 package main
@@ -39,15 +39,26 @@ func main() {
 func run(log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	topics := schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX"))
+	prefix := os.Getenv("PARLEY_TOPIC_PREFIX")
+	topics := schemas.Prefixed(prefix)
+	// Deployments sharing a Kafka cluster (the prefix) never share a group
+	// or a transactional id (they would fence each other).
+	group, txnID := os.Getenv("PARLEY_INGEST_GROUP"), os.Getenv("PARLEY_INGEST_TRANSACTIONAL_ID")
+	if group == "" {
+		group = prefix + "parley-ingest"
+	}
+	if txnID == "" {
+		h, _ := os.Hostname()
+		txnID = prefix + "parley-ingest-" + h
+	}
 	d, err := ingest.NewDecider(ingest.DeciderConfig{
 		Seeds:           splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
 		CommandsTopic:   topics.Commands.Name,
 		EventsTopic:     topics.Events.Name,
 		StateTopic:      topics.IngestState.Name,
 		DeadLetterTopic: topics.DeadLetters.Name,
-		Group:           os.Getenv("PARLEY_INGEST_GROUP"),
-		TransactionalID: os.Getenv("PARLEY_INGEST_TRANSACTIONAL_ID"),
+		Group:           group,
+		TransactionalID: txnID,
 		Logger:          log,
 		Registerer:      reg,
 	})

@@ -5,7 +5,7 @@
 //	PARLEY_KAFKA_SEEDS      comma-separated Kafka bootstrap addresses (required)
 //	PARLEY_CASSANDRA_HOSTS  comma-separated Cassandra contact points, host or host:port (required)
 //	PARLEY_KEYSPACE         keyspace of the views, migrated beforehand (default parley)
-//	PARLEY_PROJECTOR_GROUP  consumer group (default parley-projector)
+//	PARLEY_PROJECTOR_GROUP  consumer group (default <prefix>parley-projector)
 //	PARLEY_TOPIC_PREFIX     prefix of every topic name (default none)
 //	PARLEY_HTTP_ADDR        /metrics and /healthz (default 127.0.0.1:9102)
 package main
@@ -44,12 +44,18 @@ func run(log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	topics := schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX"))
+	prefix := os.Getenv("PARLEY_TOPIC_PREFIX")
+	topics := schemas.Prefixed(prefix)
+	// Deployments sharing a Kafka cluster (the prefix) never share a group.
+	group := os.Getenv("PARLEY_PROJECTOR_GROUP")
+	if group == "" {
+		group = prefix + "parley-projector"
+	}
 	p, err := projector.New(projector.Config{
 		Seeds:           seeds,
 		EventsTopic:     topics.Events.Name,
 		DeadLetterTopic: topics.DeadLetters.Name,
-		Group:           os.Getenv("PARLEY_PROJECTOR_GROUP"),
+		Group:           group,
 		Hosts:           hosts,
 		Keyspace:        os.Getenv("PARLEY_KEYSPACE"),
 		Logger:          log,
