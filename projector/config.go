@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -108,8 +107,6 @@ func (c Config) Defaults() Config {
 	return c
 }
 
-var keyspaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
-
 // Validate reports every invalid field at once.
 func (c Config) Validate() error {
 	var errs []error
@@ -125,8 +122,8 @@ func (c Config) Validate() error {
 	if len(c.Hosts) == 0 {
 		errs = append(errs, errors.New("projector: Hosts is empty"))
 	}
-	if !keyspaceName.MatchString(c.Keyspace) {
-		errs = append(errs, fmt.Errorf("projector: invalid Keyspace %q (letters, digits and _, at most 48)", c.Keyspace))
+	if err := schemas.CheckKeyspace(c.Keyspace); err != nil {
+		errs = append(errs, fmt.Errorf("projector: Keyspace: %w", err))
 	}
 	if c.CassandraTimeout < 0 {
 		errs = append(errs, errors.New("projector: CassandraTimeout is negative"))

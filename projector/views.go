@@ -7,6 +7,8 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/parley-im/parley/schemas"
 )
 
 // Cell timestamps. Cassandra keeps, per cell, the value with the highest
@@ -177,8 +179,8 @@ func firstWords(cql string) string {
 // ErrPoison and writes nothing; any other error may leave some of the rows
 // written, and applying the record again is always correct.
 func Apply(ctx context.Context, s *gocql.Session, keyspace string, key, value []byte) error {
-	if !keyspaceName.MatchString(keyspace) {
-		return fmt.Errorf("projector: invalid keyspace %q", keyspace)
+	if err := schemas.CheckKeyspace(keyspace); err != nil {
+		return fmt.Errorf("projector: %w", err)
 	}
 	ev, err := decode(key, value)
 	if err != nil {

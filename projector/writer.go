@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/schemas"
 )
 
 // Writer applies records of parley.events to the views of one keyspace in
@@ -57,8 +59,8 @@ type Record struct {
 // NewWriter returns a Writer on session, which must not be bound to
 // another keyspace than cfg.Keyspace (statements name their tables in full).
 func NewWriter(s *gocql.Session, cfg WriterConfig) (*Writer, error) {
-	if !keyspaceName.MatchString(cfg.Keyspace) {
-		return nil, fmt.Errorf("projector: invalid keyspace %q", cfg.Keyspace)
+	if err := schemas.CheckKeyspace(cfg.Keyspace); err != nil {
+		return nil, fmt.Errorf("projector: %w", err)
 	}
 	if cfg.WriteParallelism <= 0 {
 		cfg.WriteParallelism = 32

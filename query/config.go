@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas"
 )
 
 // Page sizes. A limit above the cap is refused (INVALID_ARGUMENT) rather than
@@ -73,8 +73,6 @@ func (c *Config) Defaults() {
 	}
 }
 
-var keyspaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
-
 // Validate reports every invalid setting at once. Call it after Defaults.
 func (c *Config) Validate() error {
 	var errs []error
@@ -89,8 +87,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("query: Hosts has an empty entry"))
 		}
 	}
-	if !keyspaceName.MatchString(c.Keyspace) {
-		errs = append(errs, fmt.Errorf("query: invalid Keyspace %q", c.Keyspace))
+	if err := schemas.CheckKeyspace(c.Keyspace); err != nil {
+		errs = append(errs, fmt.Errorf("query: Keyspace: %w", err))
 	}
 	if c.MaxPageSize < 1 || c.MaxPageSize > HardMaxPageSize {
 		errs = append(errs, fmt.Errorf("query: MaxPageSize %d is outside 1..%d", c.MaxPageSize, HardMaxPageSize))

@@ -2,7 +2,6 @@ package query
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/schemas"
 )
 
 // The serving pointer. The configured keyspace (the base) may name another
@@ -22,9 +23,6 @@ import (
 // each request reads the keyspace that was current when it started, so
 // none fails or mixes two keyspaces; the old session is closed once every
 // request that could still use it has timed out.
-
-// servingRow is the row of the serving table that names the keyspace.
-const servingRow = "views"
 
 // storeKey keys the request's store in its context.
 type storeKey struct{}
@@ -66,21 +64,13 @@ func openServing(cfg Config) (*serving, error) {
 
 func (sv *serving) current() *store { return sv.cur.Load() }
 
-// pointer reads the keyspace the base names; the base itself when it names
-// none (or has no serving table: a keyspace migrated before version 2).
+// pointer reads the keyspace the base names (schemas.ServingKeyspace).
 func (sv *serving) pointer(ctx context.Context) (string, error) {
-	var ks string
-	err := sv.base.session.Query("SELECT keyspace_name FROM serving WHERE name = ?", servingRow).ScanContext(ctx, &ks)
-	var reqErr gocql.RequestError
-	switch {
-	case errors.Is(err, gocql.ErrNotFound) || (err == nil && ks == ""):
-		return sv.cfg.Keyspace, nil
-	case errors.As(err, &reqErr) && reqErr.Code() == gocql.ErrCodeInvalid:
-		return sv.cfg.Keyspace, nil // unconfigured table
-	case err != nil:
-		return "", fmt.Errorf("query: read the serving pointer in %s: %w", sv.cfg.Keyspace, err)
+	ks, err := schemas.ServingKeyspace(ctx, sv.base.session, sv.cfg.Keyspace)
+	if err != nil {
+		return "", fmt.Errorf("query: %w", err)
 	}
-	return strings.ToLower(ks), nil
+	return ks, nil
 }
 
 // refresh follows the pointer once: it swaps in a session on the keyspace
@@ -96,8 +86,8 @@ func (sv *serving) refresh(ctx context.Context) error {
 	}
 	next := sv.base
 	if !strings.EqualFold(ks, sv.cfg.Keyspace) {
-		if !keyspaceName.MatchString(ks) {
-			return fmt.Errorf("query: the serving pointer names an invalid keyspace %q", ks)
+		if err := schemas.CheckKeyspace(ks); err != nil {
+			return fmt.Errorf("query: the serving pointer: %w", err)
 		}
 		session, err := openSession(sv.cfg.Hosts, ks)
 		if err != nil {

@@ -113,7 +113,10 @@ func splitStatements(src string) []string {
 
 var identifier = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
 
-func checkKeyspace(keyspace string) error {
+// CheckKeyspace refuses a name that is not a plain CQL identifier (letters,
+// digits and _, starting with a letter, at most 48): keyspace names are
+// written into statements, never bound.
+func CheckKeyspace(keyspace string) error {
 	if !identifier.MatchString(keyspace) {
 		return fmt.Errorf("schemas: invalid keyspace name %q (letters, digits and _, at most 48)", keyspace)
 	}
@@ -125,7 +128,7 @@ func checkKeyspace(keyspace string) error {
 // taken from the deployer's configuration as is; empty means
 // DefaultReplication. An existing keyspace is left unchanged.
 func CreateKeyspace(ctx context.Context, s *gocql.Session, keyspace, replication string) error {
-	if err := checkKeyspace(keyspace); err != nil {
+	if err := CheckKeyspace(keyspace); err != nil {
 		return err
 	}
 	if replication == "" {
@@ -150,7 +153,7 @@ func CreateKeyspace(ctx context.Context, s *gocql.Session, keyspace, replication
 // (applied by a newer one) are ignored. Run it from one process at a time:
 // concurrent schema changes to the same table can disagree in Cassandra.
 func Migrate(ctx context.Context, s *gocql.Session, keyspace string) error {
-	if err := checkKeyspace(keyspace); err != nil {
+	if err := CheckKeyspace(keyspace); err != nil {
 		return err
 	}
 	ms, err := Migrations()

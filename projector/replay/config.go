@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -75,16 +74,14 @@ func (c Config) Defaults() Config {
 	return c
 }
 
-var keyspaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
-
 // Validate reports every invalid field at once.
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Seeds) == 0 || len(c.Hosts) == 0 {
 		errs = append(errs, errors.New("replay: Seeds and Hosts must be set"))
 	}
-	if !keyspaceName.MatchString(c.Keyspace) {
-		errs = append(errs, fmt.Errorf("replay: invalid keyspace %q", c.Keyspace))
+	if err := checkKeyspace("base", c.Keyspace); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ProgressEvery < 0 {
 		errs = append(errs, errors.New("replay: ProgressEvery is negative"))
@@ -93,8 +90,8 @@ func (c Config) Validate() error {
 }
 
 func checkKeyspace(what, ks string) error {
-	if !keyspaceName.MatchString(ks) {
-		return fmt.Errorf("replay: invalid %s keyspace %q (letters, digits and _, at most 48)", what, ks)
+	if err := schemas.CheckKeyspace(ks); err != nil {
+		return fmt.Errorf("replay: %s keyspace: %w", what, err)
 	}
 	return nil
 }

@@ -13,23 +13,11 @@ import (
 	"github.com/parley-im/parley/schemas"
 )
 
-// ServingName is the row of the serving table that names the keyspace query
-// serves the views from (schemas/cql/0002_serving.cql).
-const ServingName = "views"
-
-// Serving returns the keyspace query serves: the one the base keyspace's
-// pointer names, or base itself when there is no pointer.
+// Serving returns the keyspace query serves (schemas.ServingKeyspace).
 func Serving(ctx context.Context, s *gocql.Session, base string) (string, error) {
-	if err := checkKeyspace("base", base); err != nil {
-		return "", err
-	}
-	var ks string
-	err := s.Query(fmt.Sprintf("SELECT keyspace_name FROM %s.serving WHERE name = ?", base), ServingName).ScanContext(ctx, &ks)
-	if errors.Is(err, gocql.ErrNotFound) || (err == nil && ks == "") {
-		return base, nil
-	}
+	ks, err := schemas.ServingKeyspace(ctx, s, base)
 	if err != nil {
-		return "", fmt.Errorf("replay: read %s.serving: %w", base, err)
+		return "", fmt.Errorf("replay: %w", err)
 	}
 	return ks, nil
 }
@@ -99,7 +87,7 @@ func Switch(ctx context.Context, cfg Config, opts SwitchOptions) (previous strin
 		return "", err
 	}
 	if err := s.Query(fmt.Sprintf("INSERT INTO %s.serving (name, keyspace_name, previous, switched_at) VALUES (?, ?, ?, ?)", cfg.Keyspace),
-		ServingName, to, previous, time.Now().UTC()).ExecContext(ctx); err != nil {
+		schemas.ServingRow, to, previous, time.Now().UTC()).ExecContext(ctx); err != nil {
 		return "", fmt.Errorf("replay: write %s.serving: %w", cfg.Keyspace, err)
 	}
 	return previous, nil
