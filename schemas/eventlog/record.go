@@ -25,7 +25,9 @@ type Record struct {
 	Key       string    `json:"key"`       // the conversation id
 	Headers   []Header  `json:"headers"`
 	// Type is the parley-type header, or the body's type when the header is missing.
-	Type    string          `json:"type"`
+	Type string `json:"type"`
+	// Event or Command is the value as protojson, filled by MarshalLine:
+	// records a filter drops are never rendered.
 	Event   json.RawMessage `json:"event,omitempty"`
 	Command json.RawMessage `json:"command,omitempty"`
 	// Error says why the value could not be decoded; Value then holds it as
@@ -95,39 +97,34 @@ func Decode(kind Kind, r *kgo.Record) *Record {
 		out.event = &pb.Event{}
 		m = out.event
 	}
-	js, err := decode(r.Value, m)
-	if err != nil {
+	if err := proto.Unmarshal(r.Value, m); err != nil {
 		out.event, out.command = nil, nil
-		out.Error, out.Value = err.Error(), r.Value
+		out.Error = fmt.Sprintf("undecodable %s: %v", m.ProtoReflect().Descriptor().FullName(), err)
+		out.Value = r.Value
 		return out
 	}
-	if kind == Commands {
-		out.Command = js
-		if out.Type == "" {
+	if out.Type == "" {
+		if kind == Commands {
 			out.Type = schemas.CommandType(out.command)
-		}
-	} else {
-		out.Event = js
-		if out.Type == "" {
+		} else {
 			out.Type = schemas.EventType(out.event)
 		}
 	}
 	return out
 }
 
-func decode(value []byte, m proto.Message) (json.RawMessage, error) {
-	if err := proto.Unmarshal(value, m); err != nil {
-		return nil, fmt.Errorf("undecodable %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
-	}
-	js, err := protojson.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("%s to JSON: %w", m.ProtoReflect().Descriptor().FullName(), err)
-	}
-	return js, nil
-}
-
 // MarshalLine returns r as one line of JSON, with the newline.
 func (r *Record) MarshalLine() ([]byte, error) {
+	var err error
+	switch {
+	case r.event != nil && r.Event == nil:
+		r.Event, err = protojson.Marshal(r.event)
+	case r.command != nil && r.Command == nil:
+		r.Command, err = protojson.Marshal(r.command)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %s/%d@%d to JSON: %w", r.Topic, r.Partition, r.Offset, err)
+	}
 	b, err := json.Marshal(r) // also compacts the protojson, whose spacing is deliberately unstable
 	if err != nil {
 		return nil, err
