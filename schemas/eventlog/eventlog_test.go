@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -437,8 +438,11 @@ func TestLog(t *testing.T) {
 		if err := eventlog.Tail(ctx, src, q, func(r *eventlog.Record) error { got = append(got, r); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 1 || got[0].Type != schemas.TypeSendMessage || got[0].DecodedCommand().GetSendMessage().GetClientMsgId() != "not-member" || got[0].Command == nil {
+		if len(got) != 1 || got[0].Type != schemas.TypeSendMessage || got[0].DecodedCommand().GetSendMessage().GetClientMsgId() != "not-member" {
 			t.Fatalf("dave's command: %+v", got)
+		}
+		if line, err := got[0].MarshalLine(); err != nil || !strings.Contains(string(line), `"command":{`) {
+			t.Fatalf("dave's command as a line: %s %v", line, err)
 		}
 	})
 
