@@ -92,7 +92,6 @@ func (s *Server) runSignals(ctx context.Context) error {
 		kgo.ClientID("parley-gateway-signals"),
 		kgo.ConsumePartitions(offsets),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
-		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.MetadataMinAge(500*time.Millisecond),
 		kgo.WithLogger(kafkaLogger{s.log.With("client", "signals-in")}),
 	)
