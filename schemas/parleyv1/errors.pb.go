@@ -68,6 +68,13 @@ const (
 	// example a frame body this gateway does not know, or an operation on a
 	// conversation kind that does not allow it).
 	ErrorCode_ERROR_CODE_UNSUPPORTED ErrorCode = 13
+	// An id the client named (conversation, user, device, client message or
+	// request id) breaks its documented form or length (schemas.CheckID and
+	// friends); nothing was appended or read.
+	ErrorCode_ERROR_CODE_INVALID_ID ErrorCode = 14
+	// A sync cursor or a history cursor is outside its documented bounds: a
+	// negative seq, or a seq beyond the conversation's last seq.
+	ErrorCode_ERROR_CODE_INVALID_CURSOR ErrorCode = 15
 )
 
 // Enum value maps for ErrorCode.
@@ -87,6 +94,8 @@ var (
 		11: "ERROR_CODE_UNAVAILABLE",
 		12: "ERROR_CODE_INTERNAL",
 		13: "ERROR_CODE_UNSUPPORTED",
+		14: "ERROR_CODE_INVALID_ID",
+		15: "ERROR_CODE_INVALID_CURSOR",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -103,6 +112,8 @@ var (
 		"ERROR_CODE_UNAVAILABLE":         11,
 		"ERROR_CODE_INTERNAL":            12,
 		"ERROR_CODE_UNSUPPORTED":         13,
+		"ERROR_CODE_INVALID_ID":          14,
+		"ERROR_CODE_INVALID_CURSOR":      15,
 	}
 )
 
@@ -137,7 +148,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xae\x03\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xe8\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -153,7 +164,9 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\v\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\f\x12\x1a\n" +
-	"\x16ERROR_CODE_UNSUPPORTED\x10\rB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x16ERROR_CODE_UNSUPPORTED\x10\r\x12\x19\n" +
+	"\x15ERROR_CODE_INVALID_ID\x10\x0e\x12\x1d\n" +
+	"\x19ERROR_CODE_INVALID_CURSOR\x10\x0fB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once
