@@ -48,6 +48,23 @@ var cassandraJVMFlags = []string{
 	"--add-opens", "java.base/java.nio.charset=ALL-UNNAMED",
 }
 
+// commitlogSync is the node's commitlog_sync. "batch" acknowledges a write
+// only once its commitlog section is complete (its sync marker written), so a
+// SIGKILL of the node never takes back an acknowledged write: on restart the
+// commitlog replays every complete section. With "periodic" (Cassandra's
+// default) a write is acknowledged before that, and a killed node loses the
+// writes since the last marker — writes the projector had already committed
+// past. skip_sync (below) still skips the fsync: the page cache survives a
+// killed process, not a killed machine. Production settings: projector README.
+// PARLEY_TESTENV_COMMITLOG_SYNC=periodic (with Cassandra's default 10 s
+// period) is there to measure the difference by hand, never for tests.
+func commitlogSync() string {
+	if os.Getenv("PARLEY_TESTENV_COMMITLOG_SYNC") == "periodic" {
+		return "periodic\ncommitlog_sync_period: 10000ms"
+	}
+	return "batch"
+}
+
 // startCassandra runs one Cassandra node on 127.0.0.1 in the foreground of
 // its own process (cassandra-foreground), tuned to start fast on one node.
 func startCassandra(ctx context.Context, java, lib, dir string, cqlPort, storagePort, jmxPort int, heapMB int, tied bool, timeout time.Duration) (*proc, error) {
@@ -62,8 +79,7 @@ num_tokens: 1
 initial_token: 0
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+commitlog_sync: %[4]s
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
@@ -84,7 +100,7 @@ concurrent_reads: 8
 concurrent_writes: 16
 concurrent_counter_writes: 4
 concurrent_materialized_view_writes: 4
-`, cqlPort, storagePort, data)
+`, cqlPort, storagePort, data, commitlogSync())
 	logback := fmt.Sprintf(`<configuration>
   <appender name="FILE" class="ch.qos.logback.core.FileAppender">
     <file>%s</file>
@@ -113,7 +129,8 @@ concurrent_materialized_view_writes: 4
 		"-Dcassandra.skip_wait_for_gossip_to_settle=0",
 		"-Dcassandra.ring_delay_ms=100",
 		"-Dcassandra.superuser_setup_delay_ms=0",
-		// Test data needs no fsync; a crash of the test machine loses only test data.
+		// Test data needs no fsync: a crash of the test machine loses only
+		// test data. A crash of Cassandra loses nothing (commitlogSync).
 		"-Dcassandra.skip_sync=true",
 		fmt.Sprintf("-Dcassandra.jmx.local.port=%d", jmxPort),
 		"-cp", filepath.Join(lib, "*"),

@@ -123,12 +123,23 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		t := time.Now()
 		kp, serr[0] = startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout, opts.Logf)
 		env.KafkaStartTime = Duration(time.Since(t))
+		if kp != nil {
+			kp.restart = func(ctx context.Context) (*proc, error) {
+				return startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout, opts.Logf)
+			}
+		}
 	}()
 	go func() {
 		defer wg.Done()
 		t := time.Now()
-		cp, serr[1] = startCassandra(ctx, java, cassLib, filepath.Join(opts.Dir, "cassandra"), ports[2], ports[3], ports[4], opts.CassandraHeapMB, !opts.Detached, opts.StartTimeout)
+		start := func(ctx context.Context) (*proc, error) {
+			return startCassandra(ctx, java, cassLib, filepath.Join(opts.Dir, "cassandra"), ports[2], ports[3], ports[4], opts.CassandraHeapMB, !opts.Detached, opts.StartTimeout)
+		}
+		cp, serr[1] = start(ctx)
 		env.CassandraStartTime = Duration(time.Since(t))
+		if cp != nil {
+			cp.restart = start
+		}
 	}()
 	wg.Wait()
 	for _, p := range []*proc{kp, cp} {

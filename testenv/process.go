@@ -21,6 +21,9 @@ type proc struct {
 	logFile string // the component's own log, shown when start fails
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd.Wait returns (only for processes we started)
+	// restart starts the same JVM again on the same ports and data (only
+	// for processes this process started; see Env.Restart).
+	restart func(ctx context.Context) (*proc, error)
 }
 
 // startJava starts java with args in dir, stdout and stderr to dir/stdout.log.
