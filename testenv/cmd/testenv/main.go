@@ -83,7 +83,7 @@ func run(args []string) error {
 		}
 		printEnv(env, envFile)
 		if *prov {
-			return provision(ctx, env)
+			return provisionDev(ctx, env)
 		}
 		return nil
 	case "status":

@@ -5,20 +5,21 @@ import (
 	"fmt"
 	"time"
 
-	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/parley-im/parley/ingest"
-	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
+	"github.com/parley-im/parley/schemas/provision"
 	"github.com/parley-im/parley/testenv"
 )
 
 // devKeyspace is the keyspace `go tool task dev` migrates.
 const devKeyspace = "parley"
 
-// provision creates every topic of the contract and the migrated dev
-// keyspace. Both steps are idempotent, so `dev` can run it on every start.
-func provision(ctx context.Context, env *testenv.Env) error {
+// provisionDev runs the deployment's provisioning (schemas/provision, as
+// schemas/cmd/provision does) with dev's settings: the contract's partition
+// counts, replication 1, the parley keyspace. Idempotent, so `dev` runs it
+// on every start.
+func provisionDev(ctx context.Context, env *testenv.Env) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.KafkaSeeds...))
@@ -26,26 +27,20 @@ func provision(ctx context.Context, env *testenv.Env) error {
 		return err
 	}
 	defer cl.Close()
-	if err := ingest.Provision(ctx, cl, -1, schemas.AllTopics()...); err != nil {
+	var r provision.Report
+	if err := provision.Kafka(ctx, cl, provision.Topics{ReplicationFactor: -1}, &r); err != nil {
 		return err
 	}
-	c := gocql.NewCluster(env.CassandraHosts...)
-	c.Timeout, c.ConnectTimeout = 30*time.Second, 10*time.Second
-	c.Logger = gocql.NewLogger(gocql.LogLevelNone)
-	s, err := c.CreateSession()
+	s, err := deploy.Cassandra{Hosts: env.CassandraHosts, Timeout: 30 * time.Second}.Session()
 	if err != nil {
-		return fmt.Errorf("cassandra: %w", err)
+		return err
 	}
 	defer s.Close()
-	if err := schemas.CreateKeyspace(ctx, s, devKeyspace, ""); err != nil {
+	if err := provision.Cassandra(ctx, s, provision.Keyspace{Name: devKeyspace}, &r); err != nil {
 		return err
 	}
-	if err := schemas.Migrate(ctx, s, devKeyspace); err != nil {
-		return err
+	for _, l := range r.Lines {
+		fmt.Println(l)
 	}
-	for _, t := range schemas.AllTopics() {
-		fmt.Printf("topic:     %-22s %2d partitions  %s\n", t.Name, t.Partitions, t.Doc)
-	}
-	fmt.Printf("keyspace:  %s (migrated)\n", devKeyspace)
 	return nil
 }
