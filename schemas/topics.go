@@ -52,6 +52,14 @@ var (
 		Retention: 10 * time.Minute, Cleanup: "delete",
 		Doc: "ephemeral typing and presence between gateways; never stored in views",
 	}
+	// Repairs carries requests to re-apply a conversation whose views lost
+	// rows (projector/repair); keyed by conversation id, so a request shares
+	// the partition number of the conversation's events.
+	Repairs = Topic{
+		Name: "parley.repairs", Partitions: DefaultPartitions,
+		Retention: 24 * time.Hour, Cleanup: "delete",
+		Doc: "requests to re-apply a conversation whose views lost rows; private to Parley",
+	}
 	// DeadLetters receives events a side consumer could not process.
 	DeadLetters = Topic{
 		Name: "parley.deadletters", Partitions: 1,
@@ -74,7 +82,7 @@ const SchemaVersion = "1"
 
 // TopicSet is one deployment's topics.
 type TopicSet struct {
-	Commands, Events, IngestState, Signals, DeadLetters Topic
+	Commands, Events, IngestState, Signals, Repairs, DeadLetters Topic
 }
 
 // Prefixed returns the contract's topics with prefix before each name, so
@@ -83,10 +91,11 @@ type TopicSet struct {
 // (PARLEY_TOPIC_PREFIX in the mains). Prefixed("") is the contract as is.
 func Prefixed(prefix string) TopicSet {
 	p := func(t Topic) Topic { t.Name = prefix + t.Name; return t }
-	return TopicSet{p(Commands), p(Events), p(IngestState), p(Signals), p(DeadLetters)}
+	return TopicSet{Commands: p(Commands), Events: p(Events), IngestState: p(IngestState),
+		Signals: p(Signals), Repairs: p(Repairs), DeadLetters: p(DeadLetters)}
 }
 
 // All lists the set's topics in provisioning order.
 func (s TopicSet) All() []Topic {
-	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.DeadLetters}
+	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.Repairs, s.DeadLetters}
 }

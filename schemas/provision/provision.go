@@ -37,7 +37,7 @@ type Topics struct {
 	// Prefix is PARLEY_TOPIC_PREFIX.
 	Prefix string
 	// Partitions of the keyed topics (commands, events, the ingest
-	// changelog, signals): all equal, since a conversation lives in the
+	// changelog, signals, repairs): all equal, since a conversation lives in the
 	// same partition number of each. It caps the decider's and the
 	// projector's parallelism and cannot change without re-keying, so choose
 	// it once (default schemas.DefaultPartitions).
@@ -77,7 +77,7 @@ func (t Topics) TopicSet() schemas.TopicSet {
 	if parts <= 0 {
 		parts = schemas.DefaultPartitions
 	}
-	for _, tp := range []*schemas.Topic{&set.Commands, &set.Events, &set.IngestState, &set.Signals} {
+	for _, tp := range []*schemas.Topic{&set.Commands, &set.Events, &set.IngestState, &set.Signals, &set.Repairs} {
 		tp.Partitions = parts
 	}
 	if t.CommandsRetention > 0 {
