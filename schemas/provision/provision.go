@@ -68,7 +68,9 @@ type Keyspace struct {
 // Report is what a run found and did, one line per resource.
 type Report struct{ Lines []string }
 
-func (r *Report) add(format string, args ...any) { r.Lines = append(r.Lines, fmt.Sprintf(format, args...)) }
+func (r *Report) add(format string, args ...any) {
+	r.Lines = append(r.Lines, fmt.Sprintf(format, args...))
+}
 
 // TopicSet is the contract's topics with the settings applied.
 func (t Topics) TopicSet() schemas.TopicSet {
