@@ -287,9 +287,15 @@ func build(ctx context.Context, names ...string) (map[string]string, error) {
 }
 
 func printResult(r result) {
-	fmt.Println("fault   deliveries resumed   views current   longest delivery gap   (after the restart)")
+	fmt.Println("fault      down for   deliveries resumed   views current   longest delivery gap")
+	fmt.Println("           (kill to   (after the restart)  (after the      (from the kill)")
+	fmt.Println("           restart)                        restart)")
 	for _, x := range r.Rounds {
-		fmt.Printf("%-9s %16s %15s %22s\n", x.Fault, x.DeliveryAfterRestart.Round(time.Millisecond),
+		resumed := x.DeliveryAfterRestart.Round(time.Millisecond).String()
+		if x.DeliveryAfterRestart < 0 {
+			resumed = "never stopped"
+		}
+		fmt.Printf("%-9s %9s %21s %15s %22s\n", x.Fault, (x.RestartedAt - x.KilledAt).Round(100*time.Millisecond), resumed,
 			x.ViewsCurrentAfterRestart.Round(time.Millisecond), x.LongestDeliveryGap.Round(time.Millisecond))
 	}
 	fmt.Printf("accepted %d (resends %d); missing from views %d, duplicated %d, seq gaps %d; offline device resume: %s\n",
