@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // conversationRoutes are every route that reads one conversation; all of
@@ -55,8 +55,8 @@ func TestAccess(t *testing.T) {
 	t.Run("Unauthenticated", func(t *testing.T) {
 		other := make([]byte, 32)
 		_, _ = rand.Read(other)
-		forged, _ := mustIssuer(t, auth.Config{HMACSecret: other, Issuer: "parley-test", Audience: "parley"}).Issue("alice", "", time.Hour)
-		wrongAud, _ := mustIssuer(t, auth.Config{HMACSecret: f.authCfg.HMACSecret, Issuer: "parley-test", Audience: "elsewhere"}).Issue("alice", "", time.Hour)
+		forged, _ := mustIssuer(t, token.Config{HMACSecret: other, Issuer: "parley-test", Audience: "parley"}).Issue("alice", "", time.Hour)
+		wrongAud, _ := mustIssuer(t, token.Config{HMACSecret: f.authCfg.HMACSecret, Issuer: "parley-test", Audience: "elsewhere"}).Issue("alice", "", time.Hour)
 		expired, _ := f.issuer.Issue("alice", "", -time.Hour)
 		paths := append(conversationRoutes("g:club"), "/v1/inbox", "/v1/unread")
 		for _, tok := range []string{"", "not-a-jwt", forged, wrongAud, expired} {
@@ -193,9 +193,9 @@ func TestConversation(t *testing.T) {
 	}
 }
 
-func mustIssuer(t *testing.T, c auth.Config) *auth.DevIssuer {
+func mustIssuer(t *testing.T, c token.Config) *token.DevIssuer {
 	t.Helper()
-	i, err := auth.NewDevIssuer(c)
+	i, err := token.NewDevIssuer(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 type memberItem struct {
@@ -60,7 +60,7 @@ func (s *Server) currentMembers(r *http.Request, conv, user string) ([]memberRow
 	return cur, nil
 }
 
-func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	conv := r.PathValue("id")
 	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {
@@ -89,7 +89,7 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id a
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	conv := r.PathValue("id")
 	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {

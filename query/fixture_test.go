@@ -18,9 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 	"github.com/parley-im/parley/testenv"
 )
 
@@ -33,8 +33,8 @@ type fixture struct {
 	srv      *Server
 	handler  http.Handler
 	db       *gocql.Session
-	issuer   *auth.DevIssuer
-	authCfg  auth.Config
+	issuer   *token.DevIssuer
+	authCfg  token.Config
 	cass     *testenv.CassandraEnv
 	registry *prometheus.Registry
 }
@@ -50,8 +50,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	ac := auth.Config{HMACSecret: secret, Issuer: "parley-test", Audience: "parley"}
-	issuer, err := auth.NewDevIssuer(ac)
+	ac := token.Config{HMACSecret: secret, Issuer: "parley-test", Audience: "parley"}
+	issuer, err := token.NewDevIssuer(ac)
 	if err != nil {
 		t.Fatal(err)
 	}

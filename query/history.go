@@ -9,9 +9,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // History pages are keyset pages on seq that walk the messages buckets
@@ -53,7 +53,7 @@ func parseSeq(r *http.Request, name string, minSeq int64) (seq int64, set bool, 
 	return n, true, nil
 }
 
-func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	conv := r.PathValue("id")
 	limit, err := parseLimit(r, s.cfg.MaxPageSize, s.cfg.MaxPageSize)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // The inbox is computed on read: inbox rows change only with membership, so
@@ -139,7 +139,7 @@ func (s *Server) activeConversations(ctx context.Context, user string, withReadS
 	return convs, readSeqs, err
 }
 
-func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	limit, err := parseLimit(r, s.cfg.inboxDefaultLimit(), s.cfg.MaxPageSize)
 	if err != nil {
 		s.fail(w, r, err)
@@ -200,7 +200,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Ide
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	ctx := r.Context()
 	convs, readSeqs, err := s.activeConversations(ctx, id.UserID, true)
 	if err != nil {

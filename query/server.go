@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 const (
@@ -28,7 +28,7 @@ const (
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	verifier *auth.Verifier
+	verifier *token.Verifier
 	serving  *serving // the keyspace the views are read from (serving.go)
 	handler  http.Handler
 
@@ -44,7 +44,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	verifier, err := auth.NewVerifier(cfg.Auth)
+	verifier, err := token.NewVerifier(cfg.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
@@ -181,9 +181,9 @@ func getOnly(s *Server, h http.HandlerFunc) http.HandlerFunc {
 
 // authed verifies the bearer token and passes its identity on; sub is the
 // user id every membership check uses.
-func (s *Server) authed(h func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
+func (s *Server) authed(h func(http.ResponseWriter, *http.Request, token.Identity)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := auth.TokenFromRequest(r)
+		tok := token.TokenFromRequest(r)
 		if tok == "" {
 			s.fail(w, r, &apiError{http.StatusUnauthorized, codeUnauthenticated, "missing bearer token (Authorization: Bearer <jwt>)"})
 			return
