@@ -80,7 +80,7 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 	}
 	v := conversationView{
 		ConversationID: conv, Kind: c.Kind, Title: c.Title, CreatorUserID: c.CreatorUserID,
-		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, LastActivity: c.lastActivity().UTC(),
+		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, LastActivity: c.LastActivity().UTC(),
 		Preview: previewOf(&c), Members: make([]memberItem, 0, len(members)),
 	}
 	for _, m := range members {

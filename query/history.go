@@ -86,7 +86,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		defer close(cDone)
 		c, _, cErr = s.db(ctx).conversation(ctx, conv)
 	}()
-	_, mErr := s.requireMember(ctx, conv, id.UserID)
+	mErr := s.requireMember(ctx, conv, id.UserID)
 	<-cDone
 	if mErr != nil {
 		s.fail(w, r, mErr)
@@ -96,18 +96,16 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		s.fail(w, r, cErr)
 		return
 	}
-	top := schemas.Bucket(max(c.LastSeq, 0))
-
 	// Ask for one more row than the page holds to learn whether there is
 	// another page without a second round trip.
 	var rows []messageRow
 	if hasAfter {
-		rows, err = s.walkUp(ctx, conv, after, top, limit+1)
+		rows, err = s.db(ctx).messagesAfter(ctx, conv, after, c.LastSeq, limit+1)
 	} else {
 		if !hasBefore {
 			before = math.MaxInt64
 		}
-		rows, err = s.walkDown(ctx, conv, before, top, limit+1)
+		rows, err = s.db(ctx).messagesBefore(ctx, conv, before, c.LastSeq, limit+1)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -128,37 +126,6 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		}
 	}
 	writeJSON(w, http.StatusOK, page)
-}
-
-// walkDown returns up to want rows with seq < before, newest first, from
-// bucket min(Bucket(before-1), top) down to bucket 0.
-func (s *Server) walkDown(ctx context.Context, conv string, before, top int64, want int) ([]messageRow, error) {
-	var out []messageRow
-	for b := min(schemas.Bucket(before-1), top); b >= 0 && len(out) < want; b-- {
-		rows, err := s.db(ctx).messagesBefore(ctx, conv, b, before, want-len(out))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
-}
-
-// walkUp returns up to want rows with seq > after, oldest first, from bucket
-// Bucket(after+1) up to top.
-func (s *Server) walkUp(ctx context.Context, conv string, after, top int64, want int) ([]messageRow, error) {
-	var out []messageRow
-	if after == math.MaxInt64 {
-		return nil, nil
-	}
-	for b := schemas.Bucket(after + 1); b <= top && len(out) < want; b++ {
-		rows, err := s.db(ctx).messagesAfter(ctx, conv, b, after, want-len(out))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
 }
 
 // item turns a messages row into its JSON form. Notices carry the members

@@ -161,12 +161,12 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		return
 	}
 	slices.SortFunc(convs, func(a, b conversationRow) int {
-		return compareInbox(a.lastActivity().UnixMilli(), a.ID, b.lastActivity().UnixMilli(), b.ID)
+		return compareInbox(a.LastActivity().UnixMilli(), a.ID, b.LastActivity().UnixMilli(), b.ID)
 	})
 	start := 0
 	if after != nil {
 		start, _ = slices.BinarySearchFunc(convs, *after, func(c conversationRow, k inboxCursor) int {
-			if x := compareInbox(c.lastActivity().UnixMilli(), c.ID, k.ActivityMS, k.ID); x != 0 {
+			if x := compareInbox(c.LastActivity().UnixMilli(), c.ID, k.ActivityMS, k.ID); x != 0 {
 				return x
 			}
 			return -1 // the cursor's own item belongs to the previous page
@@ -183,7 +183,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		}
 		items[i] = inboxItem{
 			ConversationID: c.ID, Kind: c.Kind, Title: c.Title,
-			LastSeq: c.LastSeq, LastActivity: c.lastActivity().UTC(), Preview: previewOf(c),
+			LastSeq: c.LastSeq, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c),
 			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq),
 		}
 		return nil
@@ -195,7 +195,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 	resp := inboxPage{Conversations: items}
 	if end < len(convs) && len(page) > 0 {
 		last := page[len(page)-1]
-		resp.NextCursor = inboxCursor{ActivityMS: last.lastActivity().UnixMilli(), ID: last.ID}.encode()
+		resp.NextCursor = inboxCursor{ActivityMS: last.LastActivity().UnixMilli(), ID: last.ID}.encode()
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -256,13 +256,13 @@ type healthView struct {
 // requireMember fails with NOT_MEMBER unless user is a current member of
 // conversation id. A missing conversation looks the same, so a non-member
 // cannot probe which conversations exist.
-func (s *Server) requireMember(ctx context.Context, id, user string) (memberRow, error) {
-	m, ok, err := s.db(ctx).member(ctx, id, user)
+func (s *Server) requireMember(ctx context.Context, id, user string) error {
+	ok, err := s.db(ctx).isMember(ctx, id, user)
 	if err != nil {
-		return m, err
+		return err
 	}
-	if !ok || m.Removed {
-		return m, errNotMember
+	if !ok {
+		return errNotMember
 	}
-	return m, nil
+	return nil
 }
