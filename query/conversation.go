@@ -61,7 +61,11 @@ func (s *Server) currentMembers(r *http.Request, conv, user string) ([]memberRow
 }
 
 func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id token.Identity) {
-	conv := r.PathValue("id")
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -90,7 +94,11 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 }
 
 func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request, id token.Identity) {
-	conv := r.PathValue("id")
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {
 		s.fail(w, r, err)

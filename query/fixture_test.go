@@ -3,12 +3,14 @@ package query
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +145,17 @@ func (f *fixture) timeline(id string, from, to int64, sender string, notices map
 		f.exec(`UPDATE conversations SET last_message_seq = ?, last_message_preview = ?, last_message_sender = ? WHERE conversation_id = ?`,
 			lastMsg, "m"+itoa(lastMsg), sender, id)
 	}
+}
+
+// gid is a group conversation id of the documented form named after name
+// (at most 16 bytes), so tests read well: "g:" + the hex of name padded with
+// zeros to 32 digits. Ids sort as their names do.
+func gid(name string) string {
+	if len(name) > schemas.ConversationIDHexDigits/2 {
+		panic("gid: name over 16 bytes: " + name)
+	}
+	h := hex.EncodeToString([]byte(name))
+	return "g:" + h + strings.Repeat("0", schemas.ConversationIDHexDigits-len(h))
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -40,21 +39,12 @@ type messagePage struct {
 	NextAfter  int64         `json:"next_after,omitempty"`
 }
 
-// parseSeq reads an optional seq parameter that must be at least minSeq.
-func parseSeq(r *http.Request, name string, minSeq int64) (seq int64, set bool, err error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return 0, false, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < minSeq {
-		return 0, false, invalidArgument(name + " must be an integer seq of at least " + strconv.FormatInt(minSeq, 10))
-	}
-	return n, true, nil
-}
-
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token.Identity) {
-	conv := r.PathValue("id")
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	limit, err := parseLimit(r, s.cfg.MaxPageSize, s.cfg.MaxPageSize)
 	if err != nil {
 		s.fail(w, r, err)
@@ -71,7 +61,8 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		return
 	}
 	if hasBefore && hasAfter {
-		s.fail(w, r, invalidArgument("give at most one of before and after"))
+		s.fail(w, r, &schemas.IDError{Code: parleyv1.ErrorCode_ERROR_CODE_INVALID_CURSOR, Field: "before, after",
+			Message: "give at most one of before and after"})
 		return
 	}
 	ctx := r.Context()
@@ -143,7 +134,7 @@ func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageIt
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
 		var e parleyv1.Event
 		if err := proto.Unmarshal(m.Event, &e); err != nil {
-			s.log.WarnContext(ctx, "undecodable event blob in messages", "conversation_id", conv, "seq", m.Seq, "err", err)
+			s.log.WarnContext(ctx, "undecodable event blob in messages", "conversation_id", schemas.Clip(conv), "seq", m.Seq, "err", err)
 			break
 		}
 		switch b := e.Body.(type) {

@@ -3,11 +3,8 @@ package query
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/parley-im/parley/schemas/token"
@@ -55,46 +52,12 @@ type unreadTotals struct {
 
 func unread(lastSeq, readSeq int64) int64 { return max(0, lastSeq-readSeq) }
 
-// inboxCursor is the keyset position after the last item of a page: pages
-// are ordered by activity (newest first), then conversation id.
-type inboxCursor struct {
-	ActivityMS int64  `json:"a"`
-	ID         string `json:"c"`
-}
-
-func (c inboxCursor) encode() string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeInboxCursor(s string) (inboxCursor, error) {
-	var c inboxCursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil || c.ID == "" {
-		return c, invalidArgument("invalid cursor")
-	}
-	return c, nil
-}
-
 // compareInbox orders newest activity first, then by conversation id.
 func compareInbox(aMS int64, aID string, bMS int64, bID string) int {
 	if c := cmp.Compare(bMS, aMS); c != 0 {
 		return c
 	}
 	return cmp.Compare(aID, bID)
-}
-
-// parseLimit reads the limit parameter: def when absent, else 1..max.
-func parseLimit(r *http.Request, def, maxLimit int) (int, error) {
-	v := r.URL.Query().Get("limit")
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > maxLimit {
-		return 0, invalidArgument("limit must be an integer from 1 to " + strconv.Itoa(maxLimit))
-	}
-	return n, nil
 }
 
 // activeConversations returns the user's current conversations with their

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/token"
 )
 
@@ -163,7 +164,7 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(rt.pattern, s.instrument(rt.name, getOnly(s, rt.handler)))
 	}
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + r.URL.Path})
+		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + schemas.Clip(r.URL.Path)})
 	})))
 	return mux
 }
