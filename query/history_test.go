@@ -34,7 +34,7 @@ func TestHistory(t *testing.T) {
 		seen := make([]int, n+1)
 		next, pages := int64(0), 0
 		for {
-			path := "/v1/conversations/"+gid("big")+"/messages?limit=200"
+			path := "/v1/conversations/" + gid("big") + "/messages?limit=200"
 			if next != 0 {
 				path += fmt.Sprintf("&before=%d", next)
 			}
