@@ -2,13 +2,13 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
@@ -32,9 +32,11 @@ type views interface {
 	timeline(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error)
 }
 
-// cassandraViews implements views on a gocql session.
+// cassandraViews implements views with the projector's table readers,
+// which own the CQL of every view table.
 type cassandraViews struct {
 	session *gocql.Session
+	tables  *projector.Tables
 }
 
 func openViews(hosts []string, keyspace string) (*cassandraViews, error) {
@@ -49,76 +51,55 @@ func openViews(hosts []string, keyspace string) (*cassandraViews, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: cassandra session (hosts %v, keyspace %s): %w", hosts, keyspace, err)
 	}
-	return &cassandraViews{session: s}, nil
+	t, err := projector.NewTables(s, keyspace)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return &cassandraViews{session: s, tables: t}, nil
 }
 
 func (v *cassandraViews) close() { v.session.Close() }
 
 func (v *cassandraViews) members(ctx context.Context, conv string) ([]string, int64, bool, error) {
-	last, err := v.lastSeqFound(ctx, conv)
-	if err != nil || last < 0 {
+	last, found, err := v.tables.LastSeq(ctx, conv)
+	if err != nil || !found {
 		return nil, 0, false, err
 	}
-	iter := v.session.Query("SELECT user_id, removed FROM members WHERE conversation_id = ?", conv).IterContext(ctx)
-	var out []string
-	var user string
-	var removed bool
-	for iter.Scan(&user, &removed) {
-		if !removed {
-			out = append(out, user)
-		}
+	rows, err := v.tables.Members(ctx, conv)
+	if err != nil {
+		return nil, 0, false, err
 	}
-	if err := iter.Close(); err != nil {
-		return nil, 0, false, fmt.Errorf("read members: %w", err)
+	var out []string
+	for _, m := range rows {
+		if !m.Removed {
+			out = append(out, m.UserID)
+		}
 	}
 	return out, last, true, nil
 }
 
 func (v *cassandraViews) isMember(ctx context.Context, conv, user string) (bool, error) {
-	var removed bool
-	err := v.session.Query("SELECT removed FROM members WHERE conversation_id = ? AND user_id = ?", conv, user).
-		ScanContext(ctx, &removed)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read members: %w", err)
-	}
-	return !removed, nil
+	return v.tables.IsMember(ctx, conv, user)
 }
 
 func (v *cassandraViews) conversations(ctx context.Context, user string) ([]string, error) {
-	iter := v.session.Query("SELECT conversation_id, removed FROM inbox WHERE user_id = ?", user).IterContext(ctx)
-	var out []string
-	var conv string
-	var removed bool
-	for iter.Scan(&conv, &removed) {
-		if !removed {
-			out = append(out, conv)
-		}
+	rows, err := v.tables.Inbox(ctx, user)
+	if err != nil {
+		return nil, err
 	}
-	if err := iter.Close(); err != nil {
-		return nil, fmt.Errorf("read inbox: %w", err)
+	var out []string
+	for _, r := range rows {
+		if !r.Removed {
+			out = append(out, r.ConversationID)
+		}
 	}
 	return out, nil
 }
 
 func (v *cassandraViews) lastSeq(ctx context.Context, conv string) (int64, error) {
-	last, err := v.lastSeqFound(ctx, conv)
-	return max(last, 0), err
-}
-
-// lastSeqFound is conversations.last_seq, or -1 when there is no row.
-func (v *cassandraViews) lastSeqFound(ctx context.Context, conv string) (int64, error) {
-	var last int64
-	err := v.session.Query("SELECT last_seq FROM conversations WHERE conversation_id = ?", conv).ScanContext(ctx, &last)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return -1, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read conversations: %w", err)
-	}
-	return last, nil
+	last, _, err := v.tables.LastSeq(ctx, conv)
+	return last, err
 }
 
 func (v *cassandraViews) timeline(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error) {
@@ -126,36 +107,14 @@ func (v *cassandraViews) timeline(ctx context.Context, conv string, after int64,
 	if err != nil {
 		return nil, err
 	}
-	var out []*pb.Event
-	next := after + 1
-	for b := schemas.Bucket(next); b <= schemas.Bucket(top) && len(out) < limit; b++ {
-		iter := v.session.Query(`SELECT seq, event FROM messages WHERE conversation_id = ? AND bucket = ? AND seq >= ?
-			ORDER BY seq ASC LIMIT ?`, conv, b, next, limit-len(out)).IterContext(ctx)
-		var seq int64
-		var blob []byte
-		gap := false
-		for !gap && iter.Scan(&seq, &blob) {
-			if seq != next {
-				gap = true
-				break
-			}
-			ev := &pb.Event{}
-			if err := proto.Unmarshal(blob, ev); err != nil {
-				_ = iter.Close()
-				return out, fmt.Errorf("messages row %s/%d: %w", conv, seq, err)
-			}
-			out = append(out, ev)
-			next++
-			blob = nil
+	rows, err := v.tables.MessagesAfter(ctx, conv, after, top, limit, true)
+	out := make([]*pb.Event, 0, len(rows))
+	for _, r := range rows {
+		ev := &pb.Event{}
+		if err := proto.Unmarshal(r.Event, ev); err != nil {
+			return out, fmt.Errorf("messages row %s/%d: %w", schemas.Clip(conv), r.Seq, err)
 		}
-		if err := iter.Close(); err != nil {
-			return out, fmt.Errorf("read messages: %w", err)
-		}
-		if gap || next <= (b+1)*schemas.MessagesPerBucket-1 && len(out) < limit {
-			// A missing row (projector behind) or the bucket ended early:
-			// nothing contiguous lies beyond.
-			break
-		}
+		out = append(out, ev)
 	}
-	return out, nil
+	return out, err
 }

@@ -7,9 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // Config configures a Server. Defaults() fills what is unset.
@@ -22,7 +22,7 @@ type Config struct {
 	// contract.
 	CommandsTopic, EventsTopic, SignalsTopic string
 	// Auth says how device tokens are verified.
-	Auth auth.Config
+	Auth token.Config
 	// DevTokens serves /v1/dev/token, which mints a token for any user and
 	// device. Local development only: it needs Auth.HMACSecret.
 	DevTokens bool

@@ -23,9 +23,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/gateway"
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 	"github.com/parley-im/parley/testenv"
 )
 
@@ -38,7 +38,7 @@ type env struct {
 	commands, events string
 	url              string // http://127.0.0.1:port
 	ws               string // ws://127.0.0.1:port/v1/ws
-	issuer           *auth.DevIssuer
+	issuer           *token.DevIssuer
 	producer         *kgo.Client
 }
 
@@ -102,7 +102,7 @@ func start(t *testing.T, opts ...option) *env {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	cfg := gateway.Config{Seeds: k.Seeds, CommandsTopic: e.commands, EventsTopic: e.events,
-		Auth: auth.Config{HMACSecret: secret}, Logger: testLogger(t)}
+		Auth: token.Config{HMACSecret: secret}, Logger: testLogger(t)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func start(t *testing.T, opts ...option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.issuer, err = auth.NewDevIssuer(cfg.Auth); err != nil {
+	if e.issuer, err = token.NewDevIssuer(cfg.Auth); err != nil {
 		t.Fatal(err)
 	}
 	e.url = "http://" + ln.Addr().String()

@@ -19,9 +19,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // DevTokenTTL is how long a token from /v1/dev/token is valid.
@@ -32,8 +33,8 @@ const DevTokenTTL = 24 * time.Hour
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	verifier  *auth.Verifier
-	devIssuer *auth.DevIssuer
+	verifier  *token.Verifier
+	devIssuer *token.DevIssuer
 	appender  *ingest.Appender
 	admin     *kgo.Client // metadata and start offsets
 	hub       *hub
@@ -76,11 +77,11 @@ func New(cfg Config) (*Server, error) {
 		s.views = cv
 	}
 	s.members = newMembership(s.views, cfg.Fanout.MembershipCacheSize)
-	if s.verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
+	if s.verifier, err = token.NewVerifier(cfg.Auth); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.DevTokens {
-		if s.devIssuer, err = auth.NewDevIssuer(cfg.Auth); err != nil {
+		if s.devIssuer, err = token.NewDevIssuer(cfg.Auth); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 		s.log.Warn("DEV TOKENS ENABLED: /v1/dev/token mints a valid token for ANY user and device. " +
@@ -268,7 +269,7 @@ func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consu
 
 // serveWS authenticates, upgrades and runs one session until it ends.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	id, exp, err := s.verifier.VerifyUntil(auth.TokenFromRequest(r))
+	id, exp, err := s.verifier.VerifyUntil(token.TokenFromRequest(r))
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
 		writeError(w, http.StatusUnauthorized, pb.ErrorCode_ERROR_CODE_UNAUTHENTICATED, err.Error())
@@ -277,7 +278,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if id.DeviceID == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, pb.ErrorCode_ERROR_CODE_UNAUTHENTICATED,
-			"token has no device claim ("+auth.DeviceClaim+"); the gateway needs one")
+			"token has no device claim ("+token.DeviceClaim+"); the gateway needs one")
 		return
 	}
 	// Counted before the upgrade, under gate, so shutdown's Wait never races an Add.
@@ -380,6 +381,11 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, err := s.devIssuer.Issue(user, device, DevTokenTTL)
+	var idErr *schemas.IDError
+	if errors.As(err, &idErr) {
+		writeError(w, http.StatusBadRequest, idErr.Code, idErr.Error())
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, pb.ErrorCode_ERROR_CODE_INTERNAL, err.Error())
 		return

@@ -13,8 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-im/parley/gateway"
-	"github.com/parley-im/parley/gateway/auth"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 	"github.com/parley-im/parley/testenv"
 )
 
@@ -64,11 +64,11 @@ func TestServerDevTokensOffByDefault(t *testing.T) {
 func TestServerConfigRefused(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]gateway.Config{
-		"no seeds":             {Auth: auth.Config{HMACSecret: make([]byte, 32)}},
+		"no seeds":             {Auth: token.Config{HMACSecret: make([]byte, 32)}},
 		"no key":               {Seeds: []string{"x:1"}},
-		"dev tokens, no hmac":  {Seeds: []string{"x:1"}, DevTokens: true, Auth: auth.Config{PublicKeyPEM: []byte("x")}},
-		"ping after idle":      {Seeds: []string{"x:1"}, Auth: auth.Config{HMACSecret: make([]byte, 32)}, Limits: gateway.Limits{PingInterval: time.Minute}},
-		"message above frames": {Seeds: []string{"x:1"}, Auth: auth.Config{HMACSecret: make([]byte, 32)}, Limits: gateway.Limits{MaxMessageBytes: 1 << 20}},
+		"dev tokens, no hmac":  {Seeds: []string{"x:1"}, DevTokens: true, Auth: token.Config{PublicKeyPEM: []byte("x")}},
+		"ping after idle":      {Seeds: []string{"x:1"}, Auth: token.Config{HMACSecret: make([]byte, 32)}, Limits: gateway.Limits{PingInterval: time.Minute}},
+		"message above frames": {Seeds: []string{"x:1"}, Auth: token.Config{HMACSecret: make([]byte, 32)}, Limits: gateway.Limits{MaxMessageBytes: 1 << 20}},
 	} {
 		if _, err := gateway.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -110,7 +110,7 @@ func TestServerShutdown(t *testing.T) {
 	k := testenv.Kafka(t)
 	secret := make([]byte, 32)
 	srv, err := gateway.New(gateway.Config{Seeds: k.Seeds, CommandsTopic: k.Topic("commands", 12), EventsTopic: k.Topic("events", 12),
-		Auth: auth.Config{HMACSecret: secret}, Logger: testLogger(t)})
+		Auth: token.Config{HMACSecret: secret}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestServerShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	iss, _ := auth.NewDevIssuer(auth.Config{HMACSecret: secret})
+	iss, _ := token.NewDevIssuer(token.Config{HMACSecret: secret})
 	tok, _ := iss.Issue("alice", "phone", time.Hour)
 	conn, _, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/v1/ws", http.Header{"Authorization": {"Bearer " + tok}})
 	if err != nil {

@@ -47,7 +47,7 @@ type stmt struct {
 
 // planner is a view: it turns an event into the statements that apply it.
 // Most views need only the event; the inbox reads the conversation's title
-// and members (see view_inbox.go), hence the session.
+// and members (see inbox_table.go), hence the session.
 type planner interface {
 	plan(ctx context.Context, s *gocql.Session, ev *event) ([]stmt, error)
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // conversationRoutes are every route that reads one conversation; all of
@@ -28,22 +28,22 @@ func conversationRoutes(id string) []string {
 
 func TestAccess(t *testing.T) {
 	f := newFixture(t)
-	f.conversation("g:club", "group", "Club", "alice", "bob", "carol")
-	f.timeline("g:club", 1, 3, "alice", nil)
-	f.remove("g:club", "carol", 4)
+	f.conversation(gid("club"), "group", "Club", "alice", "bob", "carol")
+	f.timeline(gid("club"), 1, 3, "alice", nil)
+	f.remove(gid("club"), "carol", 4)
 
-	for _, path := range conversationRoutes("g:club") {
+	for _, path := range conversationRoutes(gid("club")) {
 		if code, body := f.get("alice", path); code != http.StatusOK {
 			t.Errorf("member: GET %s: %d %s", path, code, body)
 		}
 	}
-	for _, path := range conversationRoutes("g:club") {
+	for _, path := range conversationRoutes(gid("club")) {
 		f.wantError(f.token("mallory"), path, http.StatusForbidden, "NOT_MEMBER")
 		f.wantError(f.token("carol"), path, http.StatusForbidden, "NOT_MEMBER") // removed
 	}
 	// A conversation that does not exist looks the same as one the caller is
 	// not in.
-	for _, path := range conversationRoutes("g:nope") {
+	for _, path := range conversationRoutes(gid("nope")) {
 		f.wantError(f.token("alice"), path, http.StatusForbidden, "NOT_MEMBER")
 	}
 	var p inboxPage
@@ -55,10 +55,10 @@ func TestAccess(t *testing.T) {
 	t.Run("Unauthenticated", func(t *testing.T) {
 		other := make([]byte, 32)
 		_, _ = rand.Read(other)
-		forged, _ := mustIssuer(t, auth.Config{HMACSecret: other, Issuer: "parley-test", Audience: "parley"}).Issue("alice", "", time.Hour)
-		wrongAud, _ := mustIssuer(t, auth.Config{HMACSecret: f.authCfg.HMACSecret, Issuer: "parley-test", Audience: "elsewhere"}).Issue("alice", "", time.Hour)
+		forged, _ := mustIssuer(t, token.Config{HMACSecret: other, Issuer: "parley-test", Audience: "parley"}).Issue("alice", "", time.Hour)
+		wrongAud, _ := mustIssuer(t, token.Config{HMACSecret: f.authCfg.HMACSecret, Issuer: "parley-test", Audience: "elsewhere"}).Issue("alice", "", time.Hour)
 		expired, _ := f.issuer.Issue("alice", "", -time.Hour)
-		paths := append(conversationRoutes("g:club"), "/v1/inbox", "/v1/unread")
+		paths := append(conversationRoutes(gid("club")), "/v1/inbox", "/v1/unread")
 		for _, tok := range []string{"", "not-a-jwt", forged, wrongAud, expired} {
 			for _, path := range paths {
 				f.wantError(tok, path, http.StatusUnauthorized, "UNAUTHENTICATED")
@@ -147,16 +147,16 @@ func TestAccess(t *testing.T) {
 
 func TestConversation(t *testing.T) {
 	f := newFixture(t)
-	f.conversation("g:team", "group", "Team", "alice", "bob", "carol")
-	f.timeline("g:team", 1, 12, "bob", nil)
-	f.marks("g:team", "alice", 10, 12)
-	f.marks("g:team", "bob", 12, 12)
-	f.remove("g:team", "carol", 13)
+	f.conversation(gid("team"), "group", "Team", "alice", "bob", "carol")
+	f.timeline(gid("team"), 1, 12, "bob", nil)
+	f.marks(gid("team"), "alice", 10, 12)
+	f.marks(gid("team"), "bob", 12, 12)
+	f.remove(gid("team"), "carol", 13)
 
 	var c conversationView
-	f.getJSON("bob", "/v1/conversations/g:team", &c)
+	f.getJSON("bob", "/v1/conversations/"+gid("team"), &c)
 	want := conversationView{
-		ConversationID: "g:team", Kind: "group", Title: "Team", CreatorUserID: "alice", CreatedAt: t0,
+		ConversationID: gid("team"), Kind: "group", Title: "Team", CreatorUserID: "alice", CreatedAt: t0,
 		LastSeq: 12, LastActivity: t0.Add(12 * time.Second), Preview: &preview{Seq: 12, Sender: "bob", Text: "m12"},
 		Members: []memberItem{
 			{UserID: "alice", Role: "owner", ReadSeq: 10, DeliveredSeq: 12},
@@ -168,8 +168,8 @@ func TestConversation(t *testing.T) {
 	}
 
 	var r receiptsView
-	f.getJSON("alice", "/v1/conversations/g:team/receipts", &r)
-	wantR := receiptsView{ConversationID: "g:team", Receipts: []receiptItem{
+	f.getJSON("alice", "/v1/conversations/"+gid("team")+"/receipts", &r)
+	wantR := receiptsView{ConversationID: gid("team"), Receipts: []receiptItem{
 		{UserID: "alice", ReadSeq: 10, DeliveredSeq: 12}, {UserID: "bob", ReadSeq: 12, DeliveredSeq: 12}}}
 	if g, w := jsonOf(t, r), jsonOf(t, wantR); g != w {
 		t.Errorf("receipts\n got %s\nwant %s", g, w)
@@ -177,25 +177,25 @@ func TestConversation(t *testing.T) {
 
 	// Percent-encoded ids (clients may escape the ':') name the same
 	// conversation.
-	if code, body := f.get("alice", "/v1/conversations/g%3Ateam/receipts"); code != http.StatusOK || !strings.Contains(string(body), `"g:team"`) {
+	if code, body := f.get("alice", "/v1/conversations/"+strings.Replace(gid("team"), ":", "%3A", 1)+"/receipts"); code != http.StatusOK || !strings.Contains(string(body), `"`+gid("team")+`"`) {
 		t.Errorf("escaped id: %d %s", code, body)
 	}
 
 	// A member whose conversation row the projector has not written yet
 	// learns that it is missing; others still only see NOT_MEMBER.
-	f.exec(`INSERT INTO members (conversation_id, user_id, role, joined_seq, read_seq, delivered_seq, removed) VALUES ('g:half', 'alice', 'member', 0, 0, 0, false)`)
-	f.wantError(f.token("alice"), "/v1/conversations/g:half", http.StatusNotFound, "NOT_FOUND")
-	f.wantError(f.token("bob"), "/v1/conversations/g:half", http.StatusForbidden, "NOT_MEMBER")
+	f.exec(`INSERT INTO members (conversation_id, user_id, role, joined_seq, read_seq, delivered_seq, removed) VALUES (?, 'alice', 'member', 0, 0, 0, false)`, gid("half"))
+	f.wantError(f.token("alice"), "/v1/conversations/"+gid("half"), http.StatusNotFound, "NOT_FOUND")
+	f.wantError(f.token("bob"), "/v1/conversations/"+gid("half"), http.StatusForbidden, "NOT_MEMBER")
 	var p messagePage
-	f.getJSON("alice", "/v1/conversations/g:half/messages", &p)
+	f.getJSON("alice", "/v1/conversations/"+gid("half")+"/messages", &p)
 	if len(p.Messages) != 0 || p.HasMore || string(mustJSON(t, p.Messages)) != "[]" {
 		t.Errorf("messages of an unprojected conversation: %+v", p)
 	}
 }
 
-func mustIssuer(t *testing.T, c auth.Config) *auth.DevIssuer {
+func mustIssuer(t *testing.T, c token.Config) *token.DevIssuer {
 	t.Helper()
-	i, err := auth.NewDevIssuer(c)
+	i, err := token.NewDevIssuer(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,19 +2,23 @@ package query
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/projector"
 )
 
-// store owns every CQL statement of the package. All reads are
-// single-partition; none uses driver page state across requests.
+// store reads the views of one keyspace through the projector's table
+// readers, which own every view table's CQL; it only maps their errors to
+// UNAVAILABLE. All reads are single-partition; none uses driver page state
+// across requests.
 type store struct {
 	session  *gocql.Session
 	keyspace string
+	tables   *projector.Tables
 }
 
 func openSession(hosts []string, keyspace string) (*gocql.Session, error) {
@@ -31,50 +35,21 @@ func openSession(hosts []string, keyspace string) (*gocql.Session, error) {
 	return s, nil
 }
 
-type conversationRow struct {
-	ID                 string
-	Kind, Title        string
-	CreatorUserID      string
-	CreatedAt          time.Time
-	LastSeq            int64
-	UpdatedAt          time.Time
-	LastMessageSeq     int64
-	LastMessagePreview string
-	LastMessageSender  string
-}
-
-// lastActivity is when the conversation last changed: the time of the event
-// at last_seq, or its creation when nothing happened since.
-func (c *conversationRow) lastActivity() time.Time {
-	if !c.UpdatedAt.IsZero() {
-		return c.UpdatedAt
+func newStore(session *gocql.Session, keyspace string) (*store, error) {
+	t, err := projector.NewTables(session, keyspace)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
 	}
-	return c.CreatedAt
+	return &store{session: session, keyspace: keyspace, tables: t}, nil
 }
 
-type memberRow struct {
-	UserID                           string
-	Role                             string
-	JoinedSeq, ReadSeq, DeliveredSeq int64
-	Removed                          bool
-}
-
-type inboxRow struct {
-	ConversationID string
-	Kind, Title    string
-	JoinedSeq      int64
-	Removed        bool
-}
-
-type messageRow struct {
-	Seq                        int64
-	Type                       string
-	ActorUserID, ActorDeviceID string
-	ClientMsgID, ContentType   string
-	Text                       string
-	OccurredAt                 time.Time
-	Event                      []byte
-}
+// The rows query serves, as the tables' owner reads them.
+type (
+	conversationRow = projector.Conversation
+	memberRow       = projector.Member
+	inboxRow        = projector.InboxEntry
+	messageRow      = projector.Message
+)
 
 func storeErr(op string, err error) error {
 	if err == nil {
@@ -90,86 +65,54 @@ func (s *store) ping(ctx context.Context) error {
 
 // conversation returns the conversations row of id; ok is false when there
 // is none.
-func (s *store) conversation(ctx context.Context, id string) (c conversationRow, ok bool, err error) {
-	c.ID = id
-	err = s.session.Query(`SELECT kind, title, creator_user_id, created_at, last_seq, updated_at,
-		last_message_seq, last_message_preview, last_message_sender
-		FROM conversations WHERE conversation_id = ?`, id).ScanContext(ctx,
-		&c.Kind, &c.Title, &c.CreatorUserID, &c.CreatedAt, &c.LastSeq, &c.UpdatedAt,
-		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return c, false, nil
-	}
-	return c, err == nil, storeErr("read conversations", err)
+func (s *store) conversation(ctx context.Context, id string) (conversationRow, bool, error) {
+	c, ok, err := s.tables.Conversation(ctx, id)
+	return c, ok, storeErr("read conversations", err)
 }
 
-const memberColumns = "user_id, role, joined_seq, read_seq, delivered_seq, removed"
-
-func scanMember(sc interface{ Scan(...any) bool }, m *memberRow) bool {
-	return sc.Scan(&m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed)
+// isMember is the membership check (projector.Tables.IsMember).
+func (s *store) isMember(ctx context.Context, id, user string) (bool, error) {
+	ok, err := s.tables.IsMember(ctx, id, user)
+	return ok, storeErr("read members", err)
 }
 
 // member returns user's members row in conversation id; ok is false when
 // there is none.
-func (s *store) member(ctx context.Context, id, user string) (m memberRow, ok bool, err error) {
-	err = s.session.Query("SELECT "+memberColumns+" FROM members WHERE conversation_id = ? AND user_id = ?", id, user).
-		ScanContext(ctx, &m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return m, false, nil
-	}
-	return m, err == nil, storeErr("read members", err)
+func (s *store) member(ctx context.Context, id, user string) (memberRow, bool, error) {
+	m, ok, err := s.tables.Member(ctx, id, user)
+	return m, ok, storeErr("read members", err)
 }
 
 // members returns every members row of conversation id, current and former,
 // ordered by user id.
 func (s *store) members(ctx context.Context, id string) ([]memberRow, error) {
-	iter := s.session.Query("SELECT "+memberColumns+" FROM members WHERE conversation_id = ?", id).IterContext(ctx)
-	var out []memberRow
-	var m memberRow
-	for scanMember(iter, &m) {
-		out = append(out, m)
-		m = memberRow{}
-	}
-	return out, storeErr("read members", iter.Close())
+	rows, err := s.tables.Members(ctx, id)
+	return rows, storeErr("read members", err)
 }
 
 // inbox returns every inbox row of user, including removed ones.
 func (s *store) inbox(ctx context.Context, user string) ([]inboxRow, error) {
-	iter := s.session.Query("SELECT conversation_id, kind, title, joined_seq, removed FROM inbox WHERE user_id = ?", user).IterContext(ctx)
-	var out []inboxRow
-	var r inboxRow
-	for iter.Scan(&r.ConversationID, &r.Kind, &r.Title, &r.JoinedSeq, &r.Removed) {
-		out = append(out, r)
-		r = inboxRow{}
-	}
-	return out, storeErr("read inbox", iter.Close())
+	rows, err := s.tables.Inbox(ctx, user)
+	return rows, storeErr("read inbox", err)
 }
 
-const messageColumns = "seq, type, actor_user_id, actor_device_id, client_msg_id, content_type, text, occurred_at, event"
-
-// messagesBefore returns up to limit rows of one bucket with seq < before,
-// newest first (the table's clustering order).
-func (s *store) messagesBefore(ctx context.Context, id string, bucket, before int64, limit int) ([]messageRow, error) {
-	return s.messages(ctx, "SELECT "+messageColumns+" FROM messages WHERE conversation_id = ? AND bucket = ? AND seq < ? LIMIT ?",
-		id, bucket, before, limit)
+// messagesBefore is the bucket walk down: up to limit rows with seq <
+// before, newest first.
+func (s *store) messagesBefore(ctx context.Context, id string, before, lastSeq int64, limit int) ([]messageRow, error) {
+	rows, err := s.tables.MessagesBefore(ctx, id, before, lastSeq, limit)
+	return rows, storeErr("read messages", err)
 }
 
-// messagesAfter returns up to limit rows of one bucket with seq > after,
+// messagesAfter is the bucket walk up: up to limit rows with seq > after,
 // oldest first.
-func (s *store) messagesAfter(ctx context.Context, id string, bucket, after int64, limit int) ([]messageRow, error) {
-	return s.messages(ctx, "SELECT "+messageColumns+" FROM messages WHERE conversation_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
-		id, bucket, after, limit)
+func (s *store) messagesAfter(ctx context.Context, id string, after, lastSeq int64, limit int) ([]messageRow, error) {
+	rows, err := s.tables.MessagesAfter(ctx, id, after, lastSeq, limit, false)
+	return rows, storeErr("read messages", err)
 }
 
-func (s *store) messages(ctx context.Context, stmt string, args ...any) ([]messageRow, error) {
-	iter := s.session.Query(stmt, args...).IterContext(ctx)
-	var out []messageRow
-	var m messageRow
-	for iter.Scan(&m.Seq, &m.Type, &m.ActorUserID, &m.ActorDeviceID, &m.ClientMsgID, &m.ContentType, &m.Text, &m.OccurredAt, &m.Event) {
-		out = append(out, m)
-		m = messageRow{}
-	}
-	return out, storeErr("read messages", iter.Close())
+// check reads one row of every view (projector.Tables.Check).
+func (s *store) check(ctx context.Context) error {
+	return s.tables.Check(ctx)
 }
 
 // fanOutWorkers bounds the concurrent single-partition reads of one inbox or

@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // Page sizes. A limit above the cap is refused (INVALID_ARGUMENT) rather than
@@ -32,7 +32,7 @@ type Config struct {
 	// Keyspace holds the views (default "parley").
 	Keyspace string
 	// Auth says how bearer JWTs are verified (sub = user id).
-	Auth auth.Config
+	Auth token.Config
 	// Logger defaults to discarding everything.
 	Logger *slog.Logger
 	// Registerer receives the request metrics; /metrics serves it when it is

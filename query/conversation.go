@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 type memberItem struct {
@@ -60,8 +60,12 @@ func (s *Server) currentMembers(r *http.Request, conv, user string) ([]memberRow
 	return cur, nil
 }
 
-func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	conv := r.PathValue("id")
+func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id token.Identity) {
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {
 		s.fail(w, r, err)
@@ -80,7 +84,7 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id a
 	}
 	v := conversationView{
 		ConversationID: conv, Kind: c.Kind, Title: c.Title, CreatorUserID: c.CreatorUserID,
-		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, LastActivity: c.lastActivity().UTC(),
+		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, LastActivity: c.LastActivity().UTC(),
 		Preview: previewOf(&c), Members: make([]memberItem, 0, len(members)),
 	}
 	for _, m := range members {
@@ -89,8 +93,12 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id a
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	conv := r.PathValue("id")
+func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request, id token.Identity) {
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {
 		s.fail(w, r, err)

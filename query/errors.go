@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -21,6 +22,8 @@ var (
 	codeUnavailable     = codeName(parleyv1.ErrorCode_ERROR_CODE_UNAVAILABLE)
 	codeInternal        = codeName(parleyv1.ErrorCode_ERROR_CODE_INTERNAL)
 	codeUnsupported     = codeName(parleyv1.ErrorCode_ERROR_CODE_UNSUPPORTED)
+	codeInvalidID       = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_ID)
+	codeInvalidCursor   = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_CURSOR)
 )
 
 func codeName(c parleyv1.ErrorCode) string {
@@ -64,25 +67,39 @@ type errorDetail struct {
 }
 
 // fail answers r with err, mapped to its status and code, and logs faults.
+// A log line names the route pattern, never the request's path or query,
+// which the client chose and may make as long as the server accepts.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	var se *storeError
+	var ie *schemas.IDError
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &ie):
+		ae = &apiError{http.StatusBadRequest, codeName(ie.Code), ie.Error()}
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
 		ae = &apiError{http.StatusServiceUnavailable, codeUnavailable, "request canceled"}
 	case errors.As(err, &se), errors.Is(err, context.DeadlineExceeded):
-		s.log.WarnContext(r.Context(), "cassandra read failed", "path", r.URL.Path, "err", err)
+		s.log.WarnContext(r.Context(), "cassandra read failed", "route", routeOf(r), "err", err)
 		ae = &apiError{http.StatusServiceUnavailable, codeUnavailable, "the view store is unavailable; retry later"}
 	default:
-		s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "request failed", "route", routeOf(r), "err", err)
 		ae = &apiError{http.StatusInternalServerError, codeInternal, "internal error"}
 	}
 	if ae.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
 	}
 	writeJSON(w, ae.status, errorBody{errorDetail{Code: ae.code, Message: ae.message}})
+}
+
+// routeOf names r's endpoint for a log line: its mux pattern, or the clipped
+// path when no pattern matched.
+func routeOf(r *http.Request) string {
+	if r.Pattern != "" && r.Pattern != "/" {
+		return r.Pattern
+	}
+	return schemas.Clip(r.URL.Path)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -3,12 +3,14 @@ package query
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,9 +20,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 	"github.com/parley-im/parley/testenv"
 )
 
@@ -33,8 +35,8 @@ type fixture struct {
 	srv      *Server
 	handler  http.Handler
 	db       *gocql.Session
-	issuer   *auth.DevIssuer
-	authCfg  auth.Config
+	issuer   *token.DevIssuer
+	authCfg  token.Config
 	cass     *testenv.CassandraEnv
 	registry *prometheus.Registry
 }
@@ -50,8 +52,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	ac := auth.Config{HMACSecret: secret, Issuer: "parley-test", Audience: "parley"}
-	issuer, err := auth.NewDevIssuer(ac)
+	ac := token.Config{HMACSecret: secret, Issuer: "parley-test", Audience: "parley"}
+	issuer, err := token.NewDevIssuer(ac)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +145,17 @@ func (f *fixture) timeline(id string, from, to int64, sender string, notices map
 		f.exec(`UPDATE conversations SET last_message_seq = ?, last_message_preview = ?, last_message_sender = ? WHERE conversation_id = ?`,
 			lastMsg, "m"+itoa(lastMsg), sender, id)
 	}
+}
+
+// gid is a group conversation id of the documented form named after name
+// (at most 16 bytes), so tests read well: "g:" + the hex of name padded with
+// zeros to 32 digits. Ids sort as their names do.
+func gid(name string) string {
+	if len(name) > schemas.ConversationIDHexDigits/2 {
+		panic("gid: name over 16 bytes: " + name)
+	}
+	h := hex.EncodeToString([]byte(name))
+	return "g:" + h + strings.Repeat("0", schemas.ConversationIDHexDigits-len(h))
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -4,14 +4,13 @@ import (
 	"context"
 	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // History pages are keyset pages on seq that walk the messages buckets
@@ -40,21 +39,12 @@ type messagePage struct {
 	NextAfter  int64         `json:"next_after,omitempty"`
 }
 
-// parseSeq reads an optional seq parameter that must be at least minSeq.
-func parseSeq(r *http.Request, name string, minSeq int64) (seq int64, set bool, err error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return 0, false, nil
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token.Identity) {
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < minSeq {
-		return 0, false, invalidArgument(name + " must be an integer seq of at least " + strconv.FormatInt(minSeq, 10))
-	}
-	return n, true, nil
-}
-
-func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	conv := r.PathValue("id")
 	limit, err := parseLimit(r, s.cfg.MaxPageSize, s.cfg.MaxPageSize)
 	if err != nil {
 		s.fail(w, r, err)
@@ -71,7 +61,8 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.
 		return
 	}
 	if hasBefore && hasAfter {
-		s.fail(w, r, invalidArgument("give at most one of before and after"))
+		s.fail(w, r, &schemas.IDError{Code: parleyv1.ErrorCode_ERROR_CODE_INVALID_CURSOR, Field: "before, after",
+			Message: "give at most one of before and after"})
 		return
 	}
 	ctx := r.Context()
@@ -86,7 +77,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.
 		defer close(cDone)
 		c, _, cErr = s.db(ctx).conversation(ctx, conv)
 	}()
-	_, mErr := s.requireMember(ctx, conv, id.UserID)
+	mErr := s.requireMember(ctx, conv, id.UserID)
 	<-cDone
 	if mErr != nil {
 		s.fail(w, r, mErr)
@@ -96,18 +87,16 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.
 		s.fail(w, r, cErr)
 		return
 	}
-	top := schemas.Bucket(max(c.LastSeq, 0))
-
 	// Ask for one more row than the page holds to learn whether there is
 	// another page without a second round trip.
 	var rows []messageRow
 	if hasAfter {
-		rows, err = s.walkUp(ctx, conv, after, top, limit+1)
+		rows, err = s.db(ctx).messagesAfter(ctx, conv, after, c.LastSeq, limit+1)
 	} else {
 		if !hasBefore {
 			before = math.MaxInt64
 		}
-		rows, err = s.walkDown(ctx, conv, before, top, limit+1)
+		rows, err = s.db(ctx).messagesBefore(ctx, conv, before, c.LastSeq, limit+1)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -130,37 +119,6 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id auth.
 	writeJSON(w, http.StatusOK, page)
 }
 
-// walkDown returns up to want rows with seq < before, newest first, from
-// bucket min(Bucket(before-1), top) down to bucket 0.
-func (s *Server) walkDown(ctx context.Context, conv string, before, top int64, want int) ([]messageRow, error) {
-	var out []messageRow
-	for b := min(schemas.Bucket(before-1), top); b >= 0 && len(out) < want; b-- {
-		rows, err := s.db(ctx).messagesBefore(ctx, conv, b, before, want-len(out))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
-}
-
-// walkUp returns up to want rows with seq > after, oldest first, from bucket
-// Bucket(after+1) up to top.
-func (s *Server) walkUp(ctx context.Context, conv string, after, top int64, want int) ([]messageRow, error) {
-	var out []messageRow
-	if after == math.MaxInt64 {
-		return nil, nil
-	}
-	for b := schemas.Bucket(after + 1); b <= top && len(out) < want; b++ {
-		rows, err := s.db(ctx).messagesAfter(ctx, conv, b, after, want-len(out))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
-}
-
 // item turns a messages row into its JSON form. Notices carry the members
 // they are about, which live only in the event blob.
 func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageItem {
@@ -176,7 +134,7 @@ func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageIt
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
 		var e parleyv1.Event
 		if err := proto.Unmarshal(m.Event, &e); err != nil {
-			s.log.WarnContext(ctx, "undecodable event blob in messages", "conversation_id", conv, "seq", m.Seq, "err", err)
+			s.log.WarnContext(ctx, "undecodable event blob in messages", "conversation_id", schemas.Clip(conv), "seq", m.Seq, "err", err)
 			break
 		}
 		switch b := e.Body.(type) {

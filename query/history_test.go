@@ -3,6 +3,7 @@ package query
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,16 +25,16 @@ func TestHistory(t *testing.T) {
 	}
 	f := newFixture(t)
 	const n = 1500
-	f.conversation("g:big", "group", "Big", "alice", "bob")
+	f.conversation(gid("big"), "group", "Big", "alice", "bob")
 	start := time.Now()
-	f.timeline("g:big", 1, n, "bob", nil)
+	f.timeline(gid("big"), 1, n, "bob", nil)
 	t.Logf("wrote %d messages in %v", n, time.Since(start))
 
 	t.Run("Backward", func(t *testing.T) {
 		seen := make([]int, n+1)
 		next, pages := int64(0), 0
 		for {
-			path := "/v1/conversations/g:big/messages?limit=200"
+			path := "/v1/conversations/" + gid("big") + "/messages?limit=200"
 			if next != 0 {
 				path += fmt.Sprintf("&before=%d", next)
 			}
@@ -68,7 +69,7 @@ func TestHistory(t *testing.T) {
 		after, pages := int64(0), 0
 		for {
 			var p messagePage
-			f.getJSON("alice", fmt.Sprintf("/v1/conversations/g:big/messages?limit=200&after=%d", after), &p)
+			f.getJSON("alice", fmt.Sprintf("/v1/conversations/"+gid("big")+"/messages?limit=200&after=%d", after), &p)
 			pages++
 			for i, m := range p.Messages {
 				seen[m.Seq]++
@@ -110,13 +111,13 @@ func TestHistory(t *testing.T) {
 		}
 		for _, c := range cases {
 			var p messagePage
-			f.getJSON("alice", "/v1/conversations/g:big/messages?"+c.query, &p)
+			f.getJSON("alice", "/v1/conversations/"+gid("big")+"/messages?"+c.query, &p)
 			if fmt.Sprint(seqsOf(p)) != fmt.Sprint(c.want) || p.HasMore != c.hasMore {
 				t.Errorf("%s: %v has_more %v, want %v %v", c.query, seqsOf(p), p.HasMore, c.want, c.hasMore)
 			}
 		}
 		var p messagePage
-		f.getJSON("alice", "/v1/conversations/g:big/messages", &p)
+		f.getJSON("alice", "/v1/conversations/"+gid("big")+"/messages", &p)
 		if len(p.Messages) != 200 || p.Messages[0].Seq != n || !p.HasMore || p.NextBefore != n-199 {
 			t.Errorf("default page: %d items from %d, has_more %v next_before %d", len(p.Messages), p.Messages[0].Seq, p.HasMore, p.NextBefore)
 		}
@@ -132,21 +133,24 @@ func TestHistory(t *testing.T) {
 
 	t.Run("BadParameters", func(t *testing.T) {
 		tok := f.token("alice")
-		for _, q := range []string{"limit=201", "limit=0", "limit=-1", "limit=x", "before=0", "before=x", "after=-1",
-			"before=5&after=2", "after=99999999999999999999"} {
-			f.wantError(tok, "/v1/conversations/g:big/messages?"+q, http.StatusBadRequest, "INVALID_ARGUMENT")
+		for _, q := range []string{"limit=201", "limit=0", "limit=-1", "limit=x", "limit=" + strings.Repeat("9", 70000)} {
+			f.wantError(tok, "/v1/conversations/"+gid("big")+"/messages?"+q, http.StatusBadRequest, "INVALID_ARGUMENT")
+		}
+		for _, q := range []string{"before=0", "before=-3", "before=x", "before=1.5", "after=-1", "after=0x10",
+			"before=5&after=2", "after=99999999999999999999", "before=" + strings.Repeat("1", 70000)} {
+			f.wantError(tok, "/v1/conversations/"+gid("big")+"/messages?"+q, http.StatusBadRequest, "INVALID_CURSOR")
 		}
 	})
 
 	t.Run("Notices", func(t *testing.T) {
-		f.conversation("g:n", "group", "N", "alice", "bob")
+		f.conversation(gid("n"), "group", "N", "alice", "bob")
 		added := &parleyv1.Event{ActorUserId: "alice", ActorDeviceId: "alice-phone",
 			Body: &parleyv1.Event_MembersAdded{MembersAdded: &parleyv1.MembersAdded{UserIds: []string{"carol", "dave"}}}}
 		left := &parleyv1.Event{ActorUserId: "dave", ActorDeviceId: "dave-phone",
 			Body: &parleyv1.Event_MemberRemoved{MemberRemoved: &parleyv1.MemberRemoved{UserId: "dave", Reason: parleyv1.MemberRemovedReason_MEMBER_REMOVED_REASON_LEFT}}}
-		f.timeline("g:n", 1, 3, "bob", map[int64]*parleyv1.Event{2: added, 3: left})
+		f.timeline(gid("n"), 1, 3, "bob", map[int64]*parleyv1.Event{2: added, 3: left})
 		var p messagePage
-		f.getJSON("alice", "/v1/conversations/g:n/messages", &p)
+		f.getJSON("alice", "/v1/conversations/"+gid("n")+"/messages", &p)
 		if len(p.Messages) != 3 || p.HasMore {
 			t.Fatalf("page %+v", p)
 		}

@@ -3,14 +3,11 @@ package query
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // The inbox is computed on read: inbox rows change only with membership, so
@@ -55,46 +52,12 @@ type unreadTotals struct {
 
 func unread(lastSeq, readSeq int64) int64 { return max(0, lastSeq-readSeq) }
 
-// inboxCursor is the keyset position after the last item of a page: pages
-// are ordered by activity (newest first), then conversation id.
-type inboxCursor struct {
-	ActivityMS int64  `json:"a"`
-	ID         string `json:"c"`
-}
-
-func (c inboxCursor) encode() string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeInboxCursor(s string) (inboxCursor, error) {
-	var c inboxCursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil || c.ID == "" {
-		return c, invalidArgument("invalid cursor")
-	}
-	return c, nil
-}
-
 // compareInbox orders newest activity first, then by conversation id.
 func compareInbox(aMS int64, aID string, bMS int64, bID string) int {
 	if c := cmp.Compare(bMS, aMS); c != 0 {
 		return c
 	}
 	return cmp.Compare(aID, bID)
-}
-
-// parseLimit reads the limit parameter: def when absent, else 1..max.
-func parseLimit(r *http.Request, def, maxLimit int) (int, error) {
-	v := r.URL.Query().Get("limit")
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > maxLimit {
-		return 0, invalidArgument("limit must be an integer from 1 to " + strconv.Itoa(maxLimit))
-	}
-	return n, nil
 }
 
 // activeConversations returns the user's current conversations with their
@@ -139,7 +102,7 @@ func (s *Server) activeConversations(ctx context.Context, user string, withReadS
 	return convs, readSeqs, err
 }
 
-func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	limit, err := parseLimit(r, s.cfg.inboxDefaultLimit(), s.cfg.MaxPageSize)
 	if err != nil {
 		s.fail(w, r, err)
@@ -161,12 +124,12 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Ide
 		return
 	}
 	slices.SortFunc(convs, func(a, b conversationRow) int {
-		return compareInbox(a.lastActivity().UnixMilli(), a.ID, b.lastActivity().UnixMilli(), b.ID)
+		return compareInbox(a.LastActivity().UnixMilli(), a.ID, b.LastActivity().UnixMilli(), b.ID)
 	})
 	start := 0
 	if after != nil {
 		start, _ = slices.BinarySearchFunc(convs, *after, func(c conversationRow, k inboxCursor) int {
-			if x := compareInbox(c.lastActivity().UnixMilli(), c.ID, k.ActivityMS, k.ID); x != 0 {
+			if x := compareInbox(c.LastActivity().UnixMilli(), c.ID, k.ActivityMS, k.ID); x != 0 {
 				return x
 			}
 			return -1 // the cursor's own item belongs to the previous page
@@ -183,7 +146,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Ide
 		}
 		items[i] = inboxItem{
 			ConversationID: c.ID, Kind: c.Kind, Title: c.Title,
-			LastSeq: c.LastSeq, LastActivity: c.lastActivity().UTC(), Preview: previewOf(c),
+			LastSeq: c.LastSeq, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c),
 			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq),
 		}
 		return nil
@@ -195,12 +158,12 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id auth.Ide
 	resp := inboxPage{Conversations: items}
 	if end < len(convs) && len(page) > 0 {
 		last := page[len(page)-1]
-		resp.NextCursor = inboxCursor{ActivityMS: last.lastActivity().UnixMilli(), ID: last.ID}.encode()
+		resp.NextCursor = inboxCursor{ActivityMS: last.LastActivity().UnixMilli(), ID: last.ID}.encode()
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	ctx := r.Context()
 	convs, readSeqs, err := s.activeConversations(ctx, id.UserID, true)
 	if err != nil {

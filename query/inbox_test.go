@@ -6,31 +6,35 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-im/parley/schemas"
 )
 
 func TestInbox(t *testing.T) {
 	f := newFixture(t)
+	dd := schemas.DirectConversationID("alice", "carol")
 	// alice is in five conversations; their activity (t0 + last seq
 	// seconds) orders them d, b, c (tie with b's neighbour e, broken by
 	// id), a with no timeline, and a removed one that must not show.
-	f.conversation("g:a", "group", "A", "alice", "bob")
-	f.conversation("g:b", "group", "B", "bob", "alice")
-	f.conversation("g:c", "group", "C", "alice")
-	f.conversation("d:d", "direct", "", "alice", "carol")
-	f.conversation("g:e", "group", "E", "alice", "bob")
-	f.conversation("g:gone", "group", "Gone", "alice", "bob")
-	f.timeline("g:b", 1, 7, "bob", nil)
-	f.timeline("g:c", 1, 5, "alice", nil)
-	f.timeline("d:d", 1, 9, "carol", nil)
-	f.timeline("g:e", 1, 5, "bob", nil)
-	f.timeline("g:gone", 1, 20, "bob", nil)
-	f.marks("g:b", "alice", 3, 7)
-	f.marks("g:c", "alice", 5, 5)
-	f.marks("d:d", "alice", 0, 9)
-	f.marks("g:e", "alice", 6, 6) // beyond last_seq: never negative
-	f.remove("g:gone", "alice", 21)
+	f.conversation(gid("a"), "group", "A", "alice", "bob")
+	f.conversation(gid("b"), "group", "B", "bob", "alice")
+	f.conversation(gid("c"), "group", "C", "alice")
+	f.conversation(dd, "direct", "", "alice", "carol")
+	f.conversation(gid("e"), "group", "E", "alice", "bob")
+	f.conversation(gid("gone"), "group", "Gone", "alice", "bob")
+	f.timeline(gid("b"), 1, 7, "bob", nil)
+	f.timeline(gid("c"), 1, 5, "alice", nil)
+	f.timeline(dd, 1, 9, "carol", nil)
+	f.timeline(gid("e"), 1, 5, "bob", nil)
+	f.timeline(gid("gone"), 1, 20, "bob", nil)
+	f.marks(gid("b"), "alice", 3, 7)
+	f.marks(gid("c"), "alice", 5, 5)
+	f.marks(dd, "alice", 0, 9)
+	f.marks(gid("e"), "alice", 6, 6) // beyond last_seq: never negative
+	f.remove(gid("gone"), "alice", 21)
 
 	var page inboxPage
 	f.getJSON("alice", "/v1/inbox", &page)
@@ -38,7 +42,7 @@ func TestInbox(t *testing.T) {
 	for _, c := range page.Conversations {
 		ids = append(ids, c.ConversationID)
 	}
-	want := []string{"d:d", "g:b", "g:c", "g:e", "g:a"}
+	want := []string{dd, gid("b"), gid("c"), gid("e"), gid("a")}
 	if !slices.Equal(ids, want) || page.NextCursor != "" {
 		t.Fatalf("inbox order %v (cursor %q), want %v and no cursor", ids, page.NextCursor, want)
 	}
@@ -46,23 +50,23 @@ func TestInbox(t *testing.T) {
 	for _, c := range page.Conversations {
 		byID[c.ConversationID] = c
 	}
-	wantUnread := map[string]int64{"d:d": 9, "g:b": 4, "g:c": 0, "g:e": 0, "g:a": 0}
+	wantUnread := map[string]int64{dd: 9, gid("b"): 4, gid("c"): 0, gid("e"): 0, gid("a"): 0}
 	for id, n := range wantUnread {
 		if byID[id].Unread != n {
 			t.Errorf("%s: unread %d, want %d (%+v)", id, byID[id].Unread, n, byID[id])
 		}
 	}
-	b := byID["g:b"]
+	b := byID[gid("b")]
 	if b.Kind != "group" || b.Title != "B" || b.LastSeq != 7 || b.ReadSeq != 3 ||
 		!b.LastActivity.Equal(t0.Add(7*time.Second)) || b.Preview == nil || *b.Preview != (preview{Seq: 7, Sender: "bob", Text: "m7"}) {
 		t.Errorf("g:b item %+v preview %+v", b, b.Preview)
 	}
-	if a := byID["g:a"]; a.Preview != nil || !a.LastActivity.Equal(t0) || a.LastSeq != 0 {
+	if a := byID[gid("a")]; a.Preview != nil || !a.LastActivity.Equal(t0) || a.LastSeq != 0 {
 		t.Errorf("g:a (no timeline) item %+v", a)
 	}
 	// The preview is omitted, not null, when there is no message.
 	_, raw := f.get("alice", "/v1/inbox")
-	if want := `"conversation_id":"g:a","kind":"group","title":"A","last_seq":0,"last_activity":"2025-03-01T12:00:00Z","read_seq":0,"unread":0}`; !bytes.Contains(raw, []byte(want)) {
+	if want := `"conversation_id":"` + gid("a") + `","kind":"group","title":"A","last_seq":0,"last_activity":"2025-03-01T12:00:00Z","read_seq":0,"unread":0}`; !bytes.Contains(raw, []byte(want)) {
 		t.Errorf("inbox JSON %s lacks %s", raw, want)
 	}
 
@@ -94,8 +98,12 @@ func TestInbox(t *testing.T) {
 
 	t.Run("BadParameters", func(t *testing.T) {
 		tok := f.token("alice")
-		for _, q := range []string{"limit=0", "limit=201", "limit=x", "cursor=%21%21", "cursor=e30"} {
+		for _, q := range []string{"limit=0", "limit=201", "limit=x"} {
 			f.wantError(tok, "/v1/inbox?"+q, http.StatusBadRequest, "INVALID_ARGUMENT")
+		}
+		for _, q := range []string{"cursor=%21%21", "cursor=e30", "cursor=" + strings.Repeat("e", 300),
+			"cursor=" + inboxCursor{ActivityMS: 1, ID: "g:club"}.encode()} {
+			f.wantError(tok, "/v1/inbox?"+q, http.StatusBadRequest, "INVALID_CURSOR")
 		}
 		var p inboxPage
 		f.getJSON("alice", "/v1/inbox?limit=200", &p)

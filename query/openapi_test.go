@@ -3,6 +3,7 @@ package query
 import (
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/parley-im/parley/schemas"
 )
 
 // TestOpenAPI checks openapi.yaml against the code: every served route is
@@ -31,7 +34,7 @@ func TestOpenAPI(t *testing.T) {
 	}
 	paths := obj(t, doc, "paths")
 	components := obj(t, doc, "components")
-	schemas := obj(t, components, "schemas")
+	defs := obj(t, components, "schemas")
 
 	s := &Server{cfg: Config{Registerer: prometheus.NewRegistry()}}
 	var served []string
@@ -78,19 +81,20 @@ func TestOpenAPI(t *testing.T) {
 				continue
 			}
 			schema := resolve(obj(t, obj(t, obj(t, resp, "content"), "application/json"), "schema"))
-			if !reflect.DeepEqual(schema, schemas["Error"]) {
+			if !reflect.DeepEqual(schema, defs["Error"]) {
 				t.Errorf("%s %s: not the Error shape", p, code)
 			}
 		}
 	}
 
 	// The error codes the server sends are exactly the documented enum.
-	errProps := obj(t, obj(t, obj(t, schemas, "Error"), "properties"), "error")
+	errProps := obj(t, obj(t, obj(t, defs, "Error"), "properties"), "error")
 	var enum []string
 	for _, c := range obj(t, obj(t, errProps, "properties"), "code")["enum"].([]any) {
 		enum = append(enum, c.(string))
 	}
-	codes := []string{codeUnauthenticated, codeNotMember, codeInvalidArgument, codeNotFound, codeUnavailable, codeInternal, codeUnsupported}
+	codes := []string{codeUnauthenticated, codeNotMember, codeInvalidArgument, codeInvalidID, codeInvalidCursor,
+		codeNotFound, codeUnavailable, codeInternal, codeUnsupported}
 	sort.Strings(enum)
 	sort.Strings(codes)
 	if !slices.Equal(enum, codes) {
@@ -111,13 +115,23 @@ func TestOpenAPI(t *testing.T) {
 		"Receipts":     reflect.TypeFor[receiptsView](),
 		"Health":       reflect.TypeFor[healthView](),
 	}
-	for name := range schemas {
+	for name := range defs {
 		if types[name] == nil {
 			t.Errorf("schema %s has no Go type in this test", name)
 		}
 	}
 	for name, typ := range types {
-		checkSchema(t, name, obj(t, schemas, name), typ, resolve)
+		checkSchema(t, name, obj(t, defs, name), typ, resolve)
+	}
+
+	// The documented id pattern accepts exactly what the edge accepts.
+	idSchema := obj(t, resolve(obj(t, obj(t, components, "parameters"), "ConversationID")), "schema")
+	pattern := regexp.MustCompile(idSchema["pattern"].(string))
+	for _, id := range []string{schemas.NewGroupConversationID(), schemas.DirectConversationID("a", "b"), gid("x"),
+		"g:1", "g:" + strings.Repeat("A", 32), "x:" + strings.Repeat("0", 32), "g:" + strings.Repeat("0", 33), ""} {
+		if pattern.MatchString(id) != (schemas.CheckConversationID("id", id) == nil) {
+			t.Errorf("id %q: documented pattern and CheckConversationID disagree", id)
+		}
 	}
 
 	// Page limits.

@@ -14,7 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/parley-im/parley/gateway/auth"
+	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 const (
@@ -28,7 +29,7 @@ const (
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	verifier *auth.Verifier
+	verifier *token.Verifier
 	serving  *serving // the keyspace the views are read from (serving.go)
 	handler  http.Handler
 
@@ -44,7 +45,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	verifier, err := auth.NewVerifier(cfg.Auth)
+	verifier, err := token.NewVerifier(cfg.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
@@ -163,7 +164,7 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(rt.pattern, s.instrument(rt.name, getOnly(s, rt.handler)))
 	}
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + r.URL.Path})
+		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + schemas.Clip(r.URL.Path)})
 	})))
 	return mux
 }
@@ -181,9 +182,9 @@ func getOnly(s *Server, h http.HandlerFunc) http.HandlerFunc {
 
 // authed verifies the bearer token and passes its identity on; sub is the
 // user id every membership check uses.
-func (s *Server) authed(h func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
+func (s *Server) authed(h func(http.ResponseWriter, *http.Request, token.Identity)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := auth.TokenFromRequest(r)
+		tok := token.TokenFromRequest(r)
 		if tok == "" {
 			s.fail(w, r, &apiError{http.StatusUnauthorized, codeUnauthenticated, "missing bearer token (Authorization: Bearer <jwt>)"})
 			return
@@ -256,13 +257,13 @@ type healthView struct {
 // requireMember fails with NOT_MEMBER unless user is a current member of
 // conversation id. A missing conversation looks the same, so a non-member
 // cannot probe which conversations exist.
-func (s *Server) requireMember(ctx context.Context, id, user string) (memberRow, error) {
-	m, ok, err := s.db(ctx).member(ctx, id, user)
+func (s *Server) requireMember(ctx context.Context, id, user string) error {
+	ok, err := s.db(ctx).isMember(ctx, id, user)
 	if err != nil {
-		return m, err
+		return err
 	}
-	if !ok || m.Removed {
-		return m, errNotMember
+	if !ok {
+		return errNotMember
 	}
-	return m, nil
+	return nil
 }

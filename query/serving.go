@@ -51,7 +51,12 @@ func openServing(cfg Config) (*serving, error) {
 	if err != nil {
 		return nil, err
 	}
-	sv := &serving{cfg: cfg, log: cfg.Logger, base: &store{session: session, keyspace: cfg.Keyspace}}
+	base, err := newStore(session, cfg.Keyspace)
+	if err != nil {
+		session.Close()
+		return nil, err
+	}
+	sv := &serving{cfg: cfg, log: cfg.Logger, base: base}
 	sv.cur.Store(sv.base)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -93,13 +98,14 @@ func (sv *serving) refresh(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		next = &store{session: session, keyspace: ks}
+		if next, err = newStore(session, ks); err != nil {
+			session.Close()
+			return err
+		}
 		// The views must be there before a request goes to them.
-		for _, t := range []string{"conversations", "members", "inbox", "messages"} {
-			if err := session.Query("SELECT * FROM " + t + " LIMIT 1").ExecContext(ctx); err != nil {
-				session.Close()
-				return fmt.Errorf("query: the serving pointer names %s, whose %s view cannot be read: %w", ks, t, err)
-			}
+		if err := next.check(ctx); err != nil {
+			session.Close()
+			return fmt.Errorf("query: the serving pointer names %s: %w", ks, err)
 		}
 	}
 	sv.mu.Lock()

@@ -15,12 +15,12 @@ import (
 // serving table at all, leaves what is served alone.
 func TestServingKeyspace(t *testing.T) {
 	base, other := newFixture(t), newFixture(t)
-	base.conversation("g:1", "group", "in the base", "alice", "bob")
-	other.conversation("g:1", "group", "in the other", "alice", "bob")
+	base.conversation(gid("1"), "group", "in the base", "alice", "bob")
+	other.conversation(gid("1"), "group", "in the other", "alice", "bob")
 	title := func() string {
 		t.Helper()
 		var c struct{ Title string }
-		base.getJSON("alice", "/v1/conversations/g:1", &c)
+		base.getJSON("alice", "/v1/conversations/"+gid("1"), &c)
 		return c.Title
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -3,17 +3,19 @@ package query
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
 
 func TestInboxCursorRoundTrip(t *testing.T) {
-	c := inboxCursor{ActivityMS: 1740830400123, ID: "g:0123"}
+	c := inboxCursor{ActivityMS: 1740830400123, ID: gid("0123")}
 	got, err := decodeInboxCursor(c.encode())
 	if err != nil || got != c {
 		t.Fatalf("round trip %+v: %+v %v", c, got, err)
 	}
-	for _, bad := range []string{"", "!!", "e30", "bnVsbA", "eyJhIjoxfQ"} { // {}, null, {"a":1}
+	long := inboxCursor{ActivityMS: 1, ID: strings.Repeat("g", 300)}.encode()
+	for _, bad := range []string{"", "!!", "e30", "bnVsbA", "eyJhIjoxfQ", long, inboxCursor{ID: "g:0123"}.encode()} { // {}, null, {"a":1}
 		if _, err := decodeInboxCursor(bad); err == nil {
 			t.Errorf("cursor %q accepted", bad)
 		}

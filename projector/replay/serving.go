@@ -10,6 +10,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
 )
 
@@ -105,17 +106,13 @@ func current(ctx context.Context, cfg Config, s *gocql.Session, keyspace, group 
 	if err != nil {
 		return err
 	}
-	applied := map[int32]int64{}
-	iter := s.Query(fmt.Sprintf("SELECT partition, applied_offset FROM %s.checkpoints WHERE projector = ?", keyspace), group).IterContext(ctx)
-	var (
-		p int32
-		o int64
-	)
-	for iter.Scan(&p, &o) {
-		applied[p] = o
+	tables, err := projector.NewTables(s, keyspace)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
-	if err := iter.Close(); err != nil {
-		return fmt.Errorf("replay: read %s.checkpoints: %w", keyspace, err)
+	applied, err := tables.Checkpoints(ctx, group)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
 	var lag int64
 	for p, e := range end {

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
@@ -368,19 +369,15 @@ func touchedSince(ctx context.Context, cfg Config, adm *kadm.Client, end map[int
 // waitCheckpoints waits until group's checkpoints in keyspace reach last
 // (the offset of each partition's last record).
 func waitCheckpoints(ctx context.Context, s *gocql.Session, keyspace, group string, last map[int32]int64, wait time.Duration) error {
+	tables, err := projector.NewTables(s, keyspace)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
 	deadline := time.Now().Add(wait)
 	for {
-		got := map[int32]int64{}
-		iter := s.Query(fmt.Sprintf("SELECT partition, applied_offset FROM %s.checkpoints WHERE projector = ?", keyspace), group).IterContext(ctx)
-		var (
-			p int32
-			o int64
-		)
-		for iter.Scan(&p, &o) {
-			got[p] = o
-		}
-		if err := iter.Close(); err != nil {
-			return fmt.Errorf("replay: read %s.checkpoints: %w", keyspace, err)
+		got, err := tables.Checkpoints(ctx, group)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
 		}
 		behind := []string{}
 		for _, p := range sortedPartitions(last) {

@@ -21,11 +21,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/parley-im/parley/gateway"
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/query"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/token"
 	"github.com/parley-im/parley/testenv"
 )
 
@@ -67,8 +67,8 @@ type System struct {
 	Topics      schemas.TopicSet
 	GatewayURLs []string // http://127.0.0.1:port; WebSocket at ws://…/v1/ws
 	QueryURL    string
-	Issuer      *auth.DevIssuer
-	AuthConfig  auth.Config
+	Issuer      *token.DevIssuer
+	AuthConfig  token.Config
 
 	mu      sync.Mutex
 	running map[string]*component
@@ -95,9 +95,9 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		_, _ = rand.Read(opts.Secret)
 	}
 	s := &System{opts: opts, Topics: schemas.Prefixed(opts.TopicPrefix), running: map[string]*component{},
-		AuthConfig: auth.Config{HMACSecret: opts.Secret}}
+		AuthConfig: token.Config{HMACSecret: opts.Secret}}
 	var err error
-	if s.Issuer, err = auth.NewDevIssuer(s.AuthConfig); err != nil {
+	if s.Issuer, err = token.NewDevIssuer(s.AuthConfig); err != nil {
 		return nil, err
 	}
 	if err := s.provision(ctx); err != nil {

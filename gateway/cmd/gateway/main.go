@@ -30,8 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/parley-im/parley/gateway"
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 func main() {
@@ -47,7 +47,7 @@ func main() {
 }
 
 func run(log *slog.Logger) error {
-	authCfg := auth.Config{
+	authCfg := token.Config{
 		HMACSecret: []byte(os.Getenv("PARLEY_JWT_HMAC_SECRET")),
 		Issuer:     os.Getenv("PARLEY_JWT_ISSUER"),
 		Audience:   os.Getenv("PARLEY_JWT_AUDIENCE"),

@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/query"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 func main() {
@@ -48,7 +48,7 @@ func configFromEnv() (query.Config, error) {
 	cfg := query.Config{
 		Addr:     os.Getenv("PARLEY_QUERY_ADDR"),
 		Keyspace: os.Getenv("PARLEY_KEYSPACE"),
-		Auth: auth.Config{
+		Auth: token.Config{
 			Issuer:   os.Getenv("PARLEY_JWT_ISSUER"),
 			Audience: os.Getenv("PARLEY_JWT_AUDIENCE"),
 		},

@@ -18,9 +18,9 @@ import (
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
 )
 
 // stats collects what the clients observe.
@@ -64,7 +64,7 @@ func dialer(i, sources int) *websocket.Dialer {
 	return &websocket.Dialer{NetDialContext: d.DialContext, HandshakeTimeout: 30 * time.Second}
 }
 
-func connectClient(i, sources int, url, user string, iss *auth.DevIssuer, st *stats) (*client, error) {
+func connectClient(i, sources int, url, user string, iss *token.DevIssuer, st *stats) (*client, error) {
 	tok, err := iss.Issue(user, "d", 3*time.Hour)
 	if err != nil {
 		return nil, err
@@ -158,7 +158,7 @@ type conversation struct {
 }
 
 // connectAll opens n clients, spread over the source addresses.
-func connectAll(ctx context.Context, n, sources int, url string, iss *auth.DevIssuer, st *stats, logf func(string, ...any)) ([]*client, error) {
+func connectAll(ctx context.Context, n, sources int, url string, iss *token.DevIssuer, st *stats, logf func(string, ...any)) ([]*client, error) {
 	clients := make([]*client, n)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
@@ -194,7 +194,7 @@ func connectAll(ctx context.Context, n, sources int, url string, iss *auth.DevIs
 }
 
 func workload(ctx context.Context, c config, srv *server, logf func(string, ...any)) (map[string]any, error) {
-	iss, err := auth.NewDevIssuer(auth.Config{HMACSecret: srv.secret})
+	iss, err := token.NewDevIssuer(token.Config{HMACSecret: srv.secret})
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +397,7 @@ func createAll(clients []*client, convs []conversation, logf func(string, ...any
 }
 
 // viewLag polls query until seq of conv is visible to user.
-func viewLag(query string, iss *auth.DevIssuer, user, conv string, seq int64) (time.Duration, bool) {
+func viewLag(query string, iss *token.DevIssuer, user, conv string, seq int64) (time.Duration, bool) {
 	t0 := time.Now()
 	tok, _ := iss.Issue(user, "", time.Hour)
 	url := fmt.Sprintf("%s/v1/conversations/%s/messages?after=%d&limit=1", query, conv, seq-1)
@@ -456,7 +456,7 @@ func rssKiB(pid int) int64 {
 
 // idle holds c.Idle connections on one gateway and reports their memory.
 func idle(ctx context.Context, c config, srv *server, logf func(string, ...any)) (map[string]any, error) {
-	iss, err := auth.NewDevIssuer(auth.Config{HMACSecret: srv.secret})
+	iss, err := token.NewDevIssuer(token.Config{HMACSecret: srv.secret})
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
-// Package auth verifies the JWTs devices present to the gateway and to
-// query, and issues dev-only tokens. The identity provider is the
-// deployer's: Parley only verifies, with an HMAC secret or a public key.
-package auth
+// Package token is the token contract the gateway and query share: the
+// claims a JWT carries (sub = user id, "did" = device id), their verifier,
+// how a request presents its token, and a dev-only issuer. The identity
+// provider is the deployer's: Parley only verifies, with an HMAC secret or a
+// public key. It reads no store and imports no component.
+package token
 
 import (
 	"crypto"
@@ -17,7 +19,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parley-im/parley/schemas"
 )
+
+// MaxTokenBytes bounds the token a request presents; a longer one is refused
+// before it is decoded. Real tokens are a few hundred bytes.
+const MaxTokenBytes = 8 << 10
 
 // DeviceClaim is the JWT claim that names the device ("did"). sub is the user id.
 const DeviceClaim = "did"
@@ -54,7 +62,7 @@ type Verifier struct {
 // NewVerifier builds a Verifier from cfg.
 func NewVerifier(cfg Config) (*Verifier, error) {
 	if (len(cfg.HMACSecret) == 0) == (len(cfg.PublicKeyPEM) == 0) {
-		return nil, errors.New("auth: set exactly one of HMACSecret and PublicKeyPEM")
+		return nil, errors.New("token: set exactly one of HMACSecret and PublicKeyPEM")
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
@@ -62,7 +70,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	v := &Verifier{}
 	if len(cfg.HMACSecret) > 0 {
 		if len(cfg.HMACSecret) < 32 {
-			return nil, errors.New("auth: HMACSecret must be at least 32 bytes")
+			return nil, errors.New("token: HMACSecret must be at least 32 bytes")
 		}
 		v.key, v.methods = cfg.HMACSecret, []string{"HS256", "HS384", "HS512"}
 	} else {
@@ -94,17 +102,17 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 func parsePublicKey(p []byte) (crypto.PublicKey, error) {
 	b, _ := pem.Decode(p)
 	if b == nil {
-		return nil, errors.New("auth: PublicKeyPEM holds no PEM block")
+		return nil, errors.New("token: PublicKeyPEM holds no PEM block")
 	}
 	pub, err := x509.ParsePKIXPublicKey(b.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("auth: public key: %w", err)
+		return nil, fmt.Errorf("token: public key: %w", err)
 	}
 	switch pub.(type) {
 	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
 		return pub, nil
 	}
-	return nil, fmt.Errorf("auth: unsupported public key type %T", pub)
+	return nil, fmt.Errorf("token: unsupported public key type %T", pub)
 }
 
 // Verify checks token's signature, algorithm, expiry (required), issuer and
@@ -117,6 +125,9 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 // VerifyUntil is Verify that also returns when the token expires (its exp
 // claim), so a long-lived connection can end when its token does.
 func (v *Verifier) VerifyUntil(token string) (Identity, time.Time, error) {
+	if len(token) > MaxTokenBytes {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: token is %d bytes; at most %d", ErrUnauthenticated, len(token), MaxTokenBytes)
+	}
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return v.key, nil })
 	if err != nil {
@@ -133,28 +144,48 @@ func (v *Verifier) VerifyUntil(token string) (Identity, time.Time, error) {
 	return id, exp.Time, nil
 }
 
+// identity reads the claims contract: sub is a user id and did, when
+// present, a device id, both in the form schemas.CheckID accepts (the same
+// rule every other edge applies to ids).
 func identity(claims jwt.MapClaims) (Identity, error) {
 	sub, _ := claims["sub"].(string)
-	if sub == "" || len(sub) > 128 || strings.ContainsRune(sub, 0) {
-		return Identity{}, fmt.Errorf("%w: token has no valid sub (user id)", ErrUnauthenticated)
+	if err := schemas.CheckID("sub", sub); err != nil {
+		return Identity{}, fmt.Errorf("%w: token has no valid sub (user id): %v", ErrUnauthenticated, err)
 	}
-	did, _ := claims[DeviceClaim].(string)
-	if len(did) > 128 || strings.ContainsRune(did, 0) {
-		return Identity{}, fmt.Errorf("%w: invalid %s claim", ErrUnauthenticated, DeviceClaim)
+	did, ok := claims[DeviceClaim]
+	if !ok {
+		return Identity{UserID: sub}, nil
 	}
-	return Identity{UserID: sub, DeviceID: did}, nil
+	s, _ := did.(string)
+	if err := schemas.CheckID(DeviceClaim, s); err != nil {
+		return Identity{}, fmt.Errorf("%w: invalid %s claim (device id): %v", ErrUnauthenticated, DeviceClaim, err)
+	}
+	return Identity{UserID: sub, DeviceID: s}, nil
 }
 
 // TokenFromRequest finds the token a client sent: the Authorization header
-// ("Bearer <token>"), or, for browsers, which cannot set headers on a
-// WebSocket, the access_token query parameter.
+// with the Bearer scheme, or, for browsers, which cannot set headers on a
+// WebSocket, the access_token query parameter. An Authorization header of
+// another scheme is ignored.
 func TokenFromRequest(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(t)
-		}
+	if t, ok := BearerToken(r.Header.Get("Authorization")); ok {
+		return t
 	}
 	return r.URL.Query().Get("access_token")
+}
+
+// BearerToken parses an Authorization header value "Bearer <token>". The
+// scheme is case-insensitive (RFC 9110 §11.1, RFC 6750 §2.1); one or more
+// spaces or tabs separate it from the token, and surrounding whitespace is
+// dropped. ok is false for another scheme or an empty token.
+func BearerToken(header string) (token string, ok bool) {
+	const scheme = "bearer"
+	h := strings.TrimLeft(header, " \t")
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) || (h[len(scheme)] != ' ' && h[len(scheme)] != '\t') {
+		return "", false
+	}
+	t := strings.Trim(h[len(scheme):], " \t")
+	return t, t != ""
 }
 
 // DevIssuer mints HS256 tokens for local use. It exists so `go tool task
@@ -168,13 +199,21 @@ type DevIssuer struct {
 // matching a Verifier built from the same Config.
 func NewDevIssuer(cfg Config) (*DevIssuer, error) {
 	if len(cfg.HMACSecret) < 32 {
-		return nil, errors.New("auth: the dev issuer needs an HMACSecret of at least 32 bytes")
+		return nil, errors.New("token: the dev issuer needs an HMACSecret of at least 32 bytes")
 	}
 	return &DevIssuer{secret: cfg.HMACSecret, issuer: cfg.Issuer, audience: cfg.Audience}, nil
 }
 
-// Issue returns a token for user and device valid for ttl.
+// Issue returns a token for user and device (empty: no device claim) valid
+// for ttl. Ids that break the claims contract are refused with a
+// *schemas.IDError: a token the verifier would refuse is never minted.
 func (d *DevIssuer) Issue(user, device string, ttl time.Duration) (string, error) {
+	if err := schemas.CheckID("user", user); err != nil {
+		return "", err
+	}
+	if err := schemas.CheckOptionalID("device", device); err != nil {
+		return "", err
+	}
 	now := time.Now()
 	c := jwt.MapClaims{"sub": user, "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
 	if device != "" {

@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -13,7 +14,7 @@ import (
 // knows it holds (lag, audits, a rebuild tool checking how far it got).
 // updated_at is the wall clock of the write: bookkeeping, not a view.
 type checkpoints struct {
-	save string
+	save, selectAll string
 }
 
 func newCheckpoints(keyspace string) checkpoints {
@@ -21,6 +22,7 @@ func newCheckpoints(keyspace string) checkpoints {
 		save: qualify(keyspace, `UPDATE ${keyspace}.checkpoints USING TIMESTAMP ?
 			SET applied_offset = ?, updated_at = ?
 			WHERE projector = ? AND partition = ?`),
+		selectAll: qualify(keyspace, `SELECT partition, applied_offset FROM ${keyspace}.checkpoints WHERE projector = ?`),
 	}
 }
 
@@ -31,4 +33,23 @@ func (c checkpoints) stmt(projector string, partition int32, offset int64) stmt 
 // checkpoint records that every record of partition up to offset is applied.
 func (v *views) checkpoint(ctx context.Context, projector string, partition int32, offset int64) error {
 	return v.run(ctx, v.checkpoints.stmt(projector, partition, offset))
+}
+
+// Checkpoints reads, per partition of the events topic, the offset of the
+// last record projector (its consumer group) has applied; a partition it
+// has applied nothing of is absent.
+func (t *Tables) Checkpoints(ctx context.Context, projector string) (map[int32]int64, error) {
+	iter := t.s.Query(t.checkpoints.selectAll, projector).IterContext(ctx)
+	out := map[int32]int64{}
+	var (
+		p int32
+		o int64
+	)
+	for iter.Scan(&p, &o) {
+		out[p] = o
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("projector: read %s.checkpoints: %w", t.keyspace, err)
+	}
+	return out, nil
 }

@@ -1,4 +1,4 @@
-package auth
+package token
 
 import (
 	"crypto/ed25519"
@@ -7,10 +7,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
 func secret() []byte {
@@ -43,10 +47,15 @@ func TestRejects(t *testing.T) {
 	iss, _ := NewDevIssuer(cfg)
 	wrongKey, _ := other.Issue("alice", "d", time.Minute)
 	expired, _ := iss.Issue("alice", "d", -time.Hour)
-	noSub, _ := iss.Issue("", "d", time.Minute)
+	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"did": "d", "exp": time.Now().Add(time.Minute).Unix()}).SignedString(cfg.HMACSecret)
+	spaceSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "al ice", "exp": time.Now().Add(time.Minute).Unix()}).SignedString(cfg.HMACSecret)
+	numSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": 7, "exp": time.Now().Add(time.Minute).Unix()}).SignedString(cfg.HMACSecret)
+	numDid, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "did": 7, "exp": time.Now().Add(time.Minute).Unix()}).SignedString(cfg.HMACSecret)
+	longDid, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "did": strings.Repeat("d", 129), "exp": time.Now().Add(time.Minute).Unix()}).SignedString(cfg.HMACSecret)
+	huge := strings.Repeat("x", MaxTokenBytes+1)
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Minute).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice"}).SignedString(cfg.HMACSecret)
-	for name, tok := range map[string]string{"wrong key": wrongKey, "expired": expired, "no sub": noSub, "alg none": none, "no exp": noExp, "garbage": "x.y.z"} {
+	for name, tok := range map[string]string{"wrong key": wrongKey, "expired": expired, "no sub": noSub, "sub with a space": spaceSub, "numeric sub": numSub, "numeric did": numDid, "did over 128 bytes": longDid, "over MaxTokenBytes": huge, "alg none": none, "no exp": noExp, "garbage": "x.y.z"} {
 		if _, err := v.Verify(tok); !errors.Is(err, ErrUnauthenticated) {
 			t.Errorf("%s: want ErrUnauthenticated, got %v", name, err)
 		}
@@ -79,6 +88,52 @@ func TestTokenFromRequest(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer h")
 	if got := TokenFromRequest(r); got != "h" {
 		t.Fatalf("header token = %q", got)
+	}
+	r.Header.Set("Authorization", "Basic YWxpY2U6c2VjcmV0")
+	if got := TokenFromRequest(r); got != "q" {
+		t.Fatalf("a Basic header must leave the query token, got %q", got)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	for _, c := range []struct {
+		header, want string
+		ok           bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true}, // the scheme is case-insensitive (RFC 9110 §11.1)
+		{"BEARER abc", "abc", true},
+		{"bEaReR abc", "abc", true},
+		{"Bearer   abc  ", "abc", true},
+		{"Bearer\tabc", "abc", true},
+		{"  Bearer abc", "abc", true},
+		{"Bearer", "", false},
+		{"Bearer ", "", false},
+		{"Bearer    ", "", false},
+		{"Bearerabc", "", false},
+		{"Basic abc", "", false},
+		{"", "", false},
+		{"Bearer a b", "a b", true}, // not a valid JWT: the verifier refuses it
+	} {
+		got, ok := BearerToken(c.header)
+		if got != c.want || ok != c.ok {
+			t.Errorf("BearerToken(%q) = %q, %v; want %q, %v", c.header, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestIssueRefusesBadIDs(t *testing.T) {
+	iss, _ := NewDevIssuer(Config{HMACSecret: secret()})
+	for name, ids := range map[string][2]string{
+		"empty user":      {"", "phone"},
+		"long user":       {strings.Repeat("u", 129), "phone"},
+		"user with space": {"a b", "phone"},
+		"device with NUL": {"alice", "ph\x00one"},
+	} {
+		var idErr *schemas.IDError
+		if _, err := iss.Issue(ids[0], ids[1], time.Minute); !errors.As(err, &idErr) || idErr.Code != pb.ErrorCode_ERROR_CODE_INVALID_ID {
+			t.Errorf("%s: want an INVALID_ID IDError, got %v", name, err)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package projector
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -29,7 +31,10 @@ import (
 //     sending) the two clocks agree: the value is the seq.
 type membersView struct {
 	created, added, removed, marks, delivered string
+	selectRow, selectAll, selectUserIDs       string
 }
+
+const memberColumns = "user_id, role, joined_seq, read_seq, delivered_seq, removed"
 
 func newMembers(keyspace string) membersView {
 	return membersView{
@@ -48,6 +53,9 @@ func newMembers(keyspace string) membersView {
 		delivered: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
 			SET delivered_seq = ?
 			WHERE conversation_id = ? AND user_id = ?`),
+		selectRow:     qualify(keyspace, `SELECT `+memberColumns+` FROM ${keyspace}.members WHERE conversation_id = ? AND user_id = ?`),
+		selectAll:     qualify(keyspace, `SELECT `+memberColumns+` FROM ${keyspace}.members WHERE conversation_id = ?`),
+		selectUserIDs: qualify(keyspace, `SELECT user_id FROM ${keyspace}.members WHERE conversation_id = ?`),
 	}
 }
 
@@ -91,4 +99,66 @@ func createdRole(kind pb.ConversationKind, i int) string {
 		return "owner"
 	}
 	return "member"
+}
+
+// userIDs reads the user id of every members row of id, current or former,
+// for the inbox's copy of the conversation's kind and title.
+func (v membersView) userIDs(ctx context.Context, s *gocql.Session, id string) ([]string, error) {
+	iter := s.Query(v.selectUserIDs, id).IterContext(ctx)
+	var out []string
+	var u string
+	for iter.Scan(&u) {
+		out = append(out, u)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("projector: read members of %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Member is a row of the members view: a current member, or a former one
+// when Removed.
+type Member struct {
+	UserID                           string
+	Role                             string // "owner" or "member"
+	JoinedSeq, ReadSeq, DeliveredSeq int64
+	Removed                          bool
+}
+
+// Member reads user's members row in conv; found is false when there is
+// none.
+func (t *Tables) Member(ctx context.Context, conv, user string) (m Member, found bool, err error) {
+	err = t.s.Query(t.members.selectRow, conv, user).ScanContext(ctx,
+		&m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return Member{}, false, nil
+	}
+	if err != nil {
+		return Member{}, false, fmt.Errorf("projector: read members: %w", err)
+	}
+	return m, true, nil
+}
+
+// IsMember is the membership check of every reader: user is a current
+// member of conv. A conversation that does not exist (or is not projected
+// yet) has no members.
+func (t *Tables) IsMember(ctx context.Context, conv, user string) (bool, error) {
+	m, found, err := t.Member(ctx, conv, user)
+	return found && !m.Removed, err
+}
+
+// Members reads every members row of conv, current and former (Removed),
+// ordered by user id.
+func (t *Tables) Members(ctx context.Context, conv string) ([]Member, error) {
+	iter := t.s.Query(t.members.selectAll, conv).IterContext(ctx)
+	var out []Member
+	var m Member
+	for iter.Scan(&m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed) {
+		out = append(out, m)
+		m = Member{}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("projector: read members: %w", err)
+	}
+	return out, nil
 }

@@ -2,7 +2,6 @@ package projector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -26,7 +25,10 @@ import (
 //     other's writes (in log order, always ConversationCreated first).
 type inboxView struct {
 	created, kindTitle, added, removed string
-	selectConversation, selectMembers  string
+	selectAll                          string
+	// The reads of the copy, owned by their tables.
+	conversations conversationsView
+	members       membersView
 	// titles is set when events are applied in log order (a rebuild, see
 	// writer.go): then no read is needed, see plan.
 	titles *titles
@@ -46,8 +48,9 @@ func newInbox(keyspace string) inboxView {
 		removed: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
 			SET removed = true, removed_seq = ?
 			WHERE user_id = ? AND conversation_id = ?`),
-		selectConversation: qualify(keyspace, `SELECT kind, title FROM ${keyspace}.conversations WHERE conversation_id = ?`),
-		selectMembers:      qualify(keyspace, `SELECT user_id FROM ${keyspace}.members WHERE conversation_id = ?`),
+		selectAll:     qualify(keyspace, `SELECT conversation_id, kind, title, joined_seq, removed FROM ${keyspace}.inbox WHERE user_id = ?`),
+		conversations: newConversations(keyspace),
+		members:       newMembers(keyspace),
 	}
 }
 
@@ -70,15 +73,14 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		}
 		// Users added before this event was (re)applied: only in a replay
 		// out of log order. In log order this finds the initial members.
-		iter := s.Query(v.selectMembers, id).IterContext(ctx)
-		var u string
-		for iter.Scan(&u) {
+		users, err := v.members.userIDs(ctx, s, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range users {
 			if !initial[u] {
 				out = append(out, upsert(v.kindTitle, inboxPart(u), id, creationTS, kind, title, u, id))
 			}
-		}
-		if err := iter.Close(); err != nil {
-			return nil, fmt.Errorf("projector: read members of %s: %w", id, err)
 		}
 		return out, nil
 
@@ -86,9 +88,9 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		users := ev.GetMembersAdded().GetUserIds()
 		kind, title, ok := v.titles.get(id)
 		if !ok {
-			err := s.Query(v.selectConversation, id).ScanContext(ctx, &kind, &title)
-			if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-				return nil, fmt.Errorf("projector: read conversation %s: %w", id, err)
+			var err error
+			if kind, title, err = v.conversations.kindTitle(ctx, s, id); err != nil {
+				return nil, err
 			}
 		}
 		out := make([]stmt, 0, 2*len(users))
@@ -108,4 +110,29 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		return []stmt{upsert(v.removed, inboxPart(u), id, seqTS(seq), seq, u, id)}, nil
 	}
 	return nil, nil
+}
+
+// InboxEntry is a row of the inbox view: a conversation the user belongs
+// to, or belonged to when Removed.
+type InboxEntry struct {
+	ConversationID string
+	Kind, Title    string // empty until ConversationCreated is applied
+	JoinedSeq      int64
+	Removed        bool
+}
+
+// Inbox reads every inbox row of user, removed ones included, ordered by
+// conversation id.
+func (t *Tables) Inbox(ctx context.Context, user string) ([]InboxEntry, error) {
+	iter := t.s.Query(t.inbox.selectAll, user).IterContext(ctx)
+	var out []InboxEntry
+	var r InboxEntry
+	for iter.Scan(&r.ConversationID, &r.Kind, &r.Title, &r.JoinedSeq, &r.Removed) {
+		out = append(out, r)
+		r = InboxEntry{}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("projector: read inbox: %w", err)
+	}
+	return out, nil
 }

@@ -1,0 +1,125 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/schemas"
+)
+
+// conversationsView: one row per conversation.
+//
+//   - kind, title, creator_user_id, created_at: ConversationCreated, at
+//     creationTS; they never change.
+//   - last_seq, updated_at: every timeline event, at seqTS(seq), so they
+//     always describe the highest seq applied, together. ConversationCreated
+//     writes last_seq 0 and its own time at creationTS, below any seq.
+//   - last_message_seq, last_message_preview, last_message_sender: every
+//     MessageSent, at seqTS(seq): the newest message, whatever notices came
+//     after it. Null until the first message.
+type conversationsView struct {
+	created, timeline, message                string
+	selectRow, selectLastSeq, selectKindTitle string
+}
+
+const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
+	last_message_seq, last_message_preview, last_message_sender`
+
+func newConversations(keyspace string) conversationsView {
+	return conversationsView{
+		created: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET kind = ?, title = ?, creator_user_id = ?, created_at = ?, last_seq = 0, updated_at = ?
+			WHERE conversation_id = ?`),
+		timeline: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET last_seq = ?, updated_at = ?
+			WHERE conversation_id = ?`),
+		message: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ?
+			WHERE conversation_id = ?`),
+		selectRow:       qualify(keyspace, `SELECT `+conversationColumns+` FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		selectLastSeq:   qualify(keyspace, `SELECT last_seq FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		selectKindTitle: qualify(keyspace, `SELECT kind, title FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+	}
+}
+
+func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
+	id, seq := ev.GetConversationId(), ev.GetSeq()
+	switch ev.typ {
+	case schemas.TypeConversationCreated:
+		c := ev.GetConversationCreated()
+		return []stmt{upsert(v.created, convPart(id), id, creationTS, kindName(c.GetKind()), c.GetTitle(), ev.GetActorUserId(),
+			ev.occurredAt(), ev.occurredAt(), id)}, nil
+	case schemas.TypeMessageSent:
+		m := ev.GetMessageSent()
+		return []stmt{upsert(v.message, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), seq, preview(m.GetText()), ev.GetActorUserId(), id)}, nil
+	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
+		return []stmt{upsert(v.timeline, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), id)}, nil
+	}
+	return nil, nil
+}
+
+// kindTitle reads what ConversationCreated wrote of id (empty when it has
+// not been applied yet), for the inbox's copy of it.
+func (v conversationsView) kindTitle(ctx context.Context, s *gocql.Session, id string) (kind, title string, err error) {
+	err = s.Query(v.selectKindTitle, id).ScanContext(ctx, &kind, &title)
+	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+		return "", "", fmt.Errorf("projector: read conversation %s: %w", id, err)
+	}
+	return kind, title, nil
+}
+
+// Conversation is a row of the conversations view.
+type Conversation struct {
+	ID                 string
+	Kind, Title        string // "direct" or "group"; title empty for direct
+	CreatorUserID      string
+	CreatedAt          time.Time
+	LastSeq            int64 // the highest timeline seq applied (0 right after creation)
+	UpdatedAt          time.Time
+	LastMessageSeq     int64 // 0 before the first message
+	LastMessagePreview string
+	LastMessageSender  string
+}
+
+// LastActivity is when the conversation last changed: the time of the event
+// at last_seq, or its creation when nothing happened since.
+func (c *Conversation) LastActivity() time.Time {
+	if !c.UpdatedAt.IsZero() {
+		return c.UpdatedAt
+	}
+	return c.CreatedAt
+}
+
+// Conversation reads the conversations row of id; found is false when the
+// projector has written none (yet).
+func (t *Tables) Conversation(ctx context.Context, id string) (c Conversation, found bool, err error) {
+	c.ID = id
+	err = t.s.Query(t.conversations.selectRow, id).ScanContext(ctx,
+		&c.Kind, &c.Title, &c.CreatorUserID, &c.CreatedAt, &c.LastSeq, &c.UpdatedAt,
+		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("projector: read conversations: %w", err)
+	}
+	return c, true, nil
+}
+
+// LastSeq reads conversations.last_seq of id: the highest timeline seq
+// applied, whose messages row is written before it (see views). found is
+// false when there is no row.
+func (t *Tables) LastSeq(ctx context.Context, id string) (last int64, found bool, err error) {
+	err = t.s.Query(t.conversations.selectLastSeq, id).ScanContext(ctx, &last)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("projector: read conversations: %w", err)
+	}
+	return last, true, nil
+}

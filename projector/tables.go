@@ -1,0 +1,62 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/schemas"
+)
+
+// Tables is the read side of the views of one keyspace: the gateway and
+// query read the tables the projector writes through it, so each table's
+// CQL, reads and writes, lives in one file (<table>_table.go). Every read
+// is single-partition and uses no driver page state. It is safe for
+// concurrent use.
+//
+// Errors are the driver's, wrapped with the table read; a missing row is
+// not an error (found is false).
+type Tables struct {
+	s             *gocql.Session
+	keyspace      string
+	conversations conversationsView
+	members       membersView
+	inbox         inboxView
+	messages      messagesView
+	checkpoints   checkpoints
+}
+
+// NewTables reads the views of keyspace (already migrated by
+// schemas.Migrate) on s, which need not be bound to it: statements name
+// their tables in full.
+func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
+	if err := schemas.CheckKeyspace(keyspace); err != nil {
+		return nil, fmt.Errorf("projector: %w", err)
+	}
+	return &Tables{
+		s: s, keyspace: keyspace,
+		conversations: newConversations(keyspace),
+		members:       newMembers(keyspace),
+		inbox:         newInbox(keyspace),
+		messages:      newMessages(keyspace),
+		checkpoints:   newCheckpoints(keyspace),
+	}, nil
+}
+
+// Keyspace is the keyspace t reads.
+func (t *Tables) Keyspace() string { return t.keyspace }
+
+// checkedTables are the tables a reader needs, each owned by one file.
+var checkedTables = []string{"conversations", "members", "inbox", "messages"}
+
+// Check reads one row of every view, so a keyspace is known to hold them
+// (and to be readable) before requests go to it.
+func (t *Tables) Check(ctx context.Context) error {
+	for _, name := range checkedTables {
+		if err := t.s.Query(qualify(t.keyspace, "SELECT * FROM ${keyspace}."+name+" LIMIT 1")).ExecContext(ctx); err != nil {
+			return fmt.Errorf("projector: the %s view of %s cannot be read: %w", name, t.keyspace, err)
+		}
+	}
+	return nil
+}
