@@ -47,7 +47,7 @@ type DeciderConfig struct {
 	// (TLS, SASL, a dialer).
 	KafkaOptions []kgo.Opt
 	Limits       Limits
-	Logger         *slog.Logger
+	Logger       *slog.Logger
 	// Registerer receives the decider's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Now is the clock (tests); default time.Now.
