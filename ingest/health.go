@@ -117,4 +117,3 @@ func (d *Decider) checkLag(ctx context.Context) error {
 	}
 	return nil
 }
-
