@@ -54,6 +54,13 @@ type DeciderConfig struct {
 	Now func() time.Time
 }
 
+// The defaults of DeciderConfig's numeric fields.
+const (
+	DefaultTransactionTimeout = 10 * time.Second
+	DefaultMaxPollRecords     = 2000
+	DefaultMaxHealthyLag      = 10000
+)
+
 // Defaults returns c with every unset field given its default.
 func (c DeciderConfig) Defaults() DeciderConfig {
 	if c.Group == "" {
@@ -76,14 +83,14 @@ func (c DeciderConfig) Defaults() DeciderConfig {
 		c.DeadLetterTopic = schemas.DeadLetters.Name
 	}
 	if c.TransactionTimeout == 0 {
-		c.TransactionTimeout = 10 * time.Second
+		c.TransactionTimeout = DefaultTransactionTimeout
 	}
 	if c.MaxPollRecords == 0 {
-		c.MaxPollRecords = 2000
+		c.MaxPollRecords = DefaultMaxPollRecords
 	}
 	c.Membership = c.Membership.Defaults()
 	if c.MaxHealthyLag == 0 {
-		c.MaxHealthyLag = 10000
+		c.MaxHealthyLag = DefaultMaxHealthyLag
 	}
 	c.Limits = c.Limits.withDefaults()
 	if c.Logger == nil {
