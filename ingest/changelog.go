@@ -19,12 +19,16 @@ import (
 //
 //	c\x00<conv>                        -> headerRec   (kind, title, last seq)
 //	m\x00<conv>\x00<user>              -> memberRec   (tombstone when removed)
-//	d\x00<conv>\x00<user>\x00<client>  -> dedupRec    (tombstone when it leaves the window)
+//	d\x00<conv>\x00<user>\x00<client>  -> dedupRec    (tombstone when forgotten)
 //
 // Records go to the same partition number as the command they were decided
 // from, inside the same transaction as the events; compaction keeps the
 // newest value per key, so restore time follows the live state, not the age
 // of the log.
+//
+// Values are JSON objects with short names. They evolve by adding optional
+// fields only: a reader ignores fields it does not know, and a field missing
+// from an older record takes a documented meaning (dedupRec.At).
 const (
 	prefixHeader = "c"
 	prefixMember = "m"
@@ -47,34 +51,52 @@ type memberRec struct {
 
 type dedupRec struct {
 	Seq int64 `json:"s"`
+	// At is when the send was received (Unix ms). Records written before
+	// the time window existed have none: they are restored as received at
+	// the restore, so they are kept one more window and then swept.
+	At int64 `json:"t,omitempty"`
+}
+
+func dedupChangelogKey(conv, user, clientMsgID string) string {
+	return prefixDedup + sep + conv + sep + user + sep + clientMsgID
+}
+
+func record(topic string, partition int32, key string, v any) *kgo.Record {
+	r := &kgo.Record{Topic: topic, Partition: partition, Key: []byte(key)}
+	if v != nil {
+		r.Value, _ = json.Marshal(v) // plain structs: cannot fail
+	}
+	return r
 }
 
 // changelogRecords renders a decision's delta as changelog records.
 func changelogRecords(topic string, partition int32, conv string, st *convState, d delta) []*kgo.Record {
 	var out []*kgo.Record
-	add := func(key string, v any) {
-		r := &kgo.Record{Topic: topic, Partition: partition, Key: []byte(key)}
-		if v != nil {
-			r.Value, _ = json.Marshal(v) // plain structs: cannot fail
-		}
-		out = append(out, r)
-	}
 	if d.header {
-		add(prefixHeader+sep+conv, headerRec{Kind: int32(st.kind), Title: st.title, LastSeq: st.lastSeq})
+		out = append(out, record(topic, partition, prefixHeader+sep+conv, headerRec{Kind: int32(st.kind), Title: st.title, LastSeq: st.lastSeq}))
 	}
 	for _, u := range d.members {
+		var v any
 		if m := st.members[u]; m != nil {
-			add(prefixMember+sep+conv+sep+u, memberRec{Role: int32(m.role), Joined: m.joinedSeq, Read: m.readSeq, Delivered: m.delivered})
-		} else {
-			add(prefixMember+sep+conv+sep+u, nil)
+			v = memberRec{Role: int32(m.role), Joined: m.joinedSeq, Read: m.readSeq, Delivered: m.delivered}
 		}
+		out = append(out, record(topic, partition, prefixMember+sep+conv+sep+u, v))
 	}
-	for _, k := range d.dedup {
-		if seq, ok := st.recent[k]; ok {
-			add(prefixDedup+sep+conv+sep+k, dedupRec{Seq: seq})
-		} else {
-			add(prefixDedup+sep+conv+sep+k, nil)
+	for _, r := range d.dedup {
+		var v any
+		if e, ok := st.lookup(r.user, r.clientMsgID); ok {
+			v = dedupRec{Seq: e.seq, At: e.at}
 		}
+		out = append(out, record(topic, partition, dedupChangelogKey(conv, r.user, r.clientMsgID), v))
+	}
+	return out
+}
+
+// sweepRecords are the tombstones of remembered sends the time sweep forgot.
+func sweepRecords(topic string, partition int32, gone []expiryItem) []*kgo.Record {
+	out := make([]*kgo.Record, 0, len(gone))
+	for _, it := range gone {
+		out = append(out, record(topic, partition, dedupChangelogKey(it.conv, it.user, it.clientMsgID), nil))
 	}
 	return out
 }
@@ -82,11 +104,11 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 // stateBuilder applies changelog records in log order.
 type stateBuilder struct {
 	convs map[string]*convState
-	dedup map[string]map[string]int64 // conv -> dedup key -> seq
+	dedup map[string]map[dedupRef]dedupEntry // conv -> remembered sends
 }
 
 func newStateBuilder() *stateBuilder {
-	return &stateBuilder{convs: map[string]*convState{}, dedup: map[string]map[string]int64{}}
+	return &stateBuilder{convs: map[string]*convState{}, dedup: map[string]map[dedupRef]dedupEntry{}}
 }
 
 func (b *stateBuilder) conv(id string) *convState {
@@ -99,7 +121,7 @@ func (b *stateBuilder) conv(id string) *convState {
 }
 
 func (b *stateBuilder) apply(key, value []byte) error {
-	parts := strings.SplitN(string(key), sep, 3)
+	parts := strings.SplitN(string(key), sep, 4)
 	if len(parts) < 2 {
 		return fmt.Errorf("ingest: changelog key %q has no conversation", key)
 	}
@@ -127,48 +149,77 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
 		st.members[parts[2]] = &memberState{role: pb.MemberRole(m.Role), joinedSeq: m.Joined, readSeq: m.Read, delivered: m.Delivered}
-	case parts[0] == prefixDedup && len(parts) == 3:
+	case parts[0] == prefixDedup && len(parts) == 4:
+		ref := dedupRef{parts[2], parts[3]}
 		ds := b.dedup[conv]
 		if ds == nil {
-			ds = map[string]int64{}
+			ds = map[dedupRef]dedupEntry{}
 			b.dedup[conv] = ds
 		}
 		if value == nil {
-			delete(ds, parts[2])
+			delete(ds, ref)
 			return nil
 		}
 		var d dedupRec
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
-		ds[parts[2]] = d.Seq
+		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}
 	default:
 		return fmt.Errorf("ingest: unknown changelog key %q", key)
 	}
 	return nil
 }
 
-// done rebuilds each conversation's dedup window in seq order.
-func (b *stateBuilder) done() map[string]*convState {
-	for conv, ds := range b.dedup {
-		st := b.conv(conv)
-		keys := make([]string, 0, len(ds))
-		for k := range ds {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return ds[keys[i]] < ds[keys[j]] })
-		for _, k := range keys {
-			st.recent[k] = ds[k]
-		}
-		st.order = keys
+// done builds the partition's state: each sender's remembered sends in seq
+// order, capped at perSender (the newest kept), and the expiry queue in
+// receive order. A send without a receive time (written before the time
+// window) counts as received at now.
+func (b *stateBuilder) done(now time.Time, perSender int) *partState {
+	ps := newPartState()
+	ps.convs = b.convs
+	type item struct {
+		conv string
+		ref  dedupRef
+		e    dedupEntry
 	}
-	return b.convs
+	var all []item
+	for conv, ds := range b.dedup {
+		for ref, e := range ds {
+			if e.at == 0 {
+				e.at = now.UnixMilli()
+			}
+			all = append(all, item{conv, ref, e})
+		}
+	}
+	// Seq order per conversation rebuilds each sender's order; the
+	// expiry queue wants receive order: sort by seq, then queue by time.
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].conv != all[j].conv {
+			return all[i].conv < all[j].conv
+		}
+		return all[i].e.seq < all[j].e.seq
+	})
+	for _, it := range all {
+		b.conv(it.conv).remember(it.ref.user, it.ref.clientMsgID, it.e, perSender)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].e.at < all[j].e.at })
+	for _, it := range all {
+		// A send the cap dropped here (the cap was lowered since it was
+		// written) is queued too, so its record gets its tombstone.
+		e, ok := ps.convs[it.conv].lookup(it.ref.user, it.ref.clientMsgID)
+		ps.expiry = append(ps.expiry, expiryItem{conv: it.conv, user: it.ref.user, clientMsgID: it.ref.clientMsgID,
+			at: it.e.at, orphan: !ok || e != it.e})
+		ps.clock = max(ps.clock, it.e.at)
+	}
+	ps.clock = min(ps.clock, now.UnixMilli())
+	return ps
 }
 
 // restorePartition reads one partition of the changelog from its start to
 // its last stable offset (read_committed: aborted transactions never reach
 // the state) and returns the state of every conversation in it.
-func restorePartition(ctx context.Context, seeds []string, topic string, partition int32) (map[string]*convState, int, error) {
+func restorePartition(ctx context.Context, seeds []string, topic string, partition int32, now time.Time, perSender int) (*partState, int, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().AtStart()}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -218,5 +269,5 @@ func restorePartition(ctx context.Context, seeds []string, topic string, partiti
 			return nil, 0, aerr
 		}
 	}
-	return b.done(), n, nil
+	return b.done(now, perSender), n, nil
 }

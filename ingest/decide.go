@@ -21,9 +21,16 @@ type Limits struct {
 	MaxTitleBytes int
 	// MaxClientMsgIDBytes caps client_msg_id (INVALID_ARGUMENT).
 	MaxClientMsgIDBytes int
-	// DedupWindow is how many recent sends per conversation a retry is
-	// recognised among. A retry older than that becomes a new message.
-	DedupWindow int
+	// DedupWindow is how long after a send was received a resend of it
+	// (same sender, conversation and client_msg_id) is still recognised
+	// and answered MessageDeduplicated (default 7 days). Time is the
+	// command records' timestamps (when the gateway appended them), so a
+	// backlog decided late keeps its window.
+	DedupWindow time.Duration
+	// DedupPerSender caps the sends remembered per (conversation, sender)
+	// within the window (default 1,000): a resend is recognised among the
+	// sender's own last DedupPerSender sends there, whatever others send.
+	DedupPerSender int
 }
 
 // DefaultLimits are the limits used when a field is zero.
@@ -32,7 +39,8 @@ var DefaultLimits = Limits{
 	MaxMessageBytes:     16 << 10,
 	MaxTitleBytes:       256,
 	MaxClientMsgIDBytes: 128,
-	DedupWindow:         256,
+	DedupWindow:         7 * 24 * time.Hour,
+	DedupPerSender:      1000,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -52,6 +60,9 @@ func (l Limits) withDefaults() Limits {
 	if l.DedupWindow > 0 {
 		d.DedupWindow = l.DedupWindow
 	}
+	if l.DedupPerSender > 0 {
+		d.DedupPerSender = l.DedupPerSender
+	}
 	return d
 }
 
@@ -67,10 +78,14 @@ func reject(code pb.ErrorCode, format string, args ...any) *rejection {
 
 // decide applies one command to the state of its conversation (st is nil
 // when the conversation does not exist) and returns the state after it, the
-// events to emit and what changed. It is a pure function of its arguments:
-// no I/O, no clock (now is passed in), so it is table-tested on its own and
-// replaying the same commands over the same state gives the same events.
-func decide(l Limits, st *convState, cmd *pb.Command, now time.Time) (*convState, []*pb.Event, delta) {
+// events to emit and what changed. It updates st in place (the returned
+// state is st itself, or a new one for a create): the caller must drop st
+// when the decision is not committed, as the decider does on an aborted
+// transaction. It is deterministic and does no I/O: the clock comes in as
+// now (stamped on the events) and received (when the command was appended,
+// kept with a remembered send), so it is table-tested on its own, and
+// deciding the same commands over the same state gives the same events.
+func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (*convState, []*pb.Event, delta) {
 	base := &pb.Event{
 		ConversationId: cmd.GetConversationId(),
 		CommandId:      cmd.GetCommandId(),
@@ -78,7 +93,7 @@ func decide(l Limits, st *convState, cmd *pb.Command, now time.Time) (*convState
 		ActorDeviceId:  cmd.GetDeviceId(),
 		OccurredAt:     timestamppb.New(now),
 	}
-	st, evs, d, rej := decideBody(l, st, cmd, base)
+	st, evs, d, rej := decideBody(l, st, cmd, base, received)
 	if rej != nil {
 		ev := cloneBase(base)
 		r := &pb.CommandRejected{Code: rej.code, Message: rej.msg, CommandType: schemas.CommandType(cmd)}
@@ -96,7 +111,7 @@ func cloneBase(b *pb.Event) *pb.Event {
 		ActorUserId: b.ActorUserId, ActorDeviceId: b.ActorDeviceId, OccurredAt: b.OccurredAt}
 }
 
-func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event) (*convState, []*pb.Event, delta, *rejection) {
+func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
 	var d delta
 	user := cmd.GetUserId()
 	if user == "" || cmd.GetConversationId() == "" {
@@ -135,10 +150,9 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event) (*conv
 		case !utf8.ValidString(m.GetText()):
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "text is not UTF-8")
 		}
-		key := dedupKey(user, m.GetClientMsgId())
-		if seq, ok := st.recent[key]; ok {
+		if orig, ok := st.lookup(user, m.GetClientMsgId()); ok {
 			ev := cloneBase(base)
-			ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: m.GetClientMsgId(), OriginalSeq: seq}}
+			ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: m.GetClientMsgId(), OriginalSeq: orig.seq}}
 			return st, []*pb.Event{ev}, d, nil
 		}
 		ev := next()
@@ -150,9 +164,9 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event) (*conv
 		ms := st.members[user]
 		ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
 		d.member(user)
-		d.dedup = append(d.dedup, key)
-		if ev := st.remember(key, st.lastSeq, l.DedupWindow); ev != "" {
-			d.dedup = append(d.dedup, ev)
+		d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
+		for _, old := range st.remember(user, m.GetClientMsgId(), dedupEntry{seq: st.lastSeq, at: received.UnixMilli()}, l.DedupPerSender) {
+			d.dedup = append(d.dedup, dedupRef{user, old})
 		}
 		return st, []*pb.Event{ev}, d, nil
 

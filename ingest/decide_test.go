@@ -18,7 +18,7 @@ func run(t *testing.T, l Limits, cmds ...*pb.Command) (*convState, []*pb.Event) 
 	now := time.Unix(1_700_000_000, 0)
 	for _, c := range cmds {
 		var evs []*pb.Event
-		st, evs, _ = decide(l.withDefaults(), st, c, now)
+		st, evs, _ = decide(l.withDefaults(), st, c, now, now)
 		all = append(all, evs...)
 	}
 	return st, all
@@ -98,9 +98,13 @@ func TestDecide(t *testing.T) {
 		{"same client id from another sender is another message", Limits{},
 			[]*pb.Command{createDirect(), send("alice", direct, "m1"), send("bob", direct, "m1")},
 			[]string{"ConversationCreated@0", "MessageSent@1", "MessageSent@2"}},
-		{"retry beyond the dedup window is a new message", Limits{DedupWindow: 2},
+		{"retry beyond the sender's own last DedupPerSender sends is a new message", Limits{DedupPerSender: 2},
 			[]*pb.Command{createDirect(), send("alice", direct, "m1"), send("alice", direct, "m2"), send("alice", direct, "m3"), send("alice", direct, "m1")},
 			[]string{"ConversationCreated@0", "MessageSent@1", "MessageSent@2", "MessageSent@3", "MessageSent@4"}},
+		{"other senders' traffic never pushes a sender's id out", Limits{DedupPerSender: 2},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), send("bob", direct, "b1"), send("bob", direct, "b2"),
+				send("bob", direct, "b3"), send("bob", direct, "b4"), send("alice", direct, "m1")},
+			[]string{"ConversationCreated@0", "MessageSent@1", "MessageSent@2", "MessageSent@3", "MessageSent@4", "MessageSent@5", "Dedup->1"}},
 		{"non-member send and read are refused", Limits{},
 			[]*pb.Command{createDirect(), send("mallory", direct, "x"), cmd("mallory", direct, &pb.MarkRead{UpToSeq: 1})},
 			[]string{"ConversationCreated@0", "Rejected:ERROR_CODE_NOT_MEMBER", "Rejected:ERROR_CODE_NOT_MEMBER"}},

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -34,13 +35,31 @@ type DeciderConfig struct {
 	TransactionTimeout time.Duration
 	// MaxPollRecords bounds one transaction (default 2000).
 	MaxPollRecords int
-	Limits         Limits
-	Logger         *slog.Logger
+	// Membership is how the decider takes part in its group. With an
+	// InstanceID (static membership) a restarted instance takes its
+	// partitions back as soon as it rejoins; the zero value is a dynamic
+	// member with deploy's 6 s session timeout. See README.md, Takeover.
+	Membership deploy.Membership
+	// MaxHealthyLag is the most commands that may wait on this instance's
+	// partitions before /healthz reports it unhealthy (default 10,000).
+	MaxHealthyLag int64
+	// KafkaOptions are applied after the decider's own client options
+	// (TLS, SASL, a dialer).
+	KafkaOptions []kgo.Opt
+	Limits       Limits
+	Logger       *slog.Logger
 	// Registerer receives the decider's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
+
+// The defaults of DeciderConfig's numeric fields.
+const (
+	DefaultTransactionTimeout = 10 * time.Second
+	DefaultMaxPollRecords     = 2000
+	DefaultMaxHealthyLag      = 10000
+)
 
 // Defaults returns c with every unset field given its default.
 func (c DeciderConfig) Defaults() DeciderConfig {
@@ -64,10 +83,14 @@ func (c DeciderConfig) Defaults() DeciderConfig {
 		c.DeadLetterTopic = schemas.DeadLetters.Name
 	}
 	if c.TransactionTimeout == 0 {
-		c.TransactionTimeout = 10 * time.Second
+		c.TransactionTimeout = DefaultTransactionTimeout
 	}
 	if c.MaxPollRecords == 0 {
-		c.MaxPollRecords = 2000
+		c.MaxPollRecords = DefaultMaxPollRecords
+	}
+	c.Membership = c.Membership.Defaults()
+	if c.MaxHealthyLag == 0 {
+		c.MaxHealthyLag = DefaultMaxHealthyLag
 	}
 	c.Limits = c.Limits.withDefaults()
 	if c.Logger == nil {
@@ -85,8 +108,11 @@ func (c DeciderConfig) Validate() error {
 	if len(c.Seeds) == 0 {
 		errs = append(errs, errors.New("ingest: DeciderConfig.Seeds is empty"))
 	}
-	if c.MaxPollRecords < 0 || c.TransactionTimeout < 0 {
-		errs = append(errs, errors.New("ingest: DeciderConfig.MaxPollRecords and TransactionTimeout must be positive"))
+	if c.MaxPollRecords < 0 || c.TransactionTimeout < 0 || c.MaxHealthyLag < 0 {
+		errs = append(errs, errors.New("ingest: DeciderConfig.MaxPollRecords, TransactionTimeout and MaxHealthyLag must be positive"))
+	}
+	if err := c.Membership.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ingest: DeciderConfig.Membership: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -99,7 +125,7 @@ type Decider struct {
 	m    deciderMetrics
 
 	mu     sync.Mutex
-	states map[int32]map[string]*convState // partition -> conversation -> state; nil map: not restored
+	states map[int32]*partState // partition -> its state; absent: not restored
 }
 
 type deciderMetrics struct {
@@ -108,6 +134,7 @@ type deciderMetrics struct {
 	restore  prometheus.Histogram
 	aborted  prometheus.Counter
 	poison   prometheus.Counter
+	swept    prometheus.Counter
 }
 
 // NewDecider connects to Kafka; Run does the work.
@@ -116,7 +143,7 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Decider{cfg: cfg, log: cfg.Logger, states: map[int32]map[string]*convState{}}
+	d := &Decider{cfg: cfg, log: cfg.Logger, states: map[int32]*partState{}}
 	d.m = deciderMetrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_ingest_commands_total",
 			Help: "Commands decided, by command type and outcome (accepted, rejected, deduplicated, noop)."}, []string{"type", "outcome"}),
@@ -128,9 +155,11 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 			Help: "Transactions aborted (rebalance, fencing, produce failure); their commands are decided again."}),
 		poison: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ingest_undecodable_commands_total",
 			Help: "Command records that are not a valid Command; sent to the dead-letter topic."}),
+		swept: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ingest_dedup_expired_total",
+			Help: "Remembered sends forgotten because they left the dedup window."}),
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{d.m.commands, d.m.batches, d.m.restore, d.m.aborted, d.m.poison} {
+		for _, c := range []prometheus.Collector{d.m.commands, d.m.batches, d.m.restore, d.m.aborted, d.m.poison, d.m.swept} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ingest: metrics: %w", err)
 			}
@@ -143,7 +172,7 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 			delete(d.states, p)
 		}
 	}
-	sess, err := kgo.NewGroupTransactSession(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Seeds...),
 		kgo.ClientID("parley-ingest"),
 		kgo.TransactionalID(cfg.TransactionalID),
@@ -161,8 +190,10 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 		// it after a metadata refresh, which by default may not happen
 		// sooner than 5 s after the last one: a 5 s stall of every
 		// partition of the transaction. Allow the refresh at once.
-		kgo.MetadataMinAge(50*time.Millisecond),
-	)
+		kgo.MetadataMinAge(50 * time.Millisecond),
+	}
+	opts = append(opts, cfg.Membership.KafkaOptions()...)
+	sess, err := kgo.NewGroupTransactSession(append(opts, cfg.KafkaOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: decider: %w", err)
 	}
@@ -256,7 +287,7 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	// into the transaction timeout.
 	// The batch works on its own references: a revoke may drop a partition
 	// from d.states meanwhile, and the session then aborts the transaction.
-	local := map[int32]map[string]*convState{}
+	local := map[int32]*partState{}
 	for _, p := range partitionsOf(fs) {
 		states, err := d.restored(ctx, p)
 		if err != nil {
@@ -279,7 +310,7 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	var counts []counted
 	now := d.cfg.Now()
 	fs.EachRecord(func(r *kgo.Record) {
-		states := local[r.Partition]
+		ps := local[r.Partition]
 		var cmd pb.Command
 		if err := proto.Unmarshal(r.Value, &cmd); err != nil || string(r.Key) != cmd.GetConversationId() {
 			d.m.poison.Inc()
@@ -288,9 +319,15 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 			return
 		}
 		conv := cmd.GetConversationId()
-		st, evs, delta := decide(d.cfg.Limits, states[conv], &cmd, now)
+		received := receivedAt(r, now)
+		st, evs, delta := decide(d.cfg.Limits, ps.convs[conv], &cmd, now, received)
 		if st != nil {
-			states[conv] = st
+			ps.convs[conv] = st
+			for _, ref := range delta.dedup {
+				if e, ok := st.lookup(ref.user, ref.clientMsgID); ok {
+					ps.track(conv, ref.user, ref.clientMsgID, e.at)
+				}
+			}
 		}
 		counts = append(counts, counted{schemas.CommandType(&cmd), outcome(evs)})
 		for _, ev := range evs {
@@ -311,6 +348,16 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 			d.sess.Produce(ctx, rec, promise)
 		}
 	})
+	// Forget what left the dedup window, a bounded number per transaction
+	// so a long-idle partition catches up over a few batches.
+	var swept int
+	for p, ps := range local {
+		gone := ps.sweep(d.cfg.Limits.DedupWindow, sweepPerBatch)
+		swept += len(gone)
+		for _, rec := range sweepRecords(d.cfg.StateTopic, p, gone) {
+			d.sess.Produce(ctx, rec, promise)
+		}
+	}
 	committed, err := d.sess.End(ctx, produceErr == nil)
 	if err == nil && produceErr != nil {
 		err = produceErr
@@ -328,6 +375,7 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	for _, c := range counts {
 		d.m.commands.WithLabelValues(c.typ, c.outcome).Inc()
 	}
+	d.m.swept.Add(float64(swept))
 	d.m.batches.Observe(time.Since(start).Seconds())
 	return nil
 }
@@ -354,32 +402,47 @@ func partitionsOf(fs kgo.Fetches) []int32 {
 	return ps
 }
 
+// sweepPerBatch bounds the tombstones of expired sends one transaction
+// writes per partition.
+const sweepPerBatch = 1000
+
+// receivedAt is when the command was appended (its record's timestamp),
+// never later than now: a gateway clock ahead of the decider's must not
+// expire remembered sends early.
+func receivedAt(r *kgo.Record, now time.Time) time.Time {
+	if r.Timestamp.IsZero() || r.Timestamp.After(now) {
+		return now
+	}
+	return r.Timestamp
+}
+
 // restored returns the state of partition p, restoring it from the
 // changelog first if this instance does not hold it.
-func (d *Decider) restored(ctx context.Context, p int32) (map[string]*convState, error) {
+func (d *Decider) restored(ctx context.Context, p int32) (*partState, error) {
 	d.mu.Lock()
-	states := d.states[p]
+	ps := d.states[p]
 	d.mu.Unlock()
-	if states != nil {
-		return states, nil
+	if ps != nil {
+		return ps, nil
 	}
 	t := time.Now()
-	states, n, err := restorePartition(ctx, d.cfg.Seeds, d.cfg.StateTopic, p)
+	ps, n, err := restorePartition(ctx, d.cfg.Seeds, d.cfg.StateTopic, p, d.cfg.Now(), d.cfg.Limits.DedupPerSender)
 	if err != nil {
 		return nil, err
 	}
 	d.m.restore.Observe(time.Since(t).Seconds())
-	d.log.Info("restored partition state", "partition", p, "conversations", len(states), "records", n, "took", time.Since(t))
+	d.log.Info("restored partition state", "partition", p, "conversations", len(ps.convs), "remembered_sends", len(ps.expiry),
+		"records", n, "took", time.Since(t))
 	d.mu.Lock()
-	d.states[p] = states
+	d.states[p] = ps
 	d.mu.Unlock()
-	return states, nil
+	return ps, nil
 }
 
 func (d *Decider) dropAll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.states = map[int32]map[string]*convState{}
+	d.states = map[int32]*partState{}
 }
 
 // deadLetter wraps a record that cannot be decided, with where it came from.

@@ -1,31 +1,21 @@
 // Command ingest runs the decider: the only writer of parley.events.
 //
-// Configuration is by environment (see ingest/README.md):
-//
-//	PARLEY_KAFKA_SEEDS            comma-separated bootstrap addresses (required)
-//	PARLEY_INGEST_GROUP           consumer group (default <prefix>parley-ingest)
-//	PARLEY_INGEST_TRANSACTIONAL_ID  unique per instance, stable across restarts (default <prefix>parley-ingest-<hostname>)
-//	PARLEY_TOPIC_PREFIX           prefix of every topic name (default none)
-//	PARLEY_HTTP_ADDR              /metrics and /healthz (default 127.0.0.1:9101)
+// Configuration is by environment; every setting, its default and what it
+// bounds is in the settings table of ingest/README.md. A malformed value
+// stops the start with every bad setting named.
 package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 )
 
 func main() {
@@ -37,57 +27,78 @@ func main() {
 }
 
 func run(log *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	prefix := os.Getenv("PARLEY_TOPIC_PREFIX")
-	topics := schemas.Prefixed(prefix)
-	// Deployments sharing a Kafka cluster (the prefix) never share a group
-	// or a transactional id (they would fence each other).
-	group, txnID := os.Getenv("PARLEY_INGEST_GROUP"), os.Getenv("PARLEY_INGEST_TRANSACTIONAL_ID")
-	if group == "" {
-		group = prefix + "parley-ingest"
-	}
-	if txnID == "" {
-		h, _ := os.Hostname()
-		txnID = prefix + "parley-ingest-" + h
-	}
-	d, err := ingest.NewDecider(ingest.DeciderConfig{
-		Seeds:           splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
-		CommandsTopic:   topics.Commands.Name,
-		EventsTopic:     topics.Events.Name,
-		StateTopic:      topics.IngestState.Name,
-		DeadLetterTopic: topics.DeadLetters.Name,
-		Group:           group,
-		TransactionalID: txnID,
-		Logger:          log,
-		Registerer:      reg,
-	})
+	cfg, addr, err := config(deploy.NewEnv())
 	if err != nil {
 		return err
 	}
+	reg := deploy.Registry()
+	cfg.Logger, cfg.Registerer = log, reg
+	d, err := ingest.NewDecider(cfg)
+	if err != nil {
+		return err
+	}
+	ops, err := deploy.ListenOps(addr, log, reg, d.Health(), nil)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	addr := os.Getenv("PARLEY_HTTP_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:9101"
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics listener", "err", err)
-		}
-	}()
-	defer srv.Close()
-	log.Info("ingest decider running", "metrics", addr)
+	log.Info("ingest decider running", "ops", ops.Addr(), "group", cfg.Group, "instance", cfg.Membership.InstanceID,
+		"transactional_id", cfg.TransactionalID)
 	return d.Run(ctx)
+}
+
+// config reads the decider's settings. Deployments sharing a Kafka cluster
+// (PARLEY_TOPIC_PREFIX) never share a group or a transactional id (they
+// would fence each other).
+func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
+	seeds := splitList(e.Required("PARLEY_KAFKA_SEEDS"))
+	prefix := e.String("PARLEY_TOPIC_PREFIX", "")
+	topics := schemas.Prefixed(prefix)
+	instance := deploy.InstanceName(prefix, "ingest", deploy.Hostname())
+	m := e.Membership(instance)
+	if !e.Bool("PARLEY_INGEST_STATIC_MEMBERSHIP", true) {
+		m.InstanceID = "" // dynamic: a restart waits for the session timeout
+	}
+	// The transactional id follows the instance: one name that is unique
+	// per process and stable across its restarts does for both.
+	txnDefault := m.InstanceID
+	if txnDefault == "" {
+		txnDefault = instance
+	}
+	d := ingest.DefaultLimits
+	cfg := ingest.DeciderConfig{
+		Seeds:              seeds,
+		CommandsTopic:      topics.Commands.Name,
+		EventsTopic:        topics.Events.Name,
+		StateTopic:         topics.IngestState.Name,
+		DeadLetterTopic:    topics.DeadLetters.Name,
+		Group:              e.String("PARLEY_INGEST_GROUP", deploy.GroupName(prefix, "ingest")),
+		TransactionalID:    e.String("PARLEY_INGEST_TRANSACTIONAL_ID", txnDefault),
+		Membership:         m,
+		TransactionTimeout: e.Duration("PARLEY_INGEST_TRANSACTION_TIMEOUT", ingest.DefaultTransactionTimeout),
+		MaxPollRecords:     e.Int("PARLEY_INGEST_MAX_POLL_RECORDS", ingest.DefaultMaxPollRecords),
+		MaxHealthyLag:      int64(e.Int("PARLEY_INGEST_MAX_HEALTHY_LAG", ingest.DefaultMaxHealthyLag)),
+		Limits: ingest.Limits{
+			MaxGroupMembers:     e.Int("PARLEY_INGEST_MAX_GROUP_MEMBERS", d.MaxGroupMembers),
+			MaxMessageBytes:     e.Int("PARLEY_INGEST_MAX_MESSAGE_BYTES", d.MaxMessageBytes),
+			MaxTitleBytes:       e.Int("PARLEY_INGEST_MAX_TITLE_BYTES", d.MaxTitleBytes),
+			MaxClientMsgIDBytes: e.Int("PARLEY_INGEST_MAX_CLIENT_MSG_ID_BYTES", d.MaxClientMsgIDBytes),
+			DedupWindow:         e.Duration("PARLEY_INGEST_DEDUP_WINDOW", d.DedupWindow),
+			DedupPerSender:      e.Int("PARLEY_INGEST_DEDUP_PER_SENDER", d.DedupPerSender),
+		},
+	}
+	addr := e.String("PARLEY_HTTP_ADDR", "127.0.0.1:9101")
+	if err := e.Err(); err != nil {
+		return cfg, "", err
+	}
+	return cfg, addr, cfg.Defaults().Validate()
 }
 
 func splitList(s string) []string {
 	var out []string
-	for _, p := range strings.Split(s, ",") {
+	for p := range strings.SplitSeq(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/schemas/deploy"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, addr, err := config(deploy.EnvFrom(map[string]string{"PARLEY_KAFKA_SEEDS": "a:9092, b:9092", "PARLEY_TOPIC_PREFIX": "t1."}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := deploy.InstanceName("t1.", "ingest", deploy.Hostname())
+	if len(cfg.Seeds) != 2 || cfg.Group != "t1.parley-ingest" || cfg.Membership.InstanceID != inst || cfg.TransactionalID != inst ||
+		cfg.CommandsTopic != "t1.parley.commands" || cfg.StateTopic != "t1.parley.ingest.state" || addr != "127.0.0.1:9101" {
+		t.Fatalf("defaults: %+v %s", cfg, addr)
+	}
+	if cfg.Membership.SessionTimeout != deploy.DefaultSessionTimeout || cfg.Limits.DedupWindow != 7*24*time.Hour || cfg.Limits.DedupPerSender != 1000 {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	cfg, _, err := config(deploy.EnvFrom(map[string]string{
+		"PARLEY_KAFKA_SEEDS": "k:1", "PARLEY_INGEST_GROUP": "g", "PARLEY_INGEST_TRANSACTIONAL_ID": "txn",
+		"PARLEY_INSTANCE_ID": "i-1", "PARLEY_GROUP_SESSION_TIMEOUT": "10s",
+		"PARLEY_INGEST_MAX_GROUP_MEMBERS": "50", "PARLEY_INGEST_MAX_MESSAGE_BYTES": "100", "PARLEY_INGEST_MAX_TITLE_BYTES": "10",
+		"PARLEY_INGEST_MAX_CLIENT_MSG_ID_BYTES": "20", "PARLEY_INGEST_DEDUP_WINDOW": "72h", "PARLEY_INGEST_DEDUP_PER_SENDER": "5",
+		"PARLEY_INGEST_MAX_POLL_RECORDS": "300", "PARLEY_INGEST_TRANSACTION_TIMEOUT": "20s", "PARLEY_INGEST_MAX_HEALTHY_LAG": "7",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Limits
+	if cfg.Group != "g" || cfg.TransactionalID != "txn" || cfg.Membership.InstanceID != "i-1" || cfg.Membership.SessionTimeout != 10*time.Second ||
+		l.MaxGroupMembers != 50 || l.MaxMessageBytes != 100 || l.MaxTitleBytes != 10 || l.MaxClientMsgIDBytes != 20 ||
+		l.DedupWindow != 72*time.Hour || l.DedupPerSender != 5 || cfg.MaxPollRecords != 300 ||
+		cfg.TransactionTimeout != 20*time.Second || cfg.MaxHealthyLag != 7 {
+		t.Fatalf("from env: %+v", cfg)
+	}
+	// The transactional id follows the instance id unless set.
+	cfg, _, _ = config(deploy.EnvFrom(map[string]string{"PARLEY_KAFKA_SEEDS": "k:1", "PARLEY_INSTANCE_ID": "i-2"}))
+	if cfg.TransactionalID != "i-2" {
+		t.Fatalf("transactional id %q", cfg.TransactionalID)
+	}
+	cfg, _, _ = config(deploy.EnvFrom(map[string]string{"PARLEY_KAFKA_SEEDS": "k:1", "PARLEY_INGEST_STATIC_MEMBERSHIP": "false"}))
+	if cfg.Membership.InstanceID != "" || cfg.TransactionalID == "" {
+		t.Fatalf("dynamic: %+v", cfg)
+	}
+}
+
+func TestConfigRefusesBadValues(t *testing.T) {
+	_, _, err := config(deploy.EnvFrom(map[string]string{
+		"PARLEY_INGEST_DEDUP_WINDOW": "a week", "PARLEY_INGEST_MAX_MESSAGE_BYTES": "-1", "PARLEY_GROUP_SESSION_TIMEOUT": "soon",
+	}))
+	for _, want := range []string{"PARLEY_KAFKA_SEEDS is required", "PARLEY_INGEST_DEDUP_WINDOW", "PARLEY_INGEST_MAX_MESSAGE_BYTES", "PARLEY_GROUP_SESSION_TIMEOUT"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+	_, _, err = config(deploy.EnvFrom(map[string]string{"PARLEY_KAFKA_SEEDS": "k:1", "PARLEY_GROUP_SESSION_TIMEOUT": "500ms"}))
+	if err == nil || !strings.Contains(err.Error(), "session timeout") {
+		t.Errorf("a session timeout below 1s: %v", err)
+	}
+}

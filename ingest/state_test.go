@@ -1,0 +1,219 @@
+package ingest
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// partRun decides commands of one partition as the decider does: each
+// command with its receive time, remembered sends tracked, the sweep after
+// every command; every changelog record is kept in order.
+type partRun struct {
+	t   *testing.T
+	l   Limits
+	ps  *partState
+	log []*kgo.Record
+}
+
+func newPartRun(t *testing.T, l Limits) *partRun {
+	return &partRun{t: t, l: l.withDefaults(), ps: newPartState()}
+}
+
+func (r *partRun) do(c *pb.Command, received time.Time) []*pb.Event {
+	conv := c.GetConversationId()
+	st, evs, d := decide(r.l, r.ps.convs[conv], c, received, received)
+	if st != nil {
+		r.ps.convs[conv] = st
+		for _, ref := range d.dedup {
+			if e, ok := st.lookup(ref.user, ref.clientMsgID); ok {
+				r.ps.track(conv, ref.user, ref.clientMsgID, e.at)
+			}
+		}
+	}
+	r.log = append(r.log, changelogRecords("state", 0, conv, st, d)...)
+	r.log = append(r.log, sweepRecords("state", 0, r.ps.sweep(r.l.DedupWindow, sweepPerBatch))...)
+	return evs
+}
+
+// restore rebuilds the partition from the changelog kept so far, keeping
+// only the newest record per key, as compaction would.
+func (r *partRun) restore(now time.Time) *partState {
+	r.t.Helper()
+	last := map[string]int{}
+	for i, rec := range r.log {
+		last[string(rec.Key)] = i
+	}
+	b := newStateBuilder()
+	for i, rec := range r.log {
+		if last[string(rec.Key)] != i {
+			continue
+		}
+		if err := b.apply(rec.Key, rec.Value); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	return b.done(now, r.l.DedupPerSender)
+}
+
+// TestDedupLateResendInBusyGroup: alice's phone resends a message an hour
+// later, after the group's other members sent thousands: the resend is the
+// original message, live and after a restore from the changelog.
+func TestDedupLateResendInBusyGroup(t *testing.T) {
+	r := newPartRun(t, Limits{})
+	t0 := time.Unix(1_700_000_000, 0)
+	members := make([]string, 50)
+	for i := range members {
+		members[i] = fmt.Sprintf("u%02d", i)
+	}
+	r.do(createGroup(members...), t0)
+	if got := summary(r.do(send("alice", "g:1", "queued"), t0)); fmt.Sprint(got) != "[MessageSent@1]" {
+		t.Fatalf("first send: %v", got)
+	}
+	for i := range 5000 {
+		r.do(send(members[i%len(members)], "g:1", fmt.Sprintf("other-%d", i)), t0.Add(time.Duration(i)*500*time.Millisecond))
+	}
+	late := t0.Add(time.Hour)
+	if got := summary(r.do(send("alice", "g:1", "queued"), late)); fmt.Sprint(got) != "[Dedup->1]" {
+		t.Fatalf("late resend: %v, want the original seq 1", got)
+	}
+	r.ps = r.restore(late)
+	if got := summary(r.do(send("alice", "g:1", "queued"), late)); fmt.Sprint(got) != "[Dedup->1]" {
+		t.Fatalf("late resend after restore: %v, want the original seq 1", got)
+	}
+}
+
+// TestDedupWindowByTime: a resend is recognised for the whole window (here
+// 7 days) and forgotten after it, with a tombstone for its record; the
+// window follows the commands' receive times.
+func TestDedupWindowByTime(t *testing.T) {
+	r := newPartRun(t, Limits{})
+	t0 := time.Unix(1_700_000_000, 0)
+	day := 24 * time.Hour
+	r.do(createDirect(), t0)
+	r.do(send("alice", direct, "m1"), t0)
+	r.do(send("bob", direct, "b1"), t0.Add(6*day))
+	if got := summary(r.do(send("alice", direct, "m1"), t0.Add(6*day+23*time.Hour))); fmt.Sprint(got) != "[Dedup->1]" {
+		t.Fatalf("resend within the window: %v", got)
+	}
+	n := len(r.log)
+	r.do(send("bob", direct, "b2"), t0.Add(7*day+time.Minute)) // moves the partition's clock past m1's window
+	var tomb bool
+	for _, rec := range r.log[n:] {
+		if string(rec.Key) == dedupChangelogKey(direct, "alice", "m1") && rec.Value == nil {
+			tomb = true
+		}
+	}
+	if !tomb {
+		t.Fatal("no tombstone for the expired send")
+	}
+	if _, ok := r.ps.convs[direct].lookup("bob", "b1"); !ok {
+		t.Fatal("bob's b1 (day 6) forgotten early")
+	}
+	if got := summary(r.do(send("alice", direct, "m1"), t0.Add(7*day+2*time.Minute))); fmt.Sprint(got) != "[MessageSent@4]" {
+		t.Fatalf("resend after the window: %v, want a new message", got)
+	}
+	// The restored state has exactly what memory has.
+	restored := r.restore(t0.Add(7*day + 3*time.Minute))
+	if !reflect.DeepEqual(dedupOf(restored.convs[direct]), dedupOf(r.ps.convs[direct])) {
+		t.Fatalf("restored %v, live %v", dedupOf(restored.convs[direct]), dedupOf(r.ps.convs[direct]))
+	}
+}
+
+func dedupOf(st *convState) map[dedupRef]dedupEntry {
+	out := map[dedupRef]dedupEntry{}
+	for u, sd := range st.dedup {
+		for id, e := range sd.ids {
+			out[dedupRef{u, id}] = e
+		}
+	}
+	return out
+}
+
+// TestDedupCapPerSender: a sender past DedupPerSender loses its oldest id
+// (with a tombstone), others keep theirs; the cap holds after a restore,
+// also when it was lowered since the records were written.
+func TestDedupCapPerSender(t *testing.T) {
+	r := newPartRun(t, Limits{DedupPerSender: 3})
+	t0 := time.Unix(1_700_000_000, 0)
+	r.do(createDirect(), t0)
+	r.do(send("bob", direct, "b1"), t0)
+	for i := range 5 {
+		r.do(send("alice", direct, fmt.Sprintf("m%d", i)), t0.Add(time.Duration(i)*time.Second))
+	}
+	st := r.ps.convs[direct]
+	if len(st.dedup["alice"].ids) != 3 || len(st.dedup["bob"].ids) != 1 {
+		t.Fatalf("remembered: alice %d, bob %d", len(st.dedup["alice"].ids), len(st.dedup["bob"].ids))
+	}
+	if _, ok := st.lookup("alice", "m1"); ok {
+		t.Fatal("m1 should be evicted")
+	}
+	if got := summary(r.do(send("alice", direct, "m2"), t0.Add(time.Minute))); fmt.Sprint(got) != "[Dedup->4]" {
+		t.Fatalf("resend of m2: %v", got)
+	}
+	restored := r.restore(t0.Add(time.Minute))
+	if !reflect.DeepEqual(dedupOf(restored.convs[direct]), dedupOf(st)) {
+		t.Fatalf("restored %v, live %v", dedupOf(restored.convs[direct]), dedupOf(st))
+	}
+	// Lowered to 1: the restore keeps alice's newest, and the next sweep
+	// past the window tombstones the records of the two it dropped.
+	r.l.DedupPerSender = 1
+	r.ps = r.restore(t0.Add(time.Minute))
+	if got := dedupOf(r.ps.convs[direct]); len(got) != 2 || got[dedupRef{"alice", "m4"}].seq != 6 {
+		t.Fatalf("after lowering the cap: %v", got)
+	}
+	n := len(r.log)
+	r.do(send("bob", direct, "b2"), t0.Add(8*24*time.Hour))
+	tombs := map[string]bool{}
+	for _, rec := range r.log[n:] {
+		if rec.Value == nil {
+			tombs[string(rec.Key)] = true
+		}
+	}
+	for _, id := range []string{"m2", "m3", "m4"} {
+		if !tombs[dedupChangelogKey(direct, "alice", id)] {
+			t.Errorf("no tombstone for alice's %s", id)
+		}
+	}
+}
+
+// TestChangelogOldRecordsRestore: records written before the dedup time
+// window (a dedup value with a seq only) restore, count as received at the
+// restore, and leave one window later.
+func TestChangelogOldRecordsRestore(t *testing.T) {
+	b := newStateBuilder()
+	for _, kv := range [][2]string{
+		{"c\x00g:old", `{"k":2,"t":"team","s":3}`},
+		{"m\x00g:old\x00alice", `{"r":1,"j":0,"rd":3,"dl":3}`},
+		{"m\x00g:old\x00bob", `{"r":2,"j":0,"rd":1,"dl":2}`},
+		{"d\x00g:old\x00alice\x00a1", `{"s":1}`},
+		{"d\x00g:old\x00bob\x00b1", `{"s":2}`},
+		{"d\x00g:old\x00alice\x00a2", `{"s":3,"future":"ignored"}`},
+	} {
+		if err := b.apply([]byte(kv[0]), []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Unix(1_700_000_000, 0)
+	ps := b.done(now, DefaultLimits.DedupPerSender)
+	st := ps.convs["g:old"]
+	if st.lastSeq != 3 || st.title != "team" || len(st.members) != 2 || st.members["bob"].delivered != 2 {
+		t.Fatalf("state %+v", st)
+	}
+	r := &partRun{t: t, l: DefaultLimits, ps: ps}
+	if got := summary(r.do(cmd("alice", "g:old", &pb.SendMessage{ClientMsgId: "a1", Text: "x"}), now)); fmt.Sprint(got) != "[Dedup->1]" {
+		t.Fatalf("resend of an old record's send: %v", got)
+	}
+	if got := summary(r.do(cmd("alice", "g:old", &pb.SendMessage{ClientMsgId: "a3", Text: "x"}), now)); fmt.Sprint(got) != "[MessageSent@4]" {
+		t.Fatalf("new send: %v", got)
+	}
+	r.do(cmd("bob", "g:old", &pb.SendMessage{ClientMsgId: "b2", Text: "x"}), now.Add(DefaultLimits.DedupWindow+time.Second))
+	if got := dedupOf(st); len(got) != 1 || got[dedupRef{"bob", "b2"}].seq != 5 {
+		t.Fatalf("after one window: %v", got)
+	}
+}
