@@ -121,4 +121,3 @@ func TestResumeEdgesPerConversation(t *testing.T) {
 		delete(next, ev.GetConversationId())
 	}
 }
-
