@@ -68,6 +68,7 @@ func decodeClientFrame(messageType int, data []byte) (*pb.ClientFrame, error) {
 type outbound struct {
 	frame *pb.ServerFrame
 	kind  string // metrics label: the body's name
+	slot  bool   // an answer to an appended command: frees an answer slot once written
 	once  [numCodecs]sync.Once
 	data  [numCodecs][]byte
 	err   [numCodecs]error

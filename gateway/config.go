@@ -55,8 +55,10 @@ type Fanout struct {
 	// MaxResumeEvents caps the events one Resume sends from the views;
 	// beyond it Resumed says more (default 10,000).
 	MaxResumeEvents int
-	// ResumeGapWait bounds how long a Resume waits for the views to catch
-	// up with live events before failing with UNAVAILABLE (default 5s).
+	// ResumeGapWait bounds how long one Resume waits, in all, for the views
+	// to catch up with the log (a cursor beyond the view's last seq, rows
+	// missing below it); a conversation still waiting then is reported in
+	// Resumed.failed and the others resume (default 5s).
 	ResumeGapWait time.Duration
 }
 
@@ -110,7 +112,10 @@ type Limits struct {
 	RatePerSecond float64
 	Burst         int
 	// OutboundQueue is how many frames may wait for one session's writer;
-	// a session whose queue is full is closed (1008 "slow consumer").
+	// a session whose queue is full is closed (1008 "slow consumer"). A
+	// quarter of it again is kept beyond it for the answers to appended
+	// commands (also the most appends one session has in flight), and the
+	// reader waits while the queue is half full.
 	OutboundQueue int
 	// PingInterval is how often the server sends a WebSocket ping.
 	PingInterval time.Duration

@@ -38,7 +38,7 @@ func TestCommandAcceptedAndAppended(t *testing.T) {
 
 	// The client cannot name a user: JSON refuses the unknown field, and the
 	// request id is still echoed.
-	c.sendText(`{"requestId":"evil","conversationId":"g:x","userId":"mallory","sendMessage":{"clientMsgId":"m0","text":"hi"}}`)
+	c.sendText(`{"requestId":"evil","conversationId":"g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f","userId":"mallory","sendMessage":{"clientMsgId":"m0","text":"hi"}}`)
 	if e := c.refused(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT); e.GetRequestId() != "evil" {
 		t.Fatalf("error for the wrong request: %v", e)
 	}
@@ -112,7 +112,8 @@ func TestSubprotocols(t *testing.T) {
 	}
 	bin.accepted("s")
 	// A body this gateway does not know is UNSUPPORTED.
-	unknown := protowire.AppendTag([]byte{}, 99, protowire.BytesType)
+	unknown := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "u") // requestId
+	unknown = protowire.AppendTag(unknown, 99, protowire.BytesType)
 	unknown = protowire.AppendBytes(unknown, nil)
 	_ = bin.conn.WriteMessage(websocket.BinaryMessage, unknown)
 	bin.refused(pb.ErrorCode_ERROR_CODE_UNSUPPORTED)
@@ -169,7 +170,7 @@ func TestLimitFrameTooLarge(t *testing.T) {
 	t.Parallel()
 	e := start(t, withLimits(gateway.Limits{MaxFrameBytes: 1024, MaxMessageBytes: 512}))
 	c := e.dial("alice", "phone")
-	c.send(sendMessage("big", "g:x", "m1", strings.Repeat("x", 2000)))
+	c.send(sendMessage("big", "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", "m1", strings.Repeat("x", 2000)))
 	c.refused(pb.ErrorCode_ERROR_CODE_FRAME_TOO_LARGE)
 	if ce := c.closed(); ce.Code != websocket.CloseMessageTooBig {
 		t.Fatalf("close %v, want 1009", ce)
@@ -183,22 +184,22 @@ func TestLimitMessageTooLargeAndInvalid(t *testing.T) {
 	t.Parallel()
 	e := start(t, withLimits(gateway.Limits{MaxMessageBytes: 100}))
 	c := e.dial("alice", "phone")
-	c.send(sendMessage("big", "g:x", "m1", strings.Repeat("x", 101)))
+	c.send(sendMessage("big", "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", "m1", strings.Repeat("x", 101)))
 	if e := c.refused(pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE); e.GetRequestId() != "big" {
 		t.Fatalf("error %v", e)
 	}
 	for _, f := range []string{
-		`{"requestId":"a","conversationId":"g:x","sendMessage":{"text":"no client id"}}`,
+		`{"requestId":"a","conversationId":"g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f","sendMessage":{"text":"no client id"}}`,
 		`{"requestId":"b","sendMessage":{"clientMsgId":"m","text":"no conversation"}}`,
 		`{"requestId":"c","createConversation":{"kind":"CONVERSATION_KIND_DIRECT","memberUserIds":["bob","carol"]}}`,
-		`{"requestId":"d","conversationId":"d:0000","createConversation":{"kind":"CONVERSATION_KIND_DIRECT","memberUserIds":["bob"]}}`,
+		`{"requestId":"d","conversationId":"d:00000000000000000000000000000000","createConversation":{"kind":"CONVERSATION_KIND_DIRECT","memberUserIds":["bob"]}}`,
 		`{"requestId":"e"}`,
-		`not json`,
+		`{"requestId":"f","sendMessage":{"text":5}}`,
 	} {
 		c.sendText(f)
 		c.refused(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT)
 	}
-	c.send(sendMessage("ok", "g:x", "m1", strings.Repeat("x", 100)))
+	c.send(sendMessage("ok", "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", "m1", strings.Repeat("x", 100)))
 	c.accepted("ok")
 	if n := e.commandCount(); n != 1 {
 		t.Fatalf("%d records appended, want 1", n)
@@ -213,7 +214,7 @@ func TestLimitRate(t *testing.T) {
 	e := start(t, withLimits(gateway.Limits{RatePerSecond: 1, Burst: 3}))
 	c := e.dial("alice", "phone")
 	for i := range 6 {
-		c.send(sendMessage(string(rune('a'+i)), "g:x", string(rune('a'+i)), "hi"))
+		c.send(sendMessage(string(rune('a'+i)), "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", string(rune('a'+i)), "hi"))
 	}
 	var accepted, limited int
 	for range 6 {
@@ -246,7 +247,7 @@ func TestAppendFailureIsUnavailable(t *testing.T) {
 	t.Parallel()
 	e := start(t, withMissingCommandsTopic())
 	c := e.dial("alice", "phone")
-	c.send(sendMessage("r", "g:x", "m1", "hi"))
+	c.send(sendMessage("r", "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", "m1", "hi"))
 	if e := c.refused(pb.ErrorCode_ERROR_CODE_UNAVAILABLE); e.GetRequestId() != "r" {
 		t.Fatalf("error %v", e)
 	}

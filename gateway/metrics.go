@@ -17,6 +17,9 @@ type metrics struct {
 	eventsUndecoded prometheus.Counter
 	consumerReady   prometheus.Gauge
 
+	resumeGaps           prometheus.Counter
+	resumeInvalidCursors prometheus.Counter
+
 	signalsPublished *prometheus.CounterVec // type: typing, presence
 	signalFailures   prometheus.Counter
 	signalsConsumed  prometheus.Counter
@@ -52,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "events_undecodable_total", Help: "Records of the events topic that are not a parley.v1.Event."}),
 		consumerReady: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_consumer_ready", Help: "1 once the events consumer has its start positions."}),
+		resumeGaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "resume_gaps_total", Help: "Conversations of a Resume whose catch-up stopped at a messages row missing below their last seq (reported in Resumed.failed)."}),
+		resumeInvalidCursors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "resume_invalid_cursors_total", Help: "Resume cursors beyond their conversation's last seq (reported in Resumed.failed)."}),
 		signalsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "signals_published_total", Help: "Typing and presence records written to the signals topic, by type."}, []string{"type"}),
 		signalFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -61,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
 		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
-		m.eventsUndecoded, m.consumerReady, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
+		m.eventsUndecoded, m.consumerReady, m.resumeGaps, m.resumeInvalidCursors, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

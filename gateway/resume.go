@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -103,31 +105,13 @@ func (s *session) sendPaced(o *outbound) bool {
 }
 
 // startResume runs one Resume beside the reader, so pings and commands are
-// still read during a long catch-up. One Resume runs at a time.
+// still read during a long catch-up. One Resume runs at a time. checkFrame
+// has checked the cursors' forms; whether each lies within its
+// conversation is checked per conversation by catchUp.
 func (s *session) startResume(requestID string, r *pb.Resume) {
 	if s.srv.views == nil {
 		s.sendError(requestID, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "resume needs the gateway's Cassandra views, which are not configured")
 		return
-	}
-	if len(r.GetCursors()) > maxResumeCursors {
-		s.sendError(requestID, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, fmt.Sprintf("at most %d cursors per resume", maxResumeCursors))
-		return
-	}
-	seen := map[string]bool{}
-	for _, c := range r.GetCursors() {
-		id := c.GetConversationId()
-		switch {
-		case id == "" || len(id) > maxIDBytes:
-			s.sendError(requestID, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "cursor conversationId must be 1 to 128 bytes")
-			return
-		case seen[id]:
-			s.sendError(requestID, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "conversation "+id+" named twice")
-			return
-		case c.GetLastSeq() < 0:
-			s.sendError(requestID, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "cursor lastSeq must not be negative")
-			return
-		}
-		seen[id] = true
 	}
 	if !s.resuming.CompareAndSwap(false, true) {
 		s.sendError(requestID, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "a resume is already running on this session; wait for its Resumed")
@@ -148,7 +132,10 @@ func (s *session) startResume(requestID string, r *pb.Resume) {
 	}()
 }
 
-// resume answers one validated Resume; see README.md "Resume".
+// resume answers one validated Resume; see README.md "Resume". Only what
+// concerns the whole request fails it (not a member, the views unreadable
+// before any catch-up); a conversation that cannot be caught up is reported
+// in Resumed.failed and the others resume.
 func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.ConversationCursor) {
 	v := s.srv.views
 	unavailable := func(err error) {
@@ -197,52 +184,103 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 	}
 	s.mu.Unlock()
 	budget := s.srv.cfg.Fanout.MaxResumeEvents
+	// One wait for the views per Resume, shared by its conversations: many
+	// conversations behind (or with a hole) cost ResumeGapWait once, not
+	// once each.
+	deadline := time.Now().Add(s.srv.cfg.Fanout.ResumeGapWait)
 	keep := map[string]bool{} // unfinished: stay held
 	for _, c := range cursors {
-		last := c.GetLastSeq()
-		keep[c.GetConversationId()] = true
-		if budget > 0 {
-			var err error
-			var done bool
-			last, done, err = s.catchUp(ctx, c.GetConversationId(), last, &budget)
-			keep[c.GetConversationId()] = !done
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				s.log.Warn("resume failed", "conversation", c.GetConversationId(), "err", err)
-				s.sendError(requestID, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, err.Error())
-				return
-			}
+		conv, last := c.GetConversationId(), c.GetLastSeq()
+		if budget <= 0 {
+			keep[conv], resumed.More = true, true
+			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, LastSeq: last})
+			continue
 		}
-		if keep[c.GetConversationId()] {
-			resumed.More = true
+		last, done, fail := s.catchUp(ctx, conv, last, &budget, deadline)
+		if ctx.Err() != nil {
+			return // the session ended: nobody to answer
 		}
-		resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: c.GetConversationId(), LastSeq: last})
+		switch {
+		case fail != nil:
+			resumed.Failed = append(resumed.Failed, fail)
+		case !done:
+			keep[conv], resumed.More = true, true
+			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, LastSeq: last})
+		default:
+			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, LastSeq: last})
+		}
 	}
 	s.releaseAll(keep)
 	s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
 }
 
-// catchUp sends conv's timeline after last from the views, then what was
+// catchUp sends conv's timeline after cursor from the views, then what was
 // held, and switches conv to live (done). It returns the last seq sent. When
 // the budget runs out first, conv stays held (until a Resume completes it).
-func (s *session) catchUp(ctx context.Context, conv string, last int64, budget *int) (_ int64, done bool, _ error) {
+// When conv cannot be caught up — its cursor lies beyond its last seq, its
+// history has a hole the views did not fill by deadline, or the views cannot
+// be read — it goes live all the same and the failure says why.
+func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget *int, deadline time.Time) (_ int64, done bool, _ *pb.ResumeFailure) {
 	v := s.srv.views
+	m := s.srv.metrics
 	s.mu.Lock()
 	pushed := s.pushed[conv] // sent live before the subscription: never twice
 	s.mu.Unlock()
-	deadline := time.Now().Add(s.srv.cfg.Fanout.ResumeGapWait)
-	start := last
+	last := cursor
+	// fail makes conv live past after and reports it.
+	fail := func(after int64, code pb.ErrorCode, lastSeq int64, msg string) (int64, bool, *pb.ResumeFailure) {
+		s.failLive(conv, after)
+		return last, false, &pb.ResumeFailure{ConversationId: conv, Code: code, Message: msg, LastSeq: lastSeq}
+	}
+	unreadable := func(err error) (int64, bool, *pb.ResumeFailure) {
+		s.log.Warn("resume could not read the views", "conversation", conv, "err", schemas.Clip(err.Error()))
+		return fail(max(last, pushed.last), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, last, "the views could not be read; resume again from lastSeq")
+	}
+	// wait sleeps one poll; false when the session ended.
+	wait := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(resumePoll):
+			return true
+		}
+	}
+	// The cursor must name a seq the conversation has: the view's last seq,
+	// or what this gateway has seen of the log (the projector may lag).
+	top, err := v.lastSeq(ctx, conv)
+	for ; err == nil; top, err = v.lastSeq(ctx, conv) {
+		known := max(top, pushed.last, s.srv.members.logSeq(conv), s.heldTop(conv))
+		if cursor <= known {
+			break
+		}
+		if time.Now().After(deadline) {
+			m.resumeInvalidCursors.Inc()
+			// Live from what it holds: the device never saw seqs beyond
+			// known, so none of them counts as delivered.
+			return fail(pushed.last, pb.ErrorCode_ERROR_CODE_INVALID_CURSOR, known, schemas.CheckCursor("lastSeq", cursor, known).Error())
+		}
+		if !wait() {
+			return last, false, nil
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return last, false, nil
+		}
+		return unreadable(err)
+	}
 	for {
 		evs, err := v.timeline(ctx, conv, last, min(*budget, resumeBatch))
 		if err != nil {
-			return last, false, fmt.Errorf("resume could not read the views; resume again: %w", err)
+			if ctx.Err() != nil {
+				return last, false, nil
+			}
+			return unreadable(err)
 		}
 		for _, ev := range evs {
 			if ev.GetSeq() < pushed.first || ev.GetSeq() > pushed.last {
 				if !s.sendPaced(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})) {
-					return last, false, ctx.Err()
+					return last, false, nil
 				}
 				*budget--
 			}
@@ -256,10 +294,10 @@ func (s *session) catchUp(ctx context.Context, conv string, last int64, budget *
 		}
 		// The views are read up to last. Live events take over if they
 		// continue right after it (or none came), else the projector is
-		// behind the log: read again shortly.
-		// The log position the consumer has seen is a floor too: it
-		// catches a projector lag even when no live event is held.
-		target := max(pushed.last, s.srv.members.logSeq(conv))
+		// behind the log: read again shortly. The view's own last seq and
+		// the log position the consumer has seen are floors too: they
+		// catch a hole, or a projector lag, even when no live event is held.
+		target := max(top, pushed.last, s.srv.members.logSeq(conv))
 		s.mu.Lock()
 		for _, h := range s.held[conv] {
 			if sq := h.ev.GetSeq(); sq > last {
@@ -268,18 +306,92 @@ func (s *session) catchUp(ctx context.Context, conv string, last int64, budget *
 			}
 		}
 		if last >= target {
-			return s.goLive(conv, start, last), true, nil
+			return s.goLive(conv, cursor, last), true, nil
 		}
 		s.mu.Unlock()
 		if time.Now().After(deadline) {
-			return last, false, fmt.Errorf("history of %s not available past seq %d (live is at %d); resume again later", conv, last, target+1)
+			m.resumeGaps.Inc()
+			if s.srv.gapsLogged.first(fmt.Sprintf("%s/%d", conv, last+1)) {
+				s.log.Warn("history gap: a messages row is missing below the conversation's last seq",
+					"conversation", conv, "missing_seq", last+1, "last_seq", target, "waited", s.srv.cfg.Fanout.ResumeGapWait)
+			}
+			return fail(max(last, pushed.last), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, last,
+				fmt.Sprintf("history not available past seq %d (the conversation is at %d); live events follow; resume again from %d later", last, target, last))
 		}
-		select {
-		case <-ctx.Done():
-			return last, false, ctx.Err()
-		case <-time.After(resumePoll):
+		if !wait() {
+			return last, false, nil
 		}
 	}
+}
+
+// heldTop is the highest seq held for conv (0 when none).
+func (s *session) heldTop(conv string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var top int64
+	for _, h := range s.held[conv] {
+		top = max(top, h.ev.GetSeq())
+	}
+	return top
+}
+
+// failLive makes conv live after a catch-up that could not complete: what
+// it holds beyond after is sent, and the pushed span restarts at the first
+// seq sent live, so a later Resume from the reported seq still fills the
+// hole between.
+func (s *session) failLive(conv string, after int64) {
+	s.mu.Lock()
+	delete(s.pushed, conv)
+	var p span
+	for {
+		buf := s.held[conv]
+		if len(buf) == 0 {
+			delete(s.held, conv)
+			if p.last > 0 {
+				s.pushed[conv] = p
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.held[conv] = []held{}
+		s.mu.Unlock()
+		for _, h := range buf {
+			sq := h.ev.GetSeq()
+			if sq > 0 && sq <= after {
+				continue
+			}
+			s.sendPaced(h.o)
+			if sq > 0 {
+				if p.first == 0 {
+					p.first = sq
+				}
+				p.last, after = sq, sq
+			}
+		}
+		s.mu.Lock()
+	}
+}
+
+// onceLog remembers keys already logged (bounded), so a device that resumes
+// again and again across a hole logs it once, not once per Resume.
+type onceLog struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+const maxOnceLog = 10_000
+
+func (o *onceLog) first(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[key] {
+		return false
+	}
+	if o.seen == nil || len(o.seen) >= maxOnceLog {
+		o.seen = map[string]bool{}
+	}
+	o.seen[key] = true
+	return true
 }
 
 // goLive sends what conv holds, skipping seqs already sent, and makes conv

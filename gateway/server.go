@@ -45,6 +45,8 @@ type Server struct {
 	// views are the projector's Cassandra views (nil without CassandraHosts).
 	views   views
 	members *membership
+	// gapsLogged: history gaps a Resume has logged already.
+	gapsLogged onceLog
 
 	// instance names this run of the gateway in the signals topic.
 	instance   string
@@ -299,7 +301,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	l := s.cfg.Limits
 	sess := &session{srv: s, conn: conn, id: newID(now), user: id.UserID, device: id.DeviceID,
 		codec: codecFor(conn.Subprotocol()), expires: exp, limiter: newBucket(l.RatePerSecond, l.Burst, now),
-		out: make(chan *outbound, l.OutboundQueue), closed: make(chan struct{}),
+		out: make(chan *outbound, l.OutboundQueue+answerReserve(l.OutboundQueue)), answerSlots: make(chan struct{}, answerReserve(l.OutboundQueue)),
+		wrote: make(chan struct{}, 1), closed: make(chan struct{}),
 		readerDone: make(chan struct{}), writerDone: make(chan struct{}),
 		held: map[string][]held{}, pushed: map[string]span{}, holdAll: r.URL.Query().Get("resume") == "1"}
 	sess.log = s.log.With("session", sess.id, "user", sess.user, "device", sess.device)

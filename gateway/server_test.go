@@ -131,7 +131,7 @@ func TestServerShutdown(t *testing.T) {
 	c := &client{t: t, conn: conn, frames: make(chan *pb.ServerFrame, 100), ended: make(chan struct{})}
 	c.startReading()
 	c.next() // Welcome
-	c.send(sendMessage("last", "g:x", "m1", "sent just before shutdown"))
+	c.send(sendMessage("last", "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", "m1", "sent just before shutdown"))
 	c.accepted("last")
 	cancel()
 	if ce := c.closed(); ce.Code != websocket.CloseGoingAway {

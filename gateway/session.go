@@ -12,7 +12,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/oklog/ulid"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -30,6 +29,10 @@ const (
 	ClosePolicyViolation = websocket.ClosePolicyViolation
 	// CloseMessageTooBig (1009): a frame exceeded Limits.MaxFrameBytes.
 	CloseMessageTooBig = websocket.CloseMessageTooBig
+	// CloseInvalidFrame (1007): a frame that cannot be answered — it did
+	// not decode and no request id could be read from it, or its request id
+	// is missing or malformed.
+	CloseInvalidFrame = websocket.CloseInvalidFramePayloadData
 	// CloseReplaced (4000): the same (user, device) connected again; the
 	// newer connection wins. A client that gets it must not reconnect
 	// automatically, or two copies of one device would take turns forever.
@@ -42,10 +45,13 @@ const (
 	// socket with unread input makes the kernel send a reset, which can
 	// destroy the error and close frames the device has not read yet.
 	closeGrace = 2 * time.Second
-	// maxIDBytes bounds ids a device names (conversation ids), matching the
-	// bound on user and device ids in tokens.
-	maxIDBytes = 128
 )
+
+// answerReserve is how many slots a session's outbound queue has beyond
+// Limits.OutboundQueue, kept for the answers to appended commands (Accepted,
+// or UNAVAILABLE): one per append in flight, so an answer never finds the
+// queue full. It is also the most appends one session has in flight.
+func answerReserve(queue int) int { return max(1, queue/4) }
 
 // session is one device's WebSocket connection. Three goroutines touch it:
 // the reader (the HTTP handler's goroutine: frames in, commands appended),
@@ -61,7 +67,14 @@ type session struct {
 	expires      time.Time
 	limiter      *bucket // reader goroutine only
 
-	out        chan *outbound // bounded; never closed, so send cannot panic
+	out    chan *outbound // bounded; never closed, so send cannot panic
+	sendMu sync.Mutex     // makes send's room check and enqueue one step
+	// answerSlots holds one token per append in flight or answer queued
+	// but not yet written; its capacity is answerReserve of the queue.
+	answerSlots chan struct{}
+	// wrote is signalled by the writer after each frame, for a reader
+	// waiting for room.
+	wrote      chan struct{}
 	closing    atomic.Bool
 	closeOnce  sync.Once
 	closed     chan struct{} // closed when the session starts closing
@@ -89,21 +102,67 @@ func newID(now time.Time) string {
 	return ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
 }
 
-// send queues o for the device without blocking. A full queue means the
-// device reads slower than its frames arrive: the session is closed rather
-// than letting it hold up the events consumer or grow without bound.
-func (s *session) send(o *outbound) bool {
+// send queues o for the device without blocking. A full queue (beyond the
+// room kept for answers) means the device reads slower than its frames
+// arrive: the session is closed rather than letting it hold up the events
+// consumer or grow without bound.
+func (s *session) send(o *outbound) bool { return s.enqueue(o, false) }
+
+// sendAnswer queues the answer to an appended command. Its room is the
+// answer slot its append took, so it never overflows the queue.
+func (s *session) sendAnswer(o *outbound) bool {
+	o.slot = true
+	return s.enqueue(o, true)
+}
+
+func (s *session) enqueue(o *outbound, answer bool) bool {
 	if s.closing.Load() {
 		return false
 	}
-	select {
-	case s.out <- o:
-		return true
-	default:
+	s.sendMu.Lock()
+	room := answer || len(s.out) < cap(s.out)-cap(s.answerSlots)
+	if room {
+		select {
+		case s.out <- o:
+		default:
+			room = false
+		}
+	}
+	s.sendMu.Unlock()
+	if !room {
 		if s.close(ClosePolicyViolation, "slow consumer", false) {
 			s.srv.metrics.slowConsumers.Inc()
 			s.log.Warn("closing slow consumer", "queue", cap(s.out))
 		}
+	}
+	return room
+}
+
+// waitForRoom holds the reader while the outbound queue is half full, so a
+// device sending faster than it reads its answers is slowed down (its frames
+// wait in TCP) instead of overflowing its own queue with them.
+func (s *session) waitForRoom() {
+	limit := max(1, (cap(s.out)-cap(s.answerSlots))/2)
+	for len(s.out) >= limit {
+		select {
+		case <-s.wrote:
+		case <-s.closed:
+			return
+		case <-s.writerDone:
+			return
+		}
+	}
+}
+
+// takeAnswerSlot waits for room for one more append in flight; false when
+// the session ended first.
+func (s *session) takeAnswerSlot() bool {
+	select {
+	case s.answerSlots <- struct{}{}:
+		return true
+	case <-s.closed:
+		return false
+	case <-s.writerDone:
 		return false
 	}
 }
@@ -162,6 +221,7 @@ func (s *session) readLoop() {
 			continue
 		}
 		s.handle(mt, data)
+		s.waitForRoom()
 	}
 }
 
@@ -188,13 +248,26 @@ func (s *session) logEnd(err error) {
 	}
 }
 
-// handle answers one decoded-size-checked frame.
+// handle answers one size-checked frame: decode, the validation layer
+// (validate.go), then the handler of its body.
 func (s *session) handle(mt int, data []byte) {
 	now := time.Now()
 	f, err := decodeClientFrame(mt, data)
 	if err != nil {
 		s.srv.metrics.framesIn.WithLabelValues("invalid").Inc()
-		s.sendError(lenientRequestID(mt, data), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "invalid frame: "+err.Error())
+		msg := "invalid frame: " + detail(err.Error())
+		if id := recoverRequestID(mt, data); checkRequestID(id) == nil {
+			s.sendError(id, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, msg)
+			return
+		}
+		s.sendError("", pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, msg+" (and no requestId could be read from it)")
+		s.close(CloseInvalidFrame, "invalid frame", true)
+		return
+	}
+	if err := checkRequestID(f.GetRequestId()); err != nil {
+		s.srv.metrics.framesIn.WithLabelValues("invalid").Inc()
+		s.sendError("", pb.ErrorCode_ERROR_CODE_INVALID_ID, err.Error())
+		s.close(CloseInvalidFrame, "invalid frame", true)
 		return
 	}
 	s.srv.metrics.framesIn.WithLabelValues(oneofName(f)).Inc()
@@ -209,6 +282,11 @@ func (s *session) handle(mt int, data []byte) {
 	}
 	if !s.limiter.allow(now) {
 		s.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; retry later")
+		return
+	}
+	l := s.srv.cfg
+	if r := checkFrame(f, frameChecks{maxMessageBytes: l.Limits.MaxMessageBytes, maxPresenceWatch: l.Signals.MaxPresenceWatch}); r != nil {
+		s.sendError(f.GetRequestId(), r.code, r.msg)
 		return
 	}
 	switch f.GetBody().(type) {
@@ -233,35 +311,20 @@ func (s *session) handle(mt int, data []byte) {
 	s.append(f.GetRequestId(), cmd, now)
 }
 
-// lenientRequestID recovers the request id of a JSON frame refused for an
-// unknown field, so the device can still match the error to its request.
-func lenientRequestID(mt int, data []byte) string {
-	if mt == websocket.BinaryMessage {
-		return ""
-	}
-	var f pb.ClientFrame
-	if (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, &f) != nil {
-		return ""
-	}
-	return f.GetRequestId()
-}
-
-// command turns a frame into the Command to append, or says why not. The
-// envelope (ids, user, device, time) comes from the session, never from the
-// device. Checks here are the cheap ones; ingest decides everything else.
+// command turns a frame that passed checkFrame into the Command to append,
+// or says why not. The envelope (ids, user, device, time) comes from the
+// session, never from the device. Checks here are the cheap ones that need
+// the session; ingest decides everything else.
 func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.ErrorCode, string) {
 	invalid := pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT
 	cmd := &pb.Command{CommandId: newID(now), UserId: s.user, DeviceId: s.device,
 		ConversationId: f.GetConversationId(), ReceivedAt: timestamppb.New(now)}
-	if len(cmd.ConversationId) > maxIDBytes {
-		return nil, invalid, "conversationId longer than 128 bytes"
-	}
 	switch b := f.GetBody().(type) {
 	case *pb.ClientFrame_CreateConversation:
 		c := b.CreateConversation
 		switch c.GetKind() {
 		case pb.ConversationKind_CONVERSATION_KIND_DIRECT:
-			if len(c.GetMemberUserIds()) != 1 || c.GetMemberUserIds()[0] == "" || c.GetMemberUserIds()[0] == s.user {
+			if len(c.GetMemberUserIds()) != 1 || c.GetMemberUserIds()[0] == s.user {
 				return nil, invalid, "a direct conversation names exactly one other user in memberUserIds"
 			}
 			id := schemas.DirectConversationID(s.user, c.GetMemberUserIds()[0])
@@ -284,23 +347,11 @@ func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.Err
 	case *pb.ClientFrame_LeaveConversation:
 		cmd.Body = &pb.Command_LeaveConversation{LeaveConversation: b.LeaveConversation}
 	case *pb.ClientFrame_SendMessage:
-		m := b.SendMessage
-		if m.GetClientMsgId() == "" {
-			return nil, invalid, "sendMessage.clientMsgId is required"
-		}
-		if len(m.GetText()) > s.srv.cfg.Limits.MaxMessageBytes {
-			return nil, pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, "text larger than maxMessageBytes"
-		}
-		cmd.Body = &pb.Command_SendMessage{SendMessage: m}
+		cmd.Body = &pb.Command_SendMessage{SendMessage: b.SendMessage}
 	case *pb.ClientFrame_MarkDelivered:
 		cmd.Body = &pb.Command_MarkDelivered{MarkDelivered: b.MarkDelivered}
 	case *pb.ClientFrame_MarkRead:
 		cmd.Body = &pb.Command_MarkRead{MarkRead: b.MarkRead}
-	case nil:
-		if len(f.ProtoReflect().GetUnknown()) > 0 {
-			return nil, pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body unknown to this gateway"
-		}
-		return nil, invalid, "frame has no body"
 	default:
 		return nil, pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"
 	}
@@ -320,6 +371,12 @@ func (s *session) append(requestID string, cmd *pb.Command, received time.Time) 
 	}
 	typ := schemas.CommandType(cmd)
 	m := s.srv.metrics
+	// Room for the answer first: with it, the answer can never be dropped
+	// for a full queue. Waiting here slows the reader, not the device's
+	// other traffic.
+	if !s.takeAnswerSlot() {
+		return // the session ended: nobody to answer; the device resends
+	}
 	// The server's append context, not the session's: a command read before
 	// the device went away is still appended (a retry is deduplicated), and
 	// only a shutdown that outlasts its flush deadline abandons it.
@@ -328,12 +385,14 @@ func (s *session) append(requestID string, cmd *pb.Command, received time.Time) 
 			if err != nil {
 				m.appendFailed.Inc()
 				s.log.Warn("append failed", "command_id", cmd.CommandId, "type", typ, "err", err)
-				s.sendError(requestID, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "command not appended; retry with the same clientMsgId")
+				m.rejections.WithLabelValues(pb.ErrorCode_ERROR_CODE_UNAVAILABLE.String()).Inc()
+				s.sendAnswer(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Error{Error: &pb.Error{RequestId: requestID,
+					Code: pb.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: "command not appended; retry with the same clientMsgId"}}}))
 				return
 			}
 			m.appended.WithLabelValues(typ).Inc()
 			m.ackLatency.Observe(time.Since(received).Seconds())
-			s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Accepted{Accepted: &pb.Accepted{
+			s.sendAnswer(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Accepted{Accepted: &pb.Accepted{
 				RequestId: requestID, CommandId: cmd.CommandId, ConversationId: cmd.ConversationId}}}))
 		})
 }
@@ -377,6 +436,15 @@ func (s *session) writeLoop() {
 }
 
 func (s *session) write(o *outbound) error {
+	if o.slot {
+		defer func() { <-s.answerSlots }()
+	}
+	defer func() {
+		select {
+		case s.wrote <- struct{}{}:
+		default:
+		}
+	}()
 	b, err := o.bytes(s.codec)
 	if err != nil {
 		s.log.Error("encode frame", "type", o.kind, "err", err)

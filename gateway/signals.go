@@ -200,11 +200,7 @@ func (s *Server) conversationMembers(ctx context.Context, conv string) (members 
 // typing handles a Typing frame: only a member may signal, and nothing is
 // answered unless refused.
 func (sess *session) typing(f *pb.ClientFrame) {
-	conv := f.GetConversationId()
-	if conv == "" || len(conv) > maxIDBytes {
-		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "typing needs a conversationId of at most 128 bytes")
-		return
-	}
+	conv := f.GetConversationId() // checked by checkFrame
 	members, ok := sess.srv.conversationMembers(context.Background(), conv)
 	switch {
 	case !ok && sess.srv.views == nil:
@@ -235,18 +231,7 @@ func (sess *session) setPresence(f *pb.ClientFrame) {
 
 // watchPresence handles WatchPresence and answers with Presences.
 func (sess *session) watchPresence(f *pb.ClientFrame) {
-	users := f.GetWatchPresence().GetUserIds()
-	if max := sess.srv.cfg.Signals.MaxPresenceWatch; len(users) > max {
-		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
-			fmt.Sprintf("watchPresence names %d users; at most %d", len(users), max))
-		return
-	}
-	for _, u := range users {
-		if u == "" || len(u) > maxIDBytes {
-			sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "watchPresence.userIds must be 1 to 128 bytes each")
-			return
-		}
-	}
+	users := f.GetWatchPresence().GetUserIds() // count and forms checked by checkFrame
 	sess.srv.presence.watch(sess, users, func(ps []*pb.UserPresence) {
 		sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Presences{Presences: &pb.Presences{
 			RequestId: f.GetRequestId(), Users: ps}}}))

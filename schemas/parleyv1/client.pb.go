@@ -86,7 +86,8 @@ func (PresenceState) EnumDescriptor() ([]byte, []int) {
 type ClientFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the device, echoed in the answer. Only needs to be unique
-	// among the device's requests in flight.
+	// among the device's requests in flight. Required: 1 to 128 bytes of
+	// UTF-8 without control or space characters (schemas.CheckID).
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The conversation the command is about. For CreateConversation of a
 	// direct conversation it may be empty (the gateway derives it from the two
@@ -734,7 +735,8 @@ func (x *Accepted) GetConversationId() string {
 }
 
 // Error refuses one frame (request_id set) or ends the session (request_id
-// empty, e.g. ERROR_CODE_UNAUTHENTICATED when the token expires).
+// empty: ERROR_CODE_UNAUTHENTICATED when the token expires, a frame too
+// large to decode, or one whose request_id cannot be read or is malformed).
 type Error struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -956,7 +958,12 @@ type Resumed struct {
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Cursors   []*ConversationCursor  `protobuf:"bytes,2,rep,name=cursors,proto3" json:"cursors,omitempty"`
 	// The catch-up stopped at the per-resume limit; resume again from cursors.
-	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	More bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	// Conversations of the Resume whose catch-up could not complete, each
+	// with its reason; they are not in cursors. The others resumed normally.
+	// A failed conversation is live from here on all the same (its session is
+	// never deaf to it); see gateway/README.md "Resume".
+	Failed        []*ResumeFailure `protobuf:"bytes,4,rep,name=failed,proto3" json:"failed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1012,6 +1019,89 @@ func (x *Resumed) GetMore() bool {
 	return false
 }
 
+func (x *Resumed) GetFailed() []*ResumeFailure {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+// ResumeFailure is one conversation a Resume could not catch up.
+type ResumeFailure struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// ERROR_CODE_INVALID_CURSOR: the cursor is beyond the conversation's last
+	// seq. ERROR_CODE_UNAVAILABLE: the history has a gap the views did not
+	// fill in time, or the views could not be read.
+	Code ErrorCode `protobuf:"varint,2,opt,name=code,proto3,enum=parley.v1.ErrorCode" json:"code,omitempty"`
+	// Human-readable detail; clients switch on code.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// INVALID_CURSOR: the conversation's last seq (resume from it or lower).
+	// UNAVAILABLE: the last seq sent in order before the gap; events after
+	// it may follow live. Resume again from it later.
+	LastSeq       int64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeFailure) Reset() {
+	*x = ResumeFailure{}
+	mi := &file_parley_v1_client_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeFailure) ProtoMessage() {}
+
+func (x *ResumeFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_client_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeFailure.ProtoReflect.Descriptor instead.
+func (*ResumeFailure) Descriptor() ([]byte, []int) {
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ResumeFailure) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *ResumeFailure) GetCode() ErrorCode {
+	if x != nil {
+		return x.Code
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *ResumeFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ResumeFailure) GetLastSeq() int64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
 // Typing says the device's user is typing in ClientFrame.conversation_id
 // (active) or stopped (not active). Clients send it at most every few
 // seconds while typing; receivers drop the indicator after
@@ -1025,7 +1115,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_v1_client_proto_msgTypes[10]
+	mi := &file_parley_v1_client_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1127,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_client_proto_msgTypes[10]
+	mi := &file_parley_v1_client_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1140,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_v1_client_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Typing) GetActive() bool {
@@ -1071,7 +1161,7 @@ type SetPresence struct {
 
 func (x *SetPresence) Reset() {
 	*x = SetPresence{}
-	mi := &file_parley_v1_client_proto_msgTypes[11]
+	mi := &file_parley_v1_client_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1173,7 @@ func (x *SetPresence) String() string {
 func (*SetPresence) ProtoMessage() {}
 
 func (x *SetPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_client_proto_msgTypes[11]
+	mi := &file_parley_v1_client_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1186,7 @@ func (x *SetPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPresence.ProtoReflect.Descriptor instead.
 func (*SetPresence) Descriptor() ([]byte, []int) {
-	return file_parley_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetPresence) GetState() PresenceState {
@@ -1117,7 +1207,7 @@ type WatchPresence struct {
 
 func (x *WatchPresence) Reset() {
 	*x = WatchPresence{}
-	mi := &file_parley_v1_client_proto_msgTypes[12]
+	mi := &file_parley_v1_client_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1219,7 @@ func (x *WatchPresence) String() string {
 func (*WatchPresence) ProtoMessage() {}
 
 func (x *WatchPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_client_proto_msgTypes[12]
+	mi := &file_parley_v1_client_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1232,7 @@ func (x *WatchPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPresence.ProtoReflect.Descriptor instead.
 func (*WatchPresence) Descriptor() ([]byte, []int) {
-	return file_parley_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchPresence) GetUserIds() []string {
@@ -1166,7 +1256,7 @@ type UserPresence struct {
 
 func (x *UserPresence) Reset() {
 	*x = UserPresence{}
-	mi := &file_parley_v1_client_proto_msgTypes[13]
+	mi := &file_parley_v1_client_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1268,7 @@ func (x *UserPresence) String() string {
 func (*UserPresence) ProtoMessage() {}
 
 func (x *UserPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_client_proto_msgTypes[13]
+	mi := &file_parley_v1_client_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1281,7 @@ func (x *UserPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
 func (*UserPresence) Descriptor() ([]byte, []int) {
-	return file_parley_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UserPresence) GetUserId() string {
@@ -1226,7 +1316,7 @@ type Presences struct {
 
 func (x *Presences) Reset() {
 	*x = Presences{}
-	mi := &file_parley_v1_client_proto_msgTypes[14]
+	mi := &file_parley_v1_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1328,7 @@ func (x *Presences) String() string {
 func (*Presences) ProtoMessage() {}
 
 func (x *Presences) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_client_proto_msgTypes[14]
+	mi := &file_parley_v1_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1341,7 @@ func (x *Presences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Presences.ProtoReflect.Descriptor instead.
 func (*Presences) Descriptor() ([]byte, []int) {
-	return file_parley_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Presences) GetRequestId() string {
@@ -1283,7 +1373,7 @@ type TypingSignal struct {
 
 func (x *TypingSignal) Reset() {
 	*x = TypingSignal{}
-	mi := &file_parley_v1_client_proto_msgTypes[15]
+	mi := &file_parley_v1_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1385,7 @@ func (x *TypingSignal) String() string {
 func (*TypingSignal) ProtoMessage() {}
 
 func (x *TypingSignal) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_client_proto_msgTypes[15]
+	mi := &file_parley_v1_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1398,7 @@ func (x *TypingSignal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingSignal.ProtoReflect.Descriptor instead.
 func (*TypingSignal) Descriptor() ([]byte, []int) {
-	return file_parley_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TypingSignal) GetConversationId() string {
@@ -1360,7 +1450,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_parley_v1_client_proto_msgTypes[16]
+	mi := &file_parley_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1462,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_client_proto_msgTypes[16]
+	mi := &file_parley_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1475,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_parley_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Signal) GetBody() isSignal_Body {
@@ -1493,12 +1583,18 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x19\n" +
 	"\blast_seq\x18\x02 \x01(\x03R\alastSeq\"A\n" +
 	"\x06Resume\x127\n" +
-	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"u\n" +
+	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"\xa7\x01\n" +
 	"\aResumed\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
 	"\acursors\x18\x02 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\x12\x12\n" +
-	"\x04more\x18\x03 \x01(\bR\x04more\" \n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\x120\n" +
+	"\x06failed\x18\x04 \x03(\v2\x18.parley.v1.ResumeFailureR\x06failed\"\x97\x01\n" +
+	"\rResumeFailure\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
+	"\x04code\x18\x02 \x01(\x0e2\x14.parley.v1.ErrorCodeR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x19\n" +
+	"\blast_seq\x18\x04 \x01(\x03R\alastSeq\" \n" +
 	"\x06Typing\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\"=\n" +
 	"\vSetPresence\x12.\n" +
@@ -1543,7 +1639,7 @@ func file_parley_v1_client_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_parley_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_parley_v1_client_proto_goTypes = []any{
 	(PresenceState)(0),            // 0: parley.v1.PresenceState
 	(*ClientFrame)(nil),           // 1: parley.v1.ClientFrame
@@ -1556,62 +1652,65 @@ var file_parley_v1_client_proto_goTypes = []any{
 	(*ConversationCursor)(nil),    // 8: parley.v1.ConversationCursor
 	(*Resume)(nil),                // 9: parley.v1.Resume
 	(*Resumed)(nil),               // 10: parley.v1.Resumed
-	(*Typing)(nil),                // 11: parley.v1.Typing
-	(*SetPresence)(nil),           // 12: parley.v1.SetPresence
-	(*WatchPresence)(nil),         // 13: parley.v1.WatchPresence
-	(*UserPresence)(nil),          // 14: parley.v1.UserPresence
-	(*Presences)(nil),             // 15: parley.v1.Presences
-	(*TypingSignal)(nil),          // 16: parley.v1.TypingSignal
-	(*Signal)(nil),                // 17: parley.v1.Signal
-	(*CreateConversation)(nil),    // 18: parley.v1.CreateConversation
-	(*AddMembers)(nil),            // 19: parley.v1.AddMembers
-	(*RemoveMember)(nil),          // 20: parley.v1.RemoveMember
-	(*LeaveConversation)(nil),     // 21: parley.v1.LeaveConversation
-	(*SendMessage)(nil),           // 22: parley.v1.SendMessage
-	(*MarkDelivered)(nil),         // 23: parley.v1.MarkDelivered
-	(*MarkRead)(nil),              // 24: parley.v1.MarkRead
-	(*Event)(nil),                 // 25: parley.v1.Event
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(ErrorCode)(0),                // 27: parley.v1.ErrorCode
+	(*ResumeFailure)(nil),         // 11: parley.v1.ResumeFailure
+	(*Typing)(nil),                // 12: parley.v1.Typing
+	(*SetPresence)(nil),           // 13: parley.v1.SetPresence
+	(*WatchPresence)(nil),         // 14: parley.v1.WatchPresence
+	(*UserPresence)(nil),          // 15: parley.v1.UserPresence
+	(*Presences)(nil),             // 16: parley.v1.Presences
+	(*TypingSignal)(nil),          // 17: parley.v1.TypingSignal
+	(*Signal)(nil),                // 18: parley.v1.Signal
+	(*CreateConversation)(nil),    // 19: parley.v1.CreateConversation
+	(*AddMembers)(nil),            // 20: parley.v1.AddMembers
+	(*RemoveMember)(nil),          // 21: parley.v1.RemoveMember
+	(*LeaveConversation)(nil),     // 22: parley.v1.LeaveConversation
+	(*SendMessage)(nil),           // 23: parley.v1.SendMessage
+	(*MarkDelivered)(nil),         // 24: parley.v1.MarkDelivered
+	(*MarkRead)(nil),              // 25: parley.v1.MarkRead
+	(*Event)(nil),                 // 26: parley.v1.Event
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(ErrorCode)(0),                // 28: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
-	18, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
-	19, // 1: parley.v1.ClientFrame.add_members:type_name -> parley.v1.AddMembers
-	20, // 2: parley.v1.ClientFrame.remove_member:type_name -> parley.v1.RemoveMember
-	21, // 3: parley.v1.ClientFrame.leave_conversation:type_name -> parley.v1.LeaveConversation
-	22, // 4: parley.v1.ClientFrame.send_message:type_name -> parley.v1.SendMessage
-	23, // 5: parley.v1.ClientFrame.mark_delivered:type_name -> parley.v1.MarkDelivered
-	24, // 6: parley.v1.ClientFrame.mark_read:type_name -> parley.v1.MarkRead
+	19, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
+	20, // 1: parley.v1.ClientFrame.add_members:type_name -> parley.v1.AddMembers
+	21, // 2: parley.v1.ClientFrame.remove_member:type_name -> parley.v1.RemoveMember
+	22, // 3: parley.v1.ClientFrame.leave_conversation:type_name -> parley.v1.LeaveConversation
+	23, // 4: parley.v1.ClientFrame.send_message:type_name -> parley.v1.SendMessage
+	24, // 5: parley.v1.ClientFrame.mark_delivered:type_name -> parley.v1.MarkDelivered
+	25, // 6: parley.v1.ClientFrame.mark_read:type_name -> parley.v1.MarkRead
 	9,  // 7: parley.v1.ClientFrame.resume:type_name -> parley.v1.Resume
-	11, // 8: parley.v1.ClientFrame.typing:type_name -> parley.v1.Typing
-	12, // 9: parley.v1.ClientFrame.set_presence:type_name -> parley.v1.SetPresence
-	13, // 10: parley.v1.ClientFrame.watch_presence:type_name -> parley.v1.WatchPresence
+	12, // 8: parley.v1.ClientFrame.typing:type_name -> parley.v1.Typing
+	13, // 9: parley.v1.ClientFrame.set_presence:type_name -> parley.v1.SetPresence
+	14, // 10: parley.v1.ClientFrame.watch_presence:type_name -> parley.v1.WatchPresence
 	2,  // 11: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
 	4,  // 12: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
 	5,  // 13: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	25, // 14: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	26, // 14: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
 	6,  // 15: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
 	7,  // 16: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
 	10, // 17: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	17, // 18: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
-	15, // 19: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
-	26, // 20: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	27, // 21: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	26, // 22: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	18, // 18: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	16, // 19: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	27, // 20: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	28, // 21: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	27, // 22: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
 	8,  // 23: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
 	8,  // 24: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	0,  // 25: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 26: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	26, // 27: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	14, // 28: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	26, // 29: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 30: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	14, // 31: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	11, // 25: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
+	28, // 26: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 27: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 28: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	27, // 29: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 30: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	27, // 31: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 32: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 33: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -1646,7 +1745,7 @@ func file_parley_v1_client_proto_init() {
 		(*ServerFrame_Signal)(nil),
 		(*ServerFrame_Presences)(nil),
 	}
-	file_parley_v1_client_proto_msgTypes[16].OneofWrappers = []any{
+	file_parley_v1_client_proto_msgTypes[17].OneofWrappers = []any{
 		(*Signal_Typing)(nil),
 		(*Signal_Presence)(nil),
 	}
@@ -1656,7 +1755,7 @@ func file_parley_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_client_proto_rawDesc), len(file_parley_v1_client_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,123 @@
+package gateway_test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
+)
+
+// withViewRows gives the gateway a fresh, migrated keyspace of views and
+// returns a session on it, for tests that write the rows a projector would.
+func withViewRows(t *testing.T) (option, *gocql.Session) {
+	c := testenv.Cassandra(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sess := c.Session()
+	if err := schemas.Migrate(ctx, sess, c.Keyspace); err != nil {
+		t.Fatal(err)
+	}
+	return func(s *setup) { s.cfg.CassandraHosts, s.cfg.Keyspace = c.Hosts, c.Keyspace }, sess
+}
+
+func withResumeGapWait(d time.Duration) option {
+	return func(s *setup) { s.cfg.Fanout.ResumeGapWait = d }
+}
+
+// viewConversation writes what the projector would for conv: the
+// conversation at lastSeq, alice and bob as members, and the messages rows
+// of seqs (the others missing).
+func viewConversation(t *testing.T, s *gocql.Session, conv string, lastSeq int64, seqs ...int64) {
+	t.Helper()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if err := s.Query(q, args...).Exec(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec("INSERT INTO conversations (conversation_id, kind, last_seq) VALUES (?, 'group', ?)", conv, lastSeq)
+	for _, u := range []string{"alice", "bob"} {
+		exec("INSERT INTO members (conversation_id, user_id, removed) VALUES (?, ?, false)", conv, u)
+		exec("INSERT INTO inbox (user_id, conversation_id, removed) VALUES (?, ?, false)", u, conv)
+	}
+	for _, seq := range seqs {
+		b, _ := proto.Marshal(messageSent(conv, seq, "bob", "pc", "row"))
+		exec("INSERT INTO messages (conversation_id, bucket, seq, event) VALUES (?, ?, ?, ?)", conv, schemas.Bucket(seq), seq, b)
+	}
+}
+
+// TestResumeEdgesPerConversation: one Resume names a conversation with a
+// hole in its history, one whole, and one with a cursor beyond its last
+// seq. The whole one resumes; the other two are reported in Resumed.failed
+// (UNAVAILABLE after the bounded wait, INVALID_CURSOR) and counted; and all
+// three get their next live events — the session is deaf to none.
+func TestResumeEdgesPerConversation(t *testing.T) {
+	t.Parallel()
+	views, s := withViewRows(t)
+	e := start(t, views, withResumeGapWait(time.Second))
+	holed, whole, beyond := "g:00000000000000000000000000000001", "g:00000000000000000000000000000002", "g:00000000000000000000000000000003"
+	viewConversation(t, s, holed, 5, 1, 2, 4, 5) // seq 3 is missing
+	viewConversation(t, s, whole, 3, 1, 2, 3)
+	viewConversation(t, s, beyond, 2, 1, 2)
+
+	c := e.dial("alice", "phone")
+	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
+		{ConversationId: holed, LastSeq: 0}, {ConversationId: whole, LastSeq: 1}, {ConversationId: beyond, LastSeq: 3}}}}})
+	var got []string
+	var resumed *pb.Resumed
+	for resumed == nil {
+		f := c.next()
+		switch {
+		case f.GetEvent() != nil:
+			got = append(got, f.GetEvent().GetConversationId()[33:]+":"+strconv.FormatInt(f.GetEvent().GetSeq(), 10))
+		case f.GetResumed() != nil:
+			resumed = f.GetResumed()
+		default:
+			t.Fatalf("unexpected %v", f)
+		}
+	}
+	if want := []string{"1:1", "1:2", "2:2", "2:3"}; !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v (the holed conversation up to its hole, the whole one after its cursor)", got, want)
+	}
+	if resumed.GetRequestId() != "r" || len(resumed.GetCursors()) != 1 || resumed.GetCursors()[0].GetConversationId() != whole ||
+		resumed.GetCursors()[0].GetLastSeq() != 3 || resumed.GetMore() {
+		t.Fatalf("resumed %v", resumed)
+	}
+	failed := map[string]*pb.ResumeFailure{}
+	for _, f := range resumed.GetFailed() {
+		failed[f.GetConversationId()] = f
+	}
+	if f := failed[holed]; len(failed) != 2 || f.GetCode() != pb.ErrorCode_ERROR_CODE_UNAVAILABLE || f.GetLastSeq() != 2 {
+		t.Fatalf("failed %v: want %s UNAVAILABLE at 2", resumed.GetFailed(), holed)
+	}
+	if f := failed[beyond]; f.GetCode() != pb.ErrorCode_ERROR_CODE_INVALID_CURSOR || f.GetLastSeq() != 2 {
+		t.Fatalf("failed %v: want %s INVALID_CURSOR at 2", resumed.GetFailed(), beyond)
+	}
+	if v := e.metric("parley_gateway_resume_gaps_total"); v != 1 {
+		t.Fatalf("resume_gaps_total %v", v)
+	}
+	if v := e.metric("parley_gateway_resume_invalid_cursors_total"); v != 1 {
+		t.Fatalf("resume_invalid_cursors_total %v", v)
+	}
+
+	// Live: the next event of each conversation reaches the session.
+	next := map[string]int64{holed: 6, whole: 4, beyond: 3}
+	for conv, seq := range next {
+		e.produceEvent(messageSent(conv, seq, "bob", "pc", "live"))
+	}
+	for range next {
+		ev := c.nextEvent()
+		if want, ok := next[ev.GetConversationId()]; !ok || ev.GetSeq() != want {
+			t.Fatalf("live event %v", ev)
+		}
+		delete(next, ev.GetConversationId())
+	}
+}

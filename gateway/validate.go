@@ -1,0 +1,272 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// The gateway's one validation layer. Every frame a device sends passes
+// checkFrame before anything is appended, read, published or logged: ids
+// (conversation, user, client message and request ids) must have the forms
+// of schemas.CheckConversationID and schemas.CheckID, cursors those of
+// schemas.CheckCursor, and sizes their documented bounds. Handlers after it
+// may rely on that and check only what needs state (membership, kind,
+// presence state). What the device sent is never repeated beyond
+// schemas.Clip, in answers or in log lines.
+
+const (
+	// maxTitleBytes bounds CreateConversation.title.
+	maxTitleBytes = 256
+	// maxContentTypeBytes bounds SendMessage.content_type.
+	maxContentTypeBytes = 128
+	// maxErrorDetail bounds the decoder's detail repeated in an Error.
+	maxErrorDetail = 200
+)
+
+// refusal is why a frame is refused: its ErrorCode and a message for the
+// device (bounded: it never repeats more than a clipped prefix of input).
+type refusal struct {
+	code pb.ErrorCode
+	msg  string
+}
+
+func invalidArg(format string, args ...any) *refusal {
+	return &refusal{pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, fmt.Sprintf(format, args...)}
+}
+
+// refusalOf turns a schemas check error into a refusal with its own code.
+func refusalOf(err error) *refusal {
+	var ie *schemas.IDError
+	if errors.As(err, &ie) {
+		return &refusal{ie.Code, ie.Error()}
+	}
+	return &refusal{pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err.Error()}
+}
+
+// checkRequestID checks the id the answer must carry. A frame without a
+// valid one cannot be answered in a way the device can match, so it ends
+// the session (see session.handle).
+func checkRequestID(id string) error { return schemas.CheckID("requestId", id) }
+
+// frameChecks are the settings checkFrame needs.
+type frameChecks struct {
+	maxMessageBytes  int
+	maxPresenceWatch int
+}
+
+// checkFrame checks every id, cursor and size of f against its documented
+// form, or returns the first problem. It needs no state and never blocks.
+func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
+	conv := f.GetConversationId()
+	if conv != "" {
+		if err := schemas.CheckConversationID("conversationId", conv); err != nil {
+			return refusalOf(err)
+		}
+	}
+	needConv := func() *refusal {
+		if conv == "" {
+			return invalidArg("conversationId is required")
+		}
+		return nil
+	}
+	switch b := f.GetBody().(type) {
+	case *pb.ClientFrame_CreateConversation:
+		cc := b.CreateConversation
+		if cc.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP && conv != "" && !schemas.IsGroupConversationID(conv) {
+			return &refusal{pb.ErrorCode_ERROR_CODE_INVALID_ID,
+				"conversationId of a group must be \"g:\" followed by 32 lowercase hex digits (or empty: the gateway picks one)"}
+		}
+		if len(cc.GetTitle()) > maxTitleBytes {
+			return invalidArg("createConversation.title is %d bytes; at most %d", len(cc.GetTitle()), maxTitleBytes)
+		}
+		if r := checkUserIDs("createConversation.memberUserIds", cc.GetMemberUserIds()); r != nil {
+			return r
+		}
+	case *pb.ClientFrame_AddMembers:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if len(b.AddMembers.GetUserIds()) == 0 {
+			return invalidArg("addMembers.userIds is empty")
+		}
+		if r := checkUserIDs("addMembers.userIds", b.AddMembers.GetUserIds()); r != nil {
+			return r
+		}
+	case *pb.ClientFrame_RemoveMember:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckID("removeMember.userId", b.RemoveMember.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_LeaveConversation, *pb.ClientFrame_Typing:
+		return needConv()
+	case *pb.ClientFrame_SendMessage:
+		if r := needConv(); r != nil {
+			return r
+		}
+		m := b.SendMessage
+		if m.GetClientMsgId() == "" {
+			return invalidArg("sendMessage.clientMsgId is required")
+		}
+		if err := schemas.CheckID("sendMessage.clientMsgId", m.GetClientMsgId()); err != nil {
+			return refusalOf(err)
+		}
+		if len(m.GetText()) > c.maxMessageBytes {
+			return &refusal{pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, "text larger than maxMessageBytes"}
+		}
+		if ct := m.GetContentType(); len(ct) > maxContentTypeBytes || hasControl(ct) {
+			return invalidArg("sendMessage.contentType must be at most %d bytes without control characters", maxContentTypeBytes)
+		}
+	case *pb.ClientFrame_MarkDelivered:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckCursor("markDelivered.upToSeq", b.MarkDelivered.GetUpToSeq(), -1); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_MarkRead:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckCursor("markRead.upToSeq", b.MarkRead.GetUpToSeq(), -1); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_Resume:
+		return checkCursors(b.Resume.GetCursors())
+	case *pb.ClientFrame_WatchPresence:
+		users := b.WatchPresence.GetUserIds()
+		if len(users) > c.maxPresenceWatch {
+			return invalidArg("watchPresence names %d users; at most %d", len(users), c.maxPresenceWatch)
+		}
+		return checkUserIDs("watchPresence.userIds", users)
+	case *pb.ClientFrame_SetPresence, *pb.ClientFrame_Ping:
+	case nil:
+		if len(f.ProtoReflect().GetUnknown()) > 0 {
+			return &refusal{pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body unknown to this gateway"}
+		}
+		return invalidArg("frame has no body")
+	default:
+		return &refusal{pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"}
+	}
+	return nil
+}
+
+// checkUserIDs checks each user id of a list.
+func checkUserIDs(field string, ids []string) *refusal {
+	for i, u := range ids {
+		if err := schemas.CheckID(fmt.Sprintf("%s[%d]", field, i), u); err != nil {
+			return refusalOf(err)
+		}
+	}
+	return nil
+}
+
+// checkCursors checks the form of a Resume's cursors. Whether a cursor lies
+// beyond its conversation's last seq needs the views: resume checks that per
+// conversation.
+func checkCursors(cursors []*pb.ConversationCursor) *refusal {
+	if len(cursors) > maxResumeCursors {
+		return invalidArg("at most %d cursors per resume", maxResumeCursors)
+	}
+	seen := make(map[string]bool, len(cursors))
+	for i, c := range cursors {
+		id := c.GetConversationId()
+		if err := schemas.CheckConversationID(fmt.Sprintf("resume.cursors[%d].conversationId", i), id); err != nil {
+			return refusalOf(err)
+		}
+		if seen[id] {
+			return invalidArg("conversation %s named twice", id)
+		}
+		seen[id] = true
+		if err := schemas.CheckCursor(fmt.Sprintf("resume.cursors[%d].lastSeq", i), c.GetLastSeq(), -1); err != nil {
+			return refusalOf(err)
+		}
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// recoverRequestID digs the request id out of a frame that did not decode,
+// so the device can still match the Error to its request. It returns "" when
+// there is none to be found.
+func recoverRequestID(mt int, data []byte) string {
+	if mt == websocket.BinaryMessage {
+		return binaryRequestID(data)
+	}
+	var f pb.ClientFrame
+	if (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, &f) == nil {
+		return f.GetRequestId()
+	}
+	// Any JSON object: a field of the wrong type elsewhere must not hide
+	// the request id. Both spellings protojson accepts.
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
+		return ""
+	}
+	for _, k := range []string{"requestId", "request_id"} {
+		var id string
+		if raw, ok := fields[k]; ok && json.Unmarshal(raw, &id) == nil {
+			return id
+		}
+	}
+	return ""
+}
+
+// binaryRequestID reads field 1 (ClientFrame.request_id) of a protobuf frame
+// up to the first malformed field; the last occurrence wins, as in protobuf.
+func binaryRequestID(b []byte) string {
+	var id string
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			break
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				break
+			}
+			id, b = string(v), b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			break
+		}
+		b = b[n:]
+	}
+	return id
+}
+
+// detail bounds a decoder's message (which may quote the input) for an
+// Error frame, cutting at a rune boundary.
+func detail(s string) string {
+	if len(s) <= maxErrorDetail {
+		return s
+	}
+	cut := maxErrorDetail
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
