@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/parley-im/parley/gateway"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
 )
 
 // TestEventsReachActorDevices: an event reaches every session of its actor
@@ -125,11 +127,10 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	})
 	// The slow device, reading at last, finds the end of the connection
 	// after what was in flight.
-	slow.startReading()
-	select {
-	case <-slow.ended:
-	case <-time.After(15 * time.Second):
-		t.Fatal("slow connection still open")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := slow.Ended(ctx); err == nil {
+		t.Fatal("the slow connection ended without an error")
 	}
 	// The fast session is unaffected.
 	fast.sendText(`{"requestId":"p","ping":{}}`)
@@ -144,22 +145,28 @@ func TestHeartbeat(t *testing.T) {
 	t.Parallel()
 	e := start(t, withLimits(gateway.Limits{PingInterval: 100 * time.Millisecond, IdleTimeout: 400 * time.Millisecond}))
 	alive := e.dial("alice", "phone") // reads, so gorilla answers pings
+	aliveSince := time.Now()
 	mute := e.dialRaw("alice", "laptop")
-	// The gateway drops an idle connection right after its close frame, so
-	// answering its pings or echoing the close would fail; do neither.
+	// The mute device reads (so the test sees its end) but never answers:
+	// no pong to the gateway's pings, no echo of its close frame (the
+	// gateway drops an idle connection right after it, so echoing fails).
 	mute.conn.SetCloseHandler(func(int, string) error { return nil })
 	mute.conn.SetPingHandler(func(string) error { return nil })
-	time.Sleep(time.Second)
-	alive.sendText(`{"requestId":"p","ping":{}}`)
-	if alive.next().GetPong() == nil {
-		t.Fatal("no pong")
-	}
 	mute.startReading()
 	if mute.next().GetWelcome() == nil {
 		t.Fatal("no welcome")
 	}
 	if ce := mute.closed(); ce.Code != websocket.CloseGoingAway || ce.Text != "idle timeout" {
 		t.Fatalf("closed with %v", ce)
+	}
+	// alive connected before mute, so it has now been connected longer than
+	// the idle timeout that ended mute's session, and is still served.
+	if d := time.Since(aliveSince); d < 400*time.Millisecond {
+		t.Fatalf("mute closed %s after connecting, before its idle timeout", d)
+	}
+	alive.sendText(`{"requestId":"p","ping":{}}`)
+	if alive.next().GetPong() == nil {
+		t.Fatal("no pong")
 	}
 }
 
@@ -168,13 +175,7 @@ func TestTokenExpiry(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	tok, _ := e.issuer.Issue("alice", "phone", 1500*time.Millisecond)
-	conn, _, err := websocket.DefaultDialer.Dial(e.ws, map[string][]string{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	c := &client{t: t, conn: conn, frames: make(chan *pb.ServerFrame, 10), ended: make(chan struct{})}
-	c.startReading()
+	c := wrap(t, testenv.DialWS(t, e.ws, testenv.WSOptions{Token: tok, Name: "alice/phone"}))
 	if c.next().GetWelcome() == nil {
 		t.Fatal("no welcome")
 	}

@@ -211,7 +211,9 @@ func TestLimitMessageTooLargeAndInvalid(t *testing.T) {
 
 func TestLimitRate(t *testing.T) {
 	t.Parallel()
-	e := start(t, withLimits(gateway.Limits{RatePerSecond: 1, Burst: 3}))
+	// One token per 1,000 s: however slowly the six frames go out, no token
+	// comes back meanwhile.
+	e := start(t, withLimits(gateway.Limits{RatePerSecond: 0.001, Burst: 3}))
 	c := e.dial("alice", "phone")
 	for i := range 6 {
 		c.send(sendMessage(string(rune('a'+i)), "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", string(rune('a'+i)), "hi"))

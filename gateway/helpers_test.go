@@ -4,13 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/gateway"
@@ -103,15 +101,11 @@ func start(t *testing.T, opts ...option) *env {
 	_, _ = rand.Read(secret)
 	cfg := gateway.Config{Seeds: k.Seeds, CommandsTopic: e.commands, EventsTopic: e.events,
 		Auth: token.Config{HMACSecret: secret}, Logger: testLogger(t)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &setup{cfg: cfg, ln: ln}
+	st := &setup{cfg: cfg, ln: testenv.Listen(t)}
 	for _, o := range opts {
 		o(st)
 	}
-	cfg, ln = st.cfg, st.ln
+	cfg, ln := st.cfg, st.ln
 	srv, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +130,7 @@ func start(t *testing.T, opts ...option) *env {
 		}
 	})
 	e.producer = k.Client(kgo.DefaultProduceTopic(e.events), kgo.MetadataMinAge(250*time.Millisecond))
-	checkFor(t, 30*time.Second, func() error {
+	checkFor(t, 2*time.Minute, func() error {
 		if st.ready != "" {
 			if e.metric(st.ready) != 1 {
 				return fmt.Errorf("%s is not 1", st.ready)
@@ -157,27 +151,18 @@ func start(t *testing.T, opts ...option) *env {
 	return e
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("PARLEY_TEST_LOG") == "" {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
-}
+// testLogger logs to the test's output (testenv.Logger: PARLEY_TEST_LOG sets the level).
+func testLogger(t testing.TB) *slog.Logger { return testenv.Logger(t) }
 
-// checkFor polls f until it returns nil or the time is up.
+// checkFor polls f until it returns nil or the time is up (testenv.Eventually).
 func checkFor(t testing.TB, d time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
+	testenv.Eventually(t, d, func() string {
+		if err := f(); err != nil {
+			return err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 func (e *env) token(user, device string) string {
@@ -189,14 +174,14 @@ func (e *env) token(user, device string) string {
 	return tok
 }
 
-// client is a device: a WebSocket whose frames a goroutine reads into a channel.
+// client is a device: testenv's WebSocket client under the names these
+// tests use. Its frames queue holds every frame but events and signals, in
+// order, and answers arrive there since these tests write frames raw.
 type client struct {
+	*testenv.WSClient
 	t       testing.TB
 	conn    *websocket.Conn
 	binary  bool
-	frames  chan *pb.ServerFrame
-	ended   chan struct{} // closed when the read loop ends
-	readErr error         // valid after ended
 	welcome *pb.Welcome
 }
 
@@ -211,113 +196,49 @@ func (e *env) dial(user, device string, subprotocols ...string) *client {
 	return c
 }
 
-// dialRaw connects without reading anything.
+// dialRaw connects without reading anything (until startReading). Binary
+// protobuf frames are used when the gateway's binary subprotocol is
+// offered, since the gateway then picks it.
 func (e *env) dialRaw(user, device string, subprotocols ...string) *client {
 	e.t.Helper()
-	d := websocket.Dialer{Subprotocols: subprotocols, HandshakeTimeout: 10 * time.Second}
-	conn, resp, err := d.Dial(e.ws, http.Header{"Authorization": {"Bearer " + e.token(user, device)}})
-	if err != nil {
-		e.t.Fatalf("dial %s/%s: %v (%v)", user, device, err, resp)
-	}
-	e.t.Cleanup(func() { conn.Close() })
-	return &client{t: e.t, conn: conn, binary: conn.Subprotocol() == gateway.SubprotocolProto,
-		frames: make(chan *pb.ServerFrame, 10_000), ended: make(chan struct{})}
+	return wrap(e.t, testenv.DialWS(e.t, e.ws, testenv.WSOptions{Token: e.token(user, device), Name: user + "/" + device,
+		Subprotocols: subprotocols, Binary: slices.Contains(subprotocols, gateway.SubprotocolProto), Paused: true}))
 }
 
-func (c *client) startReading() {
-	go func() {
-		defer close(c.ended)
-		for {
-			mt, b, err := c.conn.ReadMessage()
-			if err != nil {
-				c.readErr = err
-				return
-			}
-			f := &pb.ServerFrame{}
-			if c.binary {
-				if mt != websocket.BinaryMessage {
-					c.t.Errorf("text frame on a binary session: %s", b)
-				}
-				err = proto.Unmarshal(b, f)
-			} else {
-				if mt != websocket.TextMessage {
-					c.t.Errorf("binary frame on a JSON session")
-				}
-				err = protojson.Unmarshal(b, f)
-			}
-			if err != nil {
-				c.t.Errorf("undecodable server frame %q: %v", b, err)
-				return
-			}
-			c.frames <- f
-		}
-	}()
+func wrap(t testing.TB, ws *testenv.WSClient) *client {
+	return &client{WSClient: ws, t: t, conn: ws.Conn(), binary: ws.Binary()}
 }
 
-// next returns the next frame, failing the test after 15s.
+func (c *client) startReading() { c.StartReading() }
+
+// next returns the next frame that is not an event or a signal.
 func (c *client) next() *pb.ServerFrame {
 	c.t.Helper()
-	select {
-	case f := <-c.frames:
-		return f
-	case <-c.ended:
-		select {
-		case f := <-c.frames:
-			return f
-		default:
-		}
-		c.t.Fatalf("connection ended while waiting for a frame: %v", c.readErr)
-	case <-time.After(15 * time.Second):
-		c.t.Fatal("no frame within 15s")
-	}
-	return nil
+	return c.WaitFrame()
 }
 
-// nextEvent skips non-event frames.
+// nextEvent returns the next event.
 func (c *client) nextEvent() *pb.Event {
 	c.t.Helper()
-	for {
-		if ev := c.next().GetEvent(); ev != nil {
-			return ev
-		}
-	}
+	return c.WaitEvent("an event", nil)
 }
 
 // closed waits for the connection to end and returns the close error.
 func (c *client) closed() *websocket.CloseError {
 	c.t.Helper()
-	select {
-	case <-c.ended:
-	case <-time.After(15 * time.Second):
-		c.t.Fatal("connection still open after 15s")
-	}
-	var ce *websocket.CloseError
-	if !errors.As(c.readErr, &ce) {
-		c.t.Fatalf("connection ended without a close frame: %v", c.readErr)
-	}
-	return ce
+	return c.WaitClosed()
 }
 
 func (c *client) sendText(s string) {
 	c.t.Helper()
-	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+	if err := c.WriteText(s); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
 func (c *client) send(f *pb.ClientFrame) {
 	c.t.Helper()
-	var err error
-	if c.binary {
-		b, _ := proto.Marshal(f)
-		err = c.conn.WriteMessage(websocket.BinaryMessage, b)
-	} else {
-		b, _ := protojson.Marshal(f)
-		err = c.conn.WriteMessage(websocket.TextMessage, b)
-	}
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	c.MustWrite(f)
 }
 
 func sendMessage(reqID, conv, clientMsgID, text string) *pb.ClientFrame {

@@ -13,7 +13,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-im/parley/gateway"
-	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/schemas/token"
 	"github.com/parley-im/parley/testenv"
 )
@@ -114,22 +113,13 @@ func TestServerShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testenv.Listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	iss, _ := token.NewDevIssuer(token.Config{HMACSecret: secret})
 	tok, _ := iss.Issue("alice", "phone", time.Hour)
-	conn, _, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/v1/ws", http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &client{t: t, conn: conn, frames: make(chan *pb.ServerFrame, 100), ended: make(chan struct{})}
-	c.startReading()
+	c := wrap(t, testenv.DialWS(t, "ws://"+ln.Addr().String()+"/v1/ws", testenv.WSOptions{Token: tok, Name: "alice/phone"}))
 	c.next() // Welcome
 	c.send(sendMessage("last", "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f", "m1", "sent just before shutdown"))
 	c.accepted("last")

@@ -155,7 +155,13 @@ func (p *proc) logTail() string {
 	return strings.Join(parts, "\n")
 }
 
-// FreePorts asks the kernel for n free TCP ports on 127.0.0.1.
+// FreePorts asks the kernel for n free TCP ports on 127.0.0.1 and lets them
+// go again. Only for a child process that can take nothing but an address
+// (the Kafka and Cassandra JVMs): between the pick and the child's bind
+// another process may take a port, and the child then fails to start with
+// "address in use". A server in this process takes a listener instead
+// (Listen, or net.Listen on 127.0.0.1:0, handed over as it is), and a Go
+// child that only needs some port of its own is given 127.0.0.1:0.
 func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var ls []net.Listener

@@ -106,7 +106,7 @@ func (k *KafkaEnv) Topic(prefix string, partitions int32) string {
 	k.t.Helper()
 	name := k.Name(prefix)
 	adm := kadm.NewClient(k.Client())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
 	if err == nil {
@@ -150,12 +150,12 @@ func Cassandra(t testing.TB) *CassandraEnv {
 		ks = ks[:38]
 	}
 	ks += "_" + randHex(4)
-	s, err := newSession(env.CassandraHosts[0], "", 20*time.Second)
+	s, err := newSession(env.CassandraHosts[0], "", time.Minute)
 	if err != nil {
 		t.Fatalf("testenv: cassandra session: %v", err)
 	}
 	defer s.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, ks)).ExecContext(ctx); err != nil {
 		t.Fatalf("testenv: create keyspace %s: %v", ks, err)
@@ -179,7 +179,7 @@ func Cassandra(t testing.TB) *CassandraEnv {
 // Session opens a session on the test's keyspace, closed at cleanup.
 func (c *CassandraEnv) Session() *gocql.Session {
 	c.t.Helper()
-	s, err := newSession(c.Hosts[0], c.Keyspace, 20*time.Second)
+	s, err := newSession(c.Hosts[0], c.Keyspace, time.Minute)
 	if err != nil {
 		c.t.Fatalf("testenv: cassandra session: %v", err)
 	}

@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/parley-im/parley/gateway"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
 )
 
@@ -23,31 +25,36 @@ func BenchmarkAcceptedAck(b *testing.B) {
 	// The per-device rate limit (50/s by default) would refuse a benchmark.
 	sys, _ := startWith(b, system.Options{GatewayLimits: gateway.Limits{RatePerSecond: 1e6, Burst: 1e6}})
 	const devices = 20
-	devs := make([]*device, devices)
+	devs := make([]*testenv.WSClient, devices)
 	convs := make([]string, devices)
 	for i := range devs {
 		devs[i] = connect(b, sys, 0, fmt.Sprintf("a%02d", i), "phone")
-		convs[i] = accepted(b, devs[i].do("", direct(fmt.Sprintf("b%02d", i))))
+		convs[i] = accepted(b, devs[i].MustDo("", direct(fmt.Sprintf("b%02d", i))))
 	}
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
+	errs := make(chan error, devices)
 	b.ResetTimer()
 	start := time.Now()
 	for w := 0; w < devices; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
 			for i := w; i < b.N; i += devices {
 				t0 := time.Now()
-				f := devs[w].do(convs[w], &pb.SendMessage{ClientMsgId: fmt.Sprintf("m%d", i), Text: "benchmark"})
-				lat[i] = time.Since(t0)
-				if f.GetAccepted() == nil {
-					b.Errorf("send %d: %v", i, f)
+				if _, err := devs[w].Send(ctx, convs[w], &pb.SendMessage{ClientMsgId: fmt.Sprintf("m%d", i), Text: "benchmark"}); err != nil {
+					errs <- err
+					return
 				}
+				lat[i] = time.Since(t0)
 			}
-		}()
+		})
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
 	elapsed := time.Since(start)
 	b.StopTimer()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,6 +38,9 @@ func startWith(t testing.TB, opts system.Options) (*system.System, *testenv.Cass
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	opts.Seeds, opts.Hosts, opts.Keyspace, opts.TopicPrefix = k.Seeds, c.Hosts, c.Keyspace, k.Name("e2e")+"."
+	if opts.Logger == nil {
+		opts.Logger = testenv.Logger(t)
+	}
 	sys, err := system.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +74,23 @@ type unread struct {
 }
 
 func send(id, text string) *pb.SendMessage { return &pb.SendMessage{ClientMsgId: id, Text: text} }
+
+// waitAccepted waits for every call (resent on RATE_LIMITED) and returns the
+// first that failed or was answered other than Accepted. Safe from any goroutine.
+func waitAccepted(calls []*testenv.Call, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for _, c := range calls {
+		f, err := c.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		if f.GetAccepted() == nil {
+			return fmt.Errorf("want Accepted, got %v", f)
+		}
+	}
+	return nil
+}
 
 func direct(peer string) *pb.CreateConversation {
 	return &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_DIRECT, MemberUserIds: []string{peer}}
@@ -111,13 +132,13 @@ func inboxEntry(t testing.TB, sys *system.System, user, conv string) (last, unre
 func TestE2EDirect(t *testing.T) {
 	sys, _ := start(t, 1)
 	alice, bob := connect(t, sys, 0, "alice", "phone"), connect(t, sys, 0, "bob", "phone")
-	conv := accepted(t, alice.do("", direct("bob")))
+	conv := accepted(t, alice.MustDo("", direct("bob")))
 	if conv != schemas.DirectConversationID("alice", "bob") {
 		t.Fatalf("direct conversation id %q", conv)
 	}
-	accepted(t, alice.do(conv, send("m1", "hello bob")))
+	accepted(t, alice.MustDo(conv, send("m1", "hello bob")))
 
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		h, code := allHistory(t, sys, "bob", conv)
 		if code != 200 || len(h.Messages) != 1 {
 			return fmt.Sprintf("bob's history: status %d, %d items", code, len(h.Messages))
@@ -131,8 +152,8 @@ func TestE2EDirect(t *testing.T) {
 		}
 		return ""
 	})
-	accepted(t, bob.do(conv, &pb.MarkRead{UpToSeq: 1}))
-	eventually(t, 30*time.Second, func() string {
+	accepted(t, bob.MustDo(conv, &pb.MarkRead{UpToSeq: 1}))
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		var u unread
 		api(t, sys, "bob", "/v1/unread", &u)
 		_, n, _ := inboxEntry(t, sys, "bob", conv)
@@ -156,39 +177,31 @@ func TestE2EGroup(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		members = append(members, fmt.Sprintf("u%02d", i))
 	}
-	senders := make([]*device, 10)
+	senders := make([]*testenv.WSClient, 10)
 	for i := range senders {
 		senders[i] = connect(t, sys, 0, members[i], "phone")
 	}
-	conv := accepted(t, senders[0].do("", &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP, Title: "all hands", MemberUserIds: members[1:]}))
-	var wg sync.WaitGroup
+	conv := accepted(t, senders[0].MustDo("", &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP, Title: "all hands", MemberUserIds: members[1:]}))
+	// Each sender keeps its 20 sends in flight at once, resending any the
+	// rate limit refuses, as the documented client does.
+	errs := make(chan error, len(senders))
 	for i, d := range senders {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			var chans []chan *pb.ServerFrame
+			var calls []*testenv.Call
 			for j := 0; j < 20; j++ {
-				chans = append(chans, d.sendAsync(conv, send(fmt.Sprintf("s%d-%d", i, j), fmt.Sprintf("message %d from %s", j, d.user))))
+				calls = append(calls, d.Go(conv, send(fmt.Sprintf("s%d-%d", i, j), fmt.Sprintf("message %d from %s", j, d.Name()))))
 			}
-			for _, ch := range chans {
-				select {
-				case f := <-ch:
-					if f.GetAccepted() == nil {
-						t.Errorf("%s: %v", d.user, f)
-					}
-				case <-time.After(30 * time.Second):
-					t.Errorf("%s: no ack", d.user)
-				}
-			}
+			errs <- waitAccepted(calls, time.Minute)
 		}()
 	}
-	wg.Wait()
-	if t.Failed() {
-		return
+	for range senders {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 	var reference []string
 	for _, m := range members {
-		eventually(t, 60*time.Second, func() string {
+		testenv.Eventually(t, 2*time.Minute, func() string {
 			h, code := allHistory(t, sys, m, conv)
 			if code != 200 || len(h.Messages) != 200 {
 				return fmt.Sprintf("%s: status %d, %d items", m, code, len(h.Messages))
@@ -219,18 +232,18 @@ func TestE2EGroup(t *testing.T) {
 func TestE2ERetry(t *testing.T) {
 	sys, _ := start(t, 1)
 	alice := connect(t, sys, 0, "alice", "phone")
-	conv := accepted(t, alice.do("", direct("bob")))
-	accepted(t, alice.do(conv, send("only-once", "hi")))
-	accepted(t, alice.do(conv, send("only-once", "hi")))
-	alice.close()
+	conv := accepted(t, alice.MustDo("", direct("bob")))
+	accepted(t, alice.MustDo(conv, send("only-once", "hi")))
+	accepted(t, alice.MustDo(conv, send("only-once", "hi")))
+	alice.Close()
 	alice = connect(t, sys, 0, "alice", "phone")
-	accepted(t, alice.do(conv, send("only-once", "hi")))
-	dedup := alice.waitEvent(func(e *pb.Event) bool { return e.GetMessageDeduplicated() != nil })
+	accepted(t, alice.MustDo(conv, send("only-once", "hi")))
+	dedup := alice.WaitEvent("MessageDeduplicated", func(e *pb.Event) bool { return e.GetMessageDeduplicated() != nil })
 	if dedup.GetMessageDeduplicated().GetOriginalSeq() != 1 {
 		t.Fatalf("dedup answer %v", dedup)
 	}
-	accepted(t, alice.do(conv, send("next", "after")))
-	eventually(t, 30*time.Second, func() string {
+	accepted(t, alice.MustDo(conv, send("next", "after")))
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		h, _ := allHistory(t, sys, "bob", conv)
 		if len(h.Messages) != 2 || h.Messages[0].ClientMsgID != "only-once" || h.Messages[1].Seq != 2 {
 			return fmt.Sprintf("history %+v; want only-once@1, next@2", h.Messages)
@@ -244,14 +257,14 @@ func TestE2ERetry(t *testing.T) {
 func TestE2ENonMember(t *testing.T) {
 	sys, _ := start(t, 1)
 	alice, mallory := connect(t, sys, 0, "alice", "phone"), connect(t, sys, 0, "mallory", "laptop")
-	conv := accepted(t, alice.do("", direct("bob")))
-	accepted(t, mallory.do(conv, send("intrude", "let me in")))
-	rej := mallory.waitEvent(func(e *pb.Event) bool { return e.GetCommandRejected() != nil })
+	conv := accepted(t, alice.MustDo("", direct("bob")))
+	accepted(t, mallory.MustDo(conv, send("intrude", "let me in")))
+	rej := mallory.WaitEvent("CommandRejected", func(e *pb.Event) bool { return e.GetCommandRejected() != nil })
 	if rej.GetCommandRejected().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER {
 		t.Fatalf("send: %v", rej)
 	}
-	accepted(t, mallory.do(conv, &pb.MarkRead{UpToSeq: 1}))
-	rej = mallory.waitEvent(func(e *pb.Event) bool { return e.GetCommandRejected() != nil })
+	accepted(t, mallory.MustDo(conv, &pb.MarkRead{UpToSeq: 1}))
+	rej = mallory.WaitEvent("CommandRejected", func(e *pb.Event) bool { return e.GetCommandRejected() != nil })
 	if rej.GetCommandRejected().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER {
 		t.Fatalf("mark read: %v", rej)
 	}
@@ -262,8 +275,8 @@ func TestE2ENonMember(t *testing.T) {
 		t.Fatalf("query as non-member: %d %+v", code, e)
 	}
 	// A later message of a member shows that the projector is past mallory's commands.
-	accepted(t, alice.do(conv, send("a1", "only members here")))
-	eventually(t, 30*time.Second, func() string {
+	accepted(t, alice.MustDo(conv, send("a1", "only members here")))
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		h, _ := allHistory(t, sys, "bob", conv)
 		if len(h.Messages) != 1 || h.Messages[0].Sender != "alice" || h.Messages[0].Seq != 1 {
 			return fmt.Sprintf("history %+v; want alice's a1 at seq 1 only", h.Messages)
@@ -278,22 +291,22 @@ func TestE2ETwoDevices(t *testing.T) {
 	sys, _ := start(t, 1)
 	alice := connect(t, sys, 0, "alice", "phone")
 	phone, laptop := connect(t, sys, 0, "bob", "phone"), connect(t, sys, 0, "bob", "laptop")
-	conv := accepted(t, alice.do("", direct("bob")))
+	conv := accepted(t, alice.MustDo("", direct("bob")))
 	for i := 1; i <= 3; i++ {
-		accepted(t, alice.do(conv, send(fmt.Sprintf("m%d", i), "hi")))
+		accepted(t, alice.MustDo(conv, send(fmt.Sprintf("m%d", i), "hi")))
 	}
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		if _, n, _ := inboxEntry(t, sys, "bob", conv); n != 3 {
 			return fmt.Sprintf("bob's unread %d, want 3", n)
 		}
 		return ""
 	})
-	accepted(t, phone.do(conv, &pb.MarkRead{UpToSeq: 3}))
-	read := laptop.waitEvent(func(e *pb.Event) bool { return e.GetReadUpTo() != nil })
+	accepted(t, phone.MustDo(conv, &pb.MarkRead{UpToSeq: 3}))
+	read := laptop.WaitEvent("ReadUpTo", func(e *pb.Event) bool { return e.GetReadUpTo() != nil })
 	if read.GetReadUpTo().GetUpToSeq() != 3 || read.GetActorUserId() != "bob" {
 		t.Fatalf("laptop got %v", read)
 	}
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		var u unread
 		api(t, sys, "bob", "/v1/unread", &u)
 		if u.Total != 0 {
@@ -313,7 +326,6 @@ func TestE2ECrash(t *testing.T) {
 	sys, c := startWith(t, system.Options{External: []string{"ingest", "projector"}})
 	procs := map[string]*exec.Cmd{}
 	run := func(name string) {
-		ports, _ := testenv.FreePorts(1)
 		cmd := exec.Command(bins[name])
 		cmd.Env = append(os.Environ(),
 			"PARLEY_KAFKA_SEEDS="+strings.Join(k.Seeds, ","),
@@ -323,7 +335,9 @@ func TestE2ECrash(t *testing.T) {
 			"PARLEY_INGEST_GROUP="+sys.GroupOf("ingest"),
 			"PARLEY_INGEST_TRANSACTIONAL_ID="+sys.TxnIDOf("ingest"),
 			"PARLEY_PROJECTOR_GROUP="+sys.GroupOf("projector"),
-			fmt.Sprintf("PARLEY_HTTP_ADDR=127.0.0.1:%d", ports[0]),
+			// Nothing here reads their /metrics: any free port will do,
+			// and the child binds it itself.
+			"PARLEY_HTTP_ADDR=127.0.0.1:0",
 		)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if testing.Verbose() {
@@ -342,53 +356,71 @@ func TestE2ECrash(t *testing.T) {
 	run("projector")
 	t.Cleanup(func() { kill("ingest"); kill("projector") })
 
+	// The gateways keep their default limits (50/s, burst 100): each device
+	// sends faster than that on a fast machine, and resends what the limit
+	// refuses with the same clientMsgId, as the documented client does.
 	const convs, perConv = 20, 150
-	senders := make([]*device, convs)
+	senders := make([]*testenv.WSClient, convs)
 	ids := make([]string, convs)
 	for i := range senders {
 		senders[i] = connect(t, sys, 0, fmt.Sprintf("s%02d", i), "phone")
-		ids[i] = accepted(t, senders[i].do("", direct(fmt.Sprintf("r%02d", i))))
+		ids[i] = accepted(t, senders[i].MustDo("", direct(fmt.Sprintf("r%02d", i))))
 	}
 	var wg sync.WaitGroup
-	var acked sync.Map // client id -> conv
-	countAcked := func() int {
-		n := 0
-		acked.Range(func(_, _ any) bool { n++; return true })
-		return n
-	}
+	var ackedN atomic.Int64
+	countAcked := func() int { return int(ackedN.Load()) }
+	sendErrs := make(chan error, convs)
 	for i, d := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
 			for j := 0; j < perConv; j++ {
-				f := d.do(ids[i], send(fmt.Sprintf("c%d-%d", i, j), "x"))
-				if f.GetAccepted() != nil {
-					acked.Store(fmt.Sprintf("c%d-%d", i, j), ids[i])
+				if _, err := d.Send(ctx, ids[i], send(fmt.Sprintf("c%d-%d", i, j), "x")); err != nil {
+					sendErrs <- fmt.Errorf("send %d of %s (the gateway must not depend on the decider): %w", j, d.Name(), err)
+					return
 				}
+				ackedN.Add(1)
 			}
-		}()
+		})
 	}
 	// Kill both once a third of the sends are durable; restart them while
 	// the rest keep arriving.
-	eventually(t, time.Minute, func() string {
+	testenv.Eventually(t, time.Minute, func() string {
 		if n := countAcked(); n < convs*perConv/3 {
 			return fmt.Sprintf("%d sends acked", n)
 		}
 		return ""
 	})
 	t.Logf("SIGKILL ingest and projector with %d of %d sends acked", countAcked(), convs*perConv)
+	atKill := countAcked()
 	kill("ingest")
 	kill("projector")
-	time.Sleep(500 * time.Millisecond)
+	// While both are down the gateway goes on accepting: wait for 100 more
+	// acks (or the end of the sends) before starting them again.
+	testenv.Eventually(t, time.Minute, func() string {
+		if n := countAcked(); n < min(atKill+100, convs*perConv) {
+			return fmt.Sprintf("%d sends acked with the decider down, %d before", n-atKill, atKill)
+		}
+		return ""
+	})
+	t.Logf("%d sends acked while the decider and projector were down", countAcked()-atKill)
 	run("ingest")
 	run("projector")
 	wg.Wait()
-	t.Logf("%d of %d sends acked in all", countAcked(), convs*perConv)
+	close(sendErrs)
+	for err := range sendErrs {
+		t.Error(err)
+	}
+	var resends int64
+	for _, d := range senders {
+		resends += d.Resends()
+	}
+	t.Logf("%d of %d sends acked in all, %d resends after RATE_LIMITED", countAcked(), convs*perConv, resends)
 	if countAcked() != convs*perConv {
 		t.Fatalf("only %d of %d sends acked: the gateway must not depend on the decider", countAcked(), convs*perConv)
 	}
 	for i, conv := range ids {
-		eventually(t, 90*time.Second, func() string {
+		testenv.Eventually(t, 90*time.Second, func() string {
 			h, code := allHistory(t, sys, fmt.Sprintf("r%02d", i), conv)
 			if code != 200 || len(h.Messages) != perConv {
 				return fmt.Sprintf("%s: status %d, %d of %d accepted sends visible", conv, code, len(h.Messages), perConv)
@@ -442,7 +474,7 @@ func assertRebuildEqual(t *testing.T, sys *system.System, live *testenv.Cassandr
 	go func() { defer close(done); _ = p.Run(pctx) }()
 	defer func() { pcancel(); <-done }()
 	liveS := live.Session()
-	eventually(t, 2*time.Minute, func() string {
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		for _, table := range []string{"messages", "conversations", "members", "inbox"} {
 			a, b := dump(t, liveS, live.Keyspace, table), dump(t, s, fresh.Keyspace, table)
 			if d := diff(a, b); d != "" {

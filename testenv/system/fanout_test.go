@@ -1,13 +1,16 @@
 package system_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/gateway"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
 )
 
@@ -18,28 +21,18 @@ func group(title string, members ...string) *pb.CreateConversation {
 	return &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP, Title: title, MemberUserIds: members}
 }
 
-// collect returns the events on d that match until it has n, failing after 30s.
-func (d *device) collect(n int, match func(*pb.Event) bool) []*pb.Event {
-	d.t.Helper()
+// quiet is how long a negative check waits after its barrier (an event
+// that left the same gateway later has arrived) for a straggler to show.
+const quiet = time.Second
+
+// collect returns the events on d that match until it has n, failing after WSOptions.Timeout.
+func collect(t testing.TB, d *testenv.WSClient, n int, what string, match func(*pb.Event) bool) []*pb.Event {
+	t.Helper()
 	var out []*pb.Event
 	for len(out) < n {
-		out = append(out, d.waitEvent(match))
+		out = append(out, d.WaitEvent(fmt.Sprintf("%s %d of %d", what, len(out)+1, n), match))
 	}
 	return out
-}
-
-// quiet returns every event that arrives on d within dur.
-func (d *device) quiet(dur time.Duration) []*pb.Event {
-	var out []*pb.Event
-	deadline := time.After(dur)
-	for {
-		select {
-		case e := <-d.events:
-			out = append(out, e)
-		case <-deadline:
-			return out
-		}
-	}
 }
 
 func isMessage(conv string) func(*pb.Event) bool {
@@ -52,42 +45,40 @@ func isMessage(conv string) func(*pb.Event) bool {
 func TestFanoutGroupTwoGateways(t *testing.T) {
 	t.Parallel()
 	sys, _ := start(t, 2)
-	var devs []*device
+	var devs []*testenv.WSClient
 	for i := range 5 {
 		for j, name := range []string{"phone", "tab"} {
 			devs = append(devs, connect(t, sys, (i+j)%2, fmt.Sprintf("u%d", i), name))
 		}
 	}
-	conv := accepted(t, devs[0].do("", group("five", "u1", "u2", "u3", "u4")))
+	conv := accepted(t, devs[0].MustDo("", group("five", "u1", "u2", "u3", "u4")))
 	for _, d := range devs {
-		d.waitEvent(func(e *pb.Event) bool { return e.GetConversationCreated() != nil })
+		d.WaitEvent("ConversationCreated", func(e *pb.Event) bool { return e.GetConversationCreated() != nil })
 	}
-	var answers []chan *pb.ServerFrame
+	var calls []*testenv.Call
 	for k := range 50 {
-		answers = append(answers, devs[(k%5)*2].sendAsync(conv, send(fmt.Sprintf("m%d", k), "hi")))
+		calls = append(calls, devs[(k%5)*2].Go(conv, send(fmt.Sprintf("m%d", k), "hi")))
 	}
-	for _, a := range answers {
-		accepted(t, <-a)
+	if err := waitAccepted(calls, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 	for _, d := range devs {
-		evs := d.collect(50, isMessage(conv))
+		evs := collect(t, d, 50, "message", isMessage(conv))
 		ids := map[string]bool{}
 		for i, e := range evs {
 			ids[e.GetMessageSent().GetClientMsgId()] = true
 			if i > 0 && e.GetSeq() != evs[i-1].GetSeq()+1 {
-				t.Fatalf("%s/%s: seq %d after %d", d.user, d.name, e.GetSeq(), evs[i-1].GetSeq())
+				t.Fatalf("%s: seq %d after %d", d.Name(), e.GetSeq(), evs[i-1].GetSeq())
 			}
 		}
 		if len(ids) != 50 {
-			t.Fatalf("%s/%s: %d distinct messages", d.user, d.name, len(ids))
+			t.Fatalf("%s: %d distinct messages", d.Name(), len(ids))
 		}
 	}
+	// Every device has had the last message, so a duplicate sent with it
+	// would be queued already; the quiet window catches one written late.
 	for _, d := range devs {
-		for _, e := range d.quiet(100 * time.Millisecond) {
-			if e.GetMessageSent() != nil {
-				t.Fatalf("%s/%s: message seq %d twice", d.user, d.name, e.GetSeq())
-			}
-		}
+		d.ExpectNoEvent("a message twice", quiet, isMessage(conv))
 	}
 }
 
@@ -98,22 +89,21 @@ func TestFanoutMembership(t *testing.T) {
 	sys, _ := start(t, 2)
 	a, b, c, d := connect(t, sys, 0, "a", "phone"), connect(t, sys, 1, "b", "phone"),
 		connect(t, sys, 0, "c", "phone"), connect(t, sys, 1, "d", "phone")
-	conv := accepted(t, a.do("", group("g", "b", "c")))
-	accepted(t, a.do(conv, send("m1", "one")))
-	b.waitEvent(isMessage(conv))
-	c.waitEvent(isMessage(conv))
-	accepted(t, a.do(conv, &pb.RemoveMember{UserId: "c"}))
-	c.waitEvent(func(e *pb.Event) bool { return e.GetMemberRemoved().GetUserId() == "c" })
-	accepted(t, a.do(conv, &pb.AddMembers{UserIds: []string{"d"}}))
-	d.waitEvent(func(e *pb.Event) bool { return e.GetMembersAdded() != nil })
-	accepted(t, a.do(conv, send("m2", "two")))
-	b.waitEvent(isMessage(conv))
-	d.waitEvent(isMessage(conv))
-	for _, e := range c.quiet(200 * time.Millisecond) {
-		if e.GetConversationId() == conv {
-			t.Fatalf("removed member got %v", e)
-		}
-	}
+	conv := accepted(t, a.MustDo("", group("g", "b", "c")))
+	accepted(t, a.MustDo(conv, send("m1", "one")))
+	b.WaitEvent("a message of "+conv, isMessage(conv))
+	c.WaitEvent("a message of "+conv, isMessage(conv))
+	accepted(t, a.MustDo(conv, &pb.RemoveMember{UserId: "c"}))
+	c.WaitEvent("MemberRemoved", func(e *pb.Event) bool { return e.GetMemberRemoved().GetUserId() == "c" })
+	accepted(t, a.MustDo(conv, &pb.AddMembers{UserIds: []string{"d"}}))
+	d.WaitEvent("MembersAdded", func(e *pb.Event) bool { return e.GetMembersAdded() != nil })
+	accepted(t, a.MustDo(conv, send("m2", "two")))
+	b.WaitEvent("a message of "+conv, isMessage(conv))
+	d.WaitEvent("a message of "+conv, isMessage(conv))
+	// a is on c's gateway: once a has m2, that gateway has routed it, so m2
+	// would be on its way to c if it were routed there.
+	a.WaitEvent("m2 back at its sender", func(e *pb.Event) bool { return e.GetMessageSent().GetClientMsgId() == "m2" })
+	c.ExpectNoEvent("the removed member", quiet, func(e *pb.Event) bool { return e.GetConversationId() == conv })
 }
 
 // TestFanoutReceipts: in a 1:1, the sender's device sees the peer's ReadUpTo live.
@@ -121,11 +111,11 @@ func TestFanoutReceipts(t *testing.T) {
 	t.Parallel()
 	sys, _ := start(t, 2)
 	alice, bob := connect(t, sys, 0, "alice", "phone"), connect(t, sys, 1, "bob", "phone")
-	conv := accepted(t, alice.do("", direct("bob")))
-	accepted(t, alice.do(conv, send("m1", "hello")))
-	seq := bob.waitEvent(isMessage(conv)).GetSeq()
-	accepted(t, bob.do(conv, &pb.MarkRead{UpToSeq: seq}))
-	alice.waitEvent(func(e *pb.Event) bool {
+	conv := accepted(t, alice.MustDo("", direct("bob")))
+	accepted(t, alice.MustDo(conv, send("m1", "hello")))
+	seq := bob.WaitEvent("a message of "+conv, isMessage(conv)).GetSeq()
+	accepted(t, bob.MustDo(conv, &pb.MarkRead{UpToSeq: seq}))
+	alice.WaitEvent("bob's ReadUpTo", func(e *pb.Event) bool {
 		return e.GetActorUserId() == "bob" && e.GetReadUpTo().GetUpToSeq() == seq
 	})
 }
@@ -140,24 +130,24 @@ func TestResumeOffline(t *testing.T) {
 	cursors := map[string]int64{}
 	var convs []string
 	for i := range 20 {
-		conv := accepted(t, s.do("", group(fmt.Sprintf("g%d", i), "r")))
+		conv := accepted(t, s.MustDo("", group(fmt.Sprintf("g%d", i), "r")))
 		convs = append(convs, conv)
-		cursors[conv] = r.waitEvent(func(e *pb.Event) bool {
+		cursors[conv] = r.WaitEvent("ConversationCreated", func(e *pb.Event) bool {
 			return e.GetConversationId() == conv && e.GetConversationCreated() != nil
 		}).GetSeq()
 	}
-	r.close()
-	var answers []chan *pb.ServerFrame
+	r.Close()
+	var calls []*testenv.Call
 	for k := range 25 {
 		for _, conv := range convs {
-			answers = append(answers, s.sendAsync(conv, send(fmt.Sprintf("%s-%d", conv, k), "missed")))
+			calls = append(calls, s.Go(conv, send(fmt.Sprintf("%s-%d", conv, k), "missed")))
 		}
 	}
-	for _, a := range answers {
-		accepted(t, <-a)
+	if err := waitAccepted(calls, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 	// Offline long enough for the views to have everything it missed.
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		for _, conv := range convs {
 			if last, _, _ := inboxEntry(t, sys, "s", conv); last != cursors[conv]+25 {
 				return fmt.Sprintf("%s at %d, want %d", conv, last, cursors[conv]+25)
@@ -167,7 +157,7 @@ func TestResumeOffline(t *testing.T) {
 	})
 	r = connectResuming(t, sys, 1, "r", "phone")
 	begin := time.Now()
-	evs, resumed := r.resume(cursors)
+	evs, resumed := resume(t, r, cursors)
 	t.Logf("resume of %d events took %s", len(evs), time.Since(begin))
 	checkResumed(t, evs, cursors, 25)
 	for _, c := range resumed.GetCursors() {
@@ -175,8 +165,8 @@ func TestResumeOffline(t *testing.T) {
 			t.Fatalf("Resumed cursor %v, want %d", c, cursors[c.GetConversationId()]+25)
 		}
 	}
-	accepted(t, s.do(convs[0], send("live", "after")))
-	if e := r.waitEvent(isMessage(convs[0])); e.GetSeq() != cursors[convs[0]]+26 {
+	accepted(t, s.MustDo(convs[0], send("live", "after")))
+	if e := r.WaitEvent("a message of "+convs[0], isMessage(convs[0])); e.GetSeq() != cursors[convs[0]]+26 {
 		t.Fatalf("live seq %d after resume at %d", e.GetSeq(), cursors[convs[0]]+25)
 	}
 }
@@ -213,34 +203,58 @@ func TestResumeWhileSending(t *testing.T) {
 	cursors := map[string]int64{}
 	var convs []string
 	for i := range 5 {
-		conv := accepted(t, s.do("", group(fmt.Sprintf("g%d", i), "r")))
+		conv := accepted(t, s.MustDo("", group(fmt.Sprintf("g%d", i), "r")))
 		convs = append(convs, conv)
-		cursors[conv] = r.waitEvent(func(e *pb.Event) bool {
+		cursors[conv] = r.WaitEvent("ConversationCreated", func(e *pb.Event) bool {
 			return e.GetConversationId() == conv && e.GetConversationCreated() != nil
 		}).GetSeq()
 	}
-	r.close()
-	var answers []chan *pb.ServerFrame
+	r.Close()
+	var calls []*testenv.Call
 	for k := range before {
 		for _, conv := range convs {
-			answers = append(answers, s.sendAsync(conv, send(fmt.Sprintf("%s-%d", conv, k), "before")))
+			calls = append(calls, s.Go(conv, send(fmt.Sprintf("%s-%d", conv, k), "before")))
 		}
 	}
-	for _, a := range answers {
-		accepted(t, <-a)
+	if err := waitAccepted(calls, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
+	var sentDuring atomic.Int64
+	sendErr := make(chan error, 1)
 	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
 		for k := before; k < before+during; k++ {
 			for _, conv := range convs {
-				accepted(t, s.do(conv, send(fmt.Sprintf("%s-%d", conv, k), "during")))
+				if _, err := s.Send(ctx, conv, send(fmt.Sprintf("%s-%d", conv, k), "during")); err != nil {
+					sendErr <- err
+					return
+				}
+				sentDuring.Add(1)
 			}
 		}
 	})
-	time.Sleep(20 * time.Millisecond)
+	// Resume once the senders are under way.
+	testenv.Eventually(t, time.Minute, func() string {
+		if n := sentDuring.Load(); n < 10 {
+			select {
+			case err := <-sendErr:
+				t.Fatal(err)
+			default:
+			}
+			return fmt.Sprintf("%d sends during the resume acked", n)
+		}
+		return ""
+	})
 	r = connectResuming(t, sys, 1, "r", "phone")
-	evs, _ := r.resume(cursors)
+	evs, _ := resume(t, r, cursors)
 	wg.Wait()
+	select {
+	case err := <-sendErr:
+		t.Fatal(err)
+	default:
+	}
 	got := map[string]map[int64]bool{}
 	for _, c := range convs {
 		got[c] = map[int64]bool{}
@@ -268,15 +282,12 @@ func TestResumeWhileSending(t *testing.T) {
 		}
 		return n
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for total() < len(convs)*(before+during) && time.Now().Before(deadline) {
-		for _, e := range r.quiet(100 * time.Millisecond) {
-			add(e)
-		}
+	isOurs := func(e *pb.Event) bool { return e.GetMessageSent() != nil && got[e.GetConversationId()] != nil }
+	for total() < len(convs)*(before+during) {
+		add(r.WaitEvent(fmt.Sprintf("message %d of %d", total()+1, len(convs)*(before+during)), isOurs))
 	}
-	for _, e := range r.quiet(100 * time.Millisecond) {
-		add(e)
-	}
+	// Every seq has arrived once; a duplicate would have come with them.
+	r.ExpectNoEvent("a message twice", quiet, isOurs)
 	for _, c := range convs {
 		for sq := cursors[c] + 1; sq <= cursors[c]+before+during; sq++ {
 			if !got[c][sq] {

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,7 +27,6 @@ import (
 	"github.com/parley-im/parley/query"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/token"
-	"github.com/parley-im/parley/testenv"
 )
 
 // Options says where the infrastructure is and how to name things.
@@ -38,7 +38,9 @@ type Options struct {
 	TopicPrefix string
 	// Gateways is how many gateway instances to run (default 1).
 	Gateways int
-	// Addr ports: 0 picks free ports. With GatewayPort set, gateway i listens on GatewayPort+i.
+	// Ports: 0 listens on a port the kernel picks, handed over to the
+	// server as the open listener (never picked, closed and bound again).
+	// With GatewayPort set, gateway i listens on GatewayPort+i.
 	GatewayPort, QueryPort int
 	// Secret is the HMAC secret for tokens; nil generates one.
 	Secret []byte
@@ -72,6 +74,10 @@ type System struct {
 
 	mu      sync.Mutex
 	running map[string]*component
+	// bound holds the listeners opened by Start until their component first
+	// runs. A component started again binds its address anew, as a
+	// restarted server does.
+	bound map[string]net.Listener
 }
 
 type component struct {
@@ -95,7 +101,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		_, _ = rand.Read(opts.Secret)
 	}
 	s := &System{opts: opts, Topics: schemas.Prefixed(opts.TopicPrefix), running: map[string]*component{},
-		AuthConfig: token.Config{HMACSecret: opts.Secret}}
+		bound: map[string]net.Listener{}, AuthConfig: token.Config{HMACSecret: opts.Secret}}
 	var err error
 	if s.Issuer, err = token.NewDevIssuer(s.AuthConfig); err != nil {
 		return nil, err
@@ -103,20 +109,29 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	if err := s.provision(ctx); err != nil {
 		return nil, err
 	}
-	ports, err := testenv.FreePorts(opts.Gateways + 1)
-	if err != nil {
+	listen := func(name string, port int) (string, error) {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return "", fmt.Errorf("system: %s: %w", name, err)
+		}
+		s.bound[name] = ln
+		return "http://" + ln.Addr().String(), nil
+	}
+	if s.QueryURL, err = listen("query", opts.QueryPort); err != nil {
+		s.Close()
 		return nil, err
 	}
-	if opts.QueryPort != 0 {
-		ports[0] = opts.QueryPort
-	}
-	s.QueryURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	for i := 0; i < opts.Gateways; i++ {
-		p := ports[i+1]
+		p := 0
 		if opts.GatewayPort != 0 {
 			p = opts.GatewayPort + i
 		}
-		s.GatewayURLs = append(s.GatewayURLs, fmt.Sprintf("http://127.0.0.1:%d", p))
+		u, err := listen(fmt.Sprintf("gateway-%d", i), p)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.GatewayURLs = append(s.GatewayURLs, u)
 	}
 	for _, name := range s.Components() {
 		if slices.Contains(opts.External, name) {
@@ -177,6 +192,16 @@ func (s *System) provision(ctx context.Context) error {
 	return schemas.Migrate(ctx, sess, s.opts.Keyspace)
 }
 
+// listener returns the listener Start opened for name, or binds addr again
+// for a component that runs once more. Called with s.mu held.
+func (s *System) listener(name, url string) (net.Listener, error) {
+	if ln := s.bound[name]; ln != nil {
+		delete(s.bound, name)
+		return ln, nil
+	}
+	return net.Listen("tcp", hostPort(url))
+}
+
 // runner builds the Run function of one component.
 func (s *System) runner(name string) (func(context.Context) error, error) {
 	log := s.opts.Logger.With("component", name)
@@ -205,7 +230,12 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context) error { defer q.Close(); return q.Run(ctx) }, nil
+		ln, err := s.listener(name, s.QueryURL)
+		if err != nil {
+			q.Close()
+			return nil, err
+		}
+		return func(ctx context.Context) error { defer q.Close(); return q.Serve(ctx, ln) }, nil
 	default:
 		var i int
 		if _, err := fmt.Sscanf(name, "gateway-%d", &i); err != nil || i >= len(s.GatewayURLs) {
@@ -222,7 +252,11 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		if err != nil {
 			return nil, err
 		}
-		return g.Run, nil
+		ln, err := s.listener(name, s.GatewayURLs[i])
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error { return g.Serve(ctx, ln) }, nil
 	}
 }
 
@@ -280,6 +314,10 @@ func (s *System) Close() {
 	names := make([]string, 0, len(s.running))
 	for n := range s.running {
 		names = append(names, n)
+	}
+	for n, ln := range s.bound {
+		_ = ln.Close()
+		delete(s.bound, n)
 	}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
