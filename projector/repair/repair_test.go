@@ -3,7 +3,6 @@ package repair_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -93,7 +92,7 @@ func TestRepairRestoresLostRows(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	r, err := repair.New(repair.Config{Seeds: k.Seeds, RepairsTopic: repairs, EventsTopic: events,
-		Group: k.Name("repair"), Writer: w, Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
+		Group: k.Name("repair"), Writer: w, Registerer: reg, Logger: testenv.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +105,7 @@ func TestRepairRestoresLostRows(t *testing.T) {
 	if err := req.Request(ctx, convA, 20, 60, base.Add(19*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, func() string {
+	testenv.Eventually(t, 2*time.Minute, func() string {
 		if n := outcome(t, reg, "repaired"); n != 1 {
 			return fmt.Sprintf("%v repairs done", n)
 		}
@@ -125,7 +124,7 @@ func TestRepairRestoresLostRows(t *testing.T) {
 	if err := req.Request(ctx, convA, 20, 60, base.Add(19*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, func() string {
+	testenv.Eventually(t, time.Minute, func() string {
 		if n := outcome(t, reg, "coalesced"); n != 1 {
 			return fmt.Sprintf("%v coalesced", n)
 		}
@@ -160,17 +159,3 @@ func labelIs(m *dto.Metric, k, v string) bool {
 	return false
 }
 
-func eventually(t testing.TB, d time.Duration, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		why := check()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", d, why)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
