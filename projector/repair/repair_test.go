@@ -158,4 +158,3 @@ func labelIs(m *dto.Metric, k, v string) bool {
 	}
 	return false
 }
-
