@@ -18,9 +18,9 @@ type Config struct {
 	Addr string
 	// Seeds are Kafka bootstrap addresses.
 	Seeds []string
-	// CommandsTopic, EventsTopic and SignalsTopic default to the schemas
-	// contract.
-	CommandsTopic, EventsTopic, SignalsTopic string
+	// CommandsTopic, EventsTopic, SignalsTopic and RepairsTopic default to
+	// the schemas contract.
+	CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic string
 	// Auth says how device tokens are verified.
 	Auth token.Config
 	// DevTokens serves /v1/dev/token, which mints a token for any user and
@@ -151,6 +151,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.SignalsTopic == "" {
 		c.SignalsTopic = schemas.Signals.Name
+	}
+	if c.RepairsTopic == "" {
+		c.RepairsTopic = schemas.Repairs.Name
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -18,6 +18,7 @@ type metrics struct {
 	consumerReady   prometheus.Gauge
 
 	resumeGaps           prometheus.Counter
+	repairRequests       *prometheus.CounterVec
 	resumeInvalidCursors prometheus.Counter
 
 	signalsPublished *prometheus.CounterVec // type: typing, presence
@@ -55,6 +56,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "events_undecodable_total", Help: "Records of the events topic that are not a parley.v1.Event."}),
 		consumerReady: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_consumer_ready", Help: "1 once the events consumer has its start positions."}),
+		repairRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "repair_requests_total", Help: "Requests to re-apply a conversation with a history gap from the log (projector/repair), by outcome: appended or failed."}, []string{"outcome"}),
 		resumeGaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "resume_gaps_total", Help: "Conversations of a Resume whose catch-up stopped at a messages row missing below their last seq (reported in Resumed.failed)."}),
 		resumeInvalidCursors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -68,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
 		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
-		m.eventsUndecoded, m.consumerReady, m.resumeGaps, m.resumeInvalidCursors, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
+		m.eventsUndecoded, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -227,6 +227,7 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 	pushed := s.pushed[conv] // sent live before the subscription: never twice
 	s.mu.Unlock()
 	last := cursor
+	var lastAt time.Time // occurred_at of the event at last, once read
 	// fail makes conv live past after and reports it.
 	fail := func(after int64, code pb.ErrorCode, lastSeq int64, msg string) (int64, bool, *pb.ResumeFailure) {
 		s.failLive(conv, after)
@@ -278,6 +279,7 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 			return unreadable(err)
 		}
 		for _, ev := range evs {
+			lastAt = ev.GetOccurredAt().AsTime()
 			if ev.GetSeq() < pushed.first || ev.GetSeq() > pushed.last {
 				if !s.sendPaced(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})) {
 					return last, false, nil
@@ -312,9 +314,10 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 		if time.Now().After(deadline) {
 			m.resumeGaps.Inc()
 			if s.srv.gapsLogged.first(fmt.Sprintf("%s/%d", conv, last+1)) {
-				s.log.Warn("history gap: a messages row is missing below the conversation's last seq",
+				s.log.Warn("history gap: a messages row is missing below the conversation's last seq; asking for a repair from the log",
 					"conversation", conv, "missing_seq", last+1, "last_seq", target, "waited", s.srv.cfg.Fanout.ResumeGapWait)
 			}
+			s.srv.requestRepair(conv, last+1, target, lastAt)
 			return fail(max(last, pushed.last), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, last,
 				fmt.Sprintf("history not available past seq %d (the conversation is at %d); live events follow; resume again from %d later", last, target, last))
 		}
@@ -436,4 +439,21 @@ func (s *session) goLive(conv string, start, last int64) int64 {
 		}
 		s.mu.Lock()
 	}
+}
+
+// requestRepair asks the projector's repairer (projector/repair) to
+// re-apply conv from the log: the views lost rows from fromSeq on. Every
+// Resume that meets the hole asks again (the repairer coalesces repeats), so
+// a request lost with a Kafka outage is made again by the next Resume.
+func (s *Server) requestRepair(conv string, fromSeq, toSeq int64, notBefore time.Time) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := s.repairs.Request(ctx, conv, fromSeq, toSeq, notBefore); err != nil {
+			s.metrics.repairRequests.WithLabelValues("failed").Inc()
+			s.log.Warn("repair request not appended; the next Resume asks again", "conversation", conv, "err", err)
+			return
+		}
+		s.metrics.repairRequests.WithLabelValues("appended").Inc()
+	}()
 }

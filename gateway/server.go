@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/projector/repair"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/schemas/token"
@@ -52,6 +53,10 @@ type Server struct {
 	instance   string
 	presence   *presenceTable
 	signalsOut *kgo.Client
+	// repairs asks the projector's repairer to re-apply a conversation
+	// whose views lost rows (projector/repair).
+	repairsOut *kgo.Client
+	repairs    *repair.Requester
 
 	consumerReady atomic.Bool
 	draining      atomic.Bool
@@ -122,6 +127,12 @@ func New(cfg Config) (*Server, error) {
 		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "signals-out")})); err != nil {
 		return nil, fmt.Errorf("gateway: kafka: %w", err)
 	}
+	if s.repairsOut, err = kgo.NewClient(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-repairs"),
+		kgo.RecordDeliveryTimeout(10*time.Second), kgo.MetadataMinAge(500*time.Millisecond),
+		kgo.WithLogger(kafkaLogger{s.log.With("client", "repairs")})); err != nil {
+		return nil, fmt.Errorf("gateway: kafka: %w", err)
+	}
+	s.repairs = repair.NewRequester(s.repairsOut, cfg.RepairsTopic, "gateway "+s.instance)
 	s.appendCtx, s.stopAppends = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -258,6 +269,7 @@ func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consu
 	_ = s.signalsOut.Flush(ctx)
 	cancel()
 	s.signalsOut.Close()
+	s.repairsOut.Close()
 	s.stopAppends()
 	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	_ = s.appender.Close(ctx)

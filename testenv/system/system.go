@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -26,6 +25,8 @@ import (
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/query"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
+	"github.com/parley-im/parley/schemas/provision"
 	"github.com/parley-im/parley/schemas/token"
 )
 
@@ -175,21 +176,18 @@ func (s *System) provision(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	if err := ingest.Provision(ctx, cl, -1, s.Topics.All()...); err != nil {
+	// The deployment's provisioning (schemas/cmd/provision), with the
+	// contract's partition counts and the broker's replication.
+	var r provision.Report
+	if err := provision.Kafka(ctx, cl, provision.Topics{Prefix: s.opts.TopicPrefix, ReplicationFactor: -1}, &r); err != nil {
 		return err
 	}
-	c := gocql.NewCluster(s.opts.Hosts...)
-	c.Timeout, c.ConnectTimeout = 30*time.Second, 10*time.Second
-	c.Logger = gocql.NewLogger(gocql.LogLevelNone)
-	sess, err := c.CreateSession()
+	sess, err := deploy.Cassandra{Hosts: s.opts.Hosts, Timeout: 30 * time.Second}.Session()
 	if err != nil {
-		return fmt.Errorf("system: cassandra: %w", err)
+		return fmt.Errorf("system: %w", err)
 	}
 	defer sess.Close()
-	if err := schemas.CreateKeyspace(ctx, sess, s.opts.Keyspace, ""); err != nil {
-		return err
-	}
-	return schemas.Migrate(ctx, sess, s.opts.Keyspace)
+	return provision.Cassandra(ctx, sess, provision.Keyspace{Name: s.opts.Keyspace}, &r)
 }
 
 // listener returns the listener Start opened for name, or binds addr again
@@ -247,7 +245,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		}
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
-			Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
+			RepairsTopic: s.Topics.Repairs.Name, Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout})
 		if err != nil {
 			return nil, err
