@@ -71,18 +71,16 @@ func TestResumeEdgesPerConversation(t *testing.T) {
 	c := e.dial("alice", "phone")
 	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
 		{ConversationId: holed, LastSeq: 0}, {ConversationId: whole, LastSeq: 1}, {ConversationId: beyond, LastSeq: 3}}}}})
+	// The reader queues events before the frames that follow them, so the
+	// catch-up is queued once Resumed is read.
+	f := c.next()
+	resumed := f.GetResumed()
+	if resumed == nil {
+		t.Fatalf("want Resumed, got %v", f)
+	}
 	var got []string
-	var resumed *pb.Resumed
-	for resumed == nil {
-		f := c.next()
-		switch {
-		case f.GetEvent() != nil:
-			got = append(got, f.GetEvent().GetConversationId()[33:]+":"+strconv.FormatInt(f.GetEvent().GetSeq(), 10))
-		case f.GetResumed() != nil:
-			resumed = f.GetResumed()
-		default:
-			t.Fatalf("unexpected %v", f)
-		}
+	for _, ev := range c.DrainEvents() {
+		got = append(got, ev.GetConversationId()[33:]+":"+strconv.FormatInt(ev.GetSeq(), 10))
 	}
 	if want := []string{"1:1", "1:2", "2:2", "2:3"}; !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v (the holed conversation up to its hole, the whole one after its cursor)", got, want)
