@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,6 +152,20 @@ func TestTables(t *testing.T) {
 	inbox, err := tb.Inbox(ctx, "carol")
 	if err != nil || len(inbox) != 1 || inbox[0].ConversationID != conv || !inbox[0].Removed || inbox[0].Title != "Club" {
 		t.Errorf("Inbox(carol) = %+v, %v", inbox, err)
+	}
+	iter, err := tb.RowsJSON(ctx, "inbox", "carol", conv)
+	var js string
+	if err != nil || !iter.Scan(&js) || !strings.Contains(js, `"removed": true`) {
+		t.Errorf("RowsJSON(inbox, carol, conv) = %q, %v", js, err)
+	}
+	if err := iter.Close(); err != nil {
+		t.Error(err)
+	}
+	if _, err := tb.RowsJSON(ctx, "nope"); err == nil {
+		t.Error("RowsJSON of an unknown table")
+	}
+	if _, err := tb.RowsJSON(ctx, "messages", conv); err == nil {
+		t.Error("RowsJSON of messages with half its partition key")
 	}
 	if cp, err := tb.Checkpoints(ctx, "no-such-group"); err != nil || len(cp) != 0 {
 		t.Errorf("Checkpoints of an unknown group = %v, %v", cp, err)
