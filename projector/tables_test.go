@@ -56,35 +56,9 @@ func TestTables(t *testing.T) {
 			evs = append(evs, sent(conv, s, "bob", "hi"))
 		}
 	}
-	// Views are order-independent, so the events may be applied in parallel.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		work  = make(chan *pb.Event)
-	)
-	for range 8 {
-		wg.Go(func() {
-			for ev := range work {
-				b, _ := proto.Marshal(ev)
-				if err := Apply(ctx, e.s, e.keyspace, []byte(conv), b); err != nil {
-					mu.Lock()
-					first = err
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for _, ev := range evs {
-		work <- ev
-	}
-	close(work)
-	wg.Wait()
-	if first != nil {
-		t.Fatalf("apply: %v", first)
-	}
+	applyParallel(t, e, evs)
 
 	tb, err := NewTables(e.s, e.keyspace)
 	if err != nil {
@@ -180,5 +154,75 @@ func TestTables(t *testing.T) {
 	}
 	if err := empty.Check(ctx); err == nil {
 		t.Error("Check passed on a keyspace without the views")
+	}
+}
+
+// applyParallel applies evs with 8 writers: views are order-independent.
+func applyParallel(t testing.TB, e *env, evs []*pb.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		work  = make(chan *pb.Event)
+	)
+	for range 8 {
+		wg.Go(func() {
+			for ev := range work {
+				b, _ := proto.Marshal(ev)
+				if err := Apply(ctx, e.s, e.keyspace, []byte(ev.GetConversationId()), b); err != nil {
+					mu.Lock()
+					first = err
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, ev := range evs {
+		work <- ev
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		t.Fatalf("apply: %v", first)
+	}
+}
+
+// BenchmarkTablesWalk: the bucket walk on a real Cassandra — a resume
+// catch-up of 1,000 rows (contiguous, across a bucket boundary) and a
+// history page of 200.
+func BenchmarkTablesWalk(b *testing.B) {
+	e := newEnv(b, true)
+	conv := schemas.NewGroupConversationID()
+	const last = 1500
+	evs := []*pb.Event{group(conv, "alice", "Bench", "bob")}
+	for s := int64(1); s <= last; s++ {
+		evs = append(evs, sent(conv, s, "bob", "a message of about forty bytes of text"))
+	}
+	applyParallel(b, e, evs)
+	tb, err := NewTables(e.s, e.keyspace)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		rows int
+		walk func() ([]Message, error)
+	}{
+		{"ResumeAfter400Rows1000", 1000, func() ([]Message, error) { return tb.MessagesAfter(ctx, conv, 400, last, 1000, true) }},
+		{"HistoryPage200", 200, func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, math.MaxInt64, last, 200) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				rows, err := c.walk()
+				if err != nil || len(rows) != c.rows {
+					b.Fatalf("%d rows, %v; want %d", len(rows), err, c.rows)
+				}
+			}
+			b.ReportMetric(float64(c.rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
 	}
 }
