@@ -32,11 +32,24 @@ func TestServerDevTokens(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != 200 || tok.UserID != "alice" || tok.DeviceID != "phone" {
 		t.Fatalf("dev token: %d %+v %v", resp.StatusCode, tok, err)
 	}
-	conn, _, err := websocket.DefaultDialer.Dial(e.ws, http.Header{"Authorization": {"Bearer " + tok.Token}})
-	if err != nil {
-		t.Fatalf("dial with a dev token: %v", err)
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	for _, scheme := range []string{"Bearer ", "bearer ", "BEARER "} {
+		conn, _, err := websocket.DefaultDialer.Dial(e.ws, http.Header{"Authorization": {scheme + tok.Token}})
+		if err != nil {
+			t.Fatalf("dial with a dev token (%q): %v", scheme, err)
+		}
+		conn.Close()
 	}
-	conn.Close()
+	// Ids the claims contract refuses get no token: 400 INVALID_ID.
+	bad, err := http.Post(e.url+"/v1/dev/token?user=al%20ice&device=phone", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(bad.Body)
+	bad.Body.Close()
+	if bad.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "ERROR_CODE_INVALID_ID") {
+		t.Fatalf("dev token for an id with a space: %d %s", bad.StatusCode, body)
+	}
 	resp2, err := http.Get(e.url + "/v1/dev/token?user=alice")
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 type conversationsView struct {
 	created, timeline, message                string
 	selectRow, selectLastSeq, selectKindTitle string
+	rows                                      jsonRows
 }
 
 const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
@@ -43,6 +44,10 @@ func newConversations(keyspace string) conversationsView {
 		selectRow:       qualify(keyspace, `SELECT `+conversationColumns+` FROM ${keyspace}.conversations WHERE conversation_id = ?`),
 		selectLastSeq:   qualify(keyspace, `SELECT last_seq FROM ${keyspace}.conversations WHERE conversation_id = ?`),
 		selectKindTitle: qualify(keyspace, `SELECT kind, title FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		rows: jsonRows{
+			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.conversations`),
+			byKey: qualify(keyspace, `SELECT JSON * FROM ${keyspace}.conversations WHERE conversation_id = ?`), keyArity: 1,
+		},
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 type inboxView struct {
 	created, kindTitle, added, removed string
 	selectAll                          string
+	rows                               jsonRows
 	// The reads of the copy, owned by their tables.
 	conversations conversationsView
 	members       membersView
@@ -48,7 +49,11 @@ func newInbox(keyspace string) inboxView {
 		removed: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
 			SET removed = true, removed_seq = ?
 			WHERE user_id = ? AND conversation_id = ?`),
-		selectAll:     qualify(keyspace, `SELECT conversation_id, kind, title, joined_seq, removed FROM ${keyspace}.inbox WHERE user_id = ?`),
+		selectAll: qualify(keyspace, `SELECT conversation_id, kind, title, joined_seq, removed FROM ${keyspace}.inbox WHERE user_id = ?`),
+		rows: jsonRows{
+			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.inbox`),
+			byKey: qualify(keyspace, `SELECT JSON * FROM ${keyspace}.inbox WHERE user_id = ? AND conversation_id = ?`), keyArity: 2,
+		},
 		conversations: newConversations(keyspace),
 		members:       newMembers(keyspace),
 	}

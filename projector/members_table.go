@@ -32,6 +32,7 @@ import (
 type membersView struct {
 	created, added, removed, marks, delivered string
 	selectRow, selectAll, selectUserIDs       string
+	rows                                      jsonRows
 }
 
 const memberColumns = "user_id, role, joined_seq, read_seq, delivered_seq, removed"
@@ -56,6 +57,10 @@ func newMembers(keyspace string) membersView {
 		selectRow:     qualify(keyspace, `SELECT `+memberColumns+` FROM ${keyspace}.members WHERE conversation_id = ? AND user_id = ?`),
 		selectAll:     qualify(keyspace, `SELECT `+memberColumns+` FROM ${keyspace}.members WHERE conversation_id = ?`),
 		selectUserIDs: qualify(keyspace, `SELECT user_id FROM ${keyspace}.members WHERE conversation_id = ?`),
+		rows: jsonRows{
+			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.members`),
+			byKey: qualify(keyspace, `SELECT JSON * FROM ${keyspace}.members WHERE conversation_id = ?`), keyArity: 1,
+		},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 type messagesView struct {
 	insertMessage, insertNotice string
 	selectBefore, selectAfter   string
+	rows                        jsonRows
 }
 
 const messageColumns = "seq, type, actor_user_id, actor_device_id, client_msg_id, content_type, text, occurred_at, event"
@@ -36,6 +37,10 @@ func newMessages(keyspace string) messagesView {
 			WHERE conversation_id = ? AND bucket = ? AND seq < ? LIMIT ?`),
 		selectAfter: qualify(keyspace, `SELECT `+messageColumns+` FROM ${keyspace}.messages
 			WHERE conversation_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`),
+		rows: jsonRows{
+			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.messages`),
+			byKey: qualify(keyspace, `SELECT JSON * FROM ${keyspace}.messages WHERE conversation_id = ? AND bucket = ?`), keyArity: 2,
+		},
 	}
 }
 

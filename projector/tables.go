@@ -60,3 +60,38 @@ func (t *Tables) Check(ctx context.Context) error {
 	}
 	return nil
 }
+
+// jsonRows are a table's whole-row reads for audits: every row, or the rows
+// of one key (its partition key, or a row of inbox).
+type jsonRows struct {
+	all, byKey string
+	keyArity   int
+}
+
+// RowsJSON reads whole rows of one view as Cassandra's JSON (SELECT JSON *),
+// for audits that compare rows column by column: every row of table when key
+// is empty, else the rows of one key — conversations and members:
+// conversation id; inbox: user id, conversation id; messages: conversation
+// id, bucket.
+func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql.Iter, error) {
+	var r jsonRows
+	switch table {
+	case "conversations":
+		r = t.conversations.rows
+	case "members":
+		r = t.members.rows
+	case "inbox":
+		r = t.inbox.rows
+	case "messages":
+		r = t.messages.rows
+	default:
+		return nil, fmt.Errorf("projector: RowsJSON: no view %q", table)
+	}
+	switch len(key) {
+	case 0:
+		return t.s.Query(r.all).PageSize(5000).IterContext(ctx), nil
+	case r.keyArity:
+		return t.s.Query(r.byKey, key...).PageSize(5000).IterContext(ctx), nil
+	}
+	return nil, fmt.Errorf("projector: RowsJSON: %s is read by %d key columns, got %d", table, r.keyArity, len(key))
+}

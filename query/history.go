@@ -17,7 +17,9 @@ import (
 // (bucket = seq / schemas.MessagesPerBucket) one partition at a time; a
 // cursor is a plain seq, never driver page state, so it stays valid across
 // restarts and nodes. The walk is bounded by the conversation's last_seq, so
-// an absurd before/after costs at most one query.
+// an absurd before/after costs at most one query. The walk itself is the
+// messages table's owner's (projector.Tables.MessagesBefore/After), the same
+// one the gateway's resume uses.
 
 type messageItem struct {
 	Seq           int64     `json:"seq"`

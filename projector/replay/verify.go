@@ -429,13 +429,21 @@ func rowName(t table, r row) string {
 // loadViews reads every row of the views in keyspace, or only those of the
 // conversations ids (single-partition reads).
 func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []string) (views, error) {
+	tables, err := projector.NewTables(s, keyspace)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
 	out := views{}
-	add := func(t table, cql string, args ...any) error {
-		iter := s.Query(cql, args...).PageSize(5000).IterContext(ctx)
+	add := func(t table, key ...any) error {
+		iter, err := tables.RowsJSON(ctx, t.name, key...)
+		if err != nil {
+			return err
+		}
 		var js string
 		for iter.Scan(&js) {
 			r := row{}
 			if err := json.Unmarshal([]byte(js), &r); err != nil {
+				_ = iter.Close()
 				return err
 			}
 			if out[t.name] == nil {
@@ -450,7 +458,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 	}
 	if ids == nil {
 		for _, t := range viewTables {
-			if err := add(t, fmt.Sprintf("SELECT JSON * FROM %s.%s", keyspace, t.name)); err != nil {
+			if err := add(t); err != nil {
 				return nil, err
 			}
 		}
@@ -458,10 +466,10 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 	}
 	conv, members, inbox, messages := viewTables[0], viewTables[1], viewTables[2], viewTables[3]
 	for _, id := range ids {
-		if err := add(conv, fmt.Sprintf("SELECT JSON * FROM %s.conversations WHERE conversation_id = ?", keyspace), id); err != nil {
+		if err := add(conv, id); err != nil {
 			return nil, err
 		}
-		if err := add(members, fmt.Sprintf("SELECT JSON * FROM %s.members WHERE conversation_id = ?", keyspace), id); err != nil {
+		if err := add(members, id); err != nil {
 			return nil, err
 		}
 	}
@@ -469,7 +477,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 		var id, user string
 		_ = json.Unmarshal(m["conversation_id"], &id)
 		_ = json.Unmarshal(m["user_id"], &user)
-		if err := add(inbox, fmt.Sprintf("SELECT JSON * FROM %s.inbox WHERE user_id = ? AND conversation_id = ?", keyspace), user, id); err != nil {
+		if err := add(inbox, user, id); err != nil {
 			return nil, err
 		}
 	}
@@ -479,7 +487,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 		_ = json.Unmarshal(c["conversation_id"], &id)
 		_ = json.Unmarshal(c["last_seq"], &last)
 		for b := int64(0); b <= schemas.Bucket(last)+1; b++ {
-			if err := add(messages, fmt.Sprintf("SELECT JSON * FROM %s.messages WHERE conversation_id = ? AND bucket = ?", keyspace), id, b); err != nil {
+			if err := add(messages, id, b); err != nil {
 				return nil, err
 			}
 		}
