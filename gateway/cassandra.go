@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -40,13 +41,14 @@ type cassandraViews struct {
 }
 
 func openViews(hosts []string, keyspace string) (*cassandraViews, error) {
-	c := gocql.NewCluster(hosts...)
+	// The one session builder (ports of host:port contact points, timeouts,
+	// consistency); LOCAL_QUORUM reads see every write the projector made at
+	// LOCAL_QUORUM.
+	c, err := deploy.Cassandra{Hosts: hosts, Timeout: 5 * time.Second, Consistency: "LOCAL_QUORUM"}.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	c.Keyspace = keyspace
-	// LOCAL_QUORUM reads see every write the projector made at LOCAL_QUORUM.
-	c.Consistency = gocql.LocalQuorum
-	c.Timeout = 5 * time.Second
-	c.ConnectTimeout = 5 * time.Second
-	c.Logger = gocql.NewLogger(gocql.LogLevelNone)
 	s, err := c.CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("gateway: cassandra session (hosts %v, keyspace %s): %w", hosts, keyspace, err)

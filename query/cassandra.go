@@ -9,6 +9,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/parley-im/parley/projector"
+	"github.com/parley-im/parley/schemas/deploy"
 )
 
 // store reads the views of one keyspace through the projector's table
@@ -22,12 +23,14 @@ type store struct {
 }
 
 func openSession(hosts []string, keyspace string) (*gocql.Session, error) {
-	c := gocql.NewCluster(hosts...)
+	// The one session builder (ports of host:port contact points, timeouts,
+	// consistency); LOCAL_QUORUM reads see every write the projector made at
+	// LOCAL_QUORUM.
+	c, err := deploy.Cassandra{Hosts: hosts, Timeout: 5 * time.Second, Consistency: "LOCAL_QUORUM"}.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
 	c.Keyspace = keyspace
-	// LOCAL_QUORUM reads see every write the projector made at LOCAL_QUORUM.
-	c.Consistency = gocql.LocalQuorum
-	c.Timeout = 5 * time.Second
-	c.ConnectTimeout = 5 * time.Second
 	s, err := c.CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("query: cassandra session (hosts %v, keyspace %s): %w", hosts, keyspace, err)

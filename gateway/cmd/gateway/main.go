@@ -1,20 +1,7 @@
-// Command gateway runs a Parley WebSocket gateway.
-//
-// Configuration is by environment (see gateway/README.md):
-//
-//	PARLEY_KAFKA_SEEDS          comma-separated bootstrap addresses (required)
-//	PARLEY_GATEWAY_ADDR         listen address (default 127.0.0.1:8080)
-//	PARLEY_TOPIC_PREFIX         prefix of every topic name (default none)
-//	PARLEY_JWT_HMAC_SECRET      HMAC secret (at least 32 bytes), or
-//	PARLEY_JWT_PUBLIC_KEY_FILE  PEM file of the public key verifying tokens
-//	PARLEY_JWT_ISSUER           required iss claim (optional)
-//	PARLEY_JWT_AUDIENCE         required aud claim (optional)
-//	PARLEY_CASSANDRA_HOSTS      comma-separated Cassandra hosts of the views (member
-//	                            fan-out and Resume; without it events reach only
-//	                            their actor and Resume is UNAVAILABLE)
-//	PARLEY_KEYSPACE             keyspace of the views (default parley)
-//	PARLEY_DEV_TOKENS=1         serve /v1/dev/token (local development only)
-//	PARLEY_LOG_LEVEL            debug, info (default), warn or error
+// Command gateway runs one WebSocket gateway. Configuration is by
+// environment; every setting, with its default, is in gateway/README.md
+// ("Running it") and the top-level README ("Settings"). A malformed value
+// stops the start with every bad setting named.
 package main
 
 import (
@@ -23,58 +10,35 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/token"
 )
 
 func main() {
+	env := deploy.NewEnv()
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(envOr("PARLEY_LOG_LEVEL", "info"))); err != nil {
-		level = slog.LevelInfo
+	if err := level.UnmarshalText([]byte(env.String("PARLEY_LOG_LEVEL", "info"))); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway: PARLEY_LOG_LEVEL: want debug, info, warn or error")
+		os.Exit(1)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(log); err != nil {
+	if err := run(env, log); err != nil {
 		log.Error("gateway stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger) error {
-	authCfg := token.Config{
-		HMACSecret: []byte(os.Getenv("PARLEY_JWT_HMAC_SECRET")),
-		Issuer:     os.Getenv("PARLEY_JWT_ISSUER"),
-		Audience:   os.Getenv("PARLEY_JWT_AUDIENCE"),
+func run(env *deploy.Env, log *slog.Logger) error {
+	cfg, err := config(env)
+	if err != nil {
+		return err
 	}
-	if f := os.Getenv("PARLEY_JWT_PUBLIC_KEY_FILE"); f != "" {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
-		}
-		authCfg.PublicKeyPEM = pem
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	topics := schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX"))
-	srv, err := gateway.New(gateway.Config{
-		Addr:           os.Getenv("PARLEY_GATEWAY_ADDR"),
-		Seeds:          splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
-		CommandsTopic:  topics.Commands.Name,
-		EventsTopic:    topics.Events.Name,
-		SignalsTopic:   topics.Signals.Name,
-		Auth:           authCfg,
-		DevTokens:      os.Getenv("PARLEY_DEV_TOKENS") == "1",
-		CassandraHosts: splitList(os.Getenv("PARLEY_CASSANDRA_HOSTS")),
-		Keyspace:       os.Getenv("PARLEY_KEYSPACE"),
-		Logger:         log,
-		Registerer:     reg,
-	})
+	cfg.Logger, cfg.Registerer = log, deploy.Registry()
+	srv, err := gateway.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -83,19 +47,60 @@ func run(log *slog.Logger) error {
 	return srv.Run(ctx)
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
+// config reads the gateway's settings; /metrics and /healthz are served on
+// the gateway's own listener.
+func config(e *deploy.Env) (gateway.Config, error) {
+	auth := token.Config{
+		HMACSecret: []byte(e.String("PARLEY_JWT_HMAC_SECRET", "")),
+		Issuer:     e.String("PARLEY_JWT_ISSUER", ""),
+		Audience:   e.String("PARLEY_JWT_AUDIENCE", ""),
 	}
-	return def
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
+	if f := e.String("PARLEY_JWT_PUBLIC_KEY_FILE", ""); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return gateway.Config{}, fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
 		}
+		auth.PublicKeyPEM = pem
 	}
-	return out
+	topics := schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", ""))
+	l, f, s := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals
+	cfg := gateway.Config{
+		Addr:           e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
+		Seeds:          e.List("PARLEY_KAFKA_SEEDS"),
+		CommandsTopic:  topics.Commands.Name,
+		EventsTopic:    topics.Events.Name,
+		SignalsTopic:   topics.Signals.Name,
+		RepairsTopic:   topics.Repairs.Name,
+		Auth:           auth,
+		DevTokens:      e.Bool("PARLEY_DEV_TOKENS", false),
+		CassandraHosts: e.List("PARLEY_CASSANDRA_HOSTS"),
+		Keyspace:       e.String("PARLEY_KEYSPACE", "parley"),
+		Limits: gateway.Limits{
+			MaxFrameBytes:   e.Int("PARLEY_GATEWAY_MAX_FRAME_BYTES", l.MaxFrameBytes),
+			MaxMessageBytes: e.Int("PARLEY_GATEWAY_MAX_MESSAGE_BYTES", l.MaxMessageBytes),
+			RatePerSecond:   e.Float("PARLEY_GATEWAY_RATE_PER_SECOND", l.RatePerSecond),
+			Burst:           e.Int("PARLEY_GATEWAY_BURST", l.Burst),
+			OutboundQueue:   e.Int("PARLEY_GATEWAY_OUTBOUND_QUEUE", l.OutboundQueue),
+			PingInterval:    e.Duration("PARLEY_GATEWAY_PING_INTERVAL", l.PingInterval),
+			IdleTimeout:     e.Duration("PARLEY_GATEWAY_IDLE_TIMEOUT", l.IdleTimeout),
+			WriteTimeout:    e.Duration("PARLEY_GATEWAY_WRITE_TIMEOUT", l.WriteTimeout),
+		},
+		Fanout: gateway.Fanout{
+			MembershipCacheSize:     e.Int("PARLEY_GATEWAY_MEMBERSHIP_CACHE", f.MembershipCacheSize),
+			ReceiptFanoutMaxMembers: e.Int("PARLEY_GATEWAY_RECEIPT_FANOUT_MAX_MEMBERS", f.ReceiptFanoutMaxMembers),
+			MaxResumeEvents:         e.Int("PARLEY_GATEWAY_MAX_RESUME_EVENTS", f.MaxResumeEvents),
+			ResumeGapWait:           e.Duration("PARLEY_GATEWAY_RESUME_GAP_WAIT", f.ResumeGapWait),
+		},
+		Signals: gateway.Signals{
+			PresenceTTL:      e.Duration("PARLEY_GATEWAY_PRESENCE_TTL", s.PresenceTTL),
+			PresenceRefresh:  e.Duration("PARLEY_GATEWAY_PRESENCE_REFRESH", s.PresenceRefresh),
+			PresenceForget:   e.Duration("PARLEY_GATEWAY_PRESENCE_FORGET", s.PresenceForget),
+			TypingTTL:        e.Duration("PARLEY_GATEWAY_TYPING_TTL", s.TypingTTL),
+			MaxPresenceWatch: e.Int("PARLEY_GATEWAY_MAX_PRESENCE_WATCH", s.MaxPresenceWatch),
+		},
+	}
+	if len(cfg.Seeds) == 0 {
+		e.Required("PARLEY_KAFKA_SEEDS")
+	}
+	return cfg, e.Err()
 }

@@ -9,13 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/query"
+	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/token"
 )
 
@@ -44,28 +43,25 @@ func run(log *slog.Logger) error {
 	return s.Run(ctx)
 }
 
+// configFromEnv reads query's settings (query/README.md, Configuration);
+// a malformed value stops the start with every bad setting named.
 func configFromEnv() (query.Config, error) {
+	e := deploy.NewEnv()
 	cfg := query.Config{
-		Addr:     os.Getenv("PARLEY_QUERY_ADDR"),
-		Keyspace: os.Getenv("PARLEY_KEYSPACE"),
+		Addr:     e.String("PARLEY_QUERY_ADDR", "127.0.0.1:8081"),
+		Keyspace: e.String("PARLEY_KEYSPACE", "parley"),
+		Hosts:    e.List("PARLEY_CASSANDRA_HOSTS", "127.0.0.1:9042"),
 		Auth: token.Config{
-			Issuer:   os.Getenv("PARLEY_JWT_ISSUER"),
-			Audience: os.Getenv("PARLEY_JWT_AUDIENCE"),
+			Issuer:   e.String("PARLEY_JWT_ISSUER", ""),
+			Audience: e.String("PARLEY_JWT_AUDIENCE", ""),
 		},
+		ServingRefresh: e.Duration("PARLEY_QUERY_SERVING_REFRESH", 0),
+		MaxPageSize:    e.Int("PARLEY_QUERY_MAX_PAGE_SIZE", 0),
 	}
-	if v := os.Getenv("PARLEY_QUERY_SERVING_REFRESH"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return cfg, fmt.Errorf("PARLEY_QUERY_SERVING_REFRESH: %w", err)
-		}
-		cfg.ServingRefresh = d
+	secret, keyFile := e.String("PARLEY_JWT_HMAC_SECRET", ""), e.String("PARLEY_JWT_PUBLIC_KEY_FILE", "")
+	if err := e.Err(); err != nil {
+		return cfg, err
 	}
-	for h := range strings.SplitSeq(os.Getenv("PARLEY_CASSANDRA_HOSTS"), ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			cfg.Hosts = append(cfg.Hosts, h)
-		}
-	}
-	secret, keyFile := os.Getenv("PARLEY_JWT_HMAC_SECRET"), os.Getenv("PARLEY_JWT_PUBLIC_KEY_FILE")
 	switch {
 	case secret != "" && keyFile != "":
 		return cfg, errors.New("set only one of PARLEY_JWT_HMAC_SECRET and PARLEY_JWT_PUBLIC_KEY_FILE")
