@@ -21,6 +21,7 @@ import (
 
 	"github.com/parley-im/parley/gateway/auth"
 	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -381,6 +382,12 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 	if user == "" || device == "" {
 		writeError(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "user and device query parameters are required")
 		return
+	}
+	for _, c := range []struct{ field, id string }{{"user", user}, {"device", device}} {
+		if err := schemas.CheckID(c.field, c.id); err != nil {
+			writeError(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ID, err.Error())
+			return
+		}
 	}
 	tok, err := s.devIssuer.Issue(user, device, DevTokenTTL)
 	if err != nil {
