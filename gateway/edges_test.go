@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -213,5 +215,22 @@ func TestEdgesBurst(t *testing.T) {
 	recs := e.commandRecords(n)
 	if len(recs) != n {
 		t.Fatalf("%d records appended, want %d", len(recs), n)
+	}
+}
+
+// TestEdgesDevTokenIDs: the dev token endpoint checks the ids it signs.
+func TestEdgesDevTokenIDs(t *testing.T) {
+	t.Parallel()
+	e := start(t, withDevTokens())
+	for _, q := range []string{"user=a%20b&device=phone", "user=alice&device=" + strings.Repeat("d", 129), "user=alice&device=ph%0Aone"} {
+		resp, err := http.Post(e.url+"/v1/dev/token?"+q, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "ERROR_CODE_INVALID_ID") || len(b) > 400 {
+			t.Errorf("%.40s: %d %s", q, resp.StatusCode, b)
+		}
 	}
 }

@@ -119,3 +119,45 @@ func TestResumeEdgesPerConversation(t *testing.T) {
 		delete(next, ev.GetConversationId())
 	}
 }
+
+// TestResumeEdgesProjectorLag: a cursor beyond the view's last seq, and a
+// missing row, that the projector fills while the Resume waits are no
+// failures: the Resume completes both.
+func TestResumeEdgesProjectorLag(t *testing.T) {
+	t.Parallel()
+	views, s := withViewRows(t)
+	e := start(t, views, withResumeGapWait(time.Minute))
+	holed, ahead := "g:00000000000000000000000000000004", "g:00000000000000000000000000000005"
+	viewConversation(t, s, holed, 4, 1, 2, 4) // seq 3 not written yet
+	viewConversation(t, s, ahead, 2, 1, 2)    // the device already has seq 3, live
+
+	c := e.dial("alice", "phone")
+	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
+		{ConversationId: holed, LastSeq: 2}, {ConversationId: ahead, LastSeq: 3}}}}})
+	// The projector catches up (before or while the gateway reads).
+	viewConversation(t, s, holed, 4, 3)
+	viewConversation(t, s, ahead, 3, 3)
+	var got []int64
+	var resumed *pb.Resumed
+	for resumed == nil {
+		f := c.next()
+		switch {
+		case f.GetEvent() != nil && f.GetEvent().GetConversationId() == holed:
+			got = append(got, f.GetEvent().GetSeq())
+		case f.GetResumed() != nil:
+			resumed = f.GetResumed()
+		default:
+			t.Fatalf("unexpected %v", f)
+		}
+	}
+	if !slices.Equal(got, []int64{3, 4}) {
+		t.Fatalf("events of the holed conversation %v, want [3 4]", got)
+	}
+	cursors := map[string]int64{}
+	for _, cur := range resumed.GetCursors() {
+		cursors[cur.GetConversationId()] = cur.GetLastSeq()
+	}
+	if len(resumed.GetFailed()) != 0 || len(cursors) != 2 || cursors[holed] != 4 || cursors[ahead] != 3 {
+		t.Fatalf("resumed %v, want %s at 4 and %s at 3", resumed, holed, ahead)
+	}
+}

@@ -395,6 +395,12 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "user and device query parameters are required")
 		return
 	}
+	for _, c := range []struct{ field, id string }{{"user", user}, {"device", device}} {
+		if err := schemas.CheckID(c.field, c.id); err != nil {
+			writeError(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ID, err.Error())
+			return
+		}
+	}
 	tok, err := s.devIssuer.Issue(user, device, DevTokenTTL)
 	var idErr *schemas.IDError
 	if errors.As(err, &idErr) {
