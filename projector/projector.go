@@ -414,7 +414,7 @@ func (p *Projector) Checks() []deploy.Check {
 				return err
 			}
 			var v string
-			return s.Query("SELECT release_version FROM system.local").WithContext(ctx).Scan(&v)
+			return s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v)
 		}},
 	}
 }
