@@ -57,8 +57,8 @@ type Config struct {
 	WriteParallelism int
 	// MaxBatch is how many consecutive records of a partition are applied
 	// together, their writes coalesced (default 1000; 1 applies records one
-	// by one). Up to 2 × MaxBatch records per partition are buffered before
-	// its fetching pauses. See README.md, "Batches".
+	// by one). Up to max(8 × MaxBatch, 8192) records per partition are
+	// buffered before its fetching pauses. See README.md, "Batches".
 	MaxBatch int
 	// MaxLag is the most records the assigned partitions may be behind the
 	// end of the log (summed) for /healthz to report healthy (default

@@ -77,12 +77,19 @@ func (w *worker) stop() {
 	<-w.done
 }
 
-// push queues records of the partition (poll loop). Past 2 × MaxBatch
+// bufferLimit is how many records a worker queues before its partition's
+// fetching pauses (resumed at half). Generous on purpose: a resumed
+// partition joins the next fetch request only once the one in flight
+// returns (up to the fetch wait, 5 s, when the others are idle), so pausing
+// often stalls the partition.
+func (w *worker) bufferLimit() int { return max(8*w.p.cfg.MaxBatch, 8192) }
+
+// push queues records of the partition (poll loop). Past bufferLimit
 // queued, the partition's fetching pauses until the worker has taken half.
 func (w *worker) push(recs []*kgo.Record) {
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
-	if !w.paused && len(w.queue) >= 2*w.p.cfg.MaxBatch {
+	if !w.paused && len(w.queue) >= w.bufferLimit() {
 		w.paused = true
 		w.cl.PauseFetchPartitions(map[string][]int32{w.p.cfg.EventsTopic: {w.partition}})
 	}
@@ -104,7 +111,7 @@ func (w *worker) take() []*kgo.Record {
 	recs := slices.Clone(w.queue[:n])
 	clear(w.queue[:n])
 	w.queue = w.queue[n:]
-	if w.paused && len(w.queue) <= w.p.cfg.MaxBatch {
+	if w.paused && len(w.queue) <= w.bufferLimit()/2 {
 		w.paused = false
 		w.cl.ResumeFetchPartitions(map[string][]int32{w.p.cfg.EventsTopic: {w.partition}})
 	}
