@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -13,8 +14,15 @@ import (
 //
 //	go test ./projector -run '^$' -bench Projector -benchtime 20000x
 func BenchmarkProjector(b *testing.B) {
+	for _, mb := range []int{64, 1000} {
+		b.Run(fmt.Sprintf("maxbatch=%d", mb), func(b *testing.B) { benchProjector(b, mb) })
+	}
+}
+
+func benchProjector(b *testing.B, maxBatch int) {
 	e := newEnv(b, true)
 	cfg := e.config()
+	cfg.MaxBatch = maxBatch
 	_, stop := e.start(cfg)
 	defer stop()
 	s := newSim(4, "g:bench", 240)

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 )
 
 // Config configures a Projector. Every field has a default that works
@@ -29,7 +30,17 @@ type Config struct {
 	// KafkaOptions are extra franz-go options (TLS, SASL…) for every Kafka
 	// client of the projector.
 	KafkaOptions []kgo.Opt
+	// Membership is how the projector takes part in its group: a static
+	// InstanceID makes a restarted process take its partitions back at
+	// once; SessionTimeout (default 6 s) bounds how long the partitions of a
+	// member that died for good wait. Zero: dynamic membership, 6 s. See
+	// README.md, "Takeover".
+	Membership deploy.Membership
 
+	// Cassandra is how to reach Cassandra (authentication, TLS …). Its
+	// Hosts, Timeout and Consistency, when unset, are taken from Hosts,
+	// CassandraTimeout and Consistency below.
+	Cassandra deploy.Cassandra
 	// Hosts are Cassandra contact points, "host" or "host:port" (default
 	// 127.0.0.1:9042).
 	Hosts []string
@@ -45,9 +56,19 @@ type Config struct {
 	// members and inbox rows of a large ConversationCreated (default 32).
 	WriteParallelism int
 	// MaxBatch is how many consecutive records of a partition are applied
-	// together, their writes coalesced (default 64; 1 applies records one
-	// by one). See README.md, "Batches".
+	// together, their writes coalesced (default 1000; 1 applies records one
+	// by one). Up to max(8 × MaxBatch, 8192) records per partition are
+	// buffered before its fetching pauses. See README.md, "Batches".
 	MaxBatch int
+	// MaxLag is the most records the assigned partitions may be behind the
+	// end of the log (summed) for /healthz to report healthy (default
+	// 10,000).
+	MaxLag int64
+	// VerifyEvery is how often each partition reads its checkpoint back
+	// (default 5 s): a checkpoint below the one written means Cassandra lost
+	// acknowledged writes, and the records since are applied again. It is
+	// also read back after every failed attempt.
+	VerifyEvery time.Duration
 
 	// RetryInitialInterval is the first pause after a failed apply (default
 	// 100ms); each next pause doubles, up to RetryMaxInterval (default 5s).
@@ -93,8 +114,15 @@ func (c Config) Defaults() Config {
 		c.WriteParallelism = 32
 	}
 	if c.MaxBatch == 0 {
-		c.MaxBatch = 64
+		c.MaxBatch = 1000
 	}
+	if c.MaxLag == 0 {
+		c.MaxLag = 10000
+	}
+	if c.VerifyEvery == 0 {
+		c.VerifyEvery = 5 * time.Second
+	}
+	c.Membership = c.Membership.Defaults()
 	if c.RetryInitialInterval == 0 {
 		c.RetryInitialInterval = 100 * time.Millisecond
 	}
@@ -103,6 +131,18 @@ func (c Config) Defaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(c.Cassandra.Hosts) == 0 {
+		c.Cassandra.Hosts = c.Hosts
+	}
+	if c.Cassandra.Timeout == 0 {
+		c.Cassandra.Timeout = c.CassandraTimeout
+	}
+	if c.Cassandra.Consistency == "" {
+		c.Cassandra.Consistency = c.Consistency.String()
+	}
+	if c.Cassandra.Logger == nil {
+		c.Cassandra.Logger = c.Logger
 	}
 	return c
 }
@@ -133,6 +173,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 1 {
 		errs = append(errs, errors.New("projector: MaxBatch must be at least 1"))
+	}
+	if c.MaxLag < 0 || c.VerifyEvery < 0 {
+		errs = append(errs, errors.New("projector: MaxLag and VerifyEvery must not be negative"))
+	}
+	if err := c.Membership.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("projector: Membership: %w", err))
+	}
+	if _, err := deploy.ParseConsistency(c.Cassandra.Consistency); err != nil {
+		errs = append(errs, fmt.Errorf("projector: %w", err))
 	}
 	if c.RetryInitialInterval <= 0 || c.RetryMaxInterval < c.RetryInitialInterval {
 		errs = append(errs, errors.New("projector: need 0 < RetryInitialInterval <= RetryMaxInterval"))

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -71,8 +70,8 @@ func TestPoisonToDeadLetters(t *testing.T) {
 	var reasons []string
 	for _, r := range recs {
 		h := headers(r)
-		reasons = append(reasons, h[middleware.ReasonForPoisonedKey])
-		if h[MetaConsumerGroup] != cfg.Group || h[middleware.PoisonedTopicKey] != e.topic || h["partition"] == "" || h["offset"] == "" {
+		reasons = append(reasons, h[HeaderReason])
+		if h[MetaConsumerGroup] != cfg.Group || h[HeaderTopic] != e.topic || h["partition"] == "" || h["offset"] == "" {
 			t.Errorf("dead letter headers %v", h)
 		}
 		if string(r.Key) != conv && string(r.Key) != "g:other" {
@@ -86,7 +85,7 @@ func TestPoisonToDeadLetters(t *testing.T) {
 		}
 	}
 	for _, r := range recs {
-		if strings.Contains(headers(r)[middleware.ReasonForPoisonedKey], "undecodable") && string(r.Value) != "\xff\xff\xff\xff" {
+		if strings.Contains(headers(r)[HeaderReason], "undecodable") && string(r.Value) != "\xff\xff\xff\xff" {
 			t.Errorf("undecodable dead letter value %x, want the original", r.Value)
 		}
 	}

@@ -32,7 +32,7 @@ func seqTS(seq int64) int64 { return seq }
 func markTS(v int64) int64  { return v }
 
 // stmt is one CQL statement with its bound values. part and row let a
-// batch of events share round trips (see batch.go): part names the
+// batch of events share round trips (see writer.go): part names the
 // Cassandra partition written (statements of one part may share an UNLOGGED
 // BATCH; "" runs alone) and row the row in it; two statements with the same
 // cql, part and row write the same cells, so only the one with the highest ts
@@ -95,7 +95,7 @@ func (v *views) apply(ctx context.Context, ev *event) error {
 }
 
 // applyBatch applies consecutive events of one partition together (see
-// batch.go for which events may share a batch): step by step, the
+// writer.go for which events may share a batch): step by step, the
 // statements of all events are planned, coalesced and sent grouped by
 // Cassandra partition. Like apply, it either succeeds or leaves rows that
 // applying the events again completes.

@@ -20,6 +20,7 @@ type Writer struct {
 	v        *views
 	maxBatch int
 	logOrder bool
+	titles   *titles // LogOrder only
 }
 
 // WriterConfig configures a Writer.
@@ -70,17 +71,19 @@ func NewWriter(s *gocql.Session, cfg WriterConfig) (*Writer, error) {
 	}
 	v := newViews(s, cfg.Keyspace, cfg.WriteParallelism)
 	v.mixed = cfg.MixedBatches
+	var t *titles
 	if cfg.LogOrder {
+		t = &titles{m: map[string]kindTitle{}}
 		for _, step := range v.steps {
 			for i, p := range step {
 				if in, ok := p.(inboxView); ok {
-					in.titles = &titles{m: map[string]kindTitle{}}
+					in.titles = t
 					step[i] = in
 				}
 			}
 		}
 	}
-	return &Writer{v: v, maxBatch: cfg.MaxBatch, logOrder: cfg.LogOrder}, nil
+	return &Writer{v: v, maxBatch: cfg.MaxBatch, logOrder: cfg.LogOrder, titles: t}, nil
 }
 
 // Apply writes the views of recs, consecutive records of one partition in
@@ -89,6 +92,9 @@ func NewWriter(s *gocql.Session, cfg WriterConfig) (*Writer, error) {
 // the reason. On error some rows may be written, and applying the same
 // records again is always correct.
 func (w *Writer) Apply(ctx context.Context, recs []Record) (poison map[int]error, err error) {
+	// Between batches only: a MembersAdded planned in this call may need a
+	// creation planned earlier in it, whose row is not written yet.
+	w.titles.bound(maxTitles)
 	var batch []*event
 	flush := func() error {
 		if len(batch) == 0 {
@@ -145,6 +151,24 @@ func (t *titles) put(id, kind, title string) {
 	t.mu.Unlock()
 }
 
+// maxTitles bounds the titles a long-lived log-order Writer (the live
+// projector) keeps: about 100 bytes each. Past it the map starts over, and a
+// MembersAdded of a group created before reads the conversations row, which
+// in log order was written by an earlier batch.
+const maxTitles = 1 << 20
+
+// bound empties t when it holds more than n groups.
+func (t *titles) bound(n int) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if len(t.m) > n {
+		t.m = map[string]kindTitle{}
+	}
+	t.mu.Unlock()
+}
+
 // get is false when t is nil (not a log-order pass) or id was created
 // before the pass started.
 func (t *titles) get(id string) (kind, title string, ok bool) {
@@ -155,4 +179,131 @@ func (t *titles) get(id string) (kind, title string, ok bool) {
 	defer t.mu.Unlock()
 	kt, ok := t.m[id]
 	return kt.kind, kt.title, ok
+}
+
+// Batches. A batch is consecutive records of one partition, in offset order
+// (the live projector's worker and rebuild hand the Writer exactly that),
+// applied in two steps:
+//
+//  1. the messages rows of every event of the batch (an UNLOGGED BATCH per
+//     (conversation, bucket) partition, the partitions concurrently);
+//  2. conversations, members and inbox, coalesced: of the statements that
+//     write the same cells of the same row (same CQL, same row) only the one
+//     with the highest timestamp is sent — Cassandra would keep that one
+//     anyway, and equal timestamps carry equal values (README, Timestamps).
+//
+// The caller writes the checkpoint after both. So what a reader can see
+// stays as for one event: messages rows before anything that points at them.
+// Without LogOrder, ConversationCreated and MembersAdded read the views while
+// planning (view_inbox.go); they then only ever start a batch, so they read
+// what every earlier record wrote, as when applied one by one.
+
+const (
+	// maxBatchStmts and maxBatchBytes bound one UNLOGGED BATCH, well below
+	// Cassandra's batch_size_warn_threshold (5 KiB) for typical messages; a
+	// larger statement goes alone.
+	maxBatchStmts = 32
+	maxBatchBytes = 4 << 10
+)
+
+func convPart(id string) string    { return "conversations\x00" + id }
+func membersPart(id string) string { return "members\x00" + id }
+func inboxPart(user string) string { return "inbox\x00" + user }
+
+// upsert is an UPDATE … USING TIMESTAMP ? whose first argument is the
+// timestamp, writing row of the Cassandra partition part.
+func upsert(cql, part, row string, args ...any) stmt {
+	return stmt{cql: cql, args: args, part: part, row: row, ts: args[0].(int64)}
+}
+
+// coalesce drops every statement that another one with the same cql, part
+// and row and a higher (or, later in the list, equal) timestamp overwrites. The
+// order of first appearance is kept.
+func coalesce(stmts []stmt) []stmt {
+	type cell struct{ cql, part, row string }
+	at := make(map[cell]int, len(stmts))
+	out := stmts[:0:0]
+	for _, st := range stmts {
+		if st.row == "" {
+			out = append(out, st)
+			continue
+		}
+		k := cell{st.cql, st.part, st.row}
+		if i, ok := at[k]; ok {
+			if st.ts >= out[i].ts {
+				out[i] = st
+			}
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, st)
+	}
+	return out
+}
+
+// groupByPartition splits statements into groups sent as one request each: statements
+// of the same partition together (in order, at most maxStmts and about
+// maxBytes of values per group), every other statement alone.
+func groupByPartition(stmts []stmt, maxStmts, maxBytes int) [][]stmt {
+	var out [][]stmt
+	open := map[string]int{} // part → index of its open group in out
+	size := map[string]int{}
+	for _, st := range stmts {
+		n := argBytes(st.args)
+		if st.part == "" {
+			out = append(out, []stmt{st})
+			continue
+		}
+		if i, ok := open[st.part]; ok && len(out[i]) < maxStmts && size[st.part]+n <= maxBytes {
+			out[i] = append(out[i], st)
+			size[st.part] += n
+			continue
+		}
+		open[st.part] = len(out)
+		size[st.part] = n
+		out = append(out, []stmt{st})
+	}
+	return out
+}
+
+// groupInOrder splits statements into groups of at most maxStmts and about
+// maxBytes of values, whatever partitions they write (WriterConfig.MixedBatches).
+func groupInOrder(stmts []stmt, maxStmts, maxBytes int) [][]stmt {
+	var out [][]stmt
+	size := 0
+	for _, st := range stmts {
+		n := argBytes(st.args)
+		if i := len(out) - 1; i >= 0 && len(out[i]) < maxStmts && size+n <= maxBytes {
+			out[i] = append(out[i], st)
+			size += n
+			continue
+		}
+		out = append(out, []stmt{st})
+		size = n
+	}
+	return out
+}
+
+func argBytes(args []any) int {
+	n := 0
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			n += len(v)
+		case []byte:
+			n += len(v)
+		default:
+			n += 8
+		}
+	}
+	return n
+}
+
+// startsBatch reports whether ev must be the first of its batch: it reads
+// the views while planning.
+func startsBatch(ev *event) bool {
+	if ev == nil {
+		return false
+	}
+	return ev.typ == schemas.TypeConversationCreated || ev.typ == schemas.TypeMembersAdded
 }

@@ -1,32 +1,30 @@
 // Command projector builds the Cassandra views from parley.events.
 //
-// Configuration is by environment (see projector/README.md):
+// Configuration is by environment (see projector/README.md, "Configuration"):
 //
-//	PARLEY_KAFKA_SEEDS      comma-separated Kafka bootstrap addresses (required)
-//	PARLEY_CASSANDRA_HOSTS  comma-separated Cassandra contact points, host or host:port (required)
-//	PARLEY_KEYSPACE         keyspace of the views, migrated beforehand (default parley)
-//	PARLEY_PROJECTOR_GROUP  consumer group (default <prefix>parley-projector)
-//	PARLEY_TOPIC_PREFIX     prefix of every topic name (default none)
-//	PARLEY_HTTP_ADDR        /metrics and /healthz (default 127.0.0.1:9102)
+//	PARLEY_KAFKA_SEEDS               comma-separated Kafka bootstrap addresses (default 127.0.0.1:9092)
+//	PARLEY_CASSANDRA_HOSTS           comma-separated Cassandra contact points, host or host:port (default 127.0.0.1:9042)
+//	PARLEY_CASSANDRA_*               timeout, consistency, username/password, TLS (schemas/deploy)
+//	PARLEY_KEYSPACE                  keyspace of the views, migrated beforehand (default parley)
+//	PARLEY_PROJECTOR_GROUP           consumer group (default <prefix>parley-projector)
+//	PARLEY_INSTANCE_ID               static group member id (default <group>-<hostname>)
+//	PARLEY_GROUP_SESSION_TIMEOUT     (default 6s) and PARLEY_GROUP_HEARTBEAT_INTERVAL
+//	PARLEY_PROJECTOR_MAX_BATCH       records of a partition applied together (default 1000)
+//	PARLEY_PROJECTOR_MAX_LAG         records behind the log end /healthz accepts (default 10000)
+//	PARLEY_TOPIC_PREFIX              prefix of every topic name (default none)
+//	PARLEY_HTTP_ADDR                 /metrics and /healthz (default 127.0.0.1:9102)
 package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 )
 
 func main() {
@@ -38,58 +36,42 @@ func main() {
 }
 
 func run(log *slog.Logger) error {
-	seeds, hosts := splitList(os.Getenv("PARLEY_KAFKA_SEEDS")), splitList(os.Getenv("PARLEY_CASSANDRA_HOSTS"))
-	if len(seeds) == 0 || len(hosts) == 0 {
-		return errors.New("PARLEY_KAFKA_SEEDS and PARLEY_CASSANDRA_HOSTS must be set")
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	prefix := os.Getenv("PARLEY_TOPIC_PREFIX")
+	env := deploy.NewEnv()
+	prefix := env.String("PARLEY_TOPIC_PREFIX", "")
 	topics := schemas.Prefixed(prefix)
-	// Deployments sharing a Kafka cluster (the prefix) never share a group.
-	group := os.Getenv("PARLEY_PROJECTOR_GROUP")
-	if group == "" {
-		group = prefix + "parley-projector"
-	}
-	p, err := projector.New(projector.Config{
-		Seeds:           seeds,
+	cass := env.Cassandra()
+	cass.Logger = log
+	cfg := projector.Config{
+		Seeds:           env.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
 		EventsTopic:     topics.Events.Name,
 		DeadLetterTopic: topics.DeadLetters.Name,
-		Group:           group,
-		Hosts:           hosts,
-		Keyspace:        os.Getenv("PARLEY_KEYSPACE"),
-		Logger:          log,
-		Registerer:      reg,
-	})
+		// Deployments sharing a Kafka cluster (the prefix) never share a group.
+		Group:      env.String("PARLEY_PROJECTOR_GROUP", deploy.GroupName(prefix, "projector")),
+		Membership: env.Membership(deploy.InstanceName(prefix, "projector", deploy.Hostname())),
+		Cassandra:  cass,
+		Hosts:      cass.Hosts,
+		Keyspace:   env.String("PARLEY_KEYSPACE", "parley"),
+		MaxBatch:   env.Int("PARLEY_PROJECTOR_MAX_BATCH", 1000),
+		MaxLag:     int64(env.Int("PARLEY_PROJECTOR_MAX_LAG", 10000)),
+		Logger:     log,
+	}
+	addr := env.String("PARLEY_HTTP_ADDR", "127.0.0.1:9102")
+	if err := env.Err(); err != nil {
+		return err
+	}
+	reg := deploy.Registry()
+	cfg.Registerer = reg
+	p, err := projector.New(cfg)
 	if err != nil {
 		return err
 	}
+	ops, err := deploy.ListenOps(addr, log, reg, p.Checks(), nil)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	addr := os.Getenv("PARLEY_HTTP_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:9102"
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics listener", "err", err)
-		}
-	}()
-	defer srv.Close()
-	log.Info("projector starting", "metrics", addr)
+	log.Info("projector starting", "ops", ops.Addr(), "group", cfg.Group, "instance", cfg.Membership.InstanceID)
 	return p.Run(ctx)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -21,12 +21,6 @@ const (
 	MetaPartition = "partition"
 	// MetaOffset holds the offset (decimal) of a consumed message.
 	MetaOffset = "offset"
-	// MetaPrevOffset holds the offset (decimal) of the record the same
-	// partition worker delivered just before this one, or -1 for the first
-	// record a worker delivers (after an assignment). With MaxInFlight > 1,
-	// Watermill's router handles a partition's messages concurrently; this
-	// lets a handler chain them back into offset order.
-	MetaPrevOffset = "prev_offset"
 )
 
 // KeyFunc chooses the Kafka record key of a message; records with equal keys
@@ -165,13 +159,6 @@ type SubscriberConfig struct {
 	// MaxBufferedRecords bounds the records fetched but not yet delivered per
 	// partition; fetching a partition pauses above it (default 1000).
 	MaxBufferedRecords int
-	// MaxInFlight is how many messages of one partition may be delivered
-	// and not yet acked (default 1: the next message comes only after the
-	// previous one was acked). Above 1 messages are still delivered in
-	// offset order, but a router handles them concurrently; offsets are
-	// committed only up to the first message not acked, and a nacked one is
-	// delivered again after NackResendSleep while later ones go on.
-	MaxInFlight int
 	// CloseTimeout bounds the final commit on Close (default 10s).
 	CloseTimeout time.Duration
 	// Topics controls topic creation.
@@ -199,9 +186,6 @@ func (c SubscriberConfig) Defaults() SubscriberConfig {
 	if c.MaxBufferedRecords == 0 {
 		c.MaxBufferedRecords = 1000
 	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 1
-	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 10 * time.Second
 	}
@@ -226,9 +210,6 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.MaxBufferedRecords < 1 {
 		errs = append(errs, errors.New("bus: MaxBufferedRecords must be at least 1"))
-	}
-	if c.MaxInFlight < 1 {
-		errs = append(errs, errors.New("bus: MaxInFlight must be at least 1"))
 	}
 	if c.CloseTimeout <= 0 {
 		errs = append(errs, errors.New("bus: CloseTimeout must be positive"))

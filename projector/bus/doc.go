@@ -1,6 +1,7 @@
 // Package bus is a Watermill message.Publisher and message.Subscriber over
 // Kafka, through franz-go, for Watermill's Router and middleware (retry,
-// poison queue, …) in the projector and side consumers.
+// poison queue, …) in the side consumers of parley.events (notifier,
+// webhooks). The views' projector does not use it.
 //
 // It owns the mapping between Watermill messages and Kafka records, the
 // delivery of each partition in order with partitions running in parallel,

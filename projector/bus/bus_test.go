@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/parley-im/parley/ingest/bus"
+	"github.com/parley-im/parley/projector/bus"
 	"github.com/parley-im/parley/testenv"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/parley-im/parley/ingest/bus"
+	"github.com/parley-im/parley/projector/bus"
 	"github.com/parley-im/parley/testenv"
 )
 

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"time"
 
@@ -85,17 +84,11 @@ func (w *partition) run() {
 		w.queue = nil
 		w.mu.Unlock()
 	}()
-	if w.c.cfg.MaxInFlight > 1 {
-		w.runWindow()
-		return
-	}
-	prev := int64(-1)
 	for {
 		rec, ok := w.next()
-		if !ok || !w.deliver(rec, prev) {
+		if !ok || !w.deliver(rec) {
 			return
 		}
-		prev = rec.Offset
 	}
 }
 
@@ -143,9 +136,8 @@ func (w *partition) take() *kgo.Record {
 
 // newMessage is rec as a message whose context is a child of the worker's.
 // The context is returned too: a router may replace the message's own.
-func (w *partition) newMessage(rec *kgo.Record, prev int64) (*message.Message, context.Context, context.CancelFunc) {
+func (w *partition) newMessage(rec *kgo.Record) (*message.Message, context.Context, context.CancelFunc) {
 	msg := toMessage(rec)
-	msg.Metadata[MetaPrevOffset] = strconv.FormatInt(prev, 10)
 	ctx, cancel := context.WithCancel(w.ctx)
 	msg.SetContext(ctx)
 	return msg, ctx, cancel
@@ -154,9 +146,9 @@ func (w *partition) newMessage(rec *kgo.Record, prev int64) (*message.Message, c
 // deliver hands rec out until it is acked (true) or the worker stops
 // (false). A nack delivers the same record again after NackResendSleep, as a
 // fresh message, since a Watermill message is acked or nacked only once.
-func (w *partition) deliver(rec *kgo.Record, prev int64) bool {
+func (w *partition) deliver(rec *kgo.Record) bool {
 	for {
-		msg, _, cancel := w.newMessage(rec, prev)
+		msg, _, cancel := w.newMessage(rec)
 		select {
 		case w.c.out <- msg:
 		case <-w.stopping:
@@ -189,141 +181,5 @@ func (w *partition) deliver(rec *kgo.Record, prev int64) bool {
 			t.Stop()
 			return false
 		}
-	}
-}
-
-// flight is a record of a windowed partition, delivered and not yet
-// committable: handed out, nacked and waiting to be sent again, or acked
-// behind one that is not.
-type flight struct {
-	rec   *kgo.Record
-	prev  int64
-	acked bool
-	due   time.Time // when nacked: when to deliver it again
-}
-
-type outcome struct {
-	f     *flight
-	acked bool
-}
-
-// runWindow delivers up to MaxInFlight records at a time, in offset order,
-// each with the offset of the one before (MetaPrevOffset). Acks are
-// recorded for commit only as a prefix: the committed offset never passes a
-// record not acked. A nacked record is delivered again after
-// NackResendSleep (same prev), the others go on. A graceful stop sends
-// nothing new and waits until no message is out.
-func (w *partition) runWindow() {
-	limit := w.c.cfg.MaxInFlight
-	var (
-		window  []*flight // in offset order
-		resend  []*flight // nacked, in nack order
-		out     int       // messages handed out, not yet answered
-		prev    = int64(-1)
-		results = make(chan outcome, limit)
-		timer   *time.Timer
-		timerC  <-chan time.Time
-		cand    *flight
-		candMsg *message.Message
-		candCtx context.Context
-		candEnd context.CancelFunc
-	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-		if candEnd != nil {
-			candEnd()
-		}
-	}()
-	stopping := w.stopping
-	handle := func(o outcome) {
-		out--
-		if !o.acked {
-			o.f.due = time.Now().Add(w.c.cfg.NackResendSleep)
-			resend = append(resend, o.f)
-			w.c.log.Trace("Nacked, delivering again", nil)
-			return
-		}
-		o.f.acked = true
-		n := 0
-		for n < len(window) && window[n].acked {
-			n++
-		}
-		if n > 0 {
-			w.c.acked(window[n-1].rec)
-			clear(window[:n])
-			window = window[n:]
-		}
-	}
-	for {
-		if stopping == nil && out == 0 {
-			return // graceful stop: nothing out any more
-		}
-		if cand == nil && stopping != nil {
-			now := time.Now()
-			if len(resend) > 0 && !resend[0].due.After(now) {
-				cand, resend = resend[0], resend[1:]
-			} else if len(window) < limit {
-				if rec := w.take(); rec != nil {
-					cand = &flight{rec: rec, prev: prev}
-					prev = rec.Offset
-					window = append(window, cand)
-				}
-			}
-			if cand != nil {
-				candMsg, candCtx, candEnd = w.newMessage(cand.rec, cand.prev)
-			}
-		}
-		timerC = nil
-		if cand == nil && len(resend) > 0 && stopping != nil {
-			if timer == nil {
-				timer = time.NewTimer(time.Until(resend[0].due))
-			} else {
-				timer.Reset(time.Until(resend[0].due))
-			}
-			timerC = timer.C
-		}
-		var send chan<- *message.Message
-		if cand != nil {
-			send = w.c.out
-		}
-		select {
-		case send <- candMsg:
-			out++
-			go waitOutcome(candMsg, candCtx, cand, candEnd, results)
-			cand, candMsg, candCtx, candEnd = nil, nil, nil, nil
-		case o := <-results:
-			handle(o)
-		case <-w.wake:
-		case <-timerC:
-		case <-stopping:
-			stopping = nil
-			if candEnd != nil {
-				candEnd()
-				cand, candMsg, candCtx, candEnd = nil, nil, nil, nil
-			}
-		case <-w.ctx.Done():
-			return
-		}
-		if timer != nil && timerC != nil && !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-	}
-}
-
-// waitOutcome reports msg's ack or nack; nothing if ctx, the context msg
-// was delivered with, ends first (the worker is gone then).
-func waitOutcome(msg *message.Message, ctx context.Context, f *flight, end context.CancelFunc, results chan<- outcome) {
-	defer end()
-	select {
-	case <-msg.Acked():
-		results <- outcome{f, true}
-	case <-msg.Nacked():
-		results <- outcome{f, false}
-	case <-ctx.Done():
 	}
 }

@@ -1,0 +1,114 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
+	"github.com/parley-im/parley/testenv"
+)
+
+// TestTakeoverAfterSIGKILL runs the projector binary with a static instance
+// id, SIGKILLs it once it applied a log, appends more events and starts it
+// again with the same id: it reports how long the restarted process took to
+// apply again (its partitions are handed back at once, without waiting for
+// the dead member's session to time out). /healthz answers 200 while it
+// runs and applies.
+func TestTakeoverAfterSIGKILL(t *testing.T) {
+	k, c := testenv.Kafka(t), testenv.Cassandra(t)
+	prefix := k.Name("p") + "."
+	topics := schemas.Prefixed(prefix)
+	adm := kadm.NewClient(k.Client())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if res, err := adm.CreateTopic(ctx, schemas.DefaultPartitions, 1, nil, topics.Events.Name); err != nil || res.Err != nil {
+		t.Fatalf("create %s: %v %v", topics.Events.Name, err, res.Err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteTopics(ctx, topics.Events.Name, topics.DeadLetters.Name)
+	})
+	e := &env{t: t, k: k, c: c, topic: topics.Events.Name, keyspace: c.Keyspace, s: session(t, c.Hosts)}
+	e.migrate(e.keyspace)
+	group := deploy.GroupName(prefix, "projector")
+
+	bin := filepath.Join(t.TempDir(), "projector")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/parley-im/parley/projector/cmd/projector").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ports, err := testenv.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	var proc *exec.Cmd
+	start := func() {
+		proc = exec.Command(bin)
+		proc.Env = append(os.Environ(),
+			"PARLEY_KAFKA_SEEDS="+strings.Join(k.Seeds, ","),
+			"PARLEY_CASSANDRA_HOSTS="+strings.Join(c.Hosts, ","),
+			"PARLEY_KEYSPACE="+c.Keyspace,
+			"PARLEY_TOPIC_PREFIX="+prefix,
+			"PARLEY_INSTANCE_ID=takeover-1",
+			"PARLEY_HTTP_ADDR="+ops,
+		)
+		proc.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if testing.Verbose() && os.Getenv("PARLEY_TEST_LOG") != "" {
+			proc.Stderr = os.Stderr
+		}
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kill := func() {
+		_ = proc.Process.Signal(syscall.SIGKILL)
+		_ = proc.Wait()
+	}
+	t.Cleanup(kill)
+
+	s := newSim(5, "g:takeover", 24)
+	s.step(300)
+	start()
+	e.waitApplied(e.keyspace, group, e.produce(s.log...), 90*time.Second)
+	var health deploy.HealthBody
+	if !checkFor(30*time.Second, func() bool {
+		code, b := healthz(ops)
+		health = b
+		return code == http.StatusOK
+	}) {
+		t.Fatalf("/healthz of a projector that applied everything: %+v", health)
+	}
+
+	kill()
+	more := e.produce(s.step(200)...)
+	restarted := time.Now()
+	start()
+	e.waitApplied(e.keyspace, group, more, 90*time.Second)
+	t.Logf("restarted with the same instance id: applying again after %v (session timeout %v)",
+		time.Since(restarted).Round(time.Millisecond), deploy.DefaultSessionTimeout)
+	e.checkModel(t, s, e.dump(e.keyspace))
+}
+
+func healthz(addr string) (int, deploy.HealthBody) {
+	var b deploy.HealthBody
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return 0, b
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&b)
+	return resp.StatusCode, b
+}
