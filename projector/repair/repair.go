@@ -29,6 +29,7 @@ import (
 
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -40,8 +41,11 @@ type Config struct {
 	RepairsTopic, EventsTopic string
 	// Group is the repairer's consumer group (deploy.GroupName(prefix, "repair")).
 	Group string
-	// Writer writes the views (the projector's keyspace).
-	Writer *projector.Writer
+	// Writer writes the views (the projector's keyspace). When nil, Run
+	// opens a session with Cassandra and writes Keyspace.
+	Writer    *projector.Writer
+	Cassandra deploy.Cassandra
+	Keyspace  string
 	// Margin is how far before a request's NotBefore reading starts
 	// (default 5 minutes: record timestamps and occurred_at differ by the
 	// decider's transaction time, and clocks by less than that).
@@ -92,8 +96,8 @@ type done struct {
 // New checks cfg and registers the metrics.
 func New(cfg Config) (*Repairer, error) {
 	cfg = cfg.defaults()
-	if len(cfg.Seeds) == 0 || cfg.RepairsTopic == "" || cfg.EventsTopic == "" || cfg.Group == "" || cfg.Writer == nil {
-		return nil, errors.New("repair: Seeds, RepairsTopic, EventsTopic, Group and Writer are required")
+	if len(cfg.Seeds) == 0 || cfg.RepairsTopic == "" || cfg.EventsTopic == "" || cfg.Group == "" || (cfg.Writer == nil && cfg.Keyspace == "") {
+		return nil, errors.New("repair: Seeds, RepairsTopic, EventsTopic, Group and a Writer or a Keyspace are required")
 	}
 	r := &Repairer{cfg: cfg, log: cfg.Logger.With("component", "repair"), recent: map[string]done{},
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "parley", Subsystem: "projector",
@@ -114,6 +118,24 @@ func New(cfg Config) (*Repairer, error) {
 
 // Run consumes repair requests until ctx ends; it returns nil then.
 func (r *Repairer) Run(ctx context.Context) error {
+	if r.cfg.Writer == nil {
+		s, err := r.cfg.Cassandra.Session()
+		for err != nil {
+			r.log.Error("cannot connect to Cassandra; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
+			s, err = r.cfg.Cassandra.Session()
+		}
+		defer s.Close()
+		w, err := projector.NewWriter(s, projector.WriterConfig{Keyspace: r.cfg.Keyspace})
+		if err != nil {
+			return err
+		}
+		r.cfg.Writer = w
+	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Seeds...),
 		kgo.ConsumerGroup(r.cfg.Group),

@@ -7,6 +7,7 @@ package system
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector"
+	"github.com/parley-im/parley/projector/repair"
 	"github.com/parley-im/parley/query"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
@@ -221,7 +223,22 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		if err != nil {
 			return nil, err
 		}
-		return p.Run, nil
+		// The repairer runs beside the projector, as in the projector main.
+		r, err := repair.New(repair.Config{Seeds: s.opts.Seeds, RepairsTopic: s.Topics.Repairs.Name,
+			EventsTopic: s.Topics.Events.Name, Group: s.GroupOf("repair"),
+			Cassandra: deploy.Cassandra{Hosts: s.opts.Hosts}, Keyspace: s.opts.Keyspace, Logger: log,
+			Registerer: s.opts.Registerer})
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			ctx, cancel := context.WithCancel(ctx)
+			repaired := make(chan error, 1)
+			go func() { repaired <- r.Run(ctx) }()
+			err := p.Run(ctx)
+			cancel()
+			return errors.Join(err, <-repaired)
+		}, nil
 	case name == "query":
 		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
 			Auth: s.AuthConfig, Logger: log})

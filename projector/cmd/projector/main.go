@@ -17,12 +17,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/parley-im/parley/projector"
+	"github.com/parley-im/parley/projector/repair"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
 )
@@ -70,8 +72,19 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	defer ops.Close()
+	// The repairer re-applies conversations whose views lost rows, on
+	// request (projector/repair); it runs beside the projector, in its own group.
+	r, err := repair.New(repair.Config{Seeds: cfg.Seeds, RepairsTopic: topics.Repairs.Name, EventsTopic: topics.Events.Name,
+		Group: deploy.GroupName(prefix, "repair"), Cassandra: cass, Keyspace: cfg.Keyspace, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Info("projector starting", "ops", ops.Addr(), "group", cfg.Group, "instance", cfg.Membership.InstanceID)
-	return p.Run(ctx)
+	repaired := make(chan error, 1)
+	go func() { repaired <- r.Run(ctx) }()
+	err = p.Run(ctx)
+	stop()
+	return errors.Join(err, <-repaired)
 }
