@@ -66,14 +66,14 @@ func config(e *deploy.Env) (gateway.Config, error) {
 	l, f, s := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals
 	cfg := gateway.Config{
 		Addr:           e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
-		Seeds:          e.List("PARLEY_KAFKA_SEEDS"),
+		Seeds:          e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
 		CommandsTopic:  topics.Commands.Name,
 		EventsTopic:    topics.Events.Name,
 		SignalsTopic:   topics.Signals.Name,
 		RepairsTopic:   topics.Repairs.Name,
 		Auth:           auth,
 		DevTokens:      e.Bool("PARLEY_DEV_TOKENS", false),
-		CassandraHosts: e.List("PARLEY_CASSANDRA_HOSTS"),
+		CassandraHosts: e.List("PARLEY_CASSANDRA_HOSTS", "127.0.0.1:9042"),
 		Keyspace:       e.String("PARLEY_KEYSPACE", "parley"),
 		Limits: gateway.Limits{
 			MaxFrameBytes:   e.Int("PARLEY_GATEWAY_MAX_FRAME_BYTES", l.MaxFrameBytes),
@@ -98,9 +98,6 @@ func config(e *deploy.Env) (gateway.Config, error) {
 			TypingTTL:        e.Duration("PARLEY_GATEWAY_TYPING_TTL", s.TypingTTL),
 			MaxPresenceWatch: e.Int("PARLEY_GATEWAY_MAX_PRESENCE_WATCH", s.MaxPresenceWatch),
 		},
-	}
-	if len(cfg.Seeds) == 0 {
-		e.Required("PARLEY_KAFKA_SEEDS")
 	}
 	return cfg, e.Err()
 }
