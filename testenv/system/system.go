@@ -7,8 +7,8 @@ package system
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
