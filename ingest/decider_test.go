@@ -35,6 +35,7 @@ func newPipeline(t testing.TB) *pipeline {
 		deadLetter: k.Topic("dlq", 1),
 		txnID:      k.Name("txn"),
 	}
+	waitTopics(t, k, p.commands, p.events, p.state, p.deadLetter)
 	app, err := ingest.NewAppender(ingest.AppenderConfig{Seeds: k.Seeds, Topic: p.commands})
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +43,35 @@ func newPipeline(t testing.TB) *pipeline {
 	t.Cleanup(func() { app.Close(context.Background()) })
 	p.app = app
 	return p
+}
+
+// waitTopics waits until every partition of topics has a leader: a topic
+// just created may not be known to every broker yet, and the Appender
+// refuses a topic it cannot find (UNKNOWN_TOPIC_OR_PARTITION).
+func waitTopics(t testing.TB, k *testenv.KafkaEnv, topics ...string) {
+	t.Helper()
+	adm := kadm.NewClient(k.Client())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := adm.Metadata(ctx, topics...)
+		cancel()
+		ready := err == nil
+		for _, name := range topics {
+			td, ok := md.Topics[name]
+			ready = ready && ok && td.Err == nil && len(td.Partitions) > 0
+			for _, pd := range td.Partitions {
+				ready = ready && pd.Err == nil && pd.Leader >= 0
+			}
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topics %v have no leaders after 30s (err %v)", topics, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // startDecider runs a decider until the returned stop is called.
