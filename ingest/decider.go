@@ -320,14 +320,10 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	// into the transaction timeout.
 	// The batch works on its own references: a revoke may drop a partition
 	// from d.states meanwhile, and the session then aborts the transaction.
-	local := map[int32]*partState{}
-	for _, p := range partitionsOf(fs) {
-		states, err := d.restored(ctx, p)
-		if err != nil {
-			d.dropAll()
-			return err
-		}
-		local[p] = states
+	local, err := d.restoreAll(ctx, partitionsOf(fs))
+	if err != nil {
+		d.dropAll()
+		return err
 	}
 	if err := d.sess.Begin(); err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -447,6 +443,38 @@ func receivedAt(r *kgo.Record, now time.Time) time.Time {
 		return now
 	}
 	return r.Timestamp
+}
+
+// restoreParallel bounds the partitions restored at once: a takeover
+// restores every partition of the instance in its first batch, and one
+// partition's restore waits on Kafka about as long as it decodes.
+const restoreParallel = 4
+
+// restoreAll returns the state of each of ps, restoring those this instance
+// does not hold, restoreParallel at a time.
+func (d *Decider) restoreAll(ctx context.Context, ps []int32) (map[int32]*partState, error) {
+	local := make(map[int32]*partState, len(ps))
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, restoreParallel)
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			st, err := d.restored(ctx, p)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			local[p] = st
+		}()
+	}
+	wg.Wait()
+	return local, errors.Join(errs...)
 }
 
 // restored returns the state of partition p, restoring it from the
