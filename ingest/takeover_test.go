@@ -206,7 +206,7 @@ func BenchmarkTakeover(b *testing.B) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(time.Second) // let a duplicate, if any, show
+	time.Sleep(2 * time.Second) // a duplicate, if any, shows within 2 s as in readEvents
 	stopRead()
 	<-readDone
 	if len(events) != want {
