@@ -59,11 +59,14 @@ func BenchmarkDecider(b *testing.B) {
 }
 
 // BenchmarkRestore measures how long a fresh decider takes to rebuild its
-// state from the changelog: b.N conversations with 4 members and 20 recent
-// sends each are decided first; then a second decider (same group, so it
-// must restore every partition) decides one more command per conversation.
+// state from the changelog: b.N conversations with 4 members and
+// PARLEY_BENCH_SENDS (default 20) sends each, spread over the 4 senders,
+// are decided first — every send stays remembered (per sender, within the
+// dedup window), so the changelog holds one dedup record per send; then a
+// second decider (same group, so it must restore every partition) decides
+// one more command per conversation.
 //
-//	PARLEY_TESTENV=~/.cache/parley/env/env.json go test ./ingest -run '^$' -bench Restore -benchtime 2000x
+//	PARLEY_TESTENV=~/.cache/parley/env/env.json go test ./ingest -run '^$' -bench Restore -benchtime 20000x
 func BenchmarkRestore(b *testing.B) {
 	p := newPipeline(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -83,10 +86,13 @@ func BenchmarkRestore(b *testing.B) {
 	for c := 0; c < b.N; c++ {
 		appendAsync(createGroupCmd(fmt.Sprintf("create-%d", c), fmt.Sprintf("g:%05d", c), "u0", []string{"u1", "u2", "u3"}))
 	}
-	const perConv = 20
+	perConv := 20
+	if v, err := strconv.Atoi(os.Getenv("PARLEY_BENCH_SENDS")); err == nil && v > 0 {
+		perConv = v
+	}
 	for i := 0; i < perConv; i++ {
 		for c := 0; c < b.N; c++ {
-			appendAsync(sendCmd(fmt.Sprintf("s-%d-%d", c, i), "u1", fmt.Sprintf("g:%05d", c), fmt.Sprintf("cm-%d-%d", c, i)))
+			appendAsync(sendCmd(fmt.Sprintf("s-%d-%d", c, i), fmt.Sprintf("u%d", i%4), fmt.Sprintf("g:%05d", c), fmt.Sprintf("cm-%d-%d", c, i)))
 		}
 	}
 	wg.Wait()
@@ -107,12 +113,13 @@ func BenchmarkRestore(b *testing.B) {
 	elapsed := reached.Sub(start)
 	b.StopTimer()
 	for _, e := range evs[b.N*(1+perConv):] {
-		if e.GetSeq() != perConv+1 {
+		if e.GetSeq() != int64(perConv+1) {
 			b.Fatalf("after restore: %v, want seq %d (state lost?)", e, perConv+1)
 		}
 	}
 	b.ReportMetric(elapsed.Seconds(), "restore+decide-s")
 	b.ReportMetric(float64(b.N), "conversations")
+	b.ReportMetric(float64(b.N*perConv), "remembered-sends")
 }
 
 // BenchmarkCommandLatency measures what the decider adds to a message's

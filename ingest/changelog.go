@@ -1,10 +1,11 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -179,39 +180,35 @@ func (b *stateBuilder) done(now time.Time, perSender int) *partState {
 	ps := newPartState()
 	ps.convs = b.convs
 	type item struct {
-		conv string
-		ref  dedupRef
-		e    dedupEntry
+		ref dedupRef
+		e   dedupEntry
 	}
-	var all []item
+	var items []item
 	for conv, ds := range b.dedup {
+		// Seq order rebuilds each sender's order within the conversation.
+		items = items[:0]
 		for ref, e := range ds {
 			if e.at == 0 {
 				e.at = now.UnixMilli()
 			}
-			all = append(all, item{conv, ref, e})
+			items = append(items, item{ref, e})
+		}
+		slices.SortFunc(items, func(x, y item) int { return cmp.Compare(x.e.seq, y.e.seq) })
+		st := b.conv(conv)
+		for _, it := range items {
+			st.remember(it.ref.user, it.ref.clientMsgID, it.e, perSender)
+		}
+		for _, it := range items {
+			// A send the cap dropped here (the cap was lowered since it
+			// was written) is queued too, so its record gets its tombstone.
+			e, ok := st.lookup(it.ref.user, it.ref.clientMsgID)
+			ps.expiry = append(ps.expiry, expiryItem{conv: conv, user: it.ref.user, clientMsgID: it.ref.clientMsgID,
+				at: it.e.at, orphan: !ok || e != it.e})
+			ps.clock = max(ps.clock, it.e.at)
 		}
 	}
-	// Seq order per conversation rebuilds each sender's order; the
-	// expiry queue wants receive order: sort by seq, then queue by time.
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].conv != all[j].conv {
-			return all[i].conv < all[j].conv
-		}
-		return all[i].e.seq < all[j].e.seq
-	})
-	for _, it := range all {
-		b.conv(it.conv).remember(it.ref.user, it.ref.clientMsgID, it.e, perSender)
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].e.at < all[j].e.at })
-	for _, it := range all {
-		// A send the cap dropped here (the cap was lowered since it was
-		// written) is queued too, so its record gets its tombstone.
-		e, ok := ps.convs[it.conv].lookup(it.ref.user, it.ref.clientMsgID)
-		ps.expiry = append(ps.expiry, expiryItem{conv: it.conv, user: it.ref.user, clientMsgID: it.ref.clientMsgID,
-			at: it.e.at, orphan: !ok || e != it.e})
-		ps.clock = max(ps.clock, it.e.at)
-	}
+	// The expiry queue is in receive order.
+	slices.SortFunc(ps.expiry, func(x, y expiryItem) int { return cmp.Compare(x.at, y.at) })
 	ps.clock = min(ps.clock, now.UnixMilli())
 	return ps
 }

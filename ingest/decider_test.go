@@ -35,6 +35,7 @@ func newPipeline(t testing.TB) *pipeline {
 		deadLetter: k.Topic("dlq", 1),
 		txnID:      k.Name("txn"),
 	}
+	waitTopics(t, k, p.commands, p.events, p.state, p.deadLetter)
 	app, err := ingest.NewAppender(ingest.AppenderConfig{Seeds: k.Seeds, Topic: p.commands})
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +43,35 @@ func newPipeline(t testing.TB) *pipeline {
 	t.Cleanup(func() { app.Close(context.Background()) })
 	p.app = app
 	return p
+}
+
+// waitTopics waits until every partition of topics has a leader: a topic
+// just created may not be known to every broker yet, and the Appender
+// refuses a topic it cannot find (UNKNOWN_TOPIC_OR_PARTITION).
+func waitTopics(t testing.TB, k *testenv.KafkaEnv, topics ...string) {
+	t.Helper()
+	adm := kadm.NewClient(k.Client())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := adm.Metadata(ctx, topics...)
+		cancel()
+		ready := err == nil
+		for _, name := range topics {
+			td, ok := md.Topics[name]
+			ready = ready && ok && td.Err == nil && len(td.Partitions) > 0
+			for _, pd := range td.Partitions {
+				ready = ready && pd.Err == nil && pd.Leader >= 0
+			}
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topics %v have no leaders after 30s (err %v)", topics, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // startDecider runs a decider until the returned stop is called.
@@ -263,4 +293,76 @@ func TestDeciderRestoreFailureLosesNothing(t *testing.T) {
 			t.Fatalf("event %d: want MessageSent seq %d, got %v", i+1, i+1, e)
 		}
 	}
+}
+
+// TestDeciderLateResendDeduplicated: alice's message, then 1,000 messages of
+// the group's other members (four times the old per-conversation window),
+// then alice's phone resends it: MessageDeduplicated with the original seq —
+// and again after the decider was replaced and restored its state from the
+// changelog. A resend of a send recorded in the changelog's earlier format
+// (a dedup value without a receive time) is recognised too.
+func TestDeciderLateResendDeduplicated(t *testing.T) {
+	p := newPipeline(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	group := p.k.Name("ingest")
+	members := []string{"u1", "u2", "u3", "u4", "u5"}
+	p.append(ctx, createGroupCmd("create", "g:busy", "alice", members))
+	p.append(ctx, sendCmd("first", "alice", "g:busy", "queued-on-phone"))
+	const others = 1000
+	var wg sync.WaitGroup
+	for i := range others {
+		c := sendCmd(fmt.Sprintf("o%d", i), members[i%len(members)], "g:busy", fmt.Sprintf("other-%d", i))
+		v, _ := proto.Marshal(c)
+		wg.Add(1)
+		p.app.Append(ctx, ingest.Record{Key: c.GetConversationId(), Value: v}, func(_ ingest.Position, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	p.append(ctx, sendCmd("resend-1", "alice", "g:busy", "queued-on-phone"))
+	stop := p.startDecider(group)
+	evs := p.readEvents(ctx, 2+others+1)
+	stop()
+	if len(evs) != 2+others+1 {
+		t.Fatalf("%d events, want %d", len(evs), 2+others+1)
+	}
+	if md := evs[len(evs)-1].GetMessageDeduplicated(); md.GetOriginalSeq() != 1 || evs[len(evs)-1].GetCommandId() != "resend-1" {
+		t.Fatalf("late resend: %v, want MessageDeduplicated of seq 1", evs[len(evs)-1])
+	}
+
+	// A send remembered in the earlier changelog format, in the same
+	// partition as the conversation: its value has no receive time.
+	pos, err := p.app.AppendSync(ctx, ingest.Record{Key: "g:busy", Value: mustMarshal(sendCmd("resend-2", "alice", "g:busy", "queued-on-phone"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p.k.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := old.ProduceSync(ctx, &kgo.Record{Topic: p.state, Partition: pos.Partition,
+		Key: []byte("d\x00g:busy\x00u1\x00from-old-format"), Value: []byte(`{"s":7}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p.append(ctx, sendCmd("resend-3", "u1", "g:busy", "from-old-format"))
+	stop = p.startDecider(group) // a new instance: restores from the changelog
+	defer stop()
+	evs = p.readEvents(ctx, 2+others+3)
+	if len(evs) != 2+others+3 {
+		t.Fatalf("%d events, want %d", len(evs), 2+others+3)
+	}
+	for i, want := range map[int]int64{len(evs) - 2: 1, len(evs) - 1: 7} {
+		if md := evs[i].GetMessageDeduplicated(); md.GetOriginalSeq() != want {
+			t.Fatalf("after restore, event %d: %v, want MessageDeduplicated of seq %d", i, evs[i], want)
+		}
+	}
+}
+
+func mustMarshal(c *pb.Command) []byte {
+	v, err := proto.Marshal(c)
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

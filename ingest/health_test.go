@@ -162,6 +162,7 @@ func TestDeciderHealthz(t *testing.T) {
 func TestDeciderHealthzStandby(t *testing.T) {
 	p := newPipeline(t)
 	p.commands, p.events, p.state = p.k.Topic("commands1", 1), p.k.Topic("events1", 1), p.k.Topic("state1", 1)
+	waitTopics(t, p.k, p.commands, p.events, p.state)
 	group := p.k.Name("ingest")
 	var addrs []string
 	for i := range 2 {

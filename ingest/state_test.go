@@ -217,3 +217,32 @@ func TestChangelogOldRecordsRestore(t *testing.T) {
 		t.Fatalf("after one window: %v", got)
 	}
 }
+
+// BenchmarkStateBuilder measures the CPU side of a restore: applying
+// changelog records (20 sends per conversation by 4 senders: a header, a
+// member and a remembered send per send) and building the partition state.
+//
+//	go test ./ingest -short -run '^$' -bench StateBuilder
+func BenchmarkStateBuilder(b *testing.B) {
+	var keys, vals [][]byte
+	for c := range 1700 {
+		conv := fmt.Sprintf("g:%05d", c)
+		for i := range 20 {
+			keys = append(keys, []byte(prefixHeader+sep+conv), []byte(prefixMember+sep+conv+sep+fmt.Sprintf("u%d", i%4)),
+				[]byte(dedupChangelogKey(conv, fmt.Sprintf("u%d", i%4), fmt.Sprintf("cm-%d-%d", c, i))))
+			vals = append(vals, []byte(fmt.Sprintf(`{"k":2,"t":"%s","s":%d}`, conv, i+1)), []byte(fmt.Sprintf(`{"r":1,"j":0,"rd":%d,"dl":%d}`, i+1, i+1)),
+				[]byte(fmt.Sprintf(`{"s":%d,"t":%d}`, i+1, 1_764_620_000_000+int64(i)*1000)))
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		bl := newStateBuilder()
+		for i := range keys {
+			if err := bl.apply(keys[i], vals[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		bl.done(time.Unix(1_764_620_100, 0), DefaultLimits.DedupPerSender)
+	}
+	b.ReportMetric(float64(len(keys)*b.N)/b.Elapsed().Seconds(), "records/s")
+}

@@ -80,6 +80,7 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 		TransactionTimeout: e.Duration("PARLEY_INGEST_TRANSACTION_TIMEOUT", ingest.DefaultTransactionTimeout),
 		MaxPollRecords:     e.Int("PARLEY_INGEST_MAX_POLL_RECORDS", ingest.DefaultMaxPollRecords),
 		MaxHealthyLag:      int64(e.Int("PARLEY_INGEST_MAX_HEALTHY_LAG", ingest.DefaultMaxHealthyLag)),
+		KafkaLogLevel:      e.String("PARLEY_KAFKA_LOG_LEVEL", "warn"),
 		Limits: ingest.Limits{
 			MaxGroupMembers:     e.Int("PARLEY_INGEST_MAX_GROUP_MEMBERS", d.MaxGroupMembers),
 			MaxMessageBytes:     e.Int("PARLEY_INGEST_MAX_MESSAGE_BYTES", d.MaxMessageBytes),
