@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -96,14 +97,16 @@ func TestKilledOwnerLeavesNoJVM(t *testing.T) {
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	deadline := time.Now().Add(30 * time.Second)
 	for _, pid := range []int{env.KafkaPID, env.CassandraPID} {
-		for pidAlive(pid) && isJava(pid) {
-			if time.Now().After(deadline) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				t.Fatalf("JVM %d outlived its killed owner", pid)
+		err := WaitFor(context.Background(), time.Minute, func() string {
+			if pidAlive(pid) && isJava(pid) {
+				return fmt.Sprintf("JVM %d outlived its killed owner", pid)
 			}
-			time.Sleep(50 * time.Millisecond)
+			return ""
+		})
+		if err != nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatal(err)
 		}
 	}
 }

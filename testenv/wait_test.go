@@ -1,0 +1,75 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWaitForReturnsLastReason(t *testing.T) {
+	n := 0
+	err := WaitFor(context.Background(), 50*time.Millisecond, func() string {
+		n++
+		return "attempt " + strings.Repeat("x", n%2)
+	})
+	if err == nil || !strings.Contains(err.Error(), "attempt") || n < 2 {
+		t.Fatalf("WaitFor = %v after %d checks; want the last reason after several", err, n)
+	}
+	n = 0
+	if err := WaitFor(context.Background(), time.Minute, func() string {
+		if n++; n < 3 {
+			return "not yet"
+		}
+		return ""
+	}); err != nil || n != 3 {
+		t.Fatalf("WaitFor = %v after %d checks; want nil after 3", err, n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := WaitFor(ctx, time.Minute, func() string { return "never" }); err == nil || !strings.Contains(err.Error(), "never") {
+		t.Fatalf("WaitFor on a cancelled context = %v", err)
+	}
+}
+
+// TestLoggerBounded: the logger stops at LogLines and says how many it dropped.
+func TestLoggerBounded(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	log := Logger(rec)
+	for i := range LogLines + 7 {
+		log.With("component", "x").WithGroup("g").Info("line", "i", i, "text", "two words")
+	}
+	rec.runCleanups()
+	log.Info("after the end") // dropped, no panic
+	if len(rec.lines) != LogLines+1 {
+		t.Fatalf("%d lines written, want %d and one about the rest", len(rec.lines), LogLines)
+	}
+	if first := rec.lines[0]; !strings.Contains(first, `INFO line component=x g.i=0 g.text="two words"`) {
+		t.Fatalf("first line %q", first)
+	}
+	if last := rec.lines[LogLines]; !strings.Contains(last, "7 more log lines dropped") {
+		t.Fatalf("last line %q", last)
+	}
+}
+
+type recordingTB struct {
+	testing.TB
+	lines    []string
+	cleanups []func()
+}
+
+func (r *recordingTB) Log(args ...any) {
+	for _, a := range args {
+		r.lines = append(r.lines, a.(string))
+	}
+}
+func (r *recordingTB) Logf(format string, args ...any) {
+	r.lines = append(r.lines, fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+func (r *recordingTB) runCleanups() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
