@@ -65,8 +65,13 @@ func (e *Env) List(name string, def ...string) []string {
 	if !ok {
 		return def
 	}
+	return SplitList(v)
+}
+
+// SplitList splits a comma-separated list, dropping empty items.
+func SplitList(s string) []string {
 	var out []string
-	for p := range strings.SplitSeq(v, ",") {
+	for p := range strings.SplitSeq(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}

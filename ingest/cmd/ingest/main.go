@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/parley-im/parley/ingest"
@@ -53,7 +52,7 @@ func run(log *slog.Logger) error {
 // (PARLEY_TOPIC_PREFIX) never share a group or a transactional id (they
 // would fence each other).
 func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
-	seeds := splitList(e.Required("PARLEY_KAFKA_SEEDS"))
+	seeds := deploy.SplitList(e.Required("PARLEY_KAFKA_SEEDS"))
 	prefix := e.String("PARLEY_TOPIC_PREFIX", "")
 	topics := schemas.Prefixed(prefix)
 	instance := deploy.InstanceName(prefix, "ingest", deploy.Hostname())
@@ -95,14 +94,4 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 		return cfg, "", err
 	}
 	return cfg, addr, cfg.Defaults().Validate()
-}
-
-func splitList(s string) []string {
-	var out []string
-	for p := range strings.SplitSeq(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/parley-im/parley/projector/replay"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 )
 
 func main() {
@@ -52,8 +53,8 @@ func run(args []string) int {
 		return 2
 	}
 	cfg := replay.Config{
-		Seeds:    splitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
-		Hosts:    splitList(os.Getenv("PARLEY_CASSANDRA_HOSTS")),
+		Seeds:    deploy.SplitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
+		Hosts:    deploy.SplitList(os.Getenv("PARLEY_CASSANDRA_HOSTS")),
 		Keyspace: os.Getenv("PARLEY_KEYSPACE"),
 		Topics:   schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX")),
 		Logger:   log,
@@ -113,7 +114,7 @@ func run(args []string) int {
 		if fs.Parse(args[1:]) != nil {
 			return 2
 		}
-		o.Conversations = splitList(convs)
+		o.Conversations = deploy.SplitList(convs)
 		rep, err := replay.Verify(ctx, cfg, o)
 		if err != nil && !errors.Is(err, replay.ErrDifferences) {
 			fmt.Fprintln(os.Stderr, err)
@@ -148,14 +149,4 @@ func run(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, usage)
 	return 2
-}
-
-func splitList(s string) []string {
-	var out []string
-	for p := range strings.SplitSeq(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -103,7 +103,7 @@ func run(args []string) error {
 		}
 	}()
 	if !*skipKafka {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(splitList(*seeds)...))
+		cl, err := kgo.NewClient(kgo.SeedBrokers(deploy.SplitList(*seeds)...))
 		if err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func run(args []string) error {
 		}
 	}
 	if !*skipCassandra {
-		cass.Hosts = splitList(*hosts)
+		cass.Hosts = deploy.SplitList(*hosts)
 		cass.Timeout = 30 * time.Second // schema changes wait for agreement
 		cass.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		s, err := cass.Session()
@@ -128,14 +128,4 @@ func run(args []string) error {
 		}
 	}
 	return nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for p := range strings.SplitSeq(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
