@@ -52,7 +52,7 @@ func run(log *slog.Logger) error {
 // (PARLEY_TOPIC_PREFIX) never share a group or a transactional id (they
 // would fence each other).
 func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
-	seeds := deploy.SplitList(e.Required("PARLEY_KAFKA_SEEDS"))
+	seeds := e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092")
 	prefix := e.String("PARLEY_TOPIC_PREFIX", "")
 	topics := schemas.Prefixed(prefix)
 	instance := deploy.InstanceName(prefix, "ingest", deploy.Hostname())
