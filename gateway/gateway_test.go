@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,6 +19,7 @@ import (
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
 )
 
 func header(r *kgo.Record, key string) string {
@@ -260,5 +263,33 @@ func TestAppendFailureIsUnavailable(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("healthz %d with a missing commands topic", resp.StatusCode)
+	}
+}
+
+// TestLimitRateResend: a device that resends on RATE_LIMITED, as the README
+// tells it to (testenv's client does), gets every message in, each once.
+func TestLimitRateResend(t *testing.T) {
+	t.Parallel()
+	e := start(t, withLimits(gateway.Limits{RatePerSecond: 2, Burst: 1}))
+	c := e.dial("alice", "phone")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var calls []*testenv.Call
+	for i := range 5 {
+		calls = append(calls, c.Go("g:x", &pb.SendMessage{ClientMsgId: fmt.Sprintf("m%d", i), Text: "hi"}))
+	}
+	for _, call := range calls {
+		if f, err := call.Wait(ctx); err != nil || f.GetAccepted() == nil {
+			t.Fatalf("want Accepted, got %v, %v", f, err)
+		}
+	}
+	// Five frames written at once against a burst of one and a token per
+	// 500 ms: the second is refused unless writing it took that long.
+	if n := c.Resends(); n < 1 {
+		t.Fatalf("%d resends, want some", n)
+	}
+	t.Logf("%d resends after RATE_LIMITED", c.Resends())
+	if n := e.commandCount(); n != 5 {
+		t.Fatalf("%d records appended, want 5", n)
 	}
 }
