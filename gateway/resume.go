@@ -411,6 +411,13 @@ func (s *session) goLive(conv string, start, last int64) int64 {
 		if start < 0 {
 			start = 0
 		}
+		// A conversation that went live earlier in this Resume and was held
+		// again since (holdAll) may hold seqs it already pushed: the
+		// catch-up read them from the views before the live consumer
+		// delivered them. Never twice.
+		if p, ok := s.pushed[conv]; ok && p.last > last {
+			last = p.last
+		}
 	}
 	for {
 		buf := s.held[conv]
