@@ -276,7 +276,7 @@ func TestLimitRateResend(t *testing.T) {
 	defer cancel()
 	var calls []*testenv.Call
 	for i := range 5 {
-		calls = append(calls, c.Go("g:x", &pb.SendMessage{ClientMsgId: fmt.Sprintf("m%d", i), Text: "hi"}))
+		calls = append(calls, c.Go("g:00000000000000000000000000000abc", &pb.SendMessage{ClientMsgId: fmt.Sprintf("m%d", i), Text: "hi"}))
 	}
 	for _, call := range calls {
 		if f, err := call.Wait(ctx); err != nil || f.GetAccepted() == nil {
