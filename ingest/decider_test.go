@@ -51,27 +51,26 @@ func newPipeline(t testing.TB) *pipeline {
 func waitTopics(t testing.TB, k *testenv.KafkaEnv, topics ...string) {
 	t.Helper()
 	adm := kadm.NewClient(k.Client())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		md, err := adm.Metadata(ctx, topics...)
-		cancel()
-		ready := err == nil
+		if err != nil {
+			return fmt.Sprintf("metadata of %v: %v", topics, err)
+		}
 		for _, name := range topics {
 			td, ok := md.Topics[name]
-			ready = ready && ok && td.Err == nil && len(td.Partitions) > 0
+			if !ok || td.Err != nil || len(td.Partitions) == 0 {
+				return fmt.Sprintf("topic %s not known yet", name)
+			}
 			for _, pd := range td.Partitions {
-				ready = ready && pd.Err == nil && pd.Leader >= 0
+				if pd.Err != nil || pd.Leader < 0 {
+					return fmt.Sprintf("%s/%d has no leader yet", name, pd.Partition)
+				}
 			}
 		}
-		if ready {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topics %v have no leaders after 30s (err %v)", topics, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // startDecider runs a decider until the returned stop is called.

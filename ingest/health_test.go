@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/schemas/deploy"
+	"github.com/parley-im/parley/testenv"
 )
 
 // cutDialer is a dialer whose connections the test can cut: while off, it
@@ -72,17 +73,13 @@ func healthz(t *testing.T, addr string) (int, deploy.HealthBody) {
 // fails after timeout with the last answer.
 func waitHealth(t *testing.T, addr string, timeout time.Duration, what string, ok func(int, deploy.HealthBody) bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testenv.Eventually(t, timeout, func() string {
 		code, b := healthz(t, addr)
 		if ok(code, b) {
-			return
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last /healthz %d %v", what, timeout, code, b.Checks)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Sprintf("%s: last /healthz %d %v", what, code, b.Checks)
+	})
 }
 
 func (p *pipeline) newDecider(t *testing.T, txnID string, f func(*ingest.DeciderConfig)) *ingest.Decider {

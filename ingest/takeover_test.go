@@ -136,19 +136,22 @@ func BenchmarkTakeover(b *testing.B) {
 	// firstAfter waits for the first event decided after t and returns when
 	// it became visible.
 	firstAfter := func(t time.Time) time.Time {
-		for ctx.Err() == nil {
+		var at time.Time
+		err := testenv.WaitFor(ctx, 2*time.Minute, func() string {
 			mu.Lock()
+			defer mu.Unlock()
 			for _, e := range events {
 				if e.decided.After(t) {
-					mu.Unlock()
-					return e.visible
+					at = e.visible
+					return ""
 				}
 			}
-			mu.Unlock()
-			time.Sleep(5 * time.Millisecond)
+			return "no event decided after the restart"
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.Fatal("no event decided after the restart")
-		return time.Time{}
+		return at
 	}
 
 	// The stream: 200 sends/s until stopped.
@@ -197,16 +200,18 @@ func BenchmarkTakeover(b *testing.B) {
 
 	// Every send decided exactly once, dense per conversation.
 	want := convs + sent
-	for ctx.Err() == nil {
+	if err := testenv.WaitFor(ctx, 2*time.Minute, func() string {
 		mu.Lock()
-		n := len(events)
-		mu.Unlock()
-		if n >= want {
-			break
+		defer mu.Unlock()
+		if n := len(events); n < want {
+			return fmt.Sprintf("%d of %d events", n, want)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return ""
+	}); err != nil {
+		b.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // a duplicate, if any, shows within 2 s as in readEvents
+	// A negative check: a duplicate, if any, shows within 2 s (as in readEvents).
+	time.Sleep(2 * time.Second)
 	stopRead()
 	<-readDone
 	if len(events) != want {
