@@ -172,7 +172,7 @@ func Kafka(ctx context.Context, cl *kgo.Client, t Topics, r *Report) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("%w:\n  %s", ErrMismatch, strings.Join(problems, "\n  "))
 	}
-	return waitLeaders(ctx, adm, topics)
+	return WaitLeaders(ctx, adm, topics)
 }
 
 func wantConfigs(tp schemas.Topic, minISR int) map[string]string {
@@ -216,9 +216,9 @@ func rfName(rf int16) string {
 	return strconv.Itoa(int(rf))
 }
 
-// waitLeaders returns once every partition of every topic has a leader (a
+// WaitLeaders returns once every partition of every topic has a leader (a
 // producer or consumer started next finds them).
-func waitLeaders(ctx context.Context, adm *kadm.Client, topics []schemas.Topic) error {
+func WaitLeaders(ctx context.Context, adm *kadm.Client, topics []schemas.Topic) error {
 	names := make([]string, len(topics))
 	for i, tp := range topics {
 		names[i] = tp.Name
