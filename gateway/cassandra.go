@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"google.golang.org/protobuf/proto"
@@ -31,6 +30,8 @@ type views interface {
 	// stopping at the first missing seq (a row the projector has not
 	// written yet), so what it returns is always contiguous from after+1.
 	timeline(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error)
+	// ping says whether Cassandra answers (for /healthz).
+	ping(ctx context.Context) error
 }
 
 // cassandraViews implements views with the projector's table readers,
@@ -40,18 +41,17 @@ type cassandraViews struct {
 	tables  *projector.Tables
 }
 
-func openViews(hosts []string, keyspace string) (*cassandraViews, error) {
+func openViews(cass deploy.Cassandra, keyspace string) (*cassandraViews, error) {
 	// The one session builder (ports of host:port contact points, timeouts,
-	// consistency); LOCAL_QUORUM reads see every write the projector made at
-	// LOCAL_QUORUM.
-	c, err := deploy.Cassandra{Hosts: hosts, Timeout: 5 * time.Second, Consistency: "LOCAL_QUORUM"}.Cluster()
+	// consistency, authentication, TLS).
+	c, err := cass.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	c.Keyspace = keyspace
 	s, err := c.CreateSession()
 	if err != nil {
-		return nil, fmt.Errorf("gateway: cassandra session (hosts %v, keyspace %s): %w", hosts, keyspace, err)
+		return nil, fmt.Errorf("gateway: cassandra session (hosts %v, keyspace %s): %w", cass.Hosts, keyspace, err)
 	}
 	t, err := projector.NewTables(s, keyspace)
 	if err != nil {
@@ -62,6 +62,11 @@ func openViews(hosts []string, keyspace string) (*cassandraViews, error) {
 }
 
 func (v *cassandraViews) close() { v.session.Close() }
+
+func (v *cassandraViews) ping(ctx context.Context) error {
+	var version string
+	return v.session.Query("SELECT release_version FROM system.local").WithContext(ctx).Scan(&version)
+}
 
 func (v *cassandraViews) members(ctx context.Context, conv string) ([]string, int64, bool, error) {
 	last, found, err := v.tables.LastSeq(ctx, conv)

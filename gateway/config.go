@@ -9,6 +9,7 @@ import (
 
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/token"
 )
 
@@ -27,10 +28,15 @@ type Config struct {
 	// device. Local development only: it needs Auth.HMACSecret.
 	DevTokens bool
 	Limits    Limits
-	// CassandraHosts and Keyspace locate the projector's views, read for
-	// member fan-out and Resume. Without hosts the gateway knows no
-	// membership (events reach only their actor's devices) and refuses
-	// Resume with ERROR_CODE_UNAVAILABLE.
+	// Cassandra and Keyspace locate the projector's views, read for member
+	// fan-out and Resume. Without hosts the gateway knows no membership
+	// (events reach only their actor's devices) and refuses Resume with
+	// ERROR_CODE_UNAVAILABLE. Cassandra carries authentication and TLS;
+	// its timeout defaults to 5 s and its consistency to LOCAL_QUORUM, so
+	// reads see every write the projector made at LOCAL_QUORUM.
+	Cassandra deploy.Cassandra
+	// CassandraHosts is shorthand for Cassandra.Hosts, used when that is
+	// empty.
 	CassandraHosts []string
 	Keyspace       string // default "parley"
 	Fanout         Fanout
@@ -161,6 +167,7 @@ func (c Config) Defaults() Config {
 	if c.Keyspace == "" {
 		c.Keyspace = "parley"
 	}
+	c.Cassandra = c.Cassandra.Or(c.CassandraHosts, 5*time.Second, "LOCAL_QUORUM", c.Logger)
 	c.Limits = c.Limits.Defaults()
 	f, d := c.Fanout, DefaultFanout
 	if f.MembershipCacheSize == 0 {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -22,6 +21,7 @@ import (
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector/repair"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/schemas/token"
 )
@@ -76,8 +76,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub(), instance: newID(time.Now()),
 		presence: newPresenceTable(cfg.Signals.PresenceForget, pushPresence)}
 	var err error
-	if len(cfg.CassandraHosts) > 0 {
-		cv, err := openViews(cfg.CassandraHosts, cfg.Keyspace)
+	if len(cfg.Cassandra.Hosts) > 0 {
+		cv, err := openViews(cfg.Cassandra, cfg.Keyspace)
 		if err != nil {
 			return nil, err
 		}
@@ -150,8 +150,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	ops := deploy.Handler(s.gatherer, s.Checks(), nil)
+	mux.Handle("GET /healthz", ops)
+	mux.Handle("GET /metrics", ops)
 	if cfg.DevTokens {
 		mux.HandleFunc("GET /v1/dev/token", s.devToken)
 		mux.HandleFunc("POST /v1/dev/token", s.devToken)
@@ -355,30 +356,38 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // healthz is 200 when this gateway can do its job: its events consumer has
 // its start positions and Kafka answers metadata for both topics.
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	fail := func(msg string) { http.Error(w, msg, http.StatusServiceUnavailable) }
-	switch {
-	case s.draining.Load():
-		fail("shutting down")
-		return
-	case !s.consumerReady.Load():
-		fail("events consumer not started")
-		return
+// Checks are what /healthz reports (deploy.Handler, the ops handler every
+// main serves): the gateway is not shutting down, its events consumer is
+// positioned, Kafka answers metadata for the commands and events topics,
+// and, with views, Cassandra answers.
+func (s *Server) Checks() []deploy.Check {
+	checks := []deploy.Check{
+		{Name: "serving", Fn: func(context.Context) error {
+			switch {
+			case s.draining.Load():
+				return errors.New("shutting down")
+			case !s.consumerReady.Load():
+				return errors.New("events consumer not started")
+			}
+			return nil
+		}},
+		{Name: "kafka", Fn: func(ctx context.Context) error {
+			md, err := kadm.NewClient(s.admin).Metadata(ctx, s.cfg.CommandsTopic, s.cfg.EventsTopic)
+			if err != nil {
+				return fmt.Errorf("unreachable: %w", err)
+			}
+			for _, t := range []string{s.cfg.CommandsTopic, s.cfg.EventsTopic} {
+				if td, ok := md.Topics[t]; !ok || td.Err != nil {
+					return fmt.Errorf("topic %s unavailable", t)
+				}
+			}
+			return nil
+		}},
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	md, err := kadm.NewClient(s.admin).Metadata(ctx, s.cfg.CommandsTopic, s.cfg.EventsTopic)
-	if err != nil {
-		fail("kafka unreachable: " + err.Error())
-		return
+	if s.views != nil {
+		checks = append(checks, deploy.Check{Name: "cassandra", Fn: s.views.ping})
 	}
-	for _, t := range []string{s.cfg.CommandsTopic, s.cfg.EventsTopic} {
-		if td, ok := md.Topics[t]; !ok || td.Err != nil {
-			fail("kafka topic " + t + " unavailable")
-			return
-		}
-	}
-	_, _ = w.Write([]byte("ok\n"))
+	return checks
 }
 
 type devTokenResponse struct {

@@ -132,18 +132,7 @@ func (c Config) Defaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(c.Cassandra.Hosts) == 0 {
-		c.Cassandra.Hosts = c.Hosts
-	}
-	if c.Cassandra.Timeout == 0 {
-		c.Cassandra.Timeout = c.CassandraTimeout
-	}
-	if c.Cassandra.Consistency == "" {
-		c.Cassandra.Consistency = c.Consistency.String()
-	}
-	if c.Cassandra.Logger == nil {
-		c.Cassandra.Logger = c.Logger
-	}
+	c.Cassandra = c.Cassandra.Or(c.Hosts, c.CassandraTimeout, c.Consistency.String(), c.Logger)
 	return c
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -22,18 +21,17 @@ type store struct {
 	tables   *projector.Tables
 }
 
-func openSession(hosts []string, keyspace string) (*gocql.Session, error) {
+func openSession(cass deploy.Cassandra, keyspace string) (*gocql.Session, error) {
 	// The one session builder (ports of host:port contact points, timeouts,
-	// consistency); LOCAL_QUORUM reads see every write the projector made at
-	// LOCAL_QUORUM.
-	c, err := deploy.Cassandra{Hosts: hosts, Timeout: 5 * time.Second, Consistency: "LOCAL_QUORUM"}.Cluster()
+	// consistency, authentication, TLS).
+	c, err := cass.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
 	c.Keyspace = keyspace
 	s, err := c.CreateSession()
 	if err != nil {
-		return nil, fmt.Errorf("query: cassandra session (hosts %v, keyspace %s): %w", hosts, keyspace, err)
+		return nil, fmt.Errorf("query: cassandra session (hosts %v, keyspace %s): %w", cass.Hosts, keyspace, err)
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/token"
 )
 
@@ -26,7 +27,11 @@ const (
 type Config struct {
 	// Addr is the listen address of Run (default 127.0.0.1:8081).
 	Addr string
-	// Hosts are the Cassandra contact points, "host" or "host:port"
+	// Cassandra is how to reach Cassandra (contact points, authentication,
+	// TLS). Its timeout defaults to 5 s and its consistency to LOCAL_QUORUM,
+	// so reads see every write the projector made at LOCAL_QUORUM.
+	Cassandra deploy.Cassandra
+	// Hosts is shorthand for Cassandra.Hosts, used when that is empty
 	// (default 127.0.0.1:9042).
 	Hosts []string
 	// Keyspace holds the views (default "parley").
@@ -53,7 +58,7 @@ func (c *Config) Defaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8081"
 	}
-	if len(c.Hosts) == 0 {
+	if len(c.Hosts) == 0 && len(c.Cassandra.Hosts) == 0 {
 		c.Hosts = []string{"127.0.0.1:9042"}
 	}
 	if c.Keyspace == "" {
@@ -62,6 +67,7 @@ func (c *Config) Defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Cassandra = c.Cassandra.Or(c.Hosts, 5*time.Second, "LOCAL_QUORUM", c.Logger)
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
 	}
@@ -79,12 +85,12 @@ func (c *Config) Validate() error {
 	if c.Addr == "" {
 		errs = append(errs, errors.New("query: Addr is empty"))
 	}
-	if len(c.Hosts) == 0 {
-		errs = append(errs, errors.New("query: Hosts is empty"))
+	if len(c.Cassandra.Hosts) == 0 {
+		errs = append(errs, errors.New("query: no Cassandra hosts"))
 	}
-	for _, h := range c.Hosts {
+	for _, h := range c.Cassandra.Hosts {
 		if h == "" {
-			errs = append(errs, errors.New("query: Hosts has an empty entry"))
+			errs = append(errs, errors.New("query: Cassandra hosts have an empty entry"))
 		}
 	}
 	if err := schemas.CheckKeyspace(c.Keyspace); err != nil {

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/token"
 )
 
@@ -150,14 +150,15 @@ func (s *Server) endpoints() []route {
 	if !ok {
 		gatherer = prometheus.DefaultGatherer
 	}
+	ops := deploy.Handler(gatherer, s.Checks(), nil)
 	return []route{
 		{"/v1/inbox", "inbox", s.authed(s.handleInbox)},
 		{"/v1/unread", "unread", s.authed(s.handleUnread)},
 		{"/v1/conversations/{id}", "conversation", s.authed(s.handleConversation)},
 		{"/v1/conversations/{id}/messages", "messages", s.authed(s.handleMessages)},
 		{"/v1/conversations/{id}/receipts", "receipts", s.authed(s.handleReceipts)},
-		{"/healthz", "healthz", s.handleHealth},
-		{"/metrics", "metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP},
+		{"/healthz", "healthz", ops.ServeHTTP},
+		{"/metrics", "metrics", ops.ServeHTTP},
 	}
 }
 
@@ -246,18 +247,12 @@ func (s *Server) instrument(route string, h http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.serving.current().ping(ctx); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, healthView{Status: "ok"})
-}
-
-type healthView struct {
-	Status string `json:"status"`
+// Checks are what /healthz reports (deploy.Handler, the ops handler every
+// main serves): Cassandra answers on the keyspace query serves.
+func (s *Server) Checks() []deploy.Check {
+	return []deploy.Check{{Name: "cassandra", Fn: func(ctx context.Context) error {
+		return s.serving.current().ping(ctx)
+	}}}
 }
 
 // requireMember fails with NOT_MEMBER unless user is a current member of

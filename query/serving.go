@@ -47,7 +47,7 @@ type serving struct {
 }
 
 func openServing(cfg Config) (*serving, error) {
-	session, err := openSession(cfg.Hosts, cfg.Keyspace)
+	session, err := openSession(cfg.Cassandra, cfg.Keyspace)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func (sv *serving) refresh(ctx context.Context) error {
 		if err := schemas.CheckKeyspace(ks); err != nil {
 			return fmt.Errorf("query: the serving pointer: %w", err)
 		}
-		session, err := openSession(sv.cfg.Hosts, ks)
+		session, err := openSession(sv.cfg.Cassandra, ks)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/schemas/deploy"
 )
 
 // cassandraJVMFlags are the module flags of Cassandra 5.0's
@@ -167,13 +169,15 @@ func probeCassandra(ctx context.Context, host string) error {
 	return s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v)
 }
 
-// newSession opens a gocql session to one node, optionally on a keyspace.
+// newSession opens a session to one node, optionally on a keyspace, with
+// the one session builder: consistency ONE and no discovery of other nodes
+// (testenv runs a single node, and a probe must not wait for a peer list).
 func newSession(host, keyspace string, timeout time.Duration) (*gocql.Session, error) {
-	c := gocql.NewCluster(host)
+	c, err := deploy.Cassandra{Hosts: []string{host}, Timeout: timeout, Consistency: "ONE"}.Cluster()
+	if err != nil {
+		return nil, err
+	}
 	c.Keyspace = keyspace
-	c.Timeout = timeout
-	c.ConnectTimeout = timeout
-	c.Consistency = gocql.One
 	c.DisableInitialHostLookup = true
 	c.Logger = gocql.NewLogger(gocql.LogLevelNone)
 	return c.CreateSession()

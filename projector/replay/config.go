@@ -14,14 +14,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 )
 
 // Config says where the log and the views are. Every field has a default
@@ -33,8 +32,12 @@ type Config struct {
 	Topics schemas.TopicSet
 	// KafkaOptions are extra franz-go options (TLS, SASL).
 	KafkaOptions []kgo.Opt
-	// Hosts are Cassandra contact points, "host" or "host:port" (default
-	// 127.0.0.1:9042).
+	// Cassandra is how to reach Cassandra (contact points, authentication,
+	// TLS). Its timeout defaults to 20 s (a rebuild writes large batches)
+	// and its consistency to LOCAL_QUORUM.
+	Cassandra deploy.Cassandra
+	// Hosts is shorthand for Cassandra.Hosts, used when that is empty
+	// (default 127.0.0.1:9042).
 	Hosts []string
 	// Keyspace is the base keyspace: the one the live projector writes and
 	// the query service is configured with, which holds the serving pointer
@@ -56,7 +59,7 @@ func (c Config) Defaults() Config {
 	if c.Topics.Events.Name == "" {
 		c.Topics = schemas.Prefixed("")
 	}
-	if len(c.Hosts) == 0 {
+	if len(c.Hosts) == 0 && len(c.Cassandra.Hosts) == 0 {
 		c.Hosts = []string{"127.0.0.1:9042"}
 	}
 	if c.Keyspace == "" {
@@ -65,6 +68,7 @@ func (c Config) Defaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Cassandra = c.Cassandra.Or(c.Hosts, 20*time.Second, "LOCAL_QUORUM", c.Logger)
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -77,7 +81,7 @@ func (c Config) Defaults() Config {
 // Validate reports every invalid field at once.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Seeds) == 0 || len(c.Hosts) == 0 {
+	if len(c.Seeds) == 0 || len(c.Cassandra.Hosts) == 0 {
 		errs = append(errs, errors.New("replay: Seeds and Hosts must be set"))
 	}
 	if err := checkKeyspace("base", c.Keyspace); err != nil {
@@ -96,31 +100,12 @@ func checkKeyspace(what, ks string) error {
 	return nil
 }
 
-// session connects to Cassandra without binding a keyspace: every
-// statement names its keyspace.
+// session connects to Cassandra with the one session builder, without
+// binding a keyspace: every statement names its keyspace.
 func session(c Config) (*gocql.Session, error) {
-	cl := gocql.NewCluster(c.Hosts...)
-	cl.Consistency = gocql.LocalQuorum
-	cl.Timeout = 20 * time.Second
-	cl.ConnectTimeout = 10 * time.Second
-	// Contact points all on one port: use it for discovered nodes too.
-	port := 0
-	for _, h := range c.Hosts {
-		_, ps, err := net.SplitHostPort(h)
-		p, perr := strconv.Atoi(ps)
-		if err != nil || perr != nil || (port != 0 && p != port) {
-			port = 0
-			break
-		}
-		port = p
-	}
-	if port != 0 {
-		cl.Port = port
-	}
-	cl.Logger = gocql.NewLogger(gocql.LogLevelNone)
-	s, err := cl.CreateSession()
+	s, err := c.Cassandra.Session()
 	if err != nil {
-		return nil, fmt.Errorf("replay: cassandra (hosts %v): %w", c.Hosts, err)
+		return nil, fmt.Errorf("replay: %w", err)
 	}
 	return s, nil
 }

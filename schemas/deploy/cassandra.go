@@ -41,6 +41,25 @@ type Cassandra struct {
 	Logger *slog.Logger
 }
 
+// Or returns c with its unset Hosts, Timeout, Consistency and Logger taken
+// from the arguments: how a component's shorthand fields (a Config's Hosts,
+// say) and its own defaults fill in what the deployment left open.
+func (c Cassandra) Or(hosts []string, timeout time.Duration, consistency string, logger *slog.Logger) Cassandra {
+	if len(c.Hosts) == 0 {
+		c.Hosts = hosts
+	}
+	if c.Timeout == 0 {
+		c.Timeout = timeout
+	}
+	if c.Consistency == "" {
+		c.Consistency = consistency
+	}
+	if c.Logger == nil {
+		c.Logger = logger
+	}
+	return c
+}
+
 // Session connects.
 func (c Cassandra) Session() (*gocql.Session, error) {
 	cl, err := c.Cluster()

@@ -65,16 +65,16 @@ func config(e *deploy.Env) (gateway.Config, error) {
 	topics := schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", ""))
 	l, f, s := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals
 	cfg := gateway.Config{
-		Addr:           e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
-		Seeds:          e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
-		CommandsTopic:  topics.Commands.Name,
-		EventsTopic:    topics.Events.Name,
-		SignalsTopic:   topics.Signals.Name,
-		RepairsTopic:   topics.Repairs.Name,
-		Auth:           auth,
-		DevTokens:      e.Bool("PARLEY_DEV_TOKENS", false),
-		CassandraHosts: e.List("PARLEY_CASSANDRA_HOSTS", "127.0.0.1:9042"),
-		Keyspace:       e.String("PARLEY_KEYSPACE", "parley"),
+		Addr:          e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
+		Seeds:         e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
+		CommandsTopic: topics.Commands.Name,
+		EventsTopic:   topics.Events.Name,
+		SignalsTopic:  topics.Signals.Name,
+		RepairsTopic:  topics.Repairs.Name,
+		Auth:          auth,
+		DevTokens:     e.Bool("PARLEY_DEV_TOKENS", false),
+		Cassandra:     e.Cassandra(),
+		Keyspace:      e.String("PARLEY_KEYSPACE", "parley"),
 		Limits: gateway.Limits{
 			MaxFrameBytes:   e.Int("PARLEY_GATEWAY_MAX_FRAME_BYTES", l.MaxFrameBytes),
 			MaxMessageBytes: e.Int("PARLEY_GATEWAY_MAX_MESSAGE_BYTES", l.MaxMessageBytes),

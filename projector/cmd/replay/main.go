@@ -10,6 +10,7 @@
 //
 //	PARLEY_KAFKA_SEEDS      comma-separated Kafka bootstrap addresses (required)
 //	PARLEY_CASSANDRA_HOSTS  comma-separated Cassandra contact points, host or host:port (required)
+//	PARLEY_CASSANDRA_*      timeout (default 20s here), consistency, password and TLS, as for the other mains
 //	PARLEY_KEYSPACE         base keyspace: the live projector's, holding the serving pointer (default parley)
 //	PARLEY_TOPIC_PREFIX     prefix of every topic name (default none)
 //
@@ -52,16 +53,23 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, usage)
 		return 2
 	}
-	cfg := replay.Config{
-		Seeds:    deploy.SplitList(os.Getenv("PARLEY_KAFKA_SEEDS")),
-		Hosts:    deploy.SplitList(os.Getenv("PARLEY_CASSANDRA_HOSTS")),
-		Keyspace: os.Getenv("PARLEY_KEYSPACE"),
-		Topics:   schemas.Prefixed(os.Getenv("PARLEY_TOPIC_PREFIX")),
-		Logger:   log,
-		Progress: os.Stderr,
+	e := deploy.NewEnv()
+	seeds := e.Required("PARLEY_KAFKA_SEEDS")
+	e.Required("PARLEY_CASSANDRA_HOSTS") // no default here: read by e.Cassandra
+	cass := e.Cassandra()
+	if os.Getenv("PARLEY_CASSANDRA_TIMEOUT") == "" {
+		cass.Timeout = 0 // replay's own default (20 s): a rebuild writes large batches
 	}
-	if len(cfg.Seeds) == 0 || len(cfg.Hosts) == 0 {
-		fmt.Fprintln(os.Stderr, "replay: PARLEY_KAFKA_SEEDS and PARLEY_CASSANDRA_HOSTS must be set")
+	cfg := replay.Config{
+		Seeds:     deploy.SplitList(seeds),
+		Cassandra: cass,
+		Keyspace:  e.String("PARLEY_KEYSPACE", "parley"),
+		Topics:    schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", "")),
+		Logger:    log,
+		Progress:  os.Stderr,
+	}
+	if err := e.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "replay: %v\n", err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -48,9 +48,9 @@ func run(log *slog.Logger) error {
 func configFromEnv() (query.Config, error) {
 	e := deploy.NewEnv()
 	cfg := query.Config{
-		Addr:     e.String("PARLEY_QUERY_ADDR", "127.0.0.1:8081"),
-		Keyspace: e.String("PARLEY_KEYSPACE", "parley"),
-		Hosts:    e.List("PARLEY_CASSANDRA_HOSTS", "127.0.0.1:9042"),
+		Addr:      e.String("PARLEY_QUERY_ADDR", "127.0.0.1:8081"),
+		Keyspace:  e.String("PARLEY_KEYSPACE", "parley"),
+		Cassandra: e.Cassandra(),
 		Auth: token.Config{
 			Issuer:   e.String("PARLEY_JWT_ISSUER", ""),
 			Audience: e.String("PARLEY_JWT_AUDIENCE", ""),
