@@ -30,8 +30,6 @@ type views interface {
 	// stopping at the first missing seq (a row the projector has not
 	// written yet), so what it returns is always contiguous from after+1.
 	timeline(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error)
-	// ping says whether Cassandra answers (for /healthz).
-	ping(ctx context.Context) error
 }
 
 // cassandraViews implements views with the projector's table readers,
@@ -63,10 +61,6 @@ func openViews(cass deploy.Cassandra, keyspace string) (*cassandraViews, error) 
 
 func (v *cassandraViews) close() { v.session.Close() }
 
-func (v *cassandraViews) ping(ctx context.Context) error {
-	var version string
-	return v.session.Query("SELECT release_version FROM system.local").WithContext(ctx).Scan(&version)
-}
 
 func (v *cassandraViews) members(ctx context.Context, conv string) ([]string, int64, bool, error) {
 	last, found, err := v.tables.LastSeq(ctx, conv)

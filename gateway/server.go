@@ -358,8 +358,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // its start positions and Kafka answers metadata for both topics.
 // Checks are what /healthz reports (deploy.Handler, the ops handler every
 // main serves): the gateway is not shutting down, its events consumer is
-// positioned, Kafka answers metadata for the commands and events topics,
-// and, with views, Cassandra answers.
+// positioned, and Kafka answers metadata for the commands and events topics.
 func (s *Server) Checks() []deploy.Check {
 	checks := []deploy.Check{
 		{Name: "serving", Fn: func(context.Context) error {
@@ -384,9 +383,10 @@ func (s *Server) Checks() []deploy.Check {
 			return nil
 		}},
 	}
-	if s.views != nil {
-		checks = append(checks, deploy.Check{Name: "cassandra", Fn: s.views.ping})
-	}
+	// Cassandra is not a check: without it the gateway still accepts sends
+	// and delivers live (membership is cached), so taking every gateway out
+	// of a load balancer when Cassandra fails would turn a degraded Resume
+	// into an outage.
 	return checks
 }
 
