@@ -61,7 +61,6 @@ func openViews(cass deploy.Cassandra, keyspace string) (*cassandraViews, error) 
 
 func (v *cassandraViews) close() { v.session.Close() }
 
-
 func (v *cassandraViews) members(ctx context.Context, conv string) ([]string, int64, bool, error) {
 	last, found, err := v.tables.LastSeq(ctx, conv)
 	if err != nil || !found {
