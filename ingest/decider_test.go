@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -339,20 +338,16 @@ func TestDeciderRestoreFailureLosesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p.state = p.k.Name("state-late")
-	var failed atomic.Int64
-	d := p.newDecider(t, p.txnID, func(c *ingest.DeciderConfig) {
-		c.Logger = slog.New(&countingHandler{Handler: c.Logger.Handler(), n: &failed, match: func(r slog.Record) bool {
-			return r.Message == "transaction not committed; its commands will be decided again" && strings.Contains(logged(r, "err"), "restore")
-		}})
-	})
+	reg := prometheus.NewRegistry()
+	d := p.newDecider(t, p.txnID, func(c *ingest.DeciderConfig) { c.Registerer = reg })
 	runDecider(t, d)
 	p.append(ctx, createGroupCmd("c1", "g:late", "alice", []string{"bob"}))
 	for i := range 5 {
 		p.append(ctx, sendCmd(fmt.Sprintf("s%d", i), "bob", "g:late", fmt.Sprintf("m%d", i)))
 	}
 	testenv.Eventually(t, time.Minute, func() string {
-		if n := failed.Load(); n < 3 {
-			return fmt.Sprintf("%d batches failed to restore their state, want a few", n)
+		if n := counter(t, reg, "parley_ingest_restore_failures_total"); n < 3 {
+			return fmt.Sprintf("%.0f batches failed to restore their state, want a few", n)
 		}
 		return ""
 	})
@@ -369,47 +364,6 @@ func TestDeciderRestoreFailureLosesNothing(t *testing.T) {
 			t.Fatalf("event %d: want MessageSent seq %d, got %v", i+1, i+1, e)
 		}
 	}
-}
-
-// countingHandler counts the records that match, and passes every record
-// on to Handler (which may still drop it by level).
-type countingHandler struct {
-	slog.Handler
-	n     *atomic.Int64
-	match func(slog.Record) bool
-}
-
-func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.match(r) {
-		h.n.Add(1)
-	}
-	if !h.Handler.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &countingHandler{Handler: h.Handler.WithAttrs(as), n: h.n, match: h.match}
-}
-
-func (h *countingHandler) WithGroup(name string) slog.Handler {
-	return &countingHandler{Handler: h.Handler.WithGroup(name), n: h.n, match: h.match}
-}
-
-// logged is the value of r's attribute key, as text ("" without one).
-func logged(r slog.Record, key string) string {
-	v := ""
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == key {
-			v = a.Value.String()
-			return false
-		}
-		return true
-	})
-	return v
 }
 
 // TestDeciderLateResendDeduplicated: alice's message, then 1,000 messages of
@@ -482,4 +436,19 @@ func mustMarshal(c *pb.Command) []byte {
 		panic(err)
 	}
 	return v
+}
+
+// counter is the value of the counter name in reg (0 when not registered yet).
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
