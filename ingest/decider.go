@@ -138,6 +138,7 @@ type deciderMetrics struct {
 	commands *prometheus.CounterVec // by command type and outcome
 	batches  prometheus.Histogram
 	restore  prometheus.Histogram
+	failed   prometheus.Counter // restores that failed
 	aborted  prometheus.Counter
 	poison   prometheus.Counter
 	swept    prometheus.Counter
@@ -157,6 +158,8 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 			Help: "Time to decide and commit one transaction.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		restore: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_ingest_restore_seconds",
 			Help: "Time to restore one partition's state from the changelog.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ingest_restore_failures_total",
+			Help: "Batches whose partition state could not be restored from the changelog; their commands are decided again."}),
 		aborted: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ingest_aborted_transactions_total",
 			Help: "Transactions aborted (rebalance, fencing, produce failure); their commands are decided again."}),
 		poison: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ingest_undecodable_commands_total",
@@ -165,7 +168,7 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 			Help: "Remembered sends forgotten because they left the dedup window."}),
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{d.m.commands, d.m.batches, d.m.restore, d.m.aborted, d.m.poison, d.m.swept} {
+		for _, c := range []prometheus.Collector{d.m.commands, d.m.batches, d.m.restore, d.m.failed, d.m.aborted, d.m.poison, d.m.swept} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ingest: metrics: %w", err)
 			}
@@ -322,6 +325,7 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	// from d.states meanwhile, and the session then aborts the transaction.
 	local, err := d.restoreAll(ctx, partitionsOf(fs))
 	if err != nil {
+		d.m.failed.Inc()
 		d.dropAll()
 		return err
 	}

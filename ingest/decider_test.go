@@ -2,12 +2,16 @@ package ingest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -79,7 +83,7 @@ func (p *pipeline) startDecider(group string) (stop func()) { return p.startDeci
 func (p *pipeline) startDeciderWith(group string, maxPoll int) (stop func()) {
 	d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: p.k.Seeds, Group: group, TransactionalID: p.txnID,
 		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter,
-		MaxPollRecords: maxPoll})
+		MaxPollRecords: maxPoll, Logger: testenv.Logger(p.t)})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -91,10 +95,36 @@ func (p *pipeline) startDeciderWith(group string, maxPoll int) (stop func()) {
 
 func (p *pipeline) append(ctx context.Context, c *pb.Command) {
 	p.t.Helper()
-	v, _ := proto.Marshal(c)
-	if _, err := p.app.AppendSync(ctx, ingest.Record{Key: c.GetConversationId(), Type: schemas.CommandType(c), Value: v}); err != nil {
+	if err := p.tryAppend(ctx, c); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// tryAppend is append for a goroutine the test spawned: it returns the error.
+func (p *pipeline) tryAppend(ctx context.Context, c *pb.Command) error {
+	v, _ := proto.Marshal(c)
+	_, err := p.app.AppendSync(ctx, ingest.Record{Key: c.GetConversationId(), Type: schemas.CommandType(c), Value: v})
+	return err
+}
+
+// decided is how many commands group has decided: the sum of its committed
+// offsets on the commands topic, which the decider commits in the
+// transaction that writes the events.
+func (p *pipeline) decided(ctx context.Context, adm *kadm.Client, group string) (int64, error) {
+	fo, err := adm.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return 0, nil // nothing committed yet
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	fo.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == p.commands && o.At > 0 {
+			n += o.At
+		}
+	})
+	return n, nil
 }
 
 // readEvents reads the events topic (read_committed) until want events
@@ -166,24 +196,59 @@ func TestDeciderExactlyOnceAcrossRestarts(t *testing.T) {
 		p.append(ctx, createGroupCmd(fmt.Sprintf("create-%d", c), fmt.Sprintf("g:%02d", c), "u0", []string{"u1", "u2"}))
 	}
 	stop := p.startDecider(group)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	const sends = convs * perConv
+	var appended atomic.Int64
+	// A failing append cancels sending with its error, which ends the waits
+	// below at once.
+	sending, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	sendDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(sendDone)
 		for i := 0; i < perConv; i++ {
 			for c := 0; c < convs; c++ {
 				user := fmt.Sprintf("u%d", i%3)
-				p.append(ctx, sendCmd(fmt.Sprintf("send-%d-%d", c, i), user, fmt.Sprintf("g:%02d", c), fmt.Sprintf("cm-%d-%d", c, i)))
+				if err := p.tryAppend(sending, sendCmd(fmt.Sprintf("send-%d-%d", c, i), user, fmt.Sprintf("g:%02d", c), fmt.Sprintf("cm-%d-%d", c, i))); err != nil {
+					fail(fmt.Errorf("append: %w", err))
+					return
+				}
+				appended.Add(1)
 			}
 		}
 	}()
-	// Stop and replace the decider twice while the sends are still arriving.
-	for i := 0; i < 2; i++ {
-		time.Sleep(700 * time.Millisecond)
+	// Stop and replace the decider twice while the sends are still
+	// arriving: once a third of them, then two thirds, are appended, and
+	// the decider running then has committed some of the stream.
+	adm := kadm.NewClient(p.k.Client())
+	for i := int64(1); i <= 2; i++ {
+		before, err := p.decided(ctx, adm, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = testenv.WaitFor(sending, time.Minute, func() string {
+			if n := appended.Load(); n < i*sends/3 {
+				return fmt.Sprintf("%d of %d sends appended", n, sends)
+			}
+			n, err := p.decided(ctx, adm, group)
+			if err != nil {
+				return fmt.Sprintf("offsets of %s: %v", group, err)
+			}
+			if n <= before {
+				return fmt.Sprintf("the running decider has decided nothing yet (%d commands decided before)", before)
+			}
+			return ""
+		})
+		if err != nil {
+			t.Fatalf("%v (sender: %v)", err, context.Cause(sending))
+		}
+		t.Logf("replacing the decider with %d of %d sends appended", appended.Load(), sends)
 		stop()
 		stop = p.startDecider(group)
 	}
-	wg.Wait()
+	<-sendDone
+	if err := context.Cause(sending); err != nil {
+		t.Fatalf("sender: %v", err)
+	}
 	// Retries of already decided sends, after the restarts: the restored
 	// dedup state must answer with the original seq.
 	for c := 0; c < convs; c++ {
@@ -273,12 +338,19 @@ func TestDeciderRestoreFailureLosesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p.state = p.k.Name("state-late")
-	defer p.startDecider(p.k.Name("ingest"))()
+	reg := prometheus.NewRegistry()
+	d := p.newDecider(t, p.txnID, func(c *ingest.DeciderConfig) { c.Registerer = reg })
+	runDecider(t, d)
 	p.append(ctx, createGroupCmd("c1", "g:late", "alice", []string{"bob"}))
 	for i := range 5 {
 		p.append(ctx, sendCmd(fmt.Sprintf("s%d", i), "bob", "g:late", fmt.Sprintf("m%d", i)))
 	}
-	time.Sleep(time.Second) // a few failed restores
+	testenv.Eventually(t, time.Minute, func() string {
+		if n := counter(t, reg, "parley_ingest_restore_failures_total"); n < 3 {
+			return fmt.Sprintf("%.0f batches failed to restore their state, want a few", n)
+		}
+		return ""
+	})
 	adm := kadm.NewClient(p.k.Client())
 	if _, err := adm.CreateTopic(ctx, schemas.DefaultPartitions, 1, nil, p.state); err != nil {
 		t.Fatal(err)
@@ -364,4 +436,19 @@ func mustMarshal(c *pb.Command) []byte {
 		panic(err)
 	}
 	return v
+}
+
+// counter is the value of the counter name in reg (0 when not registered yet).
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

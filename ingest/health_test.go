@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -84,7 +83,8 @@ func waitHealth(t *testing.T, addr string, timeout time.Duration, what string, o
 
 func (p *pipeline) newDecider(t *testing.T, txnID string, f func(*ingest.DeciderConfig)) *ingest.Decider {
 	cfg := ingest.DeciderConfig{Seeds: p.k.Seeds, Group: p.k.Name("ingest"), TransactionalID: txnID,
-		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter}
+		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter,
+		Logger: testenv.Logger(t)}
 	if f != nil {
 		f(&cfg)
 	}
@@ -115,10 +115,7 @@ func TestDeciderHealthz(t *testing.T) {
 		c.KafkaOptions = []kgo.Opt{kgo.Dialer(cut.dial)}
 		c.MaxHealthyLag = 5
 	})
-	ops, err := deploy.ListenOps("127.0.0.1:0", slog.New(slog.DiscardHandler), deploy.Registry(), d.Health(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ops := deploy.ServeOps(testenv.Listen(t), testenv.Logger(t), deploy.Registry(), d.Health(), nil)
 	defer ops.Close()
 
 	code, b := healthz(t, ops.Addr())
@@ -164,10 +161,7 @@ func TestDeciderHealthzStandby(t *testing.T) {
 	var addrs []string
 	for i := range 2 {
 		d := p.newDecider(t, fmt.Sprintf("%s-%d", p.txnID, i), func(c *ingest.DeciderConfig) { c.Group = group })
-		ops, err := deploy.ListenOps("127.0.0.1:0", slog.New(slog.DiscardHandler), deploy.Registry(), d.Health(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ops := deploy.ServeOps(testenv.Listen(t), testenv.Logger(t), deploy.Registry(), d.Health(), nil)
 		defer ops.Close()
 		runDecider(t, d)
 		addrs = append(addrs, ops.Addr())

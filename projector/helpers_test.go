@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -93,15 +90,8 @@ func (e *env) config() Config {
 		Keyspace:             e.keyspace,
 		RetryInitialInterval: 50 * time.Millisecond,
 		RetryMaxInterval:     500 * time.Millisecond,
-		Logger:               testLogger(),
+		Logger:               testenv.Logger(e.t),
 	}
-}
-
-func testLogger() *slog.Logger {
-	if testing.Verbose() && os.Getenv("PARLEY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // start runs a projector until the returned stop is called (or the test
@@ -179,19 +169,15 @@ func (e *env) produceRecords(recs ...*kgo.Record) map[int32]int64 {
 // waitApplied waits until the checkpoints of group reach want.
 func (e *env) waitApplied(keyspace, group string, want map[int32]int64, timeout time.Duration) {
 	e.t.Helper()
-	var got map[int32]int64
-	ok := checkFor(timeout, func() bool {
-		got = e.checkpoints(keyspace, group)
+	testenv.Eventually(e.t, timeout, func() string {
+		got := e.checkpoints(keyspace, group)
 		for p, o := range want {
 			if got[p] < o {
-				return false
+				return fmt.Sprintf("checkpoints of %s: got %v, want %v", group, got, want)
 			}
 		}
-		return true
+		return ""
 	})
-	if !ok {
-		e.t.Fatalf("checkpoints of %s: got %v, want %v", group, got, want)
-	}
 }
 
 func (e *env) checkpoints(keyspace, group string) map[int32]int64 {
@@ -206,20 +192,6 @@ func (e *env) checkpoints(keyspace, group string) map[int32]int64 {
 	}
 	_ = iter.Close() // missing table: not applied yet
 	return got
-}
-
-// checkFor polls cond every 20ms until it holds or timeout passes.
-func checkFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // viewTables are the tables that must be a pure function of the log.

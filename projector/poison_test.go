@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
 )
 
 // TestPoisonToDeadLetters: records that can never be applied go to the
@@ -41,13 +43,13 @@ func TestPoisonToDeadLetters(t *testing.T) {
 	cfg := e.config()
 	p, _ := e.start(cfg)
 
-	var convRow []map[string]any
-	if !checkFor(30*time.Second, func() bool {
-		convRow = e.rows(e.keyspace, "conversations", "conversation_id = ?", conv)
-		return len(convRow) == 1 && convRow[0]["last_seq"] == float64(3) && counterValue(t, p.m.poison) == 4
-	}) {
-		t.Fatalf("conversation %v, poison counter %v; want last_seq 3 and 4 dead letters", convRow, counterValue(t, p.m.poison))
-	}
+	testenv.Eventually(t, 30*time.Second, func() string {
+		convRow := e.rows(e.keyspace, "conversations", "conversation_id = ?", conv)
+		if n := counterValue(t, p.m.poison); len(convRow) != 1 || convRow[0]["last_seq"] != float64(3) || n != 4 {
+			return fmt.Sprintf("conversation %v, poison counter %v; want last_seq 3 and 4 dead letters", convRow, n)
+		}
+		return ""
+	})
 	if n := len(e.rows(e.keyspace, "messages", "conversation_id = ?", conv)); n != 3 {
 		t.Errorf("%d messages rows, want 3", n)
 	}
@@ -149,10 +151,19 @@ func TestRetryTransientErrors(t *testing.T) {
 			cfg := e.config()
 			p, stop := e.start(cfg)
 
-			if !checkFor(20*time.Second, func() bool { return counterValue(t, p.m.failures) >= 5 }) {
-				t.Fatalf("failures %v: the projector is not trying", counterValue(t, p.m.failures))
+			failures := func(want float64) func() string {
+				return func() string {
+					if n := counterValue(t, p.m.failures); n < want {
+						return fmt.Sprintf("%v failed attempts, want %v", n, want)
+					}
+					return ""
+				}
 			}
-			time.Sleep(time.Second)
+			testenv.Eventually(t, 20*time.Second, failures(5)) // it is trying
+			// As many failures again before the tables come back: the
+			// attempts go on, further apart (50 ms doubling to 500 ms),
+			// rather than stopping or skipping the events.
+			testenv.Eventually(t, 20*time.Second, failures(2*counterValue(t, p.m.failures)))
 			tc.recover(e)
 			start := time.Now()
 			e.waitApplied(e.keyspace, cfg.Group, last, 30*time.Second)

@@ -2,10 +2,12 @@ package projector
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/schemas/deploy"
+	"github.com/parley-im/parley/testenv"
 )
 
 // TestRewindLostWrites: Cassandra loses acknowledged writes (TRUNCATE of the
@@ -30,10 +32,12 @@ func TestRewindLostWrites(t *testing.T) {
 		defer cancel()
 		return deploy.Health(ctx, p.Checks())
 	}
-	var h deploy.HealthBody
-	if !checkFor(20*time.Second, func() bool { h = healthy(); return h.Status == "ok" }) {
-		t.Fatalf("healthz of a running projector: %+v", h)
-	}
+	testenv.Eventually(t, 20*time.Second, func() string {
+		if h := healthy(); h.Status != "ok" {
+			return fmt.Sprintf("healthz of a running projector: %+v", h)
+		}
+		return ""
+	})
 	// Let the committer commit what is checkpointed, then stop (the final
 	// commit happens on the way out).
 	stop()
@@ -69,12 +73,13 @@ func TestRewindLostWrites(t *testing.T) {
 		t.Errorf("rewinds %v, want more than %v after losing the writes of a running projector", n, before)
 	}
 	var got map[string][]string
-	if !checkFor(30*time.Second, func() bool {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		got = e.dump(e.keyspace)
-		return len(got["messages"]) == len(want["messages"])
-	}) {
-		t.Errorf("messages rows %d, want %d", len(got["messages"]), len(want["messages"]))
-	}
+		if len(got["messages"]) != len(want["messages"]) {
+			return fmt.Sprintf("messages rows %d, want %d", len(got["messages"]), len(want["messages"]))
+		}
+		return ""
+	})
 	sameRows(t, "re-applied by a running projector", want, got)
 	stop()
 }

@@ -1,9 +1,11 @@
 package projector
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,13 +51,13 @@ func TestTakeoverAfterSIGKILL(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/parley-im/parley/projector/cmd/projector").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ports, err := testenv.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	var proc *exec.Cmd
-	start := func() {
+	var logRead chan struct{} // closed once the process's stderr is read to its end
+	// start runs the binary and returns the address of its /healthz. The
+	// process binds a free port itself (PARLEY_HTTP_ADDR 127.0.0.1:0) and
+	// names it in its "projector starting" log line.
+	start := func() string {
+		t.Helper()
 		proc = exec.Command(bin)
 		proc.Env = append(os.Environ(),
 			"PARLEY_KAFKA_SEEDS="+strings.Join(k.Seeds, ","),
@@ -63,34 +65,69 @@ func TestTakeoverAfterSIGKILL(t *testing.T) {
 			"PARLEY_KEYSPACE="+c.Keyspace,
 			"PARLEY_TOPIC_PREFIX="+prefix,
 			"PARLEY_INSTANCE_ID=takeover-1",
-			"PARLEY_HTTP_ADDR="+ops,
+			"PARLEY_HTTP_ADDR=127.0.0.1:0",
 		)
 		proc.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if testing.Verbose() && os.Getenv("PARLEY_TEST_LOG") != "" {
-			proc.Stderr = os.Stderr
+		stderr, err := proc.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
 		}
 		if err := proc.Start(); err != nil {
 			t.Fatal(err)
 		}
+		addr := make(chan string, 1)
+		var last []string // the last lines, for a process that exits at once
+		logRead = make(chan struct{})
+		go func() {
+			defer close(logRead)
+			defer close(addr)
+			echo := testing.Verbose() && os.Getenv("PARLEY_TEST_LOG") != ""
+			sc := bufio.NewScanner(stderr)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				if echo {
+					fmt.Fprintln(os.Stderr, sc.Text())
+				}
+				last = append(last[max(0, len(last)-19):], sc.Text())
+				var line struct{ Msg, Ops string }
+				if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "projector starting" {
+					addr <- line.Ops
+				}
+			}
+			_, _ = io.Copy(io.Discard, stderr) // a line too long for the scanner: never block the process
+		}()
+		select {
+		case a, ok := <-addr:
+			if !ok {
+				<-logRead
+				t.Fatalf("the projector exited before it started:\n%s", strings.Join(last, "\n"))
+			}
+			return a
+		case <-time.After(time.Minute):
+			t.Fatal(`no "projector starting" line a minute after the start`)
+			return ""
+		}
 	}
 	kill := func() {
+		if proc == nil || proc.Process == nil {
+			return
+		}
 		_ = proc.Process.Signal(syscall.SIGKILL)
+		<-logRead // Wait closes the pipe: read it to the end first
 		_ = proc.Wait()
 	}
 	t.Cleanup(kill)
 
 	s := newSim(5, "g:takeover", 24)
 	s.step(300)
-	start()
+	ops := start()
 	e.waitApplied(e.keyspace, group, e.produce(s.log...), 90*time.Second)
-	var health deploy.HealthBody
-	if !checkFor(30*time.Second, func() bool {
-		code, b := healthz(ops)
-		health = b
-		return code == http.StatusOK
-	}) {
-		t.Fatalf("/healthz of a projector that applied everything: %+v", health)
-	}
+	testenv.Eventually(t, 30*time.Second, func() string {
+		if code, b := healthz(ops); code != http.StatusOK {
+			return fmt.Sprintf("/healthz of a projector that applied everything: %d %+v", code, b)
+		}
+		return ""
+	})
 
 	kill()
 	more := e.produce(s.step(200)...)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/schemas/token"
+	"github.com/parley-im/parley/testenv"
 )
 
 // conversationRoutes are every route that reads one conversation; all of
@@ -101,39 +102,45 @@ func TestAccess(t *testing.T) {
 		}
 	})
 
-	t.Run("Run", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+	t.Run("Serve", func(t *testing.T) {
+		ln := testenv.Listen(t)
 		addr := ln.Addr().String()
-		ln.Close()
-		srv, err := New(Config{Addr: addr, Hosts: f.cass.Hosts, Keyspace: f.cass.Keyspace, Auth: f.authCfg})
+		srv, err := New(Config{Addr: addr, Hosts: f.cass.Hosts, Keyspace: f.cass.Keyspace, Auth: f.authCfg, Logger: testenv.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer srv.Close()
+		// Run listens on Addr itself: ln holds it, so Run fails before it
+		// serves (the canceled context would end a Run that got further).
+		stopped, stop := context.WithCancel(context.Background())
+		stop()
+		if err := srv.Run(stopped); err == nil || !strings.Contains(err.Error(), "listen "+addr) {
+			t.Fatalf("Run on an address in use: %v", err)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- srv.Run(ctx) }()
-		var resp *http.Response
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if resp, err = http.Get("http://" + addr + "/healthz"); err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("healthz over TCP: %v %v", resp, err)
+		go func() { done <- srv.Serve(ctx, ln) }()
+		// ln listens already: the request waits in its backlog until Serve accepts it.
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			t.Fatalf("healthz over TCP: %v", err)
 		}
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("healthz over TCP: %s", resp.Status)
+		}
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("Run after cancel: %v", err)
+				t.Fatalf("Serve after cancel: %v", err)
 			}
 		case <-time.After(15 * time.Second):
-			t.Fatal("Run did not stop after cancel")
+			t.Fatal("Serve did not stop after cancel")
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatal("still listening after Serve returned")
 		}
 	})
 

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -58,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Config{Hosts: c.Hosts, Keyspace: c.Keyspace, Auth: ac, Registerer: reg, Logger: testLogger(t)})
+	srv, err := New(Config{Hosts: c.Hosts, Keyspace: c.Keyspace, Auth: ac, Registerer: reg, Logger: testenv.Logger(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -159,10 +158,6 @@ func gid(name string) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
 
 func (f *fixture) marks(id, user string, read, delivered int64) {
 	f.t.Helper()

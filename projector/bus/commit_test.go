@@ -92,13 +92,15 @@ func TestCommitResumesAfterAck(t *testing.T) {
 			}
 		}
 		held := receive(t, msgs)
-		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		testenv.Eventually(t, 10*time.Second, func() string {
 			if got := committed(t, adm, group, topic, 0); got != K-3 {
-				return fmt.Errorf("committed %d, want %d", got, K-3)
+				return fmt.Sprintf("committed %d, want %d", got, K-3)
 			}
-			return nil
+			return ""
 		})
-		time.Sleep(200 * time.Millisecond) // ten commit intervals
+		// A negative check: 200 ms are ten commit intervals, ten chances
+		// for a periodic commit to pass the unacked message.
+		time.Sleep(200 * time.Millisecond)
 		if got := committed(t, adm, group, topic, 0); got != K-3 {
 			t.Fatalf("committed %d while offset %d is unacked", got, K-3)
 		}
@@ -153,6 +155,8 @@ func TestCommitResumesAfterAck(t *testing.T) {
 			}
 			m.Ack()
 		}
+		// A negative check: nothing acked comes again within 300 ms after
+		// the last message.
 		select {
 		case m := <-msgs:
 			t.Fatalf("unexpected message %s", m.Payload)
@@ -185,6 +189,11 @@ func TestRebalanceHandover(t *testing.T) {
 		dups  int
 		total int
 	)
+	// The steps below start when the handlers reach these counts, not when
+	// a poll sees them: the stream is short, and a late look would let it
+	// pass the point where B should join or A close.
+	quarter, twoThirds, all := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	marks := map[int]chan struct{}{nKeys * perKey / 4: quarter, nKeys * perKey * 2 / 3: twoThirds, nKeys * perKey: all}
 	handle := func(msgs <-chan *message.Message, wg *sync.WaitGroup) {
 		defer wg.Done()
 		for m := range msgs {
@@ -194,6 +203,9 @@ func TestRebalanceHandover(t *testing.T) {
 			case d.seq == want:
 				next[d.key]++
 				total++
+				if mark := marks[total]; mark != nil {
+					close(mark)
+				}
 			case d.seq < want:
 				dups++
 			default:
@@ -209,6 +221,14 @@ func TestRebalanceHandover(t *testing.T) {
 		defer mu.Unlock()
 		return total
 	}
+	reached := func(mark chan struct{}, timeout time.Duration, what string) {
+		t.Helper()
+		select {
+		case <-mark:
+		case <-time.After(timeout):
+			t.Fatalf("%s consumed only %d of %d after %s", what, progress(), nKeys*perKey, timeout)
+		}
+	}
 
 	// Frequent heartbeats let members notice a rebalance in time to
 	// have it land mid-stream.
@@ -223,12 +243,7 @@ func TestRebalanceHandover(t *testing.T) {
 	}
 	wg.Add(1)
 	go handle(msgsA, &wg)
-	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
-		if p := progress(); p < nKeys*perKey/4 {
-			return fmt.Errorf("A consumed %d", p)
-		}
-		return nil
-	})
+	reached(quarter, 30*time.Second, "A")
 
 	t.Logf("%s: A consumed %d, B joins", time.Since(start).Round(time.Millisecond), progress())
 	subB := newSubscriber(t, k, cfg)
@@ -239,12 +254,7 @@ func TestRebalanceHandover(t *testing.T) {
 	}
 	wg.Add(1)
 	go handle(msgsB, &wg)
-	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
-		if p := progress(); p < nKeys*perKey*2/3 {
-			return fmt.Errorf("A and B consumed %d", p)
-		}
-		return nil
-	})
+	reached(twoThirds, 30*time.Second, "A and B")
 	t.Logf("%s: consumed %d, A closes", time.Since(start).Round(time.Millisecond), progress())
 	mu.Lock()
 	if dups > 0 {
@@ -257,12 +267,7 @@ func TestRebalanceHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s: A closed", time.Since(start).Round(time.Millisecond))
-	checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
-		if p := progress(); p < nKeys*perKey {
-			return fmt.Errorf("consumed %d of %d", p, nKeys*perKey)
-		}
-		return nil
-	})
+	reached(all, 60*time.Second, "B")
 	t.Logf("%s: all consumed", time.Since(start).Round(time.Millisecond))
 	if err := subB.Close(); err != nil {
 		t.Fatal(err)

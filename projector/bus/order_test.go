@@ -17,22 +17,6 @@ import (
 	"github.com/parley-im/parley/testenv"
 )
 
-// checkFor polls fn until it returns nil or timeout passes.
-func checkFor(t *testing.T, timeout, every time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(every)
-	}
-}
-
 // delivery is one message as a handler saw it.
 type delivery struct {
 	key       string
@@ -120,6 +104,9 @@ func (r *recorder) consume(sub int, msgs <-chan *message.Message, n int, wg *syn
 				slow := r.jitter%997 == 0
 				r.mu.Unlock()
 				if slow {
+					// Every 997th message takes 2 ms longer, so the handlers
+					// fall out of step: order must come from the ack, not
+					// from timing.
 					time.Sleep(2 * time.Millisecond)
 				}
 				msg.Ack()
@@ -160,26 +147,26 @@ func TestOrderPerKey(t *testing.T) {
 	// Publish only once both members own partitions: this test wants no
 	// handover while messages flow (TestRebalance… covers that).
 	adm := kadm.NewClient(k.Client())
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		gs, err := adm.DescribeGroups(context.Background(), group)
 		if err != nil {
-			return err
+			return err.Error()
 		}
 		g := gs[group]
 		owned := 0
 		for _, m := range g.Members {
 			c, ok := m.Assigned.AsConsumer()
 			if !ok || len(c.Topics) == 0 {
-				return fmt.Errorf("member %s has no partitions yet", m.MemberID)
+				return fmt.Sprintf("member %s has no partitions yet", m.MemberID)
 			}
 			for _, tp := range c.Topics {
 				owned += len(tp.Partitions)
 			}
 		}
 		if g.State != "Stable" || len(g.Members) != 2 || owned != 12 {
-			return fmt.Errorf("group %s: state %s, %d members, %d partitions owned", group, g.State, len(g.Members), owned)
+			return fmt.Sprintf("group %s: state %s, %d members, %d partitions owned", group, g.State, len(g.Members), owned)
 		}
-		return nil
+		return ""
 	})
 
 	keys := make([]string, nKeys)
@@ -192,14 +179,16 @@ func TestOrderPerKey(t *testing.T) {
 	publishKeyed(t, pub, topic, keys, perKey)
 	t.Logf("published %d messages in %s", nKeys*perKey, time.Since(start).Round(time.Millisecond))
 
-	checkFor(t, 90*time.Second, 20*time.Millisecond, func() error {
+	testenv.Eventually(t, 90*time.Second, func() string {
 		if n := rec.count(); n < nKeys*perKey {
-			return fmt.Errorf("received %d of %d", n, nKeys*perKey)
+			return fmt.Sprintf("received %d of %d", n, nKeys*perKey)
 		}
-		return nil
+		return ""
 	})
 	t.Logf("consumed in %s", time.Since(start).Round(time.Millisecond))
-	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
+	// A negative check: 300 ms more for a duplicate delivery, if any, to
+	// show in the count below.
+	time.Sleep(300 * time.Millisecond)
 	cancel()
 	handlers.Wait()
 
@@ -280,6 +269,9 @@ func TestOrderStuckPartition(t *testing.T) {
 	}
 	stuck := held.Metadata.Get(bus.MetaPartition)
 	others := 0
+	// A negative check: the other partitions deliver everything they hold
+	// while the stuck one must deliver nothing; a second with no delivery
+	// at all ends it.
 	for m := receive(time.Second); m != nil; m = receive(time.Second) {
 		if p := m.Metadata.Get(bus.MetaPartition); p == stuck {
 			t.Fatalf("partition %s delivered offset %s before offset %s was acked", p, m.Metadata.Get(bus.MetaOffset), held.Metadata.Get(bus.MetaOffset))

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,13 +25,6 @@ import (
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/testenv"
 )
-
-func testLogger() *slog.Logger {
-	if testing.Verbose() && os.Getenv("PARLEY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // TestReplay drives 10,000 random commands on 60 conversations through the
 // real decider and projector, then rebuilds, verifies, tampers, interrupts and switches
@@ -234,7 +226,7 @@ func TestReplay(t *testing.T) {
 		cmd := w.gen.cmd(c.id, user)
 		cmd.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: "after-the-rebuild", Text: "after the rebuild"}}
 		w.append(cmd)
-		checkFor(t, 30*time.Second, func() string {
+		testenv.Eventually(t, 30*time.Second, func() string {
 			if _, text := newest(); text != "after the rebuild" {
 				return "the live keyspace does not show the new message: newest is " + text
 			}
@@ -272,7 +264,7 @@ func TestReplay(t *testing.T) {
 		if err != nil || prev != strings.ToLower(w.cfg.Keyspace) {
 			t.Fatalf("switch: %v (previous %q)", err, prev)
 		}
-		checkFor(t, 30*time.Second, func() string {
+		testenv.Eventually(t, 30*time.Second, func() string {
 			if _, text := newest(); text == "after the rebuild" {
 				return "query still serves the live keyspace"
 			}
@@ -282,7 +274,7 @@ func TestReplay(t *testing.T) {
 		// rebuild stopped, and the message shows again.
 		p, err := projector.New(projector.Config{Seeds: w.cfg.Seeds, EventsTopic: w.cfg.Topics.Events.Name,
 			DeadLetterTopic: w.cfg.Topics.DeadLetters.Name, Group: DefaultGroup(w.cfg.Topics, v2),
-			Hosts: w.cfg.Hosts, Keyspace: v2, Logger: testLogger()})
+			Hosts: w.cfg.Hosts, Keyspace: v2, Logger: testenv.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +287,7 @@ func TestReplay(t *testing.T) {
 				t.Errorf("projector on %s: %v", v2, err)
 			}
 		}()
-		checkFor(t, 30*time.Second, func() string {
+		testenv.Eventually(t, 30*time.Second, func() string {
 			if _, text := newest(); text != "after the rebuild" {
 				return "the caught-up keyspace does not show the new message"
 			}

@@ -57,7 +57,7 @@ func newWorld(t testing.TB, commands, conversations int, projector bool) *world 
 	}
 	t.Cleanup(sys.Close)
 	w := &world{t: t, sys: sys, k: k,
-		cfg: Config{Seeds: k.Seeds, Hosts: c.Hosts, Keyspace: c.Keyspace, Topics: sys.Topics, Logger: testLogger()}}
+		cfg: Config{Seeds: k.Seeds, Hosts: c.Hosts, Keyspace: c.Keyspace, Topics: sys.Topics, Logger: testenv.Logger(t)}}
 	if w.s, err = session(w.cfg.Defaults()); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func (w *world) settle(projector bool) {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	checkFor(w.t, 2*time.Minute, func() string {
+	testenv.Eventually(w.t, 2*time.Minute, func() string {
 		fo, err := adm.FetchOffsets(ctx, w.sys.GroupOf("ingest"))
 		if err != nil {
 			return err.Error()
@@ -129,7 +129,7 @@ func (w *world) settle(projector bool) {
 	})
 	// The decider's last transaction is committed; its markers may still be
 	// on their way to the events partitions: wait until none is open.
-	checkFor(w.t, time.Minute, func() string {
+	testenv.Eventually(w.t, time.Minute, func() string {
 		stable, err1 := adm.ListCommittedOffsets(ctx, w.sys.Topics.Events.Name)
 		hw, err2 := adm.ListEndOffsets(ctx, w.sys.Topics.Events.Name)
 		if err := errors.Join(err1, err2, stable.Error(), hw.Error()); err != nil {
@@ -321,21 +321,4 @@ func (g *generator) step() []*pb.Command {
 		cmd.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: fmt.Sprintf("e-%d", g.next)}}
 	}
 	return []*pb.Command{cmd}
-}
-
-// checkFor polls cond until it returns "" or d passes, then fails with its
-// last complaint.
-func checkFor(t testing.TB, d time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

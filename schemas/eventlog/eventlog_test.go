@@ -65,7 +65,7 @@ func newLog(t *testing.T) *log {
 	t.Cleanup(func() { l.app.Close(context.Background()) })
 	d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: k.Seeds, Group: l.group, TransactionalID: prefix + "txn",
 		CommandsTopic: l.topics.Commands.Name, EventsTopic: l.topics.Events.Name,
-		StateTopic: l.topics.IngestState.Name, DeadLetterTopic: l.topics.DeadLetters.Name})
+		StateTopic: l.topics.IngestState.Name, DeadLetterTopic: l.topics.DeadLetters.Name, Logger: testenv.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,32 +149,29 @@ func (l *log) phase2() {
 func (l *log) decided() {
 	l.t.Helper()
 	adm := kadm.NewClient(l.k.Client())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for {
+	testenv.Eventually(l.t, time.Minute, func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		ends, err := adm.ListEndOffsets(ctx, l.topics.Commands.Name)
 		if err != nil {
-			l.t.Fatal(err)
+			return fmt.Sprintf("end offsets of %s: %v", l.topics.Commands.Name, err)
 		}
 		committed, err := adm.FetchOffsets(ctx, l.group)
-		if err == nil {
-			behind := 0
-			ends.Each(func(o kadm.ListedOffset) {
-				c, ok := committed.Lookup(o.Topic, o.Partition)
-				if o.Offset > 0 && (!ok || c.At < o.Offset) {
-					behind++
-				}
-			})
-			if behind == 0 {
-				return
+		if err != nil {
+			return fmt.Sprintf("offsets of %s: %v", l.group, err)
+		}
+		behind := 0
+		ends.Each(func(o kadm.ListedOffset) {
+			c, ok := committed.Lookup(o.Topic, o.Partition)
+			if o.Offset > 0 && (!ok || c.At < o.Offset) {
+				behind++
 			}
+		})
+		if behind > 0 {
+			return fmt.Sprintf("the decider is behind the commands in %d partitions", behind)
 		}
-		select {
-		case <-ctx.Done():
-			l.t.Fatal("the decider did not catch up with the commands within a minute")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return ""
+	})
 }
 
 // direct reads every partition of the events topic from its start to its
@@ -290,9 +287,12 @@ func TestLog(t *testing.T) {
 	// The boundary between the phases is a whole millisecond (record
 	// timestamps have millisecond precision) that has passed before phase 2.
 	boundary := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
-	for time.Now().Before(boundary) {
-		time.Sleep(100 * time.Microsecond)
-	}
+	testenv.Eventually(t, time.Second, func() string {
+		if now := time.Now(); now.Before(boundary) {
+			return fmt.Sprintf("the clock is at %s, before the boundary %s", now, boundary)
+		}
+		return ""
+	})
 	l.phase2()
 	all := l.direct()
 
@@ -460,6 +460,8 @@ func TestLog(t *testing.T) {
 			q := eventlog.TailQuery{Filter: eventlog.Filter{Conversation: l.g2, Types: []string{schemas.TypeMessageSent}}, Limit: 1}
 			errc <- eventlog.Tail(ctx, l.events(), q, func(r *eventlog.Record) error { got <- r; return nil })
 		}()
+		// One send every 200 ms, each a chance for the tail to print;
+		// the first it prints must be one of them.
 		for i := 1; ; i++ {
 			l.send("carol", l.g2, fmt.Sprintf("tail-%d", i))
 			select {

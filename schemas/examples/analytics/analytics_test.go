@@ -82,13 +82,18 @@ func TestAnalyticsMessagesPerHour(t *testing.T) {
 
 	// Every command decided, then every event of the log read by the job.
 	adm := kadm.NewClient(k.Client())
-	waitFor(t, "the decider to decide every command", func() bool { return caughtUp(t, adm, sys.GroupOf("ingest"), sys.Topics.Commands.Name) })
+	testenv.Eventually(t, time.Minute, func() string { return caughtUp(t, adm, sys.GroupOf("ingest"), sys.Topics.Commands.Name) })
 	after := time.Now().UTC()
 	total, err := eventlog.Export(ctx, eventlog.Source{Seeds: k.Seeds, Topic: sys.Topics.Events.Name}, eventlog.ExportQuery{}, func(*eventlog.Record) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the job to read every event", func() bool { return counter.Records() >= int(total.Matched) })
+	testenv.Eventually(t, time.Minute, func() string {
+		if n := counter.Records(); n < int(total.Matched) {
+			return fmt.Sprintf("the job read %d of %d events", n, total.Matched)
+		}
+		return ""
+	})
 
 	got := counter.Counts()
 	if counter.Records() != int(total.Matched) {
@@ -159,34 +164,24 @@ func (w *workload) send(user, conv, clientID string) {
 	w.do(user, conv, &pb.SendMessage{ClientMsgId: clientID, Text: "text of " + clientID})
 }
 
-// caughtUp reports whether group has committed the end of every partition
-// of topic. The decider commits its position in the transaction that writes
-// the events, so then every command appended so far has its events.
-func caughtUp(t *testing.T, adm *kadm.Client, group, topic string) bool {
+// caughtUp reports why group has not committed the end of every partition
+// of topic yet ("" once it has). The decider commits its position in the
+// transaction that writes the events, so then every command appended so far
+// has its events.
+func caughtUp(t *testing.T, adm *kadm.Client, group, topic string) string {
 	ends, err := adm.ListEndOffsets(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	committed, err := adm.FetchOffsets(context.Background(), group)
 	if err != nil {
-		return false
+		return fmt.Sprintf("offsets of %s: %v", group, err)
 	}
-	ok := true
+	why := ""
 	ends.Each(func(o kadm.ListedOffset) {
 		if c, found := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!found || c.At < o.Offset) {
-			ok = false
+			why = fmt.Sprintf("the decider has committed %d of %d commands in %s/%d", c.At, o.Offset, o.Topic, o.Partition)
 		}
 	})
-	return ok
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited a minute for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return why
 }
