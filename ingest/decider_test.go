@@ -221,11 +221,18 @@ func TestDeciderExactlyOnceAcrossRestarts(t *testing.T) {
 	// the decider running then has committed some of the stream.
 	adm := kadm.NewClient(p.k.Client())
 	for i := int64(1); i <= 2; i++ {
-		before, err := p.decided(ctx, adm, group)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = testenv.WaitFor(sending, time.Minute, func() string {
+		// The group's coordinator may still be loading (a retriable
+		// COORDINATOR_NOT_AVAILABLE): read the offsets until it answers.
+		var before int64
+		testenv.Eventually(t, time.Minute, func() string {
+			n, err := p.decided(ctx, adm, group)
+			if err != nil {
+				return fmt.Sprintf("offsets of %s: %v", group, err)
+			}
+			before = n
+			return ""
+		})
+		err := testenv.WaitFor(sending, time.Minute, func() string {
 			if n := appended.Load(); n < i*sends/3 {
 				return fmt.Sprintf("%d of %d sends appended", n, sends)
 			}
