@@ -26,10 +26,13 @@ type views interface {
 	conversations(ctx context.Context, user string) ([]string, error)
 	// lastSeq is conversations.last_seq of conv (0 when there is no row).
 	lastSeq(ctx context.Context, conv string) (int64, error)
-	// timeline returns up to limit events with seq > after, oldest first,
-	// stopping at the first missing seq (a row the projector has not
-	// written yet), so what it returns is always contiguous from after+1.
-	timeline(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error)
+	// lastVersion is conversations.last_version of conv (0 when none).
+	lastVersion(ctx context.Context, conv string) (int64, error)
+	// changes returns up to limit events with version > after, oldest
+	// first, stopping at the first missing version (a row the projector has
+	// not written yet), so what it returns is always contiguous from
+	// after+1.
+	changes(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error)
 }
 
 // cassandraViews implements views with the projector's table readers,
@@ -102,17 +105,21 @@ func (v *cassandraViews) lastSeq(ctx context.Context, conv string) (int64, error
 	return last, err
 }
 
-func (v *cassandraViews) timeline(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error) {
-	top, err := v.lastSeq(ctx, conv)
+func (v *cassandraViews) lastVersion(ctx context.Context, conv string) (int64, error) {
+	return v.tables.LastVersion(ctx, conv)
+}
+
+func (v *cassandraViews) changes(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error) {
+	top, err := v.lastVersion(ctx, conv)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.tables.MessagesAfter(ctx, conv, after, top, limit, true)
+	rows, err := v.tables.ChangesAfter(ctx, conv, after, top, limit)
 	out := make([]*pb.Event, 0, len(rows))
 	for _, r := range rows {
 		ev := &pb.Event{}
 		if err := proto.Unmarshal(r.Event, ev); err != nil {
-			return out, fmt.Errorf("messages row %s/%d: %w", schemas.Clip(conv), r.Seq, err)
+			return out, fmt.Errorf("changes row %s/%d: %w", schemas.Clip(conv), r.Version, err)
 		}
 		out = append(out, ev)
 	}

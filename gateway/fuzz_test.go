@@ -30,7 +30,7 @@ var jsonSeeds = []string{
 	`{"requestId":"7","conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","markDelivered":{"upToSeq":1}}`,
 	`{"requestId":"8","conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","markRead":{"upToSeq":"-1"}}`,
 	`{"requestId":"9","ping":{}}`,
-	`{"requestId":"r","resume":{"cursors":[{"conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","lastSeq":"41"}]}}`,
+	`{"requestId":"r","resume":{"cursors":[{"conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","version":"41"}]}}`,
 	`{"requestId":"t","conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","typing":{"active":true}}`,
 	`{"requestId":"p","setPresence":{"state":"PRESENCE_STATE_AWAY"}}`,
 	`{"requestId":"w","watchPresence":{"userIds":["bob","carol"]}}`,

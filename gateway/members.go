@@ -26,6 +26,9 @@ type convMembers struct {
 	// seq is the highest seq this entry reflects: the view's last_seq when
 	// loaded, then the seq of every event applied.
 	seq int64
+	// version is the highest Event.version of the events applied (0 until
+	// one is): a floor for where the conversation stands in the log.
+	version int64
 	// stale: loaded from a view that had not seen every event before the
 	// one that triggered the load; reloaded (at most every staleReloadEvery)
 	// until it has.
@@ -119,6 +122,7 @@ func (m *membership) applyLoad(ctx context.Context, ev *pb.Event, load bool) []s
 	if s := ev.GetSeq(); s > e.seq {
 		e.seq = s
 	}
+	e.version = max(e.version, ev.GetVersion())
 	out := make([]string, 0, len(e.members)+1)
 	for u := range e.members {
 		out = append(out, u)
@@ -174,13 +178,13 @@ func (m *membership) size() int {
 	return len(m.convs)
 }
 
-// logSeq is the highest seq of conv this gateway has seen (or loaded), 0
-// when conv is not cached.
-func (m *membership) logSeq(conv string) int64 {
+// logVersion is the highest version of conv this gateway has seen, 0 when
+// conv is not cached.
+func (m *membership) logVersion(conv string) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e := m.convs[conv]; e != nil {
-		return e.seq
+		return e.version
 	}
 	return 0
 }

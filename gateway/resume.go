@@ -28,14 +28,18 @@ type held struct {
 	o  *outbound
 }
 
-// span is the seqs of one conversation pushed to a session, first to last.
+// span is the versions of one conversation pushed to a session, first to
+// last. Resume counts versions (Event.version, dense over every event that
+// changes a view), so receipts and every other change are caught up and
+// deduplicated like messages; events without a version (the sender-only
+// answers) always pass.
 type span struct{ first, last int64 }
 
 // offer hands a live event to the session: held back while its
-// conversation catches up, dropped when its seq was already pushed, else
-// queued. Called by the events consumer only.
+// conversation catches up, dropped when its version was already pushed,
+// else queued. Called by the events consumer only.
 func (s *session) offer(ev *pb.Event, o *outbound) bool {
-	conv, seq := ev.GetConversationId(), ev.GetSeq()
+	conv, pos := ev.GetConversationId(), ev.GetVersion()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	buf, ok := s.held[conv]
@@ -53,15 +57,15 @@ func (s *session) offer(ev *pb.Event, o *outbound) bool {
 		s.held[conv] = append(buf, held{ev, o})
 		return true
 	}
-	if seq > 0 {
+	if pos > 0 {
 		p, ok := s.pushed[conv]
-		if ok && seq <= p.last {
+		if ok && pos <= p.last {
 			return false
 		}
 		if !ok {
-			p.first = seq
+			p.first = pos
 		}
-		p.last = seq
+		p.last = pos
 		s.pushed[conv] = p
 	}
 	return s.send(o)
@@ -156,7 +160,12 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 				unavailable(err)
 				return
 			}
-			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: c, LastSeq: last})
+			version, err := v.lastVersion(ctx, c)
+			if err != nil {
+				unavailable(err)
+				return
+			}
+			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: c, LastSeq: last, Version: version})
 		}
 		s.releaseAll(nil)
 		s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
@@ -190,10 +199,10 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 	deadline := time.Now().Add(s.srv.cfg.Fanout.ResumeGapWait)
 	keep := map[string]bool{} // unfinished: stay held
 	for _, c := range cursors {
-		conv, last := c.GetConversationId(), c.GetLastSeq()
+		conv, last := c.GetConversationId(), c.GetVersion()
 		if budget <= 0 {
 			keep[conv], resumed.More = true, true
-			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, LastSeq: last})
+			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: last})
 			continue
 		}
 		last, done, fail := s.catchUp(ctx, conv, last, &budget, deadline)
@@ -205,21 +214,22 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			resumed.Failed = append(resumed.Failed, fail)
 		case !done:
 			keep[conv], resumed.More = true, true
-			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, LastSeq: last})
+			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: last})
 		default:
-			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, LastSeq: last})
+			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: last})
 		}
 	}
 	s.releaseAll(keep)
 	s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
 }
 
-// catchUp sends conv's timeline after cursor from the views, then what was
-// held, and switches conv to live (done). It returns the last seq sent. When
-// the budget runs out first, conv stays held (until a Resume completes it).
-// When conv cannot be caught up — its cursor lies beyond its last seq, its
-// history has a hole the views did not fill by deadline, or the views cannot
-// be read — it goes live all the same and the failure says why.
+// catchUp sends conv's changes after cursor (a version) from the views,
+// then what was held, and switches conv to live (done). It returns the last
+// version sent. When the budget runs out first, conv stays held (until a
+// Resume completes it). When conv cannot be caught up — its cursor lies
+// beyond its last version, its changes have a hole the views did not fill by
+// deadline, or the views cannot be read — it goes live all the same and the
+// failure says why.
 func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget *int, deadline time.Time) (_ int64, done bool, _ *pb.ResumeFailure) {
 	v := s.srv.views
 	m := s.srv.metrics
@@ -229,13 +239,13 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 	last := cursor
 	var lastAt time.Time // occurred_at of the event at last, once read
 	// fail makes conv live past after and reports it.
-	fail := func(after int64, code pb.ErrorCode, lastSeq int64, msg string) (int64, bool, *pb.ResumeFailure) {
+	fail := func(after int64, code pb.ErrorCode, lastVersion int64, msg string) (int64, bool, *pb.ResumeFailure) {
 		s.failLive(conv, after)
-		return last, false, &pb.ResumeFailure{ConversationId: conv, Code: code, Message: msg, LastSeq: lastSeq}
+		return last, false, &pb.ResumeFailure{ConversationId: conv, Code: code, Message: msg, LastVersion: lastVersion}
 	}
 	unreadable := func(err error) (int64, bool, *pb.ResumeFailure) {
 		s.log.Warn("resume could not read the views", "conversation", conv, "err", schemas.Clip(err.Error()))
-		return fail(max(last, pushed.last), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, last, "the views could not be read; resume again from lastSeq")
+		return fail(max(last, pushed.last), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, last, "the views could not be read; resume again from lastVersion")
 	}
 	// wait sleeps one poll; false when the session ended.
 	wait := func() bool {
@@ -246,19 +256,20 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 			return true
 		}
 	}
-	// The cursor must name a seq the conversation has: the view's last seq,
-	// or what this gateway has seen of the log (the projector may lag).
-	top, err := v.lastSeq(ctx, conv)
-	for ; err == nil; top, err = v.lastSeq(ctx, conv) {
-		known := max(top, pushed.last, s.srv.members.logSeq(conv), s.heldTop(conv))
+	// The cursor must name a version the conversation has: the view's last
+	// version, or what this gateway has seen of the log (the projector may
+	// lag).
+	top, err := v.lastVersion(ctx, conv)
+	for ; err == nil; top, err = v.lastVersion(ctx, conv) {
+		known := max(top, pushed.last, s.srv.members.logVersion(conv), s.heldTop(conv))
 		if cursor <= known {
 			break
 		}
 		if time.Now().After(deadline) {
 			m.resumeInvalidCursors.Inc()
-			// Live from what it holds: the device never saw seqs beyond
-			// known, so none of them counts as delivered.
-			return fail(pushed.last, pb.ErrorCode_ERROR_CODE_INVALID_CURSOR, known, schemas.CheckCursor("lastSeq", cursor, known).Error())
+			// Live from what it holds: the device never saw versions
+			// beyond known, so none of them counts as delivered.
+			return fail(pushed.last, pb.ErrorCode_ERROR_CODE_INVALID_CURSOR, known, schemas.CheckCursor("version", cursor, known).Error())
 		}
 		if !wait() {
 			return last, false, nil
@@ -271,7 +282,7 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 		return unreadable(err)
 	}
 	for {
-		evs, err := v.timeline(ctx, conv, last, min(*budget, resumeBatch))
+		evs, err := v.changes(ctx, conv, last, min(*budget, resumeBatch))
 		if err != nil {
 			if ctx.Err() != nil {
 				return last, false, nil
@@ -280,13 +291,13 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 		}
 		for _, ev := range evs {
 			lastAt = ev.GetOccurredAt().AsTime()
-			if ev.GetSeq() < pushed.first || ev.GetSeq() > pushed.last {
+			if ev.GetVersion() < pushed.first || ev.GetVersion() > pushed.last {
 				if !s.sendPaced(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})) {
 					return last, false, nil
 				}
 				*budget--
 			}
-			last = ev.GetSeq()
+			last = ev.GetVersion()
 		}
 		if *budget <= 0 {
 			return last, false, nil
@@ -296,14 +307,14 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 		}
 		// The views are read up to last. Live events take over if they
 		// continue right after it (or none came), else the projector is
-		// behind the log: read again shortly. The view's own last seq and
-		// the log position the consumer has seen are floors too: they
+		// behind the log: read again shortly. The view's own last version
+		// and the log position the consumer has seen are floors too: they
 		// catch a hole, or a projector lag, even when no live event is held.
-		target := max(top, pushed.last, s.srv.members.logSeq(conv))
+		target := max(top, pushed.last, s.srv.members.logVersion(conv))
 		s.mu.Lock()
 		for _, h := range s.held[conv] {
-			if sq := h.ev.GetSeq(); sq > last {
-				target = max(target, sq-1)
+			if pv := h.ev.GetVersion(); pv > last {
+				target = max(target, pv-1)
 				break
 			}
 		}
@@ -314,12 +325,12 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 		if time.Now().After(deadline) {
 			m.resumeGaps.Inc()
 			if s.srv.gapsLogged.first(fmt.Sprintf("%s/%d", conv, last+1)) {
-				s.log.Warn("history gap: a messages row is missing below the conversation's last seq; asking for a repair from the log",
-					"conversation", conv, "missing_seq", last+1, "last_seq", target, "waited", s.srv.cfg.Fanout.ResumeGapWait)
+				s.log.Warn("history gap: a changes row is missing below the conversation's last version; asking for a repair from the log",
+					"conversation", conv, "missing_version", last+1, "last_version", target, "waited", s.srv.cfg.Fanout.ResumeGapWait)
 			}
 			s.srv.requestRepair(conv, last+1, target, lastAt)
 			return fail(max(last, pushed.last), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, last,
-				fmt.Sprintf("history not available past seq %d (the conversation is at %d); live events follow; resume again from %d later", last, target, last))
+				fmt.Sprintf("changes not available past version %d (the conversation is at %d); live events follow; resume again from %d later", last, target, last))
 		}
 		if !wait() {
 			return last, false, nil
@@ -327,21 +338,21 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 	}
 }
 
-// heldTop is the highest seq held for conv (0 when none).
+// heldTop is the highest version held for conv (0 when none).
 func (s *session) heldTop(conv string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var top int64
 	for _, h := range s.held[conv] {
-		top = max(top, h.ev.GetSeq())
+		top = max(top, h.ev.GetVersion())
 	}
 	return top
 }
 
 // failLive makes conv live after a catch-up that could not complete: what
 // it holds beyond after is sent, and the pushed span restarts at the first
-// seq sent live, so a later Resume from the reported seq still fills the
-// hole between.
+// version sent live, so a later Resume from the reported version still
+// fills the hole between.
 func (s *session) failLive(conv string, after int64) {
 	s.mu.Lock()
 	delete(s.pushed, conv)
@@ -359,16 +370,16 @@ func (s *session) failLive(conv string, after int64) {
 		s.held[conv] = []held{}
 		s.mu.Unlock()
 		for _, h := range buf {
-			sq := h.ev.GetSeq()
-			if sq > 0 && sq <= after {
+			pv := h.ev.GetVersion()
+			if pv > 0 && pv <= after {
 				continue
 			}
 			s.sendPaced(h.o)
-			if sq > 0 {
+			if pv > 0 {
 				if p.first == 0 {
-					p.first = sq
+					p.first = pv
 				}
-				p.last, after = sq, sq
+				p.last, after = pv, pv
 			}
 		}
 		s.mu.Lock()
@@ -397,14 +408,15 @@ func (o *onceLog) first(key string) bool {
 	return true
 }
 
-// goLive sends what conv holds, skipping seqs already sent, and makes conv
-// live. It is called with s.mu held and returns with it released. start is
-// the seq the device had before (−1: just before the first one held).
+// goLive sends what conv holds, skipping versions already sent, and makes
+// conv live. It is called with s.mu held and returns with it released.
+// start is the version the device had before (−1: just before the first one
+// held).
 func (s *session) goLive(conv string, start, last int64) int64 {
 	if start < 0 {
 		for _, h := range s.held[conv] {
-			if sq := h.ev.GetSeq(); sq > 0 {
-				start, last = sq-1, sq-1
+			if pv := h.ev.GetVersion(); pv > 0 {
+				start, last = pv-1, pv-1
 				break
 			}
 		}
@@ -412,7 +424,7 @@ func (s *session) goLive(conv string, start, last int64) int64 {
 			start = 0
 		}
 		// A conversation that went live earlier in this Resume and was held
-		// again since (holdAll) may hold seqs it already pushed: the
+		// again since (holdAll) may hold versions it already pushed: the
 		// catch-up read them from the views before the live consumer
 		// delivered them. Never twice.
 		if p, ok := s.pushed[conv]; ok && p.last > last {
@@ -435,13 +447,13 @@ func (s *session) goLive(conv string, start, last int64) int64 {
 		s.held[conv] = []held{}
 		s.mu.Unlock()
 		for _, h := range buf {
-			sq := h.ev.GetSeq()
-			if sq > 0 && sq <= last {
+			pv := h.ev.GetVersion()
+			if pv > 0 && pv <= last {
 				continue
 			}
 			s.sendPaced(h.o)
-			if sq > 0 {
-				last = sq
+			if pv > 0 {
+				last = pv
 			}
 		}
 		s.mu.Lock()
@@ -449,14 +461,15 @@ func (s *session) goLive(conv string, start, last int64) int64 {
 }
 
 // requestRepair asks the projector's repairer (projector/repair) to
-// re-apply conv from the log: the views lost rows from fromSeq on. Every
-// Resume that meets the hole asks again (the repairer coalesces repeats), so
-// a request lost with a Kafka outage is made again by the next Resume.
-func (s *Server) requestRepair(conv string, fromSeq, toSeq int64, notBefore time.Time) {
+// re-apply conv from the log: the views lost changes rows from fromVersion
+// on. Every Resume that meets the hole asks again (the repairer coalesces
+// repeats), so a request lost with a Kafka outage is made again by the next
+// Resume.
+func (s *Server) requestRepair(conv string, fromVersion, toVersion int64, notBefore time.Time) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if err := s.repairs.Request(ctx, conv, fromSeq, toSeq, notBefore); err != nil {
+		if err := s.repairs.Request(ctx, conv, fromVersion, toVersion, notBefore); err != nil {
 			s.metrics.repairRequests.WithLabelValues("failed").Inc()
 			s.log.Warn("repair request not appended; the next Resume asks again", "conversation", conv, "err", err)
 			return

@@ -32,10 +32,18 @@ func withResumeGapWait(d time.Duration) option {
 	return func(s *setup) { s.cfg.Fanout.ResumeGapWait = d }
 }
 
+// change is the event at version v of a synthetic log in which every change
+// is a message (so its seq is v too).
+func change(conv string, v int64, text string) *pb.Event {
+	ev := messageSent(conv, v, "bob", "pc", text)
+	ev.Version = v
+	return ev
+}
+
 // viewConversation writes what the projector would for conv: the
-// conversation at lastSeq, alice and bob as members, and the messages rows
-// of seqs (the others missing).
-func viewConversation(t *testing.T, s *gocql.Session, conv string, lastSeq int64, seqs ...int64) {
+// conversation at version last, alice and bob as members, and the changes
+// rows of versions (the others missing).
+func viewConversation(t *testing.T, s *gocql.Session, conv string, last int64, versions ...int64) {
 	t.Helper()
 	exec := func(q string, args ...any) {
 		t.Helper()
@@ -43,20 +51,21 @@ func viewConversation(t *testing.T, s *gocql.Session, conv string, lastSeq int64
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	exec("INSERT INTO conversations (conversation_id, kind, last_seq) VALUES (?, 'group', ?)", conv, lastSeq)
+	exec("INSERT INTO conversations (conversation_id, kind, last_seq, last_version) VALUES (?, 'group', ?, ?)", conv, last, last)
 	for _, u := range []string{"alice", "bob"} {
 		exec("INSERT INTO members (conversation_id, user_id, removed) VALUES (?, ?, false)", conv, u)
 		exec("INSERT INTO inbox (user_id, conversation_id, removed) VALUES (?, ?, false)", u, conv)
 	}
-	for _, seq := range seqs {
-		b, _ := proto.Marshal(messageSent(conv, seq, "bob", "pc", "row"))
-		exec("INSERT INTO messages (conversation_id, bucket, seq, event) VALUES (?, ?, ?, ?)", conv, schemas.Bucket(seq), seq, b)
+	for _, v := range versions {
+		b, _ := proto.Marshal(change(conv, v, "row"))
+		exec("INSERT INTO changes (conversation_id, bucket, version, seq, type, event) VALUES (?, ?, ?, ?, 'MessageSent', ?)",
+			conv, schemas.ChangesBucket(v), v, v, b)
 	}
 }
 
 // TestResumeEdgesPerConversation: one Resume names a conversation with a
-// hole in its history, one whole, and one with a cursor beyond its last
-// seq. The whole one resumes; the other two are reported in Resumed.failed
+// hole in its changes, one whole, and one with a cursor beyond its last
+// version. The whole one resumes; the other two are reported in Resumed.failed
 // (UNAVAILABLE after the bounded wait, INVALID_CURSOR) and counted; and all
 // three get their next live events — the session is deaf to none.
 func TestResumeEdgesPerConversation(t *testing.T) {
@@ -64,13 +73,13 @@ func TestResumeEdgesPerConversation(t *testing.T) {
 	views, s := withViewRows(t)
 	e := start(t, views, withResumeGapWait(time.Second))
 	holed, whole, beyond := "g:00000000000000000000000000000001", "g:00000000000000000000000000000002", "g:00000000000000000000000000000003"
-	viewConversation(t, s, holed, 5, 1, 2, 4, 5) // seq 3 is missing
+	viewConversation(t, s, holed, 5, 1, 2, 4, 5) // version 3 is missing
 	viewConversation(t, s, whole, 3, 1, 2, 3)
 	viewConversation(t, s, beyond, 2, 1, 2)
 
 	c := e.dial("alice", "phone")
 	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
-		{ConversationId: holed, LastSeq: 0}, {ConversationId: whole, LastSeq: 1}, {ConversationId: beyond, LastSeq: 3}}}}})
+		{ConversationId: holed, Version: 0}, {ConversationId: whole, Version: 1}, {ConversationId: beyond, Version: 3}}}}})
 	// The reader queues events before the frames that follow them, so the
 	// catch-up is queued once Resumed is read.
 	f := c.next()
@@ -80,23 +89,23 @@ func TestResumeEdgesPerConversation(t *testing.T) {
 	}
 	var got []string
 	for _, ev := range c.DrainEvents() {
-		got = append(got, ev.GetConversationId()[33:]+":"+strconv.FormatInt(ev.GetSeq(), 10))
+		got = append(got, ev.GetConversationId()[33:]+":"+strconv.FormatInt(ev.GetVersion(), 10))
 	}
 	if want := []string{"1:1", "1:2", "2:2", "2:3"}; !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v (the holed conversation up to its hole, the whole one after its cursor)", got, want)
 	}
 	if resumed.GetRequestId() != "r" || len(resumed.GetCursors()) != 1 || resumed.GetCursors()[0].GetConversationId() != whole ||
-		resumed.GetCursors()[0].GetLastSeq() != 3 || resumed.GetMore() {
+		resumed.GetCursors()[0].GetVersion() != 3 || resumed.GetMore() {
 		t.Fatalf("resumed %v", resumed)
 	}
 	failed := map[string]*pb.ResumeFailure{}
 	for _, f := range resumed.GetFailed() {
 		failed[f.GetConversationId()] = f
 	}
-	if f := failed[holed]; len(failed) != 2 || f.GetCode() != pb.ErrorCode_ERROR_CODE_UNAVAILABLE || f.GetLastSeq() != 2 {
+	if f := failed[holed]; len(failed) != 2 || f.GetCode() != pb.ErrorCode_ERROR_CODE_UNAVAILABLE || f.GetLastVersion() != 2 {
 		t.Fatalf("failed %v: want %s UNAVAILABLE at 2", resumed.GetFailed(), holed)
 	}
-	if f := failed[beyond]; f.GetCode() != pb.ErrorCode_ERROR_CODE_INVALID_CURSOR || f.GetLastSeq() != 2 {
+	if f := failed[beyond]; f.GetCode() != pb.ErrorCode_ERROR_CODE_INVALID_CURSOR || f.GetLastVersion() != 2 {
 		t.Fatalf("failed %v: want %s INVALID_CURSOR at 2", resumed.GetFailed(), beyond)
 	}
 	if v := e.metric("parley_gateway_resume_gaps_total"); v != 1 {
@@ -108,32 +117,32 @@ func TestResumeEdgesPerConversation(t *testing.T) {
 
 	// Live: the next event of each conversation reaches the session.
 	next := map[string]int64{holed: 6, whole: 4, beyond: 3}
-	for conv, seq := range next {
-		e.produceEvent(messageSent(conv, seq, "bob", "pc", "live"))
+	for conv, v := range next {
+		e.produceEvent(change(conv, v, "live"))
 	}
 	for range next {
 		ev := c.nextEvent()
-		if want, ok := next[ev.GetConversationId()]; !ok || ev.GetSeq() != want {
+		if want, ok := next[ev.GetConversationId()]; !ok || ev.GetVersion() != want {
 			t.Fatalf("live event %v", ev)
 		}
 		delete(next, ev.GetConversationId())
 	}
 }
 
-// TestResumeEdgesProjectorLag: a cursor beyond the view's last seq, and a
-// missing row, that the projector fills while the Resume waits are no
+// TestResumeEdgesProjectorLag: a cursor beyond the view's last version,
+// and a missing row, that the projector fills while the Resume waits are no
 // failures: the Resume completes both.
 func TestResumeEdgesProjectorLag(t *testing.T) {
 	t.Parallel()
 	views, s := withViewRows(t)
 	e := start(t, views, withResumeGapWait(time.Minute))
 	holed, ahead := "g:00000000000000000000000000000004", "g:00000000000000000000000000000005"
-	viewConversation(t, s, holed, 4, 1, 2, 4) // seq 3 not written yet
-	viewConversation(t, s, ahead, 2, 1, 2)    // the device already has seq 3, live
+	viewConversation(t, s, holed, 4, 1, 2, 4) // version 3 not written yet
+	viewConversation(t, s, ahead, 2, 1, 2)    // the device already has version 3, live
 
 	c := e.dial("alice", "phone")
 	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
-		{ConversationId: holed, LastSeq: 2}, {ConversationId: ahead, LastSeq: 3}}}}})
+		{ConversationId: holed, Version: 2}, {ConversationId: ahead, Version: 3}}}}})
 	// The projector catches up (before or while the gateway reads).
 	viewConversation(t, s, holed, 4, 3)
 	viewConversation(t, s, ahead, 3, 3)
@@ -147,7 +156,7 @@ func TestResumeEdgesProjectorLag(t *testing.T) {
 	var got []int64
 	for _, ev := range c.DrainEvents() {
 		if ev.GetConversationId() == holed {
-			got = append(got, ev.GetSeq())
+			got = append(got, ev.GetVersion())
 		}
 	}
 	if !slices.Equal(got, []int64{3, 4}) {
@@ -155,7 +164,7 @@ func TestResumeEdgesProjectorLag(t *testing.T) {
 	}
 	cursors := map[string]int64{}
 	for _, cur := range resumed.GetCursors() {
-		cursors[cur.GetConversationId()] = cur.GetLastSeq()
+		cursors[cur.GetConversationId()] = cur.GetVersion()
 	}
 	if len(resumed.GetFailed()) != 0 || len(cursors) != 2 || cursors[holed] != 4 || cursors[ahead] != 3 {
 		t.Fatalf("resumed %v, want %s at 4 and %s at 3", resumed, holed, ahead)

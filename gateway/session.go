@@ -93,8 +93,8 @@ type session struct {
 	holdAll bool
 	// held: live events of conversations catching up, by conversation.
 	held map[string][]held
-	// pushed: the seqs pushed to the device, by conversation, so neither
-	// catch-up nor live sends one twice.
+	// pushed: the versions pushed to the device, by conversation, so
+	// neither catch-up nor live sends one twice.
 	pushed map[string]span
 }
 

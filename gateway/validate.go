@@ -189,7 +189,11 @@ func checkCursors(cursors []*pb.ConversationCursor) *refusal {
 			return invalidArg("conversation %s named twice", id)
 		}
 		seen[id] = true
-		if err := schemas.CheckCursor(fmt.Sprintf("resume.cursors[%d].lastSeq", i), c.GetLastSeq(), -1); err != nil {
+		if c.GetLastSeq() != 0 {
+			return &refusal{pb.ErrorCode_ERROR_CODE_INVALID_CURSOR, fmt.Sprintf(
+				"resume.cursors[%d].lastSeq: resume counts versions: send the last Event.version applied as version, and no lastSeq (gateway README, Resume)", i)}
+		}
+		if err := schemas.CheckCursor(fmt.Sprintf("resume.cursors[%d].version", i), c.GetVersion(), -1); err != nil {
 			return refusalOf(err)
 		}
 	}

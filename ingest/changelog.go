@@ -18,7 +18,7 @@ import (
 // The changelog (parley.ingest.state, compacted) holds the decider's state as
 // small records, one per fact, so a decision writes only what it changed:
 //
-//	c\x00<conv>                        -> headerRec   (kind, title, last seq)
+//	c\x00<conv>                        -> headerRec   (kind, title, last seq, last version)
 //	m\x00<conv>\x00<user>              -> memberRec   (tombstone when removed)
 //	d\x00<conv>\x00<user>\x00<client>  -> dedupRec    (tombstone when forgotten)
 //
@@ -41,6 +41,9 @@ type headerRec struct {
 	Kind    int32  `json:"k"`
 	Title   string `json:"t,omitempty"`
 	LastSeq int64  `json:"s"`
+	// LastVersion: records written before versions existed have none (0);
+	// the conversation's next event then takes version 1.
+	LastVersion int64 `json:"v,omitempty"`
 }
 
 type memberRec struct {
@@ -74,7 +77,7 @@ func record(topic string, partition int32, key string, v any) *kgo.Record {
 func changelogRecords(topic string, partition int32, conv string, st *convState, d delta) []*kgo.Record {
 	var out []*kgo.Record
 	if d.header {
-		out = append(out, record(topic, partition, prefixHeader+sep+conv, headerRec{Kind: int32(st.kind), Title: st.title, LastSeq: st.lastSeq}))
+		out = append(out, record(topic, partition, prefixHeader+sep+conv, headerRec{Kind: int32(st.kind), Title: st.title, LastSeq: st.lastSeq, LastVersion: st.lastVersion}))
 	}
 	for _, u := range d.members {
 		var v any
@@ -138,7 +141,7 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
 		st := b.conv(conv)
-		st.kind, st.title, st.lastSeq = pb.ConversationKind(h.Kind), h.Title, h.LastSeq
+		st.kind, st.title, st.lastSeq, st.lastVersion = pb.ConversationKind(h.Kind), h.Title, h.LastSeq, h.LastVersion
 	case parts[0] == prefixMember && len(parts) == 3:
 		st := b.conv(conv)
 		if value == nil {

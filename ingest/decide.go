@@ -94,6 +94,17 @@ func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (
 		OccurredAt:     timestamppb.New(now),
 	}
 	st, evs, d, rej := decideBody(l, st, cmd, base, received)
+	if rej == nil {
+		// Every event that changes a view takes the next version; the
+		// sender-only answers (MessageDeduplicated) do not.
+		for _, ev := range evs {
+			if ev.GetMessageDeduplicated() == nil {
+				st.lastVersion++
+				ev.Version = st.lastVersion
+				d.header = true
+			}
+		}
+	}
 	if rej != nil {
 		ev := cloneBase(base)
 		r := &pb.CommandRejected{Code: rej.code, Message: rej.msg, CommandType: schemas.CommandType(cmd)}

@@ -12,7 +12,10 @@ type convState struct {
 	kind    pb.ConversationKind
 	title   string
 	lastSeq int64
-	members map[string]*memberState
+	// lastVersion is the version of the conversation's newest event that
+	// changes a view (Event.version).
+	lastVersion int64
+	members     map[string]*memberState
 	// dedup remembers, per sender, the client ids of their recent sends:
 	// at most DedupPerSender each, each for at least DedupWindow after it
 	// was received. Other senders' traffic never pushes an id out.
@@ -124,7 +127,7 @@ func (sd *senderDedup) compact() {
 
 // delta is what one decision changed, so the changelog gets only that.
 type delta struct {
-	header  bool       // kind, title or lastSeq changed (or the conversation was created)
+	header  bool       // kind, title, lastSeq or lastVersion changed (or the conversation was created)
 	members []string   // members whose state changed or who were removed
 	dedup   []dedupRef // remembered sends added or evicted
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -245,4 +246,50 @@ func BenchmarkStateBuilder(b *testing.B) {
 		bl.done(time.Unix(1_764_620_100, 0), DefaultLimits.DedupPerSender)
 	}
 	b.ReportMetric(float64(len(keys)*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestVersionsDenseAcrossRestore: every event that changes a view takes the
+// conversation's next version — timeline items, receipts and the creation
+// alike — while rejections and deduplicated resends take none, and a
+// decider restored from the changelog goes on from the last version.
+func TestVersionsDenseAcrossRestore(t *testing.T) {
+	r := newPartRun(t, Limits{})
+	at := time.Unix(1_700_000_000, 0)
+	var evs []*pb.Event
+	do := func(c *pb.Command) { evs = append(evs, r.do(c, at)...) }
+	do(createGroup("bob", "carol"))
+	do(send("alice", "g:1", "m1"))
+	do(cmd("bob", "g:1", &pb.MarkDelivered{UpToSeq: 1}))
+	do(cmd("bob", "g:1", &pb.MarkRead{UpToSeq: 1}))
+	do(send("alice", "g:1", "m1"))                      // a resend: deduplicated
+	do(cmd("mallory", "g:1", &pb.MarkRead{UpToSeq: 1})) // not a member: rejected
+	do(cmd("bob", "g:1", &pb.MarkRead{UpToSeq: 1}))     // the mark does not move: no event
+	do(cmd("alice", "g:1", &pb.AddMembers{UserIds: []string{"dave"}}))
+	r.ps = r.restore(at)
+	do(send("bob", "g:1", "m2"))
+	do(cmd("carol", "g:1", &pb.LeaveConversation{}))
+
+	var got []string
+	want := int64(1)
+	for _, ev := range evs {
+		typ := schemas.EventType(ev)
+		got = append(got, fmt.Sprintf("%s v%d", typ, ev.GetVersion()))
+		switch typ {
+		case schemas.TypeMessageDeduplicated, schemas.TypeCommandRejected:
+			if ev.GetVersion() != 0 {
+				t.Errorf("%s has version %d, want none", typ, ev.GetVersion())
+			}
+		default:
+			if ev.GetVersion() != want {
+				t.Errorf("%s has version %d, want %d", typ, ev.GetVersion(), want)
+			}
+			want++
+		}
+	}
+	if want != 8 {
+		t.Errorf("%d versioned events, want 7: %v", want-1, got)
+	}
+	if st := r.ps.convs["g:1"]; st.lastVersion != 7 {
+		t.Errorf("state's last version %d, want 7", st.lastVersion)
+	}
 }

@@ -21,9 +21,12 @@ import (
 //   - last_message_seq, last_message_preview, last_message_sender: every
 //     MessageSent, at seqTS(seq): the newest message, whatever notices came
 //     after it. Null until the first message.
+//   - last_version: every event with a version, at versionTS(version): the
+//     newest change applied. Null for a log from before versions.
 type conversationsView struct {
-	created, timeline, message                string
+	created, timeline, message, version       string
 	selectRow, selectLastSeq, selectKindTitle string
+	selectLastVersion                         string
 	rows                                      jsonRows
 }
 
@@ -41,9 +44,12 @@ func newConversations(keyspace string) conversationsView {
 		message: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
 			SET last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ?
 			WHERE conversation_id = ?`),
-		selectRow:       qualify(keyspace, `SELECT `+conversationColumns+` FROM ${keyspace}.conversations WHERE conversation_id = ?`),
-		selectLastSeq:   qualify(keyspace, `SELECT last_seq FROM ${keyspace}.conversations WHERE conversation_id = ?`),
-		selectKindTitle: qualify(keyspace, `SELECT kind, title FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		version: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET last_version = ? WHERE conversation_id = ?`),
+		selectLastVersion: qualify(keyspace, `SELECT last_version FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		selectRow:         qualify(keyspace, `SELECT `+conversationColumns+` FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		selectLastSeq:     qualify(keyspace, `SELECT last_seq FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		selectKindTitle:   qualify(keyspace, `SELECT kind, title FROM ${keyspace}.conversations WHERE conversation_id = ?`),
 		rows: jsonRows{
 			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.conversations`),
 			byKey: qualify(keyspace, `SELECT JSON * FROM ${keyspace}.conversations WHERE conversation_id = ?`), keyArity: 1,
@@ -53,6 +59,15 @@ func newConversations(keyspace string) conversationsView {
 
 func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
 	id, seq := ev.GetConversationId(), ev.GetSeq()
+	var out []stmt
+	if ver := ev.GetVersion(); ver > 0 {
+		out = append(out, upsert(v.version, convPart(id), id, versionTS(ver), ver, id))
+	}
+	st, err := v.planRow(ev, id, seq)
+	return append(out, st...), err
+}
+
+func (v conversationsView) planRow(ev *event, id string, seq int64) ([]stmt, error) {
 	switch ev.typ {
 	case schemas.TypeConversationCreated:
 		c := ev.GetConversationCreated()
@@ -113,6 +128,23 @@ func (t *Tables) Conversation(ctx context.Context, id string) (c Conversation, f
 		return c, false, fmt.Errorf("projector: read conversations: %w", err)
 	}
 	return c, true, nil
+}
+
+// LastVersion is conversations.last_version of id: the newest change the
+// views hold (0 when there is no row, or none with a version yet).
+func (t *Tables) LastVersion(ctx context.Context, id string) (int64, error) {
+	var last *int64
+	err := t.s.Query(t.conversations.selectLastVersion, id).ScanContext(ctx, &last)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projector: read conversations: %w", err)
+	}
+	if last == nil {
+		return 0, nil
+	}
+	return *last, nil
 }
 
 // LastSeq reads conversations.last_seq of id: the highest timeline seq

@@ -24,6 +24,7 @@ type Tables struct {
 	members       membersView
 	inbox         inboxView
 	messages      messagesView
+	changes       changesView
 	checkpoints   checkpoints
 }
 
@@ -40,6 +41,7 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		members:       newMembers(keyspace),
 		inbox:         newInbox(keyspace),
 		messages:      newMessages(keyspace),
+		changes:       newChanges(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
 }
@@ -48,7 +50,7 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 func (t *Tables) Keyspace() string { return t.keyspace }
 
 // checkedTables are the tables a reader needs, each owned by one file.
-var checkedTables = []string{"conversations", "members", "inbox", "messages"}
+var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -71,8 +73,8 @@ type jsonRows struct {
 // RowsJSON reads whole rows of one view as Cassandra's JSON (SELECT JSON *),
 // for audits that compare rows column by column: every row of table when key
 // is empty, else the rows of one key — conversations and members:
-// conversation id; inbox: user id, conversation id; messages: conversation
-// id, bucket.
+// conversation id; inbox: user id, conversation id; messages and changes:
+// conversation id, bucket.
 func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql.Iter, error) {
 	var r jsonRows
 	switch table {
@@ -84,6 +86,8 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.inbox.rows
 	case "messages":
 		r = t.messages.rows
+	case "changes":
+		r = t.changes.rows
 	default:
 		return nil, fmt.Errorf("projector: RowsJSON: no view %q", table)
 	}

@@ -23,6 +23,8 @@ import (
 //     event that wrote the cell wins.
 //   - markTS(v) for the read and delivered watermarks: the timestamp is the
 //     mark itself, so the highest mark wins (max), whichever event set it.
+//   - versionTS(version) for cells that follow every change (the changes
+//     rows, conversations.last_version): the newest change wins.
 //
 // No statement deletes a row or a range, so clocks of different columns of
 // one row never meet. See README.md, "Timestamps".
@@ -30,6 +32,9 @@ const creationTS int64 = 0
 
 func seqTS(seq int64) int64 { return seq }
 func markTS(v int64) int64  { return v }
+func versionTS(v int64) int64 {
+	return v
+}
 
 // stmt is one CQL statement with its bound values. part and row let a
 // batch of events share round trips (see writer.go): part names the
@@ -55,11 +60,12 @@ type planner interface {
 // views applies events to the tables of one keyspace. Statements are
 // prepared by the driver on first use and cached per connection.
 //
-// An event is written in two steps: first its timeline row (messages), then
-// everything that points at it (conversations.last_seq and preview, members,
-// inbox). So a reader that sees conversations.last_seq = n (or a read mark
-// of n) finds the messages rows up to n: unread counts and history pages
-// never get ahead of the timeline. Within a step, writes run concurrently.
+// An event is written in two steps: first its timeline row (messages) and
+// its changes row, then everything that points at them (conversations.last_seq,
+// last_version and preview, members, inbox). So a reader that sees
+// conversations.last_seq = n (or a read mark of n) finds the messages rows
+// up to n, and one that sees last_version = v finds the changes rows up to
+// v: unread counts, history pages and resume never get ahead of the rows. Within a step, writes run concurrently.
 type views struct {
 	s           *gocql.Session
 	parallel    int
@@ -75,7 +81,7 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 		s:        s,
 		parallel: parallel,
 		steps: [][]planner{
-			{newMessages(keyspace)},
+			{newMessages(keyspace), newChanges(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
 		},
 		checkpoints: newCheckpoints(keyspace),

@@ -92,16 +92,16 @@ func CheckOptionalID(field, id string) error {
 	return CheckID(field, id)
 }
 
-// CheckCursor checks a seq cursor against 0 ≤ seq ≤ lastSeq. lastSeq < 0
-// means the conversation's last seq is not known here: only the lower bound
-// is checked.
+// CheckCursor checks a cursor (a seq or a version) against 0 ≤ seq ≤
+// lastSeq, the conversation's last one. lastSeq < 0 means it is not known
+// here: only the lower bound is checked.
 func CheckCursor(field string, seq, lastSeq int64) error {
 	if seq < 0 {
 		return &IDError{Code: pb.ErrorCode_ERROR_CODE_INVALID_CURSOR, Field: field, Message: fmt.Sprintf("must not be negative, got %d", seq)}
 	}
 	if lastSeq >= 0 && seq > lastSeq {
 		return &IDError{Code: pb.ErrorCode_ERROR_CODE_INVALID_CURSOR, Field: field,
-			Message: fmt.Sprintf("is %d, beyond the conversation's last seq %d; a device never saw it, so start again from %d or lower", seq, lastSeq, lastSeq)}
+			Message: fmt.Sprintf("is %d, beyond the conversation's last one, %d; a device never saw it, so start again from %d or lower", seq, lastSeq, lastSeq)}
 	}
 	return nil
 }

@@ -26,6 +26,13 @@ const MessagesPerBucket int64 = 1000
 // Bucket returns the messages partition bucket of seq.
 func Bucket(seq int64) int64 { return seq / MessagesPerBucket }
 
+// ChangesPerBucket is the number of versions per changes partition: bucket =
+// version / ChangesPerBucket. Part of the schema, like MessagesPerBucket.
+const ChangesPerBucket int64 = 1000
+
+// ChangesBucket returns the changes partition bucket of version.
+func ChangesBucket(version int64) int64 { return version / ChangesPerBucket }
+
 // KeyspacePlaceholder is replaced by the target keyspace in every CQL file;
 // tables are always written fully qualified, so Migrate works with a session
 // bound to any keyspace, or to none.

@@ -54,7 +54,8 @@ type Config struct {
 	// longer scan gives up and counts as failed.
 	MaxScan int
 	// Coalesce: a request for a conversation repaired less than this long
-	// ago (up to at least its ToSeq) is answered by that repair (default 10s).
+	// ago (up to at least its ToVersion) is answered by that repair
+	// (default 10s).
 	Coalesce time.Duration
 	Logger   *slog.Logger
 	// Registerer gets the metrics (nil: not registered).
@@ -89,8 +90,8 @@ type Repairer struct {
 }
 
 type done struct {
-	at    time.Time
-	toSeq int64
+	at        time.Time
+	toVersion int64
 }
 
 // New checks cfg and registers the metrics.
@@ -193,7 +194,7 @@ func (r *Repairer) handle(ctx context.Context, rec *kgo.Record) error {
 	r.mu.Lock()
 	last, ok := r.recent[conv]
 	r.mu.Unlock()
-	if ok && time.Since(last.at) < r.cfg.Coalesce && req.GetToSeq() > 0 && req.GetToSeq() <= last.toSeq {
+	if ok && time.Since(last.at) < r.cfg.Coalesce && req.GetToVersion() > 0 && req.GetToVersion() <= last.toVersion {
 		r.outcomes.WithLabelValues("coalesced").Inc()
 		return nil
 	}
@@ -203,7 +204,7 @@ func (r *Repairer) handle(ctx context.Context, rec *kgo.Record) error {
 		return err
 	}
 	r.mu.Lock()
-	r.recent[conv] = done{at: time.Now(), toSeq: upTo}
+	r.recent[conv] = done{at: time.Now(), toVersion: upTo}
 	for c, d := range r.recent {
 		if time.Since(d.at) > r.cfg.Coalesce {
 			delete(r.recent, c)
@@ -212,15 +213,15 @@ func (r *Repairer) handle(ctx context.Context, rec *kgo.Record) error {
 	r.mu.Unlock()
 	r.outcomes.WithLabelValues("repaired").Inc()
 	r.seconds.Observe(time.Since(t0).Seconds())
-	r.log.Warn("conversation repaired from the log", "conversation", conv, "from_seq", req.GetFromSeq(),
-		"to_seq", req.GetToSeq(), "events", n, "up_to_seq", upTo, "by", schemas.Clip(req.GetRequestedBy()), "took", time.Since(t0))
+	r.log.Warn("conversation repaired from the log", "conversation", conv, "from_version", req.GetFromVersion(),
+		"to_version", req.GetToVersion(), "events", n, "up_to_version", upTo, "by", schemas.Clip(req.GetRequestedBy()), "took", time.Since(t0))
 	return nil
 }
 
 // Repair re-applies the conversation's events of partition (the events
 // partition with the number of the request's) from the request's start to the
 // end of the log as of now, and returns how many it applied and the highest
-// seq among them.
+// version among them.
 func (r *Repairer) Repair(ctx context.Context, partition int32, req *pb.RepairRequest) (applied int, upTo int64, err error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Seeds...), kgo.FetchIsolationLevel(kgo.ReadCommitted())},
 		r.cfg.KafkaOptions...)...)
@@ -313,8 +314,8 @@ func (r *Repairer) Repair(ctx context.Context, partition int32, req *pb.RepairRe
 				return
 			}
 			var ev pb.Event
-			if proto.Unmarshal(rec.Value, &ev) == nil && ev.GetSeq() > upTo {
-				upTo = ev.GetSeq()
+			if proto.Unmarshal(rec.Value, &ev) == nil && ev.GetVersion() > upTo {
+				upTo = ev.GetVersion()
 			}
 			batch = append(batch, projector.Record{Key: rec.Key, Value: rec.Value})
 		})
@@ -346,12 +347,12 @@ func NewRequester(cl *kgo.Client, topic, by string) *Requester {
 	return &Requester{cl: cl, topic: topic, by: by}
 }
 
-// Request appends a request to repair conv from fromSeq (the first missing
-// seq) to toSeq (the last it should hold; 0 unknown), reading the log from
-// a margin before notBefore (zero: from the start). It returns once the
-// request is durable.
-func (q *Requester) Request(ctx context.Context, conv string, fromSeq, toSeq int64, notBefore time.Time) error {
-	req := &pb.RepairRequest{ConversationId: conv, FromSeq: fromSeq, ToSeq: toSeq, RequestedBy: q.by, RequestedAt: timestamppb.Now()}
+// Request appends a request to repair conv from fromVersion (the first
+// missing version) to toVersion (the last it should hold; 0 unknown),
+// reading the log from a margin before notBefore (zero: from the start). It
+// returns once the request is durable.
+func (q *Requester) Request(ctx context.Context, conv string, fromVersion, toVersion int64, notBefore time.Time) error {
+	req := &pb.RepairRequest{ConversationId: conv, FromVersion: fromVersion, ToVersion: toVersion, RequestedBy: q.by, RequestedAt: timestamppb.Now()}
 	if !notBefore.IsZero() {
 		req.NotBefore = timestamppb.New(notBefore)
 	}

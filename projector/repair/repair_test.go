@@ -45,11 +45,11 @@ func TestRepairRestoresLostRows(t *testing.T) {
 	var recs []*kgo.Record
 	var all []projector.Record
 	for _, x := range []struct{ conv, a, b string }{{convA, "ann", "bob"}, {convB, "cy", "dee"}} {
-		evs := []*pb.Event{{ConversationId: x.conv, ActorUserId: x.a, OccurredAt: timestamppb.New(base),
+		evs := []*pb.Event{{ConversationId: x.conv, Version: 1, ActorUserId: x.a, OccurredAt: timestamppb.New(base),
 			Body: &pb.Event_ConversationCreated{ConversationCreated: &pb.ConversationCreated{
 				Kind: pb.ConversationKind_CONVERSATION_KIND_DIRECT, MemberUserIds: []string{x.a, x.b}}}}}
 		for seq := int64(1); seq <= 60; seq++ {
-			evs = append(evs, &pb.Event{ConversationId: x.conv, Seq: seq, ActorUserId: x.a, ActorDeviceId: "phone",
+			evs = append(evs, &pb.Event{ConversationId: x.conv, Seq: seq, Version: seq + 1, ActorUserId: x.a, ActorDeviceId: "phone",
 				CommandId: fmt.Sprintf("%s-%d", x.a, seq), OccurredAt: timestamppb.New(base.Add(time.Duration(seq) * time.Second)),
 				Body: &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: fmt.Sprintf("m%d", seq), Text: fmt.Sprint("text ", seq)}}})
 		}
@@ -101,8 +101,8 @@ func TestRepairRestoresLostRows(t *testing.T) {
 	go func() { done <- r.Run(runCtx) }()
 	defer func() { stop(); <-done }()
 	req := repair.NewRequester(cl, repairs, "test")
-	// The last row before the gap is seq 19.
-	if err := req.Request(ctx, convA, 20, 60, base.Add(19*time.Second)); err != nil {
+	// The last row before the gap is seq 19 (version 20).
+	if err := req.Request(ctx, convA, 21, 61, base.Add(19*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 2*time.Minute, func() string {
@@ -121,7 +121,7 @@ func TestRepairRestoresLostRows(t *testing.T) {
 		t.Errorf("the other conversation has %d rows", len(afterB))
 	}
 	// Asked again at once (another device hit the same gap): coalesced.
-	if err := req.Request(ctx, convA, 20, 60, base.Add(19*time.Second)); err != nil {
+	if err := req.Request(ctx, convA, 21, 61, base.Add(19*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, time.Minute, func() string {

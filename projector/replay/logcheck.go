@@ -53,7 +53,11 @@ type command struct {
 
 type convModel struct {
 	lastSeq int64
-	members map[string]*memberModel // current and former
+	// lastVersion is the newest Event.version; versioned is false for a
+	// conversation created before versions existed (its events carry 0).
+	lastVersion int64
+	versioned   bool
+	members     map[string]*memberModel // current and former
 }
 
 type memberModel struct {
@@ -94,8 +98,11 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 			c.problem("%s: the conversation was created before", at)
 			return
 		}
-		conv = &convModel{members: map[string]*memberModel{}}
+		conv = &convModel{members: map[string]*memberModel{}, lastVersion: ev.GetVersion(), versioned: ev.GetVersion() != 0}
 		c.convs[id] = conv
+		if conv.versioned && ev.GetVersion() != 1 {
+			c.problem("%s: version %d, want 1 (the first event of a conversation)", at, ev.GetVersion())
+		}
 		for _, u := range ev.GetConversationCreated().GetMemberUserIds() {
 			conv.members[u] = &memberModel{current: true}
 		}
@@ -109,6 +116,21 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 			c.problem("%s comes before the conversation's ConversationCreated", at)
 		}
 		return
+	}
+	switch v := ev.GetVersion(); {
+	case typ == schemas.TypeCommandRejected || typ == schemas.TypeMessageDeduplicated:
+		if v != 0 {
+			c.problem("%s: version %d, want 0 (an answer to the sender only)", at, v)
+		}
+	case !conv.versioned:
+		if v != 0 {
+			c.problem("%s: version %d in a conversation created without versions", at, v)
+		}
+	case v != conv.lastVersion+1:
+		c.problem("%s: version %d after version %d (versions must be dense)", at, v, conv.lastVersion)
+		conv.lastVersion = max(conv.lastVersion, v)
+	default:
+		conv.lastVersion = v
 	}
 	if schemas.IsTimelineEvent(typ) {
 		if ev.GetSeq() != conv.lastSeq+1 {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -46,6 +48,12 @@ func TestVerifyLogCheck(t *testing.T) {
 		return c
 	}
 	send1, send2 := cmd("s1", nil), cmd("s2", nil)
+	// v returns a copy of e with version n.
+	v := func(n int64, e *pb.Event) *pb.Event {
+		c := proto.Clone(e).(*pb.Event)
+		c.Version = n
+		return c
+	}
 	for _, tc := range []struct {
 		name     string
 		events   []*pb.Event
@@ -55,6 +63,17 @@ func TestVerifyLogCheck(t *testing.T) {
 		{"valid", []*pb.Event{create, send("s1", 1, "a"), read("r1", "b", 1), send("s2", 2, "b"),
 			ev("x1", 0, "z", &pb.CommandRejected{})},
 			[]*pb.Command{cmd("c0", nil), send1, cmd("r1", nil), send2, cmd("x1", nil), cmd("r2", &pb.MarkRead{})}, ""},
+		{"versioned", []*pb.Event{v(1, create), v(2, send("s1", 1, "a")), v(3, read("r1", "b", 1)),
+			ev("x1", 0, "z", &pb.CommandRejected{}), v(4, send("s2", 2, "b"))}, nil, ""},
+		{"version gap", []*pb.Event{v(1, create), v(2, send("s1", 1, "a")), v(4, read("r1", "b", 1))}, nil,
+			"version 4 after version 2 (versions must be dense)"},
+		{"receipt without a version", []*pb.Event{v(1, create), v(2, send("s1", 1, "a")), read("r1", "b", 1)}, nil,
+			"version 0 after version 2"},
+		{"first version", []*pb.Event{v(2, create)}, nil, "version 2, want 1"},
+		{"versioned rejection", []*pb.Event{v(1, create), v(2, ev("x1", 0, "z", &pb.CommandRejected{}))}, nil,
+			"version 2, want 0 (an answer to the sender only)"},
+		{"version in an old conversation", []*pb.Event{create, v(2, send("s1", 1, "a"))}, nil,
+			"version 2 in a conversation created without versions"},
 		{"gap", []*pb.Event{create, send("s1", 1, "a"), send("s2", 3, "a")}, nil, "seq 3 after seq 1 (seqs must be dense)"},
 		{"duplicate seq", []*pb.Event{create, send("s1", 1, "a"), send("s2", 1, "a")}, nil, "seq 1 after seq 1"},
 		{"receipt with a seq", []*pb.Event{create, send("s1", 1, "a"), ev("r1", 1, "b", &pb.ReadUpTo{UpToSeq: 1})}, nil, "seq 1, want 0 (not a timeline event)"},

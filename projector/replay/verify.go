@@ -412,6 +412,7 @@ var viewTables = []table{
 	{"members", []string{"conversation_id", "user_id"}},
 	{"inbox", []string{"user_id", "conversation_id"}},
 	{"messages", []string{"conversation_id", "bucket", "seq"}},
+	{"changes", []string{"conversation_id", "bucket", "version"}},
 }
 
 type row map[string]json.RawMessage
@@ -464,7 +465,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 		}
 		return out, nil
 	}
-	conv, members, inbox, messages := viewTables[0], viewTables[1], viewTables[2], viewTables[3]
+	conv, members, inbox, messages, changes := viewTables[0], viewTables[1], viewTables[2], viewTables[3], viewTables[4]
 	for _, id := range ids {
 		if err := add(conv, id); err != nil {
 			return nil, err
@@ -483,11 +484,17 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 	}
 	for _, c := range out["conversations"] {
 		var id string
-		var last int64
+		var last, lastVersion int64
 		_ = json.Unmarshal(c["conversation_id"], &id)
 		_ = json.Unmarshal(c["last_seq"], &last)
+		_ = json.Unmarshal(c["last_version"], &lastVersion) // null: 0
 		for b := int64(0); b <= schemas.Bucket(last)+1; b++ {
 			if err := add(messages, id, b); err != nil {
+				return nil, err
+			}
+		}
+		for b := int64(0); b <= schemas.ChangesBucket(lastVersion)+1; b++ {
+			if err := add(changes, id, b); err != nil {
 				return nil, err
 			}
 		}

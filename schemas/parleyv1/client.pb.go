@@ -851,11 +851,15 @@ func (x *Pong) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// ConversationCursor is the last seq a device has of one conversation.
+// ConversationCursor is where a device stands in one conversation: the
+// last version it applied (Event.version). In Resume only version counts;
+// last_seq there must be 0. Resumed reports both: version to resume from,
+// last_seq (the conversation's timeline end as delivered) for read marks.
 type ConversationCursor struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	LastSeq        int64                  `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	Version        int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -904,9 +908,17 @@ func (x *ConversationCursor) GetLastSeq() int64 {
 	return 0
 }
 
-// Resume asks for every timeline event after each cursor, in order and
-// exactly once, followed without a gap by the live events. With no cursors
-// it only reports the current last_seq of each of the user's conversations.
+func (x *ConversationCursor) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// Resume asks for every event after each cursor's version — messages,
+// notices, receipts, everything that changes a view — in order and exactly
+// once, followed without a gap by the live events. With no cursors it only
+// reports where each of the user's conversations stands.
 type Resume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Cursors       []*ConversationCursor  `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
@@ -951,8 +963,8 @@ func (x *Resume) GetCursors() []*ConversationCursor {
 	return nil
 }
 
-// Resumed ends a catch-up: cursors hold the last seq delivered per
-// conversation. Events of those conversations that follow are live.
+// Resumed ends a catch-up: cursors hold the last version (and seq) delivered
+// per conversation. Events of those conversations that follow are live.
 type Resumed struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1031,15 +1043,17 @@ type ResumeFailure struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	// ERROR_CODE_INVALID_CURSOR: the cursor is beyond the conversation's last
-	// seq. ERROR_CODE_UNAVAILABLE: the history has a gap the views did not
-	// fill in time, or the views could not be read.
+	// version. ERROR_CODE_UNAVAILABLE: the conversation's changes have a gap
+	// the views did not fill in time, or the views could not be read.
 	Code ErrorCode `protobuf:"varint,2,opt,name=code,proto3,enum=parley.v1.ErrorCode" json:"code,omitempty"`
 	// Human-readable detail; clients switch on code.
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// INVALID_CURSOR: the conversation's last seq (resume from it or lower).
-	// UNAVAILABLE: the last seq sent in order before the gap; events after
-	// it may follow live. Resume again from it later.
-	LastSeq       int64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// Deprecated: always 0 since resume counts versions; see last_version.
+	LastSeq int64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// INVALID_CURSOR: the conversation's last version (resume from it or
+	// lower). UNAVAILABLE: the last version sent in order before the gap;
+	// events after it may follow live. Resume again from it later.
+	LastVersion   int64 `protobuf:"varint,5,opt,name=last_version,json=lastVersion,proto3" json:"last_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1098,6 +1112,13 @@ func (x *ResumeFailure) GetMessage() string {
 func (x *ResumeFailure) GetLastSeq() int64 {
 	if x != nil {
 		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *ResumeFailure) GetLastVersion() int64 {
+	if x != nil {
+		return x.LastVersion
 	}
 	return 0
 }
@@ -1578,10 +1599,11 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"X\n" +
+	"serverTime\"r\n" +
 	"\x12ConversationCursor\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x19\n" +
-	"\blast_seq\x18\x02 \x01(\x03R\alastSeq\"A\n" +
+	"\blast_seq\x18\x02 \x01(\x03R\alastSeq\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"A\n" +
 	"\x06Resume\x127\n" +
 	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"\xa7\x01\n" +
 	"\aResumed\x12\x1d\n" +
@@ -1589,12 +1611,13 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
 	"\acursors\x18\x02 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x120\n" +
-	"\x06failed\x18\x04 \x03(\v2\x18.parley.v1.ResumeFailureR\x06failed\"\x97\x01\n" +
+	"\x06failed\x18\x04 \x03(\v2\x18.parley.v1.ResumeFailureR\x06failed\"\xba\x01\n" +
 	"\rResumeFailure\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.parley.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x19\n" +
-	"\blast_seq\x18\x04 \x01(\x03R\alastSeq\" \n" +
+	"\blast_seq\x18\x04 \x01(\x03R\alastSeq\x12!\n" +
+	"\flast_version\x18\x05 \x01(\x03R\vlastVersion\" \n" +
 	"\x06Typing\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\"=\n" +
 	"\vSetPresence\x12.\n" +

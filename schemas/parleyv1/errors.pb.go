@@ -73,7 +73,8 @@ const (
 	// friends); nothing was appended or read.
 	ErrorCode_ERROR_CODE_INVALID_ID ErrorCode = 14
 	// A sync cursor or a history cursor is outside its documented bounds: a
-	// negative seq, or a seq beyond the conversation's last seq.
+	// negative seq or version, a version beyond the conversation's last
+	// version, or a Resume cursor that names a seq instead of a version.
 	ErrorCode_ERROR_CODE_INVALID_CURSOR ErrorCode = 15
 )
 

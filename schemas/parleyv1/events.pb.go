@@ -78,11 +78,18 @@ func (MemberRemovedReason) EnumDescriptor() ([]byte, []int) {
 // (record key = conversation_id). The topic is the source of truth: every
 // view is a pure function of it, and it is kept forever.
 //
-// Timeline items (ConversationCreated, MembersAdded, MemberRemoved,
-// MessageSent) take the conversation's next seq: 1, 2, 3 … with no gaps, so a
-// reader that sees seq n+2 after n knows it missed one. Receipts
-// (DeliveredUpTo, ReadUpTo) and CommandRejected reference seqs but do not take
-// one: their seq is 0.
+// Timeline items (MembersAdded, MemberRemoved, MessageSent) take the
+// conversation's next seq: 1, 2, 3 … with no gaps, so a reader that sees seq
+// n+2 after n knows it missed one. ConversationCreated, receipts
+// (DeliveredUpTo, ReadUpTo) and the sender-only answers (CommandRejected,
+// MessageDeduplicated) do not take one: their seq is 0.
+//
+// Every event that changes a view — all but CommandRejected and
+// MessageDeduplicated — takes the conversation's next version: 1, 2, 3 …
+// with no gaps, over timeline items and everything else. ConversationCreated
+// is version 1. A device that keeps the last version it applied per
+// conversation resumes from it and misses nothing (gateway/README.md,
+// "Resume").
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation; also the Kafka record key.
@@ -100,6 +107,10 @@ type Event struct {
 	// When ingest decided the event (ingest clock). Not an ordering key: order
 	// is the topic order, equivalently seq for timeline items.
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Dense per-conversation position over every event that changes a view;
+	// 0 for CommandRejected and MessageDeduplicated, which only answer their
+	// sender. Logs written before version existed carry 0 on every event.
+	Version int64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
 	// What happened. Exactly one is set. Its message name (e.g. "MessageSent")
 	// is also in the parley-type record header.
 	//
@@ -188,6 +199,13 @@ func (x *Event) GetOccurredAt() *timestamppb.Timestamp {
 		return x.OccurredAt
 	}
 	return nil
+}
+
+func (x *Event) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -792,7 +810,7 @@ var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\x9e\x06\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xb8\x06\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -801,7 +819,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\ractor_user_id\x18\x04 \x01(\tR\vactorUserId\x12&\n" +
 	"\x0factor_device_id\x18\x05 \x01(\tR\ractorDeviceId\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\x12S\n" +
+	"occurredAt\x12\x18\n" +
+	"\aversion\x18\a \x01(\x03R\aversion\x12S\n" +
 	"\x14conversation_created\x18\n" +
 	" \x01(\v2\x1e.parley.v1.ConversationCreatedH\x00R\x13conversationCreated\x12>\n" +
 	"\rmembers_added\x18\v \x01(\v2\x17.parley.v1.MembersAddedH\x00R\fmembersAdded\x12A\n" +

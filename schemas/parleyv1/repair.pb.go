@@ -24,16 +24,16 @@ const (
 
 // RepairRequest is one record of the parley.repairs topic, private to Parley
 // (not part of the analytics contract): a reader of the views (a gateway
-// catching a device up, say) found a conversation's messages rows missing
-// below its last seq, which the projector had committed past — a write the
-// views lost. The projector's repairer re-applies the conversation's events
+// catching a device up, say) found a conversation's changes rows missing
+// below its last version, which the projector had committed past — a write
+// the views lost. The projector's repairer re-applies the conversation's events
 // from the log (projector/repair). Keyed by conversation id, so a request
 // lands in the partition number that holds the conversation's events.
 type RepairRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
-	// The first missing seq, and the last seq the views should hold (0:
-	// unknown; the repair then runs to the end of the log as of the request).
+	// Deprecated (requests before versions): the first missing seq, and the
+	// last seq the views should hold. Readers ignore them.
 	FromSeq int64 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
 	ToSeq   int64 `protobuf:"varint,3,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
 	// The occurred_at of the last row present before the gap, when known:
@@ -41,8 +41,13 @@ type RepairRequest struct {
 	// the partition's start.
 	NotBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
 	// Who asked ("gateway <instance>"), for logs.
-	RequestedBy   string                 `protobuf:"bytes,5,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
-	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	RequestedBy string                 `protobuf:"bytes,5,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// The first missing version (a row of the changes view), and the last
+	// version the views should hold (0: unknown; the repair then runs to the
+	// end of the log as of the request).
+	FromVersion   int64 `protobuf:"varint,7,opt,name=from_version,json=fromVersion,proto3" json:"from_version,omitempty"`
+	ToVersion     int64 `protobuf:"varint,8,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,11 +124,25 @@ func (x *RepairRequest) GetRequestedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RepairRequest) GetFromVersion() int64 {
+	if x != nil {
+		return x.FromVersion
+	}
+	return 0
+}
+
+func (x *RepairRequest) GetToVersion() int64 {
+	if x != nil {
+		return x.ToVersion
+	}
+	return 0
+}
+
 var File_parley_v1_repair_proto protoreflect.FileDescriptor
 
 const file_parley_v1_repair_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/repair.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x02\n" +
+	"\x16parley/v1/repair.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n" +
 	"\rRepairRequest\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x03R\afromSeq\x12\x15\n" +
@@ -131,7 +150,10 @@ const file_parley_v1_repair_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12!\n" +
 	"\frequested_by\x18\x05 \x01(\tR\vrequestedBy\x12=\n" +
-	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAtB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12!\n" +
+	"\ffrom_version\x18\a \x01(\x03R\vfromVersion\x12\x1d\n" +
+	"\n" +
+	"to_version\x18\b \x01(\x03R\ttoVersionB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_repair_proto_rawDescOnce sync.Once

@@ -36,13 +36,13 @@ func dial(t testing.TB, sys *system.System, gw int, user, name, query string) *t
 	return testenv.DialWS(t, url, testenv.WSOptions{Token: tok, Name: user + "/" + name})
 }
 
-// resume sends a Resume with cursors (conversation → last seq) and returns
-// the events that arrived before its Resumed, and the Resumed.
+// resume sends a Resume with cursors (conversation → last version applied)
+// and returns the events that arrived before its Resumed, and the Resumed.
 func resume(t testing.TB, d *testenv.WSClient, cursors map[string]int64) ([]*pb.Event, *pb.Resumed) {
 	t.Helper()
 	r := &pb.Resume{}
-	for c, s := range cursors {
-		r.Cursors = append(r.Cursors, &pb.ConversationCursor{ConversationId: c, LastSeq: s})
+	for c, v := range cursors {
+		r.Cursors = append(r.Cursors, &pb.ConversationCursor{ConversationId: c, Version: v})
 	}
 	f := d.MustDo("", r)
 	if f.GetResumed() == nil {

@@ -475,7 +475,7 @@ func assertRebuildEqual(t *testing.T, sys *system.System, live *testenv.Cassandr
 	defer func() { pcancel(); <-done }()
 	liveS := live.Session()
 	testenv.Eventually(t, 2*time.Minute, func() string {
-		for _, table := range []string{"messages", "conversations", "members", "inbox"} {
+		for _, table := range []string{"messages", "changes", "conversations", "members", "inbox"} {
 			a, b := dump(t, liveS, live.Keyspace, table), dump(t, s, fresh.Keyspace, table)
 			if d := diff(a, b); d != "" {
 				return fmt.Sprintf("table %s: live vs rebuild differ: %s", table, d)

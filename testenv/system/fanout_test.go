@@ -3,12 +3,14 @@ package system_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/gateway"
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
@@ -121,7 +123,8 @@ func TestFanoutReceipts(t *testing.T) {
 }
 
 // TestResumeOffline: a device misses 500 messages in 20 conversations,
-// resumes with its cursors, gets exactly those in order, then live.
+// resumes with its cursors (the version of each ConversationCreated it
+// saw), gets exactly those in order, then live.
 func TestResumeOffline(t *testing.T) {
 	t.Parallel()
 	sys, _ := startWith(t, system.Options{Gateways: 2, GatewayLimits: fast})
@@ -134,7 +137,7 @@ func TestResumeOffline(t *testing.T) {
 		convs = append(convs, conv)
 		cursors[conv] = r.WaitEvent("ConversationCreated", func(e *pb.Event) bool {
 			return e.GetConversationId() == conv && e.GetConversationCreated() != nil
-		}).GetSeq()
+		}).GetVersion()
 	}
 	r.Close()
 	var calls []*testenv.Call
@@ -149,8 +152,8 @@ func TestResumeOffline(t *testing.T) {
 	// Offline long enough for the views to have everything it missed.
 	testenv.Eventually(t, 2*time.Minute, func() string {
 		for _, conv := range convs {
-			if last, _, _ := inboxEntry(t, sys, "s", conv); last != cursors[conv]+25 {
-				return fmt.Sprintf("%s at %d, want %d", conv, last, cursors[conv]+25)
+			if last, _, _ := inboxEntry(t, sys, "s", conv); last != 25 {
+				return fmt.Sprintf("%s at seq %d, want 25", conv, last)
 			}
 		}
 		return ""
@@ -161,27 +164,28 @@ func TestResumeOffline(t *testing.T) {
 	t.Logf("resume of %d events took %s", len(evs), time.Since(begin))
 	checkResumed(t, evs, cursors, 25)
 	for _, c := range resumed.GetCursors() {
-		if c.GetLastSeq() != cursors[c.GetConversationId()]+25 {
-			t.Fatalf("Resumed cursor %v, want %d", c, cursors[c.GetConversationId()]+25)
+		if c.GetVersion() != cursors[c.GetConversationId()]+25 {
+			t.Fatalf("Resumed cursor %v, want version %d", c, cursors[c.GetConversationId()]+25)
 		}
 	}
 	accepted(t, s.MustDo(convs[0], send("live", "after")))
-	if e := r.WaitEvent("a message of "+convs[0], isMessage(convs[0])); e.GetSeq() != cursors[convs[0]]+26 {
-		t.Fatalf("live seq %d after resume at %d", e.GetSeq(), cursors[convs[0]]+25)
+	if e := r.WaitEvent("a message of "+convs[0], isMessage(convs[0])); e.GetSeq() != 26 || e.GetVersion() != cursors[convs[0]]+26 {
+		t.Fatalf("live seq %d version %d after resume at version %d", e.GetSeq(), e.GetVersion(), cursors[convs[0]]+25)
 	}
 }
 
-// checkResumed: per conversation, exactly seqs cursor+1 … cursor+n, in order.
+// checkResumed: per conversation, exactly versions cursor+1 … cursor+n, in
+// order.
 func checkResumed(t *testing.T, evs []*pb.Event, cursors map[string]int64, n int64) {
 	t.Helper()
 	next := map[string]int64{}
-	for c, s := range cursors {
-		next[c] = s + 1
+	for c, v := range cursors {
+		next[c] = v + 1
 	}
 	for _, e := range evs {
 		c := e.GetConversationId()
-		if e.GetSeq() != next[c] {
-			t.Fatalf("%s: seq %d, want %d", c, e.GetSeq(), next[c])
+		if e.GetVersion() != next[c] {
+			t.Fatalf("%s: version %d, want %d", c, e.GetVersion(), next[c])
 		}
 		next[c]++
 	}
@@ -200,14 +204,16 @@ func TestResumeWhileSending(t *testing.T) {
 	r := connect(t, sys, 0, "r", "phone")
 	s := connect(t, sys, 1, "s", "phone")
 	const before, during = 40, 60
-	cursors := map[string]int64{}
+	cursors := map[string]int64{}  // the seq the device has
+	versions := map[string]int64{} // and the version
 	var convs []string
 	for i := range 5 {
 		conv := accepted(t, s.MustDo("", group(fmt.Sprintf("g%d", i), "r")))
 		convs = append(convs, conv)
-		cursors[conv] = r.WaitEvent("ConversationCreated", func(e *pb.Event) bool {
+		created := r.WaitEvent("ConversationCreated", func(e *pb.Event) bool {
 			return e.GetConversationId() == conv && e.GetConversationCreated() != nil
-		}).GetSeq()
+		})
+		cursors[conv], versions[conv] = created.GetSeq(), created.GetVersion()
 	}
 	r.Close()
 	var calls []*testenv.Call
@@ -248,7 +254,7 @@ func TestResumeWhileSending(t *testing.T) {
 		return ""
 	})
 	r = connectResuming(t, sys, 1, "r", "phone")
-	evs, _ := resume(t, r, cursors)
+	evs, _ := resume(t, r, versions)
 	wg.Wait()
 	select {
 	case err := <-sendErr:
@@ -296,4 +302,79 @@ func TestResumeWhileSending(t *testing.T) {
 		}
 	}
 	t.Logf("%d events during resume, %d in all", len(evs), total())
+}
+
+// TestResumeCarriesEveryChange: a device that was offline gets, on resume,
+// not only the messages it missed but every change of the conversation —
+// here the other members' read and delivered receipts — in version order,
+// exactly once; a second Resume from the cursor it was given sends nothing,
+// and live events follow from the next version.
+func TestResumeCarriesEveryChange(t *testing.T) {
+	t.Parallel()
+	sys, _ := startWith(t, system.Options{Gateways: 2, GatewayLimits: fast})
+	r := connect(t, sys, 0, "r", "phone")
+	s := connect(t, sys, 1, "s", "phone")
+	u := connect(t, sys, 1, "u", "phone")
+	conv := accepted(t, s.MustDo("", group("changes", "r", "u")))
+	cursor := r.WaitEvent("ConversationCreated", func(e *pb.Event) bool {
+		return e.GetConversationId() == conv && e.GetConversationCreated() != nil
+	}).GetVersion()
+	r.Close()
+	for i := range 3 {
+		accepted(t, s.MustDo(conv, send(fmt.Sprintf("m%d", i), "while r is away")))
+	}
+	u.WaitEvent("the third message", func(e *pb.Event) bool { return e.GetConversationId() == conv && e.GetSeq() == 3 })
+	accepted(t, u.MustDo(conv, &pb.MarkDelivered{UpToSeq: 2}))
+	accepted(t, u.MustDo(conv, &pb.MarkRead{UpToSeq: 3}))
+	// What r missed: 3 messages, then u's two receipts — five versions.
+	var last int64
+	u.WaitEvent("u's read receipt", func(e *pb.Event) bool {
+		last = e.GetVersion()
+		return e.GetConversationId() == conv && e.GetReadUpTo() != nil
+	})
+	if last != cursor+5 {
+		t.Fatalf("u's read receipt at version %d, want %d", last, cursor+5)
+	}
+
+	var evs []*pb.Event
+	var resumed *pb.Resumed
+	// The views may still lag the log: resume (from a new device session
+	// each time) until the catch-up has every change.
+	testenv.Eventually(t, time.Minute, func() string {
+		d := connectResuming(t, sys, 0, "r", "phone")
+		evs, resumed = resume(t, d, map[string]int64{conv: cursor})
+		d.Close()
+		if len(evs) < 5 {
+			return fmt.Sprintf("%d of 5 changes resumed", len(evs))
+		}
+		return ""
+	})
+	var got []string
+	for i, e := range evs {
+		if e.GetVersion() != cursor+int64(i)+1 {
+			t.Fatalf("change %d has version %d, want %d: %v", i, e.GetVersion(), cursor+int64(i)+1, e)
+		}
+		got = append(got, schemas.EventType(e))
+	}
+	want := []string{"MessageSent", "MessageSent", "MessageSent", "DeliveredUpTo", "ReadUpTo"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("resumed %v, want %v", got, want)
+	}
+	if rd := evs[4].GetReadUpTo(); evs[4].GetActorUserId() != "u" || rd.GetUpToSeq() != 3 {
+		t.Fatalf("read receipt %v, want u up to 3", evs[4])
+	}
+	if len(resumed.GetCursors()) != 1 || resumed.GetCursors()[0].GetVersion() != last {
+		t.Fatalf("Resumed %v, want version %d", resumed, last)
+	}
+
+	// From the cursor it was given: nothing twice, then live.
+	d := connectResuming(t, sys, 0, "r", "phone")
+	again, resumed := resume(t, d, map[string]int64{conv: last})
+	if len(again) != 0 || len(resumed.GetFailed()) != 0 {
+		t.Fatalf("resume from version %d sent %v (failed %v), want nothing", last, again, resumed.GetFailed())
+	}
+	accepted(t, s.MustDo(conv, send("live", "after")))
+	if e := d.WaitEvent("the live message", isMessage(conv)); e.GetVersion() != last+1 || e.GetSeq() != 4 {
+		t.Fatalf("live event at version %d seq %d, want version %d seq 4", e.GetVersion(), e.GetSeq(), last+1)
+	}
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/parley-im/parley/testenv/system"
 )
 
-// TestE2ERepairAfterLostRows: the views lose a conversation's messages rows
-// (TRUNCATE drops them without tombstones, as a crashed node that lost its
-// unsynced commitlog would). A device's Resume meets the hole: that
+// TestE2ERepairAfterLostRows: the views lose a conversation's messages and
+// changes rows (TRUNCATE drops them without tombstones, as a crashed node
+// that lost its unsynced commitlog would). A device's Resume meets the hole: that
 // conversation is reported in Resumed.failed while the user's other one
 // resumes, and the gateway asks for a repair. The repairer re-applies the
 // conversation from the log, with no operator, and the next Resume is whole.
@@ -36,15 +36,17 @@ func TestE2ERepairAfterLostRows(t *testing.T) {
 	})
 	s := c.Session()
 	defer s.Close()
-	if err := s.Query(fmt.Sprintf("TRUNCATE %s.messages", c.Keyspace)).Exec(); err != nil {
-		t.Fatal(err)
+	for _, table := range []string{"messages", "changes"} {
+		if err := s.Query(fmt.Sprintf("TRUNCATE %s.%s", c.Keyspace, table)).Exec(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if h, _ := allHistory(t, sys, "bob", lost); len(h.Messages) != 0 {
 		t.Fatalf("%d rows left after TRUNCATE", len(h.Messages))
 	}
 
-	// The first Resume meets the hole (the group's history is gone too:
-	// its notice at seq 1 is a messages row; both holes are repaired).
+	// The first Resume meets the hole (the group's changes are gone too;
+	// both holes are repaired).
 	bob := connectResuming(t, sys, 0, "bob", "laptop")
 	_, resumed := resume(t, bob, map[string]int64{lost: 0, kept: 0})
 	failed := map[string]bool{}

@@ -33,6 +33,7 @@ type world struct {
 	delivered    map[string]int64           // conversation → highest seq delivered to a phone
 	deliveries   []delivery                 // live deliveries to phones, in arrival order
 	laptopSeen   map[string]int64           // conversation → highest seq a laptop saw before going offline
+	laptopAt     map[string]int64           // conversation → highest version a laptop saw before going offline
 	laptopOnline bool
 }
 
@@ -42,7 +43,7 @@ type delivery struct {
 
 func newWorld(ctx context.Context, c config, sys *system.System) (*world, error) {
 	w := &world{c: c, sys: sys, owner: map[string]string{}, acceptedIDs: map[string]map[string]bool{},
-		delivered: map[string]int64{}, laptopSeen: map[string]int64{}, laptopOnline: true}
+		delivered: map[string]int64{}, laptopSeen: map[string]int64{}, laptopAt: map[string]int64{}, laptopOnline: true}
 	gw := sys.GatewayURLs[0]
 	token := func(user, dev string) (string, error) { return sys.Issuer.Issue(user, dev, 6*time.Hour) }
 	for r := 0; r < c.Receivers; r++ {
@@ -88,13 +89,18 @@ func newWorld(ctx context.Context, c config, sys *system.System) (*world, error)
 }
 
 func (w *world) onEvent(d *device, ev *pb.Event) {
-	if ev.GetMessageSent() == nil {
-		return
-	}
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	conv := ev.GetConversationId()
+	if d.name == "laptop" && w.laptopOnline {
+		// A device resumes from the last version it applied, whatever
+		// the event (receipts included).
+		w.laptopAt[conv] = max(w.laptopAt[conv], ev.GetVersion())
+	}
+	if ev.GetMessageSent() == nil {
+		return
+	}
 	if d.name == "laptop" {
 		if w.laptopOnline && ev.GetSeq() > w.laptopSeen[conv] {
 			w.laptopSeen[conv] = ev.GetSeq()
@@ -333,7 +339,7 @@ func (w *world) resumeLaptops(ctx context.Context) string {
 		cursors := map[string]int64{}
 		for _, conv := range byUser[d.user] {
 			cursors[conv] = w.laptopSeen[conv]
-			res.Cursors = append(res.Cursors, &pb.ConversationCursor{ConversationId: conv, LastSeq: w.laptopSeen[conv]})
+			res.Cursors = append(res.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: w.laptopAt[conv]})
 		}
 		w.mu.Unlock()
 		a, err := d.do(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Resume{Resume: res}}, time.Minute)
