@@ -22,6 +22,9 @@ type views interface {
 	members(ctx context.Context, conv string) (members []string, lastSeq int64, found bool, err error)
 	// isMember says whether user is a current member of conv.
 	isMember(ctx context.Context, conv, user string) (bool, error)
+	// removedAt says whether user is a former member of conv, and the
+	// version of the removal (0 for a log from before versions).
+	removedAt(ctx context.Context, conv, user string) (version int64, former bool, err error)
 	// conversations returns the conversations user is a current member of.
 	conversations(ctx context.Context, user string) ([]string, error)
 	// lastSeq is conversations.last_seq of conv (0 when there is no row).
@@ -84,6 +87,14 @@ func (v *cassandraViews) members(ctx context.Context, conv string) ([]string, in
 
 func (v *cassandraViews) isMember(ctx context.Context, conv, user string) (bool, error) {
 	return v.tables.IsMember(ctx, conv, user)
+}
+
+func (v *cassandraViews) removedAt(ctx context.Context, conv, user string) (int64, bool, error) {
+	m, found, err := v.tables.Member(ctx, conv, user)
+	if err != nil || !found || !m.Removed {
+		return 0, false, err
+	}
+	return m.RemovedVersion, true, nil
 }
 
 func (v *cassandraViews) conversations(ctx context.Context, user string) ([]string, error) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -171,22 +172,38 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
 		return
 	}
+	// A former member (removed, or left on another device, while this one
+	// was away) catches up to its removal; anyone else is refused.
+	removedAt := map[string]int64{}
 	for _, c := range cursors {
-		ok, err := v.isMember(ctx, c.GetConversationId(), s.user)
+		conv := c.GetConversationId()
+		ok, err := v.isMember(ctx, conv, s.user)
 		if err != nil {
 			unavailable(err)
 			return
 		}
-		if !ok {
-			s.sendError(requestID, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of "+c.GetConversationId())
+		if ok {
+			continue
+		}
+		at, former, err := v.removedAt(ctx, conv, s.user)
+		if err != nil {
+			unavailable(err)
 			return
 		}
+		if !former {
+			s.sendError(requestID, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of "+conv)
+			return
+		}
+		removedAt[conv] = at
 	}
 	// Subscribe first: from here live events of these conversations are
 	// held, so nothing falls between catch-up and live. A conversation
 	// still held from an unfinished Resume keeps what it holds.
 	s.mu.Lock()
 	for _, c := range cursors {
+		if _, gone := removedAt[c.GetConversationId()]; gone {
+			continue // no live event of it reaches this user
+		}
 		if _, ok := s.held[c.GetConversationId()]; !ok {
 			s.held[c.GetConversationId()] = []held{}
 		}
@@ -200,6 +217,21 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 	keep := map[string]bool{} // unfinished: stay held
 	for _, c := range cursors {
 		conv, last := c.GetConversationId(), c.GetVersion()
+		if at, gone := removedAt[conv]; gone {
+			last, reached, fail := s.catchUpRemoved(ctx, conv, last, at, &budget, deadline)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case fail != nil:
+				resumed.Failed = append(resumed.Failed, fail)
+			case !reached:
+				resumed.More = true
+				resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: last})
+			default:
+				resumed.Removed = append(resumed.Removed, &pb.ConversationCursor{ConversationId: conv, Version: last})
+			}
+			continue
+		}
 		if budget <= 0 {
 			keep[conv], resumed.More = true, true
 			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: last})
@@ -219,8 +251,96 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: last})
 		}
 	}
+	// The conversations the device did not name: joined while it was away.
+	convs, err := v.conversations(ctx, s.user)
+	if err != nil {
+		s.log.Warn("resume could not list the user's conversations", "err", schemas.Clip(err.Error()))
+	}
+	named := make(map[string]bool, len(cursors))
+	for _, c := range cursors {
+		named[c.GetConversationId()] = true
+	}
+	for _, conv := range convs {
+		if named[conv] {
+			continue
+		}
+		last, err1 := v.lastSeq(ctx, conv)
+		version, err2 := v.lastVersion(ctx, conv)
+		if err1 != nil || err2 != nil {
+			s.log.Warn("resume could not read a conversation to list", "conversation", conv)
+			continue
+		}
+		resumed.Added = append(resumed.Added, &pb.ConversationCursor{ConversationId: conv, LastSeq: last, Version: version})
+	}
 	s.releaseAll(keep)
 	s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
+}
+
+// catchUpRemoved sends a former member's device the changes of conv after
+// cursor up to the user's removal (version removedAt), in order, and reports
+// whether it got there; nothing after the removal is ever sent. Changes made
+// while the user was away from the group (removed, then added again before
+// the latest removal) are skipped. A log from before versions (removedAt 0)
+// has nothing to send.
+func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, removedAt int64, budget *int, deadline time.Time) (last int64, reached bool, _ *pb.ResumeFailure) {
+	v := s.srv.views
+	last = cursor
+	fail := func(code pb.ErrorCode, msg string) (int64, bool, *pb.ResumeFailure) {
+		return last, false, &pb.ResumeFailure{ConversationId: conv, Code: code, Message: msg, LastVersion: last}
+	}
+	if cursor > removedAt {
+		// The device saw the removal, and what the others did after it
+		// was never its to see: nothing to send, not even a refusal.
+		return removedAt, true, nil
+	}
+	away := false
+	for last < removedAt {
+		if *budget <= 0 {
+			return last, false, nil
+		}
+		evs, err := v.changes(ctx, conv, last, int(min(int64(min(*budget, resumeBatch)), removedAt-last)))
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, false, nil
+			}
+			return fail(pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the views could not be read; resume again from lastVersion")
+		}
+		for _, ev := range evs {
+			if ev.GetVersion() > removedAt {
+				break
+			}
+			if added := ev.GetMembersAdded(); added != nil && slices.Contains(added.GetUserIds(), s.user) {
+				away = false
+			}
+			if !away {
+				if !s.sendPaced(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})) {
+					return last, false, nil
+				}
+				*budget--
+			}
+			if rm := ev.GetMemberRemoved(); rm != nil && rm.GetUserId() == s.user {
+				away = true
+			}
+			last = ev.GetVersion()
+		}
+		if len(evs) > 0 {
+			continue
+		}
+		// The removal is in the views (the members row says so), so the
+		// rows before it are too unless one was lost: wait, then repair.
+		if time.Now().After(deadline) {
+			s.srv.metrics.resumeGaps.Inc()
+			s.srv.requestRepair(conv, last+1, removedAt, time.Time{})
+			return fail(pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
+				fmt.Sprintf("changes not available past version %d (the removal is at %d); resume again from %d later", last, removedAt, last))
+		}
+		select {
+		case <-ctx.Done():
+			return last, false, nil
+		case <-time.After(resumePoll):
+		}
+	}
+	return last, true, nil
 }
 
 // catchUp sends conv's changes after cursor (a version) from the views,

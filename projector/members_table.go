@@ -22,7 +22,7 @@ import (
 //     removed_reason describe the latest removal and stay after a re-add
 //     (nulling them would write tombstones, and a replay of the removal
 //     after the re-add would need them to order against): read removed
-//     first.
+//     first. removed_version (the removal's Event.version) goes with them.
 //   - read_seq, delivered_seq are watermarks written at markTS(value): the
 //     highest mark wins. MessageSent sets the sender's two marks to its seq,
 //     ReadUpTo sets both (read implies delivered), DeliveredUpTo the
@@ -35,7 +35,7 @@ type membersView struct {
 	rows                                      jsonRows
 }
 
-const memberColumns = "user_id, role, joined_seq, read_seq, delivered_seq, removed"
+const memberColumns = "user_id, role, joined_seq, read_seq, delivered_seq, removed, removed_version"
 
 func newMembers(keyspace string) membersView {
 	return membersView{
@@ -46,7 +46,7 @@ func newMembers(keyspace string) membersView {
 			SET role = 'member', joined_seq = ?, joined_at = ?, read_seq = ?, delivered_seq = ?, removed = false
 			WHERE conversation_id = ? AND user_id = ?`),
 		removed: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
-			SET removed = true, removed_seq = ?, removed_reason = ?
+			SET removed = true, removed_seq = ?, removed_reason = ?, removed_version = ?
 			WHERE conversation_id = ? AND user_id = ?`),
 		marks: qualify(keyspace, `UPDATE ${keyspace}.members USING TIMESTAMP ?
 			SET read_seq = ?, delivered_seq = ?
@@ -83,7 +83,7 @@ func (v membersView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stm
 		return out, nil
 	case schemas.TypeMemberRemoved:
 		r := ev.GetMemberRemoved()
-		return []stmt{upsert(v.removed, membersPart(id), r.GetUserId(), seqTS(seq), seq, reasonName(r.GetReason()), id, r.GetUserId())}, nil
+		return []stmt{upsert(v.removed, membersPart(id), r.GetUserId(), seqTS(seq), seq, reasonName(r.GetReason()), ev.GetVersion(), id, r.GetUserId())}, nil
 	case schemas.TypeMessageSent:
 		return []stmt{upsert(v.marks, membersPart(id), actor, markTS(seq), seq, seq, id, actor)}, nil
 	case schemas.TypeReadUpTo:
@@ -128,13 +128,20 @@ type Member struct {
 	Role                             string // "owner" or "member"
 	JoinedSeq, ReadSeq, DeliveredSeq int64
 	Removed                          bool
+	// RemovedVersion is the version of the latest removal (0 when never
+	// removed, or removed in a log from before versions).
+	RemovedVersion int64
 }
 
 // Member reads user's members row in conv; found is false when there is
 // none.
 func (t *Tables) Member(ctx context.Context, conv, user string) (m Member, found bool, err error) {
+	var rv *int64
 	err = t.s.Query(t.members.selectRow, conv, user).ScanContext(ctx,
-		&m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed)
+		&m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed, &rv)
+	if rv != nil {
+		m.RemovedVersion = *rv
+	}
 	if errors.Is(err, gocql.ErrNotFound) {
 		return Member{}, false, nil
 	}
@@ -158,7 +165,11 @@ func (t *Tables) Members(ctx context.Context, conv string) ([]Member, error) {
 	iter := t.s.Query(t.members.selectAll, conv).IterContext(ctx)
 	var out []Member
 	var m Member
-	for iter.Scan(&m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed) {
+	var rv *int64
+	for iter.Scan(&m.UserID, &m.Role, &m.JoinedSeq, &m.ReadSeq, &m.DeliveredSeq, &m.Removed, &rv) {
+		if rv != nil {
+			m.RemovedVersion, rv = *rv, nil
+		}
 		out = append(out, m)
 		m = Member{}
 	}

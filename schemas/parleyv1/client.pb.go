@@ -975,7 +975,18 @@ type Resumed struct {
 	// with its reason; they are not in cursors. The others resumed normally.
 	// A failed conversation is live from here on all the same (its session is
 	// never deaf to it); see gateway/README.md "Resume".
-	Failed        []*ResumeFailure `protobuf:"bytes,4,rep,name=failed,proto3" json:"failed,omitempty"`
+	Failed []*ResumeFailure `protobuf:"bytes,4,rep,name=failed,proto3" json:"failed,omitempty"`
+	// Only when the Resume named cursors: the conversations the user is a
+	// member of that it did not name (joined while the device was away, or
+	// never synced on it), each with its current version and last seq. The
+	// device fetches their state (query) and resumes them from that version,
+	// or resumes them from version 0.
+	Added []*ConversationCursor `protobuf:"bytes,5,rep,name=added,proto3" json:"added,omitempty"`
+	// Conversations the Resume named that the user is no longer a member of
+	// (removed, or left on another device, while this one was away): caught up
+	// to the event that removed the user, whose version this is; nothing more
+	// of them follows.
+	Removed       []*ConversationCursor `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,6 +1045,20 @@ func (x *Resumed) GetMore() bool {
 func (x *Resumed) GetFailed() []*ResumeFailure {
 	if x != nil {
 		return x.Failed
+	}
+	return nil
+}
+
+func (x *Resumed) GetAdded() []*ConversationCursor {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *Resumed) GetRemoved() []*ConversationCursor {
+	if x != nil {
+		return x.Removed
 	}
 	return nil
 }
@@ -1605,13 +1630,15 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\blast_seq\x18\x02 \x01(\x03R\alastSeq\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\"A\n" +
 	"\x06Resume\x127\n" +
-	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"\xa7\x01\n" +
+	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"\x95\x02\n" +
 	"\aResumed\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
 	"\acursors\x18\x02 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x120\n" +
-	"\x06failed\x18\x04 \x03(\v2\x18.parley.v1.ResumeFailureR\x06failed\"\xba\x01\n" +
+	"\x06failed\x18\x04 \x03(\v2\x18.parley.v1.ResumeFailureR\x06failed\x123\n" +
+	"\x05added\x18\x05 \x03(\v2\x1d.parley.v1.ConversationCursorR\x05added\x127\n" +
+	"\aremoved\x18\x06 \x03(\v2\x1d.parley.v1.ConversationCursorR\aremoved\"\xba\x01\n" +
 	"\rResumeFailure\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.parley.v1.ErrorCodeR\x04code\x12\x18\n" +
@@ -1721,19 +1748,21 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	8,  // 23: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
 	8,  // 24: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
 	11, // 25: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
-	28, // 26: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 27: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 28: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	27, // 29: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 30: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	27, // 31: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 32: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 33: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	8,  // 26: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
+	8,  // 27: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
+	28, // 28: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 29: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 30: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	27, // 31: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 32: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	27, // 33: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 34: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 35: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }

@@ -378,3 +378,81 @@ func TestResumeCarriesEveryChange(t *testing.T) {
 		t.Fatalf("live event at version %d seq %d, want version %d seq 4", e.GetVersion(), e.GetSeq(), last+1)
 	}
 }
+
+// TestResumeMembershipWhileAway: while a device is away its user is removed
+// from one group (after a message there) and added to a new one. Its Resume
+// with its old cursors catches the first group up to the removal and lists
+// it as removed — nothing said there after the removal reaches it —, and
+// lists the new group as added, with the version to resume it from.
+func TestResumeMembershipWhileAway(t *testing.T) {
+	t.Parallel()
+	sys, _ := startWith(t, system.Options{Gateways: 2, GatewayLimits: fast})
+	r := connect(t, sys, 0, "r", "phone")
+	s := connect(t, sys, 1, "s", "phone")
+	cursors := map[string]int64{}
+	var left, kept string
+	for i, title := range []string{"left", "kept"} {
+		conv := accepted(t, s.MustDo("", group(title, "r")))
+		cursors[conv] = r.WaitEvent("ConversationCreated", func(e *pb.Event) bool {
+			return e.GetConversationId() == conv && e.GetConversationCreated() != nil
+		}).GetVersion()
+		if i == 0 {
+			left = conv
+		} else {
+			kept = conv
+		}
+	}
+	r.Close()
+	accepted(t, s.MustDo(left, send("before", "said before the removal")))
+	accepted(t, s.MustDo(left, &pb.RemoveMember{UserId: "r"}))
+	accepted(t, s.MustDo(left, send("after", "said after the removal")))
+	accepted(t, s.MustDo(kept, send("kept", "still here")))
+	added := accepted(t, s.MustDo("", group("added", "r")))
+	// The views have all of it once the newest message of left is there.
+	var afterVersion int64
+	s.WaitEvent("the message after the removal", func(e *pb.Event) bool {
+		afterVersion = e.GetVersion()
+		return e.GetConversationId() == left && e.GetMessageSent().GetClientMsgId() == "after"
+	})
+
+	var evs []*pb.Event
+	var resumed *pb.Resumed
+	testenv.Eventually(t, time.Minute, func() string {
+		d := connectResuming(t, sys, 0, "r", "phone")
+		evs, resumed = resume(t, d, cursors)
+		d.Close()
+		if len(resumed.GetRemoved()) != 1 || len(resumed.GetAdded()) != 1 || len(resumed.GetFailed()) != 0 {
+			return fmt.Sprintf("resumed %v", resumed)
+		}
+		return ""
+	})
+	var gotLeft []string
+	for _, e := range evs {
+		if e.GetConversationId() != left {
+			continue
+		}
+		if e.GetVersion() >= afterVersion {
+			t.Fatalf("an event after the removal reached the removed member: %v", e)
+		}
+		gotLeft = append(gotLeft, schemas.EventType(e))
+	}
+	if want := []string{"MessageSent", "MemberRemoved"}; !slices.Equal(gotLeft, want) {
+		t.Fatalf("the removed group resumed %v, want %v", gotLeft, want)
+	}
+	if rm := resumed.GetRemoved()[0]; rm.GetConversationId() != left || rm.GetVersion() != cursors[left]+2 {
+		t.Fatalf("removed %v, want %s at version %d", rm, left, cursors[left]+2)
+	}
+	if a := resumed.GetAdded()[0]; a.GetConversationId() != added || a.GetVersion() != 1 {
+		t.Fatalf("added %v, want %s at version 1", a, added)
+	}
+	if len(resumed.GetCursors()) != 1 || resumed.GetCursors()[0].GetConversationId() != kept ||
+		resumed.GetCursors()[0].GetVersion() != cursors[kept]+1 {
+		t.Fatalf("cursors %v, want %s at version %d", resumed.GetCursors(), kept, cursors[kept]+1)
+	}
+	// Resumed again from where it now stands: nothing is sent twice.
+	d := connectResuming(t, sys, 0, "r", "phone")
+	again, r2 := resume(t, d, map[string]int64{left: cursors[left] + 2, kept: cursors[kept] + 1, added: 1})
+	if len(again) != 0 || len(r2.GetRemoved()) != 1 || len(r2.GetAdded()) != 0 {
+		t.Fatalf("second resume sent %v, answered %v", again, r2)
+	}
+}
