@@ -61,6 +61,10 @@ type Fanout struct {
 	// MaxResumeEvents caps the events one Resume sends from the views;
 	// beyond it Resumed says more (default 10,000).
 	MaxResumeEvents int
+	// MaxResumeGap: a conversation more than this many versions behind is
+	// not replayed; Resumed lists it in refetch and the device fetches its
+	// state instead (default 5,000).
+	MaxResumeGap int64
 	// ResumeGapWait bounds how long one Resume waits, in all, for the views
 	// to catch up with the log (a cursor beyond the view's last seq, rows
 	// missing below it); a conversation still waiting then is reported in
@@ -73,6 +77,7 @@ var DefaultFanout = Fanout{
 	MembershipCacheSize:     100_000,
 	ReceiptFanoutMaxMembers: 100,
 	MaxResumeEvents:         10_000,
+	MaxResumeGap:            5_000,
 	ResumeGapWait:           5 * time.Second,
 }
 
@@ -179,6 +184,9 @@ func (c Config) Defaults() Config {
 	if f.MaxResumeEvents == 0 {
 		f.MaxResumeEvents = d.MaxResumeEvents
 	}
+	if f.MaxResumeGap == 0 {
+		f.MaxResumeGap = d.MaxResumeGap
+	}
 	if f.ResumeGapWait == 0 {
 		f.ResumeGapWait = d.ResumeGapWait
 	}
@@ -245,7 +253,7 @@ func (c Config) Validate() error {
 	if l.PingInterval >= l.IdleTimeout {
 		errs = append(errs, errors.New("gateway: Limits.PingInterval must be shorter than IdleTimeout"))
 	}
-	if f := c.Fanout; f.MembershipCacheSize < 0 || f.ReceiptFanoutMaxMembers < 0 || f.MaxResumeEvents < 0 || f.ResumeGapWait < 0 {
+	if f := c.Fanout; f.MembershipCacheSize < 0 || f.ReceiptFanoutMaxMembers < 0 || f.MaxResumeEvents < 0 || f.MaxResumeGap < 0 || f.ResumeGapWait < 0 {
 		errs = append(errs, errors.New("gateway: Fanout must not be negative"))
 	}
 	if g := c.Signals; g.PresenceTTL < 0 || g.PresenceRefresh < 0 || g.PresenceForget < 0 || g.TypingTTL < 0 || g.MaxPresenceWatch < 0 {

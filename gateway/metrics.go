@@ -20,6 +20,7 @@ type metrics struct {
 	resumeGaps           prometheus.Counter
 	repairRequests       *prometheus.CounterVec
 	resumeInvalidCursors prometheus.Counter
+	resumeRefetches      prometheus.Counter
 
 	signalsPublished *prometheus.CounterVec // type: typing, presence
 	signalFailures   prometheus.Counter
@@ -59,9 +60,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		repairRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "repair_requests_total", Help: "Requests to re-apply a conversation with a history gap from the log (projector/repair), by outcome: appended or failed."}, []string{"outcome"}),
 		resumeGaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "resume_gaps_total", Help: "Conversations of a Resume whose catch-up stopped at a messages row missing below their last seq (reported in Resumed.failed)."}),
+			Name: "resume_gaps_total", Help: "Conversations of a Resume whose catch-up stopped at a changes row missing below their last version (reported in Resumed.failed)."}),
 		resumeInvalidCursors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "resume_invalid_cursors_total", Help: "Resume cursors beyond their conversation's last seq (reported in Resumed.failed)."}),
+			Name: "resume_invalid_cursors_total", Help: "Resume cursors beyond their conversation's last version (reported in Resumed.failed)."}),
+		resumeRefetches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "resume_refetches_total", Help: "Conversations of a Resume further behind than Fanout.MaxResumeGap, not replayed (reported in Resumed.refetch)."}),
 		signalsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "signals_published_total", Help: "Typing and presence records written to the signals topic, by type."}, []string{"type"}),
 		signalFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -71,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
 		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
-		m.eventsUndecoded, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
+		m.eventsUndecoded, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.resumeRefetches, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -237,6 +237,16 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: conv, Version: last})
 			continue
 		}
+		// Far behind: the device refetches the state instead, and the
+		// conversation is live from the version that state has (at least).
+		top, err := v.lastVersion(ctx, conv)
+		if err == nil && top-last > s.srv.cfg.Fanout.MaxResumeGap {
+			s.mu.Lock()
+			s.goLive(conv, top, top)
+			s.srv.metrics.resumeRefetches.Inc()
+			resumed.Refetch = append(resumed.Refetch, &pb.ConversationCursor{ConversationId: conv, Version: top})
+			continue
+		}
 		last, done, fail := s.catchUp(ctx, conv, last, &budget, deadline)
 		if ctx.Err() != nil {
 			return // the session ended: nobody to answer

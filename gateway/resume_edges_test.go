@@ -170,3 +170,49 @@ func TestResumeEdgesProjectorLag(t *testing.T) {
 		t.Fatalf("resumed %v, want %s at 4 and %s at 3", resumed, holed, ahead)
 	}
 }
+
+// TestResumeEdgesRefetch: a conversation further behind than
+// Fanout.MaxResumeGap is not replayed but listed in Resumed.refetch with its
+// last version, and is live from there; one within the limit is replayed.
+func TestResumeEdgesRefetch(t *testing.T) {
+	t.Parallel()
+	views, s := withViewRows(t)
+	e := start(t, views, func(s *setup) { s.cfg.Fanout.MaxResumeGap = 5 })
+	far, near := "g:00000000000000000000000000000006", "g:00000000000000000000000000000007"
+	all := make([]int64, 20)
+	for i := range all {
+		all[i] = int64(i + 1)
+	}
+	viewConversation(t, s, far, 20, all...)
+	viewConversation(t, s, near, 20, all...)
+
+	c := e.dial("alice", "phone")
+	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
+		{ConversationId: far, Version: 2}, {ConversationId: near, Version: 16}}}}})
+	f := c.next()
+	resumed := f.GetResumed()
+	if resumed == nil {
+		t.Fatalf("want Resumed, got %v", f)
+	}
+	var got []string
+	for _, ev := range c.DrainEvents() {
+		got = append(got, ev.GetConversationId()[33:]+":"+strconv.FormatInt(ev.GetVersion(), 10))
+	}
+	if want := []string{"7:17", "7:18", "7:19", "7:20"}; !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v (only the near conversation replayed)", got, want)
+	}
+	if r := resumed.GetRefetch(); len(r) != 1 || r[0].GetConversationId() != far || r[0].GetVersion() != 20 {
+		t.Fatalf("refetch %v, want %s at 20", r, far)
+	}
+	if cs := resumed.GetCursors(); len(cs) != 1 || cs[0].GetConversationId() != near || cs[0].GetVersion() != 20 {
+		t.Fatalf("cursors %v, want %s at 20", cs, near)
+	}
+	if v := e.metric("parley_gateway_resume_refetches_total"); v != 1 {
+		t.Fatalf("resume_refetches_total %v", v)
+	}
+	// The refetched conversation is live from its last version.
+	e.produceEvent(change(far, 21, "live"))
+	if ev := c.nextEvent(); ev.GetConversationId() != far || ev.GetVersion() != 21 {
+		t.Fatalf("live event %v, want %s version 21", ev, far)
+	}
+}

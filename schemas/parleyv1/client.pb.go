@@ -986,7 +986,12 @@ type Resumed struct {
 	// (removed, or left on another device, while this one was away): caught up
 	// to the event that removed the user, whose version this is; nothing more
 	// of them follows.
-	Removed       []*ConversationCursor `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
+	Removed []*ConversationCursor `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
+	// Named conversations whose gap (their last version minus the cursor)
+	// is over the gateway's limit: not replayed. The device fetches their
+	// state (query) and continues from this version; their live events
+	// follow from here, as for the conversations in cursors.
+	Refetch       []*ConversationCursor `protobuf:"bytes,7,rep,name=refetch,proto3" json:"refetch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1059,6 +1064,13 @@ func (x *Resumed) GetAdded() []*ConversationCursor {
 func (x *Resumed) GetRemoved() []*ConversationCursor {
 	if x != nil {
 		return x.Removed
+	}
+	return nil
+}
+
+func (x *Resumed) GetRefetch() []*ConversationCursor {
+	if x != nil {
+		return x.Refetch
 	}
 	return nil
 }
@@ -1630,7 +1642,7 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\blast_seq\x18\x02 \x01(\x03R\alastSeq\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\"A\n" +
 	"\x06Resume\x127\n" +
-	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"\x95\x02\n" +
+	"\acursors\x18\x01 \x03(\v2\x1d.parley.v1.ConversationCursorR\acursors\"\xce\x02\n" +
 	"\aResumed\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
@@ -1638,7 +1650,8 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x120\n" +
 	"\x06failed\x18\x04 \x03(\v2\x18.parley.v1.ResumeFailureR\x06failed\x123\n" +
 	"\x05added\x18\x05 \x03(\v2\x1d.parley.v1.ConversationCursorR\x05added\x127\n" +
-	"\aremoved\x18\x06 \x03(\v2\x1d.parley.v1.ConversationCursorR\aremoved\"\xba\x01\n" +
+	"\aremoved\x18\x06 \x03(\v2\x1d.parley.v1.ConversationCursorR\aremoved\x127\n" +
+	"\arefetch\x18\a \x03(\v2\x1d.parley.v1.ConversationCursorR\arefetch\"\xba\x01\n" +
 	"\rResumeFailure\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.parley.v1.ErrorCodeR\x04code\x12\x18\n" +
@@ -1750,19 +1763,20 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	11, // 25: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
 	8,  // 26: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
 	8,  // 27: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
-	28, // 28: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 29: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 30: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	27, // 31: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 32: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	27, // 33: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 34: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 35: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	8,  // 28: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
+	28, // 29: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 30: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 31: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	27, // 32: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 33: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	27, // 34: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 35: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 36: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }

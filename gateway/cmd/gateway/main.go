@@ -89,6 +89,7 @@ func config(e *deploy.Env) (gateway.Config, error) {
 			MembershipCacheSize:     e.Int("PARLEY_GATEWAY_MEMBERSHIP_CACHE", f.MembershipCacheSize),
 			ReceiptFanoutMaxMembers: e.Int("PARLEY_GATEWAY_RECEIPT_FANOUT_MAX_MEMBERS", f.ReceiptFanoutMaxMembers),
 			MaxResumeEvents:         e.Int("PARLEY_GATEWAY_MAX_RESUME_EVENTS", f.MaxResumeEvents),
+			MaxResumeGap:            int64(e.Int("PARLEY_GATEWAY_MAX_RESUME_GAP", int(f.MaxResumeGap))),
 			ResumeGapWait:           e.Duration("PARLEY_GATEWAY_RESUME_GAP_WAIT", f.ResumeGapWait),
 		},
 		Signals: gateway.Signals{
