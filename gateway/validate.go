@@ -28,7 +28,7 @@ const (
 	// maxTitleBytes bounds CreateConversation.title.
 	maxTitleBytes = 256
 	// maxContentTypeBytes bounds SendMessage.content_type.
-	maxContentTypeBytes = 128
+	maxContentTypeBytes = schemas.MaxContentTypeBytes
 	// maxErrorDetail bounds the decoder's detail repeated in an Error.
 	maxErrorDetail = 200
 )

@@ -17,6 +17,9 @@ type Limits struct {
 	MaxGroupMembers int
 	// MaxMessageBytes caps SendMessage.text in bytes (MESSAGE_TOO_LARGE).
 	MaxMessageBytes int
+	// MaxCustomBytes caps a custom payload (content type
+	// schemas.ContentCustom) in bytes (INVALID_ARGUMENT).
+	MaxCustomBytes int
 	// MaxTitleBytes caps a group title (INVALID_ARGUMENT).
 	MaxTitleBytes int
 	// MaxClientMsgIDBytes caps client_msg_id (INVALID_ARGUMENT).
@@ -37,6 +40,7 @@ type Limits struct {
 var DefaultLimits = Limits{
 	MaxGroupMembers:     1000,
 	MaxMessageBytes:     16 << 10,
+	MaxCustomBytes:      8 << 10,
 	MaxTitleBytes:       256,
 	MaxClientMsgIDBytes: 128,
 	DedupWindow:         7 * 24 * time.Hour,
@@ -50,6 +54,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxMessageBytes > 0 {
 		d.MaxMessageBytes = l.MaxMessageBytes
+	}
+	if l.MaxCustomBytes > 0 {
+		d.MaxCustomBytes = l.MaxCustomBytes
 	}
 	if l.MaxTitleBytes > 0 {
 		d.MaxTitleBytes = l.MaxTitleBytes
@@ -161,16 +168,16 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		case !utf8.ValidString(m.GetText()):
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "text is not UTF-8")
 		}
+		ct, err := schemas.CheckContent(m.GetContentType(), m.GetText(), l.MaxCustomBytes)
+		if err != nil {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "%v", err)
+		}
 		if orig, ok := st.lookup(user, m.GetClientMsgId()); ok {
 			ev := cloneBase(base)
 			ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: m.GetClientMsgId(), OriginalSeq: orig.seq}}
 			return st, []*pb.Event{ev}, d, nil
 		}
 		ev := next()
-		ct := m.GetContentType()
-		if ct == "" {
-			ct = "text/plain"
-		}
 		ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct}}
 		ms := st.members[user]
 		ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,5 +184,40 @@ func TestDecideRejectionCarriesClientMsgID(t *testing.T) {
 	r := evs[0].GetCommandRejected()
 	if r.GetClientMsgId() != "cm-1" || r.GetCommandType() != schemas.TypeSendMessage || evs[0].GetSeq() != 0 {
 		t.Fatalf("rejection = %v", evs[0])
+	}
+}
+
+// TestDecideContentTypes: documented content types are checked against
+// their form, unknown ones pass through untouched, the media type is
+// lower-cased and an empty one is text/plain.
+func TestDecideContentTypes(t *testing.T) {
+	typed := func(id, ct, text string) *pb.Command {
+		return cmd("alice", direct, &pb.SendMessage{ClientMsgId: id, Text: text, ContentType: ct})
+	}
+	_, evs := run(t, Limits{MaxCustomBytes: 64},
+		createDirect(),
+		typed("a", "", "plain"),
+		typed("b", "Text/Markdown", "**bold**"),
+		typed("c", schemas.ContentCustom, `{"type":"approval.request","id":"PO-1"}`),
+		typed("d", "application/x-vendor-card", "\x01opaque\x02"),
+		typed("e", schemas.ContentCustom, `{"id":"no type"}`),
+		typed("f", schemas.ContentCustom, `{"type":"big","pad":"`+strings.Repeat("p", 64)+`"}`),
+		typed("g", "not-a-type", "x"),
+	)
+	var got []string
+	for _, ev := range evs[1:] {
+		if m := ev.GetMessageSent(); m != nil {
+			got = append(got, m.GetClientMsgId()+"="+m.GetContentType())
+			continue
+		}
+		got = append(got, ev.GetCommandRejected().GetClientMsgId()+":"+ev.GetCommandRejected().GetCode().String())
+	}
+	want := []string{"a=text/plain", "b=text/markdown", "c=" + schemas.ContentCustom, "d=application/x-vendor-card",
+		"e:ERROR_CODE_INVALID_ARGUMENT", "f:ERROR_CODE_INVALID_ARGUMENT", "g:ERROR_CODE_INVALID_ARGUMENT"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if text := evs[4].GetMessageSent().GetText(); text != "\x01opaque\x02" {
+		t.Fatalf("an unknown type's text was changed: %q", text)
 	}
 }

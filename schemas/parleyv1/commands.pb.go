@@ -451,11 +451,13 @@ type SendMessage struct {
 	// A retry with the same id yields the seq already assigned, never a second
 	// message. Required.
 	ClientMsgId string `protobuf:"bytes,1,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
-	// The message body. For content_type "text/plain" (the default when
-	// empty) it is the text itself; other types (for example an attachment
-	// reference as JSON) are opaque to Parley.
+	// The message body, UTF-8. For "text/plain" (the default) and
+	// "text/markdown" it is the text itself; for
+	// "application/vnd.parley.custom+json" a JSON object with a "type" member
+	// (schemas.CheckContent); other types are passed through untouched.
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
-	// MIME type of text; empty means "text/plain".
+	// Media type of text; empty means "text/plain". Stored with its media
+	// type lower-cased.
 	ContentType   string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

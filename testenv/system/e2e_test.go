@@ -65,6 +65,7 @@ type history struct {
 		Type        string `json:"type"`
 		Sender      string `json:"sender"`
 		ClientMsgID string `json:"client_msg_id"`
+		ContentType string `json:"content_type"`
 		Text        string `json:"text"`
 	} `json:"messages"`
 }

@@ -83,6 +83,7 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 		Limits: ingest.Limits{
 			MaxGroupMembers:     e.Int("PARLEY_INGEST_MAX_GROUP_MEMBERS", d.MaxGroupMembers),
 			MaxMessageBytes:     e.Int("PARLEY_INGEST_MAX_MESSAGE_BYTES", d.MaxMessageBytes),
+			MaxCustomBytes:      e.Int("PARLEY_INGEST_MAX_CUSTOM_BYTES", d.MaxCustomBytes),
 			MaxTitleBytes:       e.Int("PARLEY_INGEST_MAX_TITLE_BYTES", d.MaxTitleBytes),
 			MaxClientMsgIDBytes: e.Int("PARLEY_INGEST_MAX_CLIENT_MSG_ID_BYTES", d.MaxClientMsgIDBytes),
 			DedupWindow:         e.Duration("PARLEY_INGEST_DEDUP_WINDOW", d.DedupWindow),
