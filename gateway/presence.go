@@ -75,13 +75,15 @@ func (t *presenceTable) apply(gateway string, at time.Time, p *pb.DevicePresence
 		}
 		before := u.state()
 		k := deviceKey{gateway, d.GetDeviceId()}
-		switch d.GetState() {
-		case pb.PresenceState_PRESENCE_STATE_ONLINE, pb.PresenceState_PRESENCE_STATE_AWAY:
+		if settable(d.GetState()) {
 			u.devices[k] = deviceEntry{state: d.GetState(), expires: expires}
-		default:
+		} else {
 			delete(u.devices, k)
 		}
-		if at.After(u.lastSeen) {
+		if offline := pb.PresenceState_PRESENCE_STATE_OFFLINE; at.After(u.lastSeen) && (before != offline || u.state() != offline) {
+			// Seen while visible, and at the moment it stopped being (its
+			// last device left, or it went invisible); an invisible
+			// user's statements after that move nothing.
 			u.lastSeen = at
 		}
 		if after := u.state(); after != before {
@@ -114,17 +116,32 @@ func (t *presenceTable) expire(now time.Time) []presenceChange {
 	return changes
 }
 
-// state is the aggregate: online if any device is, else away if any is,
-// else offline.
+// presencePrecedence orders the states a device may state, first wins.
+var presencePrecedence = []pb.PresenceState{
+	pb.PresenceState_PRESENCE_STATE_INVISIBLE,
+	pb.PresenceState_PRESENCE_STATE_DO_NOT_DISTURB,
+	pb.PresenceState_PRESENCE_STATE_BUSY,
+	pb.PresenceState_PRESENCE_STATE_ONLINE,
+	pb.PresenceState_PRESENCE_STATE_AWAY,
+}
+
+// settable says whether a device may state st (SetPresence).
+func settable(st pb.PresenceState) bool { return slices.Contains(presencePrecedence, st) }
+
+// state is what watchers see of the user: the first state of
+// presencePrecedence that any device states, INVISIBLE shown as OFFLINE;
+// OFFLINE without devices.
 func (u *userPresence) state() pb.PresenceState {
-	st := pb.PresenceState_PRESENCE_STATE_OFFLINE
+	best := len(presencePrecedence)
 	for _, e := range u.devices {
-		if e.state == pb.PresenceState_PRESENCE_STATE_ONLINE {
-			return e.state
+		if i := slices.Index(presencePrecedence, e.state); i >= 0 && i < best {
+			best = i
 		}
-		st = pb.PresenceState_PRESENCE_STATE_AWAY
 	}
-	return st
+	if best == len(presencePrecedence) || presencePrecedence[best] == pb.PresenceState_PRESENCE_STATE_INVISIBLE {
+		return pb.PresenceState_PRESENCE_STATE_OFFLINE
+	}
+	return presencePrecedence[best]
 }
 
 func (t *presenceTable) changeLocked(id string, u *userPresence) presenceChange {

@@ -105,3 +105,40 @@ func TestPresenceForgetsUnwatchedOfflineUsers(t *testing.T) {
 		t.Fatalf("unwatch left %v %v", tb.watchers, tb.watching)
 	}
 }
+
+// TestPresenceStates: the aggregate follows the documented precedence, and
+// an invisible user is offline to watchers with a last-seen frozen at the
+// moment it went invisible.
+func TestPresenceStates(t *testing.T) {
+	var log presenceLog
+	tb := newPresenceTable(time.Hour, log.deliver)
+	w := &session{}
+	tb.watch(w, []string{"bob"}, func([]*pb.UserPresence) {})
+	busy, dnd, invisible := pb.PresenceState_PRESENCE_STATE_BUSY, pb.PresenceState_PRESENCE_STATE_DO_NOT_DISTURB, pb.PresenceState_PRESENCE_STATE_INVISIBLE
+	t0 := time.Unix(1000, 0)
+	// Invisible from the start: never seen.
+	tb.apply("g1", t0, stated(time.Minute, dev("bob", "phone", invisible)))
+	log.take(t)
+	tb.apply("g1", t0.Add(time.Second), stated(time.Minute, dev("bob", "phone", away)))
+	log.take(t, away)
+	tb.apply("g1", t0.Add(2*time.Second), stated(time.Minute, dev("bob", "laptop", online)))
+	log.take(t, online)
+	tb.apply("g1", t0.Add(3*time.Second), stated(time.Minute, dev("bob", "tablet", busy)))
+	log.take(t, busy)
+	tb.apply("g1", t0.Add(4*time.Second), stated(time.Minute, dev("bob", "phone", dnd)))
+	log.take(t, dnd)
+	tb.apply("g1", t0.Add(5*time.Second), stated(time.Minute, dev("bob", "laptop", invisible)))
+	log.take(t, offline)
+	// Restated while invisible: nothing moves, last-seen included.
+	tb.apply("g1", t0.Add(9*time.Second), stated(time.Minute, dev("bob", "laptop", invisible), dev("bob", "phone", online)))
+	log.take(t)
+	var answer []*pb.UserPresence
+	tb.watch(w, []string{"bob"}, func(ps []*pb.UserPresence) { answer = ps })
+	if answer[0].GetState() != offline || !answer[0].GetLastSeen().AsTime().Equal(t0.Add(5*time.Second)) {
+		t.Fatalf("invisible bob: %v, want offline last seen at +5s", answer[0])
+	}
+	// Visible again (the phone went online meanwhile): tablet busy, phone
+	// online, laptop away — busy comes first.
+	tb.apply("g1", t0.Add(10*time.Second), stated(time.Minute, dev("bob", "laptop", away)))
+	log.take(t, busy)
+}

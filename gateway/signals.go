@@ -217,12 +217,13 @@ func (sess *session) typing(f *pb.ClientFrame) {
 		ExpiresAt: timestamppb.New(time.Now().Add(srv.cfg.Signals.TypingTTL))}}})
 }
 
-// setPresence handles SetPresence: ONLINE or AWAY.
+// setPresence handles SetPresence: ONLINE, AWAY, BUSY, DO_NOT_DISTURB or
+// INVISIBLE.
 func (sess *session) setPresence(f *pb.ClientFrame) {
 	st := f.GetSetPresence().GetState()
-	if st != pb.PresenceState_PRESENCE_STATE_ONLINE && st != pb.PresenceState_PRESENCE_STATE_AWAY {
+	if !settable(st) {
 		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
-			"setPresence.state must be PRESENCE_STATE_ONLINE or PRESENCE_STATE_AWAY (closing the session makes it offline)")
+			"setPresence.state must be PRESENCE_STATE_ONLINE, _AWAY, _BUSY, _DO_NOT_DISTURB or _INVISIBLE (closing the session makes it offline)")
 		return
 	}
 	sess.state.Store(int32(st))

@@ -22,16 +22,21 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// PresenceState is a user's reachability, aggregated over their devices:
-// online when any device is online, else away when any is away, else
-// offline.
+// PresenceState is a user's reachability, aggregated over their devices by
+// precedence: INVISIBLE on any device makes the user OFFLINE to everyone
+// (and their last_seen stops moving); else DO_NOT_DISTURB, then BUSY, then
+// ONLINE, then AWAY, as the first that any device states; else OFFLINE.
+// Watchers never see INVISIBLE.
 type PresenceState int32
 
 const (
-	PresenceState_PRESENCE_STATE_UNSPECIFIED PresenceState = 0
-	PresenceState_PRESENCE_STATE_ONLINE      PresenceState = 1
-	PresenceState_PRESENCE_STATE_AWAY        PresenceState = 2
-	PresenceState_PRESENCE_STATE_OFFLINE     PresenceState = 3
+	PresenceState_PRESENCE_STATE_UNSPECIFIED    PresenceState = 0
+	PresenceState_PRESENCE_STATE_ONLINE         PresenceState = 1
+	PresenceState_PRESENCE_STATE_AWAY           PresenceState = 2
+	PresenceState_PRESENCE_STATE_OFFLINE        PresenceState = 3
+	PresenceState_PRESENCE_STATE_BUSY           PresenceState = 4
+	PresenceState_PRESENCE_STATE_DO_NOT_DISTURB PresenceState = 5
+	PresenceState_PRESENCE_STATE_INVISIBLE      PresenceState = 6
 )
 
 // Enum value maps for PresenceState.
@@ -41,12 +46,18 @@ var (
 		1: "PRESENCE_STATE_ONLINE",
 		2: "PRESENCE_STATE_AWAY",
 		3: "PRESENCE_STATE_OFFLINE",
+		4: "PRESENCE_STATE_BUSY",
+		5: "PRESENCE_STATE_DO_NOT_DISTURB",
+		6: "PRESENCE_STATE_INVISIBLE",
 	}
 	PresenceState_value = map[string]int32{
-		"PRESENCE_STATE_UNSPECIFIED": 0,
-		"PRESENCE_STATE_ONLINE":      1,
-		"PRESENCE_STATE_AWAY":        2,
-		"PRESENCE_STATE_OFFLINE":     3,
+		"PRESENCE_STATE_UNSPECIFIED":    0,
+		"PRESENCE_STATE_ONLINE":         1,
+		"PRESENCE_STATE_AWAY":           2,
+		"PRESENCE_STATE_OFFLINE":        3,
+		"PRESENCE_STATE_BUSY":           4,
+		"PRESENCE_STATE_DO_NOT_DISTURB": 5,
+		"PRESENCE_STATE_INVISIBLE":      6,
 	}
 )
 
@@ -1209,7 +1220,8 @@ func (x *Typing) GetActive() bool {
 }
 
 // SetPresence sets this device's state: ONLINE (the default of a new
-// session) or AWAY. A device is OFFLINE when its session ends.
+// session), AWAY, BUSY, DO_NOT_DISTURB or INVISIBLE. A device is OFFLINE
+// when its session ends.
 type SetPresence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         PresenceState          `protobuf:"varint,1,opt,name=state,proto3,enum=parley.v1.PresenceState" json:"state,omitempty"`
@@ -1682,12 +1694,15 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\x06Signal\x121\n" +
 	"\x06typing\x18\x01 \x01(\v2\x17.parley.v1.TypingSignalH\x00R\x06typing\x125\n" +
 	"\bpresence\x18\x02 \x01(\v2\x17.parley.v1.UserPresenceH\x00R\bpresenceB\x06\n" +
-	"\x04body*\x7f\n" +
+	"\x04body*\xd9\x01\n" +
 	"\rPresenceState\x12\x1e\n" +
 	"\x1aPRESENCE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PRESENCE_STATE_ONLINE\x10\x01\x12\x17\n" +
 	"\x13PRESENCE_STATE_AWAY\x10\x02\x12\x1a\n" +
-	"\x16PRESENCE_STATE_OFFLINE\x10\x03B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x16PRESENCE_STATE_OFFLINE\x10\x03\x12\x17\n" +
+	"\x13PRESENCE_STATE_BUSY\x10\x04\x12!\n" +
+	"\x1dPRESENCE_STATE_DO_NOT_DISTURB\x10\x05\x12\x1c\n" +
+	"\x18PRESENCE_STATE_INVISIBLE\x10\x06B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_client_proto_rawDescOnce sync.Once

@@ -181,6 +181,39 @@ func TestSignalsPresence(t *testing.T) {
 	}
 }
 
+// TestSignalsPresenceStates: busy and do-not-disturb reach watchers on
+// another gateway as stated; invisible shows as offline, with the last-seen
+// of the moment it went invisible, until the device is visible again.
+func TestSignalsPresenceStates(t *testing.T) {
+	t.Parallel()
+	// Restated every second, so the quiet window below spans several.
+	sig := gateway.Signals{PresenceRefresh: time.Second, PresenceTTL: 3 * time.Second}
+	sys, _ := startWith(t, system.Options{Gateways: 2, GatewaySignals: sig})
+	bob := connect(t, sys, 0, "bob", "phone")
+	watch(t, bob, "alice")
+	phone := connect(t, sys, 1, "alice", "phone")
+	bob.WaitSignal("alice online", presenceIs("alice", pb.PresenceState_PRESENCE_STATE_ONLINE))
+	for _, st := range []pb.PresenceState{pb.PresenceState_PRESENCE_STATE_BUSY, pb.PresenceState_PRESENCE_STATE_DO_NOT_DISTURB} {
+		phone.Start("", &pb.SetPresence{State: st}) // answered only if refused
+		bob.WaitSignal("alice "+st.String(), presenceIs("alice", st))
+	}
+	before := time.Now()
+	phone.Start("", &pb.SetPresence{State: pb.PresenceState_PRESENCE_STATE_INVISIBLE})
+	off := bob.WaitSignal("alice invisible, shown offline", presenceIs("alice", pb.PresenceState_PRESENCE_STATE_OFFLINE)).GetPresence()
+	if ls := off.GetLastSeen().AsTime(); off.GetLastSeen() == nil || ls.Before(before.Add(-time.Second)) || ls.After(time.Now()) {
+		t.Fatalf("last seen %v, want about %v", off.GetLastSeen(), before)
+	}
+	// Her restatements while invisible (PresenceRefresh) move nothing.
+	bob.ExpectNoSignal("any presence of invisible alice", 3*sig.PresenceRefresh, func(s *pb.Signal) bool {
+		return s.GetPresence().GetUserId() == "alice"
+	})
+	if p := watch(t, bob, "alice")["alice"]; p.GetState() != pb.PresenceState_PRESENCE_STATE_OFFLINE || !p.GetLastSeen().AsTime().Equal(off.GetLastSeen().AsTime()) {
+		t.Fatalf("watch while invisible: %v, want offline, last seen %v", p, off.GetLastSeen().AsTime())
+	}
+	phone.Start("", &pb.SetPresence{State: pb.PresenceState_PRESENCE_STATE_ONLINE})
+	bob.WaitSignal("alice visible again", presenceIs("alice", pb.PresenceState_PRESENCE_STATE_ONLINE))
+}
+
 // statePresence writes what a gateway that then crashed would have written:
 // user's phone online, stated once and never again.
 func statePresence(t *testing.T, cl *kgo.Client, user string, ttl time.Duration) time.Time {
