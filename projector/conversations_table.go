@@ -57,17 +57,26 @@ func newConversations(keyspace string) conversationsView {
 	}
 }
 
-func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
-	id, seq := ev.GetConversationId(), ev.GetSeq()
-	var out []stmt
-	if ver := ev.GetVersion(); ver > 0 {
-		out = append(out, upsert(v.version, convPart(id), id, versionTS(ver), ver, id))
+// lastVersion plans conversations.last_version, a step of its own after
+// every other write of the event (views): a reader that sees last_version
+// = v and reads any row afterwards finds every change up to v in it, which
+// is what a device that fetches a conversation's state and then continues
+// from v relies on (gateway Resume, added and refetch).
+func (v conversationsView) lastVersion() planner { return lastVersionView{v.version} }
+
+type lastVersionView struct{ cql string }
+
+func (v lastVersionView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
+	ver := ev.GetVersion()
+	if ver <= 0 {
+		return nil, nil
 	}
-	st, err := v.planRow(ev, id, seq)
-	return append(out, st...), err
+	id := ev.GetConversationId()
+	return []stmt{upsert(v.cql, convPart(id), id, versionTS(ver), ver, id)}, nil
 }
 
-func (v conversationsView) planRow(ev *event, id string, seq int64) ([]stmt, error) {
+func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
+	id, seq := ev.GetConversationId(), ev.GetSeq()
 	switch ev.typ {
 	case schemas.TypeConversationCreated:
 		c := ev.GetConversationCreated()

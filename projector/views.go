@@ -60,12 +60,13 @@ type planner interface {
 // views applies events to the tables of one keyspace. Statements are
 // prepared by the driver on first use and cached per connection.
 //
-// An event is written in two steps: first its timeline row (messages) and
-// its changes row, then everything that points at them (conversations.last_seq,
-// last_version and preview, members, inbox). So a reader that sees
-// conversations.last_seq = n (or a read mark of n) finds the messages rows
-// up to n, and one that sees last_version = v finds the changes rows up to
-// v: unread counts, history pages and resume never get ahead of the rows. Within a step, writes run concurrently.
+// An event is written in three steps: first its timeline row (messages) and
+// its changes row, then everything that points at them (conversations.last_seq
+// and preview, members, inbox), then conversations.last_version. So a reader
+// that sees conversations.last_seq = n (or a read mark of n) finds the
+// messages rows up to n, and one that sees last_version = v finds every row
+// of every change up to v: unread counts, history pages, resume and a state
+// fetched to resume from never get ahead of the rows. Within a step, writes run concurrently.
 type views struct {
 	s           *gocql.Session
 	parallel    int
@@ -83,6 +84,7 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 		steps: [][]planner{
 			{newMessages(keyspace), newChanges(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
+			{newConversations(keyspace).lastVersion()},
 		},
 		checkpoints: newCheckpoints(keyspace),
 	}

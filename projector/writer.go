@@ -183,17 +183,20 @@ func (t *titles) get(id string) (kind, title string, ok bool) {
 
 // Batches. A batch is consecutive records of one partition, in offset order
 // (the live projector's worker and rebuild hand the Writer exactly that),
-// applied in two steps:
+// applied in three steps:
 //
-//  1. the messages rows of every event of the batch (an UNLOGGED BATCH per
-//     (conversation, bucket) partition, the partitions concurrently);
+//  1. the messages and changes rows of every event of the batch (an
+//     UNLOGGED BATCH per (conversation, bucket) partition, the partitions
+//     concurrently);
 //  2. conversations, members and inbox, coalesced: of the statements that
 //     write the same cells of the same row (same CQL, same row) only the one
 //     with the highest timestamp is sent — Cassandra would keep that one
-//     anyway, and equal timestamps carry equal values (README, Timestamps).
+//     anyway, and equal timestamps carry equal values (README, Timestamps);
+//  3. conversations.last_version, coalesced the same way.
 //
-// The caller writes the checkpoint after both. So what a reader can see
-// stays as for one event: messages rows before anything that points at them.
+// The caller writes the checkpoint after them. So what a reader can see
+// stays as for one event: rows before anything that points at them, and
+// last_version after every row of the changes it counts.
 // Without LogOrder, ConversationCreated and MembersAdded read the views while
 // planning (view_inbox.go); they then only ever start a batch, so they read
 // what every earlier record wrote, as when applied one by one.

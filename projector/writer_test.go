@@ -90,7 +90,7 @@ func TestCoalesce(t *testing.T) {
 				"conversations g:x: last_seq = ?, updated_at = ? @2",
 				"conversations g:x: last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ? @1",
 				"members alice: read_seq = ?, delivered_seq = ? @1",
-				"members bob: removed = true, removed_seq = ?, removed_reason = ? @2",
+				"members bob: removed = true, removed_seq = ?, removed_reason = ?, removed_version = ? @2",
 				"members carol: delivered_seq = ? @2",
 				"members carol: read_seq = ?, delivered_seq = ? @1",
 			},
