@@ -350,6 +350,13 @@ func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, remov
 		case <-time.After(resumePoll):
 		}
 	}
+	// What was sent counts as pushed: the removal may also come live (or
+	// be held by ?resume=1) and must not arrive twice.
+	s.mu.Lock()
+	if p, ok := s.pushed[conv]; !ok || p.last < last {
+		s.pushed[conv] = span{first: min(cursor+1, last), last: last}
+	}
+	s.mu.Unlock()
 	return last, true, nil
 }
 
