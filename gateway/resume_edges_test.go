@@ -63,6 +63,24 @@ func viewConversation(t *testing.T, s *gocql.Session, conv string, last int64, v
 	}
 }
 
+// resumeFrom sends one Resume and returns its Resumed and the events of the
+// catch-up, as "<last digit of the conversation id>:<version>". The reader
+// queues events before the frames that follow them, so the catch-up is
+// queued once Resumed is read.
+func resumeFrom(t *testing.T, c *client, cursors ...*pb.ConversationCursor) (*pb.Resumed, []string) {
+	t.Helper()
+	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: cursors}}})
+	f := c.next()
+	if f.GetResumed() == nil {
+		t.Fatalf("want Resumed, got %v", f)
+	}
+	var got []string
+	for _, ev := range c.DrainEvents() {
+		got = append(got, ev.GetConversationId()[33:]+":"+strconv.FormatInt(ev.GetVersion(), 10))
+	}
+	return f.GetResumed(), got
+}
+
 // TestResumeEdgesPerConversation: one Resume names a conversation with a
 // hole in its changes, one whole, and one with a cursor beyond its last
 // version. The whole one resumes; the other two are reported in Resumed.failed
@@ -78,19 +96,8 @@ func TestResumeEdgesPerConversation(t *testing.T) {
 	viewConversation(t, s, beyond, 2, 1, 2)
 
 	c := e.dial("alice", "phone")
-	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
-		{ConversationId: holed, Version: 0}, {ConversationId: whole, Version: 1}, {ConversationId: beyond, Version: 3}}}}})
-	// The reader queues events before the frames that follow them, so the
-	// catch-up is queued once Resumed is read.
-	f := c.next()
-	resumed := f.GetResumed()
-	if resumed == nil {
-		t.Fatalf("want Resumed, got %v", f)
-	}
-	var got []string
-	for _, ev := range c.DrainEvents() {
-		got = append(got, ev.GetConversationId()[33:]+":"+strconv.FormatInt(ev.GetVersion(), 10))
-	}
+	resumed, got := resumeFrom(t, c, &pb.ConversationCursor{ConversationId: holed, Version: 0},
+		&pb.ConversationCursor{ConversationId: whole, Version: 1}, &pb.ConversationCursor{ConversationId: beyond, Version: 3})
 	if want := []string{"1:1", "1:2", "2:2", "2:3"}; !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v (the holed conversation up to its hole, the whole one after its cursor)", got, want)
 	}
@@ -187,17 +194,8 @@ func TestResumeEdgesRefetch(t *testing.T) {
 	viewConversation(t, s, near, 20, all...)
 
 	c := e.dial("alice", "phone")
-	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
-		{ConversationId: far, Version: 2}, {ConversationId: near, Version: 16}}}}})
-	f := c.next()
-	resumed := f.GetResumed()
-	if resumed == nil {
-		t.Fatalf("want Resumed, got %v", f)
-	}
-	var got []string
-	for _, ev := range c.DrainEvents() {
-		got = append(got, ev.GetConversationId()[33:]+":"+strconv.FormatInt(ev.GetVersion(), 10))
-	}
+	resumed, got := resumeFrom(t, c, &pb.ConversationCursor{ConversationId: far, Version: 2},
+		&pb.ConversationCursor{ConversationId: near, Version: 16})
 	if want := []string{"7:17", "7:18", "7:19", "7:20"}; !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v (only the near conversation replayed)", got, want)
 	}
