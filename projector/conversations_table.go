@@ -31,7 +31,7 @@ type conversationsView struct {
 }
 
 const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
-	last_message_seq, last_message_preview, last_message_sender`
+	last_message_seq, last_message_preview, last_message_sender, last_version`
 
 func newConversations(keyspace string) conversationsView {
 	return conversationsView{
@@ -112,6 +112,10 @@ type Conversation struct {
 	LastMessageSeq     int64 // 0 before the first message
 	LastMessagePreview string
 	LastMessageSender  string
+	// LastVersion is the newest change the views hold, written after every
+	// row of it: state read after this row reflects every change up to it
+	// (0 for a log from before versions).
+	LastVersion int64
 }
 
 // LastActivity is when the conversation last changed: the time of the event
@@ -127,9 +131,13 @@ func (c *Conversation) LastActivity() time.Time {
 // projector has written none (yet).
 func (t *Tables) Conversation(ctx context.Context, id string) (c Conversation, found bool, err error) {
 	c.ID = id
+	var version *int64
 	err = t.s.Query(t.conversations.selectRow, id).ScanContext(ctx,
 		&c.Kind, &c.Title, &c.CreatorUserID, &c.CreatedAt, &c.LastSeq, &c.UpdatedAt,
-		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender)
+		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender, &version)
+	if version != nil {
+		c.LastVersion = *version
+	}
 	if errors.Is(err, gocql.ErrNotFound) {
 		return c, false, nil
 	}

@@ -164,7 +164,7 @@ func TestConversation(t *testing.T) {
 	f.getJSON("bob", "/v1/conversations/"+gid("team"), &c)
 	want := conversationView{
 		ConversationID: gid("team"), Kind: "group", Title: "Team", CreatorUserID: "alice", CreatedAt: t0,
-		LastSeq: 12, LastActivity: t0.Add(12 * time.Second), Preview: &preview{Seq: 12, Sender: "bob", Text: "m12"},
+		LastSeq: 12, Version: 13, LastActivity: t0.Add(12 * time.Second), Preview: &preview{Seq: 12, Sender: "bob", Text: "m12"},
 		Members: []memberItem{
 			{UserID: "alice", Role: "owner", ReadSeq: 10, DeliveredSeq: 12},
 			{UserID: "bob", Role: "member", ReadSeq: 12, DeliveredSeq: 12},

@@ -22,6 +22,7 @@ type conversationView struct {
 	CreatorUserID  string       `json:"creator_user_id"`
 	CreatedAt      time.Time    `json:"created_at,omitzero"`
 	LastSeq        int64        `json:"last_seq"`
+	Version        int64        `json:"version"`
 	LastActivity   time.Time    `json:"last_activity,omitzero"`
 	Preview        *preview     `json:"preview,omitempty"`
 	Members        []memberItem `json:"members"`
@@ -66,12 +67,16 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 		s.fail(w, r, err)
 		return
 	}
-	members, err := s.currentMembers(r, conv, id.UserID)
+	// The conversations row first: its version, written after every row
+	// of the changes it counts, then describes the members read after it
+	// (a device resumes from it). Nothing is answered before the access
+	// check.
+	c, ok, err := s.db(r.Context()).conversation(r.Context(), conv)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	c, ok, err := s.db(r.Context()).conversation(r.Context(), conv)
+	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -84,7 +89,7 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 	}
 	v := conversationView{
 		ConversationID: conv, Kind: c.Kind, Title: c.Title, CreatorUserID: c.CreatorUserID,
-		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, LastActivity: c.LastActivity().UTC(),
+		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(),
 		Preview: previewOf(&c), Members: make([]memberItem, 0, len(members)),
 	}
 	for _, m := range members {

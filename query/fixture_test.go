@@ -79,8 +79,9 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 // first is the creator; owner in groups).
 func (f *fixture) conversation(id, kind, title string, users ...string) {
 	f.t.Helper()
-	f.exec(`INSERT INTO conversations (conversation_id, kind, title, creator_user_id, created_at, last_seq, last_message_seq, updated_at)
-		VALUES (?, ?, ?, ?, ?, 0, 0, ?)`, id, kind, title, users[0], t0, t0)
+	// Version 1 is the creation; each timeline item below takes the next.
+	f.exec(`INSERT INTO conversations (conversation_id, kind, title, creator_user_id, created_at, last_seq, last_message_seq, updated_at, last_version)
+		VALUES (?, ?, ?, ?, ?, 0, 0, ?, 1)`, id, kind, title, users[0], t0, t0)
 	for i, u := range users {
 		role := "member"
 		if i == 0 && kind == "group" {
@@ -139,7 +140,7 @@ func (f *fixture) timeline(id string, from, to int64, sender string, notices map
 	if firstErr != nil {
 		f.t.Fatalf("insert messages: %v", firstErr)
 	}
-	f.exec(`UPDATE conversations SET last_seq = ?, updated_at = ? WHERE conversation_id = ?`, to, at(to), id)
+	f.exec(`UPDATE conversations SET last_seq = ?, updated_at = ?, last_version = ? WHERE conversation_id = ?`, to, at(to), to+1, id)
 	if lastMsg > 0 {
 		f.exec(`UPDATE conversations SET last_message_seq = ?, last_message_preview = ?, last_message_sender = ? WHERE conversation_id = ?`,
 			lastMsg, "m"+itoa(lastMsg), sender, id)

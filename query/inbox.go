@@ -34,6 +34,7 @@ type inboxItem struct {
 	Kind           string    `json:"kind"`
 	Title          string    `json:"title"`
 	LastSeq        int64     `json:"last_seq"`
+	Version        int64     `json:"version"`
 	LastActivity   time.Time `json:"last_activity,omitzero"`
 	Preview        *preview  `json:"preview,omitempty"`
 	ReadSeq        int64     `json:"read_seq"`
@@ -146,7 +147,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		}
 		items[i] = inboxItem{
 			ConversationID: c.ID, Kind: c.Kind, Title: c.Title,
-			LastSeq: c.LastSeq, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c),
+			LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c),
 			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq),
 		}
 		return nil
