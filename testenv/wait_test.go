@@ -33,6 +33,32 @@ func TestWaitForReturnsLastReason(t *testing.T) {
 	}
 }
 
+// TestHolds: a condition that holds is watched to the end of the window; one
+// that breaks fails at once, with its reason, not at the end.
+func TestHolds(t *testing.T) {
+	n := 0
+	begin := time.Now()
+	if err := Holds(context.Background(), 60*time.Millisecond, func() string { n++; return "" }); err != nil || n < 3 ||
+		time.Since(begin) < 60*time.Millisecond {
+		t.Fatalf("Holds = %v after %d checks in %s; want nil after the whole window", err, n, time.Since(begin))
+	}
+	n = 0
+	err := Holds(context.Background(), time.Hour, func() string {
+		if n++; n == 3 {
+			return "broke at check 3"
+		}
+		return ""
+	})
+	if err == nil || !strings.Contains(err.Error(), "broke at check 3") || n != 3 {
+		t.Fatalf("Holds = %v after %d checks; want the reason of check 3", err, n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Holds(ctx, time.Hour, func() string { return "" }); err == nil {
+		t.Fatal("Holds on a cancelled context = nil; want an error")
+	}
+}
+
 // TestLoggerBounded: the logger stops at LogLines and says how many it dropped.
 func TestLoggerBounded(t *testing.T) {
 	rec := &recordingTB{TB: t}
