@@ -27,15 +27,17 @@ type views interface {
 	removedAt(ctx context.Context, conv, user string) (version int64, former bool, err error)
 	// conversations returns the conversations user is a current member of.
 	conversations(ctx context.Context, user string) ([]string, error)
-	// lastSeq is conversations.last_seq of conv (0 when there is no row).
-	lastSeq(ctx context.Context, conv string) (int64, error)
+	// position is conversations.last_seq and last_version of conv, from
+	// one read (0, 0 when there is no row).
+	position(ctx context.Context, conv string) (lastSeq, version int64, err error)
 	// lastVersion is conversations.last_version of conv (0 when none).
 	lastVersion(ctx context.Context, conv string) (int64, error)
 	// changes returns up to limit events with version > after, oldest
 	// first, stopping at the first missing version (a row the projector has
 	// not written yet), so what it returns is always contiguous from
-	// after+1.
-	changes(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error)
+	// after+1. top is the conversation's last version as the caller last
+	// read it: the walk does not go beyond its bucket.
+	changes(ctx context.Context, conv string, after, top int64, limit int) ([]*pb.Event, error)
 }
 
 // cassandraViews implements views with the projector's table readers,
@@ -111,20 +113,16 @@ func (v *cassandraViews) conversations(ctx context.Context, user string) ([]stri
 	return out, nil
 }
 
-func (v *cassandraViews) lastSeq(ctx context.Context, conv string) (int64, error) {
-	last, _, err := v.tables.LastSeq(ctx, conv)
-	return last, err
+func (v *cassandraViews) position(ctx context.Context, conv string) (int64, int64, error) {
+	c, _, err := v.tables.Conversation(ctx, conv)
+	return c.LastSeq, c.LastVersion, err
 }
 
 func (v *cassandraViews) lastVersion(ctx context.Context, conv string) (int64, error) {
 	return v.tables.LastVersion(ctx, conv)
 }
 
-func (v *cassandraViews) changes(ctx context.Context, conv string, after int64, limit int) ([]*pb.Event, error) {
-	top, err := v.lastVersion(ctx, conv)
-	if err != nil {
-		return nil, err
-	}
+func (v *cassandraViews) changes(ctx context.Context, conv string, after, top int64, limit int) ([]*pb.Event, error) {
 	rows, err := v.tables.ChangesAfter(ctx, conv, after, top, limit)
 	out := make([]*pb.Event, 0, len(rows))
 	for _, r := range rows {

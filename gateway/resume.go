@@ -156,12 +156,7 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			return
 		}
 		for _, c := range convs {
-			last, err := v.lastSeq(ctx, c)
-			if err != nil {
-				unavailable(err)
-				return
-			}
-			version, err := v.lastVersion(ctx, c)
+			last, version, err := v.position(ctx, c)
 			if err != nil {
 				unavailable(err)
 				return
@@ -240,14 +235,27 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		// Far behind: the device refetches the state instead, and the
 		// conversation is live from the version that state has (at least).
 		top, err := v.lastVersion(ctx, conv)
-		if err == nil && top-last > s.srv.cfg.Fanout.MaxResumeGap {
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("resume could not read the views", "conversation", conv, "err", schemas.Clip(err.Error()))
+			s.mu.Lock()
+			after := max(last, s.pushed[conv].last) // live from here, as catchUp's failures
+			s.mu.Unlock()
+			s.failLive(conv, after)
+			resumed.Failed = append(resumed.Failed, &pb.ResumeFailure{ConversationId: conv, Code: pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
+				Message: "the views could not be read; resume again from lastVersion", LastVersion: last})
+			continue
+		}
+		if top-last > s.srv.cfg.Fanout.MaxResumeGap {
 			s.mu.Lock()
 			s.goLive(conv, top, top)
 			s.srv.metrics.resumeRefetches.Inc()
 			resumed.Refetch = append(resumed.Refetch, &pb.ConversationCursor{ConversationId: conv, Version: top})
 			continue
 		}
-		last, done, fail := s.catchUp(ctx, conv, last, &budget, deadline)
+		last, done, fail := s.catchUp(ctx, conv, last, top, &budget, deadline)
 		if ctx.Err() != nil {
 			return // the session ended: nobody to answer
 		}
@@ -274,9 +282,8 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		if named[conv] {
 			continue
 		}
-		last, err1 := v.lastSeq(ctx, conv)
-		version, err2 := v.lastVersion(ctx, conv)
-		if err1 != nil || err2 != nil {
+		last, version, err := v.position(ctx, conv)
+		if err != nil {
 			s.log.Warn("resume could not read a conversation to list", "conversation", conv)
 			continue
 		}
@@ -308,7 +315,7 @@ func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, remov
 		if *budget <= 0 {
 			return last, false, nil
 		}
-		evs, err := v.changes(ctx, conv, last, int(min(int64(min(*budget, resumeBatch)), removedAt-last)))
+		evs, err := v.changes(ctx, conv, last, removedAt, int(min(int64(min(*budget, resumeBatch)), removedAt-last)))
 		if err != nil {
 			if ctx.Err() != nil {
 				return last, false, nil
@@ -366,8 +373,9 @@ func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, remov
 // Resume completes it). When conv cannot be caught up — its cursor lies
 // beyond its last version, its changes have a hole the views did not fill by
 // deadline, or the views cannot be read — it goes live all the same and the
-// failure says why.
-func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget *int, deadline time.Time) (_ int64, done bool, _ *pb.ResumeFailure) {
+// failure says why. top is the view's last version, as the caller read it;
+// it is read again only while waiting for the views.
+func (s *session) catchUp(ctx context.Context, conv string, cursor, top int64, budget *int, deadline time.Time) (_ int64, done bool, _ *pb.ResumeFailure) {
 	v := s.srv.views
 	m := s.srv.metrics
 	s.mu.Lock()
@@ -396,8 +404,15 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 	// The cursor must name a version the conversation has: the view's last
 	// version, or what this gateway has seen of the log (the projector may
 	// lag).
-	top, err := v.lastVersion(ctx, conv)
-	for ; err == nil; top, err = v.lastVersion(ctx, conv) {
+	// reread waits one poll and reads the view's last version again.
+	reread := func() (ok bool, err error) {
+		if !wait() {
+			return false, nil
+		}
+		top, err = v.lastVersion(ctx, conv)
+		return err == nil, err
+	}
+	for {
 		known := max(top, pushed.last, s.srv.members.logVersion(conv), s.heldTop(conv))
 		if cursor <= known {
 			break
@@ -408,18 +423,15 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 			// beyond known, so none of them counts as delivered.
 			return fail(pushed.last, pb.ErrorCode_ERROR_CODE_INVALID_CURSOR, known, schemas.CheckCursor("version", cursor, known).Error())
 		}
-		if !wait() {
-			return last, false, nil
+		if ok, err := reread(); !ok {
+			if err == nil || ctx.Err() != nil {
+				return last, false, nil
+			}
+			return unreadable(err)
 		}
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return last, false, nil
-		}
-		return unreadable(err)
 	}
 	for {
-		evs, err := v.changes(ctx, conv, last, min(*budget, resumeBatch))
+		evs, err := v.changes(ctx, conv, last, top, min(*budget, resumeBatch))
 		if err != nil {
 			if ctx.Err() != nil {
 				return last, false, nil
@@ -469,8 +481,11 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor int64, budget
 			return fail(max(last, pushed.last), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, last,
 				fmt.Sprintf("changes not available past version %d (the conversation is at %d); live events follow; resume again from %d later", last, target, last))
 		}
-		if !wait() {
-			return last, false, nil
+		if ok, err := reread(); !ok {
+			if err == nil || ctx.Err() != nil {
+				return last, false, nil
+			}
+			return unreadable(err)
 		}
 	}
 }

@@ -97,7 +97,7 @@ func (c Config) Defaults() Config {
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = schemas.DeadLetters.Name
 	}
-	if len(c.Hosts) == 0 {
+	if len(c.Hosts) == 0 && len(c.Cassandra.Hosts) == 0 {
 		c.Hosts = []string{"127.0.0.1:9042"}
 	}
 	if c.Keyspace == "" {
@@ -148,8 +148,8 @@ func (c Config) Validate() error {
 	if c.EventsTopic == c.DeadLetterTopic {
 		errs = append(errs, fmt.Errorf("projector: DeadLetterTopic must differ from EventsTopic (%s)", c.EventsTopic))
 	}
-	if len(c.Hosts) == 0 {
-		errs = append(errs, errors.New("projector: Hosts is empty"))
+	if len(c.Cassandra.Hosts) == 0 {
+		errs = append(errs, errors.New("projector: no Cassandra hosts"))
 	}
 	if err := schemas.CheckKeyspace(c.Keyspace); err != nil {
 		errs = append(errs, fmt.Errorf("projector: Keyspace: %w", err))

@@ -97,6 +97,10 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 			if kind, title, err = v.conversations.kindTitle(ctx, s, id); err != nil {
 				return nil, err
 			}
+			// Kind and title never change: the next MembersAdded of this
+			// group needs no read (put keeps groups only, so a row not
+			// written yet is not remembered).
+			v.titles.put(id, kind, title)
 		}
 		out := make([]stmt, 0, 2*len(users))
 		for _, u := range users {
