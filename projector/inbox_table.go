@@ -73,7 +73,9 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		}
 		if v.titles != nil {
 			// In log order nobody can have been added before the creation.
-			v.titles.put(id, kind, title)
+			if v.titles != nil {
+				v.titles.put(id, kind, title)
+			}
 			return out, nil
 		}
 		// Users added before this event was (re)applied: only in a replay
@@ -100,7 +102,9 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 			// Kind and title never change: the next MembersAdded of this
 			// group needs no read (put keeps groups only, so a row not
 			// written yet is not remembered).
-			v.titles.put(id, kind, title)
+			if v.titles != nil {
+				v.titles.put(id, kind, title)
+			}
 		}
 		out := make([]stmt, 0, 2*len(users))
 		for _, u := range users {
