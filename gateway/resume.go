@@ -167,37 +167,41 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
 		return
 	}
+	// One wait for the views per Resume, shared by its conversations: many
+	// conversations behind (or with a hole) cost ResumeGapWait once, not
+	// once each.
+	deadline := time.Now().Add(s.srv.cfg.Fanout.ResumeGapWait)
 	// A former member (removed, or left on another device, while this one
-	// was away) catches up to its removal; anyone else is refused.
+	// was away) catches up to its removal; anyone else is refused. A
+	// conversation whose views have not reached the cursor yet cannot say:
+	// it is waited for, and fails alone if the views stay behind.
 	removedAt := map[string]int64{}
+	behind := map[string]bool{}
 	for _, c := range cursors {
 		conv := c.GetConversationId()
-		ok, err := v.isMember(ctx, conv, s.user)
-		if err != nil {
+		st, at, err := s.membershipAt(ctx, conv, c.GetVersion(), deadline)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
 			unavailable(err)
 			return
-		}
-		if ok {
-			continue
-		}
-		at, former, err := v.removedAt(ctx, conv, s.user)
-		if err != nil {
-			unavailable(err)
-			return
-		}
-		if !former {
+		case st == notMember:
 			s.sendError(requestID, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of "+conv)
 			return
+		case st == formerMember:
+			removedAt[conv] = at
+		case st == viewsBehind:
+			behind[conv] = true
 		}
-		removedAt[conv] = at
 	}
 	// Subscribe first: from here live events of these conversations are
 	// held, so nothing falls between catch-up and live. A conversation
 	// still held from an unfinished Resume keeps what it holds.
 	s.mu.Lock()
 	for _, c := range cursors {
-		if _, gone := removedAt[c.GetConversationId()]; gone {
-			continue // no live event of it reaches this user
+		if _, gone := removedAt[c.GetConversationId()]; gone || behind[c.GetConversationId()] {
+			continue // no live event of it reaches this user, or not known yet
 		}
 		if _, ok := s.held[c.GetConversationId()]; !ok {
 			s.held[c.GetConversationId()] = []held{}
@@ -205,13 +209,14 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 	}
 	s.mu.Unlock()
 	budget := s.srv.cfg.Fanout.MaxResumeEvents
-	// One wait for the views per Resume, shared by its conversations: many
-	// conversations behind (or with a hole) cost ResumeGapWait once, not
-	// once each.
-	deadline := time.Now().Add(s.srv.cfg.Fanout.ResumeGapWait)
 	keep := map[string]bool{} // unfinished: stay held
 	for _, c := range cursors {
 		conv, last := c.GetConversationId(), c.GetVersion()
+		if behind[conv] {
+			resumed.Failed = append(resumed.Failed, &pb.ResumeFailure{ConversationId: conv, Code: pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
+				Message: fmt.Sprintf("the views have not reached version %d of this conversation yet; resume again from lastVersion", last), LastVersion: last})
+			continue
+		}
 		if at, gone := removedAt[conv]; gone {
 			last, reached, fail := s.catchUpRemoved(ctx, conv, last, at, &budget, deadline)
 			switch {
@@ -291,6 +296,56 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 	}
 	s.releaseAll(keep)
 	s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
+}
+
+// memberState is what the views say of a user in a conversation named by
+// a Resume.
+type memberState int
+
+const (
+	currentMember memberState = iota
+	formerMember              // removed or left; catches up to the removal
+	notMember                 // never a member, as of the cursor's version
+	viewsBehind               // the views have not reached the cursor yet
+)
+
+// membershipAt reads user's standing in conv from the views. A user the
+// views do not list is refused only once the views have reached cursor (the
+// version the device holds, so one it was sent live as a member): before
+// that the projector may simply lag, and the members view is read again
+// every resumePoll until deadline. at is the removal's version for a former
+// member.
+func (s *session) membershipAt(ctx context.Context, conv string, cursor int64, deadline time.Time) (_ memberState, at int64, _ error) {
+	v := s.srv.views
+	for {
+		ok, err := v.isMember(ctx, conv, s.user)
+		if err != nil || ok {
+			return currentMember, 0, err
+		}
+		at, former, err := v.removedAt(ctx, conv, s.user)
+		if err != nil {
+			return 0, 0, err
+		}
+		if former {
+			return formerMember, at, nil
+		}
+		top, err := v.lastVersion(ctx, conv)
+		if err != nil {
+			return 0, 0, err
+		}
+		if top >= cursor {
+			return notMember, 0, nil
+		}
+		if time.Now().After(deadline) {
+			s.srv.metrics.resumeGaps.Inc()
+			return viewsBehind, 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(resumePoll):
+		}
+	}
 }
 
 // catchUpRemoved sends a former member's device the changes of conv after

@@ -144,15 +144,18 @@ func TestResumeEdgesProjectorLag(t *testing.T) {
 	views, s := withViewRows(t)
 	e := start(t, views, withResumeGapWait(time.Minute))
 	holed, ahead := "g:00000000000000000000000000000004", "g:00000000000000000000000000000005"
-	viewConversation(t, s, holed, 4, 1, 2, 4) // version 3 not written yet
-	viewConversation(t, s, ahead, 2, 1, 2)    // the device already has version 3, live
+	unseen := "g:0000000000000000000000000000000a" // not in the views at all yet
+	viewConversation(t, s, holed, 4, 1, 2, 4)      // version 3 not written yet
+	viewConversation(t, s, ahead, 2, 1, 2)         // the device already has version 3, live
 
 	c := e.dial("alice", "phone")
 	c.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
-		{ConversationId: holed, Version: 2}, {ConversationId: ahead, Version: 3}}}}})
-	// The projector catches up (before or while the gateway reads).
+		{ConversationId: holed, Version: 2}, {ConversationId: ahead, Version: 3}, {ConversationId: unseen, Version: 1}}}}})
+	// The projector catches up (before or while the gateway reads); until
+	// it writes unseen's members, alice is no member the views know of.
 	viewConversation(t, s, holed, 4, 3)
 	viewConversation(t, s, ahead, 3, 3)
+	viewConversation(t, s, unseen, 2, 1, 2)
 	// Events are queued apart from answers, and before the frames that
 	// follow them: the catch-up is queued once Resumed is read.
 	f := c.next()
@@ -173,8 +176,41 @@ func TestResumeEdgesProjectorLag(t *testing.T) {
 	for _, cur := range resumed.GetCursors() {
 		cursors[cur.GetConversationId()] = cur.GetVersion()
 	}
-	if len(resumed.GetFailed()) != 0 || len(cursors) != 2 || cursors[holed] != 4 || cursors[ahead] != 3 {
-		t.Fatalf("resumed %v, want %s at 4 and %s at 3", resumed, holed, ahead)
+	if len(resumed.GetFailed()) != 0 || len(cursors) != 3 || cursors[holed] != 4 || cursors[ahead] != 3 || cursors[unseen] != 2 {
+		t.Fatalf("resumed %v, want %s at 4, %s at 3 and %s at 2", resumed, holed, ahead, unseen)
+	}
+}
+
+// TestResumeEdgesMembership: a conversation the views list without the
+// user, at or past the cursor, refuses the whole Resume (NOT_MEMBER); one the
+// views have not reached the cursor of by the bound fails alone
+// (UNAVAILABLE), since the projector may only lag, and the others resume.
+func TestResumeEdgesMembership(t *testing.T) {
+	t.Parallel()
+	views, s := withViewRows(t)
+	e := start(t, views, withResumeGapWait(300*time.Millisecond))
+	whole, lagging := "g:00000000000000000000000000000008", "g:00000000000000000000000000000009"
+	viewConversation(t, s, whole, 2, 1, 2)
+
+	c := e.dial("alice", "phone")
+	resumed, got := resumeFrom(t, c, &pb.ConversationCursor{ConversationId: whole, Version: 1},
+		&pb.ConversationCursor{ConversationId: lagging, Version: 4})
+	if want := []string{"8:2"}; !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	if f := resumed.GetFailed(); len(f) != 1 || f[0].GetConversationId() != lagging ||
+		f[0].GetCode() != pb.ErrorCode_ERROR_CODE_UNAVAILABLE || f[0].GetLastVersion() != 4 {
+		t.Fatalf("failed %v, want %s UNAVAILABLE at 4", f, lagging)
+	}
+	if cur := resumed.GetCursors(); len(cur) != 1 || cur[0].GetConversationId() != whole || cur[0].GetVersion() != 2 {
+		t.Fatalf("cursors %v, want %s at 2", cur, whole)
+	}
+
+	carol := e.dial("carol", "phone")
+	carol.send(&pb.ClientFrame{RequestId: "r", Body: &pb.ClientFrame_Resume{Resume: &pb.Resume{Cursors: []*pb.ConversationCursor{
+		{ConversationId: whole, Version: 2}}}}})
+	if f := carol.next(); f.GetError().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER {
+		t.Fatalf("carol resuming %s: want NOT_MEMBER, got %v", whole, f)
 	}
 }
 
