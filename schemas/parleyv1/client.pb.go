@@ -118,6 +118,10 @@ type ClientFrame struct {
 	//	*ClientFrame_Typing
 	//	*ClientFrame_SetPresence
 	//	*ClientFrame_WatchPresence
+	//	*ClientFrame_EditMessage
+	//	*ClientFrame_RecallMessage
+	//	*ClientFrame_AddReaction
+	//	*ClientFrame_RemoveReaction
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -274,6 +278,42 @@ func (x *ClientFrame) GetWatchPresence() *WatchPresence {
 	return nil
 }
 
+func (x *ClientFrame) GetEditMessage() *EditMessage {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_EditMessage); ok {
+			return x.EditMessage
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetRecallMessage() *RecallMessage {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_RecallMessage); ok {
+			return x.RecallMessage
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetAddReaction() *AddReaction {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_AddReaction); ok {
+			return x.AddReaction
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetRemoveReaction() *RemoveReaction {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_RemoveReaction); ok {
+			return x.RemoveReaction
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -337,6 +377,22 @@ type ClientFrame_WatchPresence struct {
 	WatchPresence *WatchPresence `protobuf:"bytes,20,opt,name=watch_presence,json=watchPresence,proto3,oneof"`
 }
 
+type ClientFrame_EditMessage struct {
+	EditMessage *EditMessage `protobuf:"bytes,21,opt,name=edit_message,json=editMessage,proto3,oneof"`
+}
+
+type ClientFrame_RecallMessage struct {
+	RecallMessage *RecallMessage `protobuf:"bytes,22,opt,name=recall_message,json=recallMessage,proto3,oneof"`
+}
+
+type ClientFrame_AddReaction struct {
+	AddReaction *AddReaction `protobuf:"bytes,23,opt,name=add_reaction,json=addReaction,proto3,oneof"`
+}
+
+type ClientFrame_RemoveReaction struct {
+	RemoveReaction *RemoveReaction `protobuf:"bytes,24,opt,name=remove_reaction,json=removeReaction,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -363,6 +419,14 @@ func (*ClientFrame_Typing) isClientFrame_Body() {}
 func (*ClientFrame_SetPresence) isClientFrame_Body() {}
 
 func (*ClientFrame_WatchPresence) isClientFrame_Body() {}
+
+func (*ClientFrame_EditMessage) isClientFrame_Body() {}
+
+func (*ClientFrame_RecallMessage) isClientFrame_Body() {}
+
+func (*ClientFrame_AddReaction) isClientFrame_Body() {}
+
+func (*ClientFrame_RemoveReaction) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -1593,7 +1657,7 @@ var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xad\x06\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xb0\b\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -1610,7 +1674,11 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\x06resume\x18\x11 \x01(\v2\x11.parley.v1.ResumeH\x00R\x06resume\x12+\n" +
 	"\x06typing\x18\x12 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12;\n" +
 	"\fset_presence\x18\x13 \x01(\v2\x16.parley.v1.SetPresenceH\x00R\vsetPresence\x12A\n" +
-	"\x0ewatch_presence\x18\x14 \x01(\v2\x18.parley.v1.WatchPresenceH\x00R\rwatchPresence\x12%\n" +
+	"\x0ewatch_presence\x18\x14 \x01(\v2\x18.parley.v1.WatchPresenceH\x00R\rwatchPresence\x12;\n" +
+	"\fedit_message\x18\x15 \x01(\v2\x16.parley.v1.EditMessageH\x00R\veditMessage\x12A\n" +
+	"\x0erecall_message\x18\x16 \x01(\v2\x18.parley.v1.RecallMessageH\x00R\rrecallMessage\x12;\n" +
+	"\fadd_reaction\x18\x17 \x01(\v2\x16.parley.v1.AddReactionH\x00R\vaddReaction\x12D\n" +
+	"\x0fremove_reaction\x18\x18 \x01(\v2\x19.parley.v1.RemoveReactionH\x00R\x0eremoveReaction\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
 	"\x04Ping\"\x86\x03\n" +
@@ -1745,9 +1813,13 @@ var file_parley_v1_client_proto_goTypes = []any{
 	(*SendMessage)(nil),           // 23: parley.v1.SendMessage
 	(*MarkDelivered)(nil),         // 24: parley.v1.MarkDelivered
 	(*MarkRead)(nil),              // 25: parley.v1.MarkRead
-	(*Event)(nil),                 // 26: parley.v1.Event
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
-	(ErrorCode)(0),                // 28: parley.v1.ErrorCode
+	(*EditMessage)(nil),           // 26: parley.v1.EditMessage
+	(*RecallMessage)(nil),         // 27: parley.v1.RecallMessage
+	(*AddReaction)(nil),           // 28: parley.v1.AddReaction
+	(*RemoveReaction)(nil),        // 29: parley.v1.RemoveReaction
+	(*Event)(nil),                 // 30: parley.v1.Event
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(ErrorCode)(0),                // 32: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
 	19, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
@@ -1761,37 +1833,41 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	12, // 8: parley.v1.ClientFrame.typing:type_name -> parley.v1.Typing
 	13, // 9: parley.v1.ClientFrame.set_presence:type_name -> parley.v1.SetPresence
 	14, // 10: parley.v1.ClientFrame.watch_presence:type_name -> parley.v1.WatchPresence
-	2,  // 11: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	4,  // 12: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	5,  // 13: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	26, // 14: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	6,  // 15: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	7,  // 16: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	10, // 17: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	18, // 18: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
-	16, // 19: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
-	27, // 20: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	28, // 21: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	27, // 22: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	8,  // 23: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
-	8,  // 24: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	11, // 25: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
-	8,  // 26: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
-	8,  // 27: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
-	8,  // 28: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
-	28, // 29: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 30: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 31: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	27, // 32: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 33: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	27, // 34: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 35: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 36: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	26, // 11: parley.v1.ClientFrame.edit_message:type_name -> parley.v1.EditMessage
+	27, // 12: parley.v1.ClientFrame.recall_message:type_name -> parley.v1.RecallMessage
+	28, // 13: parley.v1.ClientFrame.add_reaction:type_name -> parley.v1.AddReaction
+	29, // 14: parley.v1.ClientFrame.remove_reaction:type_name -> parley.v1.RemoveReaction
+	2,  // 15: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	4,  // 16: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	5,  // 17: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	30, // 18: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	6,  // 19: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	7,  // 20: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	10, // 21: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	18, // 22: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	16, // 23: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	31, // 24: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	32, // 25: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	31, // 26: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 27: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	8,  // 28: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	11, // 29: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
+	8,  // 30: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
+	8,  // 31: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
+	8,  // 32: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
+	32, // 33: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 34: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 35: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	31, // 36: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 37: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	31, // 38: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 39: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 40: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -1814,6 +1890,10 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_Typing)(nil),
 		(*ClientFrame_SetPresence)(nil),
 		(*ClientFrame_WatchPresence)(nil),
+		(*ClientFrame_EditMessage)(nil),
+		(*ClientFrame_RecallMessage)(nil),
+		(*ClientFrame_AddReaction)(nil),
+		(*ClientFrame_RemoveReaction)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{

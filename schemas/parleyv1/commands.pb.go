@@ -56,6 +56,10 @@ type Command struct {
 	//	*Command_SendMessage
 	//	*Command_MarkDelivered
 	//	*Command_MarkRead
+	//	*Command_EditMessage
+	//	*Command_RecallMessage
+	//	*Command_AddReaction
+	//	*Command_RemoveReaction
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -196,6 +200,42 @@ func (x *Command) GetMarkRead() *MarkRead {
 	return nil
 }
 
+func (x *Command) GetEditMessage() *EditMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Command_EditMessage); ok {
+			return x.EditMessage
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecallMessage() *RecallMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RecallMessage); ok {
+			return x.RecallMessage
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAddReaction() *AddReaction {
+	if x != nil {
+		if x, ok := x.Body.(*Command_AddReaction); ok {
+			return x.AddReaction
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveReaction() *RemoveReaction {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RemoveReaction); ok {
+			return x.RemoveReaction
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -228,6 +268,24 @@ type Command_MarkRead struct {
 	MarkRead *MarkRead `protobuf:"bytes,16,opt,name=mark_read,json=markRead,proto3,oneof"`
 }
 
+type Command_EditMessage struct {
+	// 17 to 20 are ClientFrame's non-command bodies (resume, typing,
+	// presence): command bodies keep the numbers of their ClientFrame body.
+	EditMessage *EditMessage `protobuf:"bytes,21,opt,name=edit_message,json=editMessage,proto3,oneof"`
+}
+
+type Command_RecallMessage struct {
+	RecallMessage *RecallMessage `protobuf:"bytes,22,opt,name=recall_message,json=recallMessage,proto3,oneof"`
+}
+
+type Command_AddReaction struct {
+	AddReaction *AddReaction `protobuf:"bytes,23,opt,name=add_reaction,json=addReaction,proto3,oneof"`
+}
+
+type Command_RemoveReaction struct {
+	RemoveReaction *RemoveReaction `protobuf:"bytes,24,opt,name=remove_reaction,json=removeReaction,proto3,oneof"`
+}
+
 func (*Command_CreateConversation) isCommand_Body() {}
 
 func (*Command_AddMembers) isCommand_Body() {}
@@ -241,6 +299,14 @@ func (*Command_SendMessage) isCommand_Body() {}
 func (*Command_MarkDelivered) isCommand_Body() {}
 
 func (*Command_MarkRead) isCommand_Body() {}
+
+func (*Command_EditMessage) isCommand_Body() {}
+
+func (*Command_RecallMessage) isCommand_Body() {}
+
+func (*Command_AddReaction) isCommand_Body() {}
+
+func (*Command_RemoveReaction) isCommand_Body() {}
 
 // CreateConversation creates Command.conversation_id with the sender as its
 // first member.
@@ -458,7 +524,12 @@ type SendMessage struct {
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	// Media type of text; empty means "text/plain". Stored with its media
 	// type lower-cased.
-	ContentType   string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// A reply: the seq of the message it answers, in the same conversation
+	// (0: not a reply). It must be a message (not a notice) that is not
+	// recalled (ERROR_CODE_NOT_FOUND, ERROR_CODE_MESSAGE_RECALLED). Views show
+	// a snippet of it that follows its edits and its recall.
+	ReplyToSeq    int64 `protobuf:"varint,4,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,6 +585,255 @@ func (x *SendMessage) GetContentType() string {
 	return ""
 }
 
+func (x *SendMessage) GetReplyToSeq() int64 {
+	if x != nil {
+		return x.ReplyToSeq
+	}
+	return 0
+}
+
+// EditMessage replaces the text of one of the sender's own messages. Only
+// its sender may edit it (ERROR_CODE_PERMISSION_DENIED), within the edit
+// window after it was sent (ERROR_CODE_WINDOW_PASSED), and only a
+// "text/plain" or "text/markdown" message, into one of those types
+// (ERROR_CODE_NOT_EDITABLE). A recalled message cannot be edited
+// (ERROR_CODE_MESSAGE_RECALLED).
+type EditMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The seq of the message to edit.
+	Seq int64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The new body and its media type (empty: "text/plain"), checked like
+	// SendMessage's.
+	Text        string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// Chosen by the device, unique like SendMessage.client_msg_id (the two
+	// share one space per sender and conversation). A retry of a recent edit
+	// is answered MessageDeduplicated (original_seq = seq) and edits nothing.
+	// Required.
+	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditMessage) Reset() {
+	*x = EditMessage{}
+	mi := &file_parley_v1_commands_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditMessage) ProtoMessage() {}
+
+func (x *EditMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditMessage.ProtoReflect.Descriptor instead.
+func (*EditMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EditMessage) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *EditMessage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *EditMessage) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *EditMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// RecallMessage retracts a message for everyone: its content leaves every
+// view. Its sender may recall it within the recall window
+// (ERROR_CODE_WINDOW_PASSED); a group's owner may recall any message at any
+// time. Anyone else is refused with ERROR_CODE_PERMISSION_DENIED. Recalling a
+// recalled message is accepted and yields no event.
+type RecallMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecallMessage) Reset() {
+	*x = RecallMessage{}
+	mi := &file_parley_v1_commands_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecallMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecallMessage) ProtoMessage() {}
+
+func (x *RecallMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecallMessage.ProtoReflect.Descriptor instead.
+func (*RecallMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RecallMessage) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// AddReaction adds the sender's reaction emoji to a message. A reaction the
+// sender already has is accepted and yields no event, so a retry acts once.
+// A message has at most a configured number of distinct emoji
+// (ERROR_CODE_TOO_MANY_REACTIONS).
+type AddReaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// 1 to 64 bytes of UTF-8, without spaces or control characters: an emoji
+	// or a short code such as ":shipit:".
+	Emoji         string `protobuf:"bytes,2,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddReaction) Reset() {
+	*x = AddReaction{}
+	mi := &file_parley_v1_commands_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddReaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddReaction) ProtoMessage() {}
+
+func (x *AddReaction) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddReaction.ProtoReflect.Descriptor instead.
+func (*AddReaction) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AddReaction) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AddReaction) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+// RemoveReaction takes the sender's reaction emoji off a message. Removing
+// one the sender does not have is accepted and yields no event.
+type RemoveReaction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Emoji         string                 `protobuf:"bytes,2,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveReaction) Reset() {
+	*x = RemoveReaction{}
+	mi := &file_parley_v1_commands_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveReaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveReaction) ProtoMessage() {}
+
+func (x *RemoveReaction) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveReaction.ProtoReflect.Descriptor instead.
+func (*RemoveReaction) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RemoveReaction) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RemoveReaction) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
 // MarkDelivered reports that the sender's device has received every timeline
 // item up to and including up_to_seq. Marks only move forward: a mark at or
 // below the current one is accepted and yields no event.
@@ -526,7 +846,7 @@ type MarkDelivered struct {
 
 func (x *MarkDelivered) Reset() {
 	*x = MarkDelivered{}
-	mi := &file_parley_v1_commands_proto_msgTypes[6]
+	mi := &file_parley_v1_commands_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +858,7 @@ func (x *MarkDelivered) String() string {
 func (*MarkDelivered) ProtoMessage() {}
 
 func (x *MarkDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[6]
+	mi := &file_parley_v1_commands_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +871,7 @@ func (x *MarkDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkDelivered.ProtoReflect.Descriptor instead.
 func (*MarkDelivered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MarkDelivered) GetUpToSeq() int64 {
@@ -572,7 +892,7 @@ type MarkRead struct {
 
 func (x *MarkRead) Reset() {
 	*x = MarkRead{}
-	mi := &file_parley_v1_commands_proto_msgTypes[7]
+	mi := &file_parley_v1_commands_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +904,7 @@ func (x *MarkRead) String() string {
 func (*MarkRead) ProtoMessage() {}
 
 func (x *MarkRead) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[7]
+	mi := &file_parley_v1_commands_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +917,7 @@ func (x *MarkRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkRead.ProtoReflect.Descriptor instead.
 func (*MarkRead) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MarkRead) GetUpToSeq() int64 {
@@ -611,7 +931,7 @@ var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\x9b\x05\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\x9e\a\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -628,7 +948,11 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\x12leave_conversation\x18\r \x01(\v2\x1c.parley.v1.LeaveConversationH\x00R\x11leaveConversation\x12;\n" +
 	"\fsend_message\x18\x0e \x01(\v2\x16.parley.v1.SendMessageH\x00R\vsendMessage\x12A\n" +
 	"\x0emark_delivered\x18\x0f \x01(\v2\x18.parley.v1.MarkDeliveredH\x00R\rmarkDelivered\x122\n" +
-	"\tmark_read\x18\x10 \x01(\v2\x13.parley.v1.MarkReadH\x00R\bmarkReadB\x06\n" +
+	"\tmark_read\x18\x10 \x01(\v2\x13.parley.v1.MarkReadH\x00R\bmarkRead\x12;\n" +
+	"\fedit_message\x18\x15 \x01(\v2\x16.parley.v1.EditMessageH\x00R\veditMessage\x12A\n" +
+	"\x0erecall_message\x18\x16 \x01(\v2\x18.parley.v1.RecallMessageH\x00R\rrecallMessage\x12;\n" +
+	"\fadd_reaction\x18\x17 \x01(\v2\x16.parley.v1.AddReactionH\x00R\vaddReaction\x12D\n" +
+	"\x0fremove_reaction\x18\x18 \x01(\v2\x19.parley.v1.RemoveReactionH\x00R\x0eremoveReactionB\x06\n" +
 	"\x04body\"\x83\x01\n" +
 	"\x12CreateConversation\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -639,11 +963,26 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"'\n" +
 	"\fRemoveMember\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x13\n" +
-	"\x11LeaveConversation\"h\n" +
+	"\x11LeaveConversation\"\x8a\x01\n" +
 	"\vSendMessage\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
-	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"+\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12 \n" +
+	"\freply_to_seq\x18\x04 \x01(\x03R\n" +
+	"replyToSeq\"z\n" +
+	"\vEditMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\"!\n" +
+	"\rRecallMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\"5\n" +
+	"\vAddReaction\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x14\n" +
+	"\x05emoji\x18\x02 \x01(\tR\x05emoji\"8\n" +
+	"\x0eRemoveReaction\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x14\n" +
+	"\x05emoji\x18\x02 \x01(\tR\x05emoji\"+\n" +
 	"\rMarkDelivered\x12\x1a\n" +
 	"\tup_to_seq\x18\x01 \x01(\x03R\aupToSeq\"&\n" +
 	"\bMarkRead\x12\x1a\n" +
@@ -661,7 +1000,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),               // 0: parley.v1.Command
 	(*CreateConversation)(nil),    // 1: parley.v1.CreateConversation
@@ -669,26 +1008,34 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*RemoveMember)(nil),          // 3: parley.v1.RemoveMember
 	(*LeaveConversation)(nil),     // 4: parley.v1.LeaveConversation
 	(*SendMessage)(nil),           // 5: parley.v1.SendMessage
-	(*MarkDelivered)(nil),         // 6: parley.v1.MarkDelivered
-	(*MarkRead)(nil),              // 7: parley.v1.MarkRead
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(ConversationKind)(0),         // 9: parley.v1.ConversationKind
+	(*EditMessage)(nil),           // 6: parley.v1.EditMessage
+	(*RecallMessage)(nil),         // 7: parley.v1.RecallMessage
+	(*AddReaction)(nil),           // 8: parley.v1.AddReaction
+	(*RemoveReaction)(nil),        // 9: parley.v1.RemoveReaction
+	(*MarkDelivered)(nil),         // 10: parley.v1.MarkDelivered
+	(*MarkRead)(nil),              // 11: parley.v1.MarkRead
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(ConversationKind)(0),         // 13: parley.v1.ConversationKind
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	8, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
-	1, // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
-	2, // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
-	3, // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
-	4, // 4: parley.v1.Command.leave_conversation:type_name -> parley.v1.LeaveConversation
-	5, // 5: parley.v1.Command.send_message:type_name -> parley.v1.SendMessage
-	6, // 6: parley.v1.Command.mark_delivered:type_name -> parley.v1.MarkDelivered
-	7, // 7: parley.v1.Command.mark_read:type_name -> parley.v1.MarkRead
-	9, // 8: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	12, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
+	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
+	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
+	4,  // 4: parley.v1.Command.leave_conversation:type_name -> parley.v1.LeaveConversation
+	5,  // 5: parley.v1.Command.send_message:type_name -> parley.v1.SendMessage
+	10, // 6: parley.v1.Command.mark_delivered:type_name -> parley.v1.MarkDelivered
+	11, // 7: parley.v1.Command.mark_read:type_name -> parley.v1.MarkRead
+	6,  // 8: parley.v1.Command.edit_message:type_name -> parley.v1.EditMessage
+	7,  // 9: parley.v1.Command.recall_message:type_name -> parley.v1.RecallMessage
+	8,  // 10: parley.v1.Command.add_reaction:type_name -> parley.v1.AddReaction
+	9,  // 11: parley.v1.Command.remove_reaction:type_name -> parley.v1.RemoveReaction
+	13, // 12: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -705,6 +1052,10 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_SendMessage)(nil),
 		(*Command_MarkDelivered)(nil),
 		(*Command_MarkRead)(nil),
+		(*Command_EditMessage)(nil),
+		(*Command_RecallMessage)(nil),
+		(*Command_AddReaction)(nil),
+		(*Command_RemoveReaction)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -712,7 +1063,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -76,6 +76,16 @@ const (
 	// negative seq or version, a version beyond the conversation's last
 	// version, or a Resume cursor that names a seq instead of a version.
 	ErrorCode_ERROR_CODE_INVALID_CURSOR ErrorCode = 15
+	// An edit or recall came after its window (Limits.EditWindow,
+	// Limits.RecallWindow) since the message was sent.
+	ErrorCode_ERROR_CODE_WINDOW_PASSED ErrorCode = 16
+	// The message acted on (edited, reacted to, replied to) was recalled.
+	ErrorCode_ERROR_CODE_MESSAGE_RECALLED ErrorCode = 17
+	// The message cannot be edited: only "text/plain" and "text/markdown"
+	// messages can, into one of those types.
+	ErrorCode_ERROR_CODE_NOT_EDITABLE ErrorCode = 18
+	// The message already has the maximum number of distinct reaction emoji.
+	ErrorCode_ERROR_CODE_TOO_MANY_REACTIONS ErrorCode = 19
 )
 
 // Enum value maps for ErrorCode.
@@ -97,6 +107,10 @@ var (
 		13: "ERROR_CODE_UNSUPPORTED",
 		14: "ERROR_CODE_INVALID_ID",
 		15: "ERROR_CODE_INVALID_CURSOR",
+		16: "ERROR_CODE_WINDOW_PASSED",
+		17: "ERROR_CODE_MESSAGE_RECALLED",
+		18: "ERROR_CODE_NOT_EDITABLE",
+		19: "ERROR_CODE_TOO_MANY_REACTIONS",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -115,6 +129,10 @@ var (
 		"ERROR_CODE_UNSUPPORTED":         13,
 		"ERROR_CODE_INVALID_ID":          14,
 		"ERROR_CODE_INVALID_CURSOR":      15,
+		"ERROR_CODE_WINDOW_PASSED":       16,
+		"ERROR_CODE_MESSAGE_RECALLED":    17,
+		"ERROR_CODE_NOT_EDITABLE":        18,
+		"ERROR_CODE_TOO_MANY_REACTIONS":  19,
 	}
 )
 
@@ -149,7 +167,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xe8\x03\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xe7\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -167,7 +185,11 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x13ERROR_CODE_INTERNAL\x10\f\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSUPPORTED\x10\r\x12\x19\n" +
 	"\x15ERROR_CODE_INVALID_ID\x10\x0e\x12\x1d\n" +
-	"\x19ERROR_CODE_INVALID_CURSOR\x10\x0fB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x19ERROR_CODE_INVALID_CURSOR\x10\x0f\x12\x1c\n" +
+	"\x18ERROR_CODE_WINDOW_PASSED\x10\x10\x12\x1f\n" +
+	"\x1bERROR_CODE_MESSAGE_RECALLED\x10\x11\x12\x1b\n" +
+	"\x17ERROR_CODE_NOT_EDITABLE\x10\x12\x12!\n" +
+	"\x1dERROR_CODE_TOO_MANY_REACTIONS\x10\x13B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

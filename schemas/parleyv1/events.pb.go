@@ -124,6 +124,10 @@ type Event struct {
 	//	*Event_ReadUpTo
 	//	*Event_CommandRejected
 	//	*Event_MessageDeduplicated
+	//	*Event_MessageEdited
+	//	*Event_MessageRecalled
+	//	*Event_ReactionAdded
+	//	*Event_ReactionRemoved
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -287,6 +291,42 @@ func (x *Event) GetMessageDeduplicated() *MessageDeduplicated {
 	return nil
 }
 
+func (x *Event) GetMessageEdited() *MessageEdited {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MessageEdited); ok {
+			return x.MessageEdited
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMessageRecalled() *MessageRecalled {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MessageRecalled); ok {
+			return x.MessageRecalled
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetReactionAdded() *ReactionAdded {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ReactionAdded); ok {
+			return x.ReactionAdded
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetReactionRemoved() *ReactionRemoved {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ReactionRemoved); ok {
+			return x.ReactionRemoved
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -323,6 +363,22 @@ type Event_MessageDeduplicated struct {
 	MessageDeduplicated *MessageDeduplicated `protobuf:"bytes,17,opt,name=message_deduplicated,json=messageDeduplicated,proto3,oneof"`
 }
 
+type Event_MessageEdited struct {
+	MessageEdited *MessageEdited `protobuf:"bytes,18,opt,name=message_edited,json=messageEdited,proto3,oneof"`
+}
+
+type Event_MessageRecalled struct {
+	MessageRecalled *MessageRecalled `protobuf:"bytes,19,opt,name=message_recalled,json=messageRecalled,proto3,oneof"`
+}
+
+type Event_ReactionAdded struct {
+	ReactionAdded *ReactionAdded `protobuf:"bytes,20,opt,name=reaction_added,json=reactionAdded,proto3,oneof"`
+}
+
+type Event_ReactionRemoved struct {
+	ReactionRemoved *ReactionRemoved `protobuf:"bytes,21,opt,name=reaction_removed,json=reactionRemoved,proto3,oneof"`
+}
+
 func (*Event_ConversationCreated) isEvent_Body() {}
 
 func (*Event_MembersAdded) isEvent_Body() {}
@@ -338,6 +394,14 @@ func (*Event_ReadUpTo) isEvent_Body() {}
 func (*Event_CommandRejected) isEvent_Body() {}
 
 func (*Event_MessageDeduplicated) isEvent_Body() {}
+
+func (*Event_MessageEdited) isEvent_Body() {}
+
+func (*Event_MessageRecalled) isEvent_Body() {}
+
+func (*Event_ReactionAdded) isEvent_Body() {}
+
+func (*Event_ReactionRemoved) isEvent_Body() {}
 
 // ConversationCreated is the first event of every conversation. It is not a
 // timeline item (Event.seq is 0): the timeline starts with the first message
@@ -524,7 +588,9 @@ type MessageSent struct {
 	ClientMsgId string `protobuf:"bytes,1,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
 	Text        string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	// MIME type of text; never empty ("text/plain" when the device sent none).
-	ContentType   string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// SendMessage.reply_to_seq: the message this one answers (0: none).
+	ReplyToSeq    int64 `protobuf:"varint,4,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +646,261 @@ func (x *MessageSent) GetContentType() string {
 	return ""
 }
 
+func (x *MessageSent) GetReplyToSeq() int64 {
+	if x != nil {
+		return x.ReplyToSeq
+	}
+	return 0
+}
+
+// MessageEdited: the sender replaced the text of the message at
+// message_seq. Not a timeline item (Event.seq is 0) and never unread; it
+// takes a version. The log keeps every edit; views show the newest.
+type MessageEdited struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	MessageSeq int64                  `protobuf:"varint,1,opt,name=message_seq,json=messageSeq,proto3" json:"message_seq,omitempty"`
+	Text       string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	// Never empty.
+	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// EditMessage.client_msg_id.
+	ClientMsgId string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// 1 for the message's first edit, 2 for the next, … (dense per message).
+	EditNumber    int32 `protobuf:"varint,5,opt,name=edit_number,json=editNumber,proto3" json:"edit_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageEdited) Reset() {
+	*x = MessageEdited{}
+	mi := &file_parley_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageEdited) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageEdited) ProtoMessage() {}
+
+func (x *MessageEdited) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageEdited.ProtoReflect.Descriptor instead.
+func (*MessageEdited) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *MessageEdited) GetMessageSeq() int64 {
+	if x != nil {
+		return x.MessageSeq
+	}
+	return 0
+}
+
+func (x *MessageEdited) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *MessageEdited) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *MessageEdited) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *MessageEdited) GetEditNumber() int32 {
+	if x != nil {
+		return x.EditNumber
+	}
+	return 0
+}
+
+// MessageRecalled: the message at message_seq is retracted for everyone by
+// Event.actor_user_id, its sender or a group owner. From this event on no
+// view holds its content (text, edits, reactions); views keep a "recalled"
+// notice with who and when. Not a timeline item (Event.seq is 0).
+type MessageRecalled struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	MessageSeq int64                  `protobuf:"varint,1,opt,name=message_seq,json=messageSeq,proto3" json:"message_seq,omitempty"`
+	// Who sent the recalled message (equal to Event.actor_user_id unless an
+	// owner recalled someone else's).
+	SenderUserId  string `protobuf:"bytes,2,opt,name=sender_user_id,json=senderUserId,proto3" json:"sender_user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageRecalled) Reset() {
+	*x = MessageRecalled{}
+	mi := &file_parley_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageRecalled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageRecalled) ProtoMessage() {}
+
+func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
+func (*MessageRecalled) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MessageRecalled) GetMessageSeq() int64 {
+	if x != nil {
+		return x.MessageSeq
+	}
+	return 0
+}
+
+func (x *MessageRecalled) GetSenderUserId() string {
+	if x != nil {
+		return x.SenderUserId
+	}
+	return ""
+}
+
+// ReactionAdded: Event.actor_user_id reacted to the message at message_seq
+// with emoji. Emitted only when the reaction is new. Not a timeline item.
+type ReactionAdded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageSeq    int64                  `protobuf:"varint,1,opt,name=message_seq,json=messageSeq,proto3" json:"message_seq,omitempty"`
+	Emoji         string                 `protobuf:"bytes,2,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReactionAdded) Reset() {
+	*x = ReactionAdded{}
+	mi := &file_parley_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReactionAdded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReactionAdded) ProtoMessage() {}
+
+func (x *ReactionAdded) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReactionAdded.ProtoReflect.Descriptor instead.
+func (*ReactionAdded) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReactionAdded) GetMessageSeq() int64 {
+	if x != nil {
+		return x.MessageSeq
+	}
+	return 0
+}
+
+func (x *ReactionAdded) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+// ReactionRemoved: Event.actor_user_id took emoji off the message at
+// message_seq. Emitted only when the reaction was there. Not a timeline item.
+type ReactionRemoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageSeq    int64                  `protobuf:"varint,1,opt,name=message_seq,json=messageSeq,proto3" json:"message_seq,omitempty"`
+	Emoji         string                 `protobuf:"bytes,2,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReactionRemoved) Reset() {
+	*x = ReactionRemoved{}
+	mi := &file_parley_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReactionRemoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReactionRemoved) ProtoMessage() {}
+
+func (x *ReactionRemoved) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReactionRemoved.ProtoReflect.Descriptor instead.
+func (*ReactionRemoved) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReactionRemoved) GetMessageSeq() int64 {
+	if x != nil {
+		return x.MessageSeq
+	}
+	return 0
+}
+
+func (x *ReactionRemoved) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
 // DeliveredUpTo: Event.actor_user_id's devices have received every timeline
 // item up to and including up_to_seq. Emitted only when the mark moves
 // forward. Not a timeline item (Event.seq is 0).
@@ -592,7 +913,7 @@ type DeliveredUpTo struct {
 
 func (x *DeliveredUpTo) Reset() {
 	*x = DeliveredUpTo{}
-	mi := &file_parley_v1_events_proto_msgTypes[5]
+	mi := &file_parley_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +925,7 @@ func (x *DeliveredUpTo) String() string {
 func (*DeliveredUpTo) ProtoMessage() {}
 
 func (x *DeliveredUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[5]
+	mi := &file_parley_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +938,7 @@ func (x *DeliveredUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveredUpTo.ProtoReflect.Descriptor instead.
 func (*DeliveredUpTo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeliveredUpTo) GetUpToSeq() int64 {
@@ -639,7 +960,7 @@ type ReadUpTo struct {
 
 func (x *ReadUpTo) Reset() {
 	*x = ReadUpTo{}
-	mi := &file_parley_v1_events_proto_msgTypes[6]
+	mi := &file_parley_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +972,7 @@ func (x *ReadUpTo) String() string {
 func (*ReadUpTo) ProtoMessage() {}
 
 func (x *ReadUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[6]
+	mi := &file_parley_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +985,7 @@ func (x *ReadUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadUpTo.ProtoReflect.Descriptor instead.
 func (*ReadUpTo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadUpTo) GetUpToSeq() int64 {
@@ -683,7 +1004,7 @@ type CommandRejected struct {
 	Code  ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=parley.v1.ErrorCode" json:"code,omitempty"`
 	// Human-readable detail for logs; clients switch on code.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	// SendMessage.client_msg_id when the rejected command was a SendMessage.
+	// The client_msg_id of a rejected SendMessage or EditMessage.
 	ClientMsgId string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
 	// Body type of the rejected command, e.g. "SendMessage" (as returned by
 	// schemas.CommandType).
@@ -694,7 +1015,7 @@ type CommandRejected struct {
 
 func (x *CommandRejected) Reset() {
 	*x = CommandRejected{}
-	mi := &file_parley_v1_events_proto_msgTypes[7]
+	mi := &file_parley_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +1027,7 @@ func (x *CommandRejected) String() string {
 func (*CommandRejected) ProtoMessage() {}
 
 func (x *CommandRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[7]
+	mi := &file_parley_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +1040,7 @@ func (x *CommandRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRejected.ProtoReflect.Descriptor instead.
 func (*CommandRejected) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommandRejected) GetCode() ErrorCode {
@@ -750,9 +1071,10 @@ func (x *CommandRejected) GetCommandType() string {
 	return ""
 }
 
-// MessageDeduplicated answers a SendMessage whose (sender, client_msg_id) was
-// already decided: the retry took no new seq, and original_seq is the seq the
-// first attempt got. Not a timeline item (Event.seq is 0), not projected into
+// MessageDeduplicated answers a SendMessage (or an EditMessage) whose
+// (sender, client_msg_id) was already decided: the retry took no new seq and
+// edited nothing, and original_seq is the seq the first attempt got (the
+// edited message's seq for an edit). Not a timeline item (Event.seq is 0), not projected into
 // views, and delivered live only to the sender's devices.
 type MessageDeduplicated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -764,7 +1086,7 @@ type MessageDeduplicated struct {
 
 func (x *MessageDeduplicated) Reset() {
 	*x = MessageDeduplicated{}
-	mi := &file_parley_v1_events_proto_msgTypes[8]
+	mi := &file_parley_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +1098,7 @@ func (x *MessageDeduplicated) String() string {
 func (*MessageDeduplicated) ProtoMessage() {}
 
 func (x *MessageDeduplicated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[8]
+	mi := &file_parley_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +1111,7 @@ func (x *MessageDeduplicated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDeduplicated.ProtoReflect.Descriptor instead.
 func (*MessageDeduplicated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MessageDeduplicated) GetClientMsgId() string {
@@ -810,7 +1132,7 @@ var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xb8\x06\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xd0\b\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -830,7 +1152,11 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"read_up_to\x18\x0f \x01(\v2\x13.parley.v1.ReadUpToH\x00R\breadUpTo\x12G\n" +
 	"\x10command_rejected\x18\x10 \x01(\v2\x1a.parley.v1.CommandRejectedH\x00R\x0fcommandRejected\x12S\n" +
-	"\x14message_deduplicated\x18\x11 \x01(\v2\x1e.parley.v1.MessageDeduplicatedH\x00R\x13messageDeduplicatedB\x06\n" +
+	"\x14message_deduplicated\x18\x11 \x01(\v2\x1e.parley.v1.MessageDeduplicatedH\x00R\x13messageDeduplicated\x12A\n" +
+	"\x0emessage_edited\x18\x12 \x01(\v2\x18.parley.v1.MessageEditedH\x00R\rmessageEdited\x12G\n" +
+	"\x10message_recalled\x18\x13 \x01(\v2\x1a.parley.v1.MessageRecalledH\x00R\x0fmessageRecalled\x12A\n" +
+	"\x0ereaction_added\x18\x14 \x01(\v2\x18.parley.v1.ReactionAddedH\x00R\rreactionAdded\x12G\n" +
+	"\x10reaction_removed\x18\x15 \x01(\v2\x1a.parley.v1.ReactionRemovedH\x00R\x0freactionRemovedB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -840,11 +1166,33 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"`\n" +
 	"\rMemberRemoved\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x126\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"h\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\x8a\x01\n" +
 	"\vMessageSent\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
-	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"+\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12 \n" +
+	"\freply_to_seq\x18\x04 \x01(\x03R\n" +
+	"replyToSeq\"\xac\x01\n" +
+	"\rMessageEdited\x12\x1f\n" +
+	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
+	"messageSeq\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\x12\x1f\n" +
+	"\vedit_number\x18\x05 \x01(\x05R\n" +
+	"editNumber\"X\n" +
+	"\x0fMessageRecalled\x12\x1f\n" +
+	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
+	"messageSeq\x12$\n" +
+	"\x0esender_user_id\x18\x02 \x01(\tR\fsenderUserId\"F\n" +
+	"\rReactionAdded\x12\x1f\n" +
+	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
+	"messageSeq\x12\x14\n" +
+	"\x05emoji\x18\x02 \x01(\tR\x05emoji\"H\n" +
+	"\x0fReactionRemoved\x12\x1f\n" +
+	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
+	"messageSeq\x12\x14\n" +
+	"\x05emoji\x18\x02 \x01(\tR\x05emoji\"+\n" +
 	"\rDeliveredUpTo\x12\x1a\n" +
 	"\tup_to_seq\x18\x01 \x01(\x03R\aupToSeq\"&\n" +
 	"\bReadUpTo\x12\x1a\n" +
@@ -875,7 +1223,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),      // 0: parley.v1.MemberRemovedReason
 	(*Event)(nil),                 // 1: parley.v1.Event
@@ -883,32 +1231,40 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*MembersAdded)(nil),          // 3: parley.v1.MembersAdded
 	(*MemberRemoved)(nil),         // 4: parley.v1.MemberRemoved
 	(*MessageSent)(nil),           // 5: parley.v1.MessageSent
-	(*DeliveredUpTo)(nil),         // 6: parley.v1.DeliveredUpTo
-	(*ReadUpTo)(nil),              // 7: parley.v1.ReadUpTo
-	(*CommandRejected)(nil),       // 8: parley.v1.CommandRejected
-	(*MessageDeduplicated)(nil),   // 9: parley.v1.MessageDeduplicated
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(ConversationKind)(0),         // 11: parley.v1.ConversationKind
-	(ErrorCode)(0),                // 12: parley.v1.ErrorCode
+	(*MessageEdited)(nil),         // 6: parley.v1.MessageEdited
+	(*MessageRecalled)(nil),       // 7: parley.v1.MessageRecalled
+	(*ReactionAdded)(nil),         // 8: parley.v1.ReactionAdded
+	(*ReactionRemoved)(nil),       // 9: parley.v1.ReactionRemoved
+	(*DeliveredUpTo)(nil),         // 10: parley.v1.DeliveredUpTo
+	(*ReadUpTo)(nil),              // 11: parley.v1.ReadUpTo
+	(*CommandRejected)(nil),       // 12: parley.v1.CommandRejected
+	(*MessageDeduplicated)(nil),   // 13: parley.v1.MessageDeduplicated
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(ConversationKind)(0),         // 15: parley.v1.ConversationKind
+	(ErrorCode)(0),                // 16: parley.v1.ErrorCode
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	10, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	14, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	3,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	4,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
 	5,  // 4: parley.v1.Event.message_sent:type_name -> parley.v1.MessageSent
-	6,  // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
-	7,  // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
-	8,  // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
-	9,  // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
-	11, // 9: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	0,  // 10: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	12, // 11: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
+	11, // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
+	12, // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
+	13, // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
+	6,  // 9: parley.v1.Event.message_edited:type_name -> parley.v1.MessageEdited
+	7,  // 10: parley.v1.Event.message_recalled:type_name -> parley.v1.MessageRecalled
+	8,  // 11: parley.v1.Event.reaction_added:type_name -> parley.v1.ReactionAdded
+	9,  // 12: parley.v1.Event.reaction_removed:type_name -> parley.v1.ReactionRemoved
+	15, // 13: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	0,  // 14: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	16, // 15: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -927,6 +1283,10 @@ func file_parley_v1_events_proto_init() {
 		(*Event_ReadUpTo)(nil),
 		(*Event_CommandRejected)(nil),
 		(*Event_MessageDeduplicated)(nil),
+		(*Event_MessageEdited)(nil),
+		(*Event_MessageRecalled)(nil),
+		(*Event_ReactionAdded)(nil),
+		(*Event_ReactionRemoved)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -934,7 +1294,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
