@@ -352,6 +352,14 @@ func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.Err
 		cmd.Body = &pb.Command_MarkDelivered{MarkDelivered: b.MarkDelivered}
 	case *pb.ClientFrame_MarkRead:
 		cmd.Body = &pb.Command_MarkRead{MarkRead: b.MarkRead}
+	case *pb.ClientFrame_EditMessage:
+		cmd.Body = &pb.Command_EditMessage{EditMessage: b.EditMessage}
+	case *pb.ClientFrame_RecallMessage:
+		cmd.Body = &pb.Command_RecallMessage{RecallMessage: b.RecallMessage}
+	case *pb.ClientFrame_AddReaction:
+		cmd.Body = &pb.Command_AddReaction{AddReaction: b.AddReaction}
+	case *pb.ClientFrame_RemoveReaction:
+		cmd.Body = &pb.Command_RemoveReaction{RemoveReaction: b.RemoveReaction}
 	default:
 		return nil, pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"
 	}

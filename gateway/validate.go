@@ -128,6 +128,47 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 		if ct := m.GetContentType(); len(ct) > maxContentTypeBytes || hasControl(ct) {
 			return invalidArg("sendMessage.contentType must be at most %d bytes without control characters", maxContentTypeBytes)
 		}
+		if m.GetReplyToSeq() < 0 {
+			return invalidArg("sendMessage.replyToSeq must not be negative")
+		}
+	case *pb.ClientFrame_EditMessage:
+		if r := needConv(); r != nil {
+			return r
+		}
+		m := b.EditMessage
+		if err := schemas.CheckID("editMessage.clientMsgId", m.GetClientMsgId()); err != nil {
+			return refusalOf(err)
+		}
+		if r := checkMessageSeq("editMessage.seq", m.GetSeq()); r != nil {
+			return r
+		}
+		if len(m.GetText()) > c.maxMessageBytes {
+			return &refusal{pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, "text larger than maxMessageBytes"}
+		}
+		if ct := m.GetContentType(); len(ct) > maxContentTypeBytes || hasControl(ct) {
+			return invalidArg("editMessage.contentType must be at most %d bytes without control characters", maxContentTypeBytes)
+		}
+	case *pb.ClientFrame_RecallMessage:
+		if r := needConv(); r != nil {
+			return r
+		}
+		return checkMessageSeq("recallMessage.seq", b.RecallMessage.GetSeq())
+	case *pb.ClientFrame_AddReaction:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if r := checkMessageSeq("addReaction.seq", b.AddReaction.GetSeq()); r != nil {
+			return r
+		}
+		return checkEmoji("addReaction.emoji", b.AddReaction.GetEmoji())
+	case *pb.ClientFrame_RemoveReaction:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if r := checkMessageSeq("removeReaction.seq", b.RemoveReaction.GetSeq()); r != nil {
+			return r
+		}
+		return checkEmoji("removeReaction.emoji", b.RemoveReaction.GetEmoji())
 	case *pb.ClientFrame_MarkDelivered:
 		if r := needConv(); r != nil {
 			return r
@@ -158,6 +199,25 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 		return invalidArg("frame has no body")
 	default:
 		return &refusal{pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"}
+	}
+	return nil
+}
+
+// checkMessageSeq checks the seq of the message an action names: at least
+// 1. Whether a message is there is the decider's to say.
+func checkMessageSeq(field string, seq int64) *refusal {
+	if seq < 1 {
+		return invalidArg("%s must be the seq of a message (at least 1)", field)
+	}
+	return nil
+}
+
+// checkEmoji checks the form of a reaction (the decider checks it too):
+// 1 to schemas.MaxEmojiBytes bytes of UTF-8 without spaces or control
+// characters.
+func checkEmoji(field, emoji string) *refusal {
+	if err := schemas.CheckEmoji(emoji); err != nil {
+		return invalidArg("%s: %v", field, err)
 	}
 	return nil
 }

@@ -18,13 +18,18 @@ import (
 //   - last_seq, updated_at: every timeline event, at seqTS(seq), so they
 //     always describe the highest seq applied, together. ConversationCreated
 //     writes last_seq 0 and its own time at creationTS, below any seq.
-//   - last_message_seq, last_message_preview, last_message_sender: every
-//     MessageSent, at seqTS(seq): the newest message, whatever notices came
-//     after it. Null until the first message.
+//   - last_message_seq, last_message_sender: every MessageSent, at
+//     seqTS(seq): the newest message, whatever notices came after it. Null
+//     until the first message.
+//   - last_message_preview follows the message clock msgTS(seq, sub): every
+//     MessageSent at sub 0, its edits at their number, its recall (null) at
+//     recallSub. An edit or recall of an older message is below the newer
+//     message's send, so only the newest message's own changes show.
 //   - last_version: every event with a version, at versionTS(version): the
 //     newest change applied. Null for a log from before versions.
 type conversationsView struct {
-	created, timeline, message, version       string
+	created, timeline, message, preview       string
+	version                                   string
 	selectRow, selectLastSeq, selectKindTitle string
 	selectLastVersion                         string
 	rows                                      jsonRows
@@ -42,8 +47,10 @@ func newConversations(keyspace string) conversationsView {
 			SET last_seq = ?, updated_at = ?
 			WHERE conversation_id = ?`),
 		message: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
-			SET last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_preview = ?, last_message_sender = ?
+			SET last_seq = ?, updated_at = ?, last_message_seq = ?, last_message_sender = ?
 			WHERE conversation_id = ?`),
+		preview: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET last_message_preview = ? WHERE conversation_id = ?`),
 		version: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
 			SET last_version = ? WHERE conversation_id = ?`),
 		selectLastVersion: qualify(keyspace, `SELECT last_version FROM ${keyspace}.conversations WHERE conversation_id = ?`),
@@ -84,7 +91,13 @@ func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) 
 			ev.occurredAt(), ev.occurredAt(), id)}, nil
 	case schemas.TypeMessageSent:
 		m := ev.GetMessageSent()
-		return []stmt{upsert(v.message, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), seq, preview(m.GetText()), ev.GetActorUserId(), id)}, nil
+		return []stmt{upsert(v.message, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), seq, ev.GetActorUserId(), id),
+			upsert(v.preview, convPart(id), id, msgTS(seq, 0), preview(m.GetText()), id)}, nil
+	case schemas.TypeMessageEdited:
+		e := ev.GetMessageEdited()
+		return []stmt{upsert(v.preview, convPart(id), id, msgTS(e.GetMessageSeq(), int64(e.GetEditNumber())), preview(e.GetText()), id)}, nil
+	case schemas.TypeMessageRecalled:
+		return []stmt{upsert(v.preview, convPart(id), id, msgTS(ev.GetMessageRecalled().GetMessageSeq(), recallSub), nil, id)}, nil
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
 		return []stmt{upsert(v.timeline, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), id)}, nil
 	}

@@ -67,6 +67,20 @@ func decode(key, value []byte) (*event, error) {
 		if reasonName(b.MemberRemoved.GetReason()) == "" {
 			return ev, poison("MemberRemoved with unknown reason %v", b.MemberRemoved.GetReason())
 		}
+	case *pb.Event_MessageEdited, *pb.Event_MessageRecalled, *pb.Event_ReactionAdded, *pb.Event_ReactionRemoved:
+		if e.GetActorUserId() == "" {
+			return ev, poison("%s without actor_user_id", ev.typ)
+		}
+		if messageSeq(e) < 1 {
+			return ev, poison("%s without a message_seq", ev.typ)
+		}
+		if e.GetMessageEdited().GetEditNumber() < 0 || (e.GetMessageEdited() != nil && e.GetMessageEdited().GetEditNumber() == 0) ||
+			e.GetMessageEdited().GetEditNumber() >= recallSub {
+			return ev, poison("MessageEdited with edit_number %d", e.GetMessageEdited().GetEditNumber())
+		}
+		if (e.GetReactionAdded() != nil || e.GetReactionRemoved() != nil) && e.GetReactionAdded().GetEmoji()+e.GetReactionRemoved().GetEmoji() == "" {
+			return ev, poison("%s without an emoji", ev.typ)
+		}
 	case *pb.Event_MessageSent, *pb.Event_ReadUpTo, *pb.Event_DeliveredUpTo:
 		if e.GetActorUserId() == "" {
 			return ev, poison("%s without actor_user_id", ev.typ)
@@ -76,6 +90,22 @@ func decode(key, value []byte) (*event, error) {
 		}
 	}
 	return ev, nil
+}
+
+// messageSeq is the seq of the message an action event is about (0 for
+// other events).
+func messageSeq(e *pb.Event) int64 {
+	switch b := e.GetBody().(type) {
+	case *pb.Event_MessageEdited:
+		return b.MessageEdited.GetMessageSeq()
+	case *pb.Event_MessageRecalled:
+		return b.MessageRecalled.GetMessageSeq()
+	case *pb.Event_ReactionAdded:
+		return b.ReactionAdded.GetMessageSeq()
+	case *pb.Event_ReactionRemoved:
+		return b.ReactionRemoved.GetMessageSeq()
+	}
+	return 0
 }
 
 func checkUsers(ids []string) error {

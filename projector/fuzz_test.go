@@ -24,6 +24,9 @@ func FuzzDecodeEvent(f *testing.F) {
 			MessageSent: &pb.MessageSent{ClientMsgId: "m1", Text: "hi"}}},
 		{ConversationId: conv, ActorUserId: "bob", Body: &pb.Event_ReadUpTo{ReadUpTo: &pb.ReadUpTo{UpToSeq: 1}}},
 		{ConversationId: conv, Seq: 0, Body: &pb.Event_MessageSent{MessageSent: &pb.MessageSent{}}},
+		{ConversationId: conv, ActorUserId: "bob", Version: 3, Body: &pb.Event_MessageEdited{MessageEdited: &pb.MessageEdited{MessageSeq: 1, Text: "x", EditNumber: 1}}},
+		{ConversationId: conv, ActorUserId: "bob", Version: 4, Body: &pb.Event_ReactionAdded{ReactionAdded: &pb.ReactionAdded{MessageSeq: 1, Emoji: "+1"}}},
+		{ConversationId: conv, ActorUserId: "bob", Version: 5, Body: &pb.Event_MessageRecalled{MessageRecalled: &pb.MessageRecalled{MessageSeq: 1}}},
 	} {
 		v, _ := proto.Marshal(ev)
 		f.Add([]byte(conv), v)
@@ -42,8 +45,8 @@ func FuzzDecodeEvent(f *testing.F) {
 		if ev.GetConversationId() != string(key) {
 			t.Fatalf("decoded %q under key %q", ev.GetConversationId(), key)
 		}
-		if !projected(ev.typ) || startsBatch(ev) {
-			return // creations and additions read the views while planning
+		if !projected(ev.typ) || startsBatch(ev, false) {
+			return // creations, additions and recalls read the views while planning
 		}
 		for _, step := range v.steps {
 			for _, p := range step {

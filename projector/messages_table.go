@@ -2,13 +2,16 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
 // messagesView: one row per timeline item, ((conversation_id, bucket), seq).
@@ -16,20 +19,41 @@ import (
 // at seqTS(seq); replays rewrite the same cells at the same timestamp.
 // Columns a notice has no value for are left out rather than set to null,
 // so no tombstones are written.
+//
+// A message's later changes follow its message clock msgTS(seq, sub): the
+// row is inserted at msgTS(seq, 0), its n-th MessageEdited sets text,
+// content_type, edit_count and edited_at at msgTS(seq, n), and its
+// MessageRecalled nulls text and content_type, replaces event with the
+// MessageSent without its content and sets recalled_by and recalled_at at
+// msgTS(seq, recallSub), above every edit. Replays rewrite the same cells at
+// the same timestamps; an edit replayed after the recall is shadowed by it.
 type messagesView struct {
 	insertMessage, insertNotice string
+	edit, recall                string
 	selectBefore, selectAfter   string
+	selectOne, selectEvent      string
 	rows                        jsonRows
 }
 
-const messageColumns = "seq, type, actor_user_id, actor_device_id, client_msg_id, content_type, text, occurred_at, event"
+const messageColumns = "seq, type, actor_user_id, actor_device_id, client_msg_id, content_type, text, occurred_at, event, " +
+	"reply_to_seq, edit_count, edited_at, recalled_by, recalled_at"
 
 func newMessages(keyspace string) messagesView {
 	return messagesView{
 		insertMessage: qualify(keyspace, `INSERT INTO ${keyspace}.messages
 			(conversation_id, bucket, seq, type, actor_user_id, actor_device_id, command_id,
-			 client_msg_id, content_type, text, occurred_at, event)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`),
+			 client_msg_id, content_type, text, occurred_at, event, reply_to_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`),
+		edit: qualify(keyspace, `UPDATE ${keyspace}.messages USING TIMESTAMP ?
+			SET text = ?, content_type = ?, edit_count = ?, edited_at = ?
+			WHERE conversation_id = ? AND bucket = ? AND seq = ?`),
+		recall: qualify(keyspace, `UPDATE ${keyspace}.messages USING TIMESTAMP ?
+			SET text = null, content_type = null, event = ?, recalled_by = ?, recalled_at = ?
+			WHERE conversation_id = ? AND bucket = ? AND seq = ?`),
+		selectOne: qualify(keyspace, `SELECT `+messageColumns+` FROM ${keyspace}.messages
+			WHERE conversation_id = ? AND bucket = ? AND seq = ?`),
+		selectEvent: qualify(keyspace, `SELECT event FROM ${keyspace}.messages
+			WHERE conversation_id = ? AND bucket = ? AND seq = ?`),
 		insertNotice: qualify(keyspace, `INSERT INTO ${keyspace}.messages
 			(conversation_id, bucket, seq, type, actor_user_id, actor_device_id, command_id, occurred_at, event)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`),
@@ -44,19 +68,85 @@ func newMessages(keyspace string) messagesView {
 	}
 }
 
-func (v messagesView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
+func messagesPart(conv string, seq int64) string {
+	return fmt.Sprintf("messages\x00%s\x00%d", conv, schemas.Bucket(seq))
+}
+
+func (v messagesView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stmt, error) {
+	conv := ev.GetConversationId()
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_MessageEdited:
+		e := b.MessageEdited
+		seq, n := e.GetMessageSeq(), e.GetEditNumber()
+		ts := msgTS(seq, int64(n))
+		return []stmt{upsert(v.edit, messagesPart(conv, seq), fmt.Sprint(seq), ts, e.GetText(), e.GetContentType(), n, ev.occurredAt(),
+			conv, schemas.Bucket(seq), seq)}, nil
+	case *pb.Event_MessageRecalled:
+		seq := b.MessageRecalled.GetMessageSeq()
+		sent, err := v.sentEvent(ctx, s, conv, seq)
+		if err != nil {
+			return nil, err
+		}
+		redacted := redactedSent(ev, sent)
+		raw, err := proto.Marshal(redacted)
+		if err != nil {
+			return nil, fmt.Errorf("projector: encode a recalled message: %w", err)
+		}
+		ts := msgTS(seq, recallSub)
+		return []stmt{upsert(v.recall, messagesPart(conv, seq), fmt.Sprint(seq), ts, raw, ev.GetActorUserId(), ev.occurredAt(),
+			conv, schemas.Bucket(seq), seq)}, nil
+	}
 	if !schemas.IsTimelineEvent(ev.typ) {
 		return nil, nil
 	}
 	seq := ev.GetSeq()
-	part := fmt.Sprintf("messages\x00%s\x00%d", ev.GetConversationId(), schemas.Bucket(seq))
+	part := messagesPart(conv, seq)
+	ts := msgTS(seq, 0)
 	if m := ev.GetMessageSent(); m != nil {
-		return []stmt{{v.insertMessage, []any{ev.GetConversationId(), schemas.Bucket(seq), seq, ev.typ,
+		var reply any
+		if r := m.GetReplyToSeq(); r > 0 {
+			reply = r
+		}
+		return []stmt{{v.insertMessage, []any{conv, schemas.Bucket(seq), seq, ev.typ,
 			ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(),
-			m.GetClientMsgId(), m.GetContentType(), m.GetText(), ev.occurredAt(), ev.raw, seqTS(seq)}, part, "", seqTS(seq)}}, nil
+			m.GetClientMsgId(), m.GetContentType(), m.GetText(), ev.occurredAt(), ev.raw, reply, ts}, part, "", ts}}, nil
 	}
-	return []stmt{{v.insertNotice, []any{ev.GetConversationId(), schemas.Bucket(seq), seq, ev.typ,
-		ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(), ev.occurredAt(), ev.raw, seqTS(seq)}, part, "", seqTS(seq)}}, nil
+	return []stmt{{v.insertNotice, []any{conv, schemas.Bucket(seq), seq, ev.typ,
+		ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(), ev.occurredAt(), ev.raw, ts}, part, "", ts}}, nil
+}
+
+// sentEvent reads the MessageSent stored for seq (nil when its row is not
+// there: the log puts the send first, so only a lost row has none).
+func (v messagesView) sentEvent(ctx context.Context, s *gocql.Session, conv string, seq int64) (*pb.Event, error) {
+	var raw []byte
+	err := s.Query(v.selectEvent, conv, schemas.Bucket(seq), seq).ScanContext(ctx, &raw)
+	if errors.Is(err, gocql.ErrNotFound) || (err == nil && len(raw) == 0) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("projector: read the message a recall names: %w", err)
+	}
+	e := new(pb.Event)
+	if err := proto.Unmarshal(raw, e); err != nil {
+		return nil, fmt.Errorf("%w: stored message %s/%d does not decode: %v", ErrPoison, conv, seq, err)
+	}
+	return e, nil
+}
+
+// redactedSent is the MessageSent of a recalled message as the views keep
+// it: every field but its content (text, content type). Without the stored
+// send (a lost row) it is rebuilt from the recall: seq and sender only.
+func redactedSent(recall *event, sent *pb.Event) *pb.Event {
+	if sent == nil {
+		r := recall.GetMessageRecalled()
+		return &pb.Event{ConversationId: recall.GetConversationId(), Seq: r.GetMessageSeq(), ActorUserId: r.GetSenderUserId(),
+			Body: &pb.Event_MessageSent{MessageSent: &pb.MessageSent{}}}
+	}
+	out := proto.Clone(sent).(*pb.Event)
+	if m := out.GetMessageSent(); m != nil {
+		m.Text, m.ContentType = "", ""
+	}
+	return out
 }
 
 // Message is a row of the messages view: one timeline item. Notices
@@ -67,9 +157,32 @@ type Message struct {
 	Type                       string // schemas.Type…
 	ActorUserID, ActorDeviceID string
 	ClientMsgID, ContentType   string
-	Text                       string
+	Text                       string // the newest edit's, "" once recalled
 	OccurredAt                 time.Time
-	Event                      []byte
+	Event                      []byte // the MessageSent, without content once recalled
+	ReplyToSeq                 int64  // 0: not a reply
+	EditCount                  int    // 0: never edited
+	EditedAt                   time.Time
+	RecalledBy                 string // "": not recalled
+	RecalledAt                 time.Time
+}
+
+// dest is where a read of messageColumns scans one row into.
+func (m *Message) dest() []any {
+	return []any{&m.Seq, &m.Type, &m.ActorUserID, &m.ActorDeviceID, &m.ClientMsgID, &m.ContentType, &m.Text, &m.OccurredAt, &m.Event,
+		&m.ReplyToSeq, &m.EditCount, &m.EditedAt, &m.RecalledBy, &m.RecalledAt}
+}
+
+// MessageAt reads the row of seq in conv; found is false when there is none.
+func (t *Tables) MessageAt(ctx context.Context, conv string, seq int64) (m Message, found bool, err error) {
+	err = t.s.Query(t.messages.selectOne, conv, schemas.Bucket(seq), seq).ScanContext(ctx, m.dest()...)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return Message{}, false, nil
+	}
+	if err != nil {
+		return Message{}, false, fmt.Errorf("projector: read messages: %w", err)
+	}
+	return m, true, nil
 }
 
 // The bucket walk. History pages (query) and resume catch-up (gateway) read
@@ -141,7 +254,7 @@ func (t *Tables) bucket(ctx context.Context, cql, conv string, bucket, seq int64
 	iter := t.s.Query(cql, conv, bucket, seq, limit).IterContext(ctx)
 	var out []Message
 	var m Message
-	for iter.Scan(&m.Seq, &m.Type, &m.ActorUserID, &m.ActorDeviceID, &m.ClientMsgID, &m.ContentType, &m.Text, &m.OccurredAt, &m.Event) {
+	for iter.Scan(m.dest()...) {
 		out = append(out, m)
 		m = Message{}
 	}

@@ -25,6 +25,8 @@ type Tables struct {
 	inbox         inboxView
 	messages      messagesView
 	changes       changesView
+	edits         editsView
+	reactions     reactionsView
 	checkpoints   checkpoints
 }
 
@@ -42,6 +44,8 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		inbox:         newInbox(keyspace),
 		messages:      newMessages(keyspace),
 		changes:       newChanges(keyspace),
+		edits:         newEdits(keyspace),
+		reactions:     newReactions(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
 }
@@ -50,7 +54,7 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 func (t *Tables) Keyspace() string { return t.keyspace }
 
 // checkedTables are the tables a reader needs, each owned by one file.
-var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes"}
+var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -73,8 +77,9 @@ type jsonRows struct {
 // RowsJSON reads whole rows of one view as Cassandra's JSON (SELECT JSON *),
 // for audits that compare rows column by column: every row of table when key
 // is empty, else the rows of one key — conversations and members:
-// conversation id; inbox: user id, conversation id; messages and changes:
-// conversation id, bucket.
+// conversation id; inbox: user id, conversation id; messages, changes and
+// reactions: conversation id, bucket; message_edits: conversation id,
+// message seq.
 func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql.Iter, error) {
 	var r jsonRows
 	switch table {
@@ -88,6 +93,10 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.messages.rows
 	case "changes":
 		r = t.changes.rows
+	case "message_edits":
+		r = t.edits.rows
+	case "reactions":
+		r = t.reactions.rows
 	default:
 		return nil, fmt.Errorf("projector: RowsJSON: no view %q", table)
 	}

@@ -31,7 +31,22 @@ import (
 const creationTS int64 = 0
 
 func seqTS(seq int64) int64 { return seq }
-func markTS(v int64) int64  { return v }
+
+// msgTS is the message clock of the message at seq: sub 0 for the send,
+// n for its n-th edit, recallSub for its recall. It sorts the changes of one
+// message after each other, and all of them before any later message's
+// (msgTS(seq+1, 0)): the messages row and conversations.last_message_preview
+// follow it.
+func msgTS(seq, sub int64) int64 { return seq<<msgSubBits | sub }
+
+const (
+	msgSubBits = 20
+	// recallSub is a recall's sub-clock: above every edit number (the
+	// decider caps edits far below it).
+	recallSub = 1<<msgSubBits - 1
+)
+
+func markTS(v int64) int64 { return v }
 func versionTS(v int64) int64 {
 	return v
 }
@@ -82,7 +97,7 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 		s:        s,
 		parallel: parallel,
 		steps: [][]planner{
-			{newMessages(keyspace), newChanges(keyspace)},
+			{newMessages(keyspace), newChanges(keyspace), newEdits(keyspace), newReactions(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
 			{newConversations(keyspace).lastVersion()},
 		},

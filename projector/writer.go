@@ -116,7 +116,7 @@ func (w *Writer) Apply(ctx context.Context, recs []Record) (poison map[int]error
 			poison[i] = derr
 			continue
 		}
-		if len(batch) == w.maxBatch || (!w.logOrder && len(batch) > 0 && startsBatch(ev)) {
+		if len(batch) == w.maxBatch || (len(batch) > 0 && startsBatch(ev, w.logOrder)) {
 			if err := flush(); err != nil {
 				return poison, err
 			}
@@ -303,10 +303,19 @@ func argBytes(args []any) int {
 }
 
 // startsBatch reports whether ev must be the first of its batch: it reads
-// the views while planning.
-func startsBatch(ev *event) bool {
+// the views while planning, and what it reads must include the writes of
+// the events before it. A log-order Writer keeps what the inbox reads in
+// memory (titles); a recall reads the rows of the message it takes the
+// content out of, in every Writer.
+func startsBatch(ev *event, logOrder bool) bool {
 	if ev == nil {
 		return false
 	}
-	return ev.typ == schemas.TypeConversationCreated || ev.typ == schemas.TypeMembersAdded
+	switch ev.typ {
+	case schemas.TypeMessageRecalled:
+		return true
+	case schemas.TypeConversationCreated, schemas.TypeMembersAdded:
+		return !logOrder
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"mime"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -65,4 +66,36 @@ func CheckContent(contentType, text string, maxCustom int) (string, error) {
 		return media, nil
 	}
 	return mime.FormatMediaType(media, params), nil
+}
+
+// MaxEmojiBytes bounds a reaction (AddReaction.emoji).
+const MaxEmojiBytes = 64
+
+// CheckEmoji checks the form of a reaction: 1 to MaxEmojiBytes bytes of
+// UTF-8 without spaces or control characters (an emoji, or a short code such
+// as ":shipit:").
+func CheckEmoji(emoji string) error {
+	switch {
+	case emoji == "":
+		return fmt.Errorf("emoji is empty")
+	case len(emoji) > MaxEmojiBytes:
+		return fmt.Errorf("emoji of %d bytes, limit %d", len(emoji), MaxEmojiBytes)
+	case !utf8.ValidString(emoji):
+		return fmt.Errorf("emoji is not UTF-8")
+	}
+	for _, r := range emoji {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("emoji has a space or control character")
+		}
+	}
+	return nil
+}
+
+// Editable reports whether a message of content type ct (as CheckContent
+// returns it) can be edited, and an edit may take that type: plain text and
+// markdown only.
+func Editable(ct string) bool {
+	media, _, _ := strings.Cut(ct, ";")
+	media = strings.TrimSpace(media)
+	return media == ContentText || media == ContentMarkdown
 }

@@ -23,6 +23,10 @@ const (
 	TypeReadUpTo            = "ReadUpTo"
 	TypeCommandRejected     = "CommandRejected"
 	TypeMessageDeduplicated = "MessageDeduplicated"
+	TypeMessageEdited       = "MessageEdited"
+	TypeMessageRecalled     = "MessageRecalled"
+	TypeReactionAdded       = "ReactionAdded"
+	TypeReactionRemoved     = "ReactionRemoved"
 )
 
 // Command type names: the message name of the Command body, written to the
@@ -35,6 +39,10 @@ const (
 	TypeSendMessage        = "SendMessage"
 	TypeMarkDelivered      = "MarkDelivered"
 	TypeMarkRead           = "MarkRead"
+	TypeEditMessage        = "EditMessage"
+	TypeRecallMessage      = "RecallMessage"
+	TypeAddReaction        = "AddReaction"
+	TypeRemoveReaction     = "RemoveReaction"
 )
 
 // EventType returns the message name of e's body, e.g. "MessageSent" (one of
