@@ -51,6 +51,9 @@ type Options struct {
 	DevTokens bool
 	// GatewayLimits overrides the gateways' limits (zero fields keep defaults).
 	GatewayLimits gateway.Limits
+	// IngestLimits overrides the decider's limits (zero fields keep
+	// defaults), e.g. short edit and recall windows.
+	IngestLimits ingest.Limits
 	// GatewayFanout overrides the gateways' fan-out and resume settings.
 	GatewayFanout gateway.Fanout
 	// GatewaySignals overrides the gateways' typing and presence settings.
@@ -211,7 +214,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			Group: s.GroupOf("ingest"), TransactionalID: s.TxnIDOf("ingest"),
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
 			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, Logger: log,
-			Registerer: s.opts.Registerer})
+			Registerer: s.opts.Registerer, Limits: s.opts.IngestLimits})
 		if err != nil {
 			return nil, err
 		}
