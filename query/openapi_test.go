@@ -126,7 +126,7 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 	for name, typ := range types {
-		checkSchema(t, name, obj(t, defs, name), typ, resolve)
+		checkSchema(t, name, obj(t, defs, name), typ, resolve, types)
 	}
 
 	// The documented id pattern accepts exactly what the edge accepts.
@@ -158,8 +158,10 @@ func TestOpenAPI(t *testing.T) {
 	}
 }
 
-// checkSchema compares an object schema with the JSON encoding of typ.
-func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.Type, resolve func(map[string]any) map[string]any) {
+// checkSchema compares an object schema with the JSON encoding of typ. A
+// property that is a $ref (or an array whose items are one) must name the
+// schema of its Go type in types; an inline object is compared in turn.
+func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.Type, resolve func(map[string]any) map[string]any, types map[string]reflect.Type) {
 	t.Helper()
 	props := obj(t, schema, "properties")
 	var required []string
@@ -195,8 +197,31 @@ func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.T
 		if got != want {
 			t.Errorf("%s.%s: documented type %q, Go encodes %q", name, key, got, want)
 		}
-		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]() && p["$ref"] == nil {
-			checkSchema(t, name+"."+key, p, ft, resolve) // inline object
+		checkNested := func(where string, p map[string]any, ft reflect.Type) {
+			if ft.Kind() != reflect.Struct || ft == reflect.TypeFor[time.Time]() {
+				return
+			}
+			if ref, ok := p["$ref"].(string); ok {
+				target := ref[strings.LastIndex(ref, "/")+1:]
+				if types[target] != ft {
+					t.Errorf("%s: refers to %s, Go encodes a %v", where, target, ft)
+				}
+				return
+			}
+			checkSchema(t, where, p, ft, resolve, types) // inline object
+		}
+		checkNested(name+"."+key, p, ft)
+		if ft.Kind() == reflect.Slice {
+			items, ok := p["items"].(map[string]any)
+			if !ok {
+				t.Errorf("%s.%s: an array without items", name, key)
+				continue
+			}
+			et := ft.Elem()
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			checkNested(name+"."+key+"[]", items, et)
 		}
 	}
 	sort.Strings(fields)
