@@ -116,6 +116,9 @@ func TestOpenAPI(t *testing.T) {
 		"Conversation": reflect.TypeFor[conversationView](),
 		"MessageItem":  reflect.TypeFor[messageItem](),
 		"MessagePage":  reflect.TypeFor[messagePage](),
+		"Recall":       reflect.TypeFor[recallInfo](),
+		"ReplyTo":      reflect.TypeFor[replyRef](),
+		"Reaction":     reflect.TypeFor[reactionItem](),
 		"Receipt":      reflect.TypeFor[receiptItem](),
 		"Receipts":     reflect.TypeFor[receiptsView](),
 		"Health":       reflect.TypeFor[deploy.HealthBody](),
@@ -155,6 +158,11 @@ func TestOpenAPI(t *testing.T) {
 		if l["maximum"] != HardMaxPageSize || l["default"] != def || l["minimum"] != 1 {
 			t.Errorf("%s limit %v, want 1..%d default %d", path, l, HardMaxPageSize, def)
 		}
+	}
+
+	// The snippet's documented bound is the one reply_to cuts at.
+	if l := obj(t, obj(t, obj(t, defs, "ReplyTo"), "properties"), "snippet")["maxLength"]; l != snippetRunes {
+		t.Errorf("ReplyTo.snippet maxLength %v, snippetRunes %d", l, snippetRunes)
 	}
 }
 
