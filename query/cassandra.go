@@ -50,6 +50,7 @@ type (
 	memberRow       = projector.Member
 	inboxRow        = projector.InboxEntry
 	messageRow      = projector.Message
+	editRow         = projector.Edit
 	reactionRow     = projector.Reaction
 )
 
@@ -117,6 +118,13 @@ func (s *store) messagesAfter(ctx context.Context, id string, after, lastSeq int
 func (s *store) messageAt(ctx context.Context, id string, seq int64) (messageRow, bool, error) {
 	m, ok, err := s.tables.MessageAt(ctx, id, seq)
 	return m, ok, storeErr("read messages", err)
+}
+
+// edits returns every edit of the message at seq, oldest first (none once
+// it is recalled).
+func (s *store) edits(ctx context.Context, id string, seq int64) ([]editRow, error) {
+	rows, err := s.tables.Edits(ctx, id, seq)
+	return rows, storeErr("read message_edits", err)
 }
 
 // reactions returns the current reactions of the messages with from <= seq

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -107,21 +108,23 @@ func TestOpenAPI(t *testing.T) {
 	}
 
 	types := map[string]reflect.Type{
-		"Error":        reflect.TypeFor[errorBody](),
-		"Preview":      reflect.TypeFor[preview](),
-		"InboxItem":    reflect.TypeFor[inboxItem](),
-		"InboxPage":    reflect.TypeFor[inboxPage](),
-		"UnreadTotals": reflect.TypeFor[unreadTotals](),
-		"Member":       reflect.TypeFor[memberItem](),
-		"Conversation": reflect.TypeFor[conversationView](),
-		"MessageItem":  reflect.TypeFor[messageItem](),
-		"MessagePage":  reflect.TypeFor[messagePage](),
-		"Recall":       reflect.TypeFor[recallInfo](),
-		"ReplyTo":      reflect.TypeFor[replyRef](),
-		"Reaction":     reflect.TypeFor[reactionItem](),
-		"Receipt":      reflect.TypeFor[receiptItem](),
-		"Receipts":     reflect.TypeFor[receiptsView](),
-		"Health":       reflect.TypeFor[deploy.HealthBody](),
+		"Error":           reflect.TypeFor[errorBody](),
+		"Preview":         reflect.TypeFor[preview](),
+		"InboxItem":       reflect.TypeFor[inboxItem](),
+		"InboxPage":       reflect.TypeFor[inboxPage](),
+		"UnreadTotals":    reflect.TypeFor[unreadTotals](),
+		"Member":          reflect.TypeFor[memberItem](),
+		"Conversation":    reflect.TypeFor[conversationView](),
+		"MessageItem":     reflect.TypeFor[messageItem](),
+		"MessagePage":     reflect.TypeFor[messagePage](),
+		"Recall":          reflect.TypeFor[recallInfo](),
+		"ReplyTo":         reflect.TypeFor[replyRef](),
+		"Reaction":        reflect.TypeFor[reactionItem](),
+		"MessageVersion":  reflect.TypeFor[messageVersion](),
+		"MessageVersions": reflect.TypeFor[messageVersions](),
+		"Receipt":         reflect.TypeFor[receiptItem](),
+		"Receipts":        reflect.TypeFor[receiptsView](),
+		"Health":          reflect.TypeFor[deploy.HealthBody](),
 	}
 	for name := range defs {
 		if types[name] == nil {
@@ -160,6 +163,11 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 
+	// A message seq of a path: what messageSeqParam accepts.
+	seq := param("/v1/conversations/{id}/messages/{seq}/versions", "seq")
+	if seq["type"] != "integer" || seq["minimum"] != 1 || seq["maximum"] != math.MaxInt64 {
+		t.Errorf("versions seq %v, want an integer 1..2^63-1", seq)
+	}
 	// The snippet's documented bound is the one reply_to cuts at.
 	if l := obj(t, obj(t, obj(t, defs, "ReplyTo"), "properties"), "snippet")["maxLength"]; l != snippetRunes {
 		t.Errorf("ReplyTo.snippet maxLength %v, snippetRunes %d", l, snippetRunes)
