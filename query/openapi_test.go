@@ -1,6 +1,8 @@
 package query
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"reflect"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
@@ -266,4 +269,111 @@ func obj(t *testing.T, m map[string]any, key string) map[string]any {
 		t.Fatalf("openapi: %q is not an object", key)
 	}
 	return v
+}
+
+// conforms checks a response body against the schema name of
+// openapi.yaml: every value has its documented type (and format, enum,
+// minimum, maxLength), objects have their required properties and no
+// undocumented ones. TestOpenAPI compares the spec with the Go types; this
+// compares it with what the server actually sent.
+func conforms(t *testing.T, name string, body []byte) {
+	t.Helper()
+	raw, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("%s: %v in %s", name, err, body)
+	}
+	defs := obj(t, obj(t, doc, "components"), "schemas")
+	for _, e := range conformErrors(defs, obj(t, defs, name), v, name) {
+		t.Errorf("response %s", e)
+	}
+}
+
+func conformErrors(defs, schema map[string]any, v any, where string) []string {
+	if ref, ok := schema["$ref"].(string); ok {
+		target, _ := defs[ref[strings.LastIndex(ref, "/")+1:]].(map[string]any)
+		if target == nil {
+			return []string{where + ": dangling " + ref}
+		}
+		schema = target
+	}
+	bad := func(format string, args ...any) []string {
+		return []string{where + ": " + fmt.Sprintf(format, args...)}
+	}
+	if enum, ok := schema["enum"].([]any); ok && !slices.Contains(enum, v) {
+		return bad("%v not in %v", v, enum)
+	}
+	var errs []string
+	switch schema["type"] {
+	case "object":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bad("%v is not an object", v)
+		}
+		for _, r := range asSlice(schema["required"]) {
+			if _, ok := m[r.(string)]; !ok {
+				errs = append(errs, where+": required "+r.(string)+" missing")
+			}
+		}
+		props, _ := schema["properties"].(map[string]any)
+		for k, pv := range m {
+			p, ok := props[k].(map[string]any)
+			if !ok {
+				if extra, ok := schema["additionalProperties"].(map[string]any); ok {
+					errs = append(errs, conformErrors(defs, extra, pv, where+"."+k)...)
+				} else if schema["additionalProperties"] == false {
+					errs = append(errs, where+": undocumented property "+k)
+				}
+				continue
+			}
+			errs = append(errs, conformErrors(defs, p, pv, where+"."+k)...)
+		}
+	case "array":
+		a, ok := v.([]any)
+		if !ok {
+			return bad("%v is not an array", v)
+		}
+		items, _ := schema["items"].(map[string]any)
+		for i, e := range a {
+			errs = append(errs, conformErrors(defs, items, e, fmt.Sprintf("%s[%d]", where, i))...)
+		}
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			return bad("%v is not a string", v)
+		}
+		if schema["format"] == "date-time" {
+			if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+				return bad("%q is not a date-time", s)
+			}
+		}
+		if n, ok := schema["maxLength"].(int); ok && utf8.RuneCountInString(s) > n {
+			return bad("%d characters, maxLength %d", utf8.RuneCountInString(s), n)
+		}
+	case "integer":
+		f, ok := v.(float64)
+		if !ok || f != math.Trunc(f) {
+			return bad("%v is not an integer", v)
+		}
+		if n, ok := schema["minimum"].(int); ok && f < float64(n) {
+			return bad("%v below minimum %d", v, n)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return bad("%v is not a boolean", v)
+		}
+	}
+	return errs
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
 }
