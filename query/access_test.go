@@ -23,6 +23,7 @@ func conversationRoutes(id string) []string {
 		"/v1/conversations/" + id,
 		"/v1/conversations/" + id + "/messages",
 		"/v1/conversations/" + id + "/messages?before=2&limit=1",
+		"/v1/conversations/" + id + "/messages/1/versions",
 		"/v1/conversations/" + id + "/receipts",
 	}
 }
@@ -95,6 +96,8 @@ func TestAccess(t *testing.T) {
 			`parley_query_requests_total{route="inbox",status="200"}`,
 			`parley_query_requests_total{route="inbox",status="405"}`,
 			`parley_query_request_duration_seconds_bucket{route="messages",status="200"`,
+			`parley_query_requests_total{route="versions",status="200"}`,
+			`parley_query_requests_total{route="versions",status="403"}`,
 		} {
 			if code != http.StatusOK || !bytes.Contains(body, []byte(want)) {
 				t.Errorf("metrics (%d) lack %s", code, want)

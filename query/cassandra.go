@@ -50,6 +50,8 @@ type (
 	memberRow       = projector.Member
 	inboxRow        = projector.InboxEntry
 	messageRow      = projector.Message
+	editRow         = projector.Edit
+	reactionRow     = projector.Reaction
 )
 
 func storeErr(op string, err error) error {
@@ -111,13 +113,35 @@ func (s *store) messagesAfter(ctx context.Context, id string, after, lastSeq int
 	return rows, storeErr("read messages", err)
 }
 
+// messageAt returns the messages row of seq in conversation id; ok is false
+// when there is none.
+func (s *store) messageAt(ctx context.Context, id string, seq int64) (messageRow, bool, error) {
+	m, ok, err := s.tables.MessageAt(ctx, id, seq)
+	return m, ok, storeErr("read messages", err)
+}
+
+// edits returns every edit of the message at seq, oldest first (none once
+// it is recalled).
+func (s *store) edits(ctx context.Context, id string, seq int64) ([]editRow, error) {
+	rows, err := s.tables.Edits(ctx, id, seq)
+	return rows, storeErr("read message_edits", err)
+}
+
+// reactions returns the current reactions of the messages with from <= seq
+// <= to, ordered by seq, emoji and user (one query per bucket of the range).
+func (s *store) reactions(ctx context.Context, id string, from, to int64) ([]reactionRow, error) {
+	rows, err := s.tables.Reactions(ctx, id, from, to)
+	return rows, storeErr("read reactions", err)
+}
+
 // check reads one row of every view (projector.Tables.Check).
 func (s *store) check(ctx context.Context) error {
 	return s.tables.Check(ctx)
 }
 
 // fanOutWorkers bounds the concurrent single-partition reads of one inbox or
-// unread request (one or two reads per conversation of the user).
+// unread request (one or two reads per conversation of the user), and of
+// one history page (its reactions and the quoted messages not on it).
 const fanOutWorkers = 16
 
 // forEach runs fn(ctx, i) for i in [0, n) on at most workers goroutines and

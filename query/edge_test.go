@@ -104,7 +104,8 @@ func TestEdge(t *testing.T) {
 		}
 		long := strings.Repeat("x", 512<<10)
 		for _, path := range []string{"/v1/conversations/" + huge, "/v1/conversations/" + huge + "/messages?before=" + long,
-			"/v1/conversations/" + club + "/messages?after=" + long, "/v1/inbox?cursor=" + long, "/v1/" + long} {
+			"/v1/conversations/" + club + "/messages?after=" + long, "/v1/conversations/" + club + "/messages/" + long + "/versions",
+			"/v1/inbox?cursor=" + long, "/v1/" + long} {
 			if code := get(path); code != http.StatusBadRequest && code != http.StatusNotFound {
 				t.Errorf("GET %s: %d", clipPath(path), code)
 			}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/schemas/token"
@@ -28,7 +29,8 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // fixture is a query Server on a fresh, migrated keyspace, with helpers
-// that write view rows directly in the shape the projector writes them.
+// that write view rows directly in the shape the projector writes them, or
+// have the projector write them (project).
 type fixture struct {
 	t        *testing.T
 	srv      *Server
@@ -144,6 +146,29 @@ func (f *fixture) timeline(id string, from, to int64, sender string, notices map
 	if lastMsg > 0 {
 		f.exec(`UPDATE conversations SET last_message_seq = ?, last_message_preview = ?, last_message_sender = ? WHERE conversation_id = ?`,
 			lastMsg, "m"+itoa(lastMsg), sender, id)
+	}
+}
+
+// project applies events of conversation id through the projector itself
+// (projector.Apply, in order), so the rows are exactly the projector's, with
+// its cell timestamps: what message actions need, since an edit or a recall
+// only shows over a send written at the projector's clock (the rows
+// timeline writes directly would shadow them). The events take versions
+// 1, 2, … in order, and each happens at t0 + its version in seconds.
+func (f *fixture) project(id string, events ...*parleyv1.Event) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i, e := range events {
+		e.ConversationId, e.Version = id, int64(i+1)
+		e.OccurredAt = timestamppb.New(t0.Add(time.Duration(e.Version) * time.Second))
+		raw, err := proto.Marshal(e)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if err := projector.Apply(ctx, f.db, f.cass.Keyspace, []byte(id), raw); err != nil {
+			f.t.Fatalf("apply event %d (%s): %v", i+1, schemas.EventType(e), err)
+		}
 	}
 }
 

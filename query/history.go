@@ -1,9 +1,12 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -21,18 +24,55 @@ import (
 // messages table's owner's (projector.Tables.MessagesBefore/After), the same
 // one the gateway's resume uses.
 
+// messageItem is one timeline item. Messages (MessageSent) carry their
+// current content (the newest edit's text and content type, with edit_count
+// and edited_at once edited), the message they answer (reply_to) and their
+// current reactions; a recalled message carries recalled instead, and no
+// content at all: no text, content_type, edits, reply_to or reactions.
+// Notices carry member_ids (and removed_reason).
 type messageItem struct {
-	Seq           int64     `json:"seq"`
-	Type          string    `json:"type"`
-	Sender        string    `json:"sender"`
-	SenderDevice  string    `json:"sender_device,omitempty"`
-	ClientMsgID   string    `json:"client_msg_id,omitempty"`
-	ContentType   string    `json:"content_type,omitempty"`
-	Text          *string   `json:"text,omitempty"`
-	OccurredAt    time.Time `json:"occurred_at,omitzero"`
-	MemberIDs     []string  `json:"member_ids,omitempty"`
-	RemovedReason string    `json:"removed_reason,omitempty"`
+	Seq           int64          `json:"seq"`
+	Type          string         `json:"type"`
+	Sender        string         `json:"sender"`
+	SenderDevice  string         `json:"sender_device,omitempty"`
+	ClientMsgID   string         `json:"client_msg_id,omitempty"`
+	ContentType   string         `json:"content_type,omitempty"`
+	Text          *string        `json:"text,omitempty"`
+	OccurredAt    time.Time      `json:"occurred_at,omitzero"`
+	EditCount     int            `json:"edit_count,omitempty"`
+	EditedAt      time.Time      `json:"edited_at,omitzero"`
+	Recalled      *recallInfo    `json:"recalled,omitempty"`
+	ReplyTo       *replyRef      `json:"reply_to,omitempty"`
+	Reactions     []reactionItem `json:"reactions,omitempty"`
+	MemberIDs     []string       `json:"member_ids,omitempty"`
+	RemovedReason string         `json:"removed_reason,omitempty"`
 }
+
+// recallInfo says who recalled a message, and when.
+type recallInfo struct {
+	By string    `json:"by"`
+	At time.Time `json:"at,omitzero"`
+}
+
+// replyRef is the message a reply answers, as it is now: its sender and the
+// first snippetRunes runes of its current text, or recalled (and no
+// snippet) once it is recalled. Only seq when there is no message at seq.
+type replyRef struct {
+	Seq      int64   `json:"seq"`
+	Sender   string  `json:"sender,omitempty"`
+	Snippet  *string `json:"snippet,omitempty"`
+	Recalled bool    `json:"recalled,omitempty"`
+}
+
+// reactionItem is one emoji on a message: who reacted with it, by user id.
+type reactionItem struct {
+	Emoji   string   `json:"emoji"`
+	Count   int      `json:"count"`
+	UserIDs []string `json:"user_ids"`
+}
+
+// snippetRunes is how much of a quoted message reply_to shows.
+const snippetRunes = 100
 
 type messagePage struct {
 	Messages   []messageItem `json:"messages"`
@@ -111,6 +151,10 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 	for i := range rows {
 		page.Messages = append(page.Messages, s.item(ctx, conv, &rows[i]))
 	}
+	if err := s.addActions(ctx, conv, rows, page.Messages); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if page.HasMore {
 		if hasAfter {
 			page.NextAfter = rows[len(rows)-1].Seq
@@ -130,9 +174,19 @@ func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageIt
 	}
 	switch m.Type {
 	case schemas.TypeMessageSent:
-		it.ClientMsgID, it.ContentType = m.ClientMsgID, m.ContentType
+		it.ClientMsgID = m.ClientMsgID
+		if isRecalled(m) {
+			// Who and when only: whatever else the row may still hold
+			// (edit count, the message it answered), no content.
+			it.Recalled = &recallInfo{By: m.RecalledBy, At: m.RecalledAt.UTC()}
+			break
+		}
+		it.ContentType = m.ContentType
 		text := m.Text
 		it.Text = &text
+		if m.EditCount > 0 {
+			it.EditCount, it.EditedAt = m.EditCount, m.EditedAt.UTC()
+		}
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
 		var e parleyv1.Event
 		if err := proto.Unmarshal(m.Event, &e); err != nil {
@@ -153,4 +207,132 @@ func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageIt
 		}
 	}
 	return it
+}
+
+func isRecalled(m *messageRow) bool { return m.RecalledBy != "" }
+
+// isLiveMessage reports whether m is a message that is not recalled: one
+// that shows content, a reply and reactions.
+func isLiveMessage(m *messageRow) bool { return m.Type == schemas.TypeMessageSent && !isRecalled(m) }
+
+// addActions fills in reply_to and reactions of the page's live messages
+// (items[i] is rows[i]): one Reactions read over the seq range of the page,
+// and one MessageAt read per distinct quoted seq that is not on the page
+// itself, at most fanOutWorkers at once, alongside it.
+func (s *Server) addActions(ctx context.Context, conv string, rows []messageRow, items []messageItem) error {
+	onPage := make(map[int64]*messageRow, len(rows))
+	var (
+		from, to int64
+		quoted   []int64 // distinct, not on the page
+		seen     = map[int64]bool{}
+	)
+	for i := range rows {
+		onPage[rows[i].Seq] = &rows[i]
+	}
+	for i := range rows {
+		m := &rows[i]
+		if !isLiveMessage(m) {
+			continue
+		}
+		if from == 0 || m.Seq < from {
+			from = m.Seq
+		}
+		to = max(to, m.Seq)
+		if q := m.ReplyToSeq; q > 0 && onPage[q] == nil && !seen[q] {
+			seen[q] = true
+			quoted = append(quoted, q)
+		}
+	}
+	if from == 0 {
+		return nil // no live message on the page
+	}
+	var reactions []reactionRow
+	found := make([]messageRow, len(quoted))
+	ok := make([]bool, len(quoted))
+	// Task 0 reads the reactions, task i > 0 the quoted seq quoted[i-1].
+	err := forEach(ctx, len(quoted)+1, fanOutWorkers, func(ctx context.Context, i int) error {
+		var err error
+		if i == 0 {
+			reactions, err = s.db(ctx).reactions(ctx, conv, from, to)
+			return err
+		}
+		found[i-1], ok[i-1], err = s.db(ctx).messageAt(ctx, conv, quoted[i-1])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for i, q := range quoted {
+		if ok[i] {
+			onPage[q] = &found[i]
+		}
+	}
+	bySeq := groupReactions(reactions)
+	for i := range rows {
+		m := &rows[i]
+		if !isLiveMessage(m) {
+			continue
+		}
+		items[i].Reactions = bySeq[m.Seq]
+		if m.ReplyToSeq > 0 {
+			items[i].ReplyTo = replyTo(m.ReplyToSeq, onPage[m.ReplyToSeq])
+		}
+	}
+	return nil
+}
+
+// replyTo describes the quoted message q at seq (nil: no row at seq).
+func replyTo(seq int64, q *messageRow) *replyRef {
+	ref := &replyRef{Seq: seq}
+	if q == nil || q.Type != schemas.TypeMessageSent {
+		return ref // a reply names a message; anything else shows as seq only
+	}
+	ref.Sender = q.ActorUserID
+	if isRecalled(q) {
+		ref.Recalled = true
+		return ref
+	}
+	snip := snippet(q.Text)
+	ref.Snippet = &snip
+	return ref
+}
+
+// snippet returns the first snippetRunes runes of text.
+func snippet(text string) string {
+	n := 0
+	for i := range text {
+		if n == snippetRunes {
+			return text[:i]
+		}
+		n++
+	}
+	return text
+}
+
+// groupReactions groups reaction rows by message: each message's emoji
+// ordered by emoji (bytewise, as Cassandra orders text), each emoji's users
+// by id. Reactions returns the rows in that order already; sorting them
+// again is cheap and keeps the documented order independent of it.
+func groupReactions(rows []reactionRow) map[int64][]reactionItem {
+	slices.SortFunc(rows, func(a, b reactionRow) int {
+		if c := cmp.Compare(a.MessageSeq, b.MessageSeq); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Emoji, b.Emoji); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UserID, b.UserID)
+	})
+	out := map[int64][]reactionItem{}
+	for _, r := range rows {
+		list := out[r.MessageSeq]
+		if n := len(list); n > 0 && list[n-1].Emoji == r.Emoji {
+			list[n-1].UserIDs = append(list[n-1].UserIDs, r.UserID)
+			list[n-1].Count++
+		} else {
+			list = append(list, reactionItem{Emoji: r.Emoji, Count: 1, UserIDs: []string{r.UserID}})
+		}
+		out[r.MessageSeq] = list
+	}
+	return out
 }

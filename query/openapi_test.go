@@ -1,6 +1,9 @@
 package query
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
@@ -107,18 +111,23 @@ func TestOpenAPI(t *testing.T) {
 	}
 
 	types := map[string]reflect.Type{
-		"Error":        reflect.TypeFor[errorBody](),
-		"Preview":      reflect.TypeFor[preview](),
-		"InboxItem":    reflect.TypeFor[inboxItem](),
-		"InboxPage":    reflect.TypeFor[inboxPage](),
-		"UnreadTotals": reflect.TypeFor[unreadTotals](),
-		"Member":       reflect.TypeFor[memberItem](),
-		"Conversation": reflect.TypeFor[conversationView](),
-		"MessageItem":  reflect.TypeFor[messageItem](),
-		"MessagePage":  reflect.TypeFor[messagePage](),
-		"Receipt":      reflect.TypeFor[receiptItem](),
-		"Receipts":     reflect.TypeFor[receiptsView](),
-		"Health":       reflect.TypeFor[deploy.HealthBody](),
+		"Error":           reflect.TypeFor[errorBody](),
+		"Preview":         reflect.TypeFor[preview](),
+		"InboxItem":       reflect.TypeFor[inboxItem](),
+		"InboxPage":       reflect.TypeFor[inboxPage](),
+		"UnreadTotals":    reflect.TypeFor[unreadTotals](),
+		"Member":          reflect.TypeFor[memberItem](),
+		"Conversation":    reflect.TypeFor[conversationView](),
+		"MessageItem":     reflect.TypeFor[messageItem](),
+		"MessagePage":     reflect.TypeFor[messagePage](),
+		"Recall":          reflect.TypeFor[recallInfo](),
+		"ReplyTo":         reflect.TypeFor[replyRef](),
+		"Reaction":        reflect.TypeFor[reactionItem](),
+		"MessageVersion":  reflect.TypeFor[messageVersion](),
+		"MessageVersions": reflect.TypeFor[messageVersions](),
+		"Receipt":         reflect.TypeFor[receiptItem](),
+		"Receipts":        reflect.TypeFor[receiptsView](),
+		"Health":          reflect.TypeFor[deploy.HealthBody](),
 	}
 	for name := range defs {
 		if types[name] == nil {
@@ -126,7 +135,7 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 	for name, typ := range types {
-		checkSchema(t, name, obj(t, defs, name), typ, resolve)
+		checkSchema(t, name, obj(t, defs, name), typ, resolve, types)
 	}
 
 	// The documented id pattern accepts exactly what the edge accepts.
@@ -156,10 +165,22 @@ func TestOpenAPI(t *testing.T) {
 			t.Errorf("%s limit %v, want 1..%d default %d", path, l, HardMaxPageSize, def)
 		}
 	}
+
+	// A message seq of a path: what messageSeqParam accepts.
+	seq := param("/v1/conversations/{id}/messages/{seq}/versions", "seq")
+	if seq["type"] != "integer" || seq["minimum"] != 1 || seq["maximum"] != math.MaxInt64 {
+		t.Errorf("versions seq %v, want an integer 1..2^63-1", seq)
+	}
+	// The snippet's documented bound is the one reply_to cuts at.
+	if l := obj(t, obj(t, obj(t, defs, "ReplyTo"), "properties"), "snippet")["maxLength"]; l != snippetRunes {
+		t.Errorf("ReplyTo.snippet maxLength %v, snippetRunes %d", l, snippetRunes)
+	}
 }
 
-// checkSchema compares an object schema with the JSON encoding of typ.
-func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.Type, resolve func(map[string]any) map[string]any) {
+// checkSchema compares an object schema with the JSON encoding of typ. A
+// property that is a $ref (or an array whose items are one) must name the
+// schema of its Go type in types; an inline object is compared in turn.
+func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.Type, resolve func(map[string]any) map[string]any, types map[string]reflect.Type) {
 	t.Helper()
 	props := obj(t, schema, "properties")
 	var required []string
@@ -195,8 +216,31 @@ func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.T
 		if got != want {
 			t.Errorf("%s.%s: documented type %q, Go encodes %q", name, key, got, want)
 		}
-		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]() && p["$ref"] == nil {
-			checkSchema(t, name+"."+key, p, ft, resolve) // inline object
+		checkNested := func(where string, p map[string]any, ft reflect.Type) {
+			if ft.Kind() != reflect.Struct || ft == reflect.TypeFor[time.Time]() {
+				return
+			}
+			if ref, ok := p["$ref"].(string); ok {
+				target := ref[strings.LastIndex(ref, "/")+1:]
+				if types[target] != ft {
+					t.Errorf("%s: refers to %s, Go encodes a %v", where, target, ft)
+				}
+				return
+			}
+			checkSchema(t, where, p, ft, resolve, types) // inline object
+		}
+		checkNested(name+"."+key, p, ft)
+		if ft.Kind() == reflect.Slice {
+			items, ok := p["items"].(map[string]any)
+			if !ok {
+				t.Errorf("%s.%s: an array without items", name, key)
+				continue
+			}
+			et := ft.Elem()
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			checkNested(name+"."+key+"[]", items, et)
 		}
 	}
 	sort.Strings(fields)
@@ -225,4 +269,111 @@ func obj(t *testing.T, m map[string]any, key string) map[string]any {
 		t.Fatalf("openapi: %q is not an object", key)
 	}
 	return v
+}
+
+// conforms checks a response body against the schema name of
+// openapi.yaml: every value has its documented type (and format, enum,
+// minimum, maxLength), objects have their required properties and no
+// undocumented ones. TestOpenAPI compares the spec with the Go types; this
+// compares it with what the server actually sent.
+func conforms(t *testing.T, name string, body []byte) {
+	t.Helper()
+	raw, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("%s: %v in %s", name, err, body)
+	}
+	defs := obj(t, obj(t, doc, "components"), "schemas")
+	for _, e := range conformErrors(defs, obj(t, defs, name), v, name) {
+		t.Errorf("response %s", e)
+	}
+}
+
+func conformErrors(defs, schema map[string]any, v any, where string) []string {
+	if ref, ok := schema["$ref"].(string); ok {
+		target, _ := defs[ref[strings.LastIndex(ref, "/")+1:]].(map[string]any)
+		if target == nil {
+			return []string{where + ": dangling " + ref}
+		}
+		schema = target
+	}
+	bad := func(format string, args ...any) []string {
+		return []string{where + ": " + fmt.Sprintf(format, args...)}
+	}
+	if enum, ok := schema["enum"].([]any); ok && !slices.Contains(enum, v) {
+		return bad("%v not in %v", v, enum)
+	}
+	var errs []string
+	switch schema["type"] {
+	case "object":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bad("%v is not an object", v)
+		}
+		for _, r := range asSlice(schema["required"]) {
+			if _, ok := m[r.(string)]; !ok {
+				errs = append(errs, where+": required "+r.(string)+" missing")
+			}
+		}
+		props, _ := schema["properties"].(map[string]any)
+		for k, pv := range m {
+			p, ok := props[k].(map[string]any)
+			if !ok {
+				if extra, ok := schema["additionalProperties"].(map[string]any); ok {
+					errs = append(errs, conformErrors(defs, extra, pv, where+"."+k)...)
+				} else if schema["additionalProperties"] == false {
+					errs = append(errs, where+": undocumented property "+k)
+				}
+				continue
+			}
+			errs = append(errs, conformErrors(defs, p, pv, where+"."+k)...)
+		}
+	case "array":
+		a, ok := v.([]any)
+		if !ok {
+			return bad("%v is not an array", v)
+		}
+		items, _ := schema["items"].(map[string]any)
+		for i, e := range a {
+			errs = append(errs, conformErrors(defs, items, e, fmt.Sprintf("%s[%d]", where, i))...)
+		}
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			return bad("%v is not a string", v)
+		}
+		if schema["format"] == "date-time" {
+			if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+				return bad("%q is not a date-time", s)
+			}
+		}
+		if n, ok := schema["maxLength"].(int); ok && utf8.RuneCountInString(s) > n {
+			return bad("%d characters, maxLength %d", utf8.RuneCountInString(s), n)
+		}
+	case "integer":
+		f, ok := v.(float64)
+		if !ok || f != math.Trunc(f) {
+			return bad("%v is not an integer", v)
+		}
+		if n, ok := schema["minimum"].(int); ok && f < float64(n) {
+			return bad("%v below minimum %d", v, n)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return bad("%v is not a boolean", v)
+		}
+	}
+	return errs
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
 }

@@ -10,12 +10,14 @@ import (
 	"github.com/parley-im/parley/schemas/parleyv1"
 )
 
-// The edge. Every value a client names — the conversation id of a path, the
-// history cursors before/after, the inbox cursor, limit — is checked here,
-// before any Cassandra read and before any log line, with the checks every
-// Parley edge shares (schemas/ids.go). A bad id is 400 INVALID_ID, a bad
-// cursor 400 INVALID_CURSOR, a bad limit 400 INVALID_ARGUMENT; messages
-// repeat at most a clipped prefix of the value (schemas.Clip).
+// The edge. Every value a client names — the conversation id and message
+// seq of a path, the history cursors before/after, the inbox cursor, limit
+// — is checked here, before any Cassandra read and before any log line,
+// with the checks every Parley edge shares (schemas/ids.go). A bad id is 400
+// INVALID_ID, a bad cursor 400 INVALID_CURSOR, a bad limit or message seq
+// 400 INVALID_ARGUMENT (the code the gateway refuses a bad message seq of
+// EditMessage with); messages repeat at most a clipped prefix of the value
+// (schemas.Clip).
 
 // maxInboxCursorBytes bounds the inbox cursor before it is decoded: the
 // cursors query issues are under 100 bytes.
@@ -33,6 +35,19 @@ func conversationParam(r *http.Request) (string, error) {
 		return "", err
 	}
 	return id, nil
+}
+
+// messageSeqParam is the {seq} of a message path: the seq of a timeline
+// item, an integer from 1 to 2^63−1. It names one item rather than a
+// position to page from, so a bad one is INVALID_ARGUMENT, not
+// INVALID_CURSOR.
+func messageSeqParam(r *http.Request) (int64, error) {
+	v := r.PathValue("seq")
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, invalidArgument("message seq must be an integer from 1 to 9223372036854775807, got " + schemas.Clip(v))
+	}
+	return n, nil
 }
 
 // parseLimit reads the limit parameter: def when absent, else 1..maxLimit.

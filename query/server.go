@@ -156,6 +156,7 @@ func (s *Server) endpoints() []route {
 		{"/v1/unread", "unread", s.authed(s.handleUnread)},
 		{"/v1/conversations/{id}", "conversation", s.authed(s.handleConversation)},
 		{"/v1/conversations/{id}/messages", "messages", s.authed(s.handleMessages)},
+		{"/v1/conversations/{id}/messages/{seq}/versions", "versions", s.authed(s.handleVersions)},
 		{"/v1/conversations/{id}/receipts", "receipts", s.authed(s.handleReceipts)},
 		{"/healthz", "healthz", ops.ServeHTTP},
 		{"/metrics", "metrics", ops.ServeHTTP},

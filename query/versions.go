@@ -1,0 +1,102 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/schemas/token"
+)
+
+// A message's versions: number 0 is the message as it was sent (the
+// MessageSent the messages row keeps as its event), 1, 2, … its edits
+// (message_edits, oldest first). A recalled message has none: its row keeps
+// the MessageSent without content and its recall deleted the edits, and the
+// answer says who recalled it and when.
+
+type messageVersion struct {
+	Number      int       `json:"number"`
+	Text        string    `json:"text"`
+	ContentType string    `json:"content_type,omitempty"`
+	At          time.Time `json:"at,omitzero"`
+}
+
+type messageVersions struct {
+	Seq      int64            `json:"seq"`
+	Recalled *recallInfo      `json:"recalled,omitempty"`
+	Versions []messageVersion `json:"versions"`
+}
+
+var errNoMessage = &apiError{http.StatusNotFound, codeNotFound, "no message at this seq"}
+
+func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request, id token.Identity) {
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	seq, err := messageSeqParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	// The membership check decides; the message's row and its edits are
+	// read alongside it and ignored unless the caller is a member.
+	var (
+		m     messageRow
+		found bool
+		edits []editRow
+		rErr  error
+		rDone = make(chan struct{})
+	)
+	go func() {
+		defer close(rDone)
+		rErr = forEach(ctx, 2, 2, func(ctx context.Context, i int) (err error) {
+			if i == 0 {
+				m, found, err = s.db(ctx).messageAt(ctx, conv, seq)
+			} else {
+				edits, err = s.db(ctx).edits(ctx, conv, seq)
+			}
+			return err
+		})
+	}()
+	mErr := s.requireMember(ctx, conv, id.UserID)
+	<-rDone
+	if mErr != nil {
+		s.fail(w, r, mErr)
+		return
+	}
+	if rErr != nil {
+		s.fail(w, r, rErr)
+		return
+	}
+	if !found || m.Type != schemas.TypeMessageSent {
+		s.fail(w, r, errNoMessage) // nothing, or a notice: notices have no versions
+		return
+	}
+	v := messageVersions{Seq: seq, Versions: []messageVersion{}}
+	if isRecalled(&m) {
+		// The row decides: edits read before the recall reached their
+		// table are not shown either.
+		v.Recalled = &recallInfo{By: m.RecalledBy, At: m.RecalledAt.UTC()}
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	var e parleyv1.Event
+	if err := proto.Unmarshal(m.Event, &e); err != nil || e.GetMessageSent() == nil {
+		s.fail(w, r, fmt.Errorf("query: the event of message %s/%d is not a MessageSent (%v)", schemas.Clip(conv), seq, err))
+		return
+	}
+	sent := e.GetMessageSent()
+	v.Versions = append(v.Versions, messageVersion{Number: 0, Text: sent.GetText(), ContentType: sent.GetContentType(), At: m.OccurredAt.UTC()})
+	for _, ed := range edits {
+		v.Versions = append(v.Versions, messageVersion{Number: ed.Number, Text: ed.Text, ContentType: ed.ContentType, At: ed.EditedAt.UTC()})
+	}
+	writeJSON(w, http.StatusOK, v)
+}
