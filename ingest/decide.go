@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -34,17 +35,33 @@ type Limits struct {
 	// within the window (default 1,000): a resend is recognised among the
 	// sender's own last DedupPerSender sends there, whatever others send.
 	DedupPerSender int
+	// EditWindow is how long after a send its sender may edit it (default
+	// 24 h; WINDOW_PASSED after). RecallWindow is the same for a recall by
+	// its sender (a group's owner recalls at any time). Both are at most
+	// DedupWindow: the send's remembered entry is what proves who sent it
+	// and when (Validate).
+	EditWindow, RecallWindow time.Duration
+	// MaxEditsPerMessage caps the edits of one message (default 100;
+	// NOT_EDITABLE after).
+	MaxEditsPerMessage int
+	// MaxReactionsPerMessage caps the distinct emoji on one message
+	// (default 32; TOO_MANY_REACTIONS).
+	MaxReactionsPerMessage int
 }
 
 // DefaultLimits are the limits used when a field is zero.
 var DefaultLimits = Limits{
-	MaxGroupMembers:     1000,
-	MaxMessageBytes:     16 << 10,
-	MaxCustomBytes:      8 << 10,
-	MaxTitleBytes:       256,
-	MaxClientMsgIDBytes: 128,
-	DedupWindow:         7 * 24 * time.Hour,
-	DedupPerSender:      1000,
+	MaxGroupMembers:        1000,
+	MaxMessageBytes:        16 << 10,
+	MaxCustomBytes:         8 << 10,
+	MaxTitleBytes:          256,
+	MaxClientMsgIDBytes:    128,
+	DedupWindow:            7 * 24 * time.Hour,
+	DedupPerSender:         1000,
+	EditWindow:             24 * time.Hour,
+	RecallWindow:           24 * time.Hour,
+	MaxEditsPerMessage:     100,
+	MaxReactionsPerMessage: 32,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -70,7 +87,34 @@ func (l Limits) withDefaults() Limits {
 	if l.DedupPerSender > 0 {
 		d.DedupPerSender = l.DedupPerSender
 	}
+	if l.EditWindow > 0 {
+		d.EditWindow = l.EditWindow
+	}
+	if l.RecallWindow > 0 {
+		d.RecallWindow = l.RecallWindow
+	}
+	if l.MaxEditsPerMessage > 0 {
+		d.MaxEditsPerMessage = l.MaxEditsPerMessage
+	}
+	if l.MaxReactionsPerMessage > 0 {
+		d.MaxReactionsPerMessage = l.MaxReactionsPerMessage
+	}
 	return d
+}
+
+// Validate reports limits that contradict each other, with their defaults
+// applied: an edit or a recall by its sender is allowed only while the
+// send is remembered, so neither window may outlast DedupWindow.
+func (l Limits) Validate() error {
+	l = l.withDefaults()
+	var errs []error
+	if l.EditWindow > l.DedupWindow {
+		errs = append(errs, fmt.Errorf("ingest: Limits.EditWindow (%v) exceeds Limits.DedupWindow (%v): an edit needs the send's remembered entry, kept for DedupWindow; lower the edit window or raise the dedup window", l.EditWindow, l.DedupWindow))
+	}
+	if l.RecallWindow > l.DedupWindow {
+		errs = append(errs, fmt.Errorf("ingest: Limits.RecallWindow (%v) exceeds Limits.DedupWindow (%v): a recall by its sender needs the send's remembered entry, kept for DedupWindow; lower the recall window or raise the dedup window", l.RecallWindow, l.DedupWindow))
+	}
+	return errors.Join(errs...)
 }
 
 // rejection is a refusal decided for a command.
