@@ -293,3 +293,112 @@ func TestVersionsDenseAcrossRestore(t *testing.T) {
 		t.Errorf("state's last version %d, want 7", st.lastVersion)
 	}
 }
+
+// TestChangelogMessageRecords: notices, recalls, reactions and an edited
+// send's content type, edit count and edit ids survive the changelog, and
+// the restore rebuilds the index of sends by seq.
+func TestChangelogMessageRecords(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	st := newConvState(pb.ConversationKind_CONVERSATION_KIND_GROUP, "team")
+	st.lastSeq, st.lastVersion = 6, 9
+	st.members["alice"] = &memberState{role: pb.MemberRole_MEMBER_ROLE_OWNER}
+	st.remember("alice", "a1", dedupEntry{seq: 1, at: now.UnixMilli()}, 10)
+	st.remember("bob", "b1", dedupEntry{seq: 3, at: now.UnixMilli() + 1, ct: schemas.ContentMarkdown}, 10)
+	st.update("bob", "b1", dedupEntry{seq: 3, at: now.UnixMilli() + 1, edits: 2, editIDs: []string{"e1", "e2"}})
+	st.addNotice(2)
+	st.addNotice(4)
+	st.recall(5, "alice")
+	st.addReaction(1, "👍", "bob")
+	st.addReaction(1, "👍", "alice")
+	st.addReaction(1, ":shipit:", "bob")
+	st.addReaction(3, "🎉", "alice")
+	st.removeReaction(3, "🎉", "alice")
+	d := delta{header: true, members: []string{"alice"}, dedup: []dedupRef{{"alice", "a1"}}, edited: []dedupRef{{"bob", "b1"}},
+		notices: []int64{2, 4}, recalled: []int64{5}, reactions: []int64{1, 3}}
+	recs := changelogRecords("state", 0, "g:1", st, d)
+	vals := map[string]string{}
+	for _, r := range recs {
+		vals[string(r.Key)] = string(r.Value)
+	}
+	for k, want := range map[string]string{
+		dedupChangelogKey("g:1", "alice", "a1"):     `{"s":1,"t":1700000000000}`,
+		dedupChangelogKey("g:1", "bob", "b1"):       `{"s":3,"t":1700000000001,"n":2,"e":["e1","e2"]}`,
+		"n\x00g:1\x002":                             `{}`,
+		"x\x00g:1\x005":                             `{"u":"alice"}`,
+		"r\x00g:1\x001":                             `{":shipit:":["bob"],"👍":["alice","bob"]}`,
+		seqChangelogKey(prefixReactions, "g:1", 3): ``, // none left: a tombstone
+	} {
+		if got, ok := vals[k]; !ok || got != want {
+			t.Errorf("%q = %q (present %v), want %q", k, got, ok, want)
+		}
+	}
+
+	b := newStateBuilder()
+	for _, r := range recs {
+		if err := b.apply(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := b.done(now, 10).convs["g:1"]
+	if !reflect.DeepEqual(got.notices, st.notices) || !reflect.DeepEqual(got.recalled, st.recalled) ||
+		!reflect.DeepEqual(got.reactions, st.reactions) || !reflect.DeepEqual(got.bySeq, st.bySeq) ||
+		!reflect.DeepEqual(dedupOf(got), dedupOf(st)) {
+		t.Fatalf("restored\n notices %v recalled %v reactions %v bySeq %v dedup %v\nlive\n notices %v recalled %v reactions %v bySeq %v dedup %v",
+			got.notices, got.recalled, got.reactions, got.bySeq, dedupOf(got), st.notices, st.recalled, st.reactions, st.bySeq, dedupOf(st))
+	}
+	// A recall drops the message's reactions; the tombstone of its record
+	// drops them on restore too.
+	st.recall(1, "alice")
+	for _, r := range changelogRecords("state", 0, "g:1", st, delta{recalled: []int64{1}, reactions: []int64{1}}) {
+		if err := b.apply(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.done(now, 10).convs["g:1"]; len(got.reactions) != 0 || got.recalled[1] != "alice" {
+		t.Fatalf("after the recall: reactions %v, recalled %v", got.reactions, got.recalled)
+	}
+}
+
+// TestChangelogSeqKeys: the per-message keys need a positive decimal seq.
+func TestChangelogSeqKeys(t *testing.T) {
+	for _, key := range []string{"n\x00g:1", "n\x00g:1\x00", "n\x00g:1\x00x", "x\x00g:1\x00-1", "r\x00g:1\x000",
+		"r\x00g:1\x001\x00extra", "n\x00g:1\x009223372036854775808", "q\x00g:1\x001"} {
+		if err := newStateBuilder().apply([]byte(key), []byte(`{}`)); err == nil {
+			t.Errorf("key %q accepted", key)
+		}
+	}
+	for _, kv := range [][2]string{{"n\x00g:1\x007", `{}`}, {"x\x00g:1\x007", `{"u":"bob"}`}, {"r\x00g:1\x007", `{"👍":["bob"]}`},
+		{"r\x00g:1\x007", `{}`}, {"x\x00g:1\x008", `{"u":"bob","later":1}`}} {
+		if err := newStateBuilder().apply([]byte(kv[0]), []byte(kv[1])); err != nil {
+			t.Errorf("%q = %s: %v", kv[0], kv[1], err)
+		}
+	}
+	if err := newStateBuilder().apply([]byte("r\x00g:1\x007"), []byte(`["👍"]`)); err == nil {
+		t.Error("a reactions record that is not an object was accepted")
+	}
+}
+
+// TestStateBySeqFollowsDedup: the index of sends by seq loses what the cap
+// evicts and the time sweep forgets.
+func TestStateBySeqFollowsDedup(t *testing.T) {
+	r := newPartRun(t, Limits{DedupPerSender: 2})
+	t0 := time.Unix(1_700_000_000, 0)
+	r.do(createDirect(), t0)
+	r.do(send("alice", direct, "m1"), t0)
+	r.do(send("alice", direct, "m2"), t0)
+	r.do(send("bob", direct, "b1"), t0.Add(time.Hour))
+	r.do(send("alice", direct, "m3"), t0.Add(time.Hour)) // evicts m1
+	st := r.ps.convs[direct]
+	want := map[int64]dedupRef{2: {"alice", "m2"}, 3: {"bob", "b1"}, 4: {"alice", "m3"}}
+	if !reflect.DeepEqual(st.bySeq, want) {
+		t.Fatalf("bySeq %v, want %v", st.bySeq, want)
+	}
+	if got := r.restore(t0.Add(time.Hour)).convs[direct].bySeq; !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored bySeq %v, want %v", got, want)
+	}
+	r.do(send("bob", direct, "b2"), t0.Add(r.l.DedupWindow+time.Minute)) // sweeps m2
+	want = map[int64]dedupRef{3: {"bob", "b1"}, 4: {"alice", "m3"}, 5: {"bob", "b2"}}
+	if !reflect.DeepEqual(st.bySeq, want) {
+		t.Fatalf("after the sweep bySeq %v, want %v", st.bySeq, want)
+	}
+}
