@@ -126,7 +126,8 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 		for _, r := range refs {
 			var v any
 			if e, ok := st.lookup(r.user, r.clientMsgID); ok {
-				v = dedupRec{Seq: e.seq, At: e.at, ContentType: e.ct, Edits: e.edits, EditIDs: e.editIDs}
+				x := e.extra()
+				v = dedupRec{Seq: e.seq, At: e.at, ContentType: x.ct, Edits: x.edits, EditIDs: x.editIDs}
 			}
 			out = append(out, record(topic, partition, dedupChangelogKey(conv, r.user, r.clientMsgID), v))
 		}
@@ -223,7 +224,7 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
-		ds[ref] = dedupEntry{seq: d.Seq, at: d.At, ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs}
+		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs})
 	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions) && len(parts) == 3:
 		seq, err := strconv.ParseInt(parts[2], 10, 64)
 		if err != nil || seq < 1 {
@@ -296,7 +297,10 @@ func (b *stateBuilder) done(now time.Time, perSender int) *partState {
 		items = items[:0]
 		for ref, e := range ds {
 			if e.at == 0 {
-				e.at, e.noTime = now.UnixMilli(), true
+				x := e.extra()
+				x.noTime = true
+				e.at = now.UnixMilli()
+				e = e.with(x)
 			}
 			items = append(items, item{ref, e})
 		}

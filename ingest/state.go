@@ -50,12 +50,20 @@ type memberState struct {
 }
 
 // dedupEntry is one remembered send: its seq and when the command was
-// received (Unix milliseconds), what an edit needs to know of the message,
-// and the ids of its recent edits.
+// received (Unix milliseconds), and what few sends have besides.
 type dedupEntry struct {
 	seq, at int64
+	// x is nil for a text/plain message never edited, most of them: an
+	// entry then costs 24 bytes. It is never changed in place (copies of
+	// the entry share it): an edit puts a new one (with).
+	x *sendExtra
+}
+
+// sendExtra is what an edit needs to know of a message beyond its seq and
+// receive time.
+type sendExtra struct {
 	// ct is the message's content type as last sent or edited; "" is
-	// text/plain (the common case holds no string).
+	// text/plain.
 	ct string
 	// editIDs are the client ids of the message's most recent edits
 	// (at most maxEditIDs, newest last): a retry of one is deduplicated.
@@ -67,6 +75,24 @@ type dedupEntry struct {
 	// kept; at is then the restore's time and says nothing about when the
 	// message was sent, so its sender may no longer edit or recall it.
 	noTime bool
+}
+
+// extra returns e's extra fields (their zero values when it has none).
+func (e dedupEntry) extra() sendExtra {
+	if e.x == nil {
+		return sendExtra{}
+	}
+	return *e.x
+}
+
+// with returns e with extra fields x (none when x is zero).
+func (e dedupEntry) with(x sendExtra) dedupEntry {
+	if x.ct == "" && len(x.editIDs) == 0 && x.edits == 0 && !x.noTime {
+		e.x = nil
+	} else {
+		e.x = &x
+	}
+	return e
 }
 
 // maxEditIDs bounds the edit ids remembered per message: a device retries
