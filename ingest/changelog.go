@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,9 +20,17 @@ import (
 // The changelog (parley.ingest.state, compacted) holds the decider's state as
 // small records, one per fact, so a decision writes only what it changed:
 //
-//	c\x00<conv>                        -> headerRec   (kind, title, last seq, last version)
-//	m\x00<conv>\x00<user>              -> memberRec   (tombstone when removed)
-//	d\x00<conv>\x00<user>\x00<client>  -> dedupRec    (tombstone when forgotten)
+//	c\x00<conv>                        -> headerRec    (kind, title, last seq, last version)
+//	m\x00<conv>\x00<user>              -> memberRec    (tombstone when removed)
+//	d\x00<conv>\x00<user>\x00<client>  -> dedupRec     (tombstone when forgotten; rewritten by an edit)
+//	n\x00<conv>\x00<seq>               -> {}           (the timeline item at seq is a member notice; kept)
+//	x\x00<conv>\x00<seq>               -> recallRec    (the message at seq is recalled; kept)
+//	r\x00<conv>\x00<seq>               -> reactionsRec (the message's reactions; tombstone when none are
+//	                                                    left or the message is recalled)
+//
+// <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
+// notice, a recall is final. They are rare (one per membership change or
+// recall); a reactions record exists only for a message that has some.
 //
 // Records go to the same partition number as the command they were decided
 // from, inside the same transaction as the events; compaction keeps the
@@ -29,12 +39,16 @@ import (
 //
 // Values are JSON objects with short names. They evolve by adding optional
 // fields only: a reader ignores fields it does not know, and a field missing
-// from an older record takes a documented meaning (dedupRec.At).
+// from an older record takes a documented meaning (dedupRec.At,
+// dedupRec.ContentType).
 const (
-	prefixHeader = "c"
-	prefixMember = "m"
-	prefixDedup  = "d"
-	sep          = "\x00"
+	prefixHeader    = "c"
+	prefixMember    = "m"
+	prefixDedup     = "d"
+	prefixNotice    = "n"
+	prefixRecalled  = "x"
+	prefixReactions = "r"
+	sep             = "\x00"
 )
 
 type headerRec struct {
@@ -59,6 +73,28 @@ type dedupRec struct {
 	// the time window existed have none: they are restored as received at
 	// the restore, so they are kept one more window and then swept.
 	At int64 `json:"t,omitempty"`
+	// ContentType of the message, written only when not text/plain: a
+	// record without one (and every older record) is text/plain.
+	ContentType string `json:"c,omitempty"`
+	// Edits and EditIDs (the newest last): none in older records.
+	Edits   int32    `json:"n,omitempty"`
+	EditIDs []string `json:"e,omitempty"`
+}
+
+// noticeRec marks a seq as a member notice; it has no fields.
+type noticeRec struct{}
+
+// recallRec marks a message recalled, by User.
+type recallRec struct {
+	User string `json:"u"`
+}
+
+// reactionsRec is one message's reactions: emoji -> the users who reacted
+// with it, sorted (json.Marshal sorts the emoji).
+type reactionsRec map[string][]string
+
+func seqChangelogKey(prefix, conv string, seq int64) string {
+	return prefix + sep + conv + sep + strconv.FormatInt(seq, 10)
 }
 
 func dedupChangelogKey(conv, user, clientMsgID string) string {
@@ -86,12 +122,32 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 		}
 		out = append(out, record(topic, partition, prefixMember+sep+conv+sep+u, v))
 	}
-	for _, r := range d.dedup {
-		var v any
-		if e, ok := st.lookup(r.user, r.clientMsgID); ok {
-			v = dedupRec{Seq: e.seq, At: e.at}
+	for _, refs := range [][]dedupRef{d.dedup, d.edited} {
+		for _, r := range refs {
+			var v any
+			if e, ok := st.lookup(r.user, r.clientMsgID); ok {
+				x := e.extra()
+				v = dedupRec{Seq: e.seq, At: e.at, ContentType: x.ct, Edits: x.edits, EditIDs: x.editIDs}
+			}
+			out = append(out, record(topic, partition, dedupChangelogKey(conv, r.user, r.clientMsgID), v))
 		}
-		out = append(out, record(topic, partition, dedupChangelogKey(conv, r.user, r.clientMsgID), v))
+	}
+	for _, seq := range d.notices {
+		out = append(out, record(topic, partition, seqChangelogKey(prefixNotice, conv, seq), noticeRec{}))
+	}
+	for _, seq := range d.recalled {
+		out = append(out, record(topic, partition, seqChangelogKey(prefixRecalled, conv, seq), recallRec{User: st.recalled[seq]}))
+	}
+	for _, seq := range d.reactions {
+		var v any
+		if byEmoji := st.reactions[seq]; len(byEmoji) > 0 {
+			rec := make(reactionsRec, len(byEmoji))
+			for emoji, users := range byEmoji {
+				rec[emoji] = slices.Sorted(maps.Keys(users))
+			}
+			v = rec
+		}
+		out = append(out, record(topic, partition, seqChangelogKey(prefixReactions, conv, seq), v))
 	}
 	return out
 }
@@ -168,17 +224,66 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
-		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}
+		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs})
+	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions) && len(parts) == 3:
+		seq, err := strconv.ParseInt(parts[2], 10, 64)
+		if err != nil || seq < 1 {
+			return fmt.Errorf("ingest: changelog key %q: seq %q is not a positive number", key, parts[2])
+		}
+		return b.applySeq(conv, parts[0], seq, key, value)
 	default:
 		return fmt.Errorf("ingest: unknown changelog key %q", key)
 	}
 	return nil
 }
 
+// applySeq applies a notice, recall or reactions record of one message.
+func (b *stateBuilder) applySeq(conv, prefix string, seq int64, key, value []byte) error {
+	st := b.conv(conv)
+	switch prefix {
+	case prefixNotice:
+		if value == nil {
+			delete(st.notices, seq)
+			return nil
+		}
+		var n noticeRec
+		if err := json.Unmarshal(value, &n); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		st.addNotice(seq)
+	case prefixRecalled:
+		if value == nil {
+			delete(st.recalled, seq)
+			return nil
+		}
+		var r recallRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		st.recall(seq, r.User)
+	case prefixReactions:
+		delete(st.reactions, seq)
+		if value == nil {
+			return nil
+		}
+		var r reactionsRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		for emoji, users := range r {
+			for _, u := range users {
+				st.addReaction(seq, emoji, u)
+			}
+		}
+	}
+	return nil
+}
+
 // done builds the partition's state: each sender's remembered sends in seq
 // order, capped at perSender (the newest kept), and the expiry queue in
-// receive order. A send without a receive time (written before the time
-// window) counts as received at now.
+// receive order, and each conversation's index of sends by seq. A send
+// without a receive time (written before the time window) counts as
+// received at now, and is no longer edited or recalled by its sender.
 func (b *stateBuilder) done(now time.Time, perSender int) *partState {
 	ps := newPartState()
 	ps.convs = b.convs
@@ -192,7 +297,10 @@ func (b *stateBuilder) done(now time.Time, perSender int) *partState {
 		items = items[:0]
 		for ref, e := range ds {
 			if e.at == 0 {
+				x := e.extra()
+				x.noTime = true
 				e.at = now.UnixMilli()
+				e = e.with(x)
 			}
 			items = append(items, item{ref, e})
 		}
@@ -206,7 +314,7 @@ func (b *stateBuilder) done(now time.Time, perSender int) *partState {
 			// was written) is queued too, so its record gets its tombstone.
 			e, ok := st.lookup(it.ref.user, it.ref.clientMsgID)
 			ps.expiry = append(ps.expiry, expiryItem{conv: conv, user: it.ref.user, clientMsgID: it.ref.clientMsgID,
-				at: it.e.at, orphan: !ok || e != it.e})
+				at: it.e.at, orphan: !ok || !e.sameSend(it.e)})
 			ps.clock = max(ps.clock, it.e.at)
 		}
 	}

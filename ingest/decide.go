@@ -1,8 +1,12 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -34,17 +38,33 @@ type Limits struct {
 	// within the window (default 1,000): a resend is recognised among the
 	// sender's own last DedupPerSender sends there, whatever others send.
 	DedupPerSender int
+	// EditWindow is how long after a send its sender may edit it (default
+	// 24 h; WINDOW_PASSED after). RecallWindow is the same for a recall by
+	// its sender (a group's owner recalls at any time). Both are at most
+	// DedupWindow: the send's remembered entry is what proves who sent it
+	// and when (Validate).
+	EditWindow, RecallWindow time.Duration
+	// MaxEditsPerMessage caps the edits of one message (default 100;
+	// NOT_EDITABLE after).
+	MaxEditsPerMessage int
+	// MaxReactionsPerMessage caps the distinct emoji on one message
+	// (default 32; TOO_MANY_REACTIONS).
+	MaxReactionsPerMessage int
 }
 
 // DefaultLimits are the limits used when a field is zero.
 var DefaultLimits = Limits{
-	MaxGroupMembers:     1000,
-	MaxMessageBytes:     16 << 10,
-	MaxCustomBytes:      8 << 10,
-	MaxTitleBytes:       256,
-	MaxClientMsgIDBytes: 128,
-	DedupWindow:         7 * 24 * time.Hour,
-	DedupPerSender:      1000,
+	MaxGroupMembers:        1000,
+	MaxMessageBytes:        16 << 10,
+	MaxCustomBytes:         8 << 10,
+	MaxTitleBytes:          256,
+	MaxClientMsgIDBytes:    128,
+	DedupWindow:            7 * 24 * time.Hour,
+	DedupPerSender:         1000,
+	EditWindow:             24 * time.Hour,
+	RecallWindow:           24 * time.Hour,
+	MaxEditsPerMessage:     100,
+	MaxReactionsPerMessage: 32,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -70,7 +90,34 @@ func (l Limits) withDefaults() Limits {
 	if l.DedupPerSender > 0 {
 		d.DedupPerSender = l.DedupPerSender
 	}
+	if l.EditWindow > 0 {
+		d.EditWindow = l.EditWindow
+	}
+	if l.RecallWindow > 0 {
+		d.RecallWindow = l.RecallWindow
+	}
+	if l.MaxEditsPerMessage > 0 {
+		d.MaxEditsPerMessage = l.MaxEditsPerMessage
+	}
+	if l.MaxReactionsPerMessage > 0 {
+		d.MaxReactionsPerMessage = l.MaxReactionsPerMessage
+	}
 	return d
+}
+
+// Validate reports limits that contradict each other, with their defaults
+// applied: an edit or a recall by its sender is allowed only while the
+// send is remembered, so neither window may outlast DedupWindow.
+func (l Limits) Validate() error {
+	l = l.withDefaults()
+	var errs []error
+	if l.EditWindow > l.DedupWindow {
+		errs = append(errs, fmt.Errorf("ingest: Limits.EditWindow (%v) exceeds Limits.DedupWindow (%v): an edit needs the send's remembered entry, kept for DedupWindow; lower the edit window or raise the dedup window", l.EditWindow, l.DedupWindow))
+	}
+	if l.RecallWindow > l.DedupWindow {
+		errs = append(errs, fmt.Errorf("ingest: Limits.RecallWindow (%v) exceeds Limits.DedupWindow (%v): a recall by its sender needs the send's remembered entry, kept for DedupWindow; lower the recall window or raise the dedup window", l.RecallWindow, l.DedupWindow))
+	}
+	return errors.Join(errs...)
 }
 
 // rejection is a refusal decided for a command.
@@ -117,6 +164,8 @@ func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (
 		r := &pb.CommandRejected{Code: rej.code, Message: rej.msg, CommandType: schemas.CommandType(cmd)}
 		if sm := cmd.GetSendMessage(); sm != nil {
 			r.ClientMsgId = sm.GetClientMsgId()
+		} else if em := cmd.GetEditMessage(); em != nil {
+			r.ClientMsgId = em.GetClientMsgId()
 		}
 		ev.Body = &pb.Event_CommandRejected{CommandRejected: r}
 		return st, []*pb.Event{ev}, delta{}
@@ -156,37 +205,49 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	switch b := cmd.GetBody().(type) {
 	case *pb.Command_SendMessage:
 		m := b.SendMessage
-		switch id := m.GetClientMsgId(); {
-		case id == "":
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_msg_id is required")
-		case len(id) > l.MaxClientMsgIDBytes:
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_msg_id longer than %d bytes", l.MaxClientMsgIDBytes)
-		case m.GetText() == "":
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "empty message")
-		case len(m.GetText()) > l.MaxMessageBytes:
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, "message of %d bytes, limit %d", len(m.GetText()), l.MaxMessageBytes)
-		case !utf8.ValidString(m.GetText()):
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "text is not UTF-8")
+		if rej := checkClientMsgID(l, m.GetClientMsgId()); rej != nil {
+			return st, nil, d, rej
 		}
-		ct, err := schemas.CheckContent(m.GetContentType(), m.GetText(), l.MaxCustomBytes)
-		if err != nil {
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "%v", err)
+		ct, rej := checkText(l, m.GetText(), m.GetContentType())
+		if rej != nil {
+			return st, nil, d, rej
 		}
 		if orig, ok := st.lookup(user, m.GetClientMsgId()); ok {
 			ev := cloneBase(base)
 			ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: m.GetClientMsgId(), OriginalSeq: orig.seq}}
 			return st, []*pb.Event{ev}, d, nil
 		}
+		// After the dedup check: a resend is the original, whatever
+		// happened to the message it replies to since.
+		if to := m.GetReplyToSeq(); to != 0 {
+			if rej := checkTarget(st, to); rej != nil {
+				return st, nil, d, rej
+			}
+		}
 		ev := next()
-		ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct}}
+		ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct,
+			ReplyToSeq: m.GetReplyToSeq()}}
 		ms := st.members[user]
 		ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
 		d.member(user)
 		d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
-		for _, old := range st.remember(user, m.GetClientMsgId(), dedupEntry{seq: st.lastSeq, at: received.UnixMilli()}, l.DedupPerSender) {
+		e := dedupEntry{seq: st.lastSeq, at: received.UnixMilli()}
+		if ct != schemas.ContentText {
+			e = e.with(sendExtra{ct: ct})
+		}
+		for _, old := range st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender) {
 			d.dedup = append(d.dedup, dedupRef{user, old})
 		}
 		return st, []*pb.Event{ev}, d, nil
+
+	case *pb.Command_EditMessage:
+		return edit(l, st, user, b.EditMessage, base, received)
+
+	case *pb.Command_RecallMessage:
+		return recall(l, st, user, b.RecallMessage.GetSeq(), base, received)
+
+	case *pb.Command_AddReaction, *pb.Command_RemoveReaction:
+		return react(l, st, cmd, base)
 
 	case *pb.Command_MarkRead, *pb.Command_MarkDelivered:
 		up := cmd.GetMarkRead().GetUpToSeq()
@@ -237,6 +298,8 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_GROUP_FULL, "%d members would exceed the limit of %d", n, l.MaxGroupMembers)
 		}
 		ev := next()
+		st.addNotice(ev.Seq)
+		d.notices = append(d.notices, ev.Seq)
 		for _, u := range added {
 			st.members[u] = &memberState{role: pb.MemberRole_MEMBER_ROLE_MEMBER, joinedSeq: ev.Seq, readSeq: ev.Seq, delivered: ev.Seq}
 			d.member(u)
@@ -259,12 +322,219 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 			}
 		}
 		ev := next()
+		st.addNotice(ev.Seq)
+		d.notices = append(d.notices, ev.Seq)
 		delete(st.members, target)
 		d.member(target)
 		ev.Body = &pb.Event_MemberRemoved{MemberRemoved: &pb.MemberRemoved{UserId: target, Reason: reason}}
 		return st, []*pb.Event{ev}, d, nil
 	}
 	return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "command %s is not supported", schemas.CommandType(cmd))
+}
+
+// checkClientMsgID checks the client id of a send or an edit.
+func checkClientMsgID(l Limits, id string) *rejection {
+	switch {
+	case id == "":
+		return reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_msg_id is required")
+	case len(id) > l.MaxClientMsgIDBytes:
+		return reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_msg_id longer than %d bytes", l.MaxClientMsgIDBytes)
+	}
+	return nil
+}
+
+// checkText checks the body of a send or an edit and returns its content
+// type normalised (schemas.CheckContent).
+func checkText(l Limits, text, contentType string) (string, *rejection) {
+	switch {
+	case text == "":
+		return "", reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "empty message")
+	case len(text) > l.MaxMessageBytes:
+		return "", reject(pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, "message of %d bytes, limit %d", len(text), l.MaxMessageBytes)
+	case !utf8.ValidString(text):
+		return "", reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "text is not UTF-8")
+	}
+	ct, err := schemas.CheckContent(contentType, text, l.MaxCustomBytes)
+	if err != nil {
+		return "", reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "%v", err)
+	}
+	return ct, nil
+}
+
+// checkMessage refuses a seq that is not a message of the timeline: before
+// its start, past its end, or a member notice.
+func checkMessage(st *convState, seq int64) *rejection {
+	if !st.isMessage(seq) {
+		return reject(pb.ErrorCode_ERROR_CODE_NOT_FOUND, "no message at seq %d", seq)
+	}
+	return nil
+}
+
+// checkTarget refuses a seq that is not a message, or a recalled one: what
+// an edit, a reaction or a reply acts on.
+func checkTarget(st *convState, seq int64) *rejection {
+	if rej := checkMessage(st, seq); rej != nil {
+		return rej
+	}
+	if st.isRecalled(seq) {
+		return reject(pb.ErrorCode_ERROR_CODE_MESSAGE_RECALLED, "message %d was recalled", seq)
+	}
+	return nil
+}
+
+// editable reports whether content type ct (normalised; "" is text/plain)
+// is one an edit may start from or turn a message into.
+func editable(ct string) bool {
+	media, _, _ := strings.Cut(ct, ";")
+	switch strings.TrimSpace(media) {
+	case "", schemas.ContentText, schemas.ContentMarkdown:
+		return true
+	}
+	return false
+}
+
+// edit decides an EditMessage. Who sent the message and when is its
+// remembered send (bySeq): an edit is possible only while the send is
+// remembered, which Limits.Validate makes last at least the edit window.
+func edit(l Limits, st *convState, user string, m *pb.EditMessage, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
+	var d delta
+	seq, id := m.GetSeq(), m.GetClientMsgId()
+	if rej := checkClientMsgID(l, id); rej != nil {
+		return st, nil, d, rej
+	}
+	ct, rej := checkText(l, m.GetText(), m.GetContentType())
+	if rej != nil {
+		return st, nil, d, rej
+	}
+	if !editable(ct) {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_EDITABLE, "an edit turns a message into text/plain or text/markdown, not %s", schemas.Clip(ct))
+	}
+	if rej := checkTarget(st, seq); rej != nil {
+		return st, nil, d, rej
+	}
+	ref, e, ok := st.sender(seq)
+	if !ok {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WINDOW_PASSED, "message %d is past the edit window, or not remembered as yours", seq)
+	}
+	if ref.user != user {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the sender edits a message")
+	}
+	// A retry is answered before the window is checked: an edit that
+	// landed just before the window closed is still recognised after.
+	x := e.extra()
+	if slices.Contains(x.editIDs, id) {
+		ev := cloneBase(base)
+		ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: id, OriginalSeq: seq}}
+		return st, []*pb.Event{ev}, d, nil
+	}
+	if x.noTime || received.UnixMilli()-e.at > l.EditWindow.Milliseconds() {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WINDOW_PASSED, "message %d is past the edit window (%v)", seq, l.EditWindow)
+	}
+	if !editable(x.ct) {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_EDITABLE, "only text/plain and text/markdown messages are edited, not %s", schemas.Clip(x.ct))
+	}
+	if int(x.edits) >= l.MaxEditsPerMessage {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_EDITABLE, "message %d was edited the maximum number of times (%d)", seq, l.MaxEditsPerMessage)
+	}
+	x.edits++
+	keep := x.editIDs[max(0, len(x.editIDs)-(maxEditIDs-1)):]
+	x.editIDs = append(append(make([]string, 0, len(keep)+1), keep...), id)
+	x.ct = ct
+	if ct == schemas.ContentText {
+		x.ct = ""
+	}
+	e = e.with(x)
+	st.update(ref.user, ref.clientMsgID, e)
+	d.edited = append(d.edited, ref)
+	ev := cloneBase(base)
+	ev.Body = &pb.Event_MessageEdited{MessageEdited: &pb.MessageEdited{MessageSeq: seq, Text: m.GetText(), ContentType: ct,
+		ClientMsgId: id, EditNumber: x.edits}}
+	return st, []*pb.Event{ev}, d, nil
+}
+
+// recall decides a RecallMessage: by its sender within the recall window,
+// or by a group's owner at any time.
+func recall(l Limits, st *convState, user string, seq int64, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
+	var d delta
+	if rej := checkMessage(st, seq); rej != nil {
+		return st, nil, d, rej
+	}
+	if st.isRecalled(seq) {
+		return st, nil, d, nil // a recall is final; nothing more to say
+	}
+	ref, e, known := st.sender(seq)
+	bySender := known && ref.user == user
+	inWindow := bySender && !e.extra().noTime && received.UnixMilli()-e.at <= l.RecallWindow.Milliseconds()
+	owner := st.members[user].role == pb.MemberRole_MEMBER_ROLE_OWNER
+	switch {
+	case inWindow || owner:
+	case bySender:
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WINDOW_PASSED, "message %d is past the recall window (%v)", seq, l.RecallWindow)
+	case !known:
+		// The send is no longer remembered, so who sent it is not known
+		// here: it may be the actor's own, past the window, or another's.
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WINDOW_PASSED,
+			"message %d is past the recall window, or not yours; only the group's owner recalls it now", seq)
+	default:
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED,
+			"only the sender, within the recall window, or the group's owner recalls a message")
+	}
+	if len(st.reactions[seq]) > 0 {
+		d.reactions = append(d.reactions, seq) // their record's tombstone
+	}
+	st.recall(seq, user)
+	d.recalled = append(d.recalled, seq)
+	ev := cloneBase(base)
+	ev.Body = &pb.Event_MessageRecalled{MessageRecalled: &pb.MessageRecalled{MessageSeq: seq, SenderUserId: ref.user}}
+	return st, []*pb.Event{ev}, d, nil
+}
+
+// maxEmojiBytes bounds AddReaction.emoji and RemoveReaction.emoji.
+const maxEmojiBytes = 64
+
+// checkEmoji: 1 to maxEmojiBytes bytes of UTF-8 without whitespace or
+// control characters (joiners and variation selectors are neither).
+func checkEmoji(emoji string) *rejection {
+	if emoji == "" || len(emoji) > maxEmojiBytes || !utf8.ValidString(emoji) ||
+		strings.IndexFunc(emoji, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "emoji must be 1 to %d bytes of UTF-8 without spaces or control characters", maxEmojiBytes)
+	}
+	return nil
+}
+
+// react decides an AddReaction or a RemoveReaction. Either is idempotent:
+// a reaction already there, or already gone, yields no event.
+func react(l Limits, st *convState, cmd *pb.Command, base *pb.Event) (*convState, []*pb.Event, delta, *rejection) {
+	var d delta
+	user := cmd.GetUserId()
+	seq, emoji := cmd.GetAddReaction().GetSeq(), cmd.GetAddReaction().GetEmoji()
+	add := cmd.GetAddReaction() != nil
+	if !add {
+		seq, emoji = cmd.GetRemoveReaction().GetSeq(), cmd.GetRemoveReaction().GetEmoji()
+	}
+	if rej := checkEmoji(emoji); rej != nil {
+		return st, nil, d, rej
+	}
+	if rej := checkTarget(st, seq); rej != nil {
+		return st, nil, d, rej
+	}
+	has := st.hasReaction(seq, emoji, user)
+	ev := cloneBase(base)
+	switch {
+	case add && has, !add && !has:
+		return st, nil, d, nil
+	case add:
+		if _, known := st.reactions[seq][emoji]; !known && len(st.reactions[seq]) >= l.MaxReactionsPerMessage {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_TOO_MANY_REACTIONS, "message %d has %d distinct reactions, the limit", seq, l.MaxReactionsPerMessage)
+		}
+		st.addReaction(seq, emoji, user)
+		ev.Body = &pb.Event_ReactionAdded{ReactionAdded: &pb.ReactionAdded{MessageSeq: seq, Emoji: emoji}}
+	default:
+		st.removeReaction(seq, emoji, user)
+		ev.Body = &pb.Event_ReactionRemoved{ReactionRemoved: &pb.ReactionRemoved{MessageSeq: seq, Emoji: emoji}}
+	}
+	d.reactions = append(d.reactions, seq)
+	return st, []*pb.Event{ev}, d, nil
 }
 
 func create(l Limits, st *convState, cmd *pb.Command, c *pb.CreateConversation, base *pb.Event) (*convState, []*pb.Event, delta, *rejection) {

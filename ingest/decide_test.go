@@ -46,6 +46,14 @@ func cmd(user, conv string, body any) *pb.Command {
 		c.Body = &pb.Command_RemoveMember{RemoveMember: b}
 	case *pb.LeaveConversation:
 		c.Body = &pb.Command_LeaveConversation{LeaveConversation: b}
+	case *pb.EditMessage:
+		c.Body = &pb.Command_EditMessage{EditMessage: b}
+	case *pb.RecallMessage:
+		c.Body = &pb.Command_RecallMessage{RecallMessage: b}
+	case *pb.AddReaction:
+		c.Body = &pb.Command_AddReaction{AddReaction: b}
+	case *pb.RemoveReaction:
+		c.Body = &pb.Command_RemoveReaction{RemoveReaction: b}
 	}
 	return c
 }
@@ -78,6 +86,14 @@ func summary(evs []*pb.Event) []string {
 			s = fmt.Sprintf("Read:%s:%d", e.GetActorUserId(), e.GetReadUpTo().GetUpToSeq())
 		case e.GetDeliveredUpTo() != nil:
 			s = fmt.Sprintf("Delivered:%s:%d", e.GetActorUserId(), e.GetDeliveredUpTo().GetUpToSeq())
+		case e.GetMessageEdited() != nil:
+			s = fmt.Sprintf("Edited:%d#%d", e.GetMessageEdited().GetMessageSeq(), e.GetMessageEdited().GetEditNumber())
+		case e.GetMessageRecalled() != nil:
+			s = fmt.Sprintf("Recalled:%d", e.GetMessageRecalled().GetMessageSeq())
+		case e.GetReactionAdded() != nil:
+			s = fmt.Sprintf("React+:%d:%s", e.GetReactionAdded().GetMessageSeq(), e.GetReactionAdded().GetEmoji())
+		case e.GetReactionRemoved() != nil:
+			s = fmt.Sprintf("React-:%d:%s", e.GetReactionRemoved().GetMessageSeq(), e.GetReactionRemoved().GetEmoji())
 		}
 		out = append(out, s)
 	}
@@ -219,5 +235,260 @@ func TestDecideContentTypes(t *testing.T) {
 	}
 	if text := evs[4].GetMessageSent().GetText(); text != "\x01opaque\x02" {
 		t.Fatalf("an unknown type's text was changed: %q", text)
+	}
+}
+
+// timed is a command and how long after the first one it is received.
+type timed struct {
+	after time.Duration
+	c     *pb.Command
+}
+
+// runAt is run with a receive time per command: the decider's clock (now)
+// and the command's receive time both advance.
+func runAt(t *testing.T, l Limits, steps ...timed) (*convState, []*pb.Event) {
+	t.Helper()
+	var st *convState
+	var all []*pb.Event
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, s := range steps {
+		var evs []*pb.Event
+		at := t0.Add(s.after)
+		st, evs, _ = decide(l.withDefaults(), st, s.c, at, at)
+		all = append(all, evs...)
+	}
+	return st, all
+}
+
+func editCmd(user, conv string, seq int64, id, text string) *pb.Command {
+	return cmd(user, conv, &pb.EditMessage{Seq: seq, ClientMsgId: id, Text: text})
+}
+
+func editTyped(user, conv string, seq int64, id, text, ct string) *pb.Command {
+	return cmd(user, conv, &pb.EditMessage{Seq: seq, ClientMsgId: id, Text: text, ContentType: ct})
+}
+
+func recallCmd(user, conv string, seq int64) *pb.Command {
+	return cmd(user, conv, &pb.RecallMessage{Seq: seq})
+}
+
+func reactCmd(user, conv string, seq int64, emoji string) *pb.Command {
+	return cmd(user, conv, &pb.AddReaction{Seq: seq, Emoji: emoji})
+}
+
+func unreactCmd(user, conv string, seq int64, emoji string) *pb.Command {
+	return cmd(user, conv, &pb.RemoveReaction{Seq: seq, Emoji: emoji})
+}
+
+func replyCmd(user, conv, id string, to int64) *pb.Command {
+	return cmd(user, conv, &pb.SendMessage{ClientMsgId: id, Text: "re " + id, ReplyToSeq: to})
+}
+
+func sendTyped(user, conv, id, ct, text string) *pb.Command {
+	return cmd(user, conv, &pb.SendMessage{ClientMsgId: id, Text: text, ContentType: ct})
+}
+
+const (
+	rejNotFound    = "Rejected:ERROR_CODE_NOT_FOUND"
+	rejInvalid     = "Rejected:ERROR_CODE_INVALID_ARGUMENT"
+	rejDenied      = "Rejected:ERROR_CODE_PERMISSION_DENIED"
+	rejWindow      = "Rejected:ERROR_CODE_WINDOW_PASSED"
+	rejRecalled    = "Rejected:ERROR_CODE_MESSAGE_RECALLED"
+	rejNotEditable = "Rejected:ERROR_CODE_NOT_EDITABLE"
+	rejTooMany     = "Rejected:ERROR_CODE_TOO_MANY_REACTIONS"
+	created        = "ConversationCreated@0"
+)
+
+// TestDecideMessageActions: edits, recalls, reactions and replies, each
+// rule and each refusal.
+func TestDecideMessageActions(t *testing.T) {
+	g := "g:1"
+	for _, tc := range []struct {
+		name string
+		l    Limits
+		cmds []*pb.Command
+		want []string
+	}{
+		{"edits are numbered 1, 2, 3", Limits{},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), editCmd("alice", direct, 1, "e1", "a"),
+				editCmd("alice", direct, 1, "e2", "b"), editCmd("alice", direct, 1, "e3", "c"), send("bob", direct, "m2")},
+			[]string{created, "MessageSent@1", "Edited:1#1", "Edited:1#2", "Edited:1#3", "MessageSent@2"}},
+		{"an edit's retry is answered MessageDeduplicated and edits nothing", Limits{},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), editCmd("alice", direct, 1, "e1", "a"),
+				editCmd("alice", direct, 1, "e1", "a"), editCmd("alice", direct, 1, "e2", "b")},
+			[]string{created, "MessageSent@1", "Edited:1#1", "Dedup->1", "Edited:1#2"}},
+		{"an edit's client id and body are checked like a send's", Limits{MaxMessageBytes: 8},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"),
+				editCmd("alice", direct, 1, "", "a"),
+				editCmd("alice", direct, 1, strings.Repeat("i", 129), "a"),
+				editCmd("alice", direct, 1, "e1", ""),
+				editCmd("alice", direct, 1, "e1", "too long!"),
+				editCmd("alice", direct, 1, "e1", "\xff"),
+				editTyped("alice", direct, 1, "e1", "a", "not-a-type"),
+				editTyped("alice", direct, 1, "e1", "{}", "application/json"),
+				editTyped("alice", direct, 1, "e1", "a", "application/x-card"),
+				editTyped("alice", direct, 1, "e1", "*a*", "Text/Markdown"),
+				editTyped("alice", direct, 1, "e2", "a", "text/plain; charset=utf-8")},
+			[]string{created, "MessageSent@1", rejInvalid, rejInvalid, rejInvalid, "Rejected:ERROR_CODE_MESSAGE_TOO_LARGE", rejInvalid, rejInvalid,
+				rejNotEditable, rejNotEditable, "Edited:1#1", "Edited:1#2"}},
+		{"only the sender edits", Limits{},
+			[]*pb.Command{createGroup("bob", "carol"), send("alice", g, "m1"), editCmd("bob", g, 1, "e1", "mine now"),
+				editCmd("mallory", g, 1, "e1", "x")},
+			[]string{created, "MessageSent@1", rejDenied, "Rejected:ERROR_CODE_NOT_MEMBER"}},
+		{"only text/plain and text/markdown messages are edited", Limits{},
+			[]*pb.Command{createDirect(), sendTyped("alice", direct, "m1", schemas.ContentCustom, `{"type":"poll"}`),
+				sendTyped("alice", direct, "m2", "application/x-card", "opaque"), sendTyped("alice", direct, "m3", "text/markdown", "*hi*"),
+				editCmd("alice", direct, 1, "e1", "x"), editCmd("alice", direct, 2, "e2", "x"), editCmd("alice", direct, 3, "e3", "x")},
+			[]string{created, "MessageSent@1", "MessageSent@2", "MessageSent@3", rejNotEditable, rejNotEditable, "Edited:3#1"}},
+		{"at most MaxEditsPerMessage edits; a retry is still recognised", Limits{MaxEditsPerMessage: 2},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), editCmd("alice", direct, 1, "e1", "a"),
+				editCmd("alice", direct, 1, "e2", "b"), editCmd("alice", direct, 1, "e3", "c"), editCmd("alice", direct, 1, "e2", "b")},
+			[]string{created, "MessageSent@1", "Edited:1#1", "Edited:1#2", rejNotEditable, "Dedup->1"}},
+		{"a notice, a seq past the end or before the start, a recalled message are not edited", Limits{},
+			[]*pb.Command{createGroup("bob"), cmd("alice", g, &pb.AddMembers{UserIds: []string{"carol"}}), send("alice", g, "m1"),
+				editCmd("alice", g, 1, "e1", "x"), editCmd("alice", g, 3, "e1", "x"), editCmd("alice", g, 0, "e1", "x"),
+				editCmd("alice", g, -2, "e1", "x"), recallCmd("alice", g, 2), editCmd("alice", g, 2, "e1", "x")},
+			[]string{created, "MembersAdded@1", "MessageSent@2", rejNotFound, rejNotFound, rejNotFound, rejNotFound, "Recalled:2", rejRecalled}},
+		{"a send no longer remembered is past the edit window", Limits{DedupPerSender: 1},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), send("alice", direct, "m2"), editCmd("alice", direct, 1, "e1", "x"),
+				editCmd("alice", direct, 2, "e2", "x")},
+			[]string{created, "MessageSent@1", "MessageSent@2", rejWindow, "Edited:2#1"}},
+		{"the sender or the group's owner recalls; nobody else", Limits{},
+			[]*pb.Command{createGroup("bob", "carol"), send("alice", g, "m1"), send("bob", g, "m2"), send("carol", g, "m3"),
+				recallCmd("carol", g, 1), recallCmd("bob", g, 1), recallCmd("alice", g, 2), recallCmd("carol", g, 3), recallCmd("alice", g, 1)},
+			[]string{created, "MessageSent@1", "MessageSent@2", "MessageSent@3", rejDenied, rejDenied, "Recalled:2", "Recalled:3", "Recalled:1"}},
+		{"recalling twice yields one event", Limits{},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), recallCmd("alice", direct, 1), recallCmd("alice", direct, 1),
+				recallCmd("bob", direct, 1)},
+			[]string{created, "MessageSent@1", "Recalled:1"}},
+		{"a direct conversation has no owner: only the sender recalls", Limits{},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), recallCmd("bob", direct, 1), recallCmd("alice", direct, 1)},
+			[]string{created, "MessageSent@1", rejDenied, "Recalled:1"}},
+		{"a notice or a seq outside the timeline is not recalled", Limits{},
+			[]*pb.Command{createGroup("bob"), cmd("alice", g, &pb.AddMembers{UserIds: []string{"carol"}}), cmd("carol", g, &pb.LeaveConversation{}),
+				recallCmd("alice", g, 1), recallCmd("alice", g, 2), recallCmd("alice", g, 3), recallCmd("alice", g, 0)},
+			[]string{created, "MembersAdded@1", "MemberRemoved@2", rejNotFound, rejNotFound, rejNotFound, rejNotFound}},
+		{"a send no longer remembered: its sender is unknown, so WINDOW_PASSED; the owner still recalls", Limits{DedupPerSender: 1},
+			[]*pb.Command{createGroup("bob"), send("bob", g, "m1"), send("bob", g, "m2"), recallCmd("bob", g, 1), recallCmd("alice", g, 1)},
+			[]string{created, "MessageSent@1", "MessageSent@2", rejWindow, "Recalled:1"}},
+		{"reactions act once", Limits{},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), reactCmd("bob", direct, 1, "👍"), reactCmd("bob", direct, 1, "👍"),
+				reactCmd("alice", direct, 1, "👍"), unreactCmd("bob", direct, 1, "👍"), unreactCmd("bob", direct, 1, "👍"),
+				unreactCmd("bob", direct, 1, "🎉"), reactCmd("bob", direct, 1, "👍")},
+			[]string{created, "MessageSent@1", "React+:1:👍", "React+:1:👍", "React-:1:👍", "React+:1:👍"}},
+		{"at most MaxReactionsPerMessage distinct emoji", Limits{MaxReactionsPerMessage: 2},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"), send("alice", direct, "m2"), reactCmd("bob", direct, 1, "a"),
+				reactCmd("bob", direct, 1, "b"), reactCmd("bob", direct, 1, "c"), reactCmd("alice", direct, 1, "b"),
+				reactCmd("bob", direct, 2, "c"), unreactCmd("bob", direct, 1, "a"), reactCmd("bob", direct, 1, "c")},
+			[]string{created, "MessageSent@1", "MessageSent@2", "React+:1:a", "React+:1:b", rejTooMany, "React+:1:b", "React+:2:c",
+				"React-:1:a", "React+:1:c"}},
+		{"an emoji is 1 to 64 bytes of UTF-8 without spaces or control characters", Limits{},
+			[]*pb.Command{createDirect(), send("alice", direct, "m1"),
+				reactCmd("bob", direct, 1, ""), reactCmd("bob", direct, 1, "thumbs up"), reactCmd("bob", direct, 1, "\t"),
+				reactCmd("bob", direct, 1, "a\x01"), reactCmd("bob", direct, 1, "\u00a0"), reactCmd("bob", direct, 1, "\u2028"),
+				reactCmd("bob", direct, 1, "\xff"), reactCmd("bob", direct, 1, strings.Repeat("x", 65)), unreactCmd("bob", direct, 1, ""),
+				reactCmd("bob", direct, 1, strings.Repeat("x", 64)), reactCmd("bob", direct, 1, "👨\u200d👩\u200d👧"),
+				reactCmd("bob", direct, 1, "❤\ufe0f"), reactCmd("bob", direct, 1, ":shipit:")},
+			[]string{created, "MessageSent@1", rejInvalid, rejInvalid, rejInvalid, rejInvalid, rejInvalid, rejInvalid, rejInvalid, rejInvalid, rejInvalid,
+				"React+:1:" + strings.Repeat("x", 64), "React+:1:👨\u200d👩\u200d👧", "React+:1:❤\ufe0f", "React+:1::shipit:"}},
+		{"reactions need a message that is not recalled", Limits{},
+			[]*pb.Command{createGroup("bob"), cmd("alice", g, &pb.AddMembers{UserIds: []string{"carol"}}), send("bob", g, "m1"),
+				reactCmd("bob", g, 1, "👍"), reactCmd("bob", g, 3, "👍"), reactCmd("bob", g, 0, "👍"), reactCmd("carol", g, 2, "👍"),
+				recallCmd("bob", g, 2), reactCmd("alice", g, 2, "👍"), unreactCmd("carol", g, 2, "👍")},
+			[]string{created, "MembersAdded@1", "MessageSent@2", rejNotFound, rejNotFound, rejNotFound, "React+:2:👍", "Recalled:2",
+				rejRecalled, rejRecalled}},
+		{"a reply answers a message that is not recalled", Limits{},
+			[]*pb.Command{createGroup("bob"), cmd("alice", g, &pb.AddMembers{UserIds: []string{"carol"}}), send("bob", g, "m1"),
+				replyCmd("carol", g, "r1", 2), replyCmd("carol", g, "r2", 1), replyCmd("carol", g, "r3", 9), replyCmd("carol", g, "r4", -1),
+				recallCmd("bob", g, 2), replyCmd("carol", g, "r5", 2), replyCmd("carol", g, "r1", 2), replyCmd("carol", g, "r6", 3)},
+			[]string{created, "MembersAdded@1", "MessageSent@2", "MessageSent@3", rejNotFound, rejNotFound, rejNotFound, "Recalled:2",
+				rejRecalled, "Dedup->3", "MessageSent@4"}},
+		{"a member notice from a removal is no message either", Limits{},
+			[]*pb.Command{createGroup("bob", "carol"), cmd("alice", g, &pb.RemoveMember{UserId: "carol"}), reactCmd("bob", g, 1, "👍"),
+				replyCmd("bob", g, "r1", 1)},
+			[]string{created, "MemberRemoved@1", rejNotFound, rejNotFound}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, evs := run(t, tc.l, tc.cmds...)
+			got := summary(evs)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("events\n got %v\nwant %v", got, tc.want)
+			}
+			for _, e := range evs {
+				switch e.GetBody().(type) {
+				case *pb.Event_MessageEdited, *pb.Event_MessageRecalled, *pb.Event_ReactionAdded, *pb.Event_ReactionRemoved:
+					if e.GetSeq() != 0 {
+						t.Errorf("%s has seq %d, want 0", schemas.EventType(e), e.GetSeq())
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestDecideMessageActionBodies: what the new events carry.
+func TestDecideMessageActionBodies(t *testing.T) {
+	g := "g:1"
+	_, evs := run(t, Limits{},
+		createGroup("bob"),
+		send("bob", g, "m1"),
+		replyCmd("alice", g, "r1", 1),
+		editTyped("bob", g, 1, "e1", "**new**", "Text/Markdown"),
+		editCmd("alice", g, 1, "e2", "not mine"),
+		recallCmd("alice", g, 1),
+		reactCmd("bob", g, 2, "👍"),
+		unreactCmd("bob", g, 2, "👍"),
+	)
+	if r := evs[2].GetMessageSent(); r.GetReplyToSeq() != 1 || evs[1].GetMessageSent().GetReplyToSeq() != 0 {
+		t.Errorf("reply: %v, send: %v", r, evs[1].GetMessageSent())
+	}
+	if e := evs[3].GetMessageEdited(); e.GetMessageSeq() != 1 || e.GetText() != "**new**" || e.GetContentType() != schemas.ContentMarkdown ||
+		e.GetClientMsgId() != "e1" || e.GetEditNumber() != 1 || evs[3].GetActorUserId() != "bob" {
+		t.Errorf("edit: %v", evs[3])
+	}
+	if r := evs[4].GetCommandRejected(); r.GetClientMsgId() != "e2" || r.GetCommandType() != "EditMessage" || r.GetCode() != pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED {
+		t.Errorf("rejected edit: %v", r)
+	}
+	if r := evs[5].GetMessageRecalled(); r.GetMessageSeq() != 1 || r.GetSenderUserId() != "bob" || evs[5].GetActorUserId() != "alice" {
+		t.Errorf("owner's recall: %v", evs[5])
+	}
+	if a, r := evs[6].GetReactionAdded(), evs[7].GetReactionRemoved(); a.GetMessageSeq() != 2 || a.GetEmoji() != "👍" || r.GetMessageSeq() != 2 || r.GetEmoji() != "👍" {
+		t.Errorf("reactions: %v %v", a, r)
+	}
+	// An edit back to text/plain is text/plain, never empty.
+	_, evs = run(t, Limits{}, createDirect(), sendTyped("alice", direct, "m1", "text/markdown", "*a*"), editCmd("alice", direct, 1, "e1", "a"))
+	if ct := evs[2].GetMessageEdited().GetContentType(); ct != schemas.ContentText {
+		t.Errorf("edit without a content type: %q", ct)
+	}
+	// A recall of a send no longer remembered names no sender.
+	_, evs = run(t, Limits{DedupPerSender: 1}, createGroup("bob"), send("bob", g, "m1"), send("bob", g, "m2"), recallCmd("alice", g, 1))
+	if r := evs[3].GetMessageRecalled(); r.GetMessageSeq() != 1 || r.GetSenderUserId() != "" {
+		t.Errorf("recall of an unremembered send: %v", evs[3])
+	}
+}
+
+// TestDecideWindows: the sender edits and recalls within the windows, which
+// follow the commands' receive times; an edit's retry is recognised past
+// the window; the group's owner recalls at any time.
+func TestDecideWindows(t *testing.T) {
+	g := "g:1"
+	l := Limits{EditWindow: time.Hour, RecallWindow: 2 * time.Hour}
+	_, evs := runAt(t, l,
+		timed{0, createGroup("bob", "carol")},
+		timed{0, send("bob", g, "m1")},
+		timed{0, send("bob", g, "m2")},
+		timed{0, send("bob", g, "m3")},
+		timed{time.Hour, editCmd("bob", g, 1, "e1", "just in time")},
+		timed{time.Hour + time.Millisecond, editCmd("bob", g, 1, "e2", "too late")},
+		timed{3 * time.Hour, editCmd("bob", g, 1, "e1", "just in time")}, // a retry
+		timed{2 * time.Hour, recallCmd("bob", g, 2)},
+		timed{2*time.Hour + time.Millisecond, recallCmd("bob", g, 3)},
+		timed{30 * 24 * time.Hour, recallCmd("carol", g, 3)}, // still remembered: decide alone sweeps nothing
+		timed{30 * 24 * time.Hour, recallCmd("alice", g, 3)},
+	)
+	want := []string{created, "MessageSent@1", "MessageSent@2", "MessageSent@3", "Edited:1#1", rejWindow, "Dedup->1",
+		"Recalled:2", rejWindow, rejDenied, "Recalled:3"}
+	if got := summary(evs); !slices.Equal(got, want) {
+		t.Fatalf("events\n got %v\nwant %v", got, want)
 	}
 }

@@ -120,6 +120,9 @@ func (c DeciderConfig) Validate() error {
 	if err := c.Membership.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("ingest: DeciderConfig.Membership: %w", err))
 	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

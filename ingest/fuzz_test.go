@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -22,6 +23,12 @@ func FuzzChangelogRestore(f *testing.F) {
 		[]byte(prefixDedup+sep+conv+sep+"alice"+sep+"m1"), []byte(nil))
 	f.Add([]byte(prefixHeader+sep+conv), []byte(`{"k":`), []byte("x"), []byte("{}"))
 	f.Add([]byte(prefixMember+sep+conv+sep+"a"+sep+"b"), []byte(`[]`), []byte(prefixHeader), []byte(`{"s":-5}`))
+	f.Add([]byte(prefixDedup+sep+conv+sep+"alice"+sep+"m1"), []byte(`{"s":3,"t":1764547200000,"c":"text/markdown","n":2,"e":["e1","e2"]}`),
+		[]byte(prefixMember+sep+conv+sep+"alice"), []byte(`{"r":1,"j":0,"rd":3,"dl":3}`))
+	f.Add([]byte(prefixNotice+sep+conv+sep+"2"), []byte(`{}`), []byte(prefixRecalled+sep+conv+sep+"3"), []byte(`{"u":"alice"}`))
+	f.Add([]byte(prefixReactions+sep+conv+sep+"3"), []byte(`{"👍":["alice","bob"],"":[]}`),
+		[]byte(prefixReactions+sep+conv+sep+"x"), []byte(`{}`))
+	f.Add([]byte(prefixRecalled+sep+conv+sep+"-1"), []byte(`{"u":1}`), []byte(prefixNotice+sep+conv+sep+"1"+sep+"2"), []byte(nil))
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 []byte) {
 		b := newStateBuilder()
 		_ = b.apply(k1, v1)
@@ -49,6 +56,32 @@ func FuzzChangelogRestore(f *testing.F) {
 			for _, ev := range evs {
 				if ev.GetMessageSent() != nil && ev.GetSeq() != last+1 {
 					t.Fatalf("restored last seq %d, next message got seq %d", last, ev.GetSeq())
+				}
+			}
+			// It edits, reacts to and recalls the first and the last
+			// item: whatever it is, nothing panics, and an action on a
+			// notice or past the end is refused.
+			for _, seq := range []int64{1, st.lastSeq} {
+				isMessage := st.isMessage(seq)
+				for _, body := range []proto.Message{
+					&pb.EditMessage{Seq: seq, ClientMsgId: "fuzz-edit", Text: "edited"},
+					&pb.AddReaction{Seq: seq, Emoji: "👍"},
+					&pb.RemoveReaction{Seq: seq, Emoji: "👍"},
+					&pb.RecallMessage{Seq: seq},
+				} {
+					c := &pb.Command{CommandId: "c", UserId: sender, DeviceId: "d", ConversationId: id}
+					if err := schemas.SetBody(c, body); err != nil {
+						t.Fatal(err)
+					}
+					_, evs, _ := decide(DefaultLimits, st, c, now, now)
+					for _, ev := range evs {
+						switch ev.GetBody().(type) {
+						case *pb.Event_MessageEdited, *pb.Event_ReactionAdded, *pb.Event_ReactionRemoved, *pb.Event_MessageRecalled:
+							if !isMessage || ev.GetSeq() != 0 {
+								t.Fatalf("%s on seq %d (a message: %v) accepted with seq %d", schemas.EventType(ev), seq, isMessage, ev.GetSeq())
+							}
+						}
+					}
 				}
 			}
 		}

@@ -8,6 +8,14 @@ import (
 
 // convState is everything the decider knows about one conversation. It is
 // rebuilt from the changelog (parley.ingest.state) on partition assignment.
+//
+// Memory: the header and members, plus about 300 bytes per remembered send
+// (dedup, bySeq and the partition's expiry queue; README.md, "State and
+// restore"). The three sets below are nil until first used: notices and
+// recalled hold one small map entry per member notice or recalled message,
+// which are rare next to messages; reactions hold one entry per reacted
+// message, emoji and user, so they scale with the reactions given, not with
+// the messages.
 type convState struct {
 	kind    pb.ConversationKind
 	title   string
@@ -20,16 +28,80 @@ type convState struct {
 	// at most DedupPerSender each, each for at least DedupWindow after it
 	// was received. Other senders' traffic never pushes an id out.
 	dedup map[string]*senderDedup
+	// bySeq indexes the remembered sends by seq: seq -> (sender, client
+	// id). It is how an edit or a recall learns who sent a message and
+	// when, so both work only while the send is remembered. Kept with
+	// dedup wherever an entry is remembered, evicted or forgotten; not
+	// persisted, rebuilt from the remembered sends on restore.
+	bySeq map[int64]dedupRef
+	// notices are the seqs of timeline items that are not messages
+	// (MembersAdded, MemberRemoved): nothing can be edited, recalled,
+	// reacted or replied to there.
+	notices map[int64]struct{}
+	// recalled maps a recalled message's seq to who recalled it.
+	recalled map[int64]string
+	// reactions: message seq -> emoji -> the users who reacted with it.
+	// A message without reactions has no entry.
+	reactions map[int64]map[string]map[string]struct{}
 }
-
 type memberState struct {
 	role                          pb.MemberRole
 	joinedSeq, readSeq, delivered int64
 }
 
 // dedupEntry is one remembered send: its seq and when the command was
-// received (Unix milliseconds).
-type dedupEntry struct{ seq, at int64 }
+// received (Unix milliseconds), and what few sends have besides.
+type dedupEntry struct {
+	seq, at int64
+	// x is nil for a text/plain message never edited, most of them: an
+	// entry then costs 24 bytes. It is never changed in place (copies of
+	// the entry share it): an edit puts a new one (with).
+	x *sendExtra
+}
+
+// sendExtra is what an edit needs to know of a message beyond its seq and
+// receive time.
+type sendExtra struct {
+	// ct is the message's content type as last sent or edited; "" is
+	// text/plain.
+	ct string
+	// editIDs are the client ids of the message's most recent edits
+	// (at most maxEditIDs, newest last): a retry of one is deduplicated.
+	editIDs []string
+	// edits counts the message's edits (MessageEdited.edit_number of the
+	// last one).
+	edits int32
+	// noTime: restored from a record written before receive times were
+	// kept; at is then the restore's time and says nothing about when the
+	// message was sent, so its sender may no longer edit or recall it.
+	noTime bool
+}
+
+// extra returns e's extra fields (their zero values when it has none).
+func (e dedupEntry) extra() sendExtra {
+	if e.x == nil {
+		return sendExtra{}
+	}
+	return *e.x
+}
+
+// with returns e with extra fields x (none when x is zero).
+func (e dedupEntry) with(x sendExtra) dedupEntry {
+	if x.ct == "" && len(x.editIDs) == 0 && x.edits == 0 && !x.noTime {
+		e.x = nil
+	} else {
+		e.x = &x
+	}
+	return e
+}
+
+// maxEditIDs bounds the edit ids remembered per message: a device retries
+// an edit within seconds, long before 16 newer edits of the same message.
+const maxEditIDs = 16
+
+// sameSend reports whether two entries are the same remembered send (the
+// same message received at the same time); edits do not change that.
+func (e dedupEntry) sameSend(o dedupEntry) bool { return e.seq == o.seq && e.at == o.at }
 
 // senderDedup is one sender's remembered sends in one conversation.
 type senderDedup struct {
@@ -46,6 +118,84 @@ type orderItem struct {
 
 func newConvState(kind pb.ConversationKind, title string) *convState {
 	return &convState{kind: kind, title: title, members: map[string]*memberState{}, dedup: map[string]*senderDedup{}}
+}
+
+// isMessage reports whether seq is a message of the timeline (not a member
+// notice, not past its end).
+func (s *convState) isMessage(seq int64) bool {
+	if seq < 1 || seq > s.lastSeq {
+		return false
+	}
+	_, notice := s.notices[seq]
+	return !notice
+}
+
+func (s *convState) addNotice(seq int64) {
+	if s.notices == nil {
+		s.notices = map[int64]struct{}{}
+	}
+	s.notices[seq] = struct{}{}
+}
+
+func (s *convState) isRecalled(seq int64) bool {
+	_, ok := s.recalled[seq]
+	return ok
+}
+
+// recall marks seq recalled by who and drops its reactions.
+func (s *convState) recall(seq int64, who string) {
+	if s.recalled == nil {
+		s.recalled = map[int64]string{}
+	}
+	s.recalled[seq] = who
+	delete(s.reactions, seq)
+}
+
+// sender returns the remembered send at seq.
+func (s *convState) sender(seq int64) (dedupRef, dedupEntry, bool) {
+	ref, ok := s.bySeq[seq]
+	if !ok {
+		return dedupRef{}, dedupEntry{}, false
+	}
+	e, ok := s.lookup(ref.user, ref.clientMsgID)
+	return ref, e, ok && e.seq == seq
+}
+
+// hasReaction reports whether user reacted to seq with emoji.
+func (s *convState) hasReaction(seq int64, emoji, user string) bool {
+	_, ok := s.reactions[seq][emoji][user]
+	return ok
+}
+
+// addReaction adds user's emoji to seq.
+func (s *convState) addReaction(seq int64, emoji, user string) {
+	if s.reactions == nil {
+		s.reactions = map[int64]map[string]map[string]struct{}{}
+	}
+	byEmoji := s.reactions[seq]
+	if byEmoji == nil {
+		byEmoji = map[string]map[string]struct{}{}
+		s.reactions[seq] = byEmoji
+	}
+	users := byEmoji[emoji]
+	if users == nil {
+		users = map[string]struct{}{}
+		byEmoji[emoji] = users
+	}
+	users[user] = struct{}{}
+}
+
+// removeReaction takes user's emoji off seq, dropping what becomes empty.
+func (s *convState) removeReaction(seq int64, emoji, user string) {
+	byEmoji := s.reactions[seq]
+	users := byEmoji[emoji]
+	delete(users, user)
+	if len(users) == 0 {
+		delete(byEmoji, emoji)
+	}
+	if len(byEmoji) == 0 {
+		delete(s.reactions, seq)
+	}
 }
 
 // lookup finds a remembered send of user.
@@ -67,7 +217,14 @@ func (s *convState) remember(user, clientMsgID string, e dedupEntry, perSender i
 		sd = &senderDedup{ids: map[string]dedupEntry{}}
 		s.dedup[user] = sd
 	}
+	if prev, ok := sd.ids[clientMsgID]; ok {
+		s.unindex(prev.seq, user, clientMsgID)
+	}
 	sd.ids[clientMsgID] = e
+	if s.bySeq == nil {
+		s.bySeq = map[int64]dedupRef{}
+	}
+	s.bySeq[e.seq] = dedupRef{user, clientMsgID}
 	sd.order = append(sd.order, orderItem{clientMsgID, e.at})
 	for len(sd.ids) > perSender && len(sd.order) > 0 {
 		old := sd.order[0]
@@ -75,6 +232,7 @@ func (s *convState) remember(user, clientMsgID string, e dedupEntry, perSender i
 		sd.order = sd.order[1:]
 		if cur, ok := sd.ids[old.id]; ok && cur.at == old.at {
 			delete(sd.ids, old.id)
+			s.unindex(cur.seq, user, old.id)
 			evicted = append(evicted, old.id)
 		}
 	}
@@ -95,6 +253,7 @@ func (s *convState) forget(user, clientMsgID string, at int64) bool {
 		return false
 	}
 	delete(sd.ids, clientMsgID)
+	s.unindex(cur.seq, user, clientMsgID)
 	for len(sd.order) > 0 {
 		if c, ok := sd.ids[sd.order[0].id]; ok && c.at == sd.order[0].at {
 			break
@@ -108,6 +267,24 @@ func (s *convState) forget(user, clientMsgID string, at int64) bool {
 	}
 	sd.compact()
 	return true
+}
+
+// update replaces the entry of a remembered send in place (an edit): its
+// seq and receive time, hence its place in the order and in the expiry
+// queue, stay.
+func (s *convState) update(user, clientMsgID string, e dedupEntry) {
+	if sd := s.dedup[user]; sd != nil {
+		if cur, ok := sd.ids[clientMsgID]; ok && cur.sameSend(e) {
+			sd.ids[clientMsgID] = e
+		}
+	}
+}
+
+// unindex drops seq from bySeq if it still names user's clientMsgID.
+func (s *convState) unindex(seq int64, user, clientMsgID string) {
+	if s.bySeq[seq] == (dedupRef{user, clientMsgID}) {
+		delete(s.bySeq, seq)
+	}
 }
 
 // compact drops stale order items once they outnumber the live ones, so a
@@ -127,9 +304,17 @@ func (sd *senderDedup) compact() {
 
 // delta is what one decision changed, so the changelog gets only that.
 type delta struct {
-	header  bool       // kind, title, lastSeq or lastVersion changed (or the conversation was created)
-	members []string   // members whose state changed or who were removed
-	dedup   []dedupRef // remembered sends added or evicted
+	header  bool     // kind, title, lastSeq or lastVersion changed (or the conversation was created)
+	members []string // members whose state changed or who were removed
+	// dedup are remembered sends added or evicted; the added ones are
+	// queued for the time sweep.
+	dedup []dedupRef
+	// edited are remembered sends an edit rewrote: their records change,
+	// their place in the expiry queue does not.
+	edited    []dedupRef
+	notices   []int64 // seqs that became member notices
+	recalled  []int64 // messages recalled
+	reactions []int64 // messages whose reactions changed (or were dropped by a recall)
 }
 
 // dedupRef names one remembered send.
