@@ -198,9 +198,101 @@ func TestE2EActionWindows(t *testing.T) {
 	}
 }
 
-// checkActionViews: query shows what the actions left, to every member.
+// checkActionViews: query shows every member what the actions left: the
+// newest edits, the current reactions, reply snippets that follow their
+// message's recall, recalled messages without content, and a message's
+// versions; a non-member gets nothing.
 func checkActionViews(t *testing.T, sys *system.System, conv string) {
 	t.Helper()
-	_ = sys
-	_ = conv
+	type item struct {
+		Seq       int64   `json:"seq"`
+		Text      *string `json:"text"`
+		EditCount int     `json:"edit_count"`
+		Recalled  *struct {
+			By string `json:"by"`
+		} `json:"recalled"`
+		ReplyTo *struct {
+			Seq      int64   `json:"seq"`
+			Sender   string  `json:"sender"`
+			Snippet  *string `json:"snippet"`
+			Recalled bool    `json:"recalled"`
+		} `json:"reply_to"`
+		Reactions []struct {
+			Emoji   string   `json:"emoji"`
+			Count   int      `json:"count"`
+			UserIDs []string `json:"user_ids"`
+		} `json:"reactions"`
+	}
+	describe := func(it item) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d", it.Seq)
+		if it.Text != nil {
+			fmt.Fprintf(&b, " %q", *it.Text)
+		}
+		if it.EditCount > 0 {
+			fmt.Fprintf(&b, " edited×%d", it.EditCount)
+		}
+		if it.Recalled != nil {
+			fmt.Fprintf(&b, " recalled by %s", it.Recalled.By)
+		}
+		if r := it.ReplyTo; r != nil {
+			fmt.Fprintf(&b, " reply to %d by %s", r.Seq, r.Sender)
+			if r.Recalled {
+				b.WriteString(" (recalled)")
+			}
+			if r.Snippet != nil {
+				fmt.Fprintf(&b, " %q", *r.Snippet)
+			}
+		}
+		for _, re := range it.Reactions {
+			fmt.Fprintf(&b, " %s×%d%v", re.Emoji, re.Count, re.UserIDs)
+		}
+		return b.String()
+	}
+	want := []string{
+		"1 recalled by bob",
+		`2 "plan v2" edited×1 +1×1[carol]`,
+		`3 "agreed" reply to 1 by bob (recalled)`,
+		"4 recalled by alice",
+		`5 "done"`,
+	}
+	for _, user := range []string{"bob", "carol"} {
+		testenv.Eventually(t, time.Minute, func() string {
+			var page struct {
+				Messages []item `json:"messages"`
+			}
+			if code := api(t, sys, user, "/v1/conversations/"+conv+"/messages?after=0&limit=50", &page); code != 200 {
+				return fmt.Sprintf("%s: history status %d", user, code)
+			}
+			var got []string
+			for _, it := range page.Messages {
+				got = append(got, describe(it))
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Sprintf("%s's history\n  %s\nwant\n  %s", user, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+			}
+			return ""
+		})
+	}
+	var versions struct {
+		Versions []struct {
+			Number int    `json:"number"`
+			Text   string `json:"text"`
+		} `json:"versions"`
+		Recalled *struct {
+			By string `json:"by"`
+		} `json:"recalled"`
+	}
+	if code := api(t, sys, "carol", "/v1/conversations/"+conv+"/messages/2/versions", &versions); code != 200 ||
+		fmt.Sprint(versions.Versions) != "[{0 plan} {1 plan v2}]" {
+		t.Fatalf("versions of 2: status %d, %v; want the original and one edit", code, versions.Versions)
+	}
+	versions.Versions = nil
+	if code := api(t, sys, "carol", "/v1/conversations/"+conv+"/messages/1/versions", &versions); code != 200 ||
+		len(versions.Versions) != 0 || versions.Recalled == nil || versions.Recalled.By != "bob" {
+		t.Fatalf("versions of the recalled 1: status %d, %+v; want recalled by bob and no version", code, versions)
+	}
+	if code := api(t, sys, "dave", "/v1/conversations/"+conv+"/messages/2/versions", &versions); code == 200 {
+		t.Fatalf("a non-member read a message's versions")
+	}
 }
