@@ -413,6 +413,8 @@ var viewTables = []table{
 	{"inbox", []string{"user_id", "conversation_id"}},
 	{"messages", []string{"conversation_id", "bucket", "seq"}},
 	{"changes", []string{"conversation_id", "bucket", "version"}},
+	{"message_edits", []string{"conversation_id", "message_seq", "edit_number"}},
+	{"reactions", []string{"conversation_id", "bucket", "message_seq", "emoji", "user_id"}},
 }
 
 type row map[string]json.RawMessage
@@ -466,6 +468,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 		return out, nil
 	}
 	conv, members, inbox, messages, changes := viewTables[0], viewTables[1], viewTables[2], viewTables[3], viewTables[4]
+	edits, reactions := viewTables[5], viewTables[6]
 	for _, id := range ids {
 		if err := add(conv, id); err != nil {
 			return nil, err
@@ -492,6 +495,9 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 			if err := add(messages, id, b); err != nil {
 				return nil, err
 			}
+			if err := add(reactions, id, b); err != nil {
+				return nil, err
+			}
 		}
 		for b := int64(0); b <= schemas.ChangesBucket(lastVersion)+1; b++ {
 			if err := add(changes, id, b); err != nil {
@@ -499,8 +505,25 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 			}
 		}
 	}
+	// A message's edits, for every message edited or recalled (a recall
+	// deletes them: there must be none).
+	for _, m := range out["messages"] {
+		if isNull(m["edit_count"]) && isNull(m["recalled_by"]) {
+			continue
+		}
+		var id string
+		var seq int64
+		_ = json.Unmarshal(m["conversation_id"], &id)
+		_ = json.Unmarshal(m["seq"], &seq)
+		if err := add(edits, id, seq); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
+
+// isNull reports whether a column of a row is null (or absent).
+func isNull(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
 type rowDiff struct {
 	conv, text string
