@@ -124,11 +124,31 @@ func TestReplay(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Above every cell of a message's own clock (the projector's
+		// msgTS(seq, sub) = seq<<20 | sub).
+		above := func(seq int64) int64 { return (seq + 1) << 20 }
 		run(members, read+1, read-1, conv, user)
-		run(fmt.Sprintf("DELETE FROM %s.messages USING TIMESTAMP ? WHERE conversation_id = ? AND bucket = 0 AND seq = ?", ks), int64(seq+1), conv, seq)
+		run(fmt.Sprintf("DELETE FROM %s.messages USING TIMESTAMP ? WHERE conversation_id = ? AND bucket = 0 AND seq = ?", ks), above(seq), conv, seq)
+		// Another message of the conversation gains edits the log does not
+		// have, and a reaction.
+		var other int64
+		var edits *int
+		iter = w.s.Query(fmt.Sprintf("SELECT seq, edit_count FROM %s.messages WHERE conversation_id = ? AND bucket = 0 AND seq > ? AND type = ? LIMIT 1 ALLOW FILTERING", ks),
+			conv, seq, schemas.TypeMessageSent).Iter()
+		iter.Scan(&other, &edits)
+		if err := iter.Close(); err != nil || other == 0 {
+			t.Fatalf("no other message in %s: %v", conv, err)
+		}
+		editCount := fmt.Sprintf("UPDATE %s.messages USING TIMESTAMP ? SET edit_count = ? WHERE conversation_id = ? AND bucket = 0 AND seq = ?", ks)
+		run(editCount, above(other), 99, conv, other)
+		const reactedTS = 1 << 40 // above any version
+		run(fmt.Sprintf("INSERT INTO %s.reactions (conversation_id, bucket, message_seq, emoji, user_id, reacted_at) VALUES (?, 0, ?, ':tamper:', ?, ?) USING TIMESTAMP ?", ks),
+			conv, other, user, time.Now(), int64(reactedTS))
 
 		memberRow := fmt.Sprintf(`members(conversation_id=%q, user_id=%q)`, conv, user)
 		messageRow := fmt.Sprintf(`messages(conversation_id=%q, bucket=0, seq=%d)`, conv, seq)
+		otherRow := fmt.Sprintf(`messages(conversation_id=%q, bucket=0, seq=%d)`, conv, other)
+		reactionRow := fmt.Sprintf(`reactions(conversation_id=%q, bucket=0, message_seq=%d, emoji=":tamper:", user_id=%q)`, conv, other, user)
 		rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch})
 		var out bytes.Buffer
 		rep.Write(&out)
@@ -139,15 +159,19 @@ func TestReplay(t *testing.T) {
 		for _, want := range []string{
 			memberRow + fmt.Sprintf(": read_seq live %d, log %d", read-1, read),
 			messageRow + ": missing in the live views",
+			otherRow + ": edit_count live 99, log ",
+			reactionRow + ": in the live views, not in the log",
 			fmt.Sprintf("%s in %s: unread live", user, conv),
+			fmt.Sprintf("message %d in %s: edit_count live 99, log ", other, conv),
+			fmt.Sprintf(`message %d in %s: reaction ":tamper:" of %s live, not in the log`, other, conv, user),
 			"DIFFERENCES FOUND",
 		} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("report does not say %q", want)
 			}
 		}
-		if len(rep.Views) != 2 || len(rep.Log) != 0 {
-			t.Errorf("%d view differences, %d log problems; want 2 and 0", len(rep.Views), len(rep.Log))
+		if len(rep.Views) != 4 || len(rep.Actions) != 2 || len(rep.Log) != 0 {
+			t.Errorf("%d view differences, %d action differences, %d log problems; want 4, 2 and 0", len(rep.Views), len(rep.Actions), len(rep.Log))
 		}
 
 		// The command, on the chosen conversation: exit status 1, rows named.
@@ -166,7 +190,10 @@ func TestReplay(t *testing.T) {
 
 		// Undone (above the tampering), verify passes again.
 		run(members, read+2, read, conv, user)
-		run(fmt.Sprintf("INSERT INTO %s.messages JSON ? USING TIMESTAMP ?", ks), msg, int64(seq+2))
+		run(fmt.Sprintf("INSERT INTO %s.messages JSON ? USING TIMESTAMP ?", ks), msg, above(seq)+1)
+		run(editCount, above(other)+1, edits, conv, other)
+		run(fmt.Sprintf("DELETE FROM %s.reactions USING TIMESTAMP ? WHERE conversation_id = ? AND bucket = 0 AND message_seq = ? AND emoji = ':tamper:' AND user_id = ?", ks),
+			int64(reactedTS+1), conv, other, user)
 		if rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch}); err != nil {
 			var out bytes.Buffer
 			rep.Write(&out)

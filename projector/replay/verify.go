@@ -1,7 +1,9 @@
 package replay
 
 import (
+	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,8 +51,8 @@ type VerifyOptions struct {
 	MixedBatches               bool
 }
 
-// Report is what verify found. It is OK when all of Log, Views and Unread
-// are empty.
+// Report is what verify found. It is OK when all of Log, Views, Unread and
+// Actions are empty.
 type Report struct {
 	Live, Scratch string
 	End           map[int32]int64 // end offsets of parley.events checked against
@@ -61,12 +63,15 @@ type Report struct {
 	Log     []string // broken invariants of the log
 	Views   []string // rows that differ between the live and the recomputed views
 	Unread  []string // members whose live unread count is not the log's
+	Actions []string // messages whose live views disagree with the log's edits, recall or reactions
 	Skipped []string // differing rows of conversations changed since the log was read
 	Notes   []string // what was not checked, and why
 }
 
 // OK reports whether nothing differs.
-func (r Report) OK() bool { return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 }
+func (r Report) OK() bool {
+	return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 && len(r.Actions) == 0
+}
 
 // ErrDifferences is returned by Verify when the report is not OK.
 var ErrDifferences = errors.New("replay: the views or the log are not as they should be")
@@ -89,9 +94,10 @@ func (r Report) Write(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
-	section("log (dense seqs, one outcome per command, forward-only marks)", r.Log)
+	section("log (dense seqs, one outcome per command, forward-only marks, message actions)", r.Log)
 	section("views (rows live vs recomputed from the log)", r.Views)
 	section("unread (last_seq − read_seq, live vs log)", r.Unread)
+	section("actions (recalled content gone, reactions, edit counts, live vs log)", r.Actions)
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "not compared (changed after the log was read): %s\n", s)
 	}
@@ -119,8 +125,10 @@ func formatOffsets(m map[int32]int64) string {
 // Verify recomputes the views of the chosen conversations from
 // parley.events into a scratch keyspace and compares them with the live
 // keyspace row by row; it checks the log's own invariants on the way
-// (logCheck), and the live unread counts against the log's. It returns the
-// report, and ErrDifferences when it is not OK.
+// (logCheck), the live unread counts against the log's (checkUnread), and
+// the live views of every message against the log's edits, recalls and
+// reactions (checkActions). It returns the report, and ErrDifferences when
+// it is not OK.
 //
 // The log is read up to its end when Verify starts. Before comparing, it
 // waits until the live projector's checkpoints have reached that end; rows
@@ -287,7 +295,8 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	}
 	diffs := diffViews(live, want)
 	rep.Unread = checkUnread(live, check)
-	if len(diffs) > 0 || len(rep.Unread) > 0 {
+	actions := checkActions(live, check)
+	if len(diffs) > 0 || len(rep.Unread) > 0 || len(actions) > 0 {
 		// Differences in conversations that moved on since the end offsets
 		// were read are expected: report them apart.
 		moved, err := touchedSince(ctx, cfg, adm, end)
@@ -299,6 +308,13 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 				rep.Skipped = append(rep.Skipped, d.text)
 			} else {
 				rep.Views = append(rep.Views, d.text)
+			}
+		}
+		for _, d := range actions {
+			if moved[d.conv] {
+				rep.Skipped = append(rep.Skipped, d.text)
+			} else {
+				rep.Actions = append(rep.Actions, d.text)
 			}
 		}
 		rep.Unread = slices.DeleteFunc(rep.Unread, func(l string) bool {
@@ -413,6 +429,8 @@ var viewTables = []table{
 	{"inbox", []string{"user_id", "conversation_id"}},
 	{"messages", []string{"conversation_id", "bucket", "seq"}},
 	{"changes", []string{"conversation_id", "bucket", "version"}},
+	{"message_edits", []string{"conversation_id", "message_seq", "edit_number"}},
+	{"reactions", []string{"conversation_id", "bucket", "message_seq", "emoji", "user_id"}},
 }
 
 type row map[string]json.RawMessage
@@ -466,6 +484,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 		return out, nil
 	}
 	conv, members, inbox, messages, changes := viewTables[0], viewTables[1], viewTables[2], viewTables[3], viewTables[4]
+	edits, reactions := viewTables[5], viewTables[6]
 	for _, id := range ids {
 		if err := add(conv, id); err != nil {
 			return nil, err
@@ -492,6 +511,9 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 			if err := add(messages, id, b); err != nil {
 				return nil, err
 			}
+			if err := add(reactions, id, b); err != nil {
+				return nil, err
+			}
 		}
 		for b := int64(0); b <= schemas.ChangesBucket(lastVersion)+1; b++ {
 			if err := add(changes, id, b); err != nil {
@@ -499,8 +521,25 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 			}
 		}
 	}
+	// A message's edits, for every message edited or recalled (a recall
+	// deletes them: there must be none).
+	for _, m := range out["messages"] {
+		if isNull(m["edit_count"]) && isNull(m["recalled_by"]) {
+			continue
+		}
+		var id string
+		var seq int64
+		_ = json.Unmarshal(m["conversation_id"], &id)
+		_ = json.Unmarshal(m["seq"], &seq)
+		if err := add(edits, id, seq); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
+
+// isNull reports whether a column of a row is null (or absent).
+func isNull(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
 type rowDiff struct {
 	conv, text string
@@ -585,4 +624,211 @@ func checkUnread(live views, check *logCheck) []string {
 		}
 	}
 	return out
+}
+
+// checkActions checks the live views against what the log says of each
+// message's actions, beyond equality with a rebuild (which a projector bug
+// shared by both would pass):
+//
+//   - a recalled message has no content in any view: its messages row has
+//     null text and content_type and its event is the MessageSent without
+//     text and content type; message_edits has no row of it; every changes
+//     row of its MessageSent and MessageEdited events holds the event
+//     without text and content type; and when it is the conversation's last
+//     message, last_message_preview is null;
+//   - the reactions rows of each message are the log's: its ReactionAdded
+//     minus its ReactionRemoved, none once it is recalled;
+//   - each messages row's edit_count is the number of MessageEdited of its
+//     message in the log (null when none); a recall keeps it (the projector
+//     takes only the content out), so a recalled message keeps its count.
+func checkActions(live views, check *logCheck) []rowDiff {
+	check.mu.Lock()
+	defer check.mu.Unlock()
+	var out []rowDiff
+	report := func(conv, format string, args ...any) {
+		out = append(out, rowDiff{conv, fmt.Sprintf(format, args...)})
+	}
+	message := func(conv string, seq int64) *messageModel {
+		if c := check.convs[conv]; c != nil {
+			return c.messages[seq]
+		}
+		return nil
+	}
+	// recalled names the recalled message at seq ("" when it is not).
+	recalled := func(conv string, seq int64) string {
+		if m := message(conv, seq); m != nil && m.recalledBy != "" {
+			return fmt.Sprintf("message %d in %s, recalled by %s", seq, conv, m.recalledBy)
+		}
+		return ""
+	}
+	rows := func(table string) []row { // in the order of their names
+		t := live[table]
+		rs := make([]row, 0, len(t))
+		for _, n := range slices.Sorted(maps.Keys(t)) {
+			rs = append(rs, t[n])
+		}
+		return rs
+	}
+	tableOf := func(name string) table {
+		i := slices.IndexFunc(viewTables, func(t table) bool { return t.name == name })
+		return viewTables[i]
+	}
+
+	for _, r := range rows("messages") {
+		id, seq := str(r["conversation_id"]), num(r["seq"])
+		var edits int64
+		if m := message(id, seq); m != nil {
+			edits = m.edits
+		}
+		if got := r["edit_count"]; isNull(got) != (edits == 0) || (!isNull(got) && num(got) != edits) {
+			report(id, "message %d in %s: edit_count live %s, log %s", seq, id, orNull(got), countOrNull(edits))
+		}
+		what := recalled(id, seq)
+		if what == "" {
+			continue
+		}
+		for _, col := range []string{"text", "content_type"} {
+			if !isNull(r[col]) {
+				report(id, "%s: %s live %s, log null", what, col, r[col])
+			}
+		}
+		if p := contentLeft(r["event"], schemas.TypeMessageSent); p != "" {
+			report(id, "%s: its messages row's event %s", what, p)
+		}
+	}
+	for _, r := range rows("message_edits") {
+		id := str(r["conversation_id"])
+		if what := recalled(id, num(r["message_seq"])); what != "" {
+			report(id, "%s: %s is still there", what, rowName(tableOf("message_edits"), r))
+		}
+	}
+	for _, r := range rows("changes") {
+		id, typ := str(r["conversation_id"]), str(r["type"])
+		if typ != schemas.TypeMessageSent && typ != schemas.TypeMessageEdited {
+			continue
+		}
+		seq := num(r["seq"])
+		if typ == schemas.TypeMessageEdited {
+			ev, err := decodeEvent(r["event"])
+			if err != nil {
+				continue // not this check's: the rebuild's comparison names the row
+			}
+			seq = ev.GetMessageEdited().GetMessageSeq()
+		}
+		if what := recalled(id, seq); what != "" {
+			if p := contentLeft(r["event"], typ); p != "" {
+				report(id, "%s: %s: event %s", what, rowName(tableOf("changes"), r), p)
+			}
+		}
+	}
+	for _, r := range rows("conversations") {
+		id := str(r["conversation_id"])
+		if isNull(r["last_message_seq"]) {
+			continue
+		}
+		if what := recalled(id, num(r["last_message_seq"])); what != "" && !isNull(r["last_message_preview"]) {
+			report(id, "%s (the last message): last_message_preview live %s, log null", what, r["last_message_preview"])
+		}
+	}
+
+	// Reactions: the live rows against the log's set, message by message.
+	type key struct {
+		conv string
+		seq  int64
+		reaction
+	}
+	liveSet, logSet := map[key]bool{}, map[key]bool{}
+	for _, r := range rows("reactions") {
+		liveSet[key{str(r["conversation_id"]), num(r["message_seq"]), reaction{str(r["emoji"]), str(r["user_id"])}}] = true
+	}
+	for id, c := range check.convs {
+		for seq, m := range c.messages {
+			for r := range m.reactions {
+				logSet[key{id, seq, r}] = true
+			}
+		}
+	}
+	var differ []key
+	for k := range liveSet {
+		if !logSet[k] {
+			differ = append(differ, k)
+		}
+	}
+	for k := range logSet {
+		if !liveSet[k] {
+			differ = append(differ, k)
+		}
+	}
+	slices.SortFunc(differ, func(a, b key) int {
+		return cmp.Or(strings.Compare(a.conv, b.conv), cmp.Compare(a.seq, b.seq),
+			strings.Compare(a.emoji, b.emoji), strings.Compare(a.user, b.user))
+	})
+	for _, k := range differ {
+		if liveSet[k] {
+			report(k.conv, "message %d in %s: reaction %q of %s live, not in the log", k.seq, k.conv, k.emoji, k.user)
+		} else {
+			report(k.conv, "message %d in %s: reaction %q of %s in the log, missing live", k.seq, k.conv, k.emoji, k.user)
+		}
+	}
+	return out
+}
+
+// contentLeft says what content of a recalled message an event column
+// still holds: "" when it is an event of type typ without text and content
+// type.
+func contentLeft(v json.RawMessage, typ string) string {
+	ev, err := decodeEvent(v)
+	if err != nil {
+		return err.Error()
+	}
+	if got := schemas.EventType(ev); got != typ {
+		return fmt.Sprintf("is a %s, not a %s", got, typ)
+	}
+	text, ct := ev.GetMessageSent().GetText(), ev.GetMessageSent().GetContentType()
+	if e := ev.GetMessageEdited(); e != nil {
+		text, ct = e.GetText(), e.GetContentType()
+	}
+	switch {
+	case text != "":
+		return fmt.Sprintf("has text %q", text)
+	case ct != "":
+		return fmt.Sprintf("has content_type %q", ct)
+	}
+	return ""
+}
+
+// decodeEvent decodes a blob column (CQL JSON: "0x" and hex) holding an
+// Event.
+func decodeEvent(v json.RawMessage) (*pb.Event, error) {
+	var s string
+	if isNull(v) || json.Unmarshal(v, &s) != nil {
+		return nil, fmt.Errorf("is %s, not an event", orNull(v))
+	}
+	b, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	if err != nil {
+		return nil, fmt.Errorf("is not a blob: %v", err)
+	}
+	ev := new(pb.Event)
+	if err := proto.Unmarshal(b, ev); err != nil {
+		return nil, fmt.Errorf("does not decode as parley.v1.Event: %v", err)
+	}
+	return ev, nil
+}
+
+// str and num read a text and an integer column (null: "" and 0).
+func str(v json.RawMessage) (s string) { _ = json.Unmarshal(v, &s); return s }
+func num(v json.RawMessage) (n int64)  { _ = json.Unmarshal(v, &n); return n }
+
+func orNull(v json.RawMessage) string {
+	if isNull(v) {
+		return "null"
+	}
+	return string(v)
+}
+
+func countOrNull(n int64) string {
+	if n == 0 {
+		return "null"
+	}
+	return fmt.Sprint(n)
 }

@@ -1,11 +1,14 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,8 +184,13 @@ func (w *world) lastRecords(ctx context.Context, adm *kadm.Client) map[int32]int
 }
 
 // generator makes a random but plausible stream of commands: it mirrors
-// the decider's membership rules so that most commands are accepted, and
-// adds retries, stale marks and refusals on purpose.
+// the decider's rules (membership, who edits and recalls what, which
+// reactions are there) so that most commands are accepted, and adds
+// retries, stale marks, no-op actions and refusals on purpose.
+//
+// Its mirror only steers the mix: what the log must hold is checked by
+// verify from the log alone, so a decider rule the mirror gets wrong makes
+// more (or fewer) refusals, never a false failure.
 type generator struct {
 	rng      *rand.Rand
 	convs    []*genConv
@@ -195,11 +203,56 @@ type generator struct {
 type genConv struct {
 	id      string
 	group   bool
-	owner   string
+	owner   string   // "" once the creator left (a re-added owner is a plain member)
 	members []string // current, sorted
-	sent    int64    // messages sent (an upper bound of the last seq)
-	recent  []*pb.SendMessage
-	senders []string // sender of recent[i]
+	sent    int64    // the last seq: sends and notices accepted
+	recent  []*genMessage
+}
+
+// genMessage is a message the generator sent, as the decider should see it.
+type genMessage struct {
+	seq       int64
+	sender    string
+	send      *pb.SendMessage
+	edits     []*pb.EditMessage // accepted, for retries
+	recalled  bool
+	reactions map[genReaction]bool // current
+}
+
+type genReaction struct{ user, emoji string }
+
+// emoji are the reactions used: few, so reactions meet, and far fewer than
+// a message may carry.
+var emoji = []string{"👍", "❤️", "😂", "🎉", ":shipit:"}
+
+// maxEdits bounds the edits the generator makes of one message (the
+// decider allows far more).
+const maxEdits = 4
+
+// What step does, with its weight out of 100.
+type genAction int
+
+const (
+	genSend genAction = iota // a quarter of them replies
+	genResend
+	genRead
+	genDelivered
+	genAddMembers
+	genLeave
+	genStranger
+	genEmpty
+	genEdit
+	genRecall
+	genReact
+	genUnreact
+)
+
+var genWeights = []struct {
+	action genAction
+	weight int
+}{
+	{genSend, 34}, {genResend, 6}, {genRead, 10}, {genDelivered, 8}, {genAddMembers, 5}, {genLeave, 5},
+	{genStranger, 3}, {genEmpty, 2}, {genEdit, 10}, {genRecall, 5}, {genReact, 9}, {genUnreact, 3},
 }
 
 // newGenerator makes conversations/2 groups and as many direct
@@ -247,35 +300,57 @@ func (g *generator) create() []*pb.Command {
 	return out
 }
 
-// step returns the next command (two for a send followed by its retry).
+// pick chooses what step does, by genWeights.
+func (g *generator) pick() genAction {
+	r := g.rng.IntN(100)
+	for _, w := range genWeights {
+		if r < w.weight {
+			return w.action
+		}
+		r -= w.weight
+	}
+	return genSend
+}
+
+// step returns the next command (two for a command followed by its retry).
 func (g *generator) step() []*pb.Command {
 	c := g.convs[g.rng.IntN(len(g.convs))]
 	u := c.members[g.rng.IntN(len(c.members))]
 	cmd := g.cmd(c.id, u)
-	r := g.rng.IntN(100)
-	if (r >= 48 && r < 56 && len(c.recent) == 0) || (r >= 86 && r < 92 && c.group && len(c.members) <= 2) ||
-		(r >= 92 && r < 97 && len(c.members) == len(g.users)) {
-		r = 0 // nothing to retry, too few to leave, no stranger: send instead
-	}
+	a := g.pick()
 	switch {
-	case r < 48: // send
+	case len(c.recent) == 0 && (a == genResend || a >= genEdit), // nothing to retry or to act on,
+		a == genLeave && c.group && len(c.members) <= 2,    // too few to leave,
+		a == genStranger && len(c.members) == len(g.users): // no stranger:
+		a = genSend // send instead
+	}
+	switch a {
+	case genSend:
 		g.next++
 		m := &pb.SendMessage{ClientMsgId: fmt.Sprintf("m-%s-%d", u, g.next), Text: fmt.Sprintf("message %d from %s: ünïcödé", g.next, u)}
+		if to := g.message(c); to != nil && g.rng.IntN(4) == 0 {
+			m.ReplyToSeq = to.seq
+			m.Text = fmt.Sprintf("reply %d from %s to %d", g.next, u, to.seq)
+			if to.recalled { // refused: a reply to a recalled message
+				cmd.Body = &pb.Command_SendMessage{SendMessage: m}
+				return []*pb.Command{cmd}
+			}
+		}
 		cmd.Body = &pb.Command_SendMessage{SendMessage: m}
 		c.sent++
-		c.recent, c.senders = append(c.recent, m), append(c.senders, u)
+		c.recent = append(c.recent, &genMessage{seq: c.sent, sender: u, send: m})
 		if len(c.recent) > 30 {
-			c.recent, c.senders = c.recent[1:], c.senders[1:]
+			c.recent = c.recent[1:]
 		}
-	case r < 56: // a retry of a recent send, same client_msg_id: deduplicated (or refused if the sender left)
-		i := g.rng.IntN(len(c.recent))
-		cmd.UserId, cmd.DeviceId = c.senders[i], c.senders[i]+"-laptop"
-		cmd.Body = &pb.Command_SendMessage{SendMessage: c.recent[i]}
-	case r < 70: // read up to some seq: stale marks yield nothing
+	case genResend: // a retry of a recent send, same client_msg_id: deduplicated (or refused if the sender left)
+		m := c.recent[g.rng.IntN(len(c.recent))]
+		cmd.UserId, cmd.DeviceId = m.sender, m.sender+"-laptop"
+		cmd.Body = &pb.Command_SendMessage{SendMessage: m.send}
+	case genRead: // read up to some seq: stale marks yield nothing
 		cmd.Body = &pb.Command_MarkRead{MarkRead: &pb.MarkRead{UpToSeq: 1 + g.rng.Int64N(c.sent+2)}}
-	case r < 80:
+	case genDelivered:
 		cmd.Body = &pb.Command_MarkDelivered{MarkDelivered: &pb.MarkDelivered{UpToSeq: 1 + g.rng.Int64N(c.sent+2)}}
-	case r < 86: // add members; sometimes only existing ones (refused)
+	case genAddMembers: // add members; sometimes only existing ones (refused)
 		var add []string
 		for range 1 + g.rng.IntN(2) {
 			add = append(add, g.users[g.rng.IntN(len(g.users))])
@@ -293,7 +368,7 @@ func (g *generator) step() []*pb.Command {
 				c.sent++ // a notice takes a seq
 			}
 		}
-	case r < 92: // leave, or the owner removes someone; refused in direct conversations
+	case genLeave: // leave, or the owner removes someone; refused in direct conversations
 		target := u
 		if g.rng.IntN(2) == 0 {
 			target = c.members[g.rng.IntN(len(c.members))]
@@ -310,15 +385,142 @@ func (g *generator) step() []*pb.Command {
 			}
 			c.sent++
 		}
-	case r < 97: // a stranger sends: NOT_MEMBER
+	case genStranger: // a stranger sends: NOT_MEMBER
 		var stranger string
 		for stranger == "" || slices.Contains(c.members, stranger) { // never all users: see above
 			stranger = g.users[g.rng.IntN(len(g.users))]
 		}
 		cmd.UserId, cmd.DeviceId = stranger, stranger+"-phone"
 		cmd.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: fmt.Sprintf("x-%d", g.next), Text: "let me in"}}
-	default: // invalid: an empty message
+	case genEmpty: // invalid: an empty message
 		cmd.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: fmt.Sprintf("e-%d", g.next)}}
+	case genEdit:
+		return g.edit(c, cmd)
+	case genRecall:
+		g.recall(c, cmd)
+	case genReact:
+		return g.react(c, cmd)
+	case genUnreact:
+		g.unreact(c, cmd)
 	}
 	return []*pb.Command{cmd}
+}
+
+// message picks a recent message of c, mostly one not recalled (nil when
+// there is none).
+func (g *generator) message(c *genConv) *genMessage {
+	if len(c.recent) == 0 {
+		return nil
+	}
+	m := c.recent[g.rng.IntN(len(c.recent))]
+	if m.recalled && g.rng.IntN(4) != 0 {
+		m = c.recent[g.rng.IntN(len(c.recent))] // a second draw: recalled ones come up less
+	}
+	return m
+}
+
+// as makes cmd a command of user.
+func as(cmd *pb.Command, user string) {
+	cmd.UserId, cmd.DeviceId = user, user+"-phone"
+}
+
+func (c *genConv) member(u string) bool { return slices.Contains(c.members, u) }
+
+// edit: mostly the sender edits a message of theirs, sometimes sending
+// the edit twice with the same client_msg_id (the retry is deduplicated),
+// sometimes retrying an earlier edit; refused: an edit by another member,
+// of a recalled message, or by a sender who left.
+func (g *generator) edit(c *genConv, cmd *pb.Command) []*pb.Command {
+	m := g.message(c)
+	r := g.rng.IntN(100)
+	if r < 15 { // by another member: PERMISSION_DENIED
+		if i := slices.IndexFunc(c.members, func(u string) bool { return u != m.sender }); i >= 0 {
+			as(cmd, c.members[i])
+			cmd.Body = &pb.Command_EditMessage{EditMessage: &pb.EditMessage{Seq: m.seq, Text: "not yours", ClientMsgId: fmt.Sprintf("x-%d", g.next)}}
+			return []*pb.Command{cmd}
+		}
+	}
+	as(cmd, m.sender)
+	if len(m.edits) > 0 && (r < 30 || len(m.edits) >= maxEdits) {
+		// A late retry of an earlier edit: deduplicated, edits nothing.
+		cmd.DeviceId = m.sender + "-laptop"
+		cmd.Body = &pb.Command_EditMessage{EditMessage: m.edits[g.rng.IntN(len(m.edits))]}
+		return []*pb.Command{cmd}
+	}
+	g.next++
+	e := &pb.EditMessage{Seq: m.seq, Text: fmt.Sprintf("message %d edited (%d): ëdïtëd", m.seq, g.next),
+		ClientMsgId: fmt.Sprintf("ed-%s-%d", m.sender, g.next)}
+	if g.rng.IntN(4) == 0 {
+		e.Text, e.ContentType = "**"+e.Text+"**", schemas.ContentMarkdown
+	}
+	cmd.Body = &pb.Command_EditMessage{EditMessage: e}
+	if !m.recalled && c.member(m.sender) {
+		m.edits = append(m.edits, e)
+	}
+	if r < 45 { // sent twice, as by a device that lost the answer
+		again := g.cmd(c.id, m.sender)
+		again.Body = &pb.Command_EditMessage{EditMessage: e}
+		return []*pb.Command{cmd, again}
+	}
+	return []*pb.Command{cmd}
+}
+
+// recall: by the sender or the group's owner; refused by anyone else;
+// again on a recalled message (accepted, no event).
+func (g *generator) recall(c *genConv, cmd *pb.Command) {
+	m := g.message(c)
+	cmd.Body = &pb.Command_RecallMessage{RecallMessage: &pb.RecallMessage{Seq: m.seq}}
+	switch r := g.rng.IntN(100); {
+	case r < 55:
+		as(cmd, m.sender)
+	case r < 75 && c.owner != "":
+		as(cmd, c.owner)
+	default: // whoever step chose: refused unless the sender or the owner
+	}
+	if u := cmd.GetUserId(); c.member(u) && (u == m.sender || u == c.owner) {
+		m.recalled, m.reactions = true, nil
+	}
+}
+
+// react: a member adds an emoji, sometimes twice in a row (the second
+// yields nothing), sometimes one already there; refused on a recalled
+// message.
+func (g *generator) react(c *genConv, cmd *pb.Command) []*pb.Command {
+	m := g.message(c)
+	u := cmd.GetUserId()
+	e := emoji[g.rng.IntN(len(emoji))]
+	cmd.Body = &pb.Command_AddReaction{AddReaction: &pb.AddReaction{Seq: m.seq, Emoji: e}}
+	out := []*pb.Command{cmd}
+	if g.rng.IntN(5) == 0 { // a retry
+		again := g.cmd(c.id, u)
+		again.Body = &pb.Command_AddReaction{AddReaction: &pb.AddReaction{Seq: m.seq, Emoji: e}}
+		out = append(out, again)
+	}
+	if !m.recalled {
+		if m.reactions == nil {
+			m.reactions = map[genReaction]bool{}
+		}
+		m.reactions[genReaction{u, e}] = true
+	}
+	return out
+}
+
+// unreact: a member takes off one of its reactions, or one it does not
+// have (no event).
+func (g *generator) unreact(c *genConv, cmd *pb.Command) {
+	m := g.message(c)
+	e := emoji[g.rng.IntN(len(emoji))]
+	if g.rng.IntN(4) != 0 {
+		for _, r := range slices.SortedFunc(maps.Keys(m.reactions), func(a, b genReaction) int {
+			return cmp.Or(strings.Compare(a.user, b.user), strings.Compare(a.emoji, b.emoji))
+		}) {
+			if c.member(r.user) {
+				as(cmd, r.user)
+				e = r.emoji
+				break
+			}
+		}
+	}
+	cmd.Body = &pb.Command_RemoveReaction{RemoveReaction: &pb.RemoveReaction{Seq: m.seq, Emoji: e}}
+	delete(m.reactions, genReaction{cmd.GetUserId(), e})
 }
