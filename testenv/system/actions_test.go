@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
@@ -49,7 +50,7 @@ func describeAction(e *pb.Event) string {
 	case *pb.Event_MessageDeduplicated:
 		return fmt.Sprintf("deduplicated %s %d", b.MessageDeduplicated.GetClientMsgId(), b.MessageDeduplicated.GetOriginalSeq())
 	}
-	return strings.TrimSpace(fmt.Sprintf("%T", e.GetBody()))
+	return schemas.EventType(e)
 }
 
 // rejection waits for the refusal of the command d's frame was accepted as.
@@ -170,6 +171,7 @@ func TestE2EActionWindows(t *testing.T) {
 		EditWindow: time.Millisecond, RecallWindow: time.Millisecond, MaxReactionsPerMessage: 2}})
 	alice := connect(t, sys, 0, "alice", "phone")
 	bob := connect(t, sys, 0, "bob", "phone")
+	watcher := connect(t, sys, 0, "bob", "tablet") // never waits for a refusal, so it drops nothing
 	conv := accepted(t, alice.MustDo("", group("windows", "bob")))
 	accepted(t, bob.MustDo(conv, send("m1", "late")))
 	sent := bob.WaitEvent("the message", func(e *pb.Event) bool { return e.GetMessageSent().GetClientMsgId() == "m1" })
@@ -188,12 +190,12 @@ func TestE2EActionWindows(t *testing.T) {
 	wantRefused(t, bob, bob.MustDo(conv, &pb.AddReaction{Seq: 1, Emoji: "❤️"}), pb.ErrorCode_ERROR_CODE_TOO_MANY_REACTIONS)
 	accepted(t, bob.MustDo(conv, &pb.AddReaction{Seq: 1, Emoji: "+1"})) // an emoji already there is fine
 	accepted(t, alice.MustDo(conv, &pb.RecallMessage{Seq: 1}))          // the owner: any time
-	evs := until(t, bob, conv, func(e *pb.Event) bool { return e.GetMessageRecalled() != nil })
+	evs := until(t, watcher, conv, func(e *pb.Event) bool { return e.GetMessageRecalled() != nil })
 	var got []string
 	for _, e := range evs {
 		got = append(got, describeAction(e))
 	}
-	if want := []string{"++1 1 alice", "+🎉 1 alice", "++1 1 bob", "recalled 1 by alice"}; !slices.Equal(got, want) {
+	if want := []string{"ConversationCreated", "sent 1 bob", "++1 1 alice", "+🎉 1 alice", "++1 1 bob", "recalled 1 by alice"}; !slices.Equal(got, want) {
 		t.Fatalf("bob saw %v, want %v", got, want)
 	}
 }
