@@ -60,12 +60,14 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeConversationCreated: false, schemas.TypeMembersAdded: true,
 		schemas.TypeMemberRemoved: true, schemas.TypeMessageSent: true,
 		schemas.TypeDeliveredUpTo: false, schemas.TypeReadUpTo: false, schemas.TypeCommandRejected: false,
-		schemas.TypeMessageDeduplicated: false,
+		schemas.TypeMessageDeduplicated: false, schemas.TypeMessageEdited: false, schemas.TypeMessageRecalled: false,
+		schemas.TypeReactionAdded: false, schemas.TypeReactionRemoved: false,
 	}
 	commands := map[string]bool{
 		schemas.TypeCreateConversation: true, schemas.TypeAddMembers: true, schemas.TypeRemoveMember: true,
 		schemas.TypeLeaveConversation: true, schemas.TypeSendMessage: true, schemas.TypeMarkDelivered: true,
-		schemas.TypeMarkRead: true,
+		schemas.TypeMarkRead: true, schemas.TypeEditMessage: true, schemas.TypeRecallMessage: true,
+		schemas.TypeAddReaction: true, schemas.TypeRemoveReaction: true,
 	}
 	check := func(m proto.Message, known map[string]bool) {
 		fields := m.ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
