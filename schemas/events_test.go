@@ -62,12 +62,17 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeDeliveredUpTo: false, schemas.TypeReadUpTo: false, schemas.TypeCommandRejected: false,
 		schemas.TypeMessageDeduplicated: false, schemas.TypeMessageEdited: false, schemas.TypeMessageRecalled: false,
 		schemas.TypeReactionAdded: false, schemas.TypeReactionRemoved: false,
+		schemas.TypeMemberRoleChanged: false, schemas.TypeOwnershipTransferred: false, schemas.TypeGroupSettingsChanged: false,
+		schemas.TypeMemberMuted: false, schemas.TypeMemberUnmuted: false, schemas.TypeMessagePinned: false,
+		schemas.TypeMessageUnpinned: false,
 	}
 	commands := map[string]bool{
 		schemas.TypeCreateConversation: true, schemas.TypeAddMembers: true, schemas.TypeRemoveMember: true,
 		schemas.TypeLeaveConversation: true, schemas.TypeSendMessage: true, schemas.TypeMarkDelivered: true,
 		schemas.TypeMarkRead: true, schemas.TypeEditMessage: true, schemas.TypeRecallMessage: true,
 		schemas.TypeAddReaction: true, schemas.TypeRemoveReaction: true,
+		schemas.TypeSetMemberRole: true, schemas.TypeTransferOwnership: true, schemas.TypeUpdateGroupSettings: true,
+		schemas.TypeMuteMember: true, schemas.TypeUnmuteMember: true, schemas.TypePinMessage: true, schemas.TypeUnpinMessage: true,
 	}
 	check := func(m proto.Message, known map[string]bool) {
 		fields := m.ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()

@@ -122,6 +122,13 @@ type ClientFrame struct {
 	//	*ClientFrame_RecallMessage
 	//	*ClientFrame_AddReaction
 	//	*ClientFrame_RemoveReaction
+	//	*ClientFrame_SetMemberRole
+	//	*ClientFrame_TransferOwnership
+	//	*ClientFrame_UpdateGroupSettings
+	//	*ClientFrame_MuteMember
+	//	*ClientFrame_UnmuteMember
+	//	*ClientFrame_PinMessage
+	//	*ClientFrame_UnpinMessage
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -314,6 +321,69 @@ func (x *ClientFrame) GetRemoveReaction() *RemoveReaction {
 	return nil
 }
 
+func (x *ClientFrame) GetSetMemberRole() *SetMemberRole {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_SetMemberRole); ok {
+			return x.SetMemberRole
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetTransferOwnership() *TransferOwnership {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_TransferOwnership); ok {
+			return x.TransferOwnership
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetUpdateGroupSettings() *UpdateGroupSettings {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_UpdateGroupSettings); ok {
+			return x.UpdateGroupSettings
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetMuteMember() *MuteMember {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_MuteMember); ok {
+			return x.MuteMember
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetUnmuteMember() *UnmuteMember {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_UnmuteMember); ok {
+			return x.UnmuteMember
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetPinMessage() *PinMessage {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_PinMessage); ok {
+			return x.PinMessage
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetUnpinMessage() *UnpinMessage {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_UnpinMessage); ok {
+			return x.UnpinMessage
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -393,6 +463,34 @@ type ClientFrame_RemoveReaction struct {
 	RemoveReaction *RemoveReaction `protobuf:"bytes,24,opt,name=remove_reaction,json=removeReaction,proto3,oneof"`
 }
 
+type ClientFrame_SetMemberRole struct {
+	SetMemberRole *SetMemberRole `protobuf:"bytes,25,opt,name=set_member_role,json=setMemberRole,proto3,oneof"`
+}
+
+type ClientFrame_TransferOwnership struct {
+	TransferOwnership *TransferOwnership `protobuf:"bytes,26,opt,name=transfer_ownership,json=transferOwnership,proto3,oneof"`
+}
+
+type ClientFrame_UpdateGroupSettings struct {
+	UpdateGroupSettings *UpdateGroupSettings `protobuf:"bytes,27,opt,name=update_group_settings,json=updateGroupSettings,proto3,oneof"`
+}
+
+type ClientFrame_MuteMember struct {
+	MuteMember *MuteMember `protobuf:"bytes,28,opt,name=mute_member,json=muteMember,proto3,oneof"`
+}
+
+type ClientFrame_UnmuteMember struct {
+	UnmuteMember *UnmuteMember `protobuf:"bytes,29,opt,name=unmute_member,json=unmuteMember,proto3,oneof"`
+}
+
+type ClientFrame_PinMessage struct {
+	PinMessage *PinMessage `protobuf:"bytes,31,opt,name=pin_message,json=pinMessage,proto3,oneof"`
+}
+
+type ClientFrame_UnpinMessage struct {
+	UnpinMessage *UnpinMessage `protobuf:"bytes,32,opt,name=unpin_message,json=unpinMessage,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -427,6 +525,20 @@ func (*ClientFrame_RecallMessage) isClientFrame_Body() {}
 func (*ClientFrame_AddReaction) isClientFrame_Body() {}
 
 func (*ClientFrame_RemoveReaction) isClientFrame_Body() {}
+
+func (*ClientFrame_SetMemberRole) isClientFrame_Body() {}
+
+func (*ClientFrame_TransferOwnership) isClientFrame_Body() {}
+
+func (*ClientFrame_UpdateGroupSettings) isClientFrame_Body() {}
+
+func (*ClientFrame_MuteMember) isClientFrame_Body() {}
+
+func (*ClientFrame_UnmuteMember) isClientFrame_Body() {}
+
+func (*ClientFrame_PinMessage) isClientFrame_Body() {}
+
+func (*ClientFrame_UnpinMessage) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -1657,7 +1769,7 @@ var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xb0\b\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x8d\f\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -1678,7 +1790,16 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\fedit_message\x18\x15 \x01(\v2\x16.parley.v1.EditMessageH\x00R\veditMessage\x12A\n" +
 	"\x0erecall_message\x18\x16 \x01(\v2\x18.parley.v1.RecallMessageH\x00R\rrecallMessage\x12;\n" +
 	"\fadd_reaction\x18\x17 \x01(\v2\x16.parley.v1.AddReactionH\x00R\vaddReaction\x12D\n" +
-	"\x0fremove_reaction\x18\x18 \x01(\v2\x19.parley.v1.RemoveReactionH\x00R\x0eremoveReaction\x12%\n" +
+	"\x0fremove_reaction\x18\x18 \x01(\v2\x19.parley.v1.RemoveReactionH\x00R\x0eremoveReaction\x12B\n" +
+	"\x0fset_member_role\x18\x19 \x01(\v2\x18.parley.v1.SetMemberRoleH\x00R\rsetMemberRole\x12M\n" +
+	"\x12transfer_ownership\x18\x1a \x01(\v2\x1c.parley.v1.TransferOwnershipH\x00R\x11transferOwnership\x12T\n" +
+	"\x15update_group_settings\x18\x1b \x01(\v2\x1e.parley.v1.UpdateGroupSettingsH\x00R\x13updateGroupSettings\x128\n" +
+	"\vmute_member\x18\x1c \x01(\v2\x15.parley.v1.MuteMemberH\x00R\n" +
+	"muteMember\x12>\n" +
+	"\runmute_member\x18\x1d \x01(\v2\x17.parley.v1.UnmuteMemberH\x00R\funmuteMember\x128\n" +
+	"\vpin_message\x18\x1f \x01(\v2\x15.parley.v1.PinMessageH\x00R\n" +
+	"pinMessage\x12>\n" +
+	"\runpin_message\x18  \x01(\v2\x17.parley.v1.UnpinMessageH\x00R\funpinMessage\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
 	"\x04Ping\"\x86\x03\n" +
@@ -1817,9 +1938,16 @@ var file_parley_v1_client_proto_goTypes = []any{
 	(*RecallMessage)(nil),         // 27: parley.v1.RecallMessage
 	(*AddReaction)(nil),           // 28: parley.v1.AddReaction
 	(*RemoveReaction)(nil),        // 29: parley.v1.RemoveReaction
-	(*Event)(nil),                 // 30: parley.v1.Event
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
-	(ErrorCode)(0),                // 32: parley.v1.ErrorCode
+	(*SetMemberRole)(nil),         // 30: parley.v1.SetMemberRole
+	(*TransferOwnership)(nil),     // 31: parley.v1.TransferOwnership
+	(*UpdateGroupSettings)(nil),   // 32: parley.v1.UpdateGroupSettings
+	(*MuteMember)(nil),            // 33: parley.v1.MuteMember
+	(*UnmuteMember)(nil),          // 34: parley.v1.UnmuteMember
+	(*PinMessage)(nil),            // 35: parley.v1.PinMessage
+	(*UnpinMessage)(nil),          // 36: parley.v1.UnpinMessage
+	(*Event)(nil),                 // 37: parley.v1.Event
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(ErrorCode)(0),                // 39: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
 	19, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
@@ -1837,37 +1965,44 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	27, // 12: parley.v1.ClientFrame.recall_message:type_name -> parley.v1.RecallMessage
 	28, // 13: parley.v1.ClientFrame.add_reaction:type_name -> parley.v1.AddReaction
 	29, // 14: parley.v1.ClientFrame.remove_reaction:type_name -> parley.v1.RemoveReaction
-	2,  // 15: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	4,  // 16: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	5,  // 17: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	30, // 18: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	6,  // 19: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	7,  // 20: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	10, // 21: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	18, // 22: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
-	16, // 23: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
-	31, // 24: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	32, // 25: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	31, // 26: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	8,  // 27: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
-	8,  // 28: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	11, // 29: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
-	8,  // 30: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
-	8,  // 31: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
-	8,  // 32: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
-	32, // 33: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 34: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 35: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	31, // 36: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 37: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	31, // 38: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 39: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 40: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	30, // 15: parley.v1.ClientFrame.set_member_role:type_name -> parley.v1.SetMemberRole
+	31, // 16: parley.v1.ClientFrame.transfer_ownership:type_name -> parley.v1.TransferOwnership
+	32, // 17: parley.v1.ClientFrame.update_group_settings:type_name -> parley.v1.UpdateGroupSettings
+	33, // 18: parley.v1.ClientFrame.mute_member:type_name -> parley.v1.MuteMember
+	34, // 19: parley.v1.ClientFrame.unmute_member:type_name -> parley.v1.UnmuteMember
+	35, // 20: parley.v1.ClientFrame.pin_message:type_name -> parley.v1.PinMessage
+	36, // 21: parley.v1.ClientFrame.unpin_message:type_name -> parley.v1.UnpinMessage
+	2,  // 22: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	4,  // 23: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	5,  // 24: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	37, // 25: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	6,  // 26: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	7,  // 27: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	10, // 28: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	18, // 29: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	16, // 30: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	38, // 31: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	39, // 32: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	38, // 33: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 34: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	8,  // 35: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	11, // 36: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
+	8,  // 37: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
+	8,  // 38: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
+	8,  // 39: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
+	39, // 40: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 41: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 42: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	38, // 43: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 44: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	38, // 45: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 46: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 47: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -1894,6 +2029,13 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_RecallMessage)(nil),
 		(*ClientFrame_AddReaction)(nil),
 		(*ClientFrame_RemoveReaction)(nil),
+		(*ClientFrame_SetMemberRole)(nil),
+		(*ClientFrame_TransferOwnership)(nil),
+		(*ClientFrame_UpdateGroupSettings)(nil),
+		(*ClientFrame_MuteMember)(nil),
+		(*ClientFrame_UnmuteMember)(nil),
+		(*ClientFrame_PinMessage)(nil),
+		(*ClientFrame_UnpinMessage)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{

@@ -60,6 +60,13 @@ type Command struct {
 	//	*Command_RecallMessage
 	//	*Command_AddReaction
 	//	*Command_RemoveReaction
+	//	*Command_SetMemberRole
+	//	*Command_TransferOwnership
+	//	*Command_UpdateGroupSettings
+	//	*Command_MuteMember
+	//	*Command_UnmuteMember
+	//	*Command_PinMessage
+	//	*Command_UnpinMessage
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -236,6 +243,69 @@ func (x *Command) GetRemoveReaction() *RemoveReaction {
 	return nil
 }
 
+func (x *Command) GetSetMemberRole() *SetMemberRole {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SetMemberRole); ok {
+			return x.SetMemberRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetTransferOwnership() *TransferOwnership {
+	if x != nil {
+		if x, ok := x.Body.(*Command_TransferOwnership); ok {
+			return x.TransferOwnership
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateGroupSettings() *UpdateGroupSettings {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UpdateGroupSettings); ok {
+			return x.UpdateGroupSettings
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetMuteMember() *MuteMember {
+	if x != nil {
+		if x, ok := x.Body.(*Command_MuteMember); ok {
+			return x.MuteMember
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUnmuteMember() *UnmuteMember {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UnmuteMember); ok {
+			return x.UnmuteMember
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPinMessage() *PinMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Command_PinMessage); ok {
+			return x.PinMessage
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUnpinMessage() *UnpinMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UnpinMessage); ok {
+			return x.UnpinMessage
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -286,6 +356,35 @@ type Command_RemoveReaction struct {
 	RemoveReaction *RemoveReaction `protobuf:"bytes,24,opt,name=remove_reaction,json=removeReaction,proto3,oneof"`
 }
 
+type Command_SetMemberRole struct {
+	SetMemberRole *SetMemberRole `protobuf:"bytes,25,opt,name=set_member_role,json=setMemberRole,proto3,oneof"`
+}
+
+type Command_TransferOwnership struct {
+	TransferOwnership *TransferOwnership `protobuf:"bytes,26,opt,name=transfer_ownership,json=transferOwnership,proto3,oneof"`
+}
+
+type Command_UpdateGroupSettings struct {
+	UpdateGroupSettings *UpdateGroupSettings `protobuf:"bytes,27,opt,name=update_group_settings,json=updateGroupSettings,proto3,oneof"`
+}
+
+type Command_MuteMember struct {
+	MuteMember *MuteMember `protobuf:"bytes,28,opt,name=mute_member,json=muteMember,proto3,oneof"`
+}
+
+type Command_UnmuteMember struct {
+	UnmuteMember *UnmuteMember `protobuf:"bytes,29,opt,name=unmute_member,json=unmuteMember,proto3,oneof"`
+}
+
+type Command_PinMessage struct {
+	// 30 is ClientFrame.ping.
+	PinMessage *PinMessage `protobuf:"bytes,31,opt,name=pin_message,json=pinMessage,proto3,oneof"`
+}
+
+type Command_UnpinMessage struct {
+	UnpinMessage *UnpinMessage `protobuf:"bytes,32,opt,name=unpin_message,json=unpinMessage,proto3,oneof"`
+}
+
 func (*Command_CreateConversation) isCommand_Body() {}
 
 func (*Command_AddMembers) isCommand_Body() {}
@@ -307,6 +406,20 @@ func (*Command_RecallMessage) isCommand_Body() {}
 func (*Command_AddReaction) isCommand_Body() {}
 
 func (*Command_RemoveReaction) isCommand_Body() {}
+
+func (*Command_SetMemberRole) isCommand_Body() {}
+
+func (*Command_TransferOwnership) isCommand_Body() {}
+
+func (*Command_UpdateGroupSettings) isCommand_Body() {}
+
+func (*Command_MuteMember) isCommand_Body() {}
+
+func (*Command_UnmuteMember) isCommand_Body() {}
+
+func (*Command_PinMessage) isCommand_Body() {}
+
+func (*Command_UnpinMessage) isCommand_Body() {}
 
 // CreateConversation creates Command.conversation_id with the sender as its
 // first member.
@@ -529,7 +642,13 @@ type SendMessage struct {
 	// (0: not a reply). It must be a message (not a notice) that is not
 	// recalled (ERROR_CODE_NOT_FOUND, ERROR_CODE_MESSAGE_RECALLED). Views show
 	// a snippet of it that follows its edits and its recall.
-	ReplyToSeq    int64 `protobuf:"varint,4,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
+	ReplyToSeq int64 `protobuf:"varint,4,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
+	// Members mentioned (@user): current members of the conversation, at most
+	// 50, duplicates ignored (ERROR_CODE_INVALID_ARGUMENT otherwise).
+	MentionUserIds []string `protobuf:"bytes,5,rep,name=mention_user_ids,json=mentionUserIds,proto3" json:"mention_user_ids,omitempty"`
+	// @all: every member is mentioned. Who may is the group's
+	// who_may_mention_all (ERROR_CODE_PERMISSION_DENIED).
+	MentionAll    bool `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +709,20 @@ func (x *SendMessage) GetReplyToSeq() int64 {
 		return x.ReplyToSeq
 	}
 	return 0
+}
+
+func (x *SendMessage) GetMentionUserIds() []string {
+	if x != nil {
+		return x.MentionUserIds
+	}
+	return nil
+}
+
+func (x *SendMessage) GetMentionAll() bool {
+	if x != nil {
+		return x.MentionAll
+	}
+	return false
 }
 
 // EditMessage replaces the text of one of the sender's own messages. Only
@@ -927,11 +1060,357 @@ func (x *MarkRead) GetUpToSeq() int64 {
 	return 0
 }
 
+// SetMemberRole makes a group member an admin or a plain member. Only the
+// owner sets roles (ERROR_CODE_PERMISSION_DENIED); the owner's own role
+// changes only by TransferOwnership. Setting the role a member has yields no
+// event.
+type SetMemberRole struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// MEMBER_ROLE_ADMIN or MEMBER_ROLE_MEMBER.
+	Role          MemberRole `protobuf:"varint,2,opt,name=role,proto3,enum=parley.v1.MemberRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMemberRole) Reset() {
+	*x = SetMemberRole{}
+	mi := &file_parley_v1_commands_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMemberRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMemberRole) ProtoMessage() {}
+
+func (x *SetMemberRole) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMemberRole.ProtoReflect.Descriptor instead.
+func (*SetMemberRole) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetMemberRole) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetMemberRole) GetRole() MemberRole {
+	if x != nil {
+		return x.Role
+	}
+	return MemberRole_MEMBER_ROLE_UNSPECIFIED
+}
+
+// TransferOwnership makes another member the group's owner; the owner
+// becomes an admin. Only the owner transfers.
+type TransferOwnership struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferOwnership) Reset() {
+	*x = TransferOwnership{}
+	mi := &file_parley_v1_commands_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferOwnership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferOwnership) ProtoMessage() {}
+
+func (x *TransferOwnership) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferOwnership.ProtoReflect.Descriptor instead.
+func (*TransferOwnership) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TransferOwnership) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// UpdateGroupSettings changes the fields of settings that are set. The
+// owner and admins only; a change that changes nothing yields no event.
+type UpdateGroupSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *GroupSettings         `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateGroupSettings) Reset() {
+	*x = UpdateGroupSettings{}
+	mi := &file_parley_v1_commands_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateGroupSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateGroupSettings) ProtoMessage() {}
+
+func (x *UpdateGroupSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateGroupSettings.ProtoReflect.Descriptor instead.
+func (*UpdateGroupSettings) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpdateGroupSettings) GetSettings() *GroupSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// MuteMember stops a member from sending (ERROR_CODE_MUTED) until a time,
+// or until unmuted. Admins mute members; only the owner mutes an admin;
+// nobody mutes the owner.
+type MuteMember struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Unset: until UnmuteMember. Must be in the future.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MuteMember) Reset() {
+	*x = MuteMember{}
+	mi := &file_parley_v1_commands_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MuteMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MuteMember) ProtoMessage() {}
+
+func (x *MuteMember) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MuteMember.ProtoReflect.Descriptor instead.
+func (*MuteMember) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MuteMember) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *MuteMember) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+// UnmuteMember lets a muted member send again (same rights as MuteMember).
+// Unmuting a member who is not muted yields no event.
+type UnmuteMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmuteMember) Reset() {
+	*x = UnmuteMember{}
+	mi := &file_parley_v1_commands_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmuteMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmuteMember) ProtoMessage() {}
+
+func (x *UnmuteMember) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmuteMember.ProtoReflect.Descriptor instead.
+func (*UnmuteMember) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UnmuteMember) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// PinMessage pins a message to the conversation (who may: the group's
+// who_may_pin; in a direct conversation, both users). At most
+// Limits.MaxPins pins per conversation (ERROR_CODE_TOO_MANY_PINS). Pinning
+// a pinned message yields no event.
+type PinMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinMessage) Reset() {
+	*x = PinMessage{}
+	mi := &file_parley_v1_commands_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinMessage) ProtoMessage() {}
+
+func (x *PinMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinMessage.ProtoReflect.Descriptor instead.
+func (*PinMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PinMessage) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// UnpinMessage takes a pin off (same rights as PinMessage). Unpinning a
+// message that is not pinned yields no event.
+type UnpinMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpinMessage) Reset() {
+	*x = UnpinMessage{}
+	mi := &file_parley_v1_commands_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpinMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpinMessage) ProtoMessage() {}
+
+func (x *UnpinMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpinMessage.ProtoReflect.Descriptor instead.
+func (*UnpinMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UnpinMessage) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\x9e\a\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\xfb\n" +
+	"\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -952,7 +1431,16 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\fedit_message\x18\x15 \x01(\v2\x16.parley.v1.EditMessageH\x00R\veditMessage\x12A\n" +
 	"\x0erecall_message\x18\x16 \x01(\v2\x18.parley.v1.RecallMessageH\x00R\rrecallMessage\x12;\n" +
 	"\fadd_reaction\x18\x17 \x01(\v2\x16.parley.v1.AddReactionH\x00R\vaddReaction\x12D\n" +
-	"\x0fremove_reaction\x18\x18 \x01(\v2\x19.parley.v1.RemoveReactionH\x00R\x0eremoveReactionB\x06\n" +
+	"\x0fremove_reaction\x18\x18 \x01(\v2\x19.parley.v1.RemoveReactionH\x00R\x0eremoveReaction\x12B\n" +
+	"\x0fset_member_role\x18\x19 \x01(\v2\x18.parley.v1.SetMemberRoleH\x00R\rsetMemberRole\x12M\n" +
+	"\x12transfer_ownership\x18\x1a \x01(\v2\x1c.parley.v1.TransferOwnershipH\x00R\x11transferOwnership\x12T\n" +
+	"\x15update_group_settings\x18\x1b \x01(\v2\x1e.parley.v1.UpdateGroupSettingsH\x00R\x13updateGroupSettings\x128\n" +
+	"\vmute_member\x18\x1c \x01(\v2\x15.parley.v1.MuteMemberH\x00R\n" +
+	"muteMember\x12>\n" +
+	"\runmute_member\x18\x1d \x01(\v2\x17.parley.v1.UnmuteMemberH\x00R\funmuteMember\x128\n" +
+	"\vpin_message\x18\x1f \x01(\v2\x15.parley.v1.PinMessageH\x00R\n" +
+	"pinMessage\x12>\n" +
+	"\runpin_message\x18  \x01(\v2\x17.parley.v1.UnpinMessageH\x00R\funpinMessageB\x06\n" +
 	"\x04body\"\x83\x01\n" +
 	"\x12CreateConversation\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -963,13 +1451,16 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"'\n" +
 	"\fRemoveMember\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x13\n" +
-	"\x11LeaveConversation\"\x8a\x01\n" +
+	"\x11LeaveConversation\"\xd5\x01\n" +
 	"\vSendMessage\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
 	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12 \n" +
 	"\freply_to_seq\x18\x04 \x01(\x03R\n" +
-	"replyToSeq\"z\n" +
+	"replyToSeq\x12(\n" +
+	"\x10mention_user_ids\x18\x05 \x03(\tR\x0ementionUserIds\x12\x1f\n" +
+	"\vmention_all\x18\x06 \x01(\bR\n" +
+	"mentionAll\"z\n" +
 	"\vEditMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
@@ -986,7 +1477,25 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\rMarkDelivered\x12\x1a\n" +
 	"\tup_to_seq\x18\x01 \x01(\x03R\aupToSeq\"&\n" +
 	"\bMarkRead\x12\x1a\n" +
-	"\tup_to_seq\x18\x01 \x01(\x03R\aupToSeqB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\tup_to_seq\x18\x01 \x01(\x03R\aupToSeq\"S\n" +
+	"\rSetMemberRole\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12)\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x15.parley.v1.MemberRoleR\x04role\",\n" +
+	"\x11TransferOwnership\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"K\n" +
+	"\x13UpdateGroupSettings\x124\n" +
+	"\bsettings\x18\x01 \x01(\v2\x18.parley.v1.GroupSettingsR\bsettings\"W\n" +
+	"\n" +
+	"MuteMember\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"'\n" +
+	"\fUnmuteMember\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x1e\n" +
+	"\n" +
+	"PinMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\" \n" +
+	"\fUnpinMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seqB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_commands_proto_rawDescOnce sync.Once
@@ -1000,7 +1509,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),               // 0: parley.v1.Command
 	(*CreateConversation)(nil),    // 1: parley.v1.CreateConversation
@@ -1014,11 +1523,20 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*RemoveReaction)(nil),        // 9: parley.v1.RemoveReaction
 	(*MarkDelivered)(nil),         // 10: parley.v1.MarkDelivered
 	(*MarkRead)(nil),              // 11: parley.v1.MarkRead
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(ConversationKind)(0),         // 13: parley.v1.ConversationKind
+	(*SetMemberRole)(nil),         // 12: parley.v1.SetMemberRole
+	(*TransferOwnership)(nil),     // 13: parley.v1.TransferOwnership
+	(*UpdateGroupSettings)(nil),   // 14: parley.v1.UpdateGroupSettings
+	(*MuteMember)(nil),            // 15: parley.v1.MuteMember
+	(*UnmuteMember)(nil),          // 16: parley.v1.UnmuteMember
+	(*PinMessage)(nil),            // 17: parley.v1.PinMessage
+	(*UnpinMessage)(nil),          // 18: parley.v1.UnpinMessage
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(ConversationKind)(0),         // 20: parley.v1.ConversationKind
+	(MemberRole)(0),               // 21: parley.v1.MemberRole
+	(*GroupSettings)(nil),         // 22: parley.v1.GroupSettings
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	12, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	19, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -1030,12 +1548,22 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	7,  // 9: parley.v1.Command.recall_message:type_name -> parley.v1.RecallMessage
 	8,  // 10: parley.v1.Command.add_reaction:type_name -> parley.v1.AddReaction
 	9,  // 11: parley.v1.Command.remove_reaction:type_name -> parley.v1.RemoveReaction
-	13, // 12: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 12: parley.v1.Command.set_member_role:type_name -> parley.v1.SetMemberRole
+	13, // 13: parley.v1.Command.transfer_ownership:type_name -> parley.v1.TransferOwnership
+	14, // 14: parley.v1.Command.update_group_settings:type_name -> parley.v1.UpdateGroupSettings
+	15, // 15: parley.v1.Command.mute_member:type_name -> parley.v1.MuteMember
+	16, // 16: parley.v1.Command.unmute_member:type_name -> parley.v1.UnmuteMember
+	17, // 17: parley.v1.Command.pin_message:type_name -> parley.v1.PinMessage
+	18, // 18: parley.v1.Command.unpin_message:type_name -> parley.v1.UnpinMessage
+	20, // 19: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	21, // 20: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	22, // 21: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	19, // 22: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -1056,6 +1584,13 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_RecallMessage)(nil),
 		(*Command_AddReaction)(nil),
 		(*Command_RemoveReaction)(nil),
+		(*Command_SetMemberRole)(nil),
+		(*Command_TransferOwnership)(nil),
+		(*Command_UpdateGroupSettings)(nil),
+		(*Command_MuteMember)(nil),
+		(*Command_UnmuteMember)(nil),
+		(*Command_PinMessage)(nil),
+		(*Command_UnpinMessage)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1063,7 +1598,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

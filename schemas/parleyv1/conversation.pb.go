@@ -81,10 +81,16 @@ type MemberRole int32
 
 const (
 	MemberRole_MEMBER_ROLE_UNSPECIFIED MemberRole = 0
-	// Creator of a group: may add and remove anyone.
+	// Exactly one per group, at all times while it has members: its creator
+	// until ownership is transferred (or the owner leaves). Everything an
+	// admin may do, and sets roles, transfers ownership, removes and mutes
+	// admins.
 	MemberRole_MEMBER_ROLE_OWNER MemberRole = 1
 	// Everyone else, and both users of a direct conversation.
 	MemberRole_MEMBER_ROLE_MEMBER MemberRole = 2
+	// Set by the owner: removes and mutes members, changes the group's
+	// settings, recalls any message, posts in an announcement-only group.
+	MemberRole_MEMBER_ROLE_ADMIN MemberRole = 3
 )
 
 // Enum value maps for MemberRole.
@@ -93,11 +99,13 @@ var (
 		0: "MEMBER_ROLE_UNSPECIFIED",
 		1: "MEMBER_ROLE_OWNER",
 		2: "MEMBER_ROLE_MEMBER",
+		3: "MEMBER_ROLE_ADMIN",
 	}
 	MemberRole_value = map[string]int32{
 		"MEMBER_ROLE_UNSPECIFIED": 0,
 		"MEMBER_ROLE_OWNER":       1,
 		"MEMBER_ROLE_MEMBER":      2,
+		"MEMBER_ROLE_ADMIN":       3,
 	}
 )
 
@@ -128,20 +136,197 @@ func (MemberRole) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_conversation_proto_rawDescGZIP(), []int{1}
 }
 
+// GroupPolicy says who may do something a group setting governs.
+type GroupPolicy int32
+
+const (
+	// The setting's default (documented with each setting).
+	GroupPolicy_GROUP_POLICY_UNSPECIFIED GroupPolicy = 0
+	// Every member.
+	GroupPolicy_GROUP_POLICY_MEMBERS GroupPolicy = 1
+	// The owner and the admins only.
+	GroupPolicy_GROUP_POLICY_ADMINS GroupPolicy = 2
+)
+
+// Enum value maps for GroupPolicy.
+var (
+	GroupPolicy_name = map[int32]string{
+		0: "GROUP_POLICY_UNSPECIFIED",
+		1: "GROUP_POLICY_MEMBERS",
+		2: "GROUP_POLICY_ADMINS",
+	}
+	GroupPolicy_value = map[string]int32{
+		"GROUP_POLICY_UNSPECIFIED": 0,
+		"GROUP_POLICY_MEMBERS":     1,
+		"GROUP_POLICY_ADMINS":      2,
+	}
+)
+
+func (x GroupPolicy) Enum() *GroupPolicy {
+	p := new(GroupPolicy)
+	*p = x
+	return p
+}
+
+func (x GroupPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_conversation_proto_enumTypes[2].Descriptor()
+}
+
+func (GroupPolicy) Type() protoreflect.EnumType {
+	return &file_parley_v1_conversation_proto_enumTypes[2]
+}
+
+func (x GroupPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupPolicy.Descriptor instead.
+func (GroupPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_conversation_proto_rawDescGZIP(), []int{2}
+}
+
+// GroupSettings are a group's settings. In UpdateGroupSettings and
+// GroupSettingsChanged only the fields that are set change (proto3
+// presence); the others keep their value.
+type GroupSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to Limits.MaxTitleBytes of UTF-8.
+	Title *string `protobuf:"bytes,1,opt,name=title,proto3,oneof" json:"title,omitempty"`
+	// At most 1,024 bytes of UTF-8; empty clears it.
+	Description *string `protobuf:"bytes,2,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	// An http(s) URL or an application reference of at most 2,048 bytes;
+	// empty clears it.
+	AvatarUrl *string `protobuf:"bytes,3,opt,name=avatar_url,json=avatarUrl,proto3,oneof" json:"avatar_url,omitempty"`
+	// Only the owner and admins send messages (default false).
+	AnnouncementOnly *bool `protobuf:"varint,4,opt,name=announcement_only,json=announcementOnly,proto3,oneof" json:"announcement_only,omitempty"`
+	// Who may add members (default GROUP_POLICY_MEMBERS).
+	WhoMayAdd *GroupPolicy `protobuf:"varint,5,opt,name=who_may_add,json=whoMayAdd,proto3,enum=parley.v1.GroupPolicy,oneof" json:"who_may_add,omitempty"`
+	// Who may mention @all (default GROUP_POLICY_MEMBERS).
+	WhoMayMentionAll *GroupPolicy `protobuf:"varint,6,opt,name=who_may_mention_all,json=whoMayMentionAll,proto3,enum=parley.v1.GroupPolicy,oneof" json:"who_may_mention_all,omitempty"`
+	// Who may pin and unpin messages (default GROUP_POLICY_MEMBERS).
+	WhoMayPin     *GroupPolicy `protobuf:"varint,7,opt,name=who_may_pin,json=whoMayPin,proto3,enum=parley.v1.GroupPolicy,oneof" json:"who_may_pin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSettings) Reset() {
+	*x = GroupSettings{}
+	mi := &file_parley_v1_conversation_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSettings) ProtoMessage() {}
+
+func (x *GroupSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_conversation_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSettings.ProtoReflect.Descriptor instead.
+func (*GroupSettings) Descriptor() ([]byte, []int) {
+	return file_parley_v1_conversation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GroupSettings) GetTitle() string {
+	if x != nil && x.Title != nil {
+		return *x.Title
+	}
+	return ""
+}
+
+func (x *GroupSettings) GetDescription() string {
+	if x != nil && x.Description != nil {
+		return *x.Description
+	}
+	return ""
+}
+
+func (x *GroupSettings) GetAvatarUrl() string {
+	if x != nil && x.AvatarUrl != nil {
+		return *x.AvatarUrl
+	}
+	return ""
+}
+
+func (x *GroupSettings) GetAnnouncementOnly() bool {
+	if x != nil && x.AnnouncementOnly != nil {
+		return *x.AnnouncementOnly
+	}
+	return false
+}
+
+func (x *GroupSettings) GetWhoMayAdd() GroupPolicy {
+	if x != nil && x.WhoMayAdd != nil {
+		return *x.WhoMayAdd
+	}
+	return GroupPolicy_GROUP_POLICY_UNSPECIFIED
+}
+
+func (x *GroupSettings) GetWhoMayMentionAll() GroupPolicy {
+	if x != nil && x.WhoMayMentionAll != nil {
+		return *x.WhoMayMentionAll
+	}
+	return GroupPolicy_GROUP_POLICY_UNSPECIFIED
+}
+
+func (x *GroupSettings) GetWhoMayPin() GroupPolicy {
+	if x != nil && x.WhoMayPin != nil {
+		return *x.WhoMayPin
+	}
+	return GroupPolicy_GROUP_POLICY_UNSPECIFIED
+}
+
 var File_parley_v1_conversation_proto protoreflect.FileDescriptor
 
 const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/conversation.proto\x12\tparley.v1*p\n" +
+	"\x1cparley/v1/conversation.proto\x12\tparley.v1\"\xe4\x03\n" +
+	"\rGroupSettings\x12\x19\n" +
+	"\x05title\x18\x01 \x01(\tH\x00R\x05title\x88\x01\x01\x12%\n" +
+	"\vdescription\x18\x02 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"avatar_url\x18\x03 \x01(\tH\x02R\tavatarUrl\x88\x01\x01\x120\n" +
+	"\x11announcement_only\x18\x04 \x01(\bH\x03R\x10announcementOnly\x88\x01\x01\x12;\n" +
+	"\vwho_may_add\x18\x05 \x01(\x0e2\x16.parley.v1.GroupPolicyH\x04R\twhoMayAdd\x88\x01\x01\x12J\n" +
+	"\x13who_may_mention_all\x18\x06 \x01(\x0e2\x16.parley.v1.GroupPolicyH\x05R\x10whoMayMentionAll\x88\x01\x01\x12;\n" +
+	"\vwho_may_pin\x18\a \x01(\x0e2\x16.parley.v1.GroupPolicyH\x06R\twhoMayPin\x88\x01\x01B\b\n" +
+	"\x06_titleB\x0e\n" +
+	"\f_descriptionB\r\n" +
+	"\v_avatar_urlB\x14\n" +
+	"\x12_announcement_onlyB\x0e\n" +
+	"\f_who_may_addB\x16\n" +
+	"\x14_who_may_mention_allB\x0e\n" +
+	"\f_who_may_pin*p\n" +
 	"\x10ConversationKind\x12!\n" +
 	"\x1dCONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_KIND_DIRECT\x10\x01\x12\x1b\n" +
-	"\x17CONVERSATION_KIND_GROUP\x10\x02*X\n" +
+	"\x17CONVERSATION_KIND_GROUP\x10\x02*o\n" +
 	"\n" +
 	"MemberRole\x12\x1b\n" +
 	"\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MEMBER_ROLE_OWNER\x10\x01\x12\x16\n" +
-	"\x12MEMBER_ROLE_MEMBER\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x12MEMBER_ROLE_MEMBER\x10\x02\x12\x15\n" +
+	"\x11MEMBER_ROLE_ADMIN\x10\x03*^\n" +
+	"\vGroupPolicy\x12\x1c\n" +
+	"\x18GROUP_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14GROUP_POLICY_MEMBERS\x10\x01\x12\x17\n" +
+	"\x13GROUP_POLICY_ADMINS\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_conversation_proto_rawDescOnce sync.Once
@@ -155,17 +340,23 @@ func file_parley_v1_conversation_proto_rawDescGZIP() []byte {
 	return file_parley_v1_conversation_proto_rawDescData
 }
 
-var file_parley_v1_conversation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_parley_v1_conversation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_parley_v1_conversation_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_parley_v1_conversation_proto_goTypes = []any{
 	(ConversationKind)(0), // 0: parley.v1.ConversationKind
 	(MemberRole)(0),       // 1: parley.v1.MemberRole
+	(GroupPolicy)(0),      // 2: parley.v1.GroupPolicy
+	(*GroupSettings)(nil), // 3: parley.v1.GroupSettings
 }
 var file_parley_v1_conversation_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: parley.v1.GroupSettings.who_may_add:type_name -> parley.v1.GroupPolicy
+	2, // 1: parley.v1.GroupSettings.who_may_mention_all:type_name -> parley.v1.GroupPolicy
+	2, // 2: parley.v1.GroupSettings.who_may_pin:type_name -> parley.v1.GroupPolicy
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_conversation_proto_init() }
@@ -173,19 +364,21 @@ func file_parley_v1_conversation_proto_init() {
 	if File_parley_v1_conversation_proto != nil {
 		return
 	}
+	file_parley_v1_conversation_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_conversation_proto_rawDesc), len(file_parley_v1_conversation_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   0,
+			NumEnums:      3,
+			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_parley_v1_conversation_proto_goTypes,
 		DependencyIndexes: file_parley_v1_conversation_proto_depIdxs,
 		EnumInfos:         file_parley_v1_conversation_proto_enumTypes,
+		MessageInfos:      file_parley_v1_conversation_proto_msgTypes,
 	}.Build()
 	File_parley_v1_conversation_proto = out.File
 	file_parley_v1_conversation_proto_goTypes = nil

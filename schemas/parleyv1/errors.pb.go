@@ -86,6 +86,10 @@ const (
 	ErrorCode_ERROR_CODE_NOT_EDITABLE ErrorCode = 18
 	// The message already has the maximum number of distinct reaction emoji.
 	ErrorCode_ERROR_CODE_TOO_MANY_REACTIONS ErrorCode = 19
+	// The sender is muted in this group (MuteMember) and may not send.
+	ErrorCode_ERROR_CODE_MUTED ErrorCode = 20
+	// The conversation already has the maximum number of pinned messages.
+	ErrorCode_ERROR_CODE_TOO_MANY_PINS ErrorCode = 21
 )
 
 // Enum value maps for ErrorCode.
@@ -111,6 +115,8 @@ var (
 		17: "ERROR_CODE_MESSAGE_RECALLED",
 		18: "ERROR_CODE_NOT_EDITABLE",
 		19: "ERROR_CODE_TOO_MANY_REACTIONS",
+		20: "ERROR_CODE_MUTED",
+		21: "ERROR_CODE_TOO_MANY_PINS",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -133,6 +139,8 @@ var (
 		"ERROR_CODE_MESSAGE_RECALLED":    17,
 		"ERROR_CODE_NOT_EDITABLE":        18,
 		"ERROR_CODE_TOO_MANY_REACTIONS":  19,
+		"ERROR_CODE_MUTED":               20,
+		"ERROR_CODE_TOO_MANY_PINS":       21,
 	}
 )
 
@@ -167,7 +175,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xe7\x04\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\x9b\x05\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -189,7 +197,9 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x18ERROR_CODE_WINDOW_PASSED\x10\x10\x12\x1f\n" +
 	"\x1bERROR_CODE_MESSAGE_RECALLED\x10\x11\x12\x1b\n" +
 	"\x17ERROR_CODE_NOT_EDITABLE\x10\x12\x12!\n" +
-	"\x1dERROR_CODE_TOO_MANY_REACTIONS\x10\x13B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x1dERROR_CODE_TOO_MANY_REACTIONS\x10\x13\x12\x14\n" +
+	"\x10ERROR_CODE_MUTED\x10\x14\x12\x1c\n" +
+	"\x18ERROR_CODE_TOO_MANY_PINS\x10\x15B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

@@ -74,6 +74,60 @@ func (MemberRemovedReason) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_events_proto_rawDescGZIP(), []int{0}
 }
 
+// OwnershipTransferReason says why a group changed owner.
+type OwnershipTransferReason int32
+
+const (
+	OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_UNSPECIFIED OwnershipTransferReason = 0
+	// The owner transferred it (TransferOwnership).
+	OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_TRANSFERRED OwnershipTransferReason = 1
+	// The owner left: ownership passed to the admin who joined first, else to
+	// the member who joined first (ties by user id). Decided with the
+	// owner's MemberRemoved, right after it.
+	OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT OwnershipTransferReason = 2
+)
+
+// Enum value maps for OwnershipTransferReason.
+var (
+	OwnershipTransferReason_name = map[int32]string{
+		0: "OWNERSHIP_TRANSFER_REASON_UNSPECIFIED",
+		1: "OWNERSHIP_TRANSFER_REASON_TRANSFERRED",
+		2: "OWNERSHIP_TRANSFER_REASON_OWNER_LEFT",
+	}
+	OwnershipTransferReason_value = map[string]int32{
+		"OWNERSHIP_TRANSFER_REASON_UNSPECIFIED": 0,
+		"OWNERSHIP_TRANSFER_REASON_TRANSFERRED": 1,
+		"OWNERSHIP_TRANSFER_REASON_OWNER_LEFT":  2,
+	}
+)
+
+func (x OwnershipTransferReason) Enum() *OwnershipTransferReason {
+	p := new(OwnershipTransferReason)
+	*p = x
+	return p
+}
+
+func (x OwnershipTransferReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OwnershipTransferReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_events_proto_enumTypes[1].Descriptor()
+}
+
+func (OwnershipTransferReason) Type() protoreflect.EnumType {
+	return &file_parley_v1_events_proto_enumTypes[1]
+}
+
+func (x OwnershipTransferReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OwnershipTransferReason.Descriptor instead.
+func (OwnershipTransferReason) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
 // Event is one fact decided by ingest, as written to the parley.events topic
 // (record key = conversation_id). The topic is the source of truth: every
 // view is a pure function of it, and it is kept forever.
@@ -128,6 +182,13 @@ type Event struct {
 	//	*Event_MessageRecalled
 	//	*Event_ReactionAdded
 	//	*Event_ReactionRemoved
+	//	*Event_MemberRoleChanged
+	//	*Event_OwnershipTransferred
+	//	*Event_GroupSettingsChanged
+	//	*Event_MemberMuted
+	//	*Event_MemberUnmuted
+	//	*Event_MessagePinned
+	//	*Event_MessageUnpinned
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -327,6 +388,69 @@ func (x *Event) GetReactionRemoved() *ReactionRemoved {
 	return nil
 }
 
+func (x *Event) GetMemberRoleChanged() *MemberRoleChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MemberRoleChanged); ok {
+			return x.MemberRoleChanged
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetOwnershipTransferred() *OwnershipTransferred {
+	if x != nil {
+		if x, ok := x.Body.(*Event_OwnershipTransferred); ok {
+			return x.OwnershipTransferred
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetGroupSettingsChanged() *GroupSettingsChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_GroupSettingsChanged); ok {
+			return x.GroupSettingsChanged
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMemberMuted() *MemberMuted {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MemberMuted); ok {
+			return x.MemberMuted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMemberUnmuted() *MemberUnmuted {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MemberUnmuted); ok {
+			return x.MemberUnmuted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMessagePinned() *MessagePinned {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MessagePinned); ok {
+			return x.MessagePinned
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMessageUnpinned() *MessageUnpinned {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MessageUnpinned); ok {
+			return x.MessageUnpinned
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -379,6 +503,34 @@ type Event_ReactionRemoved struct {
 	ReactionRemoved *ReactionRemoved `protobuf:"bytes,21,opt,name=reaction_removed,json=reactionRemoved,proto3,oneof"`
 }
 
+type Event_MemberRoleChanged struct {
+	MemberRoleChanged *MemberRoleChanged `protobuf:"bytes,22,opt,name=member_role_changed,json=memberRoleChanged,proto3,oneof"`
+}
+
+type Event_OwnershipTransferred struct {
+	OwnershipTransferred *OwnershipTransferred `protobuf:"bytes,23,opt,name=ownership_transferred,json=ownershipTransferred,proto3,oneof"`
+}
+
+type Event_GroupSettingsChanged struct {
+	GroupSettingsChanged *GroupSettingsChanged `protobuf:"bytes,24,opt,name=group_settings_changed,json=groupSettingsChanged,proto3,oneof"`
+}
+
+type Event_MemberMuted struct {
+	MemberMuted *MemberMuted `protobuf:"bytes,25,opt,name=member_muted,json=memberMuted,proto3,oneof"`
+}
+
+type Event_MemberUnmuted struct {
+	MemberUnmuted *MemberUnmuted `protobuf:"bytes,26,opt,name=member_unmuted,json=memberUnmuted,proto3,oneof"`
+}
+
+type Event_MessagePinned struct {
+	MessagePinned *MessagePinned `protobuf:"bytes,27,opt,name=message_pinned,json=messagePinned,proto3,oneof"`
+}
+
+type Event_MessageUnpinned struct {
+	MessageUnpinned *MessageUnpinned `protobuf:"bytes,28,opt,name=message_unpinned,json=messageUnpinned,proto3,oneof"`
+}
+
 func (*Event_ConversationCreated) isEvent_Body() {}
 
 func (*Event_MembersAdded) isEvent_Body() {}
@@ -402,6 +554,20 @@ func (*Event_MessageRecalled) isEvent_Body() {}
 func (*Event_ReactionAdded) isEvent_Body() {}
 
 func (*Event_ReactionRemoved) isEvent_Body() {}
+
+func (*Event_MemberRoleChanged) isEvent_Body() {}
+
+func (*Event_OwnershipTransferred) isEvent_Body() {}
+
+func (*Event_GroupSettingsChanged) isEvent_Body() {}
+
+func (*Event_MemberMuted) isEvent_Body() {}
+
+func (*Event_MemberUnmuted) isEvent_Body() {}
+
+func (*Event_MessagePinned) isEvent_Body() {}
+
+func (*Event_MessageUnpinned) isEvent_Body() {}
 
 // ConversationCreated is the first event of every conversation. It is not a
 // timeline item (Event.seq is 0): the timeline starts with the first message
@@ -590,7 +756,12 @@ type MessageSent struct {
 	// MIME type of text; never empty ("text/plain" when the device sent none).
 	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// SendMessage.reply_to_seq: the message this one answers (0: none).
-	ReplyToSeq    int64 `protobuf:"varint,4,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
+	ReplyToSeq int64 `protobuf:"varint,4,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
+	// The members mentioned, deduplicated, each a member when sent (empty
+	// when mention_all: everyone is).
+	MentionUserIds []string `protobuf:"bytes,5,rep,name=mention_user_ids,json=mentionUserIds,proto3" json:"mention_user_ids,omitempty"`
+	// @all: every member at this seq is mentioned.
+	MentionAll    bool `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -651,6 +822,20 @@ func (x *MessageSent) GetReplyToSeq() int64 {
 		return x.ReplyToSeq
 	}
 	return 0
+}
+
+func (x *MessageSent) GetMentionUserIds() []string {
+	if x != nil {
+		return x.MentionUserIds
+	}
+	return nil
+}
+
+func (x *MessageSent) GetMentionAll() bool {
+	if x != nil {
+		return x.MentionAll
+	}
+	return false
 }
 
 // MessageEdited: the sender replaced the text of the message at
@@ -1128,11 +1313,365 @@ func (x *MessageDeduplicated) GetOriginalSeq() int64 {
 	return 0
 }
 
+// MemberRoleChanged: the owner (Event.actor_user_id) made user_id an admin
+// or a plain member. Not a timeline item (Event.seq is 0).
+type MemberRoleChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Role          MemberRole             `protobuf:"varint,2,opt,name=role,proto3,enum=parley.v1.MemberRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRoleChanged) Reset() {
+	*x = MemberRoleChanged{}
+	mi := &file_parley_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRoleChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRoleChanged) ProtoMessage() {}
+
+func (x *MemberRoleChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRoleChanged.ProtoReflect.Descriptor instead.
+func (*MemberRoleChanged) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MemberRoleChanged) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *MemberRoleChanged) GetRole() MemberRole {
+	if x != nil {
+		return x.Role
+	}
+	return MemberRole_MEMBER_ROLE_UNSPECIFIED
+}
+
+// OwnershipTransferred: to_user_id is the group's owner from now on. On a
+// transfer from_user_id becomes an admin; when the owner left, from_user_id
+// is no longer a member. Not a timeline item.
+type OwnershipTransferred struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	FromUserId    string                  `protobuf:"bytes,1,opt,name=from_user_id,json=fromUserId,proto3" json:"from_user_id,omitempty"`
+	ToUserId      string                  `protobuf:"bytes,2,opt,name=to_user_id,json=toUserId,proto3" json:"to_user_id,omitempty"`
+	Reason        OwnershipTransferReason `protobuf:"varint,3,opt,name=reason,proto3,enum=parley.v1.OwnershipTransferReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnershipTransferred) Reset() {
+	*x = OwnershipTransferred{}
+	mi := &file_parley_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnershipTransferred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnershipTransferred) ProtoMessage() {}
+
+func (x *OwnershipTransferred) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnershipTransferred.ProtoReflect.Descriptor instead.
+func (*OwnershipTransferred) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *OwnershipTransferred) GetFromUserId() string {
+	if x != nil {
+		return x.FromUserId
+	}
+	return ""
+}
+
+func (x *OwnershipTransferred) GetToUserId() string {
+	if x != nil {
+		return x.ToUserId
+	}
+	return ""
+}
+
+func (x *OwnershipTransferred) GetReason() OwnershipTransferReason {
+	if x != nil {
+		return x.Reason
+	}
+	return OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_UNSPECIFIED
+}
+
+// GroupSettingsChanged: the owner or an admin changed the settings that are
+// set in settings (only those that changed value). Not a timeline item.
+type GroupSettingsChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *GroupSettings         `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSettingsChanged) Reset() {
+	*x = GroupSettingsChanged{}
+	mi := &file_parley_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSettingsChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSettingsChanged) ProtoMessage() {}
+
+func (x *GroupSettingsChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSettingsChanged.ProtoReflect.Descriptor instead.
+func (*GroupSettingsChanged) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GroupSettingsChanged) GetSettings() *GroupSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// MemberMuted: user_id may not send until until (unset: until unmuted).
+// Not a timeline item.
+type MemberMuted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberMuted) Reset() {
+	*x = MemberMuted{}
+	mi := &file_parley_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberMuted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberMuted) ProtoMessage() {}
+
+func (x *MemberMuted) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberMuted.ProtoReflect.Descriptor instead.
+func (*MemberMuted) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MemberMuted) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *MemberMuted) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+// MemberUnmuted: user_id may send again. Not a timeline item.
+type MemberUnmuted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberUnmuted) Reset() {
+	*x = MemberUnmuted{}
+	mi := &file_parley_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberUnmuted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberUnmuted) ProtoMessage() {}
+
+func (x *MemberUnmuted) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberUnmuted.ProtoReflect.Descriptor instead.
+func (*MemberUnmuted) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MemberUnmuted) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// MessagePinned: the message at message_seq is pinned. Not a timeline item.
+type MessagePinned struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageSeq    int64                  `protobuf:"varint,1,opt,name=message_seq,json=messageSeq,proto3" json:"message_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessagePinned) Reset() {
+	*x = MessagePinned{}
+	mi := &file_parley_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessagePinned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessagePinned) ProtoMessage() {}
+
+func (x *MessagePinned) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessagePinned.ProtoReflect.Descriptor instead.
+func (*MessagePinned) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MessagePinned) GetMessageSeq() int64 {
+	if x != nil {
+		return x.MessageSeq
+	}
+	return 0
+}
+
+// MessageUnpinned: the pin on message_seq is gone, taken off by
+// Event.actor_user_id. A recall unpins its message without this event.
+// Not a timeline item.
+type MessageUnpinned struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageSeq    int64                  `protobuf:"varint,1,opt,name=message_seq,json=messageSeq,proto3" json:"message_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageUnpinned) Reset() {
+	*x = MessageUnpinned{}
+	mi := &file_parley_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageUnpinned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageUnpinned) ProtoMessage() {}
+
+func (x *MessageUnpinned) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageUnpinned.ProtoReflect.Descriptor instead.
+func (*MessageUnpinned) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MessageUnpinned) GetMessageSeq() int64 {
+	if x != nil {
+		return x.MessageSeq
+	}
+	return 0
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xd0\b\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xdd\f\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -1156,7 +1695,14 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x0emessage_edited\x18\x12 \x01(\v2\x18.parley.v1.MessageEditedH\x00R\rmessageEdited\x12G\n" +
 	"\x10message_recalled\x18\x13 \x01(\v2\x1a.parley.v1.MessageRecalledH\x00R\x0fmessageRecalled\x12A\n" +
 	"\x0ereaction_added\x18\x14 \x01(\v2\x18.parley.v1.ReactionAddedH\x00R\rreactionAdded\x12G\n" +
-	"\x10reaction_removed\x18\x15 \x01(\v2\x1a.parley.v1.ReactionRemovedH\x00R\x0freactionRemovedB\x06\n" +
+	"\x10reaction_removed\x18\x15 \x01(\v2\x1a.parley.v1.ReactionRemovedH\x00R\x0freactionRemoved\x12N\n" +
+	"\x13member_role_changed\x18\x16 \x01(\v2\x1c.parley.v1.MemberRoleChangedH\x00R\x11memberRoleChanged\x12V\n" +
+	"\x15ownership_transferred\x18\x17 \x01(\v2\x1f.parley.v1.OwnershipTransferredH\x00R\x14ownershipTransferred\x12W\n" +
+	"\x16group_settings_changed\x18\x18 \x01(\v2\x1f.parley.v1.GroupSettingsChangedH\x00R\x14groupSettingsChanged\x12;\n" +
+	"\fmember_muted\x18\x19 \x01(\v2\x16.parley.v1.MemberMutedH\x00R\vmemberMuted\x12A\n" +
+	"\x0emember_unmuted\x18\x1a \x01(\v2\x18.parley.v1.MemberUnmutedH\x00R\rmemberUnmuted\x12A\n" +
+	"\x0emessage_pinned\x18\x1b \x01(\v2\x18.parley.v1.MessagePinnedH\x00R\rmessagePinned\x12G\n" +
+	"\x10message_unpinned\x18\x1c \x01(\v2\x1a.parley.v1.MessageUnpinnedH\x00R\x0fmessageUnpinnedB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -1166,13 +1712,16 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"`\n" +
 	"\rMemberRemoved\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x126\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\x8a\x01\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\xd5\x01\n" +
 	"\vMessageSent\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
 	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12 \n" +
 	"\freply_to_seq\x18\x04 \x01(\x03R\n" +
-	"replyToSeq\"\xac\x01\n" +
+	"replyToSeq\x12(\n" +
+	"\x10mention_user_ids\x18\x05 \x03(\tR\x0ementionUserIds\x12\x1f\n" +
+	"\vmention_all\x18\x06 \x01(\bR\n" +
+	"mentionAll\"\xac\x01\n" +
 	"\rMessageEdited\x12\x1f\n" +
 	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
 	"messageSeq\x12\x12\n" +
@@ -1204,11 +1753,37 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\fcommand_type\x18\x04 \x01(\tR\vcommandType\"\\\n" +
 	"\x13MessageDeduplicated\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12!\n" +
-	"\foriginal_seq\x18\x02 \x01(\x03R\voriginalSeq*\x7f\n" +
+	"\foriginal_seq\x18\x02 \x01(\x03R\voriginalSeq\"W\n" +
+	"\x11MemberRoleChanged\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12)\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x15.parley.v1.MemberRoleR\x04role\"\x92\x01\n" +
+	"\x14OwnershipTransferred\x12 \n" +
+	"\ffrom_user_id\x18\x01 \x01(\tR\n" +
+	"fromUserId\x12\x1c\n" +
+	"\n" +
+	"to_user_id\x18\x02 \x01(\tR\btoUserId\x12:\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\".parley.v1.OwnershipTransferReasonR\x06reason\"L\n" +
+	"\x14GroupSettingsChanged\x124\n" +
+	"\bsettings\x18\x01 \x01(\v2\x18.parley.v1.GroupSettingsR\bsettings\"X\n" +
+	"\vMemberMuted\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"(\n" +
+	"\rMemberUnmuted\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"0\n" +
+	"\rMessagePinned\x12\x1f\n" +
+	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
+	"messageSeq\"2\n" +
+	"\x0fMessageUnpinned\x12\x1f\n" +
+	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
+	"messageSeq*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
-	"\x1aMEMBER_REMOVED_REASON_LEFT\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x1aMEMBER_REMOVED_REASON_LEFT\x10\x02*\x99\x01\n" +
+	"\x17OwnershipTransferReason\x12)\n" +
+	"%OWNERSHIP_TRANSFER_REASON_UNSPECIFIED\x10\x00\x12)\n" +
+	"%OWNERSHIP_TRANSFER_REASON_TRANSFERRED\x10\x01\x12(\n" +
+	"$OWNERSHIP_TRANSFER_REASON_OWNER_LEFT\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_events_proto_rawDescOnce sync.Once
@@ -1222,49 +1797,70 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 	return file_parley_v1_events_proto_rawDescData
 }
 
-var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),      // 0: parley.v1.MemberRemovedReason
-	(*Event)(nil),                 // 1: parley.v1.Event
-	(*ConversationCreated)(nil),   // 2: parley.v1.ConversationCreated
-	(*MembersAdded)(nil),          // 3: parley.v1.MembersAdded
-	(*MemberRemoved)(nil),         // 4: parley.v1.MemberRemoved
-	(*MessageSent)(nil),           // 5: parley.v1.MessageSent
-	(*MessageEdited)(nil),         // 6: parley.v1.MessageEdited
-	(*MessageRecalled)(nil),       // 7: parley.v1.MessageRecalled
-	(*ReactionAdded)(nil),         // 8: parley.v1.ReactionAdded
-	(*ReactionRemoved)(nil),       // 9: parley.v1.ReactionRemoved
-	(*DeliveredUpTo)(nil),         // 10: parley.v1.DeliveredUpTo
-	(*ReadUpTo)(nil),              // 11: parley.v1.ReadUpTo
-	(*CommandRejected)(nil),       // 12: parley.v1.CommandRejected
-	(*MessageDeduplicated)(nil),   // 13: parley.v1.MessageDeduplicated
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(ConversationKind)(0),         // 15: parley.v1.ConversationKind
-	(ErrorCode)(0),                // 16: parley.v1.ErrorCode
+	(OwnershipTransferReason)(0),  // 1: parley.v1.OwnershipTransferReason
+	(*Event)(nil),                 // 2: parley.v1.Event
+	(*ConversationCreated)(nil),   // 3: parley.v1.ConversationCreated
+	(*MembersAdded)(nil),          // 4: parley.v1.MembersAdded
+	(*MemberRemoved)(nil),         // 5: parley.v1.MemberRemoved
+	(*MessageSent)(nil),           // 6: parley.v1.MessageSent
+	(*MessageEdited)(nil),         // 7: parley.v1.MessageEdited
+	(*MessageRecalled)(nil),       // 8: parley.v1.MessageRecalled
+	(*ReactionAdded)(nil),         // 9: parley.v1.ReactionAdded
+	(*ReactionRemoved)(nil),       // 10: parley.v1.ReactionRemoved
+	(*DeliveredUpTo)(nil),         // 11: parley.v1.DeliveredUpTo
+	(*ReadUpTo)(nil),              // 12: parley.v1.ReadUpTo
+	(*CommandRejected)(nil),       // 13: parley.v1.CommandRejected
+	(*MessageDeduplicated)(nil),   // 14: parley.v1.MessageDeduplicated
+	(*MemberRoleChanged)(nil),     // 15: parley.v1.MemberRoleChanged
+	(*OwnershipTransferred)(nil),  // 16: parley.v1.OwnershipTransferred
+	(*GroupSettingsChanged)(nil),  // 17: parley.v1.GroupSettingsChanged
+	(*MemberMuted)(nil),           // 18: parley.v1.MemberMuted
+	(*MemberUnmuted)(nil),         // 19: parley.v1.MemberUnmuted
+	(*MessagePinned)(nil),         // 20: parley.v1.MessagePinned
+	(*MessageUnpinned)(nil),       // 21: parley.v1.MessageUnpinned
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(ConversationKind)(0),         // 23: parley.v1.ConversationKind
+	(ErrorCode)(0),                // 24: parley.v1.ErrorCode
+	(MemberRole)(0),               // 25: parley.v1.MemberRole
+	(*GroupSettings)(nil),         // 26: parley.v1.GroupSettings
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	14, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	2,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
-	3,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
-	4,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
-	5,  // 4: parley.v1.Event.message_sent:type_name -> parley.v1.MessageSent
-	10, // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
-	11, // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
-	12, // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
-	13, // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
-	6,  // 9: parley.v1.Event.message_edited:type_name -> parley.v1.MessageEdited
-	7,  // 10: parley.v1.Event.message_recalled:type_name -> parley.v1.MessageRecalled
-	8,  // 11: parley.v1.Event.reaction_added:type_name -> parley.v1.ReactionAdded
-	9,  // 12: parley.v1.Event.reaction_removed:type_name -> parley.v1.ReactionRemoved
-	15, // 13: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	0,  // 14: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	16, // 15: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	22, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	3,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
+	4,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
+	5,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
+	6,  // 4: parley.v1.Event.message_sent:type_name -> parley.v1.MessageSent
+	11, // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
+	12, // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
+	13, // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
+	14, // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
+	7,  // 9: parley.v1.Event.message_edited:type_name -> parley.v1.MessageEdited
+	8,  // 10: parley.v1.Event.message_recalled:type_name -> parley.v1.MessageRecalled
+	9,  // 11: parley.v1.Event.reaction_added:type_name -> parley.v1.ReactionAdded
+	10, // 12: parley.v1.Event.reaction_removed:type_name -> parley.v1.ReactionRemoved
+	15, // 13: parley.v1.Event.member_role_changed:type_name -> parley.v1.MemberRoleChanged
+	16, // 14: parley.v1.Event.ownership_transferred:type_name -> parley.v1.OwnershipTransferred
+	17, // 15: parley.v1.Event.group_settings_changed:type_name -> parley.v1.GroupSettingsChanged
+	18, // 16: parley.v1.Event.member_muted:type_name -> parley.v1.MemberMuted
+	19, // 17: parley.v1.Event.member_unmuted:type_name -> parley.v1.MemberUnmuted
+	20, // 18: parley.v1.Event.message_pinned:type_name -> parley.v1.MessagePinned
+	21, // 19: parley.v1.Event.message_unpinned:type_name -> parley.v1.MessageUnpinned
+	23, // 20: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	0,  // 21: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	24, // 22: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	25, // 23: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 24: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	26, // 25: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	22, // 26: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -1287,14 +1883,21 @@ func file_parley_v1_events_proto_init() {
 		(*Event_MessageRecalled)(nil),
 		(*Event_ReactionAdded)(nil),
 		(*Event_ReactionRemoved)(nil),
+		(*Event_MemberRoleChanged)(nil),
+		(*Event_OwnershipTransferred)(nil),
+		(*Event_GroupSettingsChanged)(nil),
+		(*Event_MemberMuted)(nil),
+		(*Event_MemberUnmuted)(nil),
+		(*Event_MessagePinned)(nil),
+		(*Event_MessageUnpinned)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
