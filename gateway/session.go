@@ -360,6 +360,20 @@ func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.Err
 		cmd.Body = &pb.Command_AddReaction{AddReaction: b.AddReaction}
 	case *pb.ClientFrame_RemoveReaction:
 		cmd.Body = &pb.Command_RemoveReaction{RemoveReaction: b.RemoveReaction}
+	case *pb.ClientFrame_SetMemberRole:
+		cmd.Body = &pb.Command_SetMemberRole{SetMemberRole: b.SetMemberRole}
+	case *pb.ClientFrame_TransferOwnership:
+		cmd.Body = &pb.Command_TransferOwnership{TransferOwnership: b.TransferOwnership}
+	case *pb.ClientFrame_UpdateGroupSettings:
+		cmd.Body = &pb.Command_UpdateGroupSettings{UpdateGroupSettings: b.UpdateGroupSettings}
+	case *pb.ClientFrame_MuteMember:
+		cmd.Body = &pb.Command_MuteMember{MuteMember: b.MuteMember}
+	case *pb.ClientFrame_UnmuteMember:
+		cmd.Body = &pb.Command_UnmuteMember{UnmuteMember: b.UnmuteMember}
+	case *pb.ClientFrame_PinMessage:
+		cmd.Body = &pb.Command_PinMessage{PinMessage: b.PinMessage}
+	case *pb.ClientFrame_UnpinMessage:
+		cmd.Body = &pb.Command_UnpinMessage{UnpinMessage: b.UnpinMessage}
 	default:
 		return nil, pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -29,6 +30,11 @@ const (
 	maxTitleBytes = 256
 	// maxContentTypeBytes bounds SendMessage.content_type.
 	maxContentTypeBytes = schemas.MaxContentTypeBytes
+	// maxMentions bounds SendMessage.mention_user_ids (the decider's limit).
+	maxMentions = 50
+	// maxDescriptionBytes and maxAvatarURLBytes bound a group's settings.
+	maxDescriptionBytes = 1024
+	maxAvatarURLBytes   = 2048
 	// maxErrorDetail bounds the decoder's detail repeated in an Error.
 	maxErrorDetail = 200
 )
@@ -131,6 +137,61 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 		if m.GetReplyToSeq() < 0 {
 			return invalidArg("sendMessage.replyToSeq must not be negative")
 		}
+		if n := len(m.GetMentionUserIds()); n > maxMentions {
+			return invalidArg("sendMessage.mentionUserIds names %d users; at most %d", n, maxMentions)
+		}
+		if r := checkUserIDs("sendMessage.mentionUserIds", m.GetMentionUserIds()); r != nil {
+			return r
+		}
+	case *pb.ClientFrame_SetMemberRole:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckID("setMemberRole.userId", b.SetMemberRole.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
+		if r := b.SetMemberRole.GetRole(); r != pb.MemberRole_MEMBER_ROLE_ADMIN && r != pb.MemberRole_MEMBER_ROLE_MEMBER {
+			return invalidArg("setMemberRole.role must be MEMBER_ROLE_ADMIN or MEMBER_ROLE_MEMBER (ownership moves by transferOwnership)")
+		}
+	case *pb.ClientFrame_TransferOwnership:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckID("transferOwnership.userId", b.TransferOwnership.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_MuteMember:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckID("muteMember.userId", b.MuteMember.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
+		if u := b.MuteMember.GetUntil(); u != nil && u.CheckValid() != nil {
+			return invalidArg("muteMember.until is not a valid time")
+		}
+	case *pb.ClientFrame_UnmuteMember:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckID("unmuteMember.userId", b.UnmuteMember.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_UpdateGroupSettings:
+		if r := needConv(); r != nil {
+			return r
+		}
+		return checkSettings(b.UpdateGroupSettings.GetSettings())
+	case *pb.ClientFrame_PinMessage:
+		if r := needConv(); r != nil {
+			return r
+		}
+		return checkMessageSeq("pinMessage.seq", b.PinMessage.GetSeq())
+	case *pb.ClientFrame_UnpinMessage:
+		if r := needConv(); r != nil {
+			return r
+		}
+		return checkMessageSeq("unpinMessage.seq", b.UnpinMessage.GetSeq())
 	case *pb.ClientFrame_EditMessage:
 		if r := needConv(); r != nil {
 			return r
@@ -199,6 +260,22 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 		return invalidArg("frame has no body")
 	default:
 		return &refusal{pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"}
+	}
+	return nil
+}
+
+// checkSettings checks the sizes of a settings change (the decider checks
+// the rest: who may, and what changes).
+func checkSettings(st *pb.GroupSettings) *refusal {
+	switch {
+	case st == nil || proto.Size(st) == 0:
+		return invalidArg("updateGroupSettings.settings sets nothing")
+	case len(st.GetTitle()) > maxTitleBytes:
+		return invalidArg("updateGroupSettings.settings.title is %d bytes; at most %d", len(st.GetTitle()), maxTitleBytes)
+	case len(st.GetDescription()) > maxDescriptionBytes:
+		return invalidArg("updateGroupSettings.settings.description is %d bytes; at most %d", len(st.GetDescription()), maxDescriptionBytes)
+	case len(st.GetAvatarUrl()) > maxAvatarURLBytes || hasControl(st.GetAvatarUrl()):
+		return invalidArg("updateGroupSettings.settings.avatarUrl must be at most %d bytes without control characters", maxAvatarURLBytes)
 	}
 	return nil
 }

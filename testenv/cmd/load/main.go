@@ -42,6 +42,7 @@ type config struct {
 	Out         string        `json:"-"`
 	CPUProfile  string        `json:"-"`
 	SharedEnv   bool          `json:"shared_env"`
+	Mix         string        `json:"mix"`
 	StartedAt   time.Time     `json:"started_at"`
 	MachineCPUs int           `json:"machine_cpus"`
 }
@@ -66,6 +67,7 @@ func main() {
 	flag.IntVar(&c.ViewSample, "view-sample", 50, "measure view lag for every Nth message")
 	flag.StringVar(&c.Out, "out", "", "result file (default $PARLEY_CACHE/bench/results-<time>.json)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the Parley process, taken mid-run, to this file")
+	flag.StringVar(&c.Mix, "mix", "plain", "workload: plain (text messages only) or rich (a share of the commands are replies, mentions, reactions, edits and recalls; -rate counts every command)")
 	flag.BoolVar(&c.SharedEnv, "shared-env", false, "run on the background env (go tool task env:up) instead of a fresh Kafka and Cassandra of its own")
 	flag.Parse()
 	c.StartedAt, c.MachineCPUs = time.Now().UTC(), numCPU()

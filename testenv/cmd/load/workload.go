@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -41,7 +42,22 @@ type stats struct {
 	acked      atomic.Int64
 	refused    atomic.Int64
 	disconnect atomic.Int64
+	// The rich mix: the newest messages of each conversation (actions
+	// name them), and what was sent and refused per command kind.
+	recent   map[string][]recentMsg
+	actions  map[string]int64
+	rejected atomic.Int64
 }
+
+// recentMsg is a message an action may name.
+type recentMsg struct {
+	seq    int64
+	sender string
+}
+
+// recentPerConv is how many of a conversation's newest messages actions
+// choose from.
+const recentPerConv = 8
 
 type sentMsg struct {
 	at     time.Time
@@ -105,6 +121,10 @@ func (c *client) read() {
 			c.pending.Delete(body.Error.GetRequestId())
 			c.st.refused.Add(1)
 		case *pb.ServerFrame_Event:
+			if body.Event.GetCommandRejected() != nil {
+				c.st.rejected.Add(1)
+				continue
+			}
 			ms := body.Event.GetMessageSent()
 			if ms == nil || body.Event.GetActorUserId() == c.user {
 				continue
@@ -127,6 +147,16 @@ func (c *client) read() {
 				}
 			}
 			c.st.mu.Unlock()
+			if first {
+				c.st.mu.Lock()
+				conv := body.Event.GetConversationId()
+				r := append(c.st.recent[conv], recentMsg{body.Event.GetSeq(), body.Event.GetActorUserId()})
+				if len(r) > recentPerConv {
+					r = r[len(r)-recentPerConv:]
+				}
+				c.st.recent[conv] = r
+				c.st.mu.Unlock()
+			}
 			if first && c.st.onFirst != nil {
 				c.st.onFirst(id, body.Event.GetConversationId(), body.Event.GetSeq(), c.user)
 			}
@@ -198,7 +228,10 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 	if err != nil {
 		return nil, err
 	}
-	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}}
+	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}, recent: map[string][]recentMsg{}, actions: map[string]int64{}}
+	if c.Mix != "plain" && c.Mix != "rich" {
+		return nil, fmt.Errorf("load: -mix must be plain or rich, not %q", c.Mix)
+	}
 	// View lag: for sampled messages, poll query from the first recipient.
 	var lagWG sync.WaitGroup
 	st.onFirst = func(id, conv string, seq int64, user string) {
@@ -267,11 +300,20 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 				sender := clients[cv.members[rand.IntN(len(cv.members))]]
 				id := fmt.Sprintf("%s-%d", sender.user, n)
 				n++
-				st.mu.Lock()
-				st.sent[id] = sentMsg{at: time.Now(), conv: cv.id, sender: sender.user}
-				st.mu.Unlock()
-				f := &pb.ClientFrame{RequestId: id, ConversationId: cv.id,
-					Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: id, Text: "load " + id}}}
+				var f *pb.ClientFrame
+				if c.Mix == "rich" {
+					f = richAction(st, cv, sender, clients, id)
+				}
+				if f == nil {
+					f = &pb.ClientFrame{RequestId: id, ConversationId: cv.id,
+						Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: id, Text: "load " + id}}}
+				}
+				if m := f.GetSendMessage(); m != nil {
+					st.mu.Lock()
+					st.sent[id] = sentMsg{at: time.Now(), conv: cv.id, sender: sender.user}
+					st.actions[sendKind(m)]++
+					st.mu.Unlock()
+				}
 				if err := sender.send(f); err != nil {
 					st.disconnect.Add(1)
 				}
@@ -320,6 +362,9 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 		}
 	}
 	res := map[string]any{
+		"mix":                      c.Mix,
+		"commands_by_kind":         st.actions,
+		"commands_rejected":        st.rejected.Load(),
 		"messages_sent":            n,
 		"messages_acked":           st.acked.Load(),
 		"messages_refused":         st.refused.Load(),
@@ -343,6 +388,74 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 	}
 	printSummary(res, logf)
 	return res, nil
+}
+
+// richAction picks the command of one slot of the rich mix: 60% plain
+// messages, 10% replies, 10% mentions (one member, or @all once in 20 in a
+// group), 10% reactions, 7% edits and 3% recalls of one of the sender's own
+// recent messages. Actions name the conversation's recent messages; with
+// none to name (or no message of the sender's to edit or recall) the slot
+// is a plain message (nil).
+func richAction(st *stats, cv conversation, sender *client, clients []*client, id string) *pb.ClientFrame {
+	st.mu.Lock()
+	recent := st.recent[cv.id]
+	var own []recentMsg
+	for _, m := range recent {
+		if m.sender == sender.user {
+			own = append(own, m)
+		}
+	}
+	st.mu.Unlock()
+	frame := func(body proto.Message) *pb.ClientFrame {
+		f, err := schemas.NewClientFrame(id, cv.id, body)
+		if err != nil {
+			panic(err) // every body here is a ClientFrame body
+		}
+		return f
+	}
+	text := "load " + id
+	switch p := rand.IntN(100); {
+	case p < 60 || len(recent) == 0:
+		return nil
+	case p < 70:
+		return frame(&pb.SendMessage{ClientMsgId: id, Text: text, ReplyToSeq: recent[rand.IntN(len(recent))].seq})
+	case p < 80:
+		m := &pb.SendMessage{ClientMsgId: id, Text: text}
+		if len(cv.members) > 2 && rand.IntN(20) == 0 {
+			m.MentionAll = true
+		} else if other := clients[cv.members[rand.IntN(len(cv.members))]]; other != sender {
+			m.MentionUserIds = []string{other.user}
+		}
+		return frame(m)
+	case p < 90:
+		st.count("AddReaction")
+		return frame(&pb.AddReaction{Seq: recent[rand.IntN(len(recent))].seq, Emoji: []string{"+1", "🎉", "👀", "❤️"}[rand.IntN(4)]})
+	case len(own) == 0:
+		return nil
+	case p < 97:
+		st.count("EditMessage")
+		return frame(&pb.EditMessage{Seq: own[rand.IntN(len(own))].seq, Text: text + " (edited)", ClientMsgId: id})
+	default:
+		st.count("RecallMessage")
+		return frame(&pb.RecallMessage{Seq: own[rand.IntN(len(own))].seq})
+	}
+}
+
+func (st *stats) count(kind string) {
+	st.mu.Lock()
+	st.actions[kind]++
+	st.mu.Unlock()
+}
+
+// sendKind names a SendMessage of the mix.
+func sendKind(m *pb.SendMessage) string {
+	switch {
+	case m.GetReplyToSeq() > 0:
+		return "SendMessage (reply)"
+	case m.GetMentionAll() || len(m.GetMentionUserIds()) > 0:
+		return "SendMessage (mention)"
+	}
+	return "SendMessage"
 }
 
 // createAll creates every conversation and records its id.
@@ -460,7 +573,10 @@ func idle(ctx context.Context, c config, srv *server, logf func(string, ...any))
 	if err != nil {
 		return nil, err
 	}
-	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}}
+	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}, recent: map[string][]recentMsg{}, actions: map[string]int64{}}
+	if c.Mix != "plain" && c.Mix != "rich" {
+		return nil, fmt.Errorf("load: -mix must be plain or rich, not %q", c.Mix)
+	}
 	before := rssKiB(srv.cmd.Process.Pid)
 	t0 := time.Now()
 	clients, err := connectAll(ctx, c.Idle, c.Sources, srv.info.Gateways[0], iss, st, logf)
