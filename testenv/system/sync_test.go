@@ -1,0 +1,436 @@
+package system_test
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
+	"github.com/parley-im/parley/testenv/system"
+)
+
+// syncState is what a device knows of its conversations, built either from
+// the events it applied or from a fresh fetch through query. Both render to
+// the same text, which is what the sync test compares.
+type syncState map[string]*syncConv
+
+type syncConv struct {
+	kind, title string
+	version     int64
+	members     map[string]*syncMember
+	messages    map[int64]*syncMsg
+	pins        map[int64]bool
+	pinsKnown   bool // the fetch read the pins
+}
+
+type syncMember struct {
+	role            string
+	read, delivered int64
+}
+
+type syncMsg struct {
+	sender, text string
+	edits        int
+	recalled     bool
+	replyTo      int64
+	reactions    map[string]map[string]bool // emoji -> users
+}
+
+func roleName(r pb.MemberRole) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "MEMBER_ROLE_"))
+}
+
+// apply applies one event the device received; it reports whether the event
+// was new (its version above what the conversation holds).
+func (s syncState) apply(ev *pb.Event) bool {
+	id := ev.GetConversationId()
+	c := s[id]
+	if cc := ev.GetConversationCreated(); cc != nil {
+		if c != nil {
+			return false
+		}
+		c = &syncConv{kind: strings.ToLower(strings.TrimPrefix(cc.GetKind().String(), "CONVERSATION_KIND_")), title: cc.GetTitle(),
+			members: map[string]*syncMember{}, messages: map[int64]*syncMsg{}, pins: map[int64]bool{}, version: ev.GetVersion()}
+		for i, u := range cc.GetMemberUserIds() {
+			role := "member"
+			if i == 0 && cc.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP {
+				role = "owner"
+			}
+			c.members[u] = &syncMember{role: role}
+		}
+		s[id] = c
+		return true
+	}
+	if c == nil || ev.GetVersion() <= c.version {
+		return false
+	}
+	c.version = ev.GetVersion()
+	actor := ev.GetActorUserId()
+	mark := func(u string, read, delivered int64) {
+		if m := c.members[u]; m != nil {
+			m.read, m.delivered = max(m.read, read), max(m.delivered, delivered, read)
+		}
+	}
+	msg := func(seq int64) *syncMsg {
+		if m := c.messages[seq]; m != nil {
+			return m
+		}
+		return &syncMsg{} // a message this state never saw: changes to it go nowhere
+	}
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_MembersAdded:
+		for _, u := range b.MembersAdded.GetUserIds() {
+			c.members[u] = &syncMember{role: "member", read: ev.GetSeq(), delivered: ev.GetSeq()}
+		}
+	case *pb.Event_MemberRemoved:
+		delete(c.members, b.MemberRemoved.GetUserId())
+	case *pb.Event_MessageSent:
+		c.messages[ev.GetSeq()] = &syncMsg{sender: actor, text: b.MessageSent.GetText(), replyTo: b.MessageSent.GetReplyToSeq(),
+			reactions: map[string]map[string]bool{}}
+		mark(actor, ev.GetSeq(), ev.GetSeq())
+	case *pb.Event_ReadUpTo:
+		mark(actor, b.ReadUpTo.GetUpToSeq(), 0)
+	case *pb.Event_DeliveredUpTo:
+		mark(actor, 0, b.DeliveredUpTo.GetUpToSeq())
+	case *pb.Event_MessageEdited:
+		m := msg(b.MessageEdited.GetMessageSeq())
+		m.text, m.edits = b.MessageEdited.GetText(), int(b.MessageEdited.GetEditNumber())
+	case *pb.Event_MessageRecalled:
+		m := msg(b.MessageRecalled.GetMessageSeq())
+		m.text, m.recalled, m.reactions = "", true, map[string]map[string]bool{}
+		delete(c.pins, b.MessageRecalled.GetMessageSeq())
+	case *pb.Event_ReactionAdded:
+		m := msg(b.ReactionAdded.GetMessageSeq())
+		if m.reactions != nil {
+			if m.reactions[b.ReactionAdded.GetEmoji()] == nil {
+				m.reactions[b.ReactionAdded.GetEmoji()] = map[string]bool{}
+			}
+			m.reactions[b.ReactionAdded.GetEmoji()][actor] = true
+		}
+	case *pb.Event_ReactionRemoved:
+		m := msg(b.ReactionRemoved.GetMessageSeq())
+		delete(m.reactions[b.ReactionRemoved.GetEmoji()], actor)
+		if len(m.reactions[b.ReactionRemoved.GetEmoji()]) == 0 {
+			delete(m.reactions, b.ReactionRemoved.GetEmoji())
+		}
+	case *pb.Event_MessagePinned:
+		c.pins[b.MessagePinned.GetMessageSeq()] = true
+	case *pb.Event_MessageUnpinned:
+		delete(c.pins, b.MessageUnpinned.GetMessageSeq())
+	case *pb.Event_MemberRoleChanged:
+		if m := c.members[b.MemberRoleChanged.GetUserId()]; m != nil {
+			m.role = roleName(b.MemberRoleChanged.GetRole())
+		}
+	case *pb.Event_OwnershipTransferred:
+		o := b.OwnershipTransferred
+		if m := c.members[o.GetFromUserId()]; m != nil {
+			m.role = "admin"
+		}
+		if m := c.members[o.GetToUserId()]; m != nil {
+			m.role = "owner"
+		}
+	case *pb.Event_GroupSettingsChanged:
+		if st := b.GroupSettingsChanged.GetSettings(); st.Title != nil {
+			c.title = st.GetTitle()
+		}
+	}
+	return true
+}
+
+// render prints a state canonically; pins are compared only where both
+// sides know them.
+func (s syncState) render(withPins bool) string {
+	var b strings.Builder
+	for _, id := range slices.Sorted(maps.Keys(s)) {
+		c := s[id]
+		fmt.Fprintf(&b, "%s %s %q\n", id, c.kind, c.title)
+		for _, u := range slices.Sorted(maps.Keys(c.members)) {
+			m := c.members[u]
+			fmt.Fprintf(&b, "  member %s %s read %d delivered %d\n", u, m.role, m.read, m.delivered)
+		}
+		for _, seq := range slices.Sorted(maps.Keys(c.messages)) {
+			m := c.messages[seq]
+			fmt.Fprintf(&b, "  %d %s %q edits %d recalled %v reply %d", seq, m.sender, m.text, m.edits, m.recalled, m.replyTo)
+			for _, e := range slices.Sorted(maps.Keys(m.reactions)) {
+				fmt.Fprintf(&b, " %s%v", e, slices.Sorted(maps.Keys(m.reactions[e])))
+			}
+			b.WriteString("\n")
+		}
+		if withPins {
+			fmt.Fprintf(&b, "  pins %v\n", slices.Sorted(maps.Keys(c.pins)))
+		}
+	}
+	return b.String()
+}
+
+// fetchConv is a fresh device's full fetch of one conversation through
+// query: the conversation (members, marks, roles, version) and its whole
+// history.
+func fetchConv(t *testing.T, sys *system.System, user, conv string) (*syncConv, error) {
+	t.Helper()
+	var cv struct {
+		Kind    string `json:"kind"`
+		Title   string `json:"title"`
+		Version int64  `json:"version"`
+		Members []struct {
+			UserID       string `json:"user_id"`
+			Role         string `json:"role"`
+			ReadSeq      int64  `json:"read_seq"`
+			DeliveredSeq int64  `json:"delivered_seq"`
+		} `json:"members"`
+	}
+	if code := api(t, sys, user, "/v1/conversations/"+conv, &cv); code != 200 {
+		return nil, fmt.Errorf("conversation %s: status %d", conv, code)
+	}
+	c := &syncConv{kind: cv.Kind, title: cv.Title, version: cv.Version, members: map[string]*syncMember{},
+		messages: map[int64]*syncMsg{}, pins: map[int64]bool{}}
+	for _, m := range cv.Members {
+		c.members[m.UserID] = &syncMember{role: m.Role, read: m.ReadSeq, delivered: m.DeliveredSeq}
+	}
+	after := int64(0)
+	for {
+		var page struct {
+			Messages []struct {
+				Seq       int64   `json:"seq"`
+				Type      string  `json:"type"`
+				Sender    string  `json:"sender"`
+				Text      *string `json:"text"`
+				EditCount int     `json:"edit_count"`
+				Recalled  *struct {
+					By string `json:"by"`
+				} `json:"recalled"`
+				ReplyTo *struct {
+					Seq int64 `json:"seq"`
+				} `json:"reply_to"`
+				Reactions []struct {
+					Emoji   string   `json:"emoji"`
+					UserIDs []string `json:"user_ids"`
+				} `json:"reactions"`
+			} `json:"messages"`
+		}
+		if code := api(t, sys, user, fmt.Sprintf("/v1/conversations/%s/messages?after=%d&limit=200", conv, after), &page); code != 200 {
+			return nil, fmt.Errorf("history of %s: status %d", conv, code)
+		}
+		for _, it := range page.Messages {
+			after = it.Seq
+			if it.Type != "MessageSent" {
+				continue
+			}
+			m := &syncMsg{sender: it.Sender, edits: it.EditCount, recalled: it.Recalled != nil, reactions: map[string]map[string]bool{}}
+			if it.Text != nil {
+				m.text = *it.Text
+			}
+			if it.ReplyTo != nil {
+				m.replyTo = it.ReplyTo.Seq
+			}
+			for _, r := range it.Reactions {
+				m.reactions[r.Emoji] = map[string]bool{}
+				for _, u := range r.UserIDs {
+					m.reactions[r.Emoji][u] = true
+				}
+			}
+			c.messages[it.Seq] = m
+		}
+		if len(page.Messages) < 200 {
+			return c, nil
+		}
+	}
+}
+
+// fetchAll is a fresh device's full fetch of every conversation in user's
+// inbox.
+func fetchAll(t *testing.T, sys *system.System, user string) (syncState, error) {
+	t.Helper()
+	var in inbox
+	if code := api(t, sys, user, "/v1/inbox?limit=200", &in); code != 200 {
+		return nil, fmt.Errorf("inbox: status %d", code)
+	}
+	out := syncState{}
+	for _, it := range in.Conversations {
+		c, err := fetchConv(t, sys, user, it.ConversationID)
+		if err != nil {
+			return nil, err
+		}
+		out[it.ConversationID] = c
+	}
+	return out, nil
+}
+
+// TestSyncMissesNothing: a device of u follows 20 conversations live, goes
+// offline, and while it is away the others (and u on another device) do
+// every kind of action in them; u is removed from one and added to three
+// new ones. On reconnecting the device resumes from the versions it holds
+// (fetching the added conversations), and its reconstructed state equals a
+// fresh device's full fetch exactly, with no event applied twice.
+func TestSyncMissesNothing(t *testing.T) {
+	t.Parallel()
+	sys, _ := start(t, 2)
+	rng := rand.New(rand.NewPCG(7, 11))
+	others := []string{"a", "b", "c", "d", "e", "f"}
+	devs := map[string]*testenv.WSClient{}
+	for i, u := range others {
+		devs[u] = connect(t, sys, i%2, u, "phone")
+	}
+	phone := connect(t, sys, 0, "u", "phone")
+	laptop := connect(t, sys, 1, "u", "laptop")
+	state := syncState{}
+	seen := map[string]bool{} // conversation/version applied
+	take := func(evs []*pb.Event) {
+		for _, ev := range evs {
+			if ev.GetVersion() == 0 {
+				continue // an answer to one of the phone's own commands
+			}
+			key := fmt.Sprintf("%s/%d", ev.GetConversationId(), ev.GetVersion())
+			if seen[key] {
+				t.Fatalf("the phone got %s twice: %v", key, ev)
+			}
+			seen[key] = true
+			state.apply(ev)
+		}
+	}
+
+	// 20 conversations: 14 groups of a with u and others, 6 direct ones.
+	type conv struct {
+		id      string
+		members []string // besides u
+		group   bool
+	}
+	var convs []conv
+	for i := range 14 {
+		m := []string{"a", others[1+i%5], others[1+(i+2)%5]}
+		id := accepted(t, devs["a"].MustDo("", group(fmt.Sprintf("g%d", i), append(slices.Clone(m[1:]), "u")...)))
+		convs = append(convs, conv{id, m, true})
+	}
+	for _, u := range others {
+		convs = append(convs, conv{accepted(t, devs[u].MustDo("", direct("u"))), []string{u}, false})
+	}
+	for i, cv := range convs {
+		sender := devs[cv.members[0]]
+		accepted(t, sender.MustDo(cv.id, send(fmt.Sprintf("hello-%d", i), "hello")))
+	}
+	// The phone follows all of it live, then goes away.
+	for _, cv := range convs {
+		phone.WaitEvent("hello in "+cv.id, func(e *pb.Event) bool { return e.GetConversationId() == cv.id && e.GetMessageSent() != nil })
+	}
+	_ = phone.DrainEvents()
+	for _, cv := range convs { // what was dropped by the waits above, from a fresh fetch
+		testenv.Eventually(t, time.Minute, func() string {
+			c, err := fetchConv(t, sys, "u", cv.id)
+			if err != nil || len(c.messages) != 1 {
+				return fmt.Sprintf("%s: %v %v", cv.id, c, err)
+			}
+			state[cv.id] = c
+			return ""
+		})
+	}
+	for k := range state {
+		for v := int64(1); v <= state[k].version; v++ {
+			seen[fmt.Sprintf("%s/%d", k, v)] = true
+		}
+	}
+	cursors := map[string]int64{}
+	for id, c := range state {
+		cursors[id] = c.version
+	}
+	phone.Close()
+
+	// While away: every kind of action, from the others and from u's laptop.
+	n := 0
+	next := func() string { n++; return fmt.Sprintf("x%d", n) }
+	for round := range 4 {
+		for i, cv := range convs {
+			who := cv.members[rng.IntN(len(cv.members))]
+			d := devs[who]
+			seqs := len(state[cv.id].messages) + round // an estimate: actions on a missing seq are refused, which is fine
+			target := int64(1 + rng.IntN(max(seqs, 1)))
+			switch k := (round*7 + i) % 9; k {
+			case 0:
+				accepted(t, d.MustDo(cv.id, &pb.SendMessage{ClientMsgId: next(), Text: "re", ReplyToSeq: target}))
+			case 1:
+				accepted(t, d.MustDo(cv.id, &pb.SendMessage{ClientMsgId: next(), Text: "@u", MentionUserIds: []string{"u"}}))
+			case 2:
+				accepted(t, d.MustDo(cv.id, &pb.AddReaction{Seq: target, Emoji: "+1"}))
+			case 3:
+				accepted(t, d.MustDo(cv.id, &pb.EditMessage{Seq: 1, Text: "hello, edited", ClientMsgId: next()}))
+			case 4:
+				accepted(t, d.MustDo(cv.id, &pb.MarkRead{UpToSeq: target}))
+			case 5:
+				accepted(t, laptop.MustDo(cv.id, &pb.AddReaction{Seq: 1, Emoji: "👀"}))
+				accepted(t, laptop.MustDo(cv.id, &pb.MarkRead{UpToSeq: target}))
+			case 6:
+				accepted(t, laptop.MustDo(cv.id, send(next(), "from the laptop")))
+			case 7:
+				if cv.group {
+					accepted(t, devs["a"].MustDo(cv.id, &pb.PinMessage{Seq: 1}))
+					accepted(t, devs["a"].MustDo(cv.id, &pb.SetMemberRole{UserId: cv.members[1], Role: pb.MemberRole_MEMBER_ROLE_ADMIN}))
+				} else {
+					accepted(t, d.MustDo(cv.id, &pb.RecallMessage{Seq: 1}))
+				}
+			case 8:
+				if cv.group {
+					title := fmt.Sprintf("renamed %d", round)
+					accepted(t, devs["a"].MustDo(cv.id, &pb.UpdateGroupSettings{Settings: &pb.GroupSettings{Title: &title}}))
+					accepted(t, devs["a"].MustDo(cv.id, &pb.AddMembers{UserIds: []string{"f"}}))
+				} else {
+					accepted(t, d.MustDo(cv.id, &pb.RemoveReaction{Seq: target, Emoji: "+1"}))
+				}
+			}
+		}
+	}
+	removed := convs[0].id
+	accepted(t, devs["a"].MustDo(removed, &pb.RemoveMember{UserId: "u"}))
+	accepted(t, devs["a"].MustDo(removed, send(next(), "after u left")))
+	var added []string
+	for i := range 3 {
+		id := accepted(t, devs["b"].MustDo("", group(fmt.Sprintf("new%d", i), "u", "c")))
+		accepted(t, devs["c"].MustDo(id, send(next(), "welcome")))
+		added = append(added, id)
+	}
+
+	// Back: resume from the cursors until complete; fetch what was added.
+	testenv.Eventually(t, 2*time.Minute, func() string {
+		d := connectResuming(t, sys, 1, "u", "phone")
+		defer d.Close()
+		evs, r := resume(t, d, cursors)
+		if len(r.GetFailed()) > 0 || r.GetMore() || len(r.GetRefetch()) > 0 {
+			return fmt.Sprintf("resumed %v: resume again", r)
+		}
+		take(evs)
+		for _, rm := range r.GetRemoved() {
+			delete(state, rm.GetConversationId())
+		}
+		for _, a := range r.GetAdded() {
+			c, err := fetchConv(t, sys, "u", a.GetConversationId())
+			if err != nil {
+				return err.Error()
+			}
+			state[a.GetConversationId()] = c
+		}
+		for id, c := range state {
+			cursors[id] = c.version
+		}
+		// What was decided after the Resume arrives live.
+		take(d.DrainEvents())
+		fresh, err := fetchAll(t, sys, "u")
+		if err != nil {
+			return err.Error()
+		}
+		if got, want := state.render(false), fresh.render(false); got != want {
+			return fmt.Sprintf("the resumed state differs from a fresh fetch:\n--- resumed\n%s--- fresh\n%s", got, want)
+		}
+		return ""
+	})
+	if _, ok := state[removed]; ok {
+		t.Fatalf("the conversation u was removed from is still in its state")
+	}
+	for _, a := range added {
+		if _, ok := state[a]; !ok {
+			t.Fatalf("added conversation %s is missing", a)
+		}
+	}
+}
