@@ -314,24 +314,18 @@ func TestSyncMissesNothing(t *testing.T) {
 		accepted(t, sender.MustDo(cv.id, send(fmt.Sprintf("hello-%d", i), "hello")))
 	}
 	// The phone follows all of it live, then goes away.
-	for _, cv := range convs {
-		phone.WaitEvent("hello in "+cv.id, func(e *pb.Event) bool { return e.GetConversationId() == cv.id && e.GetMessageSent() != nil })
-	}
-	_ = phone.DrainEvents()
-	for _, cv := range convs { // what was dropped by the waits above, from a fresh fetch
-		testenv.Eventually(t, time.Minute, func() string {
-			c, err := fetchConv(t, sys, "u", cv.id)
-			if err != nil || len(c.messages) != 1 {
-				return fmt.Sprintf("%s: %v %v", cv.id, c, err)
-			}
-			state[cv.id] = c
-			return ""
-		})
-	}
-	for k := range state {
-		for v := int64(1); v <= state[k].version; v++ {
-			seen[fmt.Sprintf("%s/%d", k, v)] = true
+	hellos := map[string]bool{}
+	var live []*pb.Event
+	phone.WaitEvent("every hello", func(e *pb.Event) bool {
+		live = append(live, e)
+		if e.GetMessageSent() != nil {
+			hellos[e.GetConversationId()] = true
 		}
+		return len(hellos) == len(convs)
+	})
+	take(live)
+	if len(state) != len(convs) {
+		t.Fatalf("the phone follows %d conversations, want %d", len(state), len(convs))
 	}
 	cursors := map[string]int64{}
 	for id, c := range state {
