@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -24,20 +26,50 @@ import (
 //     conversation by message_seq, and are sent by a current member; only
 //     the message's sender edits it, with edit numbers 1, 2, 3 … per
 //     message; a message is recalled at most once, by its sender or by a
-//     group's owner (its creator, while a member since), and nothing edits
+//     privileged member (the group's owner or an admin), and nothing edits
 //     or reacts to it after; a ReactionAdded adds a reaction (user, emoji)
 //     the message does not have, a ReactionRemoved removes one it has;
 //   - a reply (MessageSent.reply_to_seq) names an earlier MessageSent of
 //     the conversation, not recalled when the reply was sent;
+//   - roles: a group has exactly one owner among its current members after
+//     every event while it has members (the creator, then whoever an
+//     OwnershipTransferred names); when the owner leaves, the very next
+//     event of the conversation is its OwnershipTransferred (OWNER_LEFT) to
+//     the admin who joined first, else the member who joined first (ties by
+//     user id); only the owner changes roles (of members other than itself,
+//     to ADMIN or MEMBER, and only to another role) and transfers ownership
+//     (to another current member: it becomes an admin); the owner removes
+//     anyone but itself, an admin plain members only, a plain member nobody;
+//   - settings: only privileged members change them, a GroupSettingsChanged
+//     carries only fields whose value changes (policies MEMBERS or ADMINS, a
+//     title not empty); while announcement_only, only privileged members
+//     send; while who_may_add is ADMINS, only they add members;
+//   - mutes: privileged members mute and unmute, nobody the owner, only the
+//     owner an admin; an unmute is of a muted member; a muted member sends
+//     nothing while muted (a MessageSent's occurred_at before the mute's
+//     until, or any time for a mute without until, until unmuted or
+//     removed);
+//   - mentions: mention_user_ids are current members other than the sender,
+//     without duplicates, and empty with mention_all; mention_all is for
+//     groups, and only for privileged members while who_may_mention_all is
+//     ADMINS;
+//   - pins: a MessagePinned names a MessageSent neither recalled nor pinned,
+//     a MessageUnpinned a pinned one (a recall unpins); while who_may_pin is
+//     ADMINS only privileged members pin and unpin in a group (the number of
+//     pins is not checked: its limit is the decider's setting);
 //   - every command decided by ingest has exactly one outcome event (a mark
 //     that would not move, a recall of a recalled message, a reaction
-//     already there or already gone have none), and every event names a
+//     already there or already gone, a role or a setting that would not
+//     change, an unmute of a member not muted, a pin already there or an
+//     unpin of none have none; the owner's leave has two: its MemberRemoved
+//     and the OwnershipTransferred after it), and every event names a
 //     command of parley.commands (while the topic still holds it).
 //
 // It also keeps, per conversation, last_seq and each member's read mark, so
-// unread = last_seq − read_seq can be checked against the live views, and
-// per message its sender, edit count, recall and reactions, which the live
-// views are checked against too (checkActions).
+// unread = last_seq − read_seq can be checked against the live views, per
+// message its sender, edit count, recall, reactions and mentions, and per
+// group its owner, which the live views are checked against too
+// (checkActions, checkGovernance).
 // Events of a conversation must be given in log order; conversations may
 // interleave (it is safe for concurrent use).
 type logCheck struct {
@@ -70,16 +102,55 @@ type convModel struct {
 	// conversation created before versions existed (its events carry 0).
 	lastVersion int64
 	versioned   bool
+	group       bool
 	members     map[string]*memberModel // current and former
 	messages    map[int64]*messageModel // every MessageSent, by seq
+	// mentioned holds the seqs of the messages that mention someone
+	// (@user or @all), ascending.
+	mentioned []int64
+	settings  groupSettings
+	// ownerLeft is the owner's MemberRemoved while members remain: the
+	// conversation's next event must be its OwnershipTransferred
+	// (OWNER_LEFT).
+	ownerLeft *ownerLeft
+	// ownerBroken says the group's owners were reported wrong and still
+	// are: reported once, not after every event.
+	ownerBroken bool
 }
 
 type memberModel struct {
 	read, delivered int64
+	joined          int64 // the seq of the MembersAdded that (last) added it; 0 for the initial members
 	current         bool
-	// owner: the creator of a group, until it leaves or is removed (a
-	// member added back is a plain member; nothing promotes one).
-	owner bool
+	// role while current: MEMBER_ROLE_OWNER (one per group: its creator,
+	// then whoever an OwnershipTransferred names), MEMBER_ROLE_ADMIN or
+	// MEMBER_ROLE_MEMBER (a member added, also one added back; both users
+	// of a direct conversation).
+	role pb.MemberRole
+	// muted until mutedUntil (zero: until unmuted); an unmute, a removal
+	// and a re-add end it.
+	muted      bool
+	mutedUntil time.Time
+}
+
+// privileged reports whether m is a current member that is the owner or an
+// admin.
+func (m *memberModel) privileged() bool {
+	return m != nil && m.current && (m.role == pb.MemberRole_MEMBER_ROLE_OWNER || m.role == pb.MemberRole_MEMBER_ROLE_ADMIN)
+}
+
+// groupSettings are a group's settings by the log: ConversationCreated's
+// title and the defaults, then each GroupSettingsChanged.
+type groupSettings struct {
+	title, description, avatarURL          string
+	announcementOnly                       bool
+	whoMayAdd, whoMayMentionAll, whoMayPin pb.GroupPolicy
+}
+
+// ownerLeft is the owner's MemberRemoved, awaiting its OwnershipTransferred.
+type ownerLeft struct {
+	user, command string
+	at            where
 }
 
 // messageModel is what the log says about one message.
@@ -88,6 +159,9 @@ type messageModel struct {
 	edits      int64  // MessageEdited events
 	recalledBy string // "": not recalled
 	reactions  map[reaction]bool
+	mentions   []string // mention_user_ids
+	mentionAll bool
+	pinned     bool
 }
 
 // reaction is one user's emoji on a message.
@@ -115,33 +189,43 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 	c.events++
 	typ, id := schemas.EventType(ev), ev.GetConversationId()
 	at := where{partition, offset, typ, id}
+	conv := c.convs[id]
+	var left *ownerLeft // the owner's MemberRemoved right before, awaiting this event
+	if conv != nil {
+		left, conv.ownerLeft = conv.ownerLeft, nil
+	}
+	// The owner's leave is decided into two events: the OwnershipTransferred
+	// after its MemberRemoved belongs to the same outcome.
+	paired := left != nil && typ == schemas.TypeOwnershipTransferred && ev.GetCommandId() == left.command
 	if ev.GetCommandId() == "" {
 		c.problem("%s has no command_id", at)
-	} else {
+	} else if !paired {
 		c.outcomes[ev.GetCommandId()] = append(c.outcomes[ev.GetCommandId()], at)
 	}
-	conv := c.convs[id]
 	if typ == schemas.TypeConversationCreated {
 		if conv != nil {
 			c.problem("%s: the conversation was created before", at)
 			return
 		}
+		cc := ev.GetConversationCreated()
 		conv = &convModel{members: map[string]*memberModel{}, messages: map[int64]*messageModel{},
-			lastVersion: ev.GetVersion(), versioned: ev.GetVersion() != 0}
+			lastVersion: ev.GetVersion(), versioned: ev.GetVersion() != 0, group: cc.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP,
+			settings: groupSettings{title: cc.GetTitle(), whoMayAdd: pb.GroupPolicy_GROUP_POLICY_MEMBERS,
+				whoMayMentionAll: pb.GroupPolicy_GROUP_POLICY_MEMBERS, whoMayPin: pb.GroupPolicy_GROUP_POLICY_MEMBERS}}
 		c.convs[id] = conv
 		if conv.versioned && ev.GetVersion() != 1 {
 			c.problem("%s: version %d, want 1 (the first event of a conversation)", at, ev.GetVersion())
 		}
-		cc := ev.GetConversationCreated()
 		for _, u := range cc.GetMemberUserIds() {
-			conv.members[u] = &memberModel{current: true}
+			conv.members[u] = &memberModel{current: true, role: pb.MemberRole_MEMBER_ROLE_MEMBER}
 		}
-		if m := conv.members[ev.GetActorUserId()]; m != nil && cc.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP {
-			m.owner = true
+		if m := conv.members[ev.GetActorUserId()]; m != nil && conv.group {
+			m.role = pb.MemberRole_MEMBER_ROLE_OWNER
 		}
 		if ev.GetSeq() != 0 {
 			c.problem("%s: seq %d, want 0", at, ev.GetSeq())
 		}
+		c.checkOwner(at, conv)
 		return
 	}
 	if conv == nil {
@@ -149,6 +233,10 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 			c.problem("%s comes before the conversation's ConversationCreated", at)
 		}
 		return
+	}
+	if left != nil && ev.GetOwnershipTransferred().GetReason() != pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT {
+		c.problem("%s: the owner %s left (%s) and members remain, but this is not its OwnershipTransferred (OWNER_LEFT)", at, left.user, left.at)
+		conv.ownerBroken = true // the group is left without an owner: said once, here
 	}
 	switch v := ev.GetVersion(); {
 	case typ == schemas.TypeCommandRejected || typ == schemas.TypeMessageDeduplicated:
@@ -174,44 +262,31 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.problem("%s: seq %d, want 0 (not a timeline event)", at, ev.GetSeq())
 	}
 	actor := ev.GetActorUserId()
-	current := func(u string) *memberModel {
-		m := conv.members[u]
-		if m == nil || !m.current {
-			c.problem("%s: %s is not a member", at, u)
-			return nil
-		}
-		return m
-	}
 	switch typ {
 	case schemas.TypeMessageSent:
-		if m := current(actor); m != nil {
+		m := c.current(at, conv, actor)
+		if m != nil {
 			m.read, m.delivered = max(m.read, ev.GetSeq()), max(m.delivered, ev.GetSeq())
 		}
-		if r := ev.GetMessageSent().GetReplyToSeq(); r != 0 {
-			switch to := conv.messages[r]; {
-			case to == nil || r >= ev.GetSeq():
-				c.problem("%s: reply_to_seq %d is not an earlier MessageSent of the conversation", at, r)
-			case to.recalledBy != "":
-				c.problem("%s: reply to message %d, recalled before by %s", at, r, to.recalledBy)
-			}
-		}
-		if conv.messages[ev.GetSeq()] == nil {
-			conv.messages[ev.GetSeq()] = &messageModel{sender: actor}
-		}
+		c.sent(at, conv, ev, m)
 	case schemas.TypeMembersAdded:
+		if conv.settings.whoMayAdd == pb.GroupPolicy_GROUP_POLICY_ADMINS && !conv.members[actor].privileged() {
+			c.problem("%s: %s adds members while who_may_add is ADMINS, but is neither the owner nor an admin", at, actor)
+		}
 		for _, u := range ev.GetMembersAdded().GetUserIds() {
 			if m := conv.members[u]; m != nil && m.current {
 				c.problem("%s: %s is a member already", at, u)
 			}
-			conv.members[u] = &memberModel{read: ev.GetSeq(), delivered: ev.GetSeq(), current: true}
+			conv.members[u] = &memberModel{read: ev.GetSeq(), delivered: ev.GetSeq(), joined: ev.GetSeq(), current: true,
+				role: pb.MemberRole_MEMBER_ROLE_MEMBER}
 		}
+		c.checkOwner(at, conv)
 	case schemas.TypeMemberRemoved:
-		if m := current(ev.GetMemberRemoved().GetUserId()); m != nil {
-			m.current, m.owner = false, false
-		}
+		c.removed(at, conv, ev)
+		c.checkOwner(at, conv)
 	case schemas.TypeReadUpTo:
 		up := ev.GetReadUpTo().GetUpToSeq()
-		if m := current(actor); m != nil {
+		if m := c.current(at, conv, actor); m != nil {
 			if up <= m.read || up > conv.lastSeq {
 				c.problem("%s: read mark of %s moves from %d to %d (last seq %d): marks only move forward, up to the last seq",
 					at, actor, m.read, up, conv.lastSeq)
@@ -220,7 +295,7 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		}
 	case schemas.TypeDeliveredUpTo:
 		up := ev.GetDeliveredUpTo().GetUpToSeq()
-		if m := current(actor); m != nil {
+		if m := c.current(at, conv, actor); m != nil {
 			if up <= m.delivered || up > conv.lastSeq {
 				c.problem("%s: delivered mark of %s moves from %d to %d (last seq %d): marks only move forward, up to the last seq",
 					at, actor, m.delivered, up, conv.lastSeq)
@@ -232,7 +307,19 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 			c.problem("%s: original seq %d outside 1..%d", at, s, conv.lastSeq)
 		}
 	case schemas.TypeMessageEdited, schemas.TypeMessageRecalled, schemas.TypeReactionAdded, schemas.TypeReactionRemoved:
-		c.action(at, conv, ev, current(actor))
+		c.action(at, conv, ev, c.current(at, conv, actor))
+	case schemas.TypeMemberRoleChanged:
+		c.roleChanged(at, conv, ev)
+		c.checkOwner(at, conv)
+	case schemas.TypeOwnershipTransferred:
+		c.transferred(at, conv, ev, left)
+		c.checkOwner(at, conv)
+	case schemas.TypeGroupSettingsChanged:
+		c.settingsChanged(at, conv, ev)
+	case schemas.TypeMemberMuted, schemas.TypeMemberUnmuted:
+		c.mute(at, conv, ev)
+	case schemas.TypeMessagePinned, schemas.TypeMessageUnpinned:
+		c.pin(at, conv, ev, c.current(at, conv, actor))
 	}
 }
 
@@ -274,13 +361,13 @@ func (c *logCheck) action(at where, conv *convModel, ev *pb.Event, member *membe
 		}
 		msg.edits++
 	case *pb.Event_MessageRecalled:
-		if actor != msg.sender && (member == nil || !member.owner) {
-			c.problem("%s: %s recalls message %d of %s: only its sender or a group owner recalls", at, actor, seq, msg.sender)
+		if actor != msg.sender && !member.privileged() {
+			c.problem("%s: %s recalls message %d of %s: only its sender, the owner or an admin recalls", at, actor, seq, msg.sender)
 		}
 		if s := b.MessageRecalled.GetSenderUserId(); s != "" && s != msg.sender { // "": the decider no longer remembered the sender
 			c.problem("%s: sender_user_id %s, but message %d was sent by %s", at, s, seq, msg.sender)
 		}
-		msg.recalledBy, msg.reactions = actor, nil
+		msg.recalledBy, msg.reactions, msg.pinned = actor, nil, false // a recall unpins
 	case *pb.Event_ReactionAdded:
 		r := reaction{b.ReactionAdded.GetEmoji(), actor}
 		if msg.reactions[r] {
@@ -298,6 +385,390 @@ func (c *logCheck) action(at where, conv *convModel, ev *pb.Event, member *membe
 		delete(msg.reactions, r)
 	}
 }
+
+// current returns the member u of conv, reporting a problem (and
+// returning nil) when it is not a current one.
+func (c *logCheck) current(at where, conv *convModel, u string) *memberModel {
+	m := conv.members[u]
+	if m == nil || !m.current {
+		c.problem("%s: %s is not a member", at, u)
+		return nil
+	}
+	return m
+}
+
+// sent checks a MessageSent beyond its seq: whether its sender (member, nil
+// when not a current one) may send, its reply and its mentions.
+func (c *logCheck) sent(at where, conv *convModel, ev *pb.Event, member *memberModel) {
+	actor, ms, seq := ev.GetActorUserId(), ev.GetMessageSent(), ev.GetSeq()
+	if member != nil {
+		switch {
+		case conv.settings.announcementOnly && !member.privileged():
+			c.problem("%s: %s sends in an announcement-only group but is neither the owner nor an admin", at, actor)
+		case member.muted && member.mutedUntil.IsZero():
+			c.problem("%s: %s sends while muted (until unmuted)", at, actor)
+		case member.muted && ev.GetOccurredAt() != nil && ev.GetOccurredAt().AsTime().Before(member.mutedUntil):
+			// The decider compares the command's receive time, which is at
+			// most the event's occurred_at, with until.
+			c.problem("%s: %s sends at %s while muted until %s", at, actor,
+				ev.GetOccurredAt().AsTime().UTC().Format(time.RFC3339Nano), member.mutedUntil.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if r := ms.GetReplyToSeq(); r != 0 {
+		switch to := conv.messages[r]; {
+		case to == nil || r >= seq:
+			c.problem("%s: reply_to_seq %d is not an earlier MessageSent of the conversation", at, r)
+		case to.recalledBy != "":
+			c.problem("%s: reply to message %d, recalled before by %s", at, r, to.recalledBy)
+		}
+	}
+	seen := map[string]bool{}
+	for _, u := range ms.GetMentionUserIds() {
+		switch m := conv.members[u]; {
+		case seen[u]:
+			c.problem("%s: mentions %s twice (mention_user_ids are deduplicated)", at, u)
+		case u == actor:
+			c.problem("%s: %s mentions itself (a sender's own mention is dropped)", at, u)
+		case m == nil || !m.current:
+			c.problem("%s: mentions %s, who is not a member", at, u)
+		}
+		seen[u] = true
+	}
+	if ms.GetMentionAll() {
+		if len(ms.GetMentionUserIds()) > 0 {
+			c.problem("%s: mention_all with mention_user_ids %v (with @all nobody is named)", at, ms.GetMentionUserIds())
+		}
+		if !conv.group {
+			c.problem("%s: mention_all in a direct conversation (groups only)", at)
+		} else if conv.settings.whoMayMentionAll == pb.GroupPolicy_GROUP_POLICY_ADMINS && member != nil && !member.privileged() {
+			c.problem("%s: %s mentions @all while who_may_mention_all is ADMINS, but is neither the owner nor an admin", at, actor)
+		}
+	}
+	if conv.messages[seq] == nil {
+		conv.messages[seq] = &messageModel{sender: actor, mentions: slices.Clone(ms.GetMentionUserIds()), mentionAll: ms.GetMentionAll()}
+		if (ms.GetMentionAll() || len(ms.GetMentionUserIds()) > 0) && (len(conv.mentioned) == 0 || conv.mentioned[len(conv.mentioned)-1] < seq) {
+			conv.mentioned = append(conv.mentioned, seq)
+		}
+	}
+}
+
+// removed checks a MemberRemoved: who may remove whom; the owner's leave
+// awaits its OwnershipTransferred when members remain.
+func (c *logCheck) removed(at where, conv *convModel, ev *pb.Event) {
+	actor, u := ev.GetActorUserId(), ev.GetMemberRemoved().GetUserId()
+	m := c.current(at, conv, u)
+	if m == nil {
+		return
+	}
+	if u != actor {
+		switch a := conv.members[actor]; {
+		case a == nil || !a.current:
+			c.problem("%s: %s removes %s but is not a member", at, actor, u)
+		case m.role == pb.MemberRole_MEMBER_ROLE_OWNER:
+			c.problem("%s: %s removes the owner %s: nobody removes the owner (it leaves)", at, actor, u)
+		case a.role == pb.MemberRole_MEMBER_ROLE_OWNER:
+		case a.role == pb.MemberRole_MEMBER_ROLE_ADMIN && m.role == pb.MemberRole_MEMBER_ROLE_MEMBER:
+		case a.role == pb.MemberRole_MEMBER_ROLE_ADMIN:
+			c.problem("%s: the admin %s removes the admin %s: an admin removes plain members only", at, actor, u)
+		default:
+			c.problem("%s: %s removes %s but is a plain member: only the owner and admins remove members", at, actor, u)
+		}
+	}
+	owner := m.role == pb.MemberRole_MEMBER_ROLE_OWNER
+	m.current, m.role, m.muted, m.mutedUntil = false, pb.MemberRole_MEMBER_ROLE_UNSPECIFIED, false, time.Time{}
+	if owner && conv.size() > 0 {
+		conv.ownerLeft = &ownerLeft{user: u, command: ev.GetCommandId(), at: at}
+	}
+}
+
+// roleChanged checks a MemberRoleChanged: by the owner, of another current
+// member, to ADMIN or MEMBER, and a change.
+func (c *logCheck) roleChanged(at where, conv *convModel, ev *pb.Event) {
+	actor, rc := ev.GetActorUserId(), ev.GetMemberRoleChanged()
+	a := c.current(at, conv, actor)
+	if a == nil {
+		return
+	}
+	if a.role != pb.MemberRole_MEMBER_ROLE_OWNER {
+		c.problem("%s: %s sets the role of %s but is not the owner: only the owner sets roles", at, actor, rc.GetUserId())
+		return
+	}
+	m := c.current(at, conv, rc.GetUserId())
+	if m == nil {
+		return
+	}
+	switch r := rc.GetRole(); {
+	case m.role == pb.MemberRole_MEMBER_ROLE_OWNER:
+		c.problem("%s: the role of the owner %s changes: the owner's role changes only by a transfer", at, rc.GetUserId())
+	case r != pb.MemberRole_MEMBER_ROLE_ADMIN && r != pb.MemberRole_MEMBER_ROLE_MEMBER:
+		c.problem("%s: role %v, want ADMIN or MEMBER", at, r)
+	case r == m.role:
+		c.problem("%s: %s is %s already (a role change only when it changes)", at, rc.GetUserId(), roleName(r))
+	default:
+		m.role = r
+	}
+}
+
+// transferred checks an OwnershipTransferred: a transfer by the owner to
+// another current member, or, right after the owner's MemberRemoved (left),
+// the pick of its successor.
+func (c *logCheck) transferred(at where, conv *convModel, ev *pb.Event, left *ownerLeft) {
+	actor, t := ev.GetActorUserId(), ev.GetOwnershipTransferred()
+	from, to := t.GetFromUserId(), t.GetToUserId()
+	switch t.GetReason() {
+	case pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_TRANSFERRED:
+		a := c.current(at, conv, actor)
+		switch {
+		case a == nil:
+			return
+		case a.role != pb.MemberRole_MEMBER_ROLE_OWNER:
+			c.problem("%s: %s transfers the ownership but is not the owner", at, actor)
+			return
+		case from != actor:
+			c.problem("%s: from_user_id %s, but the owner %s transfers", at, from, actor)
+			return
+		case to == actor:
+			c.problem("%s: the owner %s transfers the ownership to itself", at, actor)
+			return
+		}
+		if m := c.current(at, conv, to); m != nil {
+			a.role, m.role = pb.MemberRole_MEMBER_ROLE_ADMIN, pb.MemberRole_MEMBER_ROLE_OWNER
+		}
+	case pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT:
+		if left == nil {
+			c.problem("%s: reason OWNER_LEFT, but not right after the owner's MemberRemoved", at)
+			return
+		}
+		if from != left.user {
+			c.problem("%s: from_user_id %s, but the owner who left is %s", at, from, left.user)
+		}
+		if ev.GetCommandId() != left.command {
+			c.problem("%s: command_id %s, but the owner's MemberRemoved is of command %s (both are one decision)", at, ev.GetCommandId(), left.command)
+		}
+		if want := conv.successor(); to != want {
+			c.problem("%s: to_user_id %s, want %s (the admin who joined first, else the member who joined first, ties by user id)", at, to, want)
+		}
+		if m := c.current(at, conv, to); m != nil {
+			m.role = pb.MemberRole_MEMBER_ROLE_OWNER
+		}
+	default:
+		c.problem("%s: reason %v, want TRANSFERRED or OWNER_LEFT", at, t.GetReason())
+	}
+}
+
+// successor is who takes over a group whose owner left: the admin with the
+// lowest joined seq, else the member with the lowest, ties by user id ("":
+// no member remains).
+func (conv *convModel) successor() string {
+	best, bestAdmin := "", false
+	var bestJoined int64
+	for _, u := range slices.Sorted(maps.Keys(conv.members)) {
+		m := conv.members[u]
+		if !m.current {
+			continue
+		}
+		admin := m.role == pb.MemberRole_MEMBER_ROLE_ADMIN
+		if best == "" || (admin && !bestAdmin) || (admin == bestAdmin && m.joined < bestJoined) {
+			best, bestAdmin, bestJoined = u, admin, m.joined
+		}
+	}
+	return best
+}
+
+// size is the number of current members of conv.
+func (conv *convModel) size() int {
+	n := 0
+	for _, m := range conv.members {
+		if m.current {
+			n++
+		}
+	}
+	return n
+}
+
+// owners lists the current members of conv whose role is owner.
+func (conv *convModel) owners() []string {
+	var out []string
+	for u, m := range conv.members {
+		if m.current && m.role == pb.MemberRole_MEMBER_ROLE_OWNER {
+			out = append(out, u)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkOwner checks, after an event that may change roles or members, that
+// a group with members has exactly one owner among them (not between the
+// owner's MemberRemoved and its OwnershipTransferred).
+func (c *logCheck) checkOwner(at where, conv *convModel) {
+	if !conv.group || conv.ownerLeft != nil {
+		return
+	}
+	members, owners := conv.size(), conv.owners()
+	broken := members > 0 && len(owners) != 1
+	if broken && !conv.ownerBroken {
+		c.problem("%s: %d owner(s) %v among %d member(s): a group has exactly one owner while it has members", at, len(owners), owners, members)
+	}
+	conv.ownerBroken = broken
+}
+
+// settingsChanged checks a GroupSettingsChanged: in a group, by a
+// privileged member, carrying only valid values that change.
+func (c *logCheck) settingsChanged(at where, conv *convModel, ev *pb.Event) {
+	actor, s := ev.GetActorUserId(), ev.GetGroupSettingsChanged().GetSettings()
+	if !conv.group {
+		c.problem("%s: settings of a direct conversation (groups only)", at)
+		return
+	}
+	if a := c.current(at, conv, actor); a == nil {
+		return
+	} else if !a.privileged() {
+		c.problem("%s: %s changes the settings but is neither the owner nor an admin", at, actor)
+		return
+	}
+	cur := &conv.settings
+	var set int
+	var unchanged []string
+	text := func(name string, v *string, to *string) {
+		if v == nil {
+			return
+		}
+		set++
+		if *v == *to {
+			unchanged = append(unchanged, fmt.Sprintf("%s %q", name, *v))
+		}
+		*to = *v
+	}
+	policy := func(name string, v *pb.GroupPolicy, to *pb.GroupPolicy) {
+		if v == nil {
+			return
+		}
+		set++
+		switch {
+		case *v != pb.GroupPolicy_GROUP_POLICY_MEMBERS && *v != pb.GroupPolicy_GROUP_POLICY_ADMINS:
+			c.problem("%s: %s %v, want MEMBERS or ADMINS", at, name, *v)
+			return
+		case *v == *to:
+			unchanged = append(unchanged, name+" "+policyName(*v))
+		}
+		*to = *v
+	}
+	if s.Title != nil && s.GetTitle() == "" {
+		c.problem("%s: an empty title", at)
+		set++
+	} else {
+		text("title", s.Title, &cur.title)
+	}
+	text("description", s.Description, &cur.description)
+	text("avatar_url", s.AvatarUrl, &cur.avatarURL)
+	if s.AnnouncementOnly != nil {
+		set++
+		if s.GetAnnouncementOnly() == cur.announcementOnly {
+			unchanged = append(unchanged, fmt.Sprintf("announcement_only %v", cur.announcementOnly))
+		}
+		cur.announcementOnly = s.GetAnnouncementOnly()
+	}
+	policy("who_may_add", s.WhoMayAdd, &cur.whoMayAdd)
+	policy("who_may_mention_all", s.WhoMayMentionAll, &cur.whoMayMentionAll)
+	policy("who_may_pin", s.WhoMayPin, &cur.whoMayPin)
+	if set == 0 {
+		c.problem("%s: no setting in it (a change only when something changes)", at)
+	}
+	if len(unchanged) > 0 {
+		c.problem("%s: %s unchanged (it carries only the settings whose value changes)", at, strings.Join(unchanged, ", "))
+	}
+}
+
+// mute checks a MemberMuted or MemberUnmuted: by a privileged member, of a
+// current member, never the owner, an admin only by the owner; an unmute of
+// a muted member. (Whether a mute with until had expired when its unmute
+// was decided is not known from the log: the decider compares the
+// command's receive time, not in the event.)
+func (c *logCheck) mute(at where, conv *convModel, ev *pb.Event) {
+	actor, u, verb := ev.GetActorUserId(), ev.GetMemberMuted().GetUserId(), "mutes"
+	unmute := ev.GetMemberUnmuted() != nil
+	if unmute {
+		u, verb = ev.GetMemberUnmuted().GetUserId(), "unmutes"
+	}
+	a, m := c.current(at, conv, actor), c.current(at, conv, u)
+	switch {
+	case a == nil || m == nil:
+		return
+	case !a.privileged():
+		c.problem("%s: %s %s %s but is neither the owner nor an admin", at, actor, verb, u)
+		return
+	case m.role == pb.MemberRole_MEMBER_ROLE_OWNER:
+		c.problem("%s: %s %s the owner %s: nobody mutes the owner", at, actor, verb, u)
+		return
+	case m.role == pb.MemberRole_MEMBER_ROLE_ADMIN && a.role != pb.MemberRole_MEMBER_ROLE_OWNER:
+		c.problem("%s: the admin %s %s the admin %s: only the owner mutes an admin", at, actor, verb, u)
+		return
+	}
+	if unmute {
+		if !m.muted {
+			c.problem("%s: %s is not muted (an unmute only of a muted member)", at, u)
+		}
+		m.muted, m.mutedUntil = false, time.Time{}
+		return
+	}
+	m.muted, m.mutedUntil = true, time.Time{}
+	if t := ev.GetMemberMuted().GetUntil(); t != nil {
+		m.mutedUntil = t.AsTime()
+	}
+}
+
+// pin checks a MessagePinned or MessageUnpinned by Event.actor_user_id
+// (member, nil when it is not a current one).
+func (c *logCheck) pin(at where, conv *convModel, ev *pb.Event, member *memberModel) {
+	actor, seq, verb := ev.GetActorUserId(), ev.GetMessagePinned().GetMessageSeq(), "pins"
+	pin := ev.GetMessagePinned() != nil
+	if !pin {
+		seq, verb = ev.GetMessageUnpinned().GetMessageSeq(), "unpins"
+	}
+	if member != nil && conv.group && conv.settings.whoMayPin == pb.GroupPolicy_GROUP_POLICY_ADMINS && !member.privileged() {
+		c.problem("%s: %s %s while who_may_pin is ADMINS, but is neither the owner nor an admin", at, actor, verb)
+	}
+	switch msg := conv.messages[seq]; {
+	case msg == nil:
+		c.problem("%s: message_seq %d is not a MessageSent of the conversation", at, seq)
+	case msg.recalledBy != "":
+		c.problem("%s: message %d was recalled by %s before: a recall unpins, and nothing pins it after", at, seq, msg.recalledBy)
+	case pin && msg.pinned:
+		c.problem("%s: message %d is pinned already (a pin only when new)", at, seq)
+	case !pin && !msg.pinned:
+		c.problem("%s: message %d is not pinned (an unpin only of a pinned message)", at, seq)
+	default:
+		msg.pinned = pin
+	}
+}
+
+// unreadMentions counts the mentions of u in conv above its read mark by
+// the log: messages not recalled that name it, or that mention @all after
+// it joined (but its own). ok is false when u is not a current member.
+func (conv *convModel) unreadMentions(u string) (n, read int64, ok bool) {
+	m := conv.members[u]
+	if m == nil || !m.current {
+		return 0, 0, false
+	}
+	i, _ := slices.BinarySearch(conv.mentioned, m.read+1)
+	for _, seq := range conv.mentioned[i:] {
+		msg := conv.messages[seq]
+		if msg == nil || msg.recalledBy != "" {
+			continue
+		}
+		if (msg.mentionAll && seq > m.joined && msg.sender != u) || slices.Contains(msg.mentions, u) {
+			n++
+		}
+	}
+	return n, m.read, true
+}
+
+func roleName(r pb.MemberRole) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "MEMBER_ROLE_"))
+}
+
+func policyName(p pb.GroupPolicy) string { return strings.TrimPrefix(p.String(), "GROUP_POLICY_") }
 
 // command records one command of parley.commands; decided says ingest had
 // committed past it when the check started, so its outcome must be in the
@@ -319,6 +790,11 @@ func (c *logCheck) command(partition int32, offset int64, cmd *pb.Command, decid
 func (c *logCheck) finish(commandsComplete bool) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(c.convs)) {
+		if l := c.convs[id].ownerLeft; l != nil {
+			c.problem("%s: the owner %s left and members remain, but no OwnershipTransferred (OWNER_LEFT) follows", l.at, l.user)
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(c.outcomes)) {
 		evs := c.outcomes[id]
 		if len(evs) > 1 {
@@ -338,6 +814,9 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 			continue // a mark that does not move yields no event
 		case schemas.TypeRecallMessage, schemas.TypeAddReaction, schemas.TypeRemoveReaction:
 			continue // nor does a recall of a recalled message, or a reaction already there (or gone)
+		case schemas.TypeSetMemberRole, schemas.TypeUpdateGroupSettings, schemas.TypeUnmuteMember,
+			schemas.TypePinMessage, schemas.TypeUnpinMessage:
+			continue // nor a role or settings that would not change, an unmute of a member not muted, a pin there or gone
 		}
 		c.problem("command %s (%s) was decided but has no outcome event", id, cmd.where)
 	}

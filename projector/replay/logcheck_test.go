@@ -1,11 +1,15 @@
 package replay
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -40,6 +44,20 @@ func testEvent(cmd string, seq int64, actor string, body any) *pb.Event {
 		e.Body = &pb.Event_ReactionRemoved{ReactionRemoved: b}
 	case *pb.MessageDeduplicated:
 		e.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: b}
+	case *pb.MemberRoleChanged:
+		e.Body = &pb.Event_MemberRoleChanged{MemberRoleChanged: b}
+	case *pb.OwnershipTransferred:
+		e.Body = &pb.Event_OwnershipTransferred{OwnershipTransferred: b}
+	case *pb.GroupSettingsChanged:
+		e.Body = &pb.Event_GroupSettingsChanged{GroupSettingsChanged: b}
+	case *pb.MemberMuted:
+		e.Body = &pb.Event_MemberMuted{MemberMuted: b}
+	case *pb.MemberUnmuted:
+		e.Body = &pb.Event_MemberUnmuted{MemberUnmuted: b}
+	case *pb.MessagePinned:
+		e.Body = &pb.Event_MessagePinned{MessagePinned: b}
+	case *pb.MessageUnpinned:
+		e.Body = &pb.Event_MessageUnpinned{MessageUnpinned: b}
 	}
 	return e
 }
@@ -209,6 +227,28 @@ func (actionLog) command(id, typ string) *pb.Command {
 		c.Body = &pb.Command_AddReaction{AddReaction: &pb.AddReaction{Seq: 1, Emoji: "👍"}}
 	case "RemoveReaction":
 		c.Body = &pb.Command_RemoveReaction{RemoveReaction: &pb.RemoveReaction{Seq: 1, Emoji: "👍"}}
+	case "AddMembers":
+		c.Body = &pb.Command_AddMembers{AddMembers: &pb.AddMembers{UserIds: []string{"b"}}}
+	case "RemoveMember":
+		c.Body = &pb.Command_RemoveMember{RemoveMember: &pb.RemoveMember{UserId: "b"}}
+	case "LeaveConversation":
+		c.Body = &pb.Command_LeaveConversation{LeaveConversation: &pb.LeaveConversation{}}
+	case "MarkRead":
+		c.Body = &pb.Command_MarkRead{MarkRead: &pb.MarkRead{UpToSeq: 1}}
+	case "SetMemberRole":
+		c.Body = &pb.Command_SetMemberRole{SetMemberRole: &pb.SetMemberRole{UserId: "b", Role: pb.MemberRole_MEMBER_ROLE_ADMIN}}
+	case "TransferOwnership":
+		c.Body = &pb.Command_TransferOwnership{TransferOwnership: &pb.TransferOwnership{UserId: "b"}}
+	case "UpdateGroupSettings":
+		c.Body = &pb.Command_UpdateGroupSettings{UpdateGroupSettings: &pb.UpdateGroupSettings{Settings: &pb.GroupSettings{Title: proto.String("t")}}}
+	case "MuteMember":
+		c.Body = &pb.Command_MuteMember{MuteMember: &pb.MuteMember{UserId: "b"}}
+	case "UnmuteMember":
+		c.Body = &pb.Command_UnmuteMember{UnmuteMember: &pb.UnmuteMember{UserId: "b"}}
+	case "PinMessage":
+		c.Body = &pb.Command_PinMessage{PinMessage: &pb.PinMessage{Seq: 1}}
+	case "UnpinMessage":
+		c.Body = &pb.Command_UnpinMessage{UnpinMessage: &pb.UnpinMessage{Seq: 1}}
 	default:
 		c.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: id, Text: "x"}}
 	}
@@ -289,13 +329,20 @@ func TestVerifyLogCheckActions(t *testing.T) {
 		{"recalled twice", l.versions(g, l.send("s1", 1, "b"), l.recall("x1", "b", 1, "b"), l.recall("x2", "a", 1, "b")), nil,
 			"MessageRecalled of g:1 at partition 0 offset 3: message 1 recalled a second time (first by b)"},
 		{"recall by a plain member", l.versions(g, l.send("s1", 1, "a"), l.recall("x1", "b", 1, "a")), nil,
-			"b recalls message 1 of a: only its sender or a group owner recalls"},
+			"b recalls message 1 of a: only its sender, the owner or an admin recalls"},
 		{"recall by the creator of a direct conversation", l.versions(l.direct("a", "b"), l.send("s1", 1, "b"), l.recall("x1", "a", 1, "b")), nil,
-			"a recalls message 1 of b: only its sender or a group owner recalls"},
-		{"recall by a former owner added back", l.versions(g, l.send("s1", 1, "b"),
-			testEvent("m1", 2, "a", &pb.MemberRemoved{UserId: "a", Reason: pb.MemberRemovedReason_MEMBER_REMOVED_REASON_LEFT}),
-			testEvent("m2", 3, "b", &pb.MembersAdded{UserIds: []string{"a"}}), l.recall("x1", "a", 1, "b")), nil,
-			"a recalls message 1 of b: only its sender or a group owner recalls"},
+			"a recalls message 1 of b: only its sender, the owner or an admin recalls"},
+		{"recall by a former owner added back", l.versions(g, l.send("s1", 1, "b"), l.remove("m1", 2, "a", "a"), l.ownerLeft("m1", "a", "b"),
+			l.add("m2", 3, "b", "a"), l.recall("x1", "a", 1, "b")), nil,
+			"a recalls message 1 of b: only its sender, the owner or an admin recalls"},
+		{"recall by an admin", l.versions(g, l.role("o1", "a", "c", pb.MemberRole_MEMBER_ROLE_ADMIN), l.send("s1", 1, "b"),
+			l.recall("x1", "c", 1, "b")), nil, ""},
+		{"recall by an admin made a member again", l.versions(g, l.role("o1", "a", "c", pb.MemberRole_MEMBER_ROLE_ADMIN),
+			l.role("o2", "a", "c", pb.MemberRole_MEMBER_ROLE_MEMBER), l.send("s1", 1, "b"), l.recall("x1", "c", 1, "b")), nil,
+			"c recalls message 1 of b: only its sender, the owner or an admin recalls"},
+		{"recall by a former owner after a transfer", l.versions(g, l.transfer("t1", "a", "a", "b"), l.role("o1", "b", "a", pb.MemberRole_MEMBER_ROLE_MEMBER),
+			l.send("s1", 1, "c"), l.recall("x1", "a", 1, "c")), nil,
+			"a recalls message 1 of c: only its sender, the owner or an admin recalls"},
 		{"recall naming another sender", l.versions(g, l.send("s1", 1, "a"), l.recall("x1", "a", 1, "b")), nil,
 			"sender_user_id b, but message 1 was sent by a"},
 		{"reaction added twice", l.versions(g, l.send("s1", 1, "a"), l.react("r1", "b", 1, "👍"), l.react("r2", "b", 1, "👍")), nil,
@@ -372,5 +419,428 @@ func TestVerifyLogCheckActions(t *testing.T) {
 	}
 	if len(msgs) != 4 {
 		t.Errorf("%d messages in the model, want 4", len(msgs))
+	}
+}
+
+func (actionLog) add(cmd string, seq int64, actor string, users ...string) *pb.Event {
+	return testEvent(cmd, seq, actor, &pb.MembersAdded{UserIds: users})
+}
+
+// remove: actor removes user, or leaves when it is user.
+func (actionLog) remove(cmd string, seq int64, actor, user string) *pb.Event {
+	reason := pb.MemberRemovedReason_MEMBER_REMOVED_REASON_REMOVED
+	if actor == user {
+		reason = pb.MemberRemovedReason_MEMBER_REMOVED_REASON_LEFT
+	}
+	return testEvent(cmd, seq, actor, &pb.MemberRemoved{UserId: user, Reason: reason})
+}
+
+func (actionLog) role(cmd, actor, user string, r pb.MemberRole) *pb.Event {
+	return testEvent(cmd, 0, actor, &pb.MemberRoleChanged{UserId: user, Role: r})
+}
+
+// transfer: actor transfers the ownership from from to to (TRANSFERRED).
+func (actionLog) transfer(cmd, actor, from, to string) *pb.Event {
+	return testEvent(cmd, 0, actor, &pb.OwnershipTransferred{FromUserId: from, ToUserId: to,
+		Reason: pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_TRANSFERRED})
+}
+
+// ownerLeft is the OwnershipTransferred decided with the owner's leave.
+func (actionLog) ownerLeft(cmd, from, to string) *pb.Event {
+	return testEvent(cmd, 0, from, &pb.OwnershipTransferred{FromUserId: from, ToUserId: to,
+		Reason: pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT})
+}
+
+func (actionLog) settings(cmd, actor string, s *pb.GroupSettings) *pb.Event {
+	return testEvent(cmd, 0, actor, &pb.GroupSettingsChanged{Settings: s})
+}
+
+// mute: until zero is a mute until unmuted.
+func (actionLog) mute(cmd, actor, user string, until time.Time) *pb.Event {
+	m := &pb.MemberMuted{UserId: user}
+	if !until.IsZero() {
+		m.Until = timestamppb.New(until)
+	}
+	return testEvent(cmd, 0, actor, m)
+}
+
+func (actionLog) unmute(cmd, actor, user string) *pb.Event {
+	return testEvent(cmd, 0, actor, &pb.MemberUnmuted{UserId: user})
+}
+
+func (actionLog) pin(cmd, actor string, seq int64) *pb.Event {
+	return testEvent(cmd, 0, actor, &pb.MessagePinned{MessageSeq: seq})
+}
+
+func (actionLog) unpin(cmd, actor string, seq int64) *pb.Event {
+	return testEvent(cmd, 0, actor, &pb.MessageUnpinned{MessageSeq: seq})
+}
+
+// mention is a message that mentions users, or @all.
+func (actionLog) mention(cmd string, seq int64, actor string, all bool, users ...string) *pb.Event {
+	return testEvent(cmd, seq, actor, &pb.MessageSent{ClientMsgId: cmd, Text: "hey " + cmd, ContentType: "text/plain",
+		MentionUserIds: users, MentionAll: all})
+}
+
+func (actionLog) read(cmd, actor string, up int64) *pb.Event {
+	return testEvent(cmd, 0, actor, &pb.ReadUpTo{UpToSeq: up})
+}
+
+// at copies e, occurred at t.
+func at(t time.Time, e *pb.Event) *pb.Event {
+	e = proto.Clone(e).(*pb.Event)
+	e.OccurredAt = timestamppb.New(t)
+	return e
+}
+
+// commandsOf makes the commands of evs: one per command id, of the type
+// that decides into the event.
+func (l actionLog) commandsOf(evs []*pb.Event) []*pb.Command {
+	var out []*pb.Command
+	seen := map[string]bool{}
+	for _, e := range evs {
+		if seen[e.GetCommandId()] {
+			continue
+		}
+		seen[e.GetCommandId()] = true
+		typ := map[string]string{
+			"ConversationCreated": "CreateConversation", "MessageSent": "SendMessage", "MembersAdded": "AddMembers",
+			"MemberRemoved": "RemoveMember", "ReadUpTo": "MarkRead", "MessageRecalled": "RecallMessage",
+			"MemberRoleChanged": "SetMemberRole", "OwnershipTransferred": "TransferOwnership",
+			"GroupSettingsChanged": "UpdateGroupSettings", "MemberMuted": "MuteMember", "MemberUnmuted": "UnmuteMember",
+			"MessagePinned": "PinMessage", "MessageUnpinned": "UnpinMessage",
+		}[schemas.EventType(e)]
+		if r := e.GetMemberRemoved(); r != nil && r.GetUserId() == e.GetActorUserId() {
+			typ = "LeaveConversation"
+		}
+		out = append(out, l.command(e.GetCommandId(), typ))
+	}
+	return out
+}
+
+// TestVerifyLogCheckGovernance: roles, ownership, removals, settings,
+// mutes, mentions and pins, in a log that keeps the rules and in logs that
+// break one each.
+func TestVerifyLogCheckGovernance(t *testing.T) {
+	var l actionLog
+	const (
+		owner  = pb.MemberRole_MEMBER_ROLE_OWNER
+		admin  = pb.MemberRole_MEMBER_ROLE_ADMIN
+		member = pb.MemberRole_MEMBER_ROLE_MEMBER
+	)
+	admins, members := pb.GroupPolicy_GROUP_POLICY_ADMINS.Enum(), pb.GroupPolicy_GROUP_POLICY_MEMBERS.Enum()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := l.group("a", "b", "c", "d", "x") // a owns it
+	valid := l.versions(g,
+		l.role("r1", "a", "b", admin),
+		l.mention("s1", 1, "c", false, "b", "d"),
+		l.settings("g1", "b", &pb.GroupSettings{Title: proto.String("governed"), WhoMayPin: admins, WhoMayMentionAll: admins}),
+		l.pin("p1", "b", 1),
+		at(t0, l.mute("m1", "b", "c", t0.Add(time.Hour))), // an admin mutes a member
+		at(t0.Add(time.Hour), l.send("s2", 2, "c")),       // at until: no longer muted
+		l.mute("m2", "a", "b", time.Time{}),               // the owner mutes an admin
+		l.unmute("m3", "a", "b"),
+		l.send("s3", 3, "b"),
+		l.mention("s4", 4, "b", true), // @all by an admin while who_may_mention_all is ADMINS
+		l.recall("x1", "b", 1, "c"),   // an admin recalls another's pinned message: unpinned
+		l.pin("p2", "b", 3),
+		l.unpin("p3", "a", 3),
+		l.remove("k1", 5, "b", "d"), // an admin removes a plain member
+		l.add("n1", 6, "c", "d"),
+		at(t0, l.mute("m4", "b", "d", time.Time{})),
+		l.remove("k2", 7, "a", "d"), // a removal ends the mute
+		l.add("n2", 8, "b", "d"),
+		at(t0, l.send("s5", 9, "d")),
+		l.transfer("t1", "a", "a", "b"), // a becomes an admin
+		l.role("r2", "b", "a", member),
+		l.role("r3", "b", "x", admin), // joined at 0
+		l.role("r4", "b", "d", admin), // joined at 8
+		l.settings("g2", "b", &pb.GroupSettings{AnnouncementOnly: proto.Bool(true)}),
+		l.send("s6", 10, "x"), // an admin posts in an announcement-only group
+		l.settings("g3", "x", &pb.GroupSettings{AnnouncementOnly: proto.Bool(false), WhoMayAdd: admins, Description: proto.String("d")}),
+		l.add("n3", 11, "d", "ab"),                                // an admin adds while who_may_add is ADMINS
+		l.remove("k3", 12, "b", "b"), l.ownerLeft("k3", "b", "x"), // the admin who joined first, not the first by id
+		l.remove("k4", 13, "x", "x"), l.ownerLeft("k4", "x", "d"),
+		l.remove("k5", 14, "d", "d"), l.ownerLeft("k5", "d", "a"), // no admin left: the first member to join, ties by id
+		l.remove("k6", 15, "a", "a"), l.ownerLeft("k6", "a", "c"), // c joined before ab
+		l.mention("s7", 16, "ab", false, "c"),
+		l.remove("k7", 17, "c", "c"), l.ownerLeft("k7", "c", "ab"),
+		l.remove("k8", 18, "ab", "ab"), // the last member leaves: nobody to own it
+	)
+	validCommands := l.commandsOf(valid)
+	// Decided, without an event: a role or settings that would not change,
+	// an unmute of a member not muted, a pin there already, an unpin of none.
+	for _, typ := range []string{"SetMemberRole", "UpdateGroupSettings", "UnmuteMember", "PinMessage", "UnpinMessage"} {
+		validCommands = append(validCommands, l.command("none-"+typ, typ))
+	}
+	d := l.direct("a", "b")
+
+	for _, tc := range []struct {
+		name     string
+		events   []*pb.Event
+		commands []*pb.Command // all decided, commands topic complete
+		want     string        // "" = no problem, else the one problem
+	}{
+		{"valid", valid, validCommands, ""},
+		{"valid direct", l.versions(d, l.mention("s1", 1, "a", false, "b"), l.pin("p1", "b", 1), l.unpin("p2", "a", 1)), nil, ""},
+
+		// One owner.
+		{"a group created without its creator", l.versions(testEvent("c0", 0, "a", &pb.ConversationCreated{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP,
+			MemberUserIds: []string{"b", "c"}})), nil,
+			"ConversationCreated of g:1 at partition 0 offset 0: 0 owner(s) [] among 2 member(s): a group has exactly one owner while it has members"},
+		{"members added to a group nobody is left in", l.versions(l.group("a", "b"), l.remove("k1", 1, "b", "b"), l.remove("k2", 2, "a", "a"),
+			l.add("n1", 3, "a", "c")), nil, "MembersAdded of g:1 at partition 0 offset 3: 0 owner(s) [] among 1 member(s)"},
+		{"the owner leaves, then something else", l.versions(g, l.remove("k1", 1, "a", "a"), l.send("s1", 2, "b")), nil,
+			"MessageSent of g:1 at partition 0 offset 2: the owner a left (MemberRemoved of g:1 at partition 0 offset 1) and members remain, but this is not its OwnershipTransferred (OWNER_LEFT)"},
+		{"the owner leaves, then a refusal", l.versions(g, l.remove("k1", 1, "a", "a"), testEvent("x1", 0, "b", &pb.CommandRejected{})), nil,
+			"CommandRejected of g:1 at partition 0 offset 2: the owner a left (MemberRemoved of g:1 at partition 0 offset 1) and members remain, but this is not its OwnershipTransferred"},
+		{"the owner leaves at the end of the log", l.versions(g, l.remove("k1", 1, "a", "a")), nil,
+			"MemberRemoved of g:1 at partition 0 offset 1: the owner a left and members remain, but no OwnershipTransferred (OWNER_LEFT) follows"},
+		{"OWNER_LEFT to a member while there is an admin", l.versions(g, l.role("r1", "a", "d", admin), l.remove("k1", 1, "a", "a"), l.ownerLeft("k1", "a", "b")), nil,
+			"OwnershipTransferred of g:1 at partition 0 offset 3: to_user_id b, want d (the admin who joined first, else the member who joined first, ties by user id)"},
+		{"OWNER_LEFT to an admin who joined later", l.versions(g, l.add("n1", 1, "a", "e"), l.role("r1", "a", "e", admin), l.role("r2", "a", "d", admin),
+			l.remove("k1", 2, "a", "a"), l.ownerLeft("k1", "a", "e")), nil, "to_user_id e, want d"},
+		{"OWNER_LEFT to a member who joined later", l.versions(g, l.remove("k1", 1, "a", "c"), l.add("n1", 2, "a", "c"), l.remove("k2", 3, "a", "b"),
+			l.remove("k3", 4, "a", "a"), l.ownerLeft("k3", "a", "c")), nil, "to_user_id c, want d"},
+		{"OWNER_LEFT not by user id", l.versions(g, l.remove("k1", 1, "a", "a"), l.ownerLeft("k1", "a", "c")), nil, "to_user_id c, want b"},
+		{"OWNER_LEFT from another", l.versions(g, l.remove("k1", 1, "a", "a"), l.ownerLeft("k1", "c", "b")), nil,
+			"from_user_id c, but the owner who left is a"},
+		{"OWNER_LEFT of another command", l.versions(g, l.remove("k1", 1, "a", "a"), l.ownerLeft("k2", "a", "b")), nil,
+			"command_id k2, but the owner's MemberRemoved is of command k1 (both are one decision)"},
+		{"OWNER_LEFT out of the blue", l.versions(g, l.ownerLeft("k1", "a", "b")), nil,
+			"OwnershipTransferred of g:1 at partition 0 offset 1: reason OWNER_LEFT, but not right after the owner's MemberRemoved"},
+		{"OWNER_LEFT after a plain member left", l.versions(g, l.remove("k1", 1, "b", "b"), l.ownerLeft("k2", "b", "c")), nil,
+			"reason OWNER_LEFT, but not right after the owner's MemberRemoved"},
+
+		// Roles and transfers.
+		{"role set by an admin", l.versions(g, l.role("r1", "a", "b", admin), l.role("r2", "b", "c", admin)), nil,
+			"MemberRoleChanged of g:1 at partition 0 offset 2: b sets the role of c but is not the owner: only the owner sets roles"},
+		{"role set by a non-member", l.versions(g, l.role("r1", "mallory", "b", admin)), nil, "mallory is not a member"},
+		{"role of a non-member", l.versions(g, l.role("r1", "a", "mallory", admin)), nil, "mallory is not a member"},
+		{"role of the owner", l.versions(g, l.role("r1", "a", "a", admin)), nil,
+			"the role of the owner a changes: the owner's role changes only by a transfer"},
+		{"role owner", l.versions(g, l.role("r1", "a", "b", owner)), nil, "role MEMBER_ROLE_OWNER, want ADMIN or MEMBER"},
+		{"role unspecified", l.versions(g, l.role("r1", "a", "b", pb.MemberRole_MEMBER_ROLE_UNSPECIFIED)), nil,
+			"role MEMBER_ROLE_UNSPECIFIED, want ADMIN or MEMBER"},
+		{"role unchanged", l.versions(g, l.role("r1", "a", "b", member)), nil, "b is member already (a role change only when it changes)"},
+		{"admin twice", l.versions(g, l.role("r1", "a", "b", admin), l.role("r2", "a", "b", admin)), nil, "b is admin already"},
+		{"role in a direct conversation", l.versions(d, l.role("r1", "a", "b", admin)), nil, "a sets the role of b but is not the owner"},
+		{"role of a re-added admin", l.versions(g, l.role("r1", "a", "b", admin), l.remove("k1", 1, "a", "b"), l.add("n1", 2, "a", "b"),
+			l.role("r2", "a", "b", member)), nil, "b is member already"},
+		{"transfer by an admin", l.versions(g, l.role("r1", "a", "b", admin), l.transfer("t1", "b", "b", "c")), nil,
+			"OwnershipTransferred of g:1 at partition 0 offset 2: b transfers the ownership but is not the owner"},
+		{"transfer by the former owner", l.versions(g, l.transfer("t1", "a", "a", "b"), l.transfer("t2", "a", "a", "c")), nil,
+			"OwnershipTransferred of g:1 at partition 0 offset 2: a transfers the ownership but is not the owner"},
+		{"transfer naming another", l.versions(g, l.transfer("t1", "a", "b", "c")), nil, "from_user_id b, but the owner a transfers"},
+		{"transfer to itself", l.versions(g, l.transfer("t1", "a", "a", "a")), nil, "the owner a transfers the ownership to itself"},
+		{"transfer to a non-member", l.versions(g, l.transfer("t1", "a", "a", "mallory")), nil,
+			"OwnershipTransferred of g:1 at partition 0 offset 1: mallory is not a member"},
+		{"transfer without a reason", l.versions(g, testEvent("t1", 0, "a", &pb.OwnershipTransferred{FromUserId: "a", ToUserId: "b"})), nil,
+			"reason OWNERSHIP_TRANSFER_REASON_UNSPECIFIED, want TRANSFERRED or OWNER_LEFT"},
+		{"transferred, then a role change by the old owner", l.versions(g, l.transfer("t1", "a", "a", "b"), l.role("r1", "a", "c", admin)), nil,
+			"a sets the role of c but is not the owner"},
+
+		// Removals.
+		{"the owner removed", l.versions(g, l.role("r1", "a", "b", admin), l.remove("k1", 1, "b", "a"), l.ownerLeft("k1", "a", "b")), nil,
+			"MemberRemoved of g:1 at partition 0 offset 2: b removes the owner a: nobody removes the owner (it leaves)"},
+		{"an admin removes an admin", l.versions(g, l.role("r1", "a", "b", admin), l.role("r2", "a", "c", admin), l.remove("k1", 1, "b", "c")), nil,
+			"the admin b removes the admin c: an admin removes plain members only"},
+		{"the owner removes an admin", l.versions(g, l.role("r1", "a", "b", admin), l.remove("k1", 1, "a", "b")), nil, ""},
+		{"a plain member removes", l.versions(g, l.remove("k1", 1, "b", "c")), nil,
+			"b removes c but is a plain member: only the owner and admins remove members"},
+		{"a removal by a non-member", l.versions(g, l.remove("k1", 1, "mallory", "c")), nil, "mallory removes c but is not a member"},
+		{"a removal in a direct conversation", l.versions(d, l.remove("k1", 1, "a", "b")), nil, "a removes b but is a plain member"},
+
+		// Settings.
+		{"settings by a plain member", l.versions(g, l.settings("g1", "b", &pb.GroupSettings{Title: proto.String("x")})), nil,
+			"GroupSettingsChanged of g:1 at partition 0 offset 1: b changes the settings but is neither the owner nor an admin"},
+		{"settings by a non-member", l.versions(g, l.settings("g1", "mallory", &pb.GroupSettings{Title: proto.String("x")})), nil,
+			"mallory is not a member"},
+		{"settings of a direct conversation", l.versions(d, l.settings("g1", "a", &pb.GroupSettings{Title: proto.String("x")})), nil,
+			"settings of a direct conversation (groups only)"},
+		{"settings unchanged", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{Title: proto.String("x"), WhoMayAdd: members})), nil,
+			"who_may_add MEMBERS unchanged (it carries only the settings whose value changes)"},
+		{"settings set again", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{Title: proto.String("x"), AnnouncementOnly: proto.Bool(true)}),
+			l.settings("g2", "a", &pb.GroupSettings{Title: proto.String("x"), AnnouncementOnly: proto.Bool(true), WhoMayPin: admins})), nil,
+			`GroupSettingsChanged of g:1 at partition 0 offset 2: title "x", announcement_only true unchanged`},
+		{"announcement_only off by default", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{AnnouncementOnly: proto.Bool(false)})), nil,
+			"announcement_only false unchanged"},
+		{"description cleared while empty", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{Description: proto.String("")})), nil,
+			`description "" unchanged`},
+		{"no setting", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{})), nil,
+			"no setting in it (a change only when something changes)"},
+		{"an empty title", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{Title: proto.String("")})), nil, "g:1 at partition 0 offset 1: an empty title"},
+		{"a policy unspecified", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{WhoMayPin: pb.GroupPolicy_GROUP_POLICY_UNSPECIFIED.Enum()})), nil,
+			"who_may_pin GROUP_POLICY_UNSPECIFIED, want MEMBERS or ADMINS"},
+		{"a send in an announcement-only group", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{AnnouncementOnly: proto.Bool(true)}),
+			l.send("s1", 1, "a"), l.send("s2", 2, "b")), nil,
+			"MessageSent of g:1 at partition 0 offset 3: b sends in an announcement-only group but is neither the owner nor an admin"},
+		{"announcements over", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{AnnouncementOnly: proto.Bool(true)}),
+			l.settings("g2", "a", &pb.GroupSettings{AnnouncementOnly: proto.Bool(false)}), l.send("s1", 1, "b")), nil, ""},
+		{"an add by a plain member while who_may_add is ADMINS", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{WhoMayAdd: admins}),
+			l.add("n1", 1, "b", "e")), nil,
+			"MembersAdded of g:1 at partition 0 offset 2: b adds members while who_may_add is ADMINS, but is neither the owner nor an admin"},
+		{"an add by a plain member", l.versions(g, l.add("n1", 1, "b", "e")), nil, ""},
+
+		// Mutes.
+		{"a send while muted", l.versions(g, l.mute("m1", "a", "b", time.Time{}), l.send("s1", 1, "b")), nil,
+			"MessageSent of g:1 at partition 0 offset 2: b sends while muted (until unmuted)"},
+		{"a send before until", l.versions(g, at(t0, l.mute("m1", "a", "b", t0.Add(time.Hour))), at(t0.Add(59*time.Minute), l.send("s1", 1, "b"))), nil,
+			"b sends at 2026-01-01T00:59:00Z while muted until 2026-01-01T01:00:00Z"},
+		{"a mute replaced", l.versions(g, at(t0, l.mute("m1", "a", "b", time.Time{})), at(t0, l.mute("m2", "a", "b", t0.Add(time.Minute))),
+			at(t0.Add(time.Minute), l.send("s1", 1, "b"))), nil, ""},
+		{"a mute replaced by a longer one", l.versions(g, at(t0, l.mute("m1", "a", "b", t0.Add(time.Minute))), at(t0, l.mute("m2", "a", "b", time.Time{})),
+			at(t0.Add(time.Hour), l.send("s1", 1, "b"))), nil, "b sends while muted (until unmuted)"},
+		{"a send after the unmute", l.versions(g, l.mute("m1", "a", "b", time.Time{}), l.unmute("m2", "a", "b"), l.send("s1", 1, "b")), nil, ""},
+		{"a send after a re-add", l.versions(g, l.mute("m1", "a", "b", time.Time{}), l.remove("k1", 1, "b", "b"), l.add("n1", 2, "a", "b"),
+			l.send("s1", 3, "b")), nil, ""},
+		{"a mute by a plain member", l.versions(g, l.mute("m1", "b", "c", time.Time{})), nil,
+			"MemberMuted of g:1 at partition 0 offset 1: b mutes c but is neither the owner nor an admin"},
+		{"a mute in a direct conversation", l.versions(d, l.mute("m1", "a", "b", time.Time{})), nil, "a mutes b but is neither the owner nor an admin"},
+		{"the owner muted", l.versions(g, l.role("r1", "a", "b", admin), l.mute("m1", "b", "a", time.Time{})), nil,
+			"b mutes the owner a: nobody mutes the owner"},
+		{"the owner mutes itself", l.versions(g, l.mute("m1", "a", "a", time.Time{})), nil, "a mutes the owner a"},
+		{"an admin mutes an admin", l.versions(g, l.role("r1", "a", "b", admin), l.role("r2", "a", "c", admin), l.mute("m1", "b", "c", time.Time{})), nil,
+			"the admin b mutes the admin c: only the owner mutes an admin"},
+		{"a mute of a non-member", l.versions(g, l.mute("m1", "a", "mallory", time.Time{})), nil, "mallory is not a member"},
+		{"an unmute of a member not muted", l.versions(g, l.unmute("m1", "a", "b")), nil,
+			"MemberUnmuted of g:1 at partition 0 offset 1: b is not muted (an unmute only of a muted member)"},
+		{"an unmute twice", l.versions(g, l.mute("m1", "a", "b", time.Time{}), l.unmute("m2", "a", "b"), l.unmute("m3", "a", "b")), nil,
+			"MemberUnmuted of g:1 at partition 0 offset 3: b is not muted"},
+		{"an unmute after a removal", l.versions(g, l.mute("m1", "a", "b", time.Time{}), l.remove("k1", 1, "a", "b"), l.add("n1", 2, "a", "b"),
+			l.unmute("m2", "a", "b")), nil, "b is not muted"},
+		{"an unmute by a plain member", l.versions(g, l.mute("m1", "a", "b", time.Time{}), l.unmute("m2", "c", "b")), nil,
+			"c unmutes b but is neither the owner nor an admin"},
+
+		// Mentions.
+		{"a mention of a non-member", l.versions(g, l.mention("s1", 1, "a", false, "b", "mallory")), nil,
+			"MessageSent of g:1 at partition 0 offset 1: mentions mallory, who is not a member"},
+		{"a mention of a former member", l.versions(g, l.remove("k1", 1, "a", "b"), l.mention("s1", 2, "a", false, "b")), nil,
+			"mentions b, who is not a member"},
+		{"a mention twice", l.versions(g, l.mention("s1", 1, "a", false, "b", "c", "b")), nil,
+			"mentions b twice (mention_user_ids are deduplicated)"},
+		{"a mention of the sender", l.versions(g, l.mention("s1", 1, "a", false, "a")), nil,
+			"a mentions itself (a sender's own mention is dropped)"},
+		{"@all naming members", l.versions(g, l.mention("s1", 1, "a", true, "b")), nil,
+			"mention_all with mention_user_ids [b] (with @all nobody is named)"},
+		{"@all in a direct conversation", l.versions(d, l.mention("s1", 1, "a", true)), nil,
+			"MessageSent of g:1 at partition 0 offset 1: mention_all in a direct conversation (groups only)"},
+		{"@all by a plain member", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{WhoMayMentionAll: admins}), l.mention("s1", 1, "b", true)), nil,
+			"b mentions @all while who_may_mention_all is ADMINS, but is neither the owner nor an admin"},
+		{"@all by a plain member while everyone may", l.versions(g, l.mention("s1", 1, "b", true)), nil, ""},
+
+		// Pins.
+		{"a pin of a notice", l.versions(g, l.add("n1", 1, "a", "e"), l.pin("p1", "a", 1)), nil,
+			"MessagePinned of g:1 at partition 0 offset 2: message_seq 1 is not a MessageSent of the conversation"},
+		{"a pin of no message", l.versions(g, l.pin("p1", "a", 7)), nil, "message_seq 7 is not a MessageSent"},
+		{"a pin twice", l.versions(g, l.send("s1", 1, "b"), l.pin("p1", "a", 1), l.pin("p2", "b", 1)), nil,
+			"MessagePinned of g:1 at partition 0 offset 3: message 1 is pinned already (a pin only when new)"},
+		{"an unpin of no pin", l.versions(g, l.send("s1", 1, "b"), l.unpin("p1", "a", 1)), nil,
+			"MessageUnpinned of g:1 at partition 0 offset 2: message 1 is not pinned (an unpin only of a pinned message)"},
+		{"an unpin twice", l.versions(g, l.send("s1", 1, "b"), l.pin("p1", "a", 1), l.unpin("p2", "a", 1), l.unpin("p3", "a", 1)), nil,
+			"MessageUnpinned of g:1 at partition 0 offset 4: message 1 is not pinned"},
+		{"a pin of a recalled message", l.versions(g, l.send("s1", 1, "b"), l.recall("x1", "b", 1, "b"), l.pin("p1", "a", 1)), nil,
+			"message 1 was recalled by b before: a recall unpins, and nothing pins it after"},
+		{"an unpin after the recall", l.versions(g, l.send("s1", 1, "b"), l.pin("p1", "a", 1), l.recall("x1", "b", 1, "b"), l.unpin("p2", "a", 1)), nil,
+			"MessageUnpinned of g:1 at partition 0 offset 4: message 1 was recalled by b before"},
+		{"a pin by a plain member while who_may_pin is ADMINS", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{WhoMayPin: admins}),
+			l.send("s1", 1, "b"), l.pin("p1", "b", 1)), nil, "b pins while who_may_pin is ADMINS, but is neither the owner nor an admin"},
+		{"an unpin by a plain member while who_may_pin is ADMINS", l.versions(g, l.send("s1", 1, "b"), l.pin("p1", "b", 1),
+			l.settings("g1", "a", &pb.GroupSettings{WhoMayPin: admins}), l.unpin("p2", "b", 1)), nil, "b unpins while who_may_pin is ADMINS"},
+		{"a pin by a non-member", l.versions(g, l.send("s1", 1, "b"), l.pin("p1", "mallory", 1)), nil, "mallory is not a member"},
+		{"a governance action with a seq", l.versions(g, testEvent("r1", 1, "a", &pb.MemberRoleChanged{UserId: "b", Role: admin})), nil,
+			"MemberRoleChanged of g:1 at partition 0 offset 1: seq 1, want 0 (not a timeline event)"},
+		{"a governance action without a version", append(l.versions(g, l.send("s1", 1, "b")), l.pin("p1", "a", 1)), nil,
+			"MessagePinned of g:1 at partition 0 offset 2: version 0 after version 2 (versions must be dense)"},
+
+		// Outcomes.
+		{"two role changes of one command", l.versions(g, l.role("r1", "a", "b", admin), l.role("r1", "a", "c", admin)), nil,
+			"command r1 has 2 outcome events"},
+		{"a transfer without an outcome", l.versions(g), []*pb.Command{l.command("c0", "CreateConversation"), l.command("t1", "TransferOwnership")},
+			"command t1 (TransferOwnership of g:1 at partition 0 offset 1) was decided but has no outcome event"},
+		{"a mute without an outcome", l.versions(g), []*pb.Command{l.command("c0", "CreateConversation"), l.command("m1", "MuteMember")},
+			"command m1 (MuteMember of g:1 at partition 0 offset 1) was decided but has no outcome event"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := newLogCheck()
+			for i, e := range tc.events {
+				check.event(0, int64(i), e)
+			}
+			for i, c := range tc.commands {
+				check.command(0, int64(i), c, true)
+			}
+			problems := check.finish(tc.commands != nil)
+			got := strings.Join(problems, "\n")
+			switch {
+			case tc.want == "" && len(problems) > 0:
+				t.Errorf("problems in a valid log:\n%s", got)
+			case tc.want != "" && (len(problems) != 1 || !strings.Contains(got, tc.want)):
+				t.Errorf("problems:\n%s\nwant one, containing %q", got, tc.want)
+			}
+		})
+	}
+
+	// The model of the valid log: owners along the way, and the end.
+	check := newLogCheck()
+	for i, e := range valid {
+		check.event(0, int64(i), e)
+		if e.GetCommandId() == "t1" {
+			conv := check.convs[testConv]
+			if o := conv.owners(); !slices.Equal(o, []string{"b"}) || conv.members["a"].role != admin {
+				t.Errorf("after the transfer: owners %v, a is %v; want [b] and an admin", o, conv.members["a"].role)
+			}
+		}
+	}
+	conv := check.convs[testConv]
+	if o := conv.owners(); len(o) != 0 || conv.size() != 0 {
+		t.Errorf("at the end: owners %v among %d members, want none", o, conv.size())
+	}
+	if m := conv.messages[1]; m.pinned || m.recalledBy != "b" {
+		t.Errorf("message 1: pinned %v, recalled by %q; want a recall that unpinned it", m.pinned, m.recalledBy)
+	}
+	if s := conv.settings; s.title != "governed" || s.description != "d" || s.announcementOnly || s.whoMayAdd != *admins ||
+		s.whoMayMentionAll != *admins || s.whoMayPin != *admins {
+		t.Errorf("settings %+v", s)
+	}
+}
+
+// TestVerifyLogCheckMentions: the log's count of a member's unread mentions.
+func TestVerifyLogCheckMentions(t *testing.T) {
+	var l actionLog
+	log := l.versions(l.group("a", "b", "c"),
+		l.mention("s1", 1, "a", false, "b"),
+		l.mention("s2", 2, "a", true), // @all: b and c, not its sender
+		l.mention("s3", 3, "c", false, "a", "b"),
+		l.read("r1", "b", 1),
+		l.mention("s4", 4, "a", false, "c"),
+		l.recall("x1", "c", 3, "c"), // a recalled mention counts no more
+		l.add("n1", 5, "a", "d"),
+		l.mention("s5", 6, "a", true), // d is mentioned too
+		l.mention("s6", 7, "c", false, "d"),
+		l.remove("k1", 8, "a", "c"),
+	)
+	check := newLogCheck()
+	for i, e := range log {
+		check.event(0, int64(i), e)
+	}
+	if p := check.finish(false); len(p) > 0 {
+		t.Fatalf("problems in the log:\n%s", strings.Join(p, "\n"))
+	}
+	conv := check.convs[testConv]
+	for _, want := range []struct {
+		user    string
+		n, read int64
+		member  bool
+	}{
+		{"a", 0, 6, true}, // its own sends move its read mark
+		{"b", 2, 1, true}, // s2 and s5 (@all); s3 recalled
+		{"c", 0, 0, false},
+		{"d", 2, 5, true}, // s5 (@all after it joined) and s6
+		{"mallory", 0, 0, false},
+	} {
+		n, read, ok := conv.unreadMentions(want.user)
+		if n != want.n || read != want.read || ok != want.member {
+			t.Errorf("%s: %d unread mention(s) above %d (member %v), want %d above %d (%v)", want.user, n, read, ok, want.n, want.read, want.member)
+		}
 	}
 }

@@ -51,8 +51,8 @@ type VerifyOptions struct {
 	MixedBatches               bool
 }
 
-// Report is what verify found. It is OK when all of Log, Views, Unread and
-// Actions are empty.
+// Report is what verify found. It is OK when all of Log, Views, Unread,
+// Actions and Governance are empty.
 type Report struct {
 	Live, Scratch string
 	End           map[int32]int64 // end offsets of parley.events checked against
@@ -64,13 +64,16 @@ type Report struct {
 	Views   []string // rows that differ between the live and the recomputed views
 	Unread  []string // members whose live unread count is not the log's
 	Actions []string // messages whose live views disagree with the log's edits, recall or reactions
-	Skipped []string // differing rows of conversations changed since the log was read
-	Notes   []string // what was not checked, and why
+	// Governance: members whose live unread mentions, and groups whose live
+	// owner, are not the log's.
+	Governance []string
+	Skipped    []string // differing rows of conversations changed since the log was read
+	Notes      []string // what was not checked, and why
 }
 
 // OK reports whether nothing differs.
 func (r Report) OK() bool {
-	return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 && len(r.Actions) == 0
+	return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 && len(r.Actions) == 0 && len(r.Governance) == 0
 }
 
 // ErrDifferences is returned by Verify when the report is not OK.
@@ -94,10 +97,11 @@ func (r Report) Write(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
-	section("log (dense seqs, one outcome per command, forward-only marks, message actions)", r.Log)
+	section("log (dense seqs, one outcome per command, forward-only marks, message actions, roles, settings, mutes, mentions, pins)", r.Log)
 	section("views (rows live vs recomputed from the log)", r.Views)
 	section("unread (last_seq − read_seq, live vs log)", r.Unread)
 	section("actions (recalled content gone, reactions, edit counts, live vs log)", r.Actions)
+	section("governance (unread mentions, group owners, live vs log)", r.Governance)
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "not compared (changed after the log was read): %s\n", s)
 	}
@@ -127,8 +131,9 @@ func formatOffsets(m map[int32]int64) string {
 // keyspace row by row; it checks the log's own invariants on the way
 // (logCheck), the live unread counts against the log's (checkUnread), and
 // the live views of every message against the log's edits, recalls and
-// reactions (checkActions). It returns the report, and ErrDifferences when
-// it is not OK.
+// reactions (checkActions), and the live unread mentions and group owners
+// against the log's (checkGovernance). It returns the report, and
+// ErrDifferences when it is not OK.
 //
 // The log is read up to its end when Verify starts. Before comparing, it
 // waits until the live projector's checkpoints have reached that end; rows
@@ -296,7 +301,8 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	diffs := diffViews(live, want)
 	rep.Unread = checkUnread(live, check)
 	actions := checkActions(live, check)
-	if len(diffs) > 0 || len(rep.Unread) > 0 || len(actions) > 0 {
+	governance := checkGovernance(live, check)
+	if len(diffs) > 0 || len(rep.Unread) > 0 || len(actions) > 0 || len(governance) > 0 {
 		// Differences in conversations that moved on since the end offsets
 		// were read are expected: report them apart.
 		moved, err := touchedSince(ctx, cfg, adm, end)
@@ -315,6 +321,13 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 				rep.Skipped = append(rep.Skipped, d.text)
 			} else {
 				rep.Actions = append(rep.Actions, d.text)
+			}
+		}
+		for _, d := range governance {
+			if moved[d.conv] {
+				rep.Skipped = append(rep.Skipped, d.text)
+			} else {
+				rep.Governance = append(rep.Governance, d.text)
 			}
 		}
 		rep.Unread = slices.DeleteFunc(rep.Unread, func(l string) bool {
@@ -431,6 +444,14 @@ var viewTables = []table{
 	{"changes", []string{"conversation_id", "bucket", "version"}},
 	{"message_edits", []string{"conversation_id", "message_seq", "edit_number"}},
 	{"reactions", []string{"conversation_id", "bucket", "message_seq", "emoji", "user_id"}},
+	{"pins", []string{"conversation_id", "message_seq"}},
+	{"mentions", []string{"user_id", "conversation_id", "seq"}},
+	{"mentions_all", []string{"conversation_id", "seq"}},
+}
+
+// viewTable is the view named name.
+func viewTable(name string) table {
+	return viewTables[slices.IndexFunc(viewTables, func(t table) bool { return t.name == name })]
 }
 
 type row map[string]json.RawMessage
@@ -446,7 +467,7 @@ func rowName(t table, r row) string {
 }
 
 // loadViews reads every row of the views in keyspace, or only those of the
-// conversations ids (single-partition reads).
+// conversations ids, sorted (single-partition reads).
 func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []string) (views, error) {
 	tables, err := projector.NewTables(s, keyspace)
 	if err != nil {
@@ -485,20 +506,35 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 	}
 	conv, members, inbox, messages, changes := viewTables[0], viewTables[1], viewTables[2], viewTables[3], viewTables[4]
 	edits, reactions := viewTables[5], viewTables[6]
+	pins, mentions, mentionsAll := viewTable("pins"), viewTable("mentions"), viewTable("mentions_all")
 	for _, id := range ids {
-		if err := add(conv, id); err != nil {
-			return nil, err
-		}
-		if err := add(members, id); err != nil {
-			return nil, err
+		for _, t := range []table{conv, members, pins, mentionsAll} {
+			if err := add(t, id); err != nil {
+				return nil, err
+			}
 		}
 	}
+	users := map[string]bool{}
 	for _, m := range out["members"] {
 		var id, user string
 		_ = json.Unmarshal(m["conversation_id"], &id)
 		_ = json.Unmarshal(m["user_id"], &user)
 		if err := add(inbox, user, id); err != nil {
 			return nil, err
+		}
+		users[user] = true
+	}
+	// A user's mentions are one partition over all its conversations: read
+	// those of every member, current or former, and keep the rows of the
+	// chosen conversations.
+	for _, u := range slices.Sorted(maps.Keys(users)) {
+		if err := add(mentions, u); err != nil {
+			return nil, err
+		}
+	}
+	for n, r := range out["mentions"] {
+		if _, chosen := slices.BinarySearch(ids, str(r["conversation_id"])); !chosen {
+			delete(out["mentions"], n)
 		}
 	}
 	for _, c := range out["conversations"] {
@@ -661,18 +697,8 @@ func checkActions(live views, check *logCheck) []rowDiff {
 		}
 		return ""
 	}
-	rows := func(table string) []row { // in the order of their names
-		t := live[table]
-		rs := make([]row, 0, len(t))
-		for _, n := range slices.Sorted(maps.Keys(t)) {
-			rs = append(rs, t[n])
-		}
-		return rs
-	}
-	tableOf := func(name string) table {
-		i := slices.IndexFunc(viewTables, func(t table) bool { return t.name == name })
-		return viewTables[i]
-	}
+	rows := func(table string) []row { return sortedRows(live, table) }
+	tableOf := viewTable
 
 	for _, r := range rows("messages") {
 		id, seq := str(r["conversation_id"]), num(r["seq"])
@@ -771,6 +797,105 @@ func checkActions(live views, check *logCheck) []rowDiff {
 		}
 	}
 	return out
+}
+
+// checkGovernance checks the live views against what the log says of
+// mentions and owners, beyond equality with a rebuild:
+//
+//   - every current member's unread mentions as the views give them — its
+//     mentions rows in the conversation with seq > read_seq, plus the
+//     conversation's mentions_all rows with seq > read_seq (and > its
+//     joined_seq) — are the log's: the messages above its read mark, not
+//     recalled, that name it or mention @all while it is a member (not its
+//     own);
+//   - each group's owner by the members rows (role 'owner', not removed) is
+//     the log's; a direct conversation, and a group nobody is left in, has
+//     none.
+//
+// Members that are current by one side only are checkUnread's to report.
+func checkGovernance(live views, check *logCheck) []rowDiff {
+	check.mu.Lock()
+	defer check.mu.Unlock()
+	var out []rowDiff
+	report := func(conv, format string, args ...any) {
+		out = append(out, rowDiff{conv, fmt.Sprintf(format, args...)})
+	}
+	type userConv struct{ user, conv string }
+	explicit, all := map[userConv][]int64{}, map[string][]int64{}
+	for _, r := range sortedRows(live, "mentions") {
+		k := userConv{str(r["user_id"]), str(r["conversation_id"])}
+		explicit[k] = append(explicit[k], num(r["seq"]))
+	}
+	for _, r := range sortedRows(live, "mentions_all") {
+		all[str(r["conversation_id"])] = append(all[str(r["conversation_id"])], num(r["seq"]))
+	}
+	owners := map[string][]string{}
+	for _, r := range sortedRows(live, "members") {
+		id, user := str(r["conversation_id"]), str(r["user_id"])
+		var removed bool
+		_ = json.Unmarshal(r["removed"], &removed)
+		if removed {
+			continue
+		}
+		if str(r["role"]) == "owner" {
+			owners[id] = append(owners[id], user)
+		}
+		conv := check.convs[id]
+		if conv == nil {
+			continue
+		}
+		want, logRead, member := conv.unreadMentions(user)
+		if !member {
+			continue
+		}
+		read, joined := num(r["read_seq"]), num(r["joined_seq"])
+		var named, everyone int64
+		for _, seq := range explicit[userConv{user, id}] {
+			if seq > read {
+				named++
+			}
+		}
+		for _, seq := range all[id] {
+			if seq > max(read, joined) {
+				everyone++
+			}
+		}
+		if named+everyone != want {
+			report(id, "%s in %s: unread mentions live %d (%d mentions and %d mentions_all rows above read_seq %d), log %d (above %d)",
+				user, id, named+everyone, named, everyone, read, want, logRead)
+		}
+	}
+	for _, r := range sortedRows(live, "conversations") {
+		id := str(r["conversation_id"])
+		conv := check.convs[id]
+		if conv == nil {
+			continue
+		}
+		got, want := owners[id], conv.owners()
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			report(id, "owner of %s: live %s, log %s", id, names(got), names(want))
+		}
+	}
+	return out
+}
+
+// names lists users for people ("none" for none).
+func names(users []string) string {
+	if len(users) == 0 {
+		return "none"
+	}
+	return strings.Join(users, ", ")
+}
+
+// sortedRows are the rows of a table of v, in the order of their names.
+func sortedRows(v views, table string) []row {
+	t := v[table]
+	rs := make([]row, 0, len(t))
+	for _, n := range slices.Sorted(maps.Keys(t)) {
+		rs = append(rs, t[n])
+	}
+	return rs
 }
 
 // contentLeft says what content of a recalled message an event column

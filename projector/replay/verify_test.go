@@ -180,3 +180,143 @@ func TestVerifyLogCheckLiveActions(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyLogCheckLiveGovernance: live unread mentions and group owners
+// against the log's, without Cassandra: rows as verify reads them (CQL
+// JSON), each invariant broken once.
+func TestVerifyLogCheckLiveGovernance(t *testing.T) {
+	var l actionLog
+	const direct = "d:1"
+	log := l.versions(l.group("a", "b", "c", "d"),
+		l.mention("s1", 1, "a", false, "b", "c"),
+		l.mention("s2", 2, "b", true), // @all
+		l.read("r1", "c", 2),
+		l.mention("s3", 3, "c", false, "b"),
+		l.recall("x1", "c", 3, "c"),
+		l.add("n1", 4, "a", "e"), // e joins after the @all
+		l.mention("s4", 5, "e", false, "d"),
+		l.transfer("t1", "a", "a", "b"),
+	)
+	for _, e := range l.versions(l.direct("a", "b"), l.mention("s5", 1, "a", false, "b")) {
+		e.ConversationId, e.CommandId = direct, "d-"+e.GetCommandId()
+		log = append(log, e)
+	}
+	check := newLogCheck()
+	for i, e := range log {
+		check.event(0, int64(i), e)
+	}
+	if p := check.finish(false); len(p) > 0 {
+		t.Fatalf("problems in the log:\n%s", strings.Join(p, "\n"))
+	}
+	mk := func(kv ...any) row {
+		r := row{}
+		for i := 0; i < len(kv); i += 2 {
+			b, err := json.Marshal(kv[i+1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			r[kv[i].(string)] = b
+		}
+		return r
+	}
+	put := func(v views, r row, name string) {
+		if v[name] == nil {
+			v[name] = map[string]row{}
+		}
+		v[name][rowName(viewTable(name), r)] = r
+	}
+	member := func(conv, user, role string, joined, read int64, removed bool) row {
+		return mk("conversation_id", conv, "user_id", user, "role", role, "joined_seq", joined, "read_seq", read, "removed", removed)
+	}
+	mention := func(user, conv string, seq int64) row {
+		return mk("user_id", user, "conversation_id", conv, "seq", seq, "sender_user_id", "x", "occurred_at", "2026-01-01 00:00:00.000Z")
+	}
+	mentionAll := func(seq int64) row {
+		return mk("conversation_id", testConv, "seq", seq, "sender_user_id", "b", "occurred_at", "2026-01-01 00:00:00.000Z")
+	}
+	// good is the live views as the projector writes them: by the log, a
+	// has 1 unread mention (the @all), d 2 (the @all and e's), the others
+	// none; b owns the group.
+	good := func() views {
+		v := views{}
+		put(v, mk("conversation_id", testConv, "kind", "group", "last_seq", 5), "conversations")
+		put(v, mk("conversation_id", direct, "kind", "direct", "last_seq", 1), "conversations")
+		for _, m := range []row{
+			member(testConv, "a", "admin", 0, 1, false),
+			member(testConv, "b", "owner", 0, 2, false),
+			member(testConv, "c", "member", 0, 3, false),
+			member(testConv, "d", "member", 0, 0, false),
+			member(testConv, "e", "member", 4, 5, false),
+			member(direct, "a", "member", 0, 1, false),
+			member(direct, "b", "member", 0, 0, false),
+		} {
+			put(v, m, "members")
+		}
+		put(v, mention("b", testConv, 1), "mentions")
+		put(v, mention("c", testConv, 1), "mentions")
+		put(v, mention("d", testConv, 5), "mentions")
+		put(v, mention("b", direct, 1), "mentions")
+		put(v, mentionAll(2), "mentions_all")
+		return v
+	}
+	for _, tc := range []struct {
+		name   string
+		tamper func(views)
+		want   string // "" = no problem, else the problems, one a line
+	}{
+		{"as projected", func(views) {}, ""},
+		{"the mention of a recalled message kept", func(v views) { put(v, mention("b", testConv, 3), "mentions") },
+			"b in g:1: unread mentions live 1 (1 mentions and 0 mentions_all rows above read_seq 2), log 0 (above 2)"},
+		{"a mention missing", func(v views) { delete(v["mentions"], rowName(viewTable("mentions"), mention("d", testConv, 5))) },
+			"d in g:1: unread mentions live 1 (0 mentions and 1 mentions_all rows above read_seq 0), log 2 (above 0)"},
+		{"a mention in the direct conversation missing", func(v views) { delete(v["mentions"], rowName(viewTable("mentions"), mention("b", direct, 1))) },
+			"b in d:1: unread mentions live 0 (0 mentions and 0 mentions_all rows above read_seq 0), log 1 (above 0)"},
+		{"an @all of a recalled message kept", func(v views) { put(v, mentionAll(3), "mentions_all") },
+			"a in g:1: unread mentions live 2 (0 mentions and 2 mentions_all rows above read_seq 1), log 1 (above 1)\n" +
+				"b in g:1: unread mentions live 1 (0 mentions and 1 mentions_all rows above read_seq 2), log 0 (above 2)\n" +
+				"d in g:1: unread mentions live 3 (1 mentions and 2 mentions_all rows above read_seq 0), log 2 (above 0)"},
+		{"a read mark ahead", func(v views) { put(v, member(testConv, "a", "admin", 0, 2, false), "members") },
+			"a in g:1: unread mentions live 0 (0 mentions and 0 mentions_all rows above read_seq 2), log 1 (above 1)"},
+		{"a read mark below the joined seq", func(v views) { put(v, member(testConv, "e", "member", 4, 0, false), "members") }, ""},
+		{"mentions in another conversation", func(v views) { put(v, mention("d", "g:2", 9), "mentions") }, ""},
+		{"mentions of a former member", func(v views) {
+			put(v, member(testConv, "f", "member", 0, 0, true), "members")
+			put(v, mention("f", testConv, 1), "mentions")
+		}, ""},
+		{"a member by the live views only", func(v views) { put(v, member(testConv, "f", "member", 0, 0, false), "members") }, ""},
+		{"no owner", func(v views) { put(v, member(testConv, "b", "admin", 0, 2, false), "members") },
+			"owner of g:1: live none, log b"},
+		{"the old owner still an owner", func(v views) { put(v, member(testConv, "a", "owner", 0, 1, false), "members") },
+			"owner of g:1: live a, b, log b"},
+		{"another owner", func(v views) {
+			put(v, member(testConv, "b", "admin", 0, 2, false), "members")
+			put(v, member(testConv, "c", "owner", 0, 3, false), "members")
+		}, "owner of g:1: live c, log b"},
+		{"a former owner's row", func(v views) { put(v, member(testConv, "f", "owner", 0, 0, true), "members") }, ""},
+		{"an owner of a direct conversation", func(v views) { put(v, member(direct, "a", "owner", 0, 1, false), "members") },
+			"owner of d:1: live a, log none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live := good()
+			tc.tamper(live)
+			var got []string
+			for _, d := range checkGovernance(live, check) {
+				if !strings.Contains(d.text, " "+d.conv+":") {
+					t.Errorf("%q reported for conversation %q", d.text, d.conv)
+				}
+				got = append(got, d.text)
+			}
+			var want []string
+			if tc.want != "" {
+				want = strings.Split(tc.want, "\n")
+			}
+			ok := len(got) == len(want)
+			for i := 0; ok && i < len(got); i++ {
+				ok = strings.Contains(got[i], want[i])
+			}
+			if !ok {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), tc.want)
+			}
+		})
+	}
+}
