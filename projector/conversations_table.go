@@ -9,6 +9,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
 // conversationsView: one row per conversation.
@@ -27,19 +28,43 @@ import (
 //     message's send, so only the newest message's own changes show.
 //   - last_version: every event with a version, at versionTS(version): the
 //     newest change applied. Null for a log from before versions.
+//   - The group's settings follow the version clock: GroupSettingsChanged
+//     writes each setting it carries (only those that changed) at
+//     versionTS(version), one statement per column, so the newest change of
+//     each setting wins whatever the order. title is one of them: a rename
+//     rewrites the title ConversationCreated wrote at creationTS (the inbox
+//     rows keep the creation-time title, see inbox_table.go). Null
+//     settings are the defaults (announcement_only false, who_may_* the
+//     members), filled in by readers.
+//   - owner_user_id: a group's creator at creationTS (ConversationCreated),
+//     then each OwnershipTransferred's to_user_id at versionTS(version).
+//     Null for direct conversations.
 type conversationsView struct {
 	created, timeline, message, preview       string
-	version                                   string
+	version, owner                            string
+	settings                                  map[string]string // column -> its UPDATE
 	selectRow, selectLastSeq, selectKindTitle string
 	selectLastVersion                         string
 	rows                                      jsonRows
 }
 
 const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
-	last_message_seq, last_message_preview, last_message_sender, last_version`
+	last_message_seq, last_message_preview, last_message_sender, last_version,
+	description, avatar_url, announcement_only, who_may_add, who_may_mention_all, who_may_pin, owner_user_id`
+
+// settingColumns are the conversations columns GroupSettingsChanged writes.
+var settingColumns = []string{"title", "description", "avatar_url", "announcement_only", "who_may_add", "who_may_mention_all", "who_may_pin"}
 
 func newConversations(keyspace string) conversationsView {
+	settings := make(map[string]string, len(settingColumns))
+	for _, col := range settingColumns {
+		settings[col] = qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET `+col+` = ? WHERE conversation_id = ?`)
+	}
 	return conversationsView{
+		settings: settings,
+		owner: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET owner_user_id = ? WHERE conversation_id = ?`),
 		created: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
 			SET kind = ?, title = ?, creator_user_id = ?, created_at = ?, last_seq = 0, updated_at = ?
 			WHERE conversation_id = ?`),
@@ -56,7 +81,7 @@ func newConversations(keyspace string) conversationsView {
 		selectLastVersion: qualify(keyspace, `SELECT last_version FROM ${keyspace}.conversations WHERE conversation_id = ?`),
 		selectRow:         qualify(keyspace, `SELECT `+conversationColumns+` FROM ${keyspace}.conversations WHERE conversation_id = ?`),
 		selectLastSeq:     qualify(keyspace, `SELECT last_seq FROM ${keyspace}.conversations WHERE conversation_id = ?`),
-		selectKindTitle:   qualify(keyspace, `SELECT kind, title FROM ${keyspace}.conversations WHERE conversation_id = ?`),
+		selectKindTitle:   qualify(keyspace, `SELECT kind, title, writetime(title), creator_user_id FROM ${keyspace}.conversations WHERE conversation_id = ?`),
 		rows: jsonRows{
 			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.conversations`),
 			byKey: qualify(keyspace, `SELECT JSON * FROM ${keyspace}.conversations WHERE conversation_id = ?`), keyArity: 1,
@@ -87,8 +112,17 @@ func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) 
 	switch ev.typ {
 	case schemas.TypeConversationCreated:
 		c := ev.GetConversationCreated()
-		return []stmt{upsert(v.created, convPart(id), id, creationTS, kindName(c.GetKind()), c.GetTitle(), ev.GetActorUserId(),
-			ev.occurredAt(), ev.occurredAt(), id)}, nil
+		out := []stmt{upsert(v.created, convPart(id), id, creationTS, kindName(c.GetKind()), c.GetTitle(), ev.GetActorUserId(),
+			ev.occurredAt(), ev.occurredAt(), id)}
+		if c.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP {
+			// The creator, listed first: the member createdRole makes owner.
+			out = append(out, upsert(v.owner, convPart(id), id, creationTS, c.GetMemberUserIds()[0], id))
+		}
+		return out, nil
+	case schemas.TypeOwnershipTransferred:
+		return []stmt{upsert(v.owner, convPart(id), id, versionTS(ev.GetVersion()), ev.GetOwnershipTransferred().GetToUserId(), id)}, nil
+	case schemas.TypeGroupSettingsChanged:
+		return v.settingsChanged(id, versionTS(ev.GetVersion()), ev.GetGroupSettingsChanged().GetSettings()), nil
 	case schemas.TypeMessageSent:
 		m := ev.GetMessageSent()
 		return []stmt{upsert(v.message, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), seq, ev.GetActorUserId(), id),
@@ -104,14 +138,47 @@ func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) 
 	return nil, nil
 }
 
-// kindTitle reads what ConversationCreated wrote of id (empty when it has
-// not been applied yet), for the inbox's copy of it.
-func (v conversationsView) kindTitle(ctx context.Context, s *gocql.Session, id string) (kind, title string, err error) {
-	err = s.Query(v.selectKindTitle, id).ScanContext(ctx, &kind, &title)
-	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-		return "", "", fmt.Errorf("projector: read conversation %s: %w", id, err)
+// settingsChanged writes each setting st carries, at ts.
+func (v conversationsView) settingsChanged(id string, ts int64, st *pb.GroupSettings) []stmt {
+	var out []stmt
+	set := func(col string, val any) {
+		out = append(out, upsert(v.settings[col], convPart(id), id, ts, val, id))
 	}
-	return kind, title, nil
+	if st.Title != nil {
+		set("title", st.GetTitle())
+	}
+	if st.Description != nil {
+		set("description", st.GetDescription())
+	}
+	if st.AvatarUrl != nil {
+		set("avatar_url", st.GetAvatarUrl())
+	}
+	if st.AnnouncementOnly != nil {
+		set("announcement_only", st.GetAnnouncementOnly())
+	}
+	if st.WhoMayAdd != nil {
+		set("who_may_add", policyName(st.GetWhoMayAdd()))
+	}
+	if st.WhoMayMentionAll != nil {
+		set("who_may_mention_all", policyName(st.GetWhoMayMentionAll()))
+	}
+	if st.WhoMayPin != nil {
+		set("who_may_pin", policyName(st.GetWhoMayPin()))
+	}
+	return out
+}
+
+// kindTitle reads what ConversationCreated wrote of id (empty when it has
+// not been applied yet), for the inbox's copy of it. renamed says the
+// title is a rename's (written above creationTS), not the creation's: the
+// creation's title is then in the creator's inbox row (see inbox_table.go).
+func (v conversationsView) kindTitle(ctx context.Context, s *gocql.Session, id string) (kind, title, creator string, renamed bool, err error) {
+	var written *int64
+	err = s.Query(v.selectKindTitle, id).ScanContext(ctx, &kind, &title, &written, &creator)
+	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+		return "", "", "", false, fmt.Errorf("projector: read conversation %s: %w", id, err)
+	}
+	return kind, title, creator, written != nil && *written > creationTS, nil
 }
 
 // Conversation is a row of the conversations view.
@@ -129,6 +196,16 @@ type Conversation struct {
 	// row of it: state read after this row reflects every change up to it
 	// (0 for a log from before versions).
 	LastVersion int64
+	// A group's settings as GroupSettingsChanged set them; zero values
+	// (WhoMay… "") are the defaults: no description or avatar, everyone
+	// sends, adds, mentions @all and pins. Title above is the newest
+	// rename's.
+	Description, AvatarURL                 string
+	AnnouncementOnly                       bool
+	WhoMayAdd, WhoMayMentionAll, WhoMayPin string // "members", "admins", or "" (the default: members)
+	// OwnerUserID is a group's current owner ("" for a direct conversation,
+	// and for a group projected before owners were).
+	OwnerUserID string
 }
 
 // LastActivity is when the conversation last changed: the time of the event
@@ -147,7 +224,8 @@ func (t *Tables) Conversation(ctx context.Context, id string) (c Conversation, f
 	var version *int64
 	err = t.s.Query(t.conversations.selectRow, id).ScanContext(ctx,
 		&c.Kind, &c.Title, &c.CreatorUserID, &c.CreatedAt, &c.LastSeq, &c.UpdatedAt,
-		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender, &version)
+		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender, &version,
+		&c.Description, &c.AvatarURL, &c.AnnouncementOnly, &c.WhoMayAdd, &c.WhoMayMentionAll, &c.WhoMayPin, &c.OwnerUserID)
 	if version != nil {
 		c.LastVersion = *version
 	}

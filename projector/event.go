@@ -3,6 +3,7 @@ package projector
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -88,8 +89,58 @@ func decode(key, value []byte) (*event, error) {
 		if e.GetReadUpTo().GetUpToSeq() < 0 || e.GetDeliveredUpTo().GetUpToSeq() < 0 {
 			return ev, poison("%s with a negative up_to_seq", ev.typ)
 		}
+		if slices.Contains(e.GetMessageSent().GetMentionUserIds(), "") {
+			return ev, poison("MessageSent with an empty mention_user_ids entry")
+		}
+	case *pb.Event_MessagePinned, *pb.Event_MessageUnpinned:
+		if e.GetActorUserId() == "" {
+			return ev, poison("%s without actor_user_id", ev.typ)
+		}
+		if messageSeq(e) < 1 {
+			return ev, poison("%s without a message_seq", ev.typ)
+		}
+	case *pb.Event_MemberRoleChanged, *pb.Event_MemberMuted, *pb.Event_MemberUnmuted,
+		*pb.Event_OwnershipTransferred, *pb.Event_GroupSettingsChanged:
+		if e.GetActorUserId() == "" {
+			return ev, poison("%s without actor_user_id", ev.typ)
+		}
+		if targetUser(e) == "" {
+			return ev, poison("%s without its user_id", ev.typ)
+		}
+		if r := e.GetMemberRoleChanged(); r != nil && r.GetRole() != pb.MemberRole_MEMBER_ROLE_ADMIN && r.GetRole() != pb.MemberRole_MEMBER_ROLE_MEMBER {
+			return ev, poison("MemberRoleChanged with role %v", r.GetRole())
+		}
+		if o := e.GetOwnershipTransferred(); o != nil {
+			switch o.GetReason() {
+			case pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_TRANSFERRED:
+				if o.GetFromUserId() == "" {
+					return ev, poison("OwnershipTransferred (transferred) without from_user_id")
+				}
+			case pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT:
+			default:
+				return ev, poison("OwnershipTransferred with unknown reason %v", o.GetReason())
+			}
+		}
 	}
 	return ev, nil
+}
+
+// targetUser is the member a governance event is about: MemberRoleChanged,
+// MemberMuted and MemberUnmuted name it in user_id, OwnershipTransferred in
+// to_user_id (the new owner). GroupSettingsChanged is about no member: its
+// actor stands in, so the check above only asks for the actor.
+func targetUser(e *pb.Event) string {
+	switch b := e.GetBody().(type) {
+	case *pb.Event_MemberRoleChanged:
+		return b.MemberRoleChanged.GetUserId()
+	case *pb.Event_MemberMuted:
+		return b.MemberMuted.GetUserId()
+	case *pb.Event_MemberUnmuted:
+		return b.MemberUnmuted.GetUserId()
+	case *pb.Event_OwnershipTransferred:
+		return b.OwnershipTransferred.GetToUserId()
+	}
+	return e.GetActorUserId()
 }
 
 // messageSeq is the seq of the message an action event is about (0 for
@@ -104,6 +155,10 @@ func messageSeq(e *pb.Event) int64 {
 		return b.ReactionAdded.GetMessageSeq()
 	case *pb.Event_ReactionRemoved:
 		return b.ReactionRemoved.GetMessageSeq()
+	case *pb.Event_MessagePinned:
+		return b.MessagePinned.GetMessageSeq()
+	case *pb.Event_MessageUnpinned:
+		return b.MessageUnpinned.GetMessageSeq()
 	}
 	return 0
 }
@@ -147,6 +202,33 @@ func kindName(k pb.ConversationKind) string {
 		return "group"
 	}
 	return ""
+}
+
+// roleName is the members.role value of r: 'owner', 'admin' or 'member'
+// ("" for an unknown role).
+func roleName(r pb.MemberRole) string {
+	switch r {
+	case pb.MemberRole_MEMBER_ROLE_OWNER:
+		return "owner"
+	case pb.MemberRole_MEMBER_ROLE_ADMIN:
+		return "admin"
+	case pb.MemberRole_MEMBER_ROLE_MEMBER:
+		return "member"
+	}
+	return ""
+}
+
+// policyName is the conversations.who_may_* value of p: 'members' or
+// 'admins'; nil (null: the setting's default) for GROUP_POLICY_UNSPECIFIED,
+// which the decider never sets explicitly.
+func policyName(p pb.GroupPolicy) any {
+	switch p {
+	case pb.GroupPolicy_GROUP_POLICY_MEMBERS:
+		return "members"
+	case pb.GroupPolicy_GROUP_POLICY_ADMINS:
+		return "admins"
+	}
+	return nil
 }
 
 func reasonName(r pb.MemberRemovedReason) string {

@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -16,7 +17,10 @@ import (
 //   - joined_seq, removed, removed_seq follow the timeline like the same
 //     cells of members: creationTS for ConversationCreated, seqTS(seq) for
 //     MembersAdded and MemberRemoved.
-//   - kind, title never change and are always written at creationTS.
+//   - kind, title never change and are always written at creationTS: the
+//     title as the group was created. A rename changes the conversations
+//     row only (readers prefer its title; this one is the fallback until
+//     that row is there).
 //     MembersAdded does not carry them, so it copies them from the
 //     conversations row. For that copy to be order-independent,
 //     ConversationCreated also writes them for every user already in the
@@ -25,7 +29,7 @@ import (
 //     other's writes (in log order, always ConversationCreated first).
 type inboxView struct {
 	created, kindTitle, added, removed string
-	selectAll                          string
+	selectAll, selectTitle             string
 	rows                               jsonRows
 	// The reads of the copy, owned by their tables.
 	conversations conversationsView
@@ -49,7 +53,8 @@ func newInbox(keyspace string) inboxView {
 		removed: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
 			SET removed = true, removed_seq = ?
 			WHERE user_id = ? AND conversation_id = ?`),
-		selectAll: qualify(keyspace, `SELECT conversation_id, kind, title, joined_seq, removed FROM ${keyspace}.inbox WHERE user_id = ?`),
+		selectAll:   qualify(keyspace, `SELECT conversation_id, kind, title, joined_seq, removed FROM ${keyspace}.inbox WHERE user_id = ?`),
+		selectTitle: qualify(keyspace, `SELECT title FROM ${keyspace}.inbox WHERE user_id = ? AND conversation_id = ?`),
 		rows: jsonRows{
 			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.inbox`),
 			byKey: qualify(keyspace, `SELECT JSON * FROM ${keyspace}.inbox WHERE user_id = ? AND conversation_id = ?`), keyArity: 2,
@@ -96,7 +101,7 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		kind, title, ok := v.titles.get(id)
 		if !ok {
 			var err error
-			if kind, title, err = v.conversations.kindTitle(ctx, s, id); err != nil {
+			if kind, title, err = v.creationKindTitle(ctx, s, id); err != nil {
 				return nil, err
 			}
 			// Kind and title never change: the next MembersAdded of this
@@ -123,6 +128,34 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 		return []stmt{upsert(v.removed, inboxPart(u), id, seqTS(seq), seq, u, id)}, nil
 	}
 	return nil, nil
+}
+
+// creationKindTitle is the kind and the creation-time title of id, as
+// ConversationCreated wrote them (empty when it is not applied yet). Once a
+// group is renamed its conversations row holds the new title; the
+// creation's is then read from the creator's inbox row, which
+// ConversationCreated wrote with it and nothing rewrites (every write of
+// inbox.title is a copy of it, at creationTS). So the copy is the same
+// whenever MembersAdded is applied, before or after a rename.
+func (v inboxView) creationKindTitle(ctx context.Context, s *gocql.Session, id string) (kind, title string, err error) {
+	kind, title, creator, renamed, err := v.conversations.kindTitle(ctx, s, id)
+	if err != nil || kind == "" || creator == "" {
+		// Not created yet (a rename may be applied before it, out of log
+		// order): ConversationCreated copies both when it is.
+		return "", "", err
+	}
+	if !renamed {
+		return kind, title, nil
+	}
+	err = s.Query(v.selectTitle, creator, id).ScanContext(ctx, &title)
+	if errors.Is(err, gocql.ErrNotFound) {
+		// Only a lost row: leave the copy to ConversationCreated's replay.
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("projector: read inbox of %s: %w", id, err)
+	}
+	return kind, title, nil
 }
 
 // InboxEntry is a row of the inbox view: a conversation the user belongs

@@ -27,6 +27,8 @@ type Tables struct {
 	changes       changesView
 	edits         editsView
 	reactions     reactionsView
+	pins          pinsView
+	mentions      mentionsView
 	checkpoints   checkpoints
 }
 
@@ -46,6 +48,8 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		changes:       newChanges(keyspace),
 		edits:         newEdits(keyspace),
 		reactions:     newReactions(keyspace),
+		pins:          newPins(keyspace),
+		mentions:      newMentions(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
 }
@@ -54,7 +58,8 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 func (t *Tables) Keyspace() string { return t.keyspace }
 
 // checkedTables are the tables a reader needs, each owned by one file.
-var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions"}
+var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions",
+	"pins", "mentions", "mentions_all"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -79,7 +84,7 @@ type jsonRows struct {
 // is empty, else the rows of one key — conversations and members:
 // conversation id; inbox: user id, conversation id; messages, changes and
 // reactions: conversation id, bucket; message_edits: conversation id,
-// message seq.
+// message seq; pins and mentions_all: conversation id; mentions: user id.
 func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql.Iter, error) {
 	var r jsonRows
 	switch table {
@@ -97,6 +102,12 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.edits.rows
 	case "reactions":
 		r = t.reactions.rows
+	case "pins":
+		r = t.pins.rows
+	case "mentions":
+		r = t.mentions.rows
+	case "mentions_all":
+		r = t.mentions.rowsAll
 	default:
 		return nil, fmt.Errorf("projector: RowsJSON: no view %q", table)
 	}

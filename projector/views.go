@@ -24,10 +24,13 @@ import (
 //   - markTS(v) for the read and delivered watermarks: the timestamp is the
 //     mark itself, so the highest mark wins (max), whichever event set it.
 //   - versionTS(version) for cells that follow every change (the changes
-//     rows, conversations.last_version): the newest change wins.
+//     rows, conversations.last_version), and for what changes without a
+//     seq: a group's settings and owner, members.role and the mute cells,
+//     the edits, reactions, pins and mentions rows. The newest change wins.
 //
-// No statement deletes a row or a range, so clocks of different columns of
-// one row never meet. See README.md, "Timestamps".
+// Rows are deleted only in tables whose every cell follows the version
+// clock (message_edits, reactions, pins, mentions, mentions_all), so clocks
+// of different columns of one row never meet. See README.md, "Timestamps".
 const creationTS int64 = 0
 
 func seqTS(seq int64) int64 { return seq }
@@ -97,7 +100,7 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 		s:        s,
 		parallel: parallel,
 		steps: [][]planner{
-			{newMessages(keyspace), newChanges(keyspace), newEdits(keyspace), newReactions(keyspace)},
+			{newMessages(keyspace), newChanges(keyspace), newEdits(keyspace), newReactions(keyspace), newPins(keyspace), newMentions(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
 			{newConversations(keyspace).lastVersion()},
 		},

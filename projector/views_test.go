@@ -37,7 +37,8 @@ func TestViewsMapping(t *testing.T) {
 			events: func(c string) []*pb.Event { return []*pb.Event{group(c, "alice", "Team", "bob", "carol")} },
 			want: want{
 				conversation: row{"kind": "group", "title": "Team", "creator_user_id": "alice", "created_at": ts(0),
-					"last_seq": 0, "updated_at": ts(0), "last_message_seq": nil, "last_message_preview": nil},
+					"last_seq": 0, "updated_at": ts(0), "last_message_seq": nil, "last_message_preview": nil, "owner_user_id": "alice",
+					"description": nil, "announcement_only": nil, "who_may_add": nil},
 				members: map[string]row{
 					"alice": {"role": "owner", "joined_seq": 0, "joined_at": ts(0), "read_seq": 0, "delivered_seq": 0, "removed": false, "removed_seq": nil},
 					"bob":   {"role": "member", "joined_seq": 0, "read_seq": 0, "delivered_seq": 0, "removed": false},
@@ -60,7 +61,7 @@ func TestViewsMapping(t *testing.T) {
 			},
 			want: want{
 				conversation: row{"kind": "direct", "title": "", "last_seq": 1, "updated_at": ts(1),
-					"last_message_seq": 1, "last_message_preview": "hi", "last_message_sender": "bob"},
+					"last_message_seq": 1, "last_message_preview": "hi", "last_message_sender": "bob", "owner_user_id": nil},
 				members: map[string]row{
 					"alice": {"role": "member", "read_seq": 0, "delivered_seq": 0},
 					"bob":   {"role": "member", "read_seq": 1, "delivered_seq": 1},

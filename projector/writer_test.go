@@ -99,6 +99,47 @@ func TestCoalesce(t *testing.T) {
 			},
 		},
 		{
+			name: "role on the version clock: the re-add's role above the admin it was, the rest of its row on the seq clock",
+			in: func() []*pb.Event {
+				evs := []*pb.Event{
+					roleChanged(c, "alice", "bob", admin), removed(c, 4, "alice", "bob"), added(c, 5, "alice", "bob"),
+					transferred(c, "alice", "carol", byTransfer), muted(c, "carol", "dave", 0), unmuted(c, "carol", "dave"),
+				}
+				for i, ev := range evs {
+					ev.Version = int64(8 + i)
+				}
+				return evs
+			}(),
+			want: []string{
+				"conversations g:x: last_seq = ?, updated_at = ? @5",
+				"conversations g:x: owner_user_id = ? @11",
+				"members alice: role = ? @11",
+				"members bob: joined_seq = ?, joined_at = ?, read_seq = ?, delivered_seq = ?, removed = false @5",
+				"members bob: muted = false @9",
+				"members bob: removed = true, removed_seq = ?, removed_reason = ?, removed_version = ? @4",
+				"members bob: role = ? @10",
+				"members carol: role = ? @11",
+				"members dave: muted = false, muted_until = null @13",
+				"members dave: muted = true, muted_until = ?, muted_by = ? @12",
+			},
+		},
+		{
+			name: "settings: a statement per setting, the newest of each",
+			in: func() []*pb.Event {
+				evs := []*pb.Event{
+					settingsChanged(c, "alice", &pb.GroupSettings{Title: str("one"), WhoMayPin: policyAdmins}),
+					settingsChanged(c, "alice", &pb.GroupSettings{Title: str("two"), Description: str("d")}),
+				}
+				evs[0].Version, evs[1].Version = 3, 4
+				return evs
+			}(),
+			want: []string{
+				"conversations g:x: description = ? @4",
+				"conversations g:x: title = ? @4",
+				"conversations g:x: who_may_pin = ? @3",
+			},
+		},
+		{
 			name: "two conversations never merge",
 			in:   []*pb.Event{sent(c, 1, "alice", "a"), sent("g:y", 7, "alice", "b")},
 			want: []string{
@@ -118,6 +159,13 @@ func TestCoalesce(t *testing.T) {
 				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
 			}
 		})
+	}
+
+	// The role kept for bob is the re-add's.
+	for _, st := range coalesce(plan(versioned(roleChanged(c, "alice", "bob", admin), added(c, 5, "alice", "bob"))...)) {
+		if strings.Contains(st.cql, "SET role") && st.args[1] != "member" {
+			t.Errorf("role %v, want the re-add's member", st.args[1])
+		}
 	}
 
 	// The kept statement carries its own values, not the first one's.

@@ -168,6 +168,10 @@ func TestConversation(t *testing.T) {
 	want := conversationView{
 		ConversationID: gid("team"), Kind: "group", Title: "Team", CreatorUserID: "alice", CreatedAt: t0,
 		LastSeq: 12, Version: 13, LastActivity: t0.Add(12 * time.Second), Preview: &preview{Seq: 12, Sender: "bob", Text: "m12"},
+		// No owner_user_id in these rows (as projected before owners
+		// were): the member whose role says so; no settings: the defaults.
+		OwnerUserID: "alice",
+		Settings:    &groupSettings{WhoMayAdd: "members", WhoMayMentionAll: "members", WhoMayPin: "members"},
 		Members: []memberItem{
 			{UserID: "alice", Role: "owner", ReadSeq: 10, DeliveredSeq: 12},
 			{UserID: "bob", Role: "member", ReadSeq: 12, DeliveredSeq: 12},

@@ -52,6 +52,8 @@ type (
 	messageRow      = projector.Message
 	editRow         = projector.Edit
 	reactionRow     = projector.Reaction
+	pinRow          = projector.Pin
+	mentionRow      = projector.Mention
 )
 
 func storeErr(op string, err error) error {
@@ -132,6 +134,34 @@ func (s *store) edits(ctx context.Context, id string, seq int64) ([]editRow, err
 func (s *store) reactions(ctx context.Context, id string, from, to int64) ([]reactionRow, error) {
 	rows, err := s.tables.Reactions(ctx, id, from, to)
 	return rows, storeErr("read reactions", err)
+}
+
+// pins returns the pinned messages of conversation id, the highest seq
+// first.
+func (s *store) pins(ctx context.Context, id string) ([]pinRow, error) {
+	rows, err := s.tables.Pins(ctx, id)
+	return rows, storeErr("read pins", err)
+}
+
+// mentions returns up to limit mentions naming user in conversation id with
+// seq > after, newest first.
+func (s *store) mentions(ctx context.Context, user, id string, after int64, limit int) ([]mentionRow, error) {
+	rows, err := s.tables.Mentions(ctx, user, id, after, limit)
+	return rows, storeErr("read mentions", err)
+}
+
+// mentionsAll returns up to limit @all mentions of conversation id with seq
+// > after, newest first.
+func (s *store) mentionsAll(ctx context.Context, id string, after int64, limit int) ([]mentionRow, error) {
+	rows, err := s.tables.MentionsAll(ctx, id, after, limit)
+	return rows, storeErr("read mentions_all", err)
+}
+
+// countMentions counts user's mentions in conversation id with seq > after,
+// @all ones included (two COUNTs over one partition slice each).
+func (s *store) countMentions(ctx context.Context, user, id string, after int64) (int64, error) {
+	n, err := s.tables.CountMentions(ctx, user, id, after)
+	return n, storeErr("count mentions", err)
 }
 
 // check reads one row of every view (projector.Tables.Check).

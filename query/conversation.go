@@ -7,25 +7,75 @@ import (
 	"github.com/parley-im/parley/schemas/token"
 )
 
+// memberItem is a current member: its role ("owner", "admin" or
+// "member"; both users of a direct conversation are members), its marks
+// and, while a mute is in force, muted (with muted_until unless it lasts
+// until unmuted).
 type memberItem struct {
-	UserID       string `json:"user_id"`
-	Role         string `json:"role"`
-	JoinedSeq    int64  `json:"joined_seq"`
-	ReadSeq      int64  `json:"read_seq"`
-	DeliveredSeq int64  `json:"delivered_seq"`
+	UserID       string    `json:"user_id"`
+	Role         string    `json:"role"`
+	JoinedSeq    int64     `json:"joined_seq"`
+	ReadSeq      int64     `json:"read_seq"`
+	DeliveredSeq int64     `json:"delivered_seq"`
+	Muted        bool      `json:"muted,omitempty"`
+	MutedUntil   time.Time `json:"muted_until,omitzero"`
 }
 
+// groupSettings are a group's settings with the defaults filled in.
+type groupSettings struct {
+	Description      string `json:"description"`
+	AvatarURL        string `json:"avatar_url"`
+	AnnouncementOnly bool   `json:"announcement_only"`
+	WhoMayAdd        string `json:"who_may_add"`
+	WhoMayMentionAll string `json:"who_may_mention_all"`
+	WhoMayPin        string `json:"who_may_pin"`
+}
+
+// The group policies' names and the default of each who_may_* setting.
+const (
+	policyMembers = "members"
+	policyAdmins  = "admins"
+)
+
 type conversationView struct {
-	ConversationID string       `json:"conversation_id"`
-	Kind           string       `json:"kind"`
-	Title          string       `json:"title"`
-	CreatorUserID  string       `json:"creator_user_id"`
-	CreatedAt      time.Time    `json:"created_at,omitzero"`
-	LastSeq        int64        `json:"last_seq"`
-	Version        int64        `json:"version"`
-	LastActivity   time.Time    `json:"last_activity,omitzero"`
-	Preview        *preview     `json:"preview,omitempty"`
-	Members        []memberItem `json:"members"`
+	ConversationID string         `json:"conversation_id"`
+	Kind           string         `json:"kind"`
+	Title          string         `json:"title"`
+	CreatorUserID  string         `json:"creator_user_id"`
+	CreatedAt      time.Time      `json:"created_at,omitzero"`
+	LastSeq        int64          `json:"last_seq"`
+	Version        int64          `json:"version"`
+	LastActivity   time.Time      `json:"last_activity,omitzero"`
+	Preview        *preview       `json:"preview,omitempty"`
+	OwnerUserID    string         `json:"owner_user_id,omitempty"`
+	Settings       *groupSettings `json:"settings,omitempty"`
+	Members        []memberItem   `json:"members"`
+}
+
+// settingsOf is c's settings as the API shows them: null (never set)
+// settings take their defaults — no description or avatar, not
+// announcement-only, every policy "members".
+func settingsOf(c *conversationRow) *groupSettings {
+	policy := func(p string) string {
+		if p == policyAdmins {
+			return policyAdmins
+		}
+		return policyMembers
+	}
+	return &groupSettings{
+		Description: c.Description, AvatarURL: c.AvatarURL, AnnouncementOnly: c.AnnouncementOnly,
+		WhoMayAdd: policy(c.WhoMayAdd), WhoMayMentionAll: policy(c.WhoMayMentionAll), WhoMayPin: policy(c.WhoMayPin),
+	}
+}
+
+// memberItemOf is m as the API shows it at now: a mute whose end has
+// passed is over (the decider lets the member send again) and not shown.
+func memberItemOf(m *memberRow, now time.Time) memberItem {
+	it := memberItem{UserID: m.UserID, Role: m.Role, JoinedSeq: m.JoinedSeq, ReadSeq: m.ReadSeq, DeliveredSeq: m.DeliveredSeq}
+	if m.Muted && (m.MutedUntil.IsZero() || m.MutedUntil.After(now)) {
+		it.Muted, it.MutedUntil = true, m.MutedUntil.UTC()
+	}
+	return it
 }
 
 type receiptItem struct {
@@ -92,8 +142,22 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(),
 		Preview: previewOf(&c), Members: make([]memberItem, 0, len(members)),
 	}
-	for _, m := range members {
-		v.Members = append(v.Members, memberItem{UserID: m.UserID, Role: m.Role, JoinedSeq: m.JoinedSeq, ReadSeq: m.ReadSeq, DeliveredSeq: m.DeliveredSeq})
+	now := time.Now()
+	for i := range members {
+		v.Members = append(v.Members, memberItemOf(&members[i], now))
+	}
+	if c.Kind == "group" {
+		v.Settings = settingsOf(&c)
+		v.OwnerUserID = c.OwnerUserID
+		if v.OwnerUserID == "" {
+			// A row projected before owners were: the member whose role
+			// says so.
+			for _, m := range members {
+				if m.Role == "owner" {
+					v.OwnerUserID = m.UserID
+				}
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, v)
 }

@@ -215,16 +215,42 @@ func isRecalled(m *messageRow) bool { return m.RecalledBy != "" }
 // that shows content, a reply and reactions.
 func isLiveMessage(m *messageRow) bool { return m.Type == schemas.TypeMessageSent && !isRecalled(m) }
 
-// addActions fills in reply_to and reactions of the page's live messages
-// (items[i] is rows[i]): one Reactions read over the seq range of the page,
-// and one MessageAt read per distinct quoted seq that is not on the page
-// itself, at most fanOutWorkers at once, alongside it.
+// seqSpan is a range of seqs whose reactions one Reactions read covers.
+type seqSpan struct{ from, to int64 }
+
+// spanGap is the widest gap between two live messages that one reactions
+// read spans: a history page (contiguous seqs, a notice or a recalled
+// message between) is one read, or two across a bucket boundary, which
+// Reactions splits anyway; the sparse messages of the pins get a read each
+// rather than one over everything between them.
+const spanGap = 16
+
+// spans covers the seqs (in any order) with as few reads as spanGap allows.
+func spans(seqs []int64) []seqSpan {
+	seqs = slices.Clone(seqs)
+	slices.Sort(seqs)
+	var out []seqSpan
+	for _, q := range seqs {
+		if n := len(out); n > 0 && q-out[n-1].to <= spanGap {
+			out[n-1].to = q
+			continue
+		}
+		out = append(out, seqSpan{q, q})
+	}
+	return out
+}
+
+// addActions fills in reply_to and reactions of the live messages of rows
+// (items[i] is rows[i]): the reactions of their seqs (one Reactions read
+// over the seq range of a history page; one per pinned message far from
+// the others), and one MessageAt read per distinct quoted seq that is not
+// in rows itself, at most fanOutWorkers at once, alongside each other.
 func (s *Server) addActions(ctx context.Context, conv string, rows []messageRow, items []messageItem) error {
 	onPage := make(map[int64]*messageRow, len(rows))
 	var (
-		from, to int64
-		quoted   []int64 // distinct, not on the page
-		seen     = map[int64]bool{}
+		live   []int64
+		quoted []int64 // distinct, not on the page
+		seen   = map[int64]bool{}
 	)
 	for i := range rows {
 		onPage[rows[i].Seq] = &rows[i]
@@ -234,29 +260,29 @@ func (s *Server) addActions(ctx context.Context, conv string, rows []messageRow,
 		if !isLiveMessage(m) {
 			continue
 		}
-		if from == 0 || m.Seq < from {
-			from = m.Seq
-		}
-		to = max(to, m.Seq)
+		live = append(live, m.Seq)
 		if q := m.ReplyToSeq; q > 0 && onPage[q] == nil && !seen[q] {
 			seen[q] = true
 			quoted = append(quoted, q)
 		}
 	}
-	if from == 0 {
+	if len(live) == 0 {
 		return nil // no live message on the page
 	}
-	var reactions []reactionRow
+	ranges := spans(live)
+	reactions := make([][]reactionRow, len(ranges))
 	found := make([]messageRow, len(quoted))
 	ok := make([]bool, len(quoted))
-	// Task 0 reads the reactions, task i > 0 the quoted seq quoted[i-1].
-	err := forEach(ctx, len(quoted)+1, fanOutWorkers, func(ctx context.Context, i int) error {
+	// Tasks 0 … len(ranges)-1 read the reactions of a span, the others the
+	// quoted seqs.
+	err := forEach(ctx, len(ranges)+len(quoted), fanOutWorkers, func(ctx context.Context, i int) error {
 		var err error
-		if i == 0 {
-			reactions, err = s.db(ctx).reactions(ctx, conv, from, to)
+		if i < len(ranges) {
+			reactions[i], err = s.db(ctx).reactions(ctx, conv, ranges[i].from, ranges[i].to)
 			return err
 		}
-		found[i-1], ok[i-1], err = s.db(ctx).messageAt(ctx, conv, quoted[i-1])
+		j := i - len(ranges)
+		found[j], ok[j], err = s.db(ctx).messageAt(ctx, conv, quoted[j])
 		return err
 	})
 	if err != nil {
@@ -267,7 +293,7 @@ func (s *Server) addActions(ctx context.Context, conv string, rows []messageRow,
 			onPage[q] = &found[i]
 		}
 	}
-	bySeq := groupReactions(reactions)
+	bySeq := groupReactions(slices.Concat(reactions...))
 	for i := range rows {
 		m := &rows[i]
 		if !isLiveMessage(m) {

@@ -14,7 +14,9 @@ import (
 // a message does not rewrite one row per member. Each request reads the
 // user's inbox partition, then the conversations row of every conversation
 // (to sort by activity) and the members row of those it returns (read_seq),
-// with at most fanOutWorkers reads in flight.
+// and, for those with unread messages, counts the unread mentions
+// (projector.Tables.CountMentions: two COUNTs), with at most fanOutWorkers
+// conversations in flight.
 
 type preview struct {
 	Seq    int64  `json:"seq"`
@@ -39,6 +41,7 @@ type inboxItem struct {
 	Preview        *preview  `json:"preview,omitempty"`
 	ReadSeq        int64     `json:"read_seq"`
 	Unread         int64     `json:"unread"`
+	UnreadMentions int64     `json:"unread_mentions"`
 }
 
 type inboxPage struct {
@@ -47,11 +50,24 @@ type inboxPage struct {
 }
 
 type unreadTotals struct {
-	Total         int64 `json:"total"`
-	Conversations int   `json:"conversations"`
+	Total          int64 `json:"total"`
+	Conversations  int   `json:"conversations"`
+	UnreadMentions int64 `json:"unread_mentions"`
 }
 
 func unread(lastSeq, readSeq int64) int64 { return max(0, lastSeq-readSeq) }
+
+// unreadMentions counts m's mentions above its read mark in conversation c
+// (explicit and @all; the mark is at least the joined seq, so an @all from
+// before the member joined is not counted, and a sender's mark is at its
+// own message). Only a conversation with unread messages can have unread
+// mentions: the others cost no read.
+func (s *Server) unreadMentions(ctx context.Context, c *conversationRow, m *memberRow) (int64, error) {
+	if unread(c.LastSeq, m.ReadSeq) == 0 {
+		return 0, nil
+	}
+	return s.db(ctx).countMentions(ctx, m.UserID, c.ID, max(m.ReadSeq, m.JoinedSeq))
+}
 
 // compareInbox orders newest activity first, then by conversation id.
 func compareInbox(aMS int64, aID string, bMS int64, bID string) int {
@@ -63,33 +79,39 @@ func compareInbox(aMS int64, aID string, bMS int64, bID string) int {
 
 // activeConversations returns the user's current conversations with their
 // conversations rows (zero but for the id when the projector has not written
-// it yet, in which case kind and title come from the inbox row) and, when
-// withReadSeq, the user's read_seq in each.
-func (s *Server) activeConversations(ctx context.Context, user string, withReadSeq bool) ([]conversationRow, []int64, error) {
+// it yet, in which case kind and title come from the inbox row: the title
+// the group was created with, which the conversations row's — a rename's —
+// supersedes) and, when withUnread, the user's read_seq and unread mentions
+// in each.
+func (s *Server) activeConversations(ctx context.Context, user string, withUnread bool) ([]conversationRow, []int64, []int64, error) {
 	rows, err := s.db(ctx).inbox(ctx, user)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rows = slices.DeleteFunc(rows, func(r inboxRow) bool { return r.Removed })
 	convs := make([]conversationRow, len(rows))
-	var readSeqs []int64
-	if withReadSeq {
-		readSeqs = make([]int64, len(rows))
+	var readSeqs, mentions []int64
+	if withUnread {
+		readSeqs, mentions = make([]int64, len(rows)), make([]int64, len(rows))
 	}
 	err = forEach(ctx, len(rows), fanOutWorkers, func(ctx context.Context, i int) error {
 		c, ok, err := s.db(ctx).conversation(ctx, rows[i].ConversationID)
 		if err != nil {
 			return err
 		}
-		if withReadSeq {
+		if !ok {
+			c = conversationRow{ID: rows[i].ConversationID}
+		}
+		if withUnread {
 			m, _, err := s.db(ctx).member(ctx, rows[i].ConversationID, user)
 			if err != nil {
 				return err
 			}
+			m.UserID = user
 			readSeqs[i] = m.ReadSeq
-		}
-		if !ok {
-			c = conversationRow{ID: rows[i].ConversationID}
+			if mentions[i], err = s.unreadMentions(ctx, &c, &m); err != nil {
+				return err
+			}
 		}
 		if c.Kind == "" {
 			c.Kind = rows[i].Kind
@@ -100,7 +122,7 @@ func (s *Server) activeConversations(ctx context.Context, user string, withReadS
 		convs[i] = c
 		return nil
 	})
-	return convs, readSeqs, err
+	return convs, readSeqs, mentions, err
 }
 
 func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Identity) {
@@ -119,7 +141,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		after = &c
 	}
 	ctx := r.Context()
-	convs, _, err := s.activeConversations(ctx, id.UserID, false)
+	convs, _, _, err := s.activeConversations(ctx, id.UserID, false)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -145,10 +167,15 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		if err != nil {
 			return err
 		}
+		m.UserID = id.UserID
+		mentions, err := s.unreadMentions(ctx, c, &m)
+		if err != nil {
+			return err
+		}
 		items[i] = inboxItem{
 			ConversationID: c.ID, Kind: c.Kind, Title: c.Title,
 			LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c),
-			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq),
+			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq), UnreadMentions: mentions,
 		}
 		return nil
 	})
@@ -166,7 +193,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 
 func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	ctx := r.Context()
-	convs, readSeqs, err := s.activeConversations(ctx, id.UserID, true)
+	convs, readSeqs, mentions, err := s.activeConversations(ctx, id.UserID, true)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -178,6 +205,7 @@ func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id token.I
 		if n > 0 {
 			t.Conversations++
 		}
+		t.UnreadMentions += mentions[i]
 	}
 	writeJSON(w, http.StatusOK, t)
 }

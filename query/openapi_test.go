@@ -127,6 +127,11 @@ func TestOpenAPI(t *testing.T) {
 		"MessageVersions": reflect.TypeFor[messageVersions](),
 		"Receipt":         reflect.TypeFor[receiptItem](),
 		"Receipts":        reflect.TypeFor[receiptsView](),
+		"GroupSettings":   reflect.TypeFor[groupSettings](),
+		"Pin":             reflect.TypeFor[pinItem](),
+		"Pins":            reflect.TypeFor[pinsView](),
+		"Mention":         reflect.TypeFor[mentionItem](),
+		"MentionPage":     reflect.TypeFor[mentionsPage](),
 		"Health":          reflect.TypeFor[deploy.HealthBody](),
 	}
 	for name := range defs {
@@ -159,7 +164,8 @@ func TestOpenAPI(t *testing.T) {
 		t.Fatalf("%s: no parameter %s", path, name)
 		return nil
 	}
-	for path, def := range map[string]int{"/v1/inbox": DefaultInboxPageSize, "/v1/conversations/{id}/messages": HardMaxPageSize} {
+	for path, def := range map[string]int{"/v1/inbox": DefaultInboxPageSize, "/v1/conversations/{id}/messages": HardMaxPageSize,
+		"/v1/conversations/{id}/mentions": DefaultInboxPageSize} {
 		l := param(path, "limit")
 		if l["maximum"] != HardMaxPageSize || l["default"] != def || l["minimum"] != 1 {
 			t.Errorf("%s limit %v, want 1..%d default %d", path, l, HardMaxPageSize, def)

@@ -158,6 +158,8 @@ func (s *Server) endpoints() []route {
 		{"/v1/conversations/{id}/messages", "messages", s.authed(s.handleMessages)},
 		{"/v1/conversations/{id}/messages/{seq}/versions", "versions", s.authed(s.handleVersions)},
 		{"/v1/conversations/{id}/receipts", "receipts", s.authed(s.handleReceipts)},
+		{"/v1/conversations/{id}/pins", "pins", s.authed(s.handlePins)},
+		{"/v1/conversations/{id}/mentions", "mentions", s.authed(s.handleMentions)},
 		{"/healthz", "healthz", ops.ServeHTTP},
 		{"/metrics", "metrics", ops.ServeHTTP},
 	}

@@ -1,0 +1,95 @@
+package query
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/parley-im/parley/schemas/token"
+)
+
+// A conversation's pinned messages: the pins view (projector.Tables.Pins,
+// one query), then each pinned message's row, read like a history page's
+// (its newest text, reply_to, reactions), so a pin shows what the message
+// says now. A recall unpins its message; a pin whose message row the views
+// do not hold yet shows without message.
+
+type pinItem struct {
+	Seq      int64        `json:"seq"`
+	PinnedBy string       `json:"pinned_by"`
+	PinnedAt time.Time    `json:"pinned_at,omitzero"`
+	Message  *messageItem `json:"message,omitempty"`
+}
+
+type pinsView struct {
+	ConversationID string    `json:"conversation_id"`
+	Pins           []pinItem `json:"pins"`
+}
+
+func (s *Server) handlePins(w http.ResponseWriter, r *http.Request, id token.Identity) {
+	conv, err := conversationParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	// The membership check decides; the pins are read alongside it and
+	// ignored unless the caller is a member.
+	var (
+		pins  []pinRow
+		pErr  error
+		pDone = make(chan struct{})
+	)
+	go func() {
+		defer close(pDone)
+		pins, pErr = s.db(ctx).pins(ctx, conv)
+	}()
+	mErr := s.requireMember(ctx, conv, id.UserID)
+	<-pDone
+	if mErr != nil {
+		s.fail(w, r, mErr)
+		return
+	}
+	if pErr != nil {
+		s.fail(w, r, pErr)
+		return
+	}
+	rows := make([]messageRow, len(pins))
+	found := make([]bool, len(pins))
+	err = forEach(ctx, len(pins), fanOutWorkers, func(ctx context.Context, i int) (err error) {
+		rows[i], found[i], err = s.db(ctx).messageAt(ctx, conv, pins[i].MessageSeq)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// The messages found, as history items (actions filled in for all of
+	// them at once).
+	var (
+		msgs  []messageRow
+		items []messageItem
+		at    = make([]int, len(pins)) // index in items, -1 when not found
+	)
+	for i := range pins {
+		at[i] = -1
+		if found[i] {
+			at[i] = len(msgs)
+			msgs = append(msgs, rows[i])
+			items = append(items, s.item(ctx, conv, &rows[i]))
+		}
+	}
+	if err := s.addActions(ctx, conv, msgs, items); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v := pinsView{ConversationID: conv, Pins: make([]pinItem, 0, len(pins))}
+	for i, p := range pins {
+		it := pinItem{Seq: p.MessageSeq, PinnedBy: p.PinnedBy, PinnedAt: p.PinnedAt.UTC()}
+		if at[i] >= 0 {
+			it.Message = &items[at[i]]
+		}
+		v.Pins = append(v.Pins, it)
+	}
+	writeJSON(w, http.StatusOK, v)
+}
