@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/testenv"
@@ -116,10 +117,78 @@ func TestE2EGovernance(t *testing.T) {
 	checkGovernanceViews(t, sys, conv)
 }
 
-// checkGovernanceViews: query shows the group's roles, settings, pins and
-// each member's exact mentions.
+// checkGovernanceViews: query shows the group's roles, owner, settings,
+// pins and each member's exact mentions.
 func checkGovernanceViews(t *testing.T, sys *system.System, conv string) {
 	t.Helper()
-	_, _ = sys, conv
-	_ = testenv.Eventually
+	type view struct {
+		LastSeq  int64  `json:"last_seq"`
+		Title    string `json:"title"`
+		Owner    string `json:"owner_user_id"`
+		Settings struct {
+			AnnouncementOnly bool   `json:"announcement_only"`
+			WhoMayPin        string `json:"who_may_pin"`
+			WhoMayAdd        string `json:"who_may_add"`
+		} `json:"settings"`
+		Members []struct {
+			UserID string `json:"user_id"`
+			Role   string `json:"role"`
+			Muted  bool   `json:"muted"`
+		} `json:"members"`
+	}
+	testenv.Eventually(t, time.Minute, func() string {
+		var v view
+		if code := api(t, sys, "erin", "/v1/conversations/"+conv, &v); code != 200 {
+			return fmt.Sprintf("conversation: status %d", code)
+		}
+		var roles []string
+		for _, m := range v.Members {
+			roles = append(roles, fmt.Sprintf("%s %s muted=%v", m.UserID, m.Role, m.Muted))
+		}
+		got := fmt.Sprintf("last seq %d; owner %s; %v; announcement_only=%v who_may_pin=%s who_may_add=%s", v.LastSeq, v.Owner, roles,
+			v.Settings.AnnouncementOnly, v.Settings.WhoMayPin, v.Settings.WhoMayAdd)
+		want := "last seq 6; owner alice; [alice owner muted=false bob admin muted=false erin member muted=false]; announcement_only=false who_may_pin=admins who_may_add=members"
+		if got != want {
+			return fmt.Sprintf("conversation\n got %s\nwant %s", got, want)
+		}
+		return ""
+	})
+	var pins struct {
+		Pins []struct {
+			Seq      int64  `json:"seq"`
+			PinnedBy string `json:"pinned_by"`
+			Message  struct {
+				Text string `json:"text"`
+			} `json:"message"`
+		} `json:"pins"`
+	}
+	if code := api(t, sys, "erin", "/v1/conversations/"+conv+"/pins", &pins); code != 200 ||
+		fmt.Sprint(pins.Pins) != "[{1 bob {announcement}}]" {
+		t.Fatalf("pins: status %d, %v; want message 1, pinned by bob", code, pins.Pins)
+	}
+	// erin never read: both mentions (hers and @all) are unread; bob sent
+	// after them, so his read mark is past them.
+	var in struct {
+		Conversations []struct {
+			ConversationID string `json:"conversation_id"`
+			UnreadMentions int64  `json:"unread_mentions"`
+		} `json:"conversations"`
+	}
+	for user, want := range map[string]int64{"erin": 2, "bob": 0} {
+		if code := api(t, sys, user, "/v1/inbox?limit=50", &in); code != 200 || len(in.Conversations) != 1 ||
+			in.Conversations[0].UnreadMentions != want {
+			t.Fatalf("%s's inbox: status %d, %+v; want %d unread mentions", user, code, in.Conversations, want)
+		}
+	}
+	var ms struct {
+		Mentions []struct {
+			Seq    int64  `json:"seq"`
+			Sender string `json:"sender"`
+			All    bool   `json:"all"`
+		} `json:"mentions"`
+	}
+	if code := api(t, sys, "erin", "/v1/conversations/"+conv+"/mentions?limit=10", &ms); code != 200 ||
+		fmt.Sprint(ms.Mentions) != "[{3 carol true} {2 carol false}]" {
+		t.Fatalf("erin's mentions: status %d, %v; want @all at 3 and hers at 2, newest first", code, ms.Mentions)
+	}
 }
