@@ -42,7 +42,8 @@ import (
 //     sets muted = true, muted_until (null: until unmuted) and muted_by at
 //     versionTS(version), MemberUnmuted muted = false and muted_until =
 //     null, and MemberRemoved muted = false at its own version, so a member
-//     added back starts unmuted. muted_until and muted_by mean something
+//     added back starts unmuted; so does OwnershipTransferred for the new
+//     owner (nobody mutes the owner). muted_until and muted_by mean something
 //     only while muted is true.
 type membersView struct {
 	created, added, removed, marks, delivered string
@@ -122,7 +123,9 @@ func (v membersView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stm
 		return []stmt{upsert(v.role, membersPart(id), r.GetUserId(), versionTS(ev.GetVersion()), roleName(r.GetRole()), id, r.GetUserId())}, nil
 	case schemas.TypeOwnershipTransferred:
 		o, ts := ev.GetOwnershipTransferred(), versionTS(ev.GetVersion())
-		out := []stmt{upsert(v.role, membersPart(id), o.GetToUserId(), ts, "owner", id, o.GetToUserId())}
+		// The owner is never muted: becoming owner ends a mute.
+		out := []stmt{upsert(v.role, membersPart(id), o.GetToUserId(), ts, "owner", id, o.GetToUserId()),
+			upsert(v.unmuteRemoved, membersPart(id), o.GetToUserId(), ts, id, o.GetToUserId())}
 		if o.GetReason() == pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_TRANSFERRED {
 			// When the owner left it is no member any more: its row keeps
 			// the role it left with.

@@ -533,6 +533,7 @@ func (c *logCheck) transferred(at where, conv *convModel, ev *pb.Event, left *ow
 		}
 		if m := c.current(at, conv, to); m != nil {
 			a.role, m.role = pb.MemberRole_MEMBER_ROLE_ADMIN, pb.MemberRole_MEMBER_ROLE_OWNER
+			m.muted, m.mutedUntil = false, time.Time{} // the owner is never muted
 		}
 	case pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT:
 		if left == nil {
@@ -550,6 +551,7 @@ func (c *logCheck) transferred(at where, conv *convModel, ev *pb.Event, left *ow
 		}
 		if m := c.current(at, conv, to); m != nil {
 			m.role = pb.MemberRole_MEMBER_ROLE_OWNER
+			m.muted, m.mutedUntil = false, time.Time{}
 		}
 	default:
 		c.problem("%s: reason %v, want TRANSFERRED or OWNER_LEFT", at, t.GetReason())
