@@ -21,16 +21,27 @@ import (
 // small records, one per fact, so a decision writes only what it changed:
 //
 //	c\x00<conv>                        -> headerRec    (kind, title, last seq, last version)
-//	m\x00<conv>\x00<user>              -> memberRec    (tombstone when removed)
+//	g\x00<conv>                        -> settingsRec  (a group's settings besides its title; tombstone
+//	                                                    when all are back at their defaults)
+//	m\x00<conv>\x00<user>              -> memberRec    (role, marks, mute; tombstone when removed)
 //	d\x00<conv>\x00<user>\x00<client>  -> dedupRec     (tombstone when forgotten; rewritten by an edit)
 //	n\x00<conv>\x00<seq>               -> {}           (the timeline item at seq is a member notice; kept)
 //	x\x00<conv>\x00<seq>               -> recallRec    (the message at seq is recalled; kept)
 //	r\x00<conv>\x00<seq>               -> reactionsRec (the message's reactions; tombstone when none are
 //	                                                    left or the message is recalled)
+//	p\x00<conv>\x00<seq>               -> {}           (the message at seq is pinned; tombstone when
+//	                                                    unpinned or recalled)
 //
 // <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
 // notice, a recall is final. They are rare (one per membership change or
-// recall); a reactions record exists only for a message that has some.
+// recall); a reactions record exists only for a message that has some, a
+// pin record only for a pinned message.
+//
+// The settings have a record of their own, not fields of the header: the
+// header is rewritten by every event (its last seq and version), and a
+// description and an avatar URL (up to 3 KiB together) would ride along
+// with every message; the settings record is written only when a
+// GroupSettingsChanged changes one of them.
 //
 // Records go to the same partition number as the command they were decided
 // from, inside the same transaction as the events; compaction keeps the
@@ -48,6 +59,8 @@ const (
 	prefixNotice    = "n"
 	prefixRecalled  = "x"
 	prefixReactions = "r"
+	prefixSettings  = "g"
+	prefixPin       = "p"
 	sep             = "\x00"
 )
 
@@ -65,7 +78,44 @@ type memberRec struct {
 	Joined    int64 `json:"j"`
 	Read      int64 `json:"rd"`
 	Delivered int64 `json:"dl"`
+	// Mute: the member is muted until this time (Unix ms), or forever when
+	// -1 (mutedForever); absent (and in older records) when not muted.
+	Mute int64 `json:"mu,omitempty"`
 }
+
+// settingsRec is a group's settings besides its title; an absent field is
+// its default (no description, no avatar, not announcement-only, policy
+// GROUP_POLICY_MEMBERS). A policy is written as its GroupPolicy number,
+// only when GROUP_POLICY_ADMINS (2); any other value reads as MEMBERS.
+type settingsRec struct {
+	Description      string `json:"d,omitempty"`
+	AvatarURL        string `json:"a,omitempty"`
+	AnnouncementOnly bool   `json:"ao,omitempty"`
+	WhoMayAdd        int32  `json:"pa,omitempty"`
+	WhoMayMentionAll int32  `json:"pm,omitempty"`
+	WhoMayPin        int32  `json:"pp,omitempty"`
+}
+
+func policyRec(admins bool) int32 {
+	if admins {
+		return int32(pb.GroupPolicy_GROUP_POLICY_ADMINS)
+	}
+	return 0
+}
+
+func settingsRecOf(g groupSettings) settingsRec {
+	return settingsRec{Description: g.description, AvatarURL: g.avatarURL, AnnouncementOnly: g.announcementOnly,
+		WhoMayAdd: policyRec(g.adminsAdd), WhoMayMentionAll: policyRec(g.adminsMentionAll), WhoMayPin: policyRec(g.adminsPin)}
+}
+
+func (r settingsRec) settings() groupSettings {
+	admins := int32(pb.GroupPolicy_GROUP_POLICY_ADMINS)
+	return groupSettings{description: r.Description, avatarURL: r.AvatarURL, announcementOnly: r.AnnouncementOnly,
+		adminsAdd: r.WhoMayAdd == admins, adminsMentionAll: r.WhoMayMentionAll == admins, adminsPin: r.WhoMayPin == admins}
+}
+
+// pinRec marks a message pinned; it has no fields.
+type pinRec struct{}
 
 type dedupRec struct {
 	Seq int64 `json:"s"`
@@ -115,10 +165,17 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 	if d.header {
 		out = append(out, record(topic, partition, prefixHeader+sep+conv, headerRec{Kind: int32(st.kind), Title: st.title, LastSeq: st.lastSeq, LastVersion: st.lastVersion}))
 	}
+	if d.settings {
+		var v any
+		if st.settings != (groupSettings{}) {
+			v = settingsRecOf(st.settings)
+		}
+		out = append(out, record(topic, partition, prefixSettings+sep+conv, v))
+	}
 	for _, u := range d.members {
 		var v any
 		if m := st.members[u]; m != nil {
-			v = memberRec{Role: int32(m.role), Joined: m.joinedSeq, Read: m.readSeq, Delivered: m.delivered}
+			v = memberRec{Role: int32(m.role), Joined: m.joinedSeq, Read: m.readSeq, Delivered: m.delivered, Mute: m.mutedUntil}
 		}
 		out = append(out, record(topic, partition, prefixMember+sep+conv+sep+u, v))
 	}
@@ -148,6 +205,13 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			v = rec
 		}
 		out = append(out, record(topic, partition, seqChangelogKey(prefixReactions, conv, seq), v))
+	}
+	for _, seq := range d.pins {
+		var v any
+		if st.isPinned(seq) {
+			v = pinRec{}
+		}
+		out = append(out, record(topic, partition, seqChangelogKey(prefixPin, conv, seq), v))
 	}
 	return out
 }
@@ -198,6 +262,17 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		}
 		st := b.conv(conv)
 		st.kind, st.title, st.lastSeq, st.lastVersion = pb.ConversationKind(h.Kind), h.Title, h.LastSeq, h.LastVersion
+	case parts[0] == prefixSettings && len(parts) == 2:
+		st := b.conv(conv)
+		if value == nil {
+			st.settings = groupSettings{}
+			return nil
+		}
+		var g settingsRec
+		if err := json.Unmarshal(value, &g); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		st.settings = g.settings()
 	case parts[0] == prefixMember && len(parts) == 3:
 		st := b.conv(conv)
 		if value == nil {
@@ -208,7 +283,8 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &m); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
-		st.members[parts[2]] = &memberState{role: pb.MemberRole(m.Role), joinedSeq: m.Joined, readSeq: m.Read, delivered: m.Delivered}
+		st.members[parts[2]] = &memberState{role: pb.MemberRole(m.Role), joinedSeq: m.Joined, readSeq: m.Read, delivered: m.Delivered,
+			mutedUntil: m.Mute}
 	case parts[0] == prefixDedup && len(parts) == 4:
 		ref := dedupRef{parts[2], parts[3]}
 		ds := b.dedup[conv]
@@ -225,7 +301,7 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
 		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs})
-	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions) && len(parts) == 3:
+	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions || parts[0] == prefixPin) && len(parts) == 3:
 		seq, err := strconv.ParseInt(parts[2], 10, 64)
 		if err != nil || seq < 1 {
 			return fmt.Errorf("ingest: changelog key %q: seq %q is not a positive number", key, parts[2])
@@ -237,7 +313,7 @@ func (b *stateBuilder) apply(key, value []byte) error {
 	return nil
 }
 
-// applySeq applies a notice, recall or reactions record of one message.
+// applySeq applies a notice, recall, reactions or pin record of one message.
 func (b *stateBuilder) applySeq(conv, prefix string, seq int64, key, value []byte) error {
 	st := b.conv(conv)
 	switch prefix {
@@ -275,6 +351,16 @@ func (b *stateBuilder) applySeq(conv, prefix string, seq int64, key, value []byt
 				st.addReaction(seq, emoji, u)
 			}
 		}
+	case prefixPin:
+		if value == nil {
+			delete(st.pins, seq)
+			return nil
+		}
+		var p pinRec
+		if err := json.Unmarshal(value, &p); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		st.pin(seq)
 	}
 	return nil
 }

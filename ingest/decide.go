@@ -40,9 +40,9 @@ type Limits struct {
 	DedupPerSender int
 	// EditWindow is how long after a send its sender may edit it (default
 	// 24 h; WINDOW_PASSED after). RecallWindow is the same for a recall by
-	// its sender (a group's owner recalls at any time). Both are at most
-	// DedupWindow: the send's remembered entry is what proves who sent it
-	// and when (Validate).
+	// its sender (a group's owner and admins recall at any time). Both
+	// are at most DedupWindow: the send's remembered entry is what proves
+	// who sent it and when (Validate).
 	EditWindow, RecallWindow time.Duration
 	// MaxEditsPerMessage caps the edits of one message (default 100;
 	// NOT_EDITABLE after).
@@ -50,6 +50,9 @@ type Limits struct {
 	// MaxReactionsPerMessage caps the distinct emoji on one message
 	// (default 32; TOO_MANY_REACTIONS).
 	MaxReactionsPerMessage int
+	// MaxPins caps the pinned messages of one conversation (default 50;
+	// TOO_MANY_PINS).
+	MaxPins int
 }
 
 // DefaultLimits are the limits used when a field is zero.
@@ -65,6 +68,7 @@ var DefaultLimits = Limits{
 	RecallWindow:           24 * time.Hour,
 	MaxEditsPerMessage:     100,
 	MaxReactionsPerMessage: 32,
+	MaxPins:                50,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -101,6 +105,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxReactionsPerMessage > 0 {
 		d.MaxReactionsPerMessage = l.MaxReactionsPerMessage
+	}
+	if l.MaxPins > 0 {
+		d.MaxPins = l.MaxPins
 	}
 	return d
 }
@@ -218,16 +225,33 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 			return st, []*pb.Event{ev}, d, nil
 		}
 		// After the dedup check: a resend is the original, whatever
-		// happened to the message it replies to since.
+		// happened since to the sender's rights or to the message it
+		// replies to.
+		ms := st.members[user]
+		if st.settings.announcementOnly && !ms.privileged() {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the owner and admins send in an announcement-only group")
+		}
+		if ms.muted(received.UnixMilli()) {
+			if ms.mutedUntil == mutedForever {
+				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MUTED, "%s is muted until unmuted", user)
+			}
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MUTED, "%s is muted until %s", user, time.UnixMilli(ms.mutedUntil).UTC().Format(time.RFC3339Nano))
+		}
 		if to := m.GetReplyToSeq(); to != 0 {
 			if rej := checkTarget(st, to); rej != nil {
 				return st, nil, d, rej
 			}
 		}
+		mentions, rej := checkMentions(st, user, m)
+		if rej != nil {
+			return st, nil, d, rej
+		}
+		// A mute that ended is forgotten with the sender's member record,
+		// which the send rewrites anyway.
+		ms.mutedUntil = 0
 		ev := next()
 		ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct,
-			ReplyToSeq: m.GetReplyToSeq()}}
-		ms := st.members[user]
+			ReplyToSeq: m.GetReplyToSeq(), MentionUserIds: mentions, MentionAll: m.GetMentionAll()}}
 		ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
 		d.member(user)
 		d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
@@ -248,6 +272,27 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 
 	case *pb.Command_AddReaction, *pb.Command_RemoveReaction:
 		return react(l, st, cmd, base)
+
+	case *pb.Command_SetMemberRole:
+		return setRole(st, user, b.SetMemberRole, base)
+
+	case *pb.Command_TransferOwnership:
+		return transfer(st, user, b.TransferOwnership.GetUserId(), base)
+
+	case *pb.Command_UpdateGroupSettings:
+		return updateSettings(l, st, user, b.UpdateGroupSettings.GetSettings(), base)
+
+	case *pb.Command_MuteMember:
+		return mute(st, user, b.MuteMember, base, received)
+
+	case *pb.Command_UnmuteMember:
+		return unmute(st, user, b.UnmuteMember.GetUserId(), base, received)
+
+	case *pb.Command_PinMessage:
+		return pin(l, st, user, b.PinMessage.GetSeq(), true, base)
+
+	case *pb.Command_UnpinMessage:
+		return pin(l, st, user, b.UnpinMessage.GetSeq(), false, base)
 
 	case *pb.Command_MarkRead, *pb.Command_MarkDelivered:
 		up := cmd.GetMarkRead().GetUpToSeq()
@@ -280,6 +325,9 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		if st.kind != pb.ConversationKind_CONVERSATION_KIND_GROUP {
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "members are added to groups only")
 		}
+		if st.settings.adminsAdd && !st.members[user].privileged() {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the owner and admins add members to this group")
+		}
 		var added []string
 		seen := map[string]bool{}
 		for _, u := range b.AddMembers.GetUserIds() {
@@ -311,23 +359,49 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		if st.kind != pb.ConversationKind_CONVERSATION_KIND_GROUP {
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "only groups can be left or have members removed")
 		}
+		actor := st.members[user]
 		target, reason := user, pb.MemberRemovedReason_MEMBER_REMOVED_REASON_LEFT
-		if rm := cmd.GetRemoveMember(); rm != nil && rm.GetUserId() != user {
+		rm := cmd.GetRemoveMember()
+		switch {
+		case rm != nil && rm.GetUserId() != user:
 			target, reason = rm.GetUserId(), pb.MemberRemovedReason_MEMBER_REMOVED_REASON_REMOVED
-			if st.members[target] == nil {
+			tm := st.members[target]
+			switch {
+			case tm == nil:
 				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_FOUND, "%s is not a member", target)
+			case tm.role == pb.MemberRole_MEMBER_ROLE_OWNER:
+				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "nobody removes the group's owner")
+			case actor.role == pb.MemberRole_MEMBER_ROLE_OWNER:
+			case actor.role == pb.MemberRole_MEMBER_ROLE_ADMIN && !tm.privileged():
+			case actor.role == pb.MemberRole_MEMBER_ROLE_ADMIN:
+				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the group's owner removes an admin")
+			default:
+				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the group's owner and admins remove members")
 			}
-			if st.members[user].role != pb.MemberRole_MEMBER_ROLE_OWNER {
-				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the group's owner removes members")
-			}
+		case rm != nil && actor.role == pb.MemberRole_MEMBER_ROLE_OWNER:
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "the owner leaves with LeaveConversation, which hands the group over")
 		}
+		owner := st.members[target].role == pb.MemberRole_MEMBER_ROLE_OWNER
 		ev := next()
 		st.addNotice(ev.Seq)
 		d.notices = append(d.notices, ev.Seq)
 		delete(st.members, target)
 		d.member(target)
 		ev.Body = &pb.Event_MemberRemoved{MemberRemoved: &pb.MemberRemoved{UserId: target, Reason: reason}}
-		return st, []*pb.Event{ev}, d, nil
+		evs := []*pb.Event{ev}
+		// The owner left (nobody else removes it): the group passes to
+		// its successor in the same decision, unless nobody is left.
+		if owner {
+			if to := st.successor(); to != "" {
+				st.members[to].role = pb.MemberRole_MEMBER_ROLE_OWNER
+				d.member(to)
+				hand := cloneBase(base)
+				hand.Body = &pb.Event_OwnershipTransferred{OwnershipTransferred: &pb.OwnershipTransferred{FromUserId: target, ToUserId: to,
+					Reason: pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT}}
+				evs = append(evs, hand)
+			}
+		}
+		return st, evs, d, nil
 	}
 	return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "command %s is not supported", schemas.CommandType(cmd))
 }
@@ -453,7 +527,7 @@ func edit(l Limits, st *convState, user string, m *pb.EditMessage, base *pb.Even
 }
 
 // recall decides a RecallMessage: by its sender within the recall window,
-// or by a group's owner at any time.
+// or by a group's owner or an admin at any time.
 func recall(l Limits, st *convState, user string, seq int64, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
 	var d delta
 	if rej := checkMessage(st, seq); rej != nil {
@@ -465,22 +539,24 @@ func recall(l Limits, st *convState, user string, seq int64, base *pb.Event, rec
 	ref, e, known := st.sender(seq)
 	bySender := known && ref.user == user
 	inWindow := bySender && !e.extra().noTime && received.UnixMilli()-e.at <= l.RecallWindow.Milliseconds()
-	owner := st.members[user].role == pb.MemberRole_MEMBER_ROLE_OWNER
 	switch {
-	case inWindow || owner:
+	case inWindow || st.members[user].privileged():
 	case bySender:
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WINDOW_PASSED, "message %d is past the recall window (%v)", seq, l.RecallWindow)
 	case !known:
 		// The send is no longer remembered, so who sent it is not known
 		// here: it may be the actor's own, past the window, or another's.
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WINDOW_PASSED,
-			"message %d is past the recall window, or not yours; only the group's owner recalls it now", seq)
+			"message %d is past the recall window, or not yours; only the group's owner or an admin recalls it now", seq)
 	default:
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED,
-			"only the sender, within the recall window, or the group's owner recalls a message")
+			"only the sender, within the recall window, or the group's owner or an admin recalls a message")
 	}
 	if len(st.reactions[seq]) > 0 {
 		d.reactions = append(d.reactions, seq) // their record's tombstone
+	}
+	if st.isPinned(seq) {
+		d.pins = append(d.pins, seq) // a recall unpins, without an event of its own
 	}
 	st.recall(seq, user)
 	d.recalled = append(d.recalled, seq)

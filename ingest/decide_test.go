@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
@@ -54,6 +57,10 @@ func cmd(user, conv string, body any) *pb.Command {
 		c.Body = &pb.Command_AddReaction{AddReaction: b}
 	case *pb.RemoveReaction:
 		c.Body = &pb.Command_RemoveReaction{RemoveReaction: b}
+	case proto.Message:
+		if err := schemas.SetBody(c, b); err != nil {
+			panic(err)
+		}
 	}
 	return c
 }
@@ -94,6 +101,28 @@ func summary(evs []*pb.Event) []string {
 			s = fmt.Sprintf("React+:%d:%s", e.GetReactionAdded().GetMessageSeq(), e.GetReactionAdded().GetEmoji())
 		case e.GetReactionRemoved() != nil:
 			s = fmt.Sprintf("React-:%d:%s", e.GetReactionRemoved().GetMessageSeq(), e.GetReactionRemoved().GetEmoji())
+		case e.GetMemberRoleChanged() != nil:
+			r := e.GetMemberRoleChanged()
+			s = fmt.Sprintf("Role:%s:%s", r.GetUserId(), strings.TrimPrefix(r.GetRole().String(), "MEMBER_ROLE_"))
+		case e.GetOwnershipTransferred() != nil:
+			o := e.GetOwnershipTransferred()
+			s = fmt.Sprintf("Owner:%s->%s:%s", o.GetFromUserId(), o.GetToUserId(), strings.TrimPrefix(o.GetReason().String(), "OWNERSHIP_TRANSFER_REASON_"))
+		case e.GetGroupSettingsChanged() != nil:
+			var names []string
+			e.GetGroupSettingsChanged().GetSettings().ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+				names = append(names, string(fd.Name()))
+				return true
+			})
+			slices.Sort(names)
+			s = "Settings:" + strings.Join(names, ",")
+		case e.GetMemberMuted() != nil:
+			s = "Muted:" + e.GetMemberMuted().GetUserId()
+		case e.GetMemberUnmuted() != nil:
+			s = "Unmuted:" + e.GetMemberUnmuted().GetUserId()
+		case e.GetMessagePinned() != nil:
+			s = fmt.Sprintf("Pin:%d", e.GetMessagePinned().GetMessageSeq())
+		case e.GetMessageUnpinned() != nil:
+			s = fmt.Sprintf("Unpin:%d", e.GetMessageUnpinned().GetMessageSeq())
 		}
 		out = append(out, s)
 	}

@@ -15,7 +15,8 @@ import (
 // recalled hold one small map entry per member notice or recalled message,
 // which are rare next to messages; reactions hold one entry per reacted
 // message, emoji and user, so they scale with the reactions given, not with
-// the messages.
+// the messages. pins hold one entry per pinned message (at most
+// Limits.MaxPins).
 type convState struct {
 	kind    pb.ConversationKind
 	title   string
@@ -23,7 +24,10 @@ type convState struct {
 	// lastVersion is the version of the conversation's newest event that
 	// changes a view (Event.version).
 	lastVersion int64
-	members     map[string]*memberState
+	// settings are a group's settings besides its title; the zero value is
+	// every default.
+	settings groupSettings
+	members  map[string]*memberState
 	// dedup remembers, per sender, the client ids of their recent sends:
 	// at most DedupPerSender each, each for at least DedupWindow after it
 	// was received. Other senders' traffic never pushes an id out.
@@ -35,7 +39,7 @@ type convState struct {
 	// persisted, rebuilt from the remembered sends on restore.
 	bySeq map[int64]dedupRef
 	// notices are the seqs of timeline items that are not messages
-	// (MembersAdded, MemberRemoved): nothing can be edited, recalled,
+	// (MembersAdded, MemberRemoved): nothing can be edited, recalled, pinned,
 	// reacted or replied to there.
 	notices map[int64]struct{}
 	// recalled maps a recalled message's seq to who recalled it.
@@ -43,10 +47,43 @@ type convState struct {
 	// reactions: message seq -> emoji -> the users who reacted with it.
 	// A message without reactions has no entry.
 	reactions map[int64]map[string]map[string]struct{}
+	// pins are the pinned messages' seqs. A recall drops its message's pin.
+	pins map[int64]struct{}
 }
+
 type memberState struct {
 	role                          pb.MemberRole
 	joinedSeq, readSeq, delivered int64
+	// mutedUntil is when the member's mute ends (Unix ms): 0 when not
+	// muted, mutedForever until an UnmuteMember. A mute that ended stays
+	// here, harmless, until the next mute, unmute or removal.
+	mutedUntil int64
+}
+
+// mutedForever is memberState.mutedUntil (and memberRec.Mute) of a mute
+// without an end.
+const mutedForever = -1
+
+// muted reports whether the member may not send at receive time at (Unix
+// ms): muted forever, or until a time still ahead.
+func (m *memberState) muted(at int64) bool {
+	return m.mutedUntil == mutedForever || at < m.mutedUntil
+}
+
+// privileged: the group's owner or an admin (never a direct conversation's
+// members, both MEMBER).
+func (m *memberState) privileged() bool {
+	return m.role == pb.MemberRole_MEMBER_ROLE_OWNER || m.role == pb.MemberRole_MEMBER_ROLE_ADMIN
+}
+
+// groupSettings are what GroupSettings holds besides the title, each at its
+// default when zero: no description or avatar, anyone sends, and every
+// policy GROUP_POLICY_MEMBERS (the admins* fields are true for
+// GROUP_POLICY_ADMINS).
+type groupSettings struct {
+	description, avatarURL                 string
+	announcementOnly                       bool
+	adminsAdd, adminsMentionAll, adminsPin bool
 }
 
 // dedupEntry is one remembered send: its seq and when the command was
@@ -142,13 +179,47 @@ func (s *convState) isRecalled(seq int64) bool {
 	return ok
 }
 
-// recall marks seq recalled by who and drops its reactions.
+// recall marks seq recalled by who and drops its reactions and its pin.
 func (s *convState) recall(seq int64, who string) {
 	if s.recalled == nil {
 		s.recalled = map[int64]string{}
 	}
 	s.recalled[seq] = who
 	delete(s.reactions, seq)
+	delete(s.pins, seq)
+}
+
+func (s *convState) isPinned(seq int64) bool {
+	_, ok := s.pins[seq]
+	return ok
+}
+
+func (s *convState) pin(seq int64) {
+	if s.pins == nil {
+		s.pins = map[int64]struct{}{}
+	}
+	s.pins[seq] = struct{}{}
+}
+
+// successor is who owns the group when its owner has left: the admin who
+// joined first, else the member who joined first, ties by user id; "" when
+// nobody is left.
+func (s *convState) successor() string {
+	var best string
+	var bm *memberState
+	rank := func(m *memberState) int {
+		if m.role == pb.MemberRole_MEMBER_ROLE_ADMIN {
+			return 0
+		}
+		return 1
+	}
+	for u, m := range s.members {
+		if bm == nil || rank(m) < rank(bm) ||
+			rank(m) == rank(bm) && (m.joinedSeq < bm.joinedSeq || m.joinedSeq == bm.joinedSeq && u < best) {
+			best, bm = u, m
+		}
+	}
+	return best
 }
 
 // sender returns the remembered send at seq.
@@ -304,8 +375,9 @@ func (sd *senderDedup) compact() {
 
 // delta is what one decision changed, so the changelog gets only that.
 type delta struct {
-	header  bool     // kind, title, lastSeq or lastVersion changed (or the conversation was created)
-	members []string // members whose state changed or who were removed
+	header   bool     // kind, title, lastSeq or lastVersion changed (or the conversation was created)
+	settings bool     // the group's settings (besides the title) changed
+	members  []string // members whose state changed or who were removed
 	// dedup are remembered sends added or evicted; the added ones are
 	// queued for the time sweep.
 	dedup []dedupRef
@@ -315,6 +387,7 @@ type delta struct {
 	notices   []int64 // seqs that became member notices
 	recalled  []int64 // messages recalled
 	reactions []int64 // messages whose reactions changed (or were dropped by a recall)
+	pins      []int64 // messages pinned or unpinned (or unpinned by a recall)
 }
 
 // dedupRef names one remembered send.

@@ -2,14 +2,17 @@ package ingest
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -633,4 +636,250 @@ func BenchmarkRememberedSendBytes(b *testing.B) {
 		runtime.KeepAlive(ps)
 	}
 	b.ReportMetric(perSend, "bytes/send")
+}
+
+// governanceOf is what a conversation's state holds of roles, mutes,
+// settings and pins, for comparing a live state with a restored one.
+func governanceOf(st *convState) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "title %q settings %+v seq %d version %d\n", st.title, st.settings, st.lastSeq, st.lastVersion)
+	for _, u := range slices.Sorted(maps.Keys(st.members)) {
+		m := st.members[u]
+		fmt.Fprintf(&b, "%s %v joined %d read %d delivered %d muted %d\n", u, m.role, m.joinedSeq, m.readSeq, m.delivered, m.mutedUntil)
+	}
+	fmt.Fprintf(&b, "pins %v recalled %v", slices.Sorted(maps.Keys(st.pins)), st.recalled)
+	return b.String()
+}
+
+// TestChangelogGovernanceRecords: the settings record (written only when
+// the settings change, a tombstone when they are back at their defaults),
+// a member's mute and the pins, and what older records mean.
+func TestChangelogGovernanceRecords(t *testing.T) {
+	r := newPartRun(t, Limits{})
+	at := time.Unix(1_700_000_000, 0)
+	g := "g:1"
+	keyOf := func(recs []*kgo.Record) map[string]string {
+		out := map[string]string{}
+		for _, rec := range recs {
+			out[string(rec.Key)] = string(rec.Value)
+		}
+		return out
+	}
+	do := func(c *pb.Command) map[string]string {
+		n := len(r.log)
+		r.do(c, at)
+		return keyOf(r.log[n:])
+	}
+	settingsKey, bobKey, carolKey := prefixSettings+sep+g, prefixMember+sep+g+sep+"bob", prefixMember+sep+g+sep+"carol"
+	do(createGroup("bob", "carol"))
+	recs := do(settingsCmd("alice", g, &pb.GroupSettings{Description: proto.String("about"), AvatarUrl: proto.String("parley:a"),
+		AnnouncementOnly: proto.Bool(true), WhoMayAdd: policy(policyAdmins), WhoMayMentionAll: policy(policyMembers), WhoMayPin: policy(policyAdmins)}))
+	if want := `{"d":"about","a":"parley:a","ao":true,"pa":2,"pp":2}`; recs[settingsKey] != want {
+		t.Errorf("settings record %q, want %q", recs[settingsKey], want)
+	}
+	if recs := do(settingsCmd("alice", g, &pb.GroupSettings{Title: proto.String("renamed")})); recs[prefixHeader+sep+g] == "" || recs[settingsKey] != "" {
+		t.Errorf("a rename wrote %v", recs)
+	}
+	if _, ok := do(send("alice", g, "m1"))[settingsKey]; ok {
+		t.Error("a send rewrote the settings")
+	}
+	recs = do(muteCmd("alice", g, "bob", timestamppb.New(at.Add(time.Hour))))
+	if want := fmt.Sprintf(`{"r":2,"j":0,"rd":0,"dl":0,"mu":%d}`, at.Add(time.Hour).UnixMilli()); recs[bobKey] != want {
+		t.Errorf("muted member %q, want %q", recs[bobKey], want)
+	}
+	if recs := do(muteCmd("alice", g, "carol", nil)); recs[carolKey] != `{"r":2,"j":0,"rd":0,"dl":0,"mu":-1}` {
+		t.Errorf("muted forever %q", recs[carolKey])
+	}
+	if recs := do(unmuteCmd("alice", g, "carol")); recs[carolKey] != `{"r":2,"j":0,"rd":0,"dl":0}` {
+		t.Errorf("unmuted %q", recs[carolKey])
+	}
+	if recs := do(roleCmd("alice", g, "carol", roleAdmin)); recs[carolKey] != `{"r":3,"j":0,"rd":0,"dl":0}` {
+		t.Errorf("admin %q", recs[carolKey])
+	}
+	pinKey := seqChangelogKey(prefixPin, g, 1)
+	if v, ok := do(pinCmd("carol", g, 1))[pinKey]; !ok || v != `{}` {
+		t.Errorf("pin record %q (present %v)", v, ok)
+	}
+	do(send("alice", g, "m2"))
+	do(pinCmd("carol", g, 2))
+	if v, ok := do(unpinCmd("carol", g, 1))[pinKey]; !ok || v != "" {
+		t.Errorf("unpin: %q (present %v), want a tombstone", v, ok)
+	}
+	if v, ok := do(recallCmd("alice", g, 2))[seqChangelogKey(prefixPin, g, 2)]; !ok || v != "" {
+		t.Errorf("recall of a pinned message: %q (present %v), want the pin's tombstone", v, ok)
+	}
+	recs = do(settingsCmd("alice", g, &pb.GroupSettings{Description: proto.String(""), AvatarUrl: proto.String(""),
+		AnnouncementOnly: proto.Bool(false), WhoMayAdd: policy(policyMembers), WhoMayPin: policy(policyMembers)}))
+	if v, ok := recs[settingsKey]; !ok || v != "" {
+		t.Errorf("settings back at the defaults: %q (present %v), want a tombstone", v, ok)
+	}
+	live := governanceOf(r.ps.convs[g])
+	if got := governanceOf(r.restore(at).convs[g]); got != live {
+		t.Errorf("restored\n%s\nlive\n%s", got, live)
+	}
+
+	// Older records: a member without "mu" is not muted; a policy other
+	// than 2 reads as GROUP_POLICY_MEMBERS; unknown fields are ignored.
+	b := newStateBuilder()
+	for _, kv := range [][2]string{
+		{"c\x00g:old", `{"k":2,"t":"team","s":2,"v":3}`},
+		{"m\x00g:old\x00alice", `{"r":1,"j":0,"rd":2,"dl":2}`},
+		{"m\x00g:old\x00bob", `{"r":2,"j":0,"rd":2,"dl":2,"later":true}`},
+		{"g\x00g:old", `{"pa":1,"pm":7,"pp":2,"later":"x"}`},
+		{"p\x00g:old\x002", `{}`},
+	} {
+		if err := b.apply([]byte(kv[0]), []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := b.done(at, DefaultLimits.DedupPerSender).convs["g:old"]
+	if st.members["bob"].mutedUntil != 0 || st.settings != (groupSettings{adminsPin: true}) || !st.isPinned(2) {
+		t.Errorf("old records: %s", governanceOf(st))
+	}
+	for _, key := range []string{"g\x00g:1\x00x", "p\x00g:1", "p\x00g:1\x000", "p\x00g:1\x00y"} {
+		if err := newStateBuilder().apply([]byte(key), []byte(`{}`)); err == nil {
+			t.Errorf("key %q accepted", key)
+		}
+	}
+	if err := newStateBuilder().apply([]byte("g\x00g:1"), []byte(`[]`)); err == nil {
+		t.Error("a settings record that is not an object was accepted")
+	}
+}
+
+// TestGovernanceRestore: the changelog of roles, transfers, a hand-over,
+// settings, mutes and pins restores a state that holds the same and
+// decides the same.
+func TestGovernanceRestore(t *testing.T) {
+	r := newPartRun(t, Limits{MaxPins: 3})
+	t0 := time.Unix(1_700_000_000, 0)
+	at := t0
+	g := "g:1"
+	var got []string
+	for _, c := range []*pb.Command{
+		createGroup("bob", "carol", "dave"),
+		addCmd("alice", g, "erin"),
+		roleCmd("alice", g, "erin", roleAdmin),
+		transferCmd("alice", g, "bob"),
+		roleCmd("bob", g, "carol", roleAdmin),
+		roleCmd("bob", g, "alice", roleMember),
+		settingsCmd("carol", g, &pb.GroupSettings{Title: proto.String("renamed"), Description: proto.String("about"),
+			AvatarUrl: proto.String("https://img/1"), WhoMayAdd: policy(policyAdmins), WhoMayPin: policy(policyAdmins),
+			WhoMayMentionAll: policy(policyAdmins)}),
+		muteCmd("carol", g, "dave", timestamppb.New(t0.Add(time.Hour))),
+		muteCmd("bob", g, "erin", nil),
+		send("alice", g, "m1"),
+		send("carol", g, "m2"),
+		send("bob", g, "m3"),
+		pinCmd("carol", g, 2),
+		pinCmd("bob", g, 3),
+		pinCmd("bob", g, 4),
+		recallCmd("carol", g, 4),
+		leaveCmd("bob", g),
+	} {
+		at = at.Add(time.Second)
+		got = append(got, summary(r.do(c, at))...)
+	}
+	want := []string{created, "MembersAdded@1", "Role:erin:ADMIN", "Owner:alice->bob:TRANSFERRED", "Role:carol:ADMIN", "Role:alice:MEMBER",
+		"Settings:avatar_url,description,title,who_may_add,who_may_mention_all,who_may_pin", "Muted:dave", "Muted:erin",
+		"MessageSent@2", "MessageSent@3", "MessageSent@4", "Pin:2", "Pin:3", "Pin:4", "Recalled:4", "MemberRemoved@5",
+		"Owner:bob->carol:OWNER_LEFT"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events\n got %v\nwant %v", got, want)
+	}
+	live := r.ps
+	restored := r.restore(at)
+	if l, rs := governanceOf(live.convs[g]), governanceOf(restored.convs[g]); l != rs {
+		t.Fatalf("restored\n%s\nlive\n%s", rs, l)
+	}
+	probes := []timed{
+		{0, send("dave", g, "d1")},                  // muted for an hour
+		{time.Hour, send("dave", g, "d1")},          // no longer
+		{0, send("erin", g, "e1")},                  // muted
+		{0, unmuteCmd("carol", g, "erin")},          // carol owns the group now
+		{0, send("erin", g, "e1")},                  // unmuted
+		{0, addCmd("alice", g, "frank")},            // who_may_add ADMINS
+		{0, addCmd("erin", g, "frank")},             // an admin
+		{0, mentionCmd("alice", g, "a2", true)},     // who_may_mention_all ADMINS
+		{0, pinCmd("alice", g, 2)},                  // who_may_pin ADMINS
+		{0, pinCmd("erin", g, 2)},                   // already pinned
+		{0, pinCmd("erin", g, 4)},                   // recalled
+		{0, pinCmd("erin", g, 6)},                   // the third pin
+		{0, pinCmd("erin", g, 7)},                   // the fourth
+		{0, roleCmd("alice", g, "dave", roleAdmin)}, // no longer the owner
+		{0, roleCmd("carol", g, "dave", roleAdmin)}, // the owner
+		{0, settingsCmd("dave", g, &pb.GroupSettings{Title: proto.String("renamed")})}, // no change
+		{0, leaveCmd("carol", g)}, // hands over to dave: an admin who joined before erin
+	}
+	decideAll := func(ps *partState) []string {
+		rr := &partRun{t: t, l: r.l, ps: ps}
+		var out []string
+		for i, p := range probes {
+			out = append(out, summary(rr.do(proto.Clone(p.c).(*pb.Command), at.Add(time.Duration(i)*time.Millisecond+p.after)))...)
+		}
+		return out
+	}
+	fromRestored, fromLive := decideAll(restored), decideAll(live)
+	want = []string{rejMuted, "MessageSent@6", rejMuted, "Unmuted:erin", "MessageSent@7", rejDenied, "MembersAdded@8", rejDenied, rejDenied,
+		rejRecalled, "Pin:6", rejTooManyPins, rejDenied, "Role:dave:ADMIN", "MemberRemoved@9", "Owner:carol->dave:OWNER_LEFT"}
+	if !slices.Equal(fromRestored, want) || !slices.Equal(fromLive, want) {
+		t.Fatalf("probes\n restored %v\n live     %v\n want     %v", fromRestored, fromLive, want)
+	}
+}
+
+// TestVersionsDenseOverGovernance: role changes, transfers, settings, mutes
+// and pins take the next version and no seq, a leave and its hand-over two
+// versions in a row; their no-ops and refusals take none; across restores
+// too.
+func TestVersionsDenseOverGovernance(t *testing.T) {
+	r := newPartRun(t, Limits{})
+	at := time.Unix(1_700_000_000, 0)
+	var evs []*pb.Event
+	do := func(c *pb.Command) { evs = append(evs, r.do(c, at)...) }
+	g := "g:1"
+	do(createGroup("bob", "carol"))                                                  // v1
+	do(roleCmd("alice", g, "bob", roleAdmin))                                        // v2
+	do(roleCmd("alice", g, "bob", roleAdmin))                                        // no-op
+	do(settingsCmd("bob", g, &pb.GroupSettings{WhoMayPin: policy(policyAdmins)}))    // v3
+	do(settingsCmd("bob", g, &pb.GroupSettings{WhoMayPin: policy(policyAdmins)}))    // no-op
+	do(settingsCmd("carol", g, &pb.GroupSettings{WhoMayPin: policy(policyMembers)})) // refused
+	r.ps = r.restore(at)
+	do(send("carol", g, "m1"))           // v4, seq 1
+	do(pinCmd("bob", g, 1))              // v5
+	do(pinCmd("bob", g, 1))              // no-op
+	do(muteCmd("bob", g, "carol", nil))  // v6
+	do(send("carol", g, "m2"))           // refused: muted
+	do(unmuteCmd("bob", g, "carol"))     // v7
+	do(unmuteCmd("bob", g, "carol"))     // no-op
+	do(transferCmd("alice", g, "carol")) // v8
+	r.ps = r.restore(at)
+	do(unpinCmd("carol", g, 1))            // v9
+	do(leaveCmd("carol", g))               // v10 (seq 2), v11: the hand-over to alice
+	do(mentionCmd("alice", g, "m3", true)) // v12, seq 3
+	r.ps = r.restore(at)
+	do(roleCmd("alice", g, "bob", roleMember)) // v13
+
+	want := int64(1)
+	for _, ev := range evs {
+		typ := schemas.EventType(ev)
+		switch typ {
+		case schemas.TypeMessageDeduplicated, schemas.TypeCommandRejected:
+			if ev.GetVersion() != 0 {
+				t.Errorf("%s has version %d, want none", typ, ev.GetVersion())
+			}
+			continue
+		}
+		if ev.GetVersion() != want {
+			t.Errorf("%s has version %d, want %d", typ, ev.GetVersion(), want)
+		}
+		if governanceEvent(ev) && ev.GetSeq() != 0 {
+			t.Errorf("%s has seq %d", typ, ev.GetSeq())
+		}
+		want++
+	}
+	if st := r.ps.convs[g]; want != 14 || st.lastVersion != 13 || st.lastSeq != 3 {
+		t.Errorf("%d versioned events, last version %d, last seq %d; want 13, 13 and 3: %v", want-1, st.lastVersion, st.lastSeq, summary(evs))
+	}
+	if got := owners(r.ps.convs[g]); !slices.Equal(got, []string{"alice"}) {
+		t.Errorf("owners %v", got)
+	}
 }

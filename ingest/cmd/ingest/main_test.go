@@ -21,7 +21,8 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.Membership.SessionTimeout != deploy.DefaultSessionTimeout || cfg.Limits.DedupWindow != 7*24*time.Hour || cfg.Limits.DedupPerSender != 1000 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
-	if l := cfg.Limits; l.EditWindow != 24*time.Hour || l.RecallWindow != 24*time.Hour || l.MaxEditsPerMessage != 100 || l.MaxReactionsPerMessage != 32 {
+	if l := cfg.Limits; l.EditWindow != 24*time.Hour || l.RecallWindow != 24*time.Hour || l.MaxEditsPerMessage != 100 || l.MaxReactionsPerMessage != 32 ||
+		l.MaxPins != 50 {
 		t.Fatalf("defaults: %+v", l)
 	}
 }
@@ -34,7 +35,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"PARLEY_INGEST_MAX_CLIENT_MSG_ID_BYTES": "20", "PARLEY_INGEST_DEDUP_WINDOW": "72h", "PARLEY_INGEST_DEDUP_PER_SENDER": "5",
 		"PARLEY_INGEST_MAX_POLL_RECORDS": "300", "PARLEY_INGEST_TRANSACTION_TIMEOUT": "20s", "PARLEY_INGEST_MAX_HEALTHY_LAG": "7",
 		"PARLEY_INGEST_EDIT_WINDOW": "15m", "PARLEY_INGEST_RECALL_WINDOW": "72h", "PARLEY_INGEST_MAX_EDITS_PER_MESSAGE": "9",
-		"PARLEY_INGEST_MAX_REACTIONS_PER_MESSAGE": "4",
+		"PARLEY_INGEST_MAX_REACTIONS_PER_MESSAGE": "4", "PARLEY_INGEST_MAX_PINS": "3",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +45,8 @@ func TestConfigFromEnv(t *testing.T) {
 		l.MaxGroupMembers != 50 || l.MaxMessageBytes != 100 || l.MaxTitleBytes != 10 || l.MaxClientMsgIDBytes != 20 ||
 		l.DedupWindow != 72*time.Hour || l.DedupPerSender != 5 || cfg.MaxPollRecords != 300 ||
 		cfg.TransactionTimeout != 20*time.Second || cfg.MaxHealthyLag != 7 ||
-		l.EditWindow != 15*time.Minute || l.RecallWindow != 72*time.Hour || l.MaxEditsPerMessage != 9 || l.MaxReactionsPerMessage != 4 {
+		l.EditWindow != 15*time.Minute || l.RecallWindow != 72*time.Hour || l.MaxEditsPerMessage != 9 || l.MaxReactionsPerMessage != 4 ||
+		l.MaxPins != 3 {
 		t.Fatalf("from env: %+v", cfg)
 	}
 	// The transactional id follows the instance id unless set.
