@@ -393,7 +393,8 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		// its successor in the same decision, unless nobody is left.
 		if owner {
 			if to := st.successor(); to != "" {
-				st.members[to].role = pb.MemberRole_MEMBER_ROLE_OWNER
+				// The owner is never muted: becoming owner ends a mute.
+				st.members[to].role, st.members[to].mutedUntil = pb.MemberRole_MEMBER_ROLE_OWNER, 0
 				d.member(to)
 				hand := cloneBase(base)
 				hand.Body = &pb.Event_OwnershipTransferred{OwnershipTransferred: &pb.OwnershipTransferred{FromUserId: target, ToUserId: to,

@@ -106,7 +106,8 @@ func transfer(st *convState, user, target string, base *pb.Event) (*convState, [
 	case target == user:
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "%s already owns the group", target)
 	}
-	om.role, tm.role = pb.MemberRole_MEMBER_ROLE_ADMIN, pb.MemberRole_MEMBER_ROLE_OWNER
+	// The owner is never muted: becoming owner ends a mute.
+	om.role, tm.role, tm.mutedUntil = pb.MemberRole_MEMBER_ROLE_ADMIN, pb.MemberRole_MEMBER_ROLE_OWNER, 0
 	d.member(user)
 	d.member(target)
 	ev := cloneBase(base)
@@ -226,7 +227,7 @@ func checkMuteRights(st *convState, user, target string, unmute bool) (*memberSt
 	switch {
 	case tm == nil:
 		return nil, reject(pb.ErrorCode_ERROR_CODE_NOT_FOUND, "%s is not a member", target)
-	case tm.role == pb.MemberRole_MEMBER_ROLE_OWNER && !(unmute && target == user):
+	case tm.role == pb.MemberRole_MEMBER_ROLE_OWNER:
 		return nil, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "nobody mutes the group's owner")
 	case tm.role == pb.MemberRole_MEMBER_ROLE_ADMIN && am.role != pb.MemberRole_MEMBER_ROLE_OWNER:
 		return nil, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the group's owner mutes and unmutes an admin")

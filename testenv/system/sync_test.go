@@ -25,7 +25,6 @@ type syncConv struct {
 	members     map[string]*syncMember
 	messages    map[int64]*syncMsg
 	pins        map[int64]bool
-	pinsKnown   bool // the fetch read the pins
 }
 
 type syncMember struct {
@@ -142,9 +141,8 @@ func (s syncState) apply(ev *pb.Event) bool {
 	return true
 }
 
-// render prints a state canonically; pins are compared only where both
-// sides know them.
-func (s syncState) render(withPins bool) string {
+// render prints a state canonically.
+func (s syncState) render() string {
 	var b strings.Builder
 	for _, id := range slices.Sorted(maps.Keys(s)) {
 		c := s[id]
@@ -161,9 +159,7 @@ func (s syncState) render(withPins bool) string {
 			}
 			b.WriteString("\n")
 		}
-		if withPins {
-			fmt.Fprintf(&b, "  pins %v\n", slices.Sorted(maps.Keys(c.pins)))
-		}
+		fmt.Fprintf(&b, "  pins %v\n", slices.Sorted(maps.Keys(c.pins)))
 	}
 	return b.String()
 }
@@ -191,6 +187,17 @@ func fetchConv(t *testing.T, sys *system.System, user, conv string) (*syncConv, 
 		messages: map[int64]*syncMsg{}, pins: map[int64]bool{}}
 	for _, m := range cv.Members {
 		c.members[m.UserID] = &syncMember{role: m.Role, read: m.ReadSeq, delivered: m.DeliveredSeq}
+	}
+	var pins struct {
+		Pins []struct {
+			Seq int64 `json:"seq"`
+		} `json:"pins"`
+	}
+	if code := api(t, sys, user, "/v1/conversations/"+conv+"/pins", &pins); code != 200 {
+		return nil, fmt.Errorf("pins of %s: status %d", conv, code)
+	}
+	for _, p := range pins.Pins {
+		c.pins[p.Seq] = true
 	}
 	after := int64(0)
 	for {
@@ -414,7 +421,7 @@ func TestSyncMissesNothing(t *testing.T) {
 		if err != nil {
 			return err.Error()
 		}
-		if got, want := state.render(false), fresh.render(false); got != want {
+		if got, want := state.render(), fresh.render(); got != want {
 			return fmt.Sprintf("the resumed state differs from a fresh fetch:\n--- resumed\n%s--- fresh\n%s", got, want)
 		}
 		return ""
