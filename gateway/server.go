@@ -316,7 +316,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		codec: codecFor(conn.Subprotocol()), expires: exp, limiter: newBucket(l.RatePerSecond, l.Burst, now),
 		out: make(chan *outbound, l.OutboundQueue+answerReserve(l.OutboundQueue)), answerSlots: make(chan struct{}, answerReserve(l.OutboundQueue)),
 		wrote: make(chan struct{}, 1), closed: make(chan struct{}),
-		readerDone: make(chan struct{}), writerDone: make(chan struct{}),
+		readerDone: make(chan struct{}), writerDone: make(chan struct{}), watchQueue: make(chan func(), watchQueueLen),
 		held: map[string][]held{}, pushed: map[string]span{}, holdAll: r.URL.Query().Get("resume") == "1"}
 	sess.log = s.log.With("session", sess.id, "user", sess.user, "device", sess.device)
 	// Online before it is registered: a presence refresh may list it at once.
@@ -341,6 +341,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.publishPresence(sess.devicePresence())
 
 	go sess.writeLoop()
+	go sess.runWatches()
 	sess.readLoop()
 	<-sess.writerDone
 	_ = conn.Close()

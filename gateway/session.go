@@ -85,9 +85,12 @@ type session struct {
 	readerDone chan struct{}
 	writerDone chan struct{}
 
-	state    atomic.Int32 // pb.PresenceState this device states
-	resuming atomic.Bool  // a Resume is running
-	mu       sync.Mutex   // guards held, pushed and holdAll
+	// watchQueue holds the WatchPresence frames runWatches decides, in
+	// order (at most watchQueueLen waiting).
+	watchQueue chan func()
+	state      atomic.Int32 // pb.PresenceState this device states
+	resuming   atomic.Bool  // a Resume is running
+	mu         sync.Mutex   // guards held, pushed and holdAll
 	// holdAll: opened with ?resume=1, so every conversation is held until
 	// the first Resume completes.
 	holdAll bool

@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -230,13 +234,100 @@ func (sess *session) setPresence(f *pb.ClientFrame) {
 	sess.srv.publishPresence(sess.devicePresence())
 }
 
-// watchPresence handles WatchPresence and answers with Presences.
+// watchPresence handles WatchPresence and answers with Presences. Presence
+// is private to co-members: a named user who shares no conversation with
+// the watcher is answered offline, without lastSeen, and never followed.
+// Finding the co-members reads the views, so it runs beside the reader; the
+// session's watches are decided one at a time, in the order they came.
 func (sess *session) watchPresence(f *pb.ClientFrame) {
 	users := f.GetWatchPresence().GetUserIds() // count and forms checked by checkFrame
-	sess.srv.presence.watch(sess, users, func(ps []*pb.UserPresence) {
-		sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Presences{Presences: &pb.Presences{
-			RequestId: f.GetRequestId(), Users: ps}}}))
-	})
+	decide := func() {
+		allowed, hidden := users, []string(nil)
+		if sess.srv.views != nil && len(users) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+			co, err := sess.coMembers(ctx)
+			cancel()
+			if err != nil {
+				sess.log.Warn("watchPresence could not read the user's conversations", "err", schemas.Clip(err.Error()))
+				sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "could not read your conversations; watch again")
+				return
+			}
+			allowed = nil
+			for _, u := range users {
+				if co[u] {
+					allowed = append(allowed, u)
+				} else {
+					hidden = append(hidden, u)
+				}
+			}
+		}
+		sess.srv.presence.watch(sess, allowed, func(ps []*pb.UserPresence) {
+			for _, u := range hidden {
+				ps = append(ps, &pb.UserPresence{UserId: u, State: pb.PresenceState_PRESENCE_STATE_OFFLINE})
+			}
+			slices.SortFunc(ps, func(a, b *pb.UserPresence) int { return strings.Compare(a.GetUserId(), b.GetUserId()) })
+			ps = slices.CompactFunc(ps, func(a, b *pb.UserPresence) bool { return a.GetUserId() == b.GetUserId() })
+			sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Presences{Presences: &pb.Presences{
+				RequestId: f.GetRequestId(), Users: ps}}}))
+		})
+	}
+	select {
+	case sess.watchQueue <- decide:
+	default:
+		sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_RATE_LIMITED,
+			fmt.Sprintf("%d presence watches are still being decided; watch again later", watchQueueLen))
+	}
+}
+
+// watchQueueLen bounds the WatchPresence frames of a session waiting to
+// be decided.
+const watchQueueLen = 4
+
+// runWatches decides the session's WatchPresence frames in order until it
+// ends.
+func (sess *session) runWatches() {
+	for {
+		select {
+		case <-sess.closed:
+			return
+		case fn := <-sess.watchQueue:
+			fn()
+		}
+	}
+}
+
+// coMembers is the set of users who share a current conversation with the
+// session's user (the user included), from the views: the user's
+// conversations, then each one's members (the gateway's cache where it has
+// them).
+func (sess *session) coMembers(ctx context.Context) (map[string]bool, error) {
+	v := sess.srv.views
+	convs, err := v.conversations(ctx, sess.user)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{sess.user: true}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, conv := range convs {
+		g.Go(func() error {
+			members, ok := sess.srv.members.peek(conv)
+			if !ok {
+				var err error
+				if members, _, _, err = v.members(gctx, conv); err != nil {
+					return err
+				}
+			}
+			mu.Lock()
+			for _, u := range members {
+				out[u] = true
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	return out, g.Wait()
 }
 
 // devicePresence is this session's statement for the signals topic.

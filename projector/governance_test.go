@@ -166,7 +166,7 @@ func TestViewsGovernance(t *testing.T) {
 				conversation: row{"title": "Team 2", "description": "", "avatar_url": nil, "announcement_only": true,
 					"who_may_add": nil, "who_may_mention_all": nil, "who_may_pin": "members", "owner_user_id": "alice", "last_version": 24},
 				members: map[string]row{
-					"alice": {"role": "owner", "removed": false, "muted": nil},
+					"alice": {"role": "owner", "removed": false, "muted": false},
 					"bob":   {"role": "member", "removed": false, "joined_seq": 4, "muted": true, "muted_until": ts(500), "muted_by": "alice"},
 					// The owner who left keeps the role it left with.
 					"carol": {"role": "owner", "removed": true, "muted": false, "muted_until": nil, "muted_by": "alice"},
@@ -309,7 +309,7 @@ func TestViewsGovernanceAnyOrder(t *testing.T) {
 			conversation: row{"title": "Renamed", "who_may_add": "admins", "owner_user_id": "bob", "kind": "group"},
 			members: map[string]row{
 				"alice": {"role": "admin", "muted": true, "muted_until": ts(90), "muted_by": "bob"},
-				"bob":   {"role": "owner", "muted": nil},
+				"bob":   {"role": "owner", "muted": false},
 				"dave":  {"role": "member", "muted": false, "muted_until": nil, "muted_by": "bob"},
 			},
 			inbox:    map[string]row{"alice": {"title": "Team"}, "bob": {"title": "Team"}, "dave": {"title": "Team", "kind": "group"}},

@@ -118,6 +118,7 @@ func TestCoalesce(t *testing.T) {
 				"members bob: muted = false @9",
 				"members bob: removed = true, removed_seq = ?, removed_reason = ?, removed_version = ? @4",
 				"members bob: role = ? @10",
+				"members carol: muted = false @11",
 				"members carol: role = ? @11",
 				"members dave: muted = false, muted_until = null @13",
 				"members dave: muted = true, muted_until = ?, muted_by = ? @12",

@@ -3,6 +3,7 @@ package system_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,28 @@ func watch(t testing.TB, d *testenv.WSClient, users ...string) map[string]*pb.Us
 		out[p.GetUserId()] = p
 	}
 	return out
+}
+
+// share gives d's user a direct conversation with each of users and waits
+// until the views list them as co-members: presence is private to users
+// who share a conversation.
+func share(t testing.TB, sys *system.System, d *testenv.WSClient, users ...string) {
+	t.Helper()
+	me := strings.SplitN(d.Name(), "/", 2)[0]
+	for _, u := range users {
+		conv := accepted(t, d.MustDo("", direct(u)))
+		testenv.Eventually(t, time.Minute, func() string {
+			var c struct {
+				Members []struct {
+					UserID string `json:"user_id"`
+				} `json:"members"`
+			}
+			if code := api(t, sys, me, "/v1/conversations/"+conv, &c); code != 200 || len(c.Members) != 2 {
+				return fmt.Sprintf("%s and %s: conversation status %d, %d members", me, u, code, len(c.Members))
+			}
+			return ""
+		})
+	}
 }
 
 // readTopicUntil reads topic (committed records only) from the start until
@@ -148,6 +171,7 @@ func TestSignalsPresence(t *testing.T) {
 	t.Parallel()
 	sys, _ := start(t, 2)
 	bob := connect(t, sys, 0, "bob", "phone")
+	share(t, sys, bob, "alice")
 	got := watch(t, bob, "alice", "nobody")
 	if got["alice"].GetState() != pb.PresenceState_PRESENCE_STATE_OFFLINE || got["nobody"].GetState() != pb.PresenceState_PRESENCE_STATE_OFFLINE {
 		t.Fatalf("before anyone connects: %v", got)
@@ -190,6 +214,7 @@ func TestSignalsPresenceStates(t *testing.T) {
 	sig := gateway.Signals{PresenceRefresh: time.Second, PresenceTTL: 3 * time.Second}
 	sys, _ := startWith(t, system.Options{Gateways: 2, GatewaySignals: sig})
 	bob := connect(t, sys, 0, "bob", "phone")
+	share(t, sys, bob, "alice")
 	watch(t, bob, "alice")
 	phone := connect(t, sys, 1, "alice", "phone")
 	bob.WaitSignal("alice online", presenceIs("alice", pb.PresenceState_PRESENCE_STATE_ONLINE))
@@ -236,6 +261,7 @@ func TestSignalsPresenceExpiry(t *testing.T) {
 		GatewaySignals: gateway.Signals{PresenceTTL: 3 * time.Second, PresenceRefresh: time.Second}})
 	cl := testenv.Kafka(t).Client(kgo.DefaultProduceTopic(sys.Topics.Signals.Name))
 	bob := connect(t, sys, 0, "bob", "phone")
+	share(t, sys, bob, "dave")
 	watch(t, bob, "dave")
 	at := statePresence(t, cl, "dave", 3*time.Second)
 	bob.WaitSignal("dave online", presenceIs("dave", pb.PresenceState_PRESENCE_STATE_ONLINE))
@@ -255,6 +281,7 @@ func TestSignalsPresenceRestart(t *testing.T) {
 		GatewaySignals: gateway.Signals{PresenceTTL: 10 * time.Minute, PresenceRefresh: time.Minute}})
 	cl := testenv.Kafka(t).Client(kgo.DefaultProduceTopic(sys.Topics.Signals.Name))
 	bob := connect(t, sys, 0, "bob", "phone")
+	share(t, sys, bob, "erin")
 	watch(t, bob, "erin")
 	statePresence(t, cl, "erin", 10*time.Minute)
 	bob.WaitSignal("erin online", presenceIs("erin", pb.PresenceState_PRESENCE_STATE_ONLINE))
@@ -278,4 +305,26 @@ func TestSignalsPresenceRestart(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestSignalsPresencePrivate: a user who shares no conversation with alice
+// sees her offline, without lastSeen, and gets no change of hers, while a
+// co-member watching in the same way sees her online.
+func TestSignalsPresencePrivate(t *testing.T) {
+	t.Parallel()
+	sys, _ := start(t, 2)
+	alice := connect(t, sys, 1, "alice", "phone")
+	bob := connect(t, sys, 0, "bob", "phone")
+	mallory := connect(t, sys, 0, "mallory", "phone")
+	share(t, sys, bob, "alice")
+	if p := watch(t, bob, "alice")["alice"]; p.GetState() != pb.PresenceState_PRESENCE_STATE_ONLINE {
+		t.Fatalf("bob, a co-member, sees alice %v", p)
+	}
+	if p := watch(t, mallory, "alice", "mallory")["alice"]; p.GetState() != pb.PresenceState_PRESENCE_STATE_OFFLINE || p.GetLastSeen() != nil {
+		t.Fatalf("mallory, a stranger, sees alice %v", p)
+	}
+	alice.Start("", &pb.SetPresence{State: pb.PresenceState_PRESENCE_STATE_BUSY})
+	bob.WaitSignal("alice busy", presenceIs("alice", pb.PresenceState_PRESENCE_STATE_BUSY))
+	// The change reached bob, on the gateway mallory is on too.
+	mallory.ExpectNoSignal("alice's presence", time.Second, func(s *pb.Signal) bool { return s.GetPresence().GetUserId() == "alice" })
 }
