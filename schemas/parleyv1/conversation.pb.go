@@ -189,6 +189,62 @@ func (GroupPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_conversation_proto_rawDescGZIP(), []int{2}
 }
 
+// HistoryVisibility says what a group's members added later see of the
+// messages from before they joined.
+type HistoryVisibility int32
+
+const (
+	// The setting's default: HISTORY_VISIBILITY_ALL.
+	HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED HistoryVisibility = 0
+	// Everything, from seq 1.
+	HistoryVisibility_HISTORY_VISIBILITY_ALL HistoryVisibility = 1
+	// Only what came from their (latest) join on: query's history, pins,
+	// mentions, versions and reply snippets, and the changes a device
+	// resumes, hide every seq below the member's joined seq.
+	HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN HistoryVisibility = 2
+)
+
+// Enum value maps for HistoryVisibility.
+var (
+	HistoryVisibility_name = map[int32]string{
+		0: "HISTORY_VISIBILITY_UNSPECIFIED",
+		1: "HISTORY_VISIBILITY_ALL",
+		2: "HISTORY_VISIBILITY_SINCE_JOIN",
+	}
+	HistoryVisibility_value = map[string]int32{
+		"HISTORY_VISIBILITY_UNSPECIFIED": 0,
+		"HISTORY_VISIBILITY_ALL":         1,
+		"HISTORY_VISIBILITY_SINCE_JOIN":  2,
+	}
+)
+
+func (x HistoryVisibility) Enum() *HistoryVisibility {
+	p := new(HistoryVisibility)
+	*p = x
+	return p
+}
+
+func (x HistoryVisibility) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HistoryVisibility) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_conversation_proto_enumTypes[3].Descriptor()
+}
+
+func (HistoryVisibility) Type() protoreflect.EnumType {
+	return &file_parley_v1_conversation_proto_enumTypes[3]
+}
+
+func (x HistoryVisibility) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HistoryVisibility.Descriptor instead.
+func (HistoryVisibility) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_conversation_proto_rawDescGZIP(), []int{3}
+}
+
 // GroupSettings are a group's settings. In UpdateGroupSettings and
 // GroupSettingsChanged only the fields that are set change (proto3
 // presence); the others keep their value.
@@ -208,9 +264,12 @@ type GroupSettings struct {
 	// Who may mention @all (default GROUP_POLICY_MEMBERS).
 	WhoMayMentionAll *GroupPolicy `protobuf:"varint,6,opt,name=who_may_mention_all,json=whoMayMentionAll,proto3,enum=parley.v1.GroupPolicy,oneof" json:"who_may_mention_all,omitempty"`
 	// Who may pin and unpin messages (default GROUP_POLICY_MEMBERS).
-	WhoMayPin     *GroupPolicy `protobuf:"varint,7,opt,name=who_may_pin,json=whoMayPin,proto3,enum=parley.v1.GroupPolicy,oneof" json:"who_may_pin,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WhoMayPin *GroupPolicy `protobuf:"varint,7,opt,name=who_may_pin,json=whoMayPin,proto3,enum=parley.v1.GroupPolicy,oneof" json:"who_may_pin,omitempty"`
+	// What a member added later sees of the history before its join
+	// (default HISTORY_VISIBILITY_ALL).
+	HistoryVisibility *HistoryVisibility `protobuf:"varint,8,opt,name=history_visibility,json=historyVisibility,proto3,enum=parley.v1.HistoryVisibility,oneof" json:"history_visibility,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GroupSettings) Reset() {
@@ -292,11 +351,18 @@ func (x *GroupSettings) GetWhoMayPin() GroupPolicy {
 	return GroupPolicy_GROUP_POLICY_UNSPECIFIED
 }
 
+func (x *GroupSettings) GetHistoryVisibility() HistoryVisibility {
+	if x != nil && x.HistoryVisibility != nil {
+		return *x.HistoryVisibility
+	}
+	return HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED
+}
+
 var File_parley_v1_conversation_proto protoreflect.FileDescriptor
 
 const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/conversation.proto\x12\tparley.v1\"\xe4\x03\n" +
+	"\x1cparley/v1/conversation.proto\x12\tparley.v1\"\xcd\x04\n" +
 	"\rGroupSettings\x12\x19\n" +
 	"\x05title\x18\x01 \x01(\tH\x00R\x05title\x88\x01\x01\x12%\n" +
 	"\vdescription\x18\x02 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\"\n" +
@@ -305,14 +371,16 @@ const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\x11announcement_only\x18\x04 \x01(\bH\x03R\x10announcementOnly\x88\x01\x01\x12;\n" +
 	"\vwho_may_add\x18\x05 \x01(\x0e2\x16.parley.v1.GroupPolicyH\x04R\twhoMayAdd\x88\x01\x01\x12J\n" +
 	"\x13who_may_mention_all\x18\x06 \x01(\x0e2\x16.parley.v1.GroupPolicyH\x05R\x10whoMayMentionAll\x88\x01\x01\x12;\n" +
-	"\vwho_may_pin\x18\a \x01(\x0e2\x16.parley.v1.GroupPolicyH\x06R\twhoMayPin\x88\x01\x01B\b\n" +
+	"\vwho_may_pin\x18\a \x01(\x0e2\x16.parley.v1.GroupPolicyH\x06R\twhoMayPin\x88\x01\x01\x12P\n" +
+	"\x12history_visibility\x18\b \x01(\x0e2\x1c.parley.v1.HistoryVisibilityH\aR\x11historyVisibility\x88\x01\x01B\b\n" +
 	"\x06_titleB\x0e\n" +
 	"\f_descriptionB\r\n" +
 	"\v_avatar_urlB\x14\n" +
 	"\x12_announcement_onlyB\x0e\n" +
 	"\f_who_may_addB\x16\n" +
 	"\x14_who_may_mention_allB\x0e\n" +
-	"\f_who_may_pin*p\n" +
+	"\f_who_may_pinB\x15\n" +
+	"\x13_history_visibility*p\n" +
 	"\x10ConversationKind\x12!\n" +
 	"\x1dCONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_KIND_DIRECT\x10\x01\x12\x1b\n" +
@@ -326,7 +394,11 @@ const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\vGroupPolicy\x12\x1c\n" +
 	"\x18GROUP_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14GROUP_POLICY_MEMBERS\x10\x01\x12\x17\n" +
-	"\x13GROUP_POLICY_ADMINS\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x13GROUP_POLICY_ADMINS\x10\x02*v\n" +
+	"\x11HistoryVisibility\x12\"\n" +
+	"\x1eHISTORY_VISIBILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HISTORY_VISIBILITY_ALL\x10\x01\x12!\n" +
+	"\x1dHISTORY_VISIBILITY_SINCE_JOIN\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_conversation_proto_rawDescOnce sync.Once
@@ -340,23 +412,25 @@ func file_parley_v1_conversation_proto_rawDescGZIP() []byte {
 	return file_parley_v1_conversation_proto_rawDescData
 }
 
-var file_parley_v1_conversation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_parley_v1_conversation_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_parley_v1_conversation_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_parley_v1_conversation_proto_goTypes = []any{
-	(ConversationKind)(0), // 0: parley.v1.ConversationKind
-	(MemberRole)(0),       // 1: parley.v1.MemberRole
-	(GroupPolicy)(0),      // 2: parley.v1.GroupPolicy
-	(*GroupSettings)(nil), // 3: parley.v1.GroupSettings
+	(ConversationKind)(0),  // 0: parley.v1.ConversationKind
+	(MemberRole)(0),        // 1: parley.v1.MemberRole
+	(GroupPolicy)(0),       // 2: parley.v1.GroupPolicy
+	(HistoryVisibility)(0), // 3: parley.v1.HistoryVisibility
+	(*GroupSettings)(nil),  // 4: parley.v1.GroupSettings
 }
 var file_parley_v1_conversation_proto_depIdxs = []int32{
 	2, // 0: parley.v1.GroupSettings.who_may_add:type_name -> parley.v1.GroupPolicy
 	2, // 1: parley.v1.GroupSettings.who_may_mention_all:type_name -> parley.v1.GroupPolicy
 	2, // 2: parley.v1.GroupSettings.who_may_pin:type_name -> parley.v1.GroupPolicy
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 3: parley.v1.GroupSettings.history_visibility:type_name -> parley.v1.HistoryVisibility
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_conversation_proto_init() }
@@ -370,7 +444,7 @@ func file_parley_v1_conversation_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_conversation_proto_rawDesc), len(file_parley_v1_conversation_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,
