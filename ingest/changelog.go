@@ -85,15 +85,19 @@ type memberRec struct {
 
 // settingsRec is a group's settings besides its title; an absent field is
 // its default (no description, no avatar, not announcement-only, policy
-// GROUP_POLICY_MEMBERS). A policy is written as its GroupPolicy number,
-// only when GROUP_POLICY_ADMINS (2); any other value reads as MEMBERS.
+// GROUP_POLICY_MEMBERS, history visibility ALL). A policy is written as its
+// GroupPolicy number, only when GROUP_POLICY_ADMINS (2); any other value
+// reads as MEMBERS. The history visibility is written as its
+// HistoryVisibility number, only when HISTORY_VISIBILITY_SINCE_JOIN (2);
+// any other value (and every older record, which has none) reads as ALL.
 type settingsRec struct {
-	Description      string `json:"d,omitempty"`
-	AvatarURL        string `json:"a,omitempty"`
-	AnnouncementOnly bool   `json:"ao,omitempty"`
-	WhoMayAdd        int32  `json:"pa,omitempty"`
-	WhoMayMentionAll int32  `json:"pm,omitempty"`
-	WhoMayPin        int32  `json:"pp,omitempty"`
+	Description       string `json:"d,omitempty"`
+	AvatarURL         string `json:"a,omitempty"`
+	AnnouncementOnly  bool   `json:"ao,omitempty"`
+	WhoMayAdd         int32  `json:"pa,omitempty"`
+	WhoMayMentionAll  int32  `json:"pm,omitempty"`
+	WhoMayPin         int32  `json:"pp,omitempty"`
+	HistoryVisibility int32  `json:"hv,omitempty"`
 }
 
 func policyRec(admins bool) int32 {
@@ -105,13 +109,22 @@ func policyRec(admins bool) int32 {
 
 func settingsRecOf(g groupSettings) settingsRec {
 	return settingsRec{Description: g.description, AvatarURL: g.avatarURL, AnnouncementOnly: g.announcementOnly,
-		WhoMayAdd: policyRec(g.adminsAdd), WhoMayMentionAll: policyRec(g.adminsMentionAll), WhoMayPin: policyRec(g.adminsPin)}
+		WhoMayAdd: policyRec(g.adminsAdd), WhoMayMentionAll: policyRec(g.adminsMentionAll), WhoMayPin: policyRec(g.adminsPin),
+		HistoryVisibility: visibilityRec(g.sinceJoin)}
+}
+
+func visibilityRec(sinceJoin bool) int32 {
+	if sinceJoin {
+		return int32(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)
+	}
+	return 0
 }
 
 func (r settingsRec) settings() groupSettings {
 	admins := int32(pb.GroupPolicy_GROUP_POLICY_ADMINS)
 	return groupSettings{description: r.Description, avatarURL: r.AvatarURL, announcementOnly: r.AnnouncementOnly,
-		adminsAdd: r.WhoMayAdd == admins, adminsMentionAll: r.WhoMayMentionAll == admins, adminsPin: r.WhoMayPin == admins}
+		adminsAdd: r.WhoMayAdd == admins, adminsMentionAll: r.WhoMayMentionAll == admins, adminsPin: r.WhoMayPin == admins,
+		sinceJoin: r.HistoryVisibility == int32(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}
 }
 
 // pinRec marks a message pinned; it has no fields.

@@ -287,6 +287,10 @@ func FuzzDecideGovernance(f *testing.F) {
 						set()
 					}
 				}
+				if x&2 != 0 {
+					s.HistoryVisibility = []pb.HistoryVisibility{pb.HistoryVisibility_HISTORY_VISIBILITY_ALL,
+						pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN}[x>>5&1].Enum()
+				}
 				c = settingsCmd(actor, g, s)
 			case 12:
 				c = mentionCmd(actor, g, fmt.Sprintf("m%d", x%8+8), x&1 == 1, target)

@@ -167,6 +167,11 @@ func updateSettings(l Limits, st *convState, user string, g *pb.GroupSettings, b
 			return st, nil, d, rej
 		}
 	}
+	if v := g.HistoryVisibility; v != nil && *v != pb.HistoryVisibility_HISTORY_VISIBILITY_ALL &&
+		*v != pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
+			"history_visibility must be HISTORY_VISIBILITY_ALL or HISTORY_VISIBILITY_SINCE_JOIN")
+	}
 	ch := &pb.GroupSettings{}
 	changed := false
 	if t := g.Title; t != nil && *t != st.title {
@@ -194,6 +199,11 @@ func updateSettings(l Limits, st *convState, user string, g *pb.GroupSettings, b
 		}
 		if admins := *p.set == pb.GroupPolicy_GROUP_POLICY_ADMINS; admins != *p.admins {
 			*p.admins, *p.out, changed = admins, p.set.Enum(), true
+		}
+	}
+	if v := g.HistoryVisibility; v != nil {
+		if since := *v == pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN; since != s.sinceJoin {
+			s.sinceJoin, ch.HistoryVisibility, changed = since, v.Enum(), true
 		}
 	}
 	if !changed {

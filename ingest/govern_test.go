@@ -74,6 +74,8 @@ func mentionCmd(user, conv, id string, all bool, users ...string) *pb.Command {
 
 func policy(p pb.GroupPolicy) *pb.GroupPolicy { return &p }
 
+func visibility(v pb.HistoryVisibility) *pb.HistoryVisibility { return &v }
+
 // governanceEvent reports whether ev is one of the governance or pin
 // events, none of which takes a seq.
 func governanceEvent(ev *pb.Event) bool {
@@ -203,6 +205,22 @@ func TestDecideGovernance(t *testing.T) {
 			[]string{created, rejInvalid, rejInvalid, rejInvalid, "Settings:title", rejInvalid, rejInvalid, "Settings:description",
 				rejInvalid, rejInvalid, rejInvalid, rejInvalid, rejInvalid, "Settings:avatar_url", "Settings:avatar_url", "Settings:avatar_url",
 				"Settings:avatar_url", rejInvalid, rejInvalid, rejInvalid, "Settings:title"}},
+		{"history_visibility: ALL or SINCE_JOIN, checked with the rest; only a change is carried", Limits{},
+			[]*pb.Command{createGroup("bob", "carol"), roleCmd("alice", g, "bob", roleAdmin),
+				settingsCmd("carol", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}),
+				settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED)}),
+				settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility(3))}),
+				settingsCmd("alice", g, &pb.GroupSettings{Title: proto.String("ok"),
+					HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED)}),
+				settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_ALL)}),
+				settingsCmd("bob", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}),
+				settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}),
+				settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN),
+					WhoMayPin: policy(policyAdmins)}),
+				settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_ALL)}),
+				settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_ALL)})},
+			[]string{created, "Role:bob:ADMIN", rejDenied, rejInvalid, rejInvalid, rejInvalid, "Settings:history_visibility",
+				"Settings:who_may_pin", "Settings:history_visibility"}},
 		{"announcement-only: the owner and admins send, members react", Limits{},
 			[]*pb.Command{createGroup("bob", "carol"), roleCmd("alice", g, "bob", roleAdmin), send("carol", g, "c1"),
 				settingsCmd("alice", g, &pb.GroupSettings{AnnouncementOnly: proto.Bool(true)}), send("carol", g, "c2"), send("carol", g, "c1"),
@@ -406,7 +424,8 @@ func TestDecideGovernanceBodies(t *testing.T) {
 		roleCmd("alice", g, "bob", roleAdmin),
 		transferCmd("alice", g, "carol"),
 		settingsCmd("bob", g, &pb.GroupSettings{Title: proto.String("team"), Description: proto.String("d"), WhoMayPin: policy(policyAdmins),
-			WhoMayAdd: policy(policyMembers), AnnouncementOnly: proto.Bool(true)}),
+			WhoMayAdd: policy(policyMembers), AnnouncementOnly: proto.Bool(true),
+			HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}),
 		muteCmd("carol", g, "bob", until),
 		muteCmd("carol", g, "bob", nil),
 		unmuteCmd("carol", g, "bob"),
@@ -426,7 +445,7 @@ func TestDecideGovernanceBodies(t *testing.T) {
 	check(1, "alice", &pb.MemberRoleChanged{UserId: "bob", Role: roleAdmin})
 	check(2, "alice", &pb.OwnershipTransferred{FromUserId: "alice", ToUserId: "carol", Reason: pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_TRANSFERRED})
 	check(3, "bob", &pb.GroupSettingsChanged{Settings: &pb.GroupSettings{Description: proto.String("d"), WhoMayPin: policy(policyAdmins),
-		AnnouncementOnly: proto.Bool(true)}})
+		AnnouncementOnly: proto.Bool(true), HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}})
 	// The until kept and carried is in milliseconds, as it is compared.
 	check(4, "carol", &pb.MemberMuted{UserId: "bob", Until: timestamppb.New(now.Add(time.Hour + time.Millisecond))})
 	check(5, "carol", &pb.MemberMuted{UserId: "bob"})

@@ -77,13 +77,15 @@ func (m *memberState) privileged() bool {
 }
 
 // groupSettings are what GroupSettings holds besides the title, each at its
-// default when zero: no description or avatar, anyone sends, and every
-// policy GROUP_POLICY_MEMBERS (the admins* fields are true for
-// GROUP_POLICY_ADMINS).
+// default when zero: no description or avatar, anyone sends, every policy
+// GROUP_POLICY_MEMBERS (the admins* fields are true for
+// GROUP_POLICY_ADMINS), and the history visible to members added later
+// (sinceJoin is true for HISTORY_VISIBILITY_SINCE_JOIN).
 type groupSettings struct {
 	description, avatarURL                 string
 	announcementOnly                       bool
 	adminsAdd, adminsMentionAll, adminsPin bool
+	sinceJoin                              bool
 }
 
 // dedupEntry is one remembered send: its seq and when the command was

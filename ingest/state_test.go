@@ -673,8 +673,9 @@ func TestChangelogGovernanceRecords(t *testing.T) {
 	settingsKey, bobKey, carolKey := prefixSettings+sep+g, prefixMember+sep+g+sep+"bob", prefixMember+sep+g+sep+"carol"
 	do(createGroup("bob", "carol"))
 	recs := do(settingsCmd("alice", g, &pb.GroupSettings{Description: proto.String("about"), AvatarUrl: proto.String("parley:a"),
-		AnnouncementOnly: proto.Bool(true), WhoMayAdd: policy(policyAdmins), WhoMayMentionAll: policy(policyMembers), WhoMayPin: policy(policyAdmins)}))
-	if want := `{"d":"about","a":"parley:a","ao":true,"pa":2,"pp":2}`; recs[settingsKey] != want {
+		AnnouncementOnly: proto.Bool(true), WhoMayAdd: policy(policyAdmins), WhoMayMentionAll: policy(policyMembers), WhoMayPin: policy(policyAdmins),
+		HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}))
+	if want := `{"d":"about","a":"parley:a","ao":true,"pa":2,"pp":2,"hv":2}`; recs[settingsKey] != want {
 		t.Errorf("settings record %q, want %q", recs[settingsKey], want)
 	}
 	if recs := do(settingsCmd("alice", g, &pb.GroupSettings{Title: proto.String("renamed")})); recs[prefixHeader+sep+g] == "" || recs[settingsKey] != "" {
@@ -710,6 +711,10 @@ func TestChangelogGovernanceRecords(t *testing.T) {
 	}
 	recs = do(settingsCmd("alice", g, &pb.GroupSettings{Description: proto.String(""), AvatarUrl: proto.String(""),
 		AnnouncementOnly: proto.Bool(false), WhoMayAdd: policy(policyMembers), WhoMayPin: policy(policyMembers)}))
+	if v := recs[settingsKey]; v != `{"hv":2}` {
+		t.Errorf("settings at the defaults but the history visibility: %q", v)
+	}
+	recs = do(settingsCmd("alice", g, &pb.GroupSettings{HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_ALL)}))
 	if v, ok := recs[settingsKey]; !ok || v != "" {
 		t.Errorf("settings back at the defaults: %q (present %v), want a tombstone", v, ok)
 	}
@@ -719,7 +724,9 @@ func TestChangelogGovernanceRecords(t *testing.T) {
 	}
 
 	// Older records: a member without "mu" is not muted; a policy other
-	// than 2 reads as GROUP_POLICY_MEMBERS; unknown fields are ignored.
+	// than 2 reads as GROUP_POLICY_MEMBERS; a record without "hv" (or
+	// with a value other than 2) reads as HISTORY_VISIBILITY_ALL; unknown
+	// fields are ignored.
 	b := newStateBuilder()
 	for _, kv := range [][2]string{
 		{"c\x00g:old", `{"k":2,"t":"team","s":2,"v":3}`},
@@ -727,14 +734,20 @@ func TestChangelogGovernanceRecords(t *testing.T) {
 		{"m\x00g:old\x00bob", `{"r":2,"j":0,"rd":2,"dl":2,"later":true}`},
 		{"g\x00g:old", `{"pa":1,"pm":7,"pp":2,"later":"x"}`},
 		{"p\x00g:old\x002", `{}`},
+		{"g\x00g:hv", `{"hv":2}`},
+		{"g\x00g:hv1", `{"hv":1}`},
 	} {
 		if err := b.apply([]byte(kv[0]), []byte(kv[1])); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st := b.done(at, DefaultLimits.DedupPerSender).convs["g:old"]
+	convs := b.done(at, DefaultLimits.DedupPerSender).convs
+	st := convs["g:old"]
 	if st.members["bob"].mutedUntil != 0 || st.settings != (groupSettings{adminsPin: true}) || !st.isPinned(2) {
 		t.Errorf("old records: %s", governanceOf(st))
+	}
+	if convs["g:hv"].settings != (groupSettings{sinceJoin: true}) || convs["g:hv1"].settings != (groupSettings{}) {
+		t.Errorf("history visibility records: %+v, %+v", convs["g:hv"].settings, convs["g:hv1"].settings)
 	}
 	for _, key := range []string{"g\x00g:1\x00x", "p\x00g:1", "p\x00g:1\x000", "p\x00g:1\x00y"} {
 		if err := newStateBuilder().apply([]byte(key), []byte(`{}`)); err == nil {
@@ -764,7 +777,7 @@ func TestGovernanceRestore(t *testing.T) {
 		roleCmd("bob", g, "alice", roleMember),
 		settingsCmd("carol", g, &pb.GroupSettings{Title: proto.String("renamed"), Description: proto.String("about"),
 			AvatarUrl: proto.String("https://img/1"), WhoMayAdd: policy(policyAdmins), WhoMayPin: policy(policyAdmins),
-			WhoMayMentionAll: policy(policyAdmins)}),
+			WhoMayMentionAll: policy(policyAdmins), HistoryVisibility: visibility(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}),
 		muteCmd("carol", g, "dave", timestamppb.New(t0.Add(time.Hour))),
 		muteCmd("bob", g, "erin", nil),
 		send("alice", g, "m1"),
@@ -780,7 +793,7 @@ func TestGovernanceRestore(t *testing.T) {
 		got = append(got, summary(r.do(c, at))...)
 	}
 	want := []string{created, "MembersAdded@1", "Role:erin:ADMIN", "Owner:alice->bob:TRANSFERRED", "Role:carol:ADMIN", "Role:alice:MEMBER",
-		"Settings:avatar_url,description,title,who_may_add,who_may_mention_all,who_may_pin", "Muted:dave", "Muted:erin",
+		"Settings:avatar_url,description,history_visibility,title,who_may_add,who_may_mention_all,who_may_pin", "Muted:dave", "Muted:erin",
 		"MessageSent@2", "MessageSent@3", "MessageSent@4", "Pin:2", "Pin:3", "Pin:4", "Recalled:4", "MemberRemoved@5",
 		"Owner:bob->carol:OWNER_LEFT"}
 	if !slices.Equal(got, want) {
