@@ -35,7 +35,7 @@ import (
 //     rewrites the title ConversationCreated wrote at creationTS (the inbox
 //     rows keep the creation-time title, see inbox_table.go). Null
 //     settings are the defaults (announcement_only false, who_may_* the
-//     members), filled in by readers.
+//     members, history_visibility 'all'), filled in by readers.
 //   - owner_user_id: a group's creator at creationTS (ConversationCreated),
 //     then each OwnershipTransferred's to_user_id at versionTS(version).
 //     Null for direct conversations.
@@ -50,10 +50,12 @@ type conversationsView struct {
 
 const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
 	last_message_seq, last_message_preview, last_message_sender, last_version,
-	description, avatar_url, announcement_only, who_may_add, who_may_mention_all, who_may_pin, owner_user_id`
+	description, avatar_url, announcement_only, who_may_add, who_may_mention_all, who_may_pin, history_visibility,
+	owner_user_id`
 
 // settingColumns are the conversations columns GroupSettingsChanged writes.
-var settingColumns = []string{"title", "description", "avatar_url", "announcement_only", "who_may_add", "who_may_mention_all", "who_may_pin"}
+var settingColumns = []string{"title", "description", "avatar_url", "announcement_only", "who_may_add", "who_may_mention_all", "who_may_pin",
+	"history_visibility"}
 
 func newConversations(keyspace string) conversationsView {
 	settings := make(map[string]string, len(settingColumns))
@@ -165,6 +167,9 @@ func (v conversationsView) settingsChanged(id string, ts int64, st *pb.GroupSett
 	if st.WhoMayPin != nil {
 		set("who_may_pin", policyName(st.GetWhoMayPin()))
 	}
+	if st.HistoryVisibility != nil {
+		set("history_visibility", visibilityName(st.GetHistoryVisibility()))
+	}
 	return out
 }
 
@@ -197,12 +202,14 @@ type Conversation struct {
 	// (0 for a log from before versions).
 	LastVersion int64
 	// A group's settings as GroupSettingsChanged set them; zero values
-	// (WhoMay… "") are the defaults: no description or avatar, everyone
-	// sends, adds, mentions @all and pins. Title above is the newest
+	// (WhoMay… "", HistoryVisibility "") are the defaults: no description
+	// or avatar, everyone sends, adds, mentions @all and pins, and members
+	// added later see the whole history. Title above is the newest
 	// rename's.
 	Description, AvatarURL                 string
 	AnnouncementOnly                       bool
 	WhoMayAdd, WhoMayMentionAll, WhoMayPin string // "members", "admins", or "" (the default: members)
+	HistoryVisibility                      string // "all", "since_join", or "" (the default: all)
 	// OwnerUserID is a group's current owner ("" for a direct conversation,
 	// and for a group projected before owners were).
 	OwnerUserID string
@@ -225,7 +232,8 @@ func (t *Tables) Conversation(ctx context.Context, id string) (c Conversation, f
 	err = t.s.Query(t.conversations.selectRow, id).ScanContext(ctx,
 		&c.Kind, &c.Title, &c.CreatorUserID, &c.CreatedAt, &c.LastSeq, &c.UpdatedAt,
 		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender, &version,
-		&c.Description, &c.AvatarURL, &c.AnnouncementOnly, &c.WhoMayAdd, &c.WhoMayMentionAll, &c.WhoMayPin, &c.OwnerUserID)
+		&c.Description, &c.AvatarURL, &c.AnnouncementOnly, &c.WhoMayAdd, &c.WhoMayMentionAll, &c.WhoMayPin,
+		&c.HistoryVisibility, &c.OwnerUserID)
 	if version != nil {
 		c.LastVersion = *version
 	}

@@ -231,6 +231,19 @@ func policyName(p pb.GroupPolicy) any {
 	return nil
 }
 
+// visibilityName is the conversations.history_visibility value of v: 'all'
+// or 'since_join'; nil (null: the default, 'all') for
+// HISTORY_VISIBILITY_UNSPECIFIED, which the decider never sets explicitly.
+func visibilityName(v pb.HistoryVisibility) any {
+	switch v {
+	case pb.HistoryVisibility_HISTORY_VISIBILITY_ALL:
+		return "all"
+	case pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN:
+		return "since_join"
+	}
+	return nil
+}
+
 func reasonName(r pb.MemberRemovedReason) string {
 	switch r {
 	case pb.MemberRemovedReason_MEMBER_REMOVED_REASON_REMOVED:

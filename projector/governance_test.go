@@ -86,15 +86,17 @@ var (
 	byTransfer   = pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_TRANSFERRED
 	byOwnerLeft  = pb.OwnershipTransferReason_OWNERSHIP_TRANSFER_REASON_OWNER_LEFT
 	policyAdmins = pb.GroupPolicy_GROUP_POLICY_ADMINS.Enum()
+	sinceJoin    = pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN.Enum()
 )
 
 // governanceLog: bob is made admin, removed and added back (a plain member
 // again); carol is muted until a time and unmuted, dave muted for good,
 // removed and added back (unmuted); the group is renamed and its settings
-// changed twice; alice transfers ownership to carol, who leaves, handing it
-// back to alice (now an admin); bob ends muted until t0+500s. Messages 1
-// and 5 name members, 2 and 9 mention @all; 2 is recalled (its pin and its
-// @all go), 1 unpinned, 5 pinned.
+// changed twice (the history visibility to since_join and back to all);
+// alice transfers ownership to carol, who leaves, handing it back to alice
+// (now an admin); bob ends muted until t0+500s. Messages 1 and 5 name
+// members, 2 and 9 mention @all; 2 is recalled (its pin and its @all go), 1
+// unpinned, 5 pinned.
 func governanceLog(c string) []*pb.Event {
 	return versioned(
 		/* 1 */ group(c, "alice", "Team", "bob", "carol"),
@@ -105,7 +107,7 @@ func governanceLog(c string) []*pb.Event {
 		/* 6 */ pinned(c, "alice", 1),
 		/* 7 */ pinned(c, "bob", 2),
 		/* 8 */ settingsChanged(c, "bob", &pb.GroupSettings{Title: str("Team 2"), Description: str("about"),
-			AnnouncementOnly: proto.Bool(true), WhoMayPin: policyAdmins}),
+			AnnouncementOnly: proto.Bool(true), WhoMayPin: policyAdmins, HistoryVisibility: sinceJoin}),
 		/* 9 */ removed(c, 3, "alice", "bob"),
 		/* 10 */ added(c, 4, "alice", "bob", "dave"),
 		/* 11 */ muted(c, "alice", "dave", 0),
@@ -117,7 +119,8 @@ func governanceLog(c string) []*pb.Event {
 		/* 17 */ removed(c, 6, "alice", "dave"),
 		/* 18 */ added(c, 7, "alice", "dave"),
 		/* 19 */ transferred(c, "alice", "carol", byTransfer),
-		/* 20 */ settingsChanged(c, "carol", &pb.GroupSettings{Description: str(""), WhoMayPin: pb.GroupPolicy_GROUP_POLICY_MEMBERS.Enum()}),
+		/* 20 */ settingsChanged(c, "carol", &pb.GroupSettings{Description: str(""), WhoMayPin: pb.GroupPolicy_GROUP_POLICY_MEMBERS.Enum(),
+			HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_ALL.Enum()}),
 		/* 21 */ removed(c, 8, "carol", "carol"),
 		/* 22 */ transferred(c, "carol", "alice", byOwnerLeft),
 		/* 23 */ mentioning(c, 9, "alice", "@all bye", true),
@@ -159,12 +162,15 @@ func TestViewsGovernance(t *testing.T) {
 				cancel()
 			}
 			// The first pin of the recalled message, replayed late, stays
-			// deleted; so do its @all and the unpinned message's pin.
-			e.applyAll(e.keyspace, []*pb.Event{evs[6], evs[3], evs[5]})
+			// deleted; so do its @all and the unpinned message's pin. The
+			// first settings change, replayed late, changes none of the
+			// settings the second changed after it.
+			e.applyAll(e.keyspace, []*pb.Event{evs[6], evs[3], evs[5], evs[7]})
 
 			e.check(t, c, want{
 				conversation: row{"title": "Team 2", "description": "", "avatar_url": nil, "announcement_only": true,
-					"who_may_add": nil, "who_may_mention_all": nil, "who_may_pin": "members", "owner_user_id": "alice", "last_version": 24},
+					"who_may_add": nil, "who_may_mention_all": nil, "who_may_pin": "members", "history_visibility": "all", "owner_user_id": "alice",
+					"last_version": 24},
 				members: map[string]row{
 					"alice": {"role": "owner", "removed": false, "muted": false},
 					"bob":   {"role": "member", "removed": false, "joined_seq": 4, "muted": true, "muted_until": ts(500), "muted_by": "alice"},
@@ -207,7 +213,7 @@ func TestViewsGovernance(t *testing.T) {
 				t.Fatalf("Conversation: %v, %v", found, err)
 			}
 			if conv.Title != "Team 2" || conv.Description != "" || conv.AvatarURL != "" || !conv.AnnouncementOnly ||
-				conv.WhoMayAdd != "" || conv.WhoMayMentionAll != "" || conv.WhoMayPin != "members" || conv.OwnerUserID != "alice" {
+				conv.WhoMayAdd != "" || conv.WhoMayMentionAll != "" || conv.WhoMayPin != "members" || conv.HistoryVisibility != "all" || conv.OwnerUserID != "alice" {
 				t.Errorf("Conversation = %+v", conv)
 			}
 			members, err := tables.Members(ctx, c)
@@ -281,16 +287,16 @@ func mentionSeqs(ms []Mention, all bool) []int64 {
 	return out
 }
 
-// TestViewsGovernanceAnyOrder: a rename, an added member, a role change and
-// a transfer, forwards, backwards and twice: the same rows, the inbox copy
-// of the title the creation's in both orders.
+// TestViewsGovernanceAnyOrder: a rename (with other settings), an added
+// member, a role change and a transfer, forwards, backwards and twice: the
+// same rows, the inbox copy of the title the creation's in both orders.
 func TestViewsGovernanceAnyOrder(t *testing.T) {
 	e := newEnv(t, true)
 	for _, order := range []string{"fwd", "rev"} {
 		c := "g:gov-order-" + order
 		evs := versioned(
 			group(c, "alice", "Team", "bob"),
-			settingsChanged(c, "alice", &pb.GroupSettings{Title: str("Renamed"), WhoMayAdd: policyAdmins}),
+			settingsChanged(c, "alice", &pb.GroupSettings{Title: str("Renamed"), WhoMayAdd: policyAdmins, HistoryVisibility: sinceJoin}),
 			added(c, 1, "alice", "dave"),
 			roleChanged(c, "alice", "bob", admin),
 			transferred(c, "alice", "bob", byTransfer),
@@ -306,7 +312,7 @@ func TestViewsGovernanceAnyOrder(t *testing.T) {
 		e.applyAll(e.keyspace, evs)
 		e.applyAll(e.keyspace, evs)
 		e.check(t, c, want{
-			conversation: row{"title": "Renamed", "who_may_add": "admins", "owner_user_id": "bob", "kind": "group"},
+			conversation: row{"title": "Renamed", "who_may_add": "admins", "history_visibility": "since_join", "owner_user_id": "bob", "kind": "group"},
 			members: map[string]row{
 				"alice": {"role": "admin", "muted": true, "muted_until": ts(90), "muted_by": "bob"},
 				"bob":   {"role": "owner", "muted": false},

@@ -129,13 +129,14 @@ func TestCoalesce(t *testing.T) {
 			in: func() []*pb.Event {
 				evs := []*pb.Event{
 					settingsChanged(c, "alice", &pb.GroupSettings{Title: str("one"), WhoMayPin: policyAdmins}),
-					settingsChanged(c, "alice", &pb.GroupSettings{Title: str("two"), Description: str("d")}),
+					settingsChanged(c, "alice", &pb.GroupSettings{Title: str("two"), Description: str("d"), HistoryVisibility: sinceJoin}),
 				}
 				evs[0].Version, evs[1].Version = 3, 4
 				return evs
 			}(),
 			want: []string{
 				"conversations g:x: description = ? @4",
+				"conversations g:x: history_visibility = ? @4",
 				"conversations g:x: title = ? @4",
 				"conversations g:x: who_may_pin = ? @3",
 			},
