@@ -41,9 +41,11 @@ import (
 //     (to another current member: it becomes an admin); the owner removes
 //     anyone but itself, an admin plain members only, a plain member nobody;
 //   - settings: only privileged members change them, a GroupSettingsChanged
-//     carries only fields whose value changes (policies MEMBERS or ADMINS, a
-//     title not empty); while announcement_only, only privileged members
-//     send; while who_may_add is ADMINS, only they add members;
+//     carries only fields whose value changes (policies MEMBERS or ADMINS,
+//     history_visibility ALL or SINCE_JOIN, a title not empty); while
+//     announcement_only, only privileged members send; while who_may_add is
+//     ADMINS, only they add members (the history visibility is query's: the
+//     log says nothing of what members read);
 //   - mutes: privileged members mute and unmute, nobody the owner, only the
 //     owner an admin; an unmute is of a muted member; a muted member sends
 //     nothing while muted (a MessageSent's occurred_at before the mute's
@@ -145,6 +147,7 @@ type groupSettings struct {
 	title, description, avatarURL          string
 	announcementOnly                       bool
 	whoMayAdd, whoMayMentionAll, whoMayPin pb.GroupPolicy
+	historyVisibility                      pb.HistoryVisibility
 }
 
 // ownerLeft is the owner's MemberRemoved, awaiting its OwnershipTransferred.
@@ -211,7 +214,8 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		conv = &convModel{members: map[string]*memberModel{}, messages: map[int64]*messageModel{},
 			lastVersion: ev.GetVersion(), versioned: ev.GetVersion() != 0, group: cc.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP,
 			settings: groupSettings{title: cc.GetTitle(), whoMayAdd: pb.GroupPolicy_GROUP_POLICY_MEMBERS,
-				whoMayMentionAll: pb.GroupPolicy_GROUP_POLICY_MEMBERS, whoMayPin: pb.GroupPolicy_GROUP_POLICY_MEMBERS}}
+				whoMayMentionAll: pb.GroupPolicy_GROUP_POLICY_MEMBERS, whoMayPin: pb.GroupPolicy_GROUP_POLICY_MEMBERS,
+				historyVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_ALL}}
 		c.convs[id] = conv
 		if conv.versioned && ev.GetVersion() != 1 {
 			c.problem("%s: version %d, want 1 (the first event of a conversation)", at, ev.GetVersion())
@@ -674,6 +678,17 @@ func (c *logCheck) settingsChanged(at where, conv *convModel, ev *pb.Event) {
 	policy("who_may_add", s.WhoMayAdd, &cur.whoMayAdd)
 	policy("who_may_mention_all", s.WhoMayMentionAll, &cur.whoMayMentionAll)
 	policy("who_may_pin", s.WhoMayPin, &cur.whoMayPin)
+	if v := s.HistoryVisibility; v != nil {
+		set++
+		if *v != pb.HistoryVisibility_HISTORY_VISIBILITY_ALL && *v != pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN {
+			c.problem("%s: history_visibility %v, want ALL or SINCE_JOIN", at, *v)
+		} else {
+			if *v == cur.historyVisibility {
+				unchanged = append(unchanged, "history_visibility "+strings.TrimPrefix(v.String(), "HISTORY_VISIBILITY_"))
+			}
+			cur.historyVisibility = *v
+		}
+	}
 	if set == 0 {
 		c.problem("%s: no setting in it (a change only when something changes)", at)
 	}

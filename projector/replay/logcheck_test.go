@@ -534,7 +534,8 @@ func TestVerifyLogCheckGovernance(t *testing.T) {
 	valid := l.versions(g,
 		l.role("r1", "a", "b", admin),
 		l.mention("s1", 1, "c", false, "b", "d"),
-		l.settings("g1", "b", &pb.GroupSettings{Title: proto.String("governed"), WhoMayPin: admins, WhoMayMentionAll: admins}),
+		l.settings("g1", "b", &pb.GroupSettings{Title: proto.String("governed"), WhoMayPin: admins, WhoMayMentionAll: admins,
+			HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN.Enum()}),
 		l.pin("p1", "b", 1),
 		at(t0, l.mute("m1", "b", "c", t0.Add(time.Hour))), // an admin mutes a member
 		at(t0.Add(time.Hour), l.send("s2", 2, "c")),       // at until: no longer muted
@@ -672,6 +673,20 @@ func TestVerifyLogCheckGovernance(t *testing.T) {
 		{"an empty title", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{Title: proto.String("")})), nil, "g:1 at partition 0 offset 1: an empty title"},
 		{"a policy unspecified", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{WhoMayPin: pb.GroupPolicy_GROUP_POLICY_UNSPECIFIED.Enum()})), nil,
 			"who_may_pin GROUP_POLICY_UNSPECIFIED, want MEMBERS or ADMINS"},
+		{"a history visibility alone, changed back and forth", l.versions(g,
+			l.settings("g1", "a", &pb.GroupSettings{HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN.Enum()}),
+			l.settings("g2", "a", &pb.GroupSettings{HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_ALL.Enum(), WhoMayPin: admins}),
+			l.settings("g3", "a", &pb.GroupSettings{HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN.Enum()})), nil, ""},
+		{"history visibility ALL by default", l.versions(g,
+			l.settings("g1", "a", &pb.GroupSettings{HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_ALL.Enum()})), nil,
+			"history_visibility ALL unchanged"},
+		{"history visibility set again", l.versions(g,
+			l.settings("g1", "a", &pb.GroupSettings{HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN.Enum()}),
+			l.settings("g2", "a", &pb.GroupSettings{HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN.Enum()})), nil,
+			"GroupSettingsChanged of g:1 at partition 0 offset 2: history_visibility SINCE_JOIN unchanged"},
+		{"a history visibility unspecified", l.versions(g,
+			l.settings("g1", "a", &pb.GroupSettings{HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED.Enum()})), nil,
+			"history_visibility HISTORY_VISIBILITY_UNSPECIFIED, want ALL or SINCE_JOIN"},
 		{"a send in an announcement-only group", l.versions(g, l.settings("g1", "a", &pb.GroupSettings{AnnouncementOnly: proto.Bool(true)}),
 			l.send("s1", 1, "a"), l.send("s2", 2, "b")), nil,
 			"MessageSent of g:1 at partition 0 offset 3: b sends in an announcement-only group but is neither the owner nor an admin"},
@@ -799,7 +814,7 @@ func TestVerifyLogCheckGovernance(t *testing.T) {
 		t.Errorf("message 1: pinned %v, recalled by %q; want a recall that unpinned it", m.pinned, m.recalledBy)
 	}
 	if s := conv.settings; s.title != "governed" || s.description != "d" || s.announcementOnly || s.whoMayAdd != *admins ||
-		s.whoMayMentionAll != *admins || s.whoMayPin != *admins {
+		s.whoMayMentionAll != *admins || s.whoMayPin != *admins || s.historyVisibility != pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN {
 		t.Errorf("settings %+v", s)
 	}
 }

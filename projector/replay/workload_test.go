@@ -716,8 +716,10 @@ func (g *generator) transfer(c *genConv, cmd *pb.Command) {
 // settings: the owner or an admin sets some of a group's settings, each to
 // a new value or to the one it has (nothing new: no event);
 // announcement_only goes on rarely and off soon after, as it refuses most
-// sends. Refused: by a plain member, an empty title, an avatar URL of
-// another scheme, a policy set to UNSPECIFIED.
+// sends; the history visibility (which changes nothing the decider
+// accepts) now and then. Refused: by a plain member, an empty title, an
+// avatar URL of another scheme, a policy or the visibility set to
+// UNSPECIFIED.
 func (g *generator) settings(c *genConv, cmd *pb.Command) {
 	as(cmd, g.pickPrivileged(c, cmd.GetUserId()))
 	u := cmd.GetUserId()
@@ -763,6 +765,13 @@ func (g *generator) settings(c *genConv, cmd *pb.Command) {
 	}
 	if some() {
 		s.WhoMayPin = policy(&pin)
+	}
+	if g.rng.IntN(6) == 0 {
+		v := []pb.HistoryVisibility{pb.HistoryVisibility_HISTORY_VISIBILITY_ALL, pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN}[g.rng.IntN(2)]
+		if g.rng.IntN(20) == 0 {
+			v, valid = pb.HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED, false
+		}
+		s.HistoryVisibility = v.Enum()
 	}
 	cmd.Body = &pb.Command_UpdateGroupSettings{UpdateGroupSettings: &pb.UpdateGroupSettings{Settings: s}}
 	if valid && c.privileged(u) {
