@@ -192,15 +192,23 @@ func (t *Tables) MessageAt(ctx context.Context, conv string, seq int64) (m Messa
 // beyond the bucket of the conversation's last_seq (read by the caller with
 // Conversation or LastSeq), so an absurd cursor costs at most one query.
 
-// MessagesBefore returns up to limit rows of conv with seq < before, newest
-// first, walking down from the bucket of min(before-1, lastSeq).
-func (t *Tables) MessagesBefore(ctx context.Context, conv string, before, lastSeq int64, limit int) ([]Message, error) {
+// MessagesBefore returns up to limit rows of conv with from <= seq < before,
+// newest first, walking down from the bucket of min(before-1, lastSeq) to
+// the bucket of from (from <= 1: to the first): the walk reads no bucket
+// below from's, and drops the rows of from's bucket below it.
+func (t *Tables) MessagesBefore(ctx context.Context, conv string, before, from, lastSeq int64, limit int) ([]Message, error) {
 	var out []Message
-	if before <= 1 || limit <= 0 {
+	from = max(from, 1)
+	if before <= from || limit <= 0 {
 		return nil, nil
 	}
-	for b := min(schemas.Bucket(before-1), schemas.Bucket(max(lastSeq, 0))); b >= 0 && len(out) < limit; b-- {
+	for b := min(schemas.Bucket(before-1), schemas.Bucket(max(lastSeq, 0))); b >= schemas.Bucket(from) && len(out) < limit; b-- {
 		rows, err := t.bucket(ctx, t.messages.selectBefore, conv, b, before, limit-len(out))
+		for i, m := range rows {
+			if m.Seq < from {
+				return append(out, rows[:i]...), err // newest first: the rest are below from too
+			}
+		}
 		out = append(out, rows...)
 		if err != nil {
 			return out, err

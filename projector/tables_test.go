@@ -38,8 +38,9 @@ func seqRange(from, to int64, skip ...int64) []int64 {
 }
 
 // TestTables: the read side the gateway and query use, on rows the write
-// side made — the bucket walk across a bucket boundary and around a missing
-// seq, the membership check, the inbox, checkpoints.
+// side made — the bucket walk across a bucket boundary, around a missing
+// seq and down to a lowest seq, the membership check, the inbox,
+// checkpoints.
 func TestTables(t *testing.T) {
 	e := newEnv(t, true)
 	conv := schemas.NewGroupConversationID()
@@ -93,11 +94,20 @@ func TestTables(t *testing.T) {
 		{"after the last seq", func() ([]Message, error) { return tb.MessagesAfter(ctx, conv, last, last, 10, false) }, nil},
 		{"after MaxInt64", func() ([]Message, error) { return tb.MessagesAfter(ctx, conv, math.MaxInt64, last, 10, false) }, nil},
 		{"newest 7: down across the bucket boundary", func() ([]Message, error) {
-			return tb.MessagesBefore(ctx, conv, math.MaxInt64, last, 7)
+			return tb.MessagesBefore(ctx, conv, math.MaxInt64, 0, last, 7)
 		}, seqRange(last, 998, missing)},
-		{"before 4", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, 4, last, 10) }, seqRange(3, 1)},
-		{"before 1", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, 1, last, 10) }, nil},
-		{"bounded by lastSeq", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, math.MaxInt64, 999, 2) }, seqRange(999, 998)},
+		{"before 4", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, 4, 0, last, 10) }, seqRange(3, 1)},
+		{"before 1", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, 1, 0, last, 10) }, nil},
+		{"bounded by lastSeq", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, math.MaxInt64, 0, 999, 2) }, seqRange(999, 998)},
+		{"from 992: ends there, in the bucket below", func() ([]Message, error) {
+			return tb.MessagesBefore(ctx, conv, math.MaxInt64, 992, last, 100)
+		}, seqRange(last, 992, missing)},
+		{"from 1000: ends at the bucket boundary", func() ([]Message, error) {
+			return tb.MessagesBefore(ctx, conv, math.MaxInt64, 1000, last, 100)
+		}, seqRange(last, 1000, missing)},
+		{"from 6: none of 1..5", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, 995, 6, last, 100) }, seqRange(994, 990)},
+		{"from 995, limit 3", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, 1001, 995, last, 3) }, seqRange(1000, 998)},
+		{"before from", func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, 995, 995, last, 10) }, nil},
 	}
 	for _, w := range walks {
 		got, err := w.run()
@@ -105,7 +115,7 @@ func TestTables(t *testing.T) {
 			t.Errorf("%s: %v, %v; want %v", w.name, seqsOf(got), err, w.want)
 		}
 	}
-	ms, _ := tb.MessagesBefore(ctx, conv, 4, last, 2)
+	ms, _ := tb.MessagesBefore(ctx, conv, 4, 0, last, 2)
 	if len(ms) != 2 || ms[0].Type != schemas.TypeMemberRemoved || ms[1].Text != "hi" || ms[1].ClientMsgID != "c2" ||
 		ms[1].ActorUserID != "bob" || len(ms[1].Event) == 0 {
 		t.Errorf("rows before 4: %+v", ms)
@@ -213,7 +223,7 @@ func BenchmarkTablesWalk(b *testing.B) {
 		walk func() ([]Message, error)
 	}{
 		{"ResumeAfter400Rows1000", 1000, func() ([]Message, error) { return tb.MessagesAfter(ctx, conv, 400, last, 1000, true) }},
-		{"HistoryPage200", 200, func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, math.MaxInt64, last, 200) }},
+		{"HistoryPage200", 200, func() ([]Message, error) { return tb.MessagesBefore(ctx, conv, math.MaxInt64, 0, last, 200) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {

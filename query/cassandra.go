@@ -101,10 +101,10 @@ func (s *store) inbox(ctx context.Context, user string) ([]inboxRow, error) {
 	return rows, storeErr("read inbox", err)
 }
 
-// messagesBefore is the bucket walk down: up to limit rows with seq <
-// before, newest first.
-func (s *store) messagesBefore(ctx context.Context, id string, before, lastSeq int64, limit int) ([]messageRow, error) {
-	rows, err := s.tables.MessagesBefore(ctx, id, before, lastSeq, limit)
+// messagesBefore is the bucket walk down: up to limit rows with from <= seq
+// < before, newest first.
+func (s *store) messagesBefore(ctx context.Context, id string, before, from, lastSeq int64, limit int) ([]messageRow, error) {
+	rows, err := s.tables.MessagesBefore(ctx, id, before, from, lastSeq, limit)
 	return rows, storeErr("read messages", err)
 }
 

@@ -138,7 +138,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		if !hasBefore {
 			before = math.MaxInt64
 		}
-		rows, err = s.db(ctx).messagesBefore(ctx, conv, before, c.LastSeq, limit+1)
+		rows, err = s.db(ctx).messagesBefore(ctx, conv, before, 0, c.LastSeq, limit+1)
 	}
 	if err != nil {
 		s.fail(w, r, err)
