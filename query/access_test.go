@@ -171,7 +171,7 @@ func TestConversation(t *testing.T) {
 		// No owner_user_id in these rows (as projected before owners
 		// were): the member whose role says so; no settings: the defaults.
 		OwnerUserID: "alice",
-		Settings:    &groupSettings{WhoMayAdd: "members", WhoMayMentionAll: "members", WhoMayPin: "members"},
+		Settings:    &groupSettings{WhoMayAdd: "members", WhoMayMentionAll: "members", WhoMayPin: "members", HistoryVisibility: "all"},
 		Members: []memberItem{
 			{UserID: "alice", Role: "owner", ReadSeq: 10, DeliveredSeq: 12},
 			{UserID: "bob", Role: "member", ReadSeq: 12, DeliveredSeq: 12},

@@ -75,12 +75,6 @@ func (s *store) conversation(ctx context.Context, id string) (conversationRow, b
 	return c, ok, storeErr("read conversations", err)
 }
 
-// isMember is the membership check (projector.Tables.IsMember).
-func (s *store) isMember(ctx context.Context, id, user string) (bool, error) {
-	ok, err := s.tables.IsMember(ctx, id, user)
-	return ok, storeErr("read members", err)
-}
-
 // member returns user's members row in conversation id; ok is false when
 // there is none.
 func (s *store) member(ctx context.Context, id, user string) (memberRow, bool, error) {

@@ -21,14 +21,16 @@ type memberItem struct {
 	MutedUntil   time.Time `json:"muted_until,omitzero"`
 }
 
-// groupSettings are a group's settings with the defaults filled in.
+// groupSettings are a group's settings with the defaults filled in
+// (HistoryVisibility: visibility.go).
 type groupSettings struct {
-	Description      string `json:"description"`
-	AvatarURL        string `json:"avatar_url"`
-	AnnouncementOnly bool   `json:"announcement_only"`
-	WhoMayAdd        string `json:"who_may_add"`
-	WhoMayMentionAll string `json:"who_may_mention_all"`
-	WhoMayPin        string `json:"who_may_pin"`
+	Description       string `json:"description"`
+	AvatarURL         string `json:"avatar_url"`
+	AnnouncementOnly  bool   `json:"announcement_only"`
+	WhoMayAdd         string `json:"who_may_add"`
+	WhoMayMentionAll  string `json:"who_may_mention_all"`
+	WhoMayPin         string `json:"who_may_pin"`
+	HistoryVisibility string `json:"history_visibility"`
 }
 
 // The group policies' names and the default of each who_may_* setting.
@@ -54,7 +56,8 @@ type conversationView struct {
 
 // settingsOf is c's settings as the API shows them: null (never set)
 // settings take their defaults — no description or avatar, not
-// announcement-only, every policy "members".
+// announcement-only, every policy "members", the history visibility
+// "all".
 func settingsOf(c *conversationRow) *groupSettings {
 	policy := func(p string) string {
 		if p == policyAdmins {
@@ -62,10 +65,15 @@ func settingsOf(c *conversationRow) *groupSettings {
 		}
 		return policyMembers
 	}
-	return &groupSettings{
+	st := &groupSettings{
 		Description: c.Description, AvatarURL: c.AvatarURL, AnnouncementOnly: c.AnnouncementOnly,
 		WhoMayAdd: policy(c.WhoMayAdd), WhoMayMentionAll: policy(c.WhoMayMentionAll), WhoMayPin: policy(c.WhoMayPin),
+		HistoryVisibility: visibilityAll,
 	}
+	if c.HistoryVisibility == visibilitySinceJoin {
+		st.HistoryVisibility = visibilitySinceJoin
+	}
+	return st
 }
 
 // memberItemOf is m as the API shows it at now: a mute whose end has
@@ -140,11 +148,14 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 	v := conversationView{
 		ConversationID: conv, Kind: c.Kind, Title: c.Title, CreatorUserID: c.CreatorUserID,
 		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(),
-		Preview: previewOf(&c), Members: make([]memberItem, 0, len(members)),
+		Members: make([]memberItem, 0, len(members)),
 	}
 	now := time.Now()
 	for i := range members {
 		v.Members = append(v.Members, memberItemOf(&members[i], now))
+		if members[i].UserID == id.UserID {
+			v.Preview = previewOf(&c, visibleFrom(&c, &members[i]))
+		}
 	}
 	if c.Kind == "group" {
 		v.Settings = settingsOf(&c)

@@ -108,8 +108,9 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		return
 	}
 	ctx := r.Context()
-	// The membership check decides; the conversations row (for last_seq)
-	// is read alongside it and ignored unless the caller is a member.
+	// The caller's members row decides; the conversations row (for
+	// last_seq and the history visibility) is read alongside it and
+	// ignored unless the caller is a member.
 	var (
 		c     conversationRow
 		cErr  error
@@ -119,8 +120,11 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		defer close(cDone)
 		c, _, cErr = s.db(ctx).conversation(ctx, conv)
 	}()
-	mErr := s.requireMember(ctx, conv, id.UserID)
+	m, ok, mErr := s.db(ctx).member(ctx, conv, id.UserID)
 	<-cDone
+	if mErr == nil && (!ok || m.Removed) {
+		mErr = errNotMember
+	}
 	if mErr != nil {
 		s.fail(w, r, mErr)
 		return
@@ -129,16 +133,19 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		s.fail(w, r, cErr)
 		return
 	}
+	// The page never reaches below from: an after page starts there at
+	// the lowest, a before page ends there (without has_more).
+	from := visibleFrom(&c, &m)
 	// Ask for one more row than the page holds to learn whether there is
 	// another page without a second round trip.
 	var rows []messageRow
 	if hasAfter {
-		rows, err = s.db(ctx).messagesAfter(ctx, conv, after, c.LastSeq, limit+1)
+		rows, err = s.db(ctx).messagesAfter(ctx, conv, max(after, from-1), c.LastSeq, limit+1)
 	} else {
 		if !hasBefore {
 			before = math.MaxInt64
 		}
-		rows, err = s.db(ctx).messagesBefore(ctx, conv, before, 0, c.LastSeq, limit+1)
+		rows, err = s.db(ctx).messagesBefore(ctx, conv, before, from, c.LastSeq, limit+1)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -151,7 +158,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 	for i := range rows {
 		page.Messages = append(page.Messages, s.item(ctx, conv, &rows[i]))
 	}
-	if err := s.addActions(ctx, conv, rows, page.Messages); err != nil {
+	if err := s.addActions(ctx, conv, from, rows, page.Messages); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -241,11 +248,13 @@ func spans(seqs []int64) []seqSpan {
 }
 
 // addActions fills in reply_to and reactions of the live messages of rows
-// (items[i] is rows[i]): the reactions of their seqs (one Reactions read
-// over the seq range of a history page; one per pinned message far from
-// the others), and one MessageAt read per distinct quoted seq that is not
-// in rows itself, at most fanOutWorkers at once, alongside each other.
-func (s *Server) addActions(ctx context.Context, conv string, rows []messageRow, items []messageItem) error {
+// (items[i] is rows[i]; every seq of rows at least from, what the reader
+// sees): the reactions of their seqs (one Reactions read over the seq
+// range of a history page; one per pinned message far from the others),
+// and one MessageAt read per distinct quoted seq from from on that is not
+// in rows itself, at most fanOutWorkers at once, alongside each other. A
+// quoted seq below from is not read: its reply_to is the seq alone.
+func (s *Server) addActions(ctx context.Context, conv string, from int64, rows []messageRow, items []messageItem) error {
 	onPage := make(map[int64]*messageRow, len(rows))
 	var (
 		live   []int64
@@ -261,7 +270,7 @@ func (s *Server) addActions(ctx context.Context, conv string, rows []messageRow,
 			continue
 		}
 		live = append(live, m.Seq)
-		if q := m.ReplyToSeq; q > 0 && onPage[q] == nil && !seen[q] {
+		if q := m.ReplyToSeq; q > 0 && q >= from && onPage[q] == nil && !seen[q] {
 			seen[q] = true
 			quoted = append(quoted, q)
 		}
@@ -300,14 +309,19 @@ func (s *Server) addActions(ctx context.Context, conv string, rows []messageRow,
 			continue
 		}
 		items[i].Reactions = bySeq[m.Seq]
-		if m.ReplyToSeq > 0 {
-			items[i].ReplyTo = replyTo(m.ReplyToSeq, onPage[m.ReplyToSeq])
+		if q := m.ReplyToSeq; q > 0 {
+			var quoted *messageRow
+			if q >= from {
+				quoted = onPage[q]
+			}
+			items[i].ReplyTo = replyTo(q, quoted)
 		}
 	}
 	return nil
 }
 
-// replyTo describes the quoted message q at seq (nil: no row at seq).
+// replyTo describes the quoted message q at seq (nil: no row at seq, or
+// one the reader does not see).
 func replyTo(seq int64, q *messageRow) *replyRef {
 	ref := &replyRef{Seq: seq}
 	if q == nil || q.Type != schemas.TypeMessageSent {

@@ -24,8 +24,11 @@ type preview struct {
 	Text   string `json:"text"`
 }
 
-func previewOf(c *conversationRow) *preview {
-	if c.LastMessageSeq <= 0 {
+// previewOf is c's last message for a reader who sees the seqs from from
+// on (visibleFrom): none before the first message, nor when the last one
+// is below from.
+func previewOf(c *conversationRow, from int64) *preview {
+	if c.LastMessageSeq <= 0 || c.LastMessageSeq < from {
 		return nil
 	}
 	return &preview{Seq: c.LastMessageSeq, Sender: c.LastMessageSender, Text: c.LastMessagePreview}
@@ -174,7 +177,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		}
 		items[i] = inboxItem{
 			ConversationID: c.ID, Kind: c.Kind, Title: c.Title,
-			LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c),
+			LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c, visibleFrom(c, &m)),
 			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq), UnreadMentions: mentions,
 		}
 		return nil

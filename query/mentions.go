@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/parley-im/parley/schemas/token"
@@ -12,7 +13,9 @@ import (
 // (the mentions view) merged with the @all messages (mentions_all), newest
 // first. An @all message mentions every member when it was sent: not the
 // caller's own, nor those from before the caller joined. A recall takes a
-// message's mentions away.
+// message's mentions away. None below visibleFrom shows (named mentions
+// from before a re-added member's latest join, while the group's history
+// visibility is since_join).
 
 type mentionItem struct {
 	Seq        int64     `json:"seq"`
@@ -45,18 +48,27 @@ func (s *Server) handleMentions(w http.ResponseWriter, r *http.Request, id token
 	}
 	ctx := r.Context()
 	// The members row decides, and bounds the @all mentions by the
-	// caller's joined seq; the named mentions are read alongside it.
+	// caller's joined seq; the named mentions and the conversations row
+	// (the history visibility) are read alongside it.
 	var (
 		named []mentionRow
-		nErr  error
-		nDone = make(chan struct{})
+		c     conversationRow
+		rErr  error
+		rDone = make(chan struct{})
 	)
 	go func() {
-		defer close(nDone)
-		named, nErr = s.db(ctx).mentions(ctx, id.UserID, conv, after, limit+1)
+		defer close(rDone)
+		rErr = forEach(ctx, 2, 2, func(ctx context.Context, i int) (err error) {
+			if i == 0 {
+				named, err = s.db(ctx).mentions(ctx, id.UserID, conv, after, limit+1)
+			} else {
+				c, _, err = s.db(ctx).conversation(ctx, conv)
+			}
+			return err
+		})
 	}()
 	m, ok, mErr := s.db(ctx).member(ctx, conv, id.UserID)
-	<-nDone
+	<-rDone
 	if mErr == nil && (!ok || m.Removed) {
 		mErr = errNotMember
 	}
@@ -64,10 +76,14 @@ func (s *Server) handleMentions(w http.ResponseWriter, r *http.Request, id token
 		s.fail(w, r, mErr)
 		return
 	}
-	if nErr != nil {
-		s.fail(w, r, nErr)
+	if rErr != nil {
+		s.fail(w, r, rErr)
 		return
 	}
+	// Newest first: the rows below from, if any, are the last, and no
+	// more above after can follow them.
+	from := visibleFrom(&c, &m)
+	named = slices.DeleteFunc(named, func(r mentionRow) bool { return r.Seq < from })
 	all, err := s.allMentions(ctx, conv, id.UserID, max(after, m.JoinedSeq), limit+1)
 	if err != nil {
 		s.fail(w, r, err)

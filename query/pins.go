@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/parley-im/parley/schemas/token"
@@ -12,7 +13,8 @@ import (
 // one query), then each pinned message's row, read like a history page's
 // (its newest text, reply_to, reactions), so a pin shows what the message
 // says now. A recall unpins its message; a pin whose message row the views
-// do not hold yet shows without message.
+// do not hold yet shows without message. The pins of messages the caller
+// does not see (below visibleFrom) are left out, unread.
 
 type pinItem struct {
 	Seq      int64        `json:"seq"`
@@ -44,7 +46,7 @@ func (s *Server) handlePins(w http.ResponseWriter, r *http.Request, id token.Ide
 		defer close(pDone)
 		pins, pErr = s.db(ctx).pins(ctx, conv)
 	}()
-	mErr := s.requireMember(ctx, conv, id.UserID)
+	from, mErr := s.memberFrom(ctx, conv, id.UserID)
 	<-pDone
 	if mErr != nil {
 		s.fail(w, r, mErr)
@@ -54,6 +56,7 @@ func (s *Server) handlePins(w http.ResponseWriter, r *http.Request, id token.Ide
 		s.fail(w, r, pErr)
 		return
 	}
+	pins = slices.DeleteFunc(pins, func(p pinRow) bool { return p.MessageSeq < from })
 	rows := make([]messageRow, len(pins))
 	found := make([]bool, len(pins))
 	err = forEach(ctx, len(pins), fanOutWorkers, func(ctx context.Context, i int) (err error) {
@@ -79,7 +82,7 @@ func (s *Server) handlePins(w http.ResponseWriter, r *http.Request, id token.Ide
 			items = append(items, s.item(ctx, conv, &rows[i]))
 		}
 	}
-	if err := s.addActions(ctx, conv, msgs, items); err != nil {
+	if err := s.addActions(ctx, conv, from, msgs, items); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -257,17 +257,3 @@ func (s *Server) Checks() []deploy.Check {
 		return s.serving.current().ping(ctx)
 	}}}
 }
-
-// requireMember fails with NOT_MEMBER unless user is a current member of
-// conversation id. A missing conversation looks the same, so a non-member
-// cannot probe which conversations exist.
-func (s *Server) requireMember(ctx context.Context, id, user string) error {
-	ok, err := s.db(ctx).isMember(ctx, id, user)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return errNotMember
-	}
-	return nil
-}

@@ -47,7 +47,8 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request, id token
 	}
 	ctx := r.Context()
 	// The membership check decides; the message's row and its edits are
-	// read alongside it and ignored unless the caller is a member.
+	// read alongside it and ignored unless the caller is a member who sees
+	// seq.
 	var (
 		m     messageRow
 		found bool
@@ -66,10 +67,14 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request, id token
 			return err
 		})
 	}()
-	mErr := s.requireMember(ctx, conv, id.UserID)
+	from, mErr := s.memberFrom(ctx, conv, id.UserID)
 	<-rDone
 	if mErr != nil {
 		s.fail(w, r, mErr)
+		return
+	}
+	if seq < from {
+		s.fail(w, r, errNoMessage) // before the caller's join, which it does not see
 		return
 	}
 	if rErr != nil {
