@@ -25,6 +25,11 @@ type views interface {
 	// removedAt says whether user is a former member of conv, and the
 	// version of the removal (0 for a log from before versions).
 	removedAt(ctx context.Context, conv, user string) (version int64, former bool, err error)
+	// joinVersion is the first version of conv that user may be sent: the
+	// version of the MembersAdded that last added it, when conv is a group
+	// whose history visibility is since_join and user (a current or
+	// former member) joined after the creation; else 0, every version.
+	joinVersion(ctx context.Context, conv, user string) (int64, error)
 	// conversations returns the conversations user is a current member of.
 	conversations(ctx context.Context, user string) ([]string, error)
 	// position is conversations.last_seq and last_version of conv, from
@@ -97,6 +102,34 @@ func (v *cassandraViews) removedAt(ctx context.Context, conv, user string) (int6
 		return 0, false, err
 	}
 	return m.RemovedVersion, true, nil
+}
+
+// joinVersion follows query's rule (query/visibility.go): the floor is the
+// member's joined seq, the seq of the MembersAdded whose messages row holds
+// the event, and so its version. The row is written with the members row,
+// from the same event; while it is missing the floor is unknown, which is
+// an error (the conversation fails alone, and resumes again).
+func (v *cassandraViews) joinVersion(ctx context.Context, conv, user string) (int64, error) {
+	m, found, err := v.tables.Member(ctx, conv, user)
+	if err != nil || !found || m.JoinedSeq <= 0 {
+		return 0, err
+	}
+	c, _, err := v.tables.Conversation(ctx, conv)
+	if err != nil || c.Kind != "group" || c.HistoryVisibility != "since_join" {
+		return 0, err
+	}
+	row, found, err := v.tables.MessageAt(ctx, conv, m.JoinedSeq)
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("no messages row at the joined seq %d of %s yet", m.JoinedSeq, schemas.Clip(user))
+	}
+	ev := &pb.Event{}
+	if err := proto.Unmarshal(row.Event, ev); err != nil {
+		return 0, fmt.Errorf("messages row %s/%d: %w", schemas.Clip(conv), m.JoinedSeq, err)
+	}
+	return ev.GetVersion(), nil
 }
 
 func (v *cassandraViews) conversations(ctx context.Context, user string) ([]string, error) {

@@ -217,6 +217,28 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 				Message: fmt.Sprintf("the views have not reached version %d of this conversation yet; resume again from lastVersion", last), LastVersion: last})
 			continue
 		}
+		_, gone := removedAt[conv]
+		// A member added later to a group whose history visibility is
+		// since_join sees nothing from before its join (query hides it):
+		// a cursor below the join — a device that never held such a
+		// version, or asks for every change — catches up from the join.
+		from, err := v.joinVersion(ctx, conv, s.user)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("resume could not read the views", "conversation", conv, "err", schemas.Clip(err.Error()))
+			if !gone {
+				s.mu.Lock()
+				after := max(last, s.pushed[conv].last) // live from here, as catchUp's failures
+				s.mu.Unlock()
+				s.failLive(conv, after)
+			}
+			resumed.Failed = append(resumed.Failed, &pb.ResumeFailure{ConversationId: conv, Code: pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
+				Message: "the views could not be read; resume again from lastVersion", LastVersion: last})
+			continue
+		}
+		last = max(last, from-1)
 		if at, gone := removedAt[conv]; gone {
 			last, reached, fail := s.catchUpRemoved(ctx, conv, last, at, &budget, deadline)
 			switch {

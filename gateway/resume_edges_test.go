@@ -250,3 +250,89 @@ func TestResumeEdgesRefetch(t *testing.T) {
 		t.Fatalf("live event %v, want %s version 21", ev, far)
 	}
 }
+
+// TestResumeEdgesHistoryVisibility: in a group whose history visibility
+// is since_join, erin and frank (added at version 4, frank removed at 6)
+// are sent nothing from before their join, whatever cursor they name;
+// alice, there from the creation, everything. Switched to all, erin gets
+// everything too. A joined seq whose messages row the views lack yet
+// leaves the floor unknown: that conversation fails alone.
+func TestResumeEdgesHistoryVisibility(t *testing.T) {
+	t.Parallel()
+	views, s := withViewRows(t)
+	e := start(t, views)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if err := s.Query(q, args...).Exec(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	conv, unknown := "g:0000000000000000000000000000000b", "g:0000000000000000000000000000000c"
+	// Versions 1..7, seq = version: messages, but 4 adds erin and frank and
+	// 6 removes frank.
+	viewConversation(t, s, conv, 7)
+	exec("UPDATE conversations SET history_visibility = 'since_join' WHERE conversation_id = ?", conv)
+	for v := int64(1); v <= 7; v++ {
+		ev := change(conv, v, "row")
+		switch v {
+		case 4:
+			ev.Body = &pb.Event_MembersAdded{MembersAdded: &pb.MembersAdded{UserIds: []string{"erin", "frank"}}}
+		case 6:
+			ev.Body = &pb.Event_MemberRemoved{MemberRemoved: &pb.MemberRemoved{UserId: "frank", Reason: pb.MemberRemovedReason_MEMBER_REMOVED_REASON_REMOVED}}
+		}
+		b, _ := proto.Marshal(ev)
+		exec("INSERT INTO changes (conversation_id, bucket, version, seq, type, event) VALUES (?, ?, ?, ?, ?, ?)",
+			conv, schemas.ChangesBucket(v), v, v, schemas.EventType(ev), b)
+		exec("INSERT INTO messages (conversation_id, bucket, seq, type, event) VALUES (?, ?, ?, ?, ?)",
+			conv, schemas.Bucket(v), v, schemas.EventType(ev), b)
+	}
+	exec("INSERT INTO members (conversation_id, user_id, joined_seq, removed) VALUES (?, 'erin', 4, false)", conv)
+	exec("INSERT INTO members (conversation_id, user_id, joined_seq, removed, removed_seq, removed_version) VALUES (?, 'frank', 4, true, 6, 6)", conv)
+	exec("INSERT INTO inbox (user_id, conversation_id, removed) VALUES ('erin', ?, false)", conv)
+	// erin joined unknown at seq 2, which the views have no row of.
+	viewConversation(t, s, unknown, 2, 1, 2)
+	exec("UPDATE conversations SET history_visibility = 'since_join' WHERE conversation_id = ?", unknown)
+	exec("INSERT INTO members (conversation_id, user_id, joined_seq, removed) VALUES (?, 'erin', 2, false)", unknown)
+
+	for _, tc := range []struct {
+		user    string
+		cursor  int64
+		want    []string
+		removed bool // reached in Resumed.removed, else cursors
+		end     int64
+	}{
+		{"erin", 0, []string{"b:4", "b:5", "b:6", "b:7"}, false, 7},
+		{"erin", 2, []string{"b:4", "b:5", "b:6", "b:7"}, false, 7},
+		{"erin", 5, []string{"b:6", "b:7"}, false, 7},
+		{"frank", 0, []string{"b:4", "b:5", "b:6"}, true, 6}, // to its removal
+		{"alice", 0, []string{"b:1", "b:2", "b:3", "b:4", "b:5", "b:6", "b:7"}, false, 7},
+	} {
+		c := e.dial(tc.user, "phone"+strconv.FormatInt(tc.cursor, 10))
+		resumed, got := resumeFrom(t, c, &pb.ConversationCursor{ConversationId: conv, Version: tc.cursor})
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s from %d: events %v, want %v", tc.user, tc.cursor, got, tc.want)
+		}
+		end := resumed.GetCursors()
+		if tc.removed {
+			end = resumed.GetRemoved()
+		}
+		if len(end) != 1 || end[0].GetConversationId() != conv || end[0].GetVersion() != tc.end || len(resumed.GetFailed()) != 0 {
+			t.Errorf("%s from %d: resumed %v, want %s at %d", tc.user, tc.cursor, resumed, conv, tc.end)
+		}
+	}
+
+	c := e.dial("erin", "tablet")
+	resumed, got := resumeFrom(t, c, &pb.ConversationCursor{ConversationId: unknown, Version: 0})
+	if f := resumed.GetFailed(); len(got) != 0 || len(f) != 1 || f[0].GetConversationId() != unknown ||
+		f[0].GetCode() != pb.ErrorCode_ERROR_CODE_UNAVAILABLE || f[0].GetLastVersion() != 0 {
+		t.Errorf("erin resuming a conversation whose join row is missing: events %v, resumed %v", got, resumed)
+	}
+
+	// The setting as the Resume reads it applies: with all, erin's cursor
+	// 0 gets everything.
+	exec("UPDATE conversations SET history_visibility = 'all' WHERE conversation_id = ?", conv)
+	c = e.dial("erin", "laptop")
+	if _, got := resumeFrom(t, c, &pb.ConversationCursor{ConversationId: conv, Version: 0}); len(got) != 7 {
+		t.Errorf("erin from 0 with all: events %v, want all 7", got)
+	}
+}
