@@ -337,11 +337,23 @@ const (
 // that the projector may simply lag, and the members view is read again
 // every resumePoll until deadline. at is the removal's version for a former
 // member.
+//
+// The members row of a user not listed is read again after the view's last
+// version: the projector writes last_version after every other row of a
+// change, so once it is read the rows of every change up to it are there,
+// and a user added at a version the last version reached is listed.
 func (s *session) membershipAt(ctx context.Context, conv string, cursor int64, deadline time.Time) (_ memberState, at int64, _ error) {
 	v := s.srv.views
 	for {
 		ok, err := v.isMember(ctx, conv, s.user)
 		if err != nil || ok {
+			return currentMember, 0, err
+		}
+		top, err := v.lastVersion(ctx, conv)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok, err := v.isMember(ctx, conv, s.user); err != nil || ok {
 			return currentMember, 0, err
 		}
 		at, former, err := v.removedAt(ctx, conv, s.user)
@@ -350,10 +362,6 @@ func (s *session) membershipAt(ctx context.Context, conv string, cursor int64, d
 		}
 		if former {
 			return formerMember, at, nil
-		}
-		top, err := v.lastVersion(ctx, conv)
-		if err != nil {
-			return 0, 0, err
 		}
 		if top >= cursor {
 			return notMember, 0, nil

@@ -40,9 +40,10 @@ func change(conv string, v int64, text string) *pb.Event {
 	return ev
 }
 
-// viewConversation writes what the projector would for conv: the
-// conversation at version last, alice and bob as members, and the changes
-// rows of versions (the others missing).
+// viewConversation writes what the projector would for conv: alice and
+// bob as members, the changes rows of versions (the others missing), and
+// then, as the projector writes last_version after every other row, the
+// conversation at version last.
 func viewConversation(t *testing.T, s *gocql.Session, conv string, last int64, versions ...int64) {
 	t.Helper()
 	exec := func(q string, args ...any) {
@@ -51,7 +52,6 @@ func viewConversation(t *testing.T, s *gocql.Session, conv string, last int64, v
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	exec("INSERT INTO conversations (conversation_id, kind, last_seq, last_version) VALUES (?, 'group', ?, ?)", conv, last, last)
 	for _, u := range []string{"alice", "bob"} {
 		exec("INSERT INTO members (conversation_id, user_id, removed) VALUES (?, ?, false)", conv, u)
 		exec("INSERT INTO inbox (user_id, conversation_id, removed) VALUES (?, ?, false)", u, conv)
@@ -61,6 +61,7 @@ func viewConversation(t *testing.T, s *gocql.Session, conv string, last int64, v
 		exec("INSERT INTO changes (conversation_id, bucket, version, seq, type, event) VALUES (?, ?, ?, ?, 'MessageSent', ?)",
 			conv, schemas.ChangesBucket(v), v, v, b)
 	}
+	exec("INSERT INTO conversations (conversation_id, kind, last_seq, last_version) VALUES (?, 'group', ?, ?)", conv, last, last)
 }
 
 // resumeFrom sends one Resume and returns its Resumed and the events of the
