@@ -123,7 +123,8 @@ func (s *session) startResume(requestID string, r *pb.Resume) {
 		return
 	}
 	go func() {
-		defer s.resuming.Store(false)
+		// resume clears the running flag as it answers. One it leaves
+		// without an answer ended with the session, which takes no other.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -140,12 +141,22 @@ func (s *session) startResume(requestID string, r *pb.Resume) {
 // resume answers one validated Resume; see README.md "Resume". Only what
 // concerns the whole request fails it (not a member, the views unreadable
 // before any catch-up); a conversation that cannot be caught up is reported
-// in Resumed.failed and the others resume.
+// in Resumed.failed and the others resume. The session may resume again
+// once it has the answer: the answer is queued only after the running
+// flag is cleared (a device's next Resume must not find it set).
 func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.ConversationCursor) {
 	v := s.srv.views
+	fail := func(code pb.ErrorCode, msg string) {
+		s.resuming.Store(false)
+		s.sendError(requestID, code, msg)
+	}
+	answer := func(resumed *pb.Resumed) {
+		s.resuming.Store(false)
+		s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
+	}
 	unavailable := func(err error) {
 		s.log.Warn("resume failed", "err", err)
-		s.sendError(requestID, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "resume could not read the views; resume again")
+		fail(pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "resume could not read the views; resume again")
 	}
 	resumed := &pb.Resumed{RequestId: requestID}
 	if len(cursors) == 0 {
@@ -164,7 +175,7 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: c, LastSeq: last, Version: version})
 		}
 		s.releaseAll(nil)
-		s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
+		answer(resumed)
 		return
 	}
 	// One wait for the views per Resume, shared by its conversations: many
@@ -187,7 +198,7 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			unavailable(err)
 			return
 		case st == notMember:
-			s.sendError(requestID, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of "+conv)
+			fail(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of "+conv)
 			return
 		case st == formerMember:
 			removedAt[conv] = at
@@ -317,7 +328,7 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		resumed.Added = append(resumed.Added, &pb.ConversationCursor{ConversationId: conv, LastSeq: last, Version: version})
 	}
 	s.releaseAll(keep)
-	s.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Resumed{Resumed: resumed}}))
+	answer(resumed)
 }
 
 // memberState is what the views say of a user in a conversation named by
