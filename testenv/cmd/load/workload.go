@@ -44,9 +44,10 @@ type stats struct {
 	disconnect atomic.Int64
 	// The rich mix: the newest messages of each conversation (actions
 	// name them), and what was sent and refused per command kind.
-	recent   map[string][]recentMsg
-	actions  map[string]int64
-	rejected atomic.Int64
+	recent       map[string][]recentMsg
+	actions      map[string]int64
+	rejected     atomic.Int64
+	refusedSends map[string]bool // client_msg_id of sends the decider refused
 }
 
 // recentMsg is a message an action may name.
@@ -121,8 +122,15 @@ func (c *client) read() {
 			c.pending.Delete(body.Error.GetRequestId())
 			c.st.refused.Add(1)
 		case *pb.ServerFrame_Event:
-			if body.Event.GetCommandRejected() != nil {
+			if r := body.Event.GetCommandRejected(); r != nil {
 				c.st.rejected.Add(1)
+				if r.GetCommandType() == schemas.TypeSendMessage && r.GetClientMsgId() != "" {
+					// A refused send (a reply to a message recalled
+					// meanwhile) is delivered to nobody: not a loss.
+					c.st.mu.Lock()
+					c.st.refusedSends[r.GetClientMsgId()] = true
+					c.st.mu.Unlock()
+				}
 				continue
 			}
 			ms := body.Event.GetMessageSent()
@@ -228,7 +236,8 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 	if err != nil {
 		return nil, err
 	}
-	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}, recent: map[string][]recentMsg{}, actions: map[string]int64{}}
+	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}, recent: map[string][]recentMsg{}, actions: map[string]int64{},
+		refusedSends: map[string]bool{}}
 	if c.Mix != "plain" && c.Mix != "rich" {
 		return nil, fmt.Errorf("load: -mix must be plain or rich, not %q", c.Mix)
 	}
@@ -353,6 +362,9 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 	defer st.mu.Unlock()
 	var expected, delivered, dup int64
 	for id, s := range st.sent {
+		if st.refusedSends[id] {
+			continue
+		}
 		expected += int64(members[s.conv] - 1)
 		for _, k := range st.received[id] {
 			delivered++
@@ -365,6 +377,7 @@ func workload(ctx context.Context, c config, srv *server, logf func(string, ...a
 		"mix":                      c.Mix,
 		"commands_by_kind":         st.actions,
 		"commands_rejected":        st.rejected.Load(),
+		"sends_refused":            len(st.refusedSends),
 		"messages_sent":            n,
 		"messages_acked":           st.acked.Load(),
 		"messages_refused":         st.refused.Load(),
@@ -573,7 +586,8 @@ func idle(ctx context.Context, c config, srv *server, logf func(string, ...any))
 	if err != nil {
 		return nil, err
 	}
-	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}, recent: map[string][]recentMsg{}, actions: map[string]int64{}}
+	st := &stats{sent: map[string]sentMsg{}, received: map[string]map[string]int{}, recent: map[string][]recentMsg{}, actions: map[string]int64{},
+		refusedSends: map[string]bool{}}
 	if c.Mix != "plain" && c.Mix != "rich" {
 		return nil, fmt.Errorf("load: -mix must be plain or rich, not %q", c.Mix)
 	}
