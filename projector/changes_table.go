@@ -89,7 +89,7 @@ func (v changesView) redactions(ctx context.Context, s *gocql.Session, recall *e
 		out = append(out, upsert(v.redact, changesPart(conv, ver), fmt.Sprint(ver), ts, raw, conv, schemas.ChangesBucket(ver), ver))
 		return nil
 	}
-	sent, err := v.messages.sentEvent(ctx, s, conv, seq)
+	sent, err := v.messages.recalledSend(ctx, s, recall)
 	if err != nil {
 		return nil, err
 	}

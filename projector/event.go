@@ -28,6 +28,10 @@ type event struct {
 	*pb.Event
 	typ string
 	raw []byte // the record value, stored as is in messages.event
+	// recalled: for a MessageRecalled, the stored MessageSent it names, read
+	// once for every view that needs it (messagesView.recalledSend).
+	recalled     *pb.Event
+	recalledRead bool
 }
 
 // decode parses and checks one record. Every error it returns is ErrPoison.

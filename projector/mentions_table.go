@@ -18,7 +18,7 @@ import (
 // mention_user_ids, or its mentions_all row when mention_all, at
 // versionTS(version); the message's MessageRecalled deletes them at its
 // own. A recall reads which users the message mentioned from the
-// MessageSent the messages row keeps (messagesView.sentEvent; the recall
+// MessageSent the messages row keeps (messagesView.recalledSend; the recall
 // keeps the mention fields when it takes the content out, so a replayed
 // recall finds them again), which is why a recall starts its batch
 // (writer.go). Without the stored send (only a lost row, or a recall
@@ -78,7 +78,7 @@ func (v mentionsView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]
 		return out, nil
 	case *pb.Event_MessageRecalled:
 		seq := b.MessageRecalled.GetMessageSeq()
-		sent, err := v.messages.sentEvent(ctx, s, conv, seq)
+		sent, err := v.messages.recalledSend(ctx, s, ev)
 		if err != nil {
 			return nil, err
 		}

@@ -83,7 +83,7 @@ func (v messagesView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]
 			conv, schemas.Bucket(seq), seq)}, nil
 	case *pb.Event_MessageRecalled:
 		seq := b.MessageRecalled.GetMessageSeq()
-		sent, err := v.sentEvent(ctx, s, conv, seq)
+		sent, err := v.recalledSend(ctx, s, ev)
 		if err != nil {
 			return nil, err
 		}
@@ -113,6 +113,20 @@ func (v messagesView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]
 	}
 	return []stmt{{v.insertNotice, []any{conv, schemas.Bucket(seq), seq, ev.typ,
 		ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(), ev.occurredAt(), ev.raw, ts}, part, "", ts}}, nil
+}
+
+// recalledSend is the stored MessageSent a MessageRecalled names, read once
+// per event: the messages, changes and mentions views all plan from it
+// before any of their writes.
+func (v messagesView) recalledSend(ctx context.Context, s *gocql.Session, recall *event) (*pb.Event, error) {
+	if !recall.recalledRead {
+		sent, err := v.sentEvent(ctx, s, recall.GetConversationId(), recall.GetMessageRecalled().GetMessageSeq())
+		if err != nil {
+			return nil, err
+		}
+		recall.recalled, recall.recalledRead = sent, true
+	}
+	return recall.recalled, nil
 }
 
 // sentEvent reads the MessageSent stored for seq (nil when its row is not
