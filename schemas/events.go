@@ -34,29 +34,45 @@ const (
 	TypeMemberUnmuted        = "MemberUnmuted"
 	TypeMessagePinned        = "MessagePinned"
 	TypeMessageUnpinned      = "MessageUnpinned"
+	// User stream events (Event.conversation_id = UserStreamID(actor)).
+	TypeConversationPrefsChanged = "ConversationPrefsChanged"
+	TypeMessagesHidden           = "MessagesHidden"
+	TypeUserBlocked              = "UserBlocked"
+	TypeUserUnblocked            = "UserUnblocked"
+	// Decision records of two-stream decisions (version 0, not projected).
+	TypeDirectBlockChanged = "DirectBlockChanged"
+	TypeMessageForwarded   = "MessageForwarded"
 )
 
 // Command type names: the message name of the Command body, written to the
 // HeaderType record header of parley.commands.
 const (
-	TypeCreateConversation  = "CreateConversation"
-	TypeAddMembers          = "AddMembers"
-	TypeRemoveMember        = "RemoveMember"
-	TypeLeaveConversation   = "LeaveConversation"
-	TypeSendMessage         = "SendMessage"
-	TypeMarkDelivered       = "MarkDelivered"
-	TypeMarkRead            = "MarkRead"
-	TypeEditMessage         = "EditMessage"
-	TypeRecallMessage       = "RecallMessage"
-	TypeAddReaction         = "AddReaction"
-	TypeRemoveReaction      = "RemoveReaction"
-	TypeSetMemberRole       = "SetMemberRole"
-	TypeTransferOwnership   = "TransferOwnership"
-	TypeUpdateGroupSettings = "UpdateGroupSettings"
-	TypeMuteMember          = "MuteMember"
-	TypeUnmuteMember        = "UnmuteMember"
-	TypePinMessage          = "PinMessage"
-	TypeUnpinMessage        = "UnpinMessage"
+	TypeCreateConversation      = "CreateConversation"
+	TypeAddMembers              = "AddMembers"
+	TypeRemoveMember            = "RemoveMember"
+	TypeLeaveConversation       = "LeaveConversation"
+	TypeSendMessage             = "SendMessage"
+	TypeMarkDelivered           = "MarkDelivered"
+	TypeMarkRead                = "MarkRead"
+	TypeEditMessage             = "EditMessage"
+	TypeRecallMessage           = "RecallMessage"
+	TypeAddReaction             = "AddReaction"
+	TypeRemoveReaction          = "RemoveReaction"
+	TypeSetMemberRole           = "SetMemberRole"
+	TypeTransferOwnership       = "TransferOwnership"
+	TypeUpdateGroupSettings     = "UpdateGroupSettings"
+	TypeMuteMember              = "MuteMember"
+	TypeUnmuteMember            = "UnmuteMember"
+	TypePinMessage              = "PinMessage"
+	TypeUnpinMessage            = "UnpinMessage"
+	TypeUpdateConversationPrefs = "UpdateConversationPrefs"
+	TypeHideMessages            = "HideMessages"
+	TypeBlockUser               = "BlockUser"
+	TypeUnblockUser             = "UnblockUser"
+	TypeForwardMessage          = "ForwardMessage"
+	// Written by ingest only (the second step of a two-stream decision).
+	TypeDirectBlock      = "DirectBlock"
+	TypeForwardedMessage = "ForwardedMessage"
 )
 
 // EventType returns the message name of e's body, e.g. "MessageSent" (one of
@@ -114,6 +130,27 @@ func DirectConversationID(userA, userB string) string {
 	}
 	sum := sha256.Sum256([]byte(userA + "\x00" + userB))
 	return "d:" + hex.EncodeToString(sum[:16])
+}
+
+// UserStreamID is the stream of one user's own settings (conversation
+// prefs, hidden messages, blocks): "u:" + 32 lowercase hex digits of a hash
+// of the user id. Its commands and events are keyed by it like a
+// conversation's, so they are ordered and versioned per user, and every
+// device of the user follows it (Welcome.user_stream_id).
+func UserStreamID(user string) string {
+	sum := sha256.Sum256([]byte("user\x00" + user))
+	return "u:" + hex.EncodeToString(sum[:16])
+}
+
+// IsUserStreamID reports whether id has the shape of a user stream id. It
+// does not say whose.
+func IsUserStreamID(id string) bool {
+	h, ok := strings.CutPrefix(id, "u:")
+	if !ok || len(h) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
 }
 
 // IsDirectConversationID reports whether id has the shape of a direct

@@ -60,6 +60,16 @@ func CheckConversationID(field, id string) error {
 	return nil
 }
 
+// CheckStreamID is CheckConversationID that also accepts a user stream id
+// ("u:" + 32 lowercase hex digits, UserStreamID): where a device names a
+// stream to resume.
+func CheckStreamID(field, id string) error {
+	if IsUserStreamID(id) {
+		return nil
+	}
+	return CheckConversationID(field, id)
+}
+
 // IsGroupConversationID reports whether id has the form of a group id.
 func IsGroupConversationID(id string) bool {
 	return strings.HasPrefix(id, "g:") && CheckConversationID("", id) == nil

@@ -76,3 +76,21 @@ func TestClip(t *testing.T) {
 		t.Errorf("Clip short: %s", Clip("ab"))
 	}
 }
+
+func TestUserStreamID(t *testing.T) {
+	a, b := UserStreamID("alice"), UserStreamID("bob")
+	if a == b || !IsUserStreamID(a) || IsUserStreamID(DirectConversationID("alice", "bob")) {
+		t.Fatalf("UserStreamID: %q %q", a, b)
+	}
+	if err := CheckStreamID("c", a); err != nil {
+		t.Fatalf("CheckStreamID(user stream): %v", err)
+	}
+	if CheckConversationID("c", a) == nil {
+		t.Fatal("CheckConversationID accepts a user stream id; it names no conversation")
+	}
+	for _, bad := range []string{"u:", "u:" + strings.Repeat("A", 32), "u:" + strings.Repeat("0", 31)} {
+		if CheckStreamID("c", bad) == nil {
+			t.Errorf("CheckStreamID(%q) = nil", bad)
+		}
+	}
+}

@@ -129,6 +129,11 @@ type ClientFrame struct {
 	//	*ClientFrame_UnmuteMember
 	//	*ClientFrame_PinMessage
 	//	*ClientFrame_UnpinMessage
+	//	*ClientFrame_UpdateConversationPrefs
+	//	*ClientFrame_HideMessages
+	//	*ClientFrame_BlockUser
+	//	*ClientFrame_UnblockUser
+	//	*ClientFrame_ForwardMessage
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -384,6 +389,51 @@ func (x *ClientFrame) GetUnpinMessage() *UnpinMessage {
 	return nil
 }
 
+func (x *ClientFrame) GetUpdateConversationPrefs() *UpdateConversationPrefs {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_UpdateConversationPrefs); ok {
+			return x.UpdateConversationPrefs
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetHideMessages() *HideMessages {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_HideMessages); ok {
+			return x.HideMessages
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetBlockUser() *BlockUser {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_BlockUser); ok {
+			return x.BlockUser
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetUnblockUser() *UnblockUser {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_UnblockUser); ok {
+			return x.UnblockUser
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetForwardMessage() *ForwardMessage {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_ForwardMessage); ok {
+			return x.ForwardMessage
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -491,6 +541,30 @@ type ClientFrame_UnpinMessage struct {
 	UnpinMessage *UnpinMessage `protobuf:"bytes,32,opt,name=unpin_message,json=unpinMessage,proto3,oneof"`
 }
 
+type ClientFrame_UpdateConversationPrefs struct {
+	// Per-user settings: ClientFrame.conversation_id names the conversation
+	// (empty for block/unblock); the gateway appends them to the user's
+	// stream (Welcome.user_stream_id).
+	UpdateConversationPrefs *UpdateConversationPrefs `protobuf:"bytes,33,opt,name=update_conversation_prefs,json=updateConversationPrefs,proto3,oneof"`
+}
+
+type ClientFrame_HideMessages struct {
+	HideMessages *HideMessages `protobuf:"bytes,34,opt,name=hide_messages,json=hideMessages,proto3,oneof"`
+}
+
+type ClientFrame_BlockUser struct {
+	BlockUser *BlockUser `protobuf:"bytes,35,opt,name=block_user,json=blockUser,proto3,oneof"`
+}
+
+type ClientFrame_UnblockUser struct {
+	UnblockUser *UnblockUser `protobuf:"bytes,36,opt,name=unblock_user,json=unblockUser,proto3,oneof"`
+}
+
+type ClientFrame_ForwardMessage struct {
+	// ClientFrame.conversation_id is the source conversation.
+	ForwardMessage *ForwardMessage `protobuf:"bytes,37,opt,name=forward_message,json=forwardMessage,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -539,6 +613,16 @@ func (*ClientFrame_UnmuteMember) isClientFrame_Body() {}
 func (*ClientFrame_PinMessage) isClientFrame_Body() {}
 
 func (*ClientFrame_UnpinMessage) isClientFrame_Body() {}
+
+func (*ClientFrame_UpdateConversationPrefs) isClientFrame_Body() {}
+
+func (*ClientFrame_HideMessages) isClientFrame_Body() {}
+
+func (*ClientFrame_BlockUser) isClientFrame_Body() {}
+
+func (*ClientFrame_UnblockUser) isClientFrame_Body() {}
+
+func (*ClientFrame_ForwardMessage) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -780,8 +864,13 @@ type Welcome struct {
 	MaxFrameBytes int64 `protobuf:"varint,5,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"`
 	// Largest SendMessage text accepted, in bytes (ERROR_CODE_MESSAGE_TOO_LARGE).
 	MaxMessageBytes int64 `protobuf:"varint,6,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The user's own stream (schemas.UserStreamID): per-user settings
+	// (conversation prefs, hidden messages, blocks) are events of it, with
+	// versions like a conversation's. A device resumes it with a
+	// ConversationCursor like any conversation (gateway/README.md, "Resume").
+	UserStreamId  string `protobuf:"bytes,7,opt,name=user_stream_id,json=userStreamId,proto3" json:"user_stream_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -854,6 +943,13 @@ func (x *Welcome) GetMaxMessageBytes() int64 {
 		return x.MaxMessageBytes
 	}
 	return 0
+}
+
+func (x *Welcome) GetUserStreamId() string {
+	if x != nil {
+		return x.UserStreamId
+	}
+	return ""
 }
 
 // Accepted acknowledges a command frame.
@@ -1769,7 +1865,7 @@ var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x8d\f\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xe9\x0e\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -1799,7 +1895,13 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\runmute_member\x18\x1d \x01(\v2\x17.parley.v1.UnmuteMemberH\x00R\funmuteMember\x128\n" +
 	"\vpin_message\x18\x1f \x01(\v2\x15.parley.v1.PinMessageH\x00R\n" +
 	"pinMessage\x12>\n" +
-	"\runpin_message\x18  \x01(\v2\x17.parley.v1.UnpinMessageH\x00R\funpinMessage\x12%\n" +
+	"\runpin_message\x18  \x01(\v2\x17.parley.v1.UnpinMessageH\x00R\funpinMessage\x12`\n" +
+	"\x19update_conversation_prefs\x18! \x01(\v2\".parley.v1.UpdateConversationPrefsH\x00R\x17updateConversationPrefs\x12>\n" +
+	"\rhide_messages\x18\" \x01(\v2\x17.parley.v1.HideMessagesH\x00R\fhideMessages\x125\n" +
+	"\n" +
+	"block_user\x18# \x01(\v2\x14.parley.v1.BlockUserH\x00R\tblockUser\x12;\n" +
+	"\funblock_user\x18$ \x01(\v2\x16.parley.v1.UnblockUserH\x00R\vunblockUser\x12D\n" +
+	"\x0fforward_message\x18% \x01(\v2\x19.parley.v1.ForwardMessageH\x00R\x0eforwardMessage\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
 	"\x04Ping\"\x86\x03\n" +
@@ -1812,7 +1914,7 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\aresumed\x18\x06 \x01(\v2\x12.parley.v1.ResumedH\x00R\aresumed\x12+\n" +
 	"\x06signal\x18\a \x01(\v2\x11.parley.v1.SignalH\x00R\x06signal\x124\n" +
 	"\tpresences\x18\b \x01(\v2\x14.parley.v1.PresencesH\x00R\tpresencesB\x06\n" +
-	"\x04body\"\xef\x01\n" +
+	"\x04body\"\x95\x02\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -1821,7 +1923,8 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\vserver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12&\n" +
 	"\x0fmax_frame_bytes\x18\x05 \x01(\x03R\rmaxFrameBytes\x12*\n" +
-	"\x11max_message_bytes\x18\x06 \x01(\x03R\x0fmaxMessageBytes\"q\n" +
+	"\x11max_message_bytes\x18\x06 \x01(\x03R\x0fmaxMessageBytes\x12$\n" +
+	"\x0euser_stream_id\x18\a \x01(\tR\fuserStreamId\"q\n" +
 	"\bAccepted\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -1908,46 +2011,51 @@ func file_parley_v1_client_proto_rawDescGZIP() []byte {
 var file_parley_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_parley_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_parley_v1_client_proto_goTypes = []any{
-	(PresenceState)(0),            // 0: parley.v1.PresenceState
-	(*ClientFrame)(nil),           // 1: parley.v1.ClientFrame
-	(*Ping)(nil),                  // 2: parley.v1.Ping
-	(*ServerFrame)(nil),           // 3: parley.v1.ServerFrame
-	(*Welcome)(nil),               // 4: parley.v1.Welcome
-	(*Accepted)(nil),              // 5: parley.v1.Accepted
-	(*Error)(nil),                 // 6: parley.v1.Error
-	(*Pong)(nil),                  // 7: parley.v1.Pong
-	(*ConversationCursor)(nil),    // 8: parley.v1.ConversationCursor
-	(*Resume)(nil),                // 9: parley.v1.Resume
-	(*Resumed)(nil),               // 10: parley.v1.Resumed
-	(*ResumeFailure)(nil),         // 11: parley.v1.ResumeFailure
-	(*Typing)(nil),                // 12: parley.v1.Typing
-	(*SetPresence)(nil),           // 13: parley.v1.SetPresence
-	(*WatchPresence)(nil),         // 14: parley.v1.WatchPresence
-	(*UserPresence)(nil),          // 15: parley.v1.UserPresence
-	(*Presences)(nil),             // 16: parley.v1.Presences
-	(*TypingSignal)(nil),          // 17: parley.v1.TypingSignal
-	(*Signal)(nil),                // 18: parley.v1.Signal
-	(*CreateConversation)(nil),    // 19: parley.v1.CreateConversation
-	(*AddMembers)(nil),            // 20: parley.v1.AddMembers
-	(*RemoveMember)(nil),          // 21: parley.v1.RemoveMember
-	(*LeaveConversation)(nil),     // 22: parley.v1.LeaveConversation
-	(*SendMessage)(nil),           // 23: parley.v1.SendMessage
-	(*MarkDelivered)(nil),         // 24: parley.v1.MarkDelivered
-	(*MarkRead)(nil),              // 25: parley.v1.MarkRead
-	(*EditMessage)(nil),           // 26: parley.v1.EditMessage
-	(*RecallMessage)(nil),         // 27: parley.v1.RecallMessage
-	(*AddReaction)(nil),           // 28: parley.v1.AddReaction
-	(*RemoveReaction)(nil),        // 29: parley.v1.RemoveReaction
-	(*SetMemberRole)(nil),         // 30: parley.v1.SetMemberRole
-	(*TransferOwnership)(nil),     // 31: parley.v1.TransferOwnership
-	(*UpdateGroupSettings)(nil),   // 32: parley.v1.UpdateGroupSettings
-	(*MuteMember)(nil),            // 33: parley.v1.MuteMember
-	(*UnmuteMember)(nil),          // 34: parley.v1.UnmuteMember
-	(*PinMessage)(nil),            // 35: parley.v1.PinMessage
-	(*UnpinMessage)(nil),          // 36: parley.v1.UnpinMessage
-	(*Event)(nil),                 // 37: parley.v1.Event
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
-	(ErrorCode)(0),                // 39: parley.v1.ErrorCode
+	(PresenceState)(0),              // 0: parley.v1.PresenceState
+	(*ClientFrame)(nil),             // 1: parley.v1.ClientFrame
+	(*Ping)(nil),                    // 2: parley.v1.Ping
+	(*ServerFrame)(nil),             // 3: parley.v1.ServerFrame
+	(*Welcome)(nil),                 // 4: parley.v1.Welcome
+	(*Accepted)(nil),                // 5: parley.v1.Accepted
+	(*Error)(nil),                   // 6: parley.v1.Error
+	(*Pong)(nil),                    // 7: parley.v1.Pong
+	(*ConversationCursor)(nil),      // 8: parley.v1.ConversationCursor
+	(*Resume)(nil),                  // 9: parley.v1.Resume
+	(*Resumed)(nil),                 // 10: parley.v1.Resumed
+	(*ResumeFailure)(nil),           // 11: parley.v1.ResumeFailure
+	(*Typing)(nil),                  // 12: parley.v1.Typing
+	(*SetPresence)(nil),             // 13: parley.v1.SetPresence
+	(*WatchPresence)(nil),           // 14: parley.v1.WatchPresence
+	(*UserPresence)(nil),            // 15: parley.v1.UserPresence
+	(*Presences)(nil),               // 16: parley.v1.Presences
+	(*TypingSignal)(nil),            // 17: parley.v1.TypingSignal
+	(*Signal)(nil),                  // 18: parley.v1.Signal
+	(*CreateConversation)(nil),      // 19: parley.v1.CreateConversation
+	(*AddMembers)(nil),              // 20: parley.v1.AddMembers
+	(*RemoveMember)(nil),            // 21: parley.v1.RemoveMember
+	(*LeaveConversation)(nil),       // 22: parley.v1.LeaveConversation
+	(*SendMessage)(nil),             // 23: parley.v1.SendMessage
+	(*MarkDelivered)(nil),           // 24: parley.v1.MarkDelivered
+	(*MarkRead)(nil),                // 25: parley.v1.MarkRead
+	(*EditMessage)(nil),             // 26: parley.v1.EditMessage
+	(*RecallMessage)(nil),           // 27: parley.v1.RecallMessage
+	(*AddReaction)(nil),             // 28: parley.v1.AddReaction
+	(*RemoveReaction)(nil),          // 29: parley.v1.RemoveReaction
+	(*SetMemberRole)(nil),           // 30: parley.v1.SetMemberRole
+	(*TransferOwnership)(nil),       // 31: parley.v1.TransferOwnership
+	(*UpdateGroupSettings)(nil),     // 32: parley.v1.UpdateGroupSettings
+	(*MuteMember)(nil),              // 33: parley.v1.MuteMember
+	(*UnmuteMember)(nil),            // 34: parley.v1.UnmuteMember
+	(*PinMessage)(nil),              // 35: parley.v1.PinMessage
+	(*UnpinMessage)(nil),            // 36: parley.v1.UnpinMessage
+	(*UpdateConversationPrefs)(nil), // 37: parley.v1.UpdateConversationPrefs
+	(*HideMessages)(nil),            // 38: parley.v1.HideMessages
+	(*BlockUser)(nil),               // 39: parley.v1.BlockUser
+	(*UnblockUser)(nil),             // 40: parley.v1.UnblockUser
+	(*ForwardMessage)(nil),          // 41: parley.v1.ForwardMessage
+	(*Event)(nil),                   // 42: parley.v1.Event
+	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
+	(ErrorCode)(0),                  // 44: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
 	19, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
@@ -1972,37 +2080,42 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	34, // 19: parley.v1.ClientFrame.unmute_member:type_name -> parley.v1.UnmuteMember
 	35, // 20: parley.v1.ClientFrame.pin_message:type_name -> parley.v1.PinMessage
 	36, // 21: parley.v1.ClientFrame.unpin_message:type_name -> parley.v1.UnpinMessage
-	2,  // 22: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	4,  // 23: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	5,  // 24: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	37, // 25: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	6,  // 26: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	7,  // 27: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	10, // 28: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	18, // 29: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
-	16, // 30: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
-	38, // 31: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	39, // 32: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	38, // 33: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	8,  // 34: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
-	8,  // 35: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	11, // 36: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
-	8,  // 37: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
-	8,  // 38: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
-	8,  // 39: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
-	39, // 40: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 41: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 42: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	38, // 43: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 44: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	38, // 45: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 46: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 47: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	37, // 22: parley.v1.ClientFrame.update_conversation_prefs:type_name -> parley.v1.UpdateConversationPrefs
+	38, // 23: parley.v1.ClientFrame.hide_messages:type_name -> parley.v1.HideMessages
+	39, // 24: parley.v1.ClientFrame.block_user:type_name -> parley.v1.BlockUser
+	40, // 25: parley.v1.ClientFrame.unblock_user:type_name -> parley.v1.UnblockUser
+	41, // 26: parley.v1.ClientFrame.forward_message:type_name -> parley.v1.ForwardMessage
+	2,  // 27: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	4,  // 28: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	5,  // 29: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	42, // 30: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	6,  // 31: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	7,  // 32: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	10, // 33: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	18, // 34: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	16, // 35: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	43, // 36: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	44, // 37: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	43, // 38: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 39: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	8,  // 40: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	11, // 41: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
+	8,  // 42: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
+	8,  // 43: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
+	8,  // 44: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
+	44, // 45: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 46: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 47: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	43, // 48: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 49: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	43, // 50: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 51: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 52: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -2036,6 +2149,11 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_UnmuteMember)(nil),
 		(*ClientFrame_PinMessage)(nil),
 		(*ClientFrame_UnpinMessage)(nil),
+		(*ClientFrame_UpdateConversationPrefs)(nil),
+		(*ClientFrame_HideMessages)(nil),
+		(*ClientFrame_BlockUser)(nil),
+		(*ClientFrame_UnblockUser)(nil),
+		(*ClientFrame_ForwardMessage)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{

@@ -67,6 +67,13 @@ type Command struct {
 	//	*Command_UnmuteMember
 	//	*Command_PinMessage
 	//	*Command_UnpinMessage
+	//	*Command_UpdateConversationPrefs
+	//	*Command_HideMessages
+	//	*Command_BlockUser
+	//	*Command_UnblockUser
+	//	*Command_ForwardMessage
+	//	*Command_DirectBlock
+	//	*Command_ForwardedMessage
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -306,6 +313,69 @@ func (x *Command) GetUnpinMessage() *UnpinMessage {
 	return nil
 }
 
+func (x *Command) GetUpdateConversationPrefs() *UpdateConversationPrefs {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UpdateConversationPrefs); ok {
+			return x.UpdateConversationPrefs
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetHideMessages() *HideMessages {
+	if x != nil {
+		if x, ok := x.Body.(*Command_HideMessages); ok {
+			return x.HideMessages
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetBlockUser() *BlockUser {
+	if x != nil {
+		if x, ok := x.Body.(*Command_BlockUser); ok {
+			return x.BlockUser
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUnblockUser() *UnblockUser {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UnblockUser); ok {
+			return x.UnblockUser
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetForwardMessage() *ForwardMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ForwardMessage); ok {
+			return x.ForwardMessage
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDirectBlock() *DirectBlock {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DirectBlock); ok {
+			return x.DirectBlock
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetForwardedMessage() *ForwardedMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ForwardedMessage); ok {
+			return x.ForwardedMessage
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -385,6 +455,42 @@ type Command_UnpinMessage struct {
 	UnpinMessage *UnpinMessage `protobuf:"bytes,32,opt,name=unpin_message,json=unpinMessage,proto3,oneof"`
 }
 
+type Command_UpdateConversationPrefs struct {
+	// Per-user commands: keyed by the sender's user stream
+	// (schemas.UserStreamID), never by the conversation they name.
+	UpdateConversationPrefs *UpdateConversationPrefs `protobuf:"bytes,33,opt,name=update_conversation_prefs,json=updateConversationPrefs,proto3,oneof"`
+}
+
+type Command_HideMessages struct {
+	HideMessages *HideMessages `protobuf:"bytes,34,opt,name=hide_messages,json=hideMessages,proto3,oneof"`
+}
+
+type Command_BlockUser struct {
+	BlockUser *BlockUser `protobuf:"bytes,35,opt,name=block_user,json=blockUser,proto3,oneof"`
+}
+
+type Command_UnblockUser struct {
+	UnblockUser *UnblockUser `protobuf:"bytes,36,opt,name=unblock_user,json=unblockUser,proto3,oneof"`
+}
+
+type Command_ForwardMessage struct {
+	// Keyed by the source conversation.
+	ForwardMessage *ForwardMessage `protobuf:"bytes,37,opt,name=forward_message,json=forwardMessage,proto3,oneof"`
+}
+
+type Command_DirectBlock struct {
+	// 60 and up are written by ingest only, as the second step of a
+	// decision that spans two streams; a gateway never appends them and a
+	// ClientFrame has no such body. They carry the command_id, user_id and
+	// device_id of the command they continue, so its outcome reaches the
+	// device that asked.
+	DirectBlock *DirectBlock `protobuf:"bytes,60,opt,name=direct_block,json=directBlock,proto3,oneof"`
+}
+
+type Command_ForwardedMessage struct {
+	ForwardedMessage *ForwardedMessage `protobuf:"bytes,61,opt,name=forwarded_message,json=forwardedMessage,proto3,oneof"`
+}
+
 func (*Command_CreateConversation) isCommand_Body() {}
 
 func (*Command_AddMembers) isCommand_Body() {}
@@ -420,6 +526,20 @@ func (*Command_UnmuteMember) isCommand_Body() {}
 func (*Command_PinMessage) isCommand_Body() {}
 
 func (*Command_UnpinMessage) isCommand_Body() {}
+
+func (*Command_UpdateConversationPrefs) isCommand_Body() {}
+
+func (*Command_HideMessages) isCommand_Body() {}
+
+func (*Command_BlockUser) isCommand_Body() {}
+
+func (*Command_UnblockUser) isCommand_Body() {}
+
+func (*Command_ForwardMessage) isCommand_Body() {}
+
+func (*Command_DirectBlock) isCommand_Body() {}
+
+func (*Command_ForwardedMessage) isCommand_Body() {}
 
 // CreateConversation creates Command.conversation_id with the sender as its
 // first member.
@@ -1405,12 +1525,499 @@ func (x *UnpinMessage) GetSeq() int64 {
 	return 0
 }
 
+// UpdateConversationPrefs changes the sender's own settings for one
+// conversation: only the fields that are set change. The device names the
+// conversation in ClientFrame.conversation_id; the gateway copies it into
+// conversation_id and appends the command to the sender's user stream, so
+// every device of the user gets the change (and a device away gets it on
+// resume). They are the user's own data: ingest does not check membership
+// (the user stream does not know it), and prefs of a conversation the user
+// is not in show nowhere.
+type UpdateConversationPrefs struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// Mute notifications: until a time, or forever; a Mute with neither
+	// unmutes. A conversation muted until a time that has passed is unmuted.
+	Mute *Mute `protobuf:"bytes,2,opt,name=mute,proto3,oneof" json:"mute,omitempty"`
+	// Pin the conversation to the top of the inbox (true) or unpin it.
+	Pinned *bool `protobuf:"varint,3,opt,name=pinned,proto3,oneof" json:"pinned,omitempty"`
+	// Archive: > 0 archives the conversation as of that seq (the last one
+	// the device shows); it stays archived while no message beyond it
+	// arrives, or while the conversation is muted. 0 un-archives.
+	ArchivedUpToSeq *int64 `protobuf:"varint,4,opt,name=archived_up_to_seq,json=archivedUpToSeq,proto3,oneof" json:"archived_up_to_seq,omitempty"`
+	// Mark unread: > 0 marks the conversation unread while the user's read
+	// mark is at or below this seq (the device's read mark when marking);
+	// reading past it, or 0, clears the mark.
+	UnreadMarkedAtSeq *int64 `protobuf:"varint,5,opt,name=unread_marked_at_seq,json=unreadMarkedAtSeq,proto3,oneof" json:"unread_marked_at_seq,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *UpdateConversationPrefs) Reset() {
+	*x = UpdateConversationPrefs{}
+	mi := &file_parley_v1_commands_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConversationPrefs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConversationPrefs) ProtoMessage() {}
+
+func (x *UpdateConversationPrefs) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConversationPrefs.ProtoReflect.Descriptor instead.
+func (*UpdateConversationPrefs) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UpdateConversationPrefs) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *UpdateConversationPrefs) GetMute() *Mute {
+	if x != nil {
+		return x.Mute
+	}
+	return nil
+}
+
+func (x *UpdateConversationPrefs) GetPinned() bool {
+	if x != nil && x.Pinned != nil {
+		return *x.Pinned
+	}
+	return false
+}
+
+func (x *UpdateConversationPrefs) GetArchivedUpToSeq() int64 {
+	if x != nil && x.ArchivedUpToSeq != nil {
+		return *x.ArchivedUpToSeq
+	}
+	return 0
+}
+
+func (x *UpdateConversationPrefs) GetUnreadMarkedAtSeq() int64 {
+	if x != nil && x.UnreadMarkedAtSeq != nil {
+		return *x.UnreadMarkedAtSeq
+	}
+	return 0
+}
+
+// HideMessages deletes messages for the sender only ("delete for me"): on
+// all of the user's devices, never for the other members. Either seqs (at
+// most 100, each ≥ 1) or up_to_seq (everything up to and including it: "clear
+// history"), or both. Keyed like UpdateConversationPrefs (the conversation in
+// ClientFrame.conversation_id, the command on the user stream). Hiding does
+// not change unread counts: a device that clears unread messages marks them
+// read as well.
+type HideMessages struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Seqs           []int64                `protobuf:"varint,2,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	UpToSeq        int64                  `protobuf:"varint,3,opt,name=up_to_seq,json=upToSeq,proto3" json:"up_to_seq,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HideMessages) Reset() {
+	*x = HideMessages{}
+	mi := &file_parley_v1_commands_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HideMessages) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HideMessages) ProtoMessage() {}
+
+func (x *HideMessages) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HideMessages.ProtoReflect.Descriptor instead.
+func (*HideMessages) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *HideMessages) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *HideMessages) GetSeqs() []int64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+func (x *HideMessages) GetUpToSeq() int64 {
+	if x != nil {
+		return x.UpToSeq
+	}
+	return 0
+}
+
+// BlockUser blocks user_id for the sender: direct messages between the two
+// are refused with ERROR_CODE_BLOCKED (both ways, until unblocked), and
+// user_id cannot watch the sender's presence (it is answered offline).
+// Blocking a blocked user yields no event. On the user stream; ingest
+// carries the block to the direct conversation of the two (DirectBlock).
+type BlockUser struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockUser) Reset() {
+	*x = BlockUser{}
+	mi := &file_parley_v1_commands_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockUser) ProtoMessage() {}
+
+func (x *BlockUser) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockUser.ProtoReflect.Descriptor instead.
+func (*BlockUser) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BlockUser) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// UnblockUser lifts a block; unblocking a user who is not blocked yields no
+// event.
+type UnblockUser struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockUser) Reset() {
+	*x = UnblockUser{}
+	mi := &file_parley_v1_commands_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockUser) ProtoMessage() {}
+
+func (x *UnblockUser) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockUser.ProtoReflect.Descriptor instead.
+func (*UnblockUser) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UnblockUser) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// ForwardMessage copies message seq of the source conversation
+// (ClientFrame.conversation_id, the record key) into
+// target_conversation_id, with a reference to its origin. The sender must be
+// a member of both (ERROR_CODE_NOT_MEMBER), the message must exist, be a
+// message the sender may see and not be recalled (ERROR_CODE_NOT_FOUND,
+// ERROR_CODE_MESSAGE_RECALLED); the target's rules for a send apply there
+// (mute, announcement-only, blocks). The source decides first, then
+// appends a ForwardedMessage to the target, which decides the send: the
+// outcome is one MessageSent in the target (with forwarded_from) or one
+// CommandRejected, with this command's command_id. client_msg_id makes a
+// retry act once, as for SendMessage in the target.
+//
+// The gateway fills text, content_type and origin from the message as the
+// views show it (latest edit); a device never sets them
+// (ERROR_CODE_INVALID_ARGUMENT).
+type ForwardMessage struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Seq                  int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	TargetConversationId string                 `protobuf:"bytes,2,opt,name=target_conversation_id,json=targetConversationId,proto3" json:"target_conversation_id,omitempty"`
+	ClientMsgId          string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	Text                 string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	ContentType          string                 `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Origin               *ForwardOrigin         `protobuf:"bytes,6,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ForwardMessage) Reset() {
+	*x = ForwardMessage{}
+	mi := &file_parley_v1_commands_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardMessage) ProtoMessage() {}
+
+func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
+func (*ForwardMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ForwardMessage) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ForwardMessage) GetTargetConversationId() string {
+	if x != nil {
+		return x.TargetConversationId
+	}
+	return ""
+}
+
+func (x *ForwardMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *ForwardMessage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ForwardMessage) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ForwardMessage) GetOrigin() *ForwardOrigin {
+	if x != nil {
+		return x.Origin
+	}
+	return nil
+}
+
+// DirectBlock (ingest only) carries a block or an unblock from the
+// blocker's user stream to the direct conversation of the two users
+// (Command.conversation_id = schemas.DirectConversationID(blocker, blocked)),
+// whose decider then refuses sends between them.
+type DirectBlock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlockerUserId string                 `protobuf:"bytes,1,opt,name=blocker_user_id,json=blockerUserId,proto3" json:"blocker_user_id,omitempty"`
+	BlockedUserId string                 `protobuf:"bytes,2,opt,name=blocked_user_id,json=blockedUserId,proto3" json:"blocked_user_id,omitempty"`
+	Blocked       bool                   `protobuf:"varint,3,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectBlock) Reset() {
+	*x = DirectBlock{}
+	mi := &file_parley_v1_commands_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectBlock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectBlock) ProtoMessage() {}
+
+func (x *DirectBlock) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectBlock.ProtoReflect.Descriptor instead.
+func (*DirectBlock) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DirectBlock) GetBlockerUserId() string {
+	if x != nil {
+		return x.BlockerUserId
+	}
+	return ""
+}
+
+func (x *DirectBlock) GetBlockedUserId() string {
+	if x != nil {
+		return x.BlockedUserId
+	}
+	return ""
+}
+
+func (x *DirectBlock) GetBlocked() bool {
+	if x != nil {
+		return x.Blocked
+	}
+	return false
+}
+
+// ForwardedMessage (ingest only) is the second step of a ForwardMessage: the
+// target conversation decides it as a send of text by Command.user_id.
+type ForwardedMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientMsgId   string                 `protobuf:"bytes,1,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	ContentType   string                 `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Origin        *ForwardOrigin         `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardedMessage) Reset() {
+	*x = ForwardedMessage{}
+	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardedMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardedMessage) ProtoMessage() {}
+
+func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardedMessage.ProtoReflect.Descriptor instead.
+func (*ForwardedMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ForwardedMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *ForwardedMessage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ForwardedMessage) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ForwardedMessage) GetOrigin() *ForwardOrigin {
+	if x != nil {
+		return x.Origin
+	}
+	return nil
+}
+
 var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\xfb\n" +
-	"\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\xe0\x0e\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -1440,7 +2047,15 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\runmute_member\x18\x1d \x01(\v2\x17.parley.v1.UnmuteMemberH\x00R\funmuteMember\x128\n" +
 	"\vpin_message\x18\x1f \x01(\v2\x15.parley.v1.PinMessageH\x00R\n" +
 	"pinMessage\x12>\n" +
-	"\runpin_message\x18  \x01(\v2\x17.parley.v1.UnpinMessageH\x00R\funpinMessageB\x06\n" +
+	"\runpin_message\x18  \x01(\v2\x17.parley.v1.UnpinMessageH\x00R\funpinMessage\x12`\n" +
+	"\x19update_conversation_prefs\x18! \x01(\v2\".parley.v1.UpdateConversationPrefsH\x00R\x17updateConversationPrefs\x12>\n" +
+	"\rhide_messages\x18\" \x01(\v2\x17.parley.v1.HideMessagesH\x00R\fhideMessages\x125\n" +
+	"\n" +
+	"block_user\x18# \x01(\v2\x14.parley.v1.BlockUserH\x00R\tblockUser\x12;\n" +
+	"\funblock_user\x18$ \x01(\v2\x16.parley.v1.UnblockUserH\x00R\vunblockUser\x12D\n" +
+	"\x0fforward_message\x18% \x01(\v2\x19.parley.v1.ForwardMessageH\x00R\x0eforwardMessage\x12;\n" +
+	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
+	"\x11forwarded_message\x18= \x01(\v2\x1b.parley.v1.ForwardedMessageH\x00R\x10forwardedMessageB\x06\n" +
 	"\x04body\"\x83\x01\n" +
 	"\x12CreateConversation\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -1495,7 +2110,41 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"PinMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\" \n" +
 	"\fUnpinMessage\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x03R\x03seqB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\"\xb5\x02\n" +
+	"\x17UpdateConversationPrefs\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
+	"\x04mute\x18\x02 \x01(\v2\x0f.parley.v1.MuteH\x00R\x04mute\x88\x01\x01\x12\x1b\n" +
+	"\x06pinned\x18\x03 \x01(\bH\x01R\x06pinned\x88\x01\x01\x120\n" +
+	"\x12archived_up_to_seq\x18\x04 \x01(\x03H\x02R\x0farchivedUpToSeq\x88\x01\x01\x124\n" +
+	"\x14unread_marked_at_seq\x18\x05 \x01(\x03H\x03R\x11unreadMarkedAtSeq\x88\x01\x01B\a\n" +
+	"\x05_muteB\t\n" +
+	"\a_pinnedB\x15\n" +
+	"\x13_archived_up_to_seqB\x17\n" +
+	"\x15_unread_marked_at_seq\"g\n" +
+	"\fHideMessages\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x12\n" +
+	"\x04seqs\x18\x02 \x03(\x03R\x04seqs\x12\x1a\n" +
+	"\tup_to_seq\x18\x03 \x01(\x03R\aupToSeq\"$\n" +
+	"\tBlockUser\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"&\n" +
+	"\vUnblockUser\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xe5\x01\n" +
+	"\x0eForwardMessage\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
+	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12!\n" +
+	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x120\n" +
+	"\x06origin\x18\x06 \x01(\v2\x18.parley.v1.ForwardOriginR\x06origin\"w\n" +
+	"\vDirectBlock\x12&\n" +
+	"\x0fblocker_user_id\x18\x01 \x01(\tR\rblockerUserId\x12&\n" +
+	"\x0fblocked_user_id\x18\x02 \x01(\tR\rblockedUserId\x12\x18\n" +
+	"\ablocked\x18\x03 \x01(\bR\ablocked\"\x9f\x01\n" +
+	"\x10ForwardedMessage\x12\"\n" +
+	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x120\n" +
+	"\x06origin\x18\x04 \x01(\v2\x18.parley.v1.ForwardOriginR\x06originB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_commands_proto_rawDescOnce sync.Once
@@ -1509,34 +2158,43 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_parley_v1_commands_proto_goTypes = []any{
-	(*Command)(nil),               // 0: parley.v1.Command
-	(*CreateConversation)(nil),    // 1: parley.v1.CreateConversation
-	(*AddMembers)(nil),            // 2: parley.v1.AddMembers
-	(*RemoveMember)(nil),          // 3: parley.v1.RemoveMember
-	(*LeaveConversation)(nil),     // 4: parley.v1.LeaveConversation
-	(*SendMessage)(nil),           // 5: parley.v1.SendMessage
-	(*EditMessage)(nil),           // 6: parley.v1.EditMessage
-	(*RecallMessage)(nil),         // 7: parley.v1.RecallMessage
-	(*AddReaction)(nil),           // 8: parley.v1.AddReaction
-	(*RemoveReaction)(nil),        // 9: parley.v1.RemoveReaction
-	(*MarkDelivered)(nil),         // 10: parley.v1.MarkDelivered
-	(*MarkRead)(nil),              // 11: parley.v1.MarkRead
-	(*SetMemberRole)(nil),         // 12: parley.v1.SetMemberRole
-	(*TransferOwnership)(nil),     // 13: parley.v1.TransferOwnership
-	(*UpdateGroupSettings)(nil),   // 14: parley.v1.UpdateGroupSettings
-	(*MuteMember)(nil),            // 15: parley.v1.MuteMember
-	(*UnmuteMember)(nil),          // 16: parley.v1.UnmuteMember
-	(*PinMessage)(nil),            // 17: parley.v1.PinMessage
-	(*UnpinMessage)(nil),          // 18: parley.v1.UnpinMessage
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(ConversationKind)(0),         // 20: parley.v1.ConversationKind
-	(MemberRole)(0),               // 21: parley.v1.MemberRole
-	(*GroupSettings)(nil),         // 22: parley.v1.GroupSettings
+	(*Command)(nil),                 // 0: parley.v1.Command
+	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
+	(*AddMembers)(nil),              // 2: parley.v1.AddMembers
+	(*RemoveMember)(nil),            // 3: parley.v1.RemoveMember
+	(*LeaveConversation)(nil),       // 4: parley.v1.LeaveConversation
+	(*SendMessage)(nil),             // 5: parley.v1.SendMessage
+	(*EditMessage)(nil),             // 6: parley.v1.EditMessage
+	(*RecallMessage)(nil),           // 7: parley.v1.RecallMessage
+	(*AddReaction)(nil),             // 8: parley.v1.AddReaction
+	(*RemoveReaction)(nil),          // 9: parley.v1.RemoveReaction
+	(*MarkDelivered)(nil),           // 10: parley.v1.MarkDelivered
+	(*MarkRead)(nil),                // 11: parley.v1.MarkRead
+	(*SetMemberRole)(nil),           // 12: parley.v1.SetMemberRole
+	(*TransferOwnership)(nil),       // 13: parley.v1.TransferOwnership
+	(*UpdateGroupSettings)(nil),     // 14: parley.v1.UpdateGroupSettings
+	(*MuteMember)(nil),              // 15: parley.v1.MuteMember
+	(*UnmuteMember)(nil),            // 16: parley.v1.UnmuteMember
+	(*PinMessage)(nil),              // 17: parley.v1.PinMessage
+	(*UnpinMessage)(nil),            // 18: parley.v1.UnpinMessage
+	(*UpdateConversationPrefs)(nil), // 19: parley.v1.UpdateConversationPrefs
+	(*HideMessages)(nil),            // 20: parley.v1.HideMessages
+	(*BlockUser)(nil),               // 21: parley.v1.BlockUser
+	(*UnblockUser)(nil),             // 22: parley.v1.UnblockUser
+	(*ForwardMessage)(nil),          // 23: parley.v1.ForwardMessage
+	(*DirectBlock)(nil),             // 24: parley.v1.DirectBlock
+	(*ForwardedMessage)(nil),        // 25: parley.v1.ForwardedMessage
+	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 27: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 28: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 29: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 30: parley.v1.Mute
+	(*ForwardOrigin)(nil),           // 31: parley.v1.ForwardOrigin
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	19, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	26, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -1555,15 +2213,25 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	16, // 16: parley.v1.Command.unmute_member:type_name -> parley.v1.UnmuteMember
 	17, // 17: parley.v1.Command.pin_message:type_name -> parley.v1.PinMessage
 	18, // 18: parley.v1.Command.unpin_message:type_name -> parley.v1.UnpinMessage
-	20, // 19: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	21, // 20: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	22, // 21: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	19, // 22: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	19, // 19: parley.v1.Command.update_conversation_prefs:type_name -> parley.v1.UpdateConversationPrefs
+	20, // 20: parley.v1.Command.hide_messages:type_name -> parley.v1.HideMessages
+	21, // 21: parley.v1.Command.block_user:type_name -> parley.v1.BlockUser
+	22, // 22: parley.v1.Command.unblock_user:type_name -> parley.v1.UnblockUser
+	23, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
+	24, // 24: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	25, // 25: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	27, // 26: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	28, // 27: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	29, // 28: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	26, // 29: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	30, // 30: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	31, // 31: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	31, // 32: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -1591,14 +2259,22 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_UnmuteMember)(nil),
 		(*Command_PinMessage)(nil),
 		(*Command_UnpinMessage)(nil),
+		(*Command_UpdateConversationPrefs)(nil),
+		(*Command_HideMessages)(nil),
+		(*Command_BlockUser)(nil),
+		(*Command_UnblockUser)(nil),
+		(*Command_ForwardMessage)(nil),
+		(*Command_DirectBlock)(nil),
+		(*Command_ForwardedMessage)(nil),
 	}
+	file_parley_v1_commands_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,6 +9,7 @@ package parleyv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -358,11 +359,133 @@ func (x *GroupSettings) GetHistoryVisibility() HistoryVisibility {
 	return HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED
 }
 
+// Mute is how long a conversation's notifications are muted.
+type Mute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Forever       bool                   `protobuf:"varint,1,opt,name=forever,proto3" json:"forever,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mute) Reset() {
+	*x = Mute{}
+	mi := &file_parley_v1_conversation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mute) ProtoMessage() {}
+
+func (x *Mute) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_conversation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mute.ProtoReflect.Descriptor instead.
+func (*Mute) Descriptor() ([]byte, []int) {
+	return file_parley_v1_conversation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Mute) GetForever() bool {
+	if x != nil {
+		return x.Forever
+	}
+	return false
+}
+
+func (x *Mute) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+// ForwardOrigin is where a forwarded message came from.
+type ForwardOrigin struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Seq            int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	SenderUserId   string                 `protobuf:"bytes,3,opt,name=sender_user_id,json=senderUserId,proto3" json:"sender_user_id,omitempty"`
+	SentAt         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ForwardOrigin) Reset() {
+	*x = ForwardOrigin{}
+	mi := &file_parley_v1_conversation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardOrigin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardOrigin) ProtoMessage() {}
+
+func (x *ForwardOrigin) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_conversation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardOrigin.ProtoReflect.Descriptor instead.
+func (*ForwardOrigin) Descriptor() ([]byte, []int) {
+	return file_parley_v1_conversation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ForwardOrigin) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *ForwardOrigin) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ForwardOrigin) GetSenderUserId() string {
+	if x != nil {
+		return x.SenderUserId
+	}
+	return ""
+}
+
+func (x *ForwardOrigin) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
 var File_parley_v1_conversation_proto protoreflect.FileDescriptor
 
 const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/conversation.proto\x12\tparley.v1\"\xcd\x04\n" +
+	"\x1cparley/v1/conversation.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x04\n" +
 	"\rGroupSettings\x12\x19\n" +
 	"\x05title\x18\x01 \x01(\tH\x00R\x05title\x88\x01\x01\x12%\n" +
 	"\vdescription\x18\x02 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\"\n" +
@@ -380,7 +503,15 @@ const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\f_who_may_addB\x16\n" +
 	"\x14_who_may_mention_allB\x0e\n" +
 	"\f_who_may_pinB\x15\n" +
-	"\x13_history_visibility*p\n" +
+	"\x13_history_visibility\"R\n" +
+	"\x04Mute\x12\x18\n" +
+	"\aforever\x18\x01 \x01(\bR\aforever\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xa5\x01\n" +
+	"\rForwardOrigin\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12$\n" +
+	"\x0esender_user_id\x18\x03 \x01(\tR\fsenderUserId\x123\n" +
+	"\asent_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt*p\n" +
 	"\x10ConversationKind\x12!\n" +
 	"\x1dCONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_KIND_DIRECT\x10\x01\x12\x1b\n" +
@@ -413,24 +544,29 @@ func file_parley_v1_conversation_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_conversation_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_parley_v1_conversation_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_parley_v1_conversation_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_parley_v1_conversation_proto_goTypes = []any{
-	(ConversationKind)(0),  // 0: parley.v1.ConversationKind
-	(MemberRole)(0),        // 1: parley.v1.MemberRole
-	(GroupPolicy)(0),       // 2: parley.v1.GroupPolicy
-	(HistoryVisibility)(0), // 3: parley.v1.HistoryVisibility
-	(*GroupSettings)(nil),  // 4: parley.v1.GroupSettings
+	(ConversationKind)(0),         // 0: parley.v1.ConversationKind
+	(MemberRole)(0),               // 1: parley.v1.MemberRole
+	(GroupPolicy)(0),              // 2: parley.v1.GroupPolicy
+	(HistoryVisibility)(0),        // 3: parley.v1.HistoryVisibility
+	(*GroupSettings)(nil),         // 4: parley.v1.GroupSettings
+	(*Mute)(nil),                  // 5: parley.v1.Mute
+	(*ForwardOrigin)(nil),         // 6: parley.v1.ForwardOrigin
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_parley_v1_conversation_proto_depIdxs = []int32{
 	2, // 0: parley.v1.GroupSettings.who_may_add:type_name -> parley.v1.GroupPolicy
 	2, // 1: parley.v1.GroupSettings.who_may_mention_all:type_name -> parley.v1.GroupPolicy
 	2, // 2: parley.v1.GroupSettings.who_may_pin:type_name -> parley.v1.GroupPolicy
 	3, // 3: parley.v1.GroupSettings.history_visibility:type_name -> parley.v1.HistoryVisibility
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	7, // 4: parley.v1.Mute.until:type_name -> google.protobuf.Timestamp
+	7, // 5: parley.v1.ForwardOrigin.sent_at:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_conversation_proto_init() }
@@ -445,7 +581,7 @@ func file_parley_v1_conversation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_conversation_proto_rawDesc), len(file_parley_v1_conversation_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   1,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

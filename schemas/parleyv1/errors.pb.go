@@ -90,6 +90,9 @@ const (
 	ErrorCode_ERROR_CODE_MUTED ErrorCode = 20
 	// The conversation already has the maximum number of pinned messages.
 	ErrorCode_ERROR_CODE_TOO_MANY_PINS ErrorCode = 21
+	// A direct message between two users one of whom blocked the other
+	// (BlockUser).
+	ErrorCode_ERROR_CODE_BLOCKED ErrorCode = 22
 )
 
 // Enum value maps for ErrorCode.
@@ -117,6 +120,7 @@ var (
 		19: "ERROR_CODE_TOO_MANY_REACTIONS",
 		20: "ERROR_CODE_MUTED",
 		21: "ERROR_CODE_TOO_MANY_PINS",
+		22: "ERROR_CODE_BLOCKED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -141,6 +145,7 @@ var (
 		"ERROR_CODE_TOO_MANY_REACTIONS":  19,
 		"ERROR_CODE_MUTED":               20,
 		"ERROR_CODE_TOO_MANY_PINS":       21,
+		"ERROR_CODE_BLOCKED":             22,
 	}
 )
 
@@ -175,7 +180,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\x9b\x05\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xb3\x05\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -199,7 +204,8 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x17ERROR_CODE_NOT_EDITABLE\x10\x12\x12!\n" +
 	"\x1dERROR_CODE_TOO_MANY_REACTIONS\x10\x13\x12\x14\n" +
 	"\x10ERROR_CODE_MUTED\x10\x14\x12\x1c\n" +
-	"\x18ERROR_CODE_TOO_MANY_PINS\x10\x15B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x18ERROR_CODE_TOO_MANY_PINS\x10\x15\x12\x16\n" +
+	"\x12ERROR_CODE_BLOCKED\x10\x16B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

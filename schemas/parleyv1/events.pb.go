@@ -189,6 +189,12 @@ type Event struct {
 	//	*Event_MemberUnmuted
 	//	*Event_MessagePinned
 	//	*Event_MessageUnpinned
+	//	*Event_ConversationPrefsChanged
+	//	*Event_MessagesHidden
+	//	*Event_UserBlocked
+	//	*Event_UserUnblocked
+	//	*Event_DirectBlockChanged
+	//	*Event_MessageForwarded
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -451,6 +457,60 @@ func (x *Event) GetMessageUnpinned() *MessageUnpinned {
 	return nil
 }
 
+func (x *Event) GetConversationPrefsChanged() *ConversationPrefsChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConversationPrefsChanged); ok {
+			return x.ConversationPrefsChanged
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMessagesHidden() *MessagesHidden {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MessagesHidden); ok {
+			return x.MessagesHidden
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetUserBlocked() *UserBlocked {
+	if x != nil {
+		if x, ok := x.Body.(*Event_UserBlocked); ok {
+			return x.UserBlocked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetUserUnblocked() *UserUnblocked {
+	if x != nil {
+		if x, ok := x.Body.(*Event_UserUnblocked); ok {
+			return x.UserUnblocked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetDirectBlockChanged() *DirectBlockChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_DirectBlockChanged); ok {
+			return x.DirectBlockChanged
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMessageForwarded() *MessageForwarded {
+	if x != nil {
+		if x, ok := x.Body.(*Event_MessageForwarded); ok {
+			return x.MessageForwarded
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -531,6 +591,34 @@ type Event_MessageUnpinned struct {
 	MessageUnpinned *MessageUnpinned `protobuf:"bytes,28,opt,name=message_unpinned,json=messageUnpinned,proto3,oneof"`
 }
 
+type Event_ConversationPrefsChanged struct {
+	// Events of a user stream (Event.conversation_id = schemas.UserStreamID
+	// of Event.actor_user_id): versioned like a conversation's.
+	ConversationPrefsChanged *ConversationPrefsChanged `protobuf:"bytes,29,opt,name=conversation_prefs_changed,json=conversationPrefsChanged,proto3,oneof"`
+}
+
+type Event_MessagesHidden struct {
+	MessagesHidden *MessagesHidden `protobuf:"bytes,30,opt,name=messages_hidden,json=messagesHidden,proto3,oneof"`
+}
+
+type Event_UserBlocked struct {
+	UserBlocked *UserBlocked `protobuf:"bytes,31,opt,name=user_blocked,json=userBlocked,proto3,oneof"`
+}
+
+type Event_UserUnblocked struct {
+	UserUnblocked *UserUnblocked `protobuf:"bytes,32,opt,name=user_unblocked,json=userUnblocked,proto3,oneof"`
+}
+
+type Event_DirectBlockChanged struct {
+	// Decision records of two-stream decisions: version 0, not projected,
+	// not delivered live.
+	DirectBlockChanged *DirectBlockChanged `protobuf:"bytes,33,opt,name=direct_block_changed,json=directBlockChanged,proto3,oneof"`
+}
+
+type Event_MessageForwarded struct {
+	MessageForwarded *MessageForwarded `protobuf:"bytes,34,opt,name=message_forwarded,json=messageForwarded,proto3,oneof"`
+}
+
 func (*Event_ConversationCreated) isEvent_Body() {}
 
 func (*Event_MembersAdded) isEvent_Body() {}
@@ -568,6 +656,18 @@ func (*Event_MemberUnmuted) isEvent_Body() {}
 func (*Event_MessagePinned) isEvent_Body() {}
 
 func (*Event_MessageUnpinned) isEvent_Body() {}
+
+func (*Event_ConversationPrefsChanged) isEvent_Body() {}
+
+func (*Event_MessagesHidden) isEvent_Body() {}
+
+func (*Event_UserBlocked) isEvent_Body() {}
+
+func (*Event_UserUnblocked) isEvent_Body() {}
+
+func (*Event_DirectBlockChanged) isEvent_Body() {}
+
+func (*Event_MessageForwarded) isEvent_Body() {}
 
 // ConversationCreated is the first event of every conversation. It is not a
 // timeline item (Event.seq is 0): the timeline starts with the first message
@@ -761,7 +861,9 @@ type MessageSent struct {
 	// when mention_all: everyone is).
 	MentionUserIds []string `protobuf:"bytes,5,rep,name=mention_user_ids,json=mentionUserIds,proto3" json:"mention_user_ids,omitempty"`
 	// @all: every member at this seq is mentioned.
-	MentionAll    bool `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
+	MentionAll bool `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
+	// Set when the message was forwarded (ForwardMessage): where it came from.
+	ForwardedFrom *ForwardOrigin `protobuf:"bytes,7,opt,name=forwarded_from,json=forwardedFrom,proto3" json:"forwarded_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -836,6 +938,13 @@ func (x *MessageSent) GetMentionAll() bool {
 		return x.MentionAll
 	}
 	return false
+}
+
+func (x *MessageSent) GetForwardedFrom() *ForwardOrigin {
+	if x != nil {
+		return x.ForwardedFrom
+	}
+	return nil
 }
 
 // MessageEdited: the sender replaced the text of the message at
@@ -1667,11 +1776,370 @@ func (x *MessageUnpinned) GetMessageSeq() int64 {
 	return 0
 }
 
+// ConversationPrefsChanged (user stream): the user changed its settings for
+// conversation_id; only the fields set changed (UpdateConversationPrefs).
+type ConversationPrefsChanged struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId    string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Mute              *Mute                  `protobuf:"bytes,2,opt,name=mute,proto3,oneof" json:"mute,omitempty"`
+	Pinned            *bool                  `protobuf:"varint,3,opt,name=pinned,proto3,oneof" json:"pinned,omitempty"`
+	ArchivedUpToSeq   *int64                 `protobuf:"varint,4,opt,name=archived_up_to_seq,json=archivedUpToSeq,proto3,oneof" json:"archived_up_to_seq,omitempty"`
+	UnreadMarkedAtSeq *int64                 `protobuf:"varint,5,opt,name=unread_marked_at_seq,json=unreadMarkedAtSeq,proto3,oneof" json:"unread_marked_at_seq,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ConversationPrefsChanged) Reset() {
+	*x = ConversationPrefsChanged{}
+	mi := &file_parley_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationPrefsChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationPrefsChanged) ProtoMessage() {}
+
+func (x *ConversationPrefsChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationPrefsChanged.ProtoReflect.Descriptor instead.
+func (*ConversationPrefsChanged) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ConversationPrefsChanged) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *ConversationPrefsChanged) GetMute() *Mute {
+	if x != nil {
+		return x.Mute
+	}
+	return nil
+}
+
+func (x *ConversationPrefsChanged) GetPinned() bool {
+	if x != nil && x.Pinned != nil {
+		return *x.Pinned
+	}
+	return false
+}
+
+func (x *ConversationPrefsChanged) GetArchivedUpToSeq() int64 {
+	if x != nil && x.ArchivedUpToSeq != nil {
+		return *x.ArchivedUpToSeq
+	}
+	return 0
+}
+
+func (x *ConversationPrefsChanged) GetUnreadMarkedAtSeq() int64 {
+	if x != nil && x.UnreadMarkedAtSeq != nil {
+		return *x.UnreadMarkedAtSeq
+	}
+	return 0
+}
+
+// MessagesHidden (user stream): the user deleted messages of
+// conversation_id for itself (HideMessages).
+type MessagesHidden struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Seqs           []int64                `protobuf:"varint,2,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	UpToSeq        int64                  `protobuf:"varint,3,opt,name=up_to_seq,json=upToSeq,proto3" json:"up_to_seq,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MessagesHidden) Reset() {
+	*x = MessagesHidden{}
+	mi := &file_parley_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessagesHidden) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessagesHidden) ProtoMessage() {}
+
+func (x *MessagesHidden) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessagesHidden.ProtoReflect.Descriptor instead.
+func (*MessagesHidden) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *MessagesHidden) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *MessagesHidden) GetSeqs() []int64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+func (x *MessagesHidden) GetUpToSeq() int64 {
+	if x != nil {
+		return x.UpToSeq
+	}
+	return 0
+}
+
+// UserBlocked (user stream): Event.actor_user_id blocked user_id.
+type UserBlocked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserBlocked) Reset() {
+	*x = UserBlocked{}
+	mi := &file_parley_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserBlocked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserBlocked) ProtoMessage() {}
+
+func (x *UserBlocked) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserBlocked.ProtoReflect.Descriptor instead.
+func (*UserBlocked) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UserBlocked) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// UserUnblocked (user stream): Event.actor_user_id unblocked user_id.
+type UserUnblocked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserUnblocked) Reset() {
+	*x = UserUnblocked{}
+	mi := &file_parley_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserUnblocked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserUnblocked) ProtoMessage() {}
+
+func (x *UserUnblocked) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserUnblocked.ProtoReflect.Descriptor instead.
+func (*UserUnblocked) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UserUnblocked) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// DirectBlockChanged (direct conversation, version 0): the direct
+// conversation's decider took on a block (or its end) from the blocker's
+// user stream; from here it refuses sends between the two with
+// ERROR_CODE_BLOCKED while any block stands. Not projected, not delivered.
+type DirectBlockChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlockerUserId string                 `protobuf:"bytes,1,opt,name=blocker_user_id,json=blockerUserId,proto3" json:"blocker_user_id,omitempty"`
+	BlockedUserId string                 `protobuf:"bytes,2,opt,name=blocked_user_id,json=blockedUserId,proto3" json:"blocked_user_id,omitempty"`
+	Blocked       bool                   `protobuf:"varint,3,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectBlockChanged) Reset() {
+	*x = DirectBlockChanged{}
+	mi := &file_parley_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectBlockChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectBlockChanged) ProtoMessage() {}
+
+func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectBlockChanged.ProtoReflect.Descriptor instead.
+func (*DirectBlockChanged) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DirectBlockChanged) GetBlockerUserId() string {
+	if x != nil {
+		return x.BlockerUserId
+	}
+	return ""
+}
+
+func (x *DirectBlockChanged) GetBlockedUserId() string {
+	if x != nil {
+		return x.BlockedUserId
+	}
+	return ""
+}
+
+func (x *DirectBlockChanged) GetBlocked() bool {
+	if x != nil {
+		return x.Blocked
+	}
+	return false
+}
+
+// MessageForwarded (source conversation, version 0): the source's decider
+// allowed Event.actor_user_id to forward message seq to
+// target_conversation_id and appended the ForwardedMessage there. Not
+// projected, not delivered; the outcome is the target's MessageSent or
+// CommandRejected.
+type MessageForwarded struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Seq                  int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	TargetConversationId string                 `protobuf:"bytes,2,opt,name=target_conversation_id,json=targetConversationId,proto3" json:"target_conversation_id,omitempty"`
+	ClientMsgId          string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *MessageForwarded) Reset() {
+	*x = MessageForwarded{}
+	mi := &file_parley_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageForwarded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageForwarded) ProtoMessage() {}
+
+func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageForwarded.ProtoReflect.Descriptor instead.
+func (*MessageForwarded) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MessageForwarded) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MessageForwarded) GetTargetConversationId() string {
+	if x != nil {
+		return x.TargetConversationId
+	}
+	return ""
+}
+
+func (x *MessageForwarded) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xdd\f\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xa7\x10\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -1702,7 +2170,13 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\fmember_muted\x18\x19 \x01(\v2\x16.parley.v1.MemberMutedH\x00R\vmemberMuted\x12A\n" +
 	"\x0emember_unmuted\x18\x1a \x01(\v2\x18.parley.v1.MemberUnmutedH\x00R\rmemberUnmuted\x12A\n" +
 	"\x0emessage_pinned\x18\x1b \x01(\v2\x18.parley.v1.MessagePinnedH\x00R\rmessagePinned\x12G\n" +
-	"\x10message_unpinned\x18\x1c \x01(\v2\x1a.parley.v1.MessageUnpinnedH\x00R\x0fmessageUnpinnedB\x06\n" +
+	"\x10message_unpinned\x18\x1c \x01(\v2\x1a.parley.v1.MessageUnpinnedH\x00R\x0fmessageUnpinned\x12c\n" +
+	"\x1aconversation_prefs_changed\x18\x1d \x01(\v2#.parley.v1.ConversationPrefsChangedH\x00R\x18conversationPrefsChanged\x12D\n" +
+	"\x0fmessages_hidden\x18\x1e \x01(\v2\x19.parley.v1.MessagesHiddenH\x00R\x0emessagesHidden\x12;\n" +
+	"\fuser_blocked\x18\x1f \x01(\v2\x16.parley.v1.UserBlockedH\x00R\vuserBlocked\x12A\n" +
+	"\x0euser_unblocked\x18  \x01(\v2\x18.parley.v1.UserUnblockedH\x00R\ruserUnblocked\x12Q\n" +
+	"\x14direct_block_changed\x18! \x01(\v2\x1d.parley.v1.DirectBlockChangedH\x00R\x12directBlockChanged\x12J\n" +
+	"\x11message_forwarded\x18\" \x01(\v2\x1b.parley.v1.MessageForwardedH\x00R\x10messageForwardedB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -1712,7 +2186,7 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"`\n" +
 	"\rMemberRemoved\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x126\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\xd5\x01\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\x96\x02\n" +
 	"\vMessageSent\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
@@ -1721,7 +2195,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"replyToSeq\x12(\n" +
 	"\x10mention_user_ids\x18\x05 \x03(\tR\x0ementionUserIds\x12\x1f\n" +
 	"\vmention_all\x18\x06 \x01(\bR\n" +
-	"mentionAll\"\xac\x01\n" +
+	"mentionAll\x12?\n" +
+	"\x0eforwarded_from\x18\a \x01(\v2\x18.parley.v1.ForwardOriginR\rforwardedFrom\"\xac\x01\n" +
 	"\rMessageEdited\x12\x1f\n" +
 	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
 	"messageSeq\x12\x12\n" +
@@ -1775,7 +2250,33 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"messageSeq\"2\n" +
 	"\x0fMessageUnpinned\x12\x1f\n" +
 	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
-	"messageSeq*\x7f\n" +
+	"messageSeq\"\xb6\x02\n" +
+	"\x18ConversationPrefsChanged\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
+	"\x04mute\x18\x02 \x01(\v2\x0f.parley.v1.MuteH\x00R\x04mute\x88\x01\x01\x12\x1b\n" +
+	"\x06pinned\x18\x03 \x01(\bH\x01R\x06pinned\x88\x01\x01\x120\n" +
+	"\x12archived_up_to_seq\x18\x04 \x01(\x03H\x02R\x0farchivedUpToSeq\x88\x01\x01\x124\n" +
+	"\x14unread_marked_at_seq\x18\x05 \x01(\x03H\x03R\x11unreadMarkedAtSeq\x88\x01\x01B\a\n" +
+	"\x05_muteB\t\n" +
+	"\a_pinnedB\x15\n" +
+	"\x13_archived_up_to_seqB\x17\n" +
+	"\x15_unread_marked_at_seq\"i\n" +
+	"\x0eMessagesHidden\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x12\n" +
+	"\x04seqs\x18\x02 \x03(\x03R\x04seqs\x12\x1a\n" +
+	"\tup_to_seq\x18\x03 \x01(\x03R\aupToSeq\"&\n" +
+	"\vUserBlocked\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"(\n" +
+	"\rUserUnblocked\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"~\n" +
+	"\x12DirectBlockChanged\x12&\n" +
+	"\x0fblocker_user_id\x18\x01 \x01(\tR\rblockerUserId\x12&\n" +
+	"\x0fblocked_user_id\x18\x02 \x01(\tR\rblockedUserId\x12\x18\n" +
+	"\ablocked\x18\x03 \x01(\bR\ablocked\"~\n" +
+	"\x10MessageForwarded\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
+	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
@@ -1798,38 +2299,46 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_parley_v1_events_proto_goTypes = []any{
-	(MemberRemovedReason)(0),      // 0: parley.v1.MemberRemovedReason
-	(OwnershipTransferReason)(0),  // 1: parley.v1.OwnershipTransferReason
-	(*Event)(nil),                 // 2: parley.v1.Event
-	(*ConversationCreated)(nil),   // 3: parley.v1.ConversationCreated
-	(*MembersAdded)(nil),          // 4: parley.v1.MembersAdded
-	(*MemberRemoved)(nil),         // 5: parley.v1.MemberRemoved
-	(*MessageSent)(nil),           // 6: parley.v1.MessageSent
-	(*MessageEdited)(nil),         // 7: parley.v1.MessageEdited
-	(*MessageRecalled)(nil),       // 8: parley.v1.MessageRecalled
-	(*ReactionAdded)(nil),         // 9: parley.v1.ReactionAdded
-	(*ReactionRemoved)(nil),       // 10: parley.v1.ReactionRemoved
-	(*DeliveredUpTo)(nil),         // 11: parley.v1.DeliveredUpTo
-	(*ReadUpTo)(nil),              // 12: parley.v1.ReadUpTo
-	(*CommandRejected)(nil),       // 13: parley.v1.CommandRejected
-	(*MessageDeduplicated)(nil),   // 14: parley.v1.MessageDeduplicated
-	(*MemberRoleChanged)(nil),     // 15: parley.v1.MemberRoleChanged
-	(*OwnershipTransferred)(nil),  // 16: parley.v1.OwnershipTransferred
-	(*GroupSettingsChanged)(nil),  // 17: parley.v1.GroupSettingsChanged
-	(*MemberMuted)(nil),           // 18: parley.v1.MemberMuted
-	(*MemberUnmuted)(nil),         // 19: parley.v1.MemberUnmuted
-	(*MessagePinned)(nil),         // 20: parley.v1.MessagePinned
-	(*MessageUnpinned)(nil),       // 21: parley.v1.MessageUnpinned
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(ConversationKind)(0),         // 23: parley.v1.ConversationKind
-	(ErrorCode)(0),                // 24: parley.v1.ErrorCode
-	(MemberRole)(0),               // 25: parley.v1.MemberRole
-	(*GroupSettings)(nil),         // 26: parley.v1.GroupSettings
+	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
+	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
+	(*Event)(nil),                    // 2: parley.v1.Event
+	(*ConversationCreated)(nil),      // 3: parley.v1.ConversationCreated
+	(*MembersAdded)(nil),             // 4: parley.v1.MembersAdded
+	(*MemberRemoved)(nil),            // 5: parley.v1.MemberRemoved
+	(*MessageSent)(nil),              // 6: parley.v1.MessageSent
+	(*MessageEdited)(nil),            // 7: parley.v1.MessageEdited
+	(*MessageRecalled)(nil),          // 8: parley.v1.MessageRecalled
+	(*ReactionAdded)(nil),            // 9: parley.v1.ReactionAdded
+	(*ReactionRemoved)(nil),          // 10: parley.v1.ReactionRemoved
+	(*DeliveredUpTo)(nil),            // 11: parley.v1.DeliveredUpTo
+	(*ReadUpTo)(nil),                 // 12: parley.v1.ReadUpTo
+	(*CommandRejected)(nil),          // 13: parley.v1.CommandRejected
+	(*MessageDeduplicated)(nil),      // 14: parley.v1.MessageDeduplicated
+	(*MemberRoleChanged)(nil),        // 15: parley.v1.MemberRoleChanged
+	(*OwnershipTransferred)(nil),     // 16: parley.v1.OwnershipTransferred
+	(*GroupSettingsChanged)(nil),     // 17: parley.v1.GroupSettingsChanged
+	(*MemberMuted)(nil),              // 18: parley.v1.MemberMuted
+	(*MemberUnmuted)(nil),            // 19: parley.v1.MemberUnmuted
+	(*MessagePinned)(nil),            // 20: parley.v1.MessagePinned
+	(*MessageUnpinned)(nil),          // 21: parley.v1.MessageUnpinned
+	(*ConversationPrefsChanged)(nil), // 22: parley.v1.ConversationPrefsChanged
+	(*MessagesHidden)(nil),           // 23: parley.v1.MessagesHidden
+	(*UserBlocked)(nil),              // 24: parley.v1.UserBlocked
+	(*UserUnblocked)(nil),            // 25: parley.v1.UserUnblocked
+	(*DirectBlockChanged)(nil),       // 26: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 27: parley.v1.MessageForwarded
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 29: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 30: parley.v1.ForwardOrigin
+	(ErrorCode)(0),                   // 31: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 32: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 33: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 34: parley.v1.Mute
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	22, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	28, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	3,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	4,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	5,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -1849,18 +2358,26 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	19, // 17: parley.v1.Event.member_unmuted:type_name -> parley.v1.MemberUnmuted
 	20, // 18: parley.v1.Event.message_pinned:type_name -> parley.v1.MessagePinned
 	21, // 19: parley.v1.Event.message_unpinned:type_name -> parley.v1.MessageUnpinned
-	23, // 20: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	0,  // 21: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	24, // 22: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	25, // 23: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 24: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	26, // 25: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	22, // 26: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	22, // 20: parley.v1.Event.conversation_prefs_changed:type_name -> parley.v1.ConversationPrefsChanged
+	23, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
+	24, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
+	25, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
+	26, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	27, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	29, // 26: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	0,  // 27: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	30, // 28: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	31, // 29: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	32, // 30: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 31: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	33, // 32: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	28, // 33: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	34, // 34: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -1890,14 +2407,21 @@ func file_parley_v1_events_proto_init() {
 		(*Event_MemberUnmuted)(nil),
 		(*Event_MessagePinned)(nil),
 		(*Event_MessageUnpinned)(nil),
+		(*Event_ConversationPrefsChanged)(nil),
+		(*Event_MessagesHidden)(nil),
+		(*Event_UserBlocked)(nil),
+		(*Event_UserUnblocked)(nil),
+		(*Event_DirectBlockChanged)(nil),
+		(*Event_MessageForwarded)(nil),
 	}
+	file_parley_v1_events_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
