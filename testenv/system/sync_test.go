@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
@@ -37,7 +41,111 @@ type syncMsg struct {
 	edits        int
 	recalled     bool
 	replyTo      int64
+	forwarded    string                     // "conversation/seq/sender" of a forward's origin
 	reactions    map[string]map[string]bool // emoji -> users
+}
+
+// syncUser is what a device knows of its user's own stream: the settings
+// made on any of its devices.
+type syncUser struct {
+	version int64
+	prefs   map[string]*syncPrefs // conversation -> settings
+	blocks  map[string]bool
+}
+
+type syncPrefs struct {
+	muted            string // "", "forever" or the end, RFC 3339
+	pinned           bool
+	archived, marked int64
+	hiddenUpTo       int64
+	hidden           map[int64]bool
+}
+
+func newSyncUser() *syncUser {
+	return &syncUser{prefs: map[string]*syncPrefs{}, blocks: map[string]bool{}}
+}
+
+func (u *syncUser) of(conv string) *syncPrefs {
+	if u.prefs[conv] == nil {
+		u.prefs[conv] = &syncPrefs{hidden: map[int64]bool{}}
+	}
+	return u.prefs[conv]
+}
+
+func muteText(forever bool, until time.Time) string {
+	switch {
+	case forever:
+		return "forever"
+	case until.IsZero():
+		return ""
+	}
+	return until.UTC().Format(time.RFC3339)
+}
+
+// apply applies one event of the user's stream; it reports whether it was new.
+func (u *syncUser) apply(ev *pb.Event) bool {
+	if ev.GetVersion() <= u.version {
+		return false
+	}
+	u.version = ev.GetVersion()
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_ConversationPrefsChanged:
+		c := b.ConversationPrefsChanged
+		p := u.of(c.GetConversationId())
+		if c.Mute != nil {
+			var until time.Time
+			if c.GetMute().GetUntil() != nil {
+				until = c.GetMute().GetUntil().AsTime()
+			}
+			p.muted = muteText(c.GetMute().GetForever(), until)
+		}
+		if c.Pinned != nil {
+			p.pinned = c.GetPinned()
+		}
+		if c.ArchivedUpToSeq != nil {
+			p.archived = c.GetArchivedUpToSeq()
+		}
+		if c.UnreadMarkedAtSeq != nil {
+			p.marked = c.GetUnreadMarkedAtSeq()
+		}
+	case *pb.Event_MessagesHidden:
+		h := b.MessagesHidden
+		p := u.of(h.GetConversationId())
+		p.hiddenUpTo = max(p.hiddenUpTo, h.GetUpToSeq())
+		for _, seq := range h.GetSeqs() {
+			p.hidden[seq] = true
+		}
+	case *pb.Event_UserBlocked:
+		u.blocks[b.UserBlocked.GetUserId()] = true
+	case *pb.Event_UserUnblocked:
+		delete(u.blocks, b.UserUnblocked.GetUserId())
+	}
+	return true
+}
+
+// hides reports whether the user deleted message seq of conv for itself.
+func (u *syncUser) hides(conv string, seq int64) bool {
+	if u == nil {
+		return false
+	}
+	p := u.prefs[conv]
+	return p != nil && (seq <= p.hiddenUpTo || p.hidden[seq])
+}
+
+// render prints the user's settings canonically: conversations whose
+// settings are all defaults print nothing, however they got there.
+func (u *syncUser) render() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "user stream at %d, blocks %v\n", u.version, slices.Sorted(maps.Keys(u.blocks)))
+	for _, id := range slices.Sorted(maps.Keys(u.prefs)) {
+		p := u.prefs[id]
+		if p.muted == "" && !p.pinned && p.archived == 0 && p.marked == 0 && p.hiddenUpTo == 0 && len(p.hidden) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "  prefs %s muted %q pinned %v archived %d marked %d hidden up to %d %v\n",
+			id, p.muted, p.pinned, p.archived, p.marked, p.hiddenUpTo, slices.Sorted(maps.Keys(p.hidden)))
+	}
+	return b.String()
 }
 
 func roleName(r pb.MemberRole) string {
@@ -91,6 +199,9 @@ func (s syncState) apply(ev *pb.Event) bool {
 	case *pb.Event_MessageSent:
 		c.messages[ev.GetSeq()] = &syncMsg{sender: actor, text: b.MessageSent.GetText(), replyTo: b.MessageSent.GetReplyToSeq(),
 			reactions: map[string]map[string]bool{}}
+		if o := b.MessageSent.GetForwardedFrom(); o != nil {
+			c.messages[ev.GetSeq()].forwarded = fmt.Sprintf("%s/%d/%s", o.GetConversationId(), o.GetSeq(), o.GetSenderUserId())
+		}
 		mark(actor, ev.GetSeq(), ev.GetSeq())
 	case *pb.Event_ReadUpTo:
 		mark(actor, b.ReadUpTo.GetUpToSeq(), 0)
@@ -141,8 +252,9 @@ func (s syncState) apply(ev *pb.Event) bool {
 	return true
 }
 
-// render prints a state canonically.
-func (s syncState) render() string {
+// render prints a state canonically, without the messages user deleted for
+// itself (a fresh fetch never sees them).
+func (s syncState) render(user *syncUser) string {
 	var b strings.Builder
 	for _, id := range slices.Sorted(maps.Keys(s)) {
 		c := s[id]
@@ -153,7 +265,10 @@ func (s syncState) render() string {
 		}
 		for _, seq := range slices.Sorted(maps.Keys(c.messages)) {
 			m := c.messages[seq]
-			fmt.Fprintf(&b, "  %d %s %q edits %d recalled %v reply %d", seq, m.sender, m.text, m.edits, m.recalled, m.replyTo)
+			if user.hides(id, seq) {
+				continue
+			}
+			fmt.Fprintf(&b, "  %d %s %q edits %d recalled %v reply %d from %q", seq, m.sender, m.text, m.edits, m.recalled, m.replyTo, m.forwarded)
 			for _, e := range slices.Sorted(maps.Keys(m.reactions)) {
 				fmt.Fprintf(&b, " %s%v", e, slices.Sorted(maps.Keys(m.reactions[e])))
 			}
@@ -214,6 +329,11 @@ func fetchConv(t *testing.T, sys *system.System, user, conv string) (*syncConv, 
 				ReplyTo *struct {
 					Seq int64 `json:"seq"`
 				} `json:"reply_to"`
+				ForwardedFrom *struct {
+					ConversationID string `json:"conversation_id"`
+					Seq            int64  `json:"seq"`
+					SenderUserID   string `json:"sender_user_id"`
+				} `json:"forwarded_from"`
 				Reactions []struct {
 					Emoji   string   `json:"emoji"`
 					UserIDs []string `json:"user_ids"`
@@ -235,6 +355,9 @@ func fetchConv(t *testing.T, sys *system.System, user, conv string) (*syncConv, 
 			if it.ReplyTo != nil {
 				m.replyTo = it.ReplyTo.Seq
 			}
+			if o := it.ForwardedFrom; o != nil {
+				m.forwarded = fmt.Sprintf("%s/%d/%s", o.ConversationID, o.Seq, o.SenderUserID)
+			}
 			for _, r := range it.Reactions {
 				m.reactions[r.Emoji] = map[string]bool{}
 				for _, u := range r.UserIDs {
@@ -249,31 +372,68 @@ func fetchConv(t *testing.T, sys *system.System, user, conv string) (*syncConv, 
 	}
 }
 
-// fetchAll is a fresh device's full fetch of every conversation in user's
-// inbox.
-func fetchAll(t *testing.T, sys *system.System, user string) (syncState, error) {
+// fetchUser is a fresh device's fetch of its user's settings.
+func fetchUser(t *testing.T, sys *system.System, user string) (*syncUser, error) {
 	t.Helper()
+	var st settings
+	if code := api(t, sys, user, "/v1/me/settings", &st); code != 200 {
+		return nil, fmt.Errorf("settings: status %d", code)
+	}
+	u := newSyncUser()
+	u.version = st.Version
+	for _, c := range st.Conversations {
+		p := u.of(c.ConversationID)
+		var until time.Time
+		if c.MutedUntil != "" {
+			var err error
+			if until, err = time.Parse(time.RFC3339Nano, c.MutedUntil); err != nil {
+				return nil, fmt.Errorf("muted_until %q: %v", c.MutedUntil, err)
+			}
+		}
+		p.muted = muteText(c.MutedForever, until)
+		p.pinned, p.archived, p.marked, p.hiddenUpTo = c.Pinned, c.ArchivedUpToSeq, c.UnreadMarkedAtSeq, c.HiddenUpToSeq
+		for _, seq := range c.HiddenSeqs {
+			p.hidden[seq] = true
+		}
+	}
+	for _, b := range st.Blocks {
+		u.blocks[b.UserID] = true
+	}
+	return u, nil
+}
+
+// fetchAll is a fresh device's full fetch of every conversation in user's
+// inbox, and of its user's settings.
+func fetchAll(t *testing.T, sys *system.System, user string) (syncState, *syncUser, error) {
+	t.Helper()
+	u, err := fetchUser(t, sys, user)
+	if err != nil {
+		return nil, nil, err
+	}
 	var in inbox
 	if code := api(t, sys, user, "/v1/inbox?limit=200", &in); code != 200 {
-		return nil, fmt.Errorf("inbox: status %d", code)
+		return nil, nil, fmt.Errorf("inbox: status %d", code)
 	}
 	out := syncState{}
 	for _, it := range in.Conversations {
 		c, err := fetchConv(t, sys, user, it.ConversationID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out[it.ConversationID] = c
 	}
-	return out, nil
+	return out, u, nil
 }
 
 // TestSyncMissesNothing: a device of u follows 20 conversations live, goes
 // offline, and while it is away the others (and u on another device) do
 // every kind of action in them; u is removed from one and added to three
-// new ones. On reconnecting the device resumes from the versions it holds
+// new ones, and u's laptop changes u's settings (pins, mutes, archive, mark
+// unread, delete for me, blocks) and forwards a message. On reconnecting
+// the device resumes from the versions it holds, its user stream included
 // (fetching the added conversations), and its reconstructed state equals a
-// fresh device's full fetch exactly, with no event applied twice.
+// fresh device's full fetch exactly, settings included, with no event
+// applied twice.
 func TestSyncMissesNothing(t *testing.T) {
 	t.Parallel()
 	sys, _ := start(t, 2)
@@ -285,7 +445,8 @@ func TestSyncMissesNothing(t *testing.T) {
 	}
 	phone := connect(t, sys, 0, "u", "phone")
 	laptop := connect(t, sys, 1, "u", "laptop")
-	state := syncState{}
+	state, user := syncState{}, newSyncUser()
+	stream := schemas.UserStreamID("u")
 	seen := map[string]bool{} // conversation/version applied
 	take := func(evs []*pb.Event) {
 		for _, ev := range evs {
@@ -297,7 +458,11 @@ func TestSyncMissesNothing(t *testing.T) {
 				t.Fatalf("the phone got %s twice: %v", key, ev)
 			}
 			seen[key] = true
-			state.apply(ev)
+			if ev.GetConversationId() == stream {
+				user.apply(ev)
+			} else {
+				state.apply(ev)
+			}
 		}
 	}
 
@@ -334,7 +499,11 @@ func TestSyncMissesNothing(t *testing.T) {
 	if len(state) != len(convs) {
 		t.Fatalf("the phone follows %d conversations, want %d", len(state), len(convs))
 	}
-	cursors := map[string]int64{}
+	// The phone follows u's own stream too.
+	yes := true
+	pin := laptop.MustDo(convs[1].id, &pb.UpdateConversationPrefs{Pinned: &yes}).GetAccepted().GetCommandId()
+	take(until(t, phone, stream, func(e *pb.Event) bool { return e.GetCommandId() == pin }))
+	cursors := map[string]int64{stream: user.version}
 	for id, c := range state {
 		cursors[id] = c.version
 	}
@@ -383,6 +552,44 @@ func TestSyncMissesNothing(t *testing.T) {
 			}
 		}
 	}
+	// u's own settings, on the laptop: every kind.
+	no := false
+	mutedUntil := timestamppb.New(time.Now().Add(72 * time.Hour).Truncate(time.Second))
+	for _, c := range []struct {
+		conv int
+		body proto.Message
+	}{
+		{1, &pb.UpdateConversationPrefs{Pinned: &no}},
+		{6, &pb.UpdateConversationPrefs{Pinned: &yes}},
+		{2, &pb.UpdateConversationPrefs{Mute: &pb.Mute{Forever: true}}},
+		{3, &pb.UpdateConversationPrefs{Mute: &pb.Mute{Until: mutedUntil}}},
+		{3, &pb.UpdateConversationPrefs{ArchivedUpToSeq: proto.Int64(2)}},
+		{4, &pb.UpdateConversationPrefs{Mute: &pb.Mute{Forever: true}}},
+		{4, &pb.UpdateConversationPrefs{Mute: &pb.Mute{}}}, // unmuted again
+		{5, &pb.UpdateConversationPrefs{UnreadMarkedAtSeq: proto.Int64(1)}},
+		{7, &pb.HideMessages{Seqs: []int64{1, 2}}},
+		{8, &pb.HideMessages{UpToSeq: 2}},
+		{15, &pb.HideMessages{Seqs: []int64{1}}},
+		{-1, &pb.BlockUser{UserId: "e"}},
+		{-1, &pb.BlockUser{UserId: "f"}},
+		{-1, &pb.UnblockUser{UserId: "e"}},
+	} {
+		conv := ""
+		if c.conv >= 0 {
+			conv = convs[c.conv].id
+		}
+		accepted(t, laptop.MustDo(conv, c.body))
+	}
+	accepted(t, devs["f"].MustDo(convs[19].id, send(next(), "blocked, refused"))) // f's direct conversation with u
+	// A forward, from the laptop: the gateway reads the message from the
+	// views, which may not have it yet (NOT_FOUND before anything is appended).
+	testenv.Eventually(t, time.Minute, func() string {
+		f := laptop.MustDo(convs[9].id, &pb.ForwardMessage{Seq: 1, TargetConversationId: convs[10].id, ClientMsgId: "fwd"})
+		if f.GetAccepted() == nil {
+			return fmt.Sprintf("forward: %v", f)
+		}
+		return ""
+	})
 	removed := convs[0].id
 	accepted(t, devs["a"].MustDo(removed, &pb.RemoveMember{UserId: "u"}))
 	accepted(t, devs["a"].MustDo(removed, send(next(), "after u left")))
@@ -398,6 +605,9 @@ func TestSyncMissesNothing(t *testing.T) {
 		d := connectResuming(t, sys, 1, "u", "phone")
 		defer d.Close()
 		evs, r := resume(t, d, cursors)
+		if _, named := cursors[stream]; !named {
+			t.Fatalf("the phone's cursors lack its user stream")
+		}
 		if len(r.GetFailed()) > 0 || r.GetMore() || len(r.GetRefetch()) > 0 {
 			return fmt.Sprintf("resumed %v: resume again", r)
 		}
@@ -406,6 +616,9 @@ func TestSyncMissesNothing(t *testing.T) {
 			delete(state, rm.GetConversationId())
 		}
 		for _, a := range r.GetAdded() {
+			if a.GetConversationId() == stream {
+				return "the user stream was named but is reported added"
+			}
 			c, err := fetchConv(t, sys, "u", a.GetConversationId())
 			if err != nil {
 				return err.Error()
@@ -415,13 +628,14 @@ func TestSyncMissesNothing(t *testing.T) {
 		for id, c := range state {
 			cursors[id] = c.version
 		}
+		cursors[stream] = user.version
 		// What was decided after the Resume arrives live.
 		take(d.DrainEvents())
-		fresh, err := fetchAll(t, sys, "u")
+		fresh, freshUser, err := fetchAll(t, sys, "u")
 		if err != nil {
 			return err.Error()
 		}
-		if got, want := state.render(), fresh.render(); got != want {
+		if got, want := user.render()+state.render(user), freshUser.render()+fresh.render(nil); got != want {
 			return fmt.Sprintf("the resumed state differs from a fresh fetch:\n--- resumed\n%s--- fresh\n%s", got, want)
 		}
 		return ""
