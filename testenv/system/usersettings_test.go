@@ -290,8 +290,8 @@ func TestE2EBlocks(t *testing.T) {
 	g := accepted(t, bob.MustDo("", group("with blocks", "alice", "carol")))
 	alice.WaitEvent("the group", func(e *pb.Event) bool { return e.GetConversationId() == g })
 	share(t, sys, carol, "alice")
-	bob.MustDo("", &pb.SetPresence{State: pb.PresenceState_PRESENCE_STATE_ONLINE})
-	alice.MustDo("", &pb.SetPresence{State: pb.PresenceState_PRESENCE_STATE_BUSY})
+	bob.Start("", &pb.SetPresence{State: pb.PresenceState_PRESENCE_STATE_ONLINE}) // answered only if refused
+	alice.Start("", &pb.SetPresence{State: pb.PresenceState_PRESENCE_STATE_BUSY})
 	if p := watch(t, bob, "alice"); p["alice"].GetState() != pb.PresenceState_PRESENCE_STATE_BUSY {
 		t.Fatalf("bob watches alice before the block: %v, want BUSY", p["alice"])
 	}
@@ -463,15 +463,15 @@ func TestE2EForwardAndReplies(t *testing.T) {
 			return fmt.Sprintf("carol's history of the target: %+v, want the forward with its origin", h.Messages)
 		}
 		var r struct {
-			Messages []struct {
+			Replies []struct {
 				Seq int64 `json:"seq"`
-			} `json:"messages"`
+			} `json:"replies"`
 		}
 		if code := api(t, sys, "alice", "/v1/conversations/"+src+"/messages/1/replies", &r); code != 200 {
 			return fmt.Sprintf("replies: %d", code)
 		}
 		var seqs []int64
-		for _, m := range r.Messages {
+		for _, m := range r.Replies {
 			seqs = append(seqs, m.Seq)
 		}
 		if !slices.Equal(seqs, []int64{2, 3}) {
