@@ -76,11 +76,13 @@ func TestE2EUserSettings(t *testing.T) {
 		accepted(t, bob.MustDo(id, send(fmt.Sprintf("s%d-2", i), "two")))
 		convs = append(convs, id)
 	}
-	for _, id := range convs {
-		phone.WaitEvent("the second message of "+id, func(e *pb.Event) bool {
-			return e.GetConversationId() == id && e.GetSeq() == 2
-		})
-	}
+	seconds := map[string]bool{}
+	phone.WaitEvent("the second message of each", func(e *pb.Event) bool {
+		if e.GetSeq() == 2 {
+			seconds[e.GetConversationId()] = true
+		}
+		return len(seconds) == len(convs)
+	})
 	stream := schemas.UserStreamID("alice")
 	until := timestamppb.New(time.Now().Add(48 * time.Hour).Truncate(time.Second))
 	yes := true
