@@ -274,7 +274,13 @@ func (s syncState) render(user *syncUser) string {
 			}
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "  pins %v\n", slices.Sorted(maps.Keys(c.pins)))
+		var pins []int64
+		for _, seq := range slices.Sorted(maps.Keys(c.pins)) {
+			if !user.hides(id, seq) { // a pin of a message deleted for oneself is not listed
+				pins = append(pins, seq)
+			}
+		}
+		fmt.Fprintf(&b, "  pins %v\n", pins)
 	}
 	return b.String()
 }
