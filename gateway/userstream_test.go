@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -190,8 +191,7 @@ func TestForwardFromViews(t *testing.T) {
 	carol.send(fwd("outsider", 1))
 	carol.refused(pb.ErrorCode_ERROR_CODE_NOT_MEMBER)
 
-	c.send(fwd("ok", 1))
-	if a := c.accepted("ok"); a.GetConversationId() != src {
+	if a := c.MustForward(src, 1, target, "fw-ok"); a.GetConversationId() != src {
 		t.Fatalf("accepted for %s, want the source", a.GetConversationId())
 	}
 	recs := e.commandRecords(1)
@@ -207,5 +207,61 @@ func TestForwardFromViews(t *testing.T) {
 	if fm.GetText() != "edited text" || fm.GetContentType() != "text/markdown" || fm.GetTargetConversationId() != target ||
 		o.GetConversationId() != src || o.GetSeq() != 1 || o.GetSenderUserId() != "bob" || !o.GetSentAt().AsTime().Equal(sent) {
 		t.Fatalf("forward command %v", cmd)
+	}
+}
+
+// TestPerUserFramesAppended: the per-user frames, sent with testenv's
+// helpers, are appended keyed by the sender's user stream, with the
+// conversation they name in the body and the envelope from the token.
+func TestPerUserFramesAppended(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	c := e.dial("alice", "phone")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	own, err := c.UserStream(ctx)
+	if err != nil || own != schemas.UserStreamID("alice") {
+		t.Fatalf("user stream %q, %v", own, err)
+	}
+	const conv = "g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f"
+	pinned := true
+	var accepted []*pb.Accepted
+	for _, send := range []func() (*pb.Accepted, error){
+		func() (*pb.Accepted, error) { return c.SetPrefs(ctx, conv, &pb.UpdateConversationPrefs{Pinned: &pinned}) },
+		func() (*pb.Accepted, error) { return c.Hide(ctx, conv, []int64{1, 2}, 0) },
+		func() (*pb.Accepted, error) { return c.Block(ctx, "mallory") },
+		func() (*pb.Accepted, error) { return c.Unblock(ctx, "mallory") },
+	} {
+		a, err := send()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.GetConversationId() != own {
+			t.Fatalf("accepted for %s, want %s", a.GetConversationId(), own)
+		}
+		accepted = append(accepted, a)
+	}
+	recs := e.commandRecords(len(accepted))
+	types := map[string]bool{}
+	for _, r := range recs {
+		cmd := &pb.Command{}
+		if err := proto.Unmarshal(r.Value, cmd); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != own || cmd.GetConversationId() != own || cmd.GetUserId() != "alice" || cmd.GetDeviceId() != "phone" {
+			t.Fatalf("record key %q: %v", r.Key, cmd)
+		}
+		if p := cmd.GetUpdateConversationPrefs(); p != nil && p.GetConversationId() != conv {
+			t.Fatalf("prefs for %q", p.GetConversationId())
+		}
+		if h := cmd.GetHideMessages(); h != nil && (h.GetConversationId() != conv || !slices.Equal(h.GetSeqs(), []int64{1, 2})) {
+			t.Fatalf("hide %v", h)
+		}
+		types[schemas.CommandType(cmd)] = true
+	}
+	for _, typ := range []string{schemas.TypeUpdateConversationPrefs, schemas.TypeHideMessages, schemas.TypeBlockUser, schemas.TypeUnblockUser} {
+		if !types[typ] {
+			t.Errorf("no %s appended (got %v)", typ, types)
+		}
 	}
 }
