@@ -227,7 +227,9 @@ func TestPerUserFramesAppended(t *testing.T) {
 	pinned := true
 	var accepted []*pb.Accepted
 	for _, send := range []func() (*pb.Accepted, error){
-		func() (*pb.Accepted, error) { return c.SetPrefs(ctx, conv, &pb.UpdateConversationPrefs{Pinned: &pinned}) },
+		func() (*pb.Accepted, error) {
+			return c.SetPrefs(ctx, conv, &pb.UpdateConversationPrefs{Pinned: &pinned})
+		},
 		func() (*pb.Accepted, error) { return c.Hide(ctx, conv, []int64{1, 2}, 0) },
 		func() (*pb.Accepted, error) { return c.Block(ctx, "mallory") },
 		func() (*pb.Accepted, error) { return c.Unblock(ctx, "mallory") },
