@@ -16,7 +16,7 @@ import (
 func TestBlockedByReadsBlocks(t *testing.T) {
 	t.Parallel()
 	c := testenv.Cassandra(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := schemas.Migrate(ctx, c.Session(), c.Keyspace); err != nil {
 		t.Fatal(err)
