@@ -293,7 +293,9 @@ func checkStreams(live views, m *streamModel, only map[string]bool) []rowDiff {
 			return seqName(table, user, str(r["conversation_id"]), num(r[seqCol])), stream(user), known(user)
 		})
 	}
-	blockName := func(user, other string) string { return fmt.Sprintf("blocks(user_id=%q, blocked_user_id=%q)", user, other) }
+	blockName := func(user, other string) string {
+		return fmt.Sprintf("blocks(user_id=%q, blocked_user_id=%q)", user, other)
+	}
 	want := map[string]entry{}
 	for user, bs := range m.blocks {
 		for other, at := range bs {

@@ -71,7 +71,7 @@ type Report struct {
 	// cleared history, blocks) and replies that are not as the log says.
 	Streams []string
 	Skipped []string // differing rows of conversations changed since the log was read
-	Notes      []string // what was not checked, and why
+	Notes   []string // what was not checked, and why
 }
 
 // OK reports whether nothing differs.
