@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 )
@@ -18,7 +19,7 @@ import (
 // of application, and a smaller clear later never lowers it.
 type hiddenView struct {
 	insertSeq, insertCleared string
-	selectSeqs, selectRange  string
+	selectRange              string
 	selectCleared            string
 	rows, rowsCleared        jsonRows
 }
@@ -29,7 +30,6 @@ func newHidden(keyspace string) hiddenView {
 			VALUES (?, ?, ?, ?) USING TIMESTAMP ?`),
 		insertCleared: qualify(keyspace, `INSERT INTO ${keyspace}.history_cleared (user_id, conversation_id, up_to_seq, cleared_at)
 			VALUES (?, ?, ?, ?) USING TIMESTAMP ?`),
-		selectSeqs: qualify(keyspace, `SELECT seq FROM ${keyspace}.hidden_messages WHERE user_id = ? AND conversation_id = ?`),
 		selectRange: qualify(keyspace, `SELECT seq FROM ${keyspace}.hidden_messages
 			WHERE user_id = ? AND conversation_id = ? AND seq >= ? AND seq <= ?`),
 		selectCleared: qualify(keyspace, `SELECT up_to_seq FROM ${keyspace}.history_cleared
@@ -87,29 +87,44 @@ func (h Hidden) Hides(seq int64) bool {
 	return false
 }
 
-// Hidden reads what user hid in conv, the seqs of hidden_messages in [from,
-// to] only (to <= 0: all of them), and the cleared seq: two single-partition
-// reads. A history page passes its range, so what it reads stays bounded by
-// the page.
-func (t *Tables) Hidden(ctx context.Context, user, conv string, from, to int64) (Hidden, error) {
-	var h Hidden
-	err := t.s.Query(t.hidden.selectCleared, user, conv).ScanContext(ctx, &h.UpToSeq)
+// Hidden reads everything user hid in conv: the cleared seq and the hidden
+// seqs above it (two single-partition reads; what a device needs to
+// continue the user stream).
+func (t *Tables) Hidden(ctx context.Context, user, conv string) (Hidden, error) {
+	up, err := t.HistoryCleared(ctx, user, conv)
+	if err != nil {
+		return Hidden{}, err
+	}
+	seqs, err := t.HiddenSeqs(ctx, user, conv, up+1, math.MaxInt64)
+	return Hidden{UpToSeq: up, Seqs: seqs}, err
+}
+
+// HistoryCleared is the highest up_to_seq user cleared conv's history to (0:
+// never cleared): the first row of its history_cleared partition.
+func (t *Tables) HistoryCleared(ctx context.Context, user, conv string) (int64, error) {
+	var up int64
+	err := t.s.Query(t.hidden.selectCleared, user, conv).ScanContext(ctx, &up)
 	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-		return h, fmt.Errorf("projector: read history_cleared: %w", err)
+		return 0, fmt.Errorf("projector: read history_cleared: %w", err)
 	}
-	q := t.s.Query(t.hidden.selectSeqs, user, conv)
-	if to > 0 {
-		q = t.s.Query(t.hidden.selectRange, user, conv, max(from, h.UpToSeq+1), to)
+	return up, nil
+}
+
+// HiddenSeqs reads the seqs from..to (inclusive) user hid in conv, ascending
+// (one slice of one partition): a history page passes its range, so what it
+// reads stays bounded by the page.
+func (t *Tables) HiddenSeqs(ctx context.Context, user, conv string, from, to int64) ([]int64, error) {
+	if from > to {
+		return nil, nil
 	}
-	iter := q.IterContext(ctx)
+	iter := t.s.Query(t.hidden.selectRange, user, conv, from, to).IterContext(ctx)
+	var out []int64
 	var seq int64
 	for iter.Scan(&seq) {
-		if seq > h.UpToSeq {
-			h.Seqs = append(h.Seqs, seq)
-		}
+		out = append(out, seq)
 	}
 	if err := iter.Close(); err != nil {
-		return h, fmt.Errorf("projector: read hidden_messages: %w", err)
+		return nil, fmt.Errorf("projector: read hidden_messages: %w", err)
 	}
-	return h, nil
+	return out, nil
 }
