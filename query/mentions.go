@@ -51,11 +51,11 @@ func (s *Server) handleMentions(w http.ResponseWriter, r *http.Request, id token
 	// caller's joined seq; the named mentions and the conversations row
 	// (the history visibility) are read alongside it.
 	var (
-		named []mentionRow
+		named   []mentionRow
 		c       conversationRow
 		cleared int64
 		rErr    error
-		rDone = make(chan struct{})
+		rDone   = make(chan struct{})
 	)
 	go func() {
 		defer close(rDone)
