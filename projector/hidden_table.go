@@ -74,19 +74,6 @@ type Hidden struct {
 	Seqs    []int64
 }
 
-// Hides reports whether seq is hidden.
-func (h Hidden) Hides(seq int64) bool {
-	if seq <= h.UpToSeq {
-		return true
-	}
-	for _, s := range h.Seqs {
-		if s == seq {
-			return true
-		}
-	}
-	return false
-}
-
 // Hidden reads everything user hid in conv: the cleared seq and the hidden
 // seqs above it (two single-partition reads; what a device needs to
 // continue the user stream).

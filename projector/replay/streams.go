@@ -32,11 +32,11 @@ type userConv struct{ user, conv string }
 // prefsModel: one user's prefs of one conversation; nil fields were never
 // set (null in the row).
 type prefsModel struct {
-	mutedForever          *bool
-	mutedUntil, pinnedAt  *time.Time
-	pinned                *bool
-	archived, markedUnred *int64
-	updatedAt             time.Time
+	mutedForever           *bool
+	mutedUntil, pinnedAt   *time.Time
+	pinned                 *bool
+	archived, markedUnread *int64
+	updatedAt              time.Time
 }
 
 func newStreamModel() *streamModel {
@@ -98,7 +98,7 @@ func (m *streamModel) event(ev *pb.Event) {
 		}
 		if c.UnreadMarkedAtSeq != nil {
 			v := c.GetUnreadMarkedAtSeq()
-			p.markedUnred = &v
+			p.markedUnread = &v
 		}
 		p.updatedAt = at
 	case *pb.Event_MessagesHidden:
@@ -234,7 +234,7 @@ func checkStreams(live views, m *streamModel, only map[string]bool) []rowDiff {
 		want := map[string]string{
 			"muted_forever": cqlBool(p.mutedForever), "muted_until": cqlTime(p.mutedUntil),
 			"pinned": cqlBool(p.pinned), "pinned_at": cqlTime(p.pinnedAt),
-			"archived_up_to_seq": cqlInt(p.archived), "unread_marked_at_seq": cqlInt(p.markedUnred),
+			"archived_up_to_seq": cqlInt(p.archived), "unread_marked_at_seq": cqlInt(p.markedUnread),
 			"updated_at": cqlTime(&p.updatedAt),
 		}
 		for _, col := range slices.Sorted(maps.Keys(want)) {
