@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -43,6 +44,11 @@ type views interface {
 	// after+1. top is the conversation's last version as the caller last
 	// read it: the walk does not go beyond its bucket.
 	changes(ctx context.Context, conv string, after, top int64, limit int) ([]*pb.Event, error)
+	// message is the row of seq in conv of the messages view, for a
+	// forward (found is false when there is none yet).
+	message(ctx context.Context, conv string, seq int64) (sourceMessage, error)
+	// blocked says whether user blocked other (the blocks view).
+	blocked(ctx context.Context, user, other string) (bool, error)
 }
 
 // cassandraViews implements views with the projector's table readers,
@@ -50,6 +56,8 @@ type views interface {
 type cassandraViews struct {
 	session *gocql.Session
 	tables  *projector.Tables
+	// selectBlock reads one row of the blocks view (schemas/cql 0006).
+	selectBlock string
 }
 
 func openViews(cass deploy.Cassandra, keyspace string) (*cassandraViews, error) {
@@ -69,7 +77,8 @@ func openViews(cass deploy.Cassandra, keyspace string) (*cassandraViews, error) 
 		s.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	return &cassandraViews{session: s, tables: t}, nil
+	return &cassandraViews{session: s, tables: t,
+		selectBlock: "SELECT blocked_user_id FROM " + keyspace + ".blocks WHERE user_id = ? AND blocked_user_id = ?"}, nil
 }
 
 func (v *cassandraViews) close() { v.session.Close() }
@@ -166,4 +175,28 @@ func (v *cassandraViews) changes(ctx context.Context, conv string, after, top in
 		out = append(out, ev)
 	}
 	return out, err
+}
+
+func (v *cassandraViews) message(ctx context.Context, conv string, seq int64) (sourceMessage, error) {
+	m, found, err := v.tables.MessageAt(ctx, conv, seq)
+	if err != nil || !found {
+		return sourceMessage{}, err
+	}
+	return sourceMessage{found: true, isMessage: m.Type == schemas.TypeMessageSent, text: m.Text, contentType: m.ContentType,
+		sender: m.ActorUserID, sentAt: m.OccurredAt, recalled: m.RecalledBy != ""}, nil
+}
+
+// blocked reads the blocks view the projector writes from UserBlocked and
+// UserUnblocked. The one statement the gateway holds itself: the table's
+// reader (projector.Tables) comes with the projector's blocks view.
+func (v *cassandraViews) blocked(ctx context.Context, user, other string) (bool, error) {
+	var id string
+	err := v.session.Query(v.selectBlock, user, other).ScanContext(ctx, &id)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("gateway: read blocks: %w", err)
+	}
+	return true, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -137,6 +138,24 @@ func (s *Server) deliver(rec *kgo.Record) {
 // While no session is open nothing is loaded (nobody would receive it), but
 // cached conversations still follow their membership events.
 func (s *Server) route(ev *pb.Event) route {
+	switch schemas.EventType(ev) {
+	case schemas.TypeDirectBlockChanged, schemas.TypeMessageForwarded:
+		// Decision records of two-stream decisions: for no device (the
+		// outcome is the other stream's event).
+		return route{}
+	}
+	if conv := ev.GetConversationId(); schemas.IsUserStreamID(conv) {
+		// A user stream is its owner's alone: every session of the actor,
+		// whose stream it must be; no membership is loaded for it.
+		actor := ev.GetActorUserId()
+		if schemas.UserStreamID(actor) != conv {
+			s.metrics.eventsMisrouted.Inc()
+			s.log.Warn("user stream event not of its actor's stream dropped", "conversation", conv, "type", schemas.EventType(ev))
+			return route{}
+		}
+		s.noteBlock(ev)
+		return recipients(ev, []string{actor}, s.cfg.Fanout.ReceiptFanoutMaxMembers)
+	}
 	var members []string
 	if s.hub.empty() {
 		s.members.applyCached(ev)

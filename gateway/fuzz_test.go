@@ -34,6 +34,13 @@ var jsonSeeds = []string{
 	`{"requestId":"t","conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","typing":{"active":true}}`,
 	`{"requestId":"p","setPresence":{"state":"PRESENCE_STATE_AWAY"}}`,
 	`{"requestId":"w","watchPresence":{"userIds":["bob","carol"]}}`,
+	`{"requestId":"pf","conversationId":"g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f","updateConversationPrefs":{"mute":{"forever":true},"pinned":true}}`,
+	`{"requestId":"pg","conversationId":"g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f","updateConversationPrefs":{"conversationId":"g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1e","archivedUpToSeq":"3"}}`,
+	`{"requestId":"h","conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","hideMessages":{"seqs":["1","2"],"upToSeq":"0"}}`,
+	`{"requestId":"b","blockUser":{"userId":"bob"}}`,
+	`{"requestId":"bu","conversationId":"u:0123456789abcdef0123456789abcdef","unblockUser":{"userId":"bob"}}`,
+	`{"requestId":"f","conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","forwardMessage":{"seq":"1","targetConversationId":"g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f","clientMsgId":"fw-1"}}`,
+	`{"requestId":"fx","conversationId":"d:141a4cd242b67e82edf4a78bb418d40a","forwardMessage":{"seq":"1","targetConversationId":"g:5f0c6a3e9b2d4c1a8e7f6b5a4c3d2e1f","clientMsgId":"fw-1","text":"forged"}}`,
 	`{"requestId":"x","conversationId":"g:x","sendMessage":{"clientMsgId":"m"}}`,
 	`{"requestId":"y","sendMessage":{"text":5}}`,
 	`{"request_id":"z","sendMessage":{"clientMsgId":"a b"}}`,
@@ -114,8 +121,18 @@ func checkClientFrame(t *testing.T, mt int, data []byte) {
 		}
 		return
 	}
-	if err := schemas.CheckConversationID("conversationId", cmd.GetConversationId()); err != nil {
+	if err := schemas.CheckStreamID("conversationId", cmd.GetConversationId()); err != nil {
 		t.Fatalf("command for a malformed conversation: %v", err)
+	}
+	perUser := cmd.GetUpdateConversationPrefs() != nil || cmd.GetHideMessages() != nil || cmd.GetBlockUser() != nil || cmd.GetUnblockUser() != nil
+	if perUser != (cmd.GetConversationId() == schemas.UserStreamID("alice")) {
+		t.Fatalf("command keyed %s: per-user commands, and only they, go to the user's stream: %v", cmd.GetConversationId(), cmd)
+	}
+	if err := checkDeviceBody(cmd); err != nil {
+		t.Fatalf("command with a body a device may not append: %v", err)
+	}
+	if fm := cmd.GetForwardMessage(); fm != nil && (fm.GetText() != "" || fm.GetContentType() != "" || fm.GetOrigin() != nil) {
+		t.Fatalf("forward with content from the device: %v", fm)
 	}
 	if cmd.GetUserId() != "alice" || cmd.GetDeviceId() != "phone" || cmd.GetCommandId() == "" || cmd.GetBody() == nil {
 		t.Fatalf("envelope not from the session: %v", cmd)

@@ -52,17 +52,6 @@ type option func(*setup)
 
 func withLimits(l gateway.Limits) option { return func(s *setup) { s.cfg.Limits = l } }
 
-// withViews gives the gateway a fresh, migrated keyspace of views.
-func withViews(t *testing.T) option {
-	c := testenv.Cassandra(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := schemas.Migrate(ctx, c.Session(), c.Keyspace); err != nil {
-		t.Fatal(err)
-	}
-	return func(s *setup) { s.cfg.CassandraHosts, s.cfg.Keyspace = c.Hosts, c.Keyspace }
-}
-
 func withDevTokens() option { return func(s *setup) { s.cfg.DevTokens = true } }
 
 // withMissingCommandsTopic points the gateway at a commands topic that does

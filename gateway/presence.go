@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,10 @@ type presenceTable struct {
 	watching map[*session][]string            // session → users it watches
 	// forget drops the last-seen time of a user offline for longer.
 	forget time.Duration
+	// blocks are the blocks this gateway's events consumer read lately
+	// (blocker → blocked → when read): a watch decided from a blocks view
+	// that has not caught up with them yet still honours them.
+	blocks map[string]map[string]time.Time
 	// deliver queues a change for its watchers. It runs under mu (it must
 	// not block), so a watcher's answer and the changes after it are
 	// queued in the order they happened.
@@ -52,7 +57,66 @@ type presenceChange struct {
 
 func newPresenceTable(forget time.Duration, deliver func(presenceChange)) *presenceTable {
 	return &presenceTable{users: map[string]*userPresence{}, watchers: map[string]map[*session]struct{}{},
-		watching: map[*session][]string{}, forget: forget, deliver: deliver}
+		watching: map[*session][]string{}, blocks: map[string]map[string]time.Time{}, forget: forget, deliver: deliver}
+}
+
+const (
+	// blockMemory is how long a block read from the events stays in the
+	// table's memory: far longer than the projector takes to write the
+	// blocks row.
+	blockMemory = 10 * time.Minute
+	// maxBlockMemory bounds the blockers remembered (beyond it the memory
+	// starts again; the blocks view answers for what it forgets).
+	maxBlockMemory = 100_000
+)
+
+// block records that blocker blocked blocked (a UserBlocked read at time
+// at) and ends every watch of blocked's sessions on blocker: each is sent
+// blocker OFFLINE without lastSeen, as for a user it may not watch.
+func (t *presenceTable) block(blocker, blocked string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.blocks) >= maxBlockMemory {
+		clear(t.blocks)
+	}
+	m := t.blocks[blocker]
+	if m == nil {
+		m = map[string]time.Time{}
+		t.blocks[blocker] = m
+	}
+	m[blocked] = at
+	var ended []*session
+	for s := range t.watchers[blocker] {
+		if s.user != blocked {
+			continue
+		}
+		ended = append(ended, s)
+		delete(t.watchers[blocker], s)
+		t.watching[s] = slices.DeleteFunc(t.watching[s], func(u string) bool { return u == blocker })
+	}
+	if len(t.watchers[blocker]) == 0 {
+		delete(t.watchers, blocker)
+	}
+	if len(ended) > 0 && t.deliver != nil {
+		t.deliver(presenceChange{presence: &pb.UserPresence{UserId: blocker, State: pb.PresenceState_PRESENCE_STATE_OFFLINE}, watchers: ended})
+	}
+}
+
+// unblock forgets a remembered block (a UserUnblocked). A watch it ended
+// is not restored: the device watches again.
+func (t *presenceTable) unblock(blocker, blocked string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.blocks[blocker], blocked)
+	if len(t.blocks[blocker]) == 0 {
+		delete(t.blocks, blocker)
+	}
+}
+
+// blockedLocked says whether blocker blocked watcher in the memory.
+func (t *presenceTable) blockedLocked(blocker, watcher string) bool {
+	_, ok := t.blocks[blocker][watcher]
+	return ok
 }
 
 // apply records the presence a gateway stated at time at, and returns the
@@ -113,6 +177,16 @@ func (t *presenceTable) expire(now time.Time) []presenceChange {
 			delete(t.users, id)
 		}
 	}
+	for blocker, m := range t.blocks {
+		for u, at := range m {
+			if now.Sub(at) > blockMemory {
+				delete(m, u)
+			}
+		}
+		if len(m) == 0 {
+			delete(t.blocks, blocker)
+		}
+	}
 	return changes
 }
 
@@ -169,13 +243,23 @@ func presenceOf(id string, u *userPresence) *pb.UserPresence {
 
 // watch makes users the set s follows (replacing the previous one) and
 // hands their current presence, sorted by user id, to answer, which runs
-// under mu like deliver.
+// under mu like deliver. A user who blocked s's user lately (block) is
+// answered OFFLINE and not followed.
 func (t *presenceTable) watch(s *session, users []string, answer func([]*pb.UserPresence)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.unwatchLocked(s)
 	users = slices.Compact(slices.Sorted(slices.Values(users)))
 	out := make([]*pb.UserPresence, 0, len(users))
+	followed := users[:0:0]
+	for _, id := range users {
+		if t.blockedLocked(id, s.user) {
+			out = append(out, &pb.UserPresence{UserId: id, State: pb.PresenceState_PRESENCE_STATE_OFFLINE})
+			continue
+		}
+		followed = append(followed, id)
+	}
+	users = followed
 	for _, id := range users {
 		w := t.watchers[id]
 		if w == nil {
@@ -188,6 +272,7 @@ func (t *presenceTable) watch(s *session, users []string, answer func([]*pb.User
 	if len(users) > 0 {
 		t.watching[s] = users
 	}
+	slices.SortFunc(out, func(a, b *pb.UserPresence) int { return strings.Compare(a.GetUserId(), b.GetUserId()) })
 	answer(out)
 }
 

@@ -142,3 +142,53 @@ func TestPresenceStates(t *testing.T) {
 	tb.apply("g1", t0.Add(10*time.Second), stated(time.Minute, dev("bob", "laptop", away)))
 	log.take(t, busy)
 }
+
+// TestPresenceBlocks: a block read from the events ends the blocked
+// user's watches of the blocker at once (answered OFFLINE without
+// lastSeen, and no change follows), and a watch set while it is remembered
+// does not follow the blocker; other watchers are untouched, and an
+// unblock lets a new watch follow again.
+func TestPresenceBlocks(t *testing.T) {
+	var log presenceLog
+	tb := newPresenceTable(time.Hour, log.deliver)
+	now := time.Now()
+	tb.apply("g1", now, stated(time.Minute, dev("bob", "pc", online)))
+	alice, carol := &session{user: "alice"}, &session{user: "carol"}
+	var answer []*pb.UserPresence
+	tb.watch(alice, []string{"bob"}, func(ps []*pb.UserPresence) { answer = ps })
+	if len(answer) != 1 || answer[0].GetState() != online {
+		t.Fatalf("answer %v", answer)
+	}
+	tb.watch(carol, []string{"bob"}, func([]*pb.UserPresence) {})
+
+	tb.block("bob", "alice", now)
+	log.take(t, offline)
+	tb.apply("g1", now.Add(time.Second), stated(time.Minute, dev("bob", "pc", away)))
+	log.take(t, away) // carol's, alone
+	tb.mu.Lock()
+	_, followed := tb.watchers["bob"][alice]
+	tb.mu.Unlock()
+	if followed {
+		t.Fatal("alice still follows bob after his block")
+	}
+
+	tb.watch(alice, []string{"bob", "carol"}, func(ps []*pb.UserPresence) { answer = ps })
+	if len(answer) != 2 || answer[0].GetUserId() != "bob" || answer[0].GetState() != offline || answer[0].GetLastSeen() != nil {
+		t.Fatalf("answer %v, want bob OFFLINE without lastSeen", answer)
+	}
+	tb.unblock("bob", "alice")
+	tb.watch(alice, []string{"bob"}, func(ps []*pb.UserPresence) { answer = ps })
+	if len(answer) != 1 || answer[0].GetState() != away {
+		t.Fatalf("answer after unblock %v", answer)
+	}
+	// Remembered blocks expire (the blocks view answers for them then).
+	tb.block("bob", "carol", now)
+	log.take(t, offline)
+	tb.expire(now.Add(blockMemory + time.Second))
+	tb.mu.Lock()
+	n := len(tb.blocks)
+	tb.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d blockers remembered past blockMemory", n)
+	}
+}

@@ -107,7 +107,21 @@ func TestREADMEFrames(t *testing.T) {
 		clients, frames = append(clients, it), append(frames, cf)
 	}
 
-	e := start(t, withViews(t))
+	// The views a projector would have for the forward examples: alice is
+	// a member of their source, which has message 1. Per-user frames need
+	// no view (the gateway appends them to alice's stream).
+	views, rows := withViewRows(t)
+	const source = "g:0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	for _, q := range []string{
+		"INSERT INTO members (conversation_id, user_id, removed) VALUES ('" + source + "', 'alice', false)",
+		"INSERT INTO messages (conversation_id, bucket, seq, type, actor_user_id, text, content_type, occurred_at) VALUES ('" + source +
+			"', 0, 1, 'MessageSent', 'bob', 'Ship it Friday?', 'text/plain', '2026-11-22T06:30:00Z')",
+	} {
+		if err := rows.Query(q).Exec(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	e := start(t, views)
 	c := e.dial("alice", "phone")
 	for i, it := range clients {
 		c.sendText(it.text)
@@ -122,7 +136,7 @@ func TestREADMEFrames(t *testing.T) {
 			a := got.GetAccepted()
 			if a == nil || a.GetRequestId() != id {
 				t.Errorf("README.md:%d: got %v, README shows Accepted", it.line, got)
-			} else if w := want.GetAccepted().GetConversationId(); strings.HasPrefix(w, "d:") && a.GetConversationId() != w {
+			} else if w := want.GetAccepted().GetConversationId(); !strings.HasPrefix(w, "g:") && a.GetConversationId() != w {
 				t.Errorf("README.md:%d: conversationId %s, README shows %s", it.line, a.GetConversationId(), w)
 			}
 		case want.GetError() != nil:

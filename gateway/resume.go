@@ -159,18 +159,23 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		fail(pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "resume could not read the views; resume again")
 	}
 	resumed := &pb.Resumed{RequestId: requestID}
+	own := schemas.UserStreamID(s.user)
 	if len(cursors) == 0 {
-		// Nothing missed: report where each conversation stands.
+		// Nothing missed: report where each conversation stands, and the
+		// user's own stream.
 		convs, err := v.conversations(ctx, s.user)
 		if err != nil {
 			unavailable(err)
 			return
 		}
-		for _, c := range convs {
+		for _, c := range append(convs, own) {
 			last, version, err := v.position(ctx, c)
 			if err != nil {
 				unavailable(err)
 				return
+			}
+			if c == own {
+				last = 0 // a user stream has no timeline
 			}
 			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: c, LastSeq: last, Version: version})
 		}
@@ -198,7 +203,7 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			unavailable(err)
 			return
 		case st == notMember:
-			fail(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of "+conv)
+			fail(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, notMemberOf(conv))
 			return
 		case st == formerMember:
 			removedAt[conv] = at
@@ -233,7 +238,11 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		// since_join sees nothing from before its join (query hides it):
 		// a cursor below the join — a device that never held such a
 		// version, or asks for every change — catches up from the join.
-		from, err := v.joinVersion(ctx, conv, s.user)
+		var from int64
+		var err error
+		if conv != own { // the user's stream is all its own: from version 1
+			from, err = v.joinVersion(ctx, conv, s.user)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -316,7 +325,9 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 	for _, c := range cursors {
 		named[c.GetConversationId()] = true
 	}
-	for _, conv := range convs {
+	// The user's own stream is listed like a conversation joined while
+	// away when the device does not name it (a device that never knew it).
+	for _, conv := range append(convs, own) {
 		if named[conv] {
 			continue
 		}
@@ -324,6 +335,9 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		if err != nil {
 			s.log.Warn("resume could not read a conversation to list", "conversation", conv)
 			continue
+		}
+		if conv == own {
+			last = 0
 		}
 		resumed.Added = append(resumed.Added, &pb.ConversationCursor{ConversationId: conv, LastSeq: last, Version: version})
 	}
@@ -355,6 +369,14 @@ const (
 // and a user added at a version the last version reached is listed.
 func (s *session) membershipAt(ctx context.Context, conv string, cursor int64, deadline time.Time) (_ memberState, at int64, _ error) {
 	v := s.srv.views
+	if schemas.IsUserStreamID(conv) {
+		// A user stream has one member, its owner, from its first version;
+		// nobody else may read it. Nothing to read.
+		if conv == schemas.UserStreamID(s.user) {
+			return currentMember, 0, nil
+		}
+		return notMember, 0, nil
+	}
 	for {
 		ok, err := v.isMember(ctx, conv, s.user)
 		if err != nil || ok {
@@ -724,4 +746,12 @@ func (s *Server) requestRepair(conv string, fromVersion, toVersion int64, notBef
 		}
 		s.metrics.repairRequests.WithLabelValues("appended").Inc()
 	}()
+}
+
+// notMemberOf is the refusal of a Resume naming conv.
+func notMemberOf(conv string) string {
+	if schemas.IsUserStreamID(conv) {
+		return conv + " is another user's stream; resume your own (Welcome.userStreamId)"
+	}
+	return "not a member of " + conv
 }

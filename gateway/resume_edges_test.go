@@ -19,7 +19,9 @@ import (
 // returns a session on it, for tests that write the rows a projector would.
 func withViewRows(t *testing.T) (option, *gocql.Session) {
 	c := testenv.Cassandra(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Generous: the package's tests migrate their keyspaces in parallel on
+	// one shared node, and schema changes queue behind each other.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	sess := c.Session()
 	if err := schemas.Migrate(ctx, sess, c.Keyspace); err != nil {

@@ -336,7 +336,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Welcome{Welcome: &pb.Welcome{
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
-		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes)}}}))
+		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes),
+		UserStreamId: schemas.UserStreamID(sess.user)}}}))
 	sess.log.Debug("session open", "subprotocol", conn.Subprotocol())
 	s.publishPresence(sess.devicePresence())
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -307,6 +308,9 @@ func (s *session) handle(mt int, data []byte) {
 		return
 	}
 	cmd, code, msg := s.command(f, now)
+	if code == pb.ErrorCode_ERROR_CODE_UNSPECIFIED && cmd.GetForwardMessage() != nil {
+		code, msg = s.forward(cmd)
+	}
 	if code != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		s.sendError(f.GetRequestId(), code, msg)
 		return
@@ -377,13 +381,67 @@ func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.Err
 		cmd.Body = &pb.Command_PinMessage{PinMessage: b.PinMessage}
 	case *pb.ClientFrame_UnpinMessage:
 		cmd.Body = &pb.Command_UnpinMessage{UnpinMessage: b.UnpinMessage}
+	case *pb.ClientFrame_UpdateConversationPrefs:
+		// Per-user commands go to the user's own stream; the conversation
+		// they name travels in the body (checkFrame checked both agree).
+		p := proto.Clone(b.UpdateConversationPrefs).(*pb.UpdateConversationPrefs)
+		p.ConversationId = f.GetConversationId()
+		cmd.ConversationId = schemas.UserStreamID(s.user)
+		cmd.Body = &pb.Command_UpdateConversationPrefs{UpdateConversationPrefs: p}
+	case *pb.ClientFrame_HideMessages:
+		h := proto.Clone(b.HideMessages).(*pb.HideMessages)
+		h.ConversationId = f.GetConversationId()
+		cmd.ConversationId = schemas.UserStreamID(s.user)
+		cmd.Body = &pb.Command_HideMessages{HideMessages: h}
+	case *pb.ClientFrame_BlockUser, *pb.ClientFrame_UnblockUser:
+		own := schemas.UserStreamID(s.user)
+		if c := f.GetConversationId(); c != "" && c != own {
+			return nil, invalid, "conversationId of a block or unblock must be empty or your user stream " + own
+		}
+		cmd.ConversationId = own
+		if bu := f.GetBlockUser(); bu != nil {
+			if bu.GetUserId() == s.user {
+				return nil, invalid, "blockUser.userId is yourself"
+			}
+			cmd.Body = &pb.Command_BlockUser{BlockUser: bu}
+		} else {
+			cmd.Body = &pb.Command_UnblockUser{UnblockUser: f.GetUnblockUser()}
+		}
+	case *pb.ClientFrame_ForwardMessage:
+		// Keyed by the source; text, content type and origin are filled
+		// from the views before the append (session.forward).
+		cmd.Body = &pb.Command_ForwardMessage{ForwardMessage: proto.Clone(b.ForwardMessage).(*pb.ForwardMessage)}
 	default:
 		return nil, pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"
 	}
 	if cmd.ConversationId == "" {
 		return nil, invalid, "conversationId is required"
 	}
+	if err := checkDeviceBody(cmd); err != nil {
+		return nil, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err.Error()
+	}
 	return cmd, pb.ErrorCode_ERROR_CODE_UNSPECIFIED, ""
+}
+
+// firstIngestOnlyBody is the lowest field number of a Command body that
+// only ingest writes (DirectBlock, ForwardedMessage: the second step of a
+// decision spanning two streams).
+const firstIngestOnlyBody = 60
+
+// checkDeviceBody refuses a command a device may not append: one without a
+// body, or with a body only ingest writes. A ClientFrame has no such body,
+// so this never fires for a frame that decoded; it guards the builder
+// against a future mapping mistake.
+func checkDeviceBody(cmd *pb.Command) error {
+	od := cmd.ProtoReflect().Descriptor().Oneofs().ByName("body")
+	fd := cmd.ProtoReflect().WhichOneof(od)
+	switch {
+	case fd == nil:
+		return errors.New("command has no body")
+	case fd.Number() >= firstIngestOnlyBody:
+		return fmt.Errorf("%s is written by ingest only; a device cannot append it", fd.Message().Name())
+	}
+	return nil
 }
 
 // append makes cmd durable and answers the device from the producer's

@@ -236,7 +236,8 @@ func (sess *session) setPresence(f *pb.ClientFrame) {
 
 // watchPresence handles WatchPresence and answers with Presences. Presence
 // is private to co-members: a named user who shares no conversation with
-// the watcher is answered offline, without lastSeen, and never followed.
+// the watcher, or who blocked the watcher, is answered offline, without
+// lastSeen, and never followed.
 // Finding the co-members reads the views, so it runs beside the reader; the
 // session's watches are decided one at a time, in the order they came.
 func (sess *session) watchPresence(f *pb.ClientFrame) {
@@ -257,6 +258,20 @@ func (sess *session) watchPresence(f *pb.ClientFrame) {
 				if co[u] {
 					allowed = append(allowed, u)
 				} else {
+					hidden = append(hidden, u)
+				}
+			}
+			ctx, cancel = context.WithTimeout(context.Background(), loadTimeout)
+			blockers, err := sess.blockedBy(ctx, allowed)
+			cancel()
+			if err != nil {
+				sess.log.Warn("watchPresence could not read blocks", "err", schemas.Clip(err.Error()))
+				sess.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "could not read blocks; watch again")
+				return
+			}
+			if len(blockers) > 0 {
+				allowed = slices.DeleteFunc(allowed, func(u string) bool { return blockers[u] })
+				for u := range blockers {
 					hidden = append(hidden, u)
 				}
 			}
@@ -328,6 +343,44 @@ func (sess *session) coMembers(ctx context.Context) (map[string]bool, error) {
 		})
 	}
 	return out, g.Wait()
+}
+
+// blockedBy is the set of users who blocked the session's user, among
+// users (the blocks view: one row read per user, 8 at a time).
+func (sess *session) blockedBy(ctx context.Context, users []string) (map[string]bool, error) {
+	v := sess.srv.views
+	out := map[string]bool{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, u := range users {
+		if u == sess.user {
+			continue
+		}
+		g.Go(func() error {
+			b, err := v.blocked(gctx, u, sess.user)
+			if b {
+				mu.Lock()
+				out[u] = true
+				mu.Unlock()
+			}
+			return err
+		})
+	}
+	return out, g.Wait()
+}
+
+// noteBlock applies a UserBlocked or UserUnblocked read by the events
+// consumer to the presence table: the blocked user's watches of the blocker
+// on this gateway end at once, and watches decided from a blocks view that
+// has not caught up yet still honour it (presenceTable.block).
+func (s *Server) noteBlock(ev *pb.Event) {
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_UserBlocked:
+		s.presence.block(ev.GetActorUserId(), b.UserBlocked.GetUserId(), time.Now())
+	case *pb.Event_UserUnblocked:
+		s.presence.unblock(ev.GetActorUserId(), b.UserUnblocked.GetUserId())
+	}
 }
 
 // devicePresence is this session's statement for the signals topic.

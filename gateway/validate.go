@@ -37,6 +37,8 @@ const (
 	maxAvatarURLBytes   = 2048
 	// maxErrorDetail bounds the decoder's detail repeated in an Error.
 	maxErrorDetail = 200
+	// maxHideSeqs bounds HideMessages.seqs (the decider's limit).
+	maxHideSeqs = 100
 )
 
 // refusal is why a frame is refused: its ErrorCode and a message for the
@@ -75,7 +77,13 @@ type frameChecks struct {
 func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 	conv := f.GetConversationId()
 	if conv != "" {
-		if err := schemas.CheckConversationID("conversationId", conv); err != nil {
+		check := schemas.CheckConversationID
+		switch f.GetBody().(type) {
+		case *pb.ClientFrame_BlockUser, *pb.ClientFrame_UnblockUser:
+			// Empty or the user's own stream (command checks whose).
+			check = schemas.CheckStreamID
+		}
+		if err := check("conversationId", conv); err != nil {
 			return refusalOf(err)
 		}
 	}
@@ -244,6 +252,29 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 		if err := schemas.CheckCursor("markRead.upToSeq", b.MarkRead.GetUpToSeq(), -1); err != nil {
 			return refusalOf(err)
 		}
+	case *pb.ClientFrame_UpdateConversationPrefs:
+		if r := needConv(); r != nil {
+			return r
+		}
+		return checkPrefs(conv, b.UpdateConversationPrefs)
+	case *pb.ClientFrame_HideMessages:
+		if r := needConv(); r != nil {
+			return r
+		}
+		return checkHide(conv, b.HideMessages)
+	case *pb.ClientFrame_BlockUser:
+		if err := schemas.CheckID("blockUser.userId", b.BlockUser.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_UnblockUser:
+		if err := schemas.CheckID("unblockUser.userId", b.UnblockUser.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_ForwardMessage:
+		if r := needConv(); r != nil {
+			return r
+		}
+		return checkForward(conv, b.ForwardMessage)
 	case *pb.ClientFrame_Resume:
 		return checkCursors(b.Resume.GetCursors())
 	case *pb.ClientFrame_WatchPresence:
@@ -276,6 +307,94 @@ func checkSettings(st *pb.GroupSettings) *refusal {
 		return invalidArg("updateGroupSettings.settings.description is %d bytes; at most %d", len(st.GetDescription()), maxDescriptionBytes)
 	case len(st.GetAvatarUrl()) > maxAvatarURLBytes || hasControl(st.GetAvatarUrl()):
 		return invalidArg("updateGroupSettings.settings.avatarUrl must be at most %d bytes without control characters", maxAvatarURLBytes)
+	}
+	return nil
+}
+
+// checkBodyConversation checks a per-user body's conversationId: the frame
+// names the conversation; the body's copy, when set, must say the same.
+func checkBodyConversation(field, conv, body string) *refusal {
+	if body != "" && body != conv {
+		return invalidArg("%s must be empty or equal to the frame's conversationId", field)
+	}
+	return nil
+}
+
+// checkPrefs checks an UpdateConversationPrefs: it sets something, a mute
+// is forever or until a valid time (or neither: unmute), seqs are not
+// negative.
+func checkPrefs(conv string, p *pb.UpdateConversationPrefs) *refusal {
+	if r := checkBodyConversation("updateConversationPrefs.conversationId", conv, p.GetConversationId()); r != nil {
+		return r
+	}
+	if p.Mute == nil && p.Pinned == nil && p.ArchivedUpToSeq == nil && p.UnreadMarkedAtSeq == nil {
+		return invalidArg("updateConversationPrefs sets nothing (mute, pinned, archivedUpToSeq or unreadMarkedAtSeq)")
+	}
+	if m := p.GetMute(); m != nil {
+		if m.GetForever() && m.GetUntil() != nil {
+			return invalidArg("updateConversationPrefs.mute is forever or until a time, not both")
+		}
+		if u := m.GetUntil(); u != nil && u.CheckValid() != nil {
+			return invalidArg("updateConversationPrefs.mute.until is not a valid time")
+		}
+	}
+	if p.GetArchivedUpToSeq() < 0 {
+		return invalidArg("updateConversationPrefs.archivedUpToSeq must not be negative (0 un-archives)")
+	}
+	if p.GetUnreadMarkedAtSeq() < 0 {
+		return invalidArg("updateConversationPrefs.unreadMarkedAtSeq must not be negative (0 clears the mark)")
+	}
+	return nil
+}
+
+// checkHide checks a HideMessages: seqs (1 to maxHideSeqs, each at least
+// 1) or up_to_seq (at least 1), or both.
+func checkHide(conv string, h *pb.HideMessages) *refusal {
+	if r := checkBodyConversation("hideMessages.conversationId", conv, h.GetConversationId()); r != nil {
+		return r
+	}
+	if len(h.GetSeqs()) == 0 && h.GetUpToSeq() == 0 {
+		return invalidArg("hideMessages hides nothing: name seqs, upToSeq, or both")
+	}
+	if n := len(h.GetSeqs()); n > maxHideSeqs {
+		return invalidArg("hideMessages.seqs names %d messages; at most %d", n, maxHideSeqs)
+	}
+	for i, seq := range h.GetSeqs() {
+		if r := checkMessageSeq(fmt.Sprintf("hideMessages.seqs[%d]", i), seq); r != nil {
+			return r
+		}
+	}
+	if h.GetUpToSeq() < 0 {
+		return invalidArg("hideMessages.upToSeq must not be negative")
+	}
+	return nil
+}
+
+// checkForward checks a ForwardMessage: the seq, a valid target other than
+// the source, a client message id, and none of what the gateway fills from
+// the views (text, contentType, origin).
+func checkForward(conv string, m *pb.ForwardMessage) *refusal {
+	if r := checkMessageSeq("forwardMessage.seq", m.GetSeq()); r != nil {
+		return r
+	}
+	if m.GetClientMsgId() == "" {
+		return invalidArg("forwardMessage.clientMsgId is required")
+	}
+	if err := schemas.CheckID("forwardMessage.clientMsgId", m.GetClientMsgId()); err != nil {
+		return refusalOf(err)
+	}
+	target := m.GetTargetConversationId()
+	if target == "" {
+		return invalidArg("forwardMessage.targetConversationId is required")
+	}
+	if err := schemas.CheckConversationID("forwardMessage.targetConversationId", target); err != nil {
+		return refusalOf(err)
+	}
+	if target == conv {
+		return invalidArg("forwardMessage.targetConversationId must not be the source conversation")
+	}
+	if m.GetText() != "" || m.GetContentType() != "" || m.GetOrigin() != nil {
+		return invalidArg("forwardMessage: text, contentType and origin are filled by the gateway from the message; leave them out")
 	}
 	return nil
 }
@@ -319,7 +438,8 @@ func checkCursors(cursors []*pb.ConversationCursor) *refusal {
 	seen := make(map[string]bool, len(cursors))
 	for i, c := range cursors {
 		id := c.GetConversationId()
-		if err := schemas.CheckConversationID(fmt.Sprintf("resume.cursors[%d].conversationId", i), id); err != nil {
+		// A conversation, or a user stream (resume checks whose).
+		if err := schemas.CheckStreamID(fmt.Sprintf("resume.cursors[%d].conversationId", i), id); err != nil {
 			return refusalOf(err)
 		}
 		if seen[id] {

@@ -31,6 +31,10 @@ import (
 //	                                                    left or the message is recalled)
 //	p\x00<conv>\x00<seq>               -> {}           (the message at seq is pinned; tombstone when
 //	                                                    unpinned or recalled)
+//	b\x00<u:stream>\x00<user>          -> {}           (the stream's user blocks user; tombstone when
+//	                                                    unblocked)
+//	k\x00<d:conv>\x00<blocker>         -> blockerRec   (blocker's block stands in the direct
+//	                                                    conversation, created or not; tombstone when lifted)
 //
 // <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
 // notice, a recall is final. They are rare (one per membership change or
@@ -61,6 +65,8 @@ const (
 	prefixReactions = "r"
 	prefixSettings  = "g"
 	prefixPin       = "p"
+	prefixBlocked   = "b"
+	prefixBlocker   = "k"
 	sep             = "\x00"
 )
 
@@ -142,6 +148,15 @@ type dedupRec struct {
 	// Edits and EditIDs (the newest last): none in older records.
 	Edits   int32    `json:"n,omitempty"`
 	EditIDs []string `json:"e,omitempty"`
+}
+
+// blockedRec marks a user blocked by a user stream's user; it has no fields.
+type blockedRec struct{}
+
+// blockerRec is a block standing in a direct conversation: its blocker is
+// in the key, Blocked is the other user.
+type blockerRec struct {
+	Blocked string `json:"b"`
 }
 
 // noticeRec marks a seq as a member notice; it has no fields.
@@ -226,6 +241,20 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 		}
 		out = append(out, record(topic, partition, seqChangelogKey(prefixPin, conv, seq), v))
 	}
+	for _, u := range d.blocked {
+		var v any
+		if st.isBlocked(u) {
+			v = blockedRec{}
+		}
+		out = append(out, record(topic, partition, prefixBlocked+sep+conv+sep+u, v))
+	}
+	for _, u := range d.blockers {
+		var v any
+		if b, ok := st.blockers[u]; ok {
+			v = blockerRec{Blocked: b}
+		}
+		out = append(out, record(topic, partition, prefixBlocker+sep+conv+sep+u, v))
+	}
 	return out
 }
 
@@ -298,6 +327,34 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		}
 		st.members[parts[2]] = &memberState{role: pb.MemberRole(m.Role), joinedSeq: m.Joined, readSeq: m.Read, delivered: m.Delivered,
 			mutedUntil: m.Mute}
+	case parts[0] == prefixBlocked && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.blocked, parts[2])
+			return nil
+		}
+		var r blockedRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		if st.blocked == nil {
+			st.blocked = map[string]struct{}{}
+		}
+		st.blocked[parts[2]] = struct{}{}
+	case parts[0] == prefixBlocker && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.blockers, parts[2])
+			return nil
+		}
+		var r blockerRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		if st.blockers == nil {
+			st.blockers = map[string]string{}
+		}
+		st.blockers[parts[2]] = r.Blocked
 	case parts[0] == prefixDedup && len(parts) == 4:
 		ref := dedupRef{parts[2], parts[3]}
 		ds := b.dedup[conv]

@@ -53,6 +53,9 @@ type Limits struct {
 	// MaxPins caps the pinned messages of one conversation (default 50;
 	// TOO_MANY_PINS).
 	MaxPins int
+	// MaxBlocksPerUser caps the users one user blocks at once (default
+	// 10,000; INVALID_ARGUMENT past it).
+	MaxBlocksPerUser int
 }
 
 // DefaultLimits are the limits used when a field is zero.
@@ -69,6 +72,7 @@ var DefaultLimits = Limits{
 	MaxEditsPerMessage:     100,
 	MaxReactionsPerMessage: 32,
 	MaxPins:                50,
+	MaxBlocksPerUser:       10_000,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -108,6 +112,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxPins > 0 {
 		d.MaxPins = l.MaxPins
+	}
+	if l.MaxBlocksPerUser > 0 {
+		d.MaxBlocksPerUser = l.MaxBlocksPerUser
 	}
 	return d
 }
@@ -157,9 +164,11 @@ func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (
 	st, evs, d, rej := decideBody(l, st, cmd, base, received)
 	if rej == nil {
 		// Every event that changes a view takes the next version; the
-		// sender-only answers (MessageDeduplicated) do not.
+		// sender-only answers (MessageDeduplicated) and the decision records
+		// of two-stream decisions (DirectBlockChanged, MessageForwarded)
+		// do not.
 		for _, ev := range evs {
-			if ev.GetMessageDeduplicated() == nil {
+			if versioned(ev) {
 				st.lastVersion++
 				ev.Version = st.lastVersion
 				d.header = true
@@ -173,6 +182,10 @@ func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (
 			r.ClientMsgId = sm.GetClientMsgId()
 		} else if em := cmd.GetEditMessage(); em != nil {
 			r.ClientMsgId = em.GetClientMsgId()
+		} else if fm := cmd.GetForwardMessage(); fm != nil {
+			r.ClientMsgId = fm.GetClientMsgId()
+		} else if fm := cmd.GetForwardedMessage(); fm != nil {
+			r.ClientMsgId = fm.GetClientMsgId()
 		}
 		ev.Body = &pb.Event_CommandRejected{CommandRejected: r}
 		return st, []*pb.Event{ev}, delta{}
@@ -191,6 +204,15 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	if user == "" || cmd.GetConversationId() == "" {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "command without user_id or conversation_id")
 	}
+	if rej := checkStream(cmd); rej != nil {
+		return st, nil, d, rej
+	}
+	switch b := cmd.GetBody().(type) {
+	case *pb.Command_UpdateConversationPrefs, *pb.Command_HideMessages, *pb.Command_BlockUser, *pb.Command_UnblockUser:
+		return decideUserStream(l, st, cmd, base)
+	case *pb.Command_DirectBlock:
+		return directBlock(st, cmd, b.DirectBlock, base)
+	}
 	if c := cmd.GetCreateConversation(); c != nil {
 		return create(l, st, cmd, c, base)
 	}
@@ -199,7 +221,7 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	}
 	// Every other command needs an existing conversation the sender is in.
 	// A missing conversation answers NOT_MEMBER too, so ids cannot be probed.
-	if st == nil || st.members[user] == nil {
+	if !st.exists() || st.members[user] == nil {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "%s is not a member of %s", user, cmd.GetConversationId())
 	}
 	next := func() *pb.Event {
@@ -211,58 +233,19 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	}
 	switch b := cmd.GetBody().(type) {
 	case *pb.Command_SendMessage:
-		m := b.SendMessage
-		if rej := checkClientMsgID(l, m.GetClientMsgId()); rej != nil {
-			return st, nil, d, rej
+		return sendMessage(l, st, user, b.SendMessage, nil, base, received)
+
+	case *pb.Command_ForwardMessage:
+		return forward(l, st, cmd, b.ForwardMessage, base)
+
+	case *pb.Command_ForwardedMessage:
+		fm := b.ForwardedMessage
+		o := fm.GetOrigin()
+		if o == nil || schemas.CheckConversationID("origin.conversation_id", o.GetConversationId()) != nil ||
+			o.GetConversationId() == cmd.GetConversationId() || o.GetSeq() < 1 {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a forwarded message needs the origin it was forwarded from")
 		}
-		ct, rej := checkText(l, m.GetText(), m.GetContentType())
-		if rej != nil {
-			return st, nil, d, rej
-		}
-		if orig, ok := st.lookup(user, m.GetClientMsgId()); ok {
-			ev := cloneBase(base)
-			ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: m.GetClientMsgId(), OriginalSeq: orig.seq}}
-			return st, []*pb.Event{ev}, d, nil
-		}
-		// After the dedup check: a resend is the original, whatever
-		// happened since to the sender's rights or to the message it
-		// replies to.
-		ms := st.members[user]
-		if st.settings.announcementOnly && !ms.privileged() {
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the owner and admins send in an announcement-only group")
-		}
-		if ms.muted(received.UnixMilli()) {
-			if ms.mutedUntil == mutedForever {
-				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MUTED, "%s is muted until unmuted", user)
-			}
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MUTED, "%s is muted until %s", user, time.UnixMilli(ms.mutedUntil).UTC().Format(time.RFC3339Nano))
-		}
-		if to := m.GetReplyToSeq(); to != 0 {
-			if rej := checkTarget(st, to); rej != nil {
-				return st, nil, d, rej
-			}
-		}
-		mentions, rej := checkMentions(st, user, m)
-		if rej != nil {
-			return st, nil, d, rej
-		}
-		// A mute that ended is forgotten with the sender's member record,
-		// which the send rewrites anyway.
-		ms.mutedUntil = 0
-		ev := next()
-		ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct,
-			ReplyToSeq: m.GetReplyToSeq(), MentionUserIds: mentions, MentionAll: m.GetMentionAll()}}
-		ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
-		d.member(user)
-		d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
-		e := dedupEntry{seq: st.lastSeq, at: received.UnixMilli()}
-		if ct != schemas.ContentText {
-			e = e.with(sendExtra{ct: ct})
-		}
-		for _, old := range st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender) {
-			d.dedup = append(d.dedup, dedupRef{user, old})
-		}
-		return st, []*pb.Event{ev}, d, nil
+		return sendMessage(l, st, user, &pb.SendMessage{ClientMsgId: fm.GetClientMsgId(), Text: fm.GetText(), ContentType: fm.GetContentType()}, o, base, received)
 
 	case *pb.Command_EditMessage:
 		return edit(l, st, user, b.EditMessage, base, received)
@@ -652,10 +635,17 @@ func create(l Limits, st *convState, cmd *pb.Command, c *pb.CreateConversation, 
 	default:
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "conversation kind must be direct or group")
 	}
-	if st != nil {
+	if st.exists() {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_CONVERSATION_EXISTS, "conversation %s exists", id)
 	}
+	var blockers map[string]string
+	if st != nil {
+		// The blocks of a direct conversation recorded before it was
+		// created stand in it.
+		blockers = st.blockers
+	}
 	st = newConvState(c.GetKind(), c.GetTitle())
+	st.blockers = blockers
 	d.header = true
 	for i, u := range members {
 		role := pb.MemberRole_MEMBER_ROLE_MEMBER
@@ -667,5 +657,68 @@ func create(l Limits, st *convState, cmd *pb.Command, c *pb.CreateConversation, 
 	}
 	ev := cloneBase(base)
 	ev.Body = &pb.Event_ConversationCreated{ConversationCreated: &pb.ConversationCreated{Kind: c.GetKind(), Title: c.GetTitle(), MemberUserIds: members}}
+	return st, []*pb.Event{ev}, d, nil
+}
+
+// sendMessage decides a SendMessage by user, or the second step of a
+// forward (from is its origin, the message has no reply or mentions).
+func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *pb.ForwardOrigin, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
+	var d delta
+	if rej := checkClientMsgID(l, m.GetClientMsgId()); rej != nil {
+		return st, nil, d, rej
+	}
+	ct, rej := checkText(l, m.GetText(), m.GetContentType())
+	if rej != nil {
+		return st, nil, d, rej
+	}
+	if orig, ok := st.lookup(user, m.GetClientMsgId()); ok {
+		ev := cloneBase(base)
+		ev.Body = &pb.Event_MessageDeduplicated{MessageDeduplicated: &pb.MessageDeduplicated{ClientMsgId: m.GetClientMsgId(), OriginalSeq: orig.seq}}
+		return st, []*pb.Event{ev}, d, nil
+	}
+	// After the dedup check: a resend is the original, whatever
+	// happened since to the sender's rights, to blocks or to the message
+	// it replies to.
+	if len(st.blockers) > 0 {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_BLOCKED, "a block stands between the two users of %s", base.GetConversationId())
+	}
+	ms := st.members[user]
+	if st.settings.announcementOnly && !ms.privileged() {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only the owner and admins send in an announcement-only group")
+	}
+	if ms.muted(received.UnixMilli()) {
+		if ms.mutedUntil == mutedForever {
+			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MUTED, "%s is muted until unmuted", user)
+		}
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_MUTED, "%s is muted until %s", user, time.UnixMilli(ms.mutedUntil).UTC().Format(time.RFC3339Nano))
+	}
+	if to := m.GetReplyToSeq(); to != 0 {
+		if rej := checkTarget(st, to); rej != nil {
+			return st, nil, d, rej
+		}
+	}
+	mentions, rej := checkMentions(st, user, m)
+	if rej != nil {
+		return st, nil, d, rej
+	}
+	// A mute that ended is forgotten with the sender's member record,
+	// which the send rewrites anyway.
+	ms.mutedUntil = 0
+	st.lastSeq++
+	d.header = true
+	ev := cloneBase(base)
+	ev.Seq = st.lastSeq
+	ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct,
+		ReplyToSeq: m.GetReplyToSeq(), MentionUserIds: mentions, MentionAll: m.GetMentionAll(), ForwardedFrom: from}}
+	ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
+	d.member(user)
+	d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
+	e := dedupEntry{seq: st.lastSeq, at: received.UnixMilli()}
+	if ct != schemas.ContentText {
+		e = e.with(sendExtra{ct: ct})
+	}
+	for _, old := range st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender) {
+		d.dedup = append(d.dedup, dedupRef{user, old})
+	}
 	return st, []*pb.Event{ev}, d, nil
 }

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
+	"github.com/parley-im/parley/schemas/eventlog"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -135,6 +137,8 @@ type Decider struct {
 
 	mu     sync.Mutex
 	states map[int32]*partState // partition -> its state; absent: not restored
+
+	cmdParts int32 // partitions of the commands topic; 0 until asked (decideBatch only)
 }
 
 type deciderMetrics struct {
@@ -332,6 +336,10 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 		d.dropAll()
 		return err
 	}
+	cmdParts, err := d.commandPartitions(ctx)
+	if err != nil {
+		return err
+	}
 	if err := d.sess.Begin(); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -380,6 +388,24 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 				},
 			}, promise)
 		}
+		// The second step of a two-stream decision goes to the commands
+		// topic in this same transaction: it is appended exactly when the
+		// first step's events are, never without them, never twice.
+		for _, dc := range delta.derived {
+			v, err := proto.Marshal(dc)
+			if err != nil {
+				once.Do(func() { produceErr = err })
+				return
+			}
+			d.sess.Produce(ctx, &kgo.Record{
+				Topic: d.cfg.CommandsTopic, Partition: eventlog.PartitionFor(dc.GetConversationId(), cmdParts),
+				Key: []byte(dc.GetConversationId()), Value: v, Timestamp: received,
+				Headers: []kgo.RecordHeader{
+					{Key: schemas.HeaderType, Value: []byte(schemas.CommandType(dc))},
+					{Key: schemas.HeaderSchemaVersion, Value: []byte(schemas.SchemaVersion)},
+				},
+			}, promise)
+		}
 		for _, rec := range changelogRecords(d.cfg.StateTopic, r.Partition, conv, st, delta) {
 			d.sess.Produce(ctx, rec, promise)
 		}
@@ -414,6 +440,25 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	d.m.swept.Add(float64(swept))
 	d.m.batches.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// commandPartitions returns the partition count of the commands topic,
+// which the keys of derived commands are hashed over (as the gateways'
+// Appender does), asking the cluster once.
+func (d *Decider) commandPartitions(ctx context.Context) (int32, error) {
+	if d.cmdParts > 0 {
+		return d.cmdParts, nil
+	}
+	ts, err := kadm.NewClient(d.sess.Client()).ListTopics(ctx, d.cfg.CommandsTopic)
+	if err != nil {
+		return 0, fmt.Errorf("ingest: partitions of %s: %w", d.cfg.CommandsTopic, err)
+	}
+	t, ok := ts[d.cfg.CommandsTopic]
+	if !ok || t.Err != nil || len(t.Partitions) == 0 {
+		return 0, fmt.Errorf("ingest: partitions of %s: topic not found", d.cfg.CommandsTopic)
+	}
+	d.cmdParts = int32(len(t.Partitions))
+	return d.cmdParts, nil
 }
 
 func outcome(evs []*pb.Event) string {

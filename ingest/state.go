@@ -49,6 +49,49 @@ type convState struct {
 	reactions map[int64]map[string]map[string]struct{}
 	// pins are the pinned messages' seqs. A recall drops its message's pin.
 	pins map[int64]struct{}
+	// blocked (a user stream): the users its user blocks (BlockUser), at
+	// most Limits.MaxBlocksPerUser. nil until the first block.
+	blocked map[string]struct{}
+	// blockers (a direct conversation): blocker -> blocked, for every block
+	// that stands between its two users (DirectBlock). Kept whether or not
+	// the conversation exists yet: a state with kind UNSPECIFIED holds the
+	// blocks (and a user stream's state) of a stream never created.
+	blockers map[string]string
+}
+
+// exists reports whether s is a created conversation: not nil, and not the
+// state of a user stream or of the blocks of a direct conversation nobody
+// created yet.
+func (s *convState) exists() bool {
+	return s != nil && s.kind != pb.ConversationKind_CONVERSATION_KIND_UNSPECIFIED
+}
+
+// isBlocked reports whether a user stream's user blocked u.
+func (s *convState) isBlocked(u string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.blocked[u]
+	return ok
+}
+
+// hasBlocker reports whether blocker's block stands in a direct
+// conversation.
+func (s *convState) hasBlocker(blocker string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.blockers[blocker]
+	return ok
+}
+
+// orNew returns s, or the empty state of a stream not created (a user
+// stream, or a direct conversation's blocks) when s is nil.
+func (s *convState) orNew() *convState {
+	if s == nil {
+		return newConvState(pb.ConversationKind_CONVERSATION_KIND_UNSPECIFIED, "")
+	}
+	return s
 }
 
 type memberState struct {
@@ -386,10 +429,16 @@ type delta struct {
 	// edited are remembered sends an edit rewrote: their records change,
 	// their place in the expiry queue does not.
 	edited    []dedupRef
-	notices   []int64 // seqs that became member notices
-	recalled  []int64 // messages recalled
-	reactions []int64 // messages whose reactions changed (or were dropped by a recall)
-	pins      []int64 // messages pinned or unpinned (or unpinned by a recall)
+	notices   []int64  // seqs that became member notices
+	recalled  []int64  // messages recalled
+	reactions []int64  // messages whose reactions changed (or were dropped by a recall)
+	pins      []int64  // messages pinned or unpinned (or unpinned by a recall)
+	blocked   []string // a user stream: users blocked or unblocked
+	blockers  []string // a direct conversation: blockers whose block began or ended
+	// derived are the commands the decision appends to the commands topic
+	// (the second step of a two-stream decision), in the same transaction
+	// as its events and changelog records. Not changelog state.
+	derived []*pb.Command
 }
 
 // dedupRef names one remembered send.

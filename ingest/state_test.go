@@ -45,6 +45,11 @@ func (r *partRun) do(c *pb.Command, received time.Time) []*pb.Event {
 	}
 	r.log = append(r.log, changelogRecords("state", 0, conv, st, d)...)
 	r.log = append(r.log, sweepRecords("state", 0, r.ps.sweep(r.l.DedupWindow, sweepPerBatch))...)
+	// A derived command is decided after the command it came from, as the
+	// decider reads it back (here: from the same partition).
+	for _, dc := range d.derived {
+		evs = append(evs, r.do(dc, received)...)
+	}
 	return evs
 }
 

@@ -96,12 +96,19 @@ func decode(key, value []byte) (*event, error) {
 		if slices.Contains(e.GetMessageSent().GetMentionUserIds(), "") {
 			return ev, poison("MessageSent with an empty mention_user_ids entry")
 		}
+		if f := e.GetMessageSent().GetForwardedFrom(); f != nil && (f.GetConversationId() == "" || f.GetSeq() < 1) {
+			return ev, poison("MessageSent forwarded from no message (conversation %q, seq %d)", f.GetConversationId(), f.GetSeq())
+		}
 	case *pb.Event_MessagePinned, *pb.Event_MessageUnpinned:
 		if e.GetActorUserId() == "" {
 			return ev, poison("%s without actor_user_id", ev.typ)
 		}
 		if messageSeq(e) < 1 {
 			return ev, poison("%s without a message_seq", ev.typ)
+		}
+	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked:
+		if err := checkUserStream(ev); err != nil {
+			return ev, err
 		}
 	case *pb.Event_MemberRoleChanged, *pb.Event_MemberMuted, *pb.Event_MemberUnmuted,
 		*pb.Event_OwnershipTransferred, *pb.Event_GroupSettingsChanged:
@@ -127,6 +134,45 @@ func decode(key, value []byte) (*event, error) {
 		}
 	}
 	return ev, nil
+}
+
+// checkUserStream checks an event of a user stream: it is the stream of its
+// actor (the owner of every row it writes), carries a version (the clock of
+// those rows), and names what it is about.
+func checkUserStream(ev *event) error {
+	e, actor := ev.Event, ev.GetActorUserId()
+	if actor == "" {
+		return poison("%s without actor_user_id", ev.typ)
+	}
+	if schemas.UserStreamID(actor) != e.GetConversationId() {
+		return poison("%s of %q on stream %q, not the actor's user stream %q", ev.typ, actor, e.GetConversationId(), schemas.UserStreamID(actor))
+	}
+	if e.GetVersion() < 1 {
+		return poison("%s without a version", ev.typ)
+	}
+	switch b := e.GetBody().(type) {
+	case *pb.Event_ConversationPrefsChanged:
+		p := b.ConversationPrefsChanged
+		if p.GetConversationId() == "" {
+			return poison("ConversationPrefsChanged without conversation_id")
+		}
+		if p.GetArchivedUpToSeq() < 0 || p.GetUnreadMarkedAtSeq() < 0 {
+			return poison("ConversationPrefsChanged with a negative seq")
+		}
+	case *pb.Event_MessagesHidden:
+		h := b.MessagesHidden
+		if h.GetConversationId() == "" {
+			return poison("MessagesHidden without conversation_id")
+		}
+		if h.GetUpToSeq() < 0 || slices.ContainsFunc(h.GetSeqs(), func(s int64) bool { return s < 1 }) {
+			return poison("MessagesHidden with a seq below 1")
+		}
+	case *pb.Event_UserBlocked, *pb.Event_UserUnblocked:
+		if e.GetUserBlocked().GetUserId()+e.GetUserUnblocked().GetUserId() == "" {
+			return poison("%s without user_id", ev.typ)
+		}
+	}
+	return nil
 }
 
 // targetUser is the member a governance event is about: MemberRoleChanged,
@@ -180,10 +226,12 @@ func checkUsers(ids []string) error {
 }
 
 // projected reports whether events of type t change a view. CommandRejected
-// and MessageDeduplicated are for the sender's devices only.
+// and MessageDeduplicated are for the sender's devices only; DirectBlockChanged
+// and MessageForwarded record the first step of a two-stream decision for the
+// deciders (the outcome that shows is the UserBlocked or MessageSent).
 func projected(t string) bool {
 	switch t {
-	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated:
+	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated, schemas.TypeDirectBlockChanged, schemas.TypeMessageForwarded:
 		return false
 	}
 	return true

@@ -29,6 +29,7 @@ import (
 // the same timestamps; an edit replayed after the recall is shadowed by it.
 type messagesView struct {
 	insertMessage, insertNotice string
+	insertForwarded             string
 	edit, recall                string
 	selectBefore, selectAfter   string
 	selectOne, selectEvent      string
@@ -36,7 +37,8 @@ type messagesView struct {
 }
 
 const messageColumns = "seq, type, actor_user_id, actor_device_id, client_msg_id, content_type, text, occurred_at, event, " +
-	"reply_to_seq, edit_count, edited_at, recalled_by, recalled_at"
+	"reply_to_seq, edit_count, edited_at, recalled_by, recalled_at, " +
+	"forwarded_conversation_id, forwarded_seq, forwarded_sender, forwarded_sent_at"
 
 func newMessages(keyspace string) messagesView {
 	return messagesView{
@@ -44,6 +46,11 @@ func newMessages(keyspace string) messagesView {
 			(conversation_id, bucket, seq, type, actor_user_id, actor_device_id, command_id,
 			 client_msg_id, content_type, text, occurred_at, event, reply_to_seq)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`),
+		insertForwarded: qualify(keyspace, `INSERT INTO ${keyspace}.messages
+			(conversation_id, bucket, seq, type, actor_user_id, actor_device_id, command_id,
+			 client_msg_id, content_type, text, occurred_at, event, reply_to_seq,
+			 forwarded_conversation_id, forwarded_seq, forwarded_sender, forwarded_sent_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`),
 		edit: qualify(keyspace, `UPDATE ${keyspace}.messages USING TIMESTAMP ?
 			SET text = ?, content_type = ?, edit_count = ?, edited_at = ?
 			WHERE conversation_id = ? AND bucket = ? AND seq = ?`),
@@ -107,9 +114,20 @@ func (v messagesView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]
 		if r := m.GetReplyToSeq(); r > 0 {
 			reply = r
 		}
-		return []stmt{{v.insertMessage, []any{conv, schemas.Bucket(seq), seq, ev.typ,
+		args := []any{conv, schemas.Bucket(seq), seq, ev.typ,
 			ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(),
-			m.GetClientMsgId(), m.GetContentType(), m.GetText(), ev.occurredAt(), ev.raw, reply, ts}, part, "", ts}}, nil
+			m.GetClientMsgId(), m.GetContentType(), m.GetText(), ev.occurredAt(), ev.raw, reply}
+		if f := m.GetForwardedFrom(); f != nil {
+			// A statement of its own, so the others write no null
+			// forwarded_* cells.
+			var sentAt any
+			if f.GetSentAt() != nil {
+				sentAt = f.GetSentAt().AsTime()
+			}
+			args = append(args, f.GetConversationId(), f.GetSeq(), f.GetSenderUserId(), sentAt, ts)
+			return []stmt{{v.insertForwarded, args, part, "", ts}}, nil
+		}
+		return []stmt{{v.insertMessage, append(args, ts), part, "", ts}}, nil
 	}
 	return []stmt{{v.insertNotice, []any{conv, schemas.Bucket(seq), seq, ev.typ,
 		ev.GetActorUserId(), ev.GetActorDeviceId(), ev.GetCommandId(), ev.occurredAt(), ev.raw, ts}, part, "", ts}}, nil
@@ -179,12 +197,24 @@ type Message struct {
 	EditedAt                   time.Time
 	RecalledBy                 string // "": not recalled
 	RecalledAt                 time.Time
+	// ForwardedFrom is where a forwarded message came from (zero: not
+	// forwarded).
+	ForwardedFrom Forwarded
+}
+
+// Forwarded is the origin of a forwarded message (MessageSent.forwarded_from).
+type Forwarded struct {
+	ConversationID string // "": not forwarded
+	Seq            int64
+	SenderUserID   string
+	SentAt         time.Time
 }
 
 // dest is where a read of messageColumns scans one row into.
 func (m *Message) dest() []any {
 	return []any{&m.Seq, &m.Type, &m.ActorUserID, &m.ActorDeviceID, &m.ClientMsgID, &m.ContentType, &m.Text, &m.OccurredAt, &m.Event,
-		&m.ReplyToSeq, &m.EditCount, &m.EditedAt, &m.RecalledBy, &m.RecalledAt}
+		&m.ReplyToSeq, &m.EditCount, &m.EditedAt, &m.RecalledBy, &m.RecalledAt,
+		&m.ForwardedFrom.ConversationID, &m.ForwardedFrom.Seq, &m.ForwardedFrom.SenderUserID, &m.ForwardedFrom.SentAt}
 }
 
 // MessageAt reads the row of seq in conv; found is false when there is none.

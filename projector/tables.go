@@ -29,6 +29,10 @@ type Tables struct {
 	reactions     reactionsView
 	pins          pinsView
 	mentions      mentionsView
+	replies       repliesView
+	prefs         prefsView
+	hidden        hiddenView
+	blocks        blocksView
 	checkpoints   checkpoints
 }
 
@@ -50,6 +54,10 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		reactions:     newReactions(keyspace),
 		pins:          newPins(keyspace),
 		mentions:      newMentions(keyspace),
+		replies:       newReplies(keyspace),
+		prefs:         newPrefs(keyspace),
+		hidden:        newHidden(keyspace),
+		blocks:        newBlocks(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
 }
@@ -59,7 +67,7 @@ func (t *Tables) Keyspace() string { return t.keyspace }
 
 // checkedTables are the tables a reader needs, each owned by one file.
 var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions",
-	"pins", "mentions", "mentions_all"}
+	"pins", "mentions", "mentions_all", "replies", "conversation_prefs", "hidden_messages", "history_cleared", "blocks"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -84,7 +92,9 @@ type jsonRows struct {
 // is empty, else the rows of one key — conversations and members:
 // conversation id; inbox: user id, conversation id; messages, changes and
 // reactions: conversation id, bucket; message_edits: conversation id,
-// message seq; pins and mentions_all: conversation id; mentions: user id.
+// message seq; pins and mentions_all: conversation id; mentions: user id;
+// replies: conversation id, reply_to_seq; conversation_prefs and blocks: user
+// id; hidden_messages and history_cleared: user id, conversation id.
 func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql.Iter, error) {
 	var r jsonRows
 	switch table {
@@ -108,6 +118,16 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.mentions.rows
 	case "mentions_all":
 		r = t.mentions.rowsAll
+	case "replies":
+		r = t.replies.rows
+	case "conversation_prefs":
+		r = t.prefs.rows
+	case "hidden_messages":
+		r = t.hidden.rows
+	case "history_cleared":
+		r = t.hidden.rowsCleared
+	case "blocks":
+		r = t.blocks.rows
 	default:
 		return nil, fmt.Errorf("projector: RowsJSON: no view %q", table)
 	}

@@ -54,6 +54,9 @@ type (
 	reactionRow     = projector.Reaction
 	pinRow          = projector.Pin
 	mentionRow      = projector.Mention
+	prefsRow        = projector.Prefs
+	blockRow        = projector.Block
+	replyRow        = projector.Reply
 )
 
 func storeErr(op string, err error) error {
@@ -156,6 +159,51 @@ func (s *store) mentionsAll(ctx context.Context, id string, after int64, limit i
 func (s *store) countMentions(ctx context.Context, user, id string, after int64) (int64, error) {
 	n, err := s.tables.CountMentions(ctx, user, id, after)
 	return n, storeErr("count mentions", err)
+}
+
+// lastVersion is conversations.last_version of id (a conversation or a user
+// stream), 0 when none.
+func (s *store) lastVersion(ctx context.Context, id string) (int64, error) {
+	v, err := s.tables.LastVersion(ctx, id)
+	return v, storeErr("read conversations", err)
+}
+
+// prefs returns user's conversation_prefs rows by conversation id.
+func (s *store) prefs(ctx context.Context, user string) (map[string]prefsRow, error) {
+	p, err := s.tables.ConversationPrefs(ctx, user)
+	return p, storeErr("read conversation_prefs", err)
+}
+
+// blocks returns the users user blocked, by user id.
+func (s *store) blocks(ctx context.Context, user string) ([]blockRow, error) {
+	b, err := s.tables.Blocks(ctx, user)
+	return b, storeErr("read blocks", err)
+}
+
+// historyCleared is the seq up to which user cleared conv's history (0:
+// never).
+func (s *store) historyCleared(ctx context.Context, user, conv string) (int64, error) {
+	n, err := s.tables.HistoryCleared(ctx, user, conv)
+	return n, storeErr("read history_cleared", err)
+}
+
+// hiddenSeqs returns the seqs from..to user hid in conv, ascending.
+func (s *store) hiddenSeqs(ctx context.Context, user, conv string, from, to int64) ([]int64, error) {
+	seqs, err := s.tables.HiddenSeqs(ctx, user, conv, from, to)
+	return seqs, storeErr("read hidden_messages", err)
+}
+
+// hidden returns everything user hid in conv.
+func (s *store) hidden(ctx context.Context, user, conv string) (projector.Hidden, error) {
+	h, err := s.tables.Hidden(ctx, user, conv)
+	return h, storeErr("read hidden_messages", err)
+}
+
+// replies returns up to limit replies to message seq of conv with seq >
+// after, oldest first.
+func (s *store) replies(ctx context.Context, conv string, seq, after int64, limit int) ([]replyRow, error) {
+	rows, err := s.tables.Replies(ctx, conv, seq, after, limit)
+	return rows, storeErr("read replies", err)
 }
 
 // check reads one row of every view (projector.Tables.Check).

@@ -43,6 +43,7 @@ type messageItem struct {
 	EditedAt      time.Time      `json:"edited_at,omitzero"`
 	Recalled      *recallInfo    `json:"recalled,omitempty"`
 	ReplyTo       *replyRef      `json:"reply_to,omitempty"`
+	ForwardedFrom *forwardRef    `json:"forwarded_from,omitempty"`
 	Reactions     []reactionItem `json:"reactions,omitempty"`
 	MemberIDs     []string       `json:"member_ids,omitempty"`
 	RemovedReason string         `json:"removed_reason,omitempty"`
@@ -62,6 +63,15 @@ type replyRef struct {
 	Sender   string  `json:"sender,omitempty"`
 	Snippet  *string `json:"snippet,omitempty"`
 	Recalled bool    `json:"recalled,omitempty"`
+}
+
+// forwardRef is where a forwarded message came from: the message it copies
+// as it was when forwarded (MessageSent.forwarded_from).
+type forwardRef struct {
+	ConversationID string    `json:"conversation_id"`
+	Seq            int64     `json:"seq"`
+	SenderUserID   string    `json:"sender_user_id"`
+	SentAt         time.Time `json:"sent_at,omitzero"`
 }
 
 // reactionItem is one emoji on a message: who reacted with it, by user id.
@@ -109,33 +119,16 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 	}
 	ctx := r.Context()
 	// The caller's members row decides; the conversations row (for
-	// last_seq and the history visibility) is read alongside it and
-	// ignored unless the caller is a member.
-	var (
-		c     conversationRow
-		cErr  error
-		cDone = make(chan struct{})
-	)
-	go func() {
-		defer close(cDone)
-		c, _, cErr = s.db(ctx).conversation(ctx, conv)
-	}()
-	m, ok, mErr := s.db(ctx).member(ctx, conv, id.UserID)
-	<-cDone
-	if mErr == nil && (!ok || m.Removed) {
-		mErr = errNotMember
-	}
-	if mErr != nil {
-		s.fail(w, r, mErr)
+	// last_seq and the history visibility) and its cleared history are read
+	// alongside it and ignored unless the caller is a member.
+	c, _, from, err := s.access(ctx, conv, id.UserID)
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
-	if cErr != nil {
-		s.fail(w, r, cErr)
-		return
-	}
-	// The page never reaches below from: an after page starts there at
-	// the lowest, a before page ends there (without has_more).
-	from := visibleFrom(&c, &m)
+	// The page never reaches below from (the history visibility, the
+	// caller's cleared history): an after page starts there at the lowest,
+	// a before page ends there (without has_more).
 	// Ask for one more row than the page holds to learn whether there is
 	// another page without a second round trip.
 	var rows []messageRow
@@ -151,14 +144,14 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, id token
 		s.fail(w, r, err)
 		return
 	}
-	page := messagePage{Messages: make([]messageItem, 0, min(len(rows), limit))}
+	var page messagePage
 	if len(rows) > limit {
 		rows, page.HasMore = rows[:limit], true
 	}
-	for i := range rows {
-		page.Messages = append(page.Messages, s.item(ctx, conv, &rows[i]))
-	}
-	if err := s.addActions(ctx, conv, from, rows, page.Messages); err != nil {
+	// The cursors step over the seqs the caller hid, as over any other: a
+	// page may hold fewer items than limit, and paging on visits every
+	// seq once.
+	if _, page.Messages, err = s.visibleItems(ctx, conv, id.UserID, from, rows); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -193,6 +186,9 @@ func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageIt
 		it.Text = &text
 		if m.EditCount > 0 {
 			it.EditCount, it.EditedAt = m.EditCount, m.EditedAt.UTC()
+		}
+		if f := m.ForwardedFrom; f.ConversationID != "" {
+			it.ForwardedFrom = &forwardRef{ConversationID: f.ConversationID, Seq: f.Seq, SenderUserID: f.SenderUserID, SentAt: f.SentAt.UTC()}
 		}
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
 		var e parleyv1.Event
@@ -247,14 +243,47 @@ func spans(seqs []int64) []seqSpan {
 	return out
 }
 
+// visibleItems turns rows (every seq at least from, what the reader sees of
+// the history) into the items user sees: the seqs it deleted for itself
+// (hidden_messages, one read over the seqs of rows and of the messages they
+// quote) are left out, and a reply quoting one shows its seq alone. It
+// returns the rows kept and their items, with their actions (addActions).
+func (s *Server) visibleItems(ctx context.Context, conv, user string, from int64, rows []messageRow) ([]messageRow, []messageItem, error) {
+	items := make([]messageItem, 0, len(rows))
+	if len(rows) == 0 {
+		return rows, items, nil
+	}
+	lo, hi := int64(math.MaxInt64), int64(0)
+	for i := range rows {
+		for _, q := range []int64{rows[i].Seq, rows[i].ReplyToSeq} {
+			if q >= max(from, 1) {
+				lo, hi = min(lo, q), max(hi, q)
+			}
+		}
+	}
+	hidden, err := s.hiddenSet(ctx, user, conv, lo, hi)
+	if err != nil {
+		return nil, nil, err
+	}
+	kept := slices.DeleteFunc(slices.Clone(rows), func(m messageRow) bool { return hidden[m.Seq] })
+	for i := range kept {
+		items = append(items, s.item(ctx, conv, &kept[i]))
+	}
+	if err := s.addActions(ctx, conv, from, hidden, kept, items); err != nil {
+		return nil, nil, err
+	}
+	return kept, items, nil
+}
+
 // addActions fills in reply_to and reactions of the live messages of rows
 // (items[i] is rows[i]; every seq of rows at least from, what the reader
 // sees): the reactions of their seqs (one Reactions read over the seq
 // range of a history page; one per pinned message far from the others),
 // and one MessageAt read per distinct quoted seq from from on that is not
 // in rows itself, at most fanOutWorkers at once, alongside each other. A
-// quoted seq below from is not read: its reply_to is the seq alone.
-func (s *Server) addActions(ctx context.Context, conv string, from int64, rows []messageRow, items []messageItem) error {
+// quoted seq below from, or one the reader hid, is not read: its reply_to
+// is the seq alone.
+func (s *Server) addActions(ctx context.Context, conv string, from int64, hidden map[int64]bool, rows []messageRow, items []messageItem) error {
 	onPage := make(map[int64]*messageRow, len(rows))
 	var (
 		live   []int64
@@ -270,7 +299,7 @@ func (s *Server) addActions(ctx context.Context, conv string, from int64, rows [
 			continue
 		}
 		live = append(live, m.Seq)
-		if q := m.ReplyToSeq; q > 0 && q >= from && onPage[q] == nil && !seen[q] {
+		if q := m.ReplyToSeq; q > 0 && q >= from && !hidden[q] && onPage[q] == nil && !seen[q] {
 			seen[q] = true
 			quoted = append(quoted, q)
 		}
@@ -311,7 +340,7 @@ func (s *Server) addActions(ctx context.Context, conv string, from int64, rows [
 		items[i].Reactions = bySeq[m.Seq]
 		if q := m.ReplyToSeq; q > 0 {
 			var quoted *messageRow
-			if q >= from {
+			if q >= from && !hidden[q] {
 				quoted = onPage[q]
 			}
 			items[i].ReplyTo = replyTo(q, quoted)

@@ -45,6 +45,41 @@ type inboxItem struct {
 	ReadSeq        int64     `json:"read_seq"`
 	Unread         int64     `json:"unread"`
 	UnreadMentions int64     `json:"unread_mentions"`
+	// The caller's own settings of the conversation (its user stream).
+	Muted        bool      `json:"muted"`
+	MutedUntil   time.Time `json:"muted_until,omitzero"`
+	MutedForever bool      `json:"muted_forever"`
+	Pinned       bool      `json:"pinned"`
+	PinnedAt     time.Time `json:"pinned_at,omitzero"`
+	Archived     bool      `json:"archived"`
+	MarkedUnread bool      `json:"marked_unread"`
+}
+
+// muteOf is how a user's prefs show a mute at now: muted (forever, or until
+// a time after now), with muted_until only for a timed mute in force.
+func muteOf(p *prefsRow, now time.Time) (muted bool, until time.Time, forever bool) {
+	muted = p.MutedAt(now)
+	if muted && !p.MutedForever {
+		until = p.MutedUntil.UTC()
+	}
+	return muted, until, p.MutedForever
+}
+
+// pinOf is p's pin for the API and the sort: its time, zero when not pinned.
+func pinOf(p *prefsRow) time.Time {
+	if !p.Pinned {
+		return time.Time{}
+	}
+	return p.PinnedAt.UTC()
+}
+
+// pinKey is the inbox sort's pin key: the pin's time in ms, 0 when not
+// pinned (and at least 1 when pinned, whatever its time says).
+func pinKey(p *prefsRow) int64 {
+	if !p.Pinned {
+		return 0
+	}
+	return max(1, p.PinnedAt.UnixMilli())
 }
 
 type inboxPage struct {
@@ -72,30 +107,38 @@ func (s *Server) unreadMentions(ctx context.Context, c *conversationRow, m *memb
 	return s.db(ctx).countMentions(ctx, m.UserID, c.ID, max(m.ReadSeq, m.JoinedSeq))
 }
 
-// compareInbox orders newest activity first, then by conversation id.
-func compareInbox(aMS int64, aID string, bMS int64, bID string) int {
-	if c := cmp.Compare(bMS, aMS); c != 0 {
+// compareInbox orders pinned conversations first (the newest pin first),
+// then newest activity first, then by conversation id.
+func compareInbox(a, b inboxCursor) int {
+	if c := cmp.Compare(b.PinnedMS, a.PinnedMS); c != 0 {
 		return c
 	}
-	return cmp.Compare(aID, bID)
+	if c := cmp.Compare(b.ActivityMS, a.ActivityMS); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
 }
 
 // activeConversations returns the user's current conversations with their
 // conversations rows (zero but for the id when the projector has not written
 // it yet, in which case kind and title come from the inbox row: the title
 // the group was created with, which the conversations row's — a rename's —
-// supersedes) and, when withUnread, the user's read_seq and unread mentions
-// in each.
-func (s *Server) activeConversations(ctx context.Context, user string, withUnread bool) ([]conversationRow, []int64, []int64, error) {
+// supersedes) and, when withMembers, the user's members row in each and,
+// when withMentions too, its unread mentions.
+func (s *Server) activeConversations(ctx context.Context, user string, withMembers, withMentions bool) ([]conversationRow, []memberRow, []int64, error) {
 	rows, err := s.db(ctx).inbox(ctx, user)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	rows = slices.DeleteFunc(rows, func(r inboxRow) bool { return r.Removed })
 	convs := make([]conversationRow, len(rows))
-	var readSeqs, mentions []int64
-	if withUnread {
-		readSeqs, mentions = make([]int64, len(rows)), make([]int64, len(rows))
+	var members []memberRow
+	var mentions []int64
+	if withMembers {
+		members = make([]memberRow, len(rows))
+	}
+	if withMentions {
+		mentions = make([]int64, len(rows))
 	}
 	err = forEach(ctx, len(rows), fanOutWorkers, func(ctx context.Context, i int) error {
 		c, ok, err := s.db(ctx).conversation(ctx, rows[i].ConversationID)
@@ -105,15 +148,17 @@ func (s *Server) activeConversations(ctx context.Context, user string, withUnrea
 		if !ok {
 			c = conversationRow{ID: rows[i].ConversationID}
 		}
-		if withUnread {
+		if withMembers {
 			m, _, err := s.db(ctx).member(ctx, rows[i].ConversationID, user)
 			if err != nil {
 				return err
 			}
 			m.UserID = user
-			readSeqs[i] = m.ReadSeq
-			if mentions[i], err = s.unreadMentions(ctx, &c, &m); err != nil {
-				return err
+			members[i] = m
+			if withMentions {
+				if mentions[i], err = s.unreadMentions(ctx, &c, &m); err != nil {
+					return err
+				}
 			}
 		}
 		if c.Kind == "" {
@@ -125,7 +170,33 @@ func (s *Server) activeConversations(ctx context.Context, user string, withUnrea
 		convs[i] = c
 		return nil
 	})
-	return convs, readSeqs, mentions, err
+	return convs, members, mentions, err
+}
+
+// inboxFilters are the inbox's filters: archived and muted include, exclude
+// or only; unread include or only (unread messages, or marked unread).
+type inboxFilters struct{ archived, muted, unread string }
+
+func parseInboxFilters(r *http.Request) (f inboxFilters, err error) {
+	if f.archived, err = parseChoice(r, "archived", "include", "exclude", "only"); err != nil {
+		return f, err
+	}
+	if f.muted, err = parseChoice(r, "muted", "include", "exclude", "only"); err != nil {
+		return f, err
+	}
+	f.unread, err = parseChoice(r, "unread", "include", "only")
+	return f, err
+}
+
+// keeps applies one include/exclude/only filter to a state.
+func keeps(filter string, state bool) bool {
+	switch filter {
+	case "exclude":
+		return !state
+	case "only":
+		return state
+	}
+	return true
 }
 
 func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Identity) {
@@ -143,42 +214,90 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		}
 		after = &c
 	}
-	ctx := r.Context()
-	convs, _, _, err := s.activeConversations(ctx, id.UserID, false)
+	filters, err := parseInboxFilters(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	slices.SortFunc(convs, func(a, b conversationRow) int {
-		return compareInbox(a.LastActivity().UnixMilli(), a.ID, b.LastActivity().UnixMilli(), b.ID)
-	})
+	ctx := r.Context()
+	now := time.Now()
+	// The caller's prefs (one partition) are read alongside its
+	// conversations. The unread filter needs every members row, not only
+	// the page's.
+	var (
+		prefs map[string]prefsRow
+		pErr  error
+		pDone = make(chan struct{})
+	)
+	go func() {
+		defer close(pDone)
+		prefs, pErr = s.db(ctx).prefs(ctx, id.UserID)
+	}()
+	convs, members, _, err := s.activeConversations(ctx, id.UserID, filters.unread == "only", false)
+	<-pDone
+	if err == nil {
+		err = pErr
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	type entry struct {
+		c   *conversationRow
+		m   *memberRow // nil until read (the page's), unless the unread filter read it
+		p   prefsRow
+		key inboxCursor
+	}
+	entries := make([]entry, 0, len(convs))
+	for i := range convs {
+		c := &convs[i]
+		p := prefs[c.ID]
+		e := entry{c: c, p: p, key: inboxCursor{PinnedMS: pinKey(&p), ActivityMS: c.LastActivity().UnixMilli(), ID: c.ID}}
+		if members != nil {
+			e.m = &members[i]
+			if !(unread(c.LastSeq, e.m.ReadSeq) > 0 || p.MarkedUnread(e.m.ReadSeq)) {
+				continue
+			}
+		}
+		if !keeps(filters.archived, p.Archived(c.LastMessageSeq, now)) || !keeps(filters.muted, p.MutedAt(now)) {
+			continue
+		}
+		entries = append(entries, e)
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return compareInbox(a.key, b.key) })
 	start := 0
 	if after != nil {
-		start, _ = slices.BinarySearchFunc(convs, *after, func(c conversationRow, k inboxCursor) int {
-			if x := compareInbox(c.LastActivity().UnixMilli(), c.ID, k.ActivityMS, k.ID); x != 0 {
+		start, _ = slices.BinarySearchFunc(entries, *after, func(e entry, k inboxCursor) int {
+			if x := compareInbox(e.key, k); x != 0 {
 				return x
 			}
 			return -1 // the cursor's own item belongs to the previous page
 		})
 	}
-	end := min(start+limit, len(convs))
-	page := convs[start:end]
+	end := min(start+limit, len(entries))
+	page := entries[start:end]
 	items := make([]inboxItem, len(page))
 	err = forEach(ctx, len(page), fanOutWorkers, func(ctx context.Context, i int) error {
-		c := &page[i]
-		m, _, err := s.db(ctx).member(ctx, c.ID, id.UserID)
+		c, m, p := page[i].c, page[i].m, &page[i].p
+		if m == nil {
+			row, _, err := s.db(ctx).member(ctx, c.ID, id.UserID)
+			if err != nil {
+				return err
+			}
+			row.UserID = id.UserID
+			m = &row
+		}
+		mentions, err := s.unreadMentions(ctx, c, m)
 		if err != nil {
 			return err
 		}
-		m.UserID = id.UserID
-		mentions, err := s.unreadMentions(ctx, c, &m)
-		if err != nil {
-			return err
-		}
+		muted, until, forever := muteOf(p, now)
 		items[i] = inboxItem{
 			ConversationID: c.ID, Kind: c.Kind, Title: c.Title,
-			LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c, visibleFrom(c, &m)),
+			LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c, visibleFrom(c, m)),
 			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq), UnreadMentions: mentions,
+			Muted: muted, MutedUntil: until, MutedForever: forever, Pinned: p.Pinned, PinnedAt: pinOf(p),
+			Archived: p.Archived(c.LastMessageSeq, now), MarkedUnread: p.MarkedUnread(m.ReadSeq),
 		}
 		return nil
 	})
@@ -187,23 +306,22 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 		return
 	}
 	resp := inboxPage{Conversations: items}
-	if end < len(convs) && len(page) > 0 {
-		last := page[len(page)-1]
-		resp.NextCursor = inboxCursor{ActivityMS: last.LastActivity().UnixMilli(), ID: last.ID}.encode()
+	if end < len(entries) && len(page) > 0 {
+		resp.NextCursor = page[len(page)-1].key.encode()
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) handleUnread(w http.ResponseWriter, r *http.Request, id token.Identity) {
 	ctx := r.Context()
-	convs, readSeqs, mentions, err := s.activeConversations(ctx, id.UserID, true)
+	convs, members, mentions, err := s.activeConversations(ctx, id.UserID, true, true)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	var t unreadTotals
 	for i, c := range convs {
-		n := unread(c.LastSeq, readSeqs[i])
+		n := unread(c.LastSeq, members[i].ReadSeq)
 		t.Total += n
 		if n > 0 {
 			t.Conversations++

@@ -66,7 +66,7 @@ func TestInbox(t *testing.T) {
 	}
 	// The preview is omitted, not null, when there is no message.
 	_, raw := f.get("alice", "/v1/inbox")
-	if want := `"conversation_id":"` + gid("a") + `","kind":"group","title":"A","last_seq":0,"version":1,"last_activity":"2025-03-01T12:00:00Z","read_seq":0,"unread":0,"unread_mentions":0}`; !bytes.Contains(raw, []byte(want)) {
+	if want := `"conversation_id":"` + gid("a") + `","kind":"group","title":"A","last_seq":0,"version":1,"last_activity":"2025-03-01T12:00:00Z","read_seq":0,"unread":0,"unread_mentions":0,"muted":false,"muted_forever":false,"pinned":false,"archived":false,"marked_unread":false}`; !bytes.Contains(raw, []byte(want)) {
 		t.Errorf("inbox JSON %s lacks %s", raw, want)
 	}
 

@@ -51,18 +51,22 @@ func (s *Server) handleMentions(w http.ResponseWriter, r *http.Request, id token
 	// caller's joined seq; the named mentions and the conversations row
 	// (the history visibility) are read alongside it.
 	var (
-		named []mentionRow
-		c     conversationRow
-		rErr  error
-		rDone = make(chan struct{})
+		named   []mentionRow
+		c       conversationRow
+		cleared int64
+		rErr    error
+		rDone   = make(chan struct{})
 	)
 	go func() {
 		defer close(rDone)
-		rErr = forEach(ctx, 2, 2, func(ctx context.Context, i int) (err error) {
-			if i == 0 {
+		rErr = forEach(ctx, 3, 3, func(ctx context.Context, i int) (err error) {
+			switch i {
+			case 0:
 				named, err = s.db(ctx).mentions(ctx, id.UserID, conv, after, limit+1)
-			} else {
+			case 1:
 				c, _, err = s.db(ctx).conversation(ctx, conv)
+			default:
+				cleared, err = s.db(ctx).historyCleared(ctx, id.UserID, conv)
 			}
 			return err
 		})
@@ -82,9 +86,9 @@ func (s *Server) handleMentions(w http.ResponseWriter, r *http.Request, id token
 	}
 	// Newest first: the rows below from, if any, are the last, and no
 	// more above after can follow them.
-	from := visibleFrom(&c, &m)
+	from := seenFrom(&c, &m, cleared)
 	named = slices.DeleteFunc(named, func(r mentionRow) bool { return r.Seq < from })
-	all, err := s.allMentions(ctx, conv, id.UserID, max(after, m.JoinedSeq), limit+1)
+	all, err := s.allMentions(ctx, conv, id.UserID, max(after, m.JoinedSeq, from-1), limit+1)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -102,6 +106,16 @@ func (s *Server) handleMentions(w http.ResponseWriter, r *http.Request, id token
 		page.Mentions = append(page.Mentions, mentionItem{Seq: next.Seq, Sender: next.Sender, OccurredAt: next.OccurredAt.UTC(), All: next.All})
 	}
 	page.HasMore = len(named) > 0 || len(all) > 0
+	// The messages the caller deleted for itself are no mentions it lists
+	// (one read over the page's seqs); the page may come out shorter.
+	if n := len(page.Mentions); n > 0 {
+		hidden, err := s.hiddenSet(ctx, id.UserID, conv, page.Mentions[n-1].Seq, page.Mentions[0].Seq)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		page.Mentions = slices.DeleteFunc(page.Mentions, func(it mentionItem) bool { return hidden[it.Seq] })
+	}
 	writeJSON(w, http.StatusOK, page)
 }
 

@@ -111,28 +111,33 @@ func TestOpenAPI(t *testing.T) {
 	}
 
 	types := map[string]reflect.Type{
-		"Error":           reflect.TypeFor[errorBody](),
-		"Preview":         reflect.TypeFor[preview](),
-		"InboxItem":       reflect.TypeFor[inboxItem](),
-		"InboxPage":       reflect.TypeFor[inboxPage](),
-		"UnreadTotals":    reflect.TypeFor[unreadTotals](),
-		"Member":          reflect.TypeFor[memberItem](),
-		"Conversation":    reflect.TypeFor[conversationView](),
-		"MessageItem":     reflect.TypeFor[messageItem](),
-		"MessagePage":     reflect.TypeFor[messagePage](),
-		"Recall":          reflect.TypeFor[recallInfo](),
-		"ReplyTo":         reflect.TypeFor[replyRef](),
-		"Reaction":        reflect.TypeFor[reactionItem](),
-		"MessageVersion":  reflect.TypeFor[messageVersion](),
-		"MessageVersions": reflect.TypeFor[messageVersions](),
-		"Receipt":         reflect.TypeFor[receiptItem](),
-		"Receipts":        reflect.TypeFor[receiptsView](),
-		"GroupSettings":   reflect.TypeFor[groupSettings](),
-		"Pin":             reflect.TypeFor[pinItem](),
-		"Pins":            reflect.TypeFor[pinsView](),
-		"Mention":         reflect.TypeFor[mentionItem](),
-		"MentionPage":     reflect.TypeFor[mentionsPage](),
-		"Health":          reflect.TypeFor[deploy.HealthBody](),
+		"Error":                reflect.TypeFor[errorBody](),
+		"Preview":              reflect.TypeFor[preview](),
+		"InboxItem":            reflect.TypeFor[inboxItem](),
+		"InboxPage":            reflect.TypeFor[inboxPage](),
+		"UnreadTotals":         reflect.TypeFor[unreadTotals](),
+		"Member":               reflect.TypeFor[memberItem](),
+		"Conversation":         reflect.TypeFor[conversationView](),
+		"MessageItem":          reflect.TypeFor[messageItem](),
+		"MessagePage":          reflect.TypeFor[messagePage](),
+		"Recall":               reflect.TypeFor[recallInfo](),
+		"ReplyTo":              reflect.TypeFor[replyRef](),
+		"Reaction":             reflect.TypeFor[reactionItem](),
+		"MessageVersion":       reflect.TypeFor[messageVersion](),
+		"MessageVersions":      reflect.TypeFor[messageVersions](),
+		"Receipt":              reflect.TypeFor[receiptItem](),
+		"Receipts":             reflect.TypeFor[receiptsView](),
+		"GroupSettings":        reflect.TypeFor[groupSettings](),
+		"Pin":                  reflect.TypeFor[pinItem](),
+		"Pins":                 reflect.TypeFor[pinsView](),
+		"Mention":              reflect.TypeFor[mentionItem](),
+		"MentionPage":          reflect.TypeFor[mentionsPage](),
+		"Health":               reflect.TypeFor[deploy.HealthBody](),
+		"ForwardedFrom":        reflect.TypeFor[forwardRef](),
+		"Replies":              reflect.TypeFor[repliesPage](),
+		"Settings":             reflect.TypeFor[settingsView](),
+		"SettingsConversation": reflect.TypeFor[settingsConversation](),
+		"Block":                reflect.TypeFor[settingsBlock](),
 	}
 	for name := range defs {
 		if types[name] == nil {
@@ -165,7 +170,7 @@ func TestOpenAPI(t *testing.T) {
 		return nil
 	}
 	for path, def := range map[string]int{"/v1/inbox": DefaultInboxPageSize, "/v1/conversations/{id}/messages": HardMaxPageSize,
-		"/v1/conversations/{id}/mentions": DefaultInboxPageSize} {
+		"/v1/conversations/{id}/mentions": DefaultInboxPageSize, "/v1/conversations/{id}/messages/{seq}/replies": DefaultInboxPageSize} {
 		l := param(path, "limit")
 		if l["maximum"] != HardMaxPageSize || l["default"] != def || l["minimum"] != 1 {
 			t.Errorf("%s limit %v, want 1..%d default %d", path, l, HardMaxPageSize, def)

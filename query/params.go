@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/parleyv1"
@@ -86,10 +87,28 @@ func parseSeq(r *http.Request, name string, minSeq int64) (seq int64, set bool, 
 }
 
 // inboxCursor is the keyset position after the last item of a page: pages
-// are ordered by activity (newest first), then conversation id.
+// are ordered pinned first (the newest pin first), then by activity (newest
+// first), then conversation id. PinnedMS is 0 for a conversation not pinned
+// (and absent from cursors issued before pins).
 type inboxCursor struct {
+	PinnedMS   int64  `json:"p,omitempty"`
 	ActivityMS int64  `json:"a"`
 	ID         string `json:"c"`
+}
+
+// parseChoice reads an optional parameter that takes one of choices (the
+// first is the default); anything else is INVALID_ARGUMENT.
+func parseChoice(r *http.Request, name string, choices ...string) (string, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return choices[0], nil
+	}
+	for _, c := range choices {
+		if v == c {
+			return v, nil
+		}
+	}
+	return "", invalidArgument(name + " must be one of " + strings.Join(choices, ", ") + ", got " + schemas.Clip(v))
 }
 
 func (c inboxCursor) encode() string {
@@ -98,7 +117,8 @@ func (c inboxCursor) encode() string {
 }
 
 // decodeInboxCursor reads a cursor encode made: base64url (no padding) of
-// {"a": activity ms, "c": conversation id}.
+// {"p": pin time ms (absent: not pinned), "a": activity ms, "c":
+// conversation id}.
 func decodeInboxCursor(s string) (inboxCursor, error) {
 	var c inboxCursor
 	if len(s) > maxInboxCursorBytes {

@@ -68,29 +68,29 @@ func (s *Server) handlePins(w http.ResponseWriter, r *http.Request, id token.Ide
 		return
 	}
 	// The messages found, as history items (actions filled in for all of
-	// them at once).
-	var (
-		msgs  []messageRow
-		items []messageItem
-		at    = make([]int, len(pins)) // index in items, -1 when not found
-	)
+	// them at once); the pins of messages the caller hid are left out.
+	var msgs []messageRow
 	for i := range pins {
-		at[i] = -1
 		if found[i] {
-			at[i] = len(msgs)
 			msgs = append(msgs, rows[i])
-			items = append(items, s.item(ctx, conv, &rows[i]))
 		}
 	}
-	if err := s.addActions(ctx, conv, from, msgs, items); err != nil {
+	kept, items, err := s.visibleItems(ctx, conv, id.UserID, from, msgs)
+	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	at := make(map[int64]int, len(kept)) // seq → index in items
+	for i := range kept {
+		at[kept[i].Seq] = i
 	}
 	v := pinsView{ConversationID: conv, Pins: make([]pinItem, 0, len(pins))}
 	for i, p := range pins {
 		it := pinItem{Seq: p.MessageSeq, PinnedBy: p.PinnedBy, PinnedAt: p.PinnedAt.UTC()}
-		if at[i] >= 0 {
-			it.Message = &items[at[i]]
+		if j, ok := at[p.MessageSeq]; ok {
+			it.Message = &items[j]
+		} else if found[i] {
+			continue // hidden by the caller
 		}
 		v.Pins = append(v.Pins, it)
 	}

@@ -154,9 +154,11 @@ func (s *Server) endpoints() []route {
 	return []route{
 		{"/v1/inbox", "inbox", s.authed(s.handleInbox)},
 		{"/v1/unread", "unread", s.authed(s.handleUnread)},
+		{"/v1/me/settings", "settings", s.authed(s.handleSettings)},
 		{"/v1/conversations/{id}", "conversation", s.authed(s.handleConversation)},
 		{"/v1/conversations/{id}/messages", "messages", s.authed(s.handleMessages)},
 		{"/v1/conversations/{id}/messages/{seq}/versions", "versions", s.authed(s.handleVersions)},
+		{"/v1/conversations/{id}/messages/{seq}/replies", "replies", s.authed(s.handleReplies)},
 		{"/v1/conversations/{id}/receipts", "receipts", s.authed(s.handleReceipts)},
 		{"/v1/conversations/{id}/pins", "pins", s.authed(s.handlePins)},
 		{"/v1/conversations/{id}/mentions", "mentions", s.authed(s.handleMentions)},

@@ -46,23 +46,27 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request, id token
 		return
 	}
 	ctx := r.Context()
-	// The membership check decides; the message's row and its edits are
-	// read alongside it and ignored unless the caller is a member who sees
+	// The membership check decides; the message's row, its edits and
+	// whether the caller hid it are read alongside it and ignored unless the caller is a member who sees
 	// seq.
 	var (
 		m     messageRow
 		found bool
 		edits []editRow
+		hid   map[int64]bool
 		rErr  error
 		rDone = make(chan struct{})
 	)
 	go func() {
 		defer close(rDone)
-		rErr = forEach(ctx, 2, 2, func(ctx context.Context, i int) (err error) {
-			if i == 0 {
+		rErr = forEach(ctx, 3, 3, func(ctx context.Context, i int) (err error) {
+			switch i {
+			case 0:
 				m, found, err = s.db(ctx).messageAt(ctx, conv, seq)
-			} else {
+			case 1:
 				edits, err = s.db(ctx).edits(ctx, conv, seq)
+			default:
+				hid, err = s.hiddenSet(ctx, id.UserID, conv, seq, seq)
 			}
 			return err
 		})
@@ -74,11 +78,15 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request, id token
 		return
 	}
 	if seq < from {
-		s.fail(w, r, errNoMessage) // before the caller's join, which it does not see
+		s.fail(w, r, errNoMessage) // before the caller's join or cleared by it: it does not see it
 		return
 	}
 	if rErr != nil {
 		s.fail(w, r, rErr)
+		return
+	}
+	if hid[seq] {
+		s.fail(w, r, errNoMessage) // deleted by the caller for itself
 		return
 	}
 	if !found || m.Type != schemas.TypeMessageSent {

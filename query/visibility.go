@@ -30,31 +30,69 @@ func visibleFrom(c *conversationRow, m *memberRow) int64 {
 	return 0
 }
 
-// memberFrom is the access check of the endpoints that show items by seq:
+// access is the access check of the endpoints that show items by seq:
 // user must be a current member of conv, else errNotMember, which decides
-// over the other read's error; a missing conversation looks the same, so a
+// over the other reads' errors; a missing conversation looks the same, so a
 // non-member cannot probe which conversations exist. It reads user's
-// members row and the conversations row at once, and returns visibleFrom
-// of them.
-func (s *Server) memberFrom(ctx context.Context, conv, user string) (int64, error) {
+// members row, the conversations row and the user's cleared history of conv
+// at once, and returns the lowest seq user sees (seenFrom).
+func (s *Server) access(ctx context.Context, conv, user string) (c conversationRow, m memberRow, from int64, err error) {
 	var (
-		c     conversationRow
-		cErr  error
-		cDone = make(chan struct{})
+		cleared int64
+		rErr    error
+		rDone   = make(chan struct{})
 	)
 	go func() {
-		defer close(cDone)
-		c, _, cErr = s.db(ctx).conversation(ctx, conv)
+		defer close(rDone)
+		rErr = forEach(ctx, 2, 2, func(ctx context.Context, i int) (err error) {
+			if i == 0 {
+				c, _, err = s.db(ctx).conversation(ctx, conv)
+			} else {
+				cleared, err = s.db(ctx).historyCleared(ctx, user, conv)
+			}
+			return err
+		})
 	}()
 	m, ok, err := s.db(ctx).member(ctx, conv, user)
-	<-cDone
+	<-rDone
 	switch {
 	case err != nil:
-		return 0, err
+		return c, m, 0, err
 	case !ok || m.Removed:
-		return 0, errNotMember
-	case cErr != nil:
-		return 0, cErr
+		return c, m, 0, errNotMember
+	case rErr != nil:
+		return c, m, 0, rErr
 	}
-	return visibleFrom(&c, &m), nil
+	return c, m, seenFrom(&c, &m, cleared), nil
+}
+
+// seenFrom is the lowest seq a member sees: its history visibility
+// (visibleFrom), raised above what it cleared of its history for itself
+// (HideMessages.up_to_seq, the latest clear).
+func seenFrom(c *conversationRow, m *memberRow, cleared int64) int64 {
+	from := visibleFrom(c, m)
+	if cleared > 0 {
+		from = max(from, cleared+1)
+	}
+	return from
+}
+
+// memberFrom is access without the rows.
+func (s *Server) memberFrom(ctx context.Context, conv, user string) (int64, error) {
+	_, _, from, err := s.access(ctx, conv, user)
+	return from, err
+}
+
+// hiddenSet reads the seqs lo..hi user deleted for itself in conv (one
+// slice of one partition); nil when there are none.
+func (s *Server) hiddenSet(ctx context.Context, user, conv string, lo, hi int64) (map[int64]bool, error) {
+	seqs, err := s.db(ctx).hiddenSeqs(ctx, user, conv, lo, hi)
+	if err != nil || len(seqs) == 0 {
+		return nil, err
+	}
+	out := make(map[int64]bool, len(seqs))
+	for _, q := range seqs {
+		out[q] = true
+	}
+	return out, nil
 }

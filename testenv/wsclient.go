@@ -419,12 +419,80 @@ func (c *WSClient) Send(ctx context.Context, conv string, body proto.Message) (*
 	return f.GetAccepted(), nil
 }
 
+// UserStream waits for the Welcome and returns the session's user stream
+// (Welcome.user_stream_id): the key of the user's own settings, resumed
+// with a ConversationCursor like a conversation.
+func (c *WSClient) UserStream(ctx context.Context) (string, error) {
+	w, err := c.Welcome(ctx)
+	if err != nil {
+		return "", err
+	}
+	if w.GetUserStreamId() == "" {
+		return "", fmt.Errorf("%s: the Welcome names no userStreamId", c.name)
+	}
+	return w.GetUserStreamId(), nil
+}
+
+// SetPrefs sends an UpdateConversationPrefs for conv (the gateway appends
+// it to the user's stream: Accepted.conversation_id is that stream).
+func (c *WSClient) SetPrefs(ctx context.Context, conv string, prefs *pb.UpdateConversationPrefs) (*pb.Accepted, error) {
+	return c.Send(ctx, conv, prefs)
+}
+
+// Hide sends a HideMessages ("delete for me") for conv: seqs, and
+// everything up to upTo when it is above 0.
+func (c *WSClient) Hide(ctx context.Context, conv string, seqs []int64, upTo int64) (*pb.Accepted, error) {
+	return c.Send(ctx, conv, &pb.HideMessages{Seqs: seqs, UpToSeq: upTo})
+}
+
+// Block sends a BlockUser of user.
+func (c *WSClient) Block(ctx context.Context, user string) (*pb.Accepted, error) {
+	return c.Send(ctx, "", &pb.BlockUser{UserId: user})
+}
+
+// Unblock sends an UnblockUser of user.
+func (c *WSClient) Unblock(ctx context.Context, user string) (*pb.Accepted, error) {
+	return c.Send(ctx, "", &pb.UnblockUser{UserId: user})
+}
+
+// Forward sends a ForwardMessage of message seq of source into target, as
+// the documented client does: the gateway reads the message from the
+// views, so a message not projected yet is answered NOT_FOUND and sent
+// again (same clientMsgId) every 50 ms until it is accepted, refused
+// otherwise, or ctx ends. It returns the final answer, whatever it is.
+func (c *WSClient) Forward(ctx context.Context, source string, seq int64, target, clientMsgID string) (*pb.ServerFrame, error) {
+	for {
+		f, err := c.Do(ctx, source, &pb.ForwardMessage{Seq: seq, TargetConversationId: target, ClientMsgId: clientMsgID})
+		if err != nil || f.GetError().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_FOUND {
+			return f, err
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return f, fmt.Errorf("%s: forward of %s/%d still NOT_FOUND when giving up: %w", c.name, source, seq, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// NextUserEvent is NextEvent among the events of the session's user stream.
+func (c *WSClient) NextUserEvent(ctx context.Context, match func(*pb.Event) bool) (*pb.Event, error) {
+	own, err := c.UserStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.NextEvent(ctx, func(e *pb.Event) bool {
+		return e.GetConversationId() == own && (match == nil || match(e))
+	})
+}
+
 func describe(f *pb.ClientFrame) string {
 	s := "frame " + f.GetRequestId()
 	if fd := f.ProtoReflect().WhichOneof(f.ProtoReflect().Descriptor().Oneofs().ByName("body")); fd != nil {
 		s = string(fd.Message().Name()) + " " + f.GetRequestId()
 	}
-	if id := f.GetSendMessage().GetClientMsgId(); id != "" {
+	if id := f.GetSendMessage().GetClientMsgId() + f.GetForwardMessage().GetClientMsgId(); id != "" {
 		s += " (clientMsgId " + id + ")"
 	}
 	return s
@@ -626,6 +694,35 @@ func (c *WSClient) WaitClosed() *websocket.CloseError {
 		t.Fatalf("testenv: %v", err)
 	}
 	return ce
+}
+
+// MustForward is Forward; any answer but Accepted fails the test.
+func (c *WSClient) MustForward(source string, seq int64, target, clientMsgID string) *pb.Accepted {
+	t := c.tb()
+	t.Helper()
+	ctx, cancel := c.timeout()
+	defer cancel()
+	f, err := c.Forward(ctx, source, seq, target, clientMsgID)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	if f.GetAccepted() == nil {
+		t.Fatalf("testenv: %s: forward of %s/%d answered %v, want Accepted", c.name, source, seq, f)
+	}
+	return f.GetAccepted()
+}
+
+// WaitUserEvent is NextUserEvent; what names the event in the failure.
+func (c *WSClient) WaitUserEvent(what string, match func(*pb.Event) bool) *pb.Event {
+	t := c.tb()
+	t.Helper()
+	ctx, cancel := c.timeout()
+	defer cancel()
+	e, err := c.NextUserEvent(ctx, match)
+	if err != nil {
+		t.Fatalf("testenv: waiting for %s: %v", what, err)
+	}
+	return e
 }
 
 // ExpectNoEvent is NoEvent; what names the unwanted event in the failure.

@@ -59,13 +59,36 @@ import (
 //     a MessageUnpinned a pinned one (a recall unpins); while who_may_pin is
 //     ADMINS only privileged members pin and unpin in a group (the number of
 //     pins is not checked: its limit is the decider's setting);
+//   - user streams (schemas.IsUserStreamID) hold only per-user events
+//     (ConversationPrefsChanged, MessagesHidden, UserBlocked, UserUnblocked)
+//     and the answers CommandRejected and MessageDeduplicated, all seq 0;
+//     the per-user events take dense versions 1, 2, 3 … (a user stream has
+//     no ConversationCreated), are the actor's own stream (the answers are
+//     exempt: a command appended to another user's stream is refused there,
+//     as that user), and block only users not blocked, unblock only blocked
+//     ones; per-user events appear nowhere else;
+//   - blocks: a DirectBlockChanged (seq 0, no version) stands in
+//     DirectConversationID(blocker, blocked), by its blocker, and changes the
+//     blocker's block (also before the conversation is created); while any
+//     block stands there, nobody sends a MessageSent in it;
+//   - forwards: a MessageForwarded (seq 0, no version) is by a current
+//     member and names a MessageSent of its conversation, not recalled, and
+//     another conversation as target; every MessageSent with forwarded_from
+//     has a MessageForwarded with the same command_id in the origin
+//     conversation naming the same seq and the MessageSent's conversation
+//     as target (checked at the end, as the two are in different
+//     partitions; skipped when the origin conversation was not read);
 //   - every command decided by ingest has exactly one outcome event (a mark
 //     that would not move, a recall of a recalled message, a reaction
 //     already there or already gone, a role or a setting that would not
 //     change, an unmute of a member not muted, a pin already there or an
-//     unpin of none have none; the owner's leave has two: its MemberRemoved
-//     and the OwnershipTransferred after it), and every event names a
-//     command of parley.commands (while the topic still holds it).
+//     unpin of none have none, nor a redundant block or unblock; the owner's
+//     leave has two: its MemberRemoved and the OwnershipTransferred after
+//     it), a two-stream command (a block, an unblock, a forward) at most one
+//     in each of its two streams, its derived command (DirectBlock,
+//     ForwardedMessage, with the same command_id) one in the stream it is
+//     keyed by; and every event names a command of parley.commands (while
+//     the topic still holds it).
 //
 // It also keeps, per conversation, last_seq and each member's read mark, so
 // unread = last_seq − read_seq can be checked against the live views, per
@@ -79,8 +102,17 @@ type logCheck struct {
 	convs    map[string]*convModel
 	outcomes map[string][]where // command_id → its events
 	commands map[string]command
-	problems []string
-	events   int64
+	// derived are the commands ingest derived (DirectBlock,
+	// ForwardedMessage), by command_id: they share it with their first step.
+	derived map[string]command
+	users   map[string]*userModel      // user streams
+	blocks  map[string]map[string]bool // direct conversation → its blockers
+	// forwarded holds the MessageForwarded events by command_id, forwards
+	// the MessageSent events with forwarded_from, matched in finish.
+	forwarded map[string]forward
+	forwards  []forwardSent
+	problems  []string
+	events    int64
 }
 
 type where struct {
@@ -167,11 +199,32 @@ type messageModel struct {
 	pinned     bool
 }
 
+// userModel is what the log says about one user stream.
+type userModel struct {
+	lastVersion int64
+	blocked     map[string]bool
+}
+
+// forward is a MessageForwarded: its source conversation, seq and target.
+type forward struct {
+	conv, target string
+	seq          int64
+}
+
+// forwardSent is a MessageSent with forwarded_from.
+type forwardSent struct {
+	at      where
+	command string
+	origin  *pb.ForwardOrigin
+}
+
 // reaction is one user's emoji on a message.
 type reaction struct{ emoji, user string }
 
 func newLogCheck() *logCheck {
-	return &logCheck{convs: map[string]*convModel{}, outcomes: map[string][]where{}, commands: map[string]command{}}
+	return &logCheck{convs: map[string]*convModel{}, outcomes: map[string][]where{}, commands: map[string]command{},
+		derived: map[string]command{}, users: map[string]*userModel{}, blocks: map[string]map[string]bool{},
+		forwarded: map[string]forward{}}
 }
 
 func (c *logCheck) problem(format string, args ...any) {
@@ -204,6 +257,14 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.problem("%s has no command_id", at)
 	} else if !paired {
 		c.outcomes[ev.GetCommandId()] = append(c.outcomes[ev.GetCommandId()], at)
+	}
+	if schemas.IsUserStreamID(id) {
+		c.userEvent(at, ev)
+		return
+	}
+	if typ == schemas.TypeDirectBlockChanged {
+		c.directBlock(at, conv, ev)
+		return
 	}
 	if typ == schemas.TypeConversationCreated {
 		if conv != nil {
@@ -247,6 +308,10 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		if v != 0 {
 			c.problem("%s: version %d, want 0 (an answer to the sender only)", at, v)
 		}
+	case typ == schemas.TypeMessageForwarded:
+		if v != 0 {
+			c.problem("%s: version %d, want 0 (neither projected nor delivered)", at, v)
+		}
 	case !conv.versioned:
 		if v != 0 {
 			c.problem("%s: version %d in a conversation created without versions", at, v)
@@ -273,6 +338,16 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 			m.read, m.delivered = max(m.read, ev.GetSeq()), max(m.delivered, ev.GetSeq())
 		}
 		c.sent(at, conv, ev, m)
+		if bs := c.blocks[id]; len(bs) > 0 {
+			c.problem("%s: %s sends while %v block(s) stand in the direct conversation", at, actor, slices.Sorted(maps.Keys(bs)))
+		}
+		if o := ev.GetMessageSent().GetForwardedFrom(); o != nil {
+			c.forwards = append(c.forwards, forwardSent{at: at, command: ev.GetCommandId(), origin: o})
+		}
+	case schemas.TypeMessageForwarded:
+		c.forwardedEvent(at, conv, ev)
+	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked:
+		c.problem("%s: a per-user event outside a user stream", at)
 	case schemas.TypeMembersAdded:
 		if conv.settings.whoMayAdd == pb.GroupPolicy_GROUP_POLICY_ADMINS && !conv.members[actor].privileged() {
 			c.problem("%s: %s adds members while who_may_add is ADMINS, but is neither the owner nor an admin", at, actor)
@@ -324,6 +399,108 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.mute(at, conv, ev)
 	case schemas.TypeMessagePinned, schemas.TypeMessageUnpinned:
 		c.pin(at, conv, ev, c.current(at, conv, actor))
+	}
+}
+
+// userEvent checks an event of a user stream.
+func (c *logCheck) userEvent(at where, ev *pb.Event) {
+	u := c.users[at.conv]
+	if u == nil {
+		u = &userModel{blocked: map[string]bool{}}
+		c.users[at.conv] = u
+	}
+	if ev.GetSeq() != 0 {
+		c.problem("%s: seq %d, want 0 (a user stream has no timeline)", at, ev.GetSeq())
+	}
+	v := ev.GetVersion()
+	switch at.typ {
+	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated:
+		if v != 0 {
+			c.problem("%s: version %d, want 0 (an answer to the sender only)", at, v)
+		}
+		return // answered as the stream's user, whoever asked
+	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked:
+	default:
+		c.problem("%s: not an event of a user stream (only per-user events and answers)", at)
+		return
+	}
+	if actor := ev.GetActorUserId(); schemas.UserStreamID(actor) != at.conv {
+		c.problem("%s: actor %s does not own the user stream (its stream is %s)", at, actor, schemas.UserStreamID(actor))
+	}
+	if v != u.lastVersion+1 {
+		c.problem("%s: version %d after version %d (versions must be dense)", at, v, u.lastVersion)
+	}
+	u.lastVersion = max(u.lastVersion, v)
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_UserBlocked:
+		if b.UserBlocked.GetUserId() == ev.GetActorUserId() {
+			c.problem("%s: %s blocks itself", at, ev.GetActorUserId())
+		}
+		if u.blocked[b.UserBlocked.GetUserId()] {
+			c.problem("%s: %s is blocked already (a block only when new)", at, b.UserBlocked.GetUserId())
+		}
+		u.blocked[b.UserBlocked.GetUserId()] = true
+	case *pb.Event_UserUnblocked:
+		if !u.blocked[b.UserUnblocked.GetUserId()] {
+			c.problem("%s: %s is not blocked (an unblock only of a blocked user)", at, b.UserUnblocked.GetUserId())
+		}
+		delete(u.blocked, b.UserUnblocked.GetUserId())
+	}
+}
+
+// directBlock checks a DirectBlockChanged (conv nil: the direct
+// conversation is not created yet, which a block does not need).
+func (c *logCheck) directBlock(at where, conv *convModel, ev *pb.Event) {
+	b := ev.GetDirectBlockChanged()
+	blocker, blocked := b.GetBlockerUserId(), b.GetBlockedUserId()
+	if v := ev.GetVersion(); v != 0 {
+		c.problem("%s: version %d, want 0 (neither projected nor delivered)", at, v)
+	}
+	if ev.GetSeq() != 0 {
+		c.problem("%s: seq %d, want 0 (not a timeline event)", at, ev.GetSeq())
+	}
+	if blocker == blocked || at.conv != schemas.DirectConversationID(blocker, blocked) {
+		c.problem("%s: a block of %s by %s stands in their direct conversation %s only", at, blocked, blocker,
+			schemas.DirectConversationID(blocker, blocked))
+		return
+	}
+	if conv != nil && conv.group {
+		c.problem("%s: a block in a group", at)
+	}
+	if ev.GetActorUserId() != blocker {
+		c.problem("%s: actor %s, but the blocker is %s", at, ev.GetActorUserId(), blocker)
+	}
+	bs := c.blocks[at.conv]
+	if bs == nil {
+		bs = map[string]bool{}
+		c.blocks[at.conv] = bs
+	}
+	if bs[blocker] == b.GetBlocked() {
+		c.problem("%s: the block by %s is %v already (a change only when it changes)", at, blocker, b.GetBlocked())
+	}
+	if b.GetBlocked() {
+		bs[blocker] = true
+	} else {
+		delete(bs, blocker)
+	}
+}
+
+// forwardedEvent checks a MessageForwarded: by a current member, of a
+// MessageSent of conv not recalled, to another conversation.
+func (c *logCheck) forwardedEvent(at where, conv *convModel, ev *pb.Event) {
+	f := ev.GetMessageForwarded()
+	c.current(at, conv, ev.GetActorUserId())
+	switch msg := conv.messages[f.GetSeq()]; {
+	case msg == nil:
+		c.problem("%s: seq %d is not a MessageSent of the conversation", at, f.GetSeq())
+	case msg.recalledBy != "":
+		c.problem("%s: message %d was recalled by %s before: nothing forwards it after", at, f.GetSeq(), msg.recalledBy)
+	}
+	if t := f.GetTargetConversationId(); t == at.conv || schemas.CheckConversationID("target_conversation_id", t) != nil {
+		c.problem("%s: target %q is not another conversation", at, t)
+	}
+	if _, ok := c.forwarded[ev.GetCommandId()]; !ok {
+		c.forwarded[ev.GetCommandId()] = forward{conv: at.conv, target: f.GetTargetConversationId(), seq: f.GetSeq()}
 	}
 }
 
@@ -794,6 +971,15 @@ func (c *logCheck) command(partition int32, offset int64, cmd *pb.Command, decid
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	at := where{partition, offset, schemas.CommandType(cmd), cmd.GetConversationId()}
+	if at.typ == schemas.TypeDirectBlock || at.typ == schemas.TypeForwardedMessage {
+		// Derived by ingest: it shares its command_id with its first step.
+		if prev, ok := c.derived[cmd.GetCommandId()]; ok {
+			c.problem("command %s is derived twice in the commands topic: %s and %s", cmd.GetCommandId(), prev.where, at)
+			return
+		}
+		c.derived[cmd.GetCommandId()] = command{at, decided}
+		return
+	}
 	if prev, ok := c.commands[cmd.GetCommandId()]; ok {
 		c.problem("command %s appears twice in the commands topic: %s and %s", cmd.GetCommandId(), prev.where, at)
 		return
@@ -812,9 +998,23 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 			c.problem("%s: the owner %s left and members remain, but no OwnershipTransferred (OWNER_LEFT) follows", l.at, l.user)
 		}
 	}
+	for _, f := range c.forwards {
+		o := f.origin
+		if c.convs[o.GetConversationId()] == nil {
+			continue // the origin conversation was not read
+		}
+		switch fw, ok := c.forwarded[f.command]; {
+		case !ok || fw.conv != o.GetConversationId():
+			c.problem("%s: forwarded from %s seq %d, but %s has no MessageForwarded of command %s", f.at,
+				o.GetConversationId(), o.GetSeq(), o.GetConversationId(), f.command)
+		case fw.seq != o.GetSeq() || fw.target != f.at.conv:
+			c.problem("%s: forwarded from %s seq %d, but its MessageForwarded names seq %d to %s", f.at,
+				o.GetConversationId(), o.GetSeq(), fw.seq, fw.target)
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(c.outcomes)) {
 		evs := c.outcomes[id]
-		if len(evs) > 1 {
+		if len(evs) > 1 && !twoStreams(evs) {
 			c.problem("command %s has %d outcome events: %v", id, len(evs), evs)
 		}
 		if _, ok := c.commands[id]; !ok && commandsComplete {
@@ -834,10 +1034,39 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 		case schemas.TypeSetMemberRole, schemas.TypeUpdateGroupSettings, schemas.TypeUnmuteMember,
 			schemas.TypePinMessage, schemas.TypeUnpinMessage:
 			continue // nor a role or settings that would not change, an unmute of a member not muted, a pin there or gone
+		case schemas.TypeBlockUser, schemas.TypeUnblockUser:
+			continue // nor a block of a blocked user or an unblock of one not blocked
 		}
 		c.problem("command %s (%s) was decided but has no outcome event", id, cmd.where)
 	}
+	for _, id := range slices.Sorted(maps.Keys(c.derived)) {
+		cmd := c.derived[id]
+		if _, ok := c.commands[id]; !ok && commandsComplete {
+			c.problem("derived command %s (%s) has no first step in the commands topic", id, cmd.where)
+		}
+		if cmd.decided && !slices.ContainsFunc(c.outcomes[id], func(w where) bool { return w.conv == cmd.conv }) {
+			c.problem("derived command %s (%s) was decided but has no outcome event in %s", id, cmd.where, cmd.conv)
+		}
+	}
 	return c.problems
+}
+
+// twoStreams says whether evs, the outcomes of one command, are those of a
+// two-stream decision: two, in different streams, the first step's
+// (UserBlocked, UserUnblocked or MessageForwarded) and one of its derived
+// command's.
+func twoStreams(evs []where) bool {
+	if len(evs) != 2 || evs[0].conv == evs[1].conv {
+		return false
+	}
+	first := func(w where) bool {
+		switch w.typ {
+		case schemas.TypeUserBlocked, schemas.TypeUserUnblocked, schemas.TypeMessageForwarded:
+			return true
+		}
+		return false
+	}
+	return first(evs[0]) != first(evs[1])
 }
 
 // unread is the unread count of a current member by the log; ok is false

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -58,8 +59,183 @@ func testEvent(cmd string, seq int64, actor string, body any) *pb.Event {
 		e.Body = &pb.Event_MessagePinned{MessagePinned: b}
 	case *pb.MessageUnpinned:
 		e.Body = &pb.Event_MessageUnpinned{MessageUnpinned: b}
+	case *pb.ConversationPrefsChanged:
+		e.Body = &pb.Event_ConversationPrefsChanged{ConversationPrefsChanged: b}
+	case *pb.MessagesHidden:
+		e.Body = &pb.Event_MessagesHidden{MessagesHidden: b}
+	case *pb.UserBlocked:
+		e.Body = &pb.Event_UserBlocked{UserBlocked: b}
+	case *pb.UserUnblocked:
+		e.Body = &pb.Event_UserUnblocked{UserUnblocked: b}
+	case *pb.DirectBlockChanged:
+		e.Body = &pb.Event_DirectBlockChanged{DirectBlockChanged: b}
+	case *pb.MessageForwarded:
+		e.Body = &pb.Event_MessageForwarded{MessageForwarded: b}
 	}
 	return e
+}
+
+// TestVerifyLogCheckStreams: user streams, blocks and forwards, valid and
+// broken, across streams.
+func TestVerifyLogCheckStreams(t *testing.T) {
+	ua, ub := schemas.UserStreamID("a"), schemas.UserStreamID("b")
+	direct := schemas.DirectConversationID("a", "b")
+	g1, g2 := fmt.Sprintf("g:%032x", 1), fmt.Sprintf("g:%032x", 2)
+	// in returns e in conversation conv with version v.
+	in := func(conv string, v int64, e *pb.Event) *pb.Event {
+		e.ConversationId, e.Version = conv, v
+		return e
+	}
+	ev := testEvent
+	group := func(conv, cmd string) *pb.Event {
+		return in(conv, 1, ev(cmd, 0, "a", &pb.ConversationCreated{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP, MemberUserIds: []string{"a", "b"}}))
+	}
+	createDirect := in(direct, 1, ev("cd", 0, "a", &pb.ConversationCreated{Kind: pb.ConversationKind_CONVERSATION_KIND_DIRECT, MemberUserIds: []string{"a", "b"}}))
+	prefs := func(cmd string, v int64, actor string) *pb.Event {
+		return in(schemas.UserStreamID(actor), v, ev(cmd, 0, actor, &pb.ConversationPrefsChanged{ConversationId: g1, Pinned: proto.Bool(true)}))
+	}
+	block := func(cmd string, v int64, by, whom string, on bool) []*pb.Event {
+		var first *pb.Event
+		if on {
+			first = ev(cmd, 0, by, &pb.UserBlocked{UserId: whom})
+		} else {
+			first = ev(cmd, 0, by, &pb.UserUnblocked{UserId: whom})
+		}
+		return []*pb.Event{in(schemas.UserStreamID(by), v, first),
+			in(schemas.DirectConversationID(by, whom), 0, ev(cmd, 0, by, &pb.DirectBlockChanged{BlockerUserId: by, BlockedUserId: whom, Blocked: on}))}
+	}
+	send := func(conv, cmd string, seq, v int64, actor string) *pb.Event {
+		return in(conv, v, ev(cmd, seq, actor, &pb.MessageSent{Text: "x"}))
+	}
+	forwarded := func(cmd string, seq int64, target string) *pb.Event {
+		return in(g1, 0, ev(cmd, 0, "a", &pb.MessageForwarded{Seq: seq, TargetConversationId: target, ClientMsgId: "f"}))
+	}
+	forwardSent := func(cmd string, seq, v int64, from string, fromSeq int64) *pb.Event {
+		e := send(g2, cmd, seq, v, "a")
+		e.GetMessageSent().ForwardedFrom = &pb.ForwardOrigin{ConversationId: from, Seq: fromSeq, SenderUserId: "a"}
+		return e
+	}
+	cat := func(parts ...any) []*pb.Event {
+		var out []*pb.Event
+		for _, p := range parts {
+			switch p := p.(type) {
+			case *pb.Event:
+				out = append(out, p)
+			case []*pb.Event:
+				out = append(out, p...)
+			}
+		}
+		return out
+	}
+	rejected := func(conv, cmd, actor string) *pb.Event { return in(conv, 0, ev(cmd, 0, actor, &pb.CommandRejected{})) }
+	cmd := func(id, conv string, body any) *pb.Command {
+		c := &pb.Command{CommandId: id, ConversationId: conv, UserId: "a"}
+		switch b := body.(type) {
+		case *pb.BlockUser:
+			c.Body = &pb.Command_BlockUser{BlockUser: b}
+		case *pb.DirectBlock:
+			c.Body = &pb.Command_DirectBlock{DirectBlock: b}
+		case *pb.ForwardMessage:
+			c.Body = &pb.Command_ForwardMessage{ForwardMessage: b}
+		case *pb.ForwardedMessage:
+			c.Body = &pb.Command_ForwardedMessage{ForwardedMessage: b}
+		default:
+			c.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: id, Text: "x"}}
+		}
+		return c
+	}
+	valid := cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"),
+		prefs("p1", 1, "a"), rejected(ub, "p2", "b"), // a's command on b's stream, refused there as b
+		block("b1", 2, "a", "b", true), createDirect, // the block stands before the conversation is created
+		block("b2", 1, "b", "a", true), block("b3", 3, "a", "b", false), block("b4", 2, "b", "a", false),
+		send(direct, "s2", 1, 2, "b"),
+		forwarded("f1", 1, g2), forwardSent("f1", 1, 2, g1, 1),
+		forwardSent("f2", 2, 3, g1, 1), // …
+		forwarded("f2", 1, g2))         // … whose MessageForwarded is read after it, from another partition
+	for _, tc := range []struct {
+		name     string
+		events   []*pb.Event
+		commands []*pb.Command // all decided, commands topic complete
+		want     string        // "" = no problem
+	}{
+		{"valid", valid, nil, ""},
+		{"valid with commands", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"), block("b1", 1, "a", "b", true),
+			forwarded("f1", 1, g2), forwardSent("f1", 1, 2, g1, 1)),
+			[]*pb.Command{cmd("c1", g1, nil), cmd("c2", g2, nil), cmd("s1", g1, nil), cmd("b1", ua, &pb.BlockUser{UserId: "b"}),
+				cmd("b0", ua, &pb.BlockUser{UserId: "b"}), // redundant: no event
+				cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true}),
+				cmd("f1", g1, &pb.ForwardMessage{Seq: 1, TargetConversationId: g2}), cmd("f1", g2, &pb.ForwardedMessage{})}, ""},
+		{"user stream version gap", cat(prefs("p1", 1, "a"), prefs("p2", 3, "a")), nil, "version 3 after version 1 (versions must be dense)"},
+		{"user stream first version", cat(prefs("p1", 0, "a")), nil, "version 0 after version 0"},
+		{"versioned answer on a user stream", cat(in(ua, 1, rejected(ua, "p1", "a"))), nil, "version 1, want 0 (an answer to the sender only)"},
+		{"seq on a user stream", cat(in(ua, 1, ev("p1", 1, "a", &pb.MessagesHidden{ConversationId: g1, UpToSeq: 1}))), nil,
+			"seq 1, want 0 (a user stream has no timeline)"},
+		{"another user's stream", cat(in(ub, 1, ev("p1", 0, "a", &pb.MessagesHidden{ConversationId: g1, Seqs: []int64{1}}))), nil,
+			"actor a does not own the user stream"},
+		{"a conversation event on a user stream", cat(send(ua, "s1", 1, 1, "a")), nil, "not an event of a user stream"},
+		{"a per-user event in a conversation", cat(group(g1, "c1"), in(g1, 2, ev("p1", 0, "a", &pb.UserBlocked{UserId: "b"}))), nil,
+			"a per-user event outside a user stream"},
+		{"blocked twice", cat(prefs("p1", 1, "a"), in(ua, 2, ev("b1", 0, "a", &pb.UserBlocked{UserId: "b"})), in(ua, 3, ev("b2", 0, "a", &pb.UserBlocked{UserId: "b"}))), nil,
+			"b is blocked already"},
+		{"unblock of one not blocked", cat(in(ua, 1, ev("b1", 0, "a", &pb.UserUnblocked{UserId: "b"}))), nil, "b is not blocked"},
+		{"send while blocked", cat(createDirect, block("b1", 1, "a", "b", true), send(direct, "s1", 1, 2, "b")), nil,
+			"b sends while [a] block(s) stand in the direct conversation"},
+		{"send while the other's block stands", cat(block("b1", 1, "a", "b", true), block("b2", 1, "b", "a", true), createDirect,
+			block("b3", 2, "a", "b", false), send(direct, "s1", 1, 2, "a")), nil, "a sends while [b] block(s) stand"},
+		{"versioned block", cat(in(direct, 1, ev("b1", 0, "a", &pb.DirectBlockChanged{BlockerUserId: "a", BlockedUserId: "b", Blocked: true}))), nil,
+			"version 1, want 0 (neither projected nor delivered)"},
+		{"block in the wrong conversation", cat(in(g1, 0, ev("b1", 0, "a", &pb.DirectBlockChanged{BlockerUserId: "a", BlockedUserId: "b", Blocked: true}))), nil,
+			"stands in their direct conversation " + direct + " only"},
+		{"block by another", cat(in(direct, 0, ev("b1", 0, "b", &pb.DirectBlockChanged{BlockerUserId: "a", BlockedUserId: "b", Blocked: true}))), nil,
+			"actor b, but the blocker is a"},
+		{"block that changes nothing", cat(block("b1", 1, "a", "b", false)), nil, "the block by a is false already"},
+		{"forward without its MessageForwarded", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"), forwardSent("f1", 1, 2, g1, 1)), nil,
+			"but " + g1 + " has no MessageForwarded of command f1"},
+		{"forward of another seq", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"), send(g1, "s2", 2, 3, "a"),
+			forwarded("f1", 2, g2), forwardSent("f1", 1, 2, g1, 1)), nil, "forwarded from " + g1 + " seq 1, but its MessageForwarded names seq 2"},
+		{"forward to another target", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"),
+			forwarded("f1", 1, fmt.Sprintf("g:%032x", 3)), forwardSent("f1", 1, 2, g1, 1)), nil, "its MessageForwarded names seq 1 to g:"},
+		{"versioned MessageForwarded", cat(group(g1, "c1"), send(g1, "s1", 1, 2, "a"), in(g1, 3, forwarded("f1", 1, g2))), nil,
+			"version 3, want 0 (neither projected nor delivered)"},
+		{"forward of a notice", cat(group(g1, "c1"), in(g1, 2, ev("n1", 1, "a", &pb.MembersAdded{UserIds: []string{"c"}})), forwarded("f1", 1, g2)), nil,
+			"seq 1 is not a MessageSent of the conversation"},
+		{"forward to itself", cat(group(g1, "c1"), send(g1, "s1", 1, 2, "a"), forwarded("f1", 1, g1)), nil, "is not another conversation"},
+		{"forward by a stranger", cat(group(g1, "c1"), send(g1, "s1", 1, 2, "a"), in(g1, 0, ev("f1", 0, "z", &pb.MessageForwarded{Seq: 1, TargetConversationId: g2}))), nil,
+			"z is not a member"},
+		{"two outcomes in one stream", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"), forwarded("f1", 1, g2), forwarded("f1", 1, g2)), nil,
+			"command f1 has 2 outcome events"},
+		{"three outcomes", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"), forwarded("f1", 1, g2),
+			forwardSent("f1", 1, 2, g1, 1), rejected(g2, "f1", "a")), nil, "command f1 has 3 outcome events"},
+		{"derived without an outcome", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"), forwarded("f1", 1, g2)),
+			[]*pb.Command{cmd("c1", g1, nil), cmd("c2", g2, nil), cmd("s1", g1, nil),
+				cmd("f1", g1, &pb.ForwardMessage{Seq: 1, TargetConversationId: g2}), cmd("f1", g2, &pb.ForwardedMessage{})},
+			"derived command f1 (ForwardedMessage of " + g2 + " at partition 0 offset 4) was decided but has no outcome event in " + g2},
+		{"derived without a first step", cat(block("b1", 1, "a", "b", true)),
+			[]*pb.Command{cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true})},
+			"derived command b1 (DirectBlock of " + direct + " at partition 0 offset 0) has no first step"},
+		{"derived twice", cat(block("b1", 1, "a", "b", true)),
+			[]*pb.Command{cmd("b1", ua, &pb.BlockUser{UserId: "b"}), cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true}),
+				cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true})},
+			"command b1 is derived twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := newLogCheck()
+			for i, e := range tc.events {
+				check.event(0, int64(i), e)
+			}
+			for i, c := range tc.commands {
+				check.command(0, int64(i), c, true)
+			}
+			problems := check.finish(tc.commands != nil)
+			got := strings.Join(problems, "\n")
+			switch {
+			case tc.want == "" && len(problems) > 0:
+				t.Fatalf("problems in a valid log:\n%s", got)
+			case tc.want != "" && !strings.Contains(got, tc.want):
+				t.Fatalf("want a problem containing %q, got:\n%s", tc.want, got)
+			}
+		})
+	}
 }
 
 // TestVerifyLogCheck: broken logs in, the broken invariant named out.

@@ -339,11 +339,11 @@ func TestReplay(t *testing.T) {
 func (w *world) sameViews(t *testing.T, a, b string) {
 	t.Helper()
 	ctx := context.Background()
-	va, err := loadViews(ctx, w.s, a, nil)
+	va, err := loadViews(ctx, w.s, a, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vb, err := loadViews(ctx, w.s, b, nil)
+	vb, err := loadViews(ctx, w.s, b, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

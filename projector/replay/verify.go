@@ -67,13 +67,17 @@ type Report struct {
 	// Governance: members whose live unread mentions, and groups whose live
 	// owner, are not the log's.
 	Governance []string
-	Skipped    []string // differing rows of conversations changed since the log was read
-	Notes      []string // what was not checked, and why
+	// Streams: user stream rows (conversation prefs, hidden messages and
+	// cleared history, blocks) and replies that are not as the log says.
+	Streams []string
+	Skipped []string // differing rows of conversations changed since the log was read
+	Notes   []string // what was not checked, and why
 }
 
 // OK reports whether nothing differs.
 func (r Report) OK() bool {
-	return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 && len(r.Actions) == 0 && len(r.Governance) == 0
+	return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 && len(r.Actions) == 0 && len(r.Governance) == 0 &&
+		len(r.Streams) == 0
 }
 
 // ErrDifferences is returned by Verify when the report is not OK.
@@ -102,6 +106,7 @@ func (r Report) Write(w io.Writer) {
 	section("unread (last_seq − read_seq, live vs log)", r.Unread)
 	section("actions (recalled content gone, reactions, edit counts, live vs log)", r.Actions)
 	section("governance (unread mentions, group owners, live vs log)", r.Governance)
+	section("user streams and replies (prefs, hidden messages, cleared history, blocks, replies, live vs log)", r.Streams)
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "not compared (changed after the log was read): %s\n", s)
 	}
@@ -237,6 +242,7 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 		return rep, err
 	}
 	check := newLogCheck()
+	streams := newStreamModel()
 	var mu sync.Mutex
 	lastData := map[int32]int64{}
 	hooks := &passHooks{noCommit: true, keep: func(p int32, rec *kgo.Record) bool {
@@ -259,6 +265,7 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 		}
 		if !again {
 			check.event(p, rec.Offset, ev)
+			streams.event(ev)
 		}
 		return true
 	}}
@@ -290,11 +297,11 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	if only != nil {
 		ids = slices.Sorted(maps.Keys(only))
 	}
-	live, err := loadViews(ctx, s, opts.Live, ids)
+	live, err := loadViews(ctx, s, opts.Live, ids, streams)
 	if err != nil {
 		return rep, err
 	}
-	want, err := loadViews(ctx, s, opts.Scratch, ids)
+	want, err := loadViews(ctx, s, opts.Scratch, ids, streams)
 	if err != nil {
 		return rep, err
 	}
@@ -302,7 +309,8 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	rep.Unread = checkUnread(live, check)
 	actions := checkActions(live, check)
 	governance := checkGovernance(live, check)
-	if len(diffs) > 0 || len(rep.Unread) > 0 || len(actions) > 0 || len(governance) > 0 {
+	streamDiffs := checkStreams(live, streams, only)
+	if len(diffs) > 0 || len(rep.Unread) > 0 || len(actions) > 0 || len(governance) > 0 || len(streamDiffs) > 0 {
 		// Differences in conversations that moved on since the end offsets
 		// were read are expected: report them apart.
 		moved, err := touchedSince(ctx, cfg, adm, end)
@@ -328,6 +336,13 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 				rep.Skipped = append(rep.Skipped, d.text)
 			} else {
 				rep.Governance = append(rep.Governance, d.text)
+			}
+		}
+		for _, d := range streamDiffs {
+			if moved[d.conv] {
+				rep.Skipped = append(rep.Skipped, d.text)
+			} else {
+				rep.Streams = append(rep.Streams, d.text)
 			}
 		}
 		rep.Unread = slices.DeleteFunc(rep.Unread, func(l string) bool {
@@ -447,7 +462,17 @@ var viewTables = []table{
 	{"pins", []string{"conversation_id", "message_seq"}},
 	{"mentions", []string{"user_id", "conversation_id", "seq"}},
 	{"mentions_all", []string{"conversation_id", "seq"}},
+	{"replies", []string{"conversation_id", "reply_to_seq", "seq"}},
+	{"conversation_prefs", []string{"user_id", "conversation_id"}},
+	{"hidden_messages", []string{"user_id", "conversation_id", "seq"}},
+	{"history_cleared", []string{"user_id", "conversation_id", "up_to_seq"}},
+	{"blocks", []string{"user_id", "blocked_user_id"}},
 }
+
+// userTables are the views of the user streams: their rows belong to the
+// stream of their user_id (schemas.UserStreamID), not to the conversation
+// they name.
+var userTables = map[string]bool{"conversation_prefs": true, "hidden_messages": true, "history_cleared": true, "blocks": true}
 
 // viewTable is the view named name.
 func viewTable(name string) table {
@@ -467,8 +492,10 @@ func rowName(t table, r row) string {
 }
 
 // loadViews reads every row of the views in keyspace, or only those of the
-// conversations ids, sorted (single-partition reads).
-func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []string) (views, error) {
+// conversations (and user streams) ids, sorted (single-partition reads):
+// the rows of a user stream are read for the user streams knows it of, the
+// hidden messages of the conversations it hid messages in.
+func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []string, streams *streamModel) (views, error) {
 	tables, err := projector.NewTables(s, keyspace)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
@@ -557,6 +584,32 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 			}
 		}
 	}
+	// The replies of every message some message replies to.
+	replied := map[[2]any]bool{}
+	for _, m := range out["messages"] {
+		if !isNull(m["reply_to_seq"]) {
+			replied[[2]any{str(m["conversation_id"]), num(m["reply_to_seq"])}] = true
+		}
+	}
+	for k := range replied {
+		if err := add(viewTable("replies"), k[0], k[1]); err != nil {
+			return nil, err
+		}
+	}
+	for _, user := range streams.streamUsers(ids) {
+		for _, t := range []string{"conversation_prefs", "blocks"} {
+			if err := add(viewTable(t), user); err != nil {
+				return nil, err
+			}
+		}
+		for _, k := range streams.hiddenKeys(user) {
+			for _, t := range []string{"hidden_messages", "history_cleared"} {
+				if err := add(viewTable(t), k.user, k.conv); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	// A message's edits, for every message edited or recalled (a recall
 	// deletes them: there must be none).
 	for _, m := range out["messages"] {
@@ -602,6 +655,9 @@ func diffViews(live, want views) []rowDiff {
 				r = wr
 			}
 			_ = json.Unmarshal(r["conversation_id"], &conv)
+			if userTables[t.name] {
+				conv = schemas.UserStreamID(str(r["user_id"]))
+			}
 			switch {
 			case !lok:
 				out = append(out, rowDiff{conv, n + ": missing in the live views"})

@@ -93,6 +93,7 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 			MaxEditsPerMessage:     e.Int("PARLEY_INGEST_MAX_EDITS_PER_MESSAGE", d.MaxEditsPerMessage),
 			MaxReactionsPerMessage: e.Int("PARLEY_INGEST_MAX_REACTIONS_PER_MESSAGE", d.MaxReactionsPerMessage),
 			MaxPins:                e.Int("PARLEY_INGEST_MAX_PINS", d.MaxPins),
+			MaxBlocksPerUser:       e.Int("PARLEY_INGEST_MAX_BLOCKS_PER_USER", d.MaxBlocksPerUser),
 		},
 	}
 	addr := e.String("PARLEY_HTTP_ADDR", "127.0.0.1:9101")

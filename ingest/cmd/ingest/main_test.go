@@ -22,7 +22,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	if l := cfg.Limits; l.EditWindow != 24*time.Hour || l.RecallWindow != 24*time.Hour || l.MaxEditsPerMessage != 100 || l.MaxReactionsPerMessage != 32 ||
-		l.MaxPins != 50 {
+		l.MaxPins != 50 || l.MaxBlocksPerUser != 10_000 {
 		t.Fatalf("defaults: %+v", l)
 	}
 }
@@ -36,6 +36,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"PARLEY_INGEST_MAX_POLL_RECORDS": "300", "PARLEY_INGEST_TRANSACTION_TIMEOUT": "20s", "PARLEY_INGEST_MAX_HEALTHY_LAG": "7",
 		"PARLEY_INGEST_EDIT_WINDOW": "15m", "PARLEY_INGEST_RECALL_WINDOW": "72h", "PARLEY_INGEST_MAX_EDITS_PER_MESSAGE": "9",
 		"PARLEY_INGEST_MAX_REACTIONS_PER_MESSAGE": "4", "PARLEY_INGEST_MAX_PINS": "3",
+		"PARLEY_INGEST_MAX_BLOCKS_PER_USER": "8",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +47,7 @@ func TestConfigFromEnv(t *testing.T) {
 		l.DedupWindow != 72*time.Hour || l.DedupPerSender != 5 || cfg.MaxPollRecords != 300 ||
 		cfg.TransactionTimeout != 20*time.Second || cfg.MaxHealthyLag != 7 ||
 		l.EditWindow != 15*time.Minute || l.RecallWindow != 72*time.Hour || l.MaxEditsPerMessage != 9 || l.MaxReactionsPerMessage != 4 ||
-		l.MaxPins != 3 {
+		l.MaxPins != 3 || l.MaxBlocksPerUser != 8 {
 		t.Fatalf("from env: %+v", cfg)
 	}
 	// The transactional id follows the instance id unless set.
