@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -56,8 +55,6 @@ type views interface {
 type cassandraViews struct {
 	session *gocql.Session
 	tables  *projector.Tables
-	// selectBlock reads one row of the blocks view (schemas/cql 0006).
-	selectBlock string
 }
 
 func openViews(cass deploy.Cassandra, keyspace string) (*cassandraViews, error) {
@@ -77,8 +74,7 @@ func openViews(cass deploy.Cassandra, keyspace string) (*cassandraViews, error) 
 		s.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	return &cassandraViews{session: s, tables: t,
-		selectBlock: "SELECT blocked_user_id FROM " + keyspace + ".blocks WHERE user_id = ? AND blocked_user_id = ?"}, nil
+	return &cassandraViews{session: s, tables: t}, nil
 }
 
 func (v *cassandraViews) close() { v.session.Close() }
@@ -190,13 +186,5 @@ func (v *cassandraViews) message(ctx context.Context, conv string, seq int64) (s
 // UserUnblocked. The one statement the gateway holds itself: the table's
 // reader (projector.Tables) comes with the projector's blocks view.
 func (v *cassandraViews) blocked(ctx context.Context, user, other string) (bool, error) {
-	var id string
-	err := v.session.Query(v.selectBlock, user, other).ScanContext(ctx, &id)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("gateway: read blocks: %w", err)
-	}
-	return true, nil
+	return v.tables.Blocked(ctx, user, other)
 }
