@@ -2,10 +2,13 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 )
 
 // TestReplayIdempotent projects a log through Kafka, then replays it again
@@ -86,14 +89,24 @@ func TestReplayRebuild(t *testing.T) {
 	live := e.dump(e.keyspace)
 	e.checkModel(t, s, live)
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, q := range []string{
-		"DROP KEYSPACE " + e.keyspace,
-		fmt.Sprintf("CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", e.keyspace),
+		"DROP KEYSPACE IF EXISTS " + e.keyspace,
+		fmt.Sprintf("CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", e.keyspace),
 	} {
-		if err := e.s.Query(q).ExecContext(ctx); err != nil {
-			t.Fatal(err)
+		// A schema change can outlast the driver's request timeout on a
+		// loaded node and still take effect: both are idempotent, so a
+		// timed-out one is sent again until it answers.
+		for {
+			err := e.s.Query(q).ExecContext(ctx)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || !errors.Is(err, gocql.ErrTimeoutNoResponse) {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %v; again", q, err)
 		}
 	}
 	e.migrate(e.keyspace)
