@@ -175,6 +175,9 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 				return
 			}
 			if c == own {
+				if version == 0 {
+					continue // no setting made yet: nothing to stand at
+				}
 				last = 0 // a user stream has no timeline
 			}
 			resumed.Cursors = append(resumed.Cursors, &pb.ConversationCursor{ConversationId: c, LastSeq: last, Version: version})
@@ -326,7 +329,8 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		named[c.GetConversationId()] = true
 	}
 	// The user's own stream is listed like a conversation joined while
-	// away when the device does not name it (a device that never knew it).
+	// away when the device does not name it (a device that never knew it)
+	// and it has events.
 	for _, conv := range append(convs, own) {
 		if named[conv] {
 			continue
@@ -337,6 +341,9 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			continue
 		}
 		if conv == own {
+			if version == 0 {
+				continue // no setting made yet: listed once there is one
+			}
 			last = 0
 		}
 		resumed.Added = append(resumed.Added, &pb.ConversationCursor{ConversationId: conv, LastSeq: last, Version: version})
