@@ -32,7 +32,7 @@ func (s *Server) handleReplies(w http.ResponseWriter, r *http.Request, id token.
 		s.fail(w, r, err)
 		return
 	}
-	after, _, err := parseSeq(r, "after_seq", 0)
+	after, _, err := parseSeq(r, "after", 0)
 	if err != nil {
 		s.fail(w, r, err)
 		return

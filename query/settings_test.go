@@ -206,7 +206,7 @@ func TestUserSettings(t *testing.T) {
 		f.wantError(f.token("alice"), base+"1/replies", http.StatusNotFound, codeNotFound) // cleared
 		f.wantError(f.token("carol"), base+"1/replies", http.StatusForbidden, codeNotMember)
 		f.wantError(f.token("bob"), base+"1/replies?limit=0", http.StatusBadRequest, codeInvalidArgument)
-		f.wantError(f.token("bob"), base+"1/replies?after_seq=x", http.StatusBadRequest, codeInvalidCursor)
+		f.wantError(f.token("bob"), base+"1/replies?after=x", http.StatusBadRequest, codeInvalidCursor)
 		var p repliesPage
 		getCompact(t, "bob", base+"1/replies", "Replies")
 		f.getJSON("bob", base+"1/replies", &p)
@@ -221,7 +221,7 @@ func TestUserSettings(t *testing.T) {
 		if len(p.Replies) != 2 || !p.HasMore || p.NextAfter != 3 {
 			t.Errorf("replies to 1, limit 2: %+v", p)
 		}
-		f.getJSON("bob", base+"1/replies?after_seq=3", &p)
+		f.getJSON("bob", base+"1/replies?after=3", &p)
 		if len(p.Replies) != 1 || p.Replies[0].Seq != 5 || p.HasMore {
 			t.Errorf("replies to 1 after 3: %+v", p)
 		}
