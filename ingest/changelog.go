@@ -35,6 +35,9 @@ import (
 //	                                                    unblocked)
 //	k\x00<d:conv>\x00<blocker>         -> blockerRec   (blocker's block stands in the direct
 //	                                                    conversation, created or not; tombstone when lifted)
+//	i\x00<conv>\x00<invite id>         -> inviteRec    (an invitation link; kept when revoked)
+//	q\x00<conv>\x00<user>              -> requestRec   (user's pending join request; tombstone when
+//	                                                    approved, declined, or the user is added)
 //
 // <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
 // notice, a recall is final. They are rare (one per membership change or
@@ -67,6 +70,8 @@ const (
 	prefixPin       = "p"
 	prefixBlocked   = "b"
 	prefixBlocker   = "k"
+	prefixInvite    = "i"
+	prefixRequest   = "q"
 	sep             = "\x00"
 )
 
@@ -104,6 +109,7 @@ type settingsRec struct {
 	WhoMayMentionAll  int32  `json:"pm,omitempty"`
 	WhoMayPin         int32  `json:"pp,omitempty"`
 	HistoryVisibility int32  `json:"hv,omitempty"`
+	JoinRequests      bool   `json:"jr,omitempty"`
 }
 
 func policyRec(admins bool) int32 {
@@ -116,7 +122,7 @@ func policyRec(admins bool) int32 {
 func settingsRecOf(g groupSettings) settingsRec {
 	return settingsRec{Description: g.description, AvatarURL: g.avatarURL, AnnouncementOnly: g.announcementOnly,
 		WhoMayAdd: policyRec(g.adminsAdd), WhoMayMentionAll: policyRec(g.adminsMentionAll), WhoMayPin: policyRec(g.adminsPin),
-		HistoryVisibility: visibilityRec(g.sinceJoin)}
+		HistoryVisibility: visibilityRec(g.sinceJoin), JoinRequests: g.joinRequests}
 }
 
 func visibilityRec(sinceJoin bool) int32 {
@@ -130,7 +136,8 @@ func (r settingsRec) settings() groupSettings {
 	admins := int32(pb.GroupPolicy_GROUP_POLICY_ADMINS)
 	return groupSettings{description: r.Description, avatarURL: r.AvatarURL, announcementOnly: r.AnnouncementOnly,
 		adminsAdd: r.WhoMayAdd == admins, adminsMentionAll: r.WhoMayMentionAll == admins, adminsPin: r.WhoMayPin == admins,
-		sinceJoin: r.HistoryVisibility == int32(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN)}
+		sinceJoin:    r.HistoryVisibility == int32(pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN),
+		joinRequests: r.JoinRequests}
 }
 
 // pinRec marks a message pinned; it has no fields.
@@ -157,6 +164,23 @@ type blockedRec struct{}
 // in the key, Blocked is the other user.
 type blockerRec struct {
 	Blocked string `json:"b"`
+}
+
+// inviteRec is an invitation link of a group (inviteState).
+type inviteRec struct {
+	Hash     string `json:"h"`
+	Creator  string `json:"c"`
+	Expires  int64  `json:"e,omitempty"` // Unix ms; absent: never
+	MaxUses  int32  `json:"m,omitempty"`
+	Uses     int32  `json:"u,omitempty"`
+	Approval bool   `json:"a,omitempty"`
+	Revoked  bool   `json:"r,omitempty"`
+}
+
+// requestRec is a pending join request (joinRequest).
+type requestRec struct {
+	Invite string `json:"i,omitempty"`
+	At     int64  `json:"t"`
 }
 
 // noticeRec marks a seq as a member notice; it has no fields.
@@ -254,6 +278,21 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			v = blockerRec{Blocked: b}
 		}
 		out = append(out, record(topic, partition, prefixBlocker+sep+conv+sep+u, v))
+	}
+	for _, id := range d.invites {
+		var v any
+		if i := st.invites[id]; i != nil {
+			v = inviteRec{Hash: i.hash, Creator: i.creator, Expires: i.expires, MaxUses: i.maxUses, Uses: i.uses,
+				Approval: i.approval, Revoked: i.revoked}
+		}
+		out = append(out, record(topic, partition, prefixInvite+sep+conv+sep+id, v))
+	}
+	for _, u := range d.requests {
+		var v any
+		if r := st.requests[u]; r != nil {
+			v = requestRec{Invite: r.invite, At: r.at}
+		}
+		out = append(out, record(topic, partition, prefixRequest+sep+conv+sep+u, v))
 	}
 	return out
 }
@@ -355,6 +394,35 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			st.blockers = map[string]string{}
 		}
 		st.blockers[parts[2]] = r.Blocked
+	case parts[0] == prefixInvite && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.invites, parts[2])
+			return nil
+		}
+		var r inviteRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		if st.invites == nil {
+			st.invites = map[string]*inviteState{}
+		}
+		st.invites[parts[2]] = &inviteState{hash: r.Hash, creator: r.Creator, expires: r.Expires, maxUses: r.MaxUses, uses: r.Uses,
+			approval: r.Approval, revoked: r.Revoked}
+	case parts[0] == prefixRequest && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.requests, parts[2])
+			return nil
+		}
+		var r requestRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		if st.requests == nil {
+			st.requests = map[string]*joinRequest{}
+		}
+		st.requests[parts[2]] = &joinRequest{invite: r.Invite, at: r.At}
 	case parts[0] == prefixDedup && len(parts) == 4:
 		ref := dedupRef{parts[2], parts[3]}
 		ds := b.dedup[conv]

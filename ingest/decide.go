@@ -56,6 +56,13 @@ type Limits struct {
 	// MaxBlocksPerUser caps the users one user blocks at once (default
 	// 10,000; INVALID_ARGUMENT past it).
 	MaxBlocksPerUser int
+	// MaxInvites caps a group's invitation links that are neither revoked
+	// nor expired (default 100; LIMIT_REACHED). MaxInviteUses caps one
+	// link's max_uses (default 10,000; INVALID_ARGUMENT past it).
+	MaxInvites, MaxInviteUses int
+	// MaxJoinRequests caps a group's pending join requests (default 1,000;
+	// LIMIT_REACHED).
+	MaxJoinRequests int
 }
 
 // DefaultLimits are the limits used when a field is zero.
@@ -73,6 +80,9 @@ var DefaultLimits = Limits{
 	MaxReactionsPerMessage: 32,
 	MaxPins:                50,
 	MaxBlocksPerUser:       10_000,
+	MaxInvites:             100,
+	MaxInviteUses:          10_000,
+	MaxJoinRequests:        1000,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -115,6 +125,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxBlocksPerUser > 0 {
 		d.MaxBlocksPerUser = l.MaxBlocksPerUser
+	}
+	if l.MaxInvites > 0 {
+		d.MaxInvites = l.MaxInvites
+	}
+	if l.MaxInviteUses > 0 {
+		d.MaxInviteUses = l.MaxInviteUses
+	}
+	if l.MaxJoinRequests > 0 {
+		d.MaxJoinRequests = l.MaxJoinRequests
 	}
 	return d
 }
@@ -216,6 +235,10 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	if c := cmd.GetCreateConversation(); c != nil {
 		return create(l, st, cmd, c, base)
 	}
+	if j := cmd.GetJoinConversation(); j != nil {
+		// The one command of a user who is not a member.
+		return join(l, st, user, j, base, received.UnixMilli())
+	}
 	if cmd.GetBody() == nil {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "command has no body this version knows")
 	}
@@ -277,6 +300,15 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	case *pb.Command_UnpinMessage:
 		return pin(l, st, user, b.UnpinMessage.GetSeq(), false, base)
 
+	case *pb.Command_CreateInvite:
+		return createInvite(l, st, user, b.CreateInvite, base, received.UnixMilli())
+
+	case *pb.Command_RevokeInvite:
+		return revokeInvite(st, user, b.RevokeInvite.GetInviteId(), base)
+
+	case *pb.Command_DecideJoinRequest:
+		return decideJoin(l, st, user, b.DecideJoinRequest, base, next)
+
 	case *pb.Command_MarkRead, *pb.Command_MarkDelivered:
 		up := cmd.GetMarkRead().GetUpToSeq()
 		if cmd.GetMarkDelivered() != nil {
@@ -332,8 +364,7 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		st.addNotice(ev.Seq)
 		d.notices = append(d.notices, ev.Seq)
 		for _, u := range added {
-			st.members[u] = &memberState{role: pb.MemberRole_MEMBER_ROLE_MEMBER, joinedSeq: ev.Seq, readSeq: ev.Seq, delivered: ev.Seq}
-			d.member(u)
+			st.admit(u, ev.Seq, &d)
 		}
 		ev.Body = &pb.Event_MembersAdded{MembersAdded: &pb.MembersAdded{UserIds: added}}
 		return st, []*pb.Event{ev}, d, nil

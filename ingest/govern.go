@@ -201,6 +201,9 @@ func updateSettings(l Limits, st *convState, user string, g *pb.GroupSettings, b
 			*p.admins, *p.out, changed = admins, p.set.Enum(), true
 		}
 	}
+	if v := g.JoinRequests; v != nil && *v != s.joinRequests {
+		s.joinRequests, ch.JoinRequests, changed = *v, proto.Bool(*v), true
+	}
 	if v := g.HistoryVisibility; v != nil {
 		if since := *v == pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN; since != s.sinceJoin {
 			s.sinceJoin, ch.HistoryVisibility, changed = since, v.Enum(), true

@@ -57,6 +57,13 @@ type convState struct {
 	// the conversation exists yet: a state with kind UNSPECIFIED holds the
 	// blocks (and a user stream's state) of a stream never created.
 	blockers map[string]string
+	// invites (a group): invite id -> the link, revoked and expired ones
+	// included (at most Limits.MaxInvites open at once). nil until the
+	// first link.
+	invites map[string]*inviteState
+	// requests (a group): user -> its pending join request (at most
+	// Limits.MaxJoinRequests). nil until the first request.
+	requests map[string]*joinRequest
 }
 
 // exists reports whether s is a created conversation: not nil, and not the
@@ -129,6 +136,7 @@ type groupSettings struct {
 	announcementOnly                       bool
 	adminsAdd, adminsMentionAll, adminsPin bool
 	sinceJoin                              bool
+	joinRequests                           bool
 }
 
 // dedupEntry is one remembered send: its seq and when the command was
@@ -435,6 +443,8 @@ type delta struct {
 	pins      []int64  // messages pinned or unpinned (or unpinned by a recall)
 	blocked   []string // a user stream: users blocked or unblocked
 	blockers  []string // a direct conversation: blockers whose block began or ended
+	invites   []string // a group: invitation links created, used or revoked
+	requests  []string // a group: users whose join request began or ended
 	// derived are the commands the decision appends to the commands topic
 	// (the second step of a two-stream decision), in the same transaction
 	// as its events and changelog records. Not changelog state.

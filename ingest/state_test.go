@@ -373,7 +373,7 @@ func TestChangelogMessageRecords(t *testing.T) {
 // TestChangelogSeqKeys: the per-message keys need a positive decimal seq.
 func TestChangelogSeqKeys(t *testing.T) {
 	for _, key := range []string{"n\x00g:1", "n\x00g:1\x00", "n\x00g:1\x00x", "x\x00g:1\x00-1", "r\x00g:1\x000",
-		"r\x00g:1\x001\x00extra", "n\x00g:1\x009223372036854775808", "q\x00g:1\x001"} {
+		"r\x00g:1\x001\x00extra", "n\x00g:1\x009223372036854775808", "z\x00g:1\x001"} {
 		if err := newStateBuilder().apply([]byte(key), []byte(`{}`)); err == nil {
 			t.Errorf("key %q accepted", key)
 		}

@@ -42,6 +42,11 @@ const (
 	// Decision records of two-stream decisions (version 0, not projected).
 	TypeDirectBlockChanged = "DirectBlockChanged"
 	TypeMessageForwarded   = "MessageForwarded"
+	// Joining a group by link or by request.
+	TypeInviteCreated       = "InviteCreated"
+	TypeInviteRevoked       = "InviteRevoked"
+	TypeJoinRequested       = "JoinRequested"
+	TypeJoinRequestDeclined = "JoinRequestDeclined"
 )
 
 // Command type names: the message name of the Command body, written to the
@@ -70,6 +75,10 @@ const (
 	TypeBlockUser               = "BlockUser"
 	TypeUnblockUser             = "UnblockUser"
 	TypeForwardMessage          = "ForwardMessage"
+	TypeCreateInvite            = "CreateInvite"
+	TypeRevokeInvite            = "RevokeInvite"
+	TypeJoinConversation        = "JoinConversation"
+	TypeDecideJoinRequest       = "DecideJoinRequest"
 	// Written by ingest only (the second step of a two-stream decision).
 	TypeDirectBlock      = "DirectBlock"
 	TypeForwardedMessage = "ForwardedMessage"

@@ -66,7 +66,8 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeMemberMuted: false, schemas.TypeMemberUnmuted: false, schemas.TypeMessagePinned: false,
 		schemas.TypeMessageUnpinned: false, schemas.TypeConversationPrefsChanged: false, schemas.TypeMessagesHidden: false,
 		schemas.TypeUserBlocked: false, schemas.TypeUserUnblocked: false, schemas.TypeDirectBlockChanged: false,
-		schemas.TypeMessageForwarded: false,
+		schemas.TypeMessageForwarded: false, schemas.TypeInviteCreated: false, schemas.TypeInviteRevoked: false,
+		schemas.TypeJoinRequested: false, schemas.TypeJoinRequestDeclined: false,
 	}
 	commands := map[string]bool{
 		schemas.TypeCreateConversation: true, schemas.TypeAddMembers: true, schemas.TypeRemoveMember: true,
@@ -77,7 +78,8 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeMuteMember: true, schemas.TypeUnmuteMember: true, schemas.TypePinMessage: true, schemas.TypeUnpinMessage: true,
 		schemas.TypeUpdateConversationPrefs: true, schemas.TypeHideMessages: true, schemas.TypeBlockUser: true,
 		schemas.TypeUnblockUser: true, schemas.TypeForwardMessage: true, schemas.TypeDirectBlock: true,
-		schemas.TypeForwardedMessage: true,
+		schemas.TypeForwardedMessage: true, schemas.TypeCreateInvite: true, schemas.TypeRevokeInvite: true,
+		schemas.TypeJoinConversation: true, schemas.TypeDecideJoinRequest: true,
 	}
 	check := func(m proto.Message, known map[string]bool) {
 		fields := m.ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()

@@ -134,6 +134,10 @@ type ClientFrame struct {
 	//	*ClientFrame_BlockUser
 	//	*ClientFrame_UnblockUser
 	//	*ClientFrame_ForwardMessage
+	//	*ClientFrame_CreateInvite
+	//	*ClientFrame_RevokeInvite
+	//	*ClientFrame_JoinConversation
+	//	*ClientFrame_DecideJoinRequest
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -434,6 +438,42 @@ func (x *ClientFrame) GetForwardMessage() *ForwardMessage {
 	return nil
 }
 
+func (x *ClientFrame) GetCreateInvite() *CreateInvite {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_CreateInvite); ok {
+			return x.CreateInvite
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetRevokeInvite() *RevokeInvite {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_RevokeInvite); ok {
+			return x.RevokeInvite
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetJoinConversation() *JoinConversation {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_JoinConversation); ok {
+			return x.JoinConversation
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetDecideJoinRequest() *DecideJoinRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_DecideJoinRequest); ok {
+			return x.DecideJoinRequest
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -565,6 +605,24 @@ type ClientFrame_ForwardMessage struct {
 	ForwardMessage *ForwardMessage `protobuf:"bytes,37,opt,name=forward_message,json=forwardMessage,proto3,oneof"`
 }
 
+type ClientFrame_CreateInvite struct {
+	// Joining a group (commands.proto); token is the link's secret, which
+	// the gateway replaces by its hash.
+	CreateInvite *CreateInvite `protobuf:"bytes,38,opt,name=create_invite,json=createInvite,proto3,oneof"`
+}
+
+type ClientFrame_RevokeInvite struct {
+	RevokeInvite *RevokeInvite `protobuf:"bytes,39,opt,name=revoke_invite,json=revokeInvite,proto3,oneof"`
+}
+
+type ClientFrame_JoinConversation struct {
+	JoinConversation *JoinConversation `protobuf:"bytes,40,opt,name=join_conversation,json=joinConversation,proto3,oneof"`
+}
+
+type ClientFrame_DecideJoinRequest struct {
+	DecideJoinRequest *DecideJoinRequest `protobuf:"bytes,41,opt,name=decide_join_request,json=decideJoinRequest,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -623,6 +681,14 @@ func (*ClientFrame_BlockUser) isClientFrame_Body() {}
 func (*ClientFrame_UnblockUser) isClientFrame_Body() {}
 
 func (*ClientFrame_ForwardMessage) isClientFrame_Body() {}
+
+func (*ClientFrame_CreateInvite) isClientFrame_Body() {}
+
+func (*ClientFrame_RevokeInvite) isClientFrame_Body() {}
+
+func (*ClientFrame_JoinConversation) isClientFrame_Body() {}
+
+func (*ClientFrame_DecideJoinRequest) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -1865,7 +1931,7 @@ var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xe9\x0e\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x85\x11\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -1901,7 +1967,11 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
 	"block_user\x18# \x01(\v2\x14.parley.v1.BlockUserH\x00R\tblockUser\x12;\n" +
 	"\funblock_user\x18$ \x01(\v2\x16.parley.v1.UnblockUserH\x00R\vunblockUser\x12D\n" +
-	"\x0fforward_message\x18% \x01(\v2\x19.parley.v1.ForwardMessageH\x00R\x0eforwardMessage\x12%\n" +
+	"\x0fforward_message\x18% \x01(\v2\x19.parley.v1.ForwardMessageH\x00R\x0eforwardMessage\x12>\n" +
+	"\rcreate_invite\x18& \x01(\v2\x17.parley.v1.CreateInviteH\x00R\fcreateInvite\x12>\n" +
+	"\rrevoke_invite\x18' \x01(\v2\x17.parley.v1.RevokeInviteH\x00R\frevokeInvite\x12J\n" +
+	"\x11join_conversation\x18( \x01(\v2\x1b.parley.v1.JoinConversationH\x00R\x10joinConversation\x12N\n" +
+	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
 	"\x04Ping\"\x86\x03\n" +
@@ -2053,9 +2123,13 @@ var file_parley_v1_client_proto_goTypes = []any{
 	(*BlockUser)(nil),               // 39: parley.v1.BlockUser
 	(*UnblockUser)(nil),             // 40: parley.v1.UnblockUser
 	(*ForwardMessage)(nil),          // 41: parley.v1.ForwardMessage
-	(*Event)(nil),                   // 42: parley.v1.Event
-	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
-	(ErrorCode)(0),                  // 44: parley.v1.ErrorCode
+	(*CreateInvite)(nil),            // 42: parley.v1.CreateInvite
+	(*RevokeInvite)(nil),            // 43: parley.v1.RevokeInvite
+	(*JoinConversation)(nil),        // 44: parley.v1.JoinConversation
+	(*DecideJoinRequest)(nil),       // 45: parley.v1.DecideJoinRequest
+	(*Event)(nil),                   // 46: parley.v1.Event
+	(*timestamppb.Timestamp)(nil),   // 47: google.protobuf.Timestamp
+	(ErrorCode)(0),                  // 48: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
 	19, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
@@ -2085,37 +2159,41 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	39, // 24: parley.v1.ClientFrame.block_user:type_name -> parley.v1.BlockUser
 	40, // 25: parley.v1.ClientFrame.unblock_user:type_name -> parley.v1.UnblockUser
 	41, // 26: parley.v1.ClientFrame.forward_message:type_name -> parley.v1.ForwardMessage
-	2,  // 27: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	4,  // 28: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	5,  // 29: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	42, // 30: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	6,  // 31: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	7,  // 32: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	10, // 33: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	18, // 34: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
-	16, // 35: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
-	43, // 36: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	44, // 37: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	43, // 38: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	8,  // 39: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
-	8,  // 40: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	11, // 41: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
-	8,  // 42: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
-	8,  // 43: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
-	8,  // 44: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
-	44, // 45: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 46: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 47: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	43, // 48: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 49: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	43, // 50: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 51: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 52: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	42, // 27: parley.v1.ClientFrame.create_invite:type_name -> parley.v1.CreateInvite
+	43, // 28: parley.v1.ClientFrame.revoke_invite:type_name -> parley.v1.RevokeInvite
+	44, // 29: parley.v1.ClientFrame.join_conversation:type_name -> parley.v1.JoinConversation
+	45, // 30: parley.v1.ClientFrame.decide_join_request:type_name -> parley.v1.DecideJoinRequest
+	2,  // 31: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	4,  // 32: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	5,  // 33: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	46, // 34: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	6,  // 35: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	7,  // 36: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	10, // 37: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	18, // 38: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	16, // 39: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	47, // 40: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	48, // 41: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	47, // 42: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 43: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	8,  // 44: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	11, // 45: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
+	8,  // 46: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
+	8,  // 47: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
+	8,  // 48: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
+	48, // 49: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 50: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 51: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	47, // 52: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 53: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	47, // 54: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 55: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 56: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -2154,6 +2232,10 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_BlockUser)(nil),
 		(*ClientFrame_UnblockUser)(nil),
 		(*ClientFrame_ForwardMessage)(nil),
+		(*ClientFrame_CreateInvite)(nil),
+		(*ClientFrame_RevokeInvite)(nil),
+		(*ClientFrame_JoinConversation)(nil),
+		(*ClientFrame_DecideJoinRequest)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{

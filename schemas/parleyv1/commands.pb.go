@@ -72,6 +72,10 @@ type Command struct {
 	//	*Command_BlockUser
 	//	*Command_UnblockUser
 	//	*Command_ForwardMessage
+	//	*Command_CreateInvite
+	//	*Command_RevokeInvite
+	//	*Command_JoinConversation
+	//	*Command_DecideJoinRequest
 	//	*Command_DirectBlock
 	//	*Command_ForwardedMessage
 	Body          isCommand_Body `protobuf_oneof:"body"`
@@ -358,6 +362,42 @@ func (x *Command) GetForwardMessage() *ForwardMessage {
 	return nil
 }
 
+func (x *Command) GetCreateInvite() *CreateInvite {
+	if x != nil {
+		if x, ok := x.Body.(*Command_CreateInvite); ok {
+			return x.CreateInvite
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeInvite() *RevokeInvite {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RevokeInvite); ok {
+			return x.RevokeInvite
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetJoinConversation() *JoinConversation {
+	if x != nil {
+		if x, ok := x.Body.(*Command_JoinConversation); ok {
+			return x.JoinConversation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDecideJoinRequest() *DecideJoinRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DecideJoinRequest); ok {
+			return x.DecideJoinRequest
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetDirectBlock() *DirectBlock {
 	if x != nil {
 		if x, ok := x.Body.(*Command_DirectBlock); ok {
@@ -478,6 +518,24 @@ type Command_ForwardMessage struct {
 	ForwardMessage *ForwardMessage `protobuf:"bytes,37,opt,name=forward_message,json=forwardMessage,proto3,oneof"`
 }
 
+type Command_CreateInvite struct {
+	// Joining a group other than by being added (a group's
+	// join_requests setting, invitation links).
+	CreateInvite *CreateInvite `protobuf:"bytes,38,opt,name=create_invite,json=createInvite,proto3,oneof"`
+}
+
+type Command_RevokeInvite struct {
+	RevokeInvite *RevokeInvite `protobuf:"bytes,39,opt,name=revoke_invite,json=revokeInvite,proto3,oneof"`
+}
+
+type Command_JoinConversation struct {
+	JoinConversation *JoinConversation `protobuf:"bytes,40,opt,name=join_conversation,json=joinConversation,proto3,oneof"`
+}
+
+type Command_DecideJoinRequest struct {
+	DecideJoinRequest *DecideJoinRequest `protobuf:"bytes,41,opt,name=decide_join_request,json=decideJoinRequest,proto3,oneof"`
+}
+
 type Command_DirectBlock struct {
 	// 60 and up are written by ingest only, as the second step of a
 	// decision that spans two streams; a gateway never appends them and a
@@ -536,6 +594,14 @@ func (*Command_BlockUser) isCommand_Body() {}
 func (*Command_UnblockUser) isCommand_Body() {}
 
 func (*Command_ForwardMessage) isCommand_Body() {}
+
+func (*Command_CreateInvite) isCommand_Body() {}
+
+func (*Command_RevokeInvite) isCommand_Body() {}
+
+func (*Command_JoinConversation) isCommand_Body() {}
+
+func (*Command_DecideJoinRequest) isCommand_Body() {}
 
 func (*Command_DirectBlock) isCommand_Body() {}
 
@@ -2013,11 +2079,283 @@ func (x *ForwardedMessage) GetOrigin() *ForwardOrigin {
 	return nil
 }
 
+// CreateInvite makes an invitation link to a group: whoever holds its
+// secret may join with JoinConversation. Who may: the members allowed to
+// add members (GroupSettings.who_may_add). A group has at most
+// Limits.MaxInvites links that are neither revoked nor expired
+// (ERROR_CODE_LIMIT_REACHED).
+//
+// The device generates the secret (token) and shares it with the link; the
+// gateway checks it (schemas.CheckInviteToken: 22 to 64 characters of
+// base64url, at least 128 random bits) and replaces it by token_hash before
+// the command is appended, so no secret is ever in the log. The invite is
+// named by schemas.InviteID(token_hash). Creating an invite with a hash the
+// group already has yields no event, so a resend acts once.
+type CreateInvite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set by the device, cleared by the gateway.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// schemas.InviteTokenHash(token): set by the gateway, never by a device.
+	TokenHash string `protobuf:"bytes,2,opt,name=token_hash,json=tokenHash,proto3" json:"token_hash,omitempty"`
+	// When the link stops working; unset: never. Must be in the future.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// How many JoinConversation may use it (0: no limit), at most
+	// Limits.MaxInviteUses.
+	MaxUses int32 `protobuf:"varint,4,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	// Joining with this link asks to join (JoinRequested) instead of joining.
+	RequiresApproval bool `protobuf:"varint,5,opt,name=requires_approval,json=requiresApproval,proto3" json:"requires_approval,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateInvite) Reset() {
+	*x = CreateInvite{}
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateInvite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateInvite) ProtoMessage() {}
+
+func (x *CreateInvite) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateInvite.ProtoReflect.Descriptor instead.
+func (*CreateInvite) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateInvite) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateInvite) GetTokenHash() string {
+	if x != nil {
+		return x.TokenHash
+	}
+	return ""
+}
+
+func (x *CreateInvite) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *CreateInvite) GetMaxUses() int32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *CreateInvite) GetRequiresApproval() bool {
+	if x != nil {
+		return x.RequiresApproval
+	}
+	return false
+}
+
+// RevokeInvite ends an invitation link for good. Who may: its creator and
+// the group's owner and admins. Revoking a revoked link yields no event.
+type RevokeInvite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InviteId      string                 `protobuf:"bytes,1,opt,name=invite_id,json=inviteId,proto3" json:"invite_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeInvite) Reset() {
+	*x = RevokeInvite{}
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeInvite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeInvite) ProtoMessage() {}
+
+func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeInvite.ProtoReflect.Descriptor instead.
+func (*RevokeInvite) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RevokeInvite) GetInviteId() string {
+	if x != nil {
+		return x.InviteId
+	}
+	return ""
+}
+
+// JoinConversation is sent by a user who is not a member of the group
+// Command.conversation_id:
+//   - with an invitation link's token: joins (MembersAdded with the invite)
+//     or, when the link requires approval, asks to join (JoinRequested);
+//     a token the group does not know, or a link revoked, expired or used
+//     up, is refused with ERROR_CODE_INVITE_INVALID;
+//   - without a token: asks to join (JoinRequested), when the group takes
+//     join requests (GroupSettings.join_requests); else refused with
+//     ERROR_CODE_NOT_MEMBER, as any command on a group one is not in.
+//
+// A member's JoinConversation, or a second request while one is pending,
+// yields no event. A full group refuses with ERROR_CODE_GROUP_FULL.
+type JoinConversation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set by the device, cleared by the gateway (as in CreateInvite).
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// schemas.InviteTokenHash(token): set by the gateway.
+	TokenHash string `protobuf:"bytes,2,opt,name=token_hash,json=tokenHash,proto3" json:"token_hash,omitempty"`
+	// Shown to the admins with a request: at most 280 bytes of UTF-8.
+	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinConversation) Reset() {
+	*x = JoinConversation{}
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinConversation) ProtoMessage() {}
+
+func (x *JoinConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinConversation.ProtoReflect.Descriptor instead.
+func (*JoinConversation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *JoinConversation) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinConversation) GetTokenHash() string {
+	if x != nil {
+		return x.TokenHash
+	}
+	return ""
+}
+
+func (x *JoinConversation) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// DecideJoinRequest approves (MembersAdded) or declines
+// (JoinRequestDeclined) the pending request of user_id. Who may: the
+// members allowed to add members. Deciding a request that is not pending
+// is refused with ERROR_CODE_NOT_FOUND, except approving a user who is
+// already a member, which yields no event.
+type DecideJoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Approve       bool                   `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideJoinRequest) Reset() {
+	*x = DecideJoinRequest{}
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideJoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideJoinRequest) ProtoMessage() {}
+
+func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideJoinRequest.ProtoReflect.Descriptor instead.
+func (*DecideJoinRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DecideJoinRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DecideJoinRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
 var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\xe0\x0e\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\xfc\x10\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -2053,7 +2391,11 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
 	"block_user\x18# \x01(\v2\x14.parley.v1.BlockUserH\x00R\tblockUser\x12;\n" +
 	"\funblock_user\x18$ \x01(\v2\x16.parley.v1.UnblockUserH\x00R\vunblockUser\x12D\n" +
-	"\x0fforward_message\x18% \x01(\v2\x19.parley.v1.ForwardMessageH\x00R\x0eforwardMessage\x12;\n" +
+	"\x0fforward_message\x18% \x01(\v2\x19.parley.v1.ForwardMessageH\x00R\x0eforwardMessage\x12>\n" +
+	"\rcreate_invite\x18& \x01(\v2\x17.parley.v1.CreateInviteH\x00R\fcreateInvite\x12>\n" +
+	"\rrevoke_invite\x18' \x01(\v2\x17.parley.v1.RevokeInviteH\x00R\frevokeInvite\x12J\n" +
+	"\x11join_conversation\x18( \x01(\v2\x1b.parley.v1.JoinConversationH\x00R\x10joinConversation\x12N\n" +
+	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12;\n" +
 	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
 	"\x11forwarded_message\x18= \x01(\v2\x1b.parley.v1.ForwardedMessageH\x00R\x10forwardedMessageB\x06\n" +
 	"\x04body\"\x83\x01\n" +
@@ -2144,7 +2486,25 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
 	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x120\n" +
-	"\x06origin\x18\x04 \x01(\v2\x18.parley.v1.ForwardOriginR\x06originB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x06origin\x18\x04 \x01(\v2\x18.parley.v1.ForwardOriginR\x06origin\"\xc6\x01\n" +
+	"\fCreateInvite\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
+	"\n" +
+	"token_hash\x18\x02 \x01(\tR\ttokenHash\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x19\n" +
+	"\bmax_uses\x18\x04 \x01(\x05R\amaxUses\x12+\n" +
+	"\x11requires_approval\x18\x05 \x01(\bR\x10requiresApproval\"+\n" +
+	"\fRevokeInvite\x12\x1b\n" +
+	"\tinvite_id\x18\x01 \x01(\tR\binviteId\"[\n" +
+	"\x10JoinConversation\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
+	"\n" +
+	"token_hash\x18\x02 \x01(\tR\ttokenHash\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\"F\n" +
+	"\x11DecideJoinRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
+	"\aapprove\x18\x02 \x01(\bR\aapproveB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_commands_proto_rawDescOnce sync.Once
@@ -2158,7 +2518,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -2186,15 +2546,19 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*ForwardMessage)(nil),          // 23: parley.v1.ForwardMessage
 	(*DirectBlock)(nil),             // 24: parley.v1.DirectBlock
 	(*ForwardedMessage)(nil),        // 25: parley.v1.ForwardedMessage
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 27: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 28: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 29: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 30: parley.v1.Mute
-	(*ForwardOrigin)(nil),           // 31: parley.v1.ForwardOrigin
+	(*CreateInvite)(nil),            // 26: parley.v1.CreateInvite
+	(*RevokeInvite)(nil),            // 27: parley.v1.RevokeInvite
+	(*JoinConversation)(nil),        // 28: parley.v1.JoinConversation
+	(*DecideJoinRequest)(nil),       // 29: parley.v1.DecideJoinRequest
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 31: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 32: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 33: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 34: parley.v1.Mute
+	(*ForwardOrigin)(nil),           // 35: parley.v1.ForwardOrigin
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	26, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	30, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -2218,20 +2582,25 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	21, // 21: parley.v1.Command.block_user:type_name -> parley.v1.BlockUser
 	22, // 22: parley.v1.Command.unblock_user:type_name -> parley.v1.UnblockUser
 	23, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
-	24, // 24: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	25, // 25: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	27, // 26: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	28, // 27: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	29, // 28: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	26, // 29: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	30, // 30: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	31, // 31: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	31, // 32: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	26, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
+	27, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
+	28, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
+	29, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
+	24, // 28: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	25, // 29: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	31, // 30: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	32, // 31: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	33, // 32: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	30, // 33: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	34, // 34: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	35, // 35: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	35, // 36: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	30, // 37: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -2264,6 +2633,10 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_BlockUser)(nil),
 		(*Command_UnblockUser)(nil),
 		(*Command_ForwardMessage)(nil),
+		(*Command_CreateInvite)(nil),
+		(*Command_RevokeInvite)(nil),
+		(*Command_JoinConversation)(nil),
+		(*Command_DecideJoinRequest)(nil),
 		(*Command_DirectBlock)(nil),
 		(*Command_ForwardedMessage)(nil),
 	}
@@ -2274,7 +2647,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

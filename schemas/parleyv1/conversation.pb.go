@@ -269,8 +269,12 @@ type GroupSettings struct {
 	// What a member added later sees of the history before its join
 	// (default HISTORY_VISIBILITY_ALL).
 	HistoryVisibility *HistoryVisibility `protobuf:"varint,8,opt,name=history_visibility,json=historyVisibility,proto3,enum=parley.v1.HistoryVisibility,oneof" json:"history_visibility,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Anyone who knows the group's id may ask to join (JoinConversation
+	// without a token); the members who may add members decide (default
+	// false). Invitation links work whatever this says.
+	JoinRequests  *bool `protobuf:"varint,9,opt,name=join_requests,json=joinRequests,proto3,oneof" json:"join_requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupSettings) Reset() {
@@ -357,6 +361,13 @@ func (x *GroupSettings) GetHistoryVisibility() HistoryVisibility {
 		return *x.HistoryVisibility
 	}
 	return HistoryVisibility_HISTORY_VISIBILITY_UNSPECIFIED
+}
+
+func (x *GroupSettings) GetJoinRequests() bool {
+	if x != nil && x.JoinRequests != nil {
+		return *x.JoinRequests
+	}
+	return false
 }
 
 // Mute is how long a conversation's notifications are muted.
@@ -485,7 +496,7 @@ var File_parley_v1_conversation_proto protoreflect.FileDescriptor
 
 const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/conversation.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x04\n" +
+	"\x1cparley/v1/conversation.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x05\n" +
 	"\rGroupSettings\x12\x19\n" +
 	"\x05title\x18\x01 \x01(\tH\x00R\x05title\x88\x01\x01\x12%\n" +
 	"\vdescription\x18\x02 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\"\n" +
@@ -495,7 +506,8 @@ const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\vwho_may_add\x18\x05 \x01(\x0e2\x16.parley.v1.GroupPolicyH\x04R\twhoMayAdd\x88\x01\x01\x12J\n" +
 	"\x13who_may_mention_all\x18\x06 \x01(\x0e2\x16.parley.v1.GroupPolicyH\x05R\x10whoMayMentionAll\x88\x01\x01\x12;\n" +
 	"\vwho_may_pin\x18\a \x01(\x0e2\x16.parley.v1.GroupPolicyH\x06R\twhoMayPin\x88\x01\x01\x12P\n" +
-	"\x12history_visibility\x18\b \x01(\x0e2\x1c.parley.v1.HistoryVisibilityH\aR\x11historyVisibility\x88\x01\x01B\b\n" +
+	"\x12history_visibility\x18\b \x01(\x0e2\x1c.parley.v1.HistoryVisibilityH\aR\x11historyVisibility\x88\x01\x01\x12(\n" +
+	"\rjoin_requests\x18\t \x01(\bH\bR\fjoinRequests\x88\x01\x01B\b\n" +
 	"\x06_titleB\x0e\n" +
 	"\f_descriptionB\r\n" +
 	"\v_avatar_urlB\x14\n" +
@@ -503,7 +515,8 @@ const file_parley_v1_conversation_proto_rawDesc = "" +
 	"\f_who_may_addB\x16\n" +
 	"\x14_who_may_mention_allB\x0e\n" +
 	"\f_who_may_pinB\x15\n" +
-	"\x13_history_visibility\"R\n" +
+	"\x13_history_visibilityB\x10\n" +
+	"\x0e_join_requests\"R\n" +
 	"\x04Mute\x12\x18\n" +
 	"\aforever\x18\x01 \x01(\bR\aforever\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xa5\x01\n" +

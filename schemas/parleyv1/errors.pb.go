@@ -93,6 +93,13 @@ const (
 	// A direct message between two users one of whom blocked the other
 	// (BlockUser).
 	ErrorCode_ERROR_CODE_BLOCKED ErrorCode = 22
+	// A JoinConversation's invitation link is not the group's, or was
+	// revoked, expired or used up.
+	ErrorCode_ERROR_CODE_INVITE_INVALID ErrorCode = 23
+	// A per-conversation limit is reached: the open invitation links
+	// (Limits.MaxInvites) or the pending join requests
+	// (Limits.MaxJoinRequests).
+	ErrorCode_ERROR_CODE_LIMIT_REACHED ErrorCode = 24
 )
 
 // Enum value maps for ErrorCode.
@@ -121,6 +128,8 @@ var (
 		20: "ERROR_CODE_MUTED",
 		21: "ERROR_CODE_TOO_MANY_PINS",
 		22: "ERROR_CODE_BLOCKED",
+		23: "ERROR_CODE_INVITE_INVALID",
+		24: "ERROR_CODE_LIMIT_REACHED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -146,6 +155,8 @@ var (
 		"ERROR_CODE_MUTED":               20,
 		"ERROR_CODE_TOO_MANY_PINS":       21,
 		"ERROR_CODE_BLOCKED":             22,
+		"ERROR_CODE_INVITE_INVALID":      23,
+		"ERROR_CODE_LIMIT_REACHED":       24,
 	}
 )
 
@@ -180,7 +191,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xb3\x05\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xf0\x05\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -205,7 +216,9 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x1dERROR_CODE_TOO_MANY_REACTIONS\x10\x13\x12\x14\n" +
 	"\x10ERROR_CODE_MUTED\x10\x14\x12\x1c\n" +
 	"\x18ERROR_CODE_TOO_MANY_PINS\x10\x15\x12\x16\n" +
-	"\x12ERROR_CODE_BLOCKED\x10\x16B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x12ERROR_CODE_BLOCKED\x10\x16\x12\x1d\n" +
+	"\x19ERROR_CODE_INVITE_INVALID\x10\x17\x12\x1c\n" +
+	"\x18ERROR_CODE_LIMIT_REACHED\x10\x18B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

@@ -195,6 +195,10 @@ type Event struct {
 	//	*Event_UserUnblocked
 	//	*Event_DirectBlockChanged
 	//	*Event_MessageForwarded
+	//	*Event_InviteCreated
+	//	*Event_InviteRevoked
+	//	*Event_JoinRequested
+	//	*Event_JoinRequestDeclined
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -511,6 +515,42 @@ func (x *Event) GetMessageForwarded() *MessageForwarded {
 	return nil
 }
 
+func (x *Event) GetInviteCreated() *InviteCreated {
+	if x != nil {
+		if x, ok := x.Body.(*Event_InviteCreated); ok {
+			return x.InviteCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetInviteRevoked() *InviteRevoked {
+	if x != nil {
+		if x, ok := x.Body.(*Event_InviteRevoked); ok {
+			return x.InviteRevoked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetJoinRequested() *JoinRequested {
+	if x != nil {
+		if x, ok := x.Body.(*Event_JoinRequested); ok {
+			return x.JoinRequested
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetJoinRequestDeclined() *JoinRequestDeclined {
+	if x != nil {
+		if x, ok := x.Body.(*Event_JoinRequestDeclined); ok {
+			return x.JoinRequestDeclined
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -619,6 +659,24 @@ type Event_MessageForwarded struct {
 	MessageForwarded *MessageForwarded `protobuf:"bytes,34,opt,name=message_forwarded,json=messageForwarded,proto3,oneof"`
 }
 
+type Event_InviteCreated struct {
+	// Joining a group by link or by request (versioned, delivered to the
+	// members; JoinRequested and JoinRequestDeclined also to the requester).
+	InviteCreated *InviteCreated `protobuf:"bytes,36,opt,name=invite_created,json=inviteCreated,proto3,oneof"`
+}
+
+type Event_InviteRevoked struct {
+	InviteRevoked *InviteRevoked `protobuf:"bytes,37,opt,name=invite_revoked,json=inviteRevoked,proto3,oneof"`
+}
+
+type Event_JoinRequested struct {
+	JoinRequested *JoinRequested `protobuf:"bytes,38,opt,name=join_requested,json=joinRequested,proto3,oneof"`
+}
+
+type Event_JoinRequestDeclined struct {
+	JoinRequestDeclined *JoinRequestDeclined `protobuf:"bytes,39,opt,name=join_request_declined,json=joinRequestDeclined,proto3,oneof"`
+}
+
 func (*Event_ConversationCreated) isEvent_Body() {}
 
 func (*Event_MembersAdded) isEvent_Body() {}
@@ -668,6 +726,14 @@ func (*Event_UserUnblocked) isEvent_Body() {}
 func (*Event_DirectBlockChanged) isEvent_Body() {}
 
 func (*Event_MessageForwarded) isEvent_Body() {}
+
+func (*Event_InviteCreated) isEvent_Body() {}
+
+func (*Event_InviteRevoked) isEvent_Body() {}
+
+func (*Event_JoinRequested) isEvent_Body() {}
+
+func (*Event_JoinRequestDeclined) isEvent_Body() {}
 
 // ConversationCreated is the first event of every conversation. It is not a
 // timeline item (Event.seq is 0): the timeline starts with the first message
@@ -745,7 +811,11 @@ func (x *ConversationCreated) GetMemberUserIds() []string {
 type MembersAdded struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only users that were not members before; never empty.
-	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	UserIds []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	// Set when Event.actor_user_id joined by itself with an invitation link
+	// (JoinConversation): user_ids is the actor alone. Unset for members
+	// added by others, and for an approved request (actor: the approver).
+	Invite        *InviteUse `protobuf:"bytes,2,opt,name=invite,proto3" json:"invite,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -787,6 +857,68 @@ func (x *MembersAdded) GetUserIds() []string {
 	return nil
 }
 
+func (x *MembersAdded) GetInvite() *InviteUse {
+	if x != nil {
+		return x.Invite
+	}
+	return nil
+}
+
+// InviteUse is one use of an invitation link: uses counts the link's uses
+// so far, this one included (1, 2, ...), so a link's use count is its
+// newest InviteUse, never a counter kept apart.
+type InviteUse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InviteId      string                 `protobuf:"bytes,1,opt,name=invite_id,json=inviteId,proto3" json:"invite_id,omitempty"`
+	Uses          int32                  `protobuf:"varint,2,opt,name=uses,proto3" json:"uses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InviteUse) Reset() {
+	*x = InviteUse{}
+	mi := &file_parley_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteUse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteUse) ProtoMessage() {}
+
+func (x *InviteUse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteUse.ProtoReflect.Descriptor instead.
+func (*InviteUse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *InviteUse) GetInviteId() string {
+	if x != nil {
+		return x.InviteId
+	}
+	return ""
+}
+
+func (x *InviteUse) GetUses() int32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
 // MemberRemoved is a system notice (takes a seq): user_id is no longer a
 // member after this event, which is the last one delivered to it live.
 type MemberRemoved struct {
@@ -799,7 +931,7 @@ type MemberRemoved struct {
 
 func (x *MemberRemoved) Reset() {
 	*x = MemberRemoved{}
-	mi := &file_parley_v1_events_proto_msgTypes[3]
+	mi := &file_parley_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +943,7 @@ func (x *MemberRemoved) String() string {
 func (*MemberRemoved) ProtoMessage() {}
 
 func (x *MemberRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[3]
+	mi := &file_parley_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +956,7 @@ func (x *MemberRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoved.ProtoReflect.Descriptor instead.
 func (*MemberRemoved) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MemberRemoved) GetUserId() string {
@@ -870,7 +1002,7 @@ type MessageSent struct {
 
 func (x *MessageSent) Reset() {
 	*x = MessageSent{}
-	mi := &file_parley_v1_events_proto_msgTypes[4]
+	mi := &file_parley_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1014,7 @@ func (x *MessageSent) String() string {
 func (*MessageSent) ProtoMessage() {}
 
 func (x *MessageSent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[4]
+	mi := &file_parley_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1027,7 @@ func (x *MessageSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageSent.ProtoReflect.Descriptor instead.
 func (*MessageSent) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MessageSent) GetClientMsgId() string {
@@ -966,7 +1098,7 @@ type MessageEdited struct {
 
 func (x *MessageEdited) Reset() {
 	*x = MessageEdited{}
-	mi := &file_parley_v1_events_proto_msgTypes[5]
+	mi := &file_parley_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1110,7 @@ func (x *MessageEdited) String() string {
 func (*MessageEdited) ProtoMessage() {}
 
 func (x *MessageEdited) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[5]
+	mi := &file_parley_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1123,7 @@ func (x *MessageEdited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageEdited.ProtoReflect.Descriptor instead.
 func (*MessageEdited) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MessageEdited) GetMessageSeq() int64 {
@@ -1045,7 +1177,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_parley_v1_events_proto_msgTypes[6]
+	mi := &file_parley_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1189,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[6]
+	mi := &file_parley_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1202,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MessageRecalled) GetMessageSeq() int64 {
@@ -1099,7 +1231,7 @@ type ReactionAdded struct {
 
 func (x *ReactionAdded) Reset() {
 	*x = ReactionAdded{}
-	mi := &file_parley_v1_events_proto_msgTypes[7]
+	mi := &file_parley_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1243,7 @@ func (x *ReactionAdded) String() string {
 func (*ReactionAdded) ProtoMessage() {}
 
 func (x *ReactionAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[7]
+	mi := &file_parley_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1256,7 @@ func (x *ReactionAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactionAdded.ProtoReflect.Descriptor instead.
 func (*ReactionAdded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReactionAdded) GetMessageSeq() int64 {
@@ -1153,7 +1285,7 @@ type ReactionRemoved struct {
 
 func (x *ReactionRemoved) Reset() {
 	*x = ReactionRemoved{}
-	mi := &file_parley_v1_events_proto_msgTypes[8]
+	mi := &file_parley_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1297,7 @@ func (x *ReactionRemoved) String() string {
 func (*ReactionRemoved) ProtoMessage() {}
 
 func (x *ReactionRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[8]
+	mi := &file_parley_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1310,7 @@ func (x *ReactionRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactionRemoved.ProtoReflect.Descriptor instead.
 func (*ReactionRemoved) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReactionRemoved) GetMessageSeq() int64 {
@@ -1207,7 +1339,7 @@ type DeliveredUpTo struct {
 
 func (x *DeliveredUpTo) Reset() {
 	*x = DeliveredUpTo{}
-	mi := &file_parley_v1_events_proto_msgTypes[9]
+	mi := &file_parley_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1351,7 @@ func (x *DeliveredUpTo) String() string {
 func (*DeliveredUpTo) ProtoMessage() {}
 
 func (x *DeliveredUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[9]
+	mi := &file_parley_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1364,7 @@ func (x *DeliveredUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveredUpTo.ProtoReflect.Descriptor instead.
 func (*DeliveredUpTo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeliveredUpTo) GetUpToSeq() int64 {
@@ -1254,7 +1386,7 @@ type ReadUpTo struct {
 
 func (x *ReadUpTo) Reset() {
 	*x = ReadUpTo{}
-	mi := &file_parley_v1_events_proto_msgTypes[10]
+	mi := &file_parley_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1398,7 @@ func (x *ReadUpTo) String() string {
 func (*ReadUpTo) ProtoMessage() {}
 
 func (x *ReadUpTo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[10]
+	mi := &file_parley_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1411,7 @@ func (x *ReadUpTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadUpTo.ProtoReflect.Descriptor instead.
 func (*ReadUpTo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReadUpTo) GetUpToSeq() int64 {
@@ -1309,7 +1441,7 @@ type CommandRejected struct {
 
 func (x *CommandRejected) Reset() {
 	*x = CommandRejected{}
-	mi := &file_parley_v1_events_proto_msgTypes[11]
+	mi := &file_parley_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1453,7 @@ func (x *CommandRejected) String() string {
 func (*CommandRejected) ProtoMessage() {}
 
 func (x *CommandRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[11]
+	mi := &file_parley_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1466,7 @@ func (x *CommandRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRejected.ProtoReflect.Descriptor instead.
 func (*CommandRejected) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommandRejected) GetCode() ErrorCode {
@@ -1380,7 +1512,7 @@ type MessageDeduplicated struct {
 
 func (x *MessageDeduplicated) Reset() {
 	*x = MessageDeduplicated{}
-	mi := &file_parley_v1_events_proto_msgTypes[12]
+	mi := &file_parley_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1524,7 @@ func (x *MessageDeduplicated) String() string {
 func (*MessageDeduplicated) ProtoMessage() {}
 
 func (x *MessageDeduplicated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[12]
+	mi := &file_parley_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1537,7 @@ func (x *MessageDeduplicated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDeduplicated.ProtoReflect.Descriptor instead.
 func (*MessageDeduplicated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MessageDeduplicated) GetClientMsgId() string {
@@ -1434,7 +1566,7 @@ type MemberRoleChanged struct {
 
 func (x *MemberRoleChanged) Reset() {
 	*x = MemberRoleChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[13]
+	mi := &file_parley_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1578,7 @@ func (x *MemberRoleChanged) String() string {
 func (*MemberRoleChanged) ProtoMessage() {}
 
 func (x *MemberRoleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[13]
+	mi := &file_parley_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1591,7 @@ func (x *MemberRoleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRoleChanged.ProtoReflect.Descriptor instead.
 func (*MemberRoleChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MemberRoleChanged) GetUserId() string {
@@ -1490,7 +1622,7 @@ type OwnershipTransferred struct {
 
 func (x *OwnershipTransferred) Reset() {
 	*x = OwnershipTransferred{}
-	mi := &file_parley_v1_events_proto_msgTypes[14]
+	mi := &file_parley_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1634,7 @@ func (x *OwnershipTransferred) String() string {
 func (*OwnershipTransferred) ProtoMessage() {}
 
 func (x *OwnershipTransferred) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[14]
+	mi := &file_parley_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1647,7 @@ func (x *OwnershipTransferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipTransferred.ProtoReflect.Descriptor instead.
 func (*OwnershipTransferred) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OwnershipTransferred) GetFromUserId() string {
@@ -1550,7 +1682,7 @@ type GroupSettingsChanged struct {
 
 func (x *GroupSettingsChanged) Reset() {
 	*x = GroupSettingsChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[15]
+	mi := &file_parley_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1694,7 @@ func (x *GroupSettingsChanged) String() string {
 func (*GroupSettingsChanged) ProtoMessage() {}
 
 func (x *GroupSettingsChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[15]
+	mi := &file_parley_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1707,7 @@ func (x *GroupSettingsChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSettingsChanged.ProtoReflect.Descriptor instead.
 func (*GroupSettingsChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GroupSettingsChanged) GetSettings() *GroupSettings {
@@ -1597,7 +1729,7 @@ type MemberMuted struct {
 
 func (x *MemberMuted) Reset() {
 	*x = MemberMuted{}
-	mi := &file_parley_v1_events_proto_msgTypes[16]
+	mi := &file_parley_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1741,7 @@ func (x *MemberMuted) String() string {
 func (*MemberMuted) ProtoMessage() {}
 
 func (x *MemberMuted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[16]
+	mi := &file_parley_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1754,7 @@ func (x *MemberMuted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberMuted.ProtoReflect.Descriptor instead.
 func (*MemberMuted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemberMuted) GetUserId() string {
@@ -1649,7 +1781,7 @@ type MemberUnmuted struct {
 
 func (x *MemberUnmuted) Reset() {
 	*x = MemberUnmuted{}
-	mi := &file_parley_v1_events_proto_msgTypes[17]
+	mi := &file_parley_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1793,7 @@ func (x *MemberUnmuted) String() string {
 func (*MemberUnmuted) ProtoMessage() {}
 
 func (x *MemberUnmuted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[17]
+	mi := &file_parley_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1806,7 @@ func (x *MemberUnmuted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberUnmuted.ProtoReflect.Descriptor instead.
 func (*MemberUnmuted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemberUnmuted) GetUserId() string {
@@ -1694,7 +1826,7 @@ type MessagePinned struct {
 
 func (x *MessagePinned) Reset() {
 	*x = MessagePinned{}
-	mi := &file_parley_v1_events_proto_msgTypes[18]
+	mi := &file_parley_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1838,7 @@ func (x *MessagePinned) String() string {
 func (*MessagePinned) ProtoMessage() {}
 
 func (x *MessagePinned) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[18]
+	mi := &file_parley_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1851,7 @@ func (x *MessagePinned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagePinned.ProtoReflect.Descriptor instead.
 func (*MessagePinned) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MessagePinned) GetMessageSeq() int64 {
@@ -1741,7 +1873,7 @@ type MessageUnpinned struct {
 
 func (x *MessageUnpinned) Reset() {
 	*x = MessageUnpinned{}
-	mi := &file_parley_v1_events_proto_msgTypes[19]
+	mi := &file_parley_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1885,7 @@ func (x *MessageUnpinned) String() string {
 func (*MessageUnpinned) ProtoMessage() {}
 
 func (x *MessageUnpinned) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[19]
+	mi := &file_parley_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1898,7 @@ func (x *MessageUnpinned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageUnpinned.ProtoReflect.Descriptor instead.
 func (*MessageUnpinned) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MessageUnpinned) GetMessageSeq() int64 {
@@ -1791,7 +1923,7 @@ type ConversationPrefsChanged struct {
 
 func (x *ConversationPrefsChanged) Reset() {
 	*x = ConversationPrefsChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[20]
+	mi := &file_parley_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1935,7 @@ func (x *ConversationPrefsChanged) String() string {
 func (*ConversationPrefsChanged) ProtoMessage() {}
 
 func (x *ConversationPrefsChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[20]
+	mi := &file_parley_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1948,7 @@ func (x *ConversationPrefsChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationPrefsChanged.ProtoReflect.Descriptor instead.
 func (*ConversationPrefsChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConversationPrefsChanged) GetConversationId() string {
@@ -1867,7 +1999,7 @@ type MessagesHidden struct {
 
 func (x *MessagesHidden) Reset() {
 	*x = MessagesHidden{}
-	mi := &file_parley_v1_events_proto_msgTypes[21]
+	mi := &file_parley_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2011,7 @@ func (x *MessagesHidden) String() string {
 func (*MessagesHidden) ProtoMessage() {}
 
 func (x *MessagesHidden) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[21]
+	mi := &file_parley_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2024,7 @@ func (x *MessagesHidden) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagesHidden.ProtoReflect.Descriptor instead.
 func (*MessagesHidden) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MessagesHidden) GetConversationId() string {
@@ -1926,7 +2058,7 @@ type UserBlocked struct {
 
 func (x *UserBlocked) Reset() {
 	*x = UserBlocked{}
-	mi := &file_parley_v1_events_proto_msgTypes[22]
+	mi := &file_parley_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2070,7 @@ func (x *UserBlocked) String() string {
 func (*UserBlocked) ProtoMessage() {}
 
 func (x *UserBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[22]
+	mi := &file_parley_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2083,7 @@ func (x *UserBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserBlocked.ProtoReflect.Descriptor instead.
 func (*UserBlocked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UserBlocked) GetUserId() string {
@@ -1971,7 +2103,7 @@ type UserUnblocked struct {
 
 func (x *UserUnblocked) Reset() {
 	*x = UserUnblocked{}
-	mi := &file_parley_v1_events_proto_msgTypes[23]
+	mi := &file_parley_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2115,7 @@ func (x *UserUnblocked) String() string {
 func (*UserUnblocked) ProtoMessage() {}
 
 func (x *UserUnblocked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[23]
+	mi := &file_parley_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2128,7 @@ func (x *UserUnblocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserUnblocked.ProtoReflect.Descriptor instead.
 func (*UserUnblocked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UserUnblocked) GetUserId() string {
@@ -2021,7 +2153,7 @@ type DirectBlockChanged struct {
 
 func (x *DirectBlockChanged) Reset() {
 	*x = DirectBlockChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[24]
+	mi := &file_parley_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2165,7 @@ func (x *DirectBlockChanged) String() string {
 func (*DirectBlockChanged) ProtoMessage() {}
 
 func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[24]
+	mi := &file_parley_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2178,7 @@ func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlockChanged.ProtoReflect.Descriptor instead.
 func (*DirectBlockChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DirectBlockChanged) GetBlockerUserId() string {
@@ -2086,7 +2218,7 @@ type MessageForwarded struct {
 
 func (x *MessageForwarded) Reset() {
 	*x = MessageForwarded{}
-	mi := &file_parley_v1_events_proto_msgTypes[25]
+	mi := &file_parley_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2230,7 @@ func (x *MessageForwarded) String() string {
 func (*MessageForwarded) ProtoMessage() {}
 
 func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[25]
+	mi := &file_parley_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2243,7 @@ func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageForwarded.ProtoReflect.Descriptor instead.
 func (*MessageForwarded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MessageForwarded) GetSeq() int64 {
@@ -2135,11 +2267,241 @@ func (x *MessageForwarded) GetClientMsgId() string {
 	return ""
 }
 
+// InviteCreated: Event.actor_user_id made an invitation link to the group
+// (CreateInvite). The secret is not in the log; invite_id
+// (schemas.InviteID of its hash) names the link.
+type InviteCreated struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	InviteId string                 `protobuf:"bytes,1,opt,name=invite_id,json=inviteId,proto3" json:"invite_id,omitempty"`
+	// Unset: never expires.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// 0: no limit.
+	MaxUses          int32 `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	RequiresApproval bool  `protobuf:"varint,4,opt,name=requires_approval,json=requiresApproval,proto3" json:"requires_approval,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *InviteCreated) Reset() {
+	*x = InviteCreated{}
+	mi := &file_parley_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteCreated) ProtoMessage() {}
+
+func (x *InviteCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteCreated.ProtoReflect.Descriptor instead.
+func (*InviteCreated) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *InviteCreated) GetInviteId() string {
+	if x != nil {
+		return x.InviteId
+	}
+	return ""
+}
+
+func (x *InviteCreated) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *InviteCreated) GetMaxUses() int32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *InviteCreated) GetRequiresApproval() bool {
+	if x != nil {
+		return x.RequiresApproval
+	}
+	return false
+}
+
+// InviteRevoked: Event.actor_user_id revoked invite_id (RevokeInvite).
+type InviteRevoked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InviteId      string                 `protobuf:"bytes,1,opt,name=invite_id,json=inviteId,proto3" json:"invite_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InviteRevoked) Reset() {
+	*x = InviteRevoked{}
+	mi := &file_parley_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteRevoked) ProtoMessage() {}
+
+func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteRevoked.ProtoReflect.Descriptor instead.
+func (*InviteRevoked) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *InviteRevoked) GetInviteId() string {
+	if x != nil {
+		return x.InviteId
+	}
+	return ""
+}
+
+// JoinRequested: user_id (Event.actor_user_id, not a member) asks to join
+// (JoinConversation), through an invitation link that requires approval
+// (invite set) or because the group takes join requests. The request is
+// pending until a MembersAdded adds user_id (by whichever path) or a
+// JoinRequestDeclined declines it.
+type JoinRequested struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The link's use, when by a link.
+	Invite        *InviteUse `protobuf:"bytes,2,opt,name=invite,proto3" json:"invite,omitempty"`
+	Note          string     `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequested) Reset() {
+	*x = JoinRequested{}
+	mi := &file_parley_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequested) ProtoMessage() {}
+
+func (x *JoinRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequested.ProtoReflect.Descriptor instead.
+func (*JoinRequested) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *JoinRequested) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *JoinRequested) GetInvite() *InviteUse {
+	if x != nil {
+		return x.Invite
+	}
+	return nil
+}
+
+func (x *JoinRequested) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// JoinRequestDeclined: Event.actor_user_id declined user_id's pending
+// request (DecideJoinRequest).
+type JoinRequestDeclined struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequestDeclined) Reset() {
+	*x = JoinRequestDeclined{}
+	mi := &file_parley_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequestDeclined) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequestDeclined) ProtoMessage() {}
+
+func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequestDeclined.ProtoReflect.Descriptor instead.
+func (*JoinRequestDeclined) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *JoinRequestDeclined) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xa7\x10\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xc6\x12\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -2176,14 +2538,22 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\fuser_blocked\x18\x1f \x01(\v2\x16.parley.v1.UserBlockedH\x00R\vuserBlocked\x12A\n" +
 	"\x0euser_unblocked\x18  \x01(\v2\x18.parley.v1.UserUnblockedH\x00R\ruserUnblocked\x12Q\n" +
 	"\x14direct_block_changed\x18! \x01(\v2\x1d.parley.v1.DirectBlockChangedH\x00R\x12directBlockChanged\x12J\n" +
-	"\x11message_forwarded\x18\" \x01(\v2\x1b.parley.v1.MessageForwardedH\x00R\x10messageForwardedB\x06\n" +
+	"\x11message_forwarded\x18\" \x01(\v2\x1b.parley.v1.MessageForwardedH\x00R\x10messageForwarded\x12A\n" +
+	"\x0einvite_created\x18$ \x01(\v2\x18.parley.v1.InviteCreatedH\x00R\rinviteCreated\x12A\n" +
+	"\x0einvite_revoked\x18% \x01(\v2\x18.parley.v1.InviteRevokedH\x00R\rinviteRevoked\x12A\n" +
+	"\x0ejoin_requested\x18& \x01(\v2\x18.parley.v1.JoinRequestedH\x00R\rjoinRequested\x12T\n" +
+	"\x15join_request_declined\x18' \x01(\v2\x1e.parley.v1.JoinRequestDeclinedH\x00R\x13joinRequestDeclinedB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12&\n" +
-	"\x0fmember_user_ids\x18\x03 \x03(\tR\rmemberUserIds\")\n" +
+	"\x0fmember_user_ids\x18\x03 \x03(\tR\rmemberUserIds\"W\n" +
 	"\fMembersAdded\x12\x19\n" +
-	"\buser_ids\x18\x01 \x03(\tR\auserIds\"`\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\x12,\n" +
+	"\x06invite\x18\x02 \x01(\v2\x14.parley.v1.InviteUseR\x06invite\"<\n" +
+	"\tInviteUse\x12\x1b\n" +
+	"\tinvite_id\x18\x01 \x01(\tR\binviteId\x12\x12\n" +
+	"\x04uses\x18\x02 \x01(\x05R\x04uses\"`\n" +
 	"\rMemberRemoved\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x126\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\x96\x02\n" +
@@ -2276,7 +2646,21 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x10MessageForwarded\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
-	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId*\x7f\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"\xaf\x01\n" +
+	"\rInviteCreated\x12\x1b\n" +
+	"\tinvite_id\x18\x01 \x01(\tR\binviteId\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x19\n" +
+	"\bmax_uses\x18\x03 \x01(\x05R\amaxUses\x12+\n" +
+	"\x11requires_approval\x18\x04 \x01(\bR\x10requiresApproval\",\n" +
+	"\rInviteRevoked\x12\x1b\n" +
+	"\tinvite_id\x18\x01 \x01(\tR\binviteId\"j\n" +
+	"\rJoinRequested\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
+	"\x06invite\x18\x02 \x01(\v2\x14.parley.v1.InviteUseR\x06invite\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\".\n" +
+	"\x13JoinRequestDeclined\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
@@ -2299,85 +2683,97 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
 	(*Event)(nil),                    // 2: parley.v1.Event
 	(*ConversationCreated)(nil),      // 3: parley.v1.ConversationCreated
 	(*MembersAdded)(nil),             // 4: parley.v1.MembersAdded
-	(*MemberRemoved)(nil),            // 5: parley.v1.MemberRemoved
-	(*MessageSent)(nil),              // 6: parley.v1.MessageSent
-	(*MessageEdited)(nil),            // 7: parley.v1.MessageEdited
-	(*MessageRecalled)(nil),          // 8: parley.v1.MessageRecalled
-	(*ReactionAdded)(nil),            // 9: parley.v1.ReactionAdded
-	(*ReactionRemoved)(nil),          // 10: parley.v1.ReactionRemoved
-	(*DeliveredUpTo)(nil),            // 11: parley.v1.DeliveredUpTo
-	(*ReadUpTo)(nil),                 // 12: parley.v1.ReadUpTo
-	(*CommandRejected)(nil),          // 13: parley.v1.CommandRejected
-	(*MessageDeduplicated)(nil),      // 14: parley.v1.MessageDeduplicated
-	(*MemberRoleChanged)(nil),        // 15: parley.v1.MemberRoleChanged
-	(*OwnershipTransferred)(nil),     // 16: parley.v1.OwnershipTransferred
-	(*GroupSettingsChanged)(nil),     // 17: parley.v1.GroupSettingsChanged
-	(*MemberMuted)(nil),              // 18: parley.v1.MemberMuted
-	(*MemberUnmuted)(nil),            // 19: parley.v1.MemberUnmuted
-	(*MessagePinned)(nil),            // 20: parley.v1.MessagePinned
-	(*MessageUnpinned)(nil),          // 21: parley.v1.MessageUnpinned
-	(*ConversationPrefsChanged)(nil), // 22: parley.v1.ConversationPrefsChanged
-	(*MessagesHidden)(nil),           // 23: parley.v1.MessagesHidden
-	(*UserBlocked)(nil),              // 24: parley.v1.UserBlocked
-	(*UserUnblocked)(nil),            // 25: parley.v1.UserUnblocked
-	(*DirectBlockChanged)(nil),       // 26: parley.v1.DirectBlockChanged
-	(*MessageForwarded)(nil),         // 27: parley.v1.MessageForwarded
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 29: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 30: parley.v1.ForwardOrigin
-	(ErrorCode)(0),                   // 31: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 32: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 33: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 34: parley.v1.Mute
+	(*InviteUse)(nil),                // 5: parley.v1.InviteUse
+	(*MemberRemoved)(nil),            // 6: parley.v1.MemberRemoved
+	(*MessageSent)(nil),              // 7: parley.v1.MessageSent
+	(*MessageEdited)(nil),            // 8: parley.v1.MessageEdited
+	(*MessageRecalled)(nil),          // 9: parley.v1.MessageRecalled
+	(*ReactionAdded)(nil),            // 10: parley.v1.ReactionAdded
+	(*ReactionRemoved)(nil),          // 11: parley.v1.ReactionRemoved
+	(*DeliveredUpTo)(nil),            // 12: parley.v1.DeliveredUpTo
+	(*ReadUpTo)(nil),                 // 13: parley.v1.ReadUpTo
+	(*CommandRejected)(nil),          // 14: parley.v1.CommandRejected
+	(*MessageDeduplicated)(nil),      // 15: parley.v1.MessageDeduplicated
+	(*MemberRoleChanged)(nil),        // 16: parley.v1.MemberRoleChanged
+	(*OwnershipTransferred)(nil),     // 17: parley.v1.OwnershipTransferred
+	(*GroupSettingsChanged)(nil),     // 18: parley.v1.GroupSettingsChanged
+	(*MemberMuted)(nil),              // 19: parley.v1.MemberMuted
+	(*MemberUnmuted)(nil),            // 20: parley.v1.MemberUnmuted
+	(*MessagePinned)(nil),            // 21: parley.v1.MessagePinned
+	(*MessageUnpinned)(nil),          // 22: parley.v1.MessageUnpinned
+	(*ConversationPrefsChanged)(nil), // 23: parley.v1.ConversationPrefsChanged
+	(*MessagesHidden)(nil),           // 24: parley.v1.MessagesHidden
+	(*UserBlocked)(nil),              // 25: parley.v1.UserBlocked
+	(*UserUnblocked)(nil),            // 26: parley.v1.UserUnblocked
+	(*DirectBlockChanged)(nil),       // 27: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 28: parley.v1.MessageForwarded
+	(*InviteCreated)(nil),            // 29: parley.v1.InviteCreated
+	(*InviteRevoked)(nil),            // 30: parley.v1.InviteRevoked
+	(*JoinRequested)(nil),            // 31: parley.v1.JoinRequested
+	(*JoinRequestDeclined)(nil),      // 32: parley.v1.JoinRequestDeclined
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 34: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 35: parley.v1.ForwardOrigin
+	(ErrorCode)(0),                   // 36: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 37: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 38: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 39: parley.v1.Mute
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	28, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	33, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	3,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	4,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
-	5,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
-	6,  // 4: parley.v1.Event.message_sent:type_name -> parley.v1.MessageSent
-	11, // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
-	12, // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
-	13, // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
-	14, // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
-	7,  // 9: parley.v1.Event.message_edited:type_name -> parley.v1.MessageEdited
-	8,  // 10: parley.v1.Event.message_recalled:type_name -> parley.v1.MessageRecalled
-	9,  // 11: parley.v1.Event.reaction_added:type_name -> parley.v1.ReactionAdded
-	10, // 12: parley.v1.Event.reaction_removed:type_name -> parley.v1.ReactionRemoved
-	15, // 13: parley.v1.Event.member_role_changed:type_name -> parley.v1.MemberRoleChanged
-	16, // 14: parley.v1.Event.ownership_transferred:type_name -> parley.v1.OwnershipTransferred
-	17, // 15: parley.v1.Event.group_settings_changed:type_name -> parley.v1.GroupSettingsChanged
-	18, // 16: parley.v1.Event.member_muted:type_name -> parley.v1.MemberMuted
-	19, // 17: parley.v1.Event.member_unmuted:type_name -> parley.v1.MemberUnmuted
-	20, // 18: parley.v1.Event.message_pinned:type_name -> parley.v1.MessagePinned
-	21, // 19: parley.v1.Event.message_unpinned:type_name -> parley.v1.MessageUnpinned
-	22, // 20: parley.v1.Event.conversation_prefs_changed:type_name -> parley.v1.ConversationPrefsChanged
-	23, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
-	24, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
-	25, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
-	26, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
-	27, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	29, // 26: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	0,  // 27: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	30, // 28: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	31, // 29: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	32, // 30: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 31: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	33, // 32: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	28, // 33: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	34, // 34: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	6,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
+	7,  // 4: parley.v1.Event.message_sent:type_name -> parley.v1.MessageSent
+	12, // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
+	13, // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
+	14, // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
+	15, // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
+	8,  // 9: parley.v1.Event.message_edited:type_name -> parley.v1.MessageEdited
+	9,  // 10: parley.v1.Event.message_recalled:type_name -> parley.v1.MessageRecalled
+	10, // 11: parley.v1.Event.reaction_added:type_name -> parley.v1.ReactionAdded
+	11, // 12: parley.v1.Event.reaction_removed:type_name -> parley.v1.ReactionRemoved
+	16, // 13: parley.v1.Event.member_role_changed:type_name -> parley.v1.MemberRoleChanged
+	17, // 14: parley.v1.Event.ownership_transferred:type_name -> parley.v1.OwnershipTransferred
+	18, // 15: parley.v1.Event.group_settings_changed:type_name -> parley.v1.GroupSettingsChanged
+	19, // 16: parley.v1.Event.member_muted:type_name -> parley.v1.MemberMuted
+	20, // 17: parley.v1.Event.member_unmuted:type_name -> parley.v1.MemberUnmuted
+	21, // 18: parley.v1.Event.message_pinned:type_name -> parley.v1.MessagePinned
+	22, // 19: parley.v1.Event.message_unpinned:type_name -> parley.v1.MessageUnpinned
+	23, // 20: parley.v1.Event.conversation_prefs_changed:type_name -> parley.v1.ConversationPrefsChanged
+	24, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
+	25, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
+	26, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
+	27, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	28, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	29, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
+	30, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
+	31, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
+	32, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
+	34, // 30: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	5,  // 31: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 32: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	35, // 33: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	36, // 34: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	37, // 35: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 36: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	38, // 37: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	33, // 38: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	39, // 39: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	33, // 40: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 41: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -2413,15 +2809,19 @@ func file_parley_v1_events_proto_init() {
 		(*Event_UserUnblocked)(nil),
 		(*Event_DirectBlockChanged)(nil),
 		(*Event_MessageForwarded)(nil),
+		(*Event_InviteCreated)(nil),
+		(*Event_InviteRevoked)(nil),
+		(*Event_JoinRequested)(nil),
+		(*Event_JoinRequestDeclined)(nil),
 	}
-	file_parley_v1_events_proto_msgTypes[20].OneofWrappers = []any{}
+	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -94,6 +94,9 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 			MaxReactionsPerMessage: e.Int("PARLEY_INGEST_MAX_REACTIONS_PER_MESSAGE", d.MaxReactionsPerMessage),
 			MaxPins:                e.Int("PARLEY_INGEST_MAX_PINS", d.MaxPins),
 			MaxBlocksPerUser:       e.Int("PARLEY_INGEST_MAX_BLOCKS_PER_USER", d.MaxBlocksPerUser),
+			MaxInvites:             e.Int("PARLEY_INGEST_MAX_INVITES", d.MaxInvites),
+			MaxInviteUses:          e.Int("PARLEY_INGEST_MAX_INVITE_USES", d.MaxInviteUses),
+			MaxJoinRequests:        e.Int("PARLEY_INGEST_MAX_JOIN_REQUESTS", d.MaxJoinRequests),
 		},
 	}
 	addr := e.String("PARLEY_HTTP_ADDR", "127.0.0.1:9101")
