@@ -101,6 +101,8 @@ type route struct {
 //   - ReadUpTo and DeliveredUpTo go to every member while the conversation
 //     has at most receiptFanoutMax members, else only to the actor's own
 //     devices (whose unread must still drop live).
+//   - JoinRequestDeclined also goes to the requester, who is no member
+//     (JoinRequested reaches it as its actor).
 //   - Everything else goes to every member's devices, the actor's included.
 //   - Unknown membership: the actor's devices only, as a best effort.
 func recipients(ev *pb.Event, members []string, receiptFanoutMax int) route {
@@ -113,6 +115,10 @@ func recipients(ev *pb.Event, members []string, receiptFanoutMax int) route {
 		if len(members) > receiptFanoutMax {
 			return route{Users: []string{actor}}
 		}
+	}
+	if d := ev.GetJoinRequestDeclined(); d != nil && !slices.Contains(members, d.GetUserId()) {
+		// The requester is no member: it learns the answer too.
+		members = append(slices.Clip(members), d.GetUserId())
 	}
 	if members == nil {
 		return route{Users: []string{actor}}

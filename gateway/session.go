@@ -411,6 +411,21 @@ func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.Err
 		// Keyed by the source; text, content type and origin are filled
 		// from the views before the append (session.forward).
 		cmd.Body = &pb.Command_ForwardMessage{ForwardMessage: proto.Clone(b.ForwardMessage).(*pb.ForwardMessage)}
+	case *pb.ClientFrame_CreateInvite:
+		// The link's secret never reaches the log: only its hash.
+		ci := proto.Clone(b.CreateInvite).(*pb.CreateInvite)
+		ci.TokenHash, ci.Token = schemas.InviteTokenHash(ci.GetToken()), ""
+		cmd.Body = &pb.Command_CreateInvite{CreateInvite: ci}
+	case *pb.ClientFrame_RevokeInvite:
+		cmd.Body = &pb.Command_RevokeInvite{RevokeInvite: b.RevokeInvite}
+	case *pb.ClientFrame_JoinConversation:
+		jc := proto.Clone(b.JoinConversation).(*pb.JoinConversation)
+		if jc.GetToken() != "" {
+			jc.TokenHash, jc.Token = schemas.InviteTokenHash(jc.GetToken()), ""
+		}
+		cmd.Body = &pb.Command_JoinConversation{JoinConversation: jc}
+	case *pb.ClientFrame_DecideJoinRequest:
+		cmd.Body = &pb.Command_DecideJoinRequest{DecideJoinRequest: b.DecideJoinRequest}
 	default:
 		return nil, pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "frame body not supported by this gateway"
 	}

@@ -275,6 +275,47 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 			return r
 		}
 		return checkForward(conv, b.ForwardMessage)
+	case *pb.ClientFrame_CreateInvite:
+		if r := needConv(); r != nil {
+			return r
+		}
+		ci := b.CreateInvite
+		if err := schemas.CheckInviteToken("createInvite.token", ci.GetToken()); err != nil {
+			return invalidArg("%v", err)
+		}
+		if ci.GetTokenHash() != "" {
+			return invalidArg("createInvite.tokenHash is the gateway's: send the token")
+		}
+	case *pb.ClientFrame_RevokeInvite:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckInviteID("revokeInvite.inviteId", b.RevokeInvite.GetInviteId()); err != nil {
+			return refusalOf(err)
+		}
+	case *pb.ClientFrame_JoinConversation:
+		if r := needConv(); r != nil {
+			return r
+		}
+		jc := b.JoinConversation
+		if t := jc.GetToken(); t != "" {
+			if err := schemas.CheckInviteToken("joinConversation.token", t); err != nil {
+				return invalidArg("%v", err)
+			}
+		}
+		if jc.GetTokenHash() != "" {
+			return invalidArg("joinConversation.tokenHash is the gateway's: send the token")
+		}
+		if len(jc.GetNote()) > maxJoinNoteBytes {
+			return invalidArg("joinConversation.note is %d bytes; at most %d", len(jc.GetNote()), maxJoinNoteBytes)
+		}
+	case *pb.ClientFrame_DecideJoinRequest:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if err := schemas.CheckID("decideJoinRequest.userId", b.DecideJoinRequest.GetUserId()); err != nil {
+			return refusalOf(err)
+		}
 	case *pb.ClientFrame_Resume:
 		return checkCursors(b.Resume.GetCursors())
 	case *pb.ClientFrame_WatchPresence:
@@ -294,6 +335,10 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 	}
 	return nil
 }
+
+// maxJoinNoteBytes is JoinConversation.note's bound (commands.proto; the
+// decider checks it too).
+const maxJoinNoteBytes = 280
 
 // checkSettings checks the sizes of a settings change (the decider checks
 // the rest: who may, and what changes).

@@ -51,11 +51,11 @@ type conversationsView struct {
 const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
 	last_message_seq, last_message_preview, last_message_sender, last_version,
 	description, avatar_url, announcement_only, who_may_add, who_may_mention_all, who_may_pin, history_visibility,
-	owner_user_id`
+	owner_user_id, join_requests`
 
 // settingColumns are the conversations columns GroupSettingsChanged writes.
 var settingColumns = []string{"title", "description", "avatar_url", "announcement_only", "who_may_add", "who_may_mention_all", "who_may_pin",
-	"history_visibility"}
+	"history_visibility", "join_requests"}
 
 func newConversations(keyspace string) conversationsView {
 	settings := make(map[string]string, len(settingColumns))
@@ -170,6 +170,9 @@ func (v conversationsView) settingsChanged(id string, ts int64, st *pb.GroupSett
 	if st.HistoryVisibility != nil {
 		set("history_visibility", visibilityName(st.GetHistoryVisibility()))
 	}
+	if st.JoinRequests != nil {
+		set("join_requests", st.GetJoinRequests())
+	}
 	return out
 }
 
@@ -210,6 +213,8 @@ type Conversation struct {
 	AnnouncementOnly                       bool
 	WhoMayAdd, WhoMayMentionAll, WhoMayPin string // "members", "admins", or "" (the default: members)
 	HistoryVisibility                      string // "all", "since_join", or "" (the default: all)
+	// JoinRequests: anyone may ask to join (GroupSettings.join_requests).
+	JoinRequests bool
 	// OwnerUserID is a group's current owner ("" for a direct conversation,
 	// and for a group projected before owners were).
 	OwnerUserID string
@@ -233,7 +238,7 @@ func (t *Tables) Conversation(ctx context.Context, id string) (c Conversation, f
 		&c.Kind, &c.Title, &c.CreatorUserID, &c.CreatedAt, &c.LastSeq, &c.UpdatedAt,
 		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender, &version,
 		&c.Description, &c.AvatarURL, &c.AnnouncementOnly, &c.WhoMayAdd, &c.WhoMayMentionAll, &c.WhoMayPin,
-		&c.HistoryVisibility, &c.OwnerUserID)
+		&c.HistoryVisibility, &c.OwnerUserID, &c.JoinRequests)
 	if version != nil {
 		c.LastVersion = *version
 	}

@@ -33,6 +33,8 @@ type Tables struct {
 	prefs         prefsView
 	hidden        hiddenView
 	blocks        blocksView
+	invites       invitesView
+	joinRequests  joinRequestsView
 	checkpoints   checkpoints
 }
 
@@ -58,6 +60,8 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		prefs:         newPrefs(keyspace),
 		hidden:        newHidden(keyspace),
 		blocks:        newBlocks(keyspace),
+		invites:       newInvites(keyspace),
+		joinRequests:  newJoinRequests(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
 }
@@ -67,7 +71,8 @@ func (t *Tables) Keyspace() string { return t.keyspace }
 
 // checkedTables are the tables a reader needs, each owned by one file.
 var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions",
-	"pins", "mentions", "mentions_all", "replies", "conversation_prefs", "hidden_messages", "history_cleared", "blocks"}
+	"pins", "mentions", "mentions_all", "replies", "conversation_prefs", "hidden_messages", "history_cleared", "blocks",
+	"invites", "join_requests"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -94,7 +99,8 @@ type jsonRows struct {
 // reactions: conversation id, bucket; message_edits: conversation id,
 // message seq; pins and mentions_all: conversation id; mentions: user id;
 // replies: conversation id, reply_to_seq; conversation_prefs and blocks: user
-// id; hidden_messages and history_cleared: user id, conversation id.
+// id; hidden_messages and history_cleared: user id, conversation id;
+// invites and join_requests: conversation id.
 func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql.Iter, error) {
 	var r jsonRows
 	switch table {
@@ -128,6 +134,10 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.hidden.rowsCleared
 	case "blocks":
 		r = t.blocks.rows
+	case "invites":
+		r = t.invites.rows
+	case "join_requests":
+		r = t.joinRequests.rows
 	default:
 		return nil, fmt.Errorf("projector: RowsJSON: no view %q", table)
 	}

@@ -29,7 +29,8 @@ import (
 //     the edits, reactions, pins and mentions rows. The newest change wins.
 //
 // Rows are deleted only in tables whose every cell follows the version
-// clock (message_edits, reactions, pins, mentions, mentions_all, blocks), so clocks
+// clock (message_edits, reactions, pins, mentions, mentions_all, blocks,
+// join_requests), so clocks
 // of different columns of one row never meet. See README.md, "Timestamps".
 const creationTS int64 = 0
 
@@ -101,7 +102,8 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 		parallel: parallel,
 		steps: [][]planner{
 			{newMessages(keyspace), newChanges(keyspace), newEdits(keyspace), newReactions(keyspace), newPins(keyspace), newMentions(keyspace),
-				newReplies(keyspace), newPrefs(keyspace), newHidden(keyspace), newBlocks(keyspace)},
+				newReplies(keyspace), newPrefs(keyspace), newHidden(keyspace), newBlocks(keyspace), newInvites(keyspace),
+				newJoinRequests(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
 			{newConversations(keyspace).lastVersion()},
 		},

@@ -57,7 +57,27 @@ type (
 	prefsRow        = projector.Prefs
 	blockRow        = projector.Block
 	replyRow        = projector.Reply
+	inviteRow       = projector.Invite
+	joinRequestRow  = projector.JoinRequest
 )
+
+// invites returns the invitation links of group id, by id.
+func (s *store) invites(ctx context.Context, id string) ([]inviteRow, error) {
+	rows, err := s.tables.Invites(ctx, id)
+	return rows, storeErr("read invites", err)
+}
+
+// joinRequests returns the join requests of group id, by user.
+func (s *store) joinRequests(ctx context.Context, id string) ([]joinRequestRow, error) {
+	rows, err := s.tables.JoinRequests(ctx, id)
+	return rows, storeErr("read join_requests", err)
+}
+
+// joinRequestOf returns user's join request to id.
+func (s *store) joinRequestOf(ctx context.Context, id, user string) (joinRequestRow, bool, error) {
+	r, ok, err := s.tables.JoinRequestOf(ctx, id, user)
+	return r, ok, storeErr("read join_requests", err)
+}
 
 func storeErr(op string, err error) error {
 	if err == nil {

@@ -31,6 +31,7 @@ type groupSettings struct {
 	WhoMayMentionAll  string `json:"who_may_mention_all"`
 	WhoMayPin         string `json:"who_may_pin"`
 	HistoryVisibility string `json:"history_visibility"`
+	JoinRequests      bool   `json:"join_requests"`
 }
 
 // The group policies' names and the default of each who_may_* setting.
@@ -68,7 +69,7 @@ func settingsOf(c *conversationRow) *groupSettings {
 	st := &groupSettings{
 		Description: c.Description, AvatarURL: c.AvatarURL, AnnouncementOnly: c.AnnouncementOnly,
 		WhoMayAdd: policy(c.WhoMayAdd), WhoMayMentionAll: policy(c.WhoMayMentionAll), WhoMayPin: policy(c.WhoMayPin),
-		HistoryVisibility: visibilityAll,
+		HistoryVisibility: visibilityAll, JoinRequests: c.JoinRequests,
 	}
 	if c.HistoryVisibility == visibilitySinceJoin {
 		st.HistoryVisibility = visibilitySinceJoin

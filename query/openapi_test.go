@@ -103,7 +103,7 @@ func TestOpenAPI(t *testing.T) {
 		enum = append(enum, c.(string))
 	}
 	codes := []string{codeUnauthenticated, codeNotMember, codeInvalidArgument, codeInvalidID, codeInvalidCursor,
-		codeNotFound, codeUnavailable, codeInternal, codeUnsupported}
+		codeNotFound, codeUnavailable, codeInternal, codeUnsupported, codePermissionDenied}
 	sort.Strings(enum)
 	sort.Strings(codes)
 	if !slices.Equal(enum, codes) {
@@ -138,6 +138,11 @@ func TestOpenAPI(t *testing.T) {
 		"Settings":             reflect.TypeFor[settingsView](),
 		"SettingsConversation": reflect.TypeFor[settingsConversation](),
 		"Block":                reflect.TypeFor[settingsBlock](),
+		"Invite":               reflect.TypeFor[inviteItem](),
+		"Invites":              reflect.TypeFor[invitesView](),
+		"JoinRequest":          reflect.TypeFor[joinRequestItem](),
+		"JoinRequests":         reflect.TypeFor[joinRequestsView](),
+		"OwnJoinRequest":       reflect.TypeFor[ownJoinRequest](),
 	}
 	for name := range defs {
 		if types[name] == nil {

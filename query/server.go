@@ -162,6 +162,9 @@ func (s *Server) endpoints() []route {
 		{"/v1/conversations/{id}/receipts", "receipts", s.authed(s.handleReceipts)},
 		{"/v1/conversations/{id}/pins", "pins", s.authed(s.handlePins)},
 		{"/v1/conversations/{id}/mentions", "mentions", s.authed(s.handleMentions)},
+		{"/v1/conversations/{id}/invites", "invites", s.authed(s.handleInvites)},
+		{"/v1/conversations/{id}/join-requests", "join_requests", s.authed(s.handleJoinRequests)},
+		{"/v1/conversations/{id}/join-request", "join_request", s.authed(s.handleOwnJoinRequest)},
 		{"/healthz", "healthz", ops.ServeHTTP},
 		{"/metrics", "metrics", ops.ServeHTTP},
 	}

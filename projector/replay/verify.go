@@ -467,6 +467,8 @@ var viewTables = []table{
 	{"hidden_messages", []string{"user_id", "conversation_id", "seq"}},
 	{"history_cleared", []string{"user_id", "conversation_id", "up_to_seq"}},
 	{"blocks", []string{"user_id", "blocked_user_id"}},
+	{"invites", []string{"conversation_id", "invite_id"}},
+	{"join_requests", []string{"conversation_id", "user_id"}},
 }
 
 // userTables are the views of the user streams: their rows belong to the
@@ -535,7 +537,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 	edits, reactions := viewTables[5], viewTables[6]
 	pins, mentions, mentionsAll := viewTable("pins"), viewTable("mentions"), viewTable("mentions_all")
 	for _, id := range ids {
-		for _, t := range []table{conv, members, pins, mentionsAll} {
+		for _, t := range []table{conv, members, pins, mentionsAll, viewTable("invites"), viewTable("join_requests")} {
 			if err := add(t, id); err != nil {
 				return nil, err
 			}
