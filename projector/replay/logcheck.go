@@ -78,6 +78,16 @@ import (
 //     conversation naming the same seq and the MessageSent's conversation
 //     as target (checked at the end, as the two are in different
 //     partitions; skipped when the origin conversation was not read);
+//   - joins: an InviteCreated is by a member who may add members, of an
+//     invite id the group has not had; an InviteRevoked names a link not
+//     revoked, by its creator or a privileged member; a MembersAdded with
+//     an invite is the actor joining alone, not a member, by a link that
+//     is neither revoked nor for approval, and a JoinRequested (by a
+//     non-member, for itself, not pending already) names a link for
+//     approval or, without one, a group whose join_requests is on; each
+//     use counts the link's uses 1, 2, 3 … never past its max_uses; a
+//     JoinRequestDeclined ends a pending request, by a member who may add
+//     members, and a MembersAdded ends the requests of the users it adds;
 //   - every command decided by ingest has exactly one outcome event (a mark
 //     that would not move, a recall of a recalled message, a reaction
 //     already there or already gone, a role or a setting that would not
@@ -152,6 +162,18 @@ type convModel struct {
 	// ownerBroken says the group's owners were reported wrong and still
 	// are: reported once, not after every event.
 	ownerBroken bool
+	// invites are the group's invitation links by id, requests its users
+	// with a pending join request.
+	invites  map[string]*inviteModel
+	requests map[string]bool
+}
+
+// inviteModel is what the log says about one invitation link.
+type inviteModel struct {
+	creator          string
+	maxUses, uses    int32
+	requiresApproval bool
+	revoked          bool
 }
 
 type memberModel struct {
@@ -182,6 +204,7 @@ type groupSettings struct {
 	announcementOnly                       bool
 	whoMayAdd, whoMayMentionAll, whoMayPin pb.GroupPolicy
 	historyVisibility                      pb.HistoryVisibility
+	joinRequests                           bool
 }
 
 // ownerLeft is the owner's MemberRemoved, awaiting its OwnershipTransferred.
@@ -351,10 +374,13 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked:
 		c.problem("%s: a per-user event outside a user stream", at)
 	case schemas.TypeMembersAdded:
-		if conv.settings.whoMayAdd == pb.GroupPolicy_GROUP_POLICY_ADMINS && !conv.members[actor].privileged() {
+		if ma := ev.GetMembersAdded(); ma.GetInvite() != nil {
+			c.joinedByLink(at, conv, ev)
+		} else if conv.settings.whoMayAdd == pb.GroupPolicy_GROUP_POLICY_ADMINS && !conv.members[actor].privileged() {
 			c.problem("%s: %s adds members while who_may_add is ADMINS, but is neither the owner nor an admin", at, actor)
 		}
 		for _, u := range ev.GetMembersAdded().GetUserIds() {
+			delete(conv.requests, u) // an addition ends a request
 			if m := conv.members[u]; m != nil && m.current {
 				c.problem("%s: %s is a member already", at, u)
 			}
@@ -401,6 +427,113 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.mute(at, conv, ev)
 	case schemas.TypeMessagePinned, schemas.TypeMessageUnpinned:
 		c.pin(at, conv, ev, c.current(at, conv, actor))
+	case schemas.TypeInviteCreated, schemas.TypeInviteRevoked, schemas.TypeJoinRequested, schemas.TypeJoinRequestDeclined:
+		c.join(at, conv, ev)
+	}
+}
+
+// mayAdd reports whether u is a current member allowed to add members.
+func (conv *convModel) mayAdd(u string) bool {
+	m := conv.members[u]
+	return m != nil && m.current && (conv.settings.whoMayAdd != pb.GroupPolicy_GROUP_POLICY_ADMINS || m.privileged())
+}
+
+// use checks one use of an invitation link: it exists, is not revoked, is
+// for approval or not as want says, and this use is the next one within
+// its max_uses.
+func (c *logCheck) use(at where, conv *convModel, u *pb.InviteUse, approval bool) {
+	inv := conv.invites[u.GetInviteId()]
+	switch {
+	case inv == nil:
+		c.problem("%s: link %s is not the group's", at, u.GetInviteId())
+		return
+	case inv.revoked:
+		c.problem("%s: link %s is revoked", at, u.GetInviteId())
+	case inv.requiresApproval != approval:
+		c.problem("%s: link %s requires_approval %v", at, u.GetInviteId(), inv.requiresApproval)
+	case u.GetUses() != inv.uses+1:
+		c.problem("%s: use %d of link %s after use %d (uses count 1, 2, 3 …)", at, u.GetUses(), u.GetInviteId(), inv.uses)
+	case inv.maxUses > 0 && u.GetUses() > inv.maxUses:
+		c.problem("%s: use %d of link %s past its max_uses %d", at, u.GetUses(), u.GetInviteId(), inv.maxUses)
+	}
+	inv.uses = max(inv.uses, u.GetUses())
+}
+
+// joinedByLink checks a MembersAdded with an invite: the actor joining by
+// itself.
+func (c *logCheck) joinedByLink(at where, conv *convModel, ev *pb.Event) {
+	actor, ma := ev.GetActorUserId(), ev.GetMembersAdded()
+	if !slices.Equal(ma.GetUserIds(), []string{actor}) {
+		c.problem("%s: a join by link adds %v, want the actor %s alone", at, ma.GetUserIds(), actor)
+	}
+	if !conv.group {
+		c.problem("%s: a join by link to a direct conversation", at)
+	}
+	c.use(at, conv, ma.GetInvite(), false)
+}
+
+// join checks the events of links and requests.
+func (c *logCheck) join(at where, conv *convModel, ev *pb.Event) {
+	actor := ev.GetActorUserId()
+	if !conv.group {
+		c.problem("%s: in a direct conversation (groups only)", at)
+		return
+	}
+	if conv.invites == nil {
+		conv.invites, conv.requests = map[string]*inviteModel{}, map[string]bool{}
+	}
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_InviteCreated:
+		id := b.InviteCreated.GetInviteId()
+		if !conv.mayAdd(actor) {
+			c.problem("%s: %s creates a link but may not add members", at, actor)
+		}
+		if schemas.CheckInviteID("invite_id", id) != nil {
+			c.problem("%s: invite id %q is not 16 hex digits", at, id)
+		}
+		if conv.invites[id] != nil {
+			c.problem("%s: link %s exists already", at, id)
+			return
+		}
+		conv.invites[id] = &inviteModel{creator: actor, maxUses: b.InviteCreated.GetMaxUses(), requiresApproval: b.InviteCreated.GetRequiresApproval()}
+	case *pb.Event_InviteRevoked:
+		id := b.InviteRevoked.GetInviteId()
+		inv := conv.invites[id]
+		switch {
+		case inv == nil:
+			c.problem("%s: link %s is not the group's", at, id)
+			return
+		case inv.revoked:
+			c.problem("%s: link %s is revoked already", at, id)
+		case actor != inv.creator && !conv.members[actor].privileged():
+			c.problem("%s: %s revokes link %s, neither its creator nor privileged", at, actor, id)
+		}
+		inv.revoked = true
+	case *pb.Event_JoinRequested:
+		jr := b.JoinRequested
+		switch m := conv.members[actor]; {
+		case jr.GetUserId() != actor:
+			c.problem("%s: %s asks for %s (a request is for oneself)", at, actor, jr.GetUserId())
+		case m != nil && m.current:
+			c.problem("%s: %s asks to join but is a member", at, actor)
+		case conv.requests[actor]:
+			c.problem("%s: %s asks again while its request is pending", at, actor)
+		}
+		if jr.GetInvite() != nil {
+			c.use(at, conv, jr.GetInvite(), true)
+		} else if !conv.settings.joinRequests {
+			c.problem("%s: a request without a link while join_requests is off", at)
+		}
+		conv.requests[actor] = true
+	case *pb.Event_JoinRequestDeclined:
+		u := b.JoinRequestDeclined.GetUserId()
+		if !conv.mayAdd(actor) {
+			c.problem("%s: %s declines a request but may not add members", at, actor)
+		}
+		if !conv.requests[u] {
+			c.problem("%s: %s has no pending request", at, u)
+		}
+		delete(conv.requests, u)
 	}
 }
 
@@ -868,6 +1001,13 @@ func (c *logCheck) settingsChanged(at where, conv *convModel, ev *pb.Event) {
 			cur.historyVisibility = *v
 		}
 	}
+	if s.JoinRequests != nil {
+		set++
+		if s.GetJoinRequests() == cur.joinRequests {
+			unchanged = append(unchanged, fmt.Sprintf("join_requests %v", cur.joinRequests))
+		}
+		cur.joinRequests = s.GetJoinRequests()
+	}
 	if set == 0 {
 		c.problem("%s: no setting in it (a change only when something changes)", at)
 	}
@@ -1044,6 +1184,8 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 			continue // nor a role or settings that would not change, an unmute of a member not muted, a pin there or gone
 		case schemas.TypeBlockUser, schemas.TypeUnblockUser:
 			continue // nor a block of a blocked user or an unblock of one not blocked
+		case schemas.TypeCreateInvite, schemas.TypeRevokeInvite, schemas.TypeJoinConversation, schemas.TypeDecideJoinRequest:
+			continue // nor a link's create again, a revoke of a revoked link, a member's join, a request pending, an approval of a member
 		}
 		c.problem("command %s (%s) was decided but has no outcome event", id, cmd.where)
 	}
