@@ -40,7 +40,9 @@ func TestVerifyLogCheckJoins(t *testing.T) {
 	declined := func(cmd, actor, user string) *pb.Event {
 		return joinEvent(cmd, 0, actor, &pb.JoinRequestDeclined{UserId: user})
 	}
-	revoked := func(cmd, actor, id string) *pb.Event { return joinEvent(cmd, 0, actor, &pb.InviteRevoked{InviteId: id}) }
+	revoked := func(cmd, actor, id string) *pb.Event {
+		return joinEvent(cmd, 0, actor, &pb.InviteRevoked{InviteId: id})
+	}
 	admins := pb.GroupPolicy_GROUP_POLICY_ADMINS.Enum()
 	g := l.group("a", "b", "c")
 	valid := l.versions(g,
