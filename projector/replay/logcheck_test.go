@@ -139,6 +139,8 @@ func TestVerifyLogCheckStreams(t *testing.T) {
 			c.Body = &pb.Command_ForwardMessage{ForwardMessage: b}
 		case *pb.ForwardedMessage:
 			c.Body = &pb.Command_ForwardedMessage{ForwardedMessage: b}
+		case *pb.UnblockUser:
+			c.Body = &pb.Command_UnblockUser{UnblockUser: b}
 		default:
 			c.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: id, Text: "x"}}
 		}
@@ -213,6 +215,19 @@ func TestVerifyLogCheckStreams(t *testing.T) {
 		{"derived without a first step", cat(block("b1", 1, "a", "b", true)),
 			[]*pb.Command{cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true})},
 			"derived command b1 (DirectBlock of " + direct + " at partition 0 offset 0) has no first step"},
+		// A check of some streams reads one side only of a two-stream
+		// decision: nothing is asked of the other.
+		{"the direct conversation of a block only", cat(block("b1", 1, "a", "b", true)[1], createDirect, rejected(direct, "s1", "a"),
+			block("b2", 1, "a", "b", false)[1], send(direct, "s2", 1, 2, "a")),
+			[]*pb.Command{cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true}),
+				cmd("cd", direct, nil), cmd("s1", direct, nil),
+				cmd("b2", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b"}), cmd("s2", direct, nil)}, ""},
+		{"the blocker's stream only", cat(block("b1", 1, "a", "b", true)[0], block("b2", 2, "a", "b", false)[0]),
+			[]*pb.Command{cmd("b1", ua, &pb.BlockUser{UserId: "b"}), cmd("b2", ua, &pb.UnblockUser{UserId: "b"})}, ""},
+		{"the target of a forward only", cat(group(g2, "c2"), forwardSent("f1", 1, 2, g1, 1)),
+			[]*pb.Command{cmd("c2", g2, nil), cmd("f1", g2, &pb.ForwardedMessage{})}, ""},
+		{"the source of a forward only", cat(group(g1, "c1"), send(g1, "s1", 1, 2, "a"), forwarded("f1", 1, g2)),
+			[]*pb.Command{cmd("c1", g1, nil), cmd("s1", g1, nil), cmd("f1", g1, &pb.ForwardMessage{Seq: 1, TargetConversationId: g2})}, ""},
 		{"derived twice", cat(block("b1", 1, "a", "b", true)),
 			[]*pb.Command{cmd("b1", ua, &pb.BlockUser{UserId: "b"}), cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true}),
 				cmd("b1", direct, &pb.DirectBlock{BlockerUserId: "a", BlockedUserId: "b", Blocked: true})},

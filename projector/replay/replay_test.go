@@ -99,6 +99,24 @@ func TestReplay(t *testing.T) {
 		if err != nil || rep.Conversations != 2 {
 			t.Errorf("verify of %v: %v, %d conversations", some, err, rep.Conversations)
 		}
+		// Streams holding one side only of a forward or a block: the log
+		// check asks nothing of the other side.
+		some = w.gen.oneSided()
+		convs := 0
+		for _, id := range some {
+			if !schemas.IsUserStreamID(id) {
+				convs++
+			}
+		}
+		if len(some) != 4 {
+			t.Fatalf("streams with one side of a two-stream decision: %v, want 4", some)
+		}
+		rep, err = Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch, Conversations: some})
+		if err != nil || rep.Conversations != convs {
+			out.Reset()
+			rep.Write(&out)
+			t.Errorf("verify of %v: %v, %d conversations, want %d\n%s", some, err, rep.Conversations, convs, out.String())
+		}
 	})
 
 	t.Run("VerifyTamper", func(t *testing.T) {
