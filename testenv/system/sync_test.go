@@ -25,10 +25,61 @@ type syncState map[string]*syncConv
 
 type syncConv struct {
 	kind, title string
+	settings    syncSettings // a group's, besides its title
 	version     int64
 	members     map[string]*syncMember
 	messages    map[int64]*syncMsg
 	pins        map[int64]bool
+}
+
+// syncSettings are a group's settings as the API names them, each at its
+// default until changed.
+type syncSettings struct {
+	Description       string `json:"description"`
+	AvatarURL         string `json:"avatar_url"`
+	AnnouncementOnly  bool   `json:"announcement_only"`
+	WhoMayAdd         string `json:"who_may_add"`
+	WhoMayMentionAll  string `json:"who_may_mention_all"`
+	WhoMayPin         string `json:"who_may_pin"`
+	HistoryVisibility string `json:"history_visibility"`
+	JoinRequests      bool   `json:"join_requests"`
+}
+
+var defaultSettings = syncSettings{WhoMayAdd: "members", WhoMayMentionAll: "members", WhoMayPin: "members", HistoryVisibility: "all"}
+
+func policyText(p pb.GroupPolicy) string {
+	if p == pb.GroupPolicy_GROUP_POLICY_ADMINS {
+		return "admins"
+	}
+	return "members"
+}
+
+// apply takes the settings a GroupSettingsChanged carries.
+func (st *syncSettings) apply(g *pb.GroupSettings) {
+	if g.Description != nil {
+		st.Description = g.GetDescription()
+	}
+	if g.AvatarUrl != nil {
+		st.AvatarURL = g.GetAvatarUrl()
+	}
+	if g.AnnouncementOnly != nil {
+		st.AnnouncementOnly = g.GetAnnouncementOnly()
+	}
+	if g.WhoMayAdd != nil {
+		st.WhoMayAdd = policyText(g.GetWhoMayAdd())
+	}
+	if g.WhoMayMentionAll != nil {
+		st.WhoMayMentionAll = policyText(g.GetWhoMayMentionAll())
+	}
+	if g.WhoMayPin != nil {
+		st.WhoMayPin = policyText(g.GetWhoMayPin())
+	}
+	if g.HistoryVisibility != nil {
+		st.HistoryVisibility = strings.ToLower(strings.TrimPrefix(g.GetHistoryVisibility().String(), "HISTORY_VISIBILITY_"))
+	}
+	if g.JoinRequests != nil {
+		st.JoinRequests = g.GetJoinRequests()
+	}
 }
 
 type syncMember struct {
@@ -163,6 +214,9 @@ func (s syncState) apply(ev *pb.Event) bool {
 		}
 		c = &syncConv{kind: strings.ToLower(strings.TrimPrefix(cc.GetKind().String(), "CONVERSATION_KIND_")), title: cc.GetTitle(),
 			members: map[string]*syncMember{}, messages: map[int64]*syncMsg{}, pins: map[int64]bool{}, version: ev.GetVersion()}
+		if cc.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP {
+			c.settings = defaultSettings
+		}
 		for i, u := range cc.GetMemberUserIds() {
 			role := "member"
 			if i == 0 && cc.GetKind() == pb.ConversationKind_CONVERSATION_KIND_GROUP {
@@ -248,6 +302,7 @@ func (s syncState) apply(ev *pb.Event) bool {
 		if st := b.GroupSettingsChanged.GetSettings(); st.Title != nil {
 			c.title = st.GetTitle()
 		}
+		c.settings.apply(b.GroupSettingsChanged.GetSettings())
 	}
 	return true
 }
@@ -258,7 +313,7 @@ func (s syncState) render(user *syncUser) string {
 	var b strings.Builder
 	for _, id := range slices.Sorted(maps.Keys(s)) {
 		c := s[id]
-		fmt.Fprintf(&b, "%s %s %q\n", id, c.kind, c.title)
+		fmt.Fprintf(&b, "%s %s %q %+v\n", id, c.kind, c.title, c.settings)
 		for _, u := range slices.Sorted(maps.Keys(c.members)) {
 			m := c.members[u]
 			fmt.Fprintf(&b, "  member %s %s read %d delivered %d\n", u, m.role, m.read, m.delivered)
@@ -291,10 +346,11 @@ func (s syncState) render(user *syncUser) string {
 func fetchConv(t *testing.T, sys *system.System, user, conv string) (*syncConv, error) {
 	t.Helper()
 	var cv struct {
-		Kind    string `json:"kind"`
-		Title   string `json:"title"`
-		Version int64  `json:"version"`
-		Members []struct {
+		Kind     string        `json:"kind"`
+		Title    string        `json:"title"`
+		Version  int64         `json:"version"`
+		Settings *syncSettings `json:"settings"`
+		Members  []struct {
 			UserID       string `json:"user_id"`
 			Role         string `json:"role"`
 			ReadSeq      int64  `json:"read_seq"`
@@ -306,6 +362,9 @@ func fetchConv(t *testing.T, sys *system.System, user, conv string) (*syncConv, 
 	}
 	c := &syncConv{kind: cv.Kind, title: cv.Title, version: cv.Version, members: map[string]*syncMember{},
 		messages: map[int64]*syncMsg{}, pins: map[int64]bool{}}
+	if cv.Settings != nil {
+		c.settings = *cv.Settings
+	}
 	for _, m := range cv.Members {
 		c.members[m.UserID] = &syncMember{role: m.Role, read: m.ReadSeq, delivered: m.DeliveredSeq}
 	}
@@ -596,6 +655,28 @@ func TestSyncMissesNothing(t *testing.T) {
 		}
 		return ""
 	})
+	// Settings, and joins by link and by request, in one group.
+	joinable := convs[11].id
+	accepted(t, devs["a"].MustDo(joinable, &pb.UpdateGroupSettings{Settings: &pb.GroupSettings{Description: proto.String("joinable"),
+		JoinRequests: &yes, WhoMayPin: pb.GroupPolicy_GROUP_POLICY_ADMINS.Enum(), AnnouncementOnly: &yes}}))
+	accepted(t, devs["a"].MustDo(joinable, &pb.UpdateGroupSettings{Settings: &pb.GroupSettings{AnnouncementOnly: &no}}))
+	accepted(t, devs["a"].MustDo(joinable, &pb.CreateInvite{Token: "sync-link-0123456789abcdef"}))
+	for _, j := range []struct {
+		user    string
+		body    *pb.JoinConversation
+		approve *bool
+	}{{"g", &pb.JoinConversation{Token: "sync-link-0123456789abcdef"}, nil}, {"h", &pb.JoinConversation{Note: "me too"}, &yes},
+		{"i", &pb.JoinConversation{}, &no}} {
+		d := connect(t, sys, 0, j.user, "phone")
+		accepted(t, d.MustDo(joinable, j.body))
+		if j.approve != nil {
+			d.WaitEvent("the request", func(e *pb.Event) bool { return e.GetJoinRequested().GetUserId() == j.user })
+			accepted(t, devs["a"].MustDo(joinable, &pb.DecideJoinRequest{UserId: j.user, Approve: *j.approve}))
+		} else {
+			d.WaitEvent("the join", func(e *pb.Event) bool { return slices.Contains(e.GetMembersAdded().GetUserIds(), j.user) })
+			accepted(t, d.MustDo(joinable, send(next(), "joined by link")))
+		}
+	}
 	removed := convs[0].id
 	accepted(t, devs["a"].MustDo(removed, &pb.RemoveMember{UserId: "u"}))
 	accepted(t, devs["a"].MustDo(removed, send(next(), "after u left")))
