@@ -119,7 +119,7 @@ func TestGovernance(t *testing.T) {
 			"created_at":"`+at(1)+`","last_seq":7,"version":19,"last_activity":"`+at(19)+`",
 			"preview":{"seq":6,"sender":"alice","text":"@all again"},"owner_user_id":"bob",
 			"settings":{"description":"desc","avatar_url":"https://example.com/a.png","announcement_only":false,
-				"who_may_add":"members","who_may_mention_all":"admins","who_may_pin":"members","history_visibility":"all"},
+				"who_may_add":"members","who_may_mention_all":"admins","who_may_pin":"members","history_visibility":"all","join_requests":false},
 			"members":[
 				{"user_id":"alice","role":"admin","joined_seq":0,"read_seq":6,"delivered_seq":6},
 				{"user_id":"bob","role":"owner","joined_seq":0,"read_seq":5,"delivered_seq":5},

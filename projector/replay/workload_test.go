@@ -406,6 +406,12 @@ type genConv struct {
 	// who_may_mention_all and who_may_pin ADMINS; history visible since
 	// join (what a forward may take).
 	announcement, addAdmins, mentionAllAdmins, pinAdmins, sinceJoin bool
+	// joinRequests: anyone may ask to join (GroupSettings.join_requests);
+	// invites are the group's links by token, requests the users whose
+	// request is pending.
+	joinRequests bool
+	invites      map[string]*madeInvite
+	requests     map[string]bool
 }
 
 // privileged reports whether u is the owner or an admin of a group.
@@ -517,6 +523,10 @@ const (
 	genUnblock // deferred, likewise
 	genForward // deferred: the source, then the target
 	genDirect  // a new direct conversation, often between users a block stands between
+	genInvite  // an invitation link (groups)
+	genRevoke  // a link revoked
+	genJoin    // a non-member joins by link, or asks to
+	genDecide  // a pending request approved or declined
 )
 
 var genWeights = []struct {
@@ -527,7 +537,7 @@ var genWeights = []struct {
 	{genStranger, 2}, {genEmpty, 2}, {genEdit, 8}, {genRecall, 4}, {genReact, 8}, {genUnreact, 3},
 	{genRole, 4}, {genTransfer, 1}, {genOwnerLeave, 1}, {genSettings, 3}, {genMute, 2}, {genUnmute, 2},
 	{genPin, 3}, {genUnpin, 1}, {genPrefs, 3}, {genHide, 2}, {genBlock, 1}, {genUnblock, 1}, {genForward, 3},
-	{genDirect, 1},
+	{genDirect, 1}, {genInvite, 1}, {genRevoke, 1}, {genJoin, 2}, {genDecide, 1},
 }
 
 // genWeightSum is the sum of genWeights.
@@ -551,7 +561,7 @@ func onMessage(a genAction) bool {
 // groupOnly says whether a is refused in a direct conversation.
 func groupOnly(a genAction) bool {
 	switch a {
-	case genRole, genTransfer, genOwnerLeave, genSettings, genMute, genUnmute:
+	case genRole, genTransfer, genOwnerLeave, genSettings, genMute, genUnmute, genInvite, genRevoke, genJoin, genDecide:
 		return true
 	}
 	return false
@@ -689,6 +699,7 @@ func (g *generator) step() []*pb.Command {
 				c.sent++ // a notice takes a seq
 				for _, a := range fresh {
 					c.join(a, c.sent)
+					delete(c.requests, a) // an addition ends a request
 				}
 			}
 		}
@@ -745,6 +756,14 @@ func (g *generator) step() []*pb.Command {
 		g.unmute(c, cmd)
 	case genPin, genUnpin:
 		g.pin(c, cmd, a == genPin)
+	case genInvite:
+		return g.invite(c, cmd)
+	case genRevoke:
+		g.revoke(c, cmd)
+	case genJoin:
+		return g.join(c, cmd)
+	case genDecide:
+		g.decide(c, cmd)
 	}
 	return []*pb.Command{cmd}
 }
@@ -1013,6 +1032,11 @@ func (g *generator) settings(c *genConv, cmd *pb.Command) {
 	if some() {
 		s.WhoMayPin = policy(&pin)
 	}
+	joinRequests := c.joinRequests
+	if g.rng.IntN(6) == 0 {
+		joinRequests = !c.joinRequests
+		s.JoinRequests = proto.Bool(joinRequests)
+	}
 	sinceJoin := c.sinceJoin
 	if g.rng.IntN(6) == 0 {
 		v := []pb.HistoryVisibility{pb.HistoryVisibility_HISTORY_VISIBILITY_ALL, pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN}[g.rng.IntN(2)]
@@ -1025,7 +1049,7 @@ func (g *generator) settings(c *genConv, cmd *pb.Command) {
 	cmd.Body = &pb.Command_UpdateGroupSettings{UpdateGroupSettings: &pb.UpdateGroupSettings{Settings: s}}
 	if valid && c.privileged(u) {
 		c.announcement, c.addAdmins, c.mentionAllAdmins, c.pinAdmins = announcement, add, mention, pin
-		c.sinceJoin = sinceJoin
+		c.sinceJoin, c.joinRequests = sinceJoin, joinRequests
 	}
 }
 
