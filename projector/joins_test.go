@@ -5,21 +5,17 @@ import (
 	"slices"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
-func joinEv(conv, actor, cmd string, body any) *pb.Event {
+func joinEv(conv, actor, cmd string, body proto.Message) *pb.Event {
 	e := base(conv, 0, actor)
 	e.CommandId = fmt.Sprintf("cmd-%s-%s", conv, cmd)
-	switch b := body.(type) {
-	case *pb.InviteCreated:
-		e.Body = &pb.Event_InviteCreated{InviteCreated: b}
-	case *pb.InviteRevoked:
-		e.Body = &pb.Event_InviteRevoked{InviteRevoked: b}
-	case *pb.JoinRequested:
-		e.Body = &pb.Event_JoinRequested{JoinRequested: b}
-	case *pb.JoinRequestDeclined:
-		e.Body = &pb.Event_JoinRequestDeclined{JoinRequestDeclined: b}
+	if err := schemas.SetBody(e, body); err != nil {
+		panic(err)
 	}
 	return e
 }
