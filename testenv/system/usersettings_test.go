@@ -484,4 +484,40 @@ func TestE2EForwardAndReplies(t *testing.T) {
 	if code := api(t, sys, "carol", "/v1/conversations/"+src+"/messages/1/replies", nil); code != 403 && code != 404 {
 		t.Fatalf("replies for a non-member: status %d, want 403 or 404", code)
 	}
+
+	// A thread deeper than one level: replies to replies are listed by
+	// their root with thread=true, each naming its parent.
+	accepted(t, bob.MustDo(src, &pb.SendMessage{ClientMsgId: "s5", Text: "why?", ReplyToSeq: 2}))     // 5
+	accepted(t, alice.MustDo(src, &pb.SendMessage{ClientMsgId: "s6", Text: "because", ReplyToSeq: 5})) // 6
+	accepted(t, bob.MustDo(src, send("s7", "unrelated")))                                              // 7
+	testenv.Eventually(t, time.Minute, func() string {
+		var r struct {
+			Thread  bool `json:"thread"`
+			Replies []struct {
+				Seq     int64 `json:"seq"`
+				ReplyTo struct {
+					Seq int64 `json:"seq"`
+				} `json:"reply_to"`
+			} `json:"replies"`
+			HasMore   bool  `json:"has_more"`
+			NextAfter int64 `json:"next_after"`
+		}
+		var got []string
+		for after := int64(0); ; {
+			if code := api(t, sys, "alice", fmt.Sprintf("/v1/conversations/%s/messages/1/replies?thread=true&limit=2&after=%d", src, after), &r); code != 200 || !r.Thread {
+				return fmt.Sprintf("thread: %d %+v", code, r)
+			}
+			for _, m := range r.Replies {
+				got = append(got, fmt.Sprintf("%d<-%d", m.Seq, m.ReplyTo.Seq))
+			}
+			if !r.HasMore {
+				break
+			}
+			after = r.NextAfter
+		}
+		if want := []string{"2<-1", "3<-1", "5<-2", "6<-5"}; !slices.Equal(got, want) {
+			return fmt.Sprintf("the thread of 1: %v, want %v", got, want)
+		}
+		return ""
+	})
 }
