@@ -120,7 +120,7 @@ func (g *generator) join(c *genConv, cmd *pb.Command) []*pb.Command {
 	switch r := g.rng.IntN(10); {
 	case r == 0:
 		jc.TokenHash, inv = schemas.InviteTokenHash(inviteToken(c, 98)), nil // unknown: INVITE_INVALID
-	case r < 3 || inv == nil:
+	case r == 1 || inv == nil:
 		inv = nil // no link: a request, when c takes them
 		if g.rng.IntN(2) == 0 {
 			jc.Note = fmt.Sprintf("note %d", g.next)
