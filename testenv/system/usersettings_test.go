@@ -487,7 +487,7 @@ func TestE2EForwardAndReplies(t *testing.T) {
 
 	// A thread deeper than one level: replies to replies are listed by
 	// their root with thread=true, each naming its parent.
-	accepted(t, bob.MustDo(src, &pb.SendMessage{ClientMsgId: "s5", Text: "why?", ReplyToSeq: 2}))     // 5
+	accepted(t, bob.MustDo(src, &pb.SendMessage{ClientMsgId: "s5", Text: "why?", ReplyToSeq: 2}))      // 5
 	accepted(t, alice.MustDo(src, &pb.SendMessage{ClientMsgId: "s6", Text: "because", ReplyToSeq: 5})) // 6
 	accepted(t, bob.MustDo(src, send("s7", "unrelated")))                                              // 7
 	testenv.Eventually(t, time.Minute, func() string {
