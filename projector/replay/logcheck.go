@@ -78,6 +78,8 @@ import (
 //     conversation naming the same seq and the MessageSent's conversation
 //     as target (checked at the end, as the two are in different
 //     partitions; skipped when the origin conversation was not read);
+//   - no Withheld: it is what the gateway sends a device in place of an
+//     event the device may not see, never an event of the log;
 //   - every command decided by ingest has exactly one outcome event (a mark
 //     that would not move, a recall of a recalled message, a reaction
 //     already there or already gone, a role or a setting that would not
@@ -259,6 +261,10 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.problem("%s has no command_id", at)
 	} else if !paired {
 		c.outcomes[ev.GetCommandId()] = append(c.outcomes[ev.GetCommandId()], at)
+	}
+	if typ == schemas.TypeWithheld {
+		c.problem("%s: a Withheld is the gateway's stand-in for an event a device may not see, never an event of the log", at)
+		return
 	}
 	if schemas.IsUserStreamID(id) {
 		c.userEvent(at, ev)

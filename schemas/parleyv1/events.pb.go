@@ -195,6 +195,7 @@ type Event struct {
 	//	*Event_UserUnblocked
 	//	*Event_DirectBlockChanged
 	//	*Event_MessageForwarded
+	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -511,6 +512,15 @@ func (x *Event) GetMessageForwarded() *MessageForwarded {
 	return nil
 }
 
+func (x *Event) GetWithheld() *Withheld {
+	if x != nil {
+		if x, ok := x.Body.(*Event_Withheld); ok {
+			return x.Withheld
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -619,6 +629,12 @@ type Event_MessageForwarded struct {
 	MessageForwarded *MessageForwarded `protobuf:"bytes,34,opt,name=message_forwarded,json=messageForwarded,proto3,oneof"`
 }
 
+type Event_Withheld struct {
+	// Never on the topic: what the gateway sends a device in place of an
+	// event its user may not see (Withheld).
+	Withheld *Withheld `protobuf:"bytes,35,opt,name=withheld,proto3,oneof"`
+}
+
 func (*Event_ConversationCreated) isEvent_Body() {}
 
 func (*Event_MembersAdded) isEvent_Body() {}
@@ -668,6 +684,8 @@ func (*Event_UserUnblocked) isEvent_Body() {}
 func (*Event_DirectBlockChanged) isEvent_Body() {}
 
 func (*Event_MessageForwarded) isEvent_Body() {}
+
+func (*Event_Withheld) isEvent_Body() {}
 
 // ConversationCreated is the first event of every conversation. It is not a
 // timeline item (Event.seq is 0): the timeline starts with the first message
@@ -2135,11 +2153,59 @@ func (x *MessageForwarded) GetClientMsgId() string {
 	return ""
 }
 
+// Withheld is never written to parley.events (ingest does not decide it, no
+// view holds it): the gateway sends it to a device in place of the body of
+// an event the device's user may not see. That is a change of an earlier
+// message — MessageEdited, MessageRecalled, ReactionAdded, ReactionRemoved,
+// MessagePinned, MessageUnpinned of a message_seq below the user's joined
+// seq — in a group whose history visibility is since_join, for a member
+// added after the creation (the rule of query's history). Such an event
+// keeps conversation_id, version and command_id, so the device's version
+// cursor stays dense and its own command can still be matched; seq is 0,
+// and the actor, the time and the body are left out. A device applies it
+// as a version with nothing to show (gateway/README.md, "History
+// visibility").
+type Withheld struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Withheld) Reset() {
+	*x = Withheld{}
+	mi := &file_parley_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Withheld) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Withheld) ProtoMessage() {}
+
+func (x *Withheld) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Withheld.ProtoReflect.Descriptor instead.
+func (*Withheld) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xa7\x10\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xda\x10\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -2176,7 +2242,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\fuser_blocked\x18\x1f \x01(\v2\x16.parley.v1.UserBlockedH\x00R\vuserBlocked\x12A\n" +
 	"\x0euser_unblocked\x18  \x01(\v2\x18.parley.v1.UserUnblockedH\x00R\ruserUnblocked\x12Q\n" +
 	"\x14direct_block_changed\x18! \x01(\v2\x1d.parley.v1.DirectBlockChangedH\x00R\x12directBlockChanged\x12J\n" +
-	"\x11message_forwarded\x18\" \x01(\v2\x1b.parley.v1.MessageForwardedH\x00R\x10messageForwardedB\x06\n" +
+	"\x11message_forwarded\x18\" \x01(\v2\x1b.parley.v1.MessageForwardedH\x00R\x10messageForwarded\x121\n" +
+	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -2276,7 +2343,9 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x10MessageForwarded\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
-	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId*\x7f\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"\n" +
+	"\n" +
+	"\bWithheld*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
@@ -2299,7 +2368,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -2329,16 +2398,17 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*UserUnblocked)(nil),            // 25: parley.v1.UserUnblocked
 	(*DirectBlockChanged)(nil),       // 26: parley.v1.DirectBlockChanged
 	(*MessageForwarded)(nil),         // 27: parley.v1.MessageForwarded
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 29: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 30: parley.v1.ForwardOrigin
-	(ErrorCode)(0),                   // 31: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 32: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 33: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 34: parley.v1.Mute
+	(*Withheld)(nil),                 // 28: parley.v1.Withheld
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 30: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 31: parley.v1.ForwardOrigin
+	(ErrorCode)(0),                   // 32: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 33: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 34: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 35: parley.v1.Mute
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	28, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	29, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	3,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	4,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	5,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -2364,20 +2434,21 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	25, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
 	26, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
 	27, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	29, // 26: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	0,  // 27: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	30, // 28: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	31, // 29: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	32, // 30: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 31: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	33, // 32: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	28, // 33: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	34, // 34: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	28, // 26: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	30, // 27: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	0,  // 28: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	31, // 29: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	32, // 30: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	33, // 31: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 32: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	34, // 33: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	29, // 34: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	35, // 35: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -2413,6 +2484,7 @@ func file_parley_v1_events_proto_init() {
 		(*Event_UserUnblocked)(nil),
 		(*Event_DirectBlockChanged)(nil),
 		(*Event_MessageForwarded)(nil),
+		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
@@ -2421,7 +2493,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
