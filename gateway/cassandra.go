@@ -20,16 +20,21 @@ type views interface {
 	// members returns the current members of conv and the view's last_seq;
 	// found is false when the conversation has no row yet.
 	members(ctx context.Context, conv string) (members []string, lastSeq int64, found bool, err error)
+	// membership is what the membership cache loads of conv: its current
+	// members with their joined seqs, its kind and history visibility, and
+	// where the views stand; found is false when it has no row yet.
+	membership(ctx context.Context, conv string) (_ memberView, found bool, err error)
 	// isMember says whether user is a current member of conv.
 	isMember(ctx context.Context, conv, user string) (bool, error)
 	// removedAt says whether user is a former member of conv, and the
 	// version of the removal (0 for a log from before versions).
 	removedAt(ctx context.Context, conv, user string) (version int64, former bool, err error)
-	// joinVersion is the first version of conv that user may be sent: the
-	// version of the MembersAdded that last added it, when conv is a group
-	// whose history visibility is since_join and user (a current or
-	// former member) joined after the creation; else 0, every version.
-	joinVersion(ctx context.Context, conv, user string) (int64, error)
+	// joinFloor is what user may be sent of conv: when conv is a group
+	// whose history visibility is since_join and user (a current or former
+	// member) joined after the creation, from the version of the
+	// MembersAdded that last added it, and nothing of the messages below
+	// its joined seq; else everything (the zero floor).
+	joinFloor(ctx context.Context, conv, user string) (floor, error)
 	// conversations returns the conversations user is a current member of.
 	conversations(ctx context.Context, user string) ([]string, error)
 	// position is conversations.last_seq and last_version of conv, from
@@ -49,6 +54,24 @@ type views interface {
 	// blocked says whether user blocked other (the blocks view).
 	blocked(ctx context.Context, user, other string) (bool, error)
 }
+
+// memberView is one read of a conversation's membership (views.membership).
+type memberView struct {
+	// joined holds every current member and its joined seq (0: a member
+	// from the creation).
+	joined map[string]int64
+	// group, sinceJoin: conv is a group, whose history visibility is
+	// since_join.
+	group, sinceJoin bool
+	// lastSeq and lastVersion are conversations.last_seq and last_version
+	// as read before the members: the rows reflect at least these.
+	lastSeq, lastVersion int64
+}
+
+// floor is what a member may be sent of a conversation (views.joinFloor):
+// nothing of a message below seq, no version below version. The zero floor
+// is everything.
+type floor struct{ seq, version int64 }
 
 // cassandraViews implements views with the projector's table readers,
 // which own the CQL of every view table.
@@ -97,6 +120,28 @@ func (v *cassandraViews) members(ctx context.Context, conv string) ([]string, in
 	return out, last, true, nil
 }
 
+// membership reads the conversations row first: the projector writes
+// last_version after every other row of a change, so the members read
+// after it reflect at least that version.
+func (v *cassandraViews) membership(ctx context.Context, conv string) (memberView, bool, error) {
+	c, found, err := v.tables.Conversation(ctx, conv)
+	if err != nil || !found {
+		return memberView{}, false, err
+	}
+	rows, err := v.tables.Members(ctx, conv)
+	if err != nil {
+		return memberView{}, false, err
+	}
+	mv := memberView{joined: make(map[string]int64, len(rows)), group: c.Kind == "group",
+		sinceJoin: c.HistoryVisibility == "since_join", lastSeq: c.LastSeq, lastVersion: c.LastVersion}
+	for _, m := range rows {
+		if !m.Removed {
+			mv.joined[m.UserID] = m.JoinedSeq
+		}
+	}
+	return mv, true, nil
+}
+
 func (v *cassandraViews) isMember(ctx context.Context, conv, user string) (bool, error) {
 	return v.tables.IsMember(ctx, conv, user)
 }
@@ -109,32 +154,32 @@ func (v *cassandraViews) removedAt(ctx context.Context, conv, user string) (int6
 	return m.RemovedVersion, true, nil
 }
 
-// joinVersion follows query's rule (query/visibility.go): the floor is the
+// joinFloor follows query's rule (query/visibility.go): the floor is the
 // member's joined seq, the seq of the MembersAdded whose messages row holds
 // the event, and so its version. The row is written with the members row,
 // from the same event; while it is missing the floor is unknown, which is
 // an error (the conversation fails alone, and resumes again).
-func (v *cassandraViews) joinVersion(ctx context.Context, conv, user string) (int64, error) {
+func (v *cassandraViews) joinFloor(ctx context.Context, conv, user string) (floor, error) {
 	m, found, err := v.tables.Member(ctx, conv, user)
 	if err != nil || !found || m.JoinedSeq <= 0 {
-		return 0, err
+		return floor{}, err
 	}
 	c, _, err := v.tables.Conversation(ctx, conv)
 	if err != nil || c.Kind != "group" || c.HistoryVisibility != "since_join" {
-		return 0, err
+		return floor{}, err
 	}
 	row, found, err := v.tables.MessageAt(ctx, conv, m.JoinedSeq)
 	if err != nil {
-		return 0, err
+		return floor{}, err
 	}
 	if !found {
-		return 0, fmt.Errorf("no messages row at the joined seq %d of %s yet", m.JoinedSeq, schemas.Clip(user))
+		return floor{}, fmt.Errorf("no messages row at the joined seq %d of %s yet", m.JoinedSeq, schemas.Clip(user))
 	}
 	ev := &pb.Event{}
 	if err := proto.Unmarshal(row.Event, ev); err != nil {
-		return 0, fmt.Errorf("messages row %s/%d: %w", schemas.Clip(conv), m.JoinedSeq, err)
+		return floor{}, fmt.Errorf("messages row %s/%d: %w", schemas.Clip(conv), m.JoinedSeq, err)
 	}
-	return ev.GetVersion(), nil
+	return floor{seq: m.JoinedSeq, version: ev.GetVersion()}, nil
 }
 
 func (v *cassandraViews) conversations(ctx context.Context, user string) ([]string, error) {

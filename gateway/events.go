@@ -121,22 +121,49 @@ func (s *Server) deliver(rec *kgo.Record) {
 		s.log.Warn("undecodable event skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return
 	}
-	targets := s.hub.sessionsFor(s.route(ev))
+	r := s.route(ev)
+	targets := s.hub.sessionsFor(r)
 	if len(targets) == 0 {
 		return
 	}
-	o := newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})
+	o := newOutbound(eventFrame(ev))
+	var w *outbound // the Withheld form, encoded once for all who get it
 	for _, sess := range targets {
-		if sess.offer(ev, o) {
+		out := o
+		if r.Withheld[sess.user] {
+			if w == nil {
+				w = newOutbound(eventFrame(withheldEvent(ev)))
+			}
+			out = w
+		}
+		if sess.offer(ev, out) {
 			s.metrics.eventsDelivered.Inc()
+			if out == w {
+				s.metrics.eventsWithheld.Inc()
+			}
 		}
 	}
+}
+
+func eventFrame(ev *pb.Event) *pb.ServerFrame {
+	return &pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}}
+}
+
+// withheldEvent is ev as sent to a device whose user may not see it: the
+// conversation, the version (the device's cursor stays dense) and the
+// command id (a device can still match its own command), with a Withheld
+// body and nothing else — no actor, no time, nothing of the body.
+func withheldEvent(ev *pb.Event) *pb.Event {
+	return &pb.Event{ConversationId: ev.GetConversationId(), Version: ev.GetVersion(), CommandId: ev.GetCommandId(),
+		Body: &pb.Event_Withheld{Withheld: &pb.Withheld{}}}
 }
 
 // route is recipients with the membership cache: it applies ev to the
 // cache first, so a membership change takes effect with its own event.
 // While no session is open nothing is loaded (nobody would receive it), but
-// cached conversations still follow their membership events.
+// cached conversations still follow their membership events. Recipients
+// who may not see the message ev changes get it withheld
+// (membership.withheld).
 func (s *Server) route(ev *pb.Event) route {
 	switch schemas.EventType(ev) {
 	case schemas.TypeDirectBlockChanged, schemas.TypeMessageForwarded:
@@ -162,5 +189,7 @@ func (s *Server) route(ev *pb.Event) route {
 	} else {
 		members = s.members.apply(context.Background(), ev)
 	}
-	return recipients(ev, members, s.cfg.Fanout.ReceiptFanoutMaxMembers)
+	r := recipients(ev, members, s.cfg.Fanout.ReceiptFanoutMaxMembers)
+	r.Withheld = s.members.withheld(ev, r.Users)
+	return r
 }

@@ -85,10 +85,12 @@ func (h *hub) all() []*session {
 }
 
 // route says who gets an event live: every local session of each of Users,
-// or, when Device is set, only the session of (Users[0], Device).
+// or, when Device is set, only the session of (Users[0], Device). The users
+// in Withheld get it as a Withheld event (withheldEvent).
 type route struct {
-	Users  []string
-	Device string
+	Users    []string
+	Device   string
+	Withheld map[string]bool
 }
 
 // recipients is the routing decision for one event, given members: who

@@ -16,6 +16,7 @@ type metrics struct {
 	eventsDelivered prometheus.Counter
 	eventsUndecoded prometheus.Counter
 	eventsMisrouted prometheus.Counter
+	eventsWithheld  prometheus.Counter
 	consumerReady   prometheus.Gauge
 
 	resumeGaps           prometheus.Counter
@@ -58,6 +59,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "events_undecodable_total", Help: "Records of the events topic that are not a parley.v1.Event."}),
 		eventsMisrouted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_misrouted_total", Help: "Events of a user stream not of their actor's stream (dropped: delivered to no one)."}),
+		eventsWithheld: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_withheld_total", Help: "Event frames queued to sessions as Withheld, live and by Resume (one per session): changes of messages from before a since_join member's join."}),
 		consumerReady: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_consumer_ready", Help: "1 once the events consumer has its start positions."}),
 		repairRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -77,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
 		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
-		m.eventsUndecoded, m.eventsMisrouted, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.resumeRefetches, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
+		m.eventsUndecoded, m.eventsMisrouted, m.eventsWithheld, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.resumeRefetches, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -240,11 +240,12 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		// A member added later to a group whose history visibility is
 		// since_join sees nothing from before its join (query hides it):
 		// a cursor below the join — a device that never held such a
-		// version, or asks for every change — catches up from the join.
-		var from int64
+		// version, or asks for every change — catches up from the join,
+		// and a change of a message below its joined seq comes withheld.
+		var fl floor
 		var err error
 		if conv != own { // the user's stream is all its own: from version 1
-			from, err = v.joinVersion(ctx, conv, s.user)
+			fl, err = v.joinFloor(ctx, conv, s.user)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -261,9 +262,9 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 				Message: "the views could not be read; resume again from lastVersion", LastVersion: last})
 			continue
 		}
-		last = max(last, from-1)
+		last = max(last, fl.version-1)
 		if at, gone := removedAt[conv]; gone {
-			last, reached, fail := s.catchUpRemoved(ctx, conv, last, at, &budget, deadline)
+			last, reached, fail := s.catchUpRemoved(ctx, conv, last, at, fl.seq, &budget, deadline)
 			switch {
 			case ctx.Err() != nil:
 				return
@@ -305,7 +306,7 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 			resumed.Refetch = append(resumed.Refetch, &pb.ConversationCursor{ConversationId: conv, Version: top})
 			continue
 		}
-		last, done, fail := s.catchUp(ctx, conv, last, top, &budget, deadline)
+		last, done, fail := s.catchUp(ctx, conv, last, top, fl.seq, &budget, deadline)
 		if ctx.Err() != nil {
 			return // the session ended: nobody to answer
 		}
@@ -418,13 +419,35 @@ func (s *session) membershipAt(ctx context.Context, conv string, cursor int64, d
 	}
 }
 
+// changeFrame is the frame of one change a catch-up sends: ev, or ev
+// withheld when it changes a message below from, the lowest seq the user
+// sees (views.joinFloor).
+func changeFrame(ev *pb.Event, from int64) *outbound {
+	if q := schemas.MessageSeq(ev); q > 0 && q < from {
+		return newOutbound(eventFrame(withheldEvent(ev)))
+	}
+	return newOutbound(eventFrame(ev))
+}
+
+// sendChange queues one change of a catch-up (changeFrame), pacing.
+func (s *session) sendChange(ev *pb.Event, from int64) bool {
+	o := changeFrame(ev, from)
+	if !s.sendPaced(o) {
+		return false
+	}
+	if o.frame.GetEvent().GetWithheld() != nil {
+		s.srv.metrics.eventsWithheld.Inc()
+	}
+	return true
+}
+
 // catchUpRemoved sends a former member's device the changes of conv after
 // cursor up to the user's removal (version removedAt), in order, and reports
 // whether it got there; nothing after the removal is ever sent. Changes made
 // while the user was away from the group (removed, then added again before
 // the latest removal) are skipped. A log from before versions (removedAt 0)
-// has nothing to send.
-func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, removedAt int64, budget *int, deadline time.Time) (last int64, reached bool, _ *pb.ResumeFailure) {
+// has nothing to send. Changes of messages below from are withheld.
+func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, removedAt, from int64, budget *int, deadline time.Time) (last int64, reached bool, _ *pb.ResumeFailure) {
 	v := s.srv.views
 	last = cursor
 	fail := func(code pb.ErrorCode, msg string) (int64, bool, *pb.ResumeFailure) {
@@ -455,7 +478,7 @@ func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, remov
 				away = false
 			}
 			if !away {
-				if !s.sendPaced(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})) {
+				if !s.sendChange(ev, from) {
 					return last, false, nil
 				}
 				*budget--
@@ -499,8 +522,9 @@ func (s *session) catchUpRemoved(ctx context.Context, conv string, cursor, remov
 // beyond its last version, its changes have a hole the views did not fill by
 // deadline, or the views cannot be read — it goes live all the same and the
 // failure says why. top is the view's last version, as the caller read it;
-// it is read again only while waiting for the views.
-func (s *session) catchUp(ctx context.Context, conv string, cursor, top int64, budget *int, deadline time.Time) (_ int64, done bool, _ *pb.ResumeFailure) {
+// it is read again only while waiting for the views. Changes of messages
+// below from are withheld.
+func (s *session) catchUp(ctx context.Context, conv string, cursor, top, from int64, budget *int, deadline time.Time) (_ int64, done bool, _ *pb.ResumeFailure) {
 	v := s.srv.views
 	m := s.srv.metrics
 	s.mu.Lock()
@@ -566,7 +590,7 @@ func (s *session) catchUp(ctx context.Context, conv string, cursor, top int64, b
 		for _, ev := range evs {
 			lastAt = ev.GetOccurredAt().AsTime()
 			if ev.GetVersion() < pushed.first || ev.GetVersion() > pushed.last {
-				if !s.sendPaced(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}})) {
+				if !s.sendChange(ev, from) {
 					return last, false, nil
 				}
 				*budget--

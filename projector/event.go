@@ -54,6 +54,8 @@ func decode(key, value []byte) (*event, error) {
 		return ev, poison("timeline event %s with seq %d", ev.typ, e.GetSeq())
 	}
 	switch b := e.GetBody().(type) {
+	case *pb.Event_Withheld:
+		return ev, poison("Withheld is the gateway's stand-in for an event a device may not see, never an event of the log")
 	case *pb.Event_ConversationCreated:
 		if kindName(b.ConversationCreated.GetKind()) == "" {
 			return ev, poison("ConversationCreated with unknown kind %v", b.ConversationCreated.GetKind())
@@ -195,23 +197,7 @@ func targetUser(e *pb.Event) string {
 
 // messageSeq is the seq of the message an action event is about (0 for
 // other events).
-func messageSeq(e *pb.Event) int64 {
-	switch b := e.GetBody().(type) {
-	case *pb.Event_MessageEdited:
-		return b.MessageEdited.GetMessageSeq()
-	case *pb.Event_MessageRecalled:
-		return b.MessageRecalled.GetMessageSeq()
-	case *pb.Event_ReactionAdded:
-		return b.ReactionAdded.GetMessageSeq()
-	case *pb.Event_ReactionRemoved:
-		return b.ReactionRemoved.GetMessageSeq()
-	case *pb.Event_MessagePinned:
-		return b.MessagePinned.GetMessageSeq()
-	case *pb.Event_MessageUnpinned:
-		return b.MessageUnpinned.GetMessageSeq()
-	}
-	return 0
-}
+func messageSeq(e *pb.Event) int64 { return schemas.MessageSeq(e) }
 
 func checkUsers(ids []string) error {
 	if len(ids) == 0 {

@@ -356,6 +356,7 @@ func TestDecodeGovernance(t *testing.T) {
 		{pinned(c, "", 1), "without actor_user_id"},
 		{mentioning(c, 1, "alice", "hi", false, "bob", ""), "empty mention"},
 		{mentioning(c, 1, "alice", "hi", true), ""},
+		{&pb.Event{ConversationId: c, Version: 3, CommandId: "w", Body: &pb.Event_Withheld{Withheld: &pb.Withheld{}}}, "never an event of the log"},
 	} {
 		raw, _ := proto.Marshal(tc.ev)
 		_, err := decode([]byte(c), raw)

@@ -47,6 +47,9 @@ const (
 	TypeInviteRevoked       = "InviteRevoked"
 	TypeJoinRequested       = "JoinRequested"
 	TypeJoinRequestDeclined = "JoinRequestDeclined"
+	// What the gateway sends a device in place of an event it may not see;
+	// never on a topic.
+	TypeWithheld = "Withheld"
 )
 
 // Command type names: the message name of the Command body, written to the
@@ -115,6 +118,29 @@ func bodyType(m proto.Message) string {
 		return ""
 	}
 	return string(fd.Message().Name())
+}
+
+// MessageSeq is the seq of the message e changes — the message_seq of an
+// edit, a recall, a reaction added or removed, a pin or an unpin — or 0 when
+// e changes no message of its own timeline (MessageForwarded, a decision
+// record never delivered, names the seq it forwards but changes nothing).
+// Who may not see that message may not see the change either.
+func MessageSeq(e *parleyv1.Event) int64 {
+	switch b := e.GetBody().(type) {
+	case *parleyv1.Event_MessageEdited:
+		return b.MessageEdited.GetMessageSeq()
+	case *parleyv1.Event_MessageRecalled:
+		return b.MessageRecalled.GetMessageSeq()
+	case *parleyv1.Event_ReactionAdded:
+		return b.ReactionAdded.GetMessageSeq()
+	case *parleyv1.Event_ReactionRemoved:
+		return b.ReactionRemoved.GetMessageSeq()
+	case *parleyv1.Event_MessagePinned:
+		return b.MessagePinned.GetMessageSeq()
+	case *parleyv1.Event_MessageUnpinned:
+		return b.MessageUnpinned.GetMessageSeq()
+	}
+	return 0
 }
 
 // IsTimelineEvent reports whether an event of type t takes a seq: messages

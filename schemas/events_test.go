@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -67,7 +68,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeMessageUnpinned: false, schemas.TypeConversationPrefsChanged: false, schemas.TypeMessagesHidden: false,
 		schemas.TypeUserBlocked: false, schemas.TypeUserUnblocked: false, schemas.TypeDirectBlockChanged: false,
 		schemas.TypeMessageForwarded: false, schemas.TypeInviteCreated: false, schemas.TypeInviteRevoked: false,
-		schemas.TypeJoinRequested: false, schemas.TypeJoinRequestDeclined: false,
+		schemas.TypeJoinRequested: false, schemas.TypeJoinRequestDeclined: false, schemas.TypeWithheld: false,
 	}
 	commands := map[string]bool{
 		schemas.TypeCreateConversation: true, schemas.TypeAddMembers: true, schemas.TypeRemoveMember: true,
@@ -99,6 +100,39 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		if got := schemas.IsTimelineEvent(name); got != timeline {
 			t.Errorf("IsTimelineEvent(%s) = %v, want %v", name, got, timeline)
 		}
+	}
+}
+
+// TestTypeMessageSeqCoversBodies fails when an event body that names a
+// message of its conversation (a message_seq field) is added without
+// MessageSeq returning it: the gateway would send it whole to a member who
+// may not see that message.
+func TestTypeMessageSeqCoversBodies(t *testing.T) {
+	fields := (&pb.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
+	named := 0
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		body := fd.Message()
+		seq := body.Fields().ByName("message_seq")
+		e := &pb.Event{}
+		m := e.ProtoReflect().Mutable(fd).Message()
+		if seq != nil {
+			named++
+			m.Set(seq, protoreflect.ValueOfInt64(42))
+		}
+		want := int64(0)
+		if seq != nil {
+			want = 42
+		}
+		if got := schemas.MessageSeq(e); got != want {
+			t.Errorf("MessageSeq of a %s = %d, want %d", body.Name(), got, want)
+		}
+	}
+	if named != 6 {
+		t.Errorf("%d bodies name a message_seq, want the 6 message actions", named)
+	}
+	if got := schemas.MessageSeq(nil); got != 0 {
+		t.Errorf("MessageSeq(nil) = %d", got)
 	}
 }
 

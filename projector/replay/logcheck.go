@@ -88,6 +88,8 @@ import (
 //     use counts the link's uses 1, 2, 3 … never past its max_uses; a
 //     JoinRequestDeclined ends a pending request, by a member who may add
 //     members, and a MembersAdded ends the requests of the users it adds;
+//   - no Withheld: it is what the gateway sends a device in place of an
+//     event the device may not see, never an event of the log;
 //   - every command decided by ingest has exactly one outcome event (a mark
 //     that would not move, a recall of a recalled message, a reaction
 //     already there or already gone, a role or a setting that would not
@@ -282,6 +284,10 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.problem("%s has no command_id", at)
 	} else if !paired {
 		c.outcomes[ev.GetCommandId()] = append(c.outcomes[ev.GetCommandId()], at)
+	}
+	if typ == schemas.TypeWithheld {
+		c.problem("%s: a Withheld is the gateway's stand-in for an event a device may not see, never an event of the log", at)
+		return
 	}
 	if schemas.IsUserStreamID(id) {
 		c.userEvent(at, ev)

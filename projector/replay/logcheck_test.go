@@ -71,6 +71,8 @@ func testEvent(cmd string, seq int64, actor string, body any) *pb.Event {
 		e.Body = &pb.Event_DirectBlockChanged{DirectBlockChanged: b}
 	case *pb.MessageForwarded:
 		e.Body = &pb.Event_MessageForwarded{MessageForwarded: b}
+	case *pb.Withheld:
+		e.Body = &pb.Event_Withheld{Withheld: b}
 	}
 	return e
 }
@@ -202,6 +204,7 @@ func TestVerifyLogCheckStreams(t *testing.T) {
 		{"forward of a notice", cat(group(g1, "c1"), in(g1, 2, ev("n1", 1, "a", &pb.MembersAdded{UserIds: []string{"c"}})), forwarded("f1", 1, g2)), nil,
 			"seq 1 is not a MessageSent of the conversation"},
 		{"forward to itself", cat(group(g1, "c1"), send(g1, "s1", 1, 2, "a"), forwarded("f1", 1, g1)), nil, "is not another conversation"},
+		{"a Withheld on the log", cat(group(g1, "c1"), in(g1, 2, ev("w1", 0, "a", &pb.Withheld{}))), nil, "never an event of the log"},
 		{"forward by a stranger", cat(group(g1, "c1"), send(g1, "s1", 1, 2, "a"), in(g1, 0, ev("f1", 0, "z", &pb.MessageForwarded{Seq: 1, TargetConversationId: g2}))), nil,
 			"z is not a member"},
 		{"two outcomes in one stream", cat(group(g1, "c1"), group(g2, "c2"), send(g1, "s1", 1, 2, "a"), forwarded("f1", 1, g2), forwarded("f1", 1, g2)), nil,

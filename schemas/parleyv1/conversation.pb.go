@@ -201,7 +201,9 @@ const (
 	HistoryVisibility_HISTORY_VISIBILITY_ALL HistoryVisibility = 1
 	// Only what came from their (latest) join on: query's history, pins,
 	// mentions, versions and reply snippets, and the changes a device
-	// resumes, hide every seq below the member's joined seq.
+	// resumes, hide every seq below the member's joined seq; the gateway
+	// sends the member a change of such a message (an edit, recall,
+	// reaction, pin or unpin), live or resumed, as Withheld.
 	HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN HistoryVisibility = 2
 )
 

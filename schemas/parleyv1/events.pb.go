@@ -199,6 +199,7 @@ type Event struct {
 	//	*Event_InviteRevoked
 	//	*Event_JoinRequested
 	//	*Event_JoinRequestDeclined
+	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -551,6 +552,15 @@ func (x *Event) GetJoinRequestDeclined() *JoinRequestDeclined {
 	return nil
 }
 
+func (x *Event) GetWithheld() *Withheld {
+	if x != nil {
+		if x, ok := x.Body.(*Event_Withheld); ok {
+			return x.Withheld
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -677,6 +687,12 @@ type Event_JoinRequestDeclined struct {
 	JoinRequestDeclined *JoinRequestDeclined `protobuf:"bytes,39,opt,name=join_request_declined,json=joinRequestDeclined,proto3,oneof"`
 }
 
+type Event_Withheld struct {
+	// Never on the topic: what the gateway sends a device in place of an
+	// event its user may not see (Withheld).
+	Withheld *Withheld `protobuf:"bytes,35,opt,name=withheld,proto3,oneof"`
+}
+
 func (*Event_ConversationCreated) isEvent_Body() {}
 
 func (*Event_MembersAdded) isEvent_Body() {}
@@ -734,6 +750,8 @@ func (*Event_InviteRevoked) isEvent_Body() {}
 func (*Event_JoinRequested) isEvent_Body() {}
 
 func (*Event_JoinRequestDeclined) isEvent_Body() {}
+
+func (*Event_Withheld) isEvent_Body() {}
 
 // ConversationCreated is the first event of every conversation. It is not a
 // timeline item (Event.seq is 0): the timeline starts with the first message
@@ -2497,11 +2515,59 @@ func (x *JoinRequestDeclined) GetUserId() string {
 	return ""
 }
 
+// Withheld is never written to parley.events (ingest does not decide it, no
+// view holds it): the gateway sends it to a device in place of the body of
+// an event the device's user may not see. That is a change of an earlier
+// message — MessageEdited, MessageRecalled, ReactionAdded, ReactionRemoved,
+// MessagePinned, MessageUnpinned of a message_seq below the user's joined
+// seq — in a group whose history visibility is since_join, for a member
+// added after the creation (the rule of query's history). Such an event
+// keeps conversation_id, version and command_id, so the device's version
+// cursor stays dense and its own command can still be matched; seq is 0,
+// and the actor, the time and the body are left out. A device applies it
+// as a version with nothing to show (gateway/README.md, "History
+// visibility").
+type Withheld struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Withheld) Reset() {
+	*x = Withheld{}
+	mi := &file_parley_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Withheld) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Withheld) ProtoMessage() {}
+
+func (x *Withheld) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Withheld.ProtoReflect.Descriptor instead.
+func (*Withheld) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xc6\x12\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xf9\x12\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -2542,7 +2608,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x0einvite_created\x18$ \x01(\v2\x18.parley.v1.InviteCreatedH\x00R\rinviteCreated\x12A\n" +
 	"\x0einvite_revoked\x18% \x01(\v2\x18.parley.v1.InviteRevokedH\x00R\rinviteRevoked\x12A\n" +
 	"\x0ejoin_requested\x18& \x01(\v2\x18.parley.v1.JoinRequestedH\x00R\rjoinRequested\x12T\n" +
-	"\x15join_request_declined\x18' \x01(\v2\x1e.parley.v1.JoinRequestDeclinedH\x00R\x13joinRequestDeclinedB\x06\n" +
+	"\x15join_request_declined\x18' \x01(\v2\x1e.parley.v1.JoinRequestDeclinedH\x00R\x13joinRequestDeclined\x121\n" +
+	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.parley.v1.ConversationKindR\x04kind\x12\x14\n" +
@@ -2660,7 +2727,9 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x06invite\x18\x02 \x01(\v2\x14.parley.v1.InviteUseR\x06invite\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\".\n" +
 	"\x13JoinRequestDeclined\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId*\x7f\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\n" +
+	"\n" +
+	"\bWithheld*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
@@ -2683,7 +2752,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -2718,16 +2787,17 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*InviteRevoked)(nil),            // 30: parley.v1.InviteRevoked
 	(*JoinRequested)(nil),            // 31: parley.v1.JoinRequested
 	(*JoinRequestDeclined)(nil),      // 32: parley.v1.JoinRequestDeclined
-	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 34: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 35: parley.v1.ForwardOrigin
-	(ErrorCode)(0),                   // 36: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 37: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 38: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 39: parley.v1.Mute
+	(*Withheld)(nil),                 // 33: parley.v1.Withheld
+	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 35: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 36: parley.v1.ForwardOrigin
+	(ErrorCode)(0),                   // 37: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 38: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 39: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 40: parley.v1.Mute
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	33, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	34, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	3,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	4,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	6,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -2757,23 +2827,24 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	30, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
 	31, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
 	32, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
-	34, // 30: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	5,  // 31: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 32: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	35, // 33: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	36, // 34: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	37, // 35: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 36: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	38, // 37: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	33, // 38: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	39, // 39: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	33, // 40: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 41: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	33, // 30: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	35, // 31: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	5,  // 32: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 33: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	36, // 34: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	37, // 35: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	38, // 36: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 37: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	39, // 38: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	34, // 39: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	40, // 40: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	34, // 41: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 42: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -2813,6 +2884,7 @@ func file_parley_v1_events_proto_init() {
 		(*Event_InviteRevoked)(nil),
 		(*Event_JoinRequested)(nil),
 		(*Event_JoinRequestDeclined)(nil),
+		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
@@ -2821,7 +2893,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
