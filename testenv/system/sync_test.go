@@ -513,6 +513,10 @@ func TestSyncMissesNothing(t *testing.T) {
 	state, user := syncState{}, newSyncUser()
 	stream := schemas.UserStreamID("u")
 	seen := map[string]bool{} // conversation/version applied
+	// joinedAt is, per since_join group u was added to later, the seq of
+	// its join: nothing of an earlier message may reach the phone but
+	// withheld.
+	joinedAt, withheld := map[string]int64{}, 0
 	take := func(evs []*pb.Event) {
 		for _, ev := range evs {
 			if ev.GetVersion() == 0 {
@@ -523,6 +527,30 @@ func TestSyncMissesNothing(t *testing.T) {
 				t.Fatalf("the phone got %s twice: %v", key, ev)
 			}
 			seen[key] = true
+			id := ev.GetConversationId()
+			if q := schemas.MessageSeq(ev); q > 0 && q < joinedAt[id] {
+				t.Fatalf("the phone got a change of message %d, from before its join at %d: %v", q, joinedAt[id], ev)
+			}
+			if ev.GetWithheld() != nil {
+				withheld++
+			}
+			if ma := ev.GetMembersAdded(); ma != nil && state[id] == nil && slices.Contains(ma.GetUserIds(), "u") {
+				// Added to a conversation it never saw: fetch it, as a
+				// device does, from at least this event on.
+				joinedAt[id] = ev.GetSeq()
+				testenv.Eventually(t, time.Minute, func() string {
+					c, err := fetchConv(t, sys, "u", id)
+					switch {
+					case err != nil:
+						return err.Error()
+					case c.version < ev.GetVersion():
+						return fmt.Sprintf("fetched %s at version %d, before the join at %d", id, c.version, ev.GetVersion())
+					}
+					state[id] = c
+					return ""
+				})
+				continue
+			}
 			if ev.GetConversationId() == stream {
 				user.apply(ev)
 			} else {
@@ -531,7 +559,8 @@ func TestSyncMissesNothing(t *testing.T) {
 		}
 	}
 
-	// 20 conversations: 14 groups of a with u and others, 6 direct ones.
+	// 20 conversations: 14 groups of a with u and others, 6 direct ones;
+	// then one more, see below.
 	type conv struct {
 		id      string
 		members []string // besides u
@@ -546,6 +575,15 @@ func TestSyncMissesNothing(t *testing.T) {
 	for _, u := range others {
 		convs = append(convs, conv{accepted(t, devs[u].MustDo("", direct("u"))), []string{u}, false})
 	}
+	// And a group whose history is visible since the join, which u joins
+	// after two messages: their changes reach u withheld.
+	sj := accepted(t, devs["a"].MustDo("", group("since join", "b")))
+	accepted(t, devs["a"].MustDo(sj, &pb.UpdateGroupSettings{Settings: &pb.GroupSettings{
+		HistoryVisibility: pb.HistoryVisibility_HISTORY_VISIBILITY_SINCE_JOIN.Enum()}}))
+	accepted(t, devs["a"].MustDo(sj, send("sj-1", "before u")))
+	accepted(t, devs["b"].MustDo(sj, send("sj-2", "before u too")))
+	accepted(t, devs["a"].MustDo(sj, &pb.AddMembers{UserIds: []string{"u"}}))
+	convs = append(convs, conv{sj, []string{"a", "b"}, true})
 	for i, cv := range convs {
 		sender := devs[cv.members[0]]
 		accepted(t, sender.MustDo(cv.id, send(fmt.Sprintf("hello-%d", i), "hello")))
@@ -677,6 +715,11 @@ func TestSyncMissesNothing(t *testing.T) {
 			accepted(t, d.MustDo(joinable, send(next(), "joined by link")))
 		}
 	}
+	// Changes of the messages from before u's join: withheld on resume.
+	accepted(t, devs["a"].MustDo(sj, &pb.EditMessage{Seq: 1, Text: "before u, edited", ClientMsgId: next()}))
+	accepted(t, devs["b"].MustDo(sj, &pb.AddReaction{Seq: 1, Emoji: "🙈"}))
+	accepted(t, devs["a"].MustDo(sj, &pb.PinMessage{Seq: 2}))
+	accepted(t, devs["b"].MustDo(sj, &pb.RecallMessage{Seq: 2}))
 	removed := convs[0].id
 	accepted(t, devs["a"].MustDo(removed, &pb.RemoveMember{UserId: "u"}))
 	accepted(t, devs["a"].MustDo(removed, send(next(), "after u left")))
@@ -727,6 +770,9 @@ func TestSyncMissesNothing(t *testing.T) {
 		}
 		return ""
 	})
+	if withheld < 4 {
+		t.Fatalf("%d withheld changes reached the phone, want at least the 4 of the messages from before its join", withheld)
+	}
 	if _, ok := state[removed]; ok {
 		t.Fatalf("the conversation u was removed from is still in its state")
 	}
