@@ -306,8 +306,8 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 		if jc.GetTokenHash() != "" {
 			return invalidArg("joinConversation.tokenHash is the gateway's: send the token")
 		}
-		if len(jc.GetNote()) > maxJoinNoteBytes {
-			return invalidArg("joinConversation.note is %d bytes; at most %d", len(jc.GetNote()), maxJoinNoteBytes)
+		if len(jc.GetNote()) > schemas.MaxJoinNoteBytes {
+			return invalidArg("joinConversation.note is %d bytes; at most %d", len(jc.GetNote()), schemas.MaxJoinNoteBytes)
 		}
 	case *pb.ClientFrame_DecideJoinRequest:
 		if r := needConv(); r != nil {
@@ -335,10 +335,6 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 	}
 	return nil
 }
-
-// maxJoinNoteBytes is JoinConversation.note's bound (commands.proto; the
-// decider checks it too).
-const maxJoinNoteBytes = 280
 
 // checkSettings checks the sizes of a settings change (the decider checks
 // the rest: who may, and what changes).

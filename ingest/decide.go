@@ -247,13 +247,6 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	if !st.exists() || st.members[user] == nil {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "%s is not a member of %s", user, cmd.GetConversationId())
 	}
-	next := func() *pb.Event {
-		st.lastSeq++
-		d.header = true
-		ev := cloneBase(base)
-		ev.Seq = st.lastSeq
-		return ev
-	}
 	switch b := cmd.GetBody().(type) {
 	case *pb.Command_SendMessage:
 		return sendMessage(l, st, user, b.SendMessage, nil, base, received)
@@ -307,7 +300,7 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		return revokeInvite(st, user, b.RevokeInvite.GetInviteId(), base)
 
 	case *pb.Command_DecideJoinRequest:
-		return decideJoin(l, st, user, b.DecideJoinRequest, base, next)
+		return decideJoin(l, st, user, b.DecideJoinRequest, base)
 
 	case *pb.Command_MarkRead, *pb.Command_MarkDelivered:
 		up := cmd.GetMarkRead().GetUpToSeq()
@@ -357,12 +350,10 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		if len(added) == 0 {
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "no new members: every user is already a member")
 		}
-		if n := len(st.members) + len(added); n > l.MaxGroupMembers {
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_GROUP_FULL, "%d members would exceed the limit of %d", n, l.MaxGroupMembers)
+		if rej := st.room(l, len(added)); rej != nil {
+			return st, nil, d, rej
 		}
-		ev := next()
-		st.addNotice(ev.Seq)
-		d.notices = append(d.notices, ev.Seq)
+		ev := st.notice(base, &d)
 		for _, u := range added {
 			st.admit(u, ev.Seq, &d)
 		}
@@ -396,9 +387,7 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "the owner leaves with LeaveConversation, which hands the group over")
 		}
 		owner := st.members[target].role == pb.MemberRole_MEMBER_ROLE_OWNER
-		ev := next()
-		st.addNotice(ev.Seq)
-		d.notices = append(d.notices, ev.Seq)
+		ev := st.notice(base, &d)
 		delete(st.members, target)
 		d.member(target)
 		ev.Body = &pb.Event_MemberRemoved{MemberRemoved: &pb.MemberRemoved{UserId: target, Reason: reason}}

@@ -13,10 +13,6 @@ import (
 // group's links and pending requests, so it rules on a join from its own
 // state, never from a view.
 
-// maxJoinNoteBytes caps JoinConversation.note (part of the contract,
-// commands.proto).
-const maxJoinNoteBytes = 280
-
 // inviteState is one invitation link of a group. A revoked link stays (so
 // its token keeps being refused as revoked, and a late resend of its
 // CreateInvite does not bring it back); an expired one too.
@@ -46,6 +42,26 @@ type joinRequest struct {
 func (s *convState) mayAdd(user string) bool {
 	m := s.members[user]
 	return m != nil && (!s.settings.adminsAdd || m.privileged())
+}
+
+// room refuses adding n members past Limits.MaxGroupMembers.
+func (s *convState) room(l Limits, n int) *rejection {
+	if total := len(s.members) + n; total > l.MaxGroupMembers {
+		return reject(pb.ErrorCode_ERROR_CODE_GROUP_FULL, "%d members would exceed the limit of %d", total, l.MaxGroupMembers)
+	}
+	return nil
+}
+
+// notice is the next timeline item of s, a member notice (MembersAdded,
+// MemberRemoved): it takes the next seq, recorded as a notice.
+func (s *convState) notice(base *pb.Event, d *delta) *pb.Event {
+	s.lastSeq++
+	d.header = true
+	s.addNotice(s.lastSeq)
+	d.notices = append(d.notices, s.lastSeq)
+	ev := cloneBase(base)
+	ev.Seq = s.lastSeq
+	return ev
 }
 
 // admit makes u a member from the notice at seq (a MembersAdded), ending
@@ -140,8 +156,8 @@ func join(l Limits, st *convState, user string, m *pb.JoinConversation, base *pb
 	switch {
 	case m.GetToken() != "":
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a link's token never reaches the log: the gateway sends its hash")
-	case len(m.GetNote()) > maxJoinNoteBytes || !utf8.ValidString(m.GetNote()):
-		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "note must be at most %d bytes of UTF-8", maxJoinNoteBytes)
+	case len(m.GetNote()) > schemas.MaxJoinNoteBytes || !utf8.ValidString(m.GetNote()):
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "note must be at most %d bytes of UTF-8", schemas.MaxJoinNoteBytes)
 	case st.exists() && st.members[user] != nil:
 		return st, nil, d, nil // a member already: nothing to join
 	}
@@ -170,17 +186,12 @@ func join(l Limits, st *convState, user string, m *pb.JoinConversation, base *pb
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "%s is not a member of %s, and it takes no join requests", user, base.GetConversationId())
 	}
 	if inv != nil && !inv.approval {
-		if n := len(st.members) + 1; n > l.MaxGroupMembers {
-			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_GROUP_FULL, "%d members would exceed the limit of %d", n, l.MaxGroupMembers)
+		if rej := st.room(l, 1); rej != nil {
+			return st, nil, d, rej
 		}
 		inv.uses++
 		d.invites = append(d.invites, invID)
-		st.lastSeq++
-		d.header = true
-		ev := cloneBase(base)
-		ev.Seq = st.lastSeq
-		st.addNotice(ev.Seq)
-		d.notices = append(d.notices, ev.Seq)
+		ev := st.notice(base, &d)
 		st.admit(user, ev.Seq, &d)
 		ev.Body = &pb.Event_MembersAdded{MembersAdded: &pb.MembersAdded{UserIds: []string{user},
 			Invite: &pb.InviteUse{InviteId: invID, Uses: inv.uses}}}
@@ -209,7 +220,7 @@ func join(l Limits, st *convState, user string, m *pb.JoinConversation, base *pb
 }
 
 // decideJoin decides a DecideJoinRequest.
-func decideJoin(l Limits, st *convState, user string, m *pb.DecideJoinRequest, base *pb.Event, next func() *pb.Event) (*convState, []*pb.Event, delta, *rejection) {
+func decideJoin(l Limits, st *convState, user string, m *pb.DecideJoinRequest, base *pb.Event) (*convState, []*pb.Event, delta, *rejection) {
 	var d delta
 	target := m.GetUserId()
 	switch {
@@ -229,12 +240,10 @@ func decideJoin(l Limits, st *convState, user string, m *pb.DecideJoinRequest, b
 		ev.Body = &pb.Event_JoinRequestDeclined{JoinRequestDeclined: &pb.JoinRequestDeclined{UserId: target}}
 		return st, []*pb.Event{ev}, d, nil
 	}
-	if n := len(st.members) + 1; n > l.MaxGroupMembers {
-		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_GROUP_FULL, "%d members would exceed the limit of %d", n, l.MaxGroupMembers)
+	if rej := st.room(l, 1); rej != nil {
+		return st, nil, d, rej
 	}
-	ev := next()
-	st.addNotice(ev.Seq)
-	d.notices = append(d.notices, ev.Seq)
+	ev := st.notice(base, &d)
 	st.admit(target, ev.Seq, &d)
 	ev.Body = &pb.Event_MembersAdded{MembersAdded: &pb.MembersAdded{UserIds: []string{target}}}
 	return st, []*pb.Event{ev}, d, nil

@@ -52,12 +52,20 @@ func CheckConversationID(field, id string) error {
 	if prefix != "d:" && prefix != "g:" {
 		return invalidID(field, "must start with \"d:\" (direct) or \"g:\" (group), got %s", Clip(id))
 	}
-	for i := 0; i < len(digits); i++ {
-		if c := digits[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return invalidID(field, "must be %q followed by %d lowercase hex digits, got %s", prefix, ConversationIDHexDigits, Clip(id))
-		}
+	if !isLowerHex(digits) {
+		return invalidID(field, "must be %q followed by %d lowercase hex digits, got %s", prefix, ConversationIDHexDigits, Clip(id))
 	}
 	return nil
+}
+
+// isLowerHex reports whether s is only lowercase hex digits.
+func isLowerHex(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckStreamID is CheckConversationID that also accepts a user stream id

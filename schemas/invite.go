@@ -16,6 +16,9 @@ const (
 	// inviteIDLen is the length of an invite id: 16 hex digits (64 bits
 	// of the hash), unique among one group's links.
 	inviteIDLen = 16
+	// MaxJoinNoteBytes caps JoinConversation.note (commands.proto): the
+	// gateway and the decider both check it.
+	MaxJoinNoteBytes = 280
 )
 
 // CheckInviteToken says whether token is a well-formed invitation secret.
@@ -46,10 +49,8 @@ func CheckInviteTokenHash(field, h string) error {
 	if len(h) != 2*sha256.Size {
 		return fmt.Errorf("%s: must be %d hex digits", field, 2*sha256.Size)
 	}
-	for i := range len(h) {
-		if c := h[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return fmt.Errorf("%s: must be lowercase hex", field)
-		}
+	if !isLowerHex(h) {
+		return fmt.Errorf("%s: must be lowercase hex", field)
 	}
 	return nil
 }
@@ -67,10 +68,8 @@ func CheckInviteID(field, id string) error {
 	if len(id) != inviteIDLen {
 		return invalidID(field, "an invite id is %d hex digits", inviteIDLen)
 	}
-	for i := range len(id) {
-		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return invalidID(field, "an invite id is lowercase hex")
-		}
+	if !isLowerHex(id) {
+		return invalidID(field, "an invite id is lowercase hex")
 	}
 	return nil
 }
