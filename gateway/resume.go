@@ -233,7 +233,7 @@ func (s *session) resume(ctx context.Context, requestID string, cursors []*pb.Co
 		conv, last := c.GetConversationId(), c.GetVersion()
 		if behind[conv] {
 			resumed.Failed = append(resumed.Failed, &pb.ResumeFailure{ConversationId: conv, Code: pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
-				Message: fmt.Sprintf("the views have not reached version %d of this conversation yet; resume again from lastVersion", last), LastVersion: last})
+				Message: fmt.Sprintf("the views have not caught up with this conversation (version %d) yet; resume again from lastVersion", max(last, s.srv.members.logVersion(conv))), LastVersion: last})
 			continue
 		}
 		_, gone := removedAt[conv]
@@ -365,11 +365,13 @@ const (
 )
 
 // membershipAt reads user's standing in conv from the views. A user the
-// views do not list is refused only once the views have reached cursor (the
-// version the device holds, so one it was sent live as a member): before
-// that the projector may simply lag, and the members view is read again
-// every resumePoll until deadline. at is the removal's version for a former
-// member.
+// views do not list is refused only once the views have reached both cursor
+// (the version the device holds, so one it was sent live as a member) and
+// the highest version of conv this gateway has seen (membership.logVersion:
+// a join this gateway delivered live, which a device may resume from
+// version 0 before it holds any): before that the projector may simply lag,
+// and the members view is read again every resumePoll until deadline. at is
+// the removal's version for a former member.
 //
 // The members row of a user not listed is read again after the view's last
 // version: the projector writes last_version after every other row of a
@@ -404,7 +406,7 @@ func (s *session) membershipAt(ctx context.Context, conv string, cursor int64, d
 		if former {
 			return formerMember, at, nil
 		}
-		if top >= cursor {
+		if top >= max(cursor, s.srv.members.logVersion(conv)) {
 			return notMember, 0, nil
 		}
 		if time.Now().After(deadline) {

@@ -215,6 +215,45 @@ func TestResumeEdgesMembership(t *testing.T) {
 	if f := carol.next(); f.GetError().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_MEMBER {
 		t.Fatalf("carol resuming %s: want NOT_MEMBER, got %v", whole, f)
 	}
+
+	// carol is added at version 3, which this gateway delivers live while
+	// the views still stand at 2. A device of hers resuming from 0 holds
+	// no version yet, but the gateway has seen past the views: they cannot
+	// say she is no member, so the conversation fails alone, to be resumed
+	// again; once the views have the join, it resumes.
+	join := &pb.Event{ConversationId: whole, Seq: 3, Version: 3, ActorUserId: "alice", ActorDeviceId: "phone",
+		Body: &pb.Event_MembersAdded{MembersAdded: &pb.MembersAdded{UserIds: []string{"carol"}}}}
+	e.produceEvent(join)
+	if got := c.nextEvent(); got.GetConversationId() != whole || got.GetVersion() != 3 {
+		t.Fatalf("alice live: got %v, want carol's join at 3", got)
+	}
+	if got := carol.nextEvent(); got.GetConversationId() != whole || got.GetVersion() != 3 {
+		t.Fatalf("carol live: got %v, want her join at 3", got)
+	}
+	resumed, got = resumeFrom(t, carol, &pb.ConversationCursor{ConversationId: whole})
+	if f := resumed.GetFailed(); len(got) != 0 || len(f) != 1 || f[0].GetConversationId() != whole ||
+		f[0].GetCode() != pb.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		t.Fatalf("carol resuming %s from 0 with the views behind: events %v, failed %v; want %s UNAVAILABLE", whole, got, f, whole)
+	}
+	b, _ := proto.Marshal(join)
+	for _, q := range []struct {
+		cql  string
+		args []any
+	}{
+		{"INSERT INTO members (conversation_id, user_id, removed, joined_seq) VALUES (?, 'carol', false, 3)", []any{whole}},
+		{"INSERT INTO changes (conversation_id, bucket, version, seq, type, event) VALUES (?, ?, 3, 3, 'MembersAdded', ?)", []any{whole, schemas.ChangesBucket(3), b}},
+		{"UPDATE conversations SET last_seq = 3, last_version = 3 WHERE conversation_id = ?", []any{whole}},
+	} {
+		if err := s.Query(q.cql, q.args...).Exec(); err != nil {
+			t.Fatalf("%s: %v", q.cql, err)
+		}
+	}
+	resumed, got = resumeFrom(t, carol, &pb.ConversationCursor{ConversationId: whole})
+	// Her join was sent live already: the catch-up is what came before.
+	if cur := resumed.GetCursors(); len(resumed.GetFailed()) != 0 || !slices.Equal(got, []string{"8:1", "8:2"}) ||
+		len(cur) != 1 || cur[0].GetVersion() != 3 {
+		t.Fatalf("carol resuming %s once the views have her join: events %v, %v; want 8:1 8:2, at 3", whole, got, resumed)
+	}
 }
 
 // TestResumeEdgesRefetch: a conversation further behind than
