@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"google.golang.org/protobuf/proto"
 )
 
 // The changelog (parley.ingest.state, compacted) holds the decider's state as
@@ -38,6 +39,8 @@ import (
 //	i\x00<conv>\x00<invite id>         -> inviteRec    (an invitation link; kept when revoked)
 //	q\x00<conv>\x00<user>              -> requestRec   (user's pending join request; tombstone when
 //	                                                    approved, declined, or the user is added)
+//	a\x00<conv>\x00<attachment id>     -> uploadRec    (an attachment uploaded and not sent; tombstone
+//	                                                    when sent or expired)
 //
 // <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
 // notice, a recall is final. They are rare (one per membership change or
@@ -72,6 +75,7 @@ const (
 	prefixBlocker   = "k"
 	prefixInvite    = "i"
 	prefixRequest   = "q"
+	prefixUpload    = "a"
 	sep             = "\x00"
 )
 
@@ -155,6 +159,22 @@ type dedupRec struct {
 	// Edits and EditIDs (the newest last): none in older records.
 	Edits   int32    `json:"n,omitempty"`
 	EditIDs []string `json:"e,omitempty"`
+	// Atts are the attachments the message sent: none in older records.
+	Atts []sentRec `json:"a,omitempty"`
+}
+
+// sentRec is an attachment a remembered send sent (sentAttachment).
+type sentRec struct {
+	ID        string `json:"i"`
+	SHA256    string `json:"s"`
+	Thumbnail string `json:"t,omitempty"`
+}
+
+// uploadRec is an attachment uploaded and not sent (upload): Attachment is
+// the protobuf-encoded parley.v1.Attachment.
+type uploadRec struct {
+	At         int64  `json:"t"`
+	Attachment []byte `json:"a"`
 }
 
 // blockedRec marks a user blocked by a user stream's user; it has no fields.
@@ -236,7 +256,7 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			var v any
 			if e, ok := st.lookup(r.user, r.clientMsgID); ok {
 				x := e.extra()
-				v = dedupRec{Seq: e.seq, At: e.at, ContentType: x.ct, Edits: x.edits, EditIDs: x.editIDs}
+				v = dedupRec{Seq: e.seq, At: e.at, ContentType: x.ct, Edits: x.edits, EditIDs: x.editIDs, Atts: sentRecs(x.atts)}
 			}
 			out = append(out, record(topic, partition, dedupChangelogKey(conv, r.user, r.clientMsgID), v))
 		}
@@ -293,6 +313,39 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			v = requestRec{Invite: r.invite, At: r.at}
 		}
 		out = append(out, record(topic, partition, prefixRequest+sep+conv+sep+u, v))
+	}
+	for _, id := range d.uploads {
+		var v any
+		if u := st.uploads[id]; u != nil {
+			b, err := proto.Marshal(u.att)
+			if err != nil {
+				panic(err) // a checked Attachment always marshals
+			}
+			v = uploadRec{At: u.at, Attachment: b}
+		}
+		out = append(out, record(topic, partition, prefixUpload+sep+conv+sep+id, v))
+	}
+	return out
+}
+
+func sentRecs(atts []sentAttachment) []sentRec {
+	if len(atts) == 0 {
+		return nil
+	}
+	out := make([]sentRec, len(atts))
+	for i, a := range atts {
+		out[i] = sentRec{ID: a.id, SHA256: a.sha256, Thumbnail: a.thumbnail}
+	}
+	return out
+}
+
+func sentAttachments(recs []sentRec) []sentAttachment {
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make([]sentAttachment, len(recs))
+	for i, r := range recs {
+		out[i] = sentAttachment{id: r.ID, sha256: r.SHA256, thumbnail: r.Thumbnail}
 	}
 	return out
 }
@@ -423,6 +476,24 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			st.requests = map[string]*joinRequest{}
 		}
 		st.requests[parts[2]] = &joinRequest{invite: r.Invite, at: r.At}
+	case parts[0] == prefixUpload && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.uploads, parts[2])
+			return nil
+		}
+		var r uploadRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		a := &pb.Attachment{}
+		if err := proto.Unmarshal(r.Attachment, a); err != nil {
+			return fmt.Errorf("ingest: changelog %q: attachment: %w", key, err)
+		}
+		if st.uploads == nil {
+			st.uploads = map[string]*upload{}
+		}
+		st.uploads[parts[2]] = &upload{at: r.At, att: a}
 	case parts[0] == prefixDedup && len(parts) == 4:
 		ref := dedupRef{parts[2], parts[3]}
 		ds := b.dedup[conv]
@@ -438,7 +509,7 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
-		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs})
+		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs, atts: sentAttachments(d.Atts)})
 	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions || parts[0] == prefixPin) && len(parts) == 3:
 		seq, err := strconv.ParseInt(parts[2], 10, 64)
 		if err != nil || seq < 1 {

@@ -63,6 +63,13 @@ type Limits struct {
 	// MaxJoinRequests caps a group's pending join requests (default 1,000;
 	// LIMIT_REACHED).
 	MaxJoinRequests int
+	// MaxPendingAttachments caps the attachments uploaded to one
+	// conversation and not sent yet (default 1,000; LIMIT_REACHED).
+	MaxPendingAttachments int
+	// AttachmentTTL is how long an upload nobody sends is kept: an
+	// ExpireAttachment deletes it only once this has passed since it was
+	// received (default 24h).
+	AttachmentTTL time.Duration
 }
 
 // DefaultLimits are the limits used when a field is zero.
@@ -83,6 +90,8 @@ var DefaultLimits = Limits{
 	MaxInvites:             100,
 	MaxInviteUses:          10_000,
 	MaxJoinRequests:        1000,
+	MaxPendingAttachments:  1000,
+	AttachmentTTL:          24 * time.Hour,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -134,6 +143,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxJoinRequests > 0 {
 		d.MaxJoinRequests = l.MaxJoinRequests
+	}
+	if l.MaxPendingAttachments > 0 {
+		d.MaxPendingAttachments = l.MaxPendingAttachments
+	}
+	if l.AttachmentTTL > 0 {
+		d.AttachmentTTL = l.AttachmentTTL
 	}
 	return d
 }
@@ -239,6 +254,10 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		// The one command of a user who is not a member.
 		return join(l, st, user, j, base, received.UnixMilli())
 	}
+	if x := cmd.GetExpireAttachment(); x != nil {
+		// Its owner may have left since the upload.
+		return expireAttachment(l, st, x, base, received.UnixMilli())
+	}
 	if cmd.GetBody() == nil {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_UNSUPPORTED, "command has no body this version knows")
 	}
@@ -301,6 +320,9 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 
 	case *pb.Command_DecideJoinRequest:
 		return decideJoin(l, st, user, b.DecideJoinRequest, base)
+
+	case *pb.Command_UploadAttachment:
+		return uploadAttachment(l, st, user, b.UploadAttachment, base, received.UnixMilli())
 
 	case *pb.Command_MarkRead, *pb.Command_MarkDelivered:
 		up := cmd.GetMarkRead().GetUpToSeq()
@@ -439,6 +461,19 @@ func checkText(l Limits, text, contentType string) (string, *rejection) {
 	return ct, nil
 }
 
+// checkCaption checks the content type of a send whose text is empty
+// because it carries attachments: a caption is plain or markdown text.
+func checkCaption(contentType string) (string, *rejection) {
+	ct := strings.ToLower(contentType)
+	switch ct {
+	case "":
+		return schemas.ContentText, nil
+	case schemas.ContentText, schemas.ContentMarkdown:
+		return ct, nil
+	}
+	return "", reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a message of attachments without text is text/plain or text/markdown, not %s", schemas.Clip(contentType))
+}
+
 // checkMessage refuses a seq that is not a message of the timeline: before
 // its start, past its end, or a member notice.
 func checkMessage(st *convState, seq int64) *rejection {
@@ -566,7 +601,11 @@ func recall(l Limits, st *convState, user string, seq int64, base *pb.Event, rec
 	d.recalled = append(d.recalled, seq)
 	ev := cloneBase(base)
 	ev.Body = &pb.Event_MessageRecalled{MessageRecalled: &pb.MessageRecalled{MessageSeq: seq, SenderUserId: ref.user}}
-	return st, []*pb.Event{ev}, d, nil
+	evs := []*pb.Event{ev}
+	if known {
+		evs = append(evs, recalledAttachments(base, ref.user, seq, e.extra().atts)...)
+	}
+	return st, evs, d, nil
 }
 
 // maxEmojiBytes bounds AddReaction.emoji and RemoveReaction.emoji.
@@ -687,7 +726,13 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *
 	if rej := checkClientMsgID(l, m.GetClientMsgId()); rej != nil {
 		return st, nil, d, rej
 	}
-	ct, rej := checkText(l, m.GetText(), m.GetContentType())
+	var ct string
+	var rej *rejection
+	if m.GetText() == "" && len(m.GetAttachmentIds()) > 0 {
+		ct, rej = checkCaption(m.GetContentType())
+	} else {
+		ct, rej = checkText(l, m.GetText(), m.GetContentType())
+	}
 	if rej != nil {
 		return st, nil, d, rej
 	}
@@ -721,6 +766,10 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *
 	if rej != nil {
 		return st, nil, d, rej
 	}
+	atts, rej := takeAttachments(st, user, m.GetAttachmentIds())
+	if rej != nil {
+		return st, nil, d, rej
+	}
 	// A mute that ended is forgotten with the sender's member record,
 	// which the send rewrites anyway.
 	ms.mutedUntil = 0
@@ -729,13 +778,16 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *
 	ev := cloneBase(base)
 	ev.Seq = st.lastSeq
 	ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct,
-		ReplyToSeq: m.GetReplyToSeq(), MentionUserIds: mentions, MentionAll: m.GetMentionAll(), ForwardedFrom: from}}
+		ReplyToSeq: m.GetReplyToSeq(), MentionUserIds: mentions, MentionAll: m.GetMentionAll(), ForwardedFrom: from, Attachments: atts}}
 	ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
 	d.member(user)
 	d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
 	e := dedupEntry{seq: st.lastSeq, at: received.UnixMilli()}
-	if ct != schemas.ContentText {
-		e = e.with(sendExtra{ct: ct})
+	if x := (sendExtra{atts: sendAttachments(st, atts, &d)}); ct != schemas.ContentText || len(x.atts) > 0 {
+		if ct != schemas.ContentText {
+			x.ct = ct
+		}
+		e = e.with(x)
 	}
 	for _, old := range st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender) {
 		d.dedup = append(d.dedup, dedupRef{user, old})

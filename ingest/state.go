@@ -64,6 +64,10 @@ type convState struct {
 	// requests (a group): user -> its pending join request (at most
 	// Limits.MaxJoinRequests). nil until the first request.
 	requests map[string]*joinRequest
+	// uploads (a conversation): attachment id -> an attachment uploaded and
+	// not sent yet (at most Limits.MaxPendingAttachments). nil until the
+	// first upload.
+	uploads map[string]*upload
 }
 
 // exists reports whether s is a created conversation: not nil, and not the
@@ -161,6 +165,9 @@ type sendExtra struct {
 	// edits counts the message's edits (MessageEdited.edit_number of the
 	// last one).
 	edits int32
+	// atts are the attachments the message sent (their deletion follows
+	// its recall).
+	atts []sentAttachment
 	// noTime: restored from a record written before receive times were
 	// kept; at is then the restore's time and says nothing about when the
 	// message was sent, so its sender may no longer edit or recall it.
@@ -177,7 +184,7 @@ func (e dedupEntry) extra() sendExtra {
 
 // with returns e with extra fields x (none when x is zero).
 func (e dedupEntry) with(x sendExtra) dedupEntry {
-	if x.ct == "" && len(x.editIDs) == 0 && x.edits == 0 && !x.noTime {
+	if x.ct == "" && len(x.editIDs) == 0 && x.edits == 0 && len(x.atts) == 0 && !x.noTime {
 		e.x = nil
 	} else {
 		e.x = &x
@@ -445,6 +452,7 @@ type delta struct {
 	blockers  []string // a direct conversation: blockers whose block began or ended
 	invites   []string // a group: invitation links created, used or revoked
 	requests  []string // a group: users whose join request began or ended
+	uploads   []string // attachments uploaded, sent or expired
 	// derived are the commands the decision appends to the commands topic
 	// (the second step of a two-stream decision), in the same transaction
 	// as its events and changelog records. Not changelog state.

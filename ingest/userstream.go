@@ -15,7 +15,8 @@ const maxHideSeqs = 100
 // (MessageDeduplicated) and the decision records of two-stream decisions
 // (DirectBlockChanged, MessageForwarded) do not.
 func versioned(ev *pb.Event) bool {
-	return ev.GetMessageDeduplicated() == nil && ev.GetDirectBlockChanged() == nil && ev.GetMessageForwarded() == nil
+	return ev.GetMessageDeduplicated() == nil && ev.GetDirectBlockChanged() == nil && ev.GetMessageForwarded() == nil &&
+		ev.GetAttachmentUploaded() == nil && ev.GetAttachmentDeleted() == nil
 }
 
 // userStreamCommand reports whether cmd is one of the per-user commands,

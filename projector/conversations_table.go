@@ -46,6 +46,8 @@ type conversationsView struct {
 	selectRow, selectLastSeq, selectKindTitle string
 	selectLastVersion                         string
 	rows                                      jsonRows
+	// messages reads the send an edit changes, for its attachments.
+	messages messagesView
 }
 
 const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
@@ -65,6 +67,7 @@ func newConversations(keyspace string) conversationsView {
 	}
 	return conversationsView{
 		settings: settings,
+		messages: newMessages(keyspace),
 		owner: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
 			SET owner_user_id = ? WHERE conversation_id = ?`),
 		created: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
@@ -109,7 +112,7 @@ func (v lastVersionView) plan(_ context.Context, _ *gocql.Session, ev *event) ([
 	return []stmt{upsert(v.cql, convPart(id), id, versionTS(ver), ver, id)}, nil
 }
 
-func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) ([]stmt, error) {
+func (v conversationsView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stmt, error) {
 	id, seq := ev.GetConversationId(), ev.GetSeq()
 	switch ev.typ {
 	case schemas.TypeConversationCreated:
@@ -128,10 +131,18 @@ func (v conversationsView) plan(_ context.Context, _ *gocql.Session, ev *event) 
 	case schemas.TypeMessageSent:
 		m := ev.GetMessageSent()
 		return []stmt{upsert(v.message, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), seq, ev.GetActorUserId(), id),
-			upsert(v.preview, convPart(id), id, msgTS(seq, 0), preview(m.GetText()), id)}, nil
+			upsert(v.preview, convPart(id), id, msgTS(seq, 0), preview(schemas.MessagePreviewText(m.GetText(), m.GetAttachments())), id)}, nil
 	case schemas.TypeMessageEdited:
+		// An edit changes the text (a caption) only: the preview keeps the
+		// attachments of the send, read from its row (written by an
+		// earlier step, or an earlier batch: the log has the send first).
 		e := ev.GetMessageEdited()
-		return []stmt{upsert(v.preview, convPart(id), id, msgTS(e.GetMessageSeq(), int64(e.GetEditNumber())), preview(e.GetText()), id)}, nil
+		sent, err := v.messages.sentEvent(ctx, s, id, e.GetMessageSeq())
+		if err != nil {
+			return nil, err
+		}
+		text := schemas.MessagePreviewText(e.GetText(), sent.GetMessageSent().GetAttachments())
+		return []stmt{upsert(v.preview, convPart(id), id, msgTS(e.GetMessageSeq(), int64(e.GetEditNumber())), preview(text), id)}, nil
 	case schemas.TypeMessageRecalled:
 		return []stmt{upsert(v.preview, convPart(id), id, msgTS(ev.GetMessageRecalled().GetMessageSeq(), recallSub), nil, id)}, nil
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:

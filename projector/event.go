@@ -101,6 +101,21 @@ func decode(key, value []byte) (*event, error) {
 		if f := e.GetMessageSent().GetForwardedFrom(); f != nil && (f.GetConversationId() == "" || f.GetSeq() < 1) {
 			return ev, poison("MessageSent forwarded from no message (conversation %q, seq %d)", f.GetConversationId(), f.GetSeq())
 		}
+		for _, a := range e.GetMessageSent().GetAttachments() {
+			if err := schemas.CheckAttachment(a); err != nil {
+				return ev, poison("MessageSent with a malformed attachment: %v", err)
+			}
+		}
+	case *pb.Event_AttachmentUploaded:
+		if err := schemas.CheckAttachment(b.AttachmentUploaded.GetAttachment()); err != nil {
+			return ev, poison("AttachmentUploaded: %v", err)
+		}
+	case *pb.Event_AttachmentDeleted:
+		d := b.AttachmentDeleted
+		if schemas.CheckAttachmentID("attachment_id", d.GetAttachmentId()) != nil || schemas.CheckSHA256("sha256", d.GetSha256()) != nil ||
+			d.GetOwnerUserId() == "" {
+			return ev, poison("AttachmentDeleted without a well-formed attachment id, sha256 and owner")
+		}
 	case *pb.Event_MessagePinned, *pb.Event_MessageUnpinned:
 		if e.GetActorUserId() == "" {
 			return ev, poison("%s without actor_user_id", ev.typ)

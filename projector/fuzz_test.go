@@ -45,8 +45,10 @@ func FuzzDecodeEvent(f *testing.F) {
 		if ev.GetConversationId() != string(key) {
 			t.Fatalf("decoded %q under key %q", ev.GetConversationId(), key)
 		}
-		if !projected(ev.typ) || startsBatch(ev, false) {
-			return // creations, additions and recalls read the views while planning
+		if !projected(ev.typ) || startsBatch(ev, false) || ev.typ == schemas.TypeMessageEdited {
+			// Creations, additions and recalls read the views while
+			// planning, and an edit reads its send (for the preview).
+			return
 		}
 		for _, step := range v.steps {
 			for _, p := range step {

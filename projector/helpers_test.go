@@ -197,7 +197,7 @@ func (e *env) checkpoints(keyspace, group string) map[int32]int64 {
 // viewTables are the tables that must be a pure function of the log.
 var viewTables = []string{"messages", "changes", "conversations", "members", "inbox", "message_edits", "reactions",
 	"pins", "mentions", "mentions_all", "replies", "conversation_prefs", "hidden_messages", "history_cleared", "blocks",
-	"invites", "join_requests"}
+	"invites", "join_requests", "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads"}
 
 // dump reads every row of the views as sorted JSON lines, per table.
 func (e *env) dump(keyspace string) map[string][]string {

@@ -166,7 +166,7 @@ func (v messagesView) sentEvent(ctx context.Context, s *gocql.Session, conv stri
 }
 
 // redactedSent is the MessageSent of a recalled message as the views keep
-// it: every field but its content (text, content type). Without the stored
+// it: every field but its content (text, content type, attachments). Without the stored
 // send (a lost row) it is rebuilt from the recall: seq and sender only.
 func redactedSent(recall *event, sent *pb.Event) *pb.Event {
 	if sent == nil {
@@ -176,7 +176,7 @@ func redactedSent(recall *event, sent *pb.Event) *pb.Event {
 	}
 	out := proto.Clone(sent).(*pb.Event)
 	if m := out.GetMessageSent(); m != nil {
-		m.Text, m.ContentType = "", ""
+		m.Text, m.ContentType, m.Attachments = "", "", nil
 	}
 	return out
 }

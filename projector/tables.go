@@ -35,6 +35,7 @@ type Tables struct {
 	blocks        blocksView
 	invites       invitesView
 	joinRequests  joinRequestsView
+	attachments   attachmentsView
 	checkpoints   checkpoints
 }
 
@@ -62,6 +63,7 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		blocks:        newBlocks(keyspace),
 		invites:       newInvites(keyspace),
 		joinRequests:  newJoinRequests(keyspace),
+		attachments:   newAttachments(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
 }
@@ -72,7 +74,7 @@ func (t *Tables) Keyspace() string { return t.keyspace }
 // checkedTables are the tables a reader needs, each owned by one file.
 var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions",
 	"pins", "mentions", "mentions_all", "replies", "conversation_prefs", "hidden_messages", "history_cleared", "blocks",
-	"invites", "join_requests"}
+	"invites", "join_requests", "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -100,7 +102,9 @@ type jsonRows struct {
 // message seq; pins and mentions_all: conversation id; mentions: user id;
 // replies: conversation id, reply_to_seq; conversation_prefs and blocks: user
 // id; hidden_messages and history_cleared: user id, conversation id;
-// invites and join_requests: conversation id.
+// invites, join_requests and attachments: conversation id;
+// attachment_blobs: sha256; owner_attachments: owner user id;
+// attachment_uploads: hour.
 func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql.Iter, error) {
 	var r jsonRows
 	switch table {
@@ -136,6 +140,14 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.blocks.rows
 	case "invites":
 		r = t.invites.rows
+	case "attachments":
+		r = t.attachments.rows
+	case "attachment_blobs":
+		r = t.attachments.blobRows
+	case "owner_attachments":
+		r = t.attachments.ownerRows
+	case "attachment_uploads":
+		r = t.attachments.hourRows
 	case "join_requests":
 		r = t.joinRequests.rows
 	default:

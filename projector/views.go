@@ -103,7 +103,7 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 		steps: [][]planner{
 			{newMessages(keyspace), newChanges(keyspace), newEdits(keyspace), newReactions(keyspace), newPins(keyspace), newMentions(keyspace),
 				newReplies(keyspace), newPrefs(keyspace), newHidden(keyspace), newBlocks(keyspace), newInvites(keyspace),
-				newJoinRequests(keyspace)},
+				newJoinRequests(keyspace), newAttachments(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
 			{newConversations(keyspace).lastVersion()},
 		},

@@ -47,6 +47,9 @@ const (
 	TypeInviteRevoked       = "InviteRevoked"
 	TypeJoinRequested       = "JoinRequested"
 	TypeJoinRequestDeclined = "JoinRequestDeclined"
+	// Attachments (version 0, delivered to the uploader only).
+	TypeAttachmentUploaded = "AttachmentUploaded"
+	TypeAttachmentDeleted  = "AttachmentDeleted"
 	// What the gateway sends a device in place of an event it may not see;
 	// never on a topic.
 	TypeWithheld = "Withheld"
@@ -82,6 +85,10 @@ const (
 	TypeRevokeInvite            = "RevokeInvite"
 	TypeJoinConversation        = "JoinConversation"
 	TypeDecideJoinRequest       = "DecideJoinRequest"
+	// Appended by a gateway's HTTP handlers or janitor, never from a
+	// ClientFrame.
+	TypeUploadAttachment = "UploadAttachment"
+	TypeExpireAttachment = "ExpireAttachment"
 	// Written by ingest only (the second step of a two-stream decision).
 	TypeDirectBlock      = "DirectBlock"
 	TypeForwardedMessage = "ForwardedMessage"

@@ -469,6 +469,10 @@ var viewTables = []table{
 	{"blocks", []string{"user_id", "blocked_user_id"}},
 	{"invites", []string{"conversation_id", "invite_id"}},
 	{"join_requests", []string{"conversation_id", "user_id"}},
+	{"attachments", []string{"conversation_id", "attachment_id"}},
+	{"attachment_blobs", []string{"sha256", "conversation_id", "attachment_id", "role"}},
+	{"owner_attachments", []string{"owner_user_id", "conversation_id", "attachment_id"}},
+	{"attachment_uploads", []string{"hour", "conversation_id", "attachment_id"}},
 }
 
 // userTables are the views of the user streams: their rows belong to the
@@ -537,7 +541,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 	edits, reactions := viewTables[5], viewTables[6]
 	pins, mentions, mentionsAll := viewTable("pins"), viewTable("mentions"), viewTable("mentions_all")
 	for _, id := range ids {
-		for _, t := range []table{conv, members, pins, mentionsAll, viewTable("invites"), viewTable("join_requests")} {
+		for _, t := range []table{conv, members, pins, mentionsAll, viewTable("invites"), viewTable("join_requests"), viewTable("attachments")} {
 			if err := add(t, id); err != nil {
 				return nil, err
 			}
@@ -624,6 +628,37 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 		_ = json.Unmarshal(m["seq"], &seq)
 		if err := add(edits, id, seq); err != nil {
 			return nil, err
+		}
+	}
+	// The indexes of the attachments: by blob, by owner and by upload
+	// hour, each one partition over every conversation; keep the rows of
+	// the chosen conversations.
+	idx := map[string]map[string][]any{}
+	for _, a := range out["attachments"] {
+		keys := map[string]any{"attachment_blobs": str(a["sha256"]), "owner_attachments": str(a["owner_user_id"])}
+		if at, err := time.Parse("2006-01-02 15:04:05.000Z", str(a["uploaded_at"])); err == nil {
+			keys["attachment_uploads"] = projector.UploadHour(at)
+		}
+		for t, k := range keys {
+			if idx[t] == nil {
+				idx[t] = map[string][]any{}
+			}
+			idx[t][fmt.Sprint(k)] = []any{k}
+		}
+		if th := a["thumbnail_sha256"]; !isNull(th) {
+			idx["attachment_blobs"][str(th)] = []any{str(th)}
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(idx)) {
+		for _, k := range slices.Sorted(maps.Keys(idx[t])) {
+			if err := add(viewTable(t), idx[t][k]...); err != nil {
+				return nil, err
+			}
+		}
+		for n, r := range out[t] {
+			if _, chosen := slices.BinarySearch(ids, str(r["conversation_id"])); !chosen {
+				delete(out[t], n)
+			}
 		}
 	}
 	return out, nil

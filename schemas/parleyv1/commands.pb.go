@@ -76,6 +76,8 @@ type Command struct {
 	//	*Command_RevokeInvite
 	//	*Command_JoinConversation
 	//	*Command_DecideJoinRequest
+	//	*Command_UploadAttachment
+	//	*Command_ExpireAttachment
 	//	*Command_DirectBlock
 	//	*Command_ForwardedMessage
 	Body          isCommand_Body `protobuf_oneof:"body"`
@@ -398,6 +400,24 @@ func (x *Command) GetDecideJoinRequest() *DecideJoinRequest {
 	return nil
 }
 
+func (x *Command) GetUploadAttachment() *UploadAttachment {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UploadAttachment); ok {
+			return x.UploadAttachment
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetExpireAttachment() *ExpireAttachment {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ExpireAttachment); ok {
+			return x.ExpireAttachment
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetDirectBlock() *DirectBlock {
 	if x != nil {
 		if x, ok := x.Body.(*Command_DirectBlock); ok {
@@ -536,6 +556,17 @@ type Command_DecideJoinRequest struct {
 	DecideJoinRequest *DecideJoinRequest `protobuf:"bytes,41,opt,name=decide_join_request,json=decideJoinRequest,proto3,oneof"`
 }
 
+type Command_UploadAttachment struct {
+	// 50 to 59 are appended by a gateway's HTTP handlers on behalf of the
+	// authenticated user (uploads) or by its attachment janitor; a
+	// ClientFrame has no such body.
+	UploadAttachment *UploadAttachment `protobuf:"bytes,50,opt,name=upload_attachment,json=uploadAttachment,proto3,oneof"`
+}
+
+type Command_ExpireAttachment struct {
+	ExpireAttachment *ExpireAttachment `protobuf:"bytes,51,opt,name=expire_attachment,json=expireAttachment,proto3,oneof"`
+}
+
 type Command_DirectBlock struct {
 	// 60 and up are written by ingest only, as the second step of a
 	// decision that spans two streams; a gateway never appends them and a
@@ -602,6 +633,10 @@ func (*Command_RevokeInvite) isCommand_Body() {}
 func (*Command_JoinConversation) isCommand_Body() {}
 
 func (*Command_DecideJoinRequest) isCommand_Body() {}
+
+func (*Command_UploadAttachment) isCommand_Body() {}
+
+func (*Command_ExpireAttachment) isCommand_Body() {}
 
 func (*Command_DirectBlock) isCommand_Body() {}
 
@@ -834,7 +869,13 @@ type SendMessage struct {
 	MentionUserIds []string `protobuf:"bytes,5,rep,name=mention_user_ids,json=mentionUserIds,proto3" json:"mention_user_ids,omitempty"`
 	// @all: every member is mentioned. Who may is the group's
 	// who_may_mention_all (ERROR_CODE_PERMISSION_DENIED).
-	MentionAll    bool `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
+	MentionAll bool `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
+	// Attachments uploaded to this conversation by the sender and not sent
+	// yet (UploadAttachment), at most schemas.MaxAttachmentsPerMessage, no
+	// duplicates. An unknown id, someone else's, or one already sent is
+	// refused ERROR_CODE_ATTACHMENT_NOT_FOUND. With attachments, text is the
+	// caption and may be empty.
+	AttachmentIds []string `protobuf:"bytes,7,rep,name=attachment_ids,json=attachmentIds,proto3" json:"attachment_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,6 +950,13 @@ func (x *SendMessage) GetMentionAll() bool {
 		return x.MentionAll
 	}
 	return false
+}
+
+func (x *SendMessage) GetAttachmentIds() []string {
+	if x != nil {
+		return x.AttachmentIds
+	}
+	return nil
 }
 
 // EditMessage replaces the text of one of the sender's own messages. Only
@@ -2351,11 +2399,110 @@ func (x *DecideJoinRequest) GetApprove() bool {
 	return false
 }
 
+// UploadAttachment records a file whose bytes the gateway has stored
+// (they are complete, sniffed and digested) as uploaded by Command.user_id
+// to Command.conversation_id, of which the uploader must be a member. The
+// decider remembers it until it is sent (SendMessage.attachment_ids) or
+// expires (ExpireAttachment). A resend of the same attachment yields no
+// event; another attachment under an id in use is refused.
+type UploadAttachment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachment    *Attachment            `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadAttachment) Reset() {
+	*x = UploadAttachment{}
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadAttachment) ProtoMessage() {}
+
+func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadAttachment.ProtoReflect.Descriptor instead.
+func (*UploadAttachment) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UploadAttachment) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+// ExpireAttachment asks the decider to forget an upload nobody sent: it
+// yields AttachmentDeleted (reason EXPIRED) only while the attachment is
+// still unsent and was uploaded at least the decider's attachment TTL
+// before Command.received_at; otherwise nothing. Appended by a gateway's
+// janitor (Command.user_id = the owner), never by a device.
+type ExpireAttachment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AttachmentId  string                 `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireAttachment) Reset() {
+	*x = ExpireAttachment{}
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireAttachment) ProtoMessage() {}
+
+func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireAttachment.ProtoReflect.Descriptor instead.
+func (*ExpireAttachment) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExpireAttachment) GetAttachmentId() string {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return ""
+}
+
 var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\"\xfc\x10\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\"\x94\x12\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -2395,7 +2542,9 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\rcreate_invite\x18& \x01(\v2\x17.parley.v1.CreateInviteH\x00R\fcreateInvite\x12>\n" +
 	"\rrevoke_invite\x18' \x01(\v2\x17.parley.v1.RevokeInviteH\x00R\frevokeInvite\x12J\n" +
 	"\x11join_conversation\x18( \x01(\v2\x1b.parley.v1.JoinConversationH\x00R\x10joinConversation\x12N\n" +
-	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12;\n" +
+	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12J\n" +
+	"\x11upload_attachment\x182 \x01(\v2\x1b.parley.v1.UploadAttachmentH\x00R\x10uploadAttachment\x12J\n" +
+	"\x11expire_attachment\x183 \x01(\v2\x1b.parley.v1.ExpireAttachmentH\x00R\x10expireAttachment\x12;\n" +
 	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
 	"\x11forwarded_message\x18= \x01(\v2\x1b.parley.v1.ForwardedMessageH\x00R\x10forwardedMessageB\x06\n" +
 	"\x04body\"\x83\x01\n" +
@@ -2408,7 +2557,7 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"'\n" +
 	"\fRemoveMember\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x13\n" +
-	"\x11LeaveConversation\"\xd5\x01\n" +
+	"\x11LeaveConversation\"\xfc\x01\n" +
 	"\vSendMessage\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
@@ -2417,7 +2566,8 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"replyToSeq\x12(\n" +
 	"\x10mention_user_ids\x18\x05 \x03(\tR\x0ementionUserIds\x12\x1f\n" +
 	"\vmention_all\x18\x06 \x01(\bR\n" +
-	"mentionAll\"z\n" +
+	"mentionAll\x12%\n" +
+	"\x0eattachment_ids\x18\a \x03(\tR\rattachmentIds\"z\n" +
 	"\vEditMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
@@ -2504,7 +2654,13 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\x04note\x18\x03 \x01(\tR\x04note\"F\n" +
 	"\x11DecideJoinRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
-	"\aapprove\x18\x02 \x01(\bR\aapproveB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\aapprove\x18\x02 \x01(\bR\aapprove\"I\n" +
+	"\x10UploadAttachment\x125\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2\x15.parley.v1.AttachmentR\n" +
+	"attachment\"7\n" +
+	"\x10ExpireAttachment\x12#\n" +
+	"\rattachment_id\x18\x01 \x01(\tR\fattachmentIdB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_commands_proto_rawDescOnce sync.Once
@@ -2518,7 +2674,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -2550,15 +2706,18 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*RevokeInvite)(nil),            // 27: parley.v1.RevokeInvite
 	(*JoinConversation)(nil),        // 28: parley.v1.JoinConversation
 	(*DecideJoinRequest)(nil),       // 29: parley.v1.DecideJoinRequest
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 31: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 32: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 33: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 34: parley.v1.Mute
-	(*ForwardOrigin)(nil),           // 35: parley.v1.ForwardOrigin
+	(*UploadAttachment)(nil),        // 30: parley.v1.UploadAttachment
+	(*ExpireAttachment)(nil),        // 31: parley.v1.ExpireAttachment
+	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 33: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 34: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 35: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 36: parley.v1.Mute
+	(*ForwardOrigin)(nil),           // 37: parley.v1.ForwardOrigin
+	(*Attachment)(nil),              // 38: parley.v1.Attachment
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	30, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	32, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -2586,21 +2745,24 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	27, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
 	28, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
 	29, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	24, // 28: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	25, // 29: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	31, // 30: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	32, // 31: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	33, // 32: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	30, // 33: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	34, // 34: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	35, // 35: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	35, // 36: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	30, // 37: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	30, // 28: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
+	31, // 29: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
+	24, // 30: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	25, // 31: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	33, // 32: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	34, // 33: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	35, // 34: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	32, // 35: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	36, // 36: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	37, // 37: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	37, // 38: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	32, // 39: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 40: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -2608,6 +2770,7 @@ func file_parley_v1_commands_proto_init() {
 	if File_parley_v1_commands_proto != nil {
 		return
 	}
+	file_parley_v1_attachment_proto_init()
 	file_parley_v1_conversation_proto_init()
 	file_parley_v1_commands_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateConversation)(nil),
@@ -2637,6 +2800,8 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_RevokeInvite)(nil),
 		(*Command_JoinConversation)(nil),
 		(*Command_DecideJoinRequest)(nil),
+		(*Command_UploadAttachment)(nil),
+		(*Command_ExpireAttachment)(nil),
 		(*Command_DirectBlock)(nil),
 		(*Command_ForwardedMessage)(nil),
 	}
@@ -2647,7 +2812,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -100,6 +100,20 @@ const (
 	// (Limits.MaxInvites) or the pending join requests
 	// (Limits.MaxJoinRequests).
 	ErrorCode_ERROR_CODE_LIMIT_REACHED ErrorCode = 24
+	// An attachment named by a send is not an unsent upload of the sender
+	// in this conversation (unknown, someone else's, sent already, or
+	// expired), or a download names one that is not served (deleted, or not
+	// the caller's to read).
+	ErrorCode_ERROR_CODE_ATTACHMENT_NOT_FOUND ErrorCode = 25
+	// An upload is larger than the size allowed per file.
+	ErrorCode_ERROR_CODE_FILE_TOO_LARGE ErrorCode = 26
+	// An upload's bytes are of a media type the server does not accept, or
+	// do not match the type the uploader declared.
+	ErrorCode_ERROR_CODE_UNSUPPORTED_MEDIA_TYPE ErrorCode = 27
+	// An upload would take the user past their storage quota.
+	ErrorCode_ERROR_CODE_QUOTA_EXCEEDED ErrorCode = 28
+	// The virus scanner found the upload infected; nothing was stored.
+	ErrorCode_ERROR_CODE_INFECTED ErrorCode = 29
 )
 
 // Enum value maps for ErrorCode.
@@ -130,33 +144,43 @@ var (
 		22: "ERROR_CODE_BLOCKED",
 		23: "ERROR_CODE_INVITE_INVALID",
 		24: "ERROR_CODE_LIMIT_REACHED",
+		25: "ERROR_CODE_ATTACHMENT_NOT_FOUND",
+		26: "ERROR_CODE_FILE_TOO_LARGE",
+		27: "ERROR_CODE_UNSUPPORTED_MEDIA_TYPE",
+		28: "ERROR_CODE_QUOTA_EXCEEDED",
+		29: "ERROR_CODE_INFECTED",
 	}
 	ErrorCode_value = map[string]int32{
-		"ERROR_CODE_UNSPECIFIED":         0,
-		"ERROR_CODE_NOT_MEMBER":          1,
-		"ERROR_CODE_NOT_FOUND":           2,
-		"ERROR_CODE_INVALID_ARGUMENT":    3,
-		"ERROR_CODE_MESSAGE_TOO_LARGE":   4,
-		"ERROR_CODE_FRAME_TOO_LARGE":     5,
-		"ERROR_CODE_RATE_LIMITED":        6,
-		"ERROR_CODE_UNAUTHENTICATED":     7,
-		"ERROR_CODE_PERMISSION_DENIED":   8,
-		"ERROR_CODE_CONVERSATION_EXISTS": 9,
-		"ERROR_CODE_GROUP_FULL":          10,
-		"ERROR_CODE_UNAVAILABLE":         11,
-		"ERROR_CODE_INTERNAL":            12,
-		"ERROR_CODE_UNSUPPORTED":         13,
-		"ERROR_CODE_INVALID_ID":          14,
-		"ERROR_CODE_INVALID_CURSOR":      15,
-		"ERROR_CODE_WINDOW_PASSED":       16,
-		"ERROR_CODE_MESSAGE_RECALLED":    17,
-		"ERROR_CODE_NOT_EDITABLE":        18,
-		"ERROR_CODE_TOO_MANY_REACTIONS":  19,
-		"ERROR_CODE_MUTED":               20,
-		"ERROR_CODE_TOO_MANY_PINS":       21,
-		"ERROR_CODE_BLOCKED":             22,
-		"ERROR_CODE_INVITE_INVALID":      23,
-		"ERROR_CODE_LIMIT_REACHED":       24,
+		"ERROR_CODE_UNSPECIFIED":            0,
+		"ERROR_CODE_NOT_MEMBER":             1,
+		"ERROR_CODE_NOT_FOUND":              2,
+		"ERROR_CODE_INVALID_ARGUMENT":       3,
+		"ERROR_CODE_MESSAGE_TOO_LARGE":      4,
+		"ERROR_CODE_FRAME_TOO_LARGE":        5,
+		"ERROR_CODE_RATE_LIMITED":           6,
+		"ERROR_CODE_UNAUTHENTICATED":        7,
+		"ERROR_CODE_PERMISSION_DENIED":      8,
+		"ERROR_CODE_CONVERSATION_EXISTS":    9,
+		"ERROR_CODE_GROUP_FULL":             10,
+		"ERROR_CODE_UNAVAILABLE":            11,
+		"ERROR_CODE_INTERNAL":               12,
+		"ERROR_CODE_UNSUPPORTED":            13,
+		"ERROR_CODE_INVALID_ID":             14,
+		"ERROR_CODE_INVALID_CURSOR":         15,
+		"ERROR_CODE_WINDOW_PASSED":          16,
+		"ERROR_CODE_MESSAGE_RECALLED":       17,
+		"ERROR_CODE_NOT_EDITABLE":           18,
+		"ERROR_CODE_TOO_MANY_REACTIONS":     19,
+		"ERROR_CODE_MUTED":                  20,
+		"ERROR_CODE_TOO_MANY_PINS":          21,
+		"ERROR_CODE_BLOCKED":                22,
+		"ERROR_CODE_INVITE_INVALID":         23,
+		"ERROR_CODE_LIMIT_REACHED":          24,
+		"ERROR_CODE_ATTACHMENT_NOT_FOUND":   25,
+		"ERROR_CODE_FILE_TOO_LARGE":         26,
+		"ERROR_CODE_UNSUPPORTED_MEDIA_TYPE": 27,
+		"ERROR_CODE_QUOTA_EXCEEDED":         28,
+		"ERROR_CODE_INFECTED":               29,
 	}
 )
 
@@ -191,7 +215,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xf0\x05\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\x93\a\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -218,7 +242,12 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x18ERROR_CODE_TOO_MANY_PINS\x10\x15\x12\x16\n" +
 	"\x12ERROR_CODE_BLOCKED\x10\x16\x12\x1d\n" +
 	"\x19ERROR_CODE_INVITE_INVALID\x10\x17\x12\x1c\n" +
-	"\x18ERROR_CODE_LIMIT_REACHED\x10\x18B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x18ERROR_CODE_LIMIT_REACHED\x10\x18\x12#\n" +
+	"\x1fERROR_CODE_ATTACHMENT_NOT_FOUND\x10\x19\x12\x1d\n" +
+	"\x19ERROR_CODE_FILE_TOO_LARGE\x10\x1a\x12%\n" +
+	"!ERROR_CODE_UNSUPPORTED_MEDIA_TYPE\x10\x1b\x12\x1d\n" +
+	"\x19ERROR_CODE_QUOTA_EXCEEDED\x10\x1c\x12\x17\n" +
+	"\x13ERROR_CODE_INFECTED\x10\x1dB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

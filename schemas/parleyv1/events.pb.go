@@ -128,6 +128,57 @@ func (OwnershipTransferReason) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_events_proto_rawDescGZIP(), []int{1}
 }
 
+type AttachmentDeletedReason int32
+
+const (
+	AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_UNSPECIFIED AttachmentDeletedReason = 0
+	// Uploaded but never sent within the TTL (ExpireAttachment).
+	AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_EXPIRED AttachmentDeletedReason = 1
+	// The message that carried it was recalled.
+	AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_RECALLED AttachmentDeletedReason = 2
+)
+
+// Enum value maps for AttachmentDeletedReason.
+var (
+	AttachmentDeletedReason_name = map[int32]string{
+		0: "ATTACHMENT_DELETED_REASON_UNSPECIFIED",
+		1: "ATTACHMENT_DELETED_REASON_EXPIRED",
+		2: "ATTACHMENT_DELETED_REASON_RECALLED",
+	}
+	AttachmentDeletedReason_value = map[string]int32{
+		"ATTACHMENT_DELETED_REASON_UNSPECIFIED": 0,
+		"ATTACHMENT_DELETED_REASON_EXPIRED":     1,
+		"ATTACHMENT_DELETED_REASON_RECALLED":    2,
+	}
+)
+
+func (x AttachmentDeletedReason) Enum() *AttachmentDeletedReason {
+	p := new(AttachmentDeletedReason)
+	*p = x
+	return p
+}
+
+func (x AttachmentDeletedReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AttachmentDeletedReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_events_proto_enumTypes[2].Descriptor()
+}
+
+func (AttachmentDeletedReason) Type() protoreflect.EnumType {
+	return &file_parley_v1_events_proto_enumTypes[2]
+}
+
+func (x AttachmentDeletedReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AttachmentDeletedReason.Descriptor instead.
+func (AttachmentDeletedReason) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
 // Event is one fact decided by ingest, as written to the parley.events topic
 // (record key = conversation_id). The topic is the source of truth: every
 // view is a pure function of it, and it is kept forever.
@@ -199,6 +250,8 @@ type Event struct {
 	//	*Event_InviteRevoked
 	//	*Event_JoinRequested
 	//	*Event_JoinRequestDeclined
+	//	*Event_AttachmentUploaded
+	//	*Event_AttachmentDeleted
 	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -552,6 +605,24 @@ func (x *Event) GetJoinRequestDeclined() *JoinRequestDeclined {
 	return nil
 }
 
+func (x *Event) GetAttachmentUploaded() *AttachmentUploaded {
+	if x != nil {
+		if x, ok := x.Body.(*Event_AttachmentUploaded); ok {
+			return x.AttachmentUploaded
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAttachmentDeleted() *AttachmentDeleted {
+	if x != nil {
+		if x, ok := x.Body.(*Event_AttachmentDeleted); ok {
+			return x.AttachmentDeleted
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetWithheld() *Withheld {
 	if x != nil {
 		if x, ok := x.Body.(*Event_Withheld); ok {
@@ -687,6 +758,16 @@ type Event_JoinRequestDeclined struct {
 	JoinRequestDeclined *JoinRequestDeclined `protobuf:"bytes,39,opt,name=join_request_declined,json=joinRequestDeclined,proto3,oneof"`
 }
 
+type Event_AttachmentUploaded struct {
+	// Attachments (version 0: the facts of the files, not of the
+	// timeline; delivered to the uploader's devices only).
+	AttachmentUploaded *AttachmentUploaded `protobuf:"bytes,40,opt,name=attachment_uploaded,json=attachmentUploaded,proto3,oneof"`
+}
+
+type Event_AttachmentDeleted struct {
+	AttachmentDeleted *AttachmentDeleted `protobuf:"bytes,41,opt,name=attachment_deleted,json=attachmentDeleted,proto3,oneof"`
+}
+
 type Event_Withheld struct {
 	// Never on the topic: what the gateway sends a device in place of an
 	// event its user may not see (Withheld).
@@ -750,6 +831,10 @@ func (*Event_InviteRevoked) isEvent_Body() {}
 func (*Event_JoinRequested) isEvent_Body() {}
 
 func (*Event_JoinRequestDeclined) isEvent_Body() {}
+
+func (*Event_AttachmentUploaded) isEvent_Body() {}
+
+func (*Event_AttachmentDeleted) isEvent_Body() {}
 
 func (*Event_Withheld) isEvent_Body() {}
 
@@ -1014,6 +1099,8 @@ type MessageSent struct {
 	MentionAll bool `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
 	// Set when the message was forwarded (ForwardMessage): where it came from.
 	ForwardedFrom *ForwardOrigin `protobuf:"bytes,7,opt,name=forwarded_from,json=forwardedFrom,proto3" json:"forwarded_from,omitempty"`
+	// The attachments sent, whole, in the order of SendMessage.attachment_ids.
+	Attachments   []*Attachment `protobuf:"bytes,8,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1093,6 +1180,13 @@ func (x *MessageSent) GetMentionAll() bool {
 func (x *MessageSent) GetForwardedFrom() *ForwardOrigin {
 	if x != nil {
 		return x.ForwardedFrom
+	}
+	return nil
+}
+
+func (x *MessageSent) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
 	}
 	return nil
 }
@@ -2563,11 +2657,159 @@ func (*Withheld) Descriptor() ([]byte, []int) {
 	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
+// AttachmentUploaded: the decider recorded an upload (UploadAttachment)
+// of Event.actor_user_id to this conversation; it may now be sent. Version
+// 0, not a timeline item: the other members learn of it only when it is
+// sent (MessageSent.attachments).
+type AttachmentUploaded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachment    *Attachment            `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachmentUploaded) Reset() {
+	*x = AttachmentUploaded{}
+	mi := &file_parley_v1_events_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachmentUploaded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachmentUploaded) ProtoMessage() {}
+
+func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachmentUploaded.ProtoReflect.Descriptor instead.
+func (*AttachmentUploaded) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AttachmentUploaded) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+// AttachmentDeleted: an attachment of this conversation is gone. It is no
+// longer served, and its bytes are deleted once no other attachment shares
+// them (the same SHA-256). Version 0, not a timeline item.
+type AttachmentDeleted struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AttachmentId string                 `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	// Its bytes' SHA-256, and its thumbnail's ("" when none), so the blob
+	// store can be cleaned from the log alone.
+	Sha256          string                  `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	ThumbnailSha256 string                  `protobuf:"bytes,3,opt,name=thumbnail_sha256,json=thumbnailSha256,proto3" json:"thumbnail_sha256,omitempty"`
+	Reason          AttachmentDeletedReason `protobuf:"varint,4,opt,name=reason,proto3,enum=parley.v1.AttachmentDeletedReason" json:"reason,omitempty"`
+	// The recalled message that carried it (reason RECALLED).
+	RecalledSeq int64 `protobuf:"varint,5,opt,name=recalled_seq,json=recalledSeq,proto3" json:"recalled_seq,omitempty"`
+	// Who uploaded it.
+	OwnerUserId string `protobuf:"bytes,6,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
+	// Attachment.uploaded_at.
+	UploadedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=uploaded_at,json=uploadedAt,proto3" json:"uploaded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachmentDeleted) Reset() {
+	*x = AttachmentDeleted{}
+	mi := &file_parley_v1_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachmentDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachmentDeleted) ProtoMessage() {}
+
+func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachmentDeleted.ProtoReflect.Descriptor instead.
+func (*AttachmentDeleted) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AttachmentDeleted) GetAttachmentId() string {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return ""
+}
+
+func (x *AttachmentDeleted) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *AttachmentDeleted) GetThumbnailSha256() string {
+	if x != nil {
+		return x.ThumbnailSha256
+	}
+	return ""
+}
+
+func (x *AttachmentDeleted) GetReason() AttachmentDeletedReason {
+	if x != nil {
+		return x.Reason
+	}
+	return AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_UNSPECIFIED
+}
+
+func (x *AttachmentDeleted) GetRecalledSeq() int64 {
+	if x != nil {
+		return x.RecalledSeq
+	}
+	return 0
+}
+
+func (x *AttachmentDeleted) GetOwnerUserId() string {
+	if x != nil {
+		return x.OwnerUserId
+	}
+	return ""
+}
+
+func (x *AttachmentDeleted) GetUploadedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UploadedAt
+	}
+	return nil
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\xf9\x12\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\x9a\x14\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -2608,7 +2850,9 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x0einvite_created\x18$ \x01(\v2\x18.parley.v1.InviteCreatedH\x00R\rinviteCreated\x12A\n" +
 	"\x0einvite_revoked\x18% \x01(\v2\x18.parley.v1.InviteRevokedH\x00R\rinviteRevoked\x12A\n" +
 	"\x0ejoin_requested\x18& \x01(\v2\x18.parley.v1.JoinRequestedH\x00R\rjoinRequested\x12T\n" +
-	"\x15join_request_declined\x18' \x01(\v2\x1e.parley.v1.JoinRequestDeclinedH\x00R\x13joinRequestDeclined\x121\n" +
+	"\x15join_request_declined\x18' \x01(\v2\x1e.parley.v1.JoinRequestDeclinedH\x00R\x13joinRequestDeclined\x12P\n" +
+	"\x13attachment_uploaded\x18( \x01(\v2\x1d.parley.v1.AttachmentUploadedH\x00R\x12attachmentUploaded\x12M\n" +
+	"\x12attachment_deleted\x18) \x01(\v2\x1c.parley.v1.AttachmentDeletedH\x00R\x11attachmentDeleted\x121\n" +
 	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
@@ -2623,7 +2867,7 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x04uses\x18\x02 \x01(\x05R\x04uses\"`\n" +
 	"\rMemberRemoved\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x126\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\x96\x02\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x1e.parley.v1.MemberRemovedReasonR\x06reason\"\xcf\x02\n" +
 	"\vMessageSent\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
@@ -2633,7 +2877,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x10mention_user_ids\x18\x05 \x03(\tR\x0ementionUserIds\x12\x1f\n" +
 	"\vmention_all\x18\x06 \x01(\bR\n" +
 	"mentionAll\x12?\n" +
-	"\x0eforwarded_from\x18\a \x01(\v2\x18.parley.v1.ForwardOriginR\rforwardedFrom\"\xac\x01\n" +
+	"\x0eforwarded_from\x18\a \x01(\v2\x18.parley.v1.ForwardOriginR\rforwardedFrom\x127\n" +
+	"\vattachments\x18\b \x03(\v2\x15.parley.v1.AttachmentR\vattachments\"\xac\x01\n" +
 	"\rMessageEdited\x12\x1f\n" +
 	"\vmessage_seq\x18\x01 \x01(\x03R\n" +
 	"messageSeq\x12\x12\n" +
@@ -2729,7 +2974,20 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x13JoinRequestDeclined\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\n" +
 	"\n" +
-	"\bWithheld*\x7f\n" +
+	"\bWithheld\"K\n" +
+	"\x12AttachmentUploaded\x125\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2\x15.parley.v1.AttachmentR\n" +
+	"attachment\"\xbb\x02\n" +
+	"\x11AttachmentDeleted\x12#\n" +
+	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12)\n" +
+	"\x10thumbnail_sha256\x18\x03 \x01(\tR\x0fthumbnailSha256\x12:\n" +
+	"\x06reason\x18\x04 \x01(\x0e2\".parley.v1.AttachmentDeletedReasonR\x06reason\x12!\n" +
+	"\frecalled_seq\x18\x05 \x01(\x03R\vrecalledSeq\x12\"\n" +
+	"\rowner_user_id\x18\x06 \x01(\tR\vownerUserId\x12;\n" +
+	"\vuploaded_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"uploadedAt*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
@@ -2737,7 +2995,11 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x17OwnershipTransferReason\x12)\n" +
 	"%OWNERSHIP_TRANSFER_REASON_UNSPECIFIED\x10\x00\x12)\n" +
 	"%OWNERSHIP_TRANSFER_REASON_TRANSFERRED\x10\x01\x12(\n" +
-	"$OWNERSHIP_TRANSFER_REASON_OWNER_LEFT\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"$OWNERSHIP_TRANSFER_REASON_OWNER_LEFT\x10\x02*\x93\x01\n" +
+	"\x17AttachmentDeletedReason\x12)\n" +
+	"%ATTACHMENT_DELETED_REASON_UNSPECIFIED\x10\x00\x12%\n" +
+	"!ATTACHMENT_DELETED_REASON_EXPIRED\x10\x01\x12&\n" +
+	"\"ATTACHMENT_DELETED_REASON_RECALLED\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_events_proto_rawDescOnce sync.Once
@@ -2751,100 +3013,110 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 	return file_parley_v1_events_proto_rawDescData
 }
 
-var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
-	(*Event)(nil),                    // 2: parley.v1.Event
-	(*ConversationCreated)(nil),      // 3: parley.v1.ConversationCreated
-	(*MembersAdded)(nil),             // 4: parley.v1.MembersAdded
-	(*InviteUse)(nil),                // 5: parley.v1.InviteUse
-	(*MemberRemoved)(nil),            // 6: parley.v1.MemberRemoved
-	(*MessageSent)(nil),              // 7: parley.v1.MessageSent
-	(*MessageEdited)(nil),            // 8: parley.v1.MessageEdited
-	(*MessageRecalled)(nil),          // 9: parley.v1.MessageRecalled
-	(*ReactionAdded)(nil),            // 10: parley.v1.ReactionAdded
-	(*ReactionRemoved)(nil),          // 11: parley.v1.ReactionRemoved
-	(*DeliveredUpTo)(nil),            // 12: parley.v1.DeliveredUpTo
-	(*ReadUpTo)(nil),                 // 13: parley.v1.ReadUpTo
-	(*CommandRejected)(nil),          // 14: parley.v1.CommandRejected
-	(*MessageDeduplicated)(nil),      // 15: parley.v1.MessageDeduplicated
-	(*MemberRoleChanged)(nil),        // 16: parley.v1.MemberRoleChanged
-	(*OwnershipTransferred)(nil),     // 17: parley.v1.OwnershipTransferred
-	(*GroupSettingsChanged)(nil),     // 18: parley.v1.GroupSettingsChanged
-	(*MemberMuted)(nil),              // 19: parley.v1.MemberMuted
-	(*MemberUnmuted)(nil),            // 20: parley.v1.MemberUnmuted
-	(*MessagePinned)(nil),            // 21: parley.v1.MessagePinned
-	(*MessageUnpinned)(nil),          // 22: parley.v1.MessageUnpinned
-	(*ConversationPrefsChanged)(nil), // 23: parley.v1.ConversationPrefsChanged
-	(*MessagesHidden)(nil),           // 24: parley.v1.MessagesHidden
-	(*UserBlocked)(nil),              // 25: parley.v1.UserBlocked
-	(*UserUnblocked)(nil),            // 26: parley.v1.UserUnblocked
-	(*DirectBlockChanged)(nil),       // 27: parley.v1.DirectBlockChanged
-	(*MessageForwarded)(nil),         // 28: parley.v1.MessageForwarded
-	(*InviteCreated)(nil),            // 29: parley.v1.InviteCreated
-	(*InviteRevoked)(nil),            // 30: parley.v1.InviteRevoked
-	(*JoinRequested)(nil),            // 31: parley.v1.JoinRequested
-	(*JoinRequestDeclined)(nil),      // 32: parley.v1.JoinRequestDeclined
-	(*Withheld)(nil),                 // 33: parley.v1.Withheld
-	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 35: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 36: parley.v1.ForwardOrigin
-	(ErrorCode)(0),                   // 37: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 38: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 39: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 40: parley.v1.Mute
+	(AttachmentDeletedReason)(0),     // 2: parley.v1.AttachmentDeletedReason
+	(*Event)(nil),                    // 3: parley.v1.Event
+	(*ConversationCreated)(nil),      // 4: parley.v1.ConversationCreated
+	(*MembersAdded)(nil),             // 5: parley.v1.MembersAdded
+	(*InviteUse)(nil),                // 6: parley.v1.InviteUse
+	(*MemberRemoved)(nil),            // 7: parley.v1.MemberRemoved
+	(*MessageSent)(nil),              // 8: parley.v1.MessageSent
+	(*MessageEdited)(nil),            // 9: parley.v1.MessageEdited
+	(*MessageRecalled)(nil),          // 10: parley.v1.MessageRecalled
+	(*ReactionAdded)(nil),            // 11: parley.v1.ReactionAdded
+	(*ReactionRemoved)(nil),          // 12: parley.v1.ReactionRemoved
+	(*DeliveredUpTo)(nil),            // 13: parley.v1.DeliveredUpTo
+	(*ReadUpTo)(nil),                 // 14: parley.v1.ReadUpTo
+	(*CommandRejected)(nil),          // 15: parley.v1.CommandRejected
+	(*MessageDeduplicated)(nil),      // 16: parley.v1.MessageDeduplicated
+	(*MemberRoleChanged)(nil),        // 17: parley.v1.MemberRoleChanged
+	(*OwnershipTransferred)(nil),     // 18: parley.v1.OwnershipTransferred
+	(*GroupSettingsChanged)(nil),     // 19: parley.v1.GroupSettingsChanged
+	(*MemberMuted)(nil),              // 20: parley.v1.MemberMuted
+	(*MemberUnmuted)(nil),            // 21: parley.v1.MemberUnmuted
+	(*MessagePinned)(nil),            // 22: parley.v1.MessagePinned
+	(*MessageUnpinned)(nil),          // 23: parley.v1.MessageUnpinned
+	(*ConversationPrefsChanged)(nil), // 24: parley.v1.ConversationPrefsChanged
+	(*MessagesHidden)(nil),           // 25: parley.v1.MessagesHidden
+	(*UserBlocked)(nil),              // 26: parley.v1.UserBlocked
+	(*UserUnblocked)(nil),            // 27: parley.v1.UserUnblocked
+	(*DirectBlockChanged)(nil),       // 28: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 29: parley.v1.MessageForwarded
+	(*InviteCreated)(nil),            // 30: parley.v1.InviteCreated
+	(*InviteRevoked)(nil),            // 31: parley.v1.InviteRevoked
+	(*JoinRequested)(nil),            // 32: parley.v1.JoinRequested
+	(*JoinRequestDeclined)(nil),      // 33: parley.v1.JoinRequestDeclined
+	(*Withheld)(nil),                 // 34: parley.v1.Withheld
+	(*AttachmentUploaded)(nil),       // 35: parley.v1.AttachmentUploaded
+	(*AttachmentDeleted)(nil),        // 36: parley.v1.AttachmentDeleted
+	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 38: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 39: parley.v1.ForwardOrigin
+	(*Attachment)(nil),               // 40: parley.v1.Attachment
+	(ErrorCode)(0),                   // 41: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 42: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 43: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 44: parley.v1.Mute
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	34, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	3,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
-	4,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
-	6,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
-	7,  // 4: parley.v1.Event.message_sent:type_name -> parley.v1.MessageSent
-	12, // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
-	13, // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
-	14, // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
-	15, // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
-	8,  // 9: parley.v1.Event.message_edited:type_name -> parley.v1.MessageEdited
-	9,  // 10: parley.v1.Event.message_recalled:type_name -> parley.v1.MessageRecalled
-	10, // 11: parley.v1.Event.reaction_added:type_name -> parley.v1.ReactionAdded
-	11, // 12: parley.v1.Event.reaction_removed:type_name -> parley.v1.ReactionRemoved
-	16, // 13: parley.v1.Event.member_role_changed:type_name -> parley.v1.MemberRoleChanged
-	17, // 14: parley.v1.Event.ownership_transferred:type_name -> parley.v1.OwnershipTransferred
-	18, // 15: parley.v1.Event.group_settings_changed:type_name -> parley.v1.GroupSettingsChanged
-	19, // 16: parley.v1.Event.member_muted:type_name -> parley.v1.MemberMuted
-	20, // 17: parley.v1.Event.member_unmuted:type_name -> parley.v1.MemberUnmuted
-	21, // 18: parley.v1.Event.message_pinned:type_name -> parley.v1.MessagePinned
-	22, // 19: parley.v1.Event.message_unpinned:type_name -> parley.v1.MessageUnpinned
-	23, // 20: parley.v1.Event.conversation_prefs_changed:type_name -> parley.v1.ConversationPrefsChanged
-	24, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
-	25, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
-	26, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
-	27, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
-	28, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	29, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
-	30, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
-	31, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
-	32, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
-	33, // 30: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
-	35, // 31: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	5,  // 32: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 33: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	36, // 34: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	37, // 35: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	38, // 36: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 37: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	39, // 38: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	34, // 39: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	40, // 40: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	34, // 41: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 42: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	37, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	4,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
+	5,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
+	7,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
+	8,  // 4: parley.v1.Event.message_sent:type_name -> parley.v1.MessageSent
+	13, // 5: parley.v1.Event.delivered_up_to:type_name -> parley.v1.DeliveredUpTo
+	14, // 6: parley.v1.Event.read_up_to:type_name -> parley.v1.ReadUpTo
+	15, // 7: parley.v1.Event.command_rejected:type_name -> parley.v1.CommandRejected
+	16, // 8: parley.v1.Event.message_deduplicated:type_name -> parley.v1.MessageDeduplicated
+	9,  // 9: parley.v1.Event.message_edited:type_name -> parley.v1.MessageEdited
+	10, // 10: parley.v1.Event.message_recalled:type_name -> parley.v1.MessageRecalled
+	11, // 11: parley.v1.Event.reaction_added:type_name -> parley.v1.ReactionAdded
+	12, // 12: parley.v1.Event.reaction_removed:type_name -> parley.v1.ReactionRemoved
+	17, // 13: parley.v1.Event.member_role_changed:type_name -> parley.v1.MemberRoleChanged
+	18, // 14: parley.v1.Event.ownership_transferred:type_name -> parley.v1.OwnershipTransferred
+	19, // 15: parley.v1.Event.group_settings_changed:type_name -> parley.v1.GroupSettingsChanged
+	20, // 16: parley.v1.Event.member_muted:type_name -> parley.v1.MemberMuted
+	21, // 17: parley.v1.Event.member_unmuted:type_name -> parley.v1.MemberUnmuted
+	22, // 18: parley.v1.Event.message_pinned:type_name -> parley.v1.MessagePinned
+	23, // 19: parley.v1.Event.message_unpinned:type_name -> parley.v1.MessageUnpinned
+	24, // 20: parley.v1.Event.conversation_prefs_changed:type_name -> parley.v1.ConversationPrefsChanged
+	25, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
+	26, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
+	27, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
+	28, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	29, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	30, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
+	31, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
+	32, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
+	33, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
+	35, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
+	36, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
+	34, // 32: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	38, // 33: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	6,  // 34: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 35: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	39, // 36: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	40, // 37: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
+	41, // 38: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	42, // 39: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 40: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	43, // 41: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	37, // 42: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	44, // 43: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	37, // 44: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 45: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	40, // 46: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
+	2,  // 47: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
+	37, // 48: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -2852,6 +3124,7 @@ func file_parley_v1_events_proto_init() {
 	if File_parley_v1_events_proto != nil {
 		return
 	}
+	file_parley_v1_attachment_proto_init()
 	file_parley_v1_conversation_proto_init()
 	file_parley_v1_errors_proto_init()
 	file_parley_v1_events_proto_msgTypes[0].OneofWrappers = []any{
@@ -2884,6 +3157,8 @@ func file_parley_v1_events_proto_init() {
 		(*Event_InviteRevoked)(nil),
 		(*Event_JoinRequested)(nil),
 		(*Event_JoinRequestDeclined)(nil),
+		(*Event_AttachmentUploaded)(nil),
+		(*Event_AttachmentDeleted)(nil),
 		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
@@ -2892,8 +3167,8 @@ func file_parley_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   32,
+			NumEnums:      3,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

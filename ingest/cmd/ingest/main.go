@@ -97,6 +97,8 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 			MaxInvites:             e.Int("PARLEY_INGEST_MAX_INVITES", d.MaxInvites),
 			MaxInviteUses:          e.Int("PARLEY_INGEST_MAX_INVITE_USES", d.MaxInviteUses),
 			MaxJoinRequests:        e.Int("PARLEY_INGEST_MAX_JOIN_REQUESTS", d.MaxJoinRequests),
+			MaxPendingAttachments:  e.Int("PARLEY_INGEST_MAX_PENDING_ATTACHMENTS", d.MaxPendingAttachments),
+			AttachmentTTL:          e.Duration("PARLEY_INGEST_ATTACHMENT_TTL", d.AttachmentTTL),
 		},
 	}
 	addr := e.String("PARLEY_HTTP_ADDR", "127.0.0.1:9101")
