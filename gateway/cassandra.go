@@ -223,8 +223,16 @@ func (v *cassandraViews) message(ctx context.Context, conv string, seq int64) (s
 	if err != nil || !found {
 		return sourceMessage{}, err
 	}
-	return sourceMessage{found: true, isMessage: m.Type == schemas.TypeMessageSent, text: m.Text, contentType: m.ContentType,
-		sender: m.ActorUserID, sentAt: m.OccurredAt, recalled: m.RecalledBy != ""}, nil
+	out := sourceMessage{found: true, isMessage: m.Type == schemas.TypeMessageSent, text: m.Text, contentType: m.ContentType,
+		sender: m.ActorUserID, sentAt: m.OccurredAt, recalled: m.RecalledBy != ""}
+	if out.isMessage && !out.recalled {
+		ev := &pb.Event{}
+		if err := proto.Unmarshal(m.Event, ev); err != nil {
+			return sourceMessage{}, fmt.Errorf("message %s/%d does not decode: %w", conv, seq, err)
+		}
+		out.attachments = len(ev.GetMessageSent().GetAttachments())
+	}
+	return out, nil
 }
 
 // blocked reads the blocks view the projector writes from UserBlocked and

@@ -41,6 +41,9 @@ type Config struct {
 	Keyspace       string // default "parley"
 	Fanout         Fanout
 	Signals        Signals
+	// Attachments configures uploads and downloads; without a Store (or
+	// without Cassandra) the attachment endpoints answer 503.
+	Attachments Attachments
 	// Logger defaults to one that discards.
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics. When nil the gateway uses a
@@ -202,6 +205,7 @@ func (c Config) Defaults() Config {
 		g.MaxPresenceWatch = dg.MaxPresenceWatch
 	}
 	c.Signals = g
+	c.Attachments = c.Attachments.Defaults()
 	return c
 }
 
@@ -234,6 +238,9 @@ func (l Limits) Defaults() Limits {
 // Validate reports every invalid field at once.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.Attachments.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Seeds) == 0 {
 		errs = append(errs, errors.New("gateway: Config.Seeds is empty"))
 	}

@@ -22,6 +22,8 @@ type sourceMessage struct {
 	sender      string
 	sentAt      time.Time
 	recalled    bool
+	// attachments counts the files the message carries.
+	attachments int
 }
 
 // forward fills a ForwardMessage built by command with what the device may
@@ -61,6 +63,10 @@ func (s *session) forward(cmd *pb.Command) (pb.ErrorCode, string) {
 		return pb.ErrorCode_ERROR_CODE_NOT_FOUND, fmt.Sprintf("seq %d of %s is a notice, not a message", seq, conv)
 	case m.recalled:
 		return pb.ErrorCode_ERROR_CODE_MESSAGE_RECALLED, fmt.Sprintf("message %d of %s was recalled", seq, conv)
+	case m.attachments > 0:
+		// The target's decider knows nothing of the files: forwarding
+		// them needs a copy recorded there, which is not built yet.
+		return pb.ErrorCode_ERROR_CODE_UNSUPPORTED, fmt.Sprintf("message %d of %s carries attachments, which are not forwarded yet: send the files again", seq, conv)
 	}
 	fm.Text, fm.ContentType = m.text, m.contentType
 	fm.Origin = &pb.ForwardOrigin{ConversationId: conv, Seq: seq, SenderUserId: m.sender}

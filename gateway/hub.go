@@ -113,6 +113,11 @@ func recipients(ev *pb.Event, members []string, receiptFanoutMax int) route {
 	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated:
 		// Answers to one device's command: its other devices never asked.
 		return route{Users: []string{actor}, Device: ev.GetActorDeviceId()}
+	case schemas.TypeAttachmentUploaded:
+		// An upload is its uploader's until sent.
+		return route{Users: []string{actor}}
+	case schemas.TypeAttachmentDeleted:
+		return route{Users: []string{ev.GetAttachmentDeleted().GetOwnerUserId()}}
 	case schemas.TypeReadUpTo, schemas.TypeDeliveredUpTo:
 		if len(members) > receiptFanoutMax {
 			return route{Users: []string{actor}}

@@ -46,6 +46,8 @@ type Server struct {
 	// views are the projector's Cassandra views (nil without CassandraHosts).
 	views   views
 	members *membership
+	// att serves the attachment endpoints (nil when not configured).
+	att *attachments
 	// gapsLogged: history gaps a Resume has logged already.
 	gapsLogged onceLog
 
@@ -156,6 +158,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DevTokens {
 		mux.HandleFunc("GET /v1/dev/token", s.devToken)
 		mux.HandleFunc("POST /v1/dev/token", s.devToken)
+	}
+	if cv, ok := s.views.(*cassandraViews); ok && cfg.Attachments.Store != nil {
+		if s.att, err = newAttachments(s, cfg.Attachments, cv); err != nil {
+			return nil, err
+		}
+		s.att.routes(mux)
+	} else {
+		mux.HandleFunc("/v1/conversations/{conversation}/attachments/", attachmentsOff)
+		mux.HandleFunc("POST /v1/conversations/{conversation}/attachments", attachmentsOff)
+		mux.HandleFunc("/v1/files/", attachmentsOff)
 	}
 	s.handler = mux
 	return s, nil
@@ -280,6 +292,13 @@ func (s *Server) shutdown(hs *http.Server, stopConsume context.CancelFunc, consu
 		cv.close()
 	}
 	s.log.Info("gateway stopped")
+}
+
+// attachmentsOff answers the attachment endpoints of a gateway without a
+// blob store or without Cassandra.
+func attachmentsOff(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
+		"attachments are not configured on this gateway (a blob store and the views are needed)")
 }
 
 // serveWS authenticates, upgrades and runs one session until it ends.

@@ -31,22 +31,23 @@ import (
 // content at all: no text, content_type, edits, reply_to or reactions.
 // Notices carry member_ids (and removed_reason).
 type messageItem struct {
-	Seq           int64          `json:"seq"`
-	Type          string         `json:"type"`
-	Sender        string         `json:"sender"`
-	SenderDevice  string         `json:"sender_device,omitempty"`
-	ClientMsgID   string         `json:"client_msg_id,omitempty"`
-	ContentType   string         `json:"content_type,omitempty"`
-	Text          *string        `json:"text,omitempty"`
-	OccurredAt    time.Time      `json:"occurred_at,omitzero"`
-	EditCount     int            `json:"edit_count,omitempty"`
-	EditedAt      time.Time      `json:"edited_at,omitzero"`
-	Recalled      *recallInfo    `json:"recalled,omitempty"`
-	ReplyTo       *replyRef      `json:"reply_to,omitempty"`
-	ForwardedFrom *forwardRef    `json:"forwarded_from,omitempty"`
-	Reactions     []reactionItem `json:"reactions,omitempty"`
-	MemberIDs     []string       `json:"member_ids,omitempty"`
-	RemovedReason string         `json:"removed_reason,omitempty"`
+	Seq           int64            `json:"seq"`
+	Type          string           `json:"type"`
+	Sender        string           `json:"sender"`
+	SenderDevice  string           `json:"sender_device,omitempty"`
+	ClientMsgID   string           `json:"client_msg_id,omitempty"`
+	ContentType   string           `json:"content_type,omitempty"`
+	Text          *string          `json:"text,omitempty"`
+	OccurredAt    time.Time        `json:"occurred_at,omitzero"`
+	EditCount     int              `json:"edit_count,omitempty"`
+	EditedAt      time.Time        `json:"edited_at,omitzero"`
+	Recalled      *recallInfo      `json:"recalled,omitempty"`
+	ReplyTo       *replyRef        `json:"reply_to,omitempty"`
+	ForwardedFrom *forwardRef      `json:"forwarded_from,omitempty"`
+	Attachments   []attachmentItem `json:"attachments,omitempty"`
+	Reactions     []reactionItem   `json:"reactions,omitempty"`
+	MemberIDs     []string         `json:"member_ids,omitempty"`
+	RemovedReason string           `json:"removed_reason,omitempty"`
 }
 
 // recallInfo says who recalled a message, and when.
@@ -189,6 +190,14 @@ func (s *Server) item(ctx context.Context, conv string, m *messageRow) messageIt
 		}
 		if f := m.ForwardedFrom; f.ConversationID != "" {
 			it.ForwardedFrom = &forwardRef{ConversationID: f.ConversationID, Seq: f.Seq, SenderUserID: f.SenderUserID, SentAt: f.SentAt.UTC()}
+		}
+		var e parleyv1.Event
+		if err := proto.Unmarshal(m.Event, &e); err != nil {
+			s.log.WarnContext(ctx, "undecodable event blob in messages", "conversation_id", schemas.Clip(conv), "seq", m.Seq, "err", err)
+			break
+		}
+		for _, a := range e.GetMessageSent().GetAttachments() {
+			it.Attachments = append(it.Attachments, attachmentOf(conv, a))
 		}
 	case schemas.TypeMembersAdded, schemas.TypeMemberRemoved:
 		var e parleyv1.Event

@@ -143,6 +143,7 @@ func TestOpenAPI(t *testing.T) {
 		"JoinRequest":          reflect.TypeFor[joinRequestItem](),
 		"JoinRequests":         reflect.TypeFor[joinRequestsView](),
 		"OwnJoinRequest":       reflect.TypeFor[ownJoinRequest](),
+		"Attachment":           reflect.TypeFor[attachmentItem](),
 	}
 	for name := range defs {
 		if types[name] == nil {

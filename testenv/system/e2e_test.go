@@ -454,9 +454,9 @@ func buildMains(t *testing.T, names ...string) map[string]string {
 }
 
 // assertRebuildEqual projects the whole events topic into a new keyspace
-// with a new consumer group and compares every view row for row with the
-// live keyspace.
-func assertRebuildEqual(t *testing.T, sys *system.System, live *testenv.CassandraEnv) {
+// with a new consumer group and compares the core views (and the extra
+// tables named) row for row with the live keyspace.
+func assertRebuildEqual(t *testing.T, sys *system.System, live *testenv.CassandraEnv, extra ...string) {
 	t.Helper()
 	fresh := testenv.Cassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -476,7 +476,7 @@ func assertRebuildEqual(t *testing.T, sys *system.System, live *testenv.Cassandr
 	defer func() { pcancel(); <-done }()
 	liveS := live.Session()
 	testenv.Eventually(t, 2*time.Minute, func() string {
-		for _, table := range []string{"messages", "changes", "conversations", "members", "inbox"} {
+		for _, table := range append([]string{"messages", "changes", "conversations", "members", "inbox"}, extra...) {
 			a, b := dump(t, liveS, live.Keyspace, table), dump(t, s, fresh.Keyspace, table)
 			if d := diff(a, b); d != "" {
 				return fmt.Sprintf("table %s: live vs rebuild differ: %s", table, d)

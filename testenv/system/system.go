@@ -58,6 +58,10 @@ type Options struct {
 	GatewayFanout gateway.Fanout
 	// GatewaySignals overrides the gateways' typing and presence settings.
 	GatewaySignals gateway.Signals
+	// GatewayAttachments configures the gateways' attachment endpoints
+	// (off without a Store). Every gateway shares the Store and the URL
+	// key (one is generated when none is set).
+	GatewayAttachments gateway.Attachments
 	// Registerer, when set, receives every component's metrics (each
 	// gateway's with a gateway="<n>" label). A component started again
 	// with StartComponent registers again and fails: leave it nil then.
@@ -101,6 +105,10 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.GatewayAttachments.Store != nil && len(opts.GatewayAttachments.URLKey) == 0 {
+		opts.GatewayAttachments.URLKey = make([]byte, 32)
+		_, _ = rand.Read(opts.GatewayAttachments.URLKey)
 	}
 	if opts.Secret == nil {
 		opts.Secret = make([]byte, 32)
@@ -266,7 +274,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
 			RepairsTopic: s.Topics.Repairs.Name, Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
-			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout})
+			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments})
 		if err != nil {
 			return nil, err
 		}
@@ -277,6 +285,9 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		return func(ctx context.Context) error { return g.Serve(ctx, ln) }, nil
 	}
 }
+
+// Options are the options the system was started with, defaults filled in.
+func (s *System) Options() Options { return s.opts }
 
 // GroupOf is the consumer group of a component ("ingest" or "projector").
 func (s *System) GroupOf(name string) string { return s.opts.TopicPrefix + "parley-" + name }

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/parley-im/parley/gateway"
+	"github.com/parley-im/parley/gateway/blob"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/token"
@@ -33,23 +36,26 @@ func main() {
 }
 
 func run(env *deploy.Env, log *slog.Logger) error {
-	cfg, err := config(env)
+	cfg, blobs, err := config(env)
 	if err != nil {
 		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.Attachments.Store, err = blob.New(ctx, blobs); err != nil {
+		return fmt.Errorf("attachment storage: %w", err)
 	}
 	cfg.Logger, cfg.Registerer = log, deploy.Registry()
 	srv, err := gateway.New(cfg)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return srv.Run(ctx)
 }
 
 // config reads the gateway's settings; /metrics and /healthz are served on
 // the gateway's own listener.
-func config(e *deploy.Env) (gateway.Config, error) {
+func config(e *deploy.Env) (gateway.Config, blob.Config, error) {
 	auth := token.Config{
 		HMACSecret: []byte(e.String("PARLEY_JWT_HMAC_SECRET", "")),
 		Issuer:     e.String("PARLEY_JWT_ISSUER", ""),
@@ -58,12 +64,12 @@ func config(e *deploy.Env) (gateway.Config, error) {
 	if f := e.String("PARLEY_JWT_PUBLIC_KEY_FILE", ""); f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {
-			return gateway.Config{}, fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
+			return gateway.Config{}, blob.Config{}, fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
 		}
 		auth.PublicKeyPEM = pem
 	}
 	topics := schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", ""))
-	l, f, s := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals
+	l, f, s, a := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals, gateway.DefaultAttachments
 	cfg := gateway.Config{
 		Addr:          e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
 		Seeds:         e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
@@ -99,6 +105,24 @@ func config(e *deploy.Env) (gateway.Config, error) {
 			TypingTTL:        e.Duration("PARLEY_GATEWAY_TYPING_TTL", s.TypingTTL),
 			MaxPresenceWatch: e.Int("PARLEY_GATEWAY_MAX_PRESENCE_WATCH", s.MaxPresenceWatch),
 		},
+		Attachments: gateway.Attachments{
+			Namespace:       e.String("PARLEY_BLOB_NAMESPACE", a.Namespace),
+			StagingDir:      e.String("PARLEY_GATEWAY_UPLOAD_DIR", ""),
+			MaxFileBytes:    int64(e.Int("PARLEY_GATEWAY_MAX_FILE_BYTES", int(a.MaxFileBytes))),
+			QuotaBytes:      int64(e.Int("PARLEY_GATEWAY_QUOTA_BYTES", int(a.QuotaBytes))),
+			AllowedTypes:    e.List("PARLEY_GATEWAY_ALLOWED_TYPES", a.AllowedTypes...),
+			KeepLocation:    e.Bool("PARLEY_GATEWAY_KEEP_LOCATION", false),
+			ThumbnailPixels: e.Int("PARLEY_GATEWAY_THUMBNAIL_PIXELS", a.ThumbnailPixels),
+			URLTTL:          e.Duration("PARLEY_GATEWAY_URL_TTL", a.URLTTL),
+		},
 	}
-	return cfg, e.Err()
+	if k := e.String("PARLEY_GATEWAY_URL_KEY", ""); k != "" {
+		key, err := hex.DecodeString(k)
+		if err != nil || len(key) < 32 {
+			return cfg, blob.Config{}, fmt.Errorf("PARLEY_GATEWAY_URL_KEY: want at least 64 hex digits (32 bytes), the same on every gateway")
+		}
+		cfg.Attachments.URLKey = key
+	}
+	blobs, err := blob.FromEnv(e)
+	return cfg, blobs, errors.Join(e.Err(), err)
 }
