@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Kill SIGKILLs one JVM of an Env this process started ("kafka" or
-// "cassandra") and waits until it is gone: a crash, with no shutdown hook,
+// Kill SIGKILLs one server of an Env this process started ("kafka",
+// "cassandra" or "s3") and waits until it is gone: a crash, with no shutdown hook,
 // no flush and no goodbye to clients. Restart brings it back.
 func (e *Env) Kill(name string) error {
 	p, err := e.proc(name)
@@ -24,11 +24,11 @@ func (e *Env) Kill(name string) error {
 	}
 }
 
-// Pause stops one JVM with SIGSTOP (a machine that hangs rather than
+// Pause stops one server with SIGSTOP (a machine that hangs rather than
 // dies); Resume continues it.
 func (e *Env) Pause(name string) error { return e.signal(name, syscall.SIGSTOP) }
 
-// Resume continues a JVM stopped by Pause.
+// Resume continues a server stopped by Pause.
 func (e *Env) Resume(name string) error { return e.signal(name, syscall.SIGCONT) }
 
 func (e *Env) signal(name string, sig syscall.Signal) error {
@@ -39,7 +39,7 @@ func (e *Env) signal(name string, sig syscall.Signal) error {
 	return syscall.Kill(p.pid, sig)
 }
 
-// Restart starts a killed JVM again on its ports, with its data, and returns
+// Restart starts a killed server again on its ports, with its data, and returns
 // once it answers its protocol. A running one is an error.
 func (e *Env) Restart(ctx context.Context, name string) error {
 	p, err := e.proc(name)
@@ -64,6 +64,8 @@ func (e *Env) Restart(ctx context.Context, name string) error {
 		e.KafkaPID = np.pid
 	case "cassandra":
 		e.CassandraPID = np.pid
+	case "s3":
+		e.S3PID = np.pid
 	}
 	return e.write()
 }
@@ -77,5 +79,5 @@ func (e *Env) proc(name string) (*proc, error) {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("testenv: no JVM named %q (want kafka or cassandra)", name)
+	return nil, fmt.Errorf("testenv: no server named %q (want kafka, cassandra or s3)", name)
 }

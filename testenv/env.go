@@ -7,22 +7,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 )
 
 // Options configures Start. The zero value works: free ports, a new state
-// directory under the system temp dir, modest heaps, JVMs tied to this process.
+// directory under the system temp dir, modest heaps, servers tied to this
+// process.
 type Options struct {
 	// Dir holds data, logs and env.json; empty means a new temp directory.
 	Dir string
 	// KafkaHeapMB and CassandraHeapMB cap the JVM heaps (default 512 and 1024).
 	KafkaHeapMB, CassandraHeapMB int
-	// StartTimeout bounds each JVM's start (default 3 minutes).
+	// StartTimeout bounds each server's start (default 3 minutes).
 	StartTimeout time.Duration
-	// Detached leaves the JVMs running after this process exits (testenv up);
-	// otherwise the kernel kills them when it dies, however it dies.
+	// Detached leaves the servers running after this process exits (testenv
+	// up); otherwise the kernel kills them when it dies, however it dies.
 	Detached bool
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
@@ -43,18 +43,29 @@ func (o *Options) defaults() {
 	}
 }
 
-// Env is a running Kafka and Cassandra. Its JSON form is env.json, which is
-// how other processes (test binaries, `testenv status`/`down`) find it.
+// Env is a running Kafka, Cassandra and S3-compatible store (Versity
+// Gateway). Its JSON form is env.json, which is how other processes (test
+// binaries, `testenv status`/`down`) find it; it holds the S3 credentials,
+// so it is readable by its owner only.
 type Env struct {
 	KafkaSeeds     []string `json:"kafka_seeds"`
 	CassandraHosts []string `json:"cassandra_hosts"`
-	Dir            string   `json:"dir"`
-	KafkaPID       int      `json:"kafka_pid"`
-	CassandraPID   int      `json:"cassandra_pid"`
-	// Measured at start, for the README's figures.
+	// S3Endpoint is host:port (plain http); the access key and secret are
+	// random, made at start. All three are empty in the env.json of an
+	// older testenv (HasS3).
+	S3Endpoint   string `json:"s3_endpoint"`
+	S3AccessKey  string `json:"s3_access_key"`
+	S3SecretKey  string `json:"s3_secret_key"`
+	Dir          string `json:"dir"`
+	KafkaPID     int    `json:"kafka_pid"`
+	CassandraPID int    `json:"cassandra_pid"`
+	S3PID        int    `json:"s3_pid"`
+	// Measured at start, for the README's figures. FetchTime includes the
+	// build of versitygw, made alongside the jar fetch.
 	FetchTime          Duration `json:"fetch_time"`
 	KafkaStartTime     Duration `json:"kafka_start_time"`
 	CassandraStartTime Duration `json:"cassandra_start_time"`
+	S3StartTime        Duration `json:"s3_start_time"`
 
 	procs []*proc
 }
@@ -76,8 +87,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // EnvFileName is the name of the file in Dir that describes a running Env.
 const EnvFileName = "env.json"
 
-// Start fetches (if needed) and starts Kafka and Cassandra in parallel and
-// returns once both answer their own protocol.
+// Start fetches (if needed) and starts Kafka, Cassandra and the S3 store in
+// parallel and returns once each answers its own protocol.
 func Start(ctx context.Context, opts Options) (*Env, error) {
 	opts.defaults()
 	java, err := javaBinary(ctx)
@@ -92,32 +103,46 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
 		return nil, err
 	}
-	ports, err := FreePorts(5)
+	ports, err := FreePorts(6)
 	if err != nil {
 		return nil, err
 	}
 	env := &Env{Dir: opts.Dir}
 
 	t0 := time.Now()
-	var kafkaLib, cassLib string
+	var kafkaLib, cassLib, s3Bin string
 	var wg sync.WaitGroup
-	var ferr [2]error
-	wg.Add(2)
+	var ferr [3]error
+	wg.Add(3)
 	go func() { defer wg.Done(); kafkaLib, ferr[0] = fetch(ctx, "kafka", KafkaVersion, kafkaArtifacts) }()
 	go func() {
 		defer wg.Done()
 		cassLib, ferr[1] = fetch(ctx, "cassandra", CassandraVersion, cassandraArtifacts)
 	}()
+	go func() { defer wg.Done(); s3Bin, ferr[2] = versityBinary(ctx, opts.Logf) }()
 	wg.Wait()
 	if err := errors.Join(ferr[:]...); err != nil {
 		return nil, err
 	}
 	env.FetchTime = Duration(time.Since(t0))
-	opts.Logf("testenv: jars ready in %s", time.Since(t0).Round(time.Millisecond))
+	opts.Logf("testenv: jars and versitygw ready in %s", time.Since(t0).Round(time.Millisecond))
 
-	var kp, cp *proc
-	var serr [2]error
-	wg.Add(2)
+	var kp, cp, sp *proc
+	var serr [3]error
+	creds := newS3Creds()
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		t := time.Now()
+		start := func(ctx context.Context) (*proc, error) {
+			return startS3(ctx, s3Bin, filepath.Join(opts.Dir, "s3"), ports[5], creds, !opts.Detached, opts.StartTimeout)
+		}
+		sp, serr[2] = start(ctx)
+		env.S3StartTime = Duration(time.Since(t))
+		if sp != nil {
+			sp.restart = start
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		t := time.Now()
@@ -142,7 +167,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		}
 	}()
 	wg.Wait()
-	for _, p := range []*proc{kp, cp} {
+	for _, p := range []*proc{kp, cp, sp} {
 		if p != nil {
 			env.procs = append(env.procs, p)
 		}
@@ -153,10 +178,13 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	}
 	env.KafkaSeeds = []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}
 	env.CassandraHosts = []string{fmt.Sprintf("127.0.0.1:%d", ports[2])}
-	env.KafkaPID, env.CassandraPID = kp.pid, cp.pid
-	opts.Logf("testenv: kafka %s on %s ready in %s; cassandra %s on %s ready in %s",
+	env.S3Endpoint = fmt.Sprintf("127.0.0.1:%d", ports[5])
+	env.S3AccessKey, env.S3SecretKey = creds.access, creds.secret
+	env.KafkaPID, env.CassandraPID, env.S3PID = kp.pid, cp.pid, sp.pid
+	opts.Logf("testenv: kafka %s on %s ready in %s; cassandra %s on %s ready in %s; versitygw %s on %s ready in %s",
 		KafkaVersion, env.KafkaSeeds[0], time.Duration(env.KafkaStartTime).Round(time.Millisecond),
-		CassandraVersion, env.CassandraHosts[0], time.Duration(env.CassandraStartTime).Round(time.Millisecond))
+		CassandraVersion, env.CassandraHosts[0], time.Duration(env.CassandraStartTime).Round(time.Millisecond),
+		VersityGatewayVersion, env.S3Endpoint, time.Duration(env.S3StartTime).Round(time.Millisecond))
 	if err := env.write(); err != nil {
 		env.Stop()
 		return nil, err
@@ -170,7 +198,7 @@ func (e *Env) write() error {
 		return err
 	}
 	tmp := filepath.Join(e.Dir, EnvFileName+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(e.Dir, EnvFileName))
@@ -187,15 +215,21 @@ func Load(file string) (*Env, error) {
 		return nil, fmt.Errorf("testenv: %s: %w", file, err)
 	}
 	for _, x := range []struct {
-		name string
-		pid  int
-	}{{"kafka", e.KafkaPID}, {"cassandra", e.CassandraPID}} {
-		e.procs = append(e.procs, &proc{name: x.name, pid: x.pid})
+		name, exe string
+		pid       int
+	}{{"kafka", "java", e.KafkaPID}, {"cassandra", "java", e.CassandraPID}, {"s3", "versitygw", e.S3PID}} {
+		if x.pid != 0 { // no s3_pid in an older env.json
+			e.procs = append(e.procs, &proc{name: x.name, exe: x.exe, pid: x.pid})
+		}
 	}
 	return &e, nil
 }
 
-// Process is what Status reports of one JVM.
+// HasS3 reports whether the env runs an S3 server; one started by an older
+// testenv does not (restart it to get one).
+func (e *Env) HasS3() bool { return e.S3Endpoint != "" && e.S3PID != 0 }
+
+// Process is what Status reports of one server process.
 type Process struct {
 	Name   string
 	PID    int
@@ -203,11 +237,11 @@ type Process struct {
 	RSSKiB int64
 }
 
-// Status reports each JVM of the Env.
+// Status reports each server process of the Env.
 func (e *Env) Status() []Process {
 	var out []Process
 	for _, p := range e.procs {
-		alive := p.alive() && isJava(p.pid)
+		alive := p.alive() && p.ours()
 		ps := Process{Name: p.name, PID: p.pid, Alive: alive}
 		if alive {
 			ps.RSSKiB = p.rssKiB()
@@ -217,12 +251,12 @@ func (e *Env) Status() []Process {
 	return out
 }
 
-// Stop terminates both JVMs (SIGTERM, then SIGKILL after a grace period) and
-// removes env.json. The data directory stays for inspection.
+// Stop terminates every server (SIGTERM, then SIGKILL after a grace period)
+// and removes env.json. The data directory stays for inspection.
 func (e *Env) Stop() {
 	var wg sync.WaitGroup
 	for _, p := range e.procs {
-		if p.exited == nil && !isJava(p.pid) {
+		if !p.ours() {
 			continue // the pid was reused by something that is not ours
 		}
 		wg.Add(1)
@@ -232,12 +266,7 @@ func (e *Env) Stop() {
 	_ = os.Remove(filepath.Join(e.Dir, EnvFileName))
 }
 
-func isJava(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && strings.Contains(string(b), "java")
-}
-
-// Alive reports whether both JVMs of the env still run.
+// Alive reports whether every server of the env still runs.
 func (e *Env) Alive() bool {
 	for _, p := range e.Status() {
 		if !p.Alive {
@@ -258,6 +287,8 @@ func DefaultDir() (string, error) {
 
 // Up returns the background env in dir (DefaultDir when empty), starting it
 // detached if it is not running; leftovers of a half-dead one are stopped.
+// A running env of an older testenv, without an S3 server, is returned as it
+// is (others may be using it), with a line saying how to get one.
 func Up(ctx context.Context, dir string, logf func(string, ...any)) (*Env, error) {
 	if dir == "" {
 		var err error
@@ -266,6 +297,9 @@ func Up(ctx context.Context, dir string, logf func(string, ...any)) (*Env, error
 		}
 	}
 	if env, err := Load(filepath.Join(dir, EnvFileName)); err == nil && env.Alive() {
+		if !env.HasS3() && logf != nil {
+			logf("%v", errNoS3)
+		}
 		return env, nil
 	} else if err == nil {
 		env.Stop()

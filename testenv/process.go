@@ -14,10 +14,14 @@ import (
 	"time"
 )
 
-// proc is one JVM testenv started.
+// proc is one server process testenv started (a JVM, or versitygw).
 type proc struct {
-	name    string
-	pid     int
+	name string
+	pid  int
+	// exe is a word of the process's command line ("java", "versitygw"):
+	// a pid from env.json is signalled only while it still runs that, not
+	// once it is reused by something else.
+	exe     string
 	logFile string // the component's own log, shown when start fails
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd.Wait returns (only for processes we started)
@@ -31,14 +35,23 @@ type proc struct {
 // (PR_SET_PDEATHSIG), so a killed test binary leaves no orphan JVM; the
 // background `testenv up` passes false and records the pid instead.
 func startJava(java, dir, name string, tied bool, args []string) (*proc, error) {
+	return startProcess(java, dir, name, "java", tied, args, nil)
+}
+
+// startProcess starts bin with args and env (added to this process's) in
+// dir, as startJava does; exe is what proc.ours looks for.
+func startProcess(bin, dir, name, exe string, tied bool, args, env []string) (*proc, error) {
 	out, err := os.Create(filepath.Join(dir, "stdout.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
-	cmd := exec.Command(java, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if tied {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
@@ -46,7 +59,7 @@ func startJava(java, dir, name string, tied bool, args []string) (*proc, error) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testenv: starting %s: %w", name, err)
 	}
-	p := &proc{name: name, pid: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{})}
+	p := &proc{name: name, pid: cmd.Process.Pid, exe: exe, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
 	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(p.pid)), 0o644); err != nil {
 		return nil, err
@@ -82,6 +95,16 @@ func pidAlive(pid int) bool {
 		}
 	}
 	return true
+}
+
+// ours reports whether the pid still runs the program this proc started
+// (always true for a process this process started and has not reaped).
+func (p *proc) ours() bool {
+	if p.exited != nil {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid))
+	return err == nil && strings.Contains(string(b), p.exe)
 }
 
 // stop sends SIGTERM, waits up to grace, then SIGKILLs.

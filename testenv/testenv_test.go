@@ -56,7 +56,8 @@ func TestMissingJavaIsClear(t *testing.T) {
 const childVar = "PARLEY_TESTENV_CHILD"
 
 // TestKilledOwnerLeavesNoJVM starts an Env in a child process, SIGKILLs the
-// child (no cleanup code runs), and checks the kernel takes both JVMs down.
+// child (no cleanup code runs), and checks the kernel takes both JVMs and
+// the S3 server down.
 func TestKilledOwnerLeavesNoJVM(t *testing.T) {
 	if os.Getenv(childVar) != "" {
 		env, err := Start(context.Background(), Options{Dir: os.Getenv(childVar), KafkaHeapMB: 256, CassandraHeapMB: 512})
@@ -86,26 +87,27 @@ func TestKilledOwnerLeavesNoJVM(t *testing.T) {
 			break
 		}
 	}
-	if env.KafkaPID == 0 || env.CassandraPID == 0 {
+	if env.KafkaPID == 0 || env.CassandraPID == 0 || env.S3PID == 0 {
 		_ = cmd.Process.Kill()
 		t.Fatalf("child did not report a started env")
 	}
-	for _, pid := range []int{env.KafkaPID, env.CassandraPID} {
-		if !pidAlive(pid) {
-			t.Fatalf("JVM %d not running before the kill", pid)
+	procs := []*proc{{exe: "java", pid: env.KafkaPID}, {exe: "java", pid: env.CassandraPID}, {exe: "versitygw", pid: env.S3PID}}
+	for _, p := range procs {
+		if !pidAlive(p.pid) || !p.ours() {
+			t.Fatalf("%s %d not running before the kill", p.exe, p.pid)
 		}
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	for _, pid := range []int{env.KafkaPID, env.CassandraPID} {
+	for _, p := range procs {
 		err := WaitFor(context.Background(), time.Minute, func() string {
-			if pidAlive(pid) && isJava(pid) {
-				return fmt.Sprintf("JVM %d outlived its killed owner", pid)
+			if pidAlive(p.pid) && p.ours() {
+				return fmt.Sprintf("%s %d outlived its killed owner", p.exe, p.pid)
 			}
 			return ""
 		})
 		if err != nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 			t.Fatal(err)
 		}
 	}

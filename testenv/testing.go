@@ -9,19 +9,22 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/minio/minio-go/v7"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // EnvVar names the env.json of an already running Env. `go tool task test`
-// sets it so that every test binary of one `go test ./...` shares one Kafka
-// and one Cassandra. Without it, the first test that asks starts a private
-// Env for its test binary, which Main stops (or the kernel kills with the
-// binary).
+// sets it so that every test binary of one `go test ./...` shares one Kafka,
+// one Cassandra and one S3 store. Without it, the first test that asks
+// starts a private Env for its test binary, which Main stops (or the kernel
+// kills with the binary); a binary whose tests ask only for S3 starts only
+// an S3 server.
 const EnvVar = "PARLEY_TESTENV"
 
 var shared struct {
@@ -29,10 +32,12 @@ var shared struct {
 	env     *Env
 	err     error
 	started bool
+	done    atomic.Bool // once has run
 }
 
 func sharedEnv() (*Env, error) {
 	shared.once.Do(func() {
+		defer shared.done.Store(true)
 		if f := os.Getenv(EnvVar); f != "" {
 			shared.env, shared.err = Load(f)
 			return
@@ -45,12 +50,25 @@ func sharedEnv() (*Env, error) {
 	return shared.env, shared.err
 }
 
-// Main runs the tests of a package and stops the Env this binary started,
-// if it started one. Use it as: func TestMain(m *testing.M) { testenv.Main(m) }
+var lone struct {
+	once sync.Once
+	srv  *loneS3
+	err  error
+}
+
+// Main runs the tests of a package and stops the Env (or the lone S3
+// server) this binary started, if it started one. Use it as:
+// func TestMain(m *testing.M) { testenv.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
 	if shared.started {
 		shared.env.Stop()
+	}
+	if lone.srv != nil {
+		lone.srv.p.stop(10 * time.Second)
+		if code == 0 { // a failed test's bucket stays for inspection
+			_ = os.RemoveAll(lone.srv.dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -187,9 +205,117 @@ func (c *CassandraEnv) Session() *gocql.Session {
 	return s
 }
 
+// S3Env is the S3-compatible store of the shared Env, seen by one test: it
+// owns a fresh bucket. Endpoint is host:port, plain http.
+type S3Env struct {
+	Endpoint, AccessKey, SecretKey, Region string
+	Bucket                                 string
+	t                                      testing.TB
+}
+
+// S3 returns the shared S3 store with a new bucket for this test, emptied
+// and removed when the test passes and kept when it fails. Without
+// PARLEY_TESTENV and without an Env already started by this binary, it
+// starts a lone S3 server (tied to the binary, stopped by Main) rather than
+// a whole Env. An env.json without S3 (from an older testenv) fails the
+// test with how to restart it.
+func S3(t testing.TB) *S3Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs the S3 store (skipped with -short)")
+	}
+	s := &S3Env{Region: s3Region, t: t}
+	if os.Getenv(EnvVar) != "" || shared.done.Load() {
+		env := need(t)
+		if !env.HasS3() {
+			t.Fatalf("%v", errNoS3)
+		}
+		s.Endpoint, s.AccessKey, s.SecretKey = env.S3Endpoint, env.S3AccessKey, env.S3SecretKey
+	} else {
+		lone.once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			defer cancel()
+			lone.srv, lone.err = startLoneS3(ctx)
+		})
+		if lone.err != nil {
+			t.Fatalf("testenv: %v", lone.err)
+		}
+		s.Endpoint, s.AccessKey, s.SecretKey = lone.srv.Endpoint, lone.srv.AccessKey, lone.srv.SecretKey
+	}
+	s.Bucket = bucketName(t.Name())
+	cl := s.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{Region: s.Region}); err != nil {
+		t.Fatalf("testenv: create bucket %s: %v", s.Bucket, err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testenv: keeping bucket %s for inspection", s.Bucket)
+			return
+		}
+		if err := emptyBucket(cl, s.Bucket); err != nil {
+			t.Logf("testenv: removing bucket %s: %v", s.Bucket, err)
+		}
+	})
+	return s
+}
+
+// Client returns a minio-go client on the store.
+func (s *S3Env) Client() *minio.Client {
+	s.t.Helper()
+	cl, err := newS3Client(s.Endpoint, s.AccessKey, s.SecretKey)
+	if err != nil {
+		s.t.Fatalf("testenv: s3 client: %v", err)
+	}
+	return cl
+}
+
+// bucketName is a bucket name unique to this test and run, valid under S3's
+// rules (3–63 of a-z, 0-9 and '-', starting and ending with one of a-z,
+// 0-9): "t-<test-name>-<random>".
+func bucketName(test string) string {
+	n := strings.Trim(nonBucket.ReplaceAllString(strings.ToLower(test), "-"), "-")
+	if len(n) > 40 {
+		n = strings.TrimRight(n[:40], "-")
+	}
+	if n == "" {
+		return "t-" + randHex(4)
+	}
+	return "t-" + n + "-" + randHex(4)
+}
+
+// emptyBucket removes every object and incomplete upload of bucket, then
+// the bucket.
+func emptyBucket(cl *minio.Client, bucket string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	objs := make(chan minio.ObjectInfo)
+	go func() {
+		defer close(objs)
+		for o := range cl.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+			if o.Err == nil {
+				objs <- o
+			}
+		}
+	}()
+	for r := range cl.RemoveObjects(ctx, bucket, objs, minio.RemoveObjectsOptions{}) {
+		if r.Err != nil {
+			return r.Err
+		}
+	}
+	for u := range cl.ListIncompleteUploads(ctx, bucket, "", true) {
+		if u.Err == nil {
+			_ = cl.RemoveIncompleteUpload(ctx, bucket, u.Key)
+		}
+	}
+	return cl.RemoveBucket(ctx, bucket)
+}
+
 var (
 	nonName     = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 	nonKeyspace = regexp.MustCompile(`[^A-Za-z0-9_]+`)
+	nonBucket   = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
 func randHex(n int) string {

@@ -1,7 +1,8 @@
 package testenv
 
 // Pinned versions of the infrastructure testenv runs. Change them here only:
-// the cache directory is keyed by these values, so a change refetches.
+// the cache directories are keyed by these values, so a change refetches
+// (or rebuilds).
 const (
 	KafkaVersion     = "4.3.1"
 	CassandraVersion = "5.0.9"
@@ -9,6 +10,10 @@ const (
 	log4jVersion = "2.25.3"
 	// jamm must be the javaagent Cassandra was built against.
 	jammJar = "jamm-0.4.0.jar"
+	// VersityGatewayVersion is the S3-compatible store: a Go module, built
+	// with go install from the module proxy rather than fetched with Maven.
+	VersityGatewayVersion = "v1.8.0"
+	versityGatewayModule  = "github.com/versity/versitygw/cmd/versitygw"
 )
 
 // artifact is one Maven dependency of a generated fetch pom.

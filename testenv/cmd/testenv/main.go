@@ -1,5 +1,6 @@
-// Command testenv runs the real Kafka and Cassandra Parley needs, as plain
-// JVMs fetched from Maven Central.
+// Command testenv runs the real Kafka, Cassandra and S3-compatible store
+// Parley needs: plain JVMs fetched from Maven Central, and Versity Gateway
+// built from the Go module proxy.
 //
 //	testenv up      start in the background, print the addresses
 //	testenv status  show the running env: addresses, pids, RSS
@@ -96,7 +97,7 @@ func run(args []string) error {
 		}
 		printEnv(env, envFile)
 		if !allAlive(env) {
-			return errors.New("testenv: env is degraded (a JVM is gone); run down and up again")
+			return errors.New("testenv: env is degraded (a server is gone); run down and up again")
 		}
 		return nil
 	case "down":
@@ -159,6 +160,11 @@ func allAlive(env *testenv.Env) bool { return env.Alive() }
 func printEnv(env *testenv.Env, envFile string) {
 	fmt.Printf("kafka:     %s  (Kafka %s)\n", env.KafkaSeeds[0], testenv.KafkaVersion)
 	fmt.Printf("cassandra: %s  (Cassandra %s)\n", env.CassandraHosts[0], testenv.CassandraVersion)
+	if env.HasS3() {
+		fmt.Printf("s3:        %s  (Versity Gateway %s, http, access key %s; the secret is in env.json)\n", env.S3Endpoint, testenv.VersityGatewayVersion, env.S3AccessKey)
+	} else {
+		fmt.Println("s3:        none: this env was started by an older testenv; run down and up again to get one")
+	}
 	for _, p := range env.Status() {
 		state := "running"
 		if !p.Alive {
