@@ -204,7 +204,13 @@ func TestE2EAttachments(t *testing.T) {
 	})
 	t.Run("s3", func(t *testing.T) {
 		t.Parallel()
-		testAttachments(t, testenv.S3Store(t))
+		s3 := testenv.S3(t)
+		store, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: s3.Endpoint, Bucket: s3.Bucket,
+			AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Region: s3.Region})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testAttachments(t, store)
 	})
 }
 
