@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-im/parley/gateway"
+	"github.com/parley-im/parley/gateway/blob"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
 )
@@ -47,9 +49,14 @@ func dev(ctx context.Context, env *testenv.Env, dir string, gatewayPort, queryPo
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	blobs, err := blob.NewDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return err
+	}
 	sys, err := system.Start(ctx, system.Options{
 		Seeds: env.KafkaSeeds, Hosts: env.CassandraHosts, Keyspace: devKeyspace,
 		GatewayPort: gatewayPort, QueryPort: queryPort, Secret: secret, DevTokens: true, Logger: log,
+		GatewayAttachments: gateway.Attachments{Store: blobs, StagingDir: filepath.Join(dir, "uploads")},
 	})
 	if err != nil {
 		return err
@@ -62,6 +69,7 @@ Parley is running.
   query (HTTP JSON):   %[2]s/v1/inbox     metrics: %[2]s/metrics
   topics:              %[3]s
   keyspace:            %[4]s
+  attachments:         %[5]s/blobs (local files)
 
 Get a dev token (dev only: signed with a secret kept in %[5]s):
   curl -s '%[1]s/v1/dev/token?user=alice&device=laptop'
