@@ -521,14 +521,20 @@ func variantOf(v string) (string, error) {
 	return "", refuse(http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "variant must be %q or %q", variantFile, variantThumbnail)
 }
 
-// serveDownload serves an attachment to a request with a token.
-func (a *attachments) serveDownload(w http.ResponseWriter, r *http.Request) {
+// authenticated verifies the token of a request that names one
+// attachment, and reads the names.
+func (a *attachments) authenticated(r *http.Request) (_ token.Identity, conv, att string, _ error) {
 	id, err := a.authenticate(r)
 	if err != nil {
-		a.fail(w, err)
-		return
+		return id, "", "", err
 	}
-	conv, att, err := pathAttachment(r)
+	conv, att, err = pathAttachment(r)
+	return id, conv, att, err
+}
+
+// serveDownload serves an attachment to a request with a token.
+func (a *attachments) serveDownload(w http.ResponseWriter, r *http.Request) {
+	id, conv, att, err := a.authenticated(r)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -552,12 +558,7 @@ type urlAnswer struct {
 // work without a token until they expire, for <img src> and the like. The
 // access check is made now and again when the URL is fetched.
 func (a *attachments) serveURL(w http.ResponseWriter, r *http.Request) {
-	id, err := a.authenticate(r)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	conv, att, err := pathAttachment(r)
+	id, conv, att, err := a.authenticated(r)
 	if err != nil {
 		a.fail(w, err)
 		return
