@@ -16,9 +16,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -52,8 +54,8 @@ type Attachments struct {
 	// AllowedTypes lists the media types accepted, as sniffed from the
 	// bytes: exact types and "type/*" patterns (default "*/*": any).
 	AllowedTypes []string
-	// StripLocation removes the location (GPS) data of JPEG images before
-	// they are stored (default true; set KeepLocation to keep it).
+	// KeepLocation stores images with their location (GPS) data; by
+	// default it is removed before they are stored (media.StripLocation).
 	KeepLocation bool
 	// ThumbnailPixels is the longest side of an image's thumbnail (default
 	// 320).
@@ -88,7 +90,7 @@ func (a Attachments) Defaults() Attachments {
 		a.Namespace = d.Namespace
 	}
 	if a.StagingDir == "" {
-		a.StagingDir = os.TempDir() + string(os.PathSeparator) + "parley-uploads"
+		a.StagingDir = filepath.Join(os.TempDir(), "parley-uploads")
 	}
 	if a.MaxFileBytes <= 0 {
 		a.MaxFileBytes = d.MaxFileBytes
@@ -425,9 +427,12 @@ func (a *attachments) appendAndWait(ctx context.Context, cmd *pb.Command) (*pb.E
 }
 
 // decisions hands the events of waited-for commands to their waiters.
+// offer runs for every event the gateway consumes: while nobody waits it
+// costs one atomic load.
 type decisions struct {
-	mu sync.Mutex
-	by map[string]chan *pb.Event
+	waiting atomic.Int32
+	mu      sync.Mutex
+	by      map[string]chan *pb.Event
 }
 
 func (d *decisions) wait(commandID string) <-chan *pb.Event {
@@ -438,6 +443,7 @@ func (d *decisions) wait(commandID string) <-chan *pb.Event {
 	}
 	ch := make(chan *pb.Event, 1)
 	d.by[commandID] = ch
+	d.waiting.Store(int32(len(d.by)))
 	return ch
 }
 
@@ -445,16 +451,18 @@ func (d *decisions) forget(commandID string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.by, commandID)
+	d.waiting.Store(int32(len(d.by)))
 }
 
 // offer passes ev to the waiter of its command, if any.
 func (d *decisions) offer(ev *pb.Event) {
-	if ev.GetCommandId() == "" {
+	if d.waiting.Load() == 0 || ev.GetCommandId() == "" {
 		return
 	}
 	d.mu.Lock()
 	ch := d.by[ev.GetCommandId()]
 	delete(d.by, ev.GetCommandId())
+	d.waiting.Store(int32(len(d.by)))
 	d.mu.Unlock()
 	if ch != nil {
 		ch <- ev

@@ -155,11 +155,14 @@ func baseType(t string) string {
 
 // declaredMatches reports whether the type an uploader declared agrees with
 // the sniffed one: the same type, or the same top-level type (image/jpg for
-// image/jpeg), or no claim at all (application/octet-stream). Any other
-// claim is a spoof: a file that says it is an image and is not one.
+// image/jpeg), or no claim at all (application/octet-stream, or the form
+// encoding an HTTP client sends for a body it was given no type for, as
+// curl --data-binary does). Any other claim is a spoof: a file that says it
+// is an image and is not one.
 func declaredMatches(declared, sniffed string) bool {
 	declared, sniffed = baseType(declared), baseType(sniffed)
-	if declared == sniffed || declared == "application/octet-stream" {
+	switch declared {
+	case sniffed, "application/octet-stream", "application/x-www-form-urlencoded":
 		return true
 	}
 	top := func(t string) string { top, _, _ := strings.Cut(t, "/"); return top }

@@ -783,12 +783,11 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *
 	d.member(user)
 	d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
 	e := dedupEntry{seq: st.lastSeq, at: received.UnixMilli()}
-	if x := (sendExtra{atts: sendAttachments(st, atts, &d)}); ct != schemas.ContentText || len(x.atts) > 0 {
-		if ct != schemas.ContentText {
-			x.ct = ct
-		}
-		e = e.with(x)
+	x := sendExtra{atts: sendAttachments(st, atts, &d)}
+	if ct != schemas.ContentText {
+		x.ct = ct
 	}
+	e = e.with(x) // none when x is zero: most sends
 	for _, old := range st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender) {
 		d.dedup = append(d.dedup, dedupRef{user, old})
 	}
