@@ -70,6 +70,23 @@ type Attachments struct {
 	// record it before it answers 202 with the attachment pending
 	// (default 10 s).
 	DecisionWait time.Duration
+
+	// UploadTTL is the age after which the janitor asks the decider to
+	// delete an upload no message sent (default 24h; the decider applies
+	// its own PARLEY_INGEST_ATTACHMENT_TTL, so keep the two equal).
+	UploadTTL time.Duration
+	// ResumeTTL is how long a resumable upload waits for its next PATCH
+	// before the janitor removes it (default 24h).
+	ResumeTTL time.Duration
+	// CollectGrace is how long a blob no live attachment holds is kept
+	// after it was last written or touched (default 1h).
+	CollectGrace time.Duration
+	// JanitorInterval is the period of the expiry and staging passes
+	// (default 1 min); CollectInterval that of blob collection, which
+	// lists the whole store (default 1h).
+	JanitorInterval, CollectInterval time.Duration
+	// JanitorOff stops this gateway's janitor (another runs it).
+	JanitorOff bool
 }
 
 // DefaultAttachments is used for every zero field of Attachments.
@@ -81,6 +98,11 @@ var DefaultAttachments = Attachments{
 	ThumbnailPixels: 320,
 	URLTTL:          15 * time.Minute,
 	DecisionWait:    10 * time.Second,
+	UploadTTL:       24 * time.Hour,
+	ResumeTTL:       24 * time.Hour,
+	CollectGrace:    time.Hour,
+	JanitorInterval: time.Minute,
+	CollectInterval: time.Hour,
 }
 
 // Defaults fills the zero fields of a from DefaultAttachments.
@@ -110,6 +132,17 @@ func (a Attachments) Defaults() Attachments {
 	if a.DecisionWait <= 0 {
 		a.DecisionWait = d.DecisionWait
 	}
+	for _, f := range []struct {
+		v *time.Duration
+		d time.Duration
+	}{
+		{&a.UploadTTL, d.UploadTTL}, {&a.ResumeTTL, d.ResumeTTL}, {&a.CollectGrace, d.CollectGrace},
+		{&a.JanitorInterval, d.JanitorInterval}, {&a.CollectInterval, d.CollectInterval},
+	} {
+		if *f.v <= 0 {
+			*f.v = f.d
+		}
+	}
 	return a
 }
 
@@ -137,6 +170,7 @@ type attachmentViews interface {
 	attachment(ctx context.Context, conv, id string) (projector.AttachmentRow, bool, error)
 	ownerUsage(ctx context.Context, user string) (int64, error)
 	isMember(ctx context.Context, conv, user string) (bool, error)
+	lastVersion(ctx context.Context, conv string) (int64, error)
 	joinFloor(ctx context.Context, conv, user string) (floor, error)
 	message(ctx context.Context, conv string, seq int64) (sourceMessage, error)
 }
@@ -158,6 +192,7 @@ type attachments struct {
 	key     []byte
 	log     *slog.Logger
 	waiters decisions
+	tus     *tusUploads
 }
 
 func newAttachments(s *Server, cfg Attachments, v attachmentViews) (*attachments, error) {
@@ -169,6 +204,10 @@ func newAttachments(s *Server, cfg Attachments, v attachmentViews) (*attachments
 	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("gateway: attachments staging directory: %w", err)
 	}
+	var err error
+	if a.tus, err = newTusUploads(a); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -178,6 +217,7 @@ func (a *attachments) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/conversations/{conversation}/attachments/{attachment}", a.serveDownload)
 	mux.HandleFunc("GET /v1/conversations/{conversation}/attachments/{attachment}/url", a.serveURL)
 	mux.HandleFunc("GET /v1/files/{conversation}/{attachment}/{variant}", a.serveSigned)
+	a.tus.routes(mux)
 }
 
 // httpError is a refusal of an attachment request.
@@ -193,10 +233,18 @@ func refuse(status int, code pb.ErrorCode, format string, args ...any) *httpErro
 	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-func (a *attachments) fail(w http.ResponseWriter, err error) {
+// countRefusal counts a refusal in the gateway's rejections metric.
+func (a *attachments) countRefusal(err error) {
 	var he *httpError
 	if errors.As(err, &he) {
 		a.srv.metrics.rejections.WithLabelValues(he.code.String()).Inc()
+	}
+}
+
+func (a *attachments) fail(w http.ResponseWriter, err error) {
+	a.countRefusal(err)
+	var he *httpError
+	if errors.As(err, &he) {
 		writeError(w, he.status, he.code, he.msg)
 		return
 	}
@@ -265,23 +313,9 @@ func (a *attachments) serveUpload(w http.ResponseWriter, r *http.Request) {
 // 201 once the decider recorded it, or 202 when the decision did not come
 // within DecisionWait (the device then learns it from AttachmentUploaded).
 func (a *attachments) upload(ctx context.Context, id token.Identity, conv string, r *http.Request) (*pb.Attachment, int, error) {
-	cfg := a.cfg
-	if r.ContentLength > cfg.MaxFileBytes {
-		return nil, 0, refuse(http.StatusRequestEntityTooLarge, pb.ErrorCode_ERROR_CODE_FILE_TOO_LARGE,
-			"the file is %d bytes, the limit is %d", r.ContentLength, cfg.MaxFileBytes)
-	}
-	if ok, err := a.views.isMember(ctx, conv, id.UserID); err != nil {
-		return nil, 0, err
-	} else if !ok {
-		return nil, 0, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of %s", conv)
-	}
-	used, err := a.views.ownerUsage(ctx, id.UserID)
+	used, err := a.admit(ctx, id, conv, r.ContentLength)
 	if err != nil {
 		return nil, 0, err
-	}
-	if r.ContentLength > 0 && used+r.ContentLength > cfg.QuotaBytes {
-		return nil, 0, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_QUOTA_EXCEEDED,
-			"you store %d bytes of attachments; %d more would pass the quota of %d", used, r.ContentLength, cfg.QuotaBytes)
 	}
 	name := schemas.CleanFileName(r.URL.Query().Get("name"))
 	declared := ""
@@ -297,11 +331,82 @@ func (a *attachments) upload(ctx context.Context, id token.Identity, conv string
 		return nil, 0, err
 	}
 	defer staged.remove()
-	if used+staged.size > cfg.QuotaBytes {
-		return nil, 0, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_QUOTA_EXCEEDED,
-			"you store %d bytes of attachments; %d more would pass the quota of %d", used, staged.size, cfg.QuotaBytes)
+	return a.record(ctx, id, conv, staged, used, name, declared)
+}
+
+// admit makes the checks an upload passes before its bytes are read: a
+// known length (negative: unknown) within MaxFileBytes, a member of conv,
+// and the quota. It returns the bytes the user stores already.
+func (a *attachments) admit(ctx context.Context, id token.Identity, conv string, length int64) (used int64, err error) {
+	cfg := a.cfg
+	if length > cfg.MaxFileBytes {
+		return 0, refuse(http.StatusRequestEntityTooLarge, pb.ErrorCode_ERROR_CODE_FILE_TOO_LARGE,
+			"the file is %d bytes, the limit is %d", length, cfg.MaxFileBytes)
 	}
-	att, err := a.prepare(ctx, staged, name, declared)
+	if err := a.member(ctx, conv, id.UserID); err != nil {
+		return 0, err
+	}
+	used, err = a.views.ownerUsage(ctx, id.UserID)
+	if err != nil {
+		return 0, err
+	}
+	if length > 0 && used+length > cfg.QuotaBytes {
+		return 0, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_QUOTA_EXCEEDED,
+			"you store %d bytes of attachments; %d more would pass the quota of %d", used, length, cfg.QuotaBytes)
+	}
+	return used, nil
+}
+
+// memberWait bounds how long an upload waits for the members view to
+// catch up with the log before it answers UNAVAILABLE.
+const memberWait = 5 * time.Second
+
+// member refuses a user who is not a member of conv. The members view may
+// lag the log (a group created a moment ago), so a user it does not list
+// is refused only once the view has reached the highest version of conv
+// this gateway has seen; until then it is read again, for up to
+// memberWait. The decider checks membership again when it records the
+// upload; this check spares storing a stranger's bytes.
+func (a *attachments) member(ctx context.Context, conv, user string) error {
+	deadline := time.Now().Add(memberWait)
+	for {
+		ok, err := a.views.isMember(ctx, conv, user)
+		if err != nil || ok {
+			return err
+		}
+		top, err := a.views.lastVersion(ctx, conv)
+		if err != nil {
+			return err
+		}
+		if ok, err := a.views.isMember(ctx, conv, user); err != nil || ok {
+			return err
+		}
+		if top >= a.srv.members.logVersion(conv) {
+			return refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of %s", conv)
+		}
+		if time.Now().After(deadline) {
+			return refuse(http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
+				"the views have not caught up with %s yet; retry", conv)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(resumePoll):
+		}
+	}
+}
+
+// record turns staged bytes into an attachment of conv: the quota checked
+// again with the real size, the bytes checked and stored (prepare), and
+// the UploadAttachment command appended. It returns 201 once the decider
+// recorded it, or 202 when the decision did not come within DecisionWait
+// (the device then learns it from AttachmentUploaded).
+func (a *attachments) record(ctx context.Context, id token.Identity, conv string, st *staged, used int64, name, declared string) (*pb.Attachment, int, error) {
+	if used+st.size > a.cfg.QuotaBytes {
+		return nil, 0, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_QUOTA_EXCEEDED,
+			"you store %d bytes of attachments; %d more would pass the quota of %d", used, st.size, a.cfg.QuotaBytes)
+	}
+	att, err := a.prepare(ctx, st, schemas.CleanFileName(name), declared)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -329,6 +434,9 @@ func (a *attachments) upload(ctx context.Context, id token.Identity, conv string
 			status = http.StatusBadRequest
 		}
 		return nil, 0, refuse(status, rej.GetCode(), "%s", rej.GetMessage())
+	}
+	if err := a.ensureStored(ctx, st, att); err != nil {
+		return nil, 0, err
 	}
 	return att, http.StatusCreated, nil
 }
@@ -390,6 +498,37 @@ func (a *attachments) put(ctx context.Context, sha string, size int64, contentTy
 	}
 	defer rc.Close()
 	return a.cfg.Store.Put(ctx, key, rc, size, contentType)
+}
+
+// ensureStored makes sure, once the decider recorded att, that its bytes
+// and thumbnail are in the store: the collector (collect) may have taken a
+// blob of the same digest, unreferenced until then, between this upload's
+// Touch and its record. The file's bytes are put again from the staged
+// file; a thumbnail or location-stripped bytes, no longer at hand, make the
+// upload fail UNAVAILABLE (upload again).
+func (a *attachments) ensureStored(ctx context.Context, st *staged, att *pb.Attachment) error {
+	for _, sha := range []string{att.GetSha256(), att.GetThumbnail().GetSha256()} {
+		if sha == "" {
+			continue
+		}
+		key, err := blob.Key(a.cfg.Namespace, sha)
+		if err != nil {
+			return err
+		}
+		_, err = a.cfg.Store.Stat(ctx, key)
+		switch {
+		case err == nil:
+			continue
+		case !errors.Is(err, blob.ErrNotFound):
+			return err
+		case sha != st.sha256:
+			return fmt.Errorf("blob %s was collected while its upload was recorded", sha)
+		}
+		if err := a.put(ctx, sha, st.size, att.GetContentType(), func() (io.ReadCloser, error) { return st.open() }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // appendAndWait appends cmd and waits for the event that decides it: its

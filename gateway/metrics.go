@@ -27,6 +27,9 @@ type metrics struct {
 	signalsPublished *prometheus.CounterVec // type: typing, presence
 	signalFailures   prometheus.Counter
 	signalsConsumed  prometheus.Counter
+
+	blobsCollected prometheus.Counter
+	collections    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -77,10 +80,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "signal_publish_failures_total", Help: "Signals records that could not be written (dropped)."}),
 		signalsConsumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "signals_consumed_total", Help: "Records read from the signals topic."}),
+		blobsCollected: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "blobs_collected_total", Help: "Blobs deleted from the blob store because no attachment held them."}),
+		collections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "blob_collections_total", Help: "Passes of blob collection completed."}),
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
 		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
-		m.eventsUndecoded, m.eventsMisrouted, m.eventsWithheld, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.resumeRefetches, m.signalsPublished, m.signalFailures, m.signalsConsumed} {
+		m.eventsUndecoded, m.eventsMisrouted, m.eventsWithheld, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.resumeRefetches, m.signalsPublished, m.signalFailures, m.signalsConsumed, m.blobsCollected, m.collections} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

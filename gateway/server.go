@@ -168,6 +168,8 @@ func New(cfg Config) (*Server, error) {
 		mux.HandleFunc("/v1/conversations/{conversation}/attachments/", attachmentsOff)
 		mux.HandleFunc("POST /v1/conversations/{conversation}/attachments", attachmentsOff)
 		mux.HandleFunc("/v1/files/", attachmentsOff)
+		mux.HandleFunc("/v1/uploads/", attachmentsOff)
+		mux.HandleFunc("POST /v1/conversations/{conversation}/uploads", attachmentsOff)
 	}
 	s.handler = mux
 	return s, nil
@@ -229,6 +231,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { consumeDone <- s.consume(consumeCtx) }()
 	signalsDone := make(chan error, 1)
 	go func() { signalsDone <- s.runSignals(consumeCtx) }()
+	janitorDone := make(chan struct{})
+	go func() {
+		defer close(janitorDone)
+		if s.att != nil {
+			s.att.runJanitor(consumeCtx, s.views.(*cassandraViews))
+		}
+	}()
 	s.log.Info("gateway serving", "addr", ln.Addr().String(), "commands", s.cfg.CommandsTopic, "events", s.cfg.EventsTopic)
 
 	var err error
@@ -244,6 +253,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		signalsDone <- nil
 	}
 	s.shutdown(hs, stopConsume, consumeDone, signalsDone)
+	<-janitorDone
 	return err
 }
 

@@ -114,6 +114,12 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, error) {
 			KeepLocation:    e.Bool("PARLEY_GATEWAY_KEEP_LOCATION", false),
 			ThumbnailPixels: e.Int("PARLEY_GATEWAY_THUMBNAIL_PIXELS", a.ThumbnailPixels),
 			URLTTL:          e.Duration("PARLEY_GATEWAY_URL_TTL", a.URLTTL),
+			UploadTTL:       e.Duration("PARLEY_GATEWAY_ATTACHMENT_TTL", a.UploadTTL),
+			ResumeTTL:       e.Duration("PARLEY_GATEWAY_RESUME_TTL", a.ResumeTTL),
+			CollectGrace:    e.Duration("PARLEY_GATEWAY_BLOB_GRACE", a.CollectGrace),
+			JanitorInterval: e.Duration("PARLEY_GATEWAY_JANITOR_INTERVAL", a.JanitorInterval),
+			CollectInterval: e.Duration("PARLEY_GATEWAY_COLLECT_INTERVAL", a.CollectInterval),
+			JanitorOff:      !e.Bool("PARLEY_GATEWAY_JANITOR", true),
 		},
 	}
 	if k := e.String("PARLEY_GATEWAY_URL_KEY", ""); k != "" {
