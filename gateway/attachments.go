@@ -825,7 +825,11 @@ func (a *attachments) serve(w http.ResponseWriter, r *http.Request, conv, att, v
 	} else {
 		h.Set("Content-Disposition", disposition)
 	}
-	http.ServeContent(w, r, "", row.UploadedAt, obj)
+	var content io.ReadSeeker = obj
+	if f, ok := obj.(blob.FileObject); ok {
+		content = f.OSFile() // sendfile(2) instead of a copy through user space
+	}
+	http.ServeContent(w, r, "", row.UploadedAt, content)
 }
 
 // writeProto answers m as protojson, like the WebSocket's JSON frames.

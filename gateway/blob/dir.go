@@ -203,6 +203,9 @@ type dirObject struct {
 
 func (o *dirObject) Info() Info { return o.info }
 
+// OSFile is the open file, so a server can send it with sendfile(2).
+func (o *dirObject) OSFile() *os.File { return o.File }
+
 func fileContentType(f *os.File) string {
 	buf := make([]byte, 256)
 	for {

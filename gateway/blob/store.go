@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -41,6 +42,13 @@ type Object interface {
 	io.ReadSeekCloser
 	io.ReaderAt
 	Info() Info
+}
+
+// FileObject is an Object that is an open local file (Dir's): a server
+// gives the *os.File itself to net/http, which sends it with sendfile(2).
+type FileObject interface {
+	Object
+	OSFile() *os.File
 }
 
 // Info describes a stored blob.
