@@ -230,7 +230,7 @@ func (v *cassandraViews) message(ctx context.Context, conv string, seq int64) (s
 		if err := proto.Unmarshal(m.Event, ev); err != nil {
 			return sourceMessage{}, fmt.Errorf("message %s/%d does not decode: %w", conv, seq, err)
 		}
-		out.attachments = len(ev.GetMessageSent().GetAttachments())
+		out.attachments = ev.GetMessageSent().GetAttachments()
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/parley-im/parley/schemas"
@@ -22,13 +23,13 @@ type sourceMessage struct {
 	sender      string
 	sentAt      time.Time
 	recalled    bool
-	// attachments counts the files the message carries.
-	attachments int
+	// attachments are the files the message carries.
+	attachments []*pb.Attachment
 }
 
 // forward fills a ForwardMessage built by command with what the device may
 // not set: the text, content type and origin of the message, read from the
-// views (on the reader, bounded by loadTimeout, so the session's commands
+// views, and copies of its attachments (on the reader, bounded by loadTimeout, so the session's commands
 // stay in order). Membership is the decider's to judge, but content never
 // leaves the views for a user they do not list as a member of the source:
 // that is refused NOT_MEMBER before the message is read. A message the views
@@ -63,12 +64,16 @@ func (s *session) forward(cmd *pb.Command) (pb.ErrorCode, string) {
 		return pb.ErrorCode_ERROR_CODE_NOT_FOUND, fmt.Sprintf("seq %d of %s is a notice, not a message", seq, conv)
 	case m.recalled:
 		return pb.ErrorCode_ERROR_CODE_MESSAGE_RECALLED, fmt.Sprintf("message %d of %s was recalled", seq, conv)
-	case m.attachments > 0:
-		// The target's decider knows nothing of the files: forwarding
-		// them needs a copy recorded there, which is not built yet.
-		return pb.ErrorCode_ERROR_CODE_UNSUPPORTED, fmt.Sprintf("message %d of %s carries attachments, which are not forwarded yet: send the files again", seq, conv)
 	}
 	fm.Text, fm.ContentType = m.text, m.contentType
+	// The target records a copy of each attachment, the forwarder's, of
+	// the same bytes: it lives and dies with the forwarded message.
+	now := timestamppb.New(time.Now())
+	for _, a := range m.attachments {
+		c := proto.Clone(a).(*pb.Attachment)
+		c.AttachmentId, c.OwnerUserId, c.UploadedAt = schemas.NewAttachmentID(), s.user, now
+		fm.Attachments = append(fm.Attachments, c)
+	}
 	fm.Origin = &pb.ForwardOrigin{ConversationId: conv, Seq: seq, SenderUserId: m.sender}
 	if !m.sentAt.IsZero() {
 		fm.Origin.SentAt = timestamppb.New(m.sentAt)

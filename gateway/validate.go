@@ -413,7 +413,7 @@ func checkHide(conv string, h *pb.HideMessages) *refusal {
 
 // checkForward checks a ForwardMessage: the seq, a valid target other than
 // the source, a client message id, and none of what the gateway fills from
-// the views (text, contentType, origin).
+// the views (text, contentType, origin, attachments).
 func checkForward(conv string, m *pb.ForwardMessage) *refusal {
 	if r := checkMessageSeq("forwardMessage.seq", m.GetSeq()); r != nil {
 		return r
@@ -434,8 +434,8 @@ func checkForward(conv string, m *pb.ForwardMessage) *refusal {
 	if target == conv {
 		return invalidArg("forwardMessage.targetConversationId must not be the source conversation")
 	}
-	if m.GetText() != "" || m.GetContentType() != "" || m.GetOrigin() != nil {
-		return invalidArg("forwardMessage: text, contentType and origin are filled by the gateway from the message; leave them out")
+	if m.GetText() != "" || m.GetContentType() != "" || m.GetOrigin() != nil || len(m.GetAttachments()) > 0 {
+		return invalidArg("forwardMessage: text, contentType, origin and attachments are filled by the gateway from the message; leave them out")
 	}
 	return nil
 }

@@ -107,6 +107,55 @@ func takeAttachments(st *convState, user string, ids []string) ([]*pb.Attachment
 	return out, nil
 }
 
+// forwarded is what a ForwardedMessage adds to a send: where it comes
+// from and the copies of its attachments.
+type forwarded struct {
+	origin      *pb.ForwardOrigin
+	attachments []*pb.Attachment
+}
+
+func (f *forwarded) GetOrigin() *pb.ForwardOrigin {
+	if f == nil {
+		return nil
+	}
+	return f.origin
+}
+
+func (f *forwarded) GetAttachments() []*pb.Attachment {
+	if f == nil {
+		return nil
+	}
+	return f.attachments
+}
+
+// forwardedAttachments checks the copies a forward brings of its
+// message's attachments — each a whole attachment (schemas.CheckAttachment),
+// owned by the forwarder, under an id this conversation does not hold —
+// and returns the AttachmentUploaded events that record them before the
+// send.
+func forwardedAttachments(st *convState, user string, copies []*pb.Attachment, base *pb.Event) ([]*pb.Event, *rejection) {
+	if len(copies) > schemas.MaxAttachmentsPerMessage {
+		return nil, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a message carries at most %d attachments", schemas.MaxAttachmentsPerMessage)
+	}
+	out := make([]*pb.Event, 0, len(copies))
+	for i, a := range copies {
+		if err := schemas.CheckAttachment(a); err != nil {
+			return nil, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "forwarded attachment: %v", err)
+		}
+		id := a.GetAttachmentId()
+		if a.GetOwnerUserId() != user {
+			return nil, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a forwarded attachment is owned by the forwarder")
+		}
+		if st.uploads[id] != nil || slices.ContainsFunc(copies[:i], func(b *pb.Attachment) bool { return b.GetAttachmentId() == id }) {
+			return nil, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "attachment id %s is in use", schemas.Clip(id))
+		}
+		ev := cloneBase(base)
+		ev.Body = &pb.Event_AttachmentUploaded{AttachmentUploaded: &pb.AttachmentUploaded{Attachment: a}}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
 // sendAttachments moves a decided send's attachments out of the uploads
 // and returns what its remembered entry keeps of them.
 func sendAttachments(st *convState, atts []*pb.Attachment, d *delta) []sentAttachment {
@@ -115,8 +164,10 @@ func sendAttachments(st *convState, atts []*pb.Attachment, d *delta) []sentAttac
 	}
 	out := make([]sentAttachment, 0, len(atts))
 	for _, a := range atts {
-		delete(st.uploads, a.GetAttachmentId())
-		d.uploads = append(d.uploads, a.GetAttachmentId())
+		if st.uploads[a.GetAttachmentId()] != nil { // not a forward's copy
+			delete(st.uploads, a.GetAttachmentId())
+			d.uploads = append(d.uploads, a.GetAttachmentId())
+		}
 		out = append(out, sentAttachment{id: a.GetAttachmentId(), sha256: a.GetSha256(), thumbnail: a.GetThumbnail().GetSha256()})
 	}
 	return out

@@ -71,6 +71,7 @@ func attachSummary(evs []*pb.Event) []string {
 // expire only when unsent and past the TTL.
 func TestDecideAttachments(t *testing.T) {
 	g := "g:1"
+	origin := "g:" + strings.Repeat("2", schemas.ConversationIDHexDigits)
 	other := attachment("bob", '2')
 	other.Size = 1
 	for _, tc := range []struct {
@@ -107,6 +108,26 @@ func TestDecideAttachments(t *testing.T) {
 				sendWith("bob", g, "b2", "", '1')},
 			[]string{created, "Uploaded:1:bob", "Uploaded:2:bob", "MessageSent@1[1 2]", "Recalled:1", "Deleted:1:RECALLED:bob",
 				"Deleted:2:RECALLED:bob", rejAttachment}},
+		{"a forward records its copies before its send; a resend acts once; a recall deletes the copies", Limits{},
+			[]*pb.Command{createGroup("bob"),
+				cmd("alice", g, &pb.ForwardedMessage{ClientMsgId: "f1", Origin: &pb.ForwardOrigin{ConversationId: origin, Seq: 4},
+					Attachments: []*pb.Attachment{attachment("alice", '5'), attachment("alice", '6')}}),
+				cmd("alice", g, &pb.ForwardedMessage{ClientMsgId: "f1", Origin: &pb.ForwardOrigin{ConversationId: origin, Seq: 4},
+					Attachments: []*pb.Attachment{attachment("alice", '7')}}),
+				cmd("alice", g, &pb.RecallMessage{Seq: 1})},
+			[]string{created, "Uploaded:5:alice", "Uploaded:6:alice", "MessageSent@1[5 6]", "Dedup->1", "Recalled:1",
+				"Deleted:5:RECALLED:alice", "Deleted:6:RECALLED:alice"}},
+		{"a forward's copies are the forwarder's, whole, under ids not in use", Limits{},
+			[]*pb.Command{createGroup("bob"), uploadCmd("alice", g, attachment("alice", '1')),
+				cmd("alice", g, &pb.ForwardedMessage{ClientMsgId: "f1", Origin: &pb.ForwardOrigin{ConversationId: origin, Seq: 4},
+					Attachments: []*pb.Attachment{attachment("bob", '5')}}),
+				cmd("alice", g, &pb.ForwardedMessage{ClientMsgId: "f2", Origin: &pb.ForwardOrigin{ConversationId: origin, Seq: 4},
+					Attachments: []*pb.Attachment{attachment("alice", '1')}}),
+				cmd("alice", g, &pb.ForwardedMessage{ClientMsgId: "f3", Origin: &pb.ForwardOrigin{ConversationId: origin, Seq: 4},
+					Attachments: []*pb.Attachment{attachment("alice", '5'), attachment("alice", '5')}}),
+				cmd("alice", g, &pb.ForwardedMessage{ClientMsgId: "f4", Origin: &pb.ForwardOrigin{ConversationId: origin, Seq: 4},
+					Attachments: []*pb.Attachment{{AttachmentId: "x"}}})},
+			[]string{created, "Uploaded:1:alice", rejInvalid, rejInvalid, rejInvalid, rejInvalid}},
 		{"an edit keeps the attachments for the recall", Limits{},
 			[]*pb.Command{createGroup("bob"), uploadCmd("alice", g, attachment("alice", '1')), sendWith("alice", g, "a1", "cap", '1'),
 				editCmd("alice", g, 1, "e1", "caption"), cmd("alice", g, &pb.RecallMessage{Seq: 1})},

@@ -280,7 +280,8 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 			o.GetConversationId() == cmd.GetConversationId() || o.GetSeq() < 1 {
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a forwarded message needs the origin it was forwarded from")
 		}
-		return sendMessage(l, st, user, &pb.SendMessage{ClientMsgId: fm.GetClientMsgId(), Text: fm.GetText(), ContentType: fm.GetContentType()}, o, base, received)
+		return sendMessage(l, st, user, &pb.SendMessage{ClientMsgId: fm.GetClientMsgId(), Text: fm.GetText(), ContentType: fm.GetContentType()},
+			&forwarded{origin: o, attachments: fm.GetAttachments()}, base, received)
 
 	case *pb.Command_EditMessage:
 		return edit(l, st, user, b.EditMessage, base, received)
@@ -721,14 +722,14 @@ func create(l Limits, st *convState, cmd *pb.Command, c *pb.CreateConversation, 
 
 // sendMessage decides a SendMessage by user, or the second step of a
 // forward (from is its origin, the message has no reply or mentions).
-func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *pb.ForwardOrigin, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
+func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, fw *forwarded, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
 	var d delta
 	if rej := checkClientMsgID(l, m.GetClientMsgId()); rej != nil {
 		return st, nil, d, rej
 	}
 	var ct string
 	var rej *rejection
-	if m.GetText() == "" && len(m.GetAttachmentIds()) > 0 {
+	if m.GetText() == "" && (len(m.GetAttachmentIds()) > 0 || len(fw.GetAttachments()) > 0) {
 		ct, rej = checkCaption(m.GetContentType())
 	} else {
 		ct, rej = checkText(l, m.GetText(), m.GetContentType())
@@ -770,6 +771,13 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *
 	if rej != nil {
 		return st, nil, d, rej
 	}
+	var evs []*pb.Event
+	if copies := fw.GetAttachments(); len(copies) > 0 {
+		if evs, rej = forwardedAttachments(st, user, copies, base); rej != nil {
+			return st, nil, d, rej
+		}
+		atts = copies
+	}
 	// A mute that ended is forgotten with the sender's member record,
 	// which the send rewrites anyway.
 	ms.mutedUntil = 0
@@ -778,7 +786,7 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *
 	ev := cloneBase(base)
 	ev.Seq = st.lastSeq
 	ev.Body = &pb.Event_MessageSent{MessageSent: &pb.MessageSent{ClientMsgId: m.GetClientMsgId(), Text: m.GetText(), ContentType: ct,
-		ReplyToSeq: m.GetReplyToSeq(), MentionUserIds: mentions, MentionAll: m.GetMentionAll(), ForwardedFrom: from, Attachments: atts}}
+		ReplyToSeq: m.GetReplyToSeq(), MentionUserIds: mentions, MentionAll: m.GetMentionAll(), ForwardedFrom: fw.GetOrigin(), Attachments: atts}}
 	ms.readSeq, ms.delivered = st.lastSeq, st.lastSeq
 	d.member(user)
 	d.dedup = append(d.dedup, dedupRef{user, m.GetClientMsgId()})
@@ -791,5 +799,5 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, from *
 	for _, old := range st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender) {
 		d.dedup = append(d.dedup, dedupRef{user, old})
 	}
-	return st, []*pb.Event{ev}, d, nil
+	return st, append(evs, ev), d, nil
 }

@@ -237,12 +237,16 @@ func forward(l Limits, st *convState, cmd *pb.Command, f *pb.ForwardMessage, bas
 	if ref, _, ok := st.sender(seq); ok && o.GetSenderUserId() != ref.user {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "origin.sender_user_id is not the message's sender")
 	}
-	if _, rej := checkText(l, f.GetText(), f.GetContentType()); rej != nil {
+	if f.GetText() == "" && len(f.GetAttachments()) > 0 {
+		if _, rej := checkCaption(f.GetContentType()); rej != nil {
+			return st, nil, d, rej
+		}
+	} else if _, rej := checkText(l, f.GetText(), f.GetContentType()); rej != nil {
 		return st, nil, d, rej
 	}
 	ev := cloneBase(base)
 	ev.Body = &pb.Event_MessageForwarded{MessageForwarded: &pb.MessageForwarded{Seq: seq, TargetConversationId: target, ClientMsgId: f.GetClientMsgId()}}
 	d.derived = append(d.derived, derive(cmd, target, &pb.ForwardedMessage{ClientMsgId: f.GetClientMsgId(), Text: f.GetText(),
-		ContentType: f.GetContentType(), Origin: o}))
+		ContentType: f.GetContentType(), Origin: o, Attachments: f.GetAttachments()}))
 	return st, []*pb.Event{ev}, d, nil
 }

@@ -1906,8 +1906,8 @@ func (x *UnblockUser) GetUserId() string {
 // CommandRejected, with this command's command_id. client_msg_id makes a
 // retry act once, as for SendMessage in the target.
 //
-// The gateway fills text, content_type and origin from the message as the
-// views show it (latest edit); a device never sets them
+// The gateway fills text, content_type, origin and attachments from the
+// message as the views show it (latest edit); a device never sets them
 // (ERROR_CODE_INVALID_ARGUMENT).
 type ForwardMessage struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
@@ -1917,8 +1917,14 @@ type ForwardMessage struct {
 	Text                 string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	ContentType          string                 `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	Origin               *ForwardOrigin         `protobuf:"bytes,6,opt,name=origin,proto3" json:"origin,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Copies of the message's attachments for the target: new attachment
+	// ids, owned by the forwarder, uploaded_at the forward's time, the same
+	// bytes (sha256, thumbnail). The target records each (an
+	// AttachmentUploaded before its MessageSent), so the copies live and
+	// die with the forwarded message, and the bytes are stored once.
+	Attachments   []*Attachment `protobuf:"bytes,7,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ForwardMessage) Reset() {
@@ -1993,6 +1999,13 @@ func (x *ForwardMessage) GetOrigin() *ForwardOrigin {
 	return nil
 }
 
+func (x *ForwardMessage) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
 // DirectBlock (ingest only) carries a block or an unblock from the
 // blocker's user stream to the direct conversation of the two users
 // (Command.conversation_id = schemas.DirectConversationID(blocker, blocked)),
@@ -2060,11 +2073,13 @@ func (x *DirectBlock) GetBlocked() bool {
 // ForwardedMessage (ingest only) is the second step of a ForwardMessage: the
 // target conversation decides it as a send of text by Command.user_id.
 type ForwardedMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientMsgId   string                 `protobuf:"bytes,1,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
-	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
-	ContentType   string                 `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	Origin        *ForwardOrigin         `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ClientMsgId string                 `protobuf:"bytes,1,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	Text        string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	ContentType string                 `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Origin      *ForwardOrigin         `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
+	// ForwardMessage.attachments, passed on.
+	Attachments   []*Attachment `protobuf:"bytes,5,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2123,6 +2138,13 @@ func (x *ForwardedMessage) GetContentType() string {
 func (x *ForwardedMessage) GetOrigin() *ForwardOrigin {
 	if x != nil {
 		return x.Origin
+	}
+	return nil
+}
+
+func (x *ForwardedMessage) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
 	}
 	return nil
 }
@@ -2620,23 +2642,25 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\tBlockUser\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"&\n" +
 	"\vUnblockUser\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xe5\x01\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x9e\x02\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
 	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x04 \x01(\tR\x04text\x12!\n" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x120\n" +
-	"\x06origin\x18\x06 \x01(\v2\x18.parley.v1.ForwardOriginR\x06origin\"w\n" +
+	"\x06origin\x18\x06 \x01(\v2\x18.parley.v1.ForwardOriginR\x06origin\x127\n" +
+	"\vattachments\x18\a \x03(\v2\x15.parley.v1.AttachmentR\vattachments\"w\n" +
 	"\vDirectBlock\x12&\n" +
 	"\x0fblocker_user_id\x18\x01 \x01(\tR\rblockerUserId\x12&\n" +
 	"\x0fblocked_user_id\x18\x02 \x01(\tR\rblockedUserId\x12\x18\n" +
-	"\ablocked\x18\x03 \x01(\bR\ablocked\"\x9f\x01\n" +
+	"\ablocked\x18\x03 \x01(\bR\ablocked\"\xd8\x01\n" +
 	"\x10ForwardedMessage\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12!\n" +
 	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x120\n" +
-	"\x06origin\x18\x04 \x01(\v2\x18.parley.v1.ForwardOriginR\x06origin\"\xc6\x01\n" +
+	"\x06origin\x18\x04 \x01(\v2\x18.parley.v1.ForwardOriginR\x06origin\x127\n" +
+	"\vattachments\x18\x05 \x03(\v2\x15.parley.v1.AttachmentR\vattachments\"\xc6\x01\n" +
 	"\fCreateInvite\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
@@ -2755,14 +2779,16 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	32, // 35: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
 	36, // 36: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
 	37, // 37: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	37, // 38: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	32, // 39: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	38, // 40: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	38, // 38: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
+	37, // 39: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	38, // 40: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
+	32, // 41: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 42: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
