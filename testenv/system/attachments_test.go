@@ -423,3 +423,117 @@ func testAttachments(t *testing.T, store blob.Store) {
 	}
 	assertRebuildEqual(t, sys, live, "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads")
 }
+
+// TestE2EForwardAttachments: bob forwards alice's photo, sent with no
+// text, to a group carol is in and alice's is not. The copy is bob's: a
+// new id, the same bytes stored once. carol downloads the file and its
+// thumbnail byte for byte, but not the original. A recall of the original
+// leaves the copy served; a recall of the forward stops it.
+func TestE2EForwardAttachments(t *testing.T) {
+	t.Parallel()
+	store, err := blob.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, live := startWith(t, system.Options{GatewayAttachments: gateway.Attachments{Store: store, StagingDir: t.TempDir()}})
+	alice := connect(t, sys, 0, "alice", "phone")
+	bob := connect(t, sys, 0, "bob", "phone")
+	carol := connect(t, sys, 0, "carol", "phone")
+	src := accepted(t, alice.MustDo("", group("photos", "bob")))
+	dst := accepted(t, bob.MustDo("", group("elsewhere", "carol")))
+	carol.WaitEvent("the target group", func(e *pb.Event) bool { return e.GetConversationId() == dst })
+
+	photo := testJPEG(t, 900, 600)
+	img := upload(t, sys, "alice", src, "beach.jpg", "image/jpeg", bytes.NewReader(photo), int64(len(photo)))
+	if img.status != http.StatusCreated {
+		t.Fatalf("upload: %d %v", img.status, img.err)
+	}
+	accepted(t, alice.MustDo(src, &pb.SendMessage{ClientMsgId: "p1", AttachmentIds: []string{img.att.GetAttachmentId()}}))
+	orig := bob.WaitEvent("the photo", func(e *pb.Event) bool { return e.GetMessageSent().GetClientMsgId() == "p1" })
+
+	// The forward reads the source message from the views; until they
+	// hold it, it is refused as not found and sent again.
+	var fwd *pb.Event
+	testenv.Eventually(t, time.Minute, func() string {
+		f := bob.MustDo(src, &pb.ForwardMessage{Seq: orig.GetSeq(), TargetConversationId: dst, ClientMsgId: "fw1"})
+		if f.GetError() != nil {
+			return fmt.Sprintf("forward: %v", f.GetError())
+		}
+		id := f.GetAccepted().GetCommandId()
+		ev := bob.WaitEvent("the forward's outcome", func(e *pb.Event) bool {
+			return e.GetCommandId() == id && (e.GetMessageSent() != nil || e.GetCommandRejected() != nil)
+		})
+		if r := ev.GetCommandRejected(); r != nil {
+			return fmt.Sprintf("forward refused: %v", r)
+		}
+		fwd = ev
+		return ""
+	})
+	gotEv := carol.WaitEvent("the forwarded photo", func(e *pb.Event) bool { return e.GetCommandId() == fwd.GetCommandId() })
+	got := gotEv.GetMessageSent()
+	if len(got.GetAttachments()) != 1 {
+		t.Fatalf("carol got %v, want one attachment", got)
+	}
+	cp := got.GetAttachments()[0]
+	if cp.GetAttachmentId() == img.att.GetAttachmentId() || cp.GetOwnerUserId() != "bob" || cp.GetSha256() != sha(photo) ||
+		cp.GetThumbnail().GetSha256() != img.att.GetThumbnail().GetSha256() || got.GetForwardedFrom().GetConversationId() != src {
+		t.Fatalf("the copy %v of %v", cp, img.att)
+	}
+
+	// carol downloads the copy and its thumbnail, byte for byte.
+	type item struct {
+		DownloadPath string `json:"download_path"`
+		Thumbnail    *struct {
+			DownloadPath string `json:"download_path"`
+		}
+	}
+	var page struct {
+		Messages []struct {
+			Attachments []item `json:"attachments"`
+		}
+	}
+	testenv.Eventually(t, time.Minute, func() string {
+		api(t, sys, "carol", "/v1/conversations/"+dst+"/messages", &page)
+		if len(page.Messages) == 0 || len(page.Messages[0].Attachments) != 1 || page.Messages[0].Attachments[0].Thumbnail == nil {
+			return fmt.Sprintf("carol's history: %+v", page.Messages)
+		}
+		return ""
+	})
+	copyPath := page.Messages[0].Attachments[0].DownloadPath
+	if status, _, body := fetch(t, sys, "carol", copyPath); status != http.StatusOK || sha(body) != sha(photo) {
+		t.Fatalf("carol GET the copy: %d, %d bytes", status, len(body))
+	}
+	if status, _, body := fetch(t, sys, "carol", page.Messages[0].Attachments[0].Thumbnail.DownloadPath); status != http.StatusOK ||
+		sha(body) != img.att.GetThumbnail().GetSha256() {
+		t.Fatalf("carol GET the copy's thumbnail: %d", status)
+	}
+	origPath := "/v1/conversations/" + src + "/attachments/" + img.att.GetAttachmentId()
+	if status, _, _ := fetch(t, sys, "carol", origPath); status != http.StatusForbidden {
+		t.Errorf("carol GET the original: %d, want 403", status)
+	}
+
+	// The original recalled: gone at its own URL, the copy stays.
+	accepted(t, alice.MustDo(src, &pb.RecallMessage{Seq: orig.GetSeq()}))
+	testenv.Eventually(t, time.Minute, func() string {
+		if status, _, _ := fetch(t, sys, "bob", origPath); status != http.StatusNotFound {
+			return fmt.Sprintf("the recalled original answers %d", status)
+		}
+		return ""
+	})
+	if status, _, body := fetch(t, sys, "carol", copyPath); status != http.StatusOK || sha(body) != sha(photo) {
+		t.Fatalf("the copy after the original's recall: %d", status)
+	}
+	// The forward recalled: the copy is deleted in the log and not served.
+	accepted(t, bob.MustDo(dst, &pb.RecallMessage{Seq: gotEv.GetSeq()}))
+	bob.WaitEvent("the copy deleted", func(e *pb.Event) bool {
+		d := e.GetAttachmentDeleted()
+		return d.GetAttachmentId() == cp.GetAttachmentId() && d.GetReason() == pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_RECALLED
+	})
+	testenv.Eventually(t, time.Minute, func() string {
+		if status, _, _ := fetch(t, sys, "carol", copyPath); status != http.StatusNotFound {
+			return fmt.Sprintf("the recalled copy answers %d", status)
+		}
+		return ""
+	})
+	assertRebuildEqual(t, sys, live, "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads")
+}
