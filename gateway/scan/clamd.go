@@ -79,9 +79,9 @@ func (c Clamd) dial(ctx context.Context) (net.Conn, func() bool, error) {
 	conn, err := d.DialContext(dctx, c.Network, c.Address)
 	if err != nil {
 		if ctx.Err() != nil {
-			err = ctx.Err()
+			return nil, nil, fmt.Errorf("clamd: dial %s %s: %w", c.Network, c.Address, ctx.Err())
 		}
-		return nil, nil, fmt.Errorf("clamd: dial %s %s: %w", c.Network, c.Address, err)
+		return nil, nil, fmt.Errorf("clamd: %w", err) // names the network and address
 	}
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
