@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/parley-im/parley/gateway/blob"
+	"github.com/parley-im/parley/gateway/scan"
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
@@ -87,6 +88,19 @@ type Attachments struct {
 	JanitorInterval, CollectInterval time.Duration
 	// JanitorOff stops this gateway's janitor (another runs it).
 	JanitorOff bool
+
+	// Scanner checks every upload's bytes for viruses before anything of
+	// it is stored (README.md, "Virus scanning"); nil (the default): no
+	// scanning. An infected file is refused 422 INFECTED; a scan that
+	// fails (the scanner unreachable, too slow, or refusing the size) is
+	// refused 503 UNAVAILABLE: never stored unscanned.
+	Scanner Scanner
+}
+
+// Scanner scans bytes for viruses; *scan.Clamd is one. An error is no
+// verdict.
+type Scanner interface {
+	Scan(ctx context.Context, r io.Reader) (scan.Verdict, error)
 }
 
 // DefaultAttachments is used for every zero field of Attachments.

@@ -19,9 +19,10 @@ import (
 // prepare learns what the log records of a staged upload from its bytes
 // (gateway/media): its type and kind, refused when not allowed or when it
 // contradicts the declared type; an image's location stripped (unless
-// KeepLocation) and its thumbnail made; audio and video metadata. It stores
-// the bytes (and the thumbnail) in the blob store and returns the
-// Attachment without id, owner and time.
+// KeepLocation) and its thumbnail made; audio and video metadata. Once
+// the bytes passed the virus scan (when a Scanner is configured) it stores
+// them (and the thumbnail) in the blob store and returns the Attachment
+// without id, owner and time.
 func (a *attachments) prepare(ctx context.Context, st *staged, name, declared string) (*pb.Attachment, error) {
 	cfg := a.cfg
 	info, err := a.probe(ctx, st)
@@ -35,6 +36,9 @@ func (a *attachments) prepare(ctx context.Context, st *staged, name, declared st
 	if declared != "" && !declaredMatches(declared, info.Mime) {
 		return nil, refuse(http.StatusUnsupportedMediaType, pb.ErrorCode_ERROR_CODE_UNSUPPORTED_MEDIA_TYPE,
 			"the upload says it is %s but its bytes are %s", declared, info.Mime)
+	}
+	if err := a.scan(ctx, st); err != nil {
+		return nil, err
 	}
 	att := &pb.Attachment{Kind: kindOf(info.Kind), ContentType: baseType(info.Mime), Name: name}
 	body := st

@@ -30,6 +30,9 @@ type metrics struct {
 
 	blobsCollected prometheus.Counter
 	collections    prometheus.Counter
+
+	scans       *prometheus.CounterVec // outcome: clean, infected, failed
+	scanSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -84,10 +87,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "blobs_collected_total", Help: "Blobs deleted from the blob store because no attachment held them."}),
 		collections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "blob_collections_total", Help: "Passes of blob collection completed."}),
+		scans: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "scans_total", Help: "Virus scans of uploads, by outcome: clean, infected (refused INFECTED), failed (no verdict: refused UNAVAILABLE)."}, []string{"outcome"}),
+		scanSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "scan_seconds", Help: "Duration of one virus scan of an upload, from the first byte sent to the verdict.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.framesIn, m.framesOut, m.appended, m.appendFailed,
 		m.ackLatency, m.rejections, m.slowConsumers, m.replaced, m.eventsConsumed, m.eventsDelivered,
-		m.eventsUndecoded, m.eventsMisrouted, m.eventsWithheld, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.resumeRefetches, m.signalsPublished, m.signalFailures, m.signalsConsumed, m.blobsCollected, m.collections} {
+		m.eventsUndecoded, m.eventsMisrouted, m.eventsWithheld, m.consumerReady, m.resumeGaps, m.repairRequests, m.resumeInvalidCursors, m.resumeRefetches, m.signalsPublished, m.signalFailures, m.signalsConsumed, m.blobsCollected, m.collections, m.scans, m.scanSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

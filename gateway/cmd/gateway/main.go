@@ -13,9 +13,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/gateway/blob"
+	"github.com/parley-im/parley/gateway/scan"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/token"
@@ -36,7 +38,7 @@ func main() {
 }
 
 func run(env *deploy.Env, log *slog.Logger) error {
-	cfg, blobs, err := config(env)
+	cfg, blobs, clamd, err := config(env)
 	if err != nil {
 		return err
 	}
@@ -44,6 +46,20 @@ func run(env *deploy.Env, log *slog.Logger) error {
 	defer stop()
 	if cfg.Attachments.Store, err = blob.New(ctx, blobs); err != nil {
 		return fmt.Errorf("attachment storage: %w", err)
+	}
+	if clamd.Enabled() {
+		c := clamd.Clamd()
+		cfg.Attachments.Scanner = c
+		// A clamd that does not answer yet does not stop the start: the
+		// uploads are refused UNAVAILABLE until it does.
+		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		version, err := c.Version(vctx)
+		cancel()
+		if err != nil {
+			log.Warn("virus scanning: clamd does not answer; uploads are refused until it does", "clamd", clamd.Network+":"+clamd.Address, "err", err)
+		} else {
+			log.Info("virus scanning on", "clamd", clamd.Network+":"+clamd.Address, "version", version, "timeout", clamd.Timeout.String())
+		}
 	}
 	cfg.Logger, cfg.Registerer = log, deploy.Registry()
 	srv, err := gateway.New(cfg)
@@ -55,7 +71,7 @@ func run(env *deploy.Env, log *slog.Logger) error {
 
 // config reads the gateway's settings; /metrics and /healthz are served on
 // the gateway's own listener.
-func config(e *deploy.Env) (gateway.Config, blob.Config, error) {
+func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 	auth := token.Config{
 		HMACSecret: []byte(e.String("PARLEY_JWT_HMAC_SECRET", "")),
 		Issuer:     e.String("PARLEY_JWT_ISSUER", ""),
@@ -64,7 +80,7 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, error) {
 	if f := e.String("PARLEY_JWT_PUBLIC_KEY_FILE", ""); f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {
-			return gateway.Config{}, blob.Config{}, fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
+			return gateway.Config{}, blob.Config{}, scan.Config{}, fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
 		}
 		auth.PublicKeyPEM = pem
 	}
@@ -125,10 +141,11 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, error) {
 	if k := e.String("PARLEY_GATEWAY_URL_KEY", ""); k != "" {
 		key, err := hex.DecodeString(k)
 		if err != nil || len(key) < 32 {
-			return cfg, blob.Config{}, fmt.Errorf("PARLEY_GATEWAY_URL_KEY: want at least 64 hex digits (32 bytes), the same on every gateway")
+			return cfg, blob.Config{}, scan.Config{}, fmt.Errorf("PARLEY_GATEWAY_URL_KEY: want at least 64 hex digits (32 bytes), the same on every gateway")
 		}
 		cfg.Attachments.URLKey = key
 	}
 	blobs, err := blob.FromEnv(e)
-	return cfg, blobs, errors.Join(e.Err(), err)
+	clamd, cerr := scan.FromEnv(e)
+	return cfg, blobs, clamd, errors.Join(e.Err(), err, cerr)
 }
