@@ -164,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) routes() *router {
 	mux := newRouter()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 	ops := deploy.Handler(s.gatherer, s.Checks(), nil)
 	mux.Handle("GET /healthz", ops)
 	mux.Handle("GET /metrics", ops)
@@ -208,8 +209,9 @@ func (m multiRegisterer) Unregister(c prometheus.Collector) bool {
 	return m.b.Unregister(c) && a
 }
 
-// Handler serves /v1/ws, /healthz, /metrics, the
-// attachment endpoints and, with DevTokens, /v1/dev/token. Events reach sessions only while Run (or Serve) runs.
+// Handler serves /v1/ws, /v1/openapi.yaml, /healthz, /metrics, the
+// attachment endpoints and, with DevTokens, /v1/dev/token (openapi.yaml).
+// Events reach sessions only while Run (or Serve) runs.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run listens on Config.Addr and serves until ctx ends; see Serve.
