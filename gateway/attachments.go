@@ -226,7 +226,7 @@ func newAttachments(s *Server, cfg Attachments, v attachmentViews) (*attachments
 }
 
 // routes adds the attachment endpoints to mux.
-func (a *attachments) routes(mux *http.ServeMux) {
+func (a *attachments) routes(mux *router) {
 	mux.HandleFunc("POST /v1/conversations/{conversation}/attachments", a.serveUpload)
 	mux.HandleFunc("GET /v1/conversations/{conversation}/attachments/{attachment}", a.serveDownload)
 	mux.HandleFunc("GET /v1/conversations/{conversation}/attachments/{attachment}/url", a.serveURL)

@@ -92,7 +92,7 @@ func newTusUploads(a *attachments) (*tusUploads, error) {
 	return t, nil
 }
 
-func (t *tusUploads) routes(mux *http.ServeMux) {
+func (t *tusUploads) routes(mux *router) {
 	mux.Handle("OPTIONS /v1/uploads/", t.h.Middleware(http.NotFoundHandler()))
 	mux.Handle("OPTIONS /v1/conversations/{conversation}/uploads", t.h.Middleware(http.NotFoundHandler()))
 	mux.Handle("POST /v1/conversations/{conversation}/uploads", t.authorised(false, t.h.PostFile))

@@ -150,19 +150,29 @@ func New(cfg Config) (*Server, error) {
 			writeError(w, status, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, reason.Error())
 		},
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/ws", s.serveWS)
-	ops := deploy.Handler(s.gatherer, s.Checks(), nil)
-	mux.Handle("GET /healthz", ops)
-	mux.Handle("GET /metrics", ops)
-	if cfg.DevTokens {
-		mux.HandleFunc("GET /v1/dev/token", s.devToken)
-		mux.HandleFunc("POST /v1/dev/token", s.devToken)
-	}
 	if cv, ok := s.views.(*cassandraViews); ok && cfg.Attachments.Store != nil {
 		if s.att, err = newAttachments(s, cfg.Attachments, cv); err != nil {
 			return nil, err
 		}
+	}
+	s.handler = s.routes().mux
+	return s, nil
+}
+
+// routes registers every endpoint of the gateway; openapi.yaml documents
+// them all.
+func (s *Server) routes() *router {
+	mux := newRouter()
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
+	ops := deploy.Handler(s.gatherer, s.Checks(), nil)
+	mux.Handle("GET /healthz", ops)
+	mux.Handle("GET /metrics", ops)
+	if s.cfg.DevTokens {
+		mux.HandleFunc("GET /v1/dev/token", s.devToken)
+		mux.HandleFunc("POST /v1/dev/token", s.devToken)
+	}
+	if s.att != nil {
 		s.att.routes(mux)
 	} else {
 		mux.HandleFunc("/v1/conversations/{conversation}/attachments/", attachmentsOff)
@@ -170,9 +180,9 @@ func New(cfg Config) (*Server, error) {
 		mux.HandleFunc("/v1/files/", attachmentsOff)
 		mux.HandleFunc("/v1/uploads/", attachmentsOff)
 		mux.HandleFunc("POST /v1/conversations/{conversation}/uploads", attachmentsOff)
+		mux.HandleFunc("OPTIONS /v1/conversations/{conversation}/uploads", attachmentsOff)
 	}
-	s.handler = mux
-	return s, nil
+	return mux
 }
 
 // multiRegisterer registers with both; used when the configured Registerer
@@ -199,8 +209,9 @@ func (m multiRegisterer) Unregister(c prometheus.Collector) bool {
 	return m.b.Unregister(c) && a
 }
 
-// Handler serves /v1/ws, /healthz, /metrics and, with DevTokens,
-// /v1/dev/token. Events reach sessions only while Run (or Serve) runs.
+// Handler serves /v1/ws, /v1/openapi.yaml, /healthz, /metrics, the
+// attachment endpoints and, with DevTokens, /v1/dev/token (openapi.yaml).
+// Events reach sessions only while Run (or Serve) runs.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run listens on Config.Addr and serves until ctx ends; see Serve.
