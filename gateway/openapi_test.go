@@ -22,11 +22,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv/openapi"
 )
 
 // sentError is one (HTTP status, error code) an HTTP handler can answer.
@@ -71,10 +71,7 @@ func TestOpenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
+	doc := openapi.Load(t, "openapi.yaml")
 	if v, _ := doc["openapi"].(string); !strings.HasPrefix(v, "3.1.") {
 		t.Fatalf("openapi version %q, want 3.1.x", v)
 	}
@@ -97,8 +94,8 @@ func TestOpenAPI(t *testing.T) {
 		t.Fatal("a $ref chain too long")
 		return nil
 	}
-	paths := obj(t, doc, "paths")
-	defs := obj(t, obj(t, doc, "components"), "schemas")
+	paths := openapi.Obj(t, doc, "paths")
+	defs := openapi.Obj(t, openapi.Obj(t, doc, "components"), "schemas")
 
 	// Routes: the documented operations are the registered patterns.
 	type operation struct {
@@ -149,7 +146,7 @@ func TestOpenAPI(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable || e.Code != "ERROR_CODE_UNAVAILABLE" {
 			t.Errorf("%s %s without attachments: %d %s, want 503 UNAVAILABLE", o.method, o.path, rec.Code, rec.Body)
 		}
-		if obj(t, o.op, "responses")["503"] == nil {
+		if openapi.Obj(t, o.op, "responses")["503"] == nil {
 			t.Errorf("%s %s: 503 undocumented", o.method, o.path)
 		}
 	}
@@ -165,7 +162,7 @@ func TestOpenAPI(t *testing.T) {
 	documentedErrors := map[sentError]bool{}
 	for _, o := range ops {
 		where := o.method + " " + o.path
-		for status, r := range obj(t, o.op, "responses") {
+		for status, r := range openapi.Obj(t, o.op, "responses") {
 			resp := resolve(r.(map[string]any))
 			if d, _ := resp["description"].(string); d == "" {
 				t.Errorf("%s %s: no description", where, status)
@@ -180,7 +177,7 @@ func TestOpenAPI(t *testing.T) {
 			if js == nil {
 				continue
 			}
-			isError := reflect.DeepEqual(resolve(obj(t, js, "schema")), errorSchema)
+			isError := reflect.DeepEqual(resolve(openapi.Obj(t, js, "schema")), errorSchema)
 			if isError != (code >= 400 && o.path != "/healthz") {
 				t.Errorf("%s %s: the Error shape is for the error statuses (the Health body excepted)", where, status)
 			}
@@ -197,7 +194,7 @@ func TestOpenAPI(t *testing.T) {
 				if "ERROR_CODE_"+name != c {
 					t.Errorf("%s %s: example %s has code %q", where, status, name, c)
 				}
-				for _, e := range conformErrors(defs, errorSchema.(map[string]any), v, where+" "+status+" "+name) {
+				for _, e := range openapi.Errors(defs, errorSchema.(map[string]any), v, where+" "+status+" "+name) {
 					t.Error(e)
 				}
 				documentedErrors[sentError{code, c}] = true
@@ -216,7 +213,7 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 	var enum, codes []string
-	for _, c := range obj(t, obj(t, obj(t, defs, "Error"), "properties"), "code")["enum"].([]any) {
+	for _, c := range openapi.Obj(t, openapi.Obj(t, openapi.Obj(t, defs, "Error"), "properties"), "code")["enum"].([]any) {
 		enum = append(enum, c.(string))
 		if _, ok := pb.ErrorCode_value[c.(string)]; !ok {
 			t.Errorf("documented code %v is no parley.v1.ErrorCode", c)
@@ -232,12 +229,12 @@ func TestOpenAPI(t *testing.T) {
 	if !slices.Equal(enum, codes) {
 		t.Errorf("Error.code enum %v, the codes of the documented errors %v", enum, codes)
 	}
-	checkProtoJSONFields(t, "Error", obj(t, defs, "Error"), (&pb.Error{}).ProtoReflect().Descriptor())
+	checkProtoJSONFields(t, "Error", openapi.Obj(t, defs, "Error"), (&pb.Error{}).ProtoReflect().Descriptor())
 
 	// The attachment bodies are proto JSON of their messages: the upload's
 	// answer, and through it Attachment and the messages it holds.
 	checked := map[string]bool{"Error": true, "TusError": true}
-	checkProtoSchema(t, "UploadAttachment", obj(t, defs, "UploadAttachment"),
+	checkProtoSchema(t, "UploadAttachment", openapi.Obj(t, defs, "UploadAttachment"),
 		(&pb.UploadAttachment{}).ProtoReflect().Descriptor(), resolve, checked)
 	// The JSON bodies of Go types.
 	for name, typ := range map[string]reflect.Type{
@@ -245,7 +242,7 @@ func TestOpenAPI(t *testing.T) {
 		"DevToken":  reflect.TypeFor[devTokenResponse](),
 		"Health":    reflect.TypeFor[deploy.HealthBody](),
 	} {
-		checkGoSchema(t, name, obj(t, defs, name), typ)
+		checkGoSchema(t, name, openapi.Obj(t, defs, name), typ)
 		checked[name] = true
 	}
 	for name := range defs {
@@ -262,7 +259,7 @@ func TestOpenAPI(t *testing.T) {
 	if _, pattern := on.mux.Handler(httptest.NewRequest(http.MethodGet, u.String(), nil)); pattern != "GET /v1/files/{conversation}/{attachment}/{variant}" {
 		t.Errorf("a signed path is routed to %q", pattern)
 	}
-	files := obj(t, obj(t, paths, "/v1/files/{conversation}/{attachment}/{variant}"), "get")
+	files := openapi.Obj(t, openapi.Obj(t, paths, "/v1/files/{conversation}/{attachment}/{variant}"), "get")
 	var query, signed []string
 	for _, p := range files["parameters"].([]any) {
 		if p := resolve(p.(map[string]any)); p["in"] == "query" {
@@ -271,7 +268,7 @@ func TestOpenAPI(t *testing.T) {
 	}
 	for _, req := range files["security"].([]any) {
 		for scheme := range req.(map[string]any) {
-			s := obj(t, obj(t, obj(t, doc, "components"), "securitySchemes"), scheme)
+			s := openapi.Obj(t, openapi.Obj(t, openapi.Obj(t, doc, "components"), "securitySchemes"), scheme)
 			if s["in"] == "query" {
 				query = append(query, s["name"].(string))
 			}
@@ -411,7 +408,7 @@ func codeOf(e ast.Expr) (string, bool) {
 // JSON name of a field of md.
 func checkProtoJSONFields(t *testing.T, name string, schema map[string]any, md protoreflect.MessageDescriptor) {
 	t.Helper()
-	for p := range obj(t, schema, "properties") {
+	for p := range openapi.Obj(t, schema, "properties") {
 		if md.Fields().ByJSONName(p) == nil {
 			t.Errorf("%s.%s: no field of %s", name, p, md.FullName())
 		}
@@ -429,7 +426,7 @@ func checkProtoSchema(t *testing.T, name string, schema map[string]any, md proto
 		return
 	}
 	checked[name] = true
-	props := obj(t, schema, "properties")
+	props := openapi.Obj(t, schema, "properties")
 	var fields, documented []string
 	for i := range md.Fields().Len() {
 		f := md.Fields().Get(i)
@@ -490,7 +487,7 @@ func checkProtoSchema(t *testing.T, name string, schema map[string]any, md proto
 					names = append(names, string(v.Name()))
 				}
 			}
-			for _, v := range asSlice(p["enum"]) {
+			for _, v := range openapi.AsSlice(p["enum"]) {
 				enum = append(enum, v.(string))
 			}
 			sort.Strings(names)
@@ -508,7 +505,7 @@ func checkProtoSchema(t *testing.T, name string, schema map[string]any, md proto
 	if !slices.Equal(fields, documented) {
 		t.Errorf("%s: documented properties %v, %s's JSON names %v", name, documented, md.FullName(), fields)
 	}
-	for _, r := range asSlice(schema["required"]) {
+	for _, r := range openapi.AsSlice(schema["required"]) {
 		if !slices.Contains(fields, r.(string)) {
 			t.Errorf("%s: required %v is no field", name, r)
 		}
@@ -523,7 +520,7 @@ func checkProtoSchema(t *testing.T, name string, schema map[string]any, md proto
 // without omitempty).
 func checkGoSchema(t *testing.T, name string, schema map[string]any, typ reflect.Type) {
 	t.Helper()
-	props := obj(t, schema, "properties")
+	props := openapi.Obj(t, schema, "properties")
 	var fields, required, wantRequired, documented []string
 	for f := range typ.Fields() {
 		key, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
@@ -550,7 +547,7 @@ func checkGoSchema(t *testing.T, name string, schema map[string]any, typ reflect
 	for k := range props {
 		documented = append(documented, k)
 	}
-	for _, r := range asSlice(schema["required"]) {
+	for _, r := range openapi.AsSlice(schema["required"]) {
 		required = append(required, r.(string))
 	}
 	for _, s := range [][]string{fields, documented, required, wantRequired} {
@@ -565,67 +562,4 @@ func checkGoSchema(t *testing.T, name string, schema map[string]any, typ reflect
 	if schema["additionalProperties"] != false {
 		t.Errorf("%s: want additionalProperties: false", name)
 	}
-}
-
-// conformErrors checks a decoded JSON value against a schema of the
-// document: types, enums and required and undocumented properties.
-func conformErrors(defs, schema map[string]any, v any, where string) []string {
-	if ref, ok := schema["$ref"].(string); ok {
-		target, _ := defs[ref[strings.LastIndex(ref, "/")+1:]].(map[string]any)
-		if target == nil {
-			return []string{where + ": dangling " + ref}
-		}
-		schema = target
-	}
-	if enum, ok := schema["enum"].([]any); ok && !slices.Contains(enum, v) {
-		return []string{where + ": " + strconv.Quote(toString(v)) + " not in the enum"}
-	}
-	var errs []string
-	switch schema["type"] {
-	case "object":
-		m, ok := v.(map[string]any)
-		if !ok {
-			return []string{where + ": not an object"}
-		}
-		for _, r := range asSlice(schema["required"]) {
-			if _, ok := m[r.(string)]; !ok {
-				errs = append(errs, where+": required "+r.(string)+" missing")
-			}
-		}
-		props, _ := schema["properties"].(map[string]any)
-		for k, pv := range m {
-			p, ok := props[k].(map[string]any)
-			if !ok {
-				if schema["additionalProperties"] == false {
-					errs = append(errs, where+": undocumented property "+k)
-				}
-				continue
-			}
-			errs = append(errs, conformErrors(defs, p, pv, where+"."+k)...)
-		}
-	case "string":
-		if _, ok := v.(string); !ok {
-			return []string{where + ": not a string"}
-		}
-	}
-	return errs
-}
-
-func toString(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
-func obj(t *testing.T, m map[string]any, key string) map[string]any {
-	t.Helper()
-	v, ok := m[key].(map[string]any)
-	if !ok {
-		t.Fatalf("openapi: %q is not an object", key)
-	}
-	return v
-}
-
-func asSlice(v any) []any {
-	s, _ := v.([]any)
-	return s
 }

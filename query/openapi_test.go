@@ -1,10 +1,7 @@
 package query
 
 import (
-	"encoding/json"
-	"fmt"
 	"math"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -12,13 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
+	"github.com/parley-im/parley/testenv/openapi"
 )
 
 // TestOpenAPI checks openapi.yaml against the code: every served route is
@@ -26,20 +22,13 @@ import (
 // fields of its Go type with the same required set, errors use the one
 // shape, and the page limits match the constants.
 func TestOpenAPI(t *testing.T) {
-	raw, err := os.ReadFile("openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
+	doc := openapi.Load(t, "openapi.yaml")
 	if v, _ := doc["openapi"].(string); !strings.HasPrefix(v, "3.1.") {
 		t.Fatalf("openapi version %q, want 3.1.x", v)
 	}
-	paths := obj(t, doc, "paths")
-	components := obj(t, doc, "components")
-	defs := obj(t, components, "schemas")
+	paths := openapi.Obj(t, doc, "paths")
+	components := openapi.Obj(t, doc, "components")
+	defs := openapi.Obj(t, components, "schemas")
 
 	s := &Server{cfg: Config{Registerer: prometheus.NewRegistry()}}
 	var served []string
@@ -77,7 +66,7 @@ func TestOpenAPI(t *testing.T) {
 			t.Errorf("%s: want exactly a get operation", p)
 			continue
 		}
-		for code, r := range obj(t, ops["get"].(map[string]any), "responses") {
+		for code, r := range openapi.Obj(t, ops["get"].(map[string]any), "responses") {
 			resp := resolve(r.(map[string]any))
 			if resp["description"] == nil {
 				t.Errorf("%s %s: no description", p, code)
@@ -89,7 +78,7 @@ func TestOpenAPI(t *testing.T) {
 			if p == "/healthz" {
 				want = "Health" // the ops handler's body, 200 and 503 alike
 			}
-			schema := resolve(obj(t, obj(t, obj(t, resp, "content"), "application/json"), "schema"))
+			schema := resolve(openapi.Obj(t, openapi.Obj(t, openapi.Obj(t, resp, "content"), "application/json"), "schema"))
 			if !reflect.DeepEqual(schema, defs[want]) {
 				t.Errorf("%s %s: not the %s shape", p, code, want)
 			}
@@ -97,9 +86,9 @@ func TestOpenAPI(t *testing.T) {
 	}
 
 	// The error codes the server sends are exactly the documented enum.
-	errProps := obj(t, obj(t, obj(t, defs, "Error"), "properties"), "error")
+	errProps := openapi.Obj(t, openapi.Obj(t, openapi.Obj(t, defs, "Error"), "properties"), "error")
 	var enum []string
-	for _, c := range obj(t, obj(t, errProps, "properties"), "code")["enum"].([]any) {
+	for _, c := range openapi.Obj(t, openapi.Obj(t, errProps, "properties"), "code")["enum"].([]any) {
 		enum = append(enum, c.(string))
 	}
 	codes := []string{codeUnauthenticated, codeNotMember, codeInvalidArgument, codeInvalidID, codeInvalidCursor,
@@ -151,11 +140,11 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 	for name, typ := range types {
-		checkSchema(t, name, obj(t, defs, name), typ, resolve, types)
+		checkSchema(t, name, openapi.Obj(t, defs, name), typ, resolve, types)
 	}
 
 	// The documented id pattern accepts exactly what the edge accepts.
-	idSchema := obj(t, resolve(obj(t, obj(t, components, "parameters"), "ConversationID")), "schema")
+	idSchema := openapi.Obj(t, resolve(openapi.Obj(t, openapi.Obj(t, components, "parameters"), "ConversationID")), "schema")
 	pattern := regexp.MustCompile(idSchema["pattern"].(string))
 	for _, id := range []string{schemas.NewGroupConversationID(), schemas.DirectConversationID("a", "b"), gid("x"),
 		"g:1", "g:" + strings.Repeat("A", 32), "x:" + strings.Repeat("0", 32), "g:" + strings.Repeat("0", 33), ""} {
@@ -166,10 +155,10 @@ func TestOpenAPI(t *testing.T) {
 
 	// Page limits.
 	param := func(path, name string) map[string]any {
-		for _, p := range obj(t, paths, path)["get"].(map[string]any)["parameters"].([]any) {
+		for _, p := range openapi.Obj(t, paths, path)["get"].(map[string]any)["parameters"].([]any) {
 			p := resolve(p.(map[string]any))
 			if p["name"] == name {
-				return obj(t, p, "schema")
+				return openapi.Obj(t, p, "schema")
 			}
 		}
 		t.Fatalf("%s: no parameter %s", path, name)
@@ -189,7 +178,7 @@ func TestOpenAPI(t *testing.T) {
 		t.Errorf("versions seq %v, want an integer 1..2^63-1", seq)
 	}
 	// The snippet's documented bound is the one reply_to cuts at.
-	if l := obj(t, obj(t, obj(t, defs, "ReplyTo"), "properties"), "snippet")["maxLength"]; l != snippetRunes {
+	if l := openapi.Obj(t, openapi.Obj(t, openapi.Obj(t, defs, "ReplyTo"), "properties"), "snippet")["maxLength"]; l != snippetRunes {
 		t.Errorf("ReplyTo.snippet maxLength %v, snippetRunes %d", l, snippetRunes)
 	}
 }
@@ -199,7 +188,7 @@ func TestOpenAPI(t *testing.T) {
 // schema of its Go type in types; an inline object is compared in turn.
 func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.Type, resolve func(map[string]any) map[string]any, types map[string]reflect.Type) {
 	t.Helper()
-	props := obj(t, schema, "properties")
+	props := openapi.Obj(t, schema, "properties")
 	var required []string
 	for _, r := range schema["required"].([]any) {
 		required = append(required, r.(string))
@@ -279,118 +268,10 @@ func checkSchema(t *testing.T, name string, schema map[string]any, typ reflect.T
 	}
 }
 
-func obj(t *testing.T, m map[string]any, key string) map[string]any {
-	t.Helper()
-	v, ok := m[key].(map[string]any)
-	if !ok {
-		t.Fatalf("openapi: %q is not an object", key)
-	}
-	return v
-}
-
 // conforms checks a response body against the schema name of
-// openapi.yaml: every value has its documented type (and format, enum,
-// minimum, maxLength), objects have their required properties and no
-// undocumented ones. TestOpenAPI compares the spec with the Go types; this
+// openapi.yaml. TestOpenAPI compares the spec with the Go types; this
 // compares it with what the server actually sent.
 func conforms(t *testing.T, name string, body []byte) {
 	t.Helper()
-	raw, err := os.ReadFile("openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
-		t.Fatalf("%s: %v in %s", name, err, body)
-	}
-	defs := obj(t, obj(t, doc, "components"), "schemas")
-	for _, e := range conformErrors(defs, obj(t, defs, name), v, name) {
-		t.Errorf("response %s", e)
-	}
-}
-
-func conformErrors(defs, schema map[string]any, v any, where string) []string {
-	if ref, ok := schema["$ref"].(string); ok {
-		target, _ := defs[ref[strings.LastIndex(ref, "/")+1:]].(map[string]any)
-		if target == nil {
-			return []string{where + ": dangling " + ref}
-		}
-		schema = target
-	}
-	bad := func(format string, args ...any) []string {
-		return []string{where + ": " + fmt.Sprintf(format, args...)}
-	}
-	if enum, ok := schema["enum"].([]any); ok && !slices.Contains(enum, v) {
-		return bad("%v not in %v", v, enum)
-	}
-	var errs []string
-	switch schema["type"] {
-	case "object":
-		m, ok := v.(map[string]any)
-		if !ok {
-			return bad("%v is not an object", v)
-		}
-		for _, r := range asSlice(schema["required"]) {
-			if _, ok := m[r.(string)]; !ok {
-				errs = append(errs, where+": required "+r.(string)+" missing")
-			}
-		}
-		props, _ := schema["properties"].(map[string]any)
-		for k, pv := range m {
-			p, ok := props[k].(map[string]any)
-			if !ok {
-				if extra, ok := schema["additionalProperties"].(map[string]any); ok {
-					errs = append(errs, conformErrors(defs, extra, pv, where+"."+k)...)
-				} else if schema["additionalProperties"] == false {
-					errs = append(errs, where+": undocumented property "+k)
-				}
-				continue
-			}
-			errs = append(errs, conformErrors(defs, p, pv, where+"."+k)...)
-		}
-	case "array":
-		a, ok := v.([]any)
-		if !ok {
-			return bad("%v is not an array", v)
-		}
-		items, _ := schema["items"].(map[string]any)
-		for i, e := range a {
-			errs = append(errs, conformErrors(defs, items, e, fmt.Sprintf("%s[%d]", where, i))...)
-		}
-	case "string":
-		s, ok := v.(string)
-		if !ok {
-			return bad("%v is not a string", v)
-		}
-		if schema["format"] == "date-time" {
-			if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
-				return bad("%q is not a date-time", s)
-			}
-		}
-		if n, ok := schema["maxLength"].(int); ok && utf8.RuneCountInString(s) > n {
-			return bad("%d characters, maxLength %d", utf8.RuneCountInString(s), n)
-		}
-	case "integer":
-		f, ok := v.(float64)
-		if !ok || f != math.Trunc(f) {
-			return bad("%v is not an integer", v)
-		}
-		if n, ok := schema["minimum"].(int); ok && f < float64(n) {
-			return bad("%v below minimum %d", v, n)
-		}
-	case "boolean":
-		if _, ok := v.(bool); !ok {
-			return bad("%v is not a boolean", v)
-		}
-	}
-	return errs
-}
-
-func asSlice(v any) []any {
-	s, _ := v.([]any)
-	return s
+	openapi.Conforms(t, "openapi.yaml", name, body)
 }
