@@ -48,6 +48,8 @@ type Server struct {
 	members *membership
 	// att serves the attachment endpoints (nil when not configured).
 	att *attachments
+	// push serves /v1/push/targets (push.go).
+	push *pushTargets
 	// gapsLogged: history gaps a Resume has logged already.
 	gapsLogged onceLog
 
@@ -171,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 		mux.HandleFunc("/v1/uploads/", attachmentsOff)
 		mux.HandleFunc("POST /v1/conversations/{conversation}/uploads", attachmentsOff)
 	}
+	s.addPushRoutes(mux)
 	s.handler = mux
 	return s, nil
 }
