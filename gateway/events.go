@@ -124,6 +124,7 @@ func (s *Server) deliver(rec *kgo.Record) {
 	if s.att != nil {
 		s.att.waiters.offer(ev)
 	}
+	s.push.offer(ev)
 	r := s.route(ev)
 	targets := s.hub.sessionsFor(r)
 	if len(targets) == 0 {

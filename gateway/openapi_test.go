@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-im/parley/schemas/deploy"
@@ -48,6 +49,15 @@ var dynamicRefusals = map[string][]sentError{
 	"New": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}},
 	// An IDError of the dev issuer.
 	"devToken": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ID"}},
+	// pushTargets.refuse passes on what its callers name.
+	"refuse": nil,
+	// A push body's refusal by checkPush or pushCommand, with pushStatus.
+	"refusal": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ID"},
+		{http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"}},
+	// The decider's refusals of a push command (ingest/push.go), with
+	// pushStatus.
+	"decide": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
+		{http.StatusConflict, "ERROR_CODE_LIMIT_REACHED"}},
 }
 
 // statuses are the net/http constants a refusal may name.
@@ -236,6 +246,11 @@ func TestOpenAPI(t *testing.T) {
 	checked := map[string]bool{"Error": true, "TusError": true}
 	checkProtoSchema(t, "UploadAttachment", openapi.Obj(t, defs, "UploadAttachment"),
 		(&pb.UploadAttachment{}).ProtoReflect().Descriptor(), resolve, checked)
+	// The push bodies, likewise.
+	for name, m := range map[string]proto.Message{"RegisterPushTarget": &pb.RegisterPushTarget{},
+		"PushTargetRegistered": &pb.PushTargetRegistered{}, "PushTargetUnregistered": &pb.PushTargetUnregistered{}, "Accepted": &pb.Accepted{}} {
+		checkProtoSchema(t, name, openapi.Obj(t, defs, name), m.ProtoReflect().Descriptor(), resolve, checked)
+	}
 	// The JSON bodies of Go types.
 	for name, typ := range map[string]reflect.Type{
 		"SignedURL": reflect.TypeFor[urlAnswer](),
@@ -335,12 +350,18 @@ func sentErrors(t *testing.T) map[sentError]bool {
 				if !ok {
 					return true
 				}
-				id, ok := call.Fun.(*ast.Ident)
-				if !ok || (id.Name != "refuse" && id.Name != "writeError") {
+				var name string
+				switch f := call.Fun.(type) {
+				case *ast.Ident:
+					name = f.Name
+				case *ast.SelectorExpr: // a method: p.refuse
+					name = f.Sel.Name
+				}
+				if name != "refuse" && name != "writeError" {
 					return true
 				}
 				args := call.Args
-				if id.Name == "writeError" {
+				if _, method := call.Fun.(*ast.SelectorExpr); name == "writeError" || method { // (w, status, code, …)
 					args = args[1:]
 				}
 				status, okStatus := statusOf(args[0])

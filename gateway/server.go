@@ -48,6 +48,8 @@ type Server struct {
 	members *membership
 	// att serves the attachment endpoints (nil when not configured).
 	att *attachments
+	// push serves /v1/push/targets (push.go).
+	push *pushTargets
 	// gapsLogged: history gaps a Resume has logged already.
 	gapsLogged onceLog
 
@@ -182,6 +184,7 @@ func (s *Server) routes() *router {
 		mux.HandleFunc("POST /v1/conversations/{conversation}/uploads", attachmentsOff)
 		mux.HandleFunc("OPTIONS /v1/conversations/{conversation}/uploads", attachmentsOff)
 	}
+	s.addPushRoutes(mux)
 	return mux
 }
 

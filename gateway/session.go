@@ -407,6 +407,17 @@ func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.Err
 		} else {
 			cmd.Body = &pb.Command_UnblockUser{UnblockUser: f.GetUnblockUser()}
 		}
+	case *pb.ClientFrame_RegisterPush, *pb.ClientFrame_UnregisterPush:
+		var body proto.Message = f.GetRegisterPush()
+		if f.GetUnregisterPush() != nil {
+			body = f.GetUnregisterPush()
+		}
+		c, r := pushCommand(s.user, s.device, f.GetConversationId(), body, now)
+		if r != nil {
+			return nil, r.code, r.msg
+		}
+		c.CommandId, c.ReceivedAt = cmd.CommandId, cmd.ReceivedAt
+		cmd = c
 	case *pb.ClientFrame_ForwardMessage:
 		// Keyed by the source; text, content type and origin are filled
 		// from the views before the append (session.forward).

@@ -79,7 +79,7 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 	if conv != "" {
 		check := schemas.CheckConversationID
 		switch f.GetBody().(type) {
-		case *pb.ClientFrame_BlockUser, *pb.ClientFrame_UnblockUser:
+		case *pb.ClientFrame_BlockUser, *pb.ClientFrame_UnblockUser, *pb.ClientFrame_RegisterPush, *pb.ClientFrame_UnregisterPush:
 			// Empty or the user's own stream (command checks whose).
 			check = schemas.CheckStreamID
 		}
@@ -275,6 +275,10 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 			return r
 		}
 		return checkForward(conv, b.ForwardMessage)
+	case *pb.ClientFrame_RegisterPush:
+		return checkPush(b.RegisterPush)
+	case *pb.ClientFrame_UnregisterPush:
+		return checkPush(b.UnregisterPush)
 	case *pb.ClientFrame_CreateInvite:
 		if r := needConv(); r != nil {
 			return r

@@ -41,6 +41,8 @@ import (
 //	                                                    approved, declined, or the user is added)
 //	a\x00<conv>\x00<attachment id>     -> uploadRec    (an attachment uploaded and not sent; tombstone
 //	                                                    when sent or expired)
+//	t\x00<u:stream>\x00<device>         -> pushRec      (the device's push target; tombstone when
+//	                                                    unregistered)
 //
 // <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
 // notice, a recall is final. They are rare (one per membership change or
@@ -76,6 +78,7 @@ const (
 	prefixInvite    = "i"
 	prefixRequest   = "q"
 	prefixUpload    = "a"
+	prefixPush      = "t"
 	sep             = "\x00"
 )
 
@@ -175,6 +178,12 @@ type sentRec struct {
 type uploadRec struct {
 	At         int64  `json:"t"`
 	Attachment []byte `json:"a"`
+}
+
+// pushRec is a device's push target: Target is the protobuf-encoded
+// parley.v1.PushTarget (registered_at included).
+type pushRec struct {
+	Target []byte `json:"p"`
 }
 
 // blockedRec marks a user blocked by a user stream's user; it has no fields.
@@ -324,6 +333,17 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			v = uploadRec{At: u.at, Attachment: b}
 		}
 		out = append(out, record(topic, partition, prefixUpload+sep+conv+sep+id, v))
+	}
+	for _, dev := range d.push {
+		var v any
+		if t := st.push[dev]; t != nil {
+			b, err := proto.Marshal(t)
+			if err != nil {
+				panic(err) // a checked PushTarget always marshals
+			}
+			v = pushRec{Target: b}
+		}
+		out = append(out, record(topic, partition, prefixPush+sep+conv+sep+dev, v))
 	}
 	return out
 }
@@ -494,6 +514,24 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			st.uploads = map[string]*upload{}
 		}
 		st.uploads[parts[2]] = &upload{at: r.At, att: a}
+	case parts[0] == prefixPush && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.push, parts[2])
+			return nil
+		}
+		var r pushRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		t := &pb.PushTarget{}
+		if err := proto.Unmarshal(r.Target, t); err != nil {
+			return fmt.Errorf("ingest: changelog %q: push target: %w", key, err)
+		}
+		if st.push == nil {
+			st.push = map[string]*pb.PushTarget{}
+		}
+		st.push[parts[2]] = t
 	case parts[0] == prefixDedup && len(parts) == 4:
 		ref := dedupRef{parts[2], parts[3]}
 		ds := b.dedup[conv]

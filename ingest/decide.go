@@ -70,6 +70,9 @@ type Limits struct {
 	// ExpireAttachment deletes it only once this has passed since it was
 	// received (default 24h).
 	AttachmentTTL time.Duration
+	// MaxPushTargets caps the push targets of one user, one per device
+	// (default 20; LIMIT_REACHED).
+	MaxPushTargets int
 }
 
 // DefaultLimits are the limits used when a field is zero.
@@ -92,6 +95,7 @@ var DefaultLimits = Limits{
 	MaxJoinRequests:        1000,
 	MaxPendingAttachments:  1000,
 	AttachmentTTL:          24 * time.Hour,
+	MaxPushTargets:         20,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -149,6 +153,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.AttachmentTTL > 0 {
 		d.AttachmentTTL = l.AttachmentTTL
+	}
+	if l.MaxPushTargets > 0 {
+		d.MaxPushTargets = l.MaxPushTargets
 	}
 	return d
 }
@@ -244,6 +251,8 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	switch b := cmd.GetBody().(type) {
 	case *pb.Command_UpdateConversationPrefs, *pb.Command_HideMessages, *pb.Command_BlockUser, *pb.Command_UnblockUser:
 		return decideUserStream(l, st, cmd, base)
+	case *pb.Command_RegisterPush, *pb.Command_UnregisterPush:
+		return decidePush(l, st, cmd, base, received)
 	case *pb.Command_DirectBlock:
 		return directBlock(st, cmd, b.DirectBlock, base)
 	}

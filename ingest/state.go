@@ -68,6 +68,9 @@ type convState struct {
 	// not sent yet (at most Limits.MaxPendingAttachments). nil until the
 	// first upload.
 	uploads map[string]*upload
+	// push (a user stream): device id -> its push target (at most
+	// Limits.MaxPushTargets). nil until the first registration.
+	push map[string]*pb.PushTarget
 }
 
 // exists reports whether s is a created conversation: not nil, and not the
@@ -453,6 +456,7 @@ type delta struct {
 	invites   []string // a group: invitation links created, used or revoked
 	requests  []string // a group: users whose join request began or ended
 	uploads   []string // attachments uploaded, sent or expired
+	push      []string // a user stream: devices whose push target was registered or removed
 	// derived are the commands the decision appends to the commands topic
 	// (the second step of a two-stream decision), in the same transaction
 	// as its events and changelog records. Not changelog state.

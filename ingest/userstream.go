@@ -23,7 +23,8 @@ func versioned(ev *pb.Event) bool {
 // keyed by the sender's user stream.
 func userStreamCommand(cmd *pb.Command) bool {
 	switch cmd.GetBody().(type) {
-	case *pb.Command_UpdateConversationPrefs, *pb.Command_HideMessages, *pb.Command_BlockUser, *pb.Command_UnblockUser:
+	case *pb.Command_UpdateConversationPrefs, *pb.Command_HideMessages, *pb.Command_BlockUser, *pb.Command_UnblockUser,
+		*pb.Command_RegisterPush, *pb.Command_UnregisterPush:
 		return true
 	}
 	return false

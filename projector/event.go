@@ -123,7 +123,8 @@ func decode(key, value []byte) (*event, error) {
 		if messageSeq(e) < 1 {
 			return ev, poison("%s without a message_seq", ev.typ)
 		}
-	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked:
+	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked,
+		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered:
 		if err := checkUserStream(ev); err != nil {
 			return ev, err
 		}
@@ -187,6 +188,15 @@ func checkUserStream(ev *event) error {
 	case *pb.Event_UserBlocked, *pb.Event_UserUnblocked:
 		if e.GetUserBlocked().GetUserId()+e.GetUserUnblocked().GetUserId() == "" {
 			return poison("%s without user_id", ev.typ)
+		}
+	case *pb.Event_PushTargetRegistered:
+		t := b.PushTargetRegistered.GetTarget()
+		if t.GetDeviceId() == "" || schemas.ProviderName(t.GetProvider()) == "" {
+			return poison("PushTargetRegistered without a device id and a known provider")
+		}
+	case *pb.Event_PushTargetUnregistered:
+		if b.PushTargetUnregistered.GetDeviceId() == "" {
+			return poison("PushTargetUnregistered without device_id")
 		}
 	}
 	return nil

@@ -50,6 +50,9 @@ const (
 	// Attachments (version 0, delivered to the uploader only).
 	TypeAttachmentUploaded = "AttachmentUploaded"
 	TypeAttachmentDeleted  = "AttachmentDeleted"
+	// Push targets (user stream events).
+	TypePushTargetRegistered   = "PushTargetRegistered"
+	TypePushTargetUnregistered = "PushTargetUnregistered"
 	// What the gateway sends a device in place of an event it may not see;
 	// never on a topic.
 	TypeWithheld = "Withheld"
@@ -85,6 +88,8 @@ const (
 	TypeRevokeInvite            = "RevokeInvite"
 	TypeJoinConversation        = "JoinConversation"
 	TypeDecideJoinRequest       = "DecideJoinRequest"
+	TypeRegisterPushTarget      = "RegisterPushTarget"
+	TypeUnregisterPushTarget    = "UnregisterPushTarget"
 	// Appended by a gateway's HTTP handlers or janitor, never from a
 	// ClientFrame.
 	TypeUploadAttachment = "UploadAttachment"
@@ -175,7 +180,7 @@ func DirectConversationID(userA, userB string) string {
 }
 
 // UserStreamID is the stream of one user's own settings (conversation
-// prefs, hidden messages, blocks): "u:" + 32 lowercase hex digits of a hash
+// prefs, hidden messages, blocks, push targets): "u:" + 32 lowercase hex digits of a hash
 // of the user id. Its commands and events are keyed by it like a
 // conversation's, so they are ordered and versioned per user, and every
 // device of the user follows it (Welcome.user_stream_id).

@@ -70,6 +70,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeMessageForwarded: false, schemas.TypeInviteCreated: false, schemas.TypeInviteRevoked: false,
 		schemas.TypeJoinRequested: false, schemas.TypeJoinRequestDeclined: false, schemas.TypeWithheld: false,
 		schemas.TypeAttachmentUploaded: false, schemas.TypeAttachmentDeleted: false,
+		schemas.TypePushTargetRegistered: false, schemas.TypePushTargetUnregistered: false,
 	}
 	commands := map[string]bool{
 		schemas.TypeCreateConversation: true, schemas.TypeAddMembers: true, schemas.TypeRemoveMember: true,
@@ -83,6 +84,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeForwardedMessage: true, schemas.TypeCreateInvite: true, schemas.TypeRevokeInvite: true,
 		schemas.TypeJoinConversation: true, schemas.TypeDecideJoinRequest: true,
 		schemas.TypeUploadAttachment: true, schemas.TypeExpireAttachment: true,
+		schemas.TypeRegisterPushTarget: true, schemas.TypeUnregisterPushTarget: true,
 	}
 	check := func(m proto.Message, known map[string]bool) {
 		fields := m.ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()

@@ -230,6 +230,7 @@ type messageModel struct {
 type userModel struct {
 	lastVersion int64
 	blocked     map[string]bool
+	push        pushModel // logcheck_push.go
 }
 
 // forward is a MessageForwarded: its source conversation, seq and target.
@@ -377,7 +378,8 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		}
 	case schemas.TypeMessageForwarded:
 		c.forwardedEvent(at, conv, ev)
-	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked:
+	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
+		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered:
 		c.problem("%s: a per-user event outside a user stream", at)
 	case schemas.TypeMembersAdded:
 		if ma := ev.GetMembersAdded(); ma.GetInvite() != nil {
@@ -560,7 +562,8 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 			c.problem("%s: version %d, want 0 (an answer to the sender only)", at, v)
 		}
 		return // answered as the stream's user, whoever asked
-	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked:
+	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
+		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered:
 	default:
 		c.problem("%s: not an event of a user stream (only per-user events and answers)", at)
 		return
@@ -586,6 +589,8 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 			c.problem("%s: %s is not blocked (an unblock only of a blocked user)", at, b.UserUnblocked.GetUserId())
 		}
 		delete(u.blocked, b.UserUnblocked.GetUserId())
+	case *pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered:
+		c.pushEvent(at, u, ev) // logcheck_push.go
 	}
 }
 
@@ -1166,7 +1171,7 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.outcomes)) {
 		evs := c.outcomes[id]
-		if len(evs) > 1 && !twoStreams(evs) {
+		if len(evs) > 1 && !twoStreams(evs) && !pushReplaced(evs) {
 			c.problem("command %s has %d outcome events: %v", id, len(evs), evs)
 		}
 		_, first := c.commands[id]
@@ -1188,8 +1193,8 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 		case schemas.TypeSetMemberRole, schemas.TypeUpdateGroupSettings, schemas.TypeUnmuteMember,
 			schemas.TypePinMessage, schemas.TypeUnpinMessage:
 			continue // nor a role or settings that would not change, an unmute of a member not muted, a pin there or gone
-		case schemas.TypeBlockUser, schemas.TypeUnblockUser:
-			continue // nor a block of a blocked user or an unblock of one not blocked
+		case schemas.TypeBlockUser, schemas.TypeUnblockUser, schemas.TypeRegisterPushTarget, schemas.TypeUnregisterPushTarget:
+			continue // nor a block of a blocked user or an unblock of one not blocked, nor a push target there or gone
 		case schemas.TypeCreateInvite, schemas.TypeRevokeInvite, schemas.TypeJoinConversation, schemas.TypeDecideJoinRequest:
 			continue // nor a link's create again, a revoke of a revoked link, a member's join, a request pending, an approval of a member
 		}

@@ -60,7 +60,8 @@ func (m *streamModel) event(ev *pb.Event) {
 	}
 	user, at := ev.GetActorUserId(), ev.GetOccurredAt().AsTime().Truncate(time.Millisecond)
 	switch ev.GetBody().(type) {
-	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked:
+	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked,
+		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered:
 		if user == "" || schemas.UserStreamID(user) != ev.GetConversationId() || ev.GetVersion() < 1 {
 			return
 		}

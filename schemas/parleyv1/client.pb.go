@@ -138,6 +138,8 @@ type ClientFrame struct {
 	//	*ClientFrame_RevokeInvite
 	//	*ClientFrame_JoinConversation
 	//	*ClientFrame_DecideJoinRequest
+	//	*ClientFrame_RegisterPush
+	//	*ClientFrame_UnregisterPush
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -474,6 +476,24 @@ func (x *ClientFrame) GetDecideJoinRequest() *DecideJoinRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetRegisterPush() *RegisterPushTarget {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_RegisterPush); ok {
+			return x.RegisterPush
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetUnregisterPush() *UnregisterPushTarget {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_UnregisterPush); ok {
+			return x.UnregisterPush
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -623,6 +643,18 @@ type ClientFrame_DecideJoinRequest struct {
 	DecideJoinRequest *DecideJoinRequest `protobuf:"bytes,41,opt,name=decide_join_request,json=decideJoinRequest,proto3,oneof"`
 }
 
+type ClientFrame_RegisterPush struct {
+	// Push targets of this device, on the user's stream (conversation_id
+	// empty or Welcome.user_stream_id). The target's device_id is the
+	// session's device (empty or equal); unregister_push takes LOGOUT or
+	// REPLACED, never INVALID_TOKEN. See gateway/README.md, "Push targets".
+	RegisterPush *RegisterPushTarget `protobuf:"bytes,42,opt,name=register_push,json=registerPush,proto3,oneof"`
+}
+
+type ClientFrame_UnregisterPush struct {
+	UnregisterPush *UnregisterPushTarget `protobuf:"bytes,43,opt,name=unregister_push,json=unregisterPush,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -689,6 +721,10 @@ func (*ClientFrame_RevokeInvite) isClientFrame_Body() {}
 func (*ClientFrame_JoinConversation) isClientFrame_Body() {}
 
 func (*ClientFrame_DecideJoinRequest) isClientFrame_Body() {}
+
+func (*ClientFrame_RegisterPush) isClientFrame_Body() {}
+
+func (*ClientFrame_UnregisterPush) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -1931,7 +1967,7 @@ var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x85\x11\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x97\x12\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -1971,7 +2007,9 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\rcreate_invite\x18& \x01(\v2\x17.parley.v1.CreateInviteH\x00R\fcreateInvite\x12>\n" +
 	"\rrevoke_invite\x18' \x01(\v2\x17.parley.v1.RevokeInviteH\x00R\frevokeInvite\x12J\n" +
 	"\x11join_conversation\x18( \x01(\v2\x1b.parley.v1.JoinConversationH\x00R\x10joinConversation\x12N\n" +
-	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12%\n" +
+	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12D\n" +
+	"\rregister_push\x18* \x01(\v2\x1d.parley.v1.RegisterPushTargetH\x00R\fregisterPush\x12J\n" +
+	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
 	"\x04Ping\"\x86\x03\n" +
@@ -2127,9 +2165,11 @@ var file_parley_v1_client_proto_goTypes = []any{
 	(*RevokeInvite)(nil),            // 43: parley.v1.RevokeInvite
 	(*JoinConversation)(nil),        // 44: parley.v1.JoinConversation
 	(*DecideJoinRequest)(nil),       // 45: parley.v1.DecideJoinRequest
-	(*Event)(nil),                   // 46: parley.v1.Event
-	(*timestamppb.Timestamp)(nil),   // 47: google.protobuf.Timestamp
-	(ErrorCode)(0),                  // 48: parley.v1.ErrorCode
+	(*RegisterPushTarget)(nil),      // 46: parley.v1.RegisterPushTarget
+	(*UnregisterPushTarget)(nil),    // 47: parley.v1.UnregisterPushTarget
+	(*Event)(nil),                   // 48: parley.v1.Event
+	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
+	(ErrorCode)(0),                  // 50: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
 	19, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
@@ -2163,37 +2203,39 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	43, // 28: parley.v1.ClientFrame.revoke_invite:type_name -> parley.v1.RevokeInvite
 	44, // 29: parley.v1.ClientFrame.join_conversation:type_name -> parley.v1.JoinConversation
 	45, // 30: parley.v1.ClientFrame.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	2,  // 31: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	4,  // 32: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	5,  // 33: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	46, // 34: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	6,  // 35: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	7,  // 36: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	10, // 37: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	18, // 38: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
-	16, // 39: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
-	47, // 40: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	48, // 41: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	47, // 42: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	8,  // 43: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
-	8,  // 44: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	11, // 45: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
-	8,  // 46: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
-	8,  // 47: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
-	8,  // 48: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
-	48, // 49: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 50: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 51: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	47, // 52: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 53: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	47, // 54: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 55: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 56: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	46, // 31: parley.v1.ClientFrame.register_push:type_name -> parley.v1.RegisterPushTarget
+	47, // 32: parley.v1.ClientFrame.unregister_push:type_name -> parley.v1.UnregisterPushTarget
+	2,  // 33: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	4,  // 34: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	5,  // 35: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	48, // 36: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	6,  // 37: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	7,  // 38: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	10, // 39: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	18, // 40: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	16, // 41: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	49, // 42: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	50, // 43: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	49, // 44: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 45: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	8,  // 46: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	11, // 47: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
+	8,  // 48: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
+	8,  // 49: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
+	8,  // 50: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
+	50, // 51: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 52: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 53: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	49, // 54: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 55: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	49, // 56: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 57: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 58: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -2236,6 +2278,8 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_RevokeInvite)(nil),
 		(*ClientFrame_JoinConversation)(nil),
 		(*ClientFrame_DecideJoinRequest)(nil),
+		(*ClientFrame_RegisterPush)(nil),
+		(*ClientFrame_UnregisterPush)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{

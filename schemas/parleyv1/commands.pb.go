@@ -76,6 +76,8 @@ type Command struct {
 	//	*Command_RevokeInvite
 	//	*Command_JoinConversation
 	//	*Command_DecideJoinRequest
+	//	*Command_RegisterPush
+	//	*Command_UnregisterPush
 	//	*Command_UploadAttachment
 	//	*Command_ExpireAttachment
 	//	*Command_DirectBlock
@@ -400,6 +402,24 @@ func (x *Command) GetDecideJoinRequest() *DecideJoinRequest {
 	return nil
 }
 
+func (x *Command) GetRegisterPush() *RegisterPushTarget {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RegisterPush); ok {
+			return x.RegisterPush
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUnregisterPush() *UnregisterPushTarget {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UnregisterPush); ok {
+			return x.UnregisterPush
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetUploadAttachment() *UploadAttachment {
 	if x != nil {
 		if x, ok := x.Body.(*Command_UploadAttachment); ok {
@@ -556,6 +576,17 @@ type Command_DecideJoinRequest struct {
 	DecideJoinRequest *DecideJoinRequest `protobuf:"bytes,41,opt,name=decide_join_request,json=decideJoinRequest,proto3,oneof"`
 }
 
+type Command_RegisterPush struct {
+	// Push targets: keyed by the sender's user stream, like the other
+	// per-user commands (ClientFrame.register_push / unregister_push, or the
+	// gateway's /v1/push/targets).
+	RegisterPush *RegisterPushTarget `protobuf:"bytes,42,opt,name=register_push,json=registerPush,proto3,oneof"`
+}
+
+type Command_UnregisterPush struct {
+	UnregisterPush *UnregisterPushTarget `protobuf:"bytes,43,opt,name=unregister_push,json=unregisterPush,proto3,oneof"`
+}
+
 type Command_UploadAttachment struct {
 	// 50 to 59 are appended by a gateway's HTTP handlers on behalf of the
 	// authenticated user (uploads) or by its attachment janitor; a
@@ -633,6 +664,10 @@ func (*Command_RevokeInvite) isCommand_Body() {}
 func (*Command_JoinConversation) isCommand_Body() {}
 
 func (*Command_DecideJoinRequest) isCommand_Body() {}
+
+func (*Command_RegisterPush) isCommand_Body() {}
+
+func (*Command_UnregisterPush) isCommand_Body() {}
 
 func (*Command_UploadAttachment) isCommand_Body() {}
 
@@ -2520,11 +2555,137 @@ func (x *ExpireAttachment) GetAttachmentId() string {
 	return ""
 }
 
+// RegisterPushTarget sets where pushes for the sending device go (its
+// PushTarget, one per device; registering again replaces it). Keyed by the
+// sender's user stream. target.device_id must be Command.device_id: a
+// device registers for itself only (ERROR_CODE_PERMISSION_DENIED). The
+// target must have its provider's form (schemas.CheckPushTarget:
+// ERROR_CODE_INVALID_ARGUMENT, ERROR_CODE_INVALID_ID for the device id);
+// registered_at is the decider's. A user has at most Limits.MaxPushTargets
+// targets (ERROR_CODE_LIMIT_REACHED). Registering the target the device
+// has already (registered_at aside) yields no event. The same token or
+// endpoint registered by another device of the user is taken from it
+// (PushTargetUnregistered, REPLACED) in the same decision.
+type RegisterPushTarget struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *PushTarget            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterPushTarget) Reset() {
+	*x = RegisterPushTarget{}
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterPushTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterPushTarget) ProtoMessage() {}
+
+func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterPushTarget.ProtoReflect.Descriptor instead.
+func (*RegisterPushTarget) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RegisterPushTarget) GetTarget() *PushTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+// UnregisterPushTarget removes the push target of device_id. Keyed by the
+// user's stream. With LOGOUT or REPLACED it is the sending device's own
+// (ERROR_CODE_PERMISSION_DENIED otherwise); INVALID_TOKEN is the
+// notifier's, after a provider refused the token: a gateway never appends
+// it from a device. Unregistering a device without a target yields no
+// event.
+type UnregisterPushTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty from a device: the gateway fills in the device's own id.
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Required.
+	Reason PushUnregisterReason `protobuf:"varint,2,opt,name=reason,proto3,enum=parley.v1.PushUnregisterReason" json:"reason,omitempty"`
+	// With INVALID_TOKEN: the token (or endpoint) the provider refused. The
+	// target is removed only while it still has it, so a refusal of an old
+	// token never removes the device's newer registration. Empty otherwise.
+	Token         string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnregisterPushTarget) Reset() {
+	*x = UnregisterPushTarget{}
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnregisterPushTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnregisterPushTarget) ProtoMessage() {}
+
+func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnregisterPushTarget.ProtoReflect.Descriptor instead.
+func (*UnregisterPushTarget) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UnregisterPushTarget) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *UnregisterPushTarget) GetReason() PushUnregisterReason {
+	if x != nil {
+		return x.Reason
+	}
+	return PushUnregisterReason_PUSH_UNREGISTER_REASON_UNSPECIFIED
+}
+
+func (x *UnregisterPushTarget) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\"\x94\x12\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\"\xa6\x13\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -2564,7 +2725,9 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\rcreate_invite\x18& \x01(\v2\x17.parley.v1.CreateInviteH\x00R\fcreateInvite\x12>\n" +
 	"\rrevoke_invite\x18' \x01(\v2\x17.parley.v1.RevokeInviteH\x00R\frevokeInvite\x12J\n" +
 	"\x11join_conversation\x18( \x01(\v2\x1b.parley.v1.JoinConversationH\x00R\x10joinConversation\x12N\n" +
-	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12J\n" +
+	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12D\n" +
+	"\rregister_push\x18* \x01(\v2\x1d.parley.v1.RegisterPushTargetH\x00R\fregisterPush\x12J\n" +
+	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12J\n" +
 	"\x11upload_attachment\x182 \x01(\v2\x1b.parley.v1.UploadAttachmentH\x00R\x10uploadAttachment\x12J\n" +
 	"\x11expire_attachment\x183 \x01(\v2\x1b.parley.v1.ExpireAttachmentH\x00R\x10expireAttachment\x12;\n" +
 	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
@@ -2684,7 +2847,13 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"attachment\x18\x01 \x01(\v2\x15.parley.v1.AttachmentR\n" +
 	"attachment\"7\n" +
 	"\x10ExpireAttachment\x12#\n" +
-	"\rattachment_id\x18\x01 \x01(\tR\fattachmentIdB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\"C\n" +
+	"\x12RegisterPushTarget\x12-\n" +
+	"\x06target\x18\x01 \x01(\v2\x15.parley.v1.PushTargetR\x06target\"\x82\x01\n" +
+	"\x14UnregisterPushTarget\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x127\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x1f.parley.v1.PushUnregisterReasonR\x06reason\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05tokenB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_commands_proto_rawDescOnce sync.Once
@@ -2698,7 +2867,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -2732,16 +2901,20 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*DecideJoinRequest)(nil),       // 29: parley.v1.DecideJoinRequest
 	(*UploadAttachment)(nil),        // 30: parley.v1.UploadAttachment
 	(*ExpireAttachment)(nil),        // 31: parley.v1.ExpireAttachment
-	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 33: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 34: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 35: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 36: parley.v1.Mute
-	(*ForwardOrigin)(nil),           // 37: parley.v1.ForwardOrigin
-	(*Attachment)(nil),              // 38: parley.v1.Attachment
+	(*RegisterPushTarget)(nil),      // 32: parley.v1.RegisterPushTarget
+	(*UnregisterPushTarget)(nil),    // 33: parley.v1.UnregisterPushTarget
+	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 35: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 36: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 37: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 38: parley.v1.Mute
+	(*ForwardOrigin)(nil),           // 39: parley.v1.ForwardOrigin
+	(*Attachment)(nil),              // 40: parley.v1.Attachment
+	(*PushTarget)(nil),              // 41: parley.v1.PushTarget
+	(PushUnregisterReason)(0),       // 42: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	32, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	34, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -2769,26 +2942,30 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	27, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
 	28, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
 	29, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	30, // 28: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
-	31, // 29: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
-	24, // 30: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	25, // 31: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	33, // 32: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	34, // 33: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	35, // 34: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	32, // 35: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	36, // 36: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	37, // 37: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	38, // 38: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
-	37, // 39: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	38, // 40: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
-	32, // 41: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	38, // 42: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	32, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
+	33, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
+	30, // 30: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
+	31, // 31: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
+	24, // 32: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	25, // 33: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	35, // 34: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	36, // 35: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	37, // 36: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	34, // 37: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	38, // 38: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	39, // 39: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	40, // 40: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
+	39, // 41: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	40, // 42: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
+	34, // 43: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	40, // 44: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	41, // 45: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
+	42, // 46: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -2798,6 +2975,7 @@ func file_parley_v1_commands_proto_init() {
 	}
 	file_parley_v1_attachment_proto_init()
 	file_parley_v1_conversation_proto_init()
+	file_parley_v1_push_proto_init()
 	file_parley_v1_commands_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateConversation)(nil),
 		(*Command_AddMembers)(nil),
@@ -2826,6 +3004,8 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_RevokeInvite)(nil),
 		(*Command_JoinConversation)(nil),
 		(*Command_DecideJoinRequest)(nil),
+		(*Command_RegisterPush)(nil),
+		(*Command_UnregisterPush)(nil),
 		(*Command_UploadAttachment)(nil),
 		(*Command_ExpireAttachment)(nil),
 		(*Command_DirectBlock)(nil),
@@ -2838,7 +3018,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -252,6 +252,8 @@ type Event struct {
 	//	*Event_JoinRequestDeclined
 	//	*Event_AttachmentUploaded
 	//	*Event_AttachmentDeleted
+	//	*Event_PushTargetRegistered
+	//	*Event_PushTargetUnregistered
 	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -623,6 +625,24 @@ func (x *Event) GetAttachmentDeleted() *AttachmentDeleted {
 	return nil
 }
 
+func (x *Event) GetPushTargetRegistered() *PushTargetRegistered {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PushTargetRegistered); ok {
+			return x.PushTargetRegistered
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPushTargetUnregistered() *PushTargetUnregistered {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PushTargetUnregistered); ok {
+			return x.PushTargetUnregistered
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetWithheld() *Withheld {
 	if x != nil {
 		if x, ok := x.Body.(*Event_Withheld); ok {
@@ -768,6 +788,16 @@ type Event_AttachmentDeleted struct {
 	AttachmentDeleted *AttachmentDeleted `protobuf:"bytes,41,opt,name=attachment_deleted,json=attachmentDeleted,proto3,oneof"`
 }
 
+type Event_PushTargetRegistered struct {
+	// Push targets (user stream, versioned: delivered to the user's own
+	// devices, live and on resume).
+	PushTargetRegistered *PushTargetRegistered `protobuf:"bytes,42,opt,name=push_target_registered,json=pushTargetRegistered,proto3,oneof"`
+}
+
+type Event_PushTargetUnregistered struct {
+	PushTargetUnregistered *PushTargetUnregistered `protobuf:"bytes,43,opt,name=push_target_unregistered,json=pushTargetUnregistered,proto3,oneof"`
+}
+
 type Event_Withheld struct {
 	// Never on the topic: what the gateway sends a device in place of an
 	// event its user may not see (Withheld).
@@ -835,6 +865,10 @@ func (*Event_JoinRequestDeclined) isEvent_Body() {}
 func (*Event_AttachmentUploaded) isEvent_Body() {}
 
 func (*Event_AttachmentDeleted) isEvent_Body() {}
+
+func (*Event_PushTargetRegistered) isEvent_Body() {}
+
+func (*Event_PushTargetUnregistered) isEvent_Body() {}
 
 func (*Event_Withheld) isEvent_Body() {}
 
@@ -2805,11 +2839,124 @@ func (x *AttachmentDeleted) GetUploadedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PushTargetRegistered (user stream): Event.actor_user_id's device
+// target.device_id receives its pushes at target from now on, replacing
+// any target it had (RegisterPushTarget). target.registered_at is set.
+type PushTargetRegistered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *PushTarget            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushTargetRegistered) Reset() {
+	*x = PushTargetRegistered{}
+	mi := &file_parley_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushTargetRegistered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushTargetRegistered) ProtoMessage() {}
+
+func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushTargetRegistered.ProtoReflect.Descriptor instead.
+func (*PushTargetRegistered) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PushTargetRegistered) GetTarget() *PushTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+// PushTargetUnregistered (user stream): device_id of Event.actor_user_id
+// has no push target any more: it logged out (LOGOUT), its provider
+// refused the token (INVALID_TOKEN), or another device of the user
+// registered the same token (REPLACED, decided with that device's
+// PushTargetRegistered, right before it).
+type PushTargetUnregistered struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The provider of the target removed.
+	Provider      PushProvider         `protobuf:"varint,2,opt,name=provider,proto3,enum=parley.v1.PushProvider" json:"provider,omitempty"`
+	Reason        PushUnregisterReason `protobuf:"varint,3,opt,name=reason,proto3,enum=parley.v1.PushUnregisterReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushTargetUnregistered) Reset() {
+	*x = PushTargetUnregistered{}
+	mi := &file_parley_v1_events_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushTargetUnregistered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushTargetUnregistered) ProtoMessage() {}
+
+func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushTargetUnregistered.ProtoReflect.Descriptor instead.
+func (*PushTargetUnregistered) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *PushTargetUnregistered) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *PushTargetUnregistered) GetProvider() PushProvider {
+	if x != nil {
+		return x.Provider
+	}
+	return PushProvider_PUSH_PROVIDER_UNSPECIFIED
+}
+
+func (x *PushTargetUnregistered) GetReason() PushUnregisterReason {
+	if x != nil {
+		return x.Reason
+	}
+	return PushUnregisterReason_PUSH_UNREGISTER_REASON_UNSPECIFIED
+}
+
 var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\"\x9a\x14\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\"\xd2\x15\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -2852,7 +2999,9 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x0ejoin_requested\x18& \x01(\v2\x18.parley.v1.JoinRequestedH\x00R\rjoinRequested\x12T\n" +
 	"\x15join_request_declined\x18' \x01(\v2\x1e.parley.v1.JoinRequestDeclinedH\x00R\x13joinRequestDeclined\x12P\n" +
 	"\x13attachment_uploaded\x18( \x01(\v2\x1d.parley.v1.AttachmentUploadedH\x00R\x12attachmentUploaded\x12M\n" +
-	"\x12attachment_deleted\x18) \x01(\v2\x1c.parley.v1.AttachmentDeletedH\x00R\x11attachmentDeleted\x121\n" +
+	"\x12attachment_deleted\x18) \x01(\v2\x1c.parley.v1.AttachmentDeletedH\x00R\x11attachmentDeleted\x12W\n" +
+	"\x16push_target_registered\x18* \x01(\v2\x1f.parley.v1.PushTargetRegisteredH\x00R\x14pushTargetRegistered\x12]\n" +
+	"\x18push_target_unregistered\x18+ \x01(\v2!.parley.v1.PushTargetUnregisteredH\x00R\x16pushTargetUnregistered\x121\n" +
 	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
@@ -2987,7 +3136,13 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\frecalled_seq\x18\x05 \x01(\x03R\vrecalledSeq\x12\"\n" +
 	"\rowner_user_id\x18\x06 \x01(\tR\vownerUserId\x12;\n" +
 	"\vuploaded_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"uploadedAt*\x7f\n" +
+	"uploadedAt\"E\n" +
+	"\x14PushTargetRegistered\x12-\n" +
+	"\x06target\x18\x01 \x01(\v2\x15.parley.v1.PushTargetR\x06target\"\xa3\x01\n" +
+	"\x16PushTargetUnregistered\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x123\n" +
+	"\bprovider\x18\x02 \x01(\x0e2\x17.parley.v1.PushProviderR\bprovider\x127\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x1f.parley.v1.PushUnregisterReasonR\x06reason*\x7f\n" +
 	"\x13MemberRemovedReason\x12%\n" +
 	"!MEMBER_REMOVED_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dMEMBER_REMOVED_REASON_REMOVED\x10\x01\x12\x1e\n" +
@@ -3014,7 +3169,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -3053,17 +3208,22 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*Withheld)(nil),                 // 34: parley.v1.Withheld
 	(*AttachmentUploaded)(nil),       // 35: parley.v1.AttachmentUploaded
 	(*AttachmentDeleted)(nil),        // 36: parley.v1.AttachmentDeleted
-	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 38: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 39: parley.v1.ForwardOrigin
-	(*Attachment)(nil),               // 40: parley.v1.Attachment
-	(ErrorCode)(0),                   // 41: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 42: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 43: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 44: parley.v1.Mute
+	(*PushTargetRegistered)(nil),     // 37: parley.v1.PushTargetRegistered
+	(*PushTargetUnregistered)(nil),   // 38: parley.v1.PushTargetUnregistered
+	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 40: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 41: parley.v1.ForwardOrigin
+	(*Attachment)(nil),               // 42: parley.v1.Attachment
+	(ErrorCode)(0),                   // 43: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 44: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 45: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 46: parley.v1.Mute
+	(*PushTarget)(nil),               // 47: parley.v1.PushTarget
+	(PushProvider)(0),                // 48: parley.v1.PushProvider
+	(PushUnregisterReason)(0),        // 49: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	37, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	39, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	5,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	7,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -3095,28 +3255,33 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	33, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
 	35, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
 	36, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
-	34, // 32: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
-	38, // 33: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	6,  // 34: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 35: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	39, // 36: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	40, // 37: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
-	41, // 38: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	42, // 39: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 40: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	43, // 41: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	37, // 42: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	44, // 43: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	37, // 44: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 45: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	40, // 46: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
-	2,  // 47: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
-	37, // 48: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	37, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
+	38, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
+	34, // 34: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	40, // 35: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	6,  // 36: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 37: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	41, // 38: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	42, // 39: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
+	43, // 40: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	44, // 41: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 42: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	45, // 43: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	39, // 44: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	46, // 45: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	39, // 46: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 47: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	42, // 48: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
+	2,  // 49: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
+	39, // 50: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
+	47, // 51: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
+	48, // 52: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
+	49, // 53: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -3127,6 +3292,7 @@ func file_parley_v1_events_proto_init() {
 	file_parley_v1_attachment_proto_init()
 	file_parley_v1_conversation_proto_init()
 	file_parley_v1_errors_proto_init()
+	file_parley_v1_push_proto_init()
 	file_parley_v1_events_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_ConversationCreated)(nil),
 		(*Event_MembersAdded)(nil),
@@ -3159,6 +3325,8 @@ func file_parley_v1_events_proto_init() {
 		(*Event_JoinRequestDeclined)(nil),
 		(*Event_AttachmentUploaded)(nil),
 		(*Event_AttachmentDeleted)(nil),
+		(*Event_PushTargetRegistered)(nil),
+		(*Event_PushTargetUnregistered)(nil),
 		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
@@ -3168,7 +3336,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

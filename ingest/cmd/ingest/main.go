@@ -99,6 +99,7 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 			MaxJoinRequests:        e.Int("PARLEY_INGEST_MAX_JOIN_REQUESTS", d.MaxJoinRequests),
 			MaxPendingAttachments:  e.Int("PARLEY_INGEST_MAX_PENDING_ATTACHMENTS", d.MaxPendingAttachments),
 			AttachmentTTL:          e.Duration("PARLEY_INGEST_ATTACHMENT_TTL", d.AttachmentTTL),
+			MaxPushTargets:         e.Int("PARLEY_INGEST_MAX_PUSH_TARGETS", d.MaxPushTargets),
 		},
 	}
 	addr := e.String("PARLEY_HTTP_ADDR", "127.0.0.1:9101")
