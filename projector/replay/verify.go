@@ -101,7 +101,7 @@ func (r Report) Write(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
-	section("log (dense seqs, one outcome per command, forward-only marks, message actions, roles, settings, mutes, mentions, pins)", r.Log)
+	section("log (dense seqs, one outcome per command, forward-only marks, message actions, roles, settings, mutes, mentions, pins, attachments)", r.Log)
 	section("views (rows live vs recomputed from the log)", r.Views)
 	section("unread (last_seq − read_seq, live vs log)", r.Unread)
 	section("actions (recalled content gone, reactions, edit counts, live vs log)", r.Actions)
