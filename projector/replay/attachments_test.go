@@ -329,3 +329,145 @@ func TestVerifyLogCheckAttachments(t *testing.T) {
 		t.Errorf("%d attachments in the model, want 7", n)
 	}
 }
+
+// TestVerifyLogCheckLiveAttachments: the live attachment views against
+// the log's, without Cassandra: rows as verify reads them (CQL JSON), each
+// invariant broken once.
+func TestVerifyLogCheckLiveAttachments(t *testing.T) {
+	var l attachmentLog
+	a1, a2, a3, b1, b2 := l.att(1, "a"), l.att(2, "a"), l.att(3, "a"), l.att(5, "b"), l.att(6, "b")
+	log := l.versions(l.group("a", "b", "c"),
+		l.upload("u1", "a", a1),
+		l.upload("u2", "a", a2),
+		l.sendWith("s1", 1, "a", "", a1, a2),
+		l.upload("u3", "a", a3),
+		l.expired("e1", a3),
+		l.upload("u4", "b", b1),
+		l.sendWith("s2", 2, "b", "look", b1),
+		l.recall("x1", "b", 2, "b"),
+		l.recalledAtt("x1", "b", 2, b1),
+		l.upload("u5", "b", b2), // not sent yet
+	)
+	check := newLogCheck()
+	for i, e := range log {
+		check.event(0, int64(i), e)
+	}
+	if p := check.finish(false); len(p) > 0 {
+		t.Fatalf("problems in the log:\n%s", strings.Join(p, "\n"))
+	}
+	// The rows the projector writes of each attachment.
+	type state struct {
+		a      *pb.Attachment
+		seq    int64
+		reason string
+	}
+	states := []state{{a1, 1, ""}, {a2, 1, ""}, {a3, 0, "expired"}, {b1, 2, "recalled"}, {b2, 0, ""}}
+	put := func(v views, table string, r row) {
+		if v[table] == nil {
+			v[table] = map[string]row{}
+		}
+		v[table][rowName(viewTable(table), r)] = r
+	}
+	orNil := func(ok bool, v any) any {
+		if ok {
+			return v
+		}
+		return nil
+	}
+	rows := func() views {
+		v := views{}
+		for _, s := range states {
+			id, owner, deleted := s.a.GetAttachmentId(), s.a.GetOwnerUserId(), s.reason != ""
+			put(v, "attachments", jsonRow("conversation_id", testConv, "attachment_id", id, "owner_user_id", owner,
+				"sha256", s.a.GetSha256(), "message_seq", orNil(s.seq > 0, s.seq), "deleted_reason", orNil(deleted, s.reason)))
+			put(v, "attachment_blobs", jsonRow("sha256", s.a.GetSha256(), "conversation_id", testConv, "attachment_id", id, "role", "file",
+				"size", s.a.GetSize(), "deleted", orNil(deleted, true)))
+			if th := s.a.GetThumbnail(); th != nil {
+				put(v, "attachment_blobs", jsonRow("sha256", th.GetSha256(), "conversation_id", testConv, "attachment_id", id, "role", "thumbnail",
+					"size", th.GetSize(), "deleted", orNil(deleted, true)))
+			}
+			put(v, "owner_attachments", jsonRow("owner_user_id", owner, "conversation_id", testConv, "attachment_id", id,
+				"deleted", orNil(deleted, true)))
+			put(v, "attachment_uploads", jsonRow("hour", s.a.GetUploadedAt().GetSeconds()/3600, "conversation_id", testConv,
+				"attachment_id", id, "owner_user_id", owner, "sent", orNil(s.seq > 0, true), "deleted", orNil(s.reason == "expired", true)))
+		}
+		return v
+	}
+	// edit returns the views with f applied to the row of table keyed by
+	// the attachment id (and, for blobs, the role "file").
+	edit := func(table, id string, f func(r row)) views {
+		v := rows()
+		for n, r := range v[table] {
+			if str(r["attachment_id"]) == id && (table != "attachment_blobs" || str(r["role"]) == "file") {
+				f(r)
+				delete(v[table], n)
+				if len(r) > 0 {
+					put(v, table, r)
+				}
+			}
+		}
+		return v
+	}
+	set := func(col string, val any) func(r row) {
+		return func(r row) { r[col] = jsonRow("v", val)["v"] }
+	}
+	remove := func(r row) { clear(r) }
+	id := func(a *pb.Attachment) string { return a.GetAttachmentId() }
+	name := func(a *pb.Attachment) string { return "attachment " + id(a) + " of " + testConv }
+	blobRow := func(a *pb.Attachment) string {
+		return fmt.Sprintf(`attachment_blobs(sha256=%q, conversation_id=%q, attachment_id=%q, role="file")`, a.GetSha256(), testConv, id(a))
+	}
+	other := rows()
+	put(other, "attachments", jsonRow("conversation_id", "g:9", "attachment_id", id(a1), "owner_user_id", "z"))
+	put(other, "attachment_blobs", jsonRow("sha256", a1.GetSha256(), "conversation_id", "g:9", "attachment_id", id(a1), "role", "file"))
+
+	for _, tc := range []struct {
+		name string
+		live views
+		want []string // the differences, in order
+	}{
+		{"as the log says", rows(), nil},
+		{"rows of a conversation not read", other, nil},
+		{"a recalled message's attachment served", edit("attachments", id(b1), set("deleted_reason", nil)), []string{
+			name(b1) + `: deleted_reason live null, log "recalled"`,
+			name(b1) + ": served, but its message 2 was recalled by b: no live message references it"}},
+		{"an attachment of a live message deleted", edit("attachments", id(a1), set("deleted_reason", "recalled")), []string{
+			name(a1) + `: deleted_reason live "recalled", log null`}},
+		{"an expired upload served", edit("attachments", id(a3), set("deleted_reason", nil)), []string{
+			name(a3) + `: deleted_reason live null, log "expired"`}},
+		{"a sent attachment shown unsent", edit("attachments", id(a2), set("message_seq", nil)), []string{
+			name(a2) + ": message_seq live null, log 1"}},
+		{"served with a message that does not carry it", edit("attachments", id(b2), set("message_seq", 1)), []string{
+			name(b2) + ": message_seq live 1, log null",
+			name(b2) + ": served as an attachment of message 1, which does not carry it by the log"}},
+		{"another owner", edit("attachments", id(a1), set("owner_user_id", "b")), []string{name(a1) + ": owner_user_id live \"b\", log \"a\""}},
+		{"a row missing", edit("attachments", id(b2), remove), []string{name(b2) + ": recorded in the log, no row in the live views"}},
+		{"a row the log does not have", func() views {
+			v := rows()
+			put(v, "attachments", jsonRow("conversation_id", testConv, "attachment_id", fmt.Sprintf("%032x", 99), "owner_user_id", "a"))
+			return v
+		}(), []string{"attachment " + fmt.Sprintf("%032x", 99) + " of " + testConv + ": a row in the live views, not recorded in the log"}},
+		{"a blob deleted under a served attachment", edit("attachment_blobs", id(a1), set("deleted", true)), []string{
+			blobRow(a1) + ": deleted live true, log false (a blob is collected once every row of it is deleted)"}},
+		{"a blob kept for a recalled attachment", edit("attachment_blobs", id(b1), set("deleted", nil)), []string{
+			blobRow(b1) + ": deleted live false, log true (a blob is collected once every row of it is deleted)"}},
+		{"a blob row missing", edit("attachment_blobs", id(a2), remove), []string{
+			blobRow(a2) + ": missing in the live views (" + name(a2) + " is recorded in the log)"}},
+		{"quota counting a deleted attachment", edit("owner_attachments", id(a3), set("deleted", nil)), []string{
+			fmt.Sprintf(`owner_attachments(owner_user_id="a", conversation_id=%q, attachment_id=%q)`, testConv, id(a3)) +
+				": deleted live false, log true (the owner's quota counts what is not deleted)"}},
+		{"a sent upload still pending", edit("attachment_uploads", id(a1), set("sent", nil)), []string{
+			fmt.Sprintf(`attachment_uploads(hour=%d, conversation_id=%q, attachment_id=%q)`, a1.GetUploadedAt().GetSeconds()/3600, testConv, id(a1)) +
+				": pending (neither sent nor deleted) live true, log false (what the janitor expires)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, d := range checkAttachments(tc.live, check) {
+				got = append(got, d.text)
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("differences:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
