@@ -78,8 +78,9 @@ import (
 //     another conversation as target; every MessageSent with forwarded_from
 //     has a MessageForwarded with the same command_id in the origin
 //     conversation naming the same seq and the MessageSent's conversation
-//     as target (checked at the end, as the two are in different
-//     partitions; skipped when the origin conversation was not read);
+//     as target, and carries copies of that message's attachments (checked
+//     at the end, as the two are in different partitions; skipped when the
+//     origin conversation was not read);
 //   - joins: an InviteCreated is by a member who may add members, of an
 //     invite id the group has not had; an InviteRevoked names a link not
 //     revoked, by its creator or a privileged member; a MembersAdded with
