@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
@@ -76,8 +78,9 @@ import (
 //     another conversation as target; every MessageSent with forwarded_from
 //     has a MessageForwarded with the same command_id in the origin
 //     conversation naming the same seq and the MessageSent's conversation
-//     as target (checked at the end, as the two are in different
-//     partitions; skipped when the origin conversation was not read);
+//     as target, and carries copies of that message's attachments (checked
+//     at the end, as the two are in different partitions; skipped when the
+//     origin conversation was not read);
 //   - joins: an InviteCreated is by a member who may add members, of an
 //     invite id the group has not had; an InviteRevoked names a link not
 //     revoked, by its creator or a privileged member; a MembersAdded with
@@ -88,15 +91,30 @@ import (
 //     use counts the link's uses 1, 2, 3 … never past its max_uses; a
 //     JoinRequestDeclined ends a pending request, by a member who may add
 //     members, and a MembersAdded ends the requests of the users it adds;
+//   - attachments: an AttachmentUploaded (seq 0, no version) records a
+//     well-formed attachment owned by its actor, a current member, under
+//     an id the conversation has not recorded; a MessageSent carries
+//     attachments its sender recorded there before, each as recorded, not
+//     sent before and not deleted — earlier uploads, or, for a forward
+//     exactly the copies recorded right before it in the same decision —
+//     and each is sent once; an AttachmentDeleted (seq 0, no version)
+//     deletes a recorded attachment once, naming its digests and owner:
+//     EXPIRED only one never sent (by its owner), RECALLED only one whose
+//     message is recalled, and the recall of a message deletes every
+//     attachment it carries in the same decision, so an attachment not
+//     deleted always has a live message or is an upload not sent yet;
 //   - no Withheld: it is what the gateway sends a device in place of an
 //     event the device may not see, never an event of the log;
 //   - every command decided by ingest has exactly one outcome event (a mark
 //     that would not move, a recall of a recalled message, a reaction
 //     already there or already gone, a role or a setting that would not
 //     change, an unmute of a member not muted, a pin already there or an
-//     unpin of none have none, nor a redundant block or unblock; the owner's
-//     leave has two: its MemberRemoved and the OwnershipTransferred after
-//     it), a two-stream command (a block, an unblock, a forward) at most one
+//     unpin of none have none, nor a redundant block or unblock, an upload
+//     sent again or an expiry of an upload sent, gone or too young; the
+//     owner's leave has two: its MemberRemoved and the OwnershipTransferred
+//     after it; a recall also the AttachmentDeleted of its message's
+//     attachments, a forward the AttachmentUploaded of its copies before
+//     its MessageSent), a two-stream command (a block, an unblock, a forward) at most one
 //     in each of its two streams, its derived command (DirectBlock,
 //     ForwardedMessage, with the same command_id) one in the stream it is
 //     keyed by; and every event names a command of parley.commands (while
@@ -168,6 +186,34 @@ type convModel struct {
 	// with a pending join request.
 	invites  map[string]*inviteModel
 	requests map[string]bool
+	// attachments are the attachments recorded in the conversation, by id.
+	attachments map[string]*attachmentModel
+	// run is the AttachmentUploaded events of one command right before
+	// the conversation's next event: the copies of a forward when that is
+	// the command's MessageSent, else uploads (outcomes of their own).
+	run []*attachmentModel
+	// recalling is a recall of a message with attachments, awaiting their
+	// AttachmentDeleted (the next events, of the same command).
+	recalling *recalling
+}
+
+// attachmentModel is what the log says about one attachment of a
+// conversation.
+type attachmentModel struct {
+	att     *pb.Attachment
+	at      where  // its AttachmentUploaded
+	command string // the command that recorded it
+	sentSeq int64  // the MessageSent that carries it (0: not sent)
+	deleted pb.AttachmentDeletedReason
+}
+
+// recalling is a MessageRecalled whose message carries attachments not
+// deleted yet.
+type recalling struct {
+	command string
+	seq     int64
+	at      where
+	left    []string // the attachments its decision has not deleted yet
 }
 
 // inviteModel is what the log says about one invitation link.
@@ -224,6 +270,8 @@ type messageModel struct {
 	mentions   []string // mention_user_ids
 	mentionAll bool
 	pinned     bool
+	// attachments are the ids of the attachments it carries.
+	attachments []string
 }
 
 // userModel is what the log says about one user stream.
@@ -241,9 +289,10 @@ type forward struct {
 
 // forwardSent is a MessageSent with forwarded_from.
 type forwardSent struct {
-	at      where
-	command string
-	origin  *pb.ForwardOrigin
+	at          where
+	command     string
+	origin      *pb.ForwardOrigin
+	attachments []*pb.Attachment
 }
 
 // reaction is one user's emoji on a message.
@@ -274,16 +323,22 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 	typ, id := schemas.EventType(ev), ev.GetConversationId()
 	at := where{partition, offset, typ, id}
 	conv := c.convs[id]
-	var left *ownerLeft // the owner's MemberRemoved right before, awaiting this event
+	var left *ownerLeft           // the owner's MemberRemoved right before, awaiting this event
+	var copies []*attachmentModel // a forward's copies, recorded right before its MessageSent
 	if conv != nil {
 		left, conv.ownerLeft = conv.ownerLeft, nil
+		copies = c.settleAttachments(conv, typ, ev.GetCommandId())
 	}
 	// The owner's leave is decided into two events: the OwnershipTransferred
-	// after its MemberRemoved belongs to the same outcome.
-	paired := left != nil && typ == schemas.TypeOwnershipTransferred && ev.GetCommandId() == left.command
+	// after its MemberRemoved belongs to the same outcome; so do the
+	// AttachmentDeleted after a recall. An AttachmentUploaded is counted
+	// once it is known not to be a forward's copy (settleAttachments).
+	paired := left != nil && typ == schemas.TypeOwnershipTransferred && ev.GetCommandId() == left.command ||
+		typ == schemas.TypeAttachmentDeleted && conv != nil && conv.recalling != nil && conv.recalling.command == ev.GetCommandId()
+	deferred := typ == schemas.TypeAttachmentUploaded && conv != nil
 	if ev.GetCommandId() == "" {
 		c.problem("%s has no command_id", at)
-	} else if !paired {
+	} else if !paired && !deferred {
 		c.outcomes[ev.GetCommandId()] = append(c.outcomes[ev.GetCommandId()], at)
 	}
 	if typ == schemas.TypeWithheld {
@@ -344,6 +399,10 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		if v != 0 {
 			c.problem("%s: version %d, want 0 (neither projected nor delivered)", at, v)
 		}
+	case typ == schemas.TypeAttachmentUploaded || typ == schemas.TypeAttachmentDeleted:
+		if v != 0 {
+			c.problem("%s: version %d, want 0 (an attachment's record is no change members resume from)", at, v)
+		}
 	case !conv.versioned:
 		if v != 0 {
 			c.problem("%s: version %d in a conversation created without versions", at, v)
@@ -370,14 +429,24 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 			m.read, m.delivered = max(m.read, ev.GetSeq()), max(m.delivered, ev.GetSeq())
 		}
 		c.sent(at, conv, ev, m)
+		if ids := c.sentAttachments(at, conv, ev, copies); len(ids) > 0 {
+			if msg := conv.messages[ev.GetSeq()]; msg != nil && msg.attachments == nil {
+				msg.attachments = ids
+			}
+		}
 		if bs := c.blocks[id]; len(bs) > 0 {
 			c.problem("%s: %s sends while %v block(s) stand in the direct conversation", at, actor, slices.Sorted(maps.Keys(bs)))
 		}
 		if o := ev.GetMessageSent().GetForwardedFrom(); o != nil {
-			c.forwards = append(c.forwards, forwardSent{at: at, command: ev.GetCommandId(), origin: o})
+			c.forwards = append(c.forwards, forwardSent{at: at, command: ev.GetCommandId(), origin: o,
+				attachments: ev.GetMessageSent().GetAttachments()})
 		}
 	case schemas.TypeMessageForwarded:
 		c.forwardedEvent(at, conv, ev)
+	case schemas.TypeAttachmentUploaded:
+		c.attachmentUploaded(at, conv, ev)
+	case schemas.TypeAttachmentDeleted:
+		c.attachmentDeleted(at, conv, ev)
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
 		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered:
 		c.problem("%s: a per-user event outside a user stream", at)
@@ -695,6 +764,15 @@ func (c *logCheck) action(at where, conv *convModel, ev *pb.Event, member *membe
 			c.problem("%s: sender_user_id %s, but message %d was sent by %s", at, s, seq, msg.sender)
 		}
 		msg.recalledBy, msg.reactions, msg.pinned = actor, nil, false // a recall unpins
+		var live []string
+		for _, id := range msg.attachments {
+			if a := conv.attachments[id]; a != nil && a.deleted == pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_UNSPECIFIED {
+				live = append(live, id)
+			}
+		}
+		if len(live) > 0 {
+			conv.recalling = &recalling{command: ev.GetCommandId(), seq: seq, at: at, left: live}
+		}
 	case *pb.Event_ReactionAdded:
 		r := reaction{b.ReactionAdded.GetEmoji(), actor}
 		if msg.reactions[r] {
@@ -711,6 +789,168 @@ func (c *logCheck) action(at where, conv *convModel, ev *pb.Event, member *membe
 		}
 		delete(msg.reactions, r)
 	}
+}
+
+// settleAttachments settles, before an event of conv of type typ and
+// command (none at the end of the log), what the events before it left
+// open: a recall awaiting the deletion of its message's attachments, and
+// the run of AttachmentUploaded of one command — the copies of a forward
+// when this event is the command's MessageSent (returned), else uploads,
+// each its command's outcome.
+func (c *logCheck) settleAttachments(conv *convModel, typ, command string) []*attachmentModel {
+	if r := conv.recalling; r != nil && (typ != schemas.TypeAttachmentDeleted || command != r.command) {
+		if len(r.left) > 0 {
+			c.problem("%s: message %d is recalled, but its attachment(s) %v are not deleted with it (served without a live message)",
+				r.at, r.seq, r.left)
+		}
+		conv.recalling = nil
+	}
+	run := conv.run
+	switch {
+	case len(run) == 0:
+		return nil
+	case typ == schemas.TypeAttachmentUploaded && command == run[0].command:
+		return nil // the run goes on
+	}
+	conv.run = nil
+	if typ == schemas.TypeMessageSent && command == run[0].command {
+		return run
+	}
+	for _, a := range run {
+		if a.command != "" {
+			c.outcomes[a.command] = append(c.outcomes[a.command], a.at)
+		}
+	}
+	return nil
+}
+
+// attachmentUploaded checks an AttachmentUploaded: a well-formed
+// attachment, owned by its actor, a current member, under an id the
+// conversation has not recorded.
+func (c *logCheck) attachmentUploaded(at where, conv *convModel, ev *pb.Event) {
+	a, actor := ev.GetAttachmentUploaded().GetAttachment(), ev.GetActorUserId()
+	rec := &attachmentModel{att: a, at: at, command: ev.GetCommandId()}
+	conv.run = append(conv.run, rec)
+	if err := schemas.CheckAttachment(a); err != nil {
+		c.problem("%s: not a well-formed attachment: %v", at, err)
+		return
+	}
+	id := a.GetAttachmentId()
+	if a.GetOwnerUserId() != actor {
+		c.problem("%s: attachment %s is owned by %s but recorded by %s (an attachment is its uploader's)", at, id, a.GetOwnerUserId(), actor)
+	}
+	c.current(at, conv, actor)
+	if prev := conv.attachments[id]; prev != nil {
+		c.problem("%s: attachment id %s is recorded in the conversation already (%s)", at, id, prev.at)
+		return
+	}
+	if conv.attachments == nil {
+		conv.attachments = map[string]*attachmentModel{}
+	}
+	conv.attachments[id] = rec
+}
+
+// sentAttachments checks the attachments of a MessageSent and returns
+// their ids: recorded in the conversation by its sender, as recorded, not
+// sent or deleted before; a forward's are exactly copies, the
+// AttachmentUploaded of its own decision right before it.
+func (c *logCheck) sentAttachments(at where, conv *convModel, ev *pb.Event, copies []*attachmentModel) []string {
+	ms, actor := ev.GetMessageSent(), ev.GetActorUserId()
+	forward := ms.GetForwardedFrom() != nil
+	if len(copies) > 0 && !forward {
+		c.problem("%s: %d attachment(s) recorded by its command right before it, but it is not a forward (only a forward records copies)",
+			at, len(copies))
+	}
+	var ids []string
+	for _, a := range ms.GetAttachments() {
+		id := a.GetAttachmentId()
+		if slices.Contains(ids, id) {
+			c.problem("%s: carries attachment %s twice", at, id)
+			continue
+		}
+		ids = append(ids, id)
+		rec := conv.attachments[id]
+		switch {
+		case rec == nil:
+			c.problem("%s: attachment %s was not recorded in the conversation before (no AttachmentUploaded)", at, id)
+			continue
+		case forward && !slices.Contains(copies, rec):
+			c.problem("%s: a forward carries attachment %s, which is not a copy recorded with it (%s)", at, id, rec.at)
+		case rec.att.GetOwnerUserId() != actor:
+			c.problem("%s: attachment %s is %s's: only its owner sends it", at, id, rec.att.GetOwnerUserId())
+		case rec.sentSeq != 0:
+			c.problem("%s: attachment %s was sent before, in message %d (an attachment is sent once)", at, id, rec.sentSeq)
+		case rec.deleted != pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_UNSPECIFIED:
+			c.problem("%s: attachment %s was deleted before (%s)", at, id, deletedName(rec.deleted))
+		case !proto.Equal(rec.att, a):
+			c.problem("%s: attachment %s is not as its AttachmentUploaded recorded it (%s)", at, id, rec.at)
+		}
+		if rec.sentSeq == 0 {
+			rec.sentSeq = ev.GetSeq()
+		}
+	}
+	for _, r := range copies {
+		if id := r.att.GetAttachmentId(); !slices.Contains(ids, id) {
+			c.problem("%s: attachment %s, recorded with this forward (%s), is not in its MessageSent", at, id, r.at)
+		}
+	}
+	return ids
+}
+
+// attachmentDeleted checks an AttachmentDeleted: of a recorded attachment
+// not deleted yet, naming its digests and owner; EXPIRED only of one never
+// sent, by its owner; RECALLED only of one whose message is recalled.
+func (c *logCheck) attachmentDeleted(at where, conv *convModel, ev *pb.Event) {
+	d := ev.GetAttachmentDeleted()
+	id := d.GetAttachmentId()
+	if r := conv.recalling; r != nil && r.command == ev.GetCommandId() {
+		r.left = slices.DeleteFunc(r.left, func(s string) bool { return s == id })
+	}
+	rec := conv.attachments[id]
+	switch {
+	case rec == nil:
+		c.problem("%s: attachment %s is not recorded in the conversation (no AttachmentUploaded before)", at, id)
+		return
+	case rec.deleted != pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_UNSPECIFIED:
+		c.problem("%s: attachment %s was deleted before (%s): an attachment is deleted once", at, id, deletedName(rec.deleted))
+		return
+	}
+	a := rec.att
+	if d.GetSha256() != a.GetSha256() || d.GetThumbnailSha256() != a.GetThumbnail().GetSha256() || d.GetOwnerUserId() != a.GetOwnerUserId() {
+		c.problem("%s: sha256 %s, thumbnail_sha256 %q, owner %s, but attachment %s was recorded with %s, %q, %s", at,
+			d.GetSha256(), d.GetThumbnailSha256(), d.GetOwnerUserId(), id, a.GetSha256(), a.GetThumbnail().GetSha256(), a.GetOwnerUserId())
+	}
+	switch d.GetReason() {
+	case pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_EXPIRED:
+		switch {
+		case rec.sentSeq != 0:
+			c.problem("%s: attachment %s expires, but it was sent in message %d: only an upload never sent expires", at, id, rec.sentSeq)
+		case ev.GetActorUserId() != a.GetOwnerUserId():
+			c.problem("%s: attachment %s expires as %s's, but its owner is %s", at, id, ev.GetActorUserId(), a.GetOwnerUserId())
+		case !proto.Equal(d.GetUploadedAt(), a.GetUploadedAt()):
+			c.problem("%s: uploaded_at %v, but attachment %s was uploaded at %v", at, d.GetUploadedAt().AsTime(), id, a.GetUploadedAt().AsTime())
+		}
+	case pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_RECALLED:
+		msg := conv.messages[rec.sentSeq]
+		switch {
+		case rec.sentSeq == 0:
+			c.problem("%s: attachment %s deleted as recalled, but it was never sent", at, id)
+		case d.GetRecalledSeq() != rec.sentSeq:
+			c.problem("%s: recalled_seq %d, but attachment %s was sent in message %d", at, d.GetRecalledSeq(), id, rec.sentSeq)
+		case msg == nil || msg.recalledBy == "":
+			c.problem("%s: attachment %s deleted as recalled, but its message %d is not recalled (an attachment of a live message stays)",
+				at, id, rec.sentSeq)
+		}
+	default:
+		c.problem("%s: reason %v, want EXPIRED or RECALLED", at, d.GetReason())
+	}
+	rec.deleted = d.GetReason()
+}
+
+// deletedName is how the views name a deletion's reason ("expired",
+// "recalled").
+func deletedName(r pb.AttachmentDeletedReason) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ATTACHMENT_DELETED_REASON_"))
 }
 
 // current returns the member u of conv, reporting a problem (and
@@ -1154,6 +1394,7 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 		if l := c.convs[id].ownerLeft; l != nil {
 			c.problem("%s: the owner %s left and members remain, but no OwnershipTransferred (OWNER_LEFT) follows", l.at, l.user)
 		}
+		c.settleAttachments(c.convs[id], "", "")
 	}
 	for _, f := range c.forwards {
 		o := f.origin
@@ -1167,6 +1408,9 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 		case fw.seq != o.GetSeq() || fw.target != f.at.conv:
 			c.problem("%s: forwarded from %s seq %d, but its MessageForwarded names seq %d to %s", f.at,
 				o.GetConversationId(), o.GetSeq(), fw.seq, fw.target)
+		case !c.copiesOf(o, f.attachments):
+			c.problem("%s: forwarded from %s seq %d, but its attachments are not copies of the message's (the same bytes, kind, type, name and size, in order)",
+				f.at, o.GetConversationId(), o.GetSeq())
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.outcomes)) {
@@ -1197,6 +1441,8 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 			continue // nor a block of a blocked user or an unblock of one not blocked, nor a push target there or gone
 		case schemas.TypeCreateInvite, schemas.TypeRevokeInvite, schemas.TypeJoinConversation, schemas.TypeDecideJoinRequest:
 			continue // nor a link's create again, a revoke of a revoked link, a member's join, a request pending, an approval of a member
+		case schemas.TypeUploadAttachment, schemas.TypeExpireAttachment:
+			continue // nor an upload recorded already, an expiry of an upload sent, gone or too young
 		}
 		c.problem("command %s (%s) was decided but has no outcome event", id, cmd.where)
 	}
@@ -1211,6 +1457,31 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 		}
 	}
 	return c.problems
+}
+
+// copiesOf says whether atts are copies of the attachments of the message
+// o names: the same but for their id, owner and upload time.
+func (c *logCheck) copiesOf(o *pb.ForwardOrigin, atts []*pb.Attachment) bool {
+	conv := c.convs[o.GetConversationId()]
+	msg := conv.messages[o.GetSeq()]
+	if msg == nil {
+		return len(atts) == 0 // the MessageForwarded names no message: reported there
+	}
+	if len(msg.attachments) != len(atts) {
+		return false
+	}
+	strip := func(a *pb.Attachment) *pb.Attachment {
+		a = proto.Clone(a).(*pb.Attachment)
+		a.AttachmentId, a.OwnerUserId, a.UploadedAt = "", "", nil
+		return a
+	}
+	for i, id := range msg.attachments {
+		rec := conv.attachments[id]
+		if rec == nil || !proto.Equal(strip(rec.att), strip(atts[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 // twoStreams says whether evs, the outcomes of one command, are those of a

@@ -73,6 +73,10 @@ func testEvent(cmd string, seq int64, actor string, body any) *pb.Event {
 		e.Body = &pb.Event_MessageForwarded{MessageForwarded: b}
 	case *pb.Withheld:
 		e.Body = &pb.Event_Withheld{Withheld: b}
+	case *pb.AttachmentUploaded:
+		e.Body = &pb.Event_AttachmentUploaded{AttachmentUploaded: b}
+	case *pb.AttachmentDeleted:
+		e.Body = &pb.Event_AttachmentDeleted{AttachmentDeleted: b}
 	}
 	return e
 }
@@ -398,7 +402,8 @@ func (actionLog) versions(evs ...*pb.Event) []*pb.Event {
 	n := int64(0)
 	for _, e := range evs {
 		e = proto.Clone(e).(*pb.Event)
-		if e.GetCommandRejected() == nil && e.GetMessageDeduplicated() == nil {
+		if e.GetCommandRejected() == nil && e.GetMessageDeduplicated() == nil && e.GetMessageForwarded() == nil &&
+			e.GetAttachmentUploaded() == nil && e.GetAttachmentDeleted() == nil {
 			n++
 			e.Version = n
 		}

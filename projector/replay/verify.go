@@ -70,14 +70,17 @@ type Report struct {
 	// Streams: user stream rows (conversation prefs, hidden messages and
 	// cleared history, blocks) and replies that are not as the log says.
 	Streams []string
-	Skipped []string // differing rows of conversations changed since the log was read
-	Notes   []string // what was not checked, and why
+	// Attachments: attachment rows that are not as the log says, served
+	// ones without a live message or unsent upload among them.
+	Attachments []string
+	Skipped     []string // differing rows of conversations changed since the log was read
+	Notes       []string // what was not checked, and why
 }
 
 // OK reports whether nothing differs.
 func (r Report) OK() bool {
 	return len(r.Log) == 0 && len(r.Views) == 0 && len(r.Unread) == 0 && len(r.Actions) == 0 && len(r.Governance) == 0 &&
-		len(r.Streams) == 0
+		len(r.Streams) == 0 && len(r.Attachments) == 0
 }
 
 // ErrDifferences is returned by Verify when the report is not OK.
@@ -101,12 +104,13 @@ func (r Report) Write(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
-	section("log (dense seqs, one outcome per command, forward-only marks, message actions, roles, settings, mutes, mentions, pins)", r.Log)
+	section("log (dense seqs, one outcome per command, forward-only marks, message actions, roles, settings, mutes, mentions, pins, attachments)", r.Log)
 	section("views (rows live vs recomputed from the log)", r.Views)
 	section("unread (last_seq − read_seq, live vs log)", r.Unread)
 	section("actions (recalled content gone, reactions, edit counts, live vs log)", r.Actions)
 	section("governance (unread mentions, group owners, live vs log)", r.Governance)
 	section("user streams and replies (prefs, hidden messages, cleared history, blocks, replies, live vs log)", r.Streams)
+	section("attachments (served only with a live message or unsent, deletions, blob, owner and upload indexes, live vs log)", r.Attachments)
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "not compared (changed after the log was read): %s\n", s)
 	}
@@ -136,8 +140,9 @@ func formatOffsets(m map[int32]int64) string {
 // keyspace row by row; it checks the log's own invariants on the way
 // (logCheck), the live unread counts against the log's (checkUnread), and
 // the live views of every message against the log's edits, recalls and
-// reactions (checkActions), and the live unread mentions and group owners
-// against the log's (checkGovernance). It returns the report, and
+// reactions (checkActions), the live unread mentions and group owners
+// against the log's (checkGovernance), the user streams and replies
+// (checkStreams) and the attachments (checkAttachments). It returns the report, and
 // ErrDifferences when it is not OK.
 //
 // The log is read up to its end when Verify starts. Before comparing, it
@@ -310,7 +315,8 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	actions := checkActions(live, check)
 	governance := checkGovernance(live, check)
 	streamDiffs := checkStreams(live, streams, only)
-	if len(diffs) > 0 || len(rep.Unread) > 0 || len(actions) > 0 || len(governance) > 0 || len(streamDiffs) > 0 {
+	attachments := checkAttachments(live, check)
+	if len(diffs) > 0 || len(rep.Unread) > 0 || len(actions) > 0 || len(governance) > 0 || len(streamDiffs) > 0 || len(attachments) > 0 {
 		// Differences in conversations that moved on since the end offsets
 		// were read are expected: report them apart.
 		moved, err := touchedSince(ctx, cfg, adm, end)
@@ -343,6 +349,13 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 				rep.Skipped = append(rep.Skipped, d.text)
 			} else {
 				rep.Streams = append(rep.Streams, d.text)
+			}
+		}
+		for _, d := range attachments {
+			if moved[d.conv] {
+				rep.Skipped = append(rep.Skipped, d.text)
+			} else {
+				rep.Attachments = append(rep.Attachments, d.text)
 			}
 		}
 		rep.Unread = slices.DeleteFunc(rep.Unread, func(l string) bool {

@@ -45,6 +45,8 @@ type world struct {
 	// sent is each command appended, by command_id, for the tally.
 	sent  map[string]*pb.Command
 	tally tally
+	// attachments counts the attachment commands and their events.
+	attachments attachmentCounts
 }
 
 func newWorld(t testing.TB, commands, conversations int, projector bool) *world {
@@ -56,8 +58,11 @@ func newWorld(t testing.TB, commands, conversations int, projector bool) *world 
 	if !projector {
 		external = []string{"projector"}
 	}
+	// An upload expires as soon as the janitor asks (the decider's TTL is
+	// below its millisecond clock), so the generator knows what each
+	// ExpireAttachment does.
 	sys, err := system.Start(ctx, system.Options{Seeds: k.Seeds, Hosts: c.Hosts, Keyspace: c.Keyspace,
-		TopicPrefix: k.Name("replay") + ".", External: external})
+		TopicPrefix: k.Name("replay") + ".", External: external, IngestLimits: ingest.Limits{AttachmentTTL: time.Nanosecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +99,7 @@ func newWorld(t testing.TB, commands, conversations int, projector bool) *world 
 	w.settle(projector)
 	t.Logf("%d commands → %d events, decided and projected in %v", w.gen.commands, w.events, time.Since(start))
 	t.Logf("commands by type: outcome events in the command's stream (→ in the stream of the command ingest derived from it)\n%s", w.tally)
+	t.Logf("attachments: %s", w.attachments)
 	return w
 }
 
@@ -262,6 +268,7 @@ func (w *world) lastRecords(ctx context.Context, adm *kadm.Client) map[int32]int
 	var mu sync.Mutex
 	var n atomic.Int64
 	w.tally = tally{}
+	w.attachments = attachmentCounts{}
 	own := map[string]bool{} // command_id → an outcome in its own stream
 	r := newReader(w.cfg.Defaults(), w.sys.Topics.Events.Name, first, end, false, 5000)
 	err = r.run(ctx, func(_ context.Context, p int32, recs []*kgo.Record, _ int64) error {
@@ -286,6 +293,7 @@ func (w *world) lastRecords(ctx context.Context, adm *kadm.Client) map[int32]int
 					outcome = "→ " + outcome
 				}
 				w.tally.add(schemas.CommandType(c), outcome)
+				w.attachments.event(ev, c)
 			}
 		}
 		n.Add(int64(len(recs)))
@@ -296,6 +304,7 @@ func (w *world) lastRecords(ctx context.Context, adm *kadm.Client) map[int32]int
 	}
 	for id, c := range w.sent {
 		w.tally.add(schemas.CommandType(c), "")
+		w.attachments.command(c)
 		if !own[id] {
 			w.tally.add(schemas.CommandType(c), "no event")
 		}
@@ -338,8 +347,9 @@ func (t tally) String() string {
 // generator makes a random but plausible stream of commands: it mirrors
 // the decider's rules (membership, roles and ownership, settings, mutes,
 // who edits, recalls and pins what, which reactions are there, which
-// blocks stand) so that most commands are accepted, and adds retries,
-// stale marks, no-op actions and refusals on purpose.
+// blocks stand, which uploads are not sent yet) so that most commands are
+// accepted, and adds retries, stale marks, no-op actions and refusals on
+// purpose.
 //
 // Its mirror only steers the mix: what the log must hold is checked by
 // verify from the log alone, so a decider rule the mirror gets wrong makes
@@ -412,6 +422,9 @@ type genConv struct {
 	joinRequests bool
 	invites      map[string]*madeInvite
 	requests     map[string]bool
+	// uploads are the attachments recorded and not sent yet (nor expired),
+	// by id.
+	uploads map[string]*pb.Attachment
 }
 
 // privileged reports whether u is the owner or an admin of a group.
@@ -472,6 +485,7 @@ type genMessage struct {
 	recalled  bool
 	pinned    bool
 	reactions map[genReaction]bool // current
+	atts      []*pb.Attachment     // the attachments it carries
 }
 
 type genReaction struct{ user, emoji string }
@@ -527,6 +541,8 @@ const (
 	genRevoke  // a link revoked
 	genJoin    // a non-member joins by link, or asks to
 	genDecide  // a pending request approved or declined
+	genUpload  // the gateway records an upload (UploadAttachment)
+	genExpire  // the gateway's janitor expires an upload (ExpireAttachment)
 )
 
 var genWeights = []struct {
@@ -537,7 +553,7 @@ var genWeights = []struct {
 	{genStranger, 2}, {genEmpty, 2}, {genEdit, 8}, {genRecall, 4}, {genReact, 8}, {genUnreact, 3},
 	{genRole, 4}, {genTransfer, 1}, {genOwnerLeave, 1}, {genSettings, 3}, {genMute, 2}, {genUnmute, 2},
 	{genPin, 3}, {genUnpin, 1}, {genPrefs, 3}, {genHide, 2}, {genBlock, 1}, {genUnblock, 1}, {genForward, 3},
-	{genDirect, 1}, {genInvite, 1}, {genRevoke, 1}, {genJoin, 2}, {genDecide, 1},
+	{genDirect, 1}, {genInvite, 1}, {genRevoke, 1}, {genJoin, 2}, {genDecide, 1}, {genUpload, 6}, {genExpire, 2},
 }
 
 // genWeightSum is the sum of genWeights.
@@ -764,16 +780,21 @@ func (g *generator) step() []*pb.Command {
 		return g.join(c, cmd)
 	case genDecide:
 		g.decide(c, cmd)
+	case genUpload:
+		return g.upload(c, cmd)
+	case genExpire:
+		g.expire(c, cmd)
 	}
 	return []*pb.Command{cmd}
 }
 
 // send: a message, a quarter of them replies, some mentioning members
-// (one twice, or the sender, which the decider drops) or @all; refused: a
-// reply to a recalled message, a mention of a non-member, @all in a direct
-// conversation or by a plain member while only admins may, and sends by
-// muted members, by plain members of announcement-only groups and in
-// direct conversations a block stands in.
+// (one twice, or the sender, which the decider drops) or @all, some
+// carrying the sender's uploads (attach); refused: a reply to a recalled
+// message, a mention of a non-member, @all in a direct conversation or by
+// a plain member while only admins may, attachments that are not the
+// sender's unsent uploads, and sends by muted members, by plain members of
+// announcement-only groups and in direct conversations a block stands in.
 func (g *generator) send(c *genConv, cmd *pb.Command) []*pb.Command {
 	if len(c.muted) > 0 && g.rng.IntN(4) == 0 {
 		muted := slices.Sorted(maps.Keys(c.muted))
@@ -801,12 +822,15 @@ func (g *generator) send(c *genConv, cmd *pb.Command) []*pb.Command {
 		m.MentionAll = true
 		ok = ok && c.group && (!c.mentionAllAdmins || c.privileged(u))
 	}
+	atts, found := g.attach(c, u, m)
+	ok = ok && found
 	cmd.Body = &pb.Command_SendMessage{SendMessage: m}
 	if !ok {
 		return []*pb.Command{cmd}
 	}
+	c.sendAttachments(atts)
 	c.sent++
-	c.recent = append(c.recent, &genMessage{seq: c.sent, sender: u, send: m})
+	c.recent = append(c.recent, &genMessage{seq: c.sent, sender: u, send: m, atts: atts})
 	if len(c.recent) > 30 {
 		c.recent = c.recent[1:]
 	}
@@ -872,10 +896,11 @@ func (g *generator) edit(c *genConv, cmd *pb.Command) []*pb.Command {
 	return []*pb.Command{cmd}
 }
 
-// recall: by the sender or a privileged member of a group; refused by
+// recall: by the sender or a privileged member of a group, often of a
+// message with attachments (the decider deletes them with it); refused by
 // anyone else; again on a recalled message (accepted, no event).
 func (g *generator) recall(c *genConv, cmd *pb.Command) {
-	m := g.message(c)
+	m := g.withAttachments(c, g.message(c))
 	cmd.Body = &pb.Command_RecallMessage{RecallMessage: &pb.RecallMessage{Seq: m.seq}}
 	switch r := g.rng.IntN(100); {
 	case r < 55:
@@ -1378,8 +1403,10 @@ func (g *generator) unblock(c *genConv, u string, changed map[string]bool) *pb.C
 	return cmd
 }
 
-// forward: u forwards a recent message of c (mostly one not recalled) to
-// another conversation, mostly one it is in; sometimes twice (the retry is
+// forward: u forwards a recent message of c (mostly one not recalled,
+// often one with attachments, which the forward carries as u's copies,
+// recorded in the target with its message) to another conversation,
+// mostly one it is in; sometimes twice (the retry is
 // deduplicated in the target), sometimes an earlier forward again
 // (forwardAgain). Refused in c: by a non-member, of a recalled message, of
 // a seq past the end, of a message from before u joined while the history
@@ -1424,7 +1451,7 @@ func (g *generator) forward(c *genConv, u string, changed, used map[string]bool)
 	if to != nil {
 		target = to.id
 	}
-	m := g.message(c)
+	m := g.withAttachments(c, g.message(c))
 	if g.rng.IntN(30) == 0 { // by a stranger
 		if i := slices.IndexFunc(g.users, func(s string) bool { return !c.member(s) }); i >= 0 {
 			u = g.users[i]
@@ -1432,8 +1459,10 @@ func (g *generator) forward(c *genConv, u string, changed, used map[string]bool)
 	}
 	text, ct := m.content()
 	g.next++
+	// The gateway fills in the message's content and copies of its
+	// attachments; a message of attachments alone has no text.
 	f := &madeForward{from: c, msg: m, user: u, target: target, body: &pb.ForwardMessage{Seq: m.seq, TargetConversationId: target,
-		ClientMsgId: fmt.Sprintf("f-%s-%d", u, g.next), Text: text, ContentType: ct,
+		ClientMsgId: fmt.Sprintf("f-%s-%d", u, g.next), Text: text, ContentType: ct, Attachments: g.copies(m.atts, u),
 		Origin: &pb.ForwardOrigin{ConversationId: c.id, Seq: m.seq, SenderUserId: m.sender, SentAt: timestamppb.Now()}}}
 	valid := true
 	switch g.rng.IntN(40) {
@@ -1481,7 +1510,7 @@ func (g *generator) lands(f *madeForward) bool {
 	g.landing = append(g.landing, func() {
 		t.sent++
 		t.recent = append(t.recent, &genMessage{seq: t.sent, sender: u, send: &pb.SendMessage{ClientMsgId: f.body.GetClientMsgId(),
-			Text: f.body.GetText(), ContentType: f.body.GetContentType()}})
+			Text: f.body.GetText(), ContentType: f.body.GetContentType()}, atts: f.body.GetAttachments()})
 		if len(t.recent) > 30 {
 			t.recent = t.recent[1:]
 		}
@@ -1496,6 +1525,8 @@ func (g *generator) forwardAgain(f *madeForward, used map[string]bool) *pb.Comma
 	used[f.target] = true
 	body := proto.Clone(f.body).(*pb.ForwardMessage)
 	body.Text, body.ContentType = f.msg.content()
+	body.Attachments = g.copies(f.msg.atts, f.user) // the gateway copies them anew
+	f.body = body
 	cmd := g.cmd(f.from.id, f.user)
 	cmd.DeviceId = f.user + "-laptop"
 	cmd.Body = &pb.Command_ForwardMessage{ForwardMessage: body}
