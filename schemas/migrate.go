@@ -194,7 +194,7 @@ func Migrate(ctx context.Context, s *gocql.Session, keyspace string) error {
 			stmt = strings.ReplaceAll(stmt, KeyspacePlaceholder, keyspace)
 			// DDL results make the driver wait for schema agreement before
 			// returning, so the next statement sees this one's tables.
-			if err := s.Query(stmt).ExecContext(ctx); err != nil {
+			if err := execDDL(ctx, s, stmt); err != nil {
 				return fmt.Errorf("schemas: migration %s statement %d: %w", m.Name, i+1, err)
 			}
 		}
@@ -204,4 +204,28 @@ func Migrate(ctx context.Context, s *gocql.Session, keyspace string) error {
 		}
 	}
 	return nil
+}
+
+// ddlAttempts bounds how often execDDL sends a statement that timed out.
+const ddlAttempts = 5
+
+// execDDL runs a schema statement, again when the driver gave up waiting
+// for Cassandra's answer: a loaded node can take longer than the client
+// timeout over a schema change, which it then applies all the same. Every
+// migration statement is idempotent (IF NOT EXISTS), so sending it again
+// is safe; any other error, or the last timeout, is returned.
+func execDDL(ctx context.Context, s *gocql.Session, stmt string) error {
+	var err error
+	for attempt := 1; attempt <= ddlAttempts; attempt++ {
+		err = s.Query(stmt).ExecContext(ctx)
+		if !errors.Is(err, gocql.ErrTimeoutNoResponse) && !errors.Is(err, gocql.ErrConnectionClosed) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
+	}
+	return err
 }
