@@ -13,8 +13,11 @@ import (
 // the decider keeps each unsent upload in the conversation's state, so a
 // send that names it is checked from that state alone (it exists, it is
 // the sender's, it was not sent), never from a view. A sent attachment
-// leaves the uploads and rides with its send's remembered entry, so the
-// send's recall deletes it (AttachmentDeleted); an upload nobody sends is
+// leaves the uploads and rides with its send's remembered entry; when the
+// send is no longer remembered (evicted by the sender's newer sends or
+// swept after the dedup window) it moves to the conversation's sent
+// attachments (convState.sent), so the message's recall deletes it
+// (AttachmentDeleted) whenever it comes. An upload nobody sends is
 // deleted by ExpireAttachment once Limits.AttachmentTTL has passed.
 
 // upload is an attachment uploaded and not sent yet.
