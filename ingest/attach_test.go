@@ -304,3 +304,28 @@ func TestRecallRemembered(t *testing.T) {
 		t.Fatalf("restored\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestSentAttachmentText: a sent attachment's id and digests, kept as
+// bytes, print back as they were given, with or without a thumbnail; a
+// record whose id or digest is not lowercase hex does not restore.
+func TestSentAttachmentText(t *testing.T) {
+	id, sum, thumb := strings.Repeat("0a", 16), strings.Repeat("9f", 32), strings.Repeat("e1", 32)
+	for _, th := range []string{thumb, ""} {
+		a, err := newSentAttachment(id, sum, th)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gi, gs, gt := a.text(); gi != id || gs != sum || gt != th {
+			t.Fatalf("text %s %s %q, want %s %s %q", gi, gs, gt, id, sum, th)
+		}
+	}
+	for _, bad := range [][3]string{{strings.ToUpper(id), sum, ""}, {id, sum[1:], ""}, {id, sum, "f"}} {
+		if _, err := newSentAttachment(bad[0], bad[1], bad[2]); err == nil {
+			t.Fatalf("%v accepted", bad)
+		}
+	}
+	rec := fmt.Sprintf(`{"u":"bob","a":[{"i":"%s","s":"%s"}]}`, strings.ToUpper(id), sum)
+	if err := newStateBuilder().apply([]byte(seqChangelogKey(prefixSent, "g:1", 1)), []byte(rec)); err == nil {
+		t.Fatal("a sent record with an upper-case id restored")
+	}
+}

@@ -368,20 +368,25 @@ func sentRecs(atts []sentAttachment) []sentRec {
 	}
 	out := make([]sentRec, len(atts))
 	for i, a := range atts {
-		out[i] = sentRec{ID: a.id, SHA256: a.sha256, Thumbnail: a.thumbnail}
+		id, sum, thumbnail := a.text()
+		out[i] = sentRec{ID: id, SHA256: sum, Thumbnail: thumbnail}
 	}
 	return out
 }
 
-func sentAttachments(recs []sentRec) []sentAttachment {
+func sentAttachments(recs []sentRec) ([]sentAttachment, error) {
 	if len(recs) == 0 {
-		return nil
+		return nil, nil
 	}
 	out := make([]sentAttachment, len(recs))
 	for i, r := range recs {
-		out[i] = sentAttachment{id: r.ID, sha256: r.SHA256, thumbnail: r.Thumbnail}
+		a, err := newSentAttachment(r.ID, r.SHA256, r.Thumbnail)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
 	}
-	return out
+	return out, nil
 }
 
 // appendSentRecords appends the sent records of conv's messages seqs: the
@@ -583,7 +588,11 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
-		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs, atts: sentAttachments(d.Atts)})
+		atts, err := sentAttachments(d.Atts)
+		if err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs, atts: atts})
 	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions || parts[0] == prefixPin ||
 		parts[0] == prefixSent) && len(parts) == 3:
 		seq, err := strconv.ParseInt(parts[2], 10, 64)
@@ -655,10 +664,14 @@ func (b *stateBuilder) applySeq(conv, prefix string, seq int64, key, value []byt
 		if err := json.Unmarshal(value, &r); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
+		atts, err := sentAttachments(r.Atts)
+		if err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
 		if st.sent == nil {
 			st.sent = map[int64]sentMessage{}
 		}
-		st.sent[seq] = sentMessage{sender: r.Sender, atts: sentAttachments(r.Atts)}
+		st.sent[seq] = sentMessage{sender: r.Sender, atts: atts}
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ type convState struct {
 	// remembered they ride with its dedup entry instead; they move here
 	// when it goes (keepSent), so a recall deletes them whatever the dedup
 	// memory holds. One entry per such message with attachments, kept
-	// until its recall: about 310 bytes with one attachment, 210 more per
+	// until its recall: about 200 bytes with one attachment, 80 more per
 	// further one (BenchmarkSentAttachmentBytes). nil until the first.
 	sent map[int64]sentMessage
 	// push (a user stream): device id -> its push target (at most
