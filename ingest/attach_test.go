@@ -329,3 +329,23 @@ func TestSentAttachmentText(t *testing.T) {
 		t.Fatal("a sent record with an upper-case id restored")
 	}
 }
+
+// TestSentAttachmentsGroupsOnly: a direct conversation keeps no attachments
+// of a forgotten send (nobody may recall that message: a direct
+// conversation has no owner or admins), and its sender's recall is refused.
+func TestSentAttachmentsGroupsOnly(t *testing.T) {
+	r := newPartRun(t, Limits{DedupPerSender: 1})
+	at := time.Unix(1_700_000_000, 0)
+	for _, c := range []*pb.Command{createDirect(), uploadCmd("bob", direct, attachment("bob", '1')),
+		sendWith("bob", direct, "b1", "x", '1'), send("bob", direct, "b2")} {
+		r.do(c, at)
+	}
+	if n := len(r.ps.convs[direct].sent); n != 0 {
+		t.Fatalf("%d messages' attachments kept in a direct conversation", n)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if got := attachSummary(r.do(recallCmd(u, direct, 1), at)); !slices.Equal(got, []string{rejWindow}) {
+			t.Fatalf("%s's recall: %v", u, got)
+		}
+	}
+}

@@ -68,7 +68,7 @@ type convState struct {
 	// not sent yet (at most Limits.MaxPendingAttachments). nil until the
 	// first upload.
 	uploads map[string]*upload
-	// sent (a conversation): message seq -> the attachments of a message
+	// sent (a group): message seq -> the attachments of a message
 	// not recalled whose send is no longer remembered (evicted by
 	// DedupPerSender or swept after DedupWindow). While the send is
 	// remembered they ride with its dedup entry instead; they move here
@@ -401,9 +401,11 @@ type sentMessage struct {
 // keepSent moves the attachments of user's send e, which is no longer
 // remembered, into s.sent, unless its message was recalled (a record
 // written before recalls dropped them may still carry them), and reports
-// whether it did: the caller writes the sent record.
+// whether it did: the caller writes the sent record. Only a group keeps
+// them: a message whose send is forgotten is recalled by the group's owner
+// or an admin only, and a direct conversation has neither.
 func (s *convState) keepSent(user string, e dedupEntry) bool {
-	if e.x == nil || len(e.x.atts) == 0 || s.isRecalled(e.seq) {
+	if e.x == nil || len(e.x.atts) == 0 || s.isRecalled(e.seq) || s.kind != pb.ConversationKind_CONVERSATION_KIND_GROUP {
 		return false
 	}
 	if s.sent == nil {
