@@ -43,8 +43,8 @@ import (
 //	                                                    when sent or expired)
 //	t\x00<u:stream>\x00<device>         -> pushRec      (the device's push target; tombstone when
 //	                                                    unregistered)
-//	s\x00<conv>\x00<seq>               -> sentMsgRec   (the attachments of a message whose send is no
-//	                                                    longer remembered; tombstone when recalled)
+//	s\x00<conv>\x00<seq>               -> sentMsgRec   (the attachments of a group's message whose send is
+//	                                                    no longer remembered; tombstone when recalled)
 //
 // <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
 // notice, a recall is final. They are rare (one per membership change or
