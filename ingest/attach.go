@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 
 	"github.com/parley-im/parley/schemas"
@@ -13,8 +15,11 @@ import (
 // the decider keeps each unsent upload in the conversation's state, so a
 // send that names it is checked from that state alone (it exists, it is
 // the sender's, it was not sent), never from a view. A sent attachment
-// leaves the uploads and rides with its send's remembered entry, so the
-// send's recall deletes it (AttachmentDeleted); an upload nobody sends is
+// leaves the uploads and rides with its send's remembered entry; when the
+// send is no longer remembered (evicted by the sender's newer sends or
+// swept after the dedup window) it moves to the conversation's sent
+// attachments (convState.sent), so the message's recall deletes it
+// (AttachmentDeleted) whenever it comes. An upload nobody sends is
 // deleted by ExpireAttachment once Limits.AttachmentTTL has passed.
 
 // upload is an attachment uploaded and not sent yet.
@@ -23,9 +28,46 @@ type upload struct {
 	att *pb.Attachment
 }
 
-// sentAttachment is what a recall needs of an attachment its message sent.
+// sentAttachment is what a recall needs of an attachment its message sent:
+// its id and digests, kept as bytes (schemas.CheckAttachment makes them
+// lowercase hex, so they print back the same). 81 bytes without a pointer;
+// as three strings they took 48 bytes of headers and 160 of their own.
 type sentAttachment struct {
-	id, sha256, thumbnail string
+	id           [schemas.AttachmentIDHexDigits / 2]byte
+	sha256       [sha256.Size]byte
+	thumbnail    [sha256.Size]byte
+	hasThumbnail bool
+}
+
+// newSentAttachment parses an attachment's id and digests (thumbnail ""
+// when it has none).
+func newSentAttachment(id, sum, thumbnail string) (sentAttachment, error) {
+	var a sentAttachment
+	if err := schemas.CheckAttachmentID("attachment id", id); err != nil {
+		return a, err
+	}
+	if err := schemas.CheckSHA256("attachment sha256", sum); err != nil {
+		return a, err
+	}
+	hex.Decode(a.id[:], []byte(id))
+	hex.Decode(a.sha256[:], []byte(sum))
+	if thumbnail != "" {
+		if err := schemas.CheckSHA256("thumbnail sha256", thumbnail); err != nil {
+			return a, err
+		}
+		hex.Decode(a.thumbnail[:], []byte(thumbnail))
+		a.hasThumbnail = true
+	}
+	return a, nil
+}
+
+// text returns a's id and digests as the contract writes them.
+func (a sentAttachment) text() (id, sum, thumbnail string) {
+	id, sum = hex.EncodeToString(a.id[:]), hex.EncodeToString(a.sha256[:])
+	if a.hasThumbnail {
+		thumbnail = hex.EncodeToString(a.thumbnail[:])
+	}
+	return id, sum, thumbnail
 }
 
 func uploadAttachment(l Limits, st *convState, user string, m *pb.UploadAttachment, base *pb.Event, received int64) (*convState, []*pb.Event, delta, *rejection) {
@@ -168,7 +210,11 @@ func sendAttachments(st *convState, atts []*pb.Attachment, d *delta) []sentAttac
 			delete(st.uploads, a.GetAttachmentId())
 			d.uploads = append(d.uploads, a.GetAttachmentId())
 		}
-		out = append(out, sentAttachment{id: a.GetAttachmentId(), sha256: a.GetSha256(), thumbnail: a.GetThumbnail().GetSha256()})
+		sa, err := newSentAttachment(a.GetAttachmentId(), a.GetSha256(), a.GetThumbnail().GetSha256())
+		if err != nil {
+			panic(err) // uploads and forwarded copies are checked (schemas.CheckAttachment)
+		}
+		out = append(out, sa)
 	}
 	return out
 }
@@ -178,9 +224,10 @@ func sendAttachments(st *convState, atts []*pb.Attachment, d *delta) []sentAttac
 func recalledAttachments(base *pb.Event, sender string, seq int64, atts []sentAttachment) []*pb.Event {
 	out := make([]*pb.Event, 0, len(atts))
 	for _, a := range atts {
+		id, sum, thumbnail := a.text()
 		ev := cloneBase(base)
-		ev.Body = &pb.Event_AttachmentDeleted{AttachmentDeleted: &pb.AttachmentDeleted{AttachmentId: a.id, Sha256: a.sha256,
-			ThumbnailSha256: a.thumbnail, Reason: pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_RECALLED,
+		ev.Body = &pb.Event_AttachmentDeleted{AttachmentDeleted: &pb.AttachmentDeleted{AttachmentId: id, Sha256: sum,
+			ThumbnailSha256: thumbnail, Reason: pb.AttachmentDeletedReason_ATTACHMENT_DELETED_REASON_RECALLED,
 			RecalledSeq: seq, OwnerUserId: sender}}
 		out = append(out, ev)
 	}

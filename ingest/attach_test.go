@@ -198,5 +198,154 @@ func uploadsOf(st *convState) string {
 			fmt.Fprintf(&b, "sent %s/%s %+v\n", user, id, st.dedup[user].ids[id].extra().atts)
 		}
 	}
+	for _, seq := range slices.Sorted(maps.Keys(st.sent)) {
+		fmt.Fprintf(&b, "sent at %d by %s %+v\n", seq, st.sent[seq].sender, st.sent[seq].atts)
+	}
 	return b.String()
+}
+
+// checkDeleted fails unless every AttachmentDeleted of evs names the
+// digests of attachment(owner, n) for its id.
+func checkDeleted(t *testing.T, evs []*pb.Event) {
+	t.Helper()
+	for _, e := range evs {
+		if a := e.GetAttachmentDeleted(); a != nil {
+			want := attachment(a.GetOwnerUserId(), a.GetAttachmentId()[0])
+			if a.GetSha256() != want.GetSha256() || a.GetThumbnailSha256() != want.GetThumbnail().GetSha256() {
+				t.Fatalf("deleted %s with digests %s, %s; want %s, %s", a.GetAttachmentId(), a.GetSha256(), a.GetThumbnailSha256(),
+					want.GetSha256(), want.GetThumbnail().GetSha256())
+			}
+		}
+	}
+}
+
+// TestRecallAfterEviction: a message's attachments are deleted by its
+// owner's recall also once its send is no longer remembered — evicted by
+// its sender's newer sends (DedupPerSender) or swept after DedupWindow —
+// live and after a restore, exactly once.
+func TestRecallAfterEviction(t *testing.T) {
+	g := "g:1"
+	window := 7 * 24 * time.Hour
+	for _, ev := range []struct {
+		name  string
+		steps []timed // after bob's send of seq 1 (at 0)
+	}{
+		{"by the sender's newer sends", []timed{{time.Second, send("bob", g, "b2")}, {2 * time.Second, send("bob", g, "b3")}}},
+		{"by the time sweep", []timed{{window + time.Second, send("carol", g, "c1")}}},
+	} {
+		for _, restore := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, restored %v", ev.name, restore), func(t *testing.T) {
+				r := newPartRun(t, Limits{DedupPerSender: 2, DedupWindow: window})
+				t0 := time.Unix(1_700_000_000, 0)
+				for _, c := range []*pb.Command{createGroup("bob", "carol"), uploadCmd("bob", g, attachment("bob", '1')),
+					uploadCmd("bob", g, attachment("bob", '2')), sendWith("bob", g, "b1", "two", '1', '2')} {
+					r.do(c, t0)
+				}
+				at := t0
+				for _, s := range ev.steps {
+					at = t0.Add(s.after)
+					r.do(s.c, at)
+				}
+				if _, _, known := r.ps.convs[g].sender(1); known {
+					t.Fatal("seq 1 still remembered: nothing evicted")
+				}
+				if m := r.ps.convs[g].sent[1]; m.sender != "bob" || len(m.atts) != 2 {
+					t.Fatalf("state\n%s\nwant seq 1's two attachments kept", uploadsOf(r.ps.convs[g]))
+				}
+				if restore {
+					live := uploadsOf(r.ps.convs[g])
+					r.ps = r.restore(at)
+					if got := uploadsOf(r.ps.convs[g]); got != live {
+						t.Fatalf("restored\n%s\nlive\n%s", got, live)
+					}
+				}
+				var evs []*pb.Event
+				for _, c := range []*pb.Command{recallCmd("bob", g, 1), recallCmd("carol", g, 1), recallCmd("alice", g, 1), recallCmd("alice", g, 1)} {
+					evs = append(evs, r.do(c, at)...)
+				}
+				want := []string{rejWindow, rejWindow, "Recalled:1", "Deleted:1:RECALLED:bob", "Deleted:2:RECALLED:bob"}
+				if got := attachSummary(evs); !slices.Equal(got, want) {
+					t.Fatalf("events\n got %v\nwant %v", got, want)
+				}
+				checkDeleted(t, evs)
+				if n := len(r.ps.convs[g].sent); n != 0 {
+					t.Fatalf("%d messages' attachments still kept after the recall", n)
+				}
+				r.ps = r.restore(at)
+				if got := uploadsOf(r.ps.convs[g]); strings.Contains(got, "sent at") {
+					t.Fatalf("restored after the recall\n%s", got)
+				}
+				if got := attachSummary(r.do(recallCmd("alice", g, 1), at)); len(got) != 0 {
+					t.Fatalf("a recall after the restore: %v", got)
+				}
+			})
+		}
+	}
+}
+
+// TestRecallRemembered: a recall of a message whose send is remembered
+// drops its attachments from the send's entry and its record, so no later
+// eviction keeps them.
+func TestRecallRemembered(t *testing.T) {
+	g := "g:1"
+	r := newPartRun(t, Limits{DedupPerSender: 1})
+	at := time.Unix(1_700_000_000, 0)
+	for _, c := range []*pb.Command{createGroup("bob"), uploadCmd("bob", g, attachment("bob", '1')), sendWith("bob", g, "b1", "x", '1')} {
+		r.do(c, at)
+	}
+	if got := attachSummary(r.do(recallCmd("bob", g, 1), at)); !slices.Equal(got, []string{"Recalled:1", "Deleted:1:RECALLED:bob"}) {
+		t.Fatalf("recall: %v", got)
+	}
+	r.do(send("bob", g, "b2"), at)
+	if got, want := uploadsOf(r.ps.convs[g]), "sent bob/b2 []\n"; got != want {
+		t.Fatalf("state after the eviction\n%s\nwant\n%s", got, want)
+	}
+	if got, want := uploadsOf(r.restore(at).convs[g]), "sent bob/b2 []\n"; got != want {
+		t.Fatalf("restored\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestSentAttachmentText: a sent attachment's id and digests, kept as
+// bytes, print back as they were given, with or without a thumbnail; a
+// record whose id or digest is not lowercase hex does not restore.
+func TestSentAttachmentText(t *testing.T) {
+	id, sum, thumb := strings.Repeat("0a", 16), strings.Repeat("9f", 32), strings.Repeat("e1", 32)
+	for _, th := range []string{thumb, ""} {
+		a, err := newSentAttachment(id, sum, th)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gi, gs, gt := a.text(); gi != id || gs != sum || gt != th {
+			t.Fatalf("text %s %s %q, want %s %s %q", gi, gs, gt, id, sum, th)
+		}
+	}
+	for _, bad := range [][3]string{{strings.ToUpper(id), sum, ""}, {id, sum[1:], ""}, {id, sum, "f"}} {
+		if _, err := newSentAttachment(bad[0], bad[1], bad[2]); err == nil {
+			t.Fatalf("%v accepted", bad)
+		}
+	}
+	rec := fmt.Sprintf(`{"u":"bob","a":[{"i":"%s","s":"%s"}]}`, strings.ToUpper(id), sum)
+	if err := newStateBuilder().apply([]byte(seqChangelogKey(prefixSent, "g:1", 1)), []byte(rec)); err == nil {
+		t.Fatal("a sent record with an upper-case id restored")
+	}
+}
+
+// TestSentAttachmentsGroupsOnly: a direct conversation keeps no attachments
+// of a forgotten send (nobody may recall that message: a direct
+// conversation has no owner or admins), and its sender's recall is refused.
+func TestSentAttachmentsGroupsOnly(t *testing.T) {
+	r := newPartRun(t, Limits{DedupPerSender: 1})
+	at := time.Unix(1_700_000_000, 0)
+	for _, c := range []*pb.Command{createDirect(), uploadCmd("bob", direct, attachment("bob", '1')),
+		sendWith("bob", direct, "b1", "x", '1'), send("bob", direct, "b2")} {
+		r.do(c, at)
+	}
+	if n := len(r.ps.convs[direct].sent); n != 0 {
+		t.Fatalf("%d messages' attachments kept in a direct conversation", n)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if got := attachSummary(r.do(recallCmd(u, direct, 1), at)); !slices.Equal(got, []string{rejWindow}) {
+			t.Fatalf("%s's recall: %v", u, got)
+		}
+	}
 }

@@ -43,6 +43,8 @@ import (
 //	                                                    when sent or expired)
 //	t\x00<u:stream>\x00<device>         -> pushRec      (the device's push target; tombstone when
 //	                                                    unregistered)
+//	s\x00<conv>\x00<seq>               -> sentMsgRec   (the attachments of a group's message whose send is
+//	                                                    no longer remembered; tombstone when recalled)
 //
 // <seq> is decimal. Notices and recalls are never tombstoned: a seq stays a
 // notice, a recall is final. They are rare (one per membership change or
@@ -79,6 +81,7 @@ const (
 	prefixRequest   = "q"
 	prefixUpload    = "a"
 	prefixPush      = "t"
+	prefixSent      = "s"
 	sep             = "\x00"
 )
 
@@ -171,6 +174,16 @@ type sentRec struct {
 	ID        string `json:"i"`
 	SHA256    string `json:"s"`
 	Thumbnail string `json:"t,omitempty"`
+}
+
+// sentMsgRec is what a recall needs of a message whose send is no longer
+// remembered (sentMessage): its sender, the attachments' owner, and the
+// attachments, as its dedup record carried them before it was evicted or
+// swept: about 225 bytes of value and 45 of key with one attachment, 185
+// more per further one.
+type sentMsgRec struct {
+	Sender string    `json:"u"`
+	Atts   []sentRec `json:"a"`
 }
 
 // uploadRec is an attachment uploaded and not sent (upload): Attachment is
@@ -334,6 +347,7 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 		}
 		out = append(out, record(topic, partition, prefixUpload+sep+conv+sep+id, v))
 	}
+	out = appendSentRecords(out, topic, partition, conv, st, d.sent)
 	for _, dev := range d.push {
 		var v any
 		if t := st.push[dev]; t != nil {
@@ -354,28 +368,55 @@ func sentRecs(atts []sentAttachment) []sentRec {
 	}
 	out := make([]sentRec, len(atts))
 	for i, a := range atts {
-		out[i] = sentRec{ID: a.id, SHA256: a.sha256, Thumbnail: a.thumbnail}
+		id, sum, thumbnail := a.text()
+		out[i] = sentRec{ID: id, SHA256: sum, Thumbnail: thumbnail}
 	}
 	return out
 }
 
-func sentAttachments(recs []sentRec) []sentAttachment {
+func sentAttachments(recs []sentRec) ([]sentAttachment, error) {
 	if len(recs) == 0 {
-		return nil
+		return nil, nil
 	}
 	out := make([]sentAttachment, len(recs))
 	for i, r := range recs {
-		out[i] = sentAttachment{id: r.ID, sha256: r.SHA256, thumbnail: r.Thumbnail}
+		a, err := newSentAttachment(r.ID, r.SHA256, r.Thumbnail)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
+}
+
+// appendSentRecords appends the sent records of conv's messages seqs: the
+// attachments st.sent holds for each, or a tombstone.
+func appendSentRecords(out []*kgo.Record, topic string, partition int32, conv string, st *convState, seqs []int64) []*kgo.Record {
+	for _, seq := range seqs {
+		var v any
+		if m, ok := st.sent[seq]; ok {
+			v = sentMsgRec{Sender: m.sender, Atts: sentRecs(m.atts)}
+		}
+		out = append(out, record(topic, partition, seqChangelogKey(prefixSent, conv, seq), v))
 	}
 	return out
 }
 
-// sweepRecords are the tombstones of remembered sends the time sweep forgot.
-func sweepRecords(topic string, partition int32, gone []expiryItem) []*kgo.Record {
-	out := make([]*kgo.Record, 0, len(gone))
+// sweepRecords are the tombstones of remembered sends the time sweep forgot,
+// and the sent records the partition owes (ps.owed: attachments the sweep or
+// the restore moved out of the dedup memory), which it clears.
+func sweepRecords(topic string, partition int32, ps *partState, gone []expiryItem) []*kgo.Record {
+	out := make([]*kgo.Record, 0, len(gone)+len(ps.owed))
 	for _, it := range gone {
 		out = append(out, record(topic, partition, dedupChangelogKey(it.conv, it.user, it.clientMsgID), nil))
 	}
+	for _, o := range ps.owed {
+		if st := ps.convs[o.conv]; st != nil {
+			out = appendSentRecords(out, topic, partition, o.conv, st, []int64{o.seq})
+		}
+	}
+	clear(ps.owed)
+	ps.owed = ps.owed[:0]
 	return out
 }
 
@@ -547,8 +588,13 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
-		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs, atts: sentAttachments(d.Atts)})
-	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions || parts[0] == prefixPin) && len(parts) == 3:
+		atts, err := sentAttachments(d.Atts)
+		if err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		ds[ref] = dedupEntry{seq: d.Seq, at: d.At}.with(sendExtra{ct: d.ContentType, edits: d.Edits, editIDs: d.EditIDs, atts: atts})
+	case (parts[0] == prefixNotice || parts[0] == prefixRecalled || parts[0] == prefixReactions || parts[0] == prefixPin ||
+		parts[0] == prefixSent) && len(parts) == 3:
 		seq, err := strconv.ParseInt(parts[2], 10, 64)
 		if err != nil || seq < 1 {
 			return fmt.Errorf("ingest: changelog key %q: seq %q is not a positive number", key, parts[2])
@@ -560,7 +606,8 @@ func (b *stateBuilder) apply(key, value []byte) error {
 	return nil
 }
 
-// applySeq applies a notice, recall, reactions or pin record of one message.
+// applySeq applies a notice, recall, reactions, pin or sent record of one
+// message.
 func (b *stateBuilder) applySeq(conv, prefix string, seq int64, key, value []byte) error {
 	st := b.conv(conv)
 	switch prefix {
@@ -608,6 +655,23 @@ func (b *stateBuilder) applySeq(conv, prefix string, seq int64, key, value []byt
 			return fmt.Errorf("ingest: changelog %q: %w", key, err)
 		}
 		st.pin(seq)
+	case prefixSent:
+		if value == nil {
+			delete(st.sent, seq)
+			return nil
+		}
+		var r sentMsgRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		atts, err := sentAttachments(r.Atts)
+		if err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		if st.sent == nil {
+			st.sent = map[int64]sentMessage{}
+		}
+		st.sent[seq] = sentMessage{sender: r.Sender, atts: atts}
 	}
 	return nil
 }
@@ -640,7 +704,12 @@ func (b *stateBuilder) done(now time.Time, perSender int) *partState {
 		slices.SortFunc(items, func(x, y item) int { return cmp.Compare(x.e.seq, y.e.seq) })
 		st := b.conv(conv)
 		for _, it := range items {
-			st.remember(it.ref.user, it.ref.clientMsgID, it.e, perSender)
+			// A send the cap drops here leaves its attachments in st.sent;
+			// their record is owed, as its dedup record will be swept.
+			_, kept := st.remember(it.ref.user, it.ref.clientMsgID, it.e, perSender)
+			for _, seq := range kept {
+				ps.owed = append(ps.owed, seqRef{conv, seq})
+			}
 		}
 		for _, it := range items {
 			// A send the cap dropped here (the cap was lowered since it

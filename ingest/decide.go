@@ -612,9 +612,23 @@ func recall(l Limits, st *convState, user string, seq int64, base *pb.Event, rec
 	ev := cloneBase(base)
 	ev.Body = &pb.Event_MessageRecalled{MessageRecalled: &pb.MessageRecalled{MessageSeq: seq, SenderUserId: ref.user}}
 	evs := []*pb.Event{ev}
-	if known {
-		evs = append(evs, recalledAttachments(base, ref.user, seq, e.extra().atts)...)
+	// The message's attachments are deleted whether or not its send is
+	// still remembered: with its dedup entry while it is, in st.sent once
+	// it was evicted or swept. Either way they leave the state.
+	owner, atts := ref.user, []sentAttachment(nil)
+	if x := e.extra(); known && len(x.atts) > 0 {
+		atts, x.atts = x.atts, nil
+		st.update(ref.user, ref.clientMsgID, e.with(x))
+		d.edited = append(d.edited, ref)
 	}
+	if m, ok := st.sent[seq]; ok {
+		if atts == nil {
+			owner, atts = m.sender, m.atts
+		}
+		delete(st.sent, seq)
+		d.sent = append(d.sent, seq)
+	}
+	evs = append(evs, recalledAttachments(base, owner, seq, atts)...)
 	return st, evs, d, nil
 }
 
@@ -805,8 +819,10 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, fw *fo
 		x.ct = ct
 	}
 	e = e.with(x) // none when x is zero: most sends
-	for _, old := range st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender) {
+	evicted, kept := st.remember(user, m.GetClientMsgId(), e, l.DedupPerSender)
+	for _, old := range evicted {
 		d.dedup = append(d.dedup, dedupRef{user, old})
 	}
+	d.sent = append(d.sent, kept...) // evicted sends' attachments, kept for their recall
 	return st, append(evs, ev), d, nil
 }

@@ -416,7 +416,7 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	for p, ps := range local {
 		gone := ps.sweep(d.cfg.Limits.DedupWindow, sweepPerBatch)
 		swept += len(gone)
-		for _, rec := range sweepRecords(d.cfg.StateTopic, p, gone) {
+		for _, rec := range sweepRecords(d.cfg.StateTopic, p, ps, gone) {
 			d.sess.Produce(ctx, rec, promise)
 		}
 	}

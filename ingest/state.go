@@ -68,6 +68,15 @@ type convState struct {
 	// not sent yet (at most Limits.MaxPendingAttachments). nil until the
 	// first upload.
 	uploads map[string]*upload
+	// sent (a group): message seq -> the attachments of a message
+	// not recalled whose send is no longer remembered (evicted by
+	// DedupPerSender or swept after DedupWindow). While the send is
+	// remembered they ride with its dedup entry instead; they move here
+	// when it goes (keepSent), so a recall deletes them whatever the dedup
+	// memory holds. One entry per such message with attachments, kept
+	// until its recall: about 200 bytes with one attachment, 80 more per
+	// further one (BenchmarkSentAttachmentBytes). nil until the first.
+	sent map[int64]sentMessage
 	// push (a user stream): device id -> its push target (at most
 	// Limits.MaxPushTargets). nil until the first registration.
 	push map[string]*pb.PushTarget
@@ -344,8 +353,9 @@ func (s *convState) lookup(user, clientMsgID string) (dedupEntry, bool) {
 
 // remember records a send of user and returns the client ids it evicted
 // because the sender passed perSender remembered sends (one at most, unless
-// the limit was lowered since the state was written).
-func (s *convState) remember(user, clientMsgID string, e dedupEntry, perSender int) (evicted []string) {
+// the limit was lowered since the state was written), and the seqs of
+// those whose attachments moved to s.sent (keepSent).
+func (s *convState) remember(user, clientMsgID string, e dedupEntry, perSender int) (evicted []string, kept []int64) {
 	sd := s.dedup[user]
 	if sd == nil {
 		sd = &senderDedup{ids: map[string]dedupEntry{}}
@@ -353,6 +363,9 @@ func (s *convState) remember(user, clientMsgID string, e dedupEntry, perSender i
 	}
 	if prev, ok := sd.ids[clientMsgID]; ok {
 		s.unindex(prev.seq, user, clientMsgID)
+		if prev.seq != e.seq && s.keepSent(user, prev) {
+			kept = append(kept, prev.seq)
+		}
 	}
 	sd.ids[clientMsgID] = e
 	if s.bySeq == nil {
@@ -368,26 +381,58 @@ func (s *convState) remember(user, clientMsgID string, e dedupEntry, perSender i
 			delete(sd.ids, old.id)
 			s.unindex(cur.seq, user, old.id)
 			evicted = append(evicted, old.id)
+			if s.keepSent(user, cur) {
+				kept = append(kept, cur.seq)
+			}
 		}
 	}
 	sd.compact()
-	return evicted
+	return evicted, kept
+}
+
+// sentMessage is what the recall of a message whose send is no longer
+// remembered needs to delete its attachments: their owner (the message's
+// sender) and their ids and digests.
+type sentMessage struct {
+	sender string
+	atts   []sentAttachment
+}
+
+// keepSent moves the attachments of user's send e, which is no longer
+// remembered, into s.sent, unless its message was recalled (a record
+// written before recalls dropped them may still carry them), and reports
+// whether it did: the caller writes the sent record. Only a group keeps
+// them: a message whose send is forgotten is recalled by the group's owner
+// or an admin only, and a direct conversation has neither.
+func (s *convState) keepSent(user string, e dedupEntry) bool {
+	if e.x == nil || len(e.x.atts) == 0 || s.isRecalled(e.seq) || s.kind != pb.ConversationKind_CONVERSATION_KIND_GROUP {
+		return false
+	}
+	if s.sent == nil {
+		s.sent = map[int64]sentMessage{}
+	}
+	s.sent[e.seq] = sentMessage{sender: user, atts: e.x.atts}
+	return true
 }
 
 // forget drops user's send clientMsgID if it is still the one received at
 // at, and reports whether it did (the time sweep; an entry evicted or
-// replaced since is left alone).
-func (s *convState) forget(user, clientMsgID string, at int64) bool {
+// replaced since is left alone), and the seq of the message when its
+// attachments moved to s.sent (keepSent; 0 otherwise).
+func (s *convState) forget(user, clientMsgID string, at int64) (forgotten bool, kept int64) {
 	sd := s.dedup[user]
 	if sd == nil {
-		return false
+		return false, 0
 	}
 	cur, ok := sd.ids[clientMsgID]
 	if !ok || cur.at != at {
-		return false
+		return false, 0
 	}
 	delete(sd.ids, clientMsgID)
 	s.unindex(cur.seq, user, clientMsgID)
+	if s.keepSent(user, cur) {
+		kept = cur.seq
+	}
 	for len(sd.order) > 0 {
 		if c, ok := sd.ids[sd.order[0].id]; ok && c.at == sd.order[0].at {
 			break
@@ -397,10 +442,10 @@ func (s *convState) forget(user, clientMsgID string, at int64) bool {
 	}
 	if len(sd.ids) == 0 {
 		delete(s.dedup, user)
-		return true
+		return true, kept
 	}
 	sd.compact()
-	return true
+	return true, kept
 }
 
 // update replaces the entry of a remembered send in place (an edit): its
@@ -456,6 +501,7 @@ type delta struct {
 	invites   []string // a group: invitation links created, used or revoked
 	requests  []string // a group: users whose join request began or ended
 	uploads   []string // attachments uploaded, sent or expired
+	sent      []int64  // messages whose attachments moved to convState.sent, or left it by their recall
 	push      []string // a user stream: devices whose push target was registered or removed
 	// derived are the commands the decision appends to the commands topic
 	// (the second step of a two-stream decision), in the same transaction
@@ -479,6 +525,17 @@ type partState struct {
 	// the sweep's "now", so that deciding a backlog late does not expire
 	// what its resends still need.
 	clock int64
+	// owed are the messages whose sent record (convState.sent) the next
+	// transaction writes: moved there by the time sweep, or by a restore
+	// whose lowered cap dropped their sends (their dedup records, which
+	// carried the attachments, are then tombstoned later by the sweep).
+	owed []seqRef
+}
+
+// seqRef names one message of a conversation.
+type seqRef struct {
+	conv string
+	seq  int64
 }
 
 type expiryItem struct {
@@ -501,6 +558,8 @@ func (p *partState) track(conv, user, clientMsgID string, at int64) {
 // before the partition's clock and returns them, for their tombstones. A
 // send received out of order (an older timestamp queued after a newer one)
 // waits until those before it are swept: it is kept longer, never shorter.
+// The attachments of a forgotten send move to its conversation's sent
+// attachments, and their record is owed (p.owed) to the same transaction.
 func (p *partState) sweep(window time.Duration, limit int) (gone []expiryItem) {
 	cut := p.clock - window.Milliseconds()
 	n := 0
@@ -516,8 +575,14 @@ func (p *partState) sweep(window time.Duration, limit int) (gone []expiryItem) {
 			if _, live := st.lookup(it.user, it.clientMsgID); live {
 				continue
 			}
-		} else if !st.forget(it.user, it.clientMsgID, it.at) {
-			continue
+		} else {
+			forgotten, kept := st.forget(it.user, it.clientMsgID, it.at)
+			if !forgotten {
+				continue
+			}
+			if kept != 0 {
+				p.owed = append(p.owed, seqRef{it.conv, kept})
+			}
 		}
 		gone = append(gone, it)
 	}
