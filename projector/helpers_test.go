@@ -362,3 +362,41 @@ func (e *env) applyAll(keyspace string, evs []*pb.Event) {
 		}
 	}
 }
+
+// applyEachWay applies log() (events keyed by key) on a keyspace of its
+// own in each way a projector may meet them — forwards, backwards, and as
+// one log-order batch — twice each, then runs check on that keyspace.
+func (e *env) applyEachWay(t *testing.T, key string, log func() []*pb.Event, check func(t *testing.T, ks string)) {
+	t.Helper()
+	for _, mode := range []string{"forwards", "backwards", "batch"} {
+		t.Run(mode, func(t *testing.T) {
+			ks := testenv.Cassandra(t).Keyspace
+			e.migrate(ks)
+			evs := log()
+			if mode == "backwards" {
+				slices.Reverse(evs)
+			}
+			for range 2 {
+				if mode != "batch" {
+					e.applyAll(ks, evs)
+					continue
+				}
+				w, err := NewWriter(e.s, WriterConfig{Keyspace: ks, LogOrder: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs := make([]Record, len(evs))
+				for i, ev := range evs {
+					b, _ := proto.Marshal(ev)
+					recs[i] = Record{Key: []byte(key), Value: b}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if _, err := w.Apply(ctx, recs); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+			}
+			check(t, ks)
+		})
+	}
+}

@@ -1,17 +1,13 @@
 package projector
 
 import (
-	"context"
 	"fmt"
-	"slices"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
-	"github.com/parley-im/parley/testenv"
 )
 
 func pushRegistered(user string, t *pb.PushTarget) *pb.Event {
@@ -57,74 +53,46 @@ func pushLog() []*pb.Event {
 func TestViewsPushTargets(t *testing.T) {
 	e := newEnv(t, true)
 	stream := schemas.UserStreamID("alice")
-	for _, mode := range []string{"forwards", "backwards", "batch"} {
-		t.Run(mode, func(t *testing.T) {
-			ks := testenv.Cassandra(t).Keyspace
-			e.migrate(ks)
-			evs := pushLog()
-			if mode == "backwards" {
-				slices.Reverse(evs)
-			}
-			for range 2 {
-				if mode != "batch" {
-					e.applyAll(ks, evs)
-					continue
-				}
-				w, err := NewWriter(e.s, WriterConfig{Keyspace: ks, LogOrder: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				recs := make([]Record, len(evs))
-				for i, ev := range evs {
-					b, _ := proto.Marshal(ev)
-					recs[i] = Record{Key: []byte(stream), Value: b}
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				if _, err := w.Apply(ctx, recs); err != nil {
-					t.Fatal(err)
-				}
-				cancel()
-			}
-			rows := map[string]map[string]any{}
-			for _, r := range e.rows(ks, "push_targets", "user_id = ?", "alice") {
-				rows[r["device_id"].(string)] = r
-			}
-			if len(rows) != 2 {
-				t.Fatalf("push_targets %v: want laptop and phone2", rows)
-			}
-			compare(t, stream, "push_targets", rows["laptop"], row{"provider": "web_push", "device_token": nil, "apns_topic": nil, "apns_environment": nil,
-				"endpoint": "https://push.example/1", "p256dh": "BKey", "auth": "QXV0aA", "locale": nil, "registered_at": ts(103), "version": 3})
-			compare(t, stream, "push_targets", rows["phone2"], row{"provider": "apns", "device_token": "ab12", "apns_topic": "com.example.chat",
-				"apns_environment": "production", "endpoint": nil, "p256dh": nil, "auth": nil, "locale": nil, "registered_at": ts(107), "version": 7})
+	e.applyEachWay(t, stream, pushLog, func(t *testing.T, ks string) {
+		rows := map[string]map[string]any{}
+		for _, r := range e.rows(ks, "push_targets", "user_id = ?", "alice") {
+			rows[r["device_id"].(string)] = r
+		}
+		if len(rows) != 2 {
+			t.Fatalf("push_targets %v: want laptop and phone2", rows)
+		}
+		compare(t, stream, "push_targets", rows["laptop"], row{"provider": "web_push", "device_token": nil, "apns_topic": nil, "apns_environment": nil,
+			"endpoint": "https://push.example/1", "p256dh": "BKey", "auth": "QXV0aA", "locale": nil, "registered_at": ts(103), "version": 3})
+		compare(t, stream, "push_targets", rows["phone2"], row{"provider": "apns", "device_token": "ab12", "apns_topic": "com.example.chat",
+			"apns_environment": "production", "endpoint": nil, "p256dh": nil, "auth": nil, "locale": nil, "registered_at": ts(107), "version": 7})
 
-			tables, err := NewTables(e.s, ks)
-			if err != nil {
-				t.Fatal(err)
+		tables, err := NewTables(e.s, ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tables.PushTargets(t.Context(), "alice")
+		if err != nil || len(got) != 2 {
+			t.Fatalf("PushTargets = %+v, %v", got, err)
+		}
+		want := []PushTarget{
+			{DeviceID: "laptop", Provider: "web_push", Endpoint: "https://push.example/1", P256DH: "BKey", Auth: "QXV0aA",
+				RegisteredAt: at(103).AsTime(), Version: 3},
+			{DeviceID: "phone2", Provider: "apns", Token: "ab12", APNSTopic: "com.example.chat", APNSEnvironment: "production",
+				RegisteredAt: at(107).AsTime(), Version: 7},
+		}
+		for i := range want {
+			if g := got[i]; g.DeviceID != want[i].DeviceID || g.Provider != want[i].Provider || g.Token != want[i].Token ||
+				g.APNSTopic != want[i].APNSTopic || g.APNSEnvironment != want[i].APNSEnvironment || g.Endpoint != want[i].Endpoint ||
+				g.P256DH != want[i].P256DH || g.Auth != want[i].Auth || g.Locale != "" || !g.RegisteredAt.Equal(want[i].RegisteredAt) ||
+				g.Version != want[i].Version {
+				t.Errorf("PushTargets[%d] = %+v, want %+v", i, g, want[i])
 			}
-			got, err := tables.PushTargets(t.Context(), "alice")
-			if err != nil || len(got) != 2 {
-				t.Fatalf("PushTargets = %+v, %v", got, err)
-			}
-			want := []PushTarget{
-				{DeviceID: "laptop", Provider: "web_push", Endpoint: "https://push.example/1", P256DH: "BKey", Auth: "QXV0aA",
-					RegisteredAt: at(103).AsTime(), Version: 3},
-				{DeviceID: "phone2", Provider: "apns", Token: "ab12", APNSTopic: "com.example.chat", APNSEnvironment: "production",
-					RegisteredAt: at(107).AsTime(), Version: 7},
-			}
-			for i := range want {
-				if g := got[i]; g.DeviceID != want[i].DeviceID || g.Provider != want[i].Provider || g.Token != want[i].Token ||
-					g.APNSTopic != want[i].APNSTopic || g.APNSEnvironment != want[i].APNSEnvironment || g.Endpoint != want[i].Endpoint ||
-					g.P256DH != want[i].P256DH || g.Auth != want[i].Auth || g.Locale != "" || !g.RegisteredAt.Equal(want[i].RegisteredAt) ||
-					g.Version != want[i].Version {
-					t.Errorf("PushTargets[%d] = %+v, want %+v", i, g, want[i])
-				}
-			}
-			changes, err := tables.ChangesAfter(t.Context(), stream, 0, 7, 100)
-			if err != nil || len(changes) != 7 {
-				t.Fatalf("changes of the stream: %d, %v (every push event is a change devices resume)", len(changes), err)
-			}
-		})
-	}
+		}
+		changes, err := tables.ChangesAfter(t.Context(), stream, 0, 7, 100)
+		if err != nil || len(changes) != 7 {
+			t.Fatalf("changes of the stream: %d, %v (every push event is a change devices resume)", len(changes), err)
+		}
+	})
 }
 
 // TestViewsPushTargetsPoison: a push event off its actor's stream, without

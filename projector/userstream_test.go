@@ -1,7 +1,6 @@
 package projector
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
-	"github.com/parley-im/parley/testenv"
 )
 
 // Builders of user stream events: on the actor's stream, at a time of their
@@ -81,115 +79,87 @@ func userLog() []*pb.Event {
 func TestViewsUserStream(t *testing.T) {
 	e := newEnv(t, true)
 	stream := schemas.UserStreamID("alice")
-	for _, mode := range []string{"forwards", "backwards", "batch"} {
-		t.Run(mode, func(t *testing.T) {
-			ks := testenv.Cassandra(t).Keyspace
-			e.migrate(ks)
-			evs := userLog()
-			if mode == "backwards" {
-				slices.Reverse(evs)
-			}
-			for range 2 {
-				if mode != "batch" {
-					e.applyAll(ks, evs)
-					continue
-				}
-				w, err := NewWriter(e.s, WriterConfig{Keyspace: ks, LogOrder: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				recs := make([]Record, len(evs))
-				for i, ev := range evs {
-					b, _ := proto.Marshal(ev)
-					recs[i] = Record{Key: []byte(stream), Value: b}
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				if _, err := w.Apply(ctx, recs); err != nil {
-					t.Fatal(err)
-				}
-				cancel()
-			}
-			prefs := map[string]map[string]any{}
-			for _, r := range e.rows(ks, "conversation_prefs", "user_id = ?", "alice") {
-				prefs[r["conversation_id"].(string)] = r
-			}
-			compare(t, stream, "conversation_prefs", prefs["g:a"], row{"muted_forever": false, "muted_until": nil, "pinned": false,
-				"pinned_at": nil, "archived_up_to_seq": 5, "unread_marked_at_seq": 3, "updated_at": ts(110)})
-			compare(t, stream, "conversation_prefs", prefs["g:b"], row{"muted_forever": true, "muted_until": nil, "pinned": true,
-				"pinned_at": ts(111), "archived_up_to_seq": nil, "unread_marked_at_seq": nil, "updated_at": ts(111)})
-			if len(prefs) != 2 {
-				t.Errorf("conversation_prefs %v: want g:a and g:b", prefs)
-			}
-			var hidden []string
-			for _, r := range e.rows(ks, "hidden_messages", "user_id = ? AND conversation_id = ?", "alice", "g:a") {
-				hidden = append(hidden, fmt.Sprintf("%v@%v", r["seq"], r["hidden_at"]))
-			}
-			if want := []string{"2@" + ts(104), "4@" + ts(106), "7@" + ts(106)}; !slices.Equal(hidden, want) {
-				t.Errorf("hidden_messages %v, want %v (a seq hidden again at its newest hide)", hidden, want)
-			}
-			var cleared []string
-			for _, r := range e.rows(ks, "history_cleared", "user_id = ? AND conversation_id = ?", "alice", "g:a") {
-				cleared = append(cleared, fmt.Sprintf("%v@%v", r["up_to_seq"], r["cleared_at"]))
-			}
-			if want := []string{"3@" + ts(105), "1@" + ts(106)}; !slices.Equal(cleared, want) {
-				t.Errorf("history_cleared %v, want %v", cleared, want)
-			}
-			var blocks []string
-			for _, r := range e.rows(ks, "blocks", "user_id = ?", "alice") {
-				blocks = append(blocks, fmt.Sprintf("%v@%v", r["blocked_user_id"], r["blocked_at"]))
-			}
-			if want := []string{"carol@" + ts(108)}; !slices.Equal(blocks, want) {
-				t.Errorf("blocks %v, want %v", blocks, want)
-			}
-			convs := e.rows(ks, "conversations", "conversation_id = ?", stream)
-			if len(convs) != 1 {
-				t.Fatalf("conversations rows of the stream: %v", convs)
-			}
-			compare(t, stream, "conversations", convs[0], row{"last_version": 11, "kind": nil, "title": nil, "last_seq": nil})
-			if rs := e.rows(ks, "members", "conversation_id = ?", stream); len(rs) != 0 {
-				t.Errorf("members rows of a user stream: %v", rs)
-			}
-			if rs := e.rows(ks, "inbox", "conversation_id = ?", stream); len(rs) != 0 {
-				t.Errorf("inbox rows of a user stream: %v", rs)
-			}
-			if rs := e.rows(ks, "messages", "conversation_id = ?", stream); len(rs) != 0 {
-				t.Errorf("messages rows of a user stream: %v", rs)
-			}
+	e.applyEachWay(t, stream, userLog, func(t *testing.T, ks string) {
+		prefs := map[string]map[string]any{}
+		for _, r := range e.rows(ks, "conversation_prefs", "user_id = ?", "alice") {
+			prefs[r["conversation_id"].(string)] = r
+		}
+		compare(t, stream, "conversation_prefs", prefs["g:a"], row{"muted_forever": false, "muted_until": nil, "pinned": false,
+			"pinned_at": nil, "archived_up_to_seq": 5, "unread_marked_at_seq": 3, "updated_at": ts(110)})
+		compare(t, stream, "conversation_prefs", prefs["g:b"], row{"muted_forever": true, "muted_until": nil, "pinned": true,
+			"pinned_at": ts(111), "archived_up_to_seq": nil, "unread_marked_at_seq": nil, "updated_at": ts(111)})
+		if len(prefs) != 2 {
+			t.Errorf("conversation_prefs %v: want g:a and g:b", prefs)
+		}
+		var hidden []string
+		for _, r := range e.rows(ks, "hidden_messages", "user_id = ? AND conversation_id = ?", "alice", "g:a") {
+			hidden = append(hidden, fmt.Sprintf("%v@%v", r["seq"], r["hidden_at"]))
+		}
+		if want := []string{"2@" + ts(104), "4@" + ts(106), "7@" + ts(106)}; !slices.Equal(hidden, want) {
+			t.Errorf("hidden_messages %v, want %v (a seq hidden again at its newest hide)", hidden, want)
+		}
+		var cleared []string
+		for _, r := range e.rows(ks, "history_cleared", "user_id = ? AND conversation_id = ?", "alice", "g:a") {
+			cleared = append(cleared, fmt.Sprintf("%v@%v", r["up_to_seq"], r["cleared_at"]))
+		}
+		if want := []string{"3@" + ts(105), "1@" + ts(106)}; !slices.Equal(cleared, want) {
+			t.Errorf("history_cleared %v, want %v", cleared, want)
+		}
+		var blocks []string
+		for _, r := range e.rows(ks, "blocks", "user_id = ?", "alice") {
+			blocks = append(blocks, fmt.Sprintf("%v@%v", r["blocked_user_id"], r["blocked_at"]))
+		}
+		if want := []string{"carol@" + ts(108)}; !slices.Equal(blocks, want) {
+			t.Errorf("blocks %v, want %v", blocks, want)
+		}
+		convs := e.rows(ks, "conversations", "conversation_id = ?", stream)
+		if len(convs) != 1 {
+			t.Fatalf("conversations rows of the stream: %v", convs)
+		}
+		compare(t, stream, "conversations", convs[0], row{"last_version": 11, "kind": nil, "title": nil, "last_seq": nil})
+		if rs := e.rows(ks, "members", "conversation_id = ?", stream); len(rs) != 0 {
+			t.Errorf("members rows of a user stream: %v", rs)
+		}
+		if rs := e.rows(ks, "inbox", "conversation_id = ?", stream); len(rs) != 0 {
+			t.Errorf("inbox rows of a user stream: %v", rs)
+		}
+		if rs := e.rows(ks, "messages", "conversation_id = ?", stream); len(rs) != 0 {
+			t.Errorf("messages rows of a user stream: %v", rs)
+		}
 
-			tables, err := NewTables(e.s, ks)
-			if err != nil {
-				t.Fatal(err)
+		tables, err := NewTables(e.s, ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes, err := tables.ChangesAfter(t.Context(), stream, 0, 11, 100)
+		if err != nil || len(changes) != 11 {
+			t.Fatalf("changes of the stream: %d, %v", len(changes), err)
+		}
+		p, err := tables.ConversationPrefs(t.Context(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := p["g:a"], p["g:b"]; a.MutedAt(t0) || a.Pinned || a.ArchivedUpToSeq != 5 || !a.Archived(5, t0) || a.Archived(6, t0) ||
+			!a.MarkedUnread(3) || a.MarkedUnread(4) || !b.MutedAt(t0) || !b.Pinned || !b.PinnedAt.Equal(at(111).AsTime()) {
+			t.Errorf("ConversationPrefs: %+v", p)
+		}
+		h, err := tables.Hidden(t.Context(), "alice", "g:a")
+		if err != nil || h.UpToSeq != 3 || !slices.Equal(h.Seqs, []int64{4, 7}) {
+			t.Errorf("Hidden(all) = %+v, %v: want up to 3, and 4 and 7", h, err)
+		}
+		if seqs, err := tables.HiddenSeqs(t.Context(), "alice", "g:a", 3, 6); err != nil || !slices.Equal(seqs, []int64{4}) {
+			t.Errorf("HiddenSeqs(3..6) = %v, %v", seqs, err)
+		}
+		bs, err := tables.Blocks(t.Context(), "alice")
+		if err != nil || len(bs) != 1 || bs[0].UserID != "carol" {
+			t.Errorf("Blocks = %v, %v", bs, err)
+		}
+		for other, want := range map[string]bool{"bob": false, "carol": true} {
+			if got, err := tables.Blocked(t.Context(), "alice", other); err != nil || got != want {
+				t.Errorf("Blocked(alice, %s) = %v, %v", other, got, err)
 			}
-			changes, err := tables.ChangesAfter(t.Context(), stream, 0, 11, 100)
-			if err != nil || len(changes) != 11 {
-				t.Fatalf("changes of the stream: %d, %v", len(changes), err)
-			}
-			p, err := tables.ConversationPrefs(t.Context(), "alice")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if a, b := p["g:a"], p["g:b"]; a.MutedAt(t0) || a.Pinned || a.ArchivedUpToSeq != 5 || !a.Archived(5, t0) || a.Archived(6, t0) ||
-				!a.MarkedUnread(3) || a.MarkedUnread(4) || !b.MutedAt(t0) || !b.Pinned || !b.PinnedAt.Equal(at(111).AsTime()) {
-				t.Errorf("ConversationPrefs: %+v", p)
-			}
-			h, err := tables.Hidden(t.Context(), "alice", "g:a")
-			if err != nil || h.UpToSeq != 3 || !slices.Equal(h.Seqs, []int64{4, 7}) {
-				t.Errorf("Hidden(all) = %+v, %v: want up to 3, and 4 and 7", h, err)
-			}
-			if seqs, err := tables.HiddenSeqs(t.Context(), "alice", "g:a", 3, 6); err != nil || !slices.Equal(seqs, []int64{4}) {
-				t.Errorf("HiddenSeqs(3..6) = %v, %v", seqs, err)
-			}
-			bs, err := tables.Blocks(t.Context(), "alice")
-			if err != nil || len(bs) != 1 || bs[0].UserID != "carol" {
-				t.Errorf("Blocks = %v, %v", bs, err)
-			}
-			for other, want := range map[string]bool{"bob": false, "carol": true} {
-				if got, err := tables.Blocked(t.Context(), "alice", other); err != nil || got != want {
-					t.Errorf("Blocked(alice, %s) = %v, %v", other, got, err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestViewsUserStreamLate: a block after its unblock, or a mute after

@@ -287,21 +287,7 @@ func TestVerifyLogCheckAttachments(t *testing.T) {
 			"command x1 has 2 outcome events"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check := newLogCheck()
-			for i, e := range tc.events {
-				check.event(0, int64(i), e)
-			}
-			for i, c := range tc.commands {
-				check.command(0, int64(i), c, true)
-			}
-			problems := check.finish(tc.commands != nil)
-			got := strings.Join(problems, "\n")
-			switch {
-			case tc.want == "" && len(problems) > 0:
-				t.Errorf("problems in a valid log:\n%s", got)
-			case tc.want != "" && (len(problems) != 1 || !strings.Contains(got, tc.want)):
-				t.Errorf("problems:\n%s\nwant one, containing %q", got, tc.want)
-			}
+			checkLog(t, tc.events, tc.commands, tc.want, true)
 		})
 	}
 

@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -75,21 +74,7 @@ func TestVerifyLogCheckPush(t *testing.T) {
 		}()}, nil, "comes before the conversation's ConversationCreated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check := newLogCheck()
-			for i, e := range tc.events {
-				check.event(0, int64(i), e)
-			}
-			for i, c := range tc.commands {
-				check.command(0, int64(i), c, true)
-			}
-			problems := check.finish(tc.commands != nil)
-			got := strings.Join(problems, "\n")
-			switch {
-			case tc.want == "" && len(problems) > 0:
-				t.Fatalf("problems in a valid log:\n%s", got)
-			case tc.want != "" && !strings.Contains(got, tc.want):
-				t.Fatalf("want a problem containing %q, got:\n%s", tc.want, got)
-			}
+			checkLog(t, tc.events, tc.commands, tc.want, false)
 		})
 	}
 }

@@ -193,24 +193,7 @@ func sha(b []byte) string {
 // store: the local directory and the S3 server testenv runs.
 func TestE2EAttachments(t *testing.T) {
 	t.Parallel()
-	t.Run("dir", func(t *testing.T) {
-		t.Parallel()
-		store, err := blob.NewDir(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		testAttachments(t, store)
-	})
-	t.Run("s3", func(t *testing.T) {
-		t.Parallel()
-		s3 := testenv.S3(t)
-		store, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: s3.Endpoint, Bucket: s3.Bucket,
-			AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Region: s3.Region})
-		if err != nil {
-			t.Fatal(err)
-		}
-		testAttachments(t, store)
-	})
+	eachStore(t, testAttachments)
 }
 
 // testAttachments: alice uploads an image, a 50 MiB file and a voice note
@@ -536,4 +519,27 @@ func TestE2EForwardAttachments(t *testing.T) {
 		return ""
 	})
 	assertRebuildEqual(t, sys, live, "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads")
+}
+
+// eachStore runs test, in parallel, on each blob store: a local directory
+// and a bucket of the S3 server testenv runs.
+func eachStore(t *testing.T, test func(*testing.T, blob.Store)) {
+	t.Run("dir", func(t *testing.T) {
+		t.Parallel()
+		store, err := blob.NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		test(t, store)
+	})
+	t.Run("s3", func(t *testing.T) {
+		t.Parallel()
+		s3 := testenv.S3(t)
+		store, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: s3.Endpoint, Bucket: s3.Bucket,
+			AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Region: s3.Region})
+		if err != nil {
+			t.Fatal(err)
+		}
+		test(t, store)
+	})
 }

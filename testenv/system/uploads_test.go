@@ -314,24 +314,7 @@ func TestE2EResumableUpload(t *testing.T) {
 // upload nobody continues is removed.
 func TestE2EAttachmentLifecycle(t *testing.T) {
 	t.Parallel()
-	t.Run("dir", func(t *testing.T) {
-		t.Parallel()
-		store, err := blob.NewDir(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		testLifecycle(t, store)
-	})
-	t.Run("s3", func(t *testing.T) {
-		t.Parallel()
-		s3 := testenv.S3(t)
-		store, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: s3.Endpoint, Bucket: s3.Bucket,
-			AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Region: s3.Region})
-		if err != nil {
-			t.Fatal(err)
-		}
-		testLifecycle(t, store)
-	})
+	eachStore(t, testLifecycle)
 }
 
 func testLifecycle(t *testing.T, store blob.Store) {
