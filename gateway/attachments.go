@@ -19,8 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -28,7 +26,6 @@ import (
 
 	"github.com/parley-im/parley/gateway/blob"
 	"github.com/parley-im/parley/gateway/scan"
-	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -200,13 +197,12 @@ func (v *cassandraViews) ownerUsage(ctx context.Context, user string) (int64, er
 
 // attachments serves the attachment endpoints of one gateway.
 type attachments struct {
-	cfg     Attachments
-	srv     *Server
-	views   attachmentViews
-	key     []byte
-	log     *slog.Logger
-	waiters decisions
-	tus     *tusUploads
+	cfg   Attachments
+	srv   *Server
+	views attachmentViews
+	key   []byte
+	log   *slog.Logger
+	tus   *tusUploads
 }
 
 func newAttachments(s *Server, cfg Attachments, v attachmentViews) (*attachments, error) {
@@ -268,7 +264,13 @@ func (a *attachments) fail(w http.ResponseWriter, err error) {
 
 // authenticate verifies the request's token (header or access_token).
 func (a *attachments) authenticate(r *http.Request) (token.Identity, error) {
-	id, _, err := a.srv.verifier.VerifyUntil(token.TokenFromRequest(r))
+	return a.srv.authenticateDevice(r)
+}
+
+// authenticateDevice verifies an HTTP request's token (header or
+// access_token) and that it names a device; else a 401 UNAUTHENTICATED.
+func (s *Server) authenticateDevice(r *http.Request) (token.Identity, error) {
+	id, _, err := s.verifier.VerifyUntil(token.TokenFromRequest(r))
 	if err != nil {
 		return token.Identity{}, refuse(http.StatusUnauthorized, pb.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "%v", err)
 	}
@@ -431,7 +433,7 @@ func (a *attachments) record(ctx context.Context, id token.Identity, conv string
 	}
 	cmd := &pb.Command{CommandId: newID(time.Now()), UserId: id.UserID, DeviceId: id.DeviceID, ConversationId: conv,
 		ReceivedAt: timestamppb.Now(), Body: &pb.Command_UploadAttachment{UploadAttachment: &pb.UploadAttachment{Attachment: att}}}
-	ev, err := a.appendAndWait(ctx, cmd)
+	ev, err := a.srv.appendAndWait(ctx, cmd, a.cfg.DecisionWait, nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -543,83 +545,6 @@ func (a *attachments) ensureStored(ctx context.Context, st *staged, att *pb.Atta
 		}
 	}
 	return nil
-}
-
-// appendAndWait appends cmd and waits for the event that decides it: its
-// AttachmentUploaded (or its CommandRejected), or nil after DecisionWait.
-func (a *attachments) appendAndWait(ctx context.Context, cmd *pb.Command) (*pb.Event, error) {
-	value, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, err
-	}
-	decided := a.waiters.wait(cmd.GetCommandId())
-	defer a.waiters.forget(cmd.GetCommandId())
-	appended := make(chan error, 1)
-	a.srv.appender.Append(a.srv.appendCtx, ingest.Record{Key: cmd.GetConversationId(), Type: schemas.CommandType(cmd), Value: value},
-		func(_ ingest.Position, err error) { appended <- err })
-	select {
-	case err := <-appended:
-		if err != nil {
-			a.srv.metrics.appendFailed.Inc()
-			return nil, fmt.Errorf("append %s: %w", schemas.CommandType(cmd), err)
-		}
-		a.srv.metrics.appended.WithLabelValues(schemas.CommandType(cmd)).Inc()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	t := time.NewTimer(a.cfg.DecisionWait)
-	defer t.Stop()
-	select {
-	case ev := <-decided:
-		return ev, nil
-	case <-t.C:
-		return nil, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// decisions hands the events of waited-for commands to their waiters.
-// offer runs for every event the gateway consumes: while nobody waits it
-// costs one atomic load.
-type decisions struct {
-	waiting atomic.Int32
-	mu      sync.Mutex
-	by      map[string]chan *pb.Event
-}
-
-func (d *decisions) wait(commandID string) <-chan *pb.Event {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.by == nil {
-		d.by = map[string]chan *pb.Event{}
-	}
-	ch := make(chan *pb.Event, 1)
-	d.by[commandID] = ch
-	d.waiting.Store(int32(len(d.by)))
-	return ch
-}
-
-func (d *decisions) forget(commandID string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.by, commandID)
-	d.waiting.Store(int32(len(d.by)))
-}
-
-// offer passes ev to the waiter of its command, if any.
-func (d *decisions) offer(ev *pb.Event) {
-	if d.waiting.Load() == 0 || ev.GetCommandId() == "" {
-		return
-	}
-	d.mu.Lock()
-	ch := d.by[ev.GetCommandId()]
-	delete(d.by, ev.GetCommandId())
-	d.waiting.Store(int32(len(d.by)))
-	d.mu.Unlock()
-	if ch != nil {
-		ch <- ev
-	}
 }
 
 // readable checks that user may read attachment id of conv and returns it:

@@ -121,10 +121,7 @@ func (s *Server) deliver(rec *kgo.Record) {
 		s.log.Warn("undecodable event skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return
 	}
-	if s.att != nil {
-		s.att.waiters.offer(ev)
-	}
-	s.push.offer(ev)
+	s.decisions.offer(ev)
 	r := s.route(ev)
 	targets := s.hub.sessionsFor(r)
 	if len(targets) == 0 {

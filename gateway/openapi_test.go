@@ -49,8 +49,9 @@ var dynamicRefusals = map[string][]sentError{
 	"New": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}},
 	// An IDError of the dev issuer.
 	"devToken": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ID"}},
-	// pushTargets.refuse passes on what its callers name.
-	"refuse": nil,
+	// pushTargets.refuse passes on what its callers name, and its
+	// authenticate an httpError of authenticateDevice.
+	"refuse": nil, "authenticate": nil,
 	// A push body's refusal by checkPush or pushCommand, with pushStatus.
 	"refusal": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ID"},
 		{http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"}},

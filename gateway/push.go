@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -107,48 +106,37 @@ func pushCommand(user, device, conv string, body proto.Message, now time.Time) (
 
 // pushTargets serves /v1/push/targets.
 type pushTargets struct {
-	srv     *Server
-	tables  *projector.Tables // nil without Cassandra: no shortcut from the view
-	log     *slog.Logger
-	waiters decisions
+	srv    *Server
+	tables *projector.Tables // nil without Cassandra: no shortcut from the view
+	log    *slog.Logger
 }
 
-// addPushRoutes is the server's hook: the HTTP push endpoints, and the
-// waiter deliver offers every event to.
+// addPushRoutes is the server's hook: the HTTP push endpoints.
 func (s *Server) addPushRoutes(mux *router) {
 	p := &pushTargets{srv: s, log: s.log.With("part", "push")}
 	if cv, ok := s.views.(*cassandraViews); ok {
 		p.tables = cv.tables
 	}
-	s.push = p
 	mux.HandleFunc("PUT /v1/push/targets", p.servePut)
 	mux.HandleFunc("DELETE /v1/push/targets", p.serveDelete)
 }
 
-// offer passes a push decision to the request waiting for it: only the
-// event that answers it (a registration's PushTargetRegistered, not the
-// REPLACED before it; an unregistration's PushTargetUnregistered; or a
-// refusal).
-func (p *pushTargets) offer(ev *pb.Event) {
-	if p == nil || !schemas.IsUserStreamID(ev.GetConversationId()) {
-		return
+// decidesPush tells the event that decides a push command: a
+// registration's PushTargetRegistered (not the REPLACED of another device
+// before it), an unregistration's PushTargetUnregistered.
+func decidesPush(ev *pb.Event) bool {
+	if ev.GetPushTargetRegistered() != nil {
+		return true
 	}
-	switch {
-	case ev.GetPushTargetRegistered() != nil, ev.GetCommandRejected() != nil:
-	case ev.GetPushTargetUnregistered() != nil && ev.GetPushTargetUnregistered().GetReason() != pb.PushUnregisterReason_PUSH_UNREGISTER_REASON_REPLACED:
-	default:
-		return
-	}
-	p.waiters.offer(ev)
+	u := ev.GetPushTargetUnregistered()
+	return u != nil && u.GetReason() != pb.PushUnregisterReason_PUSH_UNREGISTER_REASON_REPLACED
 }
 
 func (p *pushTargets) authenticate(w http.ResponseWriter, r *http.Request) (token.Identity, bool) {
-	id, _, err := p.srv.verifier.VerifyUntil(token.TokenFromRequest(r))
-	if err == nil && id.DeviceID == "" {
-		err = fmt.Errorf("token has no device claim (%s); push targets are a device's", token.DeviceClaim)
-	}
+	id, err := p.srv.authenticateDevice(r)
 	if err != nil {
-		p.refuse(w, http.StatusUnauthorized, pb.ErrorCode_ERROR_CODE_UNAUTHENTICATED, err.Error())
+		he := err.(*httpError) // authenticateDevice refuses with one
+		p.refuse(w, he.status, he.code, he.msg)
 		return token.Identity{}, false
 	}
 	return id, true
@@ -251,7 +239,7 @@ func (p *pushTargets) serveDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.tables != nil {
 		if rows, err := p.tables.PushTargets(r.Context(), id.UserID); err == nil && !hasDevice(rows, id.DeviceID) {
-			if err := p.append(r.Context(), cmd); err != nil {
+			if err := p.srv.appendCommand(r.Context(), cmd); err != nil {
 				p.appendFailed(w, err)
 				return
 			}
@@ -316,47 +304,17 @@ func pushTargetOfRow(r projector.PushTarget) *pb.PushTarget {
 // decide appends cmd, waits for its decision and answers: ok with the
 // event that decides it, the refusal's status and code, or 202 Accepted.
 func (p *pushTargets) decide(ctx context.Context, w http.ResponseWriter, cmd *pb.Command, ok func(*pb.Event)) {
-	decided := p.waiters.wait(cmd.GetCommandId())
-	defer p.waiters.forget(cmd.GetCommandId())
-	if err := p.append(ctx, cmd); err != nil {
+	ev, err := p.srv.appendAndWait(ctx, cmd, pushDecisionWait, decidesPush)
+	switch {
+	case err != nil:
 		p.appendFailed(w, err)
-		return
-	}
-	t := time.NewTimer(pushDecisionWait)
-	defer t.Stop()
-	select {
-	case ev := <-decided:
-		if rej := ev.GetCommandRejected(); rej != nil {
-			p.refuse(w, pushStatus(rej.GetCode()), rej.GetCode(), rej.GetMessage())
-			return
-		}
-		ok(ev)
-	case <-t.C:
+	case ev == nil:
 		writeProto(w, http.StatusAccepted, &pb.Accepted{CommandId: cmd.GetCommandId(), ConversationId: cmd.GetConversationId()})
-	case <-ctx.Done():
-	}
-}
-
-// append makes cmd durable (acks=all), like a frame's.
-func (p *pushTargets) append(ctx context.Context, cmd *pb.Command) error {
-	value, err := proto.Marshal(cmd)
-	if err != nil {
-		return err
-	}
-	typ := schemas.CommandType(cmd)
-	done := make(chan error, 1)
-	p.srv.appender.Append(p.srv.appendCtx, ingest.Record{Key: cmd.GetConversationId(), Type: typ, Value: value},
-		func(_ ingest.Position, err error) { done <- err })
-	select {
-	case err := <-done:
-		if err != nil {
-			p.srv.metrics.appendFailed.Inc()
-			return fmt.Errorf("append %s: %w", typ, err)
-		}
-		p.srv.metrics.appended.WithLabelValues(typ).Inc()
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	case ev.GetCommandRejected() != nil:
+		rej := ev.GetCommandRejected()
+		p.refuse(w, pushStatus(rej.GetCode()), rej.GetCode(), rej.GetMessage())
+	default:
+		ok(ev)
 	}
 }
 

@@ -48,8 +48,8 @@ type Server struct {
 	members *membership
 	// att serves the attachment endpoints (nil when not configured).
 	att *attachments
-	// push serves /v1/push/targets (push.go).
-	push *pushTargets
+	// decisions are the commands HTTP requests wait for (decisions.go).
+	decisions decisions
 	// gapsLogged: history gaps a Resume has logged already.
 	gapsLogged onceLog
 
