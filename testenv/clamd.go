@@ -4,14 +4,14 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-im/parley/gateway/scan"
 )
 
 // EICARSignature is the name the signature database Clamd writes gives the
@@ -160,7 +160,7 @@ func (c *ClamdServer) Start() {
 	}
 	p.logFile = filepath.Join(c.Dir, "stdout.log")
 	if err := p.waitReady(context.Background(), time.Minute, func(ctx context.Context) error {
-		return pingClamd(ctx, c.Network, c.Address)
+		return scan.Clamd{Network: c.Network, Address: c.Address}.Ping(ctx)
 	}); err != nil {
 		p.stop(5 * time.Second)
 		c.t.Fatalf("%v", err)
@@ -177,28 +177,4 @@ func (c *ClamdServer) Stop() {
 	if c.Network == "unix" {
 		_ = os.Remove(c.Address)
 	}
-}
-
-// pingClamd succeeds when clamd answers zPING with PONG.
-func pingClamd(ctx context.Context, network, address string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, address)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if _, err := io.WriteString(conn, "zPING\x00"); err != nil {
-		return err
-	}
-	b, err := io.ReadAll(io.LimitReader(conn, 64))
-	if err != nil {
-		return err
-	}
-	if got := strings.TrimRight(string(b), "\x00\n"); got != "PONG" {
-		return fmt.Errorf("clamd answered PING with %q", got)
-	}
-	return nil
 }
