@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/projector/push"
-	"github.com/parley-im/parley/testenv/pushserver"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv/pushserver"
 )
 
 const testConversation = "d:0123456789abcdef0123456789abcdef"

@@ -51,6 +51,15 @@ func StartAPNs(t testing.TB) *APNs {
 	return a
 }
 
+// StartAPNsLike starts another APNs server (e.g. the sandbox of other's
+// production) that accepts the provider tokens of other's key and team.
+func StartAPNsLike(t testing.TB, other *APNs) *APNs {
+	t.Helper()
+	a := &APNs{KeyID: other.KeyID, TeamID: other.TeamID, key: other.key, jwts: map[string]bool{}}
+	a.start(t, http.HandlerFunc(a.serve))
+	return a
+}
+
 // KeyPEM is the signing key as a .p8 file holds it (PKCS#8 PEM).
 func (a *APNs) KeyPEM() []byte { return p8(a.key) }
 

@@ -100,6 +100,10 @@ func (b *base) start(t testing.TB, h http.Handler) {
 // URL is the server's base URL (https://127.0.0.1:port).
 func (b *base) URL() string { return b.srv.URL }
 
+// Certificate is the server's certificate (self-signed), for a pool that
+// trusts several servers.
+func (b *base) Certificate() *x509.Certificate { return b.srv.Certificate() }
+
 // CertPool trusts the server's certificate (and nothing else).
 func (b *base) CertPool() *x509.CertPool { return b.pool }
 
