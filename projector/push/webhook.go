@@ -122,6 +122,10 @@ func (w *Webhook) Send(ctx context.Context, n *Notification) error {
 		return nil
 	})
 	if err != nil {
+		var refused *RefusedError
+		if errors.As(err, &refused) {
+			return err
+		}
 		return fmt.Errorf("webhook: %w", err)
 	}
 	s := a.status
