@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-im/parley/schemas"
 )
@@ -182,3 +184,43 @@ func (t *Tables) Inbox(ctx context.Context, user string) ([]InboxEntry, error) {
 	}
 	return out, nil
 }
+
+// UnreadTotal is user's unread total over the conversations it is in, as
+// query's /v1/unread counts it: the sum of last_seq − read_seq (never
+// below 0). It reads the inbox, then each conversation's last seq and the
+// user's read mark, unreadWorkers at a time.
+func (t *Tables) UnreadTotal(ctx context.Context, user string) (int64, error) {
+	entries, err := t.Inbox(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		mu    sync.Mutex
+		total int64
+	)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(unreadWorkers)
+	for _, e := range entries {
+		if e.Removed {
+			continue
+		}
+		g.Go(func() error {
+			last, _, err := t.LastSeq(ctx, e.ConversationID)
+			if err != nil {
+				return err
+			}
+			m, _, err := t.Member(ctx, e.ConversationID, user)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			total += max(0, last-m.ReadSeq)
+			mu.Unlock()
+			return nil
+		})
+	}
+	return total, g.Wait()
+}
+
+// unreadWorkers bounds UnreadTotal's concurrent reads.
+const unreadWorkers = 16

@@ -60,6 +60,15 @@ var (
 		Retention: 24 * time.Hour, Cleanup: "delete",
 		Doc: "requests to re-apply a conversation whose views lost rows; private to Parley",
 	}
+	// Push carries the notifier's planned pushes (PushNotification), one
+	// record per device, keyed by user id, with the provider in header
+	// HeaderPushProvider; its deliverers read it, one consumer group per
+	// provider.
+	Push = Topic{
+		Name: "parley.push", Partitions: DefaultPartitions,
+		Retention: 24 * time.Hour, Cleanup: "delete",
+		Doc: "pushes planned by the notifier, one per device; key = user id; private to the notifier",
+	}
 	// DeadLetters receives events a side consumer could not process.
 	DeadLetters = Topic{
 		Name: "parley.deadletters", Partitions: 1,
@@ -77,12 +86,16 @@ const (
 	HeaderSchemaVersion = "parley-schema-version" // major version of the protobuf package, e.g. "1"
 )
 
+// HeaderPushProvider names the provider of a parley.push record ("fcm",
+// "apns", "web_push", "webhook": schemas.ProviderName).
+const HeaderPushProvider = "parley-push-provider"
+
 // SchemaVersion is the value written to HeaderSchemaVersion.
 const SchemaVersion = "1"
 
 // TopicSet is one deployment's topics.
 type TopicSet struct {
-	Commands, Events, IngestState, Signals, Repairs, DeadLetters Topic
+	Commands, Events, IngestState, Signals, Repairs, Push, DeadLetters Topic
 }
 
 // Prefixed returns the contract's topics with prefix before each name, so
@@ -92,10 +105,10 @@ type TopicSet struct {
 func Prefixed(prefix string) TopicSet {
 	p := func(t Topic) Topic { t.Name = prefix + t.Name; return t }
 	return TopicSet{Commands: p(Commands), Events: p(Events), IngestState: p(IngestState),
-		Signals: p(Signals), Repairs: p(Repairs), DeadLetters: p(DeadLetters)}
+		Signals: p(Signals), Repairs: p(Repairs), Push: p(Push), DeadLetters: p(DeadLetters)}
 }
 
 // All lists the set's topics in provisioning order.
 func (s TopicSet) All() []Topic {
-	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.Repairs, s.DeadLetters}
+	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.Repairs, s.Push, s.DeadLetters}
 }

@@ -197,6 +197,59 @@ func (PushUnregisterReason) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_push_proto_rawDescGZIP(), []int{2}
 }
 
+// PushNotificationKind says what a push does on the device.
+type PushNotificationKind int32
+
+const (
+	PushNotificationKind_PUSH_NOTIFICATION_KIND_UNSPECIFIED PushNotificationKind = 0
+	// A visible alert for a new message.
+	PushNotificationKind_PUSH_NOTIFICATION_KIND_MESSAGE PushNotificationKind = 1
+	// A silent update: the badge is set and the conversation's notification
+	// is removed (the user read it on another device, or it was recalled).
+	PushNotificationKind_PUSH_NOTIFICATION_KIND_CLEAR PushNotificationKind = 2
+)
+
+// Enum value maps for PushNotificationKind.
+var (
+	PushNotificationKind_name = map[int32]string{
+		0: "PUSH_NOTIFICATION_KIND_UNSPECIFIED",
+		1: "PUSH_NOTIFICATION_KIND_MESSAGE",
+		2: "PUSH_NOTIFICATION_KIND_CLEAR",
+	}
+	PushNotificationKind_value = map[string]int32{
+		"PUSH_NOTIFICATION_KIND_UNSPECIFIED": 0,
+		"PUSH_NOTIFICATION_KIND_MESSAGE":     1,
+		"PUSH_NOTIFICATION_KIND_CLEAR":       2,
+	}
+)
+
+func (x PushNotificationKind) Enum() *PushNotificationKind {
+	p := new(PushNotificationKind)
+	*p = x
+	return p
+}
+
+func (x PushNotificationKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PushNotificationKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_push_proto_enumTypes[3].Descriptor()
+}
+
+func (PushNotificationKind) Type() protoreflect.EnumType {
+	return &file_parley_v1_push_proto_enumTypes[3]
+}
+
+func (x PushNotificationKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PushNotificationKind.Descriptor instead.
+func (PushNotificationKind) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_push_proto_rawDescGZIP(), []int{3}
+}
+
 // PushTarget is where pushes for one device of a user go. Each device has
 // at most one; registering again replaces it. Only the fields of its
 // provider are set (schemas.CheckPushTarget):
@@ -331,6 +384,161 @@ func (x *PushTarget) GetRegisteredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PushNotification is one record of a parley.push.<provider> topic: one
+// push to one device, planned by the notifier from one event and sent by
+// the notifier's deliverer of that provider. Keyed by user id. Private to
+// the notifier (not part of the analytics contract).
+type PushNotification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable for (conversation, version, device): a record planned again
+	// after a crash carries the same id, so the device collapses the
+	// duplicate.
+	Id             string      `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	UserId         string      `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Target         *PushTarget `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	ConversationId string      `protobuf:"bytes,4,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The message's seq (MESSAGE), or the seq read up to or recalled
+	// (CLEAR).
+	Seq  int64                `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	Kind PushNotificationKind `protobuf:"varint,6,opt,name=kind,proto3,enum=parley.v1.PushNotificationKind" json:"kind,omitempty"`
+	// Empty when the preview setting hides them.
+	Title string `protobuf:"bytes,7,opt,name=title,proto3" json:"title,omitempty"`
+	Body  string `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`
+	// The user's unread total when the notification was planned.
+	Badge int64 `protobuf:"varint,9,opt,name=badge,proto3" json:"badge,omitempty"`
+	// The collapse key: the conversation id.
+	Collapse string `protobuf:"bytes,10,opt,name=collapse,proto3" json:"collapse,omitempty"`
+	// When the event was decided, to measure decided→pushed.
+	EventAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=event_at,json=eventAt,proto3" json:"event_at,omitempty"`
+	// The conversation version of the event it was planned from.
+	Version int64 `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	// The user was mentioned.
+	Mention       bool `protobuf:"varint,13,opt,name=mention,proto3" json:"mention,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushNotification) Reset() {
+	*x = PushNotification{}
+	mi := &file_parley_v1_push_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushNotification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushNotification) ProtoMessage() {}
+
+func (x *PushNotification) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_push_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushNotification.ProtoReflect.Descriptor instead.
+func (*PushNotification) Descriptor() ([]byte, []int) {
+	return file_parley_v1_push_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PushNotification) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PushNotification) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *PushNotification) GetTarget() *PushTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *PushNotification) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *PushNotification) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PushNotification) GetKind() PushNotificationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PushNotificationKind_PUSH_NOTIFICATION_KIND_UNSPECIFIED
+}
+
+func (x *PushNotification) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *PushNotification) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *PushNotification) GetBadge() int64 {
+	if x != nil {
+		return x.Badge
+	}
+	return 0
+}
+
+func (x *PushNotification) GetCollapse() string {
+	if x != nil {
+		return x.Collapse
+	}
+	return ""
+}
+
+func (x *PushNotification) GetEventAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EventAt
+	}
+	return nil
+}
+
+func (x *PushNotification) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PushNotification) GetMention() bool {
+	if x != nil {
+		return x.Mention
+	}
+	return false
+}
+
 var File_parley_v1_push_proto protoreflect.FileDescriptor
 
 const file_parley_v1_push_proto_rawDesc = "" +
@@ -350,7 +558,22 @@ const file_parley_v1_push_proto_rawDesc = "" +
 	"\x06locale\x18\t \x01(\tH\x00R\x06locale\x88\x01\x01\x12?\n" +
 	"\rregistered_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAtB\t\n" +
-	"\a_locale*\x93\x01\n" +
+	"\a_locale\"\xa1\x03\n" +
+	"\x10PushNotification\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12-\n" +
+	"\x06target\x18\x03 \x01(\v2\x15.parley.v1.PushTargetR\x06target\x12'\n" +
+	"\x0fconversation_id\x18\x04 \x01(\tR\x0econversationId\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x03R\x03seq\x123\n" +
+	"\x04kind\x18\x06 \x01(\x0e2\x1f.parley.v1.PushNotificationKindR\x04kind\x12\x14\n" +
+	"\x05title\x18\a \x01(\tR\x05title\x12\x12\n" +
+	"\x04body\x18\b \x01(\tR\x04body\x12\x14\n" +
+	"\x05badge\x18\t \x01(\x03R\x05badge\x12\x1a\n" +
+	"\bcollapse\x18\n" +
+	" \x01(\tR\bcollapse\x125\n" +
+	"\bevent_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aeventAt\x12\x18\n" +
+	"\aversion\x18\f \x01(\x03R\aversion\x12\x18\n" +
+	"\amention\x18\r \x01(\bR\amention*\x93\x01\n" +
 	"\fPushProvider\x12\x1d\n" +
 	"\x19PUSH_PROVIDER_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PUSH_PROVIDER_FCM\x10\x01\x12\x16\n" +
@@ -365,7 +588,11 @@ const file_parley_v1_push_proto_rawDesc = "" +
 	"\"PUSH_UNREGISTER_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dPUSH_UNREGISTER_REASON_LOGOUT\x10\x01\x12(\n" +
 	"$PUSH_UNREGISTER_REASON_INVALID_TOKEN\x10\x02\x12#\n" +
-	"\x1fPUSH_UNREGISTER_REASON_REPLACED\x10\x03B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x1fPUSH_UNREGISTER_REASON_REPLACED\x10\x03*\x84\x01\n" +
+	"\x14PushNotificationKind\x12&\n" +
+	"\"PUSH_NOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1ePUSH_NOTIFICATION_KIND_MESSAGE\x10\x01\x12 \n" +
+	"\x1cPUSH_NOTIFICATION_KIND_CLEAR\x10\x02B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_push_proto_rawDescOnce sync.Once
@@ -379,24 +606,29 @@ func file_parley_v1_push_proto_rawDescGZIP() []byte {
 	return file_parley_v1_push_proto_rawDescData
 }
 
-var file_parley_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_parley_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_parley_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_parley_v1_push_proto_goTypes = []any{
 	(PushProvider)(0),             // 0: parley.v1.PushProvider
 	(ApnsEnvironment)(0),          // 1: parley.v1.ApnsEnvironment
 	(PushUnregisterReason)(0),     // 2: parley.v1.PushUnregisterReason
-	(*PushTarget)(nil),            // 3: parley.v1.PushTarget
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(PushNotificationKind)(0),     // 3: parley.v1.PushNotificationKind
+	(*PushTarget)(nil),            // 4: parley.v1.PushTarget
+	(*PushNotification)(nil),      // 5: parley.v1.PushNotification
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_parley_v1_push_proto_depIdxs = []int32{
 	0, // 0: parley.v1.PushTarget.provider:type_name -> parley.v1.PushProvider
 	1, // 1: parley.v1.PushTarget.apns_environment:type_name -> parley.v1.ApnsEnvironment
-	4, // 2: parley.v1.PushTarget.registered_at:type_name -> google.protobuf.Timestamp
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6, // 2: parley.v1.PushTarget.registered_at:type_name -> google.protobuf.Timestamp
+	4, // 3: parley.v1.PushNotification.target:type_name -> parley.v1.PushTarget
+	3, // 4: parley.v1.PushNotification.kind:type_name -> parley.v1.PushNotificationKind
+	6, // 5: parley.v1.PushNotification.event_at:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_push_proto_init() }
@@ -410,8 +642,8 @@ func file_parley_v1_push_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_push_proto_rawDesc), len(file_parley_v1_push_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   1,
+			NumEnums:      4,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

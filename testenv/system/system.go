@@ -24,6 +24,7 @@ import (
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector"
+	"github.com/parley-im/parley/projector/notify"
 	"github.com/parley-im/parley/projector/repair"
 	"github.com/parley-im/parley/query"
 	"github.com/parley-im/parley/schemas"
@@ -62,6 +63,10 @@ type Options struct {
 	// (off without a Store). Every gateway shares the Store and the URL
 	// key (one is generated when none is set).
 	GatewayAttachments gateway.Attachments
+	// Notifier, when set, runs the push notifier as component "notifier"
+	// with these settings; the system fills in where Kafka, Cassandra and
+	// the topics are, and the groups.
+	Notifier *notify.Config
 	// Registerer, when set, receives every component's metrics (each
 	// gateway's with a gateway="<n>" label). A component started again
 	// with StartComponent registers again and fails: leave it nil then.
@@ -177,6 +182,9 @@ func (s *System) WaitReady(ctx context.Context) error {
 // Components names what StartComponent and StopComponent take.
 func (s *System) Components() []string {
 	names := []string{"ingest", "projector", "query"}
+	if s.opts.Notifier != nil {
+		names = append(names, "notifier")
+	}
 	for i := range s.GatewayURLs {
 		names = append(names, fmt.Sprintf("gateway-%d", i))
 	}
@@ -250,6 +258,12 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			cancel()
 			return errors.Join(err, <-repaired)
 		}, nil
+	case name == "notifier" && s.opts.Notifier != nil:
+		n, err := notify.New(s.NotifierConfig())
+		if err != nil {
+			return nil, err
+		}
+		return n.Run, nil
 	case name == "query":
 		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
 			Auth: s.AuthConfig, Logger: log})
@@ -284,6 +298,27 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		}
 		return func(ctx context.Context) error { return g.Serve(ctx, ln) }, nil
 	}
+}
+
+// NotifierConfig is Options.Notifier with this system's Kafka, Cassandra,
+// topics and groups filled in: what component "notifier" runs, and what a
+// notifier run elsewhere (a separate process) must be given.
+func (s *System) NotifierConfig() notify.Config {
+	c := *s.opts.Notifier
+	c.Seeds, c.Cassandra.Hosts, c.Keyspace = s.opts.Seeds, s.opts.Hosts, s.opts.Keyspace
+	c.EventsTopic, c.SignalsTopic, c.PushTopic = s.Topics.Events.Name, s.Topics.Signals.Name, s.Topics.Push.Name
+	c.CommandsTopic, c.DeadLetterTopic = s.Topics.Commands.Name, s.Topics.DeadLetters.Name
+	c.Group, c.Projector = s.GroupOf("notifier"), s.GroupOf("projector")
+	if c.Logger == nil {
+		c.Logger = s.opts.Logger
+	}
+	// The topics are this system's own, created with it: every event of
+	// the log is one the notifier must see.
+	c.FromStart = true
+	if c.Registerer == nil {
+		c.Registerer = s.opts.Registerer
+	}
+	return c
 }
 
 // Options are the options the system was started with, defaults filled in.

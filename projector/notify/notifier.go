@@ -1,0 +1,408 @@
+package notify
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/oklog/ulid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/parley-im/parley/ingest"
+	"github.com/parley-im/parley/projector"
+	"github.com/parley-im/parley/projector/bus"
+	"github.com/parley-im/parley/projector/push"
+	"github.com/parley-im/parley/schemas"
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// Notifier is the push notifier (package doc).
+type Notifier struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	senders  map[pb.PushProvider]push.Sender
+	presence *presence
+}
+
+// New checks cfg and returns a Notifier; Run starts it.
+func New(cfg Config) (*Notifier, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notifier"), m: m,
+		senders: map[pb.PushProvider]push.Sender{}, presence: newPresence()}
+	for _, s := range cfg.Senders {
+		n.senders[s.Provider()] = s
+	}
+	return n, nil
+}
+
+// The event types the planner acts on; it acks every other at once.
+var planned = map[string]bool{"MessageSent": true, "ReadUpTo": true, "MessageRecalled": true}
+
+// checkpointPoll is how often the projector's checkpoints are read while
+// the planner waits for them.
+const checkpointPoll = 5 * time.Millisecond
+
+// Run connects (retrying Cassandra until it answers), then plans and
+// delivers pushes until ctx is canceled. Pushes in flight are abandoned,
+// their offsets uncommitted: they are planned or sent again by whoever
+// runs next (README.md, "What a crash leaves behind").
+func (n *Notifier) Run(ctx context.Context) error {
+	sess, err := n.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	tables, err := projector.NewTables(sess, n.cfg.Keyspace)
+	if err != nil {
+		return err
+	}
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(n.cfg.Seeds...), kgo.ClientID("parley-notifier")}, n.cfg.KafkaOptions...)
+	admCl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("notify: kafka: %w", err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	appender, err := ingest.NewAppender(ingest.AppenderConfig{Seeds: n.cfg.Seeds, Topic: n.cfg.CommandsTopic,
+		ClientID: "parley-notifier-commands", Extra: n.cfg.KafkaOptions})
+	if err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	defer func() { _ = appender.Close(context.Background()) }()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	signalsDone := make(chan error, 1)
+	go func() { signalsDone <- n.readSignals(ctx, adm, kopts) }()
+	proj := newProjected(func(ctx context.Context) (map[int32]int64, error) { return tables.Checkpoints(ctx, n.cfg.Projector) }, checkpointPoll)
+	go proj.run(ctx, func(err error) { n.log.Warn("read the projector's checkpoints", "err", err) })
+
+	wlog := watermill.NewSlogLogger(n.log)
+	pub, err := bus.NewPublisher(bus.PublisherConfig{Brokers: n.cfg.Seeds, ClientID: "parley-notifier", KafkaOptions: n.cfg.KafkaOptions}, wlog)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
+	if err != nil {
+		return err
+	}
+	router.AddMiddleware(middleware.Recoverer)
+
+	providers := map[pb.PushProvider]bool{}
+	for p := range n.senders {
+		providers[p] = true
+	}
+	pl := &planner{views: tables, preview: n.cfg.Preview, connected: n.presence.connected, providers: providers,
+		skipped: func(reason string) { n.m.skipped.WithLabelValues(reason).Inc() }}
+	start := bus.StartLatest
+	if n.cfg.FromStart {
+		start = bus.StartEarliest
+	}
+	planSub, err := n.subscriber(n.cfg.Group, start, wlog)
+	if err != nil {
+		return err
+	}
+	h := router.AddNoPublisherHandler("plan", n.cfg.EventsTopic, planSub, n.planHandler(pl, proj, adm, pub))
+	poison, err := middleware.PoisonQueueWithFilter(pub, n.cfg.DeadLetterTopic, isPermanent)
+	if err != nil {
+		return err
+	}
+	h.AddMiddleware(poison, middleware.Retry{MaxRetries: 1 << 20, InitialInterval: n.cfg.RetryInitial, MaxInterval: 5 * time.Second,
+		Multiplier: 2, ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware)
+
+	for prov, s := range n.senders {
+		name := schemas.ProviderName(prov)
+		sub, err := n.subscriber(n.cfg.Group+"-"+name, bus.StartEarliest, wlog)
+		if err != nil {
+			return err
+		}
+		dead, err := middleware.PoisonQueueWithFilter(pub, n.cfg.DeadLetterTopic, func(err error) bool {
+			if ctx.Err() != nil {
+				return false // stopping: sent again after the restart
+			}
+			n.m.sent.WithLabelValues(name, "dead").Inc()
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		h := router.AddNoPublisherHandler("push-"+name, n.cfg.PushTopic, sub, n.deliverHandler(s, appender))
+		h.AddMiddleware(onlyProvider(name), dead, middleware.Retry{MaxRetries: n.cfg.MaxRetries, InitialInterval: n.cfg.RetryInitial,
+			MaxInterval: n.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
+			ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware,
+			middleware.NewThrottle(int64(n.cfg.Rate), time.Second).Middleware)
+	}
+
+	routed := make(chan error, 1)
+	go func() { routed <- router.Run(ctx) }()
+	select {
+	case err = <-routed:
+	case err = <-signalsDone:
+		cancel()
+		<-routed
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (n *Notifier) subscriber(group string, start bus.StartOffset, wlog watermill.LoggerAdapter) (*bus.Subscriber, error) {
+	return bus.NewSubscriber(bus.SubscriberConfig{Brokers: n.cfg.Seeds, ClientID: group, ConsumerGroup: group, StartFrom: start,
+		KafkaOptions: n.cfg.KafkaOptions}, wlog)
+}
+
+// connect opens the Cassandra session, retrying until ctx ends.
+func (n *Notifier) connect(ctx context.Context) (*gocql.Session, error) {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		sess, err := n.cfg.Cassandra.Session()
+		if err == nil {
+			return sess, nil
+		}
+		n.log.Warn("cannot reach Cassandra; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// permanent marks an error that retrying cannot mend.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+func isPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
+
+// onlyProvider acks at once the records of the push topic that are not
+// name's, before they reach the throttle.
+func onlyProvider(name string) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if msg.Metadata.Get(schemas.HeaderPushProvider) != name {
+				return nil, nil
+			}
+			return h(msg)
+		}
+	}
+}
+
+// planHandler plans the pushes of one event and appends them to the push
+// topic; the event is acked (its offset committed later) only after they
+// all are durable.
+func (n *Notifier) planHandler(pl *planner, proj *projected, adm *kadm.Client, pub message.Publisher) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		if !planned[msg.Metadata.Get(schemas.HeaderType)] {
+			return nil
+		}
+		ev := &pb.Event{}
+		if err := proto.Unmarshal(msg.Payload, ev); err != nil {
+			return permanent{fmt.Errorf("decode event: %w", err)}
+		}
+		part, err1 := strconv.ParseInt(msg.Metadata.Get(bus.MetaPartition), 10, 32)
+		off, err2 := strconv.ParseInt(msg.Metadata.Get(bus.MetaOffset), 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return permanent{fmt.Errorf("record position: %w", err)}
+		}
+		ctx := msg.Context()
+		start := time.Now()
+		if err := proj.wait(ctx, int32(part), off); err != nil {
+			return err
+		}
+		if err := n.presence.caughtUp(ctx, adm, n.cfg.SignalsTopic, ev.GetOccurredAt().AsTime()); err != nil {
+			return fmt.Errorf("read presence: %w", err)
+		}
+		n.m.planDelay.Observe(time.Since(start).Seconds())
+		notes, err := pl.plan(ctx, ev, time.Now())
+		if err != nil || len(notes) == 0 {
+			return err
+		}
+		out := make([]*message.Message, 0, len(notes))
+		for _, note := range notes {
+			v, err := proto.Marshal(note)
+			if err != nil {
+				return permanent{err}
+			}
+			m := message.NewMessage(note.GetId(), v)
+			prov := schemas.ProviderName(note.GetTarget().GetProvider())
+			m.Metadata.Set(bus.MetaPartitionKey, note.GetUserId())
+			m.Metadata.Set(schemas.HeaderPushProvider, prov)
+			out = append(out, m)
+		}
+		if err := pub.Publish(n.cfg.PushTopic, out...); err != nil {
+			return err
+		}
+		for _, note := range notes {
+			n.m.planned.WithLabelValues(schemas.ProviderName(note.GetTarget().GetProvider()), kindName(note.GetKind())).Inc()
+		}
+		return nil
+	}
+}
+
+func kindName(k pb.PushNotificationKind) string {
+	if k == pb.PushNotificationKind_PUSH_NOTIFICATION_KIND_CLEAR {
+		return "clear"
+	}
+	return "message"
+}
+
+// deliverHandler sends one planned push with s. Accepted, or a token the
+// provider calls invalid (unregistered by a command first), acks it; a
+// temporary failure is tried again (Retry middleware), honouring the
+// provider's Retry-After; a refusal is permanent (dead letter).
+func (n *Notifier) deliverHandler(s push.Sender, appender *ingest.Appender) message.NoPublishHandlerFunc {
+	name := schemas.ProviderName(s.Provider())
+	return func(msg *message.Message) error {
+		pn := &pb.PushNotification{}
+		if err := proto.Unmarshal(msg.Payload, pn); err != nil {
+			return permanent{fmt.Errorf("decode push: %w", err)}
+		}
+		ctx := msg.Context()
+		err := s.Send(ctx, notificationOf(pn))
+		var retry *push.RetryError
+		switch {
+		case err == nil:
+			n.m.sent.WithLabelValues(name, "accepted").Inc()
+			if at := pn.GetEventAt(); at != nil {
+				n.m.latency.WithLabelValues(name).Observe(time.Since(at.AsTime()).Seconds())
+			}
+			return nil
+		case errors.Is(err, push.ErrInvalidToken):
+			if err := n.unregister(ctx, appender, pn); err != nil {
+				return err
+			}
+			n.m.sent.WithLabelValues(name, "invalid_token").Inc()
+			n.log.Info("push target unregistered: the provider calls it invalid", "provider", name,
+				"user", pn.GetUserId(), "device", pn.GetTarget().GetDeviceId())
+			return nil
+		case errors.As(err, &retry):
+			n.m.sent.WithLabelValues(name, "retry").Inc()
+			if wait := min(retry.After, n.cfg.RetryMax); wait > 0 {
+				t := time.NewTimer(wait)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			}
+			return err
+		case ctx.Err() != nil:
+			return err
+		}
+		var refused *push.RefusedError
+		if errors.As(err, &refused) {
+			n.m.sent.WithLabelValues(name, "refused").Inc()
+			return permanent{err}
+		}
+		n.m.sent.WithLabelValues(name, "retry").Inc()
+		return err
+	}
+}
+
+// unregister appends the INVALID_TOKEN unregistration of pn's target to the
+// user's stream; the decider removes the target if the device still has
+// that token.
+func (n *Notifier) unregister(ctx context.Context, appender *ingest.Appender, pn *pb.PushNotification) error {
+	now := time.Now()
+	cmd := &pb.Command{CommandId: ulid.MustNew(ulid.Timestamp(now), rand.Reader).String(), UserId: pn.GetUserId(),
+		DeviceId: pn.GetTarget().GetDeviceId(), ConversationId: schemas.UserStreamID(pn.GetUserId()), ReceivedAt: timestamppb.New(now),
+		Body: &pb.Command_UnregisterPush{UnregisterPush: &pb.UnregisterPushTarget{DeviceId: pn.GetTarget().GetDeviceId(),
+			Reason: pb.PushUnregisterReason_PUSH_UNREGISTER_REASON_INVALID_TOKEN, Token: schemas.PushAddress(pn.GetTarget())}}}
+	v, err := proto.Marshal(cmd)
+	if err != nil {
+		return permanent{err}
+	}
+	_, err = appender.AppendSync(ctx, ingest.Record{Key: cmd.GetConversationId(), Type: schemas.CommandType(cmd), Value: v})
+	if err != nil {
+		return fmt.Errorf("append the unregistration: %w", err)
+	}
+	return nil
+}
+
+// notificationOf is the provider clients' form of a planned push.
+func notificationOf(pn *pb.PushNotification) *push.Notification {
+	kind := push.KindMessage
+	if pn.GetKind() == pb.PushNotificationKind_PUSH_NOTIFICATION_KIND_CLEAR {
+		kind = push.KindClear
+	}
+	return &push.Notification{ID: pn.GetId(), Target: pn.GetTarget(), UserID: pn.GetUserId(), ConversationID: pn.GetConversationId(),
+		Seq: pn.GetSeq(), Kind: kind, Title: pn.GetTitle(), Body: pn.GetBody(), Badge: pn.GetBadge(), Collapse: pn.GetCollapse(),
+		Data: map[string]string{"version": strconv.FormatInt(pn.GetVersion(), 10)}}
+}
+
+// readSignals follows the signals topic into n.presence from
+// PresenceWindow back, until ctx ends.
+func (n *Notifier) readSignals(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt) error {
+	var start kadm.ListedOffsets
+	for {
+		var err error
+		start, err = adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-n.cfg.PresenceWindow).UnixMilli(), n.cfg.SignalsTopic)
+		if err == nil {
+			err = start.Error()
+		}
+		if err == nil {
+			break
+		}
+		n.log.Warn("cannot list the signals topic's offsets; retrying (pushes wait)", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	offsets := map[int32]kgo.Offset{}
+	n.presence.mu.Lock()
+	start.Each(func(o kadm.ListedOffset) {
+		offsets[o.Partition] = kgo.NewOffset().At(o.Offset)
+		n.presence.read[o.Partition] = o.Offset
+	})
+	n.presence.mu.Unlock()
+	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.cfg.SignalsTopic: offsets}),
+		kgo.FetchMaxWait(500*time.Millisecond))...)
+	if err != nil {
+		return fmt.Errorf("notify: signals consumer: %w", err)
+	}
+	defer cl.Close()
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			n.log.Warn("read signals", "topic", t, "partition", p, "err", err)
+		})
+		fs.EachRecord(n.presence.apply)
+		select {
+		case now := <-sweep.C:
+			n.presence.expire(now)
+		default:
+		}
+	}
+}
