@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
@@ -37,6 +38,8 @@ type Request struct {
 	// Silent is true for a push that shows nothing (FCM: no notification;
 	// APNs: background; Web Push, webhook: kind "clear").
 	Silent bool
+	// At is when the server accepted it.
+	At time.Time
 	// ProtoMajor is the request's HTTP major version.
 	ProtoMajor int
 	// Header is the request's header, Raw its body (decrypted for Web
@@ -106,6 +109,12 @@ func (b *base) Certificate() *x509.Certificate { return b.srv.Certificate() }
 
 // CertPool trusts the server's certificate (and nothing else).
 func (b *base) CertPool() *x509.CertPool { return b.pool }
+
+// CertPEM is the server's certificate in PEM, for a process that must
+// trust it (a file named by PARLEY_NOTIFIER_CA_FILE).
+func (b *base) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.srv.Certificate().Raw})
+}
 
 // Client is an HTTP client trusting the server.
 func (b *base) Client() *http.Client { return b.srv.Client() }
@@ -218,6 +227,7 @@ func (b *base) decide(address string, r Request) (Outcome, time.Duration) {
 		o, b.next = b.next[0], b.next[1:]
 	}
 	if o == OK {
+		r.At = time.Now()
 		b.accepted = append(b.accepted, r)
 		b.notify()
 	}
