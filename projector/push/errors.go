@@ -1,7 +1,6 @@
 package push
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -116,10 +115,4 @@ func RetryAfter(err error) time.Duration {
 		return r.After
 	}
 	return 0
-}
-
-// ctxErr is the retryable error for a request that ended with the
-// caller's context.
-func ctxErr(ctx context.Context) error {
-	return &RetryError{Err: ctx.Err()}
 }
