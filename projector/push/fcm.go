@@ -136,6 +136,17 @@ func (f *FCM) Send(ctx context.Context, n *Notification) error {
 	if n.Target.GetToken() == "" {
 		return &RefusedError{Reason: "fcm: target has no token"}
 	}
+	n, err := fit(n, fcmMaxPayload, func(n *Notification) (int, error) {
+		m := f.message(n).Message
+		b, err := json.Marshal(struct {
+			N *fcmNotification  `json:"notification"`
+			D map[string]string `json:"data"`
+		}{m.Notification, m.Data})
+		return len(b), err
+	})
+	if err != nil {
+		return fmt.Errorf("fcm: %w", err)
+	}
 	body, err := json.Marshal(f.message(n))
 	if err != nil {
 		return &RefusedError{Reason: "fcm: encoding the message: " + err.Error()}

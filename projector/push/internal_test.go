@@ -192,3 +192,22 @@ func TestErrorsCarryNoSecrets(t *testing.T) {
 func webhookTarget(endpoint string) *pb.PushTarget {
 	return &pb.PushTarget{DeviceId: "dev1", Provider: pb.PushProvider_PUSH_PROVIDER_WEBHOOK, Endpoint: endpoint}
 }
+
+func TestShorten(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		max  int
+		want string
+	}{
+		{"hello", 10, "hello"},
+		{"hello", 5, "hello"},
+		{"hello world", 8, "hello…"},
+		{"ééé", 6, "ééé"},
+		{"éééé", 6, "é…"}, // never half a character
+		{"hello", 3, ""},
+	} {
+		if got := shorten(c.s, c.max); got != c.want || len(got) > max(c.max, 0) {
+			t.Errorf("shorten(%q, %d) = %q, want %q", c.s, c.max, got, c.want)
+		}
+	}
+}
