@@ -136,6 +136,11 @@ func (f *FCM) Send(ctx context.Context, n *Notification) error {
 	if n.Target.GetToken() == "" {
 		return &RefusedError{Reason: "fcm: target has no token"}
 	}
+	for k := range n.Data {
+		if fcmReservedKey(k) {
+			return &RefusedError{Reason: fmt.Sprintf("fcm: data key %q is reserved by FCM", k)}
+		}
+	}
 	n, err := fit(n, fcmMaxPayload, func(n *Notification) (int, error) {
 		m := f.message(n).Message
 		b, err := json.Marshal(struct {
@@ -245,4 +250,14 @@ func (f *FCM) classify(a *answer) error {
 func fcmAboutToken(msg string) bool {
 	m := strings.ToLower(msg)
 	return strings.Contains(m, "registration token") || strings.Contains(m, "message.token")
+}
+
+// fcmReservedKey says whether FCM refuses k as a data key: "from",
+// "message_type", "notification", or a "google." or "gcm." prefix.
+func fcmReservedKey(k string) bool {
+	switch k {
+	case "from", "message_type", "notification":
+		return true
+	}
+	return strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.")
 }

@@ -205,3 +205,14 @@ func TestFCMConfigValidate(t *testing.T) {
 		t.Errorf("a key file without a PEM key: %v", err)
 	}
 }
+
+func TestFCMReservedDataKey(t *testing.T) {
+	srv := pushserver.StartFCM(t)
+	f := newFCM(t, srv)
+	n := message(fcmTarget(fcmToken), "n-r")
+	n.Data = map[string]string{"google.sent_time": "1"}
+	r := wantRefused(t, f.Send(testCtx(t), n), 0)
+	if !strings.Contains(r.Reason, "reserved") || srv.Received() != 0 {
+		t.Fatalf("reason %q, %d requests sent; want a refusal before sending", r.Reason, srv.Received())
+	}
+}

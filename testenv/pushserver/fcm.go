@@ -279,6 +279,12 @@ func (f *FCM) send(w http.ResponseWriter, r *http.Request) {
 		bad("message.notification without title or body")
 		return
 	}
+	for k := range m.Data {
+		if k == "from" || k == "message_type" || k == "notification" || strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.") {
+			bad("Invalid data payload key: %s", k)
+			return
+		}
+	}
 	rec := Request{Address: m.Token, Data: m.Data, ProtoMajor: r.ProtoMajor, Header: r.Header.Clone(), Raw: raw, Silent: m.Notification == nil}
 	if m.Notification != nil {
 		rec.Title, rec.Body = m.Notification.Title, m.Notification.Body
