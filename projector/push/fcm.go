@@ -228,7 +228,9 @@ func (f *FCM) classify(a *answer) error {
 	e := fcmParseError(a.body)
 	what := strings.TrimSpace(e.code + " " + e.status + " " + clip([]byte(e.message)))
 	switch {
-	case e.code == "UNREGISTERED" || a.status == http.StatusNotFound:
+	case e.code == "UNREGISTERED" || a.status == http.StatusNotFound && e.status == "NOT_FOUND":
+		// A 404 without FCM's error body (a wrong endpoint, a proxy) says
+		// nothing about the token: refused below.
 		return invalidToken("fcm: HTTP %d %s", a.status, what)
 	case e.code == "INVALID_ARGUMENT" || e.status == "INVALID_ARGUMENT" || a.status == http.StatusBadRequest:
 		if fcmAboutToken(e.message) {

@@ -216,3 +216,26 @@ func TestFCMReservedDataKey(t *testing.T) {
 		t.Fatalf("reason %q, %d requests sent; want a refusal before sending", r.Reason, srv.Received())
 	}
 }
+
+// TestFCMWrongProject: a send to a project the server does not serve is
+// refused, and never taken for an invalid token.
+func TestFCMWrongProject(t *testing.T) {
+	srv := pushserver.StartFCM(t)
+	var sa map[string]string
+	if err := json.Unmarshal(srv.ServiceAccountJSON(), &sa); err != nil {
+		t.Fatal(err)
+	}
+	sa["project_id"] = "another-project"
+	b, err := json.Marshal(sa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := push.NewFCM(push.FCMConfig{Credentials: b, Endpoint: srv.URL(), RootCAs: srv.CertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, f.Send(testCtx(t), message(fcmTarget(fcmToken), "n-p")), 404)
+	if rej := srv.Rejections(); len(rej) != 1 || !strings.Contains(rej[0], "another-project") {
+		t.Fatalf("rejections %q", rej)
+	}
+}

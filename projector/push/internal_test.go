@@ -88,6 +88,8 @@ func TestFCMClassify(t *testing.T) {
 		"quota":                {status(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded"), "retry"},
 		"internal":             {status(500, "INTERNAL", "INTERNAL", "Internal error"), "retry"},
 		"unavailable, no body": {&answer{status: 503}, "retry"},
+		"404 not from FCM":     {&answer{status: 404, body: []byte("<html>Not Found</html>")}, "refused"},
+		"404 NOT_FOUND":        {status(404, "NOT_FOUND", "", "Requested entity was not found."), "invalid_target"},
 		"too large":            {&answer{status: 413}, "refused"},
 	} {
 		if got := outcome(f.classify(c.a)); got != c.want {
