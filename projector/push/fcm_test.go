@@ -239,3 +239,16 @@ func TestFCMWrongProject(t *testing.T) {
 		t.Fatalf("rejections %q", rej)
 	}
 }
+
+// TestFCMUnreachable: a provider that cannot be reached is a retry, and
+// the error names the host only.
+func TestFCMUnreachable(t *testing.T) {
+	srv := pushserver.StartFCM(t)
+	f := newFCM(t, srv)
+	srv.Close()
+	err := f.Send(testCtx(t), message(fcmTarget(fcmToken), "n-u"))
+	wantRetry(t, err, 0, 0)
+	if strings.Contains(err.Error(), "/token") || strings.Contains(err.Error(), "ya29") {
+		t.Errorf("the error quotes more than the host: %v", err)
+	}
+}
