@@ -117,6 +117,13 @@ func (a *APNs) Send(ctx context.Context, n *Notification) error {
 	default:
 		return &RefusedError{Reason: "apns: target has no apns_environment"}
 	}
+	n, err := fit(n, apnsMaxPayload, func(n *Notification) (int, error) {
+		b, err := json.Marshal(a.payload(n))
+		return len(b), err
+	})
+	if err != nil {
+		return fmt.Errorf("apns: %w", err)
+	}
 	body, err := json.Marshal(a.payload(n))
 	if err != nil {
 		return &RefusedError{Reason: "apns: encoding the payload: " + err.Error()}

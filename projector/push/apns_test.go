@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -48,7 +50,7 @@ var uuidForm = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][
 
 func TestAPNsSendMessage(t *testing.T) {
 	srv := pushserver.StartAPNs(t)
-	srv.Topic = apnsTopic
+	srv.SetTopic(apnsTopic)
 	a := newAPNs(t, srv)
 	n := message(apnsTarget(pb.ApnsEnvironment_APNS_ENVIRONMENT_PRODUCTION), "n-1")
 	if err := a.Send(testCtx(t), n); err != nil {
@@ -165,8 +167,8 @@ func TestAPNsAnswers(t *testing.T) {
 		return a.Send(testCtx(t), message(apnsTarget(pb.ApnsEnvironment_APNS_ENVIRONMENT_PRODUCTION), "n-"+strconv.Itoa(i)))
 	})
 	t.Run("token not for topic", func(t *testing.T) {
-		srv.Topic = "com.example.other"
-		defer func() { srv.Topic = "" }()
+		srv.SetTopic("com.example.other")
+		defer srv.SetTopic("")
 		wantInvalid(t, a.Send(testCtx(t), message(apnsTarget(pb.ApnsEnvironment_APNS_ENVIRONMENT_PRODUCTION), "n-topic")))
 	})
 }
@@ -243,7 +245,9 @@ func TestAPNsHTTP2Only(t *testing.T) {
 	}
 
 	var reached atomic.Int32
-	h1 := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	h1 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	h1.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	h1.StartTLS()
 	defer h1.Close()
 	cfg := apnsConfig(t, srv)
 	cfg.Production = h1.URL
@@ -278,5 +282,24 @@ func TestAPNsConfigValidate(t *testing.T) {
 	}
 	if _, err := push.NewAPNs(good); err == nil || !strings.Contains(err.Error(), "PEM") {
 		t.Errorf("a key that is not PEM: %v", err)
+	}
+}
+
+// TestAPNsLongBody: a body that would make the payload exceed APNs' 4 KB
+// is shortened, not refused.
+func TestAPNsLongBody(t *testing.T) {
+	srv := pushserver.StartAPNs(t)
+	a := newAPNs(t, srv)
+	n := message(apnsTarget(pb.ApnsEnvironment_APNS_ENVIRONMENT_PRODUCTION), "n-long")
+	n.Body = strings.Repeat("é<", 3000)
+	if err := a.Send(testCtx(t), n); err != nil {
+		t.Fatal(err)
+	}
+	got := waitOne(t, srv, 1)
+	if len(got.Raw) > 4096 || !strings.HasSuffix(got.Body, "…") || !strings.HasPrefix(n.Body, strings.TrimSuffix(got.Body, "…")) {
+		t.Fatalf("payload %d bytes, body %d bytes ending %q: want at most 4096, a prefix of the body and an ellipsis", len(got.Raw), len(got.Body), got.Body[max(0, len(got.Body)-8):])
+	}
+	if len(got.Raw) < 3800 {
+		t.Errorf("payload %d bytes: shortened far more than needed", len(got.Raw))
 	}
 }

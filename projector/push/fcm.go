@@ -136,6 +136,22 @@ func (f *FCM) Send(ctx context.Context, n *Notification) error {
 	if n.Target.GetToken() == "" {
 		return &RefusedError{Reason: "fcm: target has no token"}
 	}
+	for k := range n.Data {
+		if fcmReservedKey(k) {
+			return &RefusedError{Reason: fmt.Sprintf("fcm: data key %q is reserved by FCM", k)}
+		}
+	}
+	n, err := fit(n, fcmMaxPayload, func(n *Notification) (int, error) {
+		m := f.message(n).Message
+		b, err := json.Marshal(struct {
+			N *fcmNotification  `json:"notification"`
+			D map[string]string `json:"data"`
+		}{m.Notification, m.Data})
+		return len(b), err
+	})
+	if err != nil {
+		return fmt.Errorf("fcm: %w", err)
+	}
 	body, err := json.Marshal(f.message(n))
 	if err != nil {
 		return &RefusedError{Reason: "fcm: encoding the message: " + err.Error()}
@@ -212,7 +228,9 @@ func (f *FCM) classify(a *answer) error {
 	e := fcmParseError(a.body)
 	what := strings.TrimSpace(e.code + " " + e.status + " " + clip([]byte(e.message)))
 	switch {
-	case e.code == "UNREGISTERED" || a.status == http.StatusNotFound:
+	case e.code == "UNREGISTERED" || a.status == http.StatusNotFound && e.status == "NOT_FOUND":
+		// A 404 without FCM's error body (a wrong endpoint, a proxy) says
+		// nothing about the token: refused below.
 		return invalidToken("fcm: HTTP %d %s", a.status, what)
 	case e.code == "INVALID_ARGUMENT" || e.status == "INVALID_ARGUMENT" || a.status == http.StatusBadRequest:
 		if fcmAboutToken(e.message) {
@@ -234,4 +252,14 @@ func (f *FCM) classify(a *answer) error {
 func fcmAboutToken(msg string) bool {
 	m := strings.ToLower(msg)
 	return strings.Contains(m, "registration token") || strings.Contains(m, "message.token")
+}
+
+// fcmReservedKey says whether FCM refuses k as a data key: "from",
+// "message_type", "notification", or a "google." or "gcm." prefix.
+func fcmReservedKey(k string) bool {
+	switch k {
+	case "from", "message_type", "notification":
+		return true
+	}
+	return strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.")
 }

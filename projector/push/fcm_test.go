@@ -205,3 +205,50 @@ func TestFCMConfigValidate(t *testing.T) {
 		t.Errorf("a key file without a PEM key: %v", err)
 	}
 }
+
+func TestFCMReservedDataKey(t *testing.T) {
+	srv := pushserver.StartFCM(t)
+	f := newFCM(t, srv)
+	n := message(fcmTarget(fcmToken), "n-r")
+	n.Data = map[string]string{"google.sent_time": "1"}
+	r := wantRefused(t, f.Send(testCtx(t), n), 0)
+	if !strings.Contains(r.Reason, "reserved") || srv.Received() != 0 {
+		t.Fatalf("reason %q, %d requests sent; want a refusal before sending", r.Reason, srv.Received())
+	}
+}
+
+// TestFCMWrongProject: a send to a project the server does not serve is
+// refused, and never taken for an invalid token.
+func TestFCMWrongProject(t *testing.T) {
+	srv := pushserver.StartFCM(t)
+	var sa map[string]string
+	if err := json.Unmarshal(srv.ServiceAccountJSON(), &sa); err != nil {
+		t.Fatal(err)
+	}
+	sa["project_id"] = "another-project"
+	b, err := json.Marshal(sa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := push.NewFCM(push.FCMConfig{Credentials: b, Endpoint: srv.URL(), RootCAs: srv.CertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, f.Send(testCtx(t), message(fcmTarget(fcmToken), "n-p")), 404)
+	if rej := srv.Rejections(); len(rej) != 1 || !strings.Contains(rej[0], "another-project") {
+		t.Fatalf("rejections %q", rej)
+	}
+}
+
+// TestFCMUnreachable: a provider that cannot be reached is a retry, and
+// the error names the host only.
+func TestFCMUnreachable(t *testing.T) {
+	srv := pushserver.StartFCM(t)
+	f := newFCM(t, srv)
+	srv.Close()
+	err := f.Send(testCtx(t), message(fcmTarget(fcmToken), "n-u"))
+	wantRetry(t, err, 0, 0)
+	if strings.Contains(err.Error(), "/token") || strings.Contains(err.Error(), "ya29") {
+		t.Errorf("the error quotes more than the host: %v", err)
+	}
+}

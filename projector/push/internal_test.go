@@ -88,6 +88,8 @@ func TestFCMClassify(t *testing.T) {
 		"quota":                {status(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded"), "retry"},
 		"internal":             {status(500, "INTERNAL", "INTERNAL", "Internal error"), "retry"},
 		"unavailable, no body": {&answer{status: 503}, "retry"},
+		"404 not from FCM":     {&answer{status: 404, body: []byte("<html>Not Found</html>")}, "refused"},
+		"404 NOT_FOUND":        {status(404, "NOT_FOUND", "", "Requested entity was not found."), "invalid_target"},
 		"too large":            {&answer{status: 413}, "refused"},
 	} {
 		if got := outcome(f.classify(c.a)); got != c.want {
@@ -191,4 +193,23 @@ func TestErrorsCarryNoSecrets(t *testing.T) {
 
 func webhookTarget(endpoint string) *pb.PushTarget {
 	return &pb.PushTarget{DeviceId: "dev1", Provider: pb.PushProvider_PUSH_PROVIDER_WEBHOOK, Endpoint: endpoint}
+}
+
+func TestShorten(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		max  int
+		want string
+	}{
+		{"hello", 10, "hello"},
+		{"hello", 5, "hello"},
+		{"hello world", 8, "hello…"},
+		{"ééé", 6, "ééé"},
+		{"éééé", 6, "é…"}, // never half a character
+		{"hello", 3, ""},
+	} {
+		if got := shorten(c.s, c.max); got != c.want || len(got) > max(c.max, 0) {
+			t.Errorf("shorten(%q, %d) = %q, want %q", c.s, c.max, got, c.want)
+		}
+	}
 }

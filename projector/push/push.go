@@ -108,3 +108,11 @@ func checkNotification(n *Notification, p pb.PushProvider) error {
 	}
 	return nil
 }
+
+// The four clients are Senders.
+var (
+	_ Sender = (*FCM)(nil)
+	_ Sender = (*APNs)(nil)
+	_ Sender = (*WebPush)(nil)
+	_ Sender = (*Webhook)(nil)
+)

@@ -1,8 +1,12 @@
 package push_test
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,4 +162,30 @@ func TestWrongProvider(t *testing.T) {
 	n := message(&pb.PushTarget{Provider: pb.PushProvider_PUSH_PROVIDER_WEBHOOK, Endpoint: "https://example.com/hook"}, "n")
 	n.Kind = 0
 	wantRefused(t, w.Send(testCtx(t), n), 0)
+}
+
+// TestWebhookTimeout: a receiver that does not answer within Timeout is
+// a retry, carrying context.DeadlineExceeded.
+func TestWebhookTimeout(t *testing.T) {
+	release := make(chan struct{})
+	stuck := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer stuck.Close()
+	defer close(release)
+	pool := x509.NewCertPool()
+	pool.AddCert(stuck.Certificate())
+	w, err := push.NewWebhook(push.WebhookConfig{Secret: []byte("0123456789abcdef"), AllowPrivate: true, RootCAs: pool, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &pb.PushTarget{DeviceId: "dev1", Provider: pb.PushProvider_PUSH_PROVIDER_WEBHOOK, Endpoint: stuck.URL + "/hook"}
+	err = w.Send(testCtx(t), message(tg, "n"))
+	wantRetry(t, err, 0, 0)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want it to wrap context.DeadlineExceeded", err)
+	}
 }

@@ -141,10 +141,20 @@ func (w *WebPush) Send(ctx context.Context, n *Notification) error {
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return &RefusedError{Reason: "webpush: the endpoint is not an https URL"}
 	}
-	payload, err := json.Marshal(WebPushPayload{
-		ID: n.ID, Kind: n.Kind.String(), ConversationID: n.ConversationID, Seq: n.Seq,
-		Title: n.Title, Body: n.Body, Badge: n.Badge, Data: appData(n),
+	encode := func(n *Notification) ([]byte, error) {
+		return json.Marshal(WebPushPayload{
+			ID: n.ID, Kind: n.Kind.String(), ConversationID: n.ConversationID, Seq: n.Seq,
+			Title: n.Title, Body: n.Body, Badge: n.Badge, Data: appData(n),
+		})
+	}
+	n, err = fit(n, webPushMaxPayload, func(n *Notification) (int, error) {
+		b, err := encode(n)
+		return len(b), err
 	})
+	if err != nil {
+		return fmt.Errorf("webpush: %w", err)
+	}
+	payload, err := encode(n)
 	if err != nil {
 		return &RefusedError{Reason: "webpush: encoding the payload: " + err.Error()}
 	}

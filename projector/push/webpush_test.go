@@ -152,3 +152,25 @@ func TestWebPushConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestWebPushLongBody: the payload is shortened to fit one record.
+func TestWebPushLongBody(t *testing.T) {
+	srv := pushserver.StartWebPush(t)
+	w := newWebPush(t, srv)
+	sub := srv.Subscribe(t)
+	n := message(sub.Target("dev1"), "n-long")
+	n.Body = strings.Repeat("ü", 5000)
+	if err := w.Send(testCtx(t), n); err != nil {
+		t.Fatal(err)
+	}
+	got := waitOne(t, srv, 1)
+	if !strings.HasSuffix(got.Body, "…") || len(got.Body) < 3000 {
+		t.Fatalf("body of %d bytes: want it shortened to fit, with an ellipsis", len(got.Body))
+	}
+	// Data alone too large: refused as too large, nothing sent.
+	n.Data = map[string]string{"big": strings.Repeat("x", 5000)}
+	wantRefused(t, w.Send(testCtx(t), n), 413)
+	if r := srv.Received(); r != 1 {
+		t.Fatalf("%d requests reached the server, want 1", r)
+	}
+}

@@ -28,12 +28,10 @@ type APNs struct {
 	// KeyID and TeamID are the signing key's id and the team's.
 	KeyID  string
 	TeamID string
-	// Topic, when set, is the only apns-topic accepted (others get 400
-	// DeviceTokenNotForTopic).
-	Topic string
-	key   *ecdsa.PrivateKey
+	key    *ecdsa.PrivateKey
 
 	jmu     sync.Mutex
+	topic   string
 	jwts    map[string]bool // provider tokens seen → expired by ExpireProviderTokens
 	jwtList []string
 }
@@ -58,6 +56,14 @@ func StartAPNsLike(t testing.TB, other *APNs) *APNs {
 	a := &APNs{KeyID: other.KeyID, TeamID: other.TeamID, key: other.key, jwts: map[string]bool{}}
 	a.start(t, http.HandlerFunc(a.serve))
 	return a
+}
+
+// SetTopic makes topic the only apns-topic accepted (others get 400
+// DeviceTokenNotForTopic); "" accepts any.
+func (a *APNs) SetTopic(topic string) {
+	a.jmu.Lock()
+	defer a.jmu.Unlock()
+	a.topic = topic
 }
 
 // KeyPEM is the signing key as a .p8 file holds it (PKCS#8 PEM).
@@ -168,11 +174,14 @@ func (a *APNs) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h := r.Header
 	topic := h.Get("apns-topic")
+	a.jmu.Lock()
+	only := a.topic
+	a.jmu.Unlock()
 	switch {
 	case topic == "":
 		fail(http.StatusBadRequest, "MissingTopic", "no apns-topic")
 		return
-	case a.Topic != "" && topic != a.Topic:
+	case only != "" && topic != only:
 		fail(http.StatusBadRequest, "DeviceTokenNotForTopic", topic)
 		return
 	}

@@ -233,8 +233,10 @@ func (f *FCM) send(w http.ResponseWriter, r *http.Request) {
 		fcmStatus(w, http.StatusBadRequest, "INVALID_ARGUMENT", "INVALID_ARGUMENT", why)
 	}
 	if want := "/v1/projects/" + f.ProjectID + "/messages:send"; r.URL.Path != want {
-		f.reject("send: path " + r.URL.Path)
-		fcmStatus(w, http.StatusNotFound, "NOT_FOUND", "", "no such method: "+r.URL.Path+", want "+want)
+		// Google answers an unknown path with a plain page, not a
+		// google.rpc.Status.
+		f.reject("send: path " + r.URL.Path + ", want " + want)
+		http.Error(w, "404. That's an error. The requested URL was not found on this server.", http.StatusNotFound)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -278,6 +280,12 @@ func (f *FCM) send(w http.ResponseWriter, r *http.Request) {
 	case m.Notification != nil && m.Notification.Title == "" && m.Notification.Body == "":
 		bad("message.notification without title or body")
 		return
+	}
+	for k := range m.Data {
+		if k == "from" || k == "message_type" || k == "notification" || strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.") {
+			bad("Invalid data payload key: %s", k)
+			return
+		}
 	}
 	rec := Request{Address: m.Token, Data: m.Data, ProtoMajor: r.ProtoMajor, Header: r.Header.Clone(), Raw: raw, Silent: m.Notification == nil}
 	if m.Notification != nil {

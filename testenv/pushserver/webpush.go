@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -234,6 +233,3 @@ func origin(u string) string {
 	}
 	return p.Scheme + "://" + p.Host
 }
-
-// Decode is the decrypted payload of an accepted request.
-func (r Request) Decode(v any) error { return json.Unmarshal(r.Raw, v) }
