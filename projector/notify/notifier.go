@@ -16,6 +16,7 @@ import (
 	"github.com/oklog/ulid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -150,7 +151,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		h.AddMiddleware(onlyProvider(name), dead, middleware.Retry{MaxRetries: n.cfg.MaxRetries, InitialInterval: n.cfg.RetryInitial,
 			MaxInterval: n.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
 			ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware,
-			middleware.NewThrottle(int64(n.cfg.Rate), time.Second).Middleware)
+			throttle(rate.NewLimiter(rate.Limit(n.cfg.Rate), max(1, n.cfg.Rate/10))))
 	}
 
 	routed := make(chan error, 1)
@@ -206,6 +207,20 @@ func onlyProvider(name string) message.HandlerMiddleware {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			if msg.Metadata.Get(schemas.HeaderPushProvider) != name {
 				return nil, nil
+			}
+			return h(msg)
+		}
+	}
+}
+
+// throttle holds each push until l allows it: a token bucket per provider
+// (Rate per second, bursts of a tenth of a second's worth), shared by the
+// partitions its deliverer reads. It waits; it drops nothing.
+func throttle(l *rate.Limiter) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if err := l.Wait(msg.Context()); err != nil {
+				return nil, err
 			}
 			return h(msg)
 		}

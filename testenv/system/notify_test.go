@@ -27,7 +27,7 @@ type pushServers struct {
 	apns *pushserver.APNs
 }
 
-func startPushServers(t *testing.T) (*pushServers, []push.Sender) {
+func startPushServers(t testing.TB) (*pushServers, []push.Sender) {
 	t.Helper()
 	s := &pushServers{fcm: pushserver.StartFCM(t), apns: pushserver.StartAPNs(t)}
 	fcm, err := push.NewFCM(push.FCMConfig{Credentials: s.fcm.ServiceAccountJSON(), Endpoint: s.fcm.URL(),
@@ -44,7 +44,7 @@ func startPushServers(t *testing.T) (*pushServers, []push.Sender) {
 }
 
 // waitRequests waits until srv accepted n requests in all and returns them.
-func waitRequests(t *testing.T, srv interface {
+func waitRequests(t testing.TB, srv interface {
 	WaitFor(context.Context, int) ([]pushserver.Request, error)
 	Rejections() []string
 }, n int) []pushserver.Request {
