@@ -1,11 +1,13 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -205,22 +207,9 @@ func (p *planner) forUsers(ctx context.Context, ev *pb.Event, users []string, no
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b *pb.PushNotification) int {
-		if a.GetUserId() != b.GetUserId() {
-			return compareStrings(a.GetUserId(), b.GetUserId())
-		}
-		return compareStrings(a.GetTarget().GetDeviceId(), b.GetTarget().GetDeviceId())
+		return cmp.Or(strings.Compare(a.GetUserId(), b.GetUserId()), strings.Compare(a.GetTarget().GetDeviceId(), b.GetTarget().GetDeviceId()))
 	})
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // notificationID is the same for the same event, kind and device however
@@ -239,10 +228,10 @@ func notificationID(ev *pb.Event, n *pb.PushNotification) string {
 func targetOf(t projector.PushTarget) *pb.PushTarget {
 	out := &pb.PushTarget{DeviceId: t.DeviceID, Token: t.Token, ApnsTopic: t.APNSTopic, Endpoint: t.Endpoint,
 		P256Dh: t.P256DH, Auth: t.Auth}
-	if v, ok := pb.PushProvider_value["PUSH_PROVIDER_"+upper(t.Provider)]; ok {
+	if v, ok := pb.PushProvider_value["PUSH_PROVIDER_"+strings.ToUpper(t.Provider)]; ok {
 		out.Provider = pb.PushProvider(v)
 	}
-	if v, ok := pb.ApnsEnvironment_value["APNS_ENVIRONMENT_"+upper(t.APNSEnvironment)]; ok {
+	if v, ok := pb.ApnsEnvironment_value["APNS_ENVIRONMENT_"+strings.ToUpper(t.APNSEnvironment)]; ok {
 		out.ApnsEnvironment = pb.ApnsEnvironment(v)
 	}
 	if t.Locale != "" {
@@ -252,16 +241,6 @@ func targetOf(t projector.PushTarget) *pb.PushTarget {
 		out.RegisteredAt = timestamppb.New(t.RegisteredAt)
 	}
 	return out
-}
-
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 // clipText cuts s to at most n bytes at a rune boundary, marking the cut.
