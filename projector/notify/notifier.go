@@ -123,7 +123,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h := router.AddNoPublisherHandler("plan", n.cfg.EventsTopic, planSub, n.planHandler(pl, proj, adm, pub))
+	h := router.AddConsumerHandler("plan", n.cfg.EventsTopic, planSub, n.planHandler(pl, proj, adm, pub))
 	poison, err := middleware.PoisonQueueWithFilter(pub, n.cfg.DeadLetterTopic, isPermanent)
 	if err != nil {
 		return err
@@ -147,7 +147,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		h := router.AddNoPublisherHandler("push-"+name, n.cfg.PushTopic, sub, n.deliverHandler(s, appender))
+		h := router.AddConsumerHandler("push-"+name, n.cfg.PushTopic, sub, n.deliverHandler(s, appender))
 		h.AddMiddleware(onlyProvider(name), dead, middleware.Retry{MaxRetries: n.cfg.MaxRetries, InitialInterval: n.cfg.RetryInitial,
 			MaxInterval: n.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
 			ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware,
