@@ -221,7 +221,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: s.opts.Seeds,
 			Group: s.GroupOf("ingest"), TransactionalID: s.TxnIDOf("ingest"),
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
-			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, Logger: log,
+			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, BansTopic: s.Topics.Bans.Name, Logger: log,
 			Registerer: s.opts.Registerer, Limits: s.opts.IngestLimits})
 		if err != nil {
 			return nil, err
