@@ -524,7 +524,7 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, _ principal) {
 			w.WriteHeader(http.StatusOK)
 			wrote = true
 		}
-		_, err = w.Write(append(line, '\n'))
+		_, err = w.Write(line) // with its newline
 		return err
 	})
 	switch {
