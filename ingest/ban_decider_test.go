@@ -167,3 +167,28 @@ func TestDeciderBans(t *testing.T) {
 
 // testPartition is the partition of key in the test's topics.
 func testPartition(key string) int32 { return eventlog.PartitionFor(key, schemas.DefaultPartitions) }
+
+// TestBanFollowerMissingTopic: a bans topic not created holds no ban (no
+// ban can commit without it): the follower is ready at once and catches up.
+func TestBanFollowerMissingTopic(t *testing.T) {
+	k := testenv.Kafka(t)
+	f, err := ingest.NewBanFollower(ingest.BanFollowerConfig{Seeds: k.Seeds, Topic: k.Name("no-bans")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-f.Ready():
+	case <-time.After(time.Minute):
+		t.Fatal("the follower of a missing topic is not ready")
+	}
+	if err := f.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, banned := f.Ban("bob"); banned {
+		t.Fatal("a ban from nowhere")
+	}
+}

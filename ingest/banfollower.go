@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -40,7 +41,8 @@ type BanFollower struct {
 	log   *slog.Logger
 	ready chan struct{}
 
-	adm *kadm.Client
+	adm     *kadm.Client
+	missing sync.Once // the warning of a topic not created
 
 	mu    sync.RWMutex
 	bans  map[string]Ban
@@ -144,15 +146,10 @@ func (f *BanFollower) reached(end map[int32]int64) bool {
 // has read up to it). The decider calls it before each batch, so a command
 // appended after a ban's events are visible is refused.
 func (f *BanFollower) CatchUp(ctx context.Context) error {
-	e, err := f.adm.ListCommittedOffsets(ctx, f.cfg.Topic)
-	if err == nil {
-		err = e.Error()
-	}
+	end, err := f.listEnds(ctx)
 	if err != nil {
 		return fmt.Errorf("ingest: bans: end offsets: %w", err)
 	}
-	end := map[int32]int64{}
-	e.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset })
 	for {
 		f.mu.RLock()
 		moved := f.moved
@@ -168,17 +165,35 @@ func (f *BanFollower) CatchUp(ctx context.Context) error {
 	}
 }
 
-// ends lists the topic's last stable offsets, retrying until it answers
-// (a topic not created yet holds no ban).
+// listEnds lists the topic's last stable offsets. A topic that does not
+// exist holds no ban: the decider writes a ban in the transaction of its
+// events, which cannot commit without the topic (schemas/provision
+// creates it), so no ban was ever decided. The follower still consumes it
+// and reads it from its start once it is created.
+func (f *BanFollower) listEnds(ctx context.Context) (map[int32]int64, error) {
+	e, err := f.adm.ListCommittedOffsets(ctx, f.cfg.Topic)
+	if err == nil {
+		err = e.Error()
+	}
+	end := map[int32]int64{}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		f.missing.Do(func() {
+			f.log.Warn("bans: the topic does not exist, so no ban was decided; run provision to create it", "topic", f.cfg.Topic)
+		})
+		return end, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	e.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset })
+	return end, nil
+}
+
+// ends lists the topic's last stable offsets, retrying until it answers.
 func (f *BanFollower) ends(ctx context.Context) (map[int32]int64, error) {
 	for {
-		e, err := f.adm.ListCommittedOffsets(ctx, f.cfg.Topic)
+		end, err := f.listEnds(ctx)
 		if err == nil {
-			err = e.Error()
-		}
-		if err == nil {
-			end := map[int32]int64{}
-			e.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset })
 			return end, nil
 		}
 		if ctx.Err() != nil {
