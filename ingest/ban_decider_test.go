@@ -19,10 +19,9 @@ import (
 
 // outcomes follows the events topic and hands out the events of a command.
 type outcomes struct {
-	mu  sync.Mutex
-	by  map[string][]*pb.Event
-	cl  *kgo.Client
-	end context.CancelFunc
+	mu sync.Mutex
+	by map[string][]*pb.Event
+	cl *kgo.Client
 }
 
 func followEvents(t *testing.T, p *pipeline) *outcomes {
