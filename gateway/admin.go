@@ -67,6 +67,11 @@ type adminAddMembers struct {
 	UserIDs  []string `json:"userIds"`
 }
 
+type adminRole struct {
+	AsUserID string `json:"asUserId"`
+	Role     string `json:"role"`
+}
+
 type adminSend struct {
 	AsUserID    string `json:"asUserId"`
 	Text        string `json:"text"`
@@ -107,6 +112,8 @@ func (s *Server) addAdminRoutes(mux *router) {
 	}
 	mux.HandleFunc("POST /v1/admin/conversations", a.with(ScopeConversationsWrite, a.create))
 	mux.HandleFunc("POST /v1/admin/conversations/{conversation}/members", a.with(ScopeConversationsWrite, a.addMembers))
+	mux.HandleFunc("PUT /v1/admin/conversations/{conversation}/members/{user}/role", a.with(ScopeConversationsWrite, a.setRole))
+	mux.HandleFunc("DELETE /v1/admin/conversations/{conversation}/members/{user}", a.with(ScopeConversationsWrite, a.removeMember))
 	mux.HandleFunc("POST /v1/admin/conversations/{conversation}/messages", a.with(ScopeMessagesWrite, a.send))
 	mux.HandleFunc("GET /v1/admin/conversations/{conversation}/export", a.with(ScopeExport, a.export))
 	mux.HandleFunc("PUT /v1/admin/users/{user}/ban", a.with(ScopeUsersBan, a.ban))
@@ -308,12 +315,10 @@ func (a *admin) addMembers(w http.ResponseWriter, r *http.Request, p principal) 
 	}
 	// Adding members who are all members already yields no event: answer
 	// from the view (a retry), without appending.
-	if a.tables != nil && slices.Contains(a.currentMembers(r.Context(), conv), body.AsUserID) {
-		cur := a.currentMembers(r.Context(), conv)
-		if !slices.ContainsFunc(body.UserIDs, func(u string) bool { return !slices.Contains(cur, u) }) {
-			writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: schemas.TypeMembersAdded, Repeated: true})
-			return
-		}
+	if cur := a.currentMembers(r.Context(), conv); slices.Contains(cur, body.AsUserID) &&
+		!slices.ContainsFunc(body.UserIDs, func(u string) bool { return !slices.Contains(cur, u) }) {
+		writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: schemas.TypeMembersAdded, Repeated: true})
+		return
 	}
 	cmd := a.command(p, body.AsUserID, conv)
 	cmd.Body = &pb.Command_AddMembers{AddMembers: &pb.AddMembers{UserIds: body.UserIDs}}
@@ -325,19 +330,113 @@ func (a *admin) addMembers(w http.ResponseWriter, r *http.Request, p principal) 
 	a.answer(w, cmd, ev, http.StatusOK)
 }
 
-// currentMembers are the conversation's members as the view has them.
+// currentMembers are the conversation's members as the view has them
+// (none without the views).
 func (a *admin) currentMembers(ctx context.Context, conv string) []string {
+	var out []string
+	for _, m := range a.memberRows(ctx, conv) {
+		out = append(out, m.UserID)
+	}
+	return out
+}
+
+// memberRows are the view's rows of the conversation's current members.
+func (a *admin) memberRows(ctx context.Context, conv string) []projector.Member {
+	if a.tables == nil {
+		return nil
+	}
 	rows, err := a.tables.Members(ctx, conv)
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var out []projector.Member
 	for _, m := range rows {
 		if !m.Removed {
-			out = append(out, m.UserID)
+			out = append(out, m)
 		}
 	}
 	return out
+}
+
+// setRole serves PUT /v1/admin/conversations/{conversation}/members/{user}/role.
+func (a *admin) setRole(w http.ResponseWriter, r *http.Request, p principal) {
+	var body adminRole
+	conv, err := pathID(r, "conversation", schemas.CheckConversationID)
+	var user string
+	if err == nil {
+		user, err = pathID(r, "user", schemas.CheckID)
+	}
+	if err == nil {
+		_, err = idempotencyKey(r)
+	}
+	if err == nil {
+		err = readBody(w, r, &body)
+	}
+	if err == nil {
+		err = actAs(p, body.AsUserID)
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	role := map[string]pb.MemberRole{"admin": pb.MemberRole_MEMBER_ROLE_ADMIN, "member": pb.MemberRole_MEMBER_ROLE_MEMBER}[body.Role]
+	if role == pb.MemberRole_MEMBER_ROLE_UNSPECIFIED {
+		a.refuse(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, `role must be "admin" or "member"`)
+		return
+	}
+	// The role the member has already yields no event: answer from the view.
+	rows := a.memberRows(r.Context(), conv)
+	actor := slices.ContainsFunc(rows, func(m projector.Member) bool { return m.UserID == body.AsUserID })
+	if actor && slices.ContainsFunc(rows, func(m projector.Member) bool { return m.UserID == user && m.Role == body.Role }) {
+		writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: schemas.TypeMemberRoleChanged, Repeated: true})
+		return
+	}
+	cmd := a.command(p, body.AsUserID, conv)
+	cmd.Body = &pb.Command_SetMemberRole{SetMemberRole: &pb.SetMemberRole{UserId: user, Role: role}}
+	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.answer(w, cmd, ev, http.StatusOK)
+}
+
+// removeMember serves DELETE
+// /v1/admin/conversations/{conversation}/members/{user}?asUserId=.
+func (a *admin) removeMember(w http.ResponseWriter, r *http.Request, p principal) {
+	conv, err := pathID(r, "conversation", schemas.CheckConversationID)
+	var user string
+	if err == nil {
+		user, err = pathID(r, "user", schemas.CheckID)
+	}
+	if err == nil {
+		_, err = idempotencyKey(r)
+	}
+	as := r.URL.Query().Get("asUserId")
+	if err == nil {
+		err = actAs(p, as)
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	// A user who is no member (any more) while the actor is one: a retry.
+	if cur := a.currentMembers(r.Context(), conv); slices.Contains(cur, as) && !slices.Contains(cur, user) {
+		writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: schemas.TypeMemberRemoved, Repeated: true})
+		return
+	}
+	cmd := a.command(p, as, conv)
+	if user == as {
+		cmd.Body = &pb.Command_LeaveConversation{LeaveConversation: &pb.LeaveConversation{}}
+	} else {
+		cmd.Body = &pb.Command_RemoveMember{RemoveMember: &pb.RemoveMember{UserId: user}}
+	}
+	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.answer(w, cmd, ev, http.StatusOK)
 }
 
 // send serves POST /v1/admin/conversations/{conversation}/messages.
@@ -472,6 +571,8 @@ func adminStatus(code pb.ErrorCode) int {
 		return http.StatusConflict
 	case pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE:
 		return http.StatusRequestEntityTooLarge
+	case pb.ErrorCode_ERROR_CODE_NOT_FOUND:
+		return http.StatusNotFound
 	}
 	return http.StatusUnprocessableEntity
 }

@@ -125,6 +125,9 @@ func TestAdminAuth(t *testing.T) {
 		{"no members to add", "POST", g + "/members", ops, `{"asUserId":"bot","userIds":[]}`, nil, 400, "ERROR_CODE_INVALID_ARGUMENT", "nobody"},
 		{"a text too large", "POST", g + "/messages", ops, `{"asUserId":"bot","text":"` + strings.Repeat("x", DefaultLimits.MaxMessageBytes+1) + `"}`, nil, 413, "ERROR_CODE_MESSAGE_TOO_LARGE", ""},
 		{"a body too large", "POST", g + "/messages", ops, `{"asUserId":"bot","text":"` + strings.Repeat("x", maxAdminBodyBytes) + `"}`, nil, 413, "ERROR_CODE_FRAME_TOO_LARGE", ""},
+		{"a role unknown", "PUT", g + "/members/bob/role", ops, `{"asUserId":"bot","role":"owner"}`, nil, 400, "ERROR_CODE_INVALID_ARGUMENT", "role"},
+		{"a removal by nobody", "DELETE", g + "/members/bob", ops, ``, nil, 400, "ERROR_CODE_INVALID_ID", "asUserId"},
+		{"a removal by a user not listed", "DELETE", g + "/members/bob?asUserId=alice", ops, ``, nil, 403, "ERROR_CODE_PERMISSION_DENIED", "may not act as"},
 		{"listing without views", "GET", "/v1/admin/users/bob/conversations", reader, ``, nil, 503, "ERROR_CODE_UNAVAILABLE", "views"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -61,7 +61,8 @@ var dynamicRefusals = map[string][]sentError{
 		{http.StatusForbidden, "ERROR_CODE_NOT_MEMBER"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
 		{http.StatusForbidden, "ERROR_CODE_USER_BANNED"}, {http.StatusForbidden, "ERROR_CODE_BLOCKED"},
 		{http.StatusForbidden, "ERROR_CODE_MUTED"}, {http.StatusConflict, "ERROR_CODE_CONVERSATION_EXISTS"},
-		{http.StatusConflict, "ERROR_CODE_GROUP_FULL"}, {http.StatusRequestEntityTooLarge, "ERROR_CODE_MESSAGE_TOO_LARGE"}},
+		{http.StatusConflict, "ERROR_CODE_GROUP_FULL"}, {http.StatusRequestEntityTooLarge, "ERROR_CODE_MESSAGE_TOO_LARGE"},
+		{http.StatusNotFound, "ERROR_CODE_NOT_FOUND"}, {http.StatusUnprocessableEntity, "ERROR_CODE_UNSUPPORTED"}},
 	// The decider's refusals of a push command (ingest/push.go), with
 	// pushStatus.
 	"decide": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
@@ -268,6 +269,7 @@ func TestOpenAPI(t *testing.T) {
 		"AdminCreate":        reflect.TypeFor[adminCreate](),
 		"AdminAddMembers":    reflect.TypeFor[adminAddMembers](),
 		"AdminSend":          reflect.TypeFor[adminSend](),
+		"AdminRole":          reflect.TypeFor[adminRole](),
 		"AdminBan":           reflect.TypeFor[adminBan](),
 		"AdminConversations": reflect.TypeFor[adminConversations](),
 		"AdminConversation":  reflect.TypeFor[adminConversation](),

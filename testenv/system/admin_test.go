@@ -72,10 +72,11 @@ func adminDo(t *testing.T, sys *system.System, gw int, key, method, path, idem s
 
 // TestE2EAdminAPI: a service creates a group as its bot, adds a member and
 // posts as the bot; retries with the same Idempotency-Key return the first
-// result and change nothing; every event names the key as actor_service;
-// a key without a scope, or acting as a user not listed, is refused 403
-// with the gateway's error JSON, and bad input 400 with its code; a ban
-// closes the banned user's open WebSocket with 4003, its tokens are
+// result and change nothing; the bot makes the member an admin and removes
+// her; every event names the key as actor_service; a key without a scope,
+// or acting as a user not listed, is refused 403 with the gateway's error
+// JSON, and bad input 400 with its code; a ban closes the banned user's
+// open WebSocket with 4003, its tokens are
 // refused, and its next command is refused USER_BANNED by the decider;
 // the user's conversations are listed from the views; the export holds
 // the conversation's events; after the unban the user sends again; and
@@ -129,6 +130,20 @@ func TestE2EAdminAPI(t *testing.T) {
 		t.Fatalf("bob got %v", msg)
 	}
 
+	// Make carol an admin, then remove her, as the bot (the owner).
+	status, role, raw := adminDo(t, sys, 1, ops, "PUT", "/v1/admin/conversations/"+g+"/members/carol/role", "carol-admin",
+		map[string]any{"asUserId": "helpdesk-bot", "role": "admin"})
+	if status != http.StatusOK || role.Event != schemas.TypeMemberRoleChanged {
+		t.Fatalf("role: %d %s", status, raw)
+	}
+	status, removed, raw := adminDo(t, sys, 0, ops, "DELETE", "/v1/admin/conversations/"+g+"/members/carol?asUserId=helpdesk-bot", "carol-out", nil)
+	if status != http.StatusOK || removed.Event != schemas.TypeMemberRemoved || removed.Seq != 3 {
+		t.Fatalf("remove: %d %s", status, raw)
+	}
+	alice.WaitEvent("carol's removal", func(e *pb.Event) bool {
+		return e.GetConversationId() == g && e.GetMemberRemoved().GetUserId() == "carol" && e.GetActorService() == "ops"
+	})
+
 	// Scopes, acting as, bad input.
 	for _, tc := range []struct {
 		name, key, method, path string
@@ -144,6 +159,8 @@ func TestE2EAdminAPI(t *testing.T) {
 		{"an unknown field", ops, "POST", "/v1/admin/conversations/" + g + "/messages", `{"asUserId":"helpdesk-bot","txt":"x"}`, 400, "ERROR_CODE_INVALID_ARGUMENT", "unknown field"},
 		{"a bad conversation id", ops, "POST", "/v1/admin/conversations/g:nope/messages", post, 400, "ERROR_CODE_INVALID_ID", ""},
 		{"a ban's end in the past", ops, "PUT", "/v1/admin/users/bob/ban", map[string]any{"until": "2001-01-01T00:00:00Z"}, 400, "ERROR_CODE_INVALID_ARGUMENT", "until"},
+		{"a role unknown", ops, "PUT", "/v1/admin/conversations/" + g + "/members/bob/role", map[string]any{"asUserId": "helpdesk-bot", "role": "king"}, 400, "ERROR_CODE_INVALID_ARGUMENT", "role"},
+		{"the role of no member", ops, "PUT", "/v1/admin/conversations/" + g + "/members/dave/role", map[string]any{"asUserId": "helpdesk-bot", "role": "admin"}, 404, "ERROR_CODE_NOT_FOUND", "dave"},
 		{"the bot in a group it is not in", ops, "POST", "/v1/admin/conversations/g:" + strings.Repeat("e", 32) + "/messages", post, 403, "ERROR_CODE_NOT_MEMBER", ""},
 	} {
 		status, got, raw := adminDo(t, sys, 0, tc.key, tc.method, tc.path, "", tc.body)
@@ -240,7 +257,8 @@ func TestE2EAdminAPI(t *testing.T) {
 	// The create and the post retried, the refused send of the banned bob;
 	// every event names the key that caused it.
 	want := "[ConversationCreated/ops CommandRejected:ERROR_CODE_CONVERSATION_EXISTS/ops MembersAdded/ops MessageSent/ops " +
-		"MessageDeduplicated/ops CommandRejected:ERROR_CODE_USER_BANNED/bob-relay]"
+		"MessageDeduplicated/ops MemberRoleChanged/ops MemberRemoved/ops CommandRejected:ERROR_CODE_NOT_FOUND/ops " +
+		"CommandRejected:ERROR_CODE_USER_BANNED/bob-relay]"
 	if got := fmt.Sprint(types); got != want {
 		t.Fatalf("export\n got %s\nwant %s", got, want)
 	}
