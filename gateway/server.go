@@ -396,6 +396,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() { // lost a race with shutdown's sweep
 		sess.close(CloseGoingAway, "gateway shutting down", true)
 	}
+	// A ban read between the check above and the registration found no
+	// session to close: the follower holds the ban before it calls back,
+	// so this second look sees it.
+	if msg, banned := s.banned(sess.user, now); banned {
+		sess.close(CloseBanned, closeReason(msg), true)
+	}
 	sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Welcome{Welcome: &pb.Welcome{
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
 		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes),
