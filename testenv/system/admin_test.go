@@ -77,7 +77,8 @@ func adminDo(t *testing.T, sys *system.System, gw int, key, method, path, idem s
 // or acting as a user not listed, is refused 403 with the gateway's error
 // JSON, and bad input 400 with its code; a ban closes the banned user's
 // open WebSocket with 4003, its tokens are
-// refused, and its next command is refused USER_BANNED by the decider;
+// refused (by the gateways and by query), and its next command is refused
+// USER_BANNED by the decider;
 // the user's conversations are listed from the views; the export holds
 // the conversation's events; after the unban the user sends again; and
 // the views rebuilt from the log equal the live ones.
@@ -203,6 +204,16 @@ func TestE2EAdminAPI(t *testing.T) {
 			return ""
 		})
 	}
+	// Query refuses bob's token too, once the bans view has the ban.
+	testenv.Eventually(t, time.Minute, func() string {
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		if status := api(t, sys, "bob", "/v1/inbox", &e); status != http.StatusForbidden || e.Error.Code != "USER_BANNED" {
+			return fmt.Sprintf("query answered bob %d %s", status, e.Error.Code)
+		}
+		return ""
+	})
 	status, refused, raw := adminDo(t, sys, 0, asBob, "POST", "/v1/admin/conversations/"+g+"/messages", "", map[string]any{"asUserId": "bob", "text": "let me in"})
 	if status != http.StatusForbidden || refused.Code != "ERROR_CODE_USER_BANNED" {
 		t.Fatalf("bob's send after the ban: %d %s", status, raw)
@@ -281,6 +292,12 @@ func TestE2EAdminAPI(t *testing.T) {
 	})
 	back := connect(t, sys, 1, "bob", "laptop")
 	back.WaitWelcome()
+	testenv.Eventually(t, time.Minute, func() string {
+		if status := api(t, sys, "bob", "/v1/inbox", &inbox{}); status != http.StatusOK {
+			return fmt.Sprintf("query answered bob %d after the unban", status)
+		}
+		return ""
+	})
 
-	assertRebuildEqual(t, sys, live)
+	assertRebuildEqual(t, sys, live, "bans")
 }
