@@ -278,6 +278,9 @@ func (s *Server) authenticateDevice(r *http.Request) (token.Identity, error) {
 		return token.Identity{}, refuse(http.StatusUnauthorized, pb.ErrorCode_ERROR_CODE_UNAUTHENTICATED,
 			"token has no device claim (%s); the gateway needs one", token.DeviceClaim)
 	}
+	if msg, banned := s.banned(id.UserID, time.Now()); banned {
+		return token.Identity{}, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_USER_BANNED, "%s", msg)
+	}
 	return id, nil
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,9 +20,13 @@ type Config struct {
 	Addr string
 	// Seeds are Kafka bootstrap addresses.
 	Seeds []string
-	// CommandsTopic, EventsTopic, SignalsTopic and RepairsTopic default to
-	// the schemas contract.
-	CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic string
+	// CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic and BansTopic
+	// default to the schemas contract.
+	CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic, BansTopic string
+	// AdminKeys are the admin API's service credentials (README.md, "Admin
+	// API"; LoadAdminKeys reads PARLEY_GATEWAY_ADMIN_KEYS_FILE). Without
+	// keys every admin call is refused 401.
+	AdminKeys AdminKeys
 	// Auth says how device tokens are verified.
 	Auth token.Config
 	// DevTokens serves /v1/dev/token, which mints a token for any user and
@@ -169,6 +174,9 @@ func (c Config) Defaults() Config {
 	if c.RepairsTopic == "" {
 		c.RepairsTopic = schemas.Repairs.Name
 	}
+	if c.BansTopic == "" {
+		c.BansTopic = schemas.Bans.Name
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -243,6 +251,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Seeds) == 0 {
 		errs = append(errs, errors.New("gateway: Config.Seeds is empty"))
+	}
+	if err := c.AdminKeys.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("gateway: %w", err))
 	}
 	if c.DevTokens && len(c.Auth.HMACSecret) == 0 {
 		errs = append(errs, errors.New("gateway: DevTokens needs Auth.HMACSecret"))

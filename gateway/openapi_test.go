@@ -55,6 +55,14 @@ var dynamicRefusals = map[string][]sentError{
 	// A push body's refusal by checkPush or pushCommand, with pushStatus.
 	"refusal": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ID"},
 		{http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"}},
+	// The decider's refusals of the admin API's commands (create, add
+	// members, send, ban), with adminStatus.
+	"decision": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ID"},
+		{http.StatusForbidden, "ERROR_CODE_NOT_MEMBER"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
+		{http.StatusForbidden, "ERROR_CODE_USER_BANNED"}, {http.StatusForbidden, "ERROR_CODE_BLOCKED"},
+		{http.StatusForbidden, "ERROR_CODE_MUTED"}, {http.StatusConflict, "ERROR_CODE_CONVERSATION_EXISTS"},
+		{http.StatusConflict, "ERROR_CODE_GROUP_FULL"}, {http.StatusRequestEntityTooLarge, "ERROR_CODE_MESSAGE_TOO_LARGE"},
+		{http.StatusNotFound, "ERROR_CODE_NOT_FOUND"}, {http.StatusUnprocessableEntity, "ERROR_CODE_UNSUPPORTED"}},
 	// The decider's refusals of a push command (ingest/push.go), with
 	// pushStatus.
 	"decide": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
@@ -254,9 +262,17 @@ func TestOpenAPI(t *testing.T) {
 	}
 	// The JSON bodies of Go types.
 	for name, typ := range map[string]reflect.Type{
-		"SignedURL": reflect.TypeFor[urlAnswer](),
-		"DevToken":  reflect.TypeFor[devTokenResponse](),
-		"Health":    reflect.TypeFor[deploy.HealthBody](),
+		"SignedURL":          reflect.TypeFor[urlAnswer](),
+		"DevToken":           reflect.TypeFor[devTokenResponse](),
+		"Health":             reflect.TypeFor[deploy.HealthBody](),
+		"AdminResult":        reflect.TypeFor[adminResult](),
+		"AdminCreate":        reflect.TypeFor[adminCreate](),
+		"AdminAddMembers":    reflect.TypeFor[adminAddMembers](),
+		"AdminSend":          reflect.TypeFor[adminSend](),
+		"AdminRole":          reflect.TypeFor[adminRole](),
+		"AdminBan":           reflect.TypeFor[adminBan](),
+		"AdminConversations": reflect.TypeFor[adminConversations](),
+		"AdminConversation":  reflect.TypeFor[adminConversation](),
 	} {
 		checkGoSchema(t, name, openapi.Obj(t, defs, name), typ)
 		checked[name] = true
@@ -554,9 +570,13 @@ func checkGoSchema(t *testing.T, name string, schema map[string]any, typ reflect
 		if !ok {
 			continue
 		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
 		want := map[reflect.Kind]string{reflect.String: "string", reflect.Map: "object", reflect.Bool: "boolean",
-			reflect.Int: "integer", reflect.Int64: "integer"}[f.Type.Kind()]
-		if f.Type == reflect.TypeFor[time.Time]() {
+			reflect.Int: "integer", reflect.Int64: "integer", reflect.Slice: "array"}[ft.Kind()]
+		if ft == reflect.TypeFor[time.Time]() {
 			want = "string"
 			if p["format"] != "date-time" {
 				t.Errorf("%s.%s: want format date-time", name, key)

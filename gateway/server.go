@@ -61,6 +61,8 @@ type Server struct {
 	// whose views lost rows (projector/repair).
 	repairsOut *kgo.Client
 	repairs    *repair.Requester
+	// bans are the standing bans (bans.go); nil in a Server not made by New.
+	bans *ingest.BanFollower
 
 	consumerReady atomic.Bool
 	draining      atomic.Bool
@@ -137,6 +139,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("gateway: kafka: %w", err)
 	}
 	s.repairs = repair.NewRequester(s.repairsOut, cfg.RepairsTopic, "gateway "+s.instance)
+	if s.bans, err = ingest.NewBanFollower(ingest.BanFollowerConfig{Seeds: cfg.Seeds, Topic: cfg.BansTopic,
+		Logger: s.log.With("part", "bans"), OnChange: s.banChanged}); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	s.appendCtx, s.stopAppends = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -185,6 +191,7 @@ func (s *Server) routes() *router {
 		mux.HandleFunc("OPTIONS /v1/conversations/{conversation}/uploads", attachmentsOff)
 	}
 	s.addPushRoutes(mux)
+	s.addAdminRoutes(mux)
 	return mux
 }
 
@@ -245,6 +252,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { consumeDone <- s.consume(consumeCtx) }()
 	signalsDone := make(chan error, 1)
 	go func() { signalsDone <- s.runSignals(consumeCtx) }()
+	bansDone := make(chan struct{})
+	go func() {
+		defer close(bansDone)
+		if err := s.bans.Run(consumeCtx); err != nil && consumeCtx.Err() == nil {
+			s.log.Error("bans: follower stopped", "err", err)
+		}
+	}()
 	janitorDone := make(chan struct{})
 	go func() {
 		defer close(janitorDone)
@@ -268,6 +282,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.shutdown(hs, stopConsume, consumeDone, signalsDone)
 	<-janitorDone
+	<-bansDone
 	return err
 }
 
@@ -339,6 +354,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			"token has no device claim ("+token.DeviceClaim+"); the gateway needs one")
 		return
 	}
+	if msg, banned := s.banned(id.UserID, time.Now()); banned {
+		writeError(w, http.StatusForbidden, pb.ErrorCode_ERROR_CODE_USER_BANNED, msg)
+		return
+	}
 	// Counted before the upgrade, under gate, so shutdown's Wait never races an Add.
 	s.gate.RLock()
 	if s.draining.Load() {
@@ -377,6 +396,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() { // lost a race with shutdown's sweep
 		sess.close(CloseGoingAway, "gateway shutting down", true)
 	}
+	// A ban read between the check above and the registration found no
+	// session to close: the follower holds the ban before it calls back,
+	// so this second look sees it.
+	if msg, banned := s.banned(sess.user, now); banned {
+		sess.close(CloseBanned, closeReason(msg), true)
+	}
 	sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Welcome{Welcome: &pb.Welcome{
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
 		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes),
@@ -412,6 +437,8 @@ func (s *Server) Checks() []deploy.Check {
 				return errors.New("shutting down")
 			case !s.consumerReady.Load():
 				return errors.New("events consumer not started")
+			case !s.bansReady():
+				return errors.New("the standing bans are not read yet")
 			}
 			return nil
 		}},

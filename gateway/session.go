@@ -38,6 +38,11 @@ const (
 	// newer connection wins. A client that gets it must not reconnect
 	// automatically, or two copies of one device would take turns forever.
 	CloseReplaced = 4000
+	// CloseBanned (4003): the user was banned or suspended (the admin API's
+	// BanUser); the reason says until when and why. The user's tokens are
+	// refused (403 USER_BANNED) while the ban holds: a client must not
+	// reconnect automatically.
+	CloseBanned = 4003
 )
 
 const (

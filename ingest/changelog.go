@@ -43,6 +43,8 @@ import (
 //	                                                    when sent or expired)
 //	t\x00<u:stream>\x00<device>         -> pushRec      (the device's push target; tombstone when
 //	                                                    unregistered)
+//	z\x00<u:stream>                    -> banRec       (the stream's user is banned; tombstone when
+//	                                                    unbanned)
 //	s\x00<conv>\x00<seq>               -> sentMsgRec   (the attachments of a group's message whose send is
 //	                                                    no longer remembered; tombstone when recalled)
 //
@@ -82,6 +84,7 @@ const (
 	prefixUpload    = "a"
 	prefixPush      = "t"
 	prefixSent      = "s"
+	prefixBan       = "z"
 	sep             = "\x00"
 )
 
@@ -197,6 +200,12 @@ type uploadRec struct {
 // parley.v1.PushTarget (registered_at included).
 type pushRec struct {
 	Target []byte `json:"p"`
+}
+
+// banRec is a user stream's standing ban (banState).
+type banRec struct {
+	Until  int64  `json:"u,omitempty"` // Unix ms; absent: for good
+	Reason string `json:"r,omitempty"`
 }
 
 // blockedRec marks a user blocked by a user stream's user; it has no fields.
@@ -358,6 +367,13 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			v = pushRec{Target: b}
 		}
 		out = append(out, record(topic, partition, prefixPush+sep+conv+sep+dev, v))
+	}
+	if d.ban {
+		var v any
+		if b := st.ban; b != nil {
+			v = banRec{Until: b.until, Reason: b.reason}
+		}
+		out = append(out, record(topic, partition, prefixBan+sep+conv, v))
 	}
 	return out
 }
@@ -555,6 +571,17 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			st.uploads = map[string]*upload{}
 		}
 		st.uploads[parts[2]] = &upload{at: r.At, att: a}
+	case parts[0] == prefixBan && len(parts) == 2:
+		st := b.conv(conv)
+		if value == nil {
+			st.ban = nil
+			return nil
+		}
+		var r banRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		st.ban = &banState{until: r.Until, reason: r.Reason}
 	case parts[0] == prefixPush && len(parts) == 3:
 		st := b.conv(conv)
 		if value == nil {

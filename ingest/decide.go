@@ -195,13 +195,7 @@ func reject(code pb.ErrorCode, format string, args ...any) *rejection {
 // kept with a remembered send), so it is table-tested on its own, and
 // deciding the same commands over the same state gives the same events.
 func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (*convState, []*pb.Event, delta) {
-	base := &pb.Event{
-		ConversationId: cmd.GetConversationId(),
-		CommandId:      cmd.GetCommandId(),
-		ActorUserId:    cmd.GetUserId(),
-		ActorDeviceId:  cmd.GetDeviceId(),
-		OccurredAt:     timestamppb.New(now),
-	}
+	base := baseOf(cmd, now)
 	st, evs, d, rej := decideBody(l, st, cmd, base, received)
 	if rej == nil {
 		// Every event that changes a view takes the next version; the
@@ -217,26 +211,43 @@ func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (
 		}
 	}
 	if rej != nil {
-		ev := cloneBase(base)
-		r := &pb.CommandRejected{Code: rej.code, Message: rej.msg, CommandType: schemas.CommandType(cmd)}
-		if sm := cmd.GetSendMessage(); sm != nil {
-			r.ClientMsgId = sm.GetClientMsgId()
-		} else if em := cmd.GetEditMessage(); em != nil {
-			r.ClientMsgId = em.GetClientMsgId()
-		} else if fm := cmd.GetForwardMessage(); fm != nil {
-			r.ClientMsgId = fm.GetClientMsgId()
-		} else if fm := cmd.GetForwardedMessage(); fm != nil {
-			r.ClientMsgId = fm.GetClientMsgId()
-		}
-		ev.Body = &pb.Event_CommandRejected{CommandRejected: r}
-		return st, []*pb.Event{ev}, delta{}
+		return st, []*pb.Event{rejected(base, cmd, rej)}, delta{}
 	}
 	return st, evs, d
 }
 
+// baseOf is the envelope of every event decided from cmd at now.
+func baseOf(cmd *pb.Command, now time.Time) *pb.Event {
+	return &pb.Event{
+		ConversationId: cmd.GetConversationId(),
+		CommandId:      cmd.GetCommandId(),
+		ActorUserId:    cmd.GetUserId(),
+		ActorDeviceId:  cmd.GetDeviceId(),
+		ActorService:   cmd.GetServicePrincipal(),
+		OccurredAt:     timestamppb.New(now),
+	}
+}
+
+// rejected is the one CommandRejected that answers a refused cmd.
+func rejected(base *pb.Event, cmd *pb.Command, rej *rejection) *pb.Event {
+	ev := cloneBase(base)
+	r := &pb.CommandRejected{Code: rej.code, Message: rej.msg, CommandType: schemas.CommandType(cmd)}
+	if sm := cmd.GetSendMessage(); sm != nil {
+		r.ClientMsgId = sm.GetClientMsgId()
+	} else if em := cmd.GetEditMessage(); em != nil {
+		r.ClientMsgId = em.GetClientMsgId()
+	} else if fm := cmd.GetForwardMessage(); fm != nil {
+		r.ClientMsgId = fm.GetClientMsgId()
+	} else if fm := cmd.GetForwardedMessage(); fm != nil {
+		r.ClientMsgId = fm.GetClientMsgId()
+	}
+	ev.Body = &pb.Event_CommandRejected{CommandRejected: r}
+	return ev
+}
+
 func cloneBase(b *pb.Event) *pb.Event {
 	return &pb.Event{ConversationId: b.ConversationId, CommandId: b.CommandId,
-		ActorUserId: b.ActorUserId, ActorDeviceId: b.ActorDeviceId, OccurredAt: b.OccurredAt}
+		ActorUserId: b.ActorUserId, ActorDeviceId: b.ActorDeviceId, ActorService: b.ActorService, OccurredAt: b.OccurredAt}
 }
 
 func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, received time.Time) (*convState, []*pb.Event, delta, *rejection) {
@@ -253,6 +264,8 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		return decideUserStream(l, st, cmd, base)
 	case *pb.Command_RegisterPush, *pb.Command_UnregisterPush:
 		return decidePush(l, st, cmd, base, received)
+	case *pb.Command_BanUser, *pb.Command_UnbanUser:
+		return decideBan(st, cmd, base, received)
 	case *pb.Command_DirectBlock:
 		return directBlock(st, cmd, b.DirectBlock, base)
 	}

@@ -30,8 +30,8 @@ type DeciderConfig struct {
 	// aborts its open transaction at once instead of after TransactionTimeout.
 	// Default "parley-ingest-<hostname>".
 	TransactionalID string
-	// Topics default to the contract's (schemas.Commands, Events, IngestState, DeadLetters).
-	CommandsTopic, EventsTopic, StateTopic, DeadLetterTopic string
+	// Topics default to the contract's (schemas.Commands, Events, IngestState, DeadLetters, Bans).
+	CommandsTopic, EventsTopic, StateTopic, DeadLetterTopic, BansTopic string
 	// TransactionTimeout bounds how long a dead instance's open transaction
 	// can hold back read_committed consumers (default 10s).
 	TransactionTimeout time.Duration
@@ -87,6 +87,9 @@ func (c DeciderConfig) Defaults() DeciderConfig {
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = schemas.DeadLetters.Name
 	}
+	if c.BansTopic == "" {
+		c.BansTopic = schemas.Bans.Name
+	}
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = DefaultTransactionTimeout
 	}
@@ -139,6 +142,8 @@ type Decider struct {
 	states map[int32]*partState // partition -> its state; absent: not restored
 
 	cmdParts int32 // partitions of the commands topic; 0 until asked (decideBatch only)
+
+	bans *BanFollower // the standing bans of every user (ban.go)
 }
 
 type deciderMetrics struct {
@@ -216,6 +221,13 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 		return nil, fmt.Errorf("ingest: decider: %w", err)
 	}
 	d.sess = sess
+	bans, err := NewBanFollower(BanFollowerConfig{Seeds: cfg.Seeds, Topic: cfg.BansTopic, KafkaOptions: cfg.KafkaOptions,
+		Logger: cfg.Logger.With("part", "bans")})
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	d.bans = bans
 	return d, nil
 }
 
@@ -223,8 +235,23 @@ func NewDecider(cfg DeciderConfig) (*Decider, error) {
 // error only for failures it cannot retry.
 func (d *Decider) Run(ctx context.Context) error {
 	defer d.sess.Close()
+	bctx, stopBans := context.WithCancel(ctx)
+	bansDone := make(chan struct{})
+	go func() {
+		defer close(bansDone)
+		if err := d.bans.Run(bctx); err != nil && bctx.Err() == nil {
+			d.log.Error("bans: follower stopped", "err", err)
+		}
+	}()
+	defer func() { stopBans(); <-bansDone }()
 	if err := d.fence(ctx); err != nil {
 		return nil // only the context ends it
+	}
+	// Decide nothing before every ban committed so far is held.
+	select {
+	case <-d.bans.Ready():
+	case <-ctx.Done():
+		return nil
 	}
 	for {
 		fs := d.sess.PollRecords(ctx, d.cfg.MaxPollRecords)
@@ -340,6 +367,10 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 	if err != nil {
 		return err
 	}
+	// Hold every ban committed so far (on any partition) before deciding.
+	if err := d.bans.CatchUp(ctx); err != nil {
+		return err
+	}
 	if err := d.sess.Begin(); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -364,7 +395,13 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 		}
 		conv := cmd.GetConversationId()
 		received := receivedAt(r, now)
-		st, evs, delta := decide(d.cfg.Limits, ps.convs[conv], &cmd, now, received)
+		var st *convState
+		var delta delta
+		ban, banned := d.bans.Ban(cmd.GetUserId())
+		evs := refuseBanned(&cmd, ban, banned, now, received)
+		if evs == nil {
+			st, evs, delta = decide(d.cfg.Limits, ps.convs[conv], &cmd, now, received)
+		}
 		if st != nil {
 			ps.convs[conv] = st
 			for _, ref := range delta.dedup {
@@ -387,6 +424,17 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 					{Key: schemas.HeaderSchemaVersion, Value: []byte(schemas.SchemaVersion)},
 				},
 			}, promise)
+			// A ban's record on the bans topic, in this same transaction:
+			// the deciders and gateways following it see it exactly when
+			// its events are visible.
+			// One partition (schemas.Bans): the follower reads it whole.
+			if key, value, ok := banRecord(ev, v); ok {
+				d.sess.Produce(ctx, &kgo.Record{Topic: d.cfg.BansTopic, Partition: 0, Key: []byte(key), Value: value,
+					Headers: []kgo.RecordHeader{
+						{Key: schemas.HeaderType, Value: []byte(schemas.EventType(ev))},
+						{Key: schemas.HeaderSchemaVersion, Value: []byte(schemas.SchemaVersion)},
+					}}, promise)
+			}
 		}
 		// The second step of a two-stream decision goes to the commands
 		// topic in this same transaction: it is appended exactly when the

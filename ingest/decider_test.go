@@ -23,11 +23,11 @@ import (
 
 // pipeline is one test's set of topics, an Appender and a way to run deciders.
 type pipeline struct {
-	t                                   testing.TB
-	k                                   *testenv.KafkaEnv
-	commands, events, state, deadLetter string
-	app                                 *ingest.Appender
-	txnID                               string
+	t                                         testing.TB
+	k                                         *testenv.KafkaEnv
+	commands, events, state, deadLetter, bans string
+	app                                       *ingest.Appender
+	txnID                                     string
 }
 
 func newPipeline(t testing.TB) *pipeline {
@@ -37,9 +37,10 @@ func newPipeline(t testing.TB) *pipeline {
 		events:     k.Topic("events", schemas.DefaultPartitions),
 		state:      k.Topic("state", schemas.DefaultPartitions),
 		deadLetter: k.Topic("dlq", 1),
+		bans:       k.Topic("bans", 1),
 		txnID:      k.Name("txn"),
 	}
-	waitTopics(t, k, p.commands, p.events, p.state, p.deadLetter)
+	waitTopics(t, k, p.commands, p.events, p.state, p.deadLetter, p.bans)
 	app, err := ingest.NewAppender(ingest.AppenderConfig{Seeds: k.Seeds, Topic: p.commands})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func (p *pipeline) startDecider(group string) (stop func()) { return p.startDeci
 
 func (p *pipeline) startDeciderWith(group string, maxPoll int) (stop func()) {
 	d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: p.k.Seeds, Group: group, TransactionalID: p.txnID,
-		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter,
+		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter, BansTopic: p.bans,
 		MaxPollRecords: maxPoll, Logger: testenv.Logger(p.t)})
 	if err != nil {
 		p.t.Fatal(err)

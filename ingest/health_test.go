@@ -83,7 +83,7 @@ func waitHealth(t *testing.T, addr string, timeout time.Duration, what string, o
 
 func (p *pipeline) newDecider(t *testing.T, txnID string, f func(*ingest.DeciderConfig)) *ingest.Decider {
 	cfg := ingest.DeciderConfig{Seeds: p.k.Seeds, Group: p.k.Name("ingest"), TransactionalID: txnID,
-		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter,
+		CommandsTopic: p.commands, EventsTopic: p.events, StateTopic: p.state, DeadLetterTopic: p.deadLetter, BansTopic: p.bans,
 		Logger: testenv.Logger(t)}
 	if f != nil {
 		f(&cfg)

@@ -80,6 +80,9 @@ type convState struct {
 	// push (a user stream): device id -> its push target (at most
 	// Limits.MaxPushTargets). nil until the first registration.
 	push map[string]*pb.PushTarget
+	// ban (a user stream): the user's standing ban (BanUser); nil when
+	// none.
+	ban *banState
 }
 
 // exists reports whether s is a created conversation: not nil, and not the
@@ -503,6 +506,7 @@ type delta struct {
 	uploads   []string // attachments uploaded, sent or expired
 	sent      []int64  // messages whose attachments moved to convState.sent, or left it by their recall
 	push      []string // a user stream: devices whose push target was registered or removed
+	ban       bool     // a user stream: the user's ban began, changed or ended
 	// derived are the commands the decision appends to the commands topic
 	// (the second step of a two-stream decision), in the same transaction
 	// as its events and changelog records. Not changelog state.

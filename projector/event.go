@@ -124,7 +124,7 @@ func decode(key, value []byte) (*event, error) {
 			return ev, poison("%s without a message_seq", ev.typ)
 		}
 	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked,
-		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered:
+		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered, *pb.Event_UserBanned, *pb.Event_UserUnbanned:
 		if err := checkUserStream(ev); err != nil {
 			return ev, err
 		}
@@ -197,6 +197,10 @@ func checkUserStream(ev *event) error {
 	case *pb.Event_PushTargetUnregistered:
 		if b.PushTargetUnregistered.GetDeviceId() == "" {
 			return poison("PushTargetUnregistered without device_id")
+		}
+	case *pb.Event_UserBanned, *pb.Event_UserUnbanned:
+		if e.GetActorService() == "" {
+			return poison("%s without actor_service (only a service bans)", ev.typ)
 		}
 	}
 	return nil

@@ -37,6 +37,7 @@ type Tables struct {
 	joinRequests  joinRequestsView
 	attachments   attachmentsView
 	pushTargets   pushTargetsView
+	bans          bansView
 	checkpoints   checkpoints
 }
 
@@ -66,6 +67,7 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		joinRequests:  newJoinRequests(keyspace),
 		attachments:   newAttachments(keyspace),
 		pushTargets:   newPushTargets(keyspace),
+		bans:          newBans(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
 }
@@ -76,7 +78,7 @@ func (t *Tables) Keyspace() string { return t.keyspace }
 // checkedTables are the tables a reader needs, each owned by one file.
 var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions",
 	"pins", "mentions", "mentions_all", "replies", "conversation_prefs", "hidden_messages", "history_cleared", "blocks",
-	"invites", "join_requests", "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads", "push_targets"}
+	"invites", "join_requests", "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads", "push_targets", "bans"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -102,8 +104,8 @@ type jsonRows struct {
 // conversation id; inbox: user id, conversation id; messages, changes and
 // reactions: conversation id, bucket; message_edits: conversation id,
 // message seq; pins and mentions_all: conversation id; mentions: user id;
-// replies: conversation id, reply_to_seq; conversation_prefs, blocks and
-// push_targets: user id; hidden_messages and history_cleared: user id, conversation id;
+// replies: conversation id, reply_to_seq; conversation_prefs, blocks,
+// push_targets and bans: user id; hidden_messages and history_cleared: user id, conversation id;
 // invites, join_requests and attachments: conversation id;
 // attachment_blobs: sha256; owner_attachments: owner user id;
 // attachment_uploads: hour.
@@ -154,6 +156,8 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.joinRequests.rows
 	case "push_targets":
 		r = t.pushTargets.rows
+	case "bans":
+		r = t.bans.rows
 	default:
 		return nil, fmt.Errorf("projector: RowsJSON: no view %q", table)
 	}

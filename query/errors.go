@@ -24,6 +24,7 @@ var (
 	codeUnsupported     = codeName(parleyv1.ErrorCode_ERROR_CODE_UNSUPPORTED)
 	codeInvalidID       = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_ID)
 	codeInvalidCursor   = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_CURSOR)
+	codeUserBanned      = codeName(parleyv1.ErrorCode_ERROR_CODE_USER_BANNED)
 )
 
 func codeName(c parleyv1.ErrorCode) string {

@@ -212,8 +212,28 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, token.Identit
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
 		// One request reads one keyspace, even across a switch.
-		ctx = context.WithValue(ctx, storeKey{}, s.serving.current())
-		h(w, r.WithContext(ctx), id)
+		st := s.serving.current()
+		ctx = context.WithValue(ctx, storeKey{}, st)
+		r = r.WithContext(ctx)
+		// A banned user's token reads nothing while the ban holds (the
+		// bans view, one row).
+		ban, banned, err := st.tables.Ban(ctx, id.UserID)
+		if err != nil {
+			s.fail(w, r, &storeError{op: "read ban", err: err})
+			return
+		}
+		if banned && ban.Holds(time.Now()) {
+			msg := "banned"
+			if !ban.Until.IsZero() {
+				msg += " until " + ban.Until.UTC().Format(time.RFC3339)
+			}
+			if ban.Reason != "" {
+				msg += ": " + ban.Reason
+			}
+			s.fail(w, r, &apiError{http.StatusForbidden, codeUserBanned, msg})
+			return
+		}
+		h(w, r, id)
 	}
 }
 

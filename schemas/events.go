@@ -53,6 +53,9 @@ const (
 	// Push targets (user stream events).
 	TypePushTargetRegistered   = "PushTargetRegistered"
 	TypePushTargetUnregistered = "PushTargetUnregistered"
+	// Bans (user stream of the banned user).
+	TypeUserBanned   = "UserBanned"
+	TypeUserUnbanned = "UserUnbanned"
 	// What the gateway sends a device in place of an event it may not see;
 	// never on a topic.
 	TypeWithheld = "Withheld"
@@ -90,6 +93,8 @@ const (
 	TypeDecideJoinRequest       = "DecideJoinRequest"
 	TypeRegisterPushTarget      = "RegisterPushTarget"
 	TypeUnregisterPushTarget    = "UnregisterPushTarget"
+	TypeBanUser                 = "BanUser"
+	TypeUnbanUser               = "UnbanUser"
 	// Appended by a gateway's HTTP handlers or janitor, never from a
 	// ClientFrame.
 	TypeUploadAttachment = "UploadAttachment"

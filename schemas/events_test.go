@@ -71,6 +71,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeJoinRequested: false, schemas.TypeJoinRequestDeclined: false, schemas.TypeWithheld: false,
 		schemas.TypeAttachmentUploaded: false, schemas.TypeAttachmentDeleted: false,
 		schemas.TypePushTargetRegistered: false, schemas.TypePushTargetUnregistered: false,
+		schemas.TypeUserBanned: false, schemas.TypeUserUnbanned: false,
 	}
 	commands := map[string]bool{
 		schemas.TypeCreateConversation: true, schemas.TypeAddMembers: true, schemas.TypeRemoveMember: true,
@@ -85,6 +86,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeJoinConversation: true, schemas.TypeDecideJoinRequest: true,
 		schemas.TypeUploadAttachment: true, schemas.TypeExpireAttachment: true,
 		schemas.TypeRegisterPushTarget: true, schemas.TypeUnregisterPushTarget: true,
+		schemas.TypeBanUser: true, schemas.TypeUnbanUser: true,
 	}
 	check := func(m proto.Message, known map[string]bool) {
 		fields := m.ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
@@ -142,14 +144,15 @@ func TestTypeMessageSeqCoversBodies(t *testing.T) {
 
 // TestTypeClientFrameMirrorsCommand keeps the client protocol and the
 // command envelope in step: every command body is a client frame body with
-// the same field number, except the bodies no device writes (50 and up:
-// a gateway's HTTP handlers, or ingest), which no client frame may carry.
+// the same field number, except the bodies no device writes (44 to 49: the
+// admin API's; 50 and up: a gateway's HTTP handlers, or ingest), which no
+// client frame may carry.
 func TestTypeClientFrameMirrorsCommand(t *testing.T) {
 	cmd := (&pb.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
 	frame := (&pb.ClientFrame{}).ProtoReflect().Descriptor().Fields()
 	for i := range cmd.Len() {
 		c := cmd.Get(i)
-		if c.Number() >= 50 {
+		if c.Number() >= 44 {
 			if frame.ByNumber(c.Number()) != nil || frame.ByName(c.Name()) != nil {
 				t.Errorf("ClientFrame carries %s = %d, a body no device writes", c.Name(), c.Number())
 			}

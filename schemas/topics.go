@@ -69,6 +69,17 @@ var (
 		Retention: 24 * time.Hour, Cleanup: "delete",
 		Doc: "pushes planned by the notifier, one per device; key = user id; private to the notifier",
 	}
+	// Bans holds every standing ban (UserBanned, keyed by user id; an
+	// unban is the user's tombstone), written by ingest in the transaction
+	// of the ban's events. Every decider and gateway reads it from the
+	// start and follows it, so a ban decided on one partition reaches the
+	// deciders of all the others (ingest/README.md, "Bans").
+	Bans = Topic{
+		Name: "parley.bans", Partitions: 1,
+		Retention: 0, Cleanup: "compact",
+		Doc:     "standing bans by user id (the UserBanned event; tombstone when lifted), written by ingest; compacted",
+		Configs: map[string]string{"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.2"},
+	}
 	// DeadLetters receives events a side consumer could not process.
 	DeadLetters = Topic{
 		Name: "parley.deadletters", Partitions: 1,
@@ -95,7 +106,7 @@ const SchemaVersion = "1"
 
 // TopicSet is one deployment's topics.
 type TopicSet struct {
-	Commands, Events, IngestState, Signals, Repairs, Push, DeadLetters Topic
+	Commands, Events, IngestState, Signals, Repairs, Push, DeadLetters, Bans Topic
 }
 
 // Prefixed returns the contract's topics with prefix before each name, so
@@ -105,10 +116,10 @@ type TopicSet struct {
 func Prefixed(prefix string) TopicSet {
 	p := func(t Topic) Topic { t.Name = prefix + t.Name; return t }
 	return TopicSet{Commands: p(Commands), Events: p(Events), IngestState: p(IngestState),
-		Signals: p(Signals), Repairs: p(Repairs), Push: p(Push), DeadLetters: p(DeadLetters)}
+		Signals: p(Signals), Repairs: p(Repairs), Push: p(Push), DeadLetters: p(DeadLetters), Bans: p(Bans)}
 }
 
 // All lists the set's topics in provisioning order.
 func (s TopicSet) All() []Topic {
-	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.Repairs, s.Push, s.DeadLetters}
+	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.Repairs, s.Push, s.DeadLetters, s.Bans}
 }

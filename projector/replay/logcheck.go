@@ -62,7 +62,8 @@ import (
 //     ADMINS only privileged members pin and unpin in a group (the number of
 //     pins is not checked: its limit is the decider's setting);
 //   - user streams (schemas.IsUserStreamID) hold only per-user events
-//     (ConversationPrefsChanged, MessagesHidden, UserBlocked, UserUnblocked)
+//     (ConversationPrefsChanged, MessagesHidden, UserBlocked, UserUnblocked,
+//     push targets, and bans: logcheck_push.go, logcheck_ban.go)
 //     and the answers CommandRejected and MessageDeduplicated, all seq 0;
 //     the per-user events take dense versions 1, 2, 3 … (a user stream has
 //     no ConversationCreated), are the actor's own stream (the answers are
@@ -278,7 +279,8 @@ type messageModel struct {
 type userModel struct {
 	lastVersion int64
 	blocked     map[string]bool
-	push        pushModel // logcheck_push.go
+	push        pushModel      // logcheck_push.go
+	ban         *pb.UserBanned // the standing ban; nil when none (logcheck_ban.go)
 }
 
 // forward is a MessageForwarded: its source conversation, seq and target.
@@ -448,7 +450,7 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 	case schemas.TypeAttachmentDeleted:
 		c.attachmentDeleted(at, conv, ev)
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
-		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered:
+		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned:
 		c.problem("%s: a per-user event outside a user stream", at)
 	case schemas.TypeMembersAdded:
 		if ma := ev.GetMembersAdded(); ma.GetInvite() != nil {
@@ -632,7 +634,7 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 		}
 		return // answered as the stream's user, whoever asked
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
-		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered:
+		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned:
 	default:
 		c.problem("%s: not an event of a user stream (only per-user events and answers)", at)
 		return
@@ -660,6 +662,8 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 		delete(u.blocked, b.UserUnblocked.GetUserId())
 	case *pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered:
 		c.pushEvent(at, u, ev) // logcheck_push.go
+	case *pb.Event_UserBanned, *pb.Event_UserUnbanned:
+		c.banEvent(at, u, ev) // logcheck_ban.go
 	}
 }
 
@@ -1439,6 +1443,8 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 			continue // nor a role or settings that would not change, an unmute of a member not muted, a pin there or gone
 		case schemas.TypeBlockUser, schemas.TypeUnblockUser, schemas.TypeRegisterPushTarget, schemas.TypeUnregisterPushTarget:
 			continue // nor a block of a blocked user or an unblock of one not blocked, nor a push target there or gone
+		case schemas.TypeBanUser, schemas.TypeUnbanUser:
+			continue // nor the same ban again, nor an unban of a user not banned
 		case schemas.TypeCreateInvite, schemas.TypeRevokeInvite, schemas.TypeJoinConversation, schemas.TypeDecideJoinRequest:
 			continue // nor a link's create again, a revoke of a revoked link, a member's join, a request pending, an approval of a member
 		case schemas.TypeUploadAttachment, schemas.TypeExpireAttachment:

@@ -61,7 +61,7 @@ func (m *streamModel) event(ev *pb.Event) {
 	user, at := ev.GetActorUserId(), ev.GetOccurredAt().AsTime().Truncate(time.Millisecond)
 	switch ev.GetBody().(type) {
 	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked,
-		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered:
+		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered, *pb.Event_UserBanned, *pb.Event_UserUnbanned:
 		if user == "" || schemas.UserStreamID(user) != ev.GetConversationId() || ev.GetVersion() < 1 {
 			return
 		}

@@ -65,7 +65,7 @@ func newLog(t *testing.T) *log {
 	t.Cleanup(func() { l.app.Close(context.Background()) })
 	d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: k.Seeds, Group: l.group, TransactionalID: prefix + "txn",
 		CommandsTopic: l.topics.Commands.Name, EventsTopic: l.topics.Events.Name,
-		StateTopic: l.topics.IngestState.Name, DeadLetterTopic: l.topics.DeadLetters.Name, Logger: testenv.Logger(t)})
+		StateTopic: l.topics.IngestState.Name, DeadLetterTopic: l.topics.DeadLetters.Name, BansTopic: l.topics.Bans.Name, Logger: testenv.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,14 @@ type Command struct {
 	// When the gateway received the command (gateway clock). Informational:
 	// ingest stamps its own Event.occurred_at.
 	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// Set by the gateway's admin API only: the key id of the service
+	// credential that appended the command (gateway/README.md, "Admin API").
+	// user_id is then the user the service acts as (a bot or system user it
+	// may act for), or, for BanUser and UnbanUser, the user the command is
+	// about. Every event decided from the command carries it in
+	// Event.actor_service, so each service call is audited in the log. A
+	// device's command never has it: the gateway builds every Command itself.
+	ServicePrincipal string `protobuf:"bytes,6,opt,name=service_principal,json=servicePrincipal,proto3" json:"service_principal,omitempty"`
 	// What the device asked for. Exactly one is set; a command without a body
 	// is rejected with ERROR_CODE_INVALID_ARGUMENT.
 	//
@@ -78,6 +86,8 @@ type Command struct {
 	//	*Command_DecideJoinRequest
 	//	*Command_RegisterPush
 	//	*Command_UnregisterPush
+	//	*Command_BanUser
+	//	*Command_UnbanUser
 	//	*Command_UploadAttachment
 	//	*Command_ExpireAttachment
 	//	*Command_DirectBlock
@@ -150,6 +160,13 @@ func (x *Command) GetReceivedAt() *timestamppb.Timestamp {
 		return x.ReceivedAt
 	}
 	return nil
+}
+
+func (x *Command) GetServicePrincipal() string {
+	if x != nil {
+		return x.ServicePrincipal
+	}
+	return ""
 }
 
 func (x *Command) GetBody() isCommand_Body {
@@ -420,6 +437,24 @@ func (x *Command) GetUnregisterPush() *UnregisterPushTarget {
 	return nil
 }
 
+func (x *Command) GetBanUser() *BanUser {
+	if x != nil {
+		if x, ok := x.Body.(*Command_BanUser); ok {
+			return x.BanUser
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUnbanUser() *UnbanUser {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UnbanUser); ok {
+			return x.UnbanUser
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetUploadAttachment() *UploadAttachment {
 	if x != nil {
 		if x, ok := x.Body.(*Command_UploadAttachment); ok {
@@ -587,6 +622,16 @@ type Command_UnregisterPush struct {
 	UnregisterPush *UnregisterPushTarget `protobuf:"bytes,43,opt,name=unregister_push,json=unregisterPush,proto3,oneof"`
 }
 
+type Command_BanUser struct {
+	// Bans: keyed by the banned user's stream (user_id = that user), and
+	// appended by the admin API only (service_principal set).
+	BanUser *BanUser `protobuf:"bytes,44,opt,name=ban_user,json=banUser,proto3,oneof"`
+}
+
+type Command_UnbanUser struct {
+	UnbanUser *UnbanUser `protobuf:"bytes,45,opt,name=unban_user,json=unbanUser,proto3,oneof"`
+}
+
 type Command_UploadAttachment struct {
 	// 50 to 59 are appended by a gateway's HTTP handlers on behalf of the
 	// authenticated user (uploads) or by its attachment janitor; a
@@ -668,6 +713,10 @@ func (*Command_DecideJoinRequest) isCommand_Body() {}
 func (*Command_RegisterPush) isCommand_Body() {}
 
 func (*Command_UnregisterPush) isCommand_Body() {}
+
+func (*Command_BanUser) isCommand_Body() {}
+
+func (*Command_UnbanUser) isCommand_Body() {}
 
 func (*Command_UploadAttachment) isCommand_Body() {}
 
@@ -1929,6 +1978,104 @@ func (x *UnblockUser) GetUserId() string {
 	return ""
 }
 
+// BanUser bans Command.user_id (keyed by its user stream) until until, or
+// for good when until is unset (a suspension is a ban with an end). While
+// it stands the decider refuses every command of the user with
+// ERROR_CODE_USER_BANNED, and gateways close the user's sessions and refuse
+// its tokens. Only a service may ban (Command.service_principal set;
+// PERMISSION_DENIED otherwise). A ban of a banned user replaces its until
+// and reason.
+type BanUser struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=until,proto3" json:"until,omitempty"`
+	// Why, for the audit and for the user (at most 512 bytes of UTF-8).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BanUser) Reset() {
+	*x = BanUser{}
+	mi := &file_parley_v1_commands_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BanUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BanUser) ProtoMessage() {}
+
+func (x *BanUser) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BanUser.ProtoReflect.Descriptor instead.
+func (*BanUser) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BanUser) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *BanUser) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// UnbanUser lifts Command.user_id's ban; unbanning a user who is not banned
+// yields no event.
+type UnbanUser struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnbanUser) Reset() {
+	*x = UnbanUser{}
+	mi := &file_parley_v1_commands_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnbanUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnbanUser) ProtoMessage() {}
+
+func (x *UnbanUser) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnbanUser.ProtoReflect.Descriptor instead.
+func (*UnbanUser) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{24}
+}
+
 // ForwardMessage copies message seq of the source conversation
 // (ClientFrame.conversation_id, the record key) into
 // target_conversation_id, with a reference to its origin. The sender must be
@@ -1964,7 +2111,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[23]
+	mi := &file_parley_v1_commands_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2123,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[23]
+	mi := &file_parley_v1_commands_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2136,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ForwardMessage) GetSeq() int64 {
@@ -2056,7 +2203,7 @@ type DirectBlock struct {
 
 func (x *DirectBlock) Reset() {
 	*x = DirectBlock{}
-	mi := &file_parley_v1_commands_proto_msgTypes[24]
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2215,7 @@ func (x *DirectBlock) String() string {
 func (*DirectBlock) ProtoMessage() {}
 
 func (x *DirectBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[24]
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2228,7 @@ func (x *DirectBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlock.ProtoReflect.Descriptor instead.
 func (*DirectBlock) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DirectBlock) GetBlockerUserId() string {
@@ -2121,7 +2268,7 @@ type ForwardedMessage struct {
 
 func (x *ForwardedMessage) Reset() {
 	*x = ForwardedMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2280,7 @@ func (x *ForwardedMessage) String() string {
 func (*ForwardedMessage) ProtoMessage() {}
 
 func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2293,7 @@ func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedMessage.ProtoReflect.Descriptor instead.
 func (*ForwardedMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ForwardedMessage) GetClientMsgId() string {
@@ -2215,7 +2362,7 @@ type CreateInvite struct {
 
 func (x *CreateInvite) Reset() {
 	*x = CreateInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2374,7 @@ func (x *CreateInvite) String() string {
 func (*CreateInvite) ProtoMessage() {}
 
 func (x *CreateInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2387,7 @@ func (x *CreateInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvite.ProtoReflect.Descriptor instead.
 func (*CreateInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateInvite) GetToken() string {
@@ -2289,7 +2436,7 @@ type RevokeInvite struct {
 
 func (x *RevokeInvite) Reset() {
 	*x = RevokeInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2448,7 @@ func (x *RevokeInvite) String() string {
 func (*RevokeInvite) ProtoMessage() {}
 
 func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2461,7 @@ func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvite.ProtoReflect.Descriptor instead.
 func (*RevokeInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeInvite) GetInviteId() string {
@@ -2350,7 +2497,7 @@ type JoinConversation struct {
 
 func (x *JoinConversation) Reset() {
 	*x = JoinConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2509,7 @@ func (x *JoinConversation) String() string {
 func (*JoinConversation) ProtoMessage() {}
 
 func (x *JoinConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2522,7 @@ func (x *JoinConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinConversation.ProtoReflect.Descriptor instead.
 func (*JoinConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinConversation) GetToken() string {
@@ -2414,7 +2561,7 @@ type DecideJoinRequest struct {
 
 func (x *DecideJoinRequest) Reset() {
 	*x = DecideJoinRequest{}
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2573,7 @@ func (x *DecideJoinRequest) String() string {
 func (*DecideJoinRequest) ProtoMessage() {}
 
 func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2586,7 @@ func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideJoinRequest.ProtoReflect.Descriptor instead.
 func (*DecideJoinRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DecideJoinRequest) GetUserId() string {
@@ -2471,7 +2618,7 @@ type UploadAttachment struct {
 
 func (x *UploadAttachment) Reset() {
 	*x = UploadAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2630,7 @@ func (x *UploadAttachment) String() string {
 func (*UploadAttachment) ProtoMessage() {}
 
 func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2643,7 @@ func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadAttachment.ProtoReflect.Descriptor instead.
 func (*UploadAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UploadAttachment) GetAttachment() *Attachment {
@@ -2520,7 +2667,7 @@ type ExpireAttachment struct {
 
 func (x *ExpireAttachment) Reset() {
 	*x = ExpireAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2679,7 @@ func (x *ExpireAttachment) String() string {
 func (*ExpireAttachment) ProtoMessage() {}
 
 func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2692,7 @@ func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireAttachment.ProtoReflect.Descriptor instead.
 func (*ExpireAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExpireAttachment) GetAttachmentId() string {
@@ -2575,7 +2722,7 @@ type RegisterPushTarget struct {
 
 func (x *RegisterPushTarget) Reset() {
 	*x = RegisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2734,7 @@ func (x *RegisterPushTarget) String() string {
 func (*RegisterPushTarget) ProtoMessage() {}
 
 func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2747,7 @@ func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterPushTarget.ProtoReflect.Descriptor instead.
 func (*RegisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterPushTarget) GetTarget() *PushTarget {
@@ -2632,7 +2779,7 @@ type UnregisterPushTarget struct {
 
 func (x *UnregisterPushTarget) Reset() {
 	*x = UnregisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2791,7 @@ func (x *UnregisterPushTarget) String() string {
 func (*UnregisterPushTarget) ProtoMessage() {}
 
 func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2804,7 @@ func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterPushTarget.ProtoReflect.Descriptor instead.
 func (*UnregisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UnregisterPushTarget) GetDeviceId() string {
@@ -2685,7 +2832,7 @@ var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\"\xa6\x13\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\"\xbb\x14\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -2693,7 +2840,8 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12'\n" +
 	"\x0fconversation_id\x18\x04 \x01(\tR\x0econversationId\x12;\n" +
 	"\vreceived_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\x12P\n" +
+	"receivedAt\x12+\n" +
+	"\x11service_principal\x18\x06 \x01(\tR\x10servicePrincipal\x12P\n" +
 	"\x13create_conversation\x18\n" +
 	" \x01(\v2\x1d.parley.v1.CreateConversationH\x00R\x12createConversation\x128\n" +
 	"\vadd_members\x18\v \x01(\v2\x15.parley.v1.AddMembersH\x00R\n" +
@@ -2727,7 +2875,10 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\x11join_conversation\x18( \x01(\v2\x1b.parley.v1.JoinConversationH\x00R\x10joinConversation\x12N\n" +
 	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12D\n" +
 	"\rregister_push\x18* \x01(\v2\x1d.parley.v1.RegisterPushTargetH\x00R\fregisterPush\x12J\n" +
-	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12J\n" +
+	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12/\n" +
+	"\bban_user\x18, \x01(\v2\x12.parley.v1.BanUserH\x00R\abanUser\x125\n" +
+	"\n" +
+	"unban_user\x18- \x01(\v2\x14.parley.v1.UnbanUserH\x00R\tunbanUser\x12J\n" +
 	"\x11upload_attachment\x182 \x01(\v2\x1b.parley.v1.UploadAttachmentH\x00R\x10uploadAttachment\x12J\n" +
 	"\x11expire_attachment\x183 \x01(\v2\x1b.parley.v1.ExpireAttachmentH\x00R\x10expireAttachment\x12;\n" +
 	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
@@ -2805,7 +2956,11 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\tBlockUser\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"&\n" +
 	"\vUnblockUser\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x9e\x02\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"S\n" +
+	"\aBanUser\x120\n" +
+	"\x05until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\v\n" +
+	"\tUnbanUser\"\x9e\x02\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
@@ -2867,7 +3022,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -2892,29 +3047,31 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*HideMessages)(nil),            // 20: parley.v1.HideMessages
 	(*BlockUser)(nil),               // 21: parley.v1.BlockUser
 	(*UnblockUser)(nil),             // 22: parley.v1.UnblockUser
-	(*ForwardMessage)(nil),          // 23: parley.v1.ForwardMessage
-	(*DirectBlock)(nil),             // 24: parley.v1.DirectBlock
-	(*ForwardedMessage)(nil),        // 25: parley.v1.ForwardedMessage
-	(*CreateInvite)(nil),            // 26: parley.v1.CreateInvite
-	(*RevokeInvite)(nil),            // 27: parley.v1.RevokeInvite
-	(*JoinConversation)(nil),        // 28: parley.v1.JoinConversation
-	(*DecideJoinRequest)(nil),       // 29: parley.v1.DecideJoinRequest
-	(*UploadAttachment)(nil),        // 30: parley.v1.UploadAttachment
-	(*ExpireAttachment)(nil),        // 31: parley.v1.ExpireAttachment
-	(*RegisterPushTarget)(nil),      // 32: parley.v1.RegisterPushTarget
-	(*UnregisterPushTarget)(nil),    // 33: parley.v1.UnregisterPushTarget
-	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 35: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 36: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 37: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 38: parley.v1.Mute
-	(*ForwardOrigin)(nil),           // 39: parley.v1.ForwardOrigin
-	(*Attachment)(nil),              // 40: parley.v1.Attachment
-	(*PushTarget)(nil),              // 41: parley.v1.PushTarget
-	(PushUnregisterReason)(0),       // 42: parley.v1.PushUnregisterReason
+	(*BanUser)(nil),                 // 23: parley.v1.BanUser
+	(*UnbanUser)(nil),               // 24: parley.v1.UnbanUser
+	(*ForwardMessage)(nil),          // 25: parley.v1.ForwardMessage
+	(*DirectBlock)(nil),             // 26: parley.v1.DirectBlock
+	(*ForwardedMessage)(nil),        // 27: parley.v1.ForwardedMessage
+	(*CreateInvite)(nil),            // 28: parley.v1.CreateInvite
+	(*RevokeInvite)(nil),            // 29: parley.v1.RevokeInvite
+	(*JoinConversation)(nil),        // 30: parley.v1.JoinConversation
+	(*DecideJoinRequest)(nil),       // 31: parley.v1.DecideJoinRequest
+	(*UploadAttachment)(nil),        // 32: parley.v1.UploadAttachment
+	(*ExpireAttachment)(nil),        // 33: parley.v1.ExpireAttachment
+	(*RegisterPushTarget)(nil),      // 34: parley.v1.RegisterPushTarget
+	(*UnregisterPushTarget)(nil),    // 35: parley.v1.UnregisterPushTarget
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 37: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 38: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 39: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 40: parley.v1.Mute
+	(*ForwardOrigin)(nil),           // 41: parley.v1.ForwardOrigin
+	(*Attachment)(nil),              // 42: parley.v1.Attachment
+	(*PushTarget)(nil),              // 43: parley.v1.PushTarget
+	(PushUnregisterReason)(0),       // 44: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	34, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	36, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -2937,35 +3094,38 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	20, // 20: parley.v1.Command.hide_messages:type_name -> parley.v1.HideMessages
 	21, // 21: parley.v1.Command.block_user:type_name -> parley.v1.BlockUser
 	22, // 22: parley.v1.Command.unblock_user:type_name -> parley.v1.UnblockUser
-	23, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
-	26, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
-	27, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
-	28, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
-	29, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	32, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
-	33, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
-	30, // 30: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
-	31, // 31: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
-	24, // 32: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	25, // 33: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	35, // 34: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	36, // 35: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	37, // 36: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	34, // 37: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	38, // 38: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	39, // 39: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	40, // 40: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
-	39, // 41: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	40, // 42: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
-	34, // 43: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	40, // 44: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
-	41, // 45: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
-	42, // 46: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	25, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
+	28, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
+	29, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
+	30, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
+	31, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
+	34, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
+	35, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
+	23, // 30: parley.v1.Command.ban_user:type_name -> parley.v1.BanUser
+	24, // 31: parley.v1.Command.unban_user:type_name -> parley.v1.UnbanUser
+	32, // 32: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
+	33, // 33: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
+	26, // 34: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	27, // 35: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	37, // 36: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	38, // 37: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	39, // 38: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	36, // 39: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	40, // 40: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	36, // 41: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
+	41, // 42: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	42, // 43: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
+	41, // 44: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	42, // 45: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
+	36, // 46: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 47: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	43, // 48: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
+	44, // 49: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -3006,6 +3166,8 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_DecideJoinRequest)(nil),
 		(*Command_RegisterPush)(nil),
 		(*Command_UnregisterPush)(nil),
+		(*Command_BanUser)(nil),
+		(*Command_UnbanUser)(nil),
 		(*Command_UploadAttachment)(nil),
 		(*Command_ExpireAttachment)(nil),
 		(*Command_DirectBlock)(nil),
@@ -3018,7 +3180,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -114,6 +114,9 @@ const (
 	ErrorCode_ERROR_CODE_QUOTA_EXCEEDED ErrorCode = 28
 	// The virus scanner found the upload infected; nothing was stored.
 	ErrorCode_ERROR_CODE_INFECTED ErrorCode = 29
+	// The user is banned or suspended (BanUser): the decider refuses its
+	// commands, and the gateway its tokens.
+	ErrorCode_ERROR_CODE_USER_BANNED ErrorCode = 30
 )
 
 // Enum value maps for ErrorCode.
@@ -149,6 +152,7 @@ var (
 		27: "ERROR_CODE_UNSUPPORTED_MEDIA_TYPE",
 		28: "ERROR_CODE_QUOTA_EXCEEDED",
 		29: "ERROR_CODE_INFECTED",
+		30: "ERROR_CODE_USER_BANNED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":            0,
@@ -181,6 +185,7 @@ var (
 		"ERROR_CODE_UNSUPPORTED_MEDIA_TYPE": 27,
 		"ERROR_CODE_QUOTA_EXCEEDED":         28,
 		"ERROR_CODE_INFECTED":               29,
+		"ERROR_CODE_USER_BANNED":            30,
 	}
 )
 
@@ -215,7 +220,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\x93\a\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xaf\a\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -247,7 +252,8 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x19ERROR_CODE_FILE_TOO_LARGE\x10\x1a\x12%\n" +
 	"!ERROR_CODE_UNSUPPORTED_MEDIA_TYPE\x10\x1b\x12\x1d\n" +
 	"\x19ERROR_CODE_QUOTA_EXCEEDED\x10\x1c\x12\x17\n" +
-	"\x13ERROR_CODE_INFECTED\x10\x1dB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x13ERROR_CODE_INFECTED\x10\x1d\x12\x1a\n" +
+	"\x16ERROR_CODE_USER_BANNED\x10\x1eB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

@@ -216,6 +216,10 @@ type Event struct {
 	// 0 for CommandRejected and MessageDeduplicated, which only answer their
 	// sender. Logs written before version existed carry 0 on every event.
 	Version int64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	// The key id of the service credential whose command this event was
+	// decided from (Command.service_principal); empty for a device's. The
+	// audit of the admin API: every event of a service call names it.
+	ActorService string `protobuf:"bytes,8,opt,name=actor_service,json=actorService,proto3" json:"actor_service,omitempty"`
 	// What happened. Exactly one is set. Its message name (e.g. "MessageSent")
 	// is also in the parley-type record header.
 	//
@@ -254,6 +258,8 @@ type Event struct {
 	//	*Event_AttachmentDeleted
 	//	*Event_PushTargetRegistered
 	//	*Event_PushTargetUnregistered
+	//	*Event_UserBanned
+	//	*Event_UserUnbanned
 	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -337,6 +343,13 @@ func (x *Event) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *Event) GetActorService() string {
+	if x != nil {
+		return x.ActorService
+	}
+	return ""
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -643,6 +656,24 @@ func (x *Event) GetPushTargetUnregistered() *PushTargetUnregistered {
 	return nil
 }
 
+func (x *Event) GetUserBanned() *UserBanned {
+	if x != nil {
+		if x, ok := x.Body.(*Event_UserBanned); ok {
+			return x.UserBanned
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetUserUnbanned() *UserUnbanned {
+	if x != nil {
+		if x, ok := x.Body.(*Event_UserUnbanned); ok {
+			return x.UserUnbanned
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetWithheld() *Withheld {
 	if x != nil {
 		if x, ok := x.Body.(*Event_Withheld); ok {
@@ -798,6 +829,16 @@ type Event_PushTargetUnregistered struct {
 	PushTargetUnregistered *PushTargetUnregistered `protobuf:"bytes,43,opt,name=push_target_unregistered,json=pushTargetUnregistered,proto3,oneof"`
 }
 
+type Event_UserBanned struct {
+	// Bans (user stream of the banned user, Event.actor_user_id;
+	// versioned; Event.actor_service is who banned).
+	UserBanned *UserBanned `protobuf:"bytes,44,opt,name=user_banned,json=userBanned,proto3,oneof"`
+}
+
+type Event_UserUnbanned struct {
+	UserUnbanned *UserUnbanned `protobuf:"bytes,45,opt,name=user_unbanned,json=userUnbanned,proto3,oneof"`
+}
+
 type Event_Withheld struct {
 	// Never on the topic: what the gateway sends a device in place of an
 	// event its user may not see (Withheld).
@@ -869,6 +910,10 @@ func (*Event_AttachmentDeleted) isEvent_Body() {}
 func (*Event_PushTargetRegistered) isEvent_Body() {}
 
 func (*Event_PushTargetUnregistered) isEvent_Body() {}
+
+func (*Event_UserBanned) isEvent_Body() {}
+
+func (*Event_UserUnbanned) isEvent_Body() {}
 
 func (*Event_Withheld) isEvent_Body() {}
 
@@ -2284,6 +2329,100 @@ func (x *UserUnblocked) GetUserId() string {
 	return ""
 }
 
+// UserBanned (user stream): Event.actor_user_id is banned, by the service
+// Event.actor_service, until until (unset: for good). It is also written,
+// in the same transaction, to the compacted bans topic keyed by the user,
+// which every decider and gateway follows (ingest/README.md, "Bans").
+type UserBanned struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=until,proto3" json:"until,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserBanned) Reset() {
+	*x = UserBanned{}
+	mi := &file_parley_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserBanned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserBanned) ProtoMessage() {}
+
+func (x *UserBanned) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserBanned.ProtoReflect.Descriptor instead.
+func (*UserBanned) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UserBanned) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *UserBanned) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// UserUnbanned (user stream): Event.actor_user_id's ban is lifted (the bans
+// topic gets the user's tombstone).
+type UserUnbanned struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserUnbanned) Reset() {
+	*x = UserUnbanned{}
+	mi := &file_parley_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserUnbanned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserUnbanned) ProtoMessage() {}
+
+func (x *UserUnbanned) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserUnbanned.ProtoReflect.Descriptor instead.
+func (*UserUnbanned) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
 // DirectBlockChanged (direct conversation, version 0): the direct
 // conversation's decider took on a block (or its end) from the blocker's
 // user stream; from here it refuses sends between the two with
@@ -2299,7 +2438,7 @@ type DirectBlockChanged struct {
 
 func (x *DirectBlockChanged) Reset() {
 	*x = DirectBlockChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[25]
+	mi := &file_parley_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2450,7 @@ func (x *DirectBlockChanged) String() string {
 func (*DirectBlockChanged) ProtoMessage() {}
 
 func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[25]
+	mi := &file_parley_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2463,7 @@ func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlockChanged.ProtoReflect.Descriptor instead.
 func (*DirectBlockChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DirectBlockChanged) GetBlockerUserId() string {
@@ -2364,7 +2503,7 @@ type MessageForwarded struct {
 
 func (x *MessageForwarded) Reset() {
 	*x = MessageForwarded{}
-	mi := &file_parley_v1_events_proto_msgTypes[26]
+	mi := &file_parley_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2515,7 @@ func (x *MessageForwarded) String() string {
 func (*MessageForwarded) ProtoMessage() {}
 
 func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[26]
+	mi := &file_parley_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2528,7 @@ func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageForwarded.ProtoReflect.Descriptor instead.
 func (*MessageForwarded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MessageForwarded) GetSeq() int64 {
@@ -2430,7 +2569,7 @@ type InviteCreated struct {
 
 func (x *InviteCreated) Reset() {
 	*x = InviteCreated{}
-	mi := &file_parley_v1_events_proto_msgTypes[27]
+	mi := &file_parley_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2581,7 @@ func (x *InviteCreated) String() string {
 func (*InviteCreated) ProtoMessage() {}
 
 func (x *InviteCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[27]
+	mi := &file_parley_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2594,7 @@ func (x *InviteCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteCreated.ProtoReflect.Descriptor instead.
 func (*InviteCreated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InviteCreated) GetInviteId() string {
@@ -2496,7 +2635,7 @@ type InviteRevoked struct {
 
 func (x *InviteRevoked) Reset() {
 	*x = InviteRevoked{}
-	mi := &file_parley_v1_events_proto_msgTypes[28]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2647,7 @@ func (x *InviteRevoked) String() string {
 func (*InviteRevoked) ProtoMessage() {}
 
 func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[28]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2660,7 @@ func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteRevoked.ProtoReflect.Descriptor instead.
 func (*InviteRevoked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InviteRevoked) GetInviteId() string {
@@ -2548,7 +2687,7 @@ type JoinRequested struct {
 
 func (x *JoinRequested) Reset() {
 	*x = JoinRequested{}
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2699,7 @@ func (x *JoinRequested) String() string {
 func (*JoinRequested) ProtoMessage() {}
 
 func (x *JoinRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2712,7 @@ func (x *JoinRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequested.ProtoReflect.Descriptor instead.
 func (*JoinRequested) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinRequested) GetUserId() string {
@@ -2608,7 +2747,7 @@ type JoinRequestDeclined struct {
 
 func (x *JoinRequestDeclined) Reset() {
 	*x = JoinRequestDeclined{}
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2759,7 @@ func (x *JoinRequestDeclined) String() string {
 func (*JoinRequestDeclined) ProtoMessage() {}
 
 func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2772,7 @@ func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequestDeclined.ProtoReflect.Descriptor instead.
 func (*JoinRequestDeclined) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JoinRequestDeclined) GetUserId() string {
@@ -2663,7 +2802,7 @@ type Withheld struct {
 
 func (x *Withheld) Reset() {
 	*x = Withheld{}
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +2814,7 @@ func (x *Withheld) String() string {
 func (*Withheld) ProtoMessage() {}
 
 func (x *Withheld) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +2827,7 @@ func (x *Withheld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Withheld.ProtoReflect.Descriptor instead.
 func (*Withheld) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 // AttachmentUploaded: the decider recorded an upload (UploadAttachment)
@@ -2704,7 +2843,7 @@ type AttachmentUploaded struct {
 
 func (x *AttachmentUploaded) Reset() {
 	*x = AttachmentUploaded{}
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2716,7 +2855,7 @@ func (x *AttachmentUploaded) String() string {
 func (*AttachmentUploaded) ProtoMessage() {}
 
 func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2729,7 +2868,7 @@ func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentUploaded.ProtoReflect.Descriptor instead.
 func (*AttachmentUploaded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AttachmentUploaded) GetAttachment() *Attachment {
@@ -2762,7 +2901,7 @@ type AttachmentDeleted struct {
 
 func (x *AttachmentDeleted) Reset() {
 	*x = AttachmentDeleted{}
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2774,7 +2913,7 @@ func (x *AttachmentDeleted) String() string {
 func (*AttachmentDeleted) ProtoMessage() {}
 
 func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2787,7 +2926,7 @@ func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentDeleted.ProtoReflect.Descriptor instead.
 func (*AttachmentDeleted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AttachmentDeleted) GetAttachmentId() string {
@@ -2851,7 +2990,7 @@ type PushTargetRegistered struct {
 
 func (x *PushTargetRegistered) Reset() {
 	*x = PushTargetRegistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3002,7 @@ func (x *PushTargetRegistered) String() string {
 func (*PushTargetRegistered) ProtoMessage() {}
 
 func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3015,7 @@ func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetRegistered.ProtoReflect.Descriptor instead.
 func (*PushTargetRegistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PushTargetRegistered) GetTarget() *PushTarget {
@@ -2903,7 +3042,7 @@ type PushTargetUnregistered struct {
 
 func (x *PushTargetUnregistered) Reset() {
 	*x = PushTargetUnregistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2915,7 +3054,7 @@ func (x *PushTargetUnregistered) String() string {
 func (*PushTargetUnregistered) ProtoMessage() {}
 
 func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2928,7 +3067,7 @@ func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetUnregistered.ProtoReflect.Descriptor instead.
 func (*PushTargetUnregistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PushTargetUnregistered) GetDeviceId() string {
@@ -2956,7 +3095,7 @@ var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\"\xd2\x15\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\"\xf1\x16\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -2966,7 +3105,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x0factor_device_id\x18\x05 \x01(\tR\ractorDeviceId\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x18\n" +
-	"\aversion\x18\a \x01(\x03R\aversion\x12S\n" +
+	"\aversion\x18\a \x01(\x03R\aversion\x12#\n" +
+	"\ractor_service\x18\b \x01(\tR\factorService\x12S\n" +
 	"\x14conversation_created\x18\n" +
 	" \x01(\v2\x1e.parley.v1.ConversationCreatedH\x00R\x13conversationCreated\x12>\n" +
 	"\rmembers_added\x18\v \x01(\v2\x17.parley.v1.MembersAddedH\x00R\fmembersAdded\x12A\n" +
@@ -3001,7 +3141,10 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x13attachment_uploaded\x18( \x01(\v2\x1d.parley.v1.AttachmentUploadedH\x00R\x12attachmentUploaded\x12M\n" +
 	"\x12attachment_deleted\x18) \x01(\v2\x1c.parley.v1.AttachmentDeletedH\x00R\x11attachmentDeleted\x12W\n" +
 	"\x16push_target_registered\x18* \x01(\v2\x1f.parley.v1.PushTargetRegisteredH\x00R\x14pushTargetRegistered\x12]\n" +
-	"\x18push_target_unregistered\x18+ \x01(\v2!.parley.v1.PushTargetUnregisteredH\x00R\x16pushTargetUnregistered\x121\n" +
+	"\x18push_target_unregistered\x18+ \x01(\v2!.parley.v1.PushTargetUnregisteredH\x00R\x16pushTargetUnregistered\x128\n" +
+	"\vuser_banned\x18, \x01(\v2\x15.parley.v1.UserBannedH\x00R\n" +
+	"userBanned\x12>\n" +
+	"\ruser_unbanned\x18- \x01(\v2\x17.parley.v1.UserUnbannedH\x00R\fuserUnbanned\x121\n" +
 	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
@@ -3099,7 +3242,12 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\vUserBlocked\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"(\n" +
 	"\rUserUnblocked\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"~\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"V\n" +
+	"\n" +
+	"UserBanned\x120\n" +
+	"\x05until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x0e\n" +
+	"\fUserUnbanned\"~\n" +
 	"\x12DirectBlockChanged\x12&\n" +
 	"\x0fblocker_user_id\x18\x01 \x01(\tR\rblockerUserId\x12&\n" +
 	"\x0fblocked_user_id\x18\x02 \x01(\tR\rblockedUserId\x12\x18\n" +
@@ -3169,7 +3317,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -3199,31 +3347,33 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*MessagesHidden)(nil),           // 25: parley.v1.MessagesHidden
 	(*UserBlocked)(nil),              // 26: parley.v1.UserBlocked
 	(*UserUnblocked)(nil),            // 27: parley.v1.UserUnblocked
-	(*DirectBlockChanged)(nil),       // 28: parley.v1.DirectBlockChanged
-	(*MessageForwarded)(nil),         // 29: parley.v1.MessageForwarded
-	(*InviteCreated)(nil),            // 30: parley.v1.InviteCreated
-	(*InviteRevoked)(nil),            // 31: parley.v1.InviteRevoked
-	(*JoinRequested)(nil),            // 32: parley.v1.JoinRequested
-	(*JoinRequestDeclined)(nil),      // 33: parley.v1.JoinRequestDeclined
-	(*Withheld)(nil),                 // 34: parley.v1.Withheld
-	(*AttachmentUploaded)(nil),       // 35: parley.v1.AttachmentUploaded
-	(*AttachmentDeleted)(nil),        // 36: parley.v1.AttachmentDeleted
-	(*PushTargetRegistered)(nil),     // 37: parley.v1.PushTargetRegistered
-	(*PushTargetUnregistered)(nil),   // 38: parley.v1.PushTargetUnregistered
-	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 40: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 41: parley.v1.ForwardOrigin
-	(*Attachment)(nil),               // 42: parley.v1.Attachment
-	(ErrorCode)(0),                   // 43: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 44: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 45: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 46: parley.v1.Mute
-	(*PushTarget)(nil),               // 47: parley.v1.PushTarget
-	(PushProvider)(0),                // 48: parley.v1.PushProvider
-	(PushUnregisterReason)(0),        // 49: parley.v1.PushUnregisterReason
+	(*UserBanned)(nil),               // 28: parley.v1.UserBanned
+	(*UserUnbanned)(nil),             // 29: parley.v1.UserUnbanned
+	(*DirectBlockChanged)(nil),       // 30: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 31: parley.v1.MessageForwarded
+	(*InviteCreated)(nil),            // 32: parley.v1.InviteCreated
+	(*InviteRevoked)(nil),            // 33: parley.v1.InviteRevoked
+	(*JoinRequested)(nil),            // 34: parley.v1.JoinRequested
+	(*JoinRequestDeclined)(nil),      // 35: parley.v1.JoinRequestDeclined
+	(*Withheld)(nil),                 // 36: parley.v1.Withheld
+	(*AttachmentUploaded)(nil),       // 37: parley.v1.AttachmentUploaded
+	(*AttachmentDeleted)(nil),        // 38: parley.v1.AttachmentDeleted
+	(*PushTargetRegistered)(nil),     // 39: parley.v1.PushTargetRegistered
+	(*PushTargetUnregistered)(nil),   // 40: parley.v1.PushTargetUnregistered
+	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 42: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 43: parley.v1.ForwardOrigin
+	(*Attachment)(nil),               // 44: parley.v1.Attachment
+	(ErrorCode)(0),                   // 45: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 46: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 47: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 48: parley.v1.Mute
+	(*PushTarget)(nil),               // 49: parley.v1.PushTarget
+	(PushProvider)(0),                // 50: parley.v1.PushProvider
+	(PushUnregisterReason)(0),        // 51: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	39, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	41, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	5,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	7,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -3247,41 +3397,44 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	25, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
 	26, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
 	27, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
-	28, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
-	29, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	30, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
-	31, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
-	32, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
-	33, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
-	35, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
-	36, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
-	37, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
-	38, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
-	34, // 34: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
-	40, // 35: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	6,  // 36: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 37: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	41, // 38: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	42, // 39: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
-	43, // 40: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	44, // 41: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 42: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	45, // 43: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	39, // 44: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	46, // 45: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	39, // 46: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 47: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	42, // 48: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
-	2,  // 49: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
-	39, // 50: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
-	47, // 51: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
-	48, // 52: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
-	49, // 53: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	30, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	31, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	32, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
+	33, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
+	34, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
+	35, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
+	37, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
+	38, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
+	39, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
+	40, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
+	28, // 34: parley.v1.Event.user_banned:type_name -> parley.v1.UserBanned
+	29, // 35: parley.v1.Event.user_unbanned:type_name -> parley.v1.UserUnbanned
+	36, // 36: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	42, // 37: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	6,  // 38: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 39: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	43, // 40: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	44, // 41: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
+	45, // 42: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	46, // 43: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 44: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	47, // 45: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	41, // 46: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	48, // 47: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	41, // 48: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
+	41, // 49: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 50: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	44, // 51: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
+	2,  // 52: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
+	41, // 53: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
+	49, // 54: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
+	50, // 55: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
+	51, // 56: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -3327,6 +3480,8 @@ func file_parley_v1_events_proto_init() {
 		(*Event_AttachmentDeleted)(nil),
 		(*Event_PushTargetRegistered)(nil),
 		(*Event_PushTargetUnregistered)(nil),
+		(*Event_UserBanned)(nil),
+		(*Event_UserUnbanned)(nil),
 		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
@@ -3336,7 +3491,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

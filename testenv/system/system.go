@@ -67,6 +67,9 @@ type Options struct {
 	// with these settings; the system fills in where Kafka, Cassandra and
 	// the topics are, and the groups.
 	Notifier *notify.Config
+	// GatewayAdminKeys are the gateways' admin API keys (none: every admin
+	// call is refused).
+	GatewayAdminKeys gateway.AdminKeys
 	// Registerer, when set, receives every component's metrics (each
 	// gateway's with a gateway="<n>" label). A component started again
 	// with StartComponent registers again and fails: leave it nil then.
@@ -229,7 +232,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: s.opts.Seeds,
 			Group: s.GroupOf("ingest"), TransactionalID: s.TxnIDOf("ingest"),
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
-			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, Logger: log,
+			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, BansTopic: s.Topics.Bans.Name, Logger: log,
 			Registerer: s.opts.Registerer, Limits: s.opts.IngestLimits})
 		if err != nil {
 			return nil, err
@@ -287,7 +290,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		}
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
-			RepairsTopic: s.Topics.Repairs.Name, Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
+			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments})
 		if err != nil {
 			return nil, err

@@ -93,6 +93,7 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 		EventsTopic:   topics.Events.Name,
 		SignalsTopic:  topics.Signals.Name,
 		RepairsTopic:  topics.Repairs.Name,
+		BansTopic:     topics.Bans.Name,
 		Auth:          auth,
 		DevTokens:     e.Bool("PARLEY_DEV_TOKENS", false),
 		Cassandra:     e.Cassandra(),
@@ -144,6 +145,13 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 			return cfg, blob.Config{}, scan.Config{}, fmt.Errorf("PARLEY_GATEWAY_URL_KEY: want at least 64 hex digits (32 bytes), the same on every gateway")
 		}
 		cfg.Attachments.URLKey = key
+	}
+	if f := e.String("PARLEY_GATEWAY_ADMIN_KEYS_FILE", ""); f != "" {
+		keys, err := gateway.LoadAdminKeys(f)
+		if err != nil {
+			return cfg, blob.Config{}, scan.Config{}, fmt.Errorf("PARLEY_GATEWAY_ADMIN_KEYS_FILE: %w", err)
+		}
+		cfg.AdminKeys = keys
 	}
 	blobs, err := blob.FromEnv(e)
 	clamd, cerr := scan.FromEnv(e)

@@ -73,6 +73,7 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 		EventsTopic:        topics.Events.Name,
 		StateTopic:         topics.IngestState.Name,
 		DeadLetterTopic:    topics.DeadLetters.Name,
+		BansTopic:          topics.Bans.Name,
 		Group:              e.String("PARLEY_INGEST_GROUP", deploy.GroupName(prefix, "ingest")),
 		TransactionalID:    e.String("PARLEY_INGEST_TRANSACTIONAL_ID", txnDefault),
 		Membership:         m,

@@ -1,0 +1,34 @@
+package replay
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/parley-im/parley/schemas/parleyv1"
+)
+
+// The log check's rules of bans (on the banned user's stream, its actor):
+//   - a UserBanned or UserUnbanned names the service that decided it
+//     (actor_service): only a service bans;
+//   - a UserBanned changes the standing ban (a first ban, or another end
+//     or reason): the same ban again is no event;
+//   - a UserUnbanned lifts a standing ban.
+//
+// What a ban refuses is not checked here: a command is refused once its
+// decider holds the ban, which the log does not record.
+func (c *logCheck) banEvent(at where, u *userModel, ev *pb.Event) {
+	if ev.GetActorService() == "" {
+		c.problem("%s: a ban without actor_service (only a service bans)", at)
+	}
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_UserBanned:
+		if u.ban != nil && proto.Equal(u.ban, b.UserBanned) {
+			c.problem("%s: %s is banned so already (a ban only when it changes)", at, ev.GetActorUserId())
+		}
+		u.ban = b.UserBanned
+	case *pb.Event_UserUnbanned:
+		if u.ban == nil {
+			c.problem("%s: %s is not banned (an unban only of a banned user)", at, ev.GetActorUserId())
+		}
+		u.ban = nil
+	}
+}
