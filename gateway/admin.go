@@ -119,6 +119,7 @@ func (s *Server) addAdminRoutes(mux *router) {
 	mux.HandleFunc("PUT /v1/admin/users/{user}/ban", a.with(ScopeUsersBan, a.ban))
 	mux.HandleFunc("DELETE /v1/admin/users/{user}/ban", a.with(ScopeUsersBan, a.unban))
 	mux.HandleFunc("GET /v1/admin/users/{user}/conversations", a.with(ScopeConversationsRead, a.conversations))
+	a.addWebhookRoutes(mux)
 }
 
 // with authenticates the key and checks it holds scope.
@@ -567,7 +568,8 @@ func adminStatus(code pb.ErrorCode) int {
 	case pb.ErrorCode_ERROR_CODE_NOT_MEMBER, pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, pb.ErrorCode_ERROR_CODE_USER_BANNED,
 		pb.ErrorCode_ERROR_CODE_BLOCKED, pb.ErrorCode_ERROR_CODE_MUTED:
 		return http.StatusForbidden
-	case pb.ErrorCode_ERROR_CODE_CONVERSATION_EXISTS, pb.ErrorCode_ERROR_CODE_GROUP_FULL:
+	case pb.ErrorCode_ERROR_CODE_CONVERSATION_EXISTS, pb.ErrorCode_ERROR_CODE_GROUP_FULL, pb.ErrorCode_ERROR_CODE_WEBHOOK_EXISTS,
+		pb.ErrorCode_ERROR_CODE_LIMIT_REACHED:
 		return http.StatusConflict
 	case pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE:
 		return http.StatusRequestEntityTooLarge

@@ -28,10 +28,11 @@ const (
 	ScopeConversationsRead  = "conversations:read"  // list a user's conversations
 	ScopeUsersBan           = "users:ban"           // ban and unban users
 	ScopeExport             = "export"              // export a conversation's events
+	ScopeWebhooksWrite      = "webhooks:write"      // create, list and delete the webhooks of a user the key acts as
 )
 
 // Scopes lists every scope a key may hold.
-var Scopes = []string{ScopeMessagesWrite, ScopeConversationsWrite, ScopeConversationsRead, ScopeUsersBan, ScopeExport}
+var Scopes = []string{ScopeMessagesWrite, ScopeConversationsWrite, ScopeConversationsRead, ScopeUsersBan, ScopeExport, ScopeWebhooksWrite}
 
 // AnyUser in a key's ActAs lets it act as every user.
 const AnyUser = "*"

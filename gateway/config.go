@@ -27,6 +27,11 @@ type Config struct {
 	// API"; LoadAdminKeys reads PARLEY_GATEWAY_ADMIN_KEYS_FILE). Without
 	// keys every admin call is refused 401.
 	AdminKeys AdminKeys
+	// WebhookSigningKey derives the signing secret the admin API hands out
+	// for each webhook it creates (notify.WebhookSecret); the webhook
+	// dispatcher holds the same key (PARLEY_WEBHOOK_SIGNING_KEY_FILE).
+	// Without it the webhook endpoints answer 503.
+	WebhookSigningKey []byte
 	// Auth says how device tokens are verified.
 	Auth token.Config
 	// DevTokens serves /v1/dev/token, which mints a token for any user and

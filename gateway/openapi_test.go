@@ -61,7 +61,8 @@ var dynamicRefusals = map[string][]sentError{
 		{http.StatusForbidden, "ERROR_CODE_NOT_MEMBER"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
 		{http.StatusForbidden, "ERROR_CODE_USER_BANNED"}, {http.StatusForbidden, "ERROR_CODE_BLOCKED"},
 		{http.StatusForbidden, "ERROR_CODE_MUTED"}, {http.StatusConflict, "ERROR_CODE_CONVERSATION_EXISTS"},
-		{http.StatusConflict, "ERROR_CODE_GROUP_FULL"}, {http.StatusRequestEntityTooLarge, "ERROR_CODE_MESSAGE_TOO_LARGE"},
+		{http.StatusConflict, "ERROR_CODE_GROUP_FULL"}, {http.StatusConflict, "ERROR_CODE_WEBHOOK_EXISTS"},
+		{http.StatusConflict, "ERROR_CODE_LIMIT_REACHED"}, {http.StatusRequestEntityTooLarge, "ERROR_CODE_MESSAGE_TOO_LARGE"},
 		{http.StatusNotFound, "ERROR_CODE_NOT_FOUND"}, {http.StatusUnprocessableEntity, "ERROR_CODE_UNSUPPORTED"}},
 	// The decider's refusals of a push command (ingest/push.go), with
 	// pushStatus.
@@ -262,17 +263,21 @@ func TestOpenAPI(t *testing.T) {
 	}
 	// The JSON bodies of Go types.
 	for name, typ := range map[string]reflect.Type{
-		"SignedURL":          reflect.TypeFor[urlAnswer](),
-		"DevToken":           reflect.TypeFor[devTokenResponse](),
-		"Health":             reflect.TypeFor[deploy.HealthBody](),
-		"AdminResult":        reflect.TypeFor[adminResult](),
-		"AdminCreate":        reflect.TypeFor[adminCreate](),
-		"AdminAddMembers":    reflect.TypeFor[adminAddMembers](),
-		"AdminSend":          reflect.TypeFor[adminSend](),
-		"AdminRole":          reflect.TypeFor[adminRole](),
-		"AdminBan":           reflect.TypeFor[adminBan](),
-		"AdminConversations": reflect.TypeFor[adminConversations](),
-		"AdminConversation":  reflect.TypeFor[adminConversation](),
+		"SignedURL":           reflect.TypeFor[urlAnswer](),
+		"DevToken":            reflect.TypeFor[devTokenResponse](),
+		"Health":              reflect.TypeFor[deploy.HealthBody](),
+		"AdminResult":         reflect.TypeFor[adminResult](),
+		"AdminCreate":         reflect.TypeFor[adminCreate](),
+		"AdminAddMembers":     reflect.TypeFor[adminAddMembers](),
+		"AdminSend":           reflect.TypeFor[adminSend](),
+		"AdminRole":           reflect.TypeFor[adminRole](),
+		"AdminBan":            reflect.TypeFor[adminBan](),
+		"AdminConversations":  reflect.TypeFor[adminConversations](),
+		"AdminConversation":   reflect.TypeFor[adminConversation](),
+		"AdminWebhook":        reflect.TypeFor[adminWebhook](),
+		"AdminWebhookCreated": reflect.TypeFor[adminWebhookCreated](),
+		"AdminWebhooks":       reflect.TypeFor[adminWebhooks](),
+		"AdminWebhookRow":     reflect.TypeFor[adminWebhookRow](),
 	} {
 		checkGoSchema(t, name, openapi.Obj(t, defs, name), typ)
 		checked[name] = true

@@ -45,6 +45,8 @@ import (
 //	                                                    unregistered)
 //	z\x00<u:stream>                    -> banRec       (the stream's user is banned; tombstone when
 //	                                                    unbanned)
+//	w\x00<u:stream>\x00<webhook id>     -> webhookRec   (one of the stream's user's webhooks; tombstone
+//	                                                    when deleted)
 //	s\x00<conv>\x00<seq>               -> sentMsgRec   (the attachments of a group's message whose send is
 //	                                                    no longer remembered; tombstone when recalled)
 //
@@ -85,6 +87,7 @@ const (
 	prefixPush      = "t"
 	prefixSent      = "s"
 	prefixBan       = "z"
+	prefixWebhook   = "w"
 	sep             = "\x00"
 )
 
@@ -206,6 +209,12 @@ type pushRec struct {
 type banRec struct {
 	Until  int64  `json:"u,omitempty"` // Unix ms; absent: for good
 	Reason string `json:"r,omitempty"`
+}
+
+// webhookRec is a user's webhook: Webhook is the protobuf-encoded
+// parley.v1.Webhook.
+type webhookRec struct {
+	Webhook []byte `json:"w"`
 }
 
 // blockedRec marks a user blocked by a user stream's user; it has no fields.
@@ -374,6 +383,17 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			v = banRec{Until: b.until, Reason: b.reason}
 		}
 		out = append(out, record(topic, partition, prefixBan+sep+conv, v))
+	}
+	for _, id := range d.webhooks {
+		var v any
+		if w := st.webhooks[id]; w != nil {
+			b, err := proto.Marshal(w)
+			if err != nil {
+				panic(err) // a checked Webhook always marshals
+			}
+			v = webhookRec{Webhook: b}
+		}
+		out = append(out, record(topic, partition, prefixWebhook+sep+conv+sep+id, v))
 	}
 	return out
 }
@@ -571,6 +591,24 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			st.uploads = map[string]*upload{}
 		}
 		st.uploads[parts[2]] = &upload{at: r.At, att: a}
+	case parts[0] == prefixWebhook && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.webhooks, parts[2])
+			return nil
+		}
+		var r webhookRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		w := &pb.Webhook{}
+		if err := proto.Unmarshal(r.Webhook, w); err != nil {
+			return fmt.Errorf("ingest: changelog %q: webhook: %w", key, err)
+		}
+		if st.webhooks == nil {
+			st.webhooks = map[string]*pb.Webhook{}
+		}
+		st.webhooks[parts[2]] = w
 	case parts[0] == prefixBan && len(parts) == 2:
 		st := b.conv(conv)
 		if value == nil {

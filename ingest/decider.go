@@ -30,8 +30,8 @@ type DeciderConfig struct {
 	// aborts its open transaction at once instead of after TransactionTimeout.
 	// Default "parley-ingest-<hostname>".
 	TransactionalID string
-	// Topics default to the contract's (schemas.Commands, Events, IngestState, DeadLetters, Bans).
-	CommandsTopic, EventsTopic, StateTopic, DeadLetterTopic, BansTopic string
+	// Topics default to the contract's (schemas.Commands, Events, IngestState, DeadLetters, Bans, Webhooks).
+	CommandsTopic, EventsTopic, StateTopic, DeadLetterTopic, BansTopic, WebhooksTopic string
 	// TransactionTimeout bounds how long a dead instance's open transaction
 	// can hold back read_committed consumers (default 10s).
 	TransactionTimeout time.Duration
@@ -89,6 +89,9 @@ func (c DeciderConfig) Defaults() DeciderConfig {
 	}
 	if c.BansTopic == "" {
 		c.BansTopic = schemas.Bans.Name
+	}
+	if c.WebhooksTopic == "" {
+		c.WebhooksTopic = schemas.Webhooks.Name
 	}
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = DefaultTransactionTimeout
@@ -428,8 +431,15 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 			// the deciders and gateways following it see it exactly when
 			// its events are visible.
 			// One partition (schemas.Bans): the follower reads it whole.
-			if key, value, ok := banRecord(ev, v); ok {
-				d.sess.Produce(ctx, &kgo.Record{Topic: d.cfg.BansTopic, Partition: 0, Key: []byte(key), Value: value,
+			// A webhook's record on the webhooks topic likewise, for the
+			// dispatcher.
+			topic, key, value, ok := d.cfg.BansTopic, "", []byte(nil), false
+			if key, value, ok = banRecord(ev, v); !ok {
+				topic = d.cfg.WebhooksTopic
+				key, value, ok = webhookRecord(ev, v)
+			}
+			if ok {
+				d.sess.Produce(ctx, &kgo.Record{Topic: topic, Partition: 0, Key: []byte(key), Value: value,
 					Headers: []kgo.RecordHeader{
 						{Key: schemas.HeaderType, Value: []byte(schemas.EventType(ev))},
 						{Key: schemas.HeaderSchemaVersion, Value: []byte(schemas.SchemaVersion)},

@@ -83,6 +83,9 @@ type convState struct {
 	// ban (a user stream): the user's standing ban (BanUser); nil when
 	// none.
 	ban *banState
+	// webhooks (a user stream): webhook id -> the user's webhook (at most
+	// maxWebhooks). nil until the first.
+	webhooks map[string]*pb.Webhook
 }
 
 // exists reports whether s is a created conversation: not nil, and not the
@@ -507,6 +510,7 @@ type delta struct {
 	sent      []int64  // messages whose attachments moved to convState.sent, or left it by their recall
 	push      []string // a user stream: devices whose push target was registered or removed
 	ban       bool     // a user stream: the user's ban began, changed or ended
+	webhooks  []string // a user stream: webhooks created or deleted
 	// derived are the commands the decision appends to the commands topic
 	// (the second step of a two-stream decision), in the same transaction
 	// as its events and changelog records. Not changelog state.

@@ -24,7 +24,8 @@ func versioned(ev *pb.Event) bool {
 func userStreamCommand(cmd *pb.Command) bool {
 	switch cmd.GetBody().(type) {
 	case *pb.Command_UpdateConversationPrefs, *pb.Command_HideMessages, *pb.Command_BlockUser, *pb.Command_UnblockUser,
-		*pb.Command_RegisterPush, *pb.Command_UnregisterPush, *pb.Command_BanUser, *pb.Command_UnbanUser:
+		*pb.Command_RegisterPush, *pb.Command_UnregisterPush, *pb.Command_BanUser, *pb.Command_UnbanUser,
+		*pb.Command_CreateWebhook, *pb.Command_DeleteWebhook:
 		return true
 	}
 	return false

@@ -124,7 +124,8 @@ func decode(key, value []byte) (*event, error) {
 			return ev, poison("%s without a message_seq", ev.typ)
 		}
 	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked,
-		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered, *pb.Event_UserBanned, *pb.Event_UserUnbanned:
+		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered, *pb.Event_UserBanned, *pb.Event_UserUnbanned,
+		*pb.Event_WebhookCreated, *pb.Event_WebhookDeleted:
 		if err := checkUserStream(ev); err != nil {
 			return ev, err
 		}
@@ -201,6 +202,14 @@ func checkUserStream(ev *event) error {
 	case *pb.Event_UserBanned, *pb.Event_UserUnbanned:
 		if e.GetActorService() == "" {
 			return poison("%s without actor_service (only a service bans)", ev.typ)
+		}
+	case *pb.Event_WebhookCreated:
+		if e.GetActorService() == "" || b.WebhookCreated.GetWebhook().GetWebhookId() == "" {
+			return poison("WebhookCreated without actor_service or webhook id")
+		}
+	case *pb.Event_WebhookDeleted:
+		if e.GetActorService() == "" || b.WebhookDeleted.GetWebhookId() == "" {
+			return poison("WebhookDeleted without actor_service or webhook id")
 		}
 	}
 	return nil

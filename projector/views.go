@@ -30,7 +30,7 @@ import (
 //
 // Rows are deleted only in tables whose every cell follows the version
 // clock (message_edits, reactions, pins, mentions, mentions_all, blocks,
-// join_requests, push_targets, bans), so clocks
+// join_requests, push_targets, bans, webhooks), so clocks
 // of different columns of one row never meet. See README.md, "Timestamps".
 const creationTS int64 = 0
 
@@ -103,7 +103,8 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 		steps: [][]planner{
 			{newMessages(keyspace), newChanges(keyspace), newEdits(keyspace), newReactions(keyspace), newPins(keyspace), newMentions(keyspace),
 				newReplies(keyspace), newPrefs(keyspace), newHidden(keyspace), newBlocks(keyspace), newInvites(keyspace),
-				newJoinRequests(keyspace), newAttachments(keyspace), newPushTargets(keyspace), newBans(keyspace)},
+				newJoinRequests(keyspace), newAttachments(keyspace), newPushTargets(keyspace), newBans(keyspace),
+				newWebhooks(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
 			{newConversations(keyspace).lastVersion()},
 		},

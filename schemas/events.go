@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -56,6 +57,9 @@ const (
 	// Bans (user stream of the banned user).
 	TypeUserBanned   = "UserBanned"
 	TypeUserUnbanned = "UserUnbanned"
+	// Outgoing webhooks (user stream of the bot that owns them).
+	TypeWebhookCreated = "WebhookCreated"
+	TypeWebhookDeleted = "WebhookDeleted"
 	// What the gateway sends a device in place of an event it may not see;
 	// never on a topic.
 	TypeWithheld = "Withheld"
@@ -95,6 +99,8 @@ const (
 	TypeUnregisterPushTarget    = "UnregisterPushTarget"
 	TypeBanUser                 = "BanUser"
 	TypeUnbanUser               = "UnbanUser"
+	TypeCreateWebhook           = "CreateWebhook"
+	TypeDeleteWebhook           = "DeleteWebhook"
 	// Appended by a gateway's HTTP handlers or janitor, never from a
 	// ClientFrame.
 	TypeUploadAttachment = "UploadAttachment"
@@ -121,6 +127,23 @@ func CommandType(c *parleyv1.Command) string {
 	}
 	return bodyType(c)
 }
+
+// IsEventType reports whether name is the type of an Event body (one of
+// the Type… constants of events, Withheld aside).
+func IsEventType(name string) bool {
+	return name != TypeWithheld && eventTypes()[name]
+}
+
+var eventTypes = sync.OnceValue(func() map[string]bool {
+	out := map[string]bool{}
+	fields := (&parleyv1.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
+	for i := range fields.Len() {
+		if f := fields.Get(i); f.Kind() == protoreflect.MessageKind {
+			out[string(f.Message().Name())] = true
+		}
+	}
+	return out
+})
 
 // bodyType reads the name from the descriptor rather than a type switch so a
 // body added to the proto gets a type name without touching this file.

@@ -80,6 +80,24 @@ var (
 		Doc:     "standing bans by user id (the UserBanned event; tombstone when lifted), written by ingest; compacted",
 		Configs: map[string]string{"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.2"},
 	}
+	// Webhooks holds every webhook (WebhookCreated, keyed by WebhookKey;
+	// a deleted webhook's tombstone), written by ingest in the transaction
+	// of the webhook's events. The webhook dispatcher reads it from the
+	// start and follows it (projector/notify/README.md, "Webhooks").
+	Webhooks = Topic{
+		Name: "parley.webhooks", Partitions: 1,
+		Retention: 0, Cleanup: "compact",
+		Doc:     "outgoing webhooks by owner and id (the WebhookCreated event; tombstone when deleted), written by ingest; compacted",
+		Configs: map[string]string{"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.2"},
+	}
+	// WebhookDeliveries carries the dispatcher's planned deliveries
+	// (WebhookDelivery), keyed by WebhookKey so each webhook's deliveries
+	// keep their order; its sender reads it.
+	WebhookDeliveries = Topic{
+		Name: "parley.webhook-deliveries", Partitions: DefaultPartitions,
+		Retention: 24 * time.Hour, Cleanup: "delete",
+		Doc: "deliveries planned by the webhook dispatcher, one per (webhook, event); key = owner and webhook id; private to the dispatcher",
+	}
 	// DeadLetters receives events a side consumer could not process.
 	DeadLetters = Topic{
 		Name: "parley.deadletters", Partitions: 1,
@@ -107,6 +125,7 @@ const SchemaVersion = "1"
 // TopicSet is one deployment's topics.
 type TopicSet struct {
 	Commands, Events, IngestState, Signals, Repairs, Push, DeadLetters, Bans Topic
+	Webhooks, WebhookDeliveries                                              Topic
 }
 
 // Prefixed returns the contract's topics with prefix before each name, so
@@ -116,10 +135,11 @@ type TopicSet struct {
 func Prefixed(prefix string) TopicSet {
 	p := func(t Topic) Topic { t.Name = prefix + t.Name; return t }
 	return TopicSet{Commands: p(Commands), Events: p(Events), IngestState: p(IngestState),
-		Signals: p(Signals), Repairs: p(Repairs), Push: p(Push), DeadLetters: p(DeadLetters), Bans: p(Bans)}
+		Signals: p(Signals), Repairs: p(Repairs), Push: p(Push), DeadLetters: p(DeadLetters), Bans: p(Bans),
+		Webhooks: p(Webhooks), WebhookDeliveries: p(WebhookDeliveries)}
 }
 
 // All lists the set's topics in provisioning order.
 func (s TopicSet) All() []Topic {
-	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.Repairs, s.Push, s.DeadLetters, s.Bans}
+	return []Topic{s.Commands, s.Events, s.IngestState, s.Signals, s.Repairs, s.Push, s.DeadLetters, s.Bans, s.Webhooks, s.WebhookDeliveries}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/parley-im/parley/projector/bus"
 	"github.com/parley-im/parley/projector/push"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -67,7 +68,7 @@ const checkpointPoll = 5 * time.Millisecond
 // their offsets uncommitted: they are planned or sent again by whoever
 // runs next (README.md, "What a crash leaves behind").
 func (n *Notifier) Run(ctx context.Context) error {
-	sess, err := n.connect(ctx)
+	sess, err := connect(ctx, n.cfg.Cassandra, n.log)
 	if err != nil {
 		return err
 	}
@@ -174,13 +175,13 @@ func (n *Notifier) subscriber(group string, start bus.StartOffset, wlog watermil
 }
 
 // connect opens the Cassandra session, retrying until ctx ends.
-func (n *Notifier) connect(ctx context.Context) (*gocql.Session, error) {
+func connect(ctx context.Context, cass deploy.Cassandra, log *slog.Logger) (*gocql.Session, error) {
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		sess, err := n.cfg.Cassandra.Session()
+		sess, err := cass.Session()
 		if err == nil {
 			return sess, nil
 		}
-		n.log.Warn("cannot reach Cassandra; retrying", "err", err)
+		log.Warn("cannot reach Cassandra; retrying", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -22,6 +22,14 @@ type WebhookConfig struct {
 	// Secret is the HMAC-SHA256 key of Parley-Signature, shared with the
 	// receiver (at least MinWebhookSecretBytes).
 	Secret []byte
+	// AllowHTTP, AllowPrivate, Timeout and RootCAs are PosterConfig's.
+	AllowHTTP, AllowPrivate bool
+	Timeout                 time.Duration
+	RootCAs                 *x509.CertPool
+}
+
+// PosterConfig configures a Poster.
+type PosterConfig struct {
 	// AllowHTTP accepts plain http endpoints (loopback tests only).
 	AllowHTTP bool
 	// AllowPrivate lets endpoints resolve to loopback, private,
@@ -45,11 +53,84 @@ func (c *WebhookConfig) Validate() error {
 	return nil
 }
 
-// Webhook posts signed JSON notifications to a deployer's push gateway.
-type Webhook struct {
-	cfg    WebhookConfig
+// Poster posts signed JSON bodies to endpoints a deployer or an
+// integration names: the push webhook's client, and the event webhooks'
+// (projector/notify). It refuses plain http and non-public addresses
+// unless allowed.
+type Poster struct {
+	cfg    PosterConfig
 	client *http.Client
 	now    func() time.Time
+}
+
+// NewPoster returns a Poster.
+func NewPoster(cfg PosterConfig) (*Poster, error) {
+	if cfg.Timeout < 0 {
+		return nil, errors.New("webhook: Timeout must not be negative")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	tc := transportConfig{rootCAs: cfg.RootCAs}
+	if !cfg.AllowPrivate {
+		tc.dialControl = publicOnly
+	}
+	return &Poster{cfg: cfg, client: newHTTPClient(tc), now: time.Now}, nil
+}
+
+// Post sends body to endpoint with header, signed with secret
+// (Parley-Timestamp and Parley-Signature, Sign). A 2xx answer is nil; 410
+// wraps ErrInvalidToken (the endpoint is gone); 429 and 5xx, a network
+// failure or a timeout are a *RetryError or another temporary error; any
+// other answer, an endpoint that is not https (or http, when allowed) or
+// resolves to a forbidden address, is a *RefusedError.
+func (p *Poster) Post(ctx context.Context, endpoint string, secret, body []byte, header http.Header) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || !(u.Scheme == "https" || p.cfg.AllowHTTP && u.Scheme == "http") {
+		return &RefusedError{Reason: "webhook: the endpoint is not an https URL"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	req, err := newRequest(ctx, u.String(), body)
+	if err != nil {
+		return err
+	}
+	now := p.now()
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Parley-Timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("Parley-Signature", Sign(secret, now, body))
+	a, err := do(ctx, p.client, req, func(err error) error {
+		if errors.Is(err, errForbiddenAddress) {
+			return &RefusedError{Reason: fmt.Sprintf("webhook: %s: the endpoint resolves to a non-public address (%v); set AllowPrivate to allow it", u.Host, err)}
+		}
+		return nil
+	})
+	if err != nil {
+		var refused *RefusedError
+		if errors.As(err, &refused) {
+			return err
+		}
+		return fmt.Errorf("webhook: %w", err)
+	}
+	s := a.status
+	switch {
+	case s >= 200 && s < 300:
+		return nil
+	case s == http.StatusGone:
+		return invalidToken("webhook: %s: HTTP 410, the endpoint is gone", u.Host)
+	case s == http.StatusTooManyRequests || s >= 500 || s == http.StatusRequestTimeout:
+		return &RetryError{Status: s, After: retryAfter(a.header, now), Err: fmt.Errorf("webhook: %s: %s", u.Host, clip(a.body))}
+	}
+	return &RefusedError{Status: s, Reason: fmt.Sprintf("webhook: %s: %s", u.Host, clip(a.body))}
+}
+
+// Webhook posts signed JSON notifications to a deployer's push gateway.
+type Webhook struct {
+	secret []byte
+	poster *Poster
 }
 
 // NewWebhook checks cfg and returns the client.
@@ -57,15 +138,11 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
+	p, err := NewPoster(PosterConfig{AllowHTTP: cfg.AllowHTTP, AllowPrivate: cfg.AllowPrivate, Timeout: cfg.Timeout, RootCAs: cfg.RootCAs})
+	if err != nil {
+		return nil, err
 	}
-	cfg.Secret = append([]byte(nil), cfg.Secret...)
-	tc := transportConfig{rootCAs: cfg.RootCAs}
-	if !cfg.AllowPrivate {
-		tc.dialControl = publicOnly
-	}
-	return &Webhook{cfg: cfg, client: newHTTPClient(tc), now: time.Now}, nil
+	return &Webhook{secret: append([]byte(nil), cfg.Secret...), poster: p}, nil
 }
 
 // Provider is PUSH_PROVIDER_WEBHOOK.
@@ -92,10 +169,6 @@ func (w *Webhook) Send(ctx context.Context, n *Notification) error {
 	if err := checkNotification(n, w.Provider()); err != nil {
 		return err
 	}
-	u, err := url.Parse(n.Target.GetEndpoint())
-	if err != nil || u.Host == "" || !(u.Scheme == "https" || w.cfg.AllowHTTP && u.Scheme == "http") {
-		return &RefusedError{Reason: "webhook: the endpoint is not an https URL"}
-	}
 	body, err := json.Marshal(WebhookPayload{
 		ID: n.ID, Kind: n.Kind.String(), UserID: n.UserID, DeviceID: n.Target.GetDeviceId(),
 		ConversationID: n.ConversationID, Seq: n.Seq, Title: n.Title, Body: n.Body, Badge: n.Badge,
@@ -104,38 +177,5 @@ func (w *Webhook) Send(ctx context.Context, n *Notification) error {
 	if err != nil {
 		return &RefusedError{Reason: "webhook: encoding the payload: " + err.Error()}
 	}
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
-	defer cancel()
-	req, err := newRequest(ctx, u.String(), body)
-	if err != nil {
-		return err
-	}
-	now := w.now()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Parley-Notification-Id", n.ID)
-	req.Header.Set("Parley-Timestamp", strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set("Parley-Signature", Sign(w.cfg.Secret, now, body))
-	a, err := do(ctx, w.client, req, func(err error) error {
-		if errors.Is(err, errForbiddenAddress) {
-			return &RefusedError{Reason: fmt.Sprintf("webhook: %s: the endpoint resolves to a non-public address (%v); set AllowPrivate to allow it", u.Host, err)}
-		}
-		return nil
-	})
-	if err != nil {
-		var refused *RefusedError
-		if errors.As(err, &refused) {
-			return err
-		}
-		return fmt.Errorf("webhook: %w", err)
-	}
-	s := a.status
-	switch {
-	case s >= 200 && s < 300:
-		return nil
-	case s == http.StatusGone:
-		return invalidToken("webhook: %s: HTTP 410, the endpoint is gone", u.Host)
-	case s == http.StatusTooManyRequests || s >= 500:
-		return &RetryError{Status: s, After: retryAfter(a.header, now), Err: fmt.Errorf("webhook: %s: %s", u.Host, clip(a.body))}
-	}
-	return &RefusedError{Status: s, Reason: fmt.Sprintf("webhook: %s: %s", u.Host, clip(a.body))}
+	return w.poster.Post(ctx, n.Target.GetEndpoint(), w.secret, body, http.Header{"Parley-Notification-Id": {n.ID}})
 }

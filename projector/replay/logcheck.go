@@ -279,8 +279,9 @@ type messageModel struct {
 type userModel struct {
 	lastVersion int64
 	blocked     map[string]bool
-	push        pushModel      // logcheck_push.go
-	ban         *pb.UserBanned // the standing ban; nil when none (logcheck_ban.go)
+	push        pushModel       // logcheck_push.go
+	ban         *pb.UserBanned  // the standing ban; nil when none (logcheck_ban.go)
+	webhooks    map[string]bool // the webhook ids held (logcheck_ban.go)
 }
 
 // forward is a MessageForwarded: its source conversation, seq and target.
@@ -450,7 +451,8 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 	case schemas.TypeAttachmentDeleted:
 		c.attachmentDeleted(at, conv, ev)
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
-		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned:
+		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned,
+		schemas.TypeWebhookCreated, schemas.TypeWebhookDeleted:
 		c.problem("%s: a per-user event outside a user stream", at)
 	case schemas.TypeMembersAdded:
 		if ma := ev.GetMembersAdded(); ma.GetInvite() != nil {
@@ -634,7 +636,8 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 		}
 		return // answered as the stream's user, whoever asked
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
-		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned:
+		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned,
+		schemas.TypeWebhookCreated, schemas.TypeWebhookDeleted:
 	default:
 		c.problem("%s: not an event of a user stream (only per-user events and answers)", at)
 		return
@@ -664,6 +667,8 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 		c.pushEvent(at, u, ev) // logcheck_push.go
 	case *pb.Event_UserBanned, *pb.Event_UserUnbanned:
 		c.banEvent(at, u, ev) // logcheck_ban.go
+	case *pb.Event_WebhookCreated, *pb.Event_WebhookDeleted:
+		c.webhookEvent(at, u, ev) // logcheck_ban.go
 	}
 }
 

@@ -13,6 +13,11 @@ import (
 //     or reason): the same ban again is no event;
 //   - a UserUnbanned lifts a standing ban.
 //
+// And of webhooks (on the owner's stream, its actor):
+//   - a WebhookCreated or WebhookDeleted names the service that decided it;
+//   - a WebhookCreated creates a webhook id the user does not hold;
+//   - a WebhookDeleted deletes one the user holds.
+//
 // What a ban refuses is not checked here: a command is refused once its
 // decider holds the ban, which the log does not record.
 func (c *logCheck) banEvent(at where, u *userModel, ev *pb.Event) {
@@ -30,5 +35,28 @@ func (c *logCheck) banEvent(at where, u *userModel, ev *pb.Event) {
 			c.problem("%s: %s is not banned (an unban only of a banned user)", at, ev.GetActorUserId())
 		}
 		u.ban = nil
+	}
+}
+
+func (c *logCheck) webhookEvent(at where, u *userModel, ev *pb.Event) {
+	if ev.GetActorService() == "" {
+		c.problem("%s: a webhook change without actor_service (only a service manages webhooks)", at)
+	}
+	if u.webhooks == nil {
+		u.webhooks = map[string]bool{}
+	}
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_WebhookCreated:
+		id := b.WebhookCreated.GetWebhook().GetWebhookId()
+		if u.webhooks[id] {
+			c.problem("%s: %s holds webhook %s already", at, ev.GetActorUserId(), id)
+		}
+		u.webhooks[id] = true
+	case *pb.Event_WebhookDeleted:
+		id := b.WebhookDeleted.GetWebhookId()
+		if !u.webhooks[id] {
+			c.problem("%s: %s holds no webhook %s to delete", at, ev.GetActorUserId(), id)
+		}
+		delete(u.webhooks, id)
 	}
 }

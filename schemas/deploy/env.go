@@ -135,6 +135,26 @@ func (e *Env) Bool(name string, def bool) bool {
 	return b
 }
 
+// Secret is the content of the file name_FILE (a trailing newline
+// dropped), or else the value of name; nil when neither is set. An
+// unreadable file is an error of Err, which never quotes the secret.
+func (e *Env) Secret(name string) []byte {
+	if f := e.String(name+"_FILE", ""); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s_FILE: %w", name, err))
+			return nil
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n"))
+	}
+	v, ok := e.lookup(name)
+	e.names = append(e.names, Setting{name, ""})
+	if !ok || strings.TrimSpace(v) == "" {
+		return nil
+	}
+	return []byte(strings.TrimSpace(v))
+}
+
 // Err is every malformed or missing setting, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
 

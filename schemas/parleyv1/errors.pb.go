@@ -117,6 +117,8 @@ const (
 	// The user is banned or suspended (BanUser): the decider refuses its
 	// commands, and the gateway its tokens.
 	ErrorCode_ERROR_CODE_USER_BANNED ErrorCode = 30
+	// CreateWebhook: the user holds a webhook with that id already.
+	ErrorCode_ERROR_CODE_WEBHOOK_EXISTS ErrorCode = 33
 )
 
 // Enum value maps for ErrorCode.
@@ -153,6 +155,7 @@ var (
 		28: "ERROR_CODE_QUOTA_EXCEEDED",
 		29: "ERROR_CODE_INFECTED",
 		30: "ERROR_CODE_USER_BANNED",
+		33: "ERROR_CODE_WEBHOOK_EXISTS",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":            0,
@@ -186,6 +189,7 @@ var (
 		"ERROR_CODE_QUOTA_EXCEEDED":         28,
 		"ERROR_CODE_INFECTED":               29,
 		"ERROR_CODE_USER_BANNED":            30,
+		"ERROR_CODE_WEBHOOK_EXISTS":         33,
 	}
 )
 
@@ -220,7 +224,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xaf\a\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xce\a\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -253,7 +257,8 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"!ERROR_CODE_UNSUPPORTED_MEDIA_TYPE\x10\x1b\x12\x1d\n" +
 	"\x19ERROR_CODE_QUOTA_EXCEEDED\x10\x1c\x12\x17\n" +
 	"\x13ERROR_CODE_INFECTED\x10\x1d\x12\x1a\n" +
-	"\x16ERROR_CODE_USER_BANNED\x10\x1eB7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x16ERROR_CODE_USER_BANNED\x10\x1e\x12\x1d\n" +
+	"\x19ERROR_CODE_WEBHOOK_EXISTS\x10!B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

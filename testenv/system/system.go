@@ -67,6 +67,11 @@ type Options struct {
 	// with these settings; the system fills in where Kafka, Cassandra and
 	// the topics are, and the groups.
 	Notifier *notify.Config
+	// Webhooks, when set, runs the webhook dispatcher as component
+	// "webhooks" with these settings (SigningKey required; the gateways'
+	// admin API gets the same key); the system fills in where Kafka,
+	// Cassandra and the topics are, and the groups.
+	Webhooks *notify.DispatcherConfig
 	// GatewayAdminKeys are the gateways' admin API keys (none: every admin
 	// call is refused).
 	GatewayAdminKeys gateway.AdminKeys
@@ -188,6 +193,9 @@ func (s *System) Components() []string {
 	if s.opts.Notifier != nil {
 		names = append(names, "notifier")
 	}
+	if s.opts.Webhooks != nil {
+		names = append(names, "webhooks")
+	}
 	for i := range s.GatewayURLs {
 		names = append(names, fmt.Sprintf("gateway-%d", i))
 	}
@@ -232,7 +240,8 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: s.opts.Seeds,
 			Group: s.GroupOf("ingest"), TransactionalID: s.TxnIDOf("ingest"),
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
-			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, BansTopic: s.Topics.Bans.Name, Logger: log,
+			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, BansTopic: s.Topics.Bans.Name,
+			WebhooksTopic: s.Topics.Webhooks.Name, Logger: log,
 			Registerer: s.opts.Registerer, Limits: s.opts.IngestLimits})
 		if err != nil {
 			return nil, err
@@ -267,6 +276,12 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			return nil, err
 		}
 		return n.Run, nil
+	case name == "webhooks" && s.opts.Webhooks != nil:
+		d, err := notify.NewDispatcher(s.WebhooksConfig())
+		if err != nil {
+			return nil, err
+		}
+		return d.Run, nil
 	case name == "query":
 		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
 			Auth: s.AuthConfig, Logger: log})
@@ -290,7 +305,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		}
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
-			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
+			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, WebhookSigningKey: s.webhookKey(), Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments})
 		if err != nil {
 			return nil, err
@@ -322,6 +337,32 @@ func (s *System) NotifierConfig() notify.Config {
 		c.Registerer = s.opts.Registerer
 	}
 	return c
+}
+
+// WebhooksConfig is Options.Webhooks with this system's Kafka, Cassandra,
+// topics and groups filled in: what component "webhooks" runs, and what a
+// dispatcher run elsewhere (Resend, a separate process) must be given.
+func (s *System) WebhooksConfig() notify.DispatcherConfig {
+	c := *s.opts.Webhooks
+	c.Seeds, c.Cassandra.Hosts, c.Keyspace = s.opts.Seeds, s.opts.Hosts, s.opts.Keyspace
+	c.EventsTopic, c.WebhooksTopic, c.DeliveriesTopic = s.Topics.Events.Name, s.Topics.Webhooks.Name, s.Topics.WebhookDeliveries.Name
+	c.DeadLetterTopic = s.Topics.DeadLetters.Name
+	c.Group, c.Projector = s.GroupOf("webhooks"), s.GroupOf("projector")
+	if c.Logger == nil {
+		c.Logger = s.opts.Logger
+	}
+	c.FromStart = true // the system's own topics: every event is one to match
+	if c.Registerer == nil {
+		c.Registerer = s.opts.Registerer
+	}
+	return c
+}
+
+func (s *System) webhookKey() []byte {
+	if s.opts.Webhooks == nil {
+		return nil
+	}
+	return s.opts.Webhooks.SigningKey
 }
 
 // Options are the options the system was started with, defaults filled in.

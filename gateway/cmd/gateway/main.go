@@ -153,6 +153,13 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 		}
 		cfg.AdminKeys = keys
 	}
+	if k := e.Secret("PARLEY_WEBHOOK_SIGNING_KEY"); k != nil {
+		if len(k) < schemas.MinWebhookSigningKeyBytes {
+			return cfg, blob.Config{}, scan.Config{}, fmt.Errorf("PARLEY_WEBHOOK_SIGNING_KEY(_FILE): want at least %d bytes, the webhook dispatcher's key",
+				schemas.MinWebhookSigningKeyBytes)
+		}
+		cfg.WebhookSigningKey = k
+	}
 	blobs, err := blob.FromEnv(e)
 	clamd, cerr := scan.FromEnv(e)
 	return cfg, blobs, clamd, errors.Join(e.Err(), err, cerr)

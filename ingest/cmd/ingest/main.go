@@ -74,6 +74,7 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 		StateTopic:         topics.IngestState.Name,
 		DeadLetterTopic:    topics.DeadLetters.Name,
 		BansTopic:          topics.Bans.Name,
+		WebhooksTopic:      topics.Webhooks.Name,
 		Group:              e.String("PARLEY_INGEST_GROUP", deploy.GroupName(prefix, "ingest")),
 		TransactionalID:    e.String("PARLEY_INGEST_TRANSACTIONAL_ID", txnDefault),
 		Membership:         m,
