@@ -94,7 +94,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ops, err := deploy.ListenOps(addr, log, reg, nil, nil)
+	ops, err := deploy.ListenOps(addr, log, reg, n.Checks(), nil)
 	if err != nil {
 		return err
 	}
