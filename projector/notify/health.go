@@ -38,6 +38,17 @@ func (r *running) reset() {
 	r.kafka, r.session, r.router, r.subs, r.following = nil, nil, nil, nil, false
 }
 
+// clients are the current Run's Kafka client and Cassandra session, or
+// errNotRunning before it has connected to both and after it ended.
+func (r *running) clients() (*kgo.Client, *gocql.Session, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kafka == nil || r.session == nil {
+		return nil, nil, errNotRunning
+	}
+	return r.kafka, r.session, nil
+}
+
 var errNotRunning = errors.New("notifier not running (connecting to Cassandra or stopped)")
 
 // Checks are what the main's /healthz checks (deploy.ListenOps); all fail
@@ -52,20 +63,16 @@ var errNotRunning = errors.New("notifier not running (connecting to Cassandra or
 func (n *Notifier) Checks() []deploy.Check {
 	return []deploy.Check{
 		{Name: "kafka", Fn: func(ctx context.Context) error {
-			n.run.mu.Lock()
-			cl := n.run.kafka
-			n.run.mu.Unlock()
-			if cl == nil {
-				return errNotRunning
+			cl, _, err := n.run.clients()
+			if err != nil {
+				return err
 			}
 			return cl.Ping(ctx)
 		}},
 		{Name: "cassandra", Fn: func(ctx context.Context) error {
-			n.run.mu.Lock()
-			s := n.run.session
-			n.run.mu.Unlock()
-			if s == nil {
-				return errNotRunning
+			_, s, err := n.run.clients()
+			if err != nil {
+				return err
 			}
 			var v string
 			return s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v)
