@@ -209,22 +209,86 @@ func idempotencyKey(r *http.Request) (string, error) {
 
 // derivedGroupID is the group id of a create retried with key: the same
 // key of the same credential names the same group, so a retry finds it.
-func derivedGroupID(p principal, key string) string {
-	sum := sha256.Sum256([]byte("admin\x00" + p.key.ID + "\x00" + key))
-	return "g:" + hex.EncodeToString(sum[:16])
-}
+func derivedGroupID(p principal, key string) string { return "g:" + keyDigest(p, key) }
 
 // derivedClientMsgID is a send's client_msg_id for key: the decider's
 // dedup then answers a retry with the first send's seq.
-func derivedClientMsgID(p principal, key string) string {
+func derivedClientMsgID(p principal, key string) string { return "admin-" + keyDigest(p, key) }
+
+// keyDigest is 32 hex digits of the SHA-256 of p's key id and key.
+func keyDigest(p principal, key string) string {
 	sum := sha256.Sum256([]byte("admin\x00" + p.key.ID + "\x00" + key))
-	return "admin-" + hex.EncodeToString(sum[:16])
+	return hex.EncodeToString(sum[:16])
 }
 
 func (a *admin) command(p principal, user, conv string) *pb.Command {
 	now := time.Now()
 	return &pb.Command{CommandId: newID(now), UserId: user, DeviceId: "admin", ConversationId: conv,
 		ReceivedAt: timestamppb.New(now), ServicePrincipal: p.key.ID}
+}
+
+// adminRequest says what a call reads of its request, in the order every
+// call reads it: the conversation and the user in the path, the
+// Idempotency-Key (writes), the JSON body, then the user acted as
+// (asUser, once the body is read).
+type adminRequest struct {
+	conv, user, write bool
+	body              any
+	asUser            func() string
+}
+
+// adminArgs is what a call's request named.
+type adminArgs struct {
+	conv, user, key string
+}
+
+// read reads and checks what q asks for; on the first failure it has
+// answered it and ok is false.
+func (a *admin) read(w http.ResponseWriter, r *http.Request, p principal, q adminRequest) (c adminArgs, ok bool) {
+	var err error
+	if q.conv {
+		c.conv, err = pathID(r, "conversation", schemas.CheckConversationID)
+	}
+	if err == nil && q.user {
+		c.user, err = pathID(r, "user", schemas.CheckID)
+	}
+	if err == nil && q.write {
+		c.key, err = idempotencyKey(r)
+	}
+	if err == nil && q.body != nil {
+		err = readBody(w, r, q.body)
+	}
+	if err == nil && q.asUser != nil {
+		err = actAs(p, q.asUser())
+	}
+	if err != nil {
+		a.fail(w, err)
+		return c, false
+	}
+	return c, true
+}
+
+// submit appends cmd and waits for its decision (nil: none within the
+// wait); when the append fails it has answered and ok is false.
+func (a *admin) submit(w http.ResponseWriter, r *http.Request, cmd *pb.Command) (ev *pb.Event, ok bool) {
+	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
+	if err != nil {
+		a.fail(w, err)
+		return nil, false
+	}
+	return ev, true
+}
+
+// decide submits cmd and answers its decision with status (answer).
+func (a *admin) decide(w http.ResponseWriter, r *http.Request, cmd *pb.Command, status int) {
+	if ev, ok := a.submit(w, r, cmd); ok {
+		a.answer(w, cmd, ev, status)
+	}
+}
+
+// repeated answers a change that is in place already, without appending.
+func repeated(w http.ResponseWriter, conv, event string) {
+	writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: event, Repeated: true})
 }
 
 func pathID(r *http.Request, name string, check func(string, string) error) (string, error) {
@@ -238,17 +302,11 @@ func pathID(r *http.Request, name string, check func(string, string) error) (str
 // create serves POST /v1/admin/conversations.
 func (a *admin) create(w http.ResponseWriter, r *http.Request, p principal) {
 	var body adminCreate
-	key, err := idempotencyKey(r)
-	if err == nil {
-		err = readBody(w, r, &body)
-	}
-	if err == nil {
-		err = actAs(p, body.AsUserID)
-	}
-	if err != nil {
-		a.fail(w, err)
+	c, ok := a.read(w, r, p, adminRequest{write: true, body: &body, asUser: func() string { return body.AsUserID }})
+	if !ok {
 		return
 	}
+	key := c.key
 	if err := checkIDs("memberUserIds", body.MemberUserIDs); err != nil {
 		a.fail(w, err)
 		return
@@ -275,9 +333,8 @@ func (a *admin) create(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	cmd := a.command(p, body.AsUserID, conv)
 	cmd.Body = &pb.Command_CreateConversation{CreateConversation: cc}
-	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
-	if err != nil {
-		a.fail(w, err)
+	ev, ok := a.submit(w, r, cmd)
+	if !ok {
 		return
 	}
 	// A retry of a create made with this key (the id is the key's own), or
@@ -292,20 +349,11 @@ func (a *admin) create(w http.ResponseWriter, r *http.Request, p principal) {
 // addMembers serves POST /v1/admin/conversations/{conversation}/members.
 func (a *admin) addMembers(w http.ResponseWriter, r *http.Request, p principal) {
 	var body adminAddMembers
-	conv, err := pathID(r, "conversation", schemas.CheckConversationID)
-	if err == nil {
-		_, err = idempotencyKey(r)
-	}
-	if err == nil {
-		err = readBody(w, r, &body)
-	}
-	if err == nil {
-		err = actAs(p, body.AsUserID)
-	}
-	if err != nil {
-		a.fail(w, err)
+	c, ok := a.read(w, r, p, adminRequest{conv: true, write: true, body: &body, asUser: func() string { return body.AsUserID }})
+	if !ok {
 		return
 	}
+	conv := c.conv
 	if len(body.UserIDs) == 0 {
 		a.refuse(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "userIds names nobody")
 		return
@@ -318,17 +366,12 @@ func (a *admin) addMembers(w http.ResponseWriter, r *http.Request, p principal) 
 	// from the view (a retry), without appending.
 	if cur := a.currentMembers(r.Context(), conv); slices.Contains(cur, body.AsUserID) &&
 		!slices.ContainsFunc(body.UserIDs, func(u string) bool { return !slices.Contains(cur, u) }) {
-		writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: schemas.TypeMembersAdded, Repeated: true})
+		repeated(w, conv, schemas.TypeMembersAdded)
 		return
 	}
 	cmd := a.command(p, body.AsUserID, conv)
 	cmd.Body = &pb.Command_AddMembers{AddMembers: &pb.AddMembers{UserIds: body.UserIDs}}
-	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.answer(w, cmd, ev, http.StatusOK)
+	a.decide(w, r, cmd, http.StatusOK)
 }
 
 // currentMembers are the conversation's members as the view has them
@@ -362,24 +405,11 @@ func (a *admin) memberRows(ctx context.Context, conv string) []projector.Member 
 // setRole serves PUT /v1/admin/conversations/{conversation}/members/{user}/role.
 func (a *admin) setRole(w http.ResponseWriter, r *http.Request, p principal) {
 	var body adminRole
-	conv, err := pathID(r, "conversation", schemas.CheckConversationID)
-	var user string
-	if err == nil {
-		user, err = pathID(r, "user", schemas.CheckID)
-	}
-	if err == nil {
-		_, err = idempotencyKey(r)
-	}
-	if err == nil {
-		err = readBody(w, r, &body)
-	}
-	if err == nil {
-		err = actAs(p, body.AsUserID)
-	}
-	if err != nil {
-		a.fail(w, err)
+	c, ok := a.read(w, r, p, adminRequest{conv: true, user: true, write: true, body: &body, asUser: func() string { return body.AsUserID }})
+	if !ok {
 		return
 	}
+	conv, user := c.conv, c.user
 	role := map[string]pb.MemberRole{"admin": pb.MemberRole_MEMBER_ROLE_ADMIN, "member": pb.MemberRole_MEMBER_ROLE_MEMBER}[body.Role]
 	if role == pb.MemberRole_MEMBER_ROLE_UNSPECIFIED {
 		a.refuse(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, `role must be "admin" or "member"`)
@@ -389,41 +419,26 @@ func (a *admin) setRole(w http.ResponseWriter, r *http.Request, p principal) {
 	rows := a.memberRows(r.Context(), conv)
 	actor := slices.ContainsFunc(rows, func(m projector.Member) bool { return m.UserID == body.AsUserID })
 	if actor && slices.ContainsFunc(rows, func(m projector.Member) bool { return m.UserID == user && m.Role == body.Role }) {
-		writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: schemas.TypeMemberRoleChanged, Repeated: true})
+		repeated(w, conv, schemas.TypeMemberRoleChanged)
 		return
 	}
 	cmd := a.command(p, body.AsUserID, conv)
 	cmd.Body = &pb.Command_SetMemberRole{SetMemberRole: &pb.SetMemberRole{UserId: user, Role: role}}
-	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.answer(w, cmd, ev, http.StatusOK)
+	a.decide(w, r, cmd, http.StatusOK)
 }
 
 // removeMember serves DELETE
 // /v1/admin/conversations/{conversation}/members/{user}?asUserId=.
 func (a *admin) removeMember(w http.ResponseWriter, r *http.Request, p principal) {
-	conv, err := pathID(r, "conversation", schemas.CheckConversationID)
-	var user string
-	if err == nil {
-		user, err = pathID(r, "user", schemas.CheckID)
-	}
-	if err == nil {
-		_, err = idempotencyKey(r)
-	}
 	as := r.URL.Query().Get("asUserId")
-	if err == nil {
-		err = actAs(p, as)
-	}
-	if err != nil {
-		a.fail(w, err)
+	c, ok := a.read(w, r, p, adminRequest{conv: true, user: true, write: true, asUser: func() string { return as }})
+	if !ok {
 		return
 	}
+	conv, user := c.conv, c.user
 	// A user who is no member (any more) while the actor is one: a retry.
 	if cur := a.currentMembers(r.Context(), conv); slices.Contains(cur, as) && !slices.Contains(cur, user) {
-		writeJSON(w, http.StatusOK, adminResult{ConversationID: conv, Event: schemas.TypeMemberRemoved, Repeated: true})
+		repeated(w, conv, schemas.TypeMemberRemoved)
 		return
 	}
 	cmd := a.command(p, as, conv)
@@ -432,32 +447,17 @@ func (a *admin) removeMember(w http.ResponseWriter, r *http.Request, p principal
 	} else {
 		cmd.Body = &pb.Command_RemoveMember{RemoveMember: &pb.RemoveMember{UserId: user}}
 	}
-	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.answer(w, cmd, ev, http.StatusOK)
+	a.decide(w, r, cmd, http.StatusOK)
 }
 
 // send serves POST /v1/admin/conversations/{conversation}/messages.
 func (a *admin) send(w http.ResponseWriter, r *http.Request, p principal) {
 	var body adminSend
-	conv, err := pathID(r, "conversation", schemas.CheckConversationID)
-	var key string
-	if err == nil {
-		key, err = idempotencyKey(r)
-	}
-	if err == nil {
-		err = readBody(w, r, &body)
-	}
-	if err == nil {
-		err = actAs(p, body.AsUserID)
-	}
-	if err != nil {
-		a.fail(w, err)
+	c, ok := a.read(w, r, p, adminRequest{conv: true, write: true, body: &body, asUser: func() string { return body.AsUserID }})
+	if !ok {
 		return
 	}
+	conv, key := c.conv, c.key
 	if len(body.Text) > a.srv.cfg.Limits.MaxMessageBytes {
 		a.refuse(w, http.StatusRequestEntityTooLarge, pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE,
 			fmt.Sprintf("text is %d bytes, at most %d", len(body.Text), a.srv.cfg.Limits.MaxMessageBytes))
@@ -469,9 +469,8 @@ func (a *admin) send(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	cmd := a.command(p, body.AsUserID, conv)
 	cmd.Body = &pb.Command_SendMessage{SendMessage: &pb.SendMessage{ClientMsgId: clientID, Text: body.Text, ContentType: body.ContentType}}
-	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
-	if err != nil {
-		a.fail(w, err)
+	ev, ok := a.submit(w, r, cmd)
+	if !ok {
 		return
 	}
 	if d := ev.GetMessageDeduplicated(); d != nil {
@@ -485,17 +484,11 @@ func (a *admin) send(w http.ResponseWriter, r *http.Request, p principal) {
 // ban serves PUT /v1/admin/users/{user}/ban.
 func (a *admin) ban(w http.ResponseWriter, r *http.Request, p principal) {
 	var body adminBan
-	user, err := pathID(r, "user", schemas.CheckID)
-	if err == nil {
-		_, err = idempotencyKey(r)
-	}
-	if err == nil {
-		err = readBody(w, r, &body)
-	}
-	if err != nil {
-		a.fail(w, err)
+	c, ok := a.read(w, r, p, adminRequest{user: true, write: true, body: &body})
+	if !ok {
 		return
 	}
+	user := c.user
 	b := &pb.BanUser{Reason: body.Reason}
 	if body.Until != nil {
 		b.Until = timestamppb.New(*body.Until)
@@ -503,41 +496,28 @@ func (a *admin) ban(w http.ResponseWriter, r *http.Request, p principal) {
 	// The very ban that stands yields no event: answer from the bans held.
 	if cur, ok := a.srv.banOf(user); ok && cur.Reason == body.Reason &&
 		((body.Until == nil && cur.Until.IsZero()) || (body.Until != nil && cur.Until.Equal(body.Until.Truncate(time.Millisecond)))) {
-		writeJSON(w, http.StatusOK, adminResult{ConversationID: schemas.UserStreamID(user), Event: schemas.TypeUserBanned, Repeated: true})
+		repeated(w, schemas.UserStreamID(user), schemas.TypeUserBanned)
 		return
 	}
 	cmd := a.command(p, user, schemas.UserStreamID(user))
 	cmd.Body = &pb.Command_BanUser{BanUser: b}
-	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.answer(w, cmd, ev, http.StatusOK)
+	a.decide(w, r, cmd, http.StatusOK)
 }
 
 // unban serves DELETE /v1/admin/users/{user}/ban.
 func (a *admin) unban(w http.ResponseWriter, r *http.Request, p principal) {
-	user, err := pathID(r, "user", schemas.CheckID)
-	if err == nil {
-		_, err = idempotencyKey(r)
-	}
-	if err != nil {
-		a.fail(w, err)
+	c, ok := a.read(w, r, p, adminRequest{user: true, write: true})
+	if !ok {
 		return
 	}
+	user := c.user
 	if _, ok := a.srv.banOf(user); !ok {
-		writeJSON(w, http.StatusOK, adminResult{ConversationID: schemas.UserStreamID(user), Event: schemas.TypeUserUnbanned, Repeated: true})
+		repeated(w, schemas.UserStreamID(user), schemas.TypeUserUnbanned)
 		return
 	}
 	cmd := a.command(p, user, schemas.UserStreamID(user))
 	cmd.Body = &pb.Command_UnbanUser{UnbanUser: &pb.UnbanUser{}}
-	ev, err := a.srv.appendAndWait(r.Context(), cmd, adminDecisionWait, nil)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.answer(w, cmd, ev, http.StatusOK)
+	a.decide(w, r, cmd, http.StatusOK)
 }
 
 // answer writes a write's decision: status with the deciding event, the
@@ -581,12 +561,12 @@ func adminStatus(code pb.ErrorCode) int {
 
 // conversations serves GET /v1/admin/users/{user}/conversations: the
 // user's current conversations from the inbox view.
-func (a *admin) conversations(w http.ResponseWriter, r *http.Request, _ principal) {
-	user, err := pathID(r, "user", schemas.CheckID)
-	if err != nil {
-		a.fail(w, err)
+func (a *admin) conversations(w http.ResponseWriter, r *http.Request, p principal) {
+	c, ok := a.read(w, r, p, adminRequest{user: true})
+	if !ok {
 		return
 	}
+	user := c.user
 	if a.tables == nil {
 		a.refuse(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the views are not configured on this gateway")
 		return
@@ -609,15 +589,15 @@ func (a *admin) conversations(w http.ResponseWriter, r *http.Request, _ principa
 // export serves GET /v1/admin/conversations/{conversation}/export: the
 // conversation's events as they are in the log when the export starts,
 // one eventlog JSON line each (schemas README, "Export and tail").
-func (a *admin) export(w http.ResponseWriter, r *http.Request, _ principal) {
-	conv, err := pathID(r, "conversation", schemas.CheckConversationID)
-	if err != nil {
-		a.fail(w, err)
+func (a *admin) export(w http.ResponseWriter, r *http.Request, p principal) {
+	c, ok := a.read(w, r, p, adminRequest{conv: true})
+	if !ok {
 		return
 	}
+	conv := c.conv
 	src := eventlog.Source{Seeds: a.srv.cfg.Seeds, Topic: a.srv.cfg.EventsTopic}
 	wrote := false
-	_, err = eventlog.Export(r.Context(), src, eventlog.ExportQuery{Conversation: conv}, func(rec *eventlog.Record) error {
+	_, err := eventlog.Export(r.Context(), src, eventlog.ExportQuery{Conversation: conv}, func(rec *eventlog.Record) error {
 		line, err := rec.MarshalLine()
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -44,6 +45,10 @@ type consumer struct {
 	// can never land after a newer one.
 	commitMu sync.Mutex
 	wg       sync.WaitGroup // partition workers
+
+	// assigned: the group gave this member its assignment (maybe empty)
+	// and it has not lost it since (Subscriber.Joined).
+	assigned atomic.Bool
 }
 
 func (c *consumer) grouped() bool { return c.cfg.ConsumerGroup != "" }
@@ -184,9 +189,16 @@ func (c *consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 	}
 }
 
+// onAssigned runs at the start of every group session, with what it adds
+// (maybe nothing).
+func (c *consumer) onAssigned(context.Context, *kgo.Client, map[string][]int32) {
+	c.assigned.Store(true)
+}
+
 // onLost: the partitions already belong to someone else (session expired,
 // fenced), so committing would be refused; drop their acks and move on.
 func (c *consumer) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.assigned.Store(false)
 	ps := lost[c.topic]
 	c.stopPartitions(ps, false)
 	c.mu.Lock()

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -26,9 +27,11 @@ type Subscriber struct {
 	closing context.Context
 	close   context.CancelFunc
 
-	mu     sync.Mutex // guards closed and wg.Add against Close's wg.Wait
+	mu     sync.Mutex // guards closed, running and wg.Add against Close's wg.Wait
 	closed bool
 	wg     sync.WaitGroup
+	// running are the consumers of the Subscribe calls not ended yet.
+	running map[*consumer]struct{}
 }
 
 var (
@@ -58,6 +61,7 @@ func NewSubscriber(cfg SubscriberConfig, logger watermill.LoggerAdapter) (*Subsc
 		topics:  newProvisioner(cfg.Topics, admin),
 		closing: closing,
 		close:   cancel,
+		running: map[*consumer]struct{}{},
 	}, nil
 }
 
@@ -87,11 +91,38 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		s.wg.Done()
 		return nil, err
 	}
+	s.mu.Lock()
+	s.running[c] = struct{}{}
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		c.run()
+		s.mu.Lock()
+		delete(s.running, c)
+		s.mu.Unlock()
 	}()
 	return c.out, nil
+}
+
+// Joined is nil when a Subscribe runs and, with a ConsumerGroup, each
+// running one's member has received its assignment (maybe empty: a group
+// with more members than partitions) and not lost it since; else why not.
+// It is what a health check of a consumer on this Subscriber asks.
+func (s *Subscriber) Joined() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if len(s.running) == 0 {
+		return errors.New("bus: no subscription running")
+	}
+	for c := range s.running {
+		if c.grouped() && !c.assigned.Load() {
+			return fmt.Errorf("bus: not in consumer group %s yet (or expelled from it) for %s", s.cfg.ConsumerGroup, c.topic)
+		}
+	}
+	return nil
 }
 
 func (s *Subscriber) subscribe(ctx context.Context, topic string) (*consumer, error) {
@@ -137,6 +168,7 @@ func (s *Subscriber) subscribe(ctx context.Context, topic string) (*consumer, er
 			// poll loop hands records to partitions, so a revoked partition
 			// cannot receive records after its worker was stopped.
 			kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsAssigned(c.onAssigned),
 			kgo.OnPartitionsRevoked(c.onRevoked),
 			kgo.OnPartitionsLost(c.onLost),
 		)

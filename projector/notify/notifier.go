@@ -36,6 +36,7 @@ type Notifier struct {
 	m        *metrics
 	senders  map[pb.PushProvider]push.Sender
 	presence *presence
+	run      running // what Checks look at
 }
 
 // New checks cfg and returns a Notifier; Run starts it.
@@ -73,6 +74,8 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
+	n.run.set(func(r *running) { r.session = sess })
+	defer n.run.set((*running).reset)
 	tables, err := projector.NewTables(sess, n.cfg.Keyspace)
 	if err != nil {
 		return err
@@ -83,6 +86,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return fmt.Errorf("notify: kafka: %w", err)
 	}
 	defer admCl.Close()
+	n.run.set(func(r *running) { r.kafka = admCl })
 	adm := kadm.NewClient(admCl)
 	appender, err := ingest.NewAppender(ingest.AppenderConfig{Seeds: n.cfg.Seeds, Topic: n.cfg.CommandsTopic,
 		ClientID: "parley-notifier-commands", Extra: n.cfg.KafkaOptions})
@@ -109,6 +113,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return err
 	}
 	router.AddMiddleware(middleware.Recoverer)
+	subs := map[string]*bus.Subscriber{}
 
 	providers := map[pb.PushProvider]bool{}
 	for p := range n.senders {
@@ -124,6 +129,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	subs["plan"] = planSub
 	h := router.AddConsumerHandler("plan", n.cfg.EventsTopic, planSub, n.planHandler(pl, proj, adm, pub))
 	poison, err := middleware.PoisonQueueWithFilter(pub, n.cfg.DeadLetterTopic, isPermanent)
 	if err != nil {
@@ -148,6 +154,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		subs["push-"+name] = sub
 		h := router.AddConsumerHandler("push-"+name, n.cfg.PushTopic, sub, n.deliverHandler(s, appender))
 		h.AddMiddleware(onlyProvider(name), dead, middleware.Retry{MaxRetries: n.cfg.MaxRetries, InitialInterval: n.cfg.RetryInitial,
 			MaxInterval: n.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
@@ -155,6 +162,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 			throttle(rate.NewLimiter(rate.Limit(n.cfg.Rate), max(1, n.cfg.Rate/10))))
 	}
 
+	n.run.set(func(r *running) { r.router, r.subs = router, subs })
 	routed := make(chan error, 1)
 	go func() { routed <- router.Run(ctx) }()
 	select {
@@ -404,6 +412,8 @@ func (n *Notifier) readSignals(ctx context.Context, adm *kadm.Client, kopts []kg
 		return fmt.Errorf("notify: signals consumer: %w", err)
 	}
 	defer cl.Close()
+	n.run.set(func(r *running) { r.following = true })
+	defer n.run.set(func(r *running) { r.following = false })
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
 	for {

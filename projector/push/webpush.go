@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -45,6 +46,17 @@ type WebPushConfig struct {
 	// HTTPClient, when set, is used instead of the client's own (RootCAs
 	// is then ignored).
 	HTTPClient *http.Client
+}
+
+// GenerateVAPIDKeys makes a new VAPID key pair in the form WebPushConfig
+// takes: the uncompressed P-256 public point and the 32-byte private
+// scalar, each base64url without padding.
+func GenerateVAPIDKeys() (publicKey, privateKey string, err error) {
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(k.PublicKey().Bytes()), base64.RawURLEncoding.EncodeToString(k.Bytes()), nil
 }
 
 // Validate checks the keys (the public one must be the private one's) and

@@ -4,16 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/projector"
-	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/pushserver"
@@ -27,24 +23,13 @@ import (
 func TestE2ENotifierSIGKILL(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "notifier")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/parley-im/parley/projector/cmd/notifier").CombinedOutput(); err != nil {
-		t.Fatalf("go build notifier: %v\n%s", err, out)
-	}
 	fcm, apns := pushserver.StartFCM(t), pushserver.StartAPNs(t)
 	ca := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(ca, append(fcm.CertPEM(), apns.CertPEM()...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sys, c := start(t, 1)
-	env := append(os.Environ(),
-		"PARLEY_KAFKA_SEEDS="+strings.Join(sys.Options().Seeds, ","),
-		"PARLEY_CASSANDRA_HOSTS="+strings.Join(c.Hosts, ","),
-		"PARLEY_KEYSPACE="+c.Keyspace,
-		"PARLEY_TOPIC_PREFIX="+strings.TrimSuffix(sys.Topics.Commands.Name, schemas.Commands.Name),
-		"PARLEY_NOTIFIER_GROUP="+sys.GroupOf("notifier"),
-		"PARLEY_NOTIFIER_PROJECTOR="+sys.GroupOf("projector"),
-		"PARLEY_NOTIFIER_FROM_START=true",
+	notifier := newNotifierProc(t, sys, c,
 		"PARLEY_NOTIFIER_RETRY_INITIAL=50ms",
 		"PARLEY_NOTIFIER_CA_FILE="+ca,
 		"PARLEY_FCM_CREDENTIALS_FILE="+fcm.WriteServiceAccount(t),
@@ -55,26 +40,9 @@ func TestE2ENotifierSIGKILL(t *testing.T) {
 		"PARLEY_APNS_TEAM_ID="+apns.TeamID,
 		"PARLEY_APNS_PRODUCTION="+apns.URL(),
 		"PARLEY_APNS_SANDBOX="+apns.URL(),
-		"PARLEY_HTTP_ADDR=127.0.0.1:0",
 	)
-	var proc *exec.Cmd
-	run := func() {
-		proc = exec.Command(bin)
-		proc.Env = env
-		proc.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if testing.Verbose() {
-			proc.Stderr = os.Stderr
-		}
-		if err := proc.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kill := func() {
-		_ = proc.Process.Signal(syscall.SIGKILL)
-		_ = proc.Wait()
-	}
-	run()
-	t.Cleanup(kill)
+	notifier.start()
+	notifier.waitReady()
 
 	tables, err := projector.NewTables(c.Session(), c.Keyspace)
 	if err != nil {
@@ -127,7 +95,7 @@ func TestE2ENotifierSIGKILL(t *testing.T) {
 		return ""
 	})
 	t.Logf("SIGKILL the notifier after %d pushes, %d messages sent", pushed(), sent.Load())
-	kill()
+	notifier.kill()
 	atKill := sent.Load()
 	testenv.Eventually(t, time.Minute, func() string {
 		if n := sent.Load(); n < min(atKill+50, messages) {
@@ -135,7 +103,7 @@ func TestE2ENotifierSIGKILL(t *testing.T) {
 		}
 		return ""
 	})
-	run()
+	notifier.start()
 	if err := <-sendErr; err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,9 @@
 //	PARLEY_WEBHOOK_SECRET_FILE          webhook: HMAC key file (or PARLEY_WEBHOOK_SECRET); webhook is off without it
 //	PARLEY_WEBHOOK_ALLOW_PRIVATE        webhook: endpoints on private addresses (default false)
 //	PARLEY_HTTP_ADDR                    /metrics and /healthz (default 127.0.0.1:9104)
+//
+// "notifier vapid-keys" prints a new Web Push VAPID key pair as the two
+// PARLEY_WEBPUSH_VAPID_* lines and exits.
 package main
 
 import (
@@ -33,6 +36,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -46,6 +50,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		if err := command(os.Stdout, os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "notifier:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if err := run(log); err != nil {
 		log.Error("notifier stopped", "err", err)
@@ -94,7 +105,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ops, err := deploy.ListenOps(addr, log, reg, nil, nil)
+	ops, err := deploy.ListenOps(addr, log, reg, n.Checks(), nil)
 	if err != nil {
 		return err
 	}
@@ -107,6 +118,19 @@ func run(log *slog.Logger) error {
 	}
 	log.Info("notifier starting", "ops", ops.Addr(), "group", cfg.Group, "providers", strings.Join(names, ","), "preview", preview.String())
 	return n.Run(ctx)
+}
+
+// command runs the subcommand args name.
+func command(w io.Writer, args []string) error {
+	if args[0] != "vapid-keys" || len(args) != 1 {
+		return fmt.Errorf("unknown arguments %q (the only command is vapid-keys; without arguments it runs)", args)
+	}
+	pub, priv, err := push.GenerateVAPIDKeys()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "PARLEY_WEBPUSH_VAPID_PUBLIC_KEY=%s\nPARLEY_WEBPUSH_VAPID_PRIVATE_KEY=%s\n", pub, priv)
+	return err
 }
 
 // providers builds a sender for each provider whose settings are given.
