@@ -31,7 +31,7 @@ func unbanCmd(user string) *pb.Command {
 
 // TestDecideBans checks the ban rules on the banned user's stream: only a
 // service bans, a valid reason and a future end, the same ban again and an
-// unban of a user not banned are no event, and the events share the
+// unban of a user not banned change nothing (NO_CHANGE to the service), and the events share the
 // stream's versions and carry the service.
 func TestDecideBans(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
@@ -47,7 +47,7 @@ func TestDecideBans(t *testing.T) {
 		{"ban, the same again, a new end, unban, unban again",
 			[]*pb.Command{banCmd("alice", time.Time{}, "spam"), banCmd("alice", time.Time{}, "spam"),
 				banCmd("alice", now.Add(time.Hour), "spam"), unbanCmd("alice"), unbanCmd("alice")},
-			[]string{"uA:UserBanned@0/v1", "uA:UserBanned@0/v2", "uA:UserUnbanned@0/v3"}},
+			[]string{"uA:UserBanned@0/v1", "uA:" + rejNoChange + "/v0", "uA:UserBanned@0/v2", "uA:UserUnbanned@0/v3", "uA:" + rejNoChange + "/v0"}},
 		{"only a service, on the user's own stream",
 			[]*pb.Command{device, wrongStream, cmd("alice", g1, &pb.BanUser{})},
 			[]string{"uA:" + rejDenied + "/v0", "uB:" + rejDenied + "/v0", "g1:" + rejInvalid + "/v0"}},
@@ -168,7 +168,7 @@ func TestBansRestore(t *testing.T) {
 	evs := r.do(banCmd("alice", at.Add(time.Hour), "spam"), at)
 	evs = append(evs, r.do(unbanCmd("alice"), at)...)
 	evs = append(evs, r.do(unbanCmd("bob"), at)...)
-	if got := fmt.Sprint(streamSummary(evs)); got != "[uA:UserUnbanned@0/v2]" {
+	if got := fmt.Sprint(streamSummary(evs)); got != "[uA:"+rejNoChange+"/v0 uA:UserUnbanned@0/v2 uB:"+rejNoChange+"/v0]" {
 		t.Fatalf("after restore %s", got)
 	}
 }

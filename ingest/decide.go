@@ -210,6 +210,11 @@ func decide(l Limits, st *convState, cmd *pb.Command, now, received time.Time) (
 			}
 		}
 	}
+	if rej == nil && len(evs) == 0 && cmd.GetServicePrincipal() != "" {
+		// A service learns that nothing changed (the admin API answers a
+		// retry from it); a device's no-op stays silent.
+		rej = reject(pb.ErrorCode_ERROR_CODE_NO_CHANGE, "%s changes nothing: it is in place already", schemas.CommandType(cmd))
+	}
 	if rej != nil {
 		return st, []*pb.Event{rejected(base, cmd, rej)}, delta{}
 	}
@@ -395,6 +400,9 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 			}
 		}
 		if len(added) == 0 {
+			if cmd.GetServicePrincipal() != "" {
+				return st, nil, d, nil // NO_CHANGE to the service (decide)
+			}
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "no new members: every user is already a member")
 		}
 		if rej := st.room(l, len(added)); rej != nil {

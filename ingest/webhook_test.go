@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,10 @@ func unhookCmd(user, id string) *pb.Command {
 	return c
 }
 
-const rejWebhookExists = "Rejected:ERROR_CODE_WEBHOOK_EXISTS"
+const (
+	rejWebhookExists = "Rejected:ERROR_CODE_WEBHOOK_EXISTS"
+	rejNoChange      = "Rejected:ERROR_CODE_NO_CHANGE"
+)
 
 // TestDecideWebhooks checks the webhook rules on the owner's stream: only a
 // service, a well-formed definition, an id not held (again is refused
@@ -124,5 +128,30 @@ func TestWebhooksRestore(t *testing.T) {
 	evs = append(evs, r.do(hookCmd("alice", "w2", "https://example.com/b", false, g1), at)...)
 	if got := fmt.Sprint(streamSummary(evs)); got != "[uA:"+rejWebhookExists+"/v0 uA:WebhookCreated@0/v4]" {
 		t.Fatalf("after restore %s", got)
+	}
+}
+
+// TestDecideNoChange checks a service's command that changes nothing is
+// answered NO_CHANGE (to the service only, version 0), and a device's
+// same command stays silent.
+func TestDecideNoChange(t *testing.T) {
+	add := func(service string) *pb.Command {
+		c := cmd("alice", "g:1", nil)
+		c.Body = &pb.Command_AddMembers{AddMembers: &pb.AddMembers{UserIds: []string{"bob"}}}
+		c.ServicePrincipal = service
+		return c
+	}
+	_, evs := run(t, Limits{}, createGroup("bob"), add(""), add("ops"))
+	evs = slices.Delete(evs, 1, 2) // the device's: INVALID_ARGUMENT, as ever
+	got := summary(evs)
+	if len(got) != 2 || got[1] != rejNoChange {
+		t.Fatalf("events %v (%v); want the creation, then one NO_CHANGE (the service's), nothing for the device's", got, evs)
+	}
+	if ev := evs[1]; ev.GetVersion() != 0 || ev.GetActorService() != "ops" {
+		t.Fatalf("a NO_CHANGE with version %d, service %q", ev.GetVersion(), ev.GetActorService())
+	}
+	s := newStreams(t, Limits{})
+	if got := fmt.Sprint(streamSummary(s.do(unbanCmd("bob")))); got != "[uB:"+rejNoChange+"/v0]" {
+		t.Fatalf("an unban of a user not banned: %s", got)
 	}
 }

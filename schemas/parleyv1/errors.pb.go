@@ -119,6 +119,12 @@ const (
 	ErrorCode_ERROR_CODE_USER_BANNED ErrorCode = 30
 	// CreateWebhook: the user holds a webhook with that id already.
 	ErrorCode_ERROR_CODE_WEBHOOK_EXISTS ErrorCode = 33
+	// A service's command (Command.service_principal set) that changes
+	// nothing: what it asks for is in place already (a member added again, a
+	// role it has, the very ban that stands). A device's such command is
+	// decided silently, as before; a service gets this answer so that the
+	// admin API can tell a retry from a change without reading the views.
+	ErrorCode_ERROR_CODE_NO_CHANGE ErrorCode = 34
 )
 
 // Enum value maps for ErrorCode.
@@ -156,6 +162,7 @@ var (
 		29: "ERROR_CODE_INFECTED",
 		30: "ERROR_CODE_USER_BANNED",
 		33: "ERROR_CODE_WEBHOOK_EXISTS",
+		34: "ERROR_CODE_NO_CHANGE",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":            0,
@@ -190,6 +197,7 @@ var (
 		"ERROR_CODE_INFECTED":               29,
 		"ERROR_CODE_USER_BANNED":            30,
 		"ERROR_CODE_WEBHOOK_EXISTS":         33,
+		"ERROR_CODE_NO_CHANGE":              34,
 	}
 )
 
@@ -224,7 +232,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xce\a\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xe8\a\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -258,7 +266,8 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x19ERROR_CODE_QUOTA_EXCEEDED\x10\x1c\x12\x17\n" +
 	"\x13ERROR_CODE_INFECTED\x10\x1d\x12\x1a\n" +
 	"\x16ERROR_CODE_USER_BANNED\x10\x1e\x12\x1d\n" +
-	"\x19ERROR_CODE_WEBHOOK_EXISTS\x10!B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x19ERROR_CODE_WEBHOOK_EXISTS\x10!\x12\x18\n" +
+	"\x14ERROR_CODE_NO_CHANGE\x10\"B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once
