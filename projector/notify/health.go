@@ -49,7 +49,7 @@ func (r *running) clients() (*kgo.Client, *gocql.Session, error) {
 	return r.kafka, r.session, nil
 }
 
-var errNotRunning = errors.New("notifier not running (connecting to Cassandra or stopped)")
+var errNotRunning = errors.New("not running (connecting to Cassandra or stopped)")
 
 // Checks are what the main's /healthz checks (deploy.ListenOps); all fail
 // until Run has connected:
@@ -61,43 +61,49 @@ var errNotRunning = errors.New("notifier not running (connecting to Cassandra or
 //     (maybe empty: more notifiers than partitions), and the signals
 //     topic is being read.
 func (n *Notifier) Checks() []deploy.Check {
+	return n.run.checks("not reading " + n.cfg.SignalsTopic + " yet (presence)")
+}
+
+// checks are the three checks of a Run whose side reader (following) is
+// what notFollowing says when it is not yet reading.
+func (r *running) checks(notFollowing string) []deploy.Check {
 	return []deploy.Check{
 		{Name: "kafka", Fn: func(ctx context.Context) error {
-			cl, _, err := n.run.clients()
+			cl, _, err := r.clients()
 			if err != nil {
 				return err
 			}
 			return cl.Ping(ctx)
 		}},
 		{Name: "cassandra", Fn: func(ctx context.Context) error {
-			_, s, err := n.run.clients()
+			_, s, err := r.clients()
 			if err != nil {
 				return err
 			}
 			var v string
 			return s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v)
 		}},
-		{Name: "consumers", Fn: func(context.Context) error { return n.consumers() }},
+		{Name: "consumers", Fn: func(context.Context) error { return r.consumers(notFollowing) }},
 	}
 }
 
-func (n *Notifier) consumers() error {
-	n.run.mu.Lock()
-	defer n.run.mu.Unlock()
-	if n.run.router == nil {
+func (r *running) consumers(notFollowing string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.router == nil {
 		return errNotRunning
 	}
-	if !n.run.router.IsRunning() || n.run.router.IsClosed() {
+	if !r.router.IsRunning() || r.router.IsClosed() {
 		return errors.New("the router's handlers are not running")
 	}
 	var why []string
-	for _, name := range slices.Sorted(maps.Keys(n.run.subs)) {
-		if err := n.run.subs[name].Joined(); err != nil {
+	for _, name := range slices.Sorted(maps.Keys(r.subs)) {
+		if err := r.subs[name].Joined(); err != nil {
 			why = append(why, name+": "+err.Error())
 		}
 	}
-	if !n.run.following {
-		why = append(why, "not reading "+n.cfg.SignalsTopic+" yet (presence)")
+	if !r.following {
+		why = append(why, notFollowing)
 	}
 	if len(why) > 0 {
 		return errors.New(strings.Join(why, "; "))

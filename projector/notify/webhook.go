@@ -28,6 +28,7 @@ import (
 	"github.com/parley-im/parley/projector/bus"
 	"github.com/parley-im/parley/projector/push"
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -48,6 +49,17 @@ type Dispatcher struct {
 	// committed before then is held.
 	cmu    sync.Mutex
 	caught time.Time
+
+	run running // what Checks look at
+}
+
+// Checks are what the main's /healthz checks (deploy.ListenOps); all fail
+// until Run has connected: kafka (a broker answers), cassandra
+// (system.local answers), consumers (the Router runs both handlers, each
+// one's member has its assignment in its group, and the webhooks topic has
+// been read to where it ended at start).
+func (d *Dispatcher) Checks() []deploy.Check {
+	return d.run.checks("the webhooks (" + d.cfg.WebhooksTopic + ") are not read to their end yet")
 }
 
 // NewDispatcher checks cfg and connects the webhooks follower; Run starts
@@ -88,12 +100,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
+	d.run.set(func(r *running) { r.session = sess })
+	defer d.run.set((*running).reset)
+	pingCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(d.cfg.Seeds...), kgo.ClientID("parley-webhooks")}, d.cfg.KafkaOptions...)...)
+	if err != nil {
+		return fmt.Errorf("webhooks: kafka: %w", err)
+	}
+	defer pingCl.Close()
+	d.run.set(func(r *running) { r.kafka = pingCl })
 	tables, err := projector.NewTables(sess, d.cfg.Keyspace)
 	if err != nil {
 		return err
 	}
 	select {
 	case <-d.hooks.Ready():
+		d.run.set(func(r *running) { r.following = true })
 	case err := <-followed:
 		return err
 	case <-ctx.Done():
@@ -158,6 +179,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		MaxInterval: d.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
 		ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware)
 
+	d.run.set(func(r *running) { r.router, r.subs = router, map[string]*bus.Subscriber{"plan": planSub, "send": sendSub} })
 	routed := make(chan error, 1)
 	go func() { routed <- router.Run(ctx) }()
 	select {

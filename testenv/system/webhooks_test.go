@@ -366,6 +366,35 @@ func TestE2EWebhooks(t *testing.T) {
 		return ""
 	})
 	assertRebuildEqual(t, sys, live, "webhooks")
+
+	// A second dispatcher (its own groups) reports healthy once it runs:
+	// connected, both handlers assigned, the webhooks read.
+	cfg := sys.WebhooksConfig()
+	cfg.Group += "-second"
+	second, err := notify.NewDispatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range second.Checks() {
+		if c.Fn(t.Context()) == nil {
+			t.Fatalf("check %s passes before Run", c.Name)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- second.Run(ctx) }()
+	testenv.Eventually(t, time.Minute, func() string {
+		for _, c := range second.Checks() {
+			if err := c.Fn(t.Context()); err != nil {
+				return fmt.Sprintf("check %s: %v", c.Name, err)
+			}
+		}
+		return ""
+	})
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 }
 
 // readTopicToEnd reads topic from its start up to its last stable offsets

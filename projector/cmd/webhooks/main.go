@@ -110,7 +110,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ops, err := deploy.ListenOps(addr, log, reg, nil, nil)
+	ops, err := deploy.ListenOps(addr, log, reg, d.Checks(), nil)
 	if err != nil {
 		return err
 	}
