@@ -469,6 +469,26 @@ func (a *admin) unban(w http.ResponseWriter, r *http.Request, p principal) {
 	a.decide(w, r, cmd, http.StatusOK, schemas.TypeUserUnbanned)
 }
 
+// errAuditFailed ends an export whose read could not be recorded (audit
+// answered the request).
+var errAuditFailed = errors.New("the read was not recorded")
+
+// audit appends the RecordServiceRead of this read of stream (user:
+// Command.user_id) before the read is answered; a read that cannot be
+// recorded is refused 503, so every answered admin call is in the log. (An
+// export records itself once it has found the conversation's first event,
+// so the record is the event right after what the export holds; an export
+// of a conversation with no events answers 404 and records nothing.)
+func (a *admin) audit(w http.ResponseWriter, r *http.Request, p principal, stream, user string) bool {
+	cmd := a.command(p, user, stream)
+	cmd.Body = &pb.Command_RecordServiceRead{RecordServiceRead: &pb.RecordServiceRead{Route: r.Pattern}}
+	if err := a.srv.appendCommand(r.Context(), cmd); err != nil {
+		a.fail(w, err)
+		return false
+	}
+	return true
+}
+
 // answer writes a write's decision: status with the deciding event, the
 // refusal, or 202 when none came within the wait.
 func (a *admin) answer(w http.ResponseWriter, cmd *pb.Command, ev *pb.Event, status int) {
@@ -520,6 +540,9 @@ func (a *admin) conversations(w http.ResponseWriter, r *http.Request, p principa
 		a.refuse(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the views are not configured on this gateway")
 		return
 	}
+	if !a.audit(w, r, p, schemas.UserStreamID(user), user) {
+		return
+	}
 	rows, err := a.tables.Inbox(r.Context(), user)
 	if err != nil {
 		a.refuse(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the views did not answer; retry")
@@ -551,6 +574,9 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, p principal) {
 		if err != nil {
 			return err
 		}
+		if !wrote && !a.audit(w, r, p, conv, p.key.ID) {
+			return errAuditFailed // answered
+		}
 		if !wrote {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
@@ -560,6 +586,7 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, p principal) {
 		return err
 	})
 	switch {
+	case errors.Is(err, errAuditFailed):
 	case err != nil && !wrote:
 		a.log.Warn("export failed", "conversation", conv, "err", err)
 		a.refuse(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the log could not be read; retry")

@@ -160,6 +160,9 @@ func (a *admin) listWebhooks(w http.ResponseWriter, r *http.Request, p principal
 		a.refuse(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the views are not configured on this gateway")
 		return
 	}
+	if !a.audit(w, r, p, schemas.UserStreamID(user), user) {
+		return
+	}
 	rows, err := a.tables.Webhooks(r.Context(), user)
 	if err != nil {
 		a.refuse(w, http.StatusServiceUnavailable, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the views did not answer; retry")

@@ -113,6 +113,8 @@ func recipients(ev *pb.Event, members []string, receiptFanoutMax int) route {
 	case schemas.TypeCommandRejected, schemas.TypeMessageDeduplicated:
 		// Answers to one device's command: its other devices never asked.
 		return route{Users: []string{actor}, Device: ev.GetActorDeviceId()}
+	case schemas.TypeServiceReadRecorded:
+		return route{} // an audit record: no device
 	case schemas.TypeAttachmentUploaded:
 		// An upload is its uploader's until sent.
 		return route{Users: []string{actor}}

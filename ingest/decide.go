@@ -261,6 +261,10 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	if user == "" || cmd.GetConversationId() == "" {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "command without user_id or conversation_id")
 	}
+	if r := cmd.GetRecordServiceRead(); r != nil {
+		// Any stream, before the stream's own rules: a read changes nothing.
+		return recordRead(st, cmd, r, base)
+	}
 	if rej := checkStream(cmd); rej != nil {
 		return st, nil, d, rej
 	}

@@ -16,7 +16,7 @@ const maxHideSeqs = 100
 // (DirectBlockChanged, MessageForwarded) do not.
 func versioned(ev *pb.Event) bool {
 	return ev.GetMessageDeduplicated() == nil && ev.GetDirectBlockChanged() == nil && ev.GetMessageForwarded() == nil &&
-		ev.GetAttachmentUploaded() == nil && ev.GetAttachmentDeleted() == nil
+		ev.GetAttachmentUploaded() == nil && ev.GetAttachmentDeleted() == nil && ev.GetServiceReadRecorded() == nil
 }
 
 // userStreamCommand reports whether cmd is one of the per-user commands,

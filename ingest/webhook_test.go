@@ -155,3 +155,26 @@ func TestDecideNoChange(t *testing.T) {
 		t.Fatalf("an unban of a user not banned: %s", got)
 	}
 }
+
+// TestDecideServiceRead checks a service's read is recorded on any stream,
+// version 0 (it changes nothing), and only a service's.
+func TestDecideServiceRead(t *testing.T) {
+	read := func(user, conv, service, route string) *pb.Command {
+		c := cmd(user, conv, nil)
+		c.Body = &pb.Command_RecordServiceRead{RecordServiceRead: &pb.RecordServiceRead{Route: route}}
+		c.ServicePrincipal = service
+		return c
+	}
+	s := newStreams(t, Limits{})
+	evs := s.do(read("alice", schemas.UserStreamID("alice"), "ops", "GET /x"), read("ops", g1, "ops", "GET /y"),
+		read("alice", schemas.UserStreamID("alice"), "", "GET /x"), read("alice", schemas.UserStreamID("bob"), "ops", "GET /x"),
+		read("ops", g1, "ops", ""), hookCmd("alice", "w1", "https://example.com/h", true))
+	want := "[uA:ServiceReadRecorded@0/v0 g1:ServiceReadRecorded@0/v0 uA:" + rejDenied + "/v0 uB:" + rejDenied + "/v0 g1:" + rejInvalid +
+		"/v0 uA:WebhookCreated@0/v1]"
+	if got := fmt.Sprint(streamSummary(evs)); got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+	if evs[0].GetActorService() != "ops" || evs[0].GetServiceReadRecorded().GetRoute() != "GET /x" {
+		t.Fatalf("the record %v", evs[0])
+	}
+}

@@ -60,6 +60,8 @@ const (
 	// Outgoing webhooks (user stream of the bot that owns them).
 	TypeWebhookCreated = "WebhookCreated"
 	TypeWebhookDeleted = "WebhookDeleted"
+	// The audit of a service's read (version 0, not projected, not delivered).
+	TypeServiceReadRecorded = "ServiceReadRecorded"
 	// What the gateway sends a device in place of an event it may not see;
 	// never on a topic.
 	TypeWithheld = "Withheld"
@@ -101,6 +103,7 @@ const (
 	TypeUnbanUser               = "UnbanUser"
 	TypeCreateWebhook           = "CreateWebhook"
 	TypeDeleteWebhook           = "DeleteWebhook"
+	TypeRecordServiceRead       = "RecordServiceRead"
 	// Appended by a gateway's HTTP handlers or janitor, never from a
 	// ClientFrame.
 	TypeUploadAttachment = "UploadAttachment"

@@ -72,7 +72,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeAttachmentUploaded: false, schemas.TypeAttachmentDeleted: false,
 		schemas.TypePushTargetRegistered: false, schemas.TypePushTargetUnregistered: false,
 		schemas.TypeUserBanned: false, schemas.TypeUserUnbanned: false,
-		schemas.TypeWebhookCreated: false, schemas.TypeWebhookDeleted: false,
+		schemas.TypeWebhookCreated: false, schemas.TypeWebhookDeleted: false, schemas.TypeServiceReadRecorded: false,
 	}
 	commands := map[string]bool{
 		schemas.TypeCreateConversation: true, schemas.TypeAddMembers: true, schemas.TypeRemoveMember: true,
@@ -88,7 +88,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeUploadAttachment: true, schemas.TypeExpireAttachment: true,
 		schemas.TypeRegisterPushTarget: true, schemas.TypeUnregisterPushTarget: true,
 		schemas.TypeBanUser: true, schemas.TypeUnbanUser: true,
-		schemas.TypeCreateWebhook: true, schemas.TypeDeleteWebhook: true,
+		schemas.TypeCreateWebhook: true, schemas.TypeDeleteWebhook: true, schemas.TypeRecordServiceRead: true,
 	}
 	check := func(m proto.Message, known map[string]bool) {
 		fields := m.ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()

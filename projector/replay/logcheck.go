@@ -348,6 +348,13 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.problem("%s: a Withheld is the gateway's stand-in for an event a device may not see, never an event of the log", at)
 		return
 	}
+	if typ == schemas.TypeServiceReadRecorded {
+		// An audit record, on any stream: it changes nothing.
+		if ev.GetVersion() != 0 || ev.GetSeq() != 0 || ev.GetActorService() == "" {
+			c.problem("%s: version %d, seq %d, service %q; want 0, 0 and the service that read", at, ev.GetVersion(), ev.GetSeq(), ev.GetActorService())
+		}
+		return
+	}
 	if schemas.IsUserStreamID(id) {
 		c.userEvent(at, ev)
 		return

@@ -90,6 +90,7 @@ type Command struct {
 	//	*Command_UnbanUser
 	//	*Command_CreateWebhook
 	//	*Command_DeleteWebhook
+	//	*Command_RecordServiceRead
 	//	*Command_UploadAttachment
 	//	*Command_ExpireAttachment
 	//	*Command_DirectBlock
@@ -475,6 +476,15 @@ func (x *Command) GetDeleteWebhook() *DeleteWebhook {
 	return nil
 }
 
+func (x *Command) GetRecordServiceRead() *RecordServiceRead {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RecordServiceRead); ok {
+			return x.RecordServiceRead
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetUploadAttachment() *UploadAttachment {
 	if x != nil {
 		if x, ok := x.Body.(*Command_UploadAttachment); ok {
@@ -662,6 +672,12 @@ type Command_DeleteWebhook struct {
 	DeleteWebhook *DeleteWebhook `protobuf:"bytes,49,opt,name=delete_webhook,json=deleteWebhook,proto3,oneof"`
 }
 
+type Command_RecordServiceRead struct {
+	// The audit of a service's read (admin API only): keyed by the stream
+	// read (a conversation, or a user stream).
+	RecordServiceRead *RecordServiceRead `protobuf:"bytes,53,opt,name=record_service_read,json=recordServiceRead,proto3,oneof"`
+}
+
 type Command_UploadAttachment struct {
 	// 50 to 59 are appended by a gateway's HTTP handlers on behalf of the
 	// authenticated user (uploads) or by its attachment janitor; a
@@ -751,6 +767,8 @@ func (*Command_UnbanUser) isCommand_Body() {}
 func (*Command_CreateWebhook) isCommand_Body() {}
 
 func (*Command_DeleteWebhook) isCommand_Body() {}
+
+func (*Command_RecordServiceRead) isCommand_Body() {}
 
 func (*Command_UploadAttachment) isCommand_Body() {}
 
@@ -2169,6 +2187,59 @@ func (x *DeleteWebhook) GetWebhookId() string {
 	return ""
 }
 
+// RecordServiceRead records that the service Command.service_principal
+// read the stream the command is keyed by through the admin API (a
+// conversation's export, a user's conversations or webhooks), before the
+// read is answered: every admin call is in the log. Only a service appends
+// it (PERMISSION_DENIED otherwise). Keyed by a user stream, Command.user_id
+// is that user; keyed by a conversation, it is the user the service acts
+// as, or the key id. The event changes nothing and reaches no device.
+type RecordServiceRead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The route read, e.g. "GET /v1/admin/conversations/{conversation}/export"
+	// (at most 200 bytes).
+	Route         string `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordServiceRead) Reset() {
+	*x = RecordServiceRead{}
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordServiceRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordServiceRead) ProtoMessage() {}
+
+func (x *RecordServiceRead) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordServiceRead.ProtoReflect.Descriptor instead.
+func (*RecordServiceRead) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RecordServiceRead) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
 // UnbanUser lifts Command.user_id's ban; unbanning a user who is not banned
 // yields no event.
 type UnbanUser struct {
@@ -2179,7 +2250,7 @@ type UnbanUser struct {
 
 func (x *UnbanUser) Reset() {
 	*x = UnbanUser{}
-	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2262,7 @@ func (x *UnbanUser) String() string {
 func (*UnbanUser) ProtoMessage() {}
 
 func (x *UnbanUser) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2275,7 @@ func (x *UnbanUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanUser.ProtoReflect.Descriptor instead.
 func (*UnbanUser) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 // ForwardMessage copies message seq of the source conversation
@@ -2242,7 +2313,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2325,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2338,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ForwardMessage) GetSeq() int64 {
@@ -2334,7 +2405,7 @@ type DirectBlock struct {
 
 func (x *DirectBlock) Reset() {
 	*x = DirectBlock{}
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2417,7 @@ func (x *DirectBlock) String() string {
 func (*DirectBlock) ProtoMessage() {}
 
 func (x *DirectBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2430,7 @@ func (x *DirectBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlock.ProtoReflect.Descriptor instead.
 func (*DirectBlock) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DirectBlock) GetBlockerUserId() string {
@@ -2399,7 +2470,7 @@ type ForwardedMessage struct {
 
 func (x *ForwardedMessage) Reset() {
 	*x = ForwardedMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2482,7 @@ func (x *ForwardedMessage) String() string {
 func (*ForwardedMessage) ProtoMessage() {}
 
 func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2495,7 @@ func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedMessage.ProtoReflect.Descriptor instead.
 func (*ForwardedMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ForwardedMessage) GetClientMsgId() string {
@@ -2493,7 +2564,7 @@ type CreateInvite struct {
 
 func (x *CreateInvite) Reset() {
 	*x = CreateInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2576,7 @@ func (x *CreateInvite) String() string {
 func (*CreateInvite) ProtoMessage() {}
 
 func (x *CreateInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2589,7 @@ func (x *CreateInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvite.ProtoReflect.Descriptor instead.
 func (*CreateInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateInvite) GetToken() string {
@@ -2567,7 +2638,7 @@ type RevokeInvite struct {
 
 func (x *RevokeInvite) Reset() {
 	*x = RevokeInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2650,7 @@ func (x *RevokeInvite) String() string {
 func (*RevokeInvite) ProtoMessage() {}
 
 func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2663,7 @@ func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvite.ProtoReflect.Descriptor instead.
 func (*RevokeInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokeInvite) GetInviteId() string {
@@ -2628,7 +2699,7 @@ type JoinConversation struct {
 
 func (x *JoinConversation) Reset() {
 	*x = JoinConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2711,7 @@ func (x *JoinConversation) String() string {
 func (*JoinConversation) ProtoMessage() {}
 
 func (x *JoinConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2724,7 @@ func (x *JoinConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinConversation.ProtoReflect.Descriptor instead.
 func (*JoinConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinConversation) GetToken() string {
@@ -2692,7 +2763,7 @@ type DecideJoinRequest struct {
 
 func (x *DecideJoinRequest) Reset() {
 	*x = DecideJoinRequest{}
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2775,7 @@ func (x *DecideJoinRequest) String() string {
 func (*DecideJoinRequest) ProtoMessage() {}
 
 func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2788,7 @@ func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideJoinRequest.ProtoReflect.Descriptor instead.
 func (*DecideJoinRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DecideJoinRequest) GetUserId() string {
@@ -2749,7 +2820,7 @@ type UploadAttachment struct {
 
 func (x *UploadAttachment) Reset() {
 	*x = UploadAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +2832,7 @@ func (x *UploadAttachment) String() string {
 func (*UploadAttachment) ProtoMessage() {}
 
 func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +2845,7 @@ func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadAttachment.ProtoReflect.Descriptor instead.
 func (*UploadAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UploadAttachment) GetAttachment() *Attachment {
@@ -2798,7 +2869,7 @@ type ExpireAttachment struct {
 
 func (x *ExpireAttachment) Reset() {
 	*x = ExpireAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2810,7 +2881,7 @@ func (x *ExpireAttachment) String() string {
 func (*ExpireAttachment) ProtoMessage() {}
 
 func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2823,7 +2894,7 @@ func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireAttachment.ProtoReflect.Descriptor instead.
 func (*ExpireAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExpireAttachment) GetAttachmentId() string {
@@ -2853,7 +2924,7 @@ type RegisterPushTarget struct {
 
 func (x *RegisterPushTarget) Reset() {
 	*x = RegisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[36]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2865,7 +2936,7 @@ func (x *RegisterPushTarget) String() string {
 func (*RegisterPushTarget) ProtoMessage() {}
 
 func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[36]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2878,7 +2949,7 @@ func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterPushTarget.ProtoReflect.Descriptor instead.
 func (*RegisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterPushTarget) GetTarget() *PushTarget {
@@ -2910,7 +2981,7 @@ type UnregisterPushTarget struct {
 
 func (x *UnregisterPushTarget) Reset() {
 	*x = UnregisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[37]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +2993,7 @@ func (x *UnregisterPushTarget) String() string {
 func (*UnregisterPushTarget) ProtoMessage() {}
 
 func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[37]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3006,7 @@ func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterPushTarget.ProtoReflect.Descriptor instead.
 func (*UnregisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UnregisterPushTarget) GetDeviceId() string {
@@ -2963,7 +3034,7 @@ var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\xc1\x15\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\x91\x16\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -3011,7 +3082,8 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
 	"unban_user\x18- \x01(\v2\x14.parley.v1.UnbanUserH\x00R\tunbanUser\x12A\n" +
 	"\x0ecreate_webhook\x180 \x01(\v2\x18.parley.v1.CreateWebhookH\x00R\rcreateWebhook\x12A\n" +
-	"\x0edelete_webhook\x181 \x01(\v2\x18.parley.v1.DeleteWebhookH\x00R\rdeleteWebhook\x12J\n" +
+	"\x0edelete_webhook\x181 \x01(\v2\x18.parley.v1.DeleteWebhookH\x00R\rdeleteWebhook\x12N\n" +
+	"\x13record_service_read\x185 \x01(\v2\x1c.parley.v1.RecordServiceReadH\x00R\x11recordServiceRead\x12J\n" +
 	"\x11upload_attachment\x182 \x01(\v2\x1b.parley.v1.UploadAttachmentH\x00R\x10uploadAttachment\x12J\n" +
 	"\x11expire_attachment\x183 \x01(\v2\x1b.parley.v1.ExpireAttachmentH\x00R\x10expireAttachment\x12;\n" +
 	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
@@ -3097,7 +3169,9 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\awebhook\x18\x01 \x01(\v2\x12.parley.v1.WebhookR\awebhook\".\n" +
 	"\rDeleteWebhook\x12\x1d\n" +
 	"\n" +
-	"webhook_id\x18\x01 \x01(\tR\twebhookId\"\v\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\")\n" +
+	"\x11RecordServiceRead\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\tR\x05route\"\v\n" +
 	"\tUnbanUser\"\x9e\x02\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
@@ -3160,7 +3234,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -3188,31 +3262,32 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*BanUser)(nil),                 // 23: parley.v1.BanUser
 	(*CreateWebhook)(nil),           // 24: parley.v1.CreateWebhook
 	(*DeleteWebhook)(nil),           // 25: parley.v1.DeleteWebhook
-	(*UnbanUser)(nil),               // 26: parley.v1.UnbanUser
-	(*ForwardMessage)(nil),          // 27: parley.v1.ForwardMessage
-	(*DirectBlock)(nil),             // 28: parley.v1.DirectBlock
-	(*ForwardedMessage)(nil),        // 29: parley.v1.ForwardedMessage
-	(*CreateInvite)(nil),            // 30: parley.v1.CreateInvite
-	(*RevokeInvite)(nil),            // 31: parley.v1.RevokeInvite
-	(*JoinConversation)(nil),        // 32: parley.v1.JoinConversation
-	(*DecideJoinRequest)(nil),       // 33: parley.v1.DecideJoinRequest
-	(*UploadAttachment)(nil),        // 34: parley.v1.UploadAttachment
-	(*ExpireAttachment)(nil),        // 35: parley.v1.ExpireAttachment
-	(*RegisterPushTarget)(nil),      // 36: parley.v1.RegisterPushTarget
-	(*UnregisterPushTarget)(nil),    // 37: parley.v1.UnregisterPushTarget
-	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 39: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 40: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 41: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 42: parley.v1.Mute
-	(*Webhook)(nil),                 // 43: parley.v1.Webhook
-	(*ForwardOrigin)(nil),           // 44: parley.v1.ForwardOrigin
-	(*Attachment)(nil),              // 45: parley.v1.Attachment
-	(*PushTarget)(nil),              // 46: parley.v1.PushTarget
-	(PushUnregisterReason)(0),       // 47: parley.v1.PushUnregisterReason
+	(*RecordServiceRead)(nil),       // 26: parley.v1.RecordServiceRead
+	(*UnbanUser)(nil),               // 27: parley.v1.UnbanUser
+	(*ForwardMessage)(nil),          // 28: parley.v1.ForwardMessage
+	(*DirectBlock)(nil),             // 29: parley.v1.DirectBlock
+	(*ForwardedMessage)(nil),        // 30: parley.v1.ForwardedMessage
+	(*CreateInvite)(nil),            // 31: parley.v1.CreateInvite
+	(*RevokeInvite)(nil),            // 32: parley.v1.RevokeInvite
+	(*JoinConversation)(nil),        // 33: parley.v1.JoinConversation
+	(*DecideJoinRequest)(nil),       // 34: parley.v1.DecideJoinRequest
+	(*UploadAttachment)(nil),        // 35: parley.v1.UploadAttachment
+	(*ExpireAttachment)(nil),        // 36: parley.v1.ExpireAttachment
+	(*RegisterPushTarget)(nil),      // 37: parley.v1.RegisterPushTarget
+	(*UnregisterPushTarget)(nil),    // 38: parley.v1.UnregisterPushTarget
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 40: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 41: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 42: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 43: parley.v1.Mute
+	(*Webhook)(nil),                 // 44: parley.v1.Webhook
+	(*ForwardOrigin)(nil),           // 45: parley.v1.ForwardOrigin
+	(*Attachment)(nil),              // 46: parley.v1.Attachment
+	(*PushTarget)(nil),              // 47: parley.v1.PushTarget
+	(PushUnregisterReason)(0),       // 48: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	38, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	39, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -3235,41 +3310,42 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	20, // 20: parley.v1.Command.hide_messages:type_name -> parley.v1.HideMessages
 	21, // 21: parley.v1.Command.block_user:type_name -> parley.v1.BlockUser
 	22, // 22: parley.v1.Command.unblock_user:type_name -> parley.v1.UnblockUser
-	27, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
-	30, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
-	31, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
-	32, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
-	33, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	36, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
-	37, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
+	28, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
+	31, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
+	32, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
+	33, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
+	34, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
+	37, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
+	38, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
 	23, // 30: parley.v1.Command.ban_user:type_name -> parley.v1.BanUser
-	26, // 31: parley.v1.Command.unban_user:type_name -> parley.v1.UnbanUser
+	27, // 31: parley.v1.Command.unban_user:type_name -> parley.v1.UnbanUser
 	24, // 32: parley.v1.Command.create_webhook:type_name -> parley.v1.CreateWebhook
 	25, // 33: parley.v1.Command.delete_webhook:type_name -> parley.v1.DeleteWebhook
-	34, // 34: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
-	35, // 35: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
-	28, // 36: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	29, // 37: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	39, // 38: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	40, // 39: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	41, // 40: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	38, // 41: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	42, // 42: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	38, // 43: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
-	43, // 44: parley.v1.CreateWebhook.webhook:type_name -> parley.v1.Webhook
-	44, // 45: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	45, // 46: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
-	44, // 47: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	45, // 48: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
-	38, // 49: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	45, // 50: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
-	46, // 51: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
-	47, // 52: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	26, // 34: parley.v1.Command.record_service_read:type_name -> parley.v1.RecordServiceRead
+	35, // 35: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
+	36, // 36: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
+	29, // 37: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	30, // 38: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	40, // 39: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	41, // 40: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	42, // 41: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	39, // 42: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	43, // 43: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	39, // 44: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
+	44, // 45: parley.v1.CreateWebhook.webhook:type_name -> parley.v1.Webhook
+	45, // 46: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	46, // 47: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
+	45, // 48: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	46, // 49: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
+	39, // 50: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	46, // 51: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	47, // 52: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
+	48, // 53: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -3315,6 +3391,7 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_UnbanUser)(nil),
 		(*Command_CreateWebhook)(nil),
 		(*Command_DeleteWebhook)(nil),
+		(*Command_RecordServiceRead)(nil),
 		(*Command_UploadAttachment)(nil),
 		(*Command_ExpireAttachment)(nil),
 		(*Command_DirectBlock)(nil),
@@ -3327,7 +3404,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

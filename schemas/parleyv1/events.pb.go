@@ -262,6 +262,7 @@ type Event struct {
 	//	*Event_UserUnbanned
 	//	*Event_WebhookCreated
 	//	*Event_WebhookDeleted
+	//	*Event_ServiceReadRecorded
 	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -694,6 +695,15 @@ func (x *Event) GetWebhookDeleted() *WebhookDeleted {
 	return nil
 }
 
+func (x *Event) GetServiceReadRecorded() *ServiceReadRecorded {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ServiceReadRecorded); ok {
+			return x.ServiceReadRecorded
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetWithheld() *Withheld {
 	if x != nil {
 		if x, ok := x.Body.(*Event_Withheld); ok {
@@ -868,6 +878,12 @@ type Event_WebhookDeleted struct {
 	WebhookDeleted *WebhookDeleted `protobuf:"bytes,49,opt,name=webhook_deleted,json=webhookDeleted,proto3,oneof"`
 }
 
+type Event_ServiceReadRecorded struct {
+	// The audit of a service's read (version 0: neither projected nor
+	// delivered).
+	ServiceReadRecorded *ServiceReadRecorded `protobuf:"bytes,53,opt,name=service_read_recorded,json=serviceReadRecorded,proto3,oneof"`
+}
+
 type Event_Withheld struct {
 	// Never on the topic: what the gateway sends a device in place of an
 	// event its user may not see (Withheld).
@@ -947,6 +963,8 @@ func (*Event_UserUnbanned) isEvent_Body() {}
 func (*Event_WebhookCreated) isEvent_Body() {}
 
 func (*Event_WebhookDeleted) isEvent_Body() {}
+
+func (*Event_ServiceReadRecorded) isEvent_Body() {}
 
 func (*Event_Withheld) isEvent_Body() {}
 
@@ -2552,6 +2570,53 @@ func (x *WebhookDeleted) GetWebhookId() string {
 	return ""
 }
 
+// ServiceReadRecorded (the stream read, version 0): the service
+// Event.actor_service read it through the admin API at occurred_at, by
+// route. Not projected, not delivered: the audit trail of reads.
+type ServiceReadRecorded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Route         string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceReadRecorded) Reset() {
+	*x = ServiceReadRecorded{}
+	mi := &file_parley_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceReadRecorded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceReadRecorded) ProtoMessage() {}
+
+func (x *ServiceReadRecorded) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceReadRecorded.ProtoReflect.Descriptor instead.
+func (*ServiceReadRecorded) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ServiceReadRecorded) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
 // DirectBlockChanged (direct conversation, version 0): the direct
 // conversation's decider took on a block (or its end) from the blocker's
 // user stream; from here it refuses sends between the two with
@@ -2567,7 +2632,7 @@ type DirectBlockChanged struct {
 
 func (x *DirectBlockChanged) Reset() {
 	*x = DirectBlockChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2644,7 @@ func (x *DirectBlockChanged) String() string {
 func (*DirectBlockChanged) ProtoMessage() {}
 
 func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2657,7 @@ func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlockChanged.ProtoReflect.Descriptor instead.
 func (*DirectBlockChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DirectBlockChanged) GetBlockerUserId() string {
@@ -2632,7 +2697,7 @@ type MessageForwarded struct {
 
 func (x *MessageForwarded) Reset() {
 	*x = MessageForwarded{}
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2709,7 @@ func (x *MessageForwarded) String() string {
 func (*MessageForwarded) ProtoMessage() {}
 
 func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2722,7 @@ func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageForwarded.ProtoReflect.Descriptor instead.
 func (*MessageForwarded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MessageForwarded) GetSeq() int64 {
@@ -2698,7 +2763,7 @@ type InviteCreated struct {
 
 func (x *InviteCreated) Reset() {
 	*x = InviteCreated{}
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2775,7 @@ func (x *InviteCreated) String() string {
 func (*InviteCreated) ProtoMessage() {}
 
 func (x *InviteCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2788,7 @@ func (x *InviteCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteCreated.ProtoReflect.Descriptor instead.
 func (*InviteCreated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InviteCreated) GetInviteId() string {
@@ -2764,7 +2829,7 @@ type InviteRevoked struct {
 
 func (x *InviteRevoked) Reset() {
 	*x = InviteRevoked{}
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +2841,7 @@ func (x *InviteRevoked) String() string {
 func (*InviteRevoked) ProtoMessage() {}
 
 func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +2854,7 @@ func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteRevoked.ProtoReflect.Descriptor instead.
 func (*InviteRevoked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InviteRevoked) GetInviteId() string {
@@ -2816,7 +2881,7 @@ type JoinRequested struct {
 
 func (x *JoinRequested) Reset() {
 	*x = JoinRequested{}
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +2893,7 @@ func (x *JoinRequested) String() string {
 func (*JoinRequested) ProtoMessage() {}
 
 func (x *JoinRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +2906,7 @@ func (x *JoinRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequested.ProtoReflect.Descriptor instead.
 func (*JoinRequested) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinRequested) GetUserId() string {
@@ -2876,7 +2941,7 @@ type JoinRequestDeclined struct {
 
 func (x *JoinRequestDeclined) Reset() {
 	*x = JoinRequestDeclined{}
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +2953,7 @@ func (x *JoinRequestDeclined) String() string {
 func (*JoinRequestDeclined) ProtoMessage() {}
 
 func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +2966,7 @@ func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequestDeclined.ProtoReflect.Descriptor instead.
 func (*JoinRequestDeclined) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinRequestDeclined) GetUserId() string {
@@ -2931,7 +2996,7 @@ type Withheld struct {
 
 func (x *Withheld) Reset() {
 	*x = Withheld{}
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3008,7 @@ func (x *Withheld) String() string {
 func (*Withheld) ProtoMessage() {}
 
 func (x *Withheld) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3021,7 @@ func (x *Withheld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Withheld.ProtoReflect.Descriptor instead.
 func (*Withheld) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 // AttachmentUploaded: the decider recorded an upload (UploadAttachment)
@@ -2972,7 +3037,7 @@ type AttachmentUploaded struct {
 
 func (x *AttachmentUploaded) Reset() {
 	*x = AttachmentUploaded{}
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3049,7 @@ func (x *AttachmentUploaded) String() string {
 func (*AttachmentUploaded) ProtoMessage() {}
 
 func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3062,7 @@ func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentUploaded.ProtoReflect.Descriptor instead.
 func (*AttachmentUploaded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AttachmentUploaded) GetAttachment() *Attachment {
@@ -3030,7 +3095,7 @@ type AttachmentDeleted struct {
 
 func (x *AttachmentDeleted) Reset() {
 	*x = AttachmentDeleted{}
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3107,7 @@ func (x *AttachmentDeleted) String() string {
 func (*AttachmentDeleted) ProtoMessage() {}
 
 func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3120,7 @@ func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentDeleted.ProtoReflect.Descriptor instead.
 func (*AttachmentDeleted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AttachmentDeleted) GetAttachmentId() string {
@@ -3119,7 +3184,7 @@ type PushTargetRegistered struct {
 
 func (x *PushTargetRegistered) Reset() {
 	*x = PushTargetRegistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[38]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3196,7 @@ func (x *PushTargetRegistered) String() string {
 func (*PushTargetRegistered) ProtoMessage() {}
 
 func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[38]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3209,7 @@ func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetRegistered.ProtoReflect.Descriptor instead.
 func (*PushTargetRegistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PushTargetRegistered) GetTarget() *PushTarget {
@@ -3171,7 +3236,7 @@ type PushTargetUnregistered struct {
 
 func (x *PushTargetUnregistered) Reset() {
 	*x = PushTargetUnregistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[39]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3183,7 +3248,7 @@ func (x *PushTargetUnregistered) String() string {
 func (*PushTargetUnregistered) ProtoMessage() {}
 
 func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[39]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3196,7 +3261,7 @@ func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetUnregistered.ProtoReflect.Descriptor instead.
 func (*PushTargetUnregistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PushTargetUnregistered) GetDeviceId() string {
@@ -3224,7 +3289,7 @@ var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\xfd\x17\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\xd3\x18\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -3275,7 +3340,8 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"userBanned\x12>\n" +
 	"\ruser_unbanned\x18- \x01(\v2\x17.parley.v1.UserUnbannedH\x00R\fuserUnbanned\x12D\n" +
 	"\x0fwebhook_created\x180 \x01(\v2\x19.parley.v1.WebhookCreatedH\x00R\x0ewebhookCreated\x12D\n" +
-	"\x0fwebhook_deleted\x181 \x01(\v2\x19.parley.v1.WebhookDeletedH\x00R\x0ewebhookDeleted\x121\n" +
+	"\x0fwebhook_deleted\x181 \x01(\v2\x19.parley.v1.WebhookDeletedH\x00R\x0ewebhookDeleted\x12T\n" +
+	"\x15service_read_recorded\x185 \x01(\v2\x1e.parley.v1.ServiceReadRecordedH\x00R\x13serviceReadRecorded\x121\n" +
 	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
@@ -3383,7 +3449,9 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\awebhook\x18\x01 \x01(\v2\x12.parley.v1.WebhookR\awebhook\"/\n" +
 	"\x0eWebhookDeleted\x12\x1d\n" +
 	"\n" +
-	"webhook_id\x18\x01 \x01(\tR\twebhookId\"~\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\"+\n" +
+	"\x13ServiceReadRecorded\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\tR\x05route\"~\n" +
 	"\x12DirectBlockChanged\x12&\n" +
 	"\x0fblocker_user_id\x18\x01 \x01(\tR\rblockerUserId\x12&\n" +
 	"\x0fblocked_user_id\x18\x02 \x01(\tR\rblockedUserId\x12\x18\n" +
@@ -3453,7 +3521,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -3487,32 +3555,33 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*UserUnbanned)(nil),             // 29: parley.v1.UserUnbanned
 	(*WebhookCreated)(nil),           // 30: parley.v1.WebhookCreated
 	(*WebhookDeleted)(nil),           // 31: parley.v1.WebhookDeleted
-	(*DirectBlockChanged)(nil),       // 32: parley.v1.DirectBlockChanged
-	(*MessageForwarded)(nil),         // 33: parley.v1.MessageForwarded
-	(*InviteCreated)(nil),            // 34: parley.v1.InviteCreated
-	(*InviteRevoked)(nil),            // 35: parley.v1.InviteRevoked
-	(*JoinRequested)(nil),            // 36: parley.v1.JoinRequested
-	(*JoinRequestDeclined)(nil),      // 37: parley.v1.JoinRequestDeclined
-	(*Withheld)(nil),                 // 38: parley.v1.Withheld
-	(*AttachmentUploaded)(nil),       // 39: parley.v1.AttachmentUploaded
-	(*AttachmentDeleted)(nil),        // 40: parley.v1.AttachmentDeleted
-	(*PushTargetRegistered)(nil),     // 41: parley.v1.PushTargetRegistered
-	(*PushTargetUnregistered)(nil),   // 42: parley.v1.PushTargetUnregistered
-	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 44: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 45: parley.v1.ForwardOrigin
-	(*Attachment)(nil),               // 46: parley.v1.Attachment
-	(ErrorCode)(0),                   // 47: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 48: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 49: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 50: parley.v1.Mute
-	(*Webhook)(nil),                  // 51: parley.v1.Webhook
-	(*PushTarget)(nil),               // 52: parley.v1.PushTarget
-	(PushProvider)(0),                // 53: parley.v1.PushProvider
-	(PushUnregisterReason)(0),        // 54: parley.v1.PushUnregisterReason
+	(*ServiceReadRecorded)(nil),      // 32: parley.v1.ServiceReadRecorded
+	(*DirectBlockChanged)(nil),       // 33: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 34: parley.v1.MessageForwarded
+	(*InviteCreated)(nil),            // 35: parley.v1.InviteCreated
+	(*InviteRevoked)(nil),            // 36: parley.v1.InviteRevoked
+	(*JoinRequested)(nil),            // 37: parley.v1.JoinRequested
+	(*JoinRequestDeclined)(nil),      // 38: parley.v1.JoinRequestDeclined
+	(*Withheld)(nil),                 // 39: parley.v1.Withheld
+	(*AttachmentUploaded)(nil),       // 40: parley.v1.AttachmentUploaded
+	(*AttachmentDeleted)(nil),        // 41: parley.v1.AttachmentDeleted
+	(*PushTargetRegistered)(nil),     // 42: parley.v1.PushTargetRegistered
+	(*PushTargetUnregistered)(nil),   // 43: parley.v1.PushTargetUnregistered
+	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 45: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 46: parley.v1.ForwardOrigin
+	(*Attachment)(nil),               // 47: parley.v1.Attachment
+	(ErrorCode)(0),                   // 48: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 49: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 50: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 51: parley.v1.Mute
+	(*Webhook)(nil),                  // 52: parley.v1.Webhook
+	(*PushTarget)(nil),               // 53: parley.v1.PushTarget
+	(PushProvider)(0),                // 54: parley.v1.PushProvider
+	(PushUnregisterReason)(0),        // 55: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	43, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	44, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	5,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	7,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -3536,47 +3605,48 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	25, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
 	26, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
 	27, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
-	32, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
-	33, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	34, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
-	35, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
-	36, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
-	37, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
-	39, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
-	40, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
-	41, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
-	42, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
+	33, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	34, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	35, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
+	36, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
+	37, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
+	38, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
+	40, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
+	41, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
+	42, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
+	43, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
 	28, // 34: parley.v1.Event.user_banned:type_name -> parley.v1.UserBanned
 	29, // 35: parley.v1.Event.user_unbanned:type_name -> parley.v1.UserUnbanned
 	30, // 36: parley.v1.Event.webhook_created:type_name -> parley.v1.WebhookCreated
 	31, // 37: parley.v1.Event.webhook_deleted:type_name -> parley.v1.WebhookDeleted
-	38, // 38: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
-	44, // 39: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	6,  // 40: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 41: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	45, // 42: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	46, // 43: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
-	47, // 44: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	48, // 45: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 46: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	49, // 47: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	43, // 48: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	50, // 49: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	43, // 50: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
-	51, // 51: parley.v1.WebhookCreated.webhook:type_name -> parley.v1.Webhook
-	43, // 52: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 53: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	46, // 54: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
-	2,  // 55: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
-	43, // 56: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
-	52, // 57: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
-	53, // 58: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
-	54, // 59: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	32, // 38: parley.v1.Event.service_read_recorded:type_name -> parley.v1.ServiceReadRecorded
+	39, // 39: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	45, // 40: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	6,  // 41: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 42: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	46, // 43: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	47, // 44: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
+	48, // 45: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	49, // 46: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 47: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	50, // 48: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	44, // 49: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	51, // 50: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	44, // 51: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
+	52, // 52: parley.v1.WebhookCreated.webhook:type_name -> parley.v1.Webhook
+	44, // 53: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 54: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	47, // 55: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
+	2,  // 56: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
+	44, // 57: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
+	53, // 58: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
+	54, // 59: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
+	55, // 60: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -3627,6 +3697,7 @@ func file_parley_v1_events_proto_init() {
 		(*Event_UserUnbanned)(nil),
 		(*Event_WebhookCreated)(nil),
 		(*Event_WebhookDeleted)(nil),
+		(*Event_ServiceReadRecorded)(nil),
 		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
@@ -3636,7 +3707,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -273,6 +276,18 @@ func TestE2EAdminAPI(t *testing.T) {
 	if got := fmt.Sprint(types); got != want {
 		t.Fatalf("export\n got %s\nwant %s", got, want)
 	}
+	// Both reads are in the log: the export, and the listing of alice's
+	// conversations, each by the key that read.
+	readTopicUntil(t, sys.Topics.Events.Name, func(r *kgo.Record) bool {
+		ev := &pb.Event{}
+		return proto.Unmarshal(r.Value, ev) == nil && ev.GetConversationId() == g && ev.GetActorService() == "ops" &&
+			ev.GetServiceReadRecorded().GetRoute() == "GET /v1/admin/conversations/{conversation}/export" && ev.GetVersion() == 0
+	})
+	readTopicUntil(t, sys.Topics.Events.Name, func(r *kgo.Record) bool {
+		ev := &pb.Event{}
+		return proto.Unmarshal(r.Value, ev) == nil && ev.GetConversationId() == schemas.UserStreamID("alice") && ev.GetActorService() == "reader" &&
+			ev.GetServiceReadRecorded().GetRoute() == "GET /v1/admin/users/{user}/conversations"
+	})
 	if status, _, raw := adminDo(t, sys, 0, ops, "GET", "/v1/admin/conversations/g:"+strings.Repeat("f", 32)+"/export", "", nil); status != http.StatusNotFound ||
 		!strings.Contains(string(raw), "ERROR_CODE_NOT_FOUND") {
 		t.Fatalf("export of no conversation: %d %s", status, raw)
