@@ -390,7 +390,7 @@ func FuzzDecideStreams(f *testing.F) {
 			actor, other := users[int(a)%len(users)], users[int(x)%len(users)]
 			at = at.Add(time.Second)
 			var c *pb.Command
-			switch op % 9 {
+			switch op % 13 {
 			case 0:
 				c = blockCmd(actor, other)
 			case 1:
@@ -410,6 +410,20 @@ func FuzzDecideStreams(f *testing.F) {
 				c = hideCmd(actor, schemas.UserStreamID(actor), grp, int64(x%3), int64(x%5))
 			case 7:
 				c = prefsCmd(actor, schemas.UserStreamID(other), &pb.UpdateConversationPrefs{ConversationId: grp, Pinned: proto.Bool(x&1 == 1)})
+			case 9:
+				if x&1 == 0 {
+					c = banCmd(actor, time.Time{}, fmt.Sprintf("r%d", x%3))
+				} else {
+					c = unbanCmd(actor)
+				}
+			case 10:
+				c = hookCmd(actor, fmt.Sprintf("w%d", x%3), fmt.Sprintf("https://example.com/%d", x%2), true)
+			case 11:
+				c = unhookCmd(actor, fmt.Sprintf("w%d", x%3))
+			case 12:
+				c = cmd(actor, []string{grp, schemas.UserStreamID(actor)}[x%2], nil)
+				c.Body = &pb.Command_RecordServiceRead{RecordServiceRead: &pb.RecordServiceRead{Route: "GET /x"}}
+				c.ServicePrincipal = "ops"
 			case 8:
 				live := streamsOf(r.ps)
 				ps := r.restore(at)

@@ -379,8 +379,15 @@ func streamsOf(ps *partState) string {
 		if len(st.blocked) == 0 && len(st.blockers) == 0 && !schemas.IsUserStreamID(id) {
 			continue
 		}
-		fmt.Fprintf(&b, "%s kind=%d v=%d seq=%d blocked=%v blockers=%v\n", tag(id), st.kind, st.lastVersion, st.lastSeq,
+		fmt.Fprintf(&b, "%s kind=%d v=%d seq=%d blocked=%v blockers=%v", tag(id), st.kind, st.lastVersion, st.lastSeq,
 			slices.Sorted(maps.Keys(st.blocked)), st.blockers)
+		if st.ban != nil {
+			fmt.Fprintf(&b, " ban=%+v", *st.ban)
+		}
+		for _, w := range slices.Sorted(maps.Keys(st.webhooks)) {
+			fmt.Fprintf(&b, " webhook=%s:%s", w, st.webhooks[w].GetUrl())
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }
