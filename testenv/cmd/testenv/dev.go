@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +22,9 @@ import (
 
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/gateway/blob"
+	"github.com/parley-im/parley/projector/notify"
+	"github.com/parley-im/parley/projector/push"
+	"github.com/parley-im/parley/schemas/examples/echobot"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
 )
@@ -53,16 +60,32 @@ func dev(ctx context.Context, env *testenv.Env, dir string, gatewayPort, queryPo
 	if err != nil {
 		return err
 	}
+	adminSecret, err1 := devSecret(filepath.Join(dir, "dev-admin-secret"))
+	signing, err2 := devSecret(filepath.Join(dir, "dev-webhook-signing-key"))
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	// The dev admin key: every scope, acting as anyone. Its secret is the
+	// hex of the file's bytes.
+	adminKey := "dev." + hex.EncodeToString(adminSecret)
 	sys, err := system.Start(ctx, system.Options{
 		Seeds: env.KafkaSeeds, Hosts: env.CassandraHosts, Keyspace: devKeyspace,
 		GatewayPort: gatewayPort, QueryPort: queryPort, Secret: secret, DevTokens: true, Logger: log,
 		GatewayAttachments: gateway.Attachments{Store: blobs, StagingDir: filepath.Join(dir, "uploads")},
+		GatewayAdminKeys: gateway.AdminKeys{Keys: []gateway.AdminKey{{ID: "dev", SHA256: gateway.HashAdminSecret(hex.EncodeToString(adminSecret)),
+			Scopes: gateway.Scopes, ActAs: []string{"*"}}}},
+		// Loopback bots over plain HTTP: dev only.
+		Webhooks: &notify.DispatcherConfig{SigningKey: signing, Poster: push.PosterConfig{AllowHTTP: true, AllowPrivate: true}},
 	})
 	if err != nil {
 		return err
 	}
 	defer sys.Close()
 	gw := sys.GatewayURLs[0]
+	botURL, err := startEchoBot(ctx, log, gw, adminKey)
+	if err != nil {
+		return err
+	}
 	fmt.Printf(`
 Parley is running.
   gateway (WebSocket): %[1]s/v1/ws        metrics: %[1]s/metrics
@@ -74,10 +97,17 @@ Parley is running.
 Get a dev token (dev only: signed with a secret kept in %[5]s):
   curl -s '%[1]s/v1/dev/token?user=alice&device=laptop'
 
+The admin API's dev key (every scope, any user):
+  Authorization: Bearer %[6]s
+An echo bot (schemas/examples/echobot, webhook at %[7]s) answers every message
+of the conversations user echo-bot is in; add it to one:
+  curl -s -H 'Authorization: Bearer %[6]s' -d '{"asUserId":"alice","userIds":["echo-bot"]}' \
+    %[1]s/v1/admin/conversations/<conversation>/members
+
 The README's walkthrough shows a conversation end to end. Ctrl-C (or SIGTERM to
 'go tool task dev') stops Parley; 'go tool task env:down' then stops Kafka and
 Cassandra.
-`, gw, sys.QueryURL, topicNames(sys), devKeyspace, dir)
+`, gw, sys.QueryURL, topicNames(sys), devKeyspace, dir, adminKey, botURL)
 	<-ctx.Done()
 	fmt.Println("stopping Parley (Kafka and Cassandra keep running)")
 	return nil
@@ -155,4 +185,61 @@ func devSecret(file string) ([]byte, error) {
 		return nil, err
 	}
 	return secret, nil
+}
+
+// startEchoBot serves the example echo bot on a loopback port until ctx
+// ends and subscribes its webhook (user echo-bot, the conversations it is
+// a member of) through the admin API; it returns the webhook's URL.
+func startEchoBot(ctx context.Context, log *slog.Logger, gw, adminKey string) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	bot := &echobot.Bot{UserID: "echo-bot", AdminURL: gw, AdminKey: adminKey, Logger: log.With("part", "echobot")}
+	var secret atomic.Pointer[[]byte]
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := *bot
+		if s := secret.Load(); s != nil {
+			b.Secret = *s
+		}
+		b.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	// A new port each run: the webhook id follows it, and the webhooks of
+	// earlier runs are deleted first.
+	body, _ := json.Marshal(map[string]any{"webhookId": "dev-echo-" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "url": url,
+		"memberConversations": true, "eventTypes": []string{"MessageSent"}})
+	var out struct {
+		Secret   string `json:"secret"`
+		Webhooks []struct {
+			WebhookID string `json:"webhookId"`
+		} `json:"webhooks"`
+	}
+	call := func(method, path string, body []byte) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, method, gw+path, bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, json.NewDecoder(resp.Body).Decode(&out)
+	}
+	if status, err := call(http.MethodGet, "/v1/admin/users/echo-bot/webhooks", nil); err == nil && status == http.StatusOK {
+		for _, w := range out.Webhooks {
+			_, _ = call(http.MethodDelete, "/v1/admin/users/echo-bot/webhooks/"+w.WebhookID, nil)
+		}
+	}
+	status, err := call(http.MethodPost, "/v1/admin/users/echo-bot/webhooks", body)
+	if err != nil || status/100 != 2 || out.Secret == "" {
+		return "", fmt.Errorf("dev: subscribe the echo bot: HTTP %d %v", status, err)
+	}
+	s := []byte(out.Secret)
+	secret.Store(&s)
+	return url, nil
 }
