@@ -56,6 +56,10 @@ const (
 	// Bans (user stream of the banned user).
 	TypeUserBanned   = "UserBanned"
 	TypeUserUnbanned = "UserUnbanned"
+	// Closing, reopening and deleting a conversation.
+	TypeConversationClosed   = "ConversationClosed"
+	TypeConversationReopened = "ConversationReopened"
+	TypeConversationDeleted  = "ConversationDeleted"
 	// What the gateway sends a device in place of an event it may not see;
 	// never on a topic.
 	TypeWithheld = "Withheld"
@@ -95,6 +99,9 @@ const (
 	TypeUnregisterPushTarget    = "UnregisterPushTarget"
 	TypeBanUser                 = "BanUser"
 	TypeUnbanUser               = "UnbanUser"
+	TypeCloseConversation       = "CloseConversation"
+	TypeReopenConversation      = "ReopenConversation"
+	TypeDeleteConversation      = "DeleteConversation"
 	// Appended by a gateway's HTTP handlers or janitor, never from a
 	// ClientFrame.
 	TypeUploadAttachment = "UploadAttachment"

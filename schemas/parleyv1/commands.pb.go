@@ -88,6 +88,9 @@ type Command struct {
 	//	*Command_UnregisterPush
 	//	*Command_BanUser
 	//	*Command_UnbanUser
+	//	*Command_CloseConversation
+	//	*Command_DeleteConversation
+	//	*Command_ReopenConversation
 	//	*Command_UploadAttachment
 	//	*Command_ExpireAttachment
 	//	*Command_DirectBlock
@@ -455,6 +458,33 @@ func (x *Command) GetUnbanUser() *UnbanUser {
 	return nil
 }
 
+func (x *Command) GetCloseConversation() *CloseConversation {
+	if x != nil {
+		if x, ok := x.Body.(*Command_CloseConversation); ok {
+			return x.CloseConversation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteConversation() *DeleteConversation {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeleteConversation); ok {
+			return x.DeleteConversation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReopenConversation() *ReopenConversation {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ReopenConversation); ok {
+			return x.ReopenConversation
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetUploadAttachment() *UploadAttachment {
 	if x != nil {
 		if x, ok := x.Body.(*Command_UploadAttachment); ok {
@@ -632,6 +662,22 @@ type Command_UnbanUser struct {
 	UnbanUser *UnbanUser `protobuf:"bytes,45,opt,name=unban_user,json=unbanUser,proto3,oneof"`
 }
 
+type Command_CloseConversation struct {
+	// Closing (archiving), reopening and deleting a whole conversation:
+	// keyed by the conversation. A service (service_principal set) may
+	// close, reopen and delete any conversation; a group's owner may close
+	// and reopen it (ClientFrame.close_conversation, reopen_conversation).
+	CloseConversation *CloseConversation `protobuf:"bytes,46,opt,name=close_conversation,json=closeConversation,proto3,oneof"`
+}
+
+type Command_DeleteConversation struct {
+	DeleteConversation *DeleteConversation `protobuf:"bytes,47,opt,name=delete_conversation,json=deleteConversation,proto3,oneof"`
+}
+
+type Command_ReopenConversation struct {
+	ReopenConversation *ReopenConversation `protobuf:"bytes,52,opt,name=reopen_conversation,json=reopenConversation,proto3,oneof"`
+}
+
 type Command_UploadAttachment struct {
 	// 50 to 59 are appended by a gateway's HTTP handlers on behalf of the
 	// authenticated user (uploads) or by its attachment janitor; a
@@ -717,6 +763,12 @@ func (*Command_UnregisterPush) isCommand_Body() {}
 func (*Command_BanUser) isCommand_Body() {}
 
 func (*Command_UnbanUser) isCommand_Body() {}
+
+func (*Command_CloseConversation) isCommand_Body() {}
+
+func (*Command_DeleteConversation) isCommand_Body() {}
+
+func (*Command_ReopenConversation) isCommand_Body() {}
 
 func (*Command_UploadAttachment) isCommand_Body() {}
 
@@ -2076,6 +2128,152 @@ func (*UnbanUser) Descriptor() ([]byte, []int) {
 	return file_parley_v1_commands_proto_rawDescGZIP(), []int{24}
 }
 
+// CloseConversation archives the conversation: it becomes read-only. While
+// it is closed the decider refuses every command about it with
+// ERROR_CODE_CONVERSATION_CLOSED but marks (MarkRead, MarkDelivered), a
+// forward out of it (a read), the janitor's expiry of unsent uploads, and
+// CloseConversation, ReopenConversation and DeleteConversation; reads
+// (query, history, sync, export) keep working. A service may close any
+// conversation (Command.user_id is then the service's key id, as
+// Command.service_principal); a device only a group it owns
+// (PERMISSION_DENIED otherwise, UNSUPPORTED for a direct conversation).
+// Closing a closed conversation yields no event (a retry).
+type CloseConversation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why, for the members and the audit (at most 512 bytes of UTF-8).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseConversation) Reset() {
+	*x = CloseConversation{}
+	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseConversation) ProtoMessage() {}
+
+func (x *CloseConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseConversation.ProtoReflect.Descriptor instead.
+func (*CloseConversation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CloseConversation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReopenConversation undoes CloseConversation, by the same rules;
+// reopening an open conversation yields no event.
+type ReopenConversation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReopenConversation) Reset() {
+	*x = ReopenConversation{}
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReopenConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReopenConversation) ProtoMessage() {}
+
+func (x *ReopenConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReopenConversation.ProtoReflect.Descriptor instead.
+func (*ReopenConversation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{26}
+}
+
+// DeleteConversation deletes the conversation for its members: the decider
+// refuses every further command about it with
+// ERROR_CODE_CONVERSATION_DELETED (a CreateConversation of its id too), and
+// the views drop it from every member's inbox and stop serving it. The
+// events stay in parley.events (and in exports) until the topic's own
+// retention or compaction removes them: a deletion takes nothing out of
+// the log. Only a service deletes (PERMISSION_DENIED for a device);
+// deleting a deleted conversation yields no event.
+type DeleteConversation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why, for the audit (at most 512 bytes of UTF-8).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConversation) Reset() {
+	*x = DeleteConversation{}
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConversation) ProtoMessage() {}
+
+func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConversation.ProtoReflect.Descriptor instead.
+func (*DeleteConversation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteConversation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ForwardMessage copies message seq of the source conversation
 // (ClientFrame.conversation_id, the record key) into
 // target_conversation_id, with a reference to its origin. The sender must be
@@ -2111,7 +2309,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2321,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[25]
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2334,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ForwardMessage) GetSeq() int64 {
@@ -2203,7 +2401,7 @@ type DirectBlock struct {
 
 func (x *DirectBlock) Reset() {
 	*x = DirectBlock{}
-	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2413,7 @@ func (x *DirectBlock) String() string {
 func (*DirectBlock) ProtoMessage() {}
 
 func (x *DirectBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[26]
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2426,7 @@ func (x *DirectBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlock.ProtoReflect.Descriptor instead.
 func (*DirectBlock) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DirectBlock) GetBlockerUserId() string {
@@ -2268,7 +2466,7 @@ type ForwardedMessage struct {
 
 func (x *ForwardedMessage) Reset() {
 	*x = ForwardedMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2478,7 @@ func (x *ForwardedMessage) String() string {
 func (*ForwardedMessage) ProtoMessage() {}
 
 func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[27]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2491,7 @@ func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedMessage.ProtoReflect.Descriptor instead.
 func (*ForwardedMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ForwardedMessage) GetClientMsgId() string {
@@ -2362,7 +2560,7 @@ type CreateInvite struct {
 
 func (x *CreateInvite) Reset() {
 	*x = CreateInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2572,7 @@ func (x *CreateInvite) String() string {
 func (*CreateInvite) ProtoMessage() {}
 
 func (x *CreateInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2585,7 @@ func (x *CreateInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvite.ProtoReflect.Descriptor instead.
 func (*CreateInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateInvite) GetToken() string {
@@ -2436,7 +2634,7 @@ type RevokeInvite struct {
 
 func (x *RevokeInvite) Reset() {
 	*x = RevokeInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2646,7 @@ func (x *RevokeInvite) String() string {
 func (*RevokeInvite) ProtoMessage() {}
 
 func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2659,7 @@ func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvite.ProtoReflect.Descriptor instead.
 func (*RevokeInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokeInvite) GetInviteId() string {
@@ -2497,7 +2695,7 @@ type JoinConversation struct {
 
 func (x *JoinConversation) Reset() {
 	*x = JoinConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2707,7 @@ func (x *JoinConversation) String() string {
 func (*JoinConversation) ProtoMessage() {}
 
 func (x *JoinConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2720,7 @@ func (x *JoinConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinConversation.ProtoReflect.Descriptor instead.
 func (*JoinConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinConversation) GetToken() string {
@@ -2561,7 +2759,7 @@ type DecideJoinRequest struct {
 
 func (x *DecideJoinRequest) Reset() {
 	*x = DecideJoinRequest{}
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2573,7 +2771,7 @@ func (x *DecideJoinRequest) String() string {
 func (*DecideJoinRequest) ProtoMessage() {}
 
 func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2586,7 +2784,7 @@ func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideJoinRequest.ProtoReflect.Descriptor instead.
 func (*DecideJoinRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DecideJoinRequest) GetUserId() string {
@@ -2618,7 +2816,7 @@ type UploadAttachment struct {
 
 func (x *UploadAttachment) Reset() {
 	*x = UploadAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2828,7 @@ func (x *UploadAttachment) String() string {
 func (*UploadAttachment) ProtoMessage() {}
 
 func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2841,7 @@ func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadAttachment.ProtoReflect.Descriptor instead.
 func (*UploadAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UploadAttachment) GetAttachment() *Attachment {
@@ -2667,7 +2865,7 @@ type ExpireAttachment struct {
 
 func (x *ExpireAttachment) Reset() {
 	*x = ExpireAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2679,7 +2877,7 @@ func (x *ExpireAttachment) String() string {
 func (*ExpireAttachment) ProtoMessage() {}
 
 func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2692,7 +2890,7 @@ func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireAttachment.ProtoReflect.Descriptor instead.
 func (*ExpireAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExpireAttachment) GetAttachmentId() string {
@@ -2722,7 +2920,7 @@ type RegisterPushTarget struct {
 
 func (x *RegisterPushTarget) Reset() {
 	*x = RegisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2932,7 @@ func (x *RegisterPushTarget) String() string {
 func (*RegisterPushTarget) ProtoMessage() {}
 
 func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2945,7 @@ func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterPushTarget.ProtoReflect.Descriptor instead.
 func (*RegisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterPushTarget) GetTarget() *PushTarget {
@@ -2779,7 +2977,7 @@ type UnregisterPushTarget struct {
 
 func (x *UnregisterPushTarget) Reset() {
 	*x = UnregisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +2989,7 @@ func (x *UnregisterPushTarget) String() string {
 func (*UnregisterPushTarget) ProtoMessage() {}
 
 func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3002,7 @@ func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterPushTarget.ProtoReflect.Descriptor instead.
 func (*UnregisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UnregisterPushTarget) GetDeviceId() string {
@@ -2832,7 +3030,7 @@ var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\"\xbb\x14\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\"\xae\x16\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -2878,7 +3076,10 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12/\n" +
 	"\bban_user\x18, \x01(\v2\x12.parley.v1.BanUserH\x00R\abanUser\x125\n" +
 	"\n" +
-	"unban_user\x18- \x01(\v2\x14.parley.v1.UnbanUserH\x00R\tunbanUser\x12J\n" +
+	"unban_user\x18- \x01(\v2\x14.parley.v1.UnbanUserH\x00R\tunbanUser\x12M\n" +
+	"\x12close_conversation\x18. \x01(\v2\x1c.parley.v1.CloseConversationH\x00R\x11closeConversation\x12P\n" +
+	"\x13delete_conversation\x18/ \x01(\v2\x1d.parley.v1.DeleteConversationH\x00R\x12deleteConversation\x12P\n" +
+	"\x13reopen_conversation\x184 \x01(\v2\x1d.parley.v1.ReopenConversationH\x00R\x12reopenConversation\x12J\n" +
 	"\x11upload_attachment\x182 \x01(\v2\x1b.parley.v1.UploadAttachmentH\x00R\x10uploadAttachment\x12J\n" +
 	"\x11expire_attachment\x183 \x01(\v2\x1b.parley.v1.ExpireAttachmentH\x00R\x10expireAttachment\x12;\n" +
 	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
@@ -2960,7 +3161,12 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\aBanUser\x120\n" +
 	"\x05until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\v\n" +
-	"\tUnbanUser\"\x9e\x02\n" +
+	"\tUnbanUser\"+\n" +
+	"\x11CloseConversation\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x14\n" +
+	"\x12ReopenConversation\",\n" +
+	"\x12DeleteConversation\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x9e\x02\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
@@ -3022,7 +3228,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -3049,29 +3255,32 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*UnblockUser)(nil),             // 22: parley.v1.UnblockUser
 	(*BanUser)(nil),                 // 23: parley.v1.BanUser
 	(*UnbanUser)(nil),               // 24: parley.v1.UnbanUser
-	(*ForwardMessage)(nil),          // 25: parley.v1.ForwardMessage
-	(*DirectBlock)(nil),             // 26: parley.v1.DirectBlock
-	(*ForwardedMessage)(nil),        // 27: parley.v1.ForwardedMessage
-	(*CreateInvite)(nil),            // 28: parley.v1.CreateInvite
-	(*RevokeInvite)(nil),            // 29: parley.v1.RevokeInvite
-	(*JoinConversation)(nil),        // 30: parley.v1.JoinConversation
-	(*DecideJoinRequest)(nil),       // 31: parley.v1.DecideJoinRequest
-	(*UploadAttachment)(nil),        // 32: parley.v1.UploadAttachment
-	(*ExpireAttachment)(nil),        // 33: parley.v1.ExpireAttachment
-	(*RegisterPushTarget)(nil),      // 34: parley.v1.RegisterPushTarget
-	(*UnregisterPushTarget)(nil),    // 35: parley.v1.UnregisterPushTarget
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 37: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 38: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 39: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 40: parley.v1.Mute
-	(*ForwardOrigin)(nil),           // 41: parley.v1.ForwardOrigin
-	(*Attachment)(nil),              // 42: parley.v1.Attachment
-	(*PushTarget)(nil),              // 43: parley.v1.PushTarget
-	(PushUnregisterReason)(0),       // 44: parley.v1.PushUnregisterReason
+	(*CloseConversation)(nil),       // 25: parley.v1.CloseConversation
+	(*ReopenConversation)(nil),      // 26: parley.v1.ReopenConversation
+	(*DeleteConversation)(nil),      // 27: parley.v1.DeleteConversation
+	(*ForwardMessage)(nil),          // 28: parley.v1.ForwardMessage
+	(*DirectBlock)(nil),             // 29: parley.v1.DirectBlock
+	(*ForwardedMessage)(nil),        // 30: parley.v1.ForwardedMessage
+	(*CreateInvite)(nil),            // 31: parley.v1.CreateInvite
+	(*RevokeInvite)(nil),            // 32: parley.v1.RevokeInvite
+	(*JoinConversation)(nil),        // 33: parley.v1.JoinConversation
+	(*DecideJoinRequest)(nil),       // 34: parley.v1.DecideJoinRequest
+	(*UploadAttachment)(nil),        // 35: parley.v1.UploadAttachment
+	(*ExpireAttachment)(nil),        // 36: parley.v1.ExpireAttachment
+	(*RegisterPushTarget)(nil),      // 37: parley.v1.RegisterPushTarget
+	(*UnregisterPushTarget)(nil),    // 38: parley.v1.UnregisterPushTarget
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 40: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 41: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 42: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 43: parley.v1.Mute
+	(*ForwardOrigin)(nil),           // 44: parley.v1.ForwardOrigin
+	(*Attachment)(nil),              // 45: parley.v1.Attachment
+	(*PushTarget)(nil),              // 46: parley.v1.PushTarget
+	(PushUnregisterReason)(0),       // 47: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	36, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	39, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -3094,38 +3303,41 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	20, // 20: parley.v1.Command.hide_messages:type_name -> parley.v1.HideMessages
 	21, // 21: parley.v1.Command.block_user:type_name -> parley.v1.BlockUser
 	22, // 22: parley.v1.Command.unblock_user:type_name -> parley.v1.UnblockUser
-	25, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
-	28, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
-	29, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
-	30, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
-	31, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	34, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
-	35, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
+	28, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
+	31, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
+	32, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
+	33, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
+	34, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
+	37, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
+	38, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
 	23, // 30: parley.v1.Command.ban_user:type_name -> parley.v1.BanUser
 	24, // 31: parley.v1.Command.unban_user:type_name -> parley.v1.UnbanUser
-	32, // 32: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
-	33, // 33: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
-	26, // 34: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	27, // 35: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	37, // 36: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	38, // 37: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	39, // 38: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	36, // 39: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	40, // 40: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	36, // 41: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
-	41, // 42: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	42, // 43: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
-	41, // 44: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	42, // 45: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
-	36, // 46: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 47: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
-	43, // 48: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
-	44, // 49: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	25, // 32: parley.v1.Command.close_conversation:type_name -> parley.v1.CloseConversation
+	27, // 33: parley.v1.Command.delete_conversation:type_name -> parley.v1.DeleteConversation
+	26, // 34: parley.v1.Command.reopen_conversation:type_name -> parley.v1.ReopenConversation
+	35, // 35: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
+	36, // 36: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
+	29, // 37: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	30, // 38: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	40, // 39: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	41, // 40: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	42, // 41: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	39, // 42: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	43, // 43: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	39, // 44: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
+	44, // 45: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	45, // 46: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
+	44, // 47: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	45, // 48: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
+	39, // 49: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 50: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	46, // 51: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
+	47, // 52: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -3168,6 +3380,9 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_UnregisterPush)(nil),
 		(*Command_BanUser)(nil),
 		(*Command_UnbanUser)(nil),
+		(*Command_CloseConversation)(nil),
+		(*Command_DeleteConversation)(nil),
+		(*Command_ReopenConversation)(nil),
 		(*Command_UploadAttachment)(nil),
 		(*Command_ExpireAttachment)(nil),
 		(*Command_DirectBlock)(nil),
@@ -3180,7 +3395,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -260,6 +260,9 @@ type Event struct {
 	//	*Event_PushTargetUnregistered
 	//	*Event_UserBanned
 	//	*Event_UserUnbanned
+	//	*Event_ConversationClosed
+	//	*Event_ConversationDeleted
+	//	*Event_ConversationReopened
 	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -674,6 +677,33 @@ func (x *Event) GetUserUnbanned() *UserUnbanned {
 	return nil
 }
 
+func (x *Event) GetConversationClosed() *ConversationClosed {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConversationClosed); ok {
+			return x.ConversationClosed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetConversationDeleted() *ConversationDeleted {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConversationDeleted); ok {
+			return x.ConversationDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetConversationReopened() *ConversationReopened {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConversationReopened); ok {
+			return x.ConversationReopened
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetWithheld() *Withheld {
 	if x != nil {
 		if x, ok := x.Body.(*Event_Withheld); ok {
@@ -839,6 +869,20 @@ type Event_UserUnbanned struct {
 	UserUnbanned *UserUnbanned `protobuf:"bytes,45,opt,name=user_unbanned,json=userUnbanned,proto3,oneof"`
 }
 
+type Event_ConversationClosed struct {
+	// Closing, reopening and deleting a conversation (versioned, seq 0,
+	// delivered to the members, live and on resume).
+	ConversationClosed *ConversationClosed `protobuf:"bytes,46,opt,name=conversation_closed,json=conversationClosed,proto3,oneof"`
+}
+
+type Event_ConversationDeleted struct {
+	ConversationDeleted *ConversationDeleted `protobuf:"bytes,47,opt,name=conversation_deleted,json=conversationDeleted,proto3,oneof"`
+}
+
+type Event_ConversationReopened struct {
+	ConversationReopened *ConversationReopened `protobuf:"bytes,52,opt,name=conversation_reopened,json=conversationReopened,proto3,oneof"`
+}
+
 type Event_Withheld struct {
 	// Never on the topic: what the gateway sends a device in place of an
 	// event its user may not see (Withheld).
@@ -914,6 +958,12 @@ func (*Event_PushTargetUnregistered) isEvent_Body() {}
 func (*Event_UserBanned) isEvent_Body() {}
 
 func (*Event_UserUnbanned) isEvent_Body() {}
+
+func (*Event_ConversationClosed) isEvent_Body() {}
+
+func (*Event_ConversationDeleted) isEvent_Body() {}
+
+func (*Event_ConversationReopened) isEvent_Body() {}
 
 func (*Event_Withheld) isEvent_Body() {}
 
@@ -2423,6 +2473,151 @@ func (*UserUnbanned) Descriptor() ([]byte, []int) {
 	return file_parley_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
+// ConversationClosed: the conversation is read-only from here
+// (CloseConversation) until a ConversationReopened. Not a timeline item.
+// Event.actor_service is set when a service closed it (Event.actor_user_id
+// is then the service's key id), else Event.actor_user_id is the group's
+// owner.
+type ConversationClosed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationClosed) Reset() {
+	*x = ConversationClosed{}
+	mi := &file_parley_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationClosed) ProtoMessage() {}
+
+func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationClosed.ProtoReflect.Descriptor instead.
+func (*ConversationClosed) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ConversationClosed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ConversationReopened: a closed conversation takes commands again. Not a
+// timeline item.
+type ConversationReopened struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationReopened) Reset() {
+	*x = ConversationReopened{}
+	mi := &file_parley_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationReopened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationReopened) ProtoMessage() {}
+
+func (x *ConversationReopened) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationReopened.ProtoReflect.Descriptor instead.
+func (*ConversationReopened) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+// ConversationDeleted: the conversation is gone for its members
+// (DeleteConversation); it is the conversation's last versioned event. Not
+// a timeline item.
+type ConversationDeleted struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The members when it was deleted (the conversation's final members:
+	// nothing changes them after), so the views drop it from each one's
+	// inbox without reading the members view.
+	MemberUserIds []string `protobuf:"bytes,2,rep,name=member_user_ids,json=memberUserIds,proto3" json:"member_user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationDeleted) Reset() {
+	*x = ConversationDeleted{}
+	mi := &file_parley_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationDeleted) ProtoMessage() {}
+
+func (x *ConversationDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationDeleted.ProtoReflect.Descriptor instead.
+func (*ConversationDeleted) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ConversationDeleted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ConversationDeleted) GetMemberUserIds() []string {
+	if x != nil {
+		return x.MemberUserIds
+	}
+	return nil
+}
+
 // DirectBlockChanged (direct conversation, version 0): the direct
 // conversation's decider took on a block (or its end) from the blocker's
 // user stream; from here it refuses sends between the two with
@@ -2438,7 +2633,7 @@ type DirectBlockChanged struct {
 
 func (x *DirectBlockChanged) Reset() {
 	*x = DirectBlockChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[27]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2645,7 @@ func (x *DirectBlockChanged) String() string {
 func (*DirectBlockChanged) ProtoMessage() {}
 
 func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[27]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2658,7 @@ func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlockChanged.ProtoReflect.Descriptor instead.
 func (*DirectBlockChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DirectBlockChanged) GetBlockerUserId() string {
@@ -2503,7 +2698,7 @@ type MessageForwarded struct {
 
 func (x *MessageForwarded) Reset() {
 	*x = MessageForwarded{}
-	mi := &file_parley_v1_events_proto_msgTypes[28]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2710,7 @@ func (x *MessageForwarded) String() string {
 func (*MessageForwarded) ProtoMessage() {}
 
 func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[28]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2723,7 @@ func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageForwarded.ProtoReflect.Descriptor instead.
 func (*MessageForwarded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MessageForwarded) GetSeq() int64 {
@@ -2569,7 +2764,7 @@ type InviteCreated struct {
 
 func (x *InviteCreated) Reset() {
 	*x = InviteCreated{}
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2776,7 @@ func (x *InviteCreated) String() string {
 func (*InviteCreated) ProtoMessage() {}
 
 func (x *InviteCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2789,7 @@ func (x *InviteCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteCreated.ProtoReflect.Descriptor instead.
 func (*InviteCreated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InviteCreated) GetInviteId() string {
@@ -2635,7 +2830,7 @@ type InviteRevoked struct {
 
 func (x *InviteRevoked) Reset() {
 	*x = InviteRevoked{}
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2647,7 +2842,7 @@ func (x *InviteRevoked) String() string {
 func (*InviteRevoked) ProtoMessage() {}
 
 func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2660,7 +2855,7 @@ func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteRevoked.ProtoReflect.Descriptor instead.
 func (*InviteRevoked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InviteRevoked) GetInviteId() string {
@@ -2687,7 +2882,7 @@ type JoinRequested struct {
 
 func (x *JoinRequested) Reset() {
 	*x = JoinRequested{}
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2894,7 @@ func (x *JoinRequested) String() string {
 func (*JoinRequested) ProtoMessage() {}
 
 func (x *JoinRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2907,7 @@ func (x *JoinRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequested.ProtoReflect.Descriptor instead.
 func (*JoinRequested) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinRequested) GetUserId() string {
@@ -2747,7 +2942,7 @@ type JoinRequestDeclined struct {
 
 func (x *JoinRequestDeclined) Reset() {
 	*x = JoinRequestDeclined{}
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2954,7 @@ func (x *JoinRequestDeclined) String() string {
 func (*JoinRequestDeclined) ProtoMessage() {}
 
 func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2967,7 @@ func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequestDeclined.ProtoReflect.Descriptor instead.
 func (*JoinRequestDeclined) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinRequestDeclined) GetUserId() string {
@@ -2802,7 +2997,7 @@ type Withheld struct {
 
 func (x *Withheld) Reset() {
 	*x = Withheld{}
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +3009,7 @@ func (x *Withheld) String() string {
 func (*Withheld) ProtoMessage() {}
 
 func (x *Withheld) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +3022,7 @@ func (x *Withheld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Withheld.ProtoReflect.Descriptor instead.
 func (*Withheld) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 // AttachmentUploaded: the decider recorded an upload (UploadAttachment)
@@ -2843,7 +3038,7 @@ type AttachmentUploaded struct {
 
 func (x *AttachmentUploaded) Reset() {
 	*x = AttachmentUploaded{}
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +3050,7 @@ func (x *AttachmentUploaded) String() string {
 func (*AttachmentUploaded) ProtoMessage() {}
 
 func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +3063,7 @@ func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentUploaded.ProtoReflect.Descriptor instead.
 func (*AttachmentUploaded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AttachmentUploaded) GetAttachment() *Attachment {
@@ -2901,7 +3096,7 @@ type AttachmentDeleted struct {
 
 func (x *AttachmentDeleted) Reset() {
 	*x = AttachmentDeleted{}
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3108,7 @@ func (x *AttachmentDeleted) String() string {
 func (*AttachmentDeleted) ProtoMessage() {}
 
 func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3121,7 @@ func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentDeleted.ProtoReflect.Descriptor instead.
 func (*AttachmentDeleted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AttachmentDeleted) GetAttachmentId() string {
@@ -2990,7 +3185,7 @@ type PushTargetRegistered struct {
 
 func (x *PushTargetRegistered) Reset() {
 	*x = PushTargetRegistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3197,7 @@ func (x *PushTargetRegistered) String() string {
 func (*PushTargetRegistered) ProtoMessage() {}
 
 func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3210,7 @@ func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetRegistered.ProtoReflect.Descriptor instead.
 func (*PushTargetRegistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PushTargetRegistered) GetTarget() *PushTarget {
@@ -3042,7 +3237,7 @@ type PushTargetUnregistered struct {
 
 func (x *PushTargetUnregistered) Reset() {
 	*x = PushTargetUnregistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3054,7 +3249,7 @@ func (x *PushTargetUnregistered) String() string {
 func (*PushTargetUnregistered) ProtoMessage() {}
 
 func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3067,7 +3262,7 @@ func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetUnregistered.ProtoReflect.Descriptor instead.
 func (*PushTargetUnregistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PushTargetUnregistered) GetDeviceId() string {
@@ -3095,7 +3290,7 @@ var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\"\xf1\x16\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\"\xf0\x18\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -3144,7 +3339,10 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x18push_target_unregistered\x18+ \x01(\v2!.parley.v1.PushTargetUnregisteredH\x00R\x16pushTargetUnregistered\x128\n" +
 	"\vuser_banned\x18, \x01(\v2\x15.parley.v1.UserBannedH\x00R\n" +
 	"userBanned\x12>\n" +
-	"\ruser_unbanned\x18- \x01(\v2\x17.parley.v1.UserUnbannedH\x00R\fuserUnbanned\x121\n" +
+	"\ruser_unbanned\x18- \x01(\v2\x17.parley.v1.UserUnbannedH\x00R\fuserUnbanned\x12P\n" +
+	"\x13conversation_closed\x18. \x01(\v2\x1d.parley.v1.ConversationClosedH\x00R\x12conversationClosed\x12S\n" +
+	"\x14conversation_deleted\x18/ \x01(\v2\x1e.parley.v1.ConversationDeletedH\x00R\x13conversationDeleted\x12V\n" +
+	"\x15conversation_reopened\x184 \x01(\v2\x1f.parley.v1.ConversationReopenedH\x00R\x14conversationReopened\x121\n" +
 	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
@@ -3247,7 +3445,13 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"UserBanned\x120\n" +
 	"\x05until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x0e\n" +
-	"\fUserUnbanned\"~\n" +
+	"\fUserUnbanned\",\n" +
+	"\x12ConversationClosed\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x16\n" +
+	"\x14ConversationReopened\"U\n" +
+	"\x13ConversationDeleted\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12&\n" +
+	"\x0fmember_user_ids\x18\x02 \x03(\tR\rmemberUserIds\"~\n" +
 	"\x12DirectBlockChanged\x12&\n" +
 	"\x0fblocker_user_id\x18\x01 \x01(\tR\rblockerUserId\x12&\n" +
 	"\x0fblocked_user_id\x18\x02 \x01(\tR\rblockedUserId\x12\x18\n" +
@@ -3317,7 +3521,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -3349,31 +3553,34 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*UserUnblocked)(nil),            // 27: parley.v1.UserUnblocked
 	(*UserBanned)(nil),               // 28: parley.v1.UserBanned
 	(*UserUnbanned)(nil),             // 29: parley.v1.UserUnbanned
-	(*DirectBlockChanged)(nil),       // 30: parley.v1.DirectBlockChanged
-	(*MessageForwarded)(nil),         // 31: parley.v1.MessageForwarded
-	(*InviteCreated)(nil),            // 32: parley.v1.InviteCreated
-	(*InviteRevoked)(nil),            // 33: parley.v1.InviteRevoked
-	(*JoinRequested)(nil),            // 34: parley.v1.JoinRequested
-	(*JoinRequestDeclined)(nil),      // 35: parley.v1.JoinRequestDeclined
-	(*Withheld)(nil),                 // 36: parley.v1.Withheld
-	(*AttachmentUploaded)(nil),       // 37: parley.v1.AttachmentUploaded
-	(*AttachmentDeleted)(nil),        // 38: parley.v1.AttachmentDeleted
-	(*PushTargetRegistered)(nil),     // 39: parley.v1.PushTargetRegistered
-	(*PushTargetUnregistered)(nil),   // 40: parley.v1.PushTargetUnregistered
-	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 42: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 43: parley.v1.ForwardOrigin
-	(*Attachment)(nil),               // 44: parley.v1.Attachment
-	(ErrorCode)(0),                   // 45: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 46: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 47: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 48: parley.v1.Mute
-	(*PushTarget)(nil),               // 49: parley.v1.PushTarget
-	(PushProvider)(0),                // 50: parley.v1.PushProvider
-	(PushUnregisterReason)(0),        // 51: parley.v1.PushUnregisterReason
+	(*ConversationClosed)(nil),       // 30: parley.v1.ConversationClosed
+	(*ConversationReopened)(nil),     // 31: parley.v1.ConversationReopened
+	(*ConversationDeleted)(nil),      // 32: parley.v1.ConversationDeleted
+	(*DirectBlockChanged)(nil),       // 33: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 34: parley.v1.MessageForwarded
+	(*InviteCreated)(nil),            // 35: parley.v1.InviteCreated
+	(*InviteRevoked)(nil),            // 36: parley.v1.InviteRevoked
+	(*JoinRequested)(nil),            // 37: parley.v1.JoinRequested
+	(*JoinRequestDeclined)(nil),      // 38: parley.v1.JoinRequestDeclined
+	(*Withheld)(nil),                 // 39: parley.v1.Withheld
+	(*AttachmentUploaded)(nil),       // 40: parley.v1.AttachmentUploaded
+	(*AttachmentDeleted)(nil),        // 41: parley.v1.AttachmentDeleted
+	(*PushTargetRegistered)(nil),     // 42: parley.v1.PushTargetRegistered
+	(*PushTargetUnregistered)(nil),   // 43: parley.v1.PushTargetUnregistered
+	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 45: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 46: parley.v1.ForwardOrigin
+	(*Attachment)(nil),               // 47: parley.v1.Attachment
+	(ErrorCode)(0),                   // 48: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 49: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 50: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 51: parley.v1.Mute
+	(*PushTarget)(nil),               // 52: parley.v1.PushTarget
+	(PushProvider)(0),                // 53: parley.v1.PushProvider
+	(PushUnregisterReason)(0),        // 54: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	41, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	44, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	5,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	7,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -3397,44 +3604,47 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	25, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
 	26, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
 	27, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
-	30, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
-	31, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	32, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
-	33, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
-	34, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
-	35, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
-	37, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
-	38, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
-	39, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
-	40, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
+	33, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	34, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	35, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
+	36, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
+	37, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
+	38, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
+	40, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
+	41, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
+	42, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
+	43, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
 	28, // 34: parley.v1.Event.user_banned:type_name -> parley.v1.UserBanned
 	29, // 35: parley.v1.Event.user_unbanned:type_name -> parley.v1.UserUnbanned
-	36, // 36: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
-	42, // 37: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	6,  // 38: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 39: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	43, // 40: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	44, // 41: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
-	45, // 42: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	46, // 43: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 44: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	47, // 45: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	41, // 46: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	48, // 47: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	41, // 48: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
-	41, // 49: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 50: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	44, // 51: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
-	2,  // 52: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
-	41, // 53: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
-	49, // 54: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
-	50, // 55: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
-	51, // 56: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	30, // 36: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	32, // 37: parley.v1.Event.conversation_deleted:type_name -> parley.v1.ConversationDeleted
+	31, // 38: parley.v1.Event.conversation_reopened:type_name -> parley.v1.ConversationReopened
+	39, // 39: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	45, // 40: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	6,  // 41: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 42: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	46, // 43: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	47, // 44: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
+	48, // 45: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	49, // 46: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 47: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	50, // 48: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	44, // 49: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	51, // 50: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	44, // 51: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
+	44, // 52: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 53: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	47, // 54: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
+	2,  // 55: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
+	44, // 56: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
+	52, // 57: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
+	53, // 58: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
+	54, // 59: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -3482,6 +3692,9 @@ func file_parley_v1_events_proto_init() {
 		(*Event_PushTargetUnregistered)(nil),
 		(*Event_UserBanned)(nil),
 		(*Event_UserUnbanned)(nil),
+		(*Event_ConversationClosed)(nil),
+		(*Event_ConversationDeleted)(nil),
+		(*Event_ConversationReopened)(nil),
 		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
@@ -3491,7 +3704,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
