@@ -83,6 +83,10 @@ type convState struct {
 	// ban (a user stream): the user's standing ban (BanUser); nil when
 	// none.
 	ban *banState
+	// closed: the conversation is read-only (CloseConversation) until
+	// reopened; deleted: it was deleted (DeleteConversation), for good.
+	// Both are kept in the header record.
+	closed, deleted bool
 }
 
 // exists reports whether s is a created conversation: not nil, and not the
