@@ -596,7 +596,7 @@ func (a *admin) conversations(w http.ResponseWriter, r *http.Request, _ principa
 	}
 	out := adminConversations{UserID: user, Conversations: []adminConversation{}}
 	for _, row := range rows {
-		if !row.Removed {
+		if !row.Gone() {
 			out.Conversations = append(out.Conversations, adminConversation{ConversationID: row.ConversationID, Kind: row.Kind,
 				Title: row.Title, JoinedSeq: row.JoinedSeq})
 		}
