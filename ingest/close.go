@@ -4,16 +4,13 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
 // Closing and deleting a conversation (README.md, "Closing and deleting").
 // Both are facts of the conversation's own stream, kept in its header
 // record: closed until a ConversationReopened, deleted for good.
-
-// maxCloseReasonBytes bounds CloseConversation.reason and
-// DeleteConversation.reason.
-const maxCloseReasonBytes = 512
 
 // decideLifecycle decides a CloseConversation, ReopenConversation or
 // DeleteConversation. A service (Command.service_principal) may do each to
@@ -28,8 +25,8 @@ func decideLifecycle(st *convState, cmd *pb.Command, base *pb.Event) (*convState
 	if deleting {
 		reason = cmd.GetDeleteConversation().GetReason()
 	}
-	if len(reason) > maxCloseReasonBytes || !utf8.ValidString(reason) {
-		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "reason must be UTF-8 of at most %d bytes", maxCloseReasonBytes)
+	if len(reason) > schemas.MaxCloseReasonBytes || !utf8.ValidString(reason) {
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "reason must be UTF-8 of at most %d bytes", schemas.MaxCloseReasonBytes)
 	}
 	switch {
 	case !st.exists() && service:

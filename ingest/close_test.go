@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -97,7 +98,7 @@ func TestDecideClose(t *testing.T) {
 			[]*pb.Command{createGroup("bob"), send("bob", g, "m1"), closeCmd("alice", g), forwardCmd("bob", g, 1, direct, "f1", "bob")},
 			[]string{created, "MessageSent@1", closed, "MessageForwarded@0"}},
 		{"a reason is bounded",
-			[]*pb.Command{createGroup("bob"), cmd("alice", g, &pb.CloseConversation{Reason: strings.Repeat("x", maxCloseReasonBytes+1)}),
+			[]*pb.Command{createGroup("bob"), cmd("alice", g, &pb.CloseConversation{Reason: strings.Repeat("x", schemas.MaxCloseReasonBytes+1)}),
 				byService(cmd("", g, &pb.DeleteConversation{Reason: "\xff"}))},
 			[]string{created, rejInvalid, rejInvalid}},
 	} {
