@@ -1,8 +1,12 @@
 package projector
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
@@ -125,4 +129,28 @@ func TestViewsCloseDelete(t *testing.T) {
 			t.Fatalf("UnreadTotal(bob) = %d, %v", n, err)
 		}
 	})
+}
+
+// TestDecodeCloseDelete: the poison check of a deletion's members.
+func TestDecodeCloseDelete(t *testing.T) {
+	c := "g:decode"
+	for _, tc := range []struct {
+		ev     *pb.Event
+		poison string
+	}{
+		{deletedEv(c, 1, "alice", "bob"), ""},
+		{deletedEv(c, 1), ""}, // everyone had left
+		{deletedEv(c, 1, "alice", ""), "empty member_user_ids"},
+		{closedEv(c, "alice", "", "", 1), ""},
+		{reopenedEv(c, "ops", 1), ""},
+	} {
+		raw, _ := proto.Marshal(tc.ev)
+		_, err := decode([]byte(c), raw)
+		switch {
+		case tc.poison == "" && err != nil:
+			t.Errorf("%v: %v", tc.ev, err)
+		case tc.poison != "" && (!errors.Is(err, ErrPoison) || !strings.Contains(err.Error(), tc.poison)):
+			t.Errorf("%v: %v, want poison %q", tc.ev, err, tc.poison)
+		}
+	}
 }
