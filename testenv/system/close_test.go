@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/gateway"
+	"github.com/parley-im/parley/gateway/blob"
 	"github.com/parley-im/parley/projector/replay"
 	"github.com/parley-im/parley/schemas"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
@@ -25,14 +27,20 @@ import (
 // group's owner closes and reopens it over the WebSocket, a member may
 // not; the service deletes it: the devices get ConversationDeleted, the
 // member's inbox and unread total drop it, query answers 404
-// CONVERSATION_DELETED, the next command is refused CONVERSATION_DELETED;
+// CONVERSATION_DELETED, its file is no longer served, the next command is
+// refused CONVERSATION_DELETED;
 // a device that was away resumes every one of these changes in order; the
 // views rebuilt from the log equal the live ones, and replay verify finds
 // nothing wrong.
 func TestE2ECloseDelete(t *testing.T) {
 	t.Parallel()
 	ops, opsKey := adminKey(t, "ops", gateway.Scopes)
-	sys, live := startWith(t, system.Options{Gateways: 2, GatewayAdminKeys: gateway.AdminKeys{Keys: []gateway.AdminKey{opsKey}}})
+	store, err := blob.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, live := startWith(t, system.Options{Gateways: 2, GatewayAdminKeys: gateway.AdminKeys{Keys: []gateway.AdminKey{opsKey}},
+		GatewayAttachments: gateway.Attachments{Store: store, StagingDir: t.TempDir()}})
 	alice := connect(t, sys, 0, "alice", "phone")
 	bob := connect(t, sys, 1, "bob", "phone")
 
@@ -49,7 +57,13 @@ func TestE2ECloseDelete(t *testing.T) {
 		return c.WaitEvent(fmt.Sprintf("the outcome of %T", body), func(e *pb.Event) bool { return e.GetCommandId() == a.GetCommandId() })
 	}
 	rejectedWith := func(ev *pb.Event, code pb.ErrorCode) bool { return ev.GetCommandRejected().GetCode() == code }
-	m1 := do(bob, &pb.SendMessage{ClientMsgId: "m1", Text: "draft ready"})
+	notes := []byte("Q3 notes: ship it.\n")
+	up := upload(t, sys, "bob", g, "notes.txt", "text/plain", bytes.NewReader(notes), int64(len(notes)))
+	if up.status != http.StatusCreated {
+		t.Fatalf("upload: %d %v", up.status, up.err)
+	}
+	file := "/v1/conversations/" + g + "/attachments/" + up.att.GetAttachmentId()
+	m1 := do(bob, &pb.SendMessage{ClientMsgId: "m1", Text: "draft ready", AttachmentIds: []string{up.att.GetAttachmentId()}})
 	if m1.GetMessageSent() == nil {
 		t.Fatalf("bob's first send: %v", m1)
 	}
@@ -90,6 +104,9 @@ func TestE2ECloseDelete(t *testing.T) {
 		var h history
 		if status := api(t, sys, "bob", "/v1/conversations/"+g+"/messages", &h); status != http.StatusOK || len(h.Messages) != 1 {
 			return fmt.Sprintf("history of the closed group: %d %+v", status, h)
+		}
+		if status, _, b := fetch(t, sys, "alice", file); status != http.StatusOK || !bytes.Equal(b, notes) {
+			return fmt.Sprintf("the file of the closed group: %d %q", status, b)
 		}
 		return ""
 	})
@@ -171,6 +188,9 @@ func TestE2ECloseDelete(t *testing.T) {
 			if status := api(t, sys, "bob", "/v1/conversations/"+g+p, &e); status != http.StatusNotFound || e.Error.Code != "CONVERSATION_DELETED" {
 				return fmt.Sprintf("query %s: %d %s", p, status, e.Error.Code)
 			}
+		}
+		if status, _, b := fetch(t, sys, "alice", file); status != http.StatusNotFound || !strings.Contains(string(b), "ERROR_CODE_ATTACHMENT_NOT_FOUND") {
+			return fmt.Sprintf("the file of the deleted group: %d %s", status, b)
 		}
 		var e struct {
 			Error struct{ Code string } `json:"error"`
