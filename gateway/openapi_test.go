@@ -44,7 +44,8 @@ var dynamicRefusals = map[string][]sentError{
 	// The decider's refusals of an UploadAttachment (ingest: the
 	// membership check, then uploadAttachment), with record's statuses.
 	"record": {{http.StatusForbidden, "ERROR_CODE_NOT_MEMBER"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"},
-		{http.StatusConflict, "ERROR_CODE_LIMIT_REACHED"}},
+		{http.StatusConflict, "ERROR_CODE_LIMIT_REACHED"}, {http.StatusConflict, "ERROR_CODE_CONVERSATION_CLOSED"},
+		{http.StatusConflict, "ERROR_CODE_CONVERSATION_DELETED"}},
 	// The WebSocket upgrader's refusal of a request that is no handshake.
 	"New": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}},
 	// An IDError of the dev issuer.
