@@ -53,9 +53,10 @@ type conversationView struct {
 	Preview        *preview       `json:"preview,omitempty"`
 	OwnerUserID    string         `json:"owner_user_id,omitempty"`
 	Settings       *groupSettings `json:"settings,omitempty"`
-	// Closed: read-only since ClosedAt (ConversationClosed), by ClosedBy
-	// (a service's key id or the group's owner), for ClosedReason.
-	Closed       bool         `json:"closed"`
+	// Closed (present only when true): read-only since ClosedAt
+	// (ConversationClosed), by ClosedBy (a service's key id or the group's
+	// owner), for ClosedReason.
+	Closed       bool         `json:"closed,omitempty"`
 	ClosedAt     time.Time    `json:"closed_at,omitzero"`
 	ClosedBy     string       `json:"closed_by,omitempty"`
 	ClosedReason string       `json:"closed_reason,omitempty"`
