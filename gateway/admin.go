@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -83,6 +84,11 @@ type adminBan struct {
 	Reason string     `json:"reason,omitempty"`
 }
 
+// adminClose is the optional body of a close.
+type adminClose struct {
+	Reason string `json:"reason,omitempty"`
+}
+
 type adminConversation struct {
 	ConversationID string `json:"conversationId"`
 	Kind           string `json:"kind"`
@@ -115,6 +121,9 @@ func (s *Server) addAdminRoutes(mux *router) {
 	mux.HandleFunc("PUT /v1/admin/conversations/{conversation}/members/{user}/role", a.with(ScopeConversationsWrite, a.setRole))
 	mux.HandleFunc("DELETE /v1/admin/conversations/{conversation}/members/{user}", a.with(ScopeConversationsWrite, a.removeMember))
 	mux.HandleFunc("POST /v1/admin/conversations/{conversation}/messages", a.with(ScopeMessagesWrite, a.send))
+	mux.HandleFunc("POST /v1/admin/conversations/{conversation}/close", a.with(ScopeConversationsWrite, a.lifecycle(lifecycleClose)))
+	mux.HandleFunc("POST /v1/admin/conversations/{conversation}/reopen", a.with(ScopeConversationsWrite, a.lifecycle(lifecycleReopen)))
+	mux.HandleFunc("DELETE /v1/admin/conversations/{conversation}", a.with(ScopeConversationsWrite, a.lifecycle(lifecycleDelete)))
 	mux.HandleFunc("GET /v1/admin/conversations/{conversation}/export", a.with(ScopeExport, a.export))
 	mux.HandleFunc("PUT /v1/admin/users/{user}/ban", a.with(ScopeUsersBan, a.ban))
 	mux.HandleFunc("DELETE /v1/admin/users/{user}/ban", a.with(ScopeUsersBan, a.unban))
@@ -440,6 +449,57 @@ func (a *admin) send(w http.ResponseWriter, r *http.Request, p principal) {
 	a.answer(w, cmd, ev, http.StatusCreated)
 }
 
+// The admin API's changes of a whole conversation.
+type lifecycleOp int
+
+const (
+	lifecycleClose lifecycleOp = iota
+	lifecycleReopen
+	lifecycleDelete
+)
+
+// lifecycle serves POST /v1/admin/conversations/{conversation}/close (an
+// optional JSON body {"reason"}), .../reopen, and DELETE
+// /v1/admin/conversations/{conversation}?reason=. The service acts as
+// itself: the command's user is the key's id, and it needs no membership.
+// A change in place already is answered 200 repeated: the decider's
+// NO_CHANGE (decide).
+func (a *admin) lifecycle(op lifecycleOp) func(http.ResponseWriter, *http.Request, principal) {
+	return func(w http.ResponseWriter, r *http.Request, p principal) {
+		conv, err := pathID(r, "conversation", schemas.CheckConversationID)
+		if err == nil {
+			_, err = idempotencyKey(r)
+		}
+		var body adminClose
+		if err == nil && op == lifecycleClose && r.ContentLength != 0 {
+			err = readBody(w, r, &body)
+		}
+		if op == lifecycleDelete {
+			body.Reason = r.URL.Query().Get("reason")
+		}
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		if len(body.Reason) > schemas.MaxCloseReasonBytes || !utf8.ValidString(body.Reason) {
+			a.refuse(w, http.StatusBadRequest, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
+				fmt.Sprintf("reason must be UTF-8 of at most %d bytes", schemas.MaxCloseReasonBytes))
+			return
+		}
+		cmd := a.command(p, p.key.ID, conv)
+		var typ string
+		switch op {
+		case lifecycleClose:
+			cmd.Body, typ = &pb.Command_CloseConversation{CloseConversation: &pb.CloseConversation{Reason: body.Reason}}, schemas.TypeConversationClosed
+		case lifecycleReopen:
+			cmd.Body, typ = &pb.Command_ReopenConversation{ReopenConversation: &pb.ReopenConversation{}}, schemas.TypeConversationReopened
+		default:
+			cmd.Body, typ = &pb.Command_DeleteConversation{DeleteConversation: &pb.DeleteConversation{Reason: body.Reason}}, schemas.TypeConversationDeleted
+		}
+		a.decide(w, r, cmd, http.StatusOK, typ)
+	}
+}
+
 // ban serves PUT /v1/admin/users/{user}/ban.
 func (a *admin) ban(w http.ResponseWriter, r *http.Request, p principal) {
 	var body adminBan
@@ -522,8 +582,10 @@ func adminStatus(code pb.ErrorCode) int {
 		return http.StatusConflict
 	case pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE:
 		return http.StatusRequestEntityTooLarge
-	case pb.ErrorCode_ERROR_CODE_NOT_FOUND:
+	case pb.ErrorCode_ERROR_CODE_NOT_FOUND, pb.ErrorCode_ERROR_CODE_CONVERSATION_DELETED:
 		return http.StatusNotFound
+	case pb.ErrorCode_ERROR_CODE_CONVERSATION_CLOSED:
+		return http.StatusConflict
 	}
 	return http.StatusUnprocessableEntity
 }
@@ -550,7 +612,7 @@ func (a *admin) conversations(w http.ResponseWriter, r *http.Request, p principa
 	}
 	out := adminConversations{UserID: user, Conversations: []adminConversation{}}
 	for _, row := range rows {
-		if !row.Removed {
+		if !row.Gone() {
 			out.Conversations = append(out.Conversations, adminConversation{ConversationID: row.ConversationID, Kind: row.Kind,
 				Title: row.Title, JoinedSeq: row.JoinedSeq})
 		}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -184,10 +185,18 @@ type attachmentViews interface {
 	lastVersion(ctx context.Context, conv string) (int64, error)
 	joinFloor(ctx context.Context, conv, user string) (floor, error)
 	message(ctx context.Context, conv string, seq int64) (sourceMessage, error)
+	deleted(ctx context.Context, conv string) (bool, error)
 }
 
 func (v *cassandraViews) attachment(ctx context.Context, conv, id string) (projector.AttachmentRow, bool, error) {
 	return v.tables.Attachment(ctx, conv, id)
+}
+
+// deleted says whether conv was deleted (ConversationDeleted): nothing of
+// it is served any more.
+func (v *cassandraViews) deleted(ctx context.Context, conv string) (bool, error) {
+	c, _, err := v.tables.Conversation(ctx, conv)
+	return c.Deleted, err
 }
 
 func (v *cassandraViews) ownerUsage(ctx context.Context, user string) (int64, error) {
@@ -552,7 +561,8 @@ func (a *attachments) ensureStored(ctx context.Context, st *staged, att *pb.Atta
 
 // readable checks that user may read attachment id of conv and returns it:
 // its uploader while unsent; once sent, a current member who may see the
-// message (not recalled, not below a since_join floor). Every check reads
+// message (not recalled, not below a since_join floor) of a conversation
+// not deleted. Every check reads
 // the views, so a removal, a recall or an expiry takes effect at once.
 func (a *attachments) readable(ctx context.Context, conv, id, user string) (projector.AttachmentRow, error) {
 	row, found, err := a.views.attachment(ctx, conv, id)
@@ -576,6 +586,11 @@ func (a *attachments) readable(ctx context.Context, conv, id, user string) (proj
 	}
 	if !member {
 		return row, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of %s", conv)
+	}
+	// A deleted conversation serves nothing, its files neither (their
+	// bytes stay until the log's events that name them go).
+	if gone, err := a.views.deleted(ctx, conv); err != nil || gone {
+		return row, cmp.Or(err, error(notFound))
 	}
 	m, err := a.views.message(ctx, conv, row.MessageSeq)
 	if err != nil {

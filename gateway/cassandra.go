@@ -189,7 +189,7 @@ func (v *cassandraViews) conversations(ctx context.Context, user string) ([]stri
 	}
 	var out []string
 	for _, r := range rows {
-		if !r.Removed {
+		if !r.Gone() {
 			out = append(out, r.ConversationID)
 		}
 	}

@@ -44,7 +44,8 @@ var dynamicRefusals = map[string][]sentError{
 	// The decider's refusals of an UploadAttachment (ingest: the
 	// membership check, then uploadAttachment), with record's statuses.
 	"record": {{http.StatusForbidden, "ERROR_CODE_NOT_MEMBER"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"},
-		{http.StatusConflict, "ERROR_CODE_LIMIT_REACHED"}},
+		{http.StatusConflict, "ERROR_CODE_LIMIT_REACHED"}, {http.StatusConflict, "ERROR_CODE_CONVERSATION_CLOSED"},
+		{http.StatusConflict, "ERROR_CODE_CONVERSATION_DELETED"}},
 	// The WebSocket upgrader's refusal of a request that is no handshake.
 	"New": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}},
 	// An IDError of the dev issuer.
@@ -56,14 +57,15 @@ var dynamicRefusals = map[string][]sentError{
 	"refusal": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ID"},
 		{http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"}},
 	// The decider's refusals of the admin API's commands (create, add
-	// members, send, ban), with adminStatus.
+	// members, send, ban, close, reopen, delete), with adminStatus.
 	"decision": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusBadRequest, "ERROR_CODE_INVALID_ID"},
 		{http.StatusForbidden, "ERROR_CODE_NOT_MEMBER"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
 		{http.StatusForbidden, "ERROR_CODE_USER_BANNED"}, {http.StatusForbidden, "ERROR_CODE_BLOCKED"},
 		{http.StatusForbidden, "ERROR_CODE_MUTED"}, {http.StatusConflict, "ERROR_CODE_CONVERSATION_EXISTS"},
 		{http.StatusConflict, "ERROR_CODE_GROUP_FULL"}, {http.StatusConflict, "ERROR_CODE_WEBHOOK_EXISTS"},
 		{http.StatusConflict, "ERROR_CODE_LIMIT_REACHED"}, {http.StatusRequestEntityTooLarge, "ERROR_CODE_MESSAGE_TOO_LARGE"},
-		{http.StatusNotFound, "ERROR_CODE_NOT_FOUND"}, {http.StatusUnprocessableEntity, "ERROR_CODE_UNSUPPORTED"}},
+		{http.StatusNotFound, "ERROR_CODE_NOT_FOUND"}, {http.StatusUnprocessableEntity, "ERROR_CODE_UNSUPPORTED"},
+		{http.StatusNotFound, "ERROR_CODE_CONVERSATION_DELETED"}, {http.StatusConflict, "ERROR_CODE_CONVERSATION_CLOSED"}},
 	// The decider's refusals of a push command (ingest/push.go), with
 	// pushStatus.
 	"decide": {{http.StatusBadRequest, "ERROR_CODE_INVALID_ARGUMENT"}, {http.StatusForbidden, "ERROR_CODE_PERMISSION_DENIED"},
@@ -272,6 +274,7 @@ func TestOpenAPI(t *testing.T) {
 		"AdminSend":           reflect.TypeFor[adminSend](),
 		"AdminRole":           reflect.TypeFor[adminRole](),
 		"AdminBan":            reflect.TypeFor[adminBan](),
+		"AdminClose":          reflect.TypeFor[adminClose](),
 		"AdminConversations":  reflect.TypeFor[adminConversations](),
 		"AdminConversation":   reflect.TypeFor[adminConversation](),
 		"AdminWebhook":        reflect.TypeFor[adminWebhook](),

@@ -358,6 +358,10 @@ func (s *session) command(f *pb.ClientFrame, now time.Time) (*pb.Command, pb.Err
 		cmd.Body = &pb.Command_RemoveMember{RemoveMember: b.RemoveMember}
 	case *pb.ClientFrame_LeaveConversation:
 		cmd.Body = &pb.Command_LeaveConversation{LeaveConversation: b.LeaveConversation}
+	case *pb.ClientFrame_CloseConversation:
+		cmd.Body = &pb.Command_CloseConversation{CloseConversation: b.CloseConversation}
+	case *pb.ClientFrame_ReopenConversation:
+		cmd.Body = &pb.Command_ReopenConversation{ReopenConversation: b.ReopenConversation}
 	case *pb.ClientFrame_SendMessage:
 		cmd.Body = &pb.Command_SendMessage{SendMessage: b.SendMessage}
 	case *pb.ClientFrame_MarkDelivered:

@@ -123,8 +123,15 @@ func checkFrame(f *pb.ClientFrame, c frameChecks) *refusal {
 		if err := schemas.CheckID("removeMember.userId", b.RemoveMember.GetUserId()); err != nil {
 			return refusalOf(err)
 		}
-	case *pb.ClientFrame_LeaveConversation, *pb.ClientFrame_Typing:
+	case *pb.ClientFrame_LeaveConversation, *pb.ClientFrame_Typing, *pb.ClientFrame_ReopenConversation:
 		return needConv()
+	case *pb.ClientFrame_CloseConversation:
+		if r := needConv(); r != nil {
+			return r
+		}
+		if reason := b.CloseConversation.GetReason(); len(reason) > schemas.MaxCloseReasonBytes || !utf8.ValidString(reason) {
+			return invalidArg("closeConversation.reason must be UTF-8 of at most %d bytes", schemas.MaxCloseReasonBytes)
+		}
 	case *pb.ClientFrame_SendMessage:
 		if r := needConv(); r != nil {
 			return r

@@ -21,7 +21,7 @@ import (
 // The changelog (parley.ingest.state, compacted) holds the decider's state as
 // small records, one per fact, so a decision writes only what it changed:
 //
-//	c\x00<conv>                        -> headerRec    (kind, title, last seq, last version)
+//	c\x00<conv>                        -> headerRec    (kind, title, last seq, last version, closed, deleted)
 //	g\x00<conv>                        -> settingsRec  (a group's settings besides its title; tombstone
 //	                                                    when all are back at their defaults)
 //	m\x00<conv>\x00<user>              -> memberRec    (role, marks, mute; tombstone when removed)
@@ -98,6 +98,10 @@ type headerRec struct {
 	// LastVersion: records written before versions existed have none (0);
 	// the conversation's next event then takes version 1.
 	LastVersion int64 `json:"v,omitempty"`
+	// Closed, Deleted: absent (and in older records) while the
+	// conversation is open.
+	Closed  bool `json:"cl,omitempty"`
+	Deleted bool `json:"dl,omitempty"`
 }
 
 type memberRec struct {
@@ -275,7 +279,8 @@ func record(topic string, partition int32, key string, v any) *kgo.Record {
 func changelogRecords(topic string, partition int32, conv string, st *convState, d delta) []*kgo.Record {
 	var out []*kgo.Record
 	if d.header {
-		out = append(out, record(topic, partition, prefixHeader+sep+conv, headerRec{Kind: int32(st.kind), Title: st.title, LastSeq: st.lastSeq, LastVersion: st.lastVersion}))
+		out = append(out, record(topic, partition, prefixHeader+sep+conv, headerRec{Kind: int32(st.kind), Title: st.title, LastSeq: st.lastSeq, LastVersion: st.lastVersion,
+			Closed: st.closed, Deleted: st.deleted}))
 	}
 	if d.settings {
 		var v any
@@ -493,6 +498,7 @@ func (b *stateBuilder) apply(key, value []byte) error {
 		}
 		st := b.conv(conv)
 		st.kind, st.title, st.lastSeq, st.lastVersion = pb.ConversationKind(h.Kind), h.Title, h.LastSeq, h.LastVersion
+		st.closed, st.deleted = h.Closed, h.Deleted
 	case parts[0] == prefixSettings && len(parts) == 2:
 		st := b.conv(conv)
 		if value == nil {

@@ -279,12 +279,17 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		return decideWebhook(st, cmd, base)
 	case *pb.Command_DirectBlock:
 		return directBlock(st, cmd, b.DirectBlock, base)
+	case *pb.Command_CloseConversation, *pb.Command_ReopenConversation, *pb.Command_DeleteConversation:
+		return decideLifecycle(st, cmd, base)
 	}
 	if c := cmd.GetCreateConversation(); c != nil {
 		return create(l, st, cmd, c, base)
 	}
 	if j := cmd.GetJoinConversation(); j != nil {
 		// The one command of a user who is not a member.
+		if rej := st.frozen(cmd.GetConversationId()); rej != nil && st.exists() {
+			return st, nil, d, rej
+		}
 		return join(l, st, user, j, base, received.UnixMilli())
 	}
 	if x := cmd.GetExpireAttachment(); x != nil {
@@ -298,6 +303,9 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 	// A missing conversation answers NOT_MEMBER too, so ids cannot be probed.
 	if !st.exists() || st.members[user] == nil {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "%s is not a member of %s", user, cmd.GetConversationId())
+	}
+	if rej := checkOpen(st, cmd); rej != nil {
+		return st, nil, d, rej
 	}
 	switch b := cmd.GetBody().(type) {
 	case *pb.Command_SendMessage:
@@ -745,6 +753,10 @@ func create(l Limits, st *convState, cmd *pb.Command, c *pb.CreateConversation, 
 	default:
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "conversation kind must be direct or group")
 	}
+	if st.exists() && st.deleted {
+		// Its id stays taken: the log holds its events.
+		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_CONVERSATION_DELETED, "conversation %s was deleted; its id is not used again", id)
+	}
 	if st.exists() {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_CONVERSATION_EXISTS, "conversation %s exists", id)
 	}
@@ -793,8 +805,11 @@ func sendMessage(l Limits, st *convState, user string, m *pb.SendMessage, fw *fo
 		return st, []*pb.Event{ev}, d, nil
 	}
 	// After the dedup check: a resend is the original, whatever
-	// happened since to the sender's rights, to blocks or to the message
-	// it replies to.
+	// happened since to the sender's rights, to blocks, to the message
+	// it replies to or to the conversation (closed, deleted).
+	if rej := st.frozen(base.GetConversationId()); rej != nil {
+		return st, nil, d, rej
+	}
 	if len(st.blockers) > 0 {
 		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_BLOCKED, "a block stands between the two users of %s", base.GetConversationId())
 	}

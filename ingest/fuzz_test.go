@@ -241,7 +241,7 @@ func FuzzDecideGovernance(f *testing.F) {
 			n := int64(x % 16)
 			at = at.Add(time.Duration(a%8) * 10 * time.Second)
 			var c *pb.Command
-			switch op % 16 {
+			switch op % 18 {
 			case 0:
 				c = send(actor, g, fmt.Sprintf("m%d", x%8))
 			case 1:
@@ -301,12 +301,28 @@ func FuzzDecideGovernance(f *testing.F) {
 			case 15:
 				restore()
 				continue
+			case 16:
+				c = closeCmd(actor, g)
+			case 17:
+				c = reopenCmd(actor, g)
 			}
+			wasClosed := r.ps.convs[g].closed
 			muted := false
 			if m := r.ps.convs[g].members[actor]; m != nil {
 				muted = m.muted(at.UnixMilli())
 			}
-			check(r.do(c, at), actor, muted)
+			evs := r.do(c, at)
+			check(evs, actor, muted)
+			for _, ev := range evs {
+				if wasClosed && ev.GetCommandRejected() == nil && ev.GetConversationReopened() == nil && ev.GetReadUpTo() == nil &&
+					ev.GetDeliveredUpTo() == nil && ev.GetMessageDeduplicated() == nil {
+					t.Fatalf("%s decided while the group is closed", schemas.EventType(ev))
+				}
+				if (ev.GetConversationClosed() != nil || ev.GetConversationReopened() != nil) &&
+					(r.ps.convs[g].members[actor].role != roleOwner || wasClosed == (ev.GetConversationClosed() != nil)) {
+					t.Fatalf("%s by %s, not the owner, or no change", schemas.EventType(ev), actor)
+				}
+			}
 		}
 		restore()
 	})
@@ -336,6 +352,7 @@ func FuzzDecideStreams(f *testing.F) {
 		versions := map[string]int64{}
 		blocks := map[string]bool{} // "A>B": A blocks B
 		forwarded := map[string]bool{}
+		frozen := map[string]string{} // conversation -> "closed" or "deleted", by its events
 		pair := func(a, b string) string { return schemas.DirectConversationID(a, b) }
 		grp := "g:00000000000000000000000000000009"
 		r.do(createGroupAt(grp, users[1:]...), at)
@@ -363,7 +380,25 @@ func FuzzDecideStreams(f *testing.F) {
 					blocks[b.DirectBlockChanged.GetBlockerUserId()+">"+b.DirectBlockChanged.GetBlockedUserId()] = b.DirectBlockChanged.GetBlocked()
 				case *pb.Event_MessageForwarded:
 					forwarded[ev.GetCommandId()] = true
+					if frozen[conv] == "deleted" {
+						t.Fatalf("forwarded from %s, deleted", conv)
+					}
+				case *pb.Event_ConversationClosed:
+					frozen[conv] = "closed"
+				case *pb.Event_ConversationReopened:
+					if frozen[conv] != "closed" {
+						t.Fatalf("%s reopened while %q", conv, frozen[conv])
+					}
+					delete(frozen, conv)
+				case *pb.Event_ConversationDeleted:
+					if frozen[conv] == "deleted" {
+						t.Fatalf("%s deleted twice", conv)
+					}
+					frozen[conv] = "deleted"
 				case *pb.Event_MessageSent:
+					if frozen[conv] != "" {
+						t.Fatalf("%s sent in %s, %s", ev.GetActorUserId(), conv, frozen[conv])
+					}
 					if o := b.MessageSent.GetForwardedFrom(); o != nil && !forwarded[ev.GetCommandId()] {
 						t.Fatalf("forwarded message without its MessageForwarded: %v", ev)
 					}
@@ -390,7 +425,7 @@ func FuzzDecideStreams(f *testing.F) {
 			actor, other := users[int(a)%len(users)], users[int(x)%len(users)]
 			at = at.Add(time.Second)
 			var c *pb.Command
-			switch op % 13 {
+			switch op % 16 {
 			case 0:
 				c = blockCmd(actor, other)
 			case 1:
@@ -411,16 +446,31 @@ func FuzzDecideStreams(f *testing.F) {
 			case 7:
 				c = prefsCmd(actor, schemas.UserStreamID(other), &pb.UpdateConversationPrefs{ConversationId: grp, Pinned: proto.Bool(x&1 == 1)})
 			case 9:
+				// Closing, reopening, deleting: a direct conversation by a
+				// service, the group by a member (its owner, or refused).
+				conv := pair(actor, other)
+				if x&1 == 1 {
+					conv = grp
+				}
+				c = []func(string, string) *pb.Command{closeCmd, reopenCmd, deleteCmd}[x>>1%3](actor, conv)
+				if x&1 == 0 || x&8 != 0 {
+					c = byService(c)
+				}
+			case 10:
+				c = send(actor, pair(actor, other), fmt.Sprintf("m%d", x%8))
+			case 11:
+				c = send(actor, grp, fmt.Sprintf("m%d", x%8))
+			case 12:
 				if x&1 == 0 {
 					c = banCmd(actor, time.Time{}, fmt.Sprintf("r%d", x%3))
 				} else {
 					c = unbanCmd(actor)
 				}
-			case 10:
+			case 13:
 				c = hookCmd(actor, fmt.Sprintf("w%d", x%3), fmt.Sprintf("https://example.com/%d", x%2), true)
-			case 11:
+			case 14:
 				c = unhookCmd(actor, fmt.Sprintf("w%d", x%3))
-			case 12:
+			case 15:
 				c = cmd(actor, []string{grp, schemas.UserStreamID(actor)}[x%2], nil)
 				c.Body = &pb.Command_RecordServiceRead{RecordServiceRead: &pb.RecordServiceRead{Route: "GET /x"}}
 				c.ServicePrincipal = "ops"

@@ -86,6 +86,10 @@ type convState struct {
 	// webhooks (a user stream): webhook id -> the user's webhook (at most
 	// maxWebhooks). nil until the first.
 	webhooks map[string]*pb.Webhook
+	// closed: the conversation is read-only (CloseConversation) until
+	// reopened; deleted: it was deleted (DeleteConversation), for good.
+	// Both are kept in the header record.
+	closed, deleted bool
 }
 
 // exists reports whether s is a created conversation: not nil, and not the

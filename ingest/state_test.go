@@ -775,7 +775,8 @@ func BenchmarkSentAttachmentBytes(b *testing.B) {
 // settings and pins, for comparing a live state with a restored one.
 func governanceOf(st *convState) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "title %q settings %+v seq %d version %d\n", st.title, st.settings, st.lastSeq, st.lastVersion)
+	fmt.Fprintf(&b, "title %q settings %+v seq %d version %d closed %v deleted %v\n", st.title, st.settings, st.lastSeq, st.lastVersion,
+		st.closed, st.deleted)
 	for _, u := range slices.Sorted(maps.Keys(st.members)) {
 		m := st.members[u]
 		fmt.Fprintf(&b, "%s %v joined %d read %d delivered %d muted %d\n", u, m.role, m.joinedSeq, m.readSeq, m.delivered, m.mutedUntil)

@@ -376,11 +376,11 @@ func streamsOf(ps *partState) string {
 	var b strings.Builder
 	for _, id := range slices.Sorted(maps.Keys(ps.convs)) {
 		st := ps.convs[id]
-		if len(st.blocked) == 0 && len(st.blockers) == 0 && !schemas.IsUserStreamID(id) {
+		if len(st.blocked) == 0 && len(st.blockers) == 0 && !schemas.IsUserStreamID(id) && !st.closed && !st.deleted {
 			continue
 		}
-		fmt.Fprintf(&b, "%s kind=%d v=%d seq=%d blocked=%v blockers=%v", tag(id), st.kind, st.lastVersion, st.lastSeq,
-			slices.Sorted(maps.Keys(st.blocked)), st.blockers)
+		fmt.Fprintf(&b, "%s kind=%d v=%d seq=%d blocked=%v blockers=%v closed=%v deleted=%v", tag(id), st.kind, st.lastVersion, st.lastSeq,
+			slices.Sorted(maps.Keys(st.blocked)), st.blockers, st.closed, st.deleted)
 		if st.ban != nil {
 			fmt.Fprintf(&b, " ban=%+v", *st.ban)
 		}

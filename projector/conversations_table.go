@@ -39,9 +39,16 @@ import (
 //   - owner_user_id: a group's creator at creationTS (ConversationCreated),
 //     then each OwnershipTransferred's to_user_id at versionTS(version).
 //     Null for direct conversations.
+//   - closed, closed_at, closed_by, closed_reason: ConversationClosed (true,
+//     its time, Event.actor_service or else the actor, its reason) and
+//     ConversationReopened (false and nulls), together at versionTS(version):
+//     the newest of them wins. Null closed is open.
+//   - deleted, deleted_at: ConversationDeleted at versionTS(version); never
+//     written back.
 type conversationsView struct {
 	created, timeline, message, preview       string
 	version, owner                            string
+	closed, deleted                           string
 	settings                                  map[string]string // column -> its UPDATE
 	selectRow, selectLastSeq, selectKindTitle string
 	selectLastVersion                         string
@@ -53,7 +60,7 @@ type conversationsView struct {
 const conversationColumns = `kind, title, creator_user_id, created_at, last_seq, updated_at,
 	last_message_seq, last_message_preview, last_message_sender, last_version,
 	description, avatar_url, announcement_only, who_may_add, who_may_mention_all, who_may_pin, history_visibility,
-	owner_user_id, join_requests`
+	owner_user_id, join_requests, closed, closed_at, closed_by, closed_reason, deleted, deleted_at`
 
 // settingColumns are the conversations columns GroupSettingsChanged writes.
 var settingColumns = []string{"title", "description", "avatar_url", "announcement_only", "who_may_add", "who_may_mention_all", "who_may_pin",
@@ -70,6 +77,10 @@ func newConversations(keyspace string) conversationsView {
 		messages: newMessages(keyspace),
 		owner: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
 			SET owner_user_id = ? WHERE conversation_id = ?`),
+		closed: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET closed = ?, closed_at = ?, closed_by = ?, closed_reason = ? WHERE conversation_id = ?`),
+		deleted: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
+			SET deleted = true, deleted_at = ? WHERE conversation_id = ?`),
 		created: qualify(keyspace, `UPDATE ${keyspace}.conversations USING TIMESTAMP ?
 			SET kind = ?, title = ?, creator_user_id = ?, created_at = ?, last_seq = 0, updated_at = ?
 			WHERE conversation_id = ?`),
@@ -128,6 +139,17 @@ func (v conversationsView) plan(ctx context.Context, s *gocql.Session, ev *event
 		return []stmt{upsert(v.owner, convPart(id), id, versionTS(ev.GetVersion()), ev.GetOwnershipTransferred().GetToUserId(), id)}, nil
 	case schemas.TypeGroupSettingsChanged:
 		return v.settingsChanged(id, versionTS(ev.GetVersion()), ev.GetGroupSettingsChanged().GetSettings()), nil
+	case schemas.TypeConversationClosed:
+		by := ev.GetActorService()
+		if by == "" {
+			by = ev.GetActorUserId()
+		}
+		return []stmt{upsert(v.closed, convPart(id), id, versionTS(ev.GetVersion()), true, ev.occurredAt(), by,
+			ev.GetConversationClosed().GetReason(), id)}, nil
+	case schemas.TypeConversationReopened:
+		return []stmt{upsert(v.closed, convPart(id), id, versionTS(ev.GetVersion()), false, nil, nil, nil, id)}, nil
+	case schemas.TypeConversationDeleted:
+		return []stmt{upsert(v.deleted, convPart(id), id, versionTS(ev.GetVersion()), ev.occurredAt(), id)}, nil
 	case schemas.TypeMessageSent:
 		m := ev.GetMessageSent()
 		return []stmt{upsert(v.message, convPart(id), id, seqTS(seq), seq, ev.occurredAt(), seq, ev.GetActorUserId(), id),
@@ -229,6 +251,15 @@ type Conversation struct {
 	// OwnerUserID is a group's current owner ("" for a direct conversation,
 	// and for a group projected before owners were).
 	OwnerUserID string
+	// Closed: read-only (ConversationClosed) since ClosedAt, by ClosedBy
+	// (a service principal, or the group's owner), for ClosedReason.
+	Closed                 bool
+	ClosedAt               time.Time
+	ClosedBy, ClosedReason string
+	// Deleted: ConversationDeleted at DeletedAt; readers serve nothing of
+	// it.
+	Deleted   bool
+	DeletedAt time.Time
 }
 
 // LastActivity is when the conversation last changed: the time of the event
@@ -249,7 +280,8 @@ func (t *Tables) Conversation(ctx context.Context, id string) (c Conversation, f
 		&c.Kind, &c.Title, &c.CreatorUserID, &c.CreatedAt, &c.LastSeq, &c.UpdatedAt,
 		&c.LastMessageSeq, &c.LastMessagePreview, &c.LastMessageSender, &version,
 		&c.Description, &c.AvatarURL, &c.AnnouncementOnly, &c.WhoMayAdd, &c.WhoMayMentionAll, &c.WhoMayPin,
-		&c.HistoryVisibility, &c.OwnerUserID, &c.JoinRequests)
+		&c.HistoryVisibility, &c.OwnerUserID, &c.JoinRequests, &c.Closed, &c.ClosedAt, &c.ClosedBy, &c.ClosedReason,
+		&c.Deleted, &c.DeletedAt)
 	if version != nil {
 		c.LastVersion = *version
 	}

@@ -67,6 +67,11 @@ func decode(key, value []byte) (*event, error) {
 		if err := checkUsers(b.MembersAdded.GetUserIds()); err != nil {
 			return ev, poison("MembersAdded: %v", err)
 		}
+	case *pb.Event_ConversationDeleted:
+		// No members is a group everyone left; an empty id names no inbox.
+		if slices.Contains(b.ConversationDeleted.GetMemberUserIds(), "") {
+			return ev, poison("ConversationDeleted with an empty member_user_ids entry")
+		}
 	case *pb.Event_MemberRemoved:
 		if b.MemberRemoved.GetUserId() == "" {
 			return ev, poison("MemberRemoved without user_id")

@@ -29,8 +29,13 @@ import (
 //     members table beyond its initial members: whichever of
 //     ConversationCreated and MembersAdded is applied second sees the
 //     other's writes (in log order, always ConversationCreated first).
+//   - deleted: ConversationDeleted, for each member it names, at
+//     versionTS(version). Nothing else writes it, and nothing changes the
+//     members after it, so no order of application loses it. Readers skip
+//     a deleted row like a removed one.
 type inboxView struct {
 	created, kindTitle, added, removed string
+	deleted                            string
 	selectAll, selectTitle             string
 	rows                               jsonRows
 	// The reads of the copy, owned by their tables.
@@ -55,7 +60,10 @@ func newInbox(keyspace string) inboxView {
 		removed: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
 			SET removed = true, removed_seq = ?
 			WHERE user_id = ? AND conversation_id = ?`),
-		selectAll:   qualify(keyspace, `SELECT conversation_id, kind, title, joined_seq, removed FROM ${keyspace}.inbox WHERE user_id = ?`),
+		deleted: qualify(keyspace, `UPDATE ${keyspace}.inbox USING TIMESTAMP ?
+			SET deleted = true
+			WHERE user_id = ? AND conversation_id = ?`),
+		selectAll:   qualify(keyspace, `SELECT conversation_id, kind, title, joined_seq, removed, deleted FROM ${keyspace}.inbox WHERE user_id = ?`),
 		selectTitle: qualify(keyspace, `SELECT title FROM ${keyspace}.inbox WHERE user_id = ? AND conversation_id = ?`),
 		rows: jsonRows{
 			all:   qualify(keyspace, `SELECT JSON * FROM ${keyspace}.inbox`),
@@ -128,6 +136,14 @@ func (v inboxView) plan(ctx context.Context, s *gocql.Session, ev *event) ([]stm
 	case schemas.TypeMemberRemoved:
 		u := ev.GetMemberRemoved().GetUserId()
 		return []stmt{upsert(v.removed, inboxPart(u), id, seqTS(seq), seq, u, id)}, nil
+
+	case schemas.TypeConversationDeleted:
+		users := ev.GetConversationDeleted().GetMemberUserIds()
+		out := make([]stmt, 0, len(users))
+		for _, u := range users {
+			out = append(out, upsert(v.deleted, inboxPart(u), id, versionTS(ev.GetVersion()), u, id))
+		}
+		return out, nil
 	}
 	return nil, nil
 }
@@ -161,21 +177,28 @@ func (v inboxView) creationKindTitle(ctx context.Context, s *gocql.Session, id s
 }
 
 // InboxEntry is a row of the inbox view: a conversation the user belongs
-// to, or belonged to when Removed.
+// to, or belonged to when Removed, or that was deleted (Deleted).
 type InboxEntry struct {
 	ConversationID string
 	Kind, Title    string // empty until ConversationCreated is applied
 	JoinedSeq      int64
 	Removed        bool
+	// Deleted: the conversation was deleted (ConversationDeleted); it is
+	// not the user's any more, like a removed one.
+	Deleted bool
 }
 
-// Inbox reads every inbox row of user, removed ones included, ordered by
-// conversation id.
+// Gone reports whether the row names no conversation of the user's: it
+// was removed from it, or the conversation was deleted.
+func (e InboxEntry) Gone() bool { return e.Removed || e.Deleted }
+
+// Inbox reads every inbox row of user, removed and deleted ones included,
+// ordered by conversation id.
 func (t *Tables) Inbox(ctx context.Context, user string) ([]InboxEntry, error) {
 	iter := t.s.Query(t.inbox.selectAll, user).IterContext(ctx)
 	var out []InboxEntry
 	var r InboxEntry
-	for iter.Scan(&r.ConversationID, &r.Kind, &r.Title, &r.JoinedSeq, &r.Removed) {
+	for iter.Scan(&r.ConversationID, &r.Kind, &r.Title, &r.JoinedSeq, &r.Removed, &r.Deleted) {
 		out = append(out, r)
 		r = InboxEntry{}
 	}
@@ -201,7 +224,7 @@ func (t *Tables) UnreadTotal(ctx context.Context, user string) (int64, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(unreadWorkers)
 	for _, e := range entries {
-		if e.Removed {
+		if e.Gone() {
 			continue
 		}
 		g.Go(func() error {

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"net/http"
 	"time"
 
@@ -52,7 +53,14 @@ type conversationView struct {
 	Preview        *preview       `json:"preview,omitempty"`
 	OwnerUserID    string         `json:"owner_user_id,omitempty"`
 	Settings       *groupSettings `json:"settings,omitempty"`
-	Members        []memberItem   `json:"members"`
+	// Closed (present only when true): read-only since ClosedAt
+	// (ConversationClosed), by ClosedBy (a service's key id or the group's
+	// owner), for ClosedReason.
+	Closed       bool         `json:"closed,omitempty"`
+	ClosedAt     time.Time    `json:"closed_at,omitzero"`
+	ClosedBy     string       `json:"closed_by,omitempty"`
+	ClosedReason string       `json:"closed_reason,omitempty"`
+	Members      []memberItem `json:"members"`
 }
 
 // settingsOf is c's settings as the API shows them: null (never set)
@@ -140,6 +148,10 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 		s.fail(w, r, err)
 		return
 	}
+	if c.Deleted {
+		s.fail(w, r, errDeleted)
+		return
+	}
 	if !ok {
 		// A member of a conversation the projector has not finished
 		// writing: it may tell the caller so.
@@ -150,6 +162,10 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request, id t
 		ConversationID: conv, Kind: c.Kind, Title: c.Title, CreatorUserID: c.CreatorUserID,
 		CreatedAt: c.CreatedAt.UTC(), LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(),
 		Members: make([]memberItem, 0, len(members)),
+		Closed:  c.Closed, ClosedBy: c.ClosedBy, ClosedReason: c.ClosedReason,
+	}
+	if c.Closed {
+		v.ClosedAt = c.ClosedAt.UTC()
 	}
 	now := time.Now()
 	for i := range members {
@@ -183,6 +199,10 @@ func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request, id token
 	members, err := s.currentMembers(r, conv, id.UserID)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if c, _, err := s.db(r.Context()).conversation(r.Context(), conv); err != nil || c.Deleted {
+		s.fail(w, r, cmp.Or(err, error(errDeleted)))
 		return
 	}
 	v := receiptsView{ConversationID: conv, Receipts: make([]receiptItem, 0, len(members))}

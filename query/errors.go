@@ -25,6 +25,7 @@ var (
 	codeInvalidID       = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_ID)
 	codeInvalidCursor   = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_CURSOR)
 	codeUserBanned      = codeName(parleyv1.ErrorCode_ERROR_CODE_USER_BANNED)
+	codeDeleted         = codeName(parleyv1.ErrorCode_ERROR_CODE_CONVERSATION_DELETED)
 )
 
 func codeName(c parleyv1.ErrorCode) string {
@@ -48,6 +49,11 @@ func invalidArgument(msg string) *apiError {
 // errNotMember is the same whether the conversation does not exist, the
 // caller never was a member or was removed: existence is not revealed.
 var errNotMember = &apiError{http.StatusForbidden, codeNotMember, "not a member of this conversation"}
+
+// errDeleted answers a member (current or former) about a deleted
+// conversation: nothing of it is served any more. A non-member is answered
+// errNotMember, as for any conversation.
+var errDeleted = &apiError{http.StatusNotFound, codeDeleted, "this conversation was deleted"}
 
 // storeError is a failed Cassandra read: the client may retry (UNAVAILABLE).
 type storeError struct {

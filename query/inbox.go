@@ -53,6 +53,9 @@ type inboxItem struct {
 	PinnedAt     time.Time `json:"pinned_at,omitzero"`
 	Archived     bool      `json:"archived"`
 	MarkedUnread bool      `json:"marked_unread"`
+	// Closed: the conversation is read-only (closed by a service or the
+	// group's owner) until it is reopened.
+	Closed bool `json:"closed,omitempty"`
 }
 
 // muteOf is how a user's prefs show a mute at now: muted (forever, or until
@@ -130,7 +133,7 @@ func (s *Server) activeConversations(ctx context.Context, user string, withMembe
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rows = slices.DeleteFunc(rows, func(r inboxRow) bool { return r.Removed })
+	rows = slices.DeleteFunc(rows, func(r inboxRow) bool { return r.Gone() })
 	convs := make([]conversationRow, len(rows))
 	var members []memberRow
 	var mentions []int64
@@ -170,7 +173,33 @@ func (s *Server) activeConversations(ctx context.Context, user string, withMembe
 		convs[i] = c
 		return nil
 	})
-	return convs, members, mentions, err
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// A deletion whose inbox rows are not written yet (they are written in
+	// the same step as the conversations row): not the user's either.
+	n := 0
+	for i := range convs {
+		if convs[i].Deleted {
+			continue
+		}
+		convs[n] = convs[i]
+		if withMembers {
+			members[n] = members[i]
+		}
+		if withMentions {
+			mentions[n] = mentions[i]
+		}
+		n++
+	}
+	convs = convs[:n]
+	if withMembers {
+		members = members[:n]
+	}
+	if withMentions {
+		mentions = mentions[:n]
+	}
+	return convs, members, mentions, nil
 }
 
 // inboxFilters are the inbox's filters: archived and muted include, exclude
@@ -297,7 +326,7 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request, id token.Id
 			LastSeq: c.LastSeq, Version: c.LastVersion, LastActivity: c.LastActivity().UTC(), Preview: previewOf(c, visibleFrom(c, m)),
 			ReadSeq: m.ReadSeq, Unread: unread(c.LastSeq, m.ReadSeq), UnreadMentions: mentions,
 			Muted: muted, MutedUntil: until, MutedForever: forever, Pinned: p.Pinned, PinnedAt: pinOf(p),
-			Archived: p.Archived(c.LastMessageSeq, now), MarkedUnread: p.MarkedUnread(m.ReadSeq),
+			Archived: p.Archived(c.LastMessageSeq, now), MarkedUnread: p.MarkedUnread(m.ReadSeq), Closed: c.Closed,
 		}
 		return nil
 	})

@@ -80,6 +80,9 @@ func (s *Server) handleMentions(w http.ResponseWriter, r *http.Request, id token
 		s.fail(w, r, mErr)
 		return
 	}
+	if rErr == nil && c.Deleted {
+		rErr = errDeleted
+	}
 	if rErr != nil {
 		s.fail(w, r, rErr)
 		return

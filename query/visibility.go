@@ -35,7 +35,8 @@ func visibleFrom(c *conversationRow, m *memberRow) int64 {
 // over the other reads' errors; a missing conversation looks the same, so a
 // non-member cannot probe which conversations exist. It reads user's
 // members row, the conversations row and the user's cleared history of conv
-// at once, and returns the lowest seq user sees (seenFrom).
+// at once, and returns the lowest seq user sees (seenFrom). A deleted
+// conversation answers its members errDeleted.
 func (s *Server) access(ctx context.Context, conv, user string) (c conversationRow, m memberRow, from int64, err error) {
 	var (
 		cleared int64
@@ -62,6 +63,8 @@ func (s *Server) access(ctx context.Context, conv, user string) (c conversationR
 		return c, m, 0, errNotMember
 	case rErr != nil:
 		return c, m, 0, rErr
+	case c.Deleted:
+		return c, m, 0, errDeleted
 	}
 	return c, m, seenFrom(&c, &m, cleared), nil
 }

@@ -62,6 +62,10 @@ const (
 	TypeWebhookDeleted = "WebhookDeleted"
 	// The audit of a service's read (version 0, not projected, not delivered).
 	TypeServiceReadRecorded = "ServiceReadRecorded"
+	// Closing, reopening and deleting a conversation.
+	TypeConversationClosed   = "ConversationClosed"
+	TypeConversationReopened = "ConversationReopened"
+	TypeConversationDeleted  = "ConversationDeleted"
 	// What the gateway sends a device in place of an event it may not see;
 	// never on a topic.
 	TypeWithheld = "Withheld"
@@ -104,6 +108,9 @@ const (
 	TypeCreateWebhook           = "CreateWebhook"
 	TypeDeleteWebhook           = "DeleteWebhook"
 	TypeRecordServiceRead       = "RecordServiceRead"
+	TypeCloseConversation       = "CloseConversation"
+	TypeReopenConversation      = "ReopenConversation"
+	TypeDeleteConversation      = "DeleteConversation"
 	// Appended by a gateway's HTTP handlers or janitor, never from a
 	// ClientFrame.
 	TypeUploadAttachment = "UploadAttachment"

@@ -141,3 +141,8 @@ func Clip(s string) string {
 	}
 	return fmt.Sprintf("%q… (%d bytes)", s[:cut], len(s))
 }
+
+// MaxCloseReasonBytes caps CloseConversation.reason and
+// DeleteConversation.reason (commands.proto): the gateway and the decider
+// both check it.
+const MaxCloseReasonBytes = 512

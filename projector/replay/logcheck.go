@@ -104,6 +104,14 @@ import (
 //     message is recalled, and the recall of a message deletes every
 //     attachment it carries in the same decision, so an attachment not
 //     deleted always has a live message or is an upload not sent yet;
+//   - closing and deleting: a ConversationClosed closes an open
+//     conversation, a ConversationReopened reopens a closed one, each by a
+//     service (Event.actor_service) or the group's owner; a
+//     ConversationDeleted, by a service only, deletes a conversation once and
+//     names its current members; a closed conversation has no event but
+//     marks, forwards out of it, the expiry of unsent uploads, answers
+//     (CommandRejected, MessageDeduplicated) and its reopening or deletion; a
+//     deleted one none but answers and expiries (logcheck_close.go);
 //   - no Withheld: it is what the gateway sends a device in place of an
 //     event the device may not see, never an event of the log;
 //   - every command decided by ingest has exactly one outcome event (a mark
@@ -196,6 +204,9 @@ type convModel struct {
 	// recalling is a recall of a message with attachments, awaiting their
 	// AttachmentDeleted (the next events, of the same command).
 	recalling *recalling
+	// closed: a ConversationClosed not reopened since; deleted: a
+	// ConversationDeleted (logcheck_close.go).
+	closed, deleted bool
 }
 
 // attachmentModel is what the log says about one attachment of a
@@ -432,6 +443,7 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.problem("%s: seq %d, want 0 (not a timeline event)", at, ev.GetSeq())
 	}
 	actor := ev.GetActorUserId()
+	c.lifecycle(at, conv, ev)
 	switch typ {
 	case schemas.TypeMessageSent:
 		m := c.current(at, conv, actor)
@@ -1461,6 +1473,8 @@ func (c *logCheck) finish(commandsComplete bool) []string {
 			continue // nor a link's create again, a revoke of a revoked link, a member's join, a request pending, an approval of a member
 		case schemas.TypeUploadAttachment, schemas.TypeExpireAttachment:
 			continue // nor an upload recorded already, an expiry of an upload sent, gone or too young
+		case schemas.TypeCloseConversation, schemas.TypeReopenConversation, schemas.TypeDeleteConversation:
+			continue // nor a close of a closed conversation, a reopening of an open one, a deletion of a deleted one
 		}
 		c.problem("command %s (%s) was decided but has no outcome event", id, cmd.where)
 	}

@@ -919,7 +919,11 @@ func checkActions(live views, check *logCheck) []rowDiff {
 //     own);
 //   - each group's owner by the members rows (role 'owner', not removed) is
 //     the log's; a direct conversation, and a group nobody is left in, has
-//     none.
+//     none;
+//   - each conversation's closed and deleted cells are the log's
+//     (ConversationClosed not reopened since, ConversationDeleted), and
+//     every inbox row of a deleted conversation's final members says
+//     deleted.
 //
 // Members that are current by one side only are checkUnread's to report.
 func checkGovernance(live views, check *logCheck) []rowDiff {
@@ -984,6 +988,25 @@ func checkGovernance(live views, check *logCheck) []rowDiff {
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
 			report(id, "owner of %s: live %s, log %s", id, names(got), names(want))
+		}
+		var closed, deleted bool
+		_ = json.Unmarshal(r["closed"], &closed)
+		_ = json.Unmarshal(r["deleted"], &deleted)
+		if logClosed, logDeleted, _ := check.state(id); closed != logClosed || deleted != logDeleted {
+			report(id, "%s: closed %v deleted %v live, closed %v deleted %v by the log", id, closed, deleted, logClosed, logDeleted)
+		}
+	}
+	for _, r := range sortedRows(live, "inbox") {
+		id, user := str(r["conversation_id"]), str(r["user_id"])
+		conv := check.convs[id]
+		if conv == nil || !conv.deleted {
+			continue
+		}
+		var deleted, removed bool
+		_ = json.Unmarshal(r["deleted"], &deleted)
+		_ = json.Unmarshal(r["removed"], &removed)
+		if m := conv.members[user]; m != nil && m.current && !deleted && !removed {
+			report(id, "inbox of %s: %s is deleted by the log, listed live", user, id)
 		}
 	}
 	return out

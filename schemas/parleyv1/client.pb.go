@@ -140,6 +140,8 @@ type ClientFrame struct {
 	//	*ClientFrame_DecideJoinRequest
 	//	*ClientFrame_RegisterPush
 	//	*ClientFrame_UnregisterPush
+	//	*ClientFrame_CloseConversation
+	//	*ClientFrame_ReopenConversation
 	//	*ClientFrame_Ping
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -494,6 +496,24 @@ func (x *ClientFrame) GetUnregisterPush() *UnregisterPushTarget {
 	return nil
 }
 
+func (x *ClientFrame) GetCloseConversation() *CloseConversation {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_CloseConversation); ok {
+			return x.CloseConversation
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetReopenConversation() *ReopenConversation {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_ReopenConversation); ok {
+			return x.ReopenConversation
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetPing() *Ping {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Ping); ok {
@@ -655,6 +675,16 @@ type ClientFrame_UnregisterPush struct {
 	UnregisterPush *UnregisterPushTarget `protobuf:"bytes,43,opt,name=unregister_push,json=unregisterPush,proto3,oneof"`
 }
 
+type ClientFrame_CloseConversation struct {
+	// Closing and reopening a group, by its owner (commands.proto).
+	// Deleting is a service's only (the admin API): no frame body.
+	CloseConversation *CloseConversation `protobuf:"bytes,46,opt,name=close_conversation,json=closeConversation,proto3,oneof"`
+}
+
+type ClientFrame_ReopenConversation struct {
+	ReopenConversation *ReopenConversation `protobuf:"bytes,52,opt,name=reopen_conversation,json=reopenConversation,proto3,oneof"`
+}
+
 type ClientFrame_Ping struct {
 	// Keepalive and latency probe; answered with a Pong, never appended.
 	Ping *Ping `protobuf:"bytes,30,opt,name=ping,proto3,oneof"`
@@ -725,6 +755,10 @@ func (*ClientFrame_DecideJoinRequest) isClientFrame_Body() {}
 func (*ClientFrame_RegisterPush) isClientFrame_Body() {}
 
 func (*ClientFrame_UnregisterPush) isClientFrame_Body() {}
+
+func (*ClientFrame_CloseConversation) isClientFrame_Body() {}
+
+func (*ClientFrame_ReopenConversation) isClientFrame_Body() {}
 
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
@@ -1967,7 +2001,7 @@ var File_parley_v1_client_proto protoreflect.FileDescriptor
 
 const file_parley_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\x97\x12\n" +
+	"\x16parley/v1/client.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18parley/v1/commands.proto\x1a\x16parley/v1/errors.proto\x1a\x16parley/v1/events.proto\"\xb8\x13\n" +
 	"\vClientFrame\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
@@ -2009,7 +2043,9 @@ const file_parley_v1_client_proto_rawDesc = "" +
 	"\x11join_conversation\x18( \x01(\v2\x1b.parley.v1.JoinConversationH\x00R\x10joinConversation\x12N\n" +
 	"\x13decide_join_request\x18) \x01(\v2\x1c.parley.v1.DecideJoinRequestH\x00R\x11decideJoinRequest\x12D\n" +
 	"\rregister_push\x18* \x01(\v2\x1d.parley.v1.RegisterPushTargetH\x00R\fregisterPush\x12J\n" +
-	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12%\n" +
+	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12M\n" +
+	"\x12close_conversation\x18. \x01(\v2\x1c.parley.v1.CloseConversationH\x00R\x11closeConversation\x12P\n" +
+	"\x13reopen_conversation\x184 \x01(\v2\x1d.parley.v1.ReopenConversationH\x00R\x12reopenConversation\x12%\n" +
 	"\x04ping\x18\x1e \x01(\v2\x0f.parley.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"\x06\n" +
 	"\x04Ping\"\x86\x03\n" +
@@ -2167,9 +2203,11 @@ var file_parley_v1_client_proto_goTypes = []any{
 	(*DecideJoinRequest)(nil),       // 45: parley.v1.DecideJoinRequest
 	(*RegisterPushTarget)(nil),      // 46: parley.v1.RegisterPushTarget
 	(*UnregisterPushTarget)(nil),    // 47: parley.v1.UnregisterPushTarget
-	(*Event)(nil),                   // 48: parley.v1.Event
-	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
-	(ErrorCode)(0),                  // 50: parley.v1.ErrorCode
+	(*CloseConversation)(nil),       // 48: parley.v1.CloseConversation
+	(*ReopenConversation)(nil),      // 49: parley.v1.ReopenConversation
+	(*Event)(nil),                   // 50: parley.v1.Event
+	(*timestamppb.Timestamp)(nil),   // 51: google.protobuf.Timestamp
+	(ErrorCode)(0),                  // 52: parley.v1.ErrorCode
 }
 var file_parley_v1_client_proto_depIdxs = []int32{
 	19, // 0: parley.v1.ClientFrame.create_conversation:type_name -> parley.v1.CreateConversation
@@ -2205,37 +2243,39 @@ var file_parley_v1_client_proto_depIdxs = []int32{
 	45, // 30: parley.v1.ClientFrame.decide_join_request:type_name -> parley.v1.DecideJoinRequest
 	46, // 31: parley.v1.ClientFrame.register_push:type_name -> parley.v1.RegisterPushTarget
 	47, // 32: parley.v1.ClientFrame.unregister_push:type_name -> parley.v1.UnregisterPushTarget
-	2,  // 33: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
-	4,  // 34: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	5,  // 35: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
-	48, // 36: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
-	6,  // 37: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
-	7,  // 38: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	10, // 39: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
-	18, // 40: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
-	16, // 41: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
-	49, // 42: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	50, // 43: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	49, // 44: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	8,  // 45: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
-	8,  // 46: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
-	11, // 47: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
-	8,  // 48: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
-	8,  // 49: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
-	8,  // 50: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
-	50, // 51: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
-	0,  // 52: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
-	0,  // 53: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
-	49, // 54: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 55: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
-	49, // 56: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 57: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
-	15, // 58: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	48, // 33: parley.v1.ClientFrame.close_conversation:type_name -> parley.v1.CloseConversation
+	49, // 34: parley.v1.ClientFrame.reopen_conversation:type_name -> parley.v1.ReopenConversation
+	2,  // 35: parley.v1.ClientFrame.ping:type_name -> parley.v1.Ping
+	4,  // 36: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
+	5,  // 37: parley.v1.ServerFrame.accepted:type_name -> parley.v1.Accepted
+	50, // 38: parley.v1.ServerFrame.event:type_name -> parley.v1.Event
+	6,  // 39: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
+	7,  // 40: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
+	10, // 41: parley.v1.ServerFrame.resumed:type_name -> parley.v1.Resumed
+	18, // 42: parley.v1.ServerFrame.signal:type_name -> parley.v1.Signal
+	16, // 43: parley.v1.ServerFrame.presences:type_name -> parley.v1.Presences
+	51, // 44: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	52, // 45: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	51, // 46: parley.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 47: parley.v1.Resume.cursors:type_name -> parley.v1.ConversationCursor
+	8,  // 48: parley.v1.Resumed.cursors:type_name -> parley.v1.ConversationCursor
+	11, // 49: parley.v1.Resumed.failed:type_name -> parley.v1.ResumeFailure
+	8,  // 50: parley.v1.Resumed.added:type_name -> parley.v1.ConversationCursor
+	8,  // 51: parley.v1.Resumed.removed:type_name -> parley.v1.ConversationCursor
+	8,  // 52: parley.v1.Resumed.refetch:type_name -> parley.v1.ConversationCursor
+	52, // 53: parley.v1.ResumeFailure.code:type_name -> parley.v1.ErrorCode
+	0,  // 54: parley.v1.SetPresence.state:type_name -> parley.v1.PresenceState
+	0,  // 55: parley.v1.UserPresence.state:type_name -> parley.v1.PresenceState
+	51, // 56: parley.v1.UserPresence.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 57: parley.v1.Presences.users:type_name -> parley.v1.UserPresence
+	51, // 58: parley.v1.TypingSignal.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 59: parley.v1.Signal.typing:type_name -> parley.v1.TypingSignal
+	15, // 60: parley.v1.Signal.presence:type_name -> parley.v1.UserPresence
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_client_proto_init() }
@@ -2280,6 +2320,8 @@ func file_parley_v1_client_proto_init() {
 		(*ClientFrame_DecideJoinRequest)(nil),
 		(*ClientFrame_RegisterPush)(nil),
 		(*ClientFrame_UnregisterPush)(nil),
+		(*ClientFrame_CloseConversation)(nil),
+		(*ClientFrame_ReopenConversation)(nil),
 		(*ClientFrame_Ping)(nil),
 	}
 	file_parley_v1_client_proto_msgTypes[2].OneofWrappers = []any{

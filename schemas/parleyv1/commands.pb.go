@@ -91,6 +91,9 @@ type Command struct {
 	//	*Command_CreateWebhook
 	//	*Command_DeleteWebhook
 	//	*Command_RecordServiceRead
+	//	*Command_CloseConversation
+	//	*Command_DeleteConversation
+	//	*Command_ReopenConversation
 	//	*Command_UploadAttachment
 	//	*Command_ExpireAttachment
 	//	*Command_DirectBlock
@@ -485,6 +488,33 @@ func (x *Command) GetRecordServiceRead() *RecordServiceRead {
 	return nil
 }
 
+func (x *Command) GetCloseConversation() *CloseConversation {
+	if x != nil {
+		if x, ok := x.Body.(*Command_CloseConversation); ok {
+			return x.CloseConversation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteConversation() *DeleteConversation {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeleteConversation); ok {
+			return x.DeleteConversation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReopenConversation() *ReopenConversation {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ReopenConversation); ok {
+			return x.ReopenConversation
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetUploadAttachment() *UploadAttachment {
 	if x != nil {
 		if x, ok := x.Body.(*Command_UploadAttachment); ok {
@@ -678,6 +708,22 @@ type Command_RecordServiceRead struct {
 	RecordServiceRead *RecordServiceRead `protobuf:"bytes,53,opt,name=record_service_read,json=recordServiceRead,proto3,oneof"`
 }
 
+type Command_CloseConversation struct {
+	// Closing (archiving), reopening and deleting a whole conversation:
+	// keyed by the conversation. A service (service_principal set) may
+	// close, reopen and delete any conversation; a group's owner may close
+	// and reopen it (ClientFrame.close_conversation, reopen_conversation).
+	CloseConversation *CloseConversation `protobuf:"bytes,46,opt,name=close_conversation,json=closeConversation,proto3,oneof"`
+}
+
+type Command_DeleteConversation struct {
+	DeleteConversation *DeleteConversation `protobuf:"bytes,47,opt,name=delete_conversation,json=deleteConversation,proto3,oneof"`
+}
+
+type Command_ReopenConversation struct {
+	ReopenConversation *ReopenConversation `protobuf:"bytes,52,opt,name=reopen_conversation,json=reopenConversation,proto3,oneof"`
+}
+
 type Command_UploadAttachment struct {
 	// 50 to 59 are appended by a gateway's HTTP handlers on behalf of the
 	// authenticated user (uploads) or by its attachment janitor; a
@@ -769,6 +815,12 @@ func (*Command_CreateWebhook) isCommand_Body() {}
 func (*Command_DeleteWebhook) isCommand_Body() {}
 
 func (*Command_RecordServiceRead) isCommand_Body() {}
+
+func (*Command_CloseConversation) isCommand_Body() {}
+
+func (*Command_DeleteConversation) isCommand_Body() {}
+
+func (*Command_ReopenConversation) isCommand_Body() {}
 
 func (*Command_UploadAttachment) isCommand_Body() {}
 
@@ -2278,6 +2330,152 @@ func (*UnbanUser) Descriptor() ([]byte, []int) {
 	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
+// CloseConversation archives the conversation: it becomes read-only. While
+// it is closed the decider refuses every command about it with
+// ERROR_CODE_CONVERSATION_CLOSED but marks (MarkRead, MarkDelivered), a
+// forward out of it (a read), the janitor's expiry of unsent uploads, and
+// CloseConversation, ReopenConversation and DeleteConversation; reads
+// (query, history, sync, export) keep working. A service may close any
+// conversation (Command.user_id is then the service's key id, as
+// Command.service_principal); a device only a group it owns
+// (PERMISSION_DENIED otherwise, UNSUPPORTED for a direct conversation).
+// Closing a closed conversation yields no event (a retry).
+type CloseConversation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why, for the members and the audit (at most 512 bytes of UTF-8).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseConversation) Reset() {
+	*x = CloseConversation{}
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseConversation) ProtoMessage() {}
+
+func (x *CloseConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseConversation.ProtoReflect.Descriptor instead.
+func (*CloseConversation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CloseConversation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReopenConversation undoes CloseConversation, by the same rules;
+// reopening an open conversation yields no event.
+type ReopenConversation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReopenConversation) Reset() {
+	*x = ReopenConversation{}
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReopenConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReopenConversation) ProtoMessage() {}
+
+func (x *ReopenConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReopenConversation.ProtoReflect.Descriptor instead.
+func (*ReopenConversation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+}
+
+// DeleteConversation deletes the conversation for its members: the decider
+// refuses every further command about it with
+// ERROR_CODE_CONVERSATION_DELETED (a CreateConversation of its id too), and
+// the views drop it from every member's inbox and stop serving it. The
+// events stay in parley.events (and in exports) until the topic's own
+// retention or compaction removes them: a deletion takes nothing out of
+// the log. Only a service deletes (PERMISSION_DENIED for a device);
+// deleting a deleted conversation yields no event.
+type DeleteConversation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why, for the audit (at most 512 bytes of UTF-8).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConversation) Reset() {
+	*x = DeleteConversation{}
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConversation) ProtoMessage() {}
+
+func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConversation.ProtoReflect.Descriptor instead.
+func (*DeleteConversation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DeleteConversation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ForwardMessage copies message seq of the source conversation
 // (ClientFrame.conversation_id, the record key) into
 // target_conversation_id, with a reference to its origin. The sender must be
@@ -2313,7 +2511,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2523,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2536,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ForwardMessage) GetSeq() int64 {
@@ -2405,7 +2603,7 @@ type DirectBlock struct {
 
 func (x *DirectBlock) Reset() {
 	*x = DirectBlock{}
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2615,7 @@ func (x *DirectBlock) String() string {
 func (*DirectBlock) ProtoMessage() {}
 
 func (x *DirectBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2628,7 @@ func (x *DirectBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlock.ProtoReflect.Descriptor instead.
 func (*DirectBlock) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DirectBlock) GetBlockerUserId() string {
@@ -2470,7 +2668,7 @@ type ForwardedMessage struct {
 
 func (x *ForwardedMessage) Reset() {
 	*x = ForwardedMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2680,7 @@ func (x *ForwardedMessage) String() string {
 func (*ForwardedMessage) ProtoMessage() {}
 
 func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2693,7 @@ func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedMessage.ProtoReflect.Descriptor instead.
 func (*ForwardedMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ForwardedMessage) GetClientMsgId() string {
@@ -2564,7 +2762,7 @@ type CreateInvite struct {
 
 func (x *CreateInvite) Reset() {
 	*x = CreateInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2774,7 @@ func (x *CreateInvite) String() string {
 func (*CreateInvite) ProtoMessage() {}
 
 func (x *CreateInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2787,7 @@ func (x *CreateInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvite.ProtoReflect.Descriptor instead.
 func (*CreateInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateInvite) GetToken() string {
@@ -2638,7 +2836,7 @@ type RevokeInvite struct {
 
 func (x *RevokeInvite) Reset() {
 	*x = RevokeInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2848,7 @@ func (x *RevokeInvite) String() string {
 func (*RevokeInvite) ProtoMessage() {}
 
 func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2861,7 @@ func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvite.ProtoReflect.Descriptor instead.
 func (*RevokeInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RevokeInvite) GetInviteId() string {
@@ -2699,7 +2897,7 @@ type JoinConversation struct {
 
 func (x *JoinConversation) Reset() {
 	*x = JoinConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2909,7 @@ func (x *JoinConversation) String() string {
 func (*JoinConversation) ProtoMessage() {}
 
 func (x *JoinConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2922,7 @@ func (x *JoinConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinConversation.ProtoReflect.Descriptor instead.
 func (*JoinConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JoinConversation) GetToken() string {
@@ -2763,7 +2961,7 @@ type DecideJoinRequest struct {
 
 func (x *DecideJoinRequest) Reset() {
 	*x = DecideJoinRequest{}
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2973,7 @@ func (x *DecideJoinRequest) String() string {
 func (*DecideJoinRequest) ProtoMessage() {}
 
 func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2986,7 @@ func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideJoinRequest.ProtoReflect.Descriptor instead.
 func (*DecideJoinRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DecideJoinRequest) GetUserId() string {
@@ -2820,7 +3018,7 @@ type UploadAttachment struct {
 
 func (x *UploadAttachment) Reset() {
 	*x = UploadAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +3030,7 @@ func (x *UploadAttachment) String() string {
 func (*UploadAttachment) ProtoMessage() {}
 
 func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +3043,7 @@ func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadAttachment.ProtoReflect.Descriptor instead.
 func (*UploadAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UploadAttachment) GetAttachment() *Attachment {
@@ -2869,7 +3067,7 @@ type ExpireAttachment struct {
 
 func (x *ExpireAttachment) Reset() {
 	*x = ExpireAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[36]
+	mi := &file_parley_v1_commands_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +3079,7 @@ func (x *ExpireAttachment) String() string {
 func (*ExpireAttachment) ProtoMessage() {}
 
 func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[36]
+	mi := &file_parley_v1_commands_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +3092,7 @@ func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireAttachment.ProtoReflect.Descriptor instead.
 func (*ExpireAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ExpireAttachment) GetAttachmentId() string {
@@ -2924,7 +3122,7 @@ type RegisterPushTarget struct {
 
 func (x *RegisterPushTarget) Reset() {
 	*x = RegisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[37]
+	mi := &file_parley_v1_commands_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3134,7 @@ func (x *RegisterPushTarget) String() string {
 func (*RegisterPushTarget) ProtoMessage() {}
 
 func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[37]
+	mi := &file_parley_v1_commands_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3147,7 @@ func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterPushTarget.ProtoReflect.Descriptor instead.
 func (*RegisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RegisterPushTarget) GetTarget() *PushTarget {
@@ -2981,7 +3179,7 @@ type UnregisterPushTarget struct {
 
 func (x *UnregisterPushTarget) Reset() {
 	*x = UnregisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[38]
+	mi := &file_parley_v1_commands_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3191,7 @@ func (x *UnregisterPushTarget) String() string {
 func (*UnregisterPushTarget) ProtoMessage() {}
 
 func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[38]
+	mi := &file_parley_v1_commands_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3204,7 @@ func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterPushTarget.ProtoReflect.Descriptor instead.
 func (*UnregisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnregisterPushTarget) GetDeviceId() string {
@@ -3034,7 +3232,7 @@ var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\x91\x16\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\x84\x18\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -3083,7 +3281,10 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"unban_user\x18- \x01(\v2\x14.parley.v1.UnbanUserH\x00R\tunbanUser\x12A\n" +
 	"\x0ecreate_webhook\x180 \x01(\v2\x18.parley.v1.CreateWebhookH\x00R\rcreateWebhook\x12A\n" +
 	"\x0edelete_webhook\x181 \x01(\v2\x18.parley.v1.DeleteWebhookH\x00R\rdeleteWebhook\x12N\n" +
-	"\x13record_service_read\x185 \x01(\v2\x1c.parley.v1.RecordServiceReadH\x00R\x11recordServiceRead\x12J\n" +
+	"\x13record_service_read\x185 \x01(\v2\x1c.parley.v1.RecordServiceReadH\x00R\x11recordServiceRead\x12M\n" +
+	"\x12close_conversation\x18. \x01(\v2\x1c.parley.v1.CloseConversationH\x00R\x11closeConversation\x12P\n" +
+	"\x13delete_conversation\x18/ \x01(\v2\x1d.parley.v1.DeleteConversationH\x00R\x12deleteConversation\x12P\n" +
+	"\x13reopen_conversation\x184 \x01(\v2\x1d.parley.v1.ReopenConversationH\x00R\x12reopenConversation\x12J\n" +
 	"\x11upload_attachment\x182 \x01(\v2\x1b.parley.v1.UploadAttachmentH\x00R\x10uploadAttachment\x12J\n" +
 	"\x11expire_attachment\x183 \x01(\v2\x1b.parley.v1.ExpireAttachmentH\x00R\x10expireAttachment\x12;\n" +
 	"\fdirect_block\x18< \x01(\v2\x16.parley.v1.DirectBlockH\x00R\vdirectBlock\x12J\n" +
@@ -3172,7 +3373,12 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"webhook_id\x18\x01 \x01(\tR\twebhookId\")\n" +
 	"\x11RecordServiceRead\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"\v\n" +
-	"\tUnbanUser\"\x9e\x02\n" +
+	"\tUnbanUser\"+\n" +
+	"\x11CloseConversation\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x14\n" +
+	"\x12ReopenConversation\",\n" +
+	"\x12DeleteConversation\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x9e\x02\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x16target_conversation_id\x18\x02 \x01(\tR\x14targetConversationId\x12\"\n" +
@@ -3234,7 +3440,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -3264,30 +3470,33 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*DeleteWebhook)(nil),           // 25: parley.v1.DeleteWebhook
 	(*RecordServiceRead)(nil),       // 26: parley.v1.RecordServiceRead
 	(*UnbanUser)(nil),               // 27: parley.v1.UnbanUser
-	(*ForwardMessage)(nil),          // 28: parley.v1.ForwardMessage
-	(*DirectBlock)(nil),             // 29: parley.v1.DirectBlock
-	(*ForwardedMessage)(nil),        // 30: parley.v1.ForwardedMessage
-	(*CreateInvite)(nil),            // 31: parley.v1.CreateInvite
-	(*RevokeInvite)(nil),            // 32: parley.v1.RevokeInvite
-	(*JoinConversation)(nil),        // 33: parley.v1.JoinConversation
-	(*DecideJoinRequest)(nil),       // 34: parley.v1.DecideJoinRequest
-	(*UploadAttachment)(nil),        // 35: parley.v1.UploadAttachment
-	(*ExpireAttachment)(nil),        // 36: parley.v1.ExpireAttachment
-	(*RegisterPushTarget)(nil),      // 37: parley.v1.RegisterPushTarget
-	(*UnregisterPushTarget)(nil),    // 38: parley.v1.UnregisterPushTarget
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 40: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 41: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 42: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 43: parley.v1.Mute
-	(*Webhook)(nil),                 // 44: parley.v1.Webhook
-	(*ForwardOrigin)(nil),           // 45: parley.v1.ForwardOrigin
-	(*Attachment)(nil),              // 46: parley.v1.Attachment
-	(*PushTarget)(nil),              // 47: parley.v1.PushTarget
-	(PushUnregisterReason)(0),       // 48: parley.v1.PushUnregisterReason
+	(*CloseConversation)(nil),       // 28: parley.v1.CloseConversation
+	(*ReopenConversation)(nil),      // 29: parley.v1.ReopenConversation
+	(*DeleteConversation)(nil),      // 30: parley.v1.DeleteConversation
+	(*ForwardMessage)(nil),          // 31: parley.v1.ForwardMessage
+	(*DirectBlock)(nil),             // 32: parley.v1.DirectBlock
+	(*ForwardedMessage)(nil),        // 33: parley.v1.ForwardedMessage
+	(*CreateInvite)(nil),            // 34: parley.v1.CreateInvite
+	(*RevokeInvite)(nil),            // 35: parley.v1.RevokeInvite
+	(*JoinConversation)(nil),        // 36: parley.v1.JoinConversation
+	(*DecideJoinRequest)(nil),       // 37: parley.v1.DecideJoinRequest
+	(*UploadAttachment)(nil),        // 38: parley.v1.UploadAttachment
+	(*ExpireAttachment)(nil),        // 39: parley.v1.ExpireAttachment
+	(*RegisterPushTarget)(nil),      // 40: parley.v1.RegisterPushTarget
+	(*UnregisterPushTarget)(nil),    // 41: parley.v1.UnregisterPushTarget
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 43: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 44: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 45: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 46: parley.v1.Mute
+	(*Webhook)(nil),                 // 47: parley.v1.Webhook
+	(*ForwardOrigin)(nil),           // 48: parley.v1.ForwardOrigin
+	(*Attachment)(nil),              // 49: parley.v1.Attachment
+	(*PushTarget)(nil),              // 50: parley.v1.PushTarget
+	(PushUnregisterReason)(0),       // 51: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	39, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	42, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -3310,42 +3519,45 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	20, // 20: parley.v1.Command.hide_messages:type_name -> parley.v1.HideMessages
 	21, // 21: parley.v1.Command.block_user:type_name -> parley.v1.BlockUser
 	22, // 22: parley.v1.Command.unblock_user:type_name -> parley.v1.UnblockUser
-	28, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
-	31, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
-	32, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
-	33, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
-	34, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	37, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
-	38, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
+	31, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
+	34, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
+	35, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
+	36, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
+	37, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
+	40, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
+	41, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
 	23, // 30: parley.v1.Command.ban_user:type_name -> parley.v1.BanUser
 	27, // 31: parley.v1.Command.unban_user:type_name -> parley.v1.UnbanUser
 	24, // 32: parley.v1.Command.create_webhook:type_name -> parley.v1.CreateWebhook
 	25, // 33: parley.v1.Command.delete_webhook:type_name -> parley.v1.DeleteWebhook
 	26, // 34: parley.v1.Command.record_service_read:type_name -> parley.v1.RecordServiceRead
-	35, // 35: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
-	36, // 36: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
-	29, // 37: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	30, // 38: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	40, // 39: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	41, // 40: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	42, // 41: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	39, // 42: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	43, // 43: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	39, // 44: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
-	44, // 45: parley.v1.CreateWebhook.webhook:type_name -> parley.v1.Webhook
-	45, // 46: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	46, // 47: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
-	45, // 48: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	46, // 49: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
-	39, // 50: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	46, // 51: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
-	47, // 52: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
-	48, // 53: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	28, // 35: parley.v1.Command.close_conversation:type_name -> parley.v1.CloseConversation
+	30, // 36: parley.v1.Command.delete_conversation:type_name -> parley.v1.DeleteConversation
+	29, // 37: parley.v1.Command.reopen_conversation:type_name -> parley.v1.ReopenConversation
+	38, // 38: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
+	39, // 39: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
+	32, // 40: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	33, // 41: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	43, // 42: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	44, // 43: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	45, // 44: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	42, // 45: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	46, // 46: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	42, // 47: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
+	47, // 48: parley.v1.CreateWebhook.webhook:type_name -> parley.v1.Webhook
+	48, // 49: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	49, // 50: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
+	48, // 51: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	49, // 52: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
+	42, // 53: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	49, // 54: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	50, // 55: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
+	51, // 56: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -3392,6 +3604,9 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_CreateWebhook)(nil),
 		(*Command_DeleteWebhook)(nil),
 		(*Command_RecordServiceRead)(nil),
+		(*Command_CloseConversation)(nil),
+		(*Command_DeleteConversation)(nil),
+		(*Command_ReopenConversation)(nil),
 		(*Command_UploadAttachment)(nil),
 		(*Command_ExpireAttachment)(nil),
 		(*Command_DirectBlock)(nil),
@@ -3404,7 +3619,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

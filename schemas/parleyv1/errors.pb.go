@@ -117,6 +117,12 @@ const (
 	// The user is banned or suspended (BanUser): the decider refuses its
 	// commands, and the gateway its tokens.
 	ErrorCode_ERROR_CODE_USER_BANNED ErrorCode = 30
+	// The conversation is closed (CloseConversation): read-only until it is
+	// reopened. Reads and read marks still work.
+	ErrorCode_ERROR_CODE_CONVERSATION_CLOSED ErrorCode = 31
+	// The conversation was deleted (DeleteConversation): nothing more is
+	// decided about it, and the views no longer serve it.
+	ErrorCode_ERROR_CODE_CONVERSATION_DELETED ErrorCode = 32
 	// CreateWebhook: the user holds a webhook with that id already.
 	ErrorCode_ERROR_CODE_WEBHOOK_EXISTS ErrorCode = 33
 	// A service's command (Command.service_principal set) that changes
@@ -161,6 +167,8 @@ var (
 		28: "ERROR_CODE_QUOTA_EXCEEDED",
 		29: "ERROR_CODE_INFECTED",
 		30: "ERROR_CODE_USER_BANNED",
+		31: "ERROR_CODE_CONVERSATION_CLOSED",
+		32: "ERROR_CODE_CONVERSATION_DELETED",
 		33: "ERROR_CODE_WEBHOOK_EXISTS",
 		34: "ERROR_CODE_NO_CHANGE",
 	}
@@ -196,6 +204,8 @@ var (
 		"ERROR_CODE_QUOTA_EXCEEDED":         28,
 		"ERROR_CODE_INFECTED":               29,
 		"ERROR_CODE_USER_BANNED":            30,
+		"ERROR_CODE_CONVERSATION_CLOSED":    31,
+		"ERROR_CODE_CONVERSATION_DELETED":   32,
 		"ERROR_CODE_WEBHOOK_EXISTS":         33,
 		"ERROR_CODE_NO_CHANGE":              34,
 	}
@@ -232,7 +242,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xe8\a\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xb1\b\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -265,7 +275,9 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"!ERROR_CODE_UNSUPPORTED_MEDIA_TYPE\x10\x1b\x12\x1d\n" +
 	"\x19ERROR_CODE_QUOTA_EXCEEDED\x10\x1c\x12\x17\n" +
 	"\x13ERROR_CODE_INFECTED\x10\x1d\x12\x1a\n" +
-	"\x16ERROR_CODE_USER_BANNED\x10\x1e\x12\x1d\n" +
+	"\x16ERROR_CODE_USER_BANNED\x10\x1e\x12\"\n" +
+	"\x1eERROR_CODE_CONVERSATION_CLOSED\x10\x1f\x12#\n" +
+	"\x1fERROR_CODE_CONVERSATION_DELETED\x10 \x12\x1d\n" +
 	"\x19ERROR_CODE_WEBHOOK_EXISTS\x10!\x12\x18\n" +
 	"\x14ERROR_CODE_NO_CHANGE\x10\"B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 

@@ -263,6 +263,9 @@ type Event struct {
 	//	*Event_WebhookCreated
 	//	*Event_WebhookDeleted
 	//	*Event_ServiceReadRecorded
+	//	*Event_ConversationClosed
+	//	*Event_ConversationDeleted
+	//	*Event_ConversationReopened
 	//	*Event_Withheld
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -704,6 +707,33 @@ func (x *Event) GetServiceReadRecorded() *ServiceReadRecorded {
 	return nil
 }
 
+func (x *Event) GetConversationClosed() *ConversationClosed {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConversationClosed); ok {
+			return x.ConversationClosed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetConversationDeleted() *ConversationDeleted {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConversationDeleted); ok {
+			return x.ConversationDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetConversationReopened() *ConversationReopened {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConversationReopened); ok {
+			return x.ConversationReopened
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetWithheld() *Withheld {
 	if x != nil {
 		if x, ok := x.Body.(*Event_Withheld); ok {
@@ -884,6 +914,20 @@ type Event_ServiceReadRecorded struct {
 	ServiceReadRecorded *ServiceReadRecorded `protobuf:"bytes,53,opt,name=service_read_recorded,json=serviceReadRecorded,proto3,oneof"`
 }
 
+type Event_ConversationClosed struct {
+	// Closing, reopening and deleting a conversation (versioned, seq 0,
+	// delivered to the members, live and on resume).
+	ConversationClosed *ConversationClosed `protobuf:"bytes,46,opt,name=conversation_closed,json=conversationClosed,proto3,oneof"`
+}
+
+type Event_ConversationDeleted struct {
+	ConversationDeleted *ConversationDeleted `protobuf:"bytes,47,opt,name=conversation_deleted,json=conversationDeleted,proto3,oneof"`
+}
+
+type Event_ConversationReopened struct {
+	ConversationReopened *ConversationReopened `protobuf:"bytes,52,opt,name=conversation_reopened,json=conversationReopened,proto3,oneof"`
+}
+
 type Event_Withheld struct {
 	// Never on the topic: what the gateway sends a device in place of an
 	// event its user may not see (Withheld).
@@ -965,6 +1009,12 @@ func (*Event_WebhookCreated) isEvent_Body() {}
 func (*Event_WebhookDeleted) isEvent_Body() {}
 
 func (*Event_ServiceReadRecorded) isEvent_Body() {}
+
+func (*Event_ConversationClosed) isEvent_Body() {}
+
+func (*Event_ConversationDeleted) isEvent_Body() {}
+
+func (*Event_ConversationReopened) isEvent_Body() {}
 
 func (*Event_Withheld) isEvent_Body() {}
 
@@ -2617,6 +2667,151 @@ func (x *ServiceReadRecorded) GetRoute() string {
 	return ""
 }
 
+// ConversationClosed: the conversation is read-only from here
+// (CloseConversation) until a ConversationReopened. Not a timeline item.
+// Event.actor_service is set when a service closed it (Event.actor_user_id
+// is then the service's key id), else Event.actor_user_id is the group's
+// owner.
+type ConversationClosed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationClosed) Reset() {
+	*x = ConversationClosed{}
+	mi := &file_parley_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationClosed) ProtoMessage() {}
+
+func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationClosed.ProtoReflect.Descriptor instead.
+func (*ConversationClosed) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ConversationClosed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ConversationReopened: a closed conversation takes commands again. Not a
+// timeline item.
+type ConversationReopened struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationReopened) Reset() {
+	*x = ConversationReopened{}
+	mi := &file_parley_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationReopened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationReopened) ProtoMessage() {}
+
+func (x *ConversationReopened) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationReopened.ProtoReflect.Descriptor instead.
+func (*ConversationReopened) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
+// ConversationDeleted: the conversation is gone for its members
+// (DeleteConversation); it is the conversation's last versioned event. Not
+// a timeline item.
+type ConversationDeleted struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The members when it was deleted (the conversation's final members:
+	// nothing changes them after), so the views drop it from each one's
+	// inbox without reading the members view.
+	MemberUserIds []string `protobuf:"bytes,2,rep,name=member_user_ids,json=memberUserIds,proto3" json:"member_user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationDeleted) Reset() {
+	*x = ConversationDeleted{}
+	mi := &file_parley_v1_events_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationDeleted) ProtoMessage() {}
+
+func (x *ConversationDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationDeleted.ProtoReflect.Descriptor instead.
+func (*ConversationDeleted) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ConversationDeleted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ConversationDeleted) GetMemberUserIds() []string {
+	if x != nil {
+		return x.MemberUserIds
+	}
+	return nil
+}
+
 // DirectBlockChanged (direct conversation, version 0): the direct
 // conversation's decider took on a block (or its end) from the blocker's
 // user stream; from here it refuses sends between the two with
@@ -2632,7 +2827,7 @@ type DirectBlockChanged struct {
 
 func (x *DirectBlockChanged) Reset() {
 	*x = DirectBlockChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2839,7 @@ func (x *DirectBlockChanged) String() string {
 func (*DirectBlockChanged) ProtoMessage() {}
 
 func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2852,7 @@ func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlockChanged.ProtoReflect.Descriptor instead.
 func (*DirectBlockChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DirectBlockChanged) GetBlockerUserId() string {
@@ -2697,7 +2892,7 @@ type MessageForwarded struct {
 
 func (x *MessageForwarded) Reset() {
 	*x = MessageForwarded{}
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +2904,7 @@ func (x *MessageForwarded) String() string {
 func (*MessageForwarded) ProtoMessage() {}
 
 func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +2917,7 @@ func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageForwarded.ProtoReflect.Descriptor instead.
 func (*MessageForwarded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MessageForwarded) GetSeq() int64 {
@@ -2763,7 +2958,7 @@ type InviteCreated struct {
 
 func (x *InviteCreated) Reset() {
 	*x = InviteCreated{}
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2970,7 @@ func (x *InviteCreated) String() string {
 func (*InviteCreated) ProtoMessage() {}
 
 func (x *InviteCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2983,7 @@ func (x *InviteCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteCreated.ProtoReflect.Descriptor instead.
 func (*InviteCreated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InviteCreated) GetInviteId() string {
@@ -2829,7 +3024,7 @@ type InviteRevoked struct {
 
 func (x *InviteRevoked) Reset() {
 	*x = InviteRevoked{}
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +3036,7 @@ func (x *InviteRevoked) String() string {
 func (*InviteRevoked) ProtoMessage() {}
 
 func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +3049,7 @@ func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteRevoked.ProtoReflect.Descriptor instead.
 func (*InviteRevoked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InviteRevoked) GetInviteId() string {
@@ -2881,7 +3076,7 @@ type JoinRequested struct {
 
 func (x *JoinRequested) Reset() {
 	*x = JoinRequested{}
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3088,7 @@ func (x *JoinRequested) String() string {
 func (*JoinRequested) ProtoMessage() {}
 
 func (x *JoinRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3101,7 @@ func (x *JoinRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequested.ProtoReflect.Descriptor instead.
 func (*JoinRequested) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JoinRequested) GetUserId() string {
@@ -2941,7 +3136,7 @@ type JoinRequestDeclined struct {
 
 func (x *JoinRequestDeclined) Reset() {
 	*x = JoinRequestDeclined{}
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2953,7 +3148,7 @@ func (x *JoinRequestDeclined) String() string {
 func (*JoinRequestDeclined) ProtoMessage() {}
 
 func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2966,7 +3161,7 @@ func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequestDeclined.ProtoReflect.Descriptor instead.
 func (*JoinRequestDeclined) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JoinRequestDeclined) GetUserId() string {
@@ -2996,7 +3191,7 @@ type Withheld struct {
 
 func (x *Withheld) Reset() {
 	*x = Withheld{}
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3203,7 @@ func (x *Withheld) String() string {
 func (*Withheld) ProtoMessage() {}
 
 func (x *Withheld) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3216,7 @@ func (x *Withheld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Withheld.ProtoReflect.Descriptor instead.
 func (*Withheld) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 // AttachmentUploaded: the decider recorded an upload (UploadAttachment)
@@ -3037,7 +3232,7 @@ type AttachmentUploaded struct {
 
 func (x *AttachmentUploaded) Reset() {
 	*x = AttachmentUploaded{}
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3049,7 +3244,7 @@ func (x *AttachmentUploaded) String() string {
 func (*AttachmentUploaded) ProtoMessage() {}
 
 func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3257,7 @@ func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentUploaded.ProtoReflect.Descriptor instead.
 func (*AttachmentUploaded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AttachmentUploaded) GetAttachment() *Attachment {
@@ -3095,7 +3290,7 @@ type AttachmentDeleted struct {
 
 func (x *AttachmentDeleted) Reset() {
 	*x = AttachmentDeleted{}
-	mi := &file_parley_v1_events_proto_msgTypes[38]
+	mi := &file_parley_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3302,7 @@ func (x *AttachmentDeleted) String() string {
 func (*AttachmentDeleted) ProtoMessage() {}
 
 func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[38]
+	mi := &file_parley_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3315,7 @@ func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentDeleted.ProtoReflect.Descriptor instead.
 func (*AttachmentDeleted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AttachmentDeleted) GetAttachmentId() string {
@@ -3184,7 +3379,7 @@ type PushTargetRegistered struct {
 
 func (x *PushTargetRegistered) Reset() {
 	*x = PushTargetRegistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[39]
+	mi := &file_parley_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3196,7 +3391,7 @@ func (x *PushTargetRegistered) String() string {
 func (*PushTargetRegistered) ProtoMessage() {}
 
 func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[39]
+	mi := &file_parley_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3209,7 +3404,7 @@ func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetRegistered.ProtoReflect.Descriptor instead.
 func (*PushTargetRegistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PushTargetRegistered) GetTarget() *PushTarget {
@@ -3236,7 +3431,7 @@ type PushTargetUnregistered struct {
 
 func (x *PushTargetUnregistered) Reset() {
 	*x = PushTargetUnregistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[40]
+	mi := &file_parley_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3443,7 @@ func (x *PushTargetUnregistered) String() string {
 func (*PushTargetUnregistered) ProtoMessage() {}
 
 func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[40]
+	mi := &file_parley_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3456,7 @@ func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetUnregistered.ProtoReflect.Descriptor instead.
 func (*PushTargetUnregistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PushTargetUnregistered) GetDeviceId() string {
@@ -3289,7 +3484,7 @@ var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\xd3\x18\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\xd2\x1a\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -3341,7 +3536,10 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\ruser_unbanned\x18- \x01(\v2\x17.parley.v1.UserUnbannedH\x00R\fuserUnbanned\x12D\n" +
 	"\x0fwebhook_created\x180 \x01(\v2\x19.parley.v1.WebhookCreatedH\x00R\x0ewebhookCreated\x12D\n" +
 	"\x0fwebhook_deleted\x181 \x01(\v2\x19.parley.v1.WebhookDeletedH\x00R\x0ewebhookDeleted\x12T\n" +
-	"\x15service_read_recorded\x185 \x01(\v2\x1e.parley.v1.ServiceReadRecordedH\x00R\x13serviceReadRecorded\x121\n" +
+	"\x15service_read_recorded\x185 \x01(\v2\x1e.parley.v1.ServiceReadRecordedH\x00R\x13serviceReadRecorded\x12P\n" +
+	"\x13conversation_closed\x18. \x01(\v2\x1d.parley.v1.ConversationClosedH\x00R\x12conversationClosed\x12S\n" +
+	"\x14conversation_deleted\x18/ \x01(\v2\x1e.parley.v1.ConversationDeletedH\x00R\x13conversationDeleted\x12V\n" +
+	"\x15conversation_reopened\x184 \x01(\v2\x1f.parley.v1.ConversationReopenedH\x00R\x14conversationReopened\x121\n" +
 	"\bwithheld\x18# \x01(\v2\x13.parley.v1.WithheldH\x00R\bwithheldB\x06\n" +
 	"\x04body\"\x84\x01\n" +
 	"\x13ConversationCreated\x12/\n" +
@@ -3451,7 +3649,13 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"webhook_id\x18\x01 \x01(\tR\twebhookId\"+\n" +
 	"\x13ServiceReadRecorded\x12\x14\n" +
-	"\x05route\x18\x01 \x01(\tR\x05route\"~\n" +
+	"\x05route\x18\x01 \x01(\tR\x05route\",\n" +
+	"\x12ConversationClosed\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x16\n" +
+	"\x14ConversationReopened\"U\n" +
+	"\x13ConversationDeleted\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12&\n" +
+	"\x0fmember_user_ids\x18\x02 \x03(\tR\rmemberUserIds\"~\n" +
 	"\x12DirectBlockChanged\x12&\n" +
 	"\x0fblocker_user_id\x18\x01 \x01(\tR\rblockerUserId\x12&\n" +
 	"\x0fblocked_user_id\x18\x02 \x01(\tR\rblockedUserId\x12\x18\n" +
@@ -3521,7 +3725,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -3556,32 +3760,35 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*WebhookCreated)(nil),           // 30: parley.v1.WebhookCreated
 	(*WebhookDeleted)(nil),           // 31: parley.v1.WebhookDeleted
 	(*ServiceReadRecorded)(nil),      // 32: parley.v1.ServiceReadRecorded
-	(*DirectBlockChanged)(nil),       // 33: parley.v1.DirectBlockChanged
-	(*MessageForwarded)(nil),         // 34: parley.v1.MessageForwarded
-	(*InviteCreated)(nil),            // 35: parley.v1.InviteCreated
-	(*InviteRevoked)(nil),            // 36: parley.v1.InviteRevoked
-	(*JoinRequested)(nil),            // 37: parley.v1.JoinRequested
-	(*JoinRequestDeclined)(nil),      // 38: parley.v1.JoinRequestDeclined
-	(*Withheld)(nil),                 // 39: parley.v1.Withheld
-	(*AttachmentUploaded)(nil),       // 40: parley.v1.AttachmentUploaded
-	(*AttachmentDeleted)(nil),        // 41: parley.v1.AttachmentDeleted
-	(*PushTargetRegistered)(nil),     // 42: parley.v1.PushTargetRegistered
-	(*PushTargetUnregistered)(nil),   // 43: parley.v1.PushTargetUnregistered
-	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 45: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 46: parley.v1.ForwardOrigin
-	(*Attachment)(nil),               // 47: parley.v1.Attachment
-	(ErrorCode)(0),                   // 48: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 49: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 50: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 51: parley.v1.Mute
-	(*Webhook)(nil),                  // 52: parley.v1.Webhook
-	(*PushTarget)(nil),               // 53: parley.v1.PushTarget
-	(PushProvider)(0),                // 54: parley.v1.PushProvider
-	(PushUnregisterReason)(0),        // 55: parley.v1.PushUnregisterReason
+	(*ConversationClosed)(nil),       // 33: parley.v1.ConversationClosed
+	(*ConversationReopened)(nil),     // 34: parley.v1.ConversationReopened
+	(*ConversationDeleted)(nil),      // 35: parley.v1.ConversationDeleted
+	(*DirectBlockChanged)(nil),       // 36: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 37: parley.v1.MessageForwarded
+	(*InviteCreated)(nil),            // 38: parley.v1.InviteCreated
+	(*InviteRevoked)(nil),            // 39: parley.v1.InviteRevoked
+	(*JoinRequested)(nil),            // 40: parley.v1.JoinRequested
+	(*JoinRequestDeclined)(nil),      // 41: parley.v1.JoinRequestDeclined
+	(*Withheld)(nil),                 // 42: parley.v1.Withheld
+	(*AttachmentUploaded)(nil),       // 43: parley.v1.AttachmentUploaded
+	(*AttachmentDeleted)(nil),        // 44: parley.v1.AttachmentDeleted
+	(*PushTargetRegistered)(nil),     // 45: parley.v1.PushTargetRegistered
+	(*PushTargetUnregistered)(nil),   // 46: parley.v1.PushTargetUnregistered
+	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 48: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 49: parley.v1.ForwardOrigin
+	(*Attachment)(nil),               // 50: parley.v1.Attachment
+	(ErrorCode)(0),                   // 51: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 52: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 53: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 54: parley.v1.Mute
+	(*Webhook)(nil),                  // 55: parley.v1.Webhook
+	(*PushTarget)(nil),               // 56: parley.v1.PushTarget
+	(PushProvider)(0),                // 57: parley.v1.PushProvider
+	(PushUnregisterReason)(0),        // 58: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	44, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	47, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	5,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	7,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -3605,48 +3812,51 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	25, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
 	26, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
 	27, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
-	33, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
-	34, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	35, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
-	36, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
-	37, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
-	38, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
-	40, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
-	41, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
-	42, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
-	43, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
+	36, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	37, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	38, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
+	39, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
+	40, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
+	41, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
+	43, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
+	44, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
+	45, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
+	46, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
 	28, // 34: parley.v1.Event.user_banned:type_name -> parley.v1.UserBanned
 	29, // 35: parley.v1.Event.user_unbanned:type_name -> parley.v1.UserUnbanned
 	30, // 36: parley.v1.Event.webhook_created:type_name -> parley.v1.WebhookCreated
 	31, // 37: parley.v1.Event.webhook_deleted:type_name -> parley.v1.WebhookDeleted
 	32, // 38: parley.v1.Event.service_read_recorded:type_name -> parley.v1.ServiceReadRecorded
-	39, // 39: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
-	45, // 40: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	6,  // 41: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 42: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	46, // 43: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	47, // 44: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
-	48, // 45: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	49, // 46: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 47: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	50, // 48: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	44, // 49: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	51, // 50: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	44, // 51: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
-	52, // 52: parley.v1.WebhookCreated.webhook:type_name -> parley.v1.Webhook
-	44, // 53: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 54: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	47, // 55: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
-	2,  // 56: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
-	44, // 57: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
-	53, // 58: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
-	54, // 59: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
-	55, // 60: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	33, // 39: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	35, // 40: parley.v1.Event.conversation_deleted:type_name -> parley.v1.ConversationDeleted
+	34, // 41: parley.v1.Event.conversation_reopened:type_name -> parley.v1.ConversationReopened
+	42, // 42: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	48, // 43: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	6,  // 44: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 45: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	49, // 46: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	50, // 47: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
+	51, // 48: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	52, // 49: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 50: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	53, // 51: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	47, // 52: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	54, // 53: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	47, // 54: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
+	55, // 55: parley.v1.WebhookCreated.webhook:type_name -> parley.v1.Webhook
+	47, // 56: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 57: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	50, // 58: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
+	2,  // 59: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
+	47, // 60: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
+	56, // 61: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
+	57, // 62: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
+	58, // 63: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -3698,6 +3908,9 @@ func file_parley_v1_events_proto_init() {
 		(*Event_WebhookCreated)(nil),
 		(*Event_WebhookDeleted)(nil),
 		(*Event_ServiceReadRecorded)(nil),
+		(*Event_ConversationClosed)(nil),
+		(*Event_ConversationDeleted)(nil),
+		(*Event_ConversationReopened)(nil),
 		(*Event_Withheld)(nil),
 	}
 	file_parley_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
@@ -3707,7 +3920,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   41,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
