@@ -156,8 +156,9 @@ type SubscriberConfig struct {
 	// CommitInterval is how often acked offsets are committed (default 1s).
 	// They are also committed before a partition is given up and on Close.
 	CommitInterval time.Duration
-	// MaxBufferedRecords bounds the records fetched but not yet delivered per
-	// partition; fetching a partition pauses above it (default 1000).
+	// MaxBufferedRecords bounds the records fetched but not yet covered by
+	// an ack (and every ack before it) per partition; fetching a partition
+	// pauses above it (default 1000).
 	MaxBufferedRecords int
 	// MaxInFlight is how many messages of one partition may be handed out
 	// at once, not yet acked or nacked (default 1: the partition is
