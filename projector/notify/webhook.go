@@ -179,7 +179,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		MaxInterval: d.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
 		ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware)
 
-	d.run.set(func(r *running) { r.router, r.subs = router, map[string]*bus.Subscriber{"plan": planSub, "send": sendSub} })
+	d.run.set(func(r *running) {
+		r.router, r.subs = router, map[string]*bus.Subscriber{"plan": planSub, "send": sendSub}
+	})
 	routed := make(chan error, 1)
 	go func() { routed <- router.Run(ctx) }()
 	select {
