@@ -156,9 +156,17 @@ type SubscriberConfig struct {
 	// CommitInterval is how often acked offsets are committed (default 1s).
 	// They are also committed before a partition is given up and on Close.
 	CommitInterval time.Duration
-	// MaxBufferedRecords bounds the records fetched but not yet delivered per
-	// partition; fetching a partition pauses above it (default 1000).
+	// MaxBufferedRecords bounds the records fetched but not yet covered by
+	// an ack (and every ack before it) per partition; fetching a partition
+	// pauses above it (default 1000).
 	MaxBufferedRecords int
+	// MaxInFlight is how many messages of one partition may be handed out
+	// at once, not yet acked or nacked (default 1: the partition is
+	// delivered one message at a time, in offset order). Above 1, messages
+	// with the same record key still go one at a time, in offset order: a
+	// message is delivered only after every earlier one with its key was
+	// acked. Offsets are committed only up to the first message not acked.
+	MaxInFlight int
 	// CloseTimeout bounds the final commit on Close (default 10s).
 	CloseTimeout time.Duration
 	// Topics controls topic creation.
@@ -186,6 +194,9 @@ func (c SubscriberConfig) Defaults() SubscriberConfig {
 	if c.MaxBufferedRecords == 0 {
 		c.MaxBufferedRecords = 1000
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1
+	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 10 * time.Second
 	}
@@ -210,6 +221,9 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.MaxBufferedRecords < 1 {
 		errs = append(errs, errors.New("bus: MaxBufferedRecords must be at least 1"))
+	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, errors.New("bus: MaxInFlight must be at least 1"))
 	}
 	if c.CloseTimeout <= 0 {
 		errs = append(errs, errors.New("bus: CloseTimeout must be positive"))

@@ -19,12 +19,14 @@ import (
 // fetched records to one partition worker per partition, and (with a
 // consumer group) a committer.
 //
-// Order is kept per partition because a partition's records go through a
-// single worker that delivers the next record only after the previous one
-// was acked. Partitions progress independently: a slow or nacking partition
+// Order is kept per partition (or per key, with MaxInFlight above 1)
+// because a partition's records go through a single worker that delivers a
+// record only after the previous one (of its key) was acked. Partitions
+// progress independently: a slow or nacking partition
 // pauses only its own fetching (MaxBufferedRecords), never the poll loop.
 //
-// Offsets move only on ack: a worker records "acked up to here" in pending,
+// Offsets move only on ack: a worker records "acked up to here" (the end
+// of the prefix of its records that are all acked) in pending,
 // and pending is committed every CommitInterval, after workers of revoked
 // partitions have stopped (in OnPartitionsRevoked, before the rebalance may
 // proceed) and on shutdown. A commit therefore never runs ahead of acks.

@@ -4,7 +4,8 @@
 // webhooks). The views' projector does not use it.
 //
 // It owns the mapping between Watermill messages and Kafka records, the
-// delivery of each partition in order with partitions running in parallel,
+// delivery of each partition (or each key of it) in order with partitions
+// running in parallel,
 // and committing offsets of acked messages only. It knows nothing of Parley's
 // schemas or topic contracts (ingest.Provision and schemas own those) and
 // opens no other connection than its Kafka clients. README.md states the

@@ -87,8 +87,8 @@ func newRecorder(t *testing.T) *recorder {
 }
 
 // consume handles msgs with n goroutines that record, then ack. Because the
-// bus delivers a partition's next message only after the ack, per-key order
-// must survive the parallel handlers.
+// bus delivers a key's next message only after the ack, per-key order must
+// survive the parallel handlers.
 func (r *recorder) consume(sub int, msgs <-chan *message.Message, n int, wg *sync.WaitGroup) {
 	for range n {
 		wg.Add(1)
@@ -126,7 +126,16 @@ func (r *recorder) count() int {
 // handling messages on 4 goroutines, with fetching paused and resumed
 // (MaxBufferedRecords 32): every key's messages must arrive complete, once,
 // in publish order, from one partition at increasing offsets.
+//
+// With MaxInFlight 8, up to 8 messages of a partition are handed out at
+// once, and per-key order must hold all the same.
 func TestOrderPerKey(t *testing.T) {
+	for _, inFlight := range []int{1, 8} {
+		t.Run(fmt.Sprintf("MaxInFlight=%d", inFlight), func(t *testing.T) { testOrderPerKey(t, inFlight) })
+	}
+}
+
+func testOrderPerKey(t *testing.T, inFlight int) {
 	k := testenv.Kafka(t)
 	topic := k.Topic("bus-order", 12)
 	group := k.Name("bus-order")
@@ -136,7 +145,7 @@ func TestOrderPerKey(t *testing.T) {
 	var handlers sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
 	for i := range 2 {
-		sub := newSubscriber(t, k, bus.SubscriberConfig{ConsumerGroup: group, MaxBufferedRecords: 32})
+		sub := newSubscriber(t, k, bus.SubscriberConfig{ConsumerGroup: group, MaxBufferedRecords: 32, MaxInFlight: inFlight})
 		t.Cleanup(func() { _ = sub.Close() })
 		msgs, err := sub.Subscribe(ctx, topic)
 		if err != nil {

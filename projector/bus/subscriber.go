@@ -73,9 +73,10 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 }
 
 // Subscribe starts consuming topic. The returned channel delivers one
-// message per partition at a time: the next message of a partition comes
-// only after the previous one was acked, a nacked one comes again after
-// NackResendSleep. The channel is closed when ctx is canceled or the
+// message per partition at a time (MaxInFlight 1): the next message of a
+// partition comes only after the previous one was acked, a nacked one comes
+// again after NackResendSleep. With MaxInFlight above 1, up to that many
+// per partition, one per record key at a time. The channel is closed when ctx is canceled or the
 // Subscriber is closed, after acked offsets were committed.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()

@@ -60,6 +60,16 @@ func New(cfg Config) (*Notifier, error) {
 // The event types the planner acts on; it acks every other at once.
 var planned = map[string]bool{"MessageSent": true, "ReadUpTo": true, "MessageRecalled": true}
 
+// How many records of one partition each stage handles at once. The
+// records of one key go one at a time, in the log's order (bus
+// MaxInFlight): the planner plans one conversation's events in order (so a
+// conversation's pushes of one user are appended in the events' order),
+// and a deliverer sends one user's pushes in the order they were planned.
+const (
+	planInFlight = 8
+	sendInFlight = 16
+)
+
 // checkpointPoll is how often the projector's checkpoints are read while
 // the planner waits for them.
 const checkpointPoll = 5 * time.Millisecond
@@ -125,7 +135,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if n.cfg.FromStart {
 		start = bus.StartEarliest
 	}
-	planSub, err := n.subscriber(n.cfg.Group, start, wlog)
+	planSub, err := n.subscriber(n.cfg.Group, start, planInFlight, wlog)
 	if err != nil {
 		return err
 	}
@@ -140,7 +150,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 
 	for prov, s := range n.senders {
 		name := schemas.ProviderName(prov)
-		sub, err := n.subscriber(n.cfg.Group+"-"+name, bus.StartEarliest, wlog)
+		sub, err := n.subscriber(n.cfg.Group+"-"+name, bus.StartEarliest, sendInFlight, wlog)
 		if err != nil {
 			return err
 		}
@@ -177,9 +187,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 	return err
 }
 
-func (n *Notifier) subscriber(group string, start bus.StartOffset, wlog watermill.LoggerAdapter) (*bus.Subscriber, error) {
+func (n *Notifier) subscriber(group string, start bus.StartOffset, inFlight int, wlog watermill.LoggerAdapter) (*bus.Subscriber, error) {
 	return bus.NewSubscriber(bus.SubscriberConfig{Brokers: n.cfg.Seeds, ClientID: group, ConsumerGroup: group, StartFrom: start,
-		KafkaOptions: n.cfg.KafkaOptions}, wlog)
+		MaxInFlight: inFlight, KafkaOptions: n.cfg.KafkaOptions}, wlog)
 }
 
 // connect opens the Cassandra session, retrying until ctx ends.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -87,12 +88,24 @@ func (p *planner) plan(ctx context.Context, ev *pb.Event, now time.Time) ([]*pb.
 // the message mentions the member by name.
 func (p *planner) message(ctx context.Context, ev *pb.Event, m *pb.MessageSent, now time.Time) ([]*pb.PushNotification, error) {
 	conv := ev.GetConversationId()
-	members, err := p.views.Members(ctx, conv)
-	if err != nil {
-		return nil, err
+	// The members and the conversation (its title, for the preview) at
+	// once.
+	var (
+		members []projector.Member
+		c       = projector.Conversation{ID: conv}
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		members, err = p.views.Members(gctx, conv)
+		return err
+	})
+	if p.preview != PreviewNone {
+		g.Go(func() (err error) {
+			c, _, err = p.views.Conversation(gctx, conv)
+			return err
+		})
 	}
-	c, _, err := p.views.Conversation(ctx, conv)
-	if err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	sender := ev.GetActorUserId()
@@ -149,7 +162,8 @@ func (p *planner) texts(c projector.Conversation, sender string, m *pb.MessageSe
 // forUsers builds the pushes of ev for the disconnected devices of users
 // with a target of a configured provider: fill sets the kind and the
 // content and says whether the device gets one; allow, when given, can
-// leave a user out after its targets were found (read only then).
+// leave a user out after its targets were found (read only then, as the
+// badge is, both at once).
 func (p *planner) forUsers(ctx context.Context, ev *pb.Event, users []string, now time.Time,
 	fill func(*pb.PushNotification) bool, allow ...func(context.Context, string) (bool, error)) ([]*pb.PushNotification, error) {
 	var (
@@ -185,13 +199,27 @@ func (p *planner) forUsers(ctx context.Context, ev *pb.Event, users []string, no
 			if len(mine) == 0 {
 				return nil
 			}
+			// Whether the user is left out and the badge, at once: the
+			// unread total is read in vain only for a user left out.
+			var (
+				denied atomic.Bool
+				badge  int64
+			)
+			ug, uctx := errgroup.WithContext(ctx)
 			for _, a := range allow {
-				if ok, err := a(ctx, user); err != nil || !ok {
+				ug.Go(func() error {
+					ok, err := a(uctx, user)
+					if err == nil && !ok {
+						denied.Store(true)
+					}
 					return err
-				}
+				})
 			}
-			badge, err := p.views.UnreadTotal(ctx, user)
-			if err != nil {
+			ug.Go(func() (err error) {
+				badge, err = p.views.UnreadTotal(uctx, user)
+				return err
+			})
+			if err := ug.Wait(); err != nil || denied.Load() {
 				return err
 			}
 			for _, n := range mine {
