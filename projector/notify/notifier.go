@@ -9,9 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/oklog/ulid"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -112,18 +110,11 @@ func (n *Notifier) Run(ctx context.Context) error {
 	proj := newProjected(func(ctx context.Context) (map[int32]int64, error) { return tables.Checkpoints(ctx, n.cfg.Projector) }, checkpointPoll)
 	go proj.run(ctx, func(err error) { n.log.Warn("read the projector's checkpoints", "err", err) })
 
-	wlog := watermill.NewSlogLogger(n.log)
-	pub, err := bus.NewPublisher(bus.PublisherConfig{Brokers: n.cfg.Seeds, ClientID: "parley-notifier", KafkaOptions: n.cfg.KafkaOptions}, wlog)
+	st, err := newStages(ctx, n.log, n.cfg.Seeds, n.cfg.KafkaOptions, "parley-notifier", n.cfg.DeadLetterTopic)
 	if err != nil {
 		return err
 	}
-	defer pub.Close()
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
-	if err != nil {
-		return err
-	}
-	router.AddMiddleware(middleware.Recoverer)
-	subs := map[string]*bus.Subscriber{}
+	defer st.close()
 
 	providers := map[pb.PushProvider]bool{}
 	for p := range n.senders {
@@ -135,61 +126,21 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if n.cfg.FromStart {
 		start = bus.StartEarliest
 	}
-	planSub, err := n.subscriber(n.cfg.Group, start, planInFlight, wlog)
-	if err != nil {
+	if err := st.addPlan("plan", n.cfg.EventsTopic, n.cfg.Group, start, planInFlight, n.cfg.RetryInitial,
+		n.planHandler(pl, proj, adm, st.pub)); err != nil {
 		return err
 	}
-	subs["plan"] = planSub
-	h := router.AddConsumerHandler("plan", n.cfg.EventsTopic, planSub, n.planHandler(pl, proj, adm, pub))
-	poison, err := middleware.PoisonQueueWithFilter(pub, n.cfg.DeadLetterTopic, isPermanent)
-	if err != nil {
-		return err
-	}
-	h.AddMiddleware(poison, middleware.Retry{MaxRetries: 1 << 20, InitialInterval: n.cfg.RetryInitial, MaxInterval: 5 * time.Second,
-		Multiplier: 2, ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware)
-
 	for prov, s := range n.senders {
 		name := schemas.ProviderName(prov)
-		sub, err := n.subscriber(n.cfg.Group+"-"+name, bus.StartEarliest, sendInFlight, wlog)
-		if err != nil {
+		if err := st.addSend("push-"+name, n.cfg.PushTopic, n.cfg.Group+"-"+name, sendInFlight,
+			retries{n.cfg.MaxRetries, n.cfg.RetryInitial, n.cfg.RetryMax}, func() { n.m.sent.WithLabelValues(name, "dead").Inc() },
+			n.deliverHandler(s, appender), []message.HandlerMiddleware{onlyProvider(name)},
+			[]message.HandlerMiddleware{throttle(rate.NewLimiter(rate.Limit(n.cfg.Rate), max(1, n.cfg.Rate/10)))}); err != nil {
 			return err
 		}
-		dead, err := middleware.PoisonQueueWithFilter(pub, n.cfg.DeadLetterTopic, func(err error) bool {
-			if ctx.Err() != nil {
-				return false // stopping: sent again after the restart
-			}
-			n.m.sent.WithLabelValues(name, "dead").Inc()
-			return true
-		})
-		if err != nil {
-			return err
-		}
-		subs["push-"+name] = sub
-		h := router.AddConsumerHandler("push-"+name, n.cfg.PushTopic, sub, n.deliverHandler(s, appender))
-		h.AddMiddleware(onlyProvider(name), dead, middleware.Retry{MaxRetries: n.cfg.MaxRetries, InitialInterval: n.cfg.RetryInitial,
-			MaxInterval: n.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
-			ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware,
-			throttle(rate.NewLimiter(rate.Limit(n.cfg.Rate), max(1, n.cfg.Rate/10))))
 	}
-
-	n.run.set(func(r *running) { r.router, r.subs = router, subs })
-	routed := make(chan error, 1)
-	go func() { routed <- router.Run(ctx) }()
-	select {
-	case err = <-routed:
-	case err = <-signalsDone:
-		cancel()
-		<-routed
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
-
-func (n *Notifier) subscriber(group string, start bus.StartOffset, inFlight int, wlog watermill.LoggerAdapter) (*bus.Subscriber, error) {
-	return bus.NewSubscriber(bus.SubscriberConfig{Brokers: n.cfg.Seeds, ClientID: group, ConsumerGroup: group, StartFrom: start,
-		MaxInFlight: inFlight, KafkaOptions: n.cfg.KafkaOptions}, wlog)
+	n.run.set(func(r *running) { r.router, r.subs = st.router, st.subs })
+	return st.run(cancel, signalsDone)
 }
 
 // connect opens the Cassandra session, retrying until ctx ends.

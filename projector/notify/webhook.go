@@ -15,7 +15,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -123,28 +122,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	proj := newProjected(func(ctx context.Context) (map[int32]int64, error) { return tables.Checkpoints(ctx, d.cfg.Projector) }, checkpointPoll)
 	go proj.run(ctx, func(err error) { d.log.Warn("read the projector's checkpoints", "err", err) })
 
-	wlog := watermill.NewSlogLogger(d.log)
-	pub, err := bus.NewPublisher(bus.PublisherConfig{Brokers: d.cfg.Seeds, ClientID: "parley-webhooks", KafkaOptions: d.cfg.KafkaOptions}, wlog)
+	st, err := newStages(ctx, d.log, d.cfg.Seeds, d.cfg.KafkaOptions, "parley-webhooks", d.cfg.DeadLetterTopic)
 	if err != nil {
 		return err
 	}
-	defer pub.Close()
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
-	if err != nil {
-		return err
-	}
-	router.AddMiddleware(middleware.Recoverer)
+	defer st.close()
 	start := bus.StartLatest
 	if d.cfg.FromStart {
 		start = bus.StartEarliest
-	}
-	sub := func(group string, start bus.StartOffset) (*bus.Subscriber, error) {
-		return bus.NewSubscriber(bus.SubscriberConfig{Brokers: d.cfg.Seeds, ClientID: group, ConsumerGroup: group, StartFrom: start,
-			KafkaOptions: d.cfg.KafkaOptions}, wlog)
-	}
-	planSub, err := sub(d.cfg.Group, start)
-	if err != nil {
-		return err
 	}
 	pl := &hookPlanner{member: func(ctx context.Context, part int32, off int64, conv, user string) (bool, error) {
 		if err := proj.wait(ctx, part, off); err != nil {
@@ -152,48 +137,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		return tables.IsMember(ctx, conv, user)
 	}}
-	h := router.AddConsumerHandler("plan", d.cfg.EventsTopic, planSub, d.planHandler(pl, pub))
-	poison, err := middleware.PoisonQueueWithFilter(pub, d.cfg.DeadLetterTopic, isPermanent)
-	if err != nil {
+	// The planner's key is the conversation, the sender's the webhook: a
+	// conversation's events are planned in order, a webhook's deliveries
+	// sent in order (bus MaxInFlight).
+	if err := st.addPlan("plan", d.cfg.EventsTopic, d.cfg.Group, start, planInFlight, d.cfg.RetryInitial,
+		d.planHandler(pl, st.pub)); err != nil {
 		return err
 	}
-	h.AddMiddleware(poison, middleware.Retry{MaxRetries: 1 << 20, InitialInterval: d.cfg.RetryInitial, MaxInterval: 5 * time.Second,
-		Multiplier: 2, ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware)
-
-	sendSub, err := sub(d.cfg.Group+"-send", bus.StartEarliest)
-	if err != nil {
+	if err := st.addSend("send", d.cfg.DeliveriesTopic, d.cfg.Group+"-send", sendInFlight,
+		retries{d.cfg.MaxRetries, d.cfg.RetryInitial, d.cfg.RetryMax}, func() { d.m.sent.WithLabelValues("dead").Inc() },
+		d.sendHandler(), nil, nil); err != nil {
 		return err
 	}
-	dead, err := middleware.PoisonQueueWithFilter(pub, d.cfg.DeadLetterTopic, func(err error) bool {
-		if ctx.Err() != nil {
-			return false // stopping: sent again after the restart
-		}
-		d.m.sent.WithLabelValues("dead").Inc()
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	s := router.AddConsumerHandler("send", d.cfg.DeliveriesTopic, sendSub, d.sendHandler())
-	s.AddMiddleware(dead, middleware.Retry{MaxRetries: d.cfg.MaxRetries, InitialInterval: d.cfg.RetryInitial,
-		MaxInterval: d.cfg.RetryMax, Multiplier: 2, RandomizationFactor: 0.2,
-		ShouldRetry: func(p middleware.RetryParams) bool { return !isPermanent(p.Err) && ctx.Err() == nil }, Logger: wlog}.Middleware)
-
-	d.run.set(func(r *running) {
-		r.router, r.subs = router, map[string]*bus.Subscriber{"plan": planSub, "send": sendSub}
-	})
-	routed := make(chan error, 1)
-	go func() { routed <- router.Run(ctx) }()
-	select {
-	case err = <-routed:
-	case err = <-followed:
-		cancel()
-		<-routed
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	d.run.set(func(r *running) { r.router, r.subs = st.router, st.subs })
+	return st.run(cancel, followed)
 }
 
 // startFollowing runs the webhooks follower until ctx ends (once: Run and
