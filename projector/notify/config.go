@@ -108,35 +108,19 @@ func (c Config) Defaults() Config {
 	if len(c.Seeds) == 0 {
 		c.Seeds = []string{"127.0.0.1:9092"}
 	}
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	def(&c.EventsTopic, schemas.Events.Name)
-	def(&c.SignalsTopic, schemas.Signals.Name)
-	def(&c.PushTopic, schemas.Push.Name)
-	def(&c.CommandsTopic, schemas.Commands.Name)
-	def(&c.DeadLetterTopic, schemas.DeadLetters.Name)
-	def(&c.Group, "parley-notifier")
-	def(&c.Projector, "parley-projector")
-	def(&c.Keyspace, "parley")
-
-	if c.Rate == 0 {
-		c.Rate = 1000
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = 8
-	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = 250 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 30 * time.Second
-	}
-	if c.PresenceWindow == 0 {
-		c.PresenceWindow = 60 * time.Second
-	}
+	or(&c.EventsTopic, schemas.Events.Name)
+	or(&c.SignalsTopic, schemas.Signals.Name)
+	or(&c.PushTopic, schemas.Push.Name)
+	or(&c.CommandsTopic, schemas.Commands.Name)
+	or(&c.DeadLetterTopic, schemas.DeadLetters.Name)
+	or(&c.Group, "parley-notifier")
+	or(&c.Projector, "parley-projector")
+	or(&c.Keyspace, "parley")
+	or(&c.Rate, 1000)
+	or(&c.MaxRetries, 8)
+	or(&c.RetryInitial, 250*time.Millisecond)
+	or(&c.RetryMax, 30*time.Second)
+	or(&c.PresenceWindow, 60*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -171,4 +155,12 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// or sets *p to v when *p is its type's zero value (unset).
+func or[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
 }

@@ -68,30 +68,17 @@ func (c DispatcherConfig) Defaults() DispatcherConfig {
 	if len(c.Seeds) == 0 {
 		c.Seeds = []string{"127.0.0.1:9092"}
 	}
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	def(&c.EventsTopic, schemas.Events.Name)
-	def(&c.WebhooksTopic, schemas.Webhooks.Name)
-	def(&c.DeliveriesTopic, schemas.WebhookDeliveries.Name)
-	def(&c.DeadLetterTopic, schemas.DeadLetters.Name)
-	def(&c.Group, "parley-webhooks")
-	def(&c.Projector, "parley-projector")
-	def(&c.Keyspace, "parley")
-	if c.MaxRetries == 0 {
-		c.MaxRetries = 8
-	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = 500 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 30 * time.Second
-	}
-	if c.Poster.Timeout == 0 {
-		c.Poster.Timeout = 10 * time.Second
-	}
+	or(&c.EventsTopic, schemas.Events.Name)
+	or(&c.WebhooksTopic, schemas.Webhooks.Name)
+	or(&c.DeliveriesTopic, schemas.WebhookDeliveries.Name)
+	or(&c.DeadLetterTopic, schemas.DeadLetters.Name)
+	or(&c.Group, "parley-webhooks")
+	or(&c.Projector, "parley-projector")
+	or(&c.Keyspace, "parley")
+	or(&c.MaxRetries, 8)
+	or(&c.RetryInitial, 500*time.Millisecond)
+	or(&c.RetryMax, 30*time.Second)
+	or(&c.Poster.Timeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
