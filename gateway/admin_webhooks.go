@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/parley-im/parley/schemas"
@@ -113,39 +112,18 @@ func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, p principa
 		Secret: string(schemas.WebhookSecret(a.srv.cfg.WebhookSigningKey, user, id))}
 	status := http.StatusCreated
 	switch rej := ev.GetCommandRejected(); {
-	case rej != nil:
-		if rej.GetCode() != pb.ErrorCode_ERROR_CODE_WEBHOOK_EXISTS || !a.sameWebhook(r, user, hook) {
-			a.decision(w, rej.GetCode(), rej.GetMessage())
-			return
-		}
+	case rej.GetCode() == pb.ErrorCode_ERROR_CODE_NO_CHANGE:
 		// A retry: the webhook stands with this definition.
 		created.Event, created.Repeated, status = schemas.TypeWebhookCreated, true, http.StatusOK
+	case rej != nil:
+		a.decision(w, rej.GetCode(), rej.GetMessage())
+		return
 	case ev == nil:
 		status = http.StatusAccepted
 	default:
 		created.Event = schemas.EventType(ev)
 	}
 	writeJSON(w, status, created)
-}
-
-// sameWebhook reports whether the webhooks view holds user's webhook with
-// hook's definition.
-func (a *admin) sameWebhook(r *http.Request, user string, hook *pb.Webhook) bool {
-	if a.tables == nil {
-		return false
-	}
-	rows, err := a.tables.Webhooks(r.Context(), user)
-	if err != nil {
-		return false
-	}
-	for _, row := range rows {
-		h := row.Webhook
-		if h.GetWebhookId() == hook.GetWebhookId() {
-			return h.GetUrl() == hook.GetUrl() && slices.Equal(h.GetEventTypes(), hook.GetEventTypes()) &&
-				slices.Equal(h.GetConversationIds(), hook.GetConversationIds()) && h.GetMemberConversations() == hook.GetMemberConversations()
-		}
-	}
-	return false
 }
 
 // listWebhooks serves GET /v1/admin/users/{user}/webhooks from the

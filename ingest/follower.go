@@ -125,8 +125,9 @@ func (f *follower) reached(end map[int32]int64) bool {
 
 // CatchUp returns once the follower holds every record committed before it
 // was called (it asks the topic's last stable offset and waits until Run
-// has read up to it). The decider calls it before each batch, so a command
-// appended after a ban's events are visible is refused.
+// has read up to it). The decider calls the bans follower's before each
+// batch, so a command appended after a ban's events are visible is
+// refused; the webhook dispatcher the webhooks follower's before it plans.
 func (f *follower) CatchUp(ctx context.Context) error {
 	end, err := f.listEnds(ctx)
 	if err != nil {

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"net/url"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -42,7 +41,7 @@ func decideWebhook(st *convState, cmd *pb.Command, base *pb.Event) (*convState, 
 		}
 		if cur, ok := st.webhook(w.GetWebhookId()); ok {
 			if proto.Equal(cur, w) {
-				return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WEBHOOK_EXISTS, "webhook %s exists, with this definition", w.GetWebhookId())
+				return st, nil, d, nil // this very webhook stands: NO_CHANGE to the service (decide)
 			}
 			return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_WEBHOOK_EXISTS, "webhook %s exists, with another definition; delete it first", w.GetWebhookId())
 		}
@@ -126,26 +125,4 @@ func webhookRecord(ev *pb.Event, v []byte) (key string, value []byte, ok bool) {
 		return schemas.WebhookKey(ev.GetActorUserId(), b.WebhookDeleted.GetWebhookId()), nil, true
 	}
 	return "", nil, false
-}
-
-// maxReadRouteBytes bounds RecordServiceRead.route.
-const maxReadRouteBytes = 200
-
-// recordRead decides a RecordServiceRead: the audit of a service's read of
-// the stream, version 0 (versioned leaves it out), on any stream; a user
-// stream takes its own user's only.
-func recordRead(st *convState, cmd *pb.Command, r *pb.RecordServiceRead, base *pb.Event) (*convState, []*pb.Event, delta, *rejection) {
-	var d delta
-	if cmd.GetServicePrincipal() == "" {
-		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only a service records its reads (the admin API)")
-	}
-	if conv := cmd.GetConversationId(); schemas.IsUserStreamID(conv) && conv != schemas.UserStreamID(cmd.GetUserId()) {
-		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "a user stream takes its own user's commands only")
-	}
-	if r.GetRoute() == "" || len(r.GetRoute()) > maxReadRouteBytes || !utf8.ValidString(r.GetRoute()) {
-		return st, nil, d, reject(pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "route must be UTF-8 of 1 to %d bytes", maxReadRouteBytes)
-	}
-	ev := cloneBase(base)
-	ev.Body = &pb.Event_ServiceReadRecorded{ServiceReadRecorded: &pb.ServiceReadRecorded{Route: r.GetRoute()}}
-	return st, []*pb.Event{ev}, d, nil
 }

@@ -33,8 +33,8 @@ const (
 )
 
 // TestDecideWebhooks checks the webhook rules on the owner's stream: only a
-// service, a well-formed definition, an id not held (again is refused
-// WEBHOOK_EXISTS, whatever the definition), deleting only what is held, at
+// service, a well-formed definition, an id not held (the same again is
+// NO_CHANGE, another definition WEBHOOK_EXISTS), deleting only what is held, at
 // most maxWebhooks, and the events share the stream's versions.
 func TestDecideWebhooks(t *testing.T) {
 	device := hookCmd("alice", "w1", "https://example.com/h", true)
@@ -59,7 +59,7 @@ func TestDecideWebhooks(t *testing.T) {
 			[]*pb.Command{hookCmd("alice", "w1", "https://example.com/h", true), hookCmd("alice", "w1", "https://example.com/h", true),
 				hookCmd("alice", "w1", "https://example.com/other", true), unhookCmd("alice", "w1"), unhookCmd("alice", "w1"),
 				hookCmd("alice", "w1", "https://example.com/other", false, g1)},
-			[]string{"uA:WebhookCreated@0/v1", "uA:" + rejWebhookExists + "/v0", "uA:" + rejWebhookExists + "/v0",
+			[]string{"uA:WebhookCreated@0/v1", "uA:" + rejNoChange + "/v0", "uA:" + rejWebhookExists + "/v0",
 				"uA:WebhookDeleted@0/v2", "uA:" + rejNotFound + "/v0", "uA:WebhookCreated@0/v3"}},
 		{"only a service, on the user's own stream",
 			[]*pb.Command{device, cmd("alice", g1, &pb.CreateWebhook{})},
@@ -126,7 +126,7 @@ func TestWebhooksRestore(t *testing.T) {
 	}
 	evs := r.do(hookCmd("alice", "w1", "https://example.com/a", true), at)
 	evs = append(evs, r.do(hookCmd("alice", "w2", "https://example.com/b", false, g1), at)...)
-	if got := fmt.Sprint(streamSummary(evs)); got != "[uA:"+rejWebhookExists+"/v0 uA:WebhookCreated@0/v4]" {
+	if got := fmt.Sprint(streamSummary(evs)); got != "[uA:"+rejNoChange+"/v0 uA:WebhookCreated@0/v4]" {
 		t.Fatalf("after restore %s", got)
 	}
 }

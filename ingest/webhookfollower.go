@@ -2,7 +2,8 @@ package ingest
 
 import (
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,9 @@ type WebhookFollower struct {
 	*follower
 	wmu      sync.RWMutex
 	webhooks map[string]HeldWebhook // schemas.WebhookKey -> webhook
+	// all is webhooks as a list, replaced (never changed) on every
+	// change: the planner reads it for every event.
+	all []HeldWebhook
 }
 
 // NewWebhookFollower connects to Kafka; Run reads.
@@ -62,18 +66,19 @@ func (f *WebhookFollower) Webhook(user, id string) (HeldWebhook, bool) {
 	return w, ok
 }
 
-// All returns every webhook held, by owner and id.
+// All returns every webhook held, by owner and id. The slice is shared:
+// read it, do not change it.
 func (f *WebhookFollower) All() []HeldWebhook {
 	f.wmu.RLock()
-	out := make([]HeldWebhook, 0, len(f.webhooks))
-	for _, w := range f.webhooks {
-		out = append(out, w)
-	}
-	f.wmu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		return schemas.WebhookKey(out[i].UserID, out[i].Webhook.GetWebhookId()) < schemas.WebhookKey(out[j].UserID, out[j].Webhook.GetWebhookId())
+	defer f.wmu.RUnlock()
+	return f.all
+}
+
+// changed rebuilds all after a change of webhooks (wmu held).
+func (f *WebhookFollower) changed() {
+	f.all = slices.SortedFunc(maps.Values(f.webhooks), func(a, b HeldWebhook) int {
+		return strings.Compare(schemas.WebhookKey(a.UserID, a.Webhook.GetWebhookId()), schemas.WebhookKey(b.UserID, b.Webhook.GetWebhookId()))
 	})
-	return out
 }
 
 func (f *WebhookFollower) apply(r *kgo.Record) {
@@ -81,6 +86,7 @@ func (f *WebhookFollower) apply(r *kgo.Record) {
 	if r.Value == nil {
 		f.wmu.Lock()
 		delete(f.webhooks, key)
+		f.changed()
 		f.wmu.Unlock()
 		return
 	}
@@ -97,5 +103,6 @@ func (f *WebhookFollower) apply(r *kgo.Record) {
 	}
 	f.wmu.Lock()
 	f.webhooks[key] = HeldWebhook{UserID: user, Webhook: w, Created: ev.GetOccurredAt().AsTime()}
+	f.changed()
 	f.wmu.Unlock()
 }

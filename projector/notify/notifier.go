@@ -209,14 +209,13 @@ func (n *Notifier) planHandler(pl *planner, proj *projected, adm *kadm.Client, p
 		if err := proto.Unmarshal(msg.Payload, ev); err != nil {
 			return permanent{fmt.Errorf("decode event: %w", err)}
 		}
-		part, err1 := strconv.ParseInt(msg.Metadata.Get(bus.MetaPartition), 10, 32)
-		off, err2 := strconv.ParseInt(msg.Metadata.Get(bus.MetaOffset), 10, 64)
-		if err := errors.Join(err1, err2); err != nil {
-			return permanent{fmt.Errorf("record position: %w", err)}
+		part, off, err := position(msg)
+		if err != nil {
+			return err
 		}
 		ctx := msg.Context()
 		start := time.Now()
-		if err := proj.wait(ctx, int32(part), off); err != nil {
+		if err := proj.wait(ctx, part, off); err != nil {
 			return err
 		}
 		if err := n.presence.caughtUp(ctx, adm, n.cfg.SignalsTopic, ev.GetOccurredAt().AsTime()); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -252,7 +253,7 @@ func (pl *hookPlanner) plan(ctx context.Context, hooks []ingest.HeldWebhook, ev 
 		if at.Before(h.Created) || !typeMatches(w, typ, ev) {
 			continue
 		}
-		ok := containsString(w.GetConversationIds(), conv)
+		ok := slices.Contains(w.GetConversationIds(), conv)
 		if !ok && w.GetMemberConversations() {
 			var err error
 			if ok, err = pl.member(ctx, part, off, conv, h.UserID); err != nil {
@@ -281,16 +282,7 @@ func typeMatches(w *pb.Webhook, typ string, ev *pb.Event) bool {
 	if len(w.GetEventTypes()) == 0 {
 		return ev.GetVersion() >= 1
 	}
-	return containsString(w.GetEventTypes(), typ)
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(w.GetEventTypes(), typ)
 }
 
 // deliveryID is stable per (webhook, event).

@@ -2146,9 +2146,9 @@ func (x *BanUser) GetReason() string {
 // admin key may act as) to the events that match the webhook's filters
 // (projector/notify/README.md, "Webhooks"). The webhook lives on the bot's
 // user stream. Only a service may create one (PERMISSION_DENIED otherwise);
-// a user holds at most 16 (LIMIT_REACHED). Creating a webhook id the user
-// holds already is refused with ERROR_CODE_WEBHOOK_EXISTS (the admin API
-// answers a retry of the same definition from it).
+// a user holds at most 16 (LIMIT_REACHED). Creating a webhook the user
+// holds already, with this very definition, changes nothing (NO_CHANGE);
+// another definition under its id is refused with ERROR_CODE_WEBHOOK_EXISTS.
 type CreateWebhook struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Webhook       *Webhook               `protobuf:"bytes,1,opt,name=webhook,proto3" json:"webhook,omitempty"`

@@ -123,7 +123,8 @@ const (
 	// The conversation was deleted (DeleteConversation): nothing more is
 	// decided about it, and the views no longer serve it.
 	ErrorCode_ERROR_CODE_CONVERSATION_DELETED ErrorCode = 32
-	// CreateWebhook: the user holds a webhook with that id already.
+	// CreateWebhook: the user holds a webhook with that id and another
+	// definition.
 	ErrorCode_ERROR_CODE_WEBHOOK_EXISTS ErrorCode = 33
 	// A service's command (Command.service_principal set) that changes
 	// nothing: what it asks for is in place already (a member added again, a

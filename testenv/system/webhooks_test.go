@@ -191,13 +191,16 @@ func TestE2EWebhooks(t *testing.T) {
 		t.Fatal("the secret handed out is not the one the dispatcher signs with")
 	}
 	watch.setSecret(wh.Secret)
-	testenv.Eventually(t, time.Minute, func() string {
-		status, again, raw := createHook(ops, "watch-bot", "watch-1", watchDef)
-		if status != http.StatusOK || !again.Repeated || again.WebhookID != wh.WebhookID || again.Secret != wh.Secret {
-			return fmt.Sprintf("create again: %d %s", status, raw)
-		}
-		return ""
-	})
+	// The decider answers the repeat NO_CHANGE: no view is read.
+	if status, again, raw := createHook(ops, "watch-bot", "watch-1", watchDef); status != http.StatusOK || !again.Repeated ||
+		again.WebhookID != wh.WebhookID || again.Secret != wh.Secret {
+		t.Fatalf("create again: %d %s", status, raw)
+	}
+	// Another definition under the same id is a conflict.
+	if status, _, raw := createHook(ops, "watch-bot", "watch-1", map[string]any{"url": watch.srv.URL, "conversationIds": []string{"g:" + strings.Repeat("0", 32)}}); status != http.StatusConflict ||
+		!strings.Contains(string(raw), "WEBHOOK_EXISTS") {
+		t.Fatalf("create another definition: %d %s", status, raw)
+	}
 	status, eh, raw := createHook(ops, "echo-bot", "", map[string]any{"url": botSrv.URL, "memberConversations": true,
 		"eventTypes": []string{schemas.TypeMessageSent}})
 	if status != http.StatusCreated {
