@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -172,19 +173,24 @@ func TestE2EJoins(t *testing.T) {
 			RevokedBy        string `json:"revoked_by"`
 		} `json:"invites"`
 	}
-	if code := api(t, sys, "bob", "/v1/conversations/"+g+"/invites", &invites); code != 200 {
-		t.Fatalf("invites: status %d", code)
-	}
-	var gotInv []string
-	for _, i := range invites.Invites {
-		gotInv = append(gotInv, fmt.Sprintf("%s %s %d/%d approval %v open %v revoked %q", i.InviteID, i.CreatedBy, i.Uses, i.MaxUses,
-			i.RequiresApproval, i.Open, i.RevokedBy))
-	}
+	// The views follow the log: wait until the projector has the revoke.
 	wantInv := []string{idA + " alice 2/2 approval false open false revoked \"\"", idB + " bob 1/0 approval true open false revoked \"alice\""}
 	slices.Sort(wantInv)
-	if !slices.Equal(gotInv, wantInv) {
-		t.Fatalf("invites\n  %s\nwant\n  %s", strings.Join(gotInv, "\n  "), strings.Join(wantInv, "\n  "))
-	}
+	testenv.Eventually(t, time.Minute, func() string {
+		invites.Invites = nil
+		if code := api(t, sys, "bob", "/v1/conversations/"+g+"/invites", &invites); code != 200 {
+			return fmt.Sprintf("invites: status %d", code)
+		}
+		var gotInv []string
+		for _, i := range invites.Invites {
+			gotInv = append(gotInv, fmt.Sprintf("%s %s %d/%d approval %v open %v revoked %q", i.InviteID, i.CreatedBy, i.Uses, i.MaxUses,
+				i.RequiresApproval, i.Open, i.RevokedBy))
+		}
+		if !slices.Equal(gotInv, wantInv) {
+			return fmt.Sprintf("invites\n  %s\nwant\n  %s", strings.Join(gotInv, "\n  "), strings.Join(wantInv, "\n  "))
+		}
+		return ""
+	})
 	var errBody struct {
 		Error struct {
 			Code string `json:"code"`
@@ -204,31 +210,36 @@ func TestE2EJoins(t *testing.T) {
 			DecidedBy string `json:"decided_by"`
 		} `json:"requests"`
 	}
-	if code := api(t, sys, "alice", "/v1/conversations/"+g+"/join-requests", &reqs); code != 200 || len(reqs.Requests) != 0 {
-		t.Fatalf("pending requests: %d %+v, want none", code, reqs)
-	}
-	if code := api(t, sys, "alice", "/v1/conversations/"+g+"/join-requests?state=all", &reqs); code != 200 ||
-		len(reqs.Requests) != 1 || reqs.Requests[0].UserID != "grace" || reqs.Requests[0].State != "declined" ||
-		reqs.Requests[0].Note != "may I?" || reqs.Requests[0].DecidedBy != "bob" {
-		t.Fatalf("all requests: %d %+v, want grace's, declined by bob", code, reqs)
-	}
-	for user, state := range map[string]string{"grace": "declined", "dave": "member", "erin": "member", "mallory": "none"} {
-		var own struct {
-			State string `json:"state"`
+	testenv.Eventually(t, time.Minute, func() string {
+		reqs.Requests = nil
+		if code := api(t, sys, "alice", "/v1/conversations/"+g+"/join-requests", &reqs); code != 200 || len(reqs.Requests) != 0 {
+			return fmt.Sprintf("pending requests: %d %+v, want none", code, reqs)
 		}
-		if code := api(t, sys, user, "/v1/conversations/"+g+"/join-request", &own); code != 200 || own.State != state {
-			t.Fatalf("%s's own request: %d %q, want %q", user, code, own.State, state)
+		reqs.Requests = nil
+		if code := api(t, sys, "alice", "/v1/conversations/"+g+"/join-requests?state=all", &reqs); code != 200 ||
+			len(reqs.Requests) != 1 || reqs.Requests[0].UserID != "grace" || reqs.Requests[0].State != "declined" ||
+			reqs.Requests[0].Note != "may I?" || reqs.Requests[0].DecidedBy != "bob" {
+			return fmt.Sprintf("all requests: %d %+v, want grace's, declined by bob", code, reqs)
 		}
-	}
-	var conv struct {
-		Members []struct {
-			UserID string `json:"user_id"`
-		} `json:"members"`
-		Settings struct {
-			JoinRequests bool `json:"join_requests"`
-		} `json:"settings"`
-	}
-	if code := api(t, sys, "dave", "/v1/conversations/"+g, &conv); code != 200 || !conv.Settings.JoinRequests || len(conv.Members) != 6 {
-		t.Fatalf("conversation: %d %+v, want 6 members and join_requests", code, conv)
-	}
+		for user, state := range map[string]string{"grace": "declined", "dave": "member", "erin": "member", "mallory": "none"} {
+			var own struct {
+				State string `json:"state"`
+			}
+			if code := api(t, sys, user, "/v1/conversations/"+g+"/join-request", &own); code != 200 || own.State != state {
+				return fmt.Sprintf("%s's own request: %d %q, want %q", user, code, own.State, state)
+			}
+		}
+		var conv struct {
+			Members []struct {
+				UserID string `json:"user_id"`
+			} `json:"members"`
+			Settings struct {
+				JoinRequests bool `json:"join_requests"`
+			} `json:"settings"`
+		}
+		if code := api(t, sys, "dave", "/v1/conversations/"+g, &conv); code != 200 || !conv.Settings.JoinRequests || len(conv.Members) != 6 {
+			return fmt.Sprintf("conversation: %d %+v, want 6 members and join_requests", code, conv)
+		}
+		return ""
+	})
 }
