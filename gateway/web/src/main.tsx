@@ -1,0 +1,352 @@
+import { render } from 'preact';
+import { useEffect, useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
+import { Config, Session, devSignIn, loadConfig, sessionFromFragment, sessionFromToken, storeSession, storedSession } from './api';
+import { Conv, Msg, Store } from './store';
+import { timeOf } from './util';
+
+function SignIn(props: { cfg: Config; note: string; onSession: (s: Session) => void }) {
+  const [user, setUser] = useState('');
+  const [token, setToken] = useState('');
+  const [err, setErr] = useState(props.note);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setErr('');
+    if (props.cfg.devTokens && user.trim()) {
+      setBusy(true);
+      try {
+        props.onSession(await devSignIn(user.trim()));
+      } catch (x) {
+        setErr((x as Error).message);
+      } finally {
+        setBusy(false);
+      }
+      return;
+    }
+    const s = sessionFromToken(token);
+    if (s) props.onSession(s);
+    else setErr('That token has no user (sub) or device (did).');
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-label="Sign in">
+        <h1>Parley</h1>
+        {props.cfg.devTokens ? (
+          <label>
+            User name
+            <input data-testid="signin-user" value={user} onInput={(e) => setUser(e.currentTarget.value)} autoFocus autoComplete="username" />
+          </label>
+        ) : (
+          <label>
+            Access token
+            <textarea data-testid="signin-token" value={token} onInput={(e) => setToken(e.currentTarget.value)} rows={4} />
+          </label>
+        )}
+        <button data-testid="signin-submit" type="submit" disabled={busy}>
+          Sign in
+        </button>
+        {props.cfg.signInUrl && (
+          <button type="button" onClick={() => (location.href = props.cfg.signInUrl + (props.cfg.signInUrl!.includes('?') ? '&' : '?') + 'redirect_uri=' + encodeURIComponent(location.origin + location.pathname))}>
+            Sign in with your account
+          </button>
+        )}
+        {err && <p role="alert" class="err">{err}</p>}
+      </form>
+    </main>
+  );
+}
+
+function useStore(store: Store) {
+  const [, bump] = useReducer((n: number, _a: void) => n + 1, 0);
+  useEffect(() => store.subscribe(() => bump()), [store]);
+}
+
+function Inbox(props: { store: Store }) {
+  const s = props.store;
+  const [form, setForm] = useState<'' | 'direct' | 'group'>('');
+  return (
+    <section class="inbox-pane" aria-label="Conversations">
+      <div class="tools">
+        <button data-testid="new-direct" onClick={() => setForm(form === 'direct' ? '' : 'direct')}>New chat</button>
+        <button data-testid="new-group" onClick={() => setForm(form === 'group' ? '' : 'group')}>New group</button>
+      </div>
+      {form && <NewForm store={s} kind={form} done={() => setForm('')} />}
+      <ul data-testid="inbox" role="list" class="inbox">
+        {s.sortedConvs().map((c) => (
+          <InboxItemView key={c.id} store={s} c={c} />
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function InboxItemView(props: { store: Store; c: Conv }) {
+  const { store: s, c } = props;
+  const n = s.unread(c);
+  const open = () => s.open(c.id);
+  return (
+    <li
+      role="listitem"
+      tabIndex={0}
+      data-testid="inbox-item"
+      data-conv={c.id}
+      data-unread={String(n)}
+      class={'item' + (s.openId === c.id ? ' active' : '')}
+      aria-current={s.openId === c.id ? 'true' : undefined}
+      onClick={open}
+      onKeyDown={(e) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), open())}
+    >
+      <div class="row">
+        {c.kind === 'direct' && <span class={'dot' + (s.presence.get(s.peer(c)) ? ' on' : '')} aria-hidden="true" />}
+        <span data-testid="inbox-title" class="title">{s.title(c)}</span>
+        {n > 0 && <span class="badge" aria-label={n + ' unread'}>{n}</span>}
+      </div>
+      <div data-testid="inbox-preview" class="preview">{c.preview}</div>
+    </li>
+  );
+}
+
+function NewForm(props: { store: Store; kind: 'direct' | 'group'; done: () => void }) {
+  const [peer, setPeer] = useState('');
+  const [title, setTitle] = useState('');
+  const [members, setMembers] = useState('');
+  const [err, setErr] = useState('');
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setErr('');
+    try {
+      if (props.kind === 'direct') {
+        if (!peer.trim()) return;
+        await props.store.createDirect(peer.trim());
+      } else {
+        const list = members.split(',').map((m) => m.trim()).filter((m) => m && m !== props.store.session.userId);
+        await props.store.createGroup(title.trim(), [...new Set(list)]);
+      }
+      props.done();
+    } catch (x) {
+      setErr((x as Error).message);
+    }
+  };
+  return (
+    <form class="newform" onSubmit={submit} aria-label={props.kind === 'direct' ? 'New chat' : 'New group'}>
+      {props.kind === 'direct' ? (
+        <input data-testid="new-peer" placeholder="user id" value={peer} onInput={(e) => setPeer(e.currentTarget.value)} autoFocus aria-label="Peer user id" />
+      ) : (
+        <>
+          <input data-testid="new-title" placeholder="title" value={title} onInput={(e) => setTitle(e.currentTarget.value)} autoFocus aria-label="Group title" />
+          <input data-testid="new-members" placeholder="members, comma-separated" value={members} onInput={(e) => setMembers(e.currentTarget.value)} aria-label="Members" />
+        </>
+      )}
+      <button data-testid="new-submit" type="submit">Create</button>
+      {err && <p role="alert" class="err">{err}</p>}
+    </form>
+  );
+}
+
+function Conversation(props: { store: Store; c: Conv }) {
+  const { store: s, c } = props;
+  const log = useRef<HTMLDivElement>(null);
+  const [text, setText] = useState('');
+  const stick = useRef(true);
+  const prevHeight = useRef(0);
+  const msgs = s.timeline(c);
+  const me = s.session.userId;
+  const peer = s.peer(c);
+
+  const measure = () => {
+    const el = log.current;
+    if (!el) return;
+    const box = el.getBoundingClientRect();
+    let top = 0;
+    el.querySelectorAll<HTMLElement>('[data-seq]').forEach((m) => {
+      const seq = Number(m.dataset.seq);
+      if (!seq) return;
+      const r = m.getBoundingClientRect();
+      if (r.bottom > box.top && r.top < box.bottom && seq > top) top = seq;
+    });
+    s.visibleUpTo = top;
+    s.markVisible();
+  };
+
+  useLayoutEffect(() => {
+    const el = log.current;
+    if (!el) return;
+    if (prevHeight.current && el.scrollTop < 5 && el.scrollHeight > prevHeight.current && !stick.current) {
+      el.scrollTop = el.scrollHeight - prevHeight.current;
+    } else if (stick.current) el.scrollTop = el.scrollHeight;
+    prevHeight.current = el.scrollHeight;
+    measure();
+  });
+
+  useEffect(() => {
+    stick.current = true;
+    prevHeight.current = 0;
+    setText('');
+  }, [c.id]);
+
+  const onScroll = async () => {
+    const el = log.current!;
+    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    measure();
+    if (el.scrollTop < 60 && c.hasMore && !c.loadingOlder) {
+      prevHeight.current = el.scrollHeight;
+      const before = el.scrollHeight;
+      const top = el.scrollTop;
+      if (await s.loadOlder(c)) {
+        requestAnimationFrame(() => {
+          el.scrollTop = el.scrollHeight - before + top;
+        });
+      }
+    }
+  };
+
+  const send = () => {
+    const t = text.trim();
+    if (!t) return;
+    s.sendText(c.id, t);
+    setText('');
+    stick.current = true;
+  };
+
+  const typists = s.typingUsers(c);
+  return (
+    <section class="conv-pane" data-testid="conversation" data-conv={c.id} aria-label={s.title(c)}>
+      <header class="conv-head">
+        <button data-testid="back" class="back" onClick={() => s.close()} aria-label="Back to conversations">‹</button>
+        {c.kind === 'direct' && (
+          <span data-testid="presence" data-online={String(!!s.presence.get(peer))} class={'dot' + (s.presence.get(peer) ? ' on' : '')} title={s.presence.get(peer) ? 'online' : 'offline'} />
+        )}
+        <h2>{s.title(c)}</h2>
+        {c.kind === 'group' && <span class="members">{c.members.length} members</span>}
+      </header>
+      <div class="log" ref={log} role="log" aria-live="polite" aria-label="Messages" onScroll={onScroll} tabIndex={0}>
+        {c.hasMore && <div class="more">{c.loadingOlder ? 'Loading…' : ''}</div>}
+        {msgs.map((m) => (m.type === 'MessageSent' ? <Bubble key={m.clientMsgId || 's' + m.seq} s={s} c={c} m={m} mine={m.sender === me} /> : <Notice key={'s' + m.seq} m={m} />))}
+      </div>
+      <div data-testid="typing" class="typing" aria-live="polite">
+        {typists.length ? typists.join(', ') + (typists.length > 1 ? ' are typing…' : ' is typing…') : ''}
+      </div>
+      <form
+        class="composer"
+        onSubmit={(e) => {
+          e.preventDefault();
+          send();
+        }}
+      >
+        <textarea
+          data-testid="composer"
+          aria-label="Message"
+          rows={1}
+          value={text}
+          placeholder="Message"
+          onInput={(e) => {
+            setText(e.currentTarget.value);
+            if (e.currentTarget.value) s.typing(c.id);
+            else s.stopTyping(c.id);
+          }}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+              e.preventDefault();
+              send();
+            }
+          }}
+        />
+        <button data-testid="send" type="submit" disabled={!text.trim()}>Send</button>
+      </form>
+    </section>
+  );
+}
+
+function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
+  const { s, c, m, mine } = props;
+  const receipt = mine && c.kind === 'direct' && m.seq ? s.receipt(c, m) : undefined;
+  const tick = receipt === 'read' ? '✓✓ read' : receipt === 'delivered' ? '✓✓' : receipt === 'sent' ? '✓' : '';
+  return (
+    <div
+      data-testid="message"
+      data-seq={m.seq ? String(m.seq) : ''}
+      data-client-msg-id={m.clientMsgId}
+      data-sender={m.sender}
+      data-state={m.state}
+      data-receipt={receipt}
+      class={'msg' + (mine ? ' mine' : '') + ' ' + m.state}
+    >
+      {!mine && c.kind === 'group' && <div class="sender">{m.sender}</div>}
+      <div data-testid="message-text" class={'text' + (m.recalled ? ' recalled' : '')}>{m.recalled ? 'message recalled' : m.text}</div>
+      <div class="meta">
+        <span>{timeOf(m.at)}</span>
+        {m.state === 'pending' && <span>sending…</span>}
+        {tick && <span class="tick">{tick}</span>}
+        {mine && c.kind === 'group' && m.seq > 0 && <span data-testid="read-by">read by {s.readBy(c, m)}</span>}
+        {m.state === 'failed' && (
+          <>
+            <span class="err" title={m.error}>not sent</span>
+            <button data-testid="retry" type="button" onClick={() => s.retry(m.clientMsgId)}>Retry</button>
+          </>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function Notice(props: { m: Msg }) {
+  const m = props.m;
+  const who = (m.members ?? []).join(', ');
+  const what = m.type === 'MembersAdded' ? m.sender + ' added ' + who : m.type === 'MemberRemoved' ? who + ' left or was removed' : m.type;
+  return <div class="notice" data-notice-seq={String(m.seq)}>{what}</div>;
+}
+
+function Main(props: { store: Store; signOut: () => void }) {
+  const s = props.store;
+  useStore(s);
+  const open = s.openId ? s.convs.get(s.openId) : undefined;
+  return (
+    <div class={'app' + (open ? ' has-open' : '')}>
+      <header class="top">
+        <strong class="brand">Parley</strong>
+        <span data-testid="conn" data-state={s.conn} role="status" class={'conn ' + s.conn}>
+          {s.conn === 'online' ? 'online' : s.conn === 'connecting' ? 'connecting…' : 'offline'}
+        </span>
+        <span data-testid="me" class="me">{s.session.userId}</span>
+        <button data-testid="signout" onClick={props.signOut}>Sign out</button>
+      </header>
+      {s.error && <p role="alert" class="err banner">{s.error}</p>}
+      <div class="panes">
+        <Inbox store={s} />
+        {open ? <Conversation store={s} c={open} /> : <section class="conv-pane empty"><p>Pick a conversation, or start one.</p></section>}
+      </div>
+    </div>
+  );
+}
+
+function App(props: { cfg: Config }) {
+  const [session, setSession] = useState<Session | null>(() => sessionFromFragment() ?? storedSession());
+  const [note, setNote] = useState('');
+  const [store, setStore] = useState<Store | null>(null);
+  useEffect(() => {
+    if (!session) return;
+    storeSession(session);
+    const st = new Store(props.cfg, session, (why) => {
+      st.stop();
+      storeSession(null);
+      setNote(why);
+      setSession(null);
+    });
+    setStore(st);
+    return () => st.stop();
+  }, [session]);
+  if (!session) return <SignIn cfg={props.cfg} note={note} onSession={setSession} />;
+  if (!store || store.session !== session) return null;
+  return (
+    <Main
+      store={store}
+      signOut={() => {
+        storeSession(null);
+        setNote('');
+        setSession(null);
+      }}
+    />
+  );
+}
+
+loadConfig().then((cfg) => render(<App cfg={cfg} />, document.getElementById('app')!));

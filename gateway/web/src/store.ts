@@ -1,0 +1,851 @@
+// The client's state: the connection, the inbox, the open conversation's
+// timeline, the outbox. One mutable store; the view re-renders on `changed`.
+import { AuthError, Config, ConversationInfo, HistoryItem, HistoryPage, InboxItem, Query, Receipts, Session } from './api';
+import { load, num, save, ulid } from './util';
+
+export type ConnState = 'online' | 'connecting' | 'offline';
+
+export interface Msg {
+  seq: number; // 0 while not yet sequenced
+  type: string; // MessageSent or a notice type
+  sender: string;
+  clientMsgId: string;
+  text: string;
+  at?: string;
+  state: 'pending' | 'sent' | 'failed';
+  recalled?: boolean;
+  members?: string[];
+  error?: string;
+}
+
+export interface Conv {
+  id: string;
+  kind: 'direct' | 'group';
+  title: string;
+  members: string[];
+  lastSeq: number;
+  readSeq: number;
+  lastActivity: string;
+  preview: string;
+  msgs: Map<number, Msg>; // by seq
+  loaded: boolean;
+  hasMore: boolean;
+  loadingOlder: boolean;
+  receipts: Map<string, { read: number; delivered: number }>;
+  typing: Map<string, number>; // user → expiry (ms)
+}
+
+interface OutItem {
+  clientMsgId: string;
+  conv: string;
+  text: string;
+  state: 'pending' | 'sent' | 'failed';
+  error?: string;
+  at: string;
+}
+
+const SEND_TIMEOUT = 10_000;
+const TYPING_EVERY = 3_000;
+
+export class Store {
+  conn: ConnState = 'connecting';
+  convs = new Map<string, Conv>();
+  openId = '';
+  presence = new Map<string, boolean>();
+  error = '';
+  private listeners = new Set<() => void>();
+  private ws: WebSocket | null = null;
+  private cursors: Record<string, number>;
+  private outbox: OutItem[];
+  private pending = new Map<string, { resolve: (f: any) => void; timer: number }>();
+  private reqSeq = 0;
+  private attempt = 0;
+  private retryTimer = 0;
+  private stopped = false;
+  private resumed = false;
+  userStream = '';
+  private query: Query;
+  private lastTypingSent = 0;
+  private typingStop = 0;
+  private readSent = new Map<string, number>();
+  private deliveredSent = new Map<string, number>();
+  private gapTimer = 0;
+  private watched = '';
+
+  constructor(
+    cfg: Config,
+    public session: Session,
+    private onSignOut: (why: string) => void,
+  ) {
+    this.query = new Query(cfg.queryUrl, session.token);
+    this.cursors = load(this.key('cursors'), {} as Record<string, number>);
+    this.outbox = load(this.key('outbox'), [] as OutItem[]).map((o) => (o.state === 'sent' ? { ...o, state: 'pending' } : o));
+    window.addEventListener('online', () => this.reconnectSoon(0));
+    window.addEventListener('focus', () => this.markVisible());
+    document.addEventListener('visibilitychange', () => this.markVisible());
+    setInterval(() => this.expireTyping(), 1000);
+    this.connect();
+  }
+
+  private key(k: string) {
+    return 'parley.' + k + '.' + this.session.userId;
+  }
+
+  subscribe(f: () => void): () => void {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+
+  private changedQueued = false;
+  changed(): void {
+    if (this.changedQueued) return;
+    this.changedQueued = true;
+    queueMicrotask(() => {
+      this.changedQueued = false;
+      this.listeners.forEach((f) => f());
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.ws?.close(1000, 'signed out');
+  }
+
+  // ---- the connection ----
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.conn = 'connecting';
+    this.resumed = false;
+    this.changed();
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const url = proto + '//' + location.host + '/v1/ws?resume=1&access_token=' + encodeURIComponent(this.session.token);
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+    };
+    ws.onmessage = (m) => {
+      if (typeof m.data !== 'string') return;
+      let f: any;
+      try {
+        f = JSON.parse(m.data);
+      } catch {
+        return;
+      }
+      this.onFrame(f);
+    };
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.onDisconnected();
+      if (this.stopped) return;
+      if (e.code === 4000) {
+        this.conn = 'offline';
+        this.error = 'This device connected elsewhere; reload to use it here.';
+        this.changed();
+        return;
+      }
+      if (e.code >= 4001 && e.code <= 4999) {
+        this.onSignOut(e.reason || 'signed out by the server');
+        return;
+      }
+      if (!opened) {
+        // A refused upgrade (401) looks like a failed connection: ask query whether the token is still good.
+        this.query.get('/v1/unread').then(
+          () => this.scheduleReconnect(),
+          (err) => (err instanceof AuthError ? this.onSignOut('your session ended; sign in again') : this.scheduleReconnect()),
+        );
+        return;
+      }
+      if (e.code === 1008 && /token/.test(e.reason)) {
+        this.onSignOut('your session expired; sign in again');
+        return;
+      }
+      this.scheduleReconnect();
+    };
+  }
+
+  private onDisconnected(): void {
+    this.conn = 'offline';
+    for (const [, p] of this.pending) clearTimeout(p.timer);
+    this.pending.clear();
+    for (const o of this.outbox) if (o.state === 'sent') o.state = 'pending';
+    this.changed();
+  }
+
+  private scheduleReconnect(): void {
+    this.conn = 'offline';
+    this.changed();
+    const base = Math.min(30_000, 500 * 2 ** this.attempt);
+    this.attempt++;
+    this.reconnectSoon(base / 2 + Math.random() * (base / 2));
+  }
+
+  private reconnectSoon(ms: number): void {
+    if (this.stopped || this.ws) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = window.setTimeout(() => this.connect(), ms);
+  }
+
+  private send(frame: Record<string, unknown>): Promise<any> {
+    const ws = this.ws;
+    const requestId = 'r' + ++this.reqSeq;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('offline'));
+    ws.send(JSON.stringify({ requestId, ...frame }));
+    return new Promise((resolve) => {
+      const timer = window.setTimeout(() => {
+        this.pending.delete(requestId);
+        resolve({ error: { code: 'TIMEOUT', message: 'no answer' } });
+      }, SEND_TIMEOUT);
+      this.pending.set(requestId, { resolve, timer });
+    });
+  }
+
+  /** A frame that is answered only when refused (signals). */
+  private signal(frame: Record<string, unknown>): void {
+    if (this.ws?.readyState === WebSocket.OPEN && this.resumed) this.ws.send(JSON.stringify({ requestId: 's' + ++this.reqSeq, ...frame }));
+  }
+
+  private onFrame(f: any): void {
+    const rid = f.accepted?.requestId ?? f.error?.requestId ?? f.resumed?.requestId ?? f.pong?.requestId ?? f.presences?.requestId;
+    if (rid && this.pending.has(rid)) {
+      const p = this.pending.get(rid)!;
+      clearTimeout(p.timer);
+      this.pending.delete(rid);
+      p.resolve(f);
+    }
+    if (f.welcome) this.onWelcome(f.welcome);
+    else if (f.event) this.onEvent(f.event);
+    else if (f.signal) this.onSignal(f.signal);
+    else if (f.presences) for (const u of f.presences.users ?? []) this.presence.set(u.userId, online(u.state));
+    else if (f.error && !f.error.requestId && f.error.code === 'ERROR_CODE_UNAUTHENTICATED') this.onSignOut('your session expired; sign in again');
+    this.changed();
+  }
+
+  private async onWelcome(w: any): Promise<void> {
+    this.userStream = w.userStreamId ?? '';
+    const ws = this.ws;
+    try {
+      await this.loadInbox();
+    } catch (err) {
+      if (err instanceof AuthError) return this.onSignOut('your session ended; sign in again');
+      // query unreachable: resume from what is known
+    }
+    if (this.ws !== ws) return;
+    await this.resume(Object.keys(this.cursors));
+    if (this.ws !== ws) return;
+    this.attempt = 0;
+    this.resumed = true;
+    this.conn = 'online';
+    this.error = '';
+    this.watchPresence();
+    this.flushOutbox();
+    if (this.openId) {
+      const c = this.convs.get(this.openId);
+      if (c && !c.loaded) this.loadHistory(c);
+    }
+    this.markVisible();
+    this.changed();
+  }
+
+  private async resume(ids: string[]): Promise<void> {
+    const cursors = ids.map((id) => ({ conversationId: id, version: String(this.cursors[id] ?? 0) }));
+    for (let round = 0; round < 20; round++) {
+      const r = await this.send({ resume: cursors.length ? { cursors } : {} }).catch(() => null);
+      if (!r) return;
+      if (r.error) {
+        if (r.error.code === 'ERROR_CODE_NOT_MEMBER') {
+          // one of the cursors names a conversation the user is not in: start over from the inbox
+          for (const id of ids) if (!id.startsWith('u:') && !this.convs.has(id)) delete this.cursors[id];
+          this.saveCursors();
+          const again = Object.keys(this.cursors);
+          if (again.length === ids.length) return;
+          return this.resume(again);
+        }
+        await sleep(1000);
+        continue;
+      }
+      const res = r.resumed;
+      for (const c of res.cursors ?? []) this.advance(c.conversationId, num(c.version));
+      for (const c of res.removed ?? []) this.dropConv(c.conversationId);
+      const later: string[] = [];
+      for (const c of [...(res.added ?? []), ...(res.refetch ?? [])]) {
+        this.cursors[c.conversationId] = Math.max(this.cursors[c.conversationId] ?? 0, num(c.version));
+        if (!c.conversationId.startsWith('u:')) this.refetch(c.conversationId);
+      }
+      for (const f of res.failed ?? []) {
+        if (f.code === 'ERROR_CODE_INVALID_CURSOR') this.cursors[f.conversationId] = num(f.lastVersion);
+        later.push(f.conversationId);
+      }
+      this.saveCursors();
+      if (res.more) {
+        cursors.splice(0, cursors.length, ...(res.cursors ?? []).map((c: any) => ({ conversationId: c.conversationId, version: String(c.version ?? 0) })));
+        continue;
+      }
+      if (later.length) setTimeout(() => this.ws && this.resumed && this.resume(later), 3000);
+      return;
+    }
+  }
+
+  private advance(id: string, v: number): void {
+    if (v > (this.cursors[id] ?? 0)) this.cursors[id] = v;
+  }
+
+  private saveCursors(): void {
+    save(this.key('cursors'), this.cursors);
+  }
+
+  // ---- the inbox ----
+
+  private async loadInbox(): Promise<void> {
+    let cursor = '';
+    const seen = new Set<string>();
+    for (let page = 0; page < 20; page++) {
+      const r = await this.query.get<{ conversations: InboxItem[]; next_cursor?: string }>(
+        '/v1/inbox?limit=200' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''),
+      );
+      for (const it of r.conversations) {
+        seen.add(it.conversation_id);
+        this.mergeInbox(it);
+      }
+      if (!r.next_cursor) break;
+      cursor = r.next_cursor;
+    }
+    for (const id of [...this.convs.keys()]) if (!seen.has(id) && !this.cursors[id]) this.convs.delete(id);
+    this.changed();
+  }
+
+  private mergeInbox(it: InboxItem): void {
+    const id = it.conversation_id;
+    const known = this.cursors[id] ?? 0;
+    const c = this.conv(id, it.kind);
+    if (it.title) c.title = it.title;
+    // What the item shows is as of its version; a device ahead of it keeps its own (newer) marks.
+    if (num(it.version) >= known) {
+      c.lastSeq = Math.max(c.lastSeq, num(it.last_seq));
+      c.readSeq = Math.max(c.readSeq, num(it.read_seq));
+      if (it.preview) c.preview = it.preview.text ?? '';
+      if (it.last_activity) c.lastActivity = it.last_activity;
+      if (!known) this.cursors[id] = num(it.version);
+    }
+    if (c.kind === 'direct' && !c.members.length) this.loadInfo(c);
+  }
+
+  private async loadInfo(c: Conv): Promise<void> {
+    try {
+      const info = await this.query.get<ConversationInfo>('/v1/conversations/' + encodeURIComponent(c.id));
+      c.members = info.members.map((m) => m.user_id);
+      if (info.title) c.title = info.title;
+      for (const m of info.members) this.mark(c, m.user_id, num(m.read_seq), num(m.delivered_seq));
+      this.watchPresence();
+      this.changed();
+    } catch {
+      // shown without its members until the next load
+    }
+  }
+
+  private async refetch(id: string): Promise<void> {
+    const c = this.conv(id, id.startsWith('d:') ? 'direct' : 'group');
+    try {
+      const info = await this.query.get<ConversationInfo>('/v1/conversations/' + encodeURIComponent(id));
+      c.kind = info.kind;
+      if (info.title) c.title = info.title;
+      c.members = info.members.map((m) => m.user_id);
+      c.lastSeq = Math.max(c.lastSeq, num(info.last_seq));
+      const me = info.members.find((m) => m.user_id === this.session.userId);
+      if (me) c.readSeq = Math.max(c.readSeq, num(me.read_seq));
+      for (const m of info.members) this.mark(c, m.user_id, num(m.read_seq), num(m.delivered_seq));
+      const p = (info as any).preview;
+      if (p) c.preview = p.text ?? '';
+      if ((info as any).last_activity) c.lastActivity = (info as any).last_activity;
+      if (c.loaded || this.openId === id) {
+        c.loaded = false;
+        this.loadHistory(c);
+      }
+      this.watchPresence();
+      this.changed();
+    } catch {
+      // next reconnect tries again
+    }
+  }
+
+  conv(id: string, kind: 'direct' | 'group' = id.startsWith('d:') ? 'direct' : 'group'): Conv {
+    let c = this.convs.get(id);
+    if (!c) {
+      c = {
+        id,
+        kind,
+        title: '',
+        members: [],
+        lastSeq: 0,
+        readSeq: 0,
+        lastActivity: '',
+        preview: '',
+        msgs: new Map(),
+        loaded: false,
+        hasMore: false,
+        loadingOlder: false,
+        receipts: new Map(),
+        typing: new Map(),
+      };
+      this.convs.set(id, c);
+    }
+    return c;
+  }
+
+  private dropConv(id: string): void {
+    this.convs.delete(id);
+    delete this.cursors[id];
+    if (this.openId === id) this.openId = '';
+    this.outbox = this.outbox.filter((o) => o.conv !== id);
+    this.saveOutbox();
+  }
+
+  title(c: Conv): string {
+    if (c.kind === 'direct') return this.peer(c) || c.title || 'Direct chat';
+    return c.title || c.members.join(', ') || 'Group';
+  }
+
+  peer(c: Conv): string {
+    return c.members.find((m) => m !== this.session.userId) ?? '';
+  }
+
+  unread(c: Conv): number {
+    return Math.max(0, c.lastSeq - c.readSeq);
+  }
+
+  sortedConvs(): Conv[] {
+    return [...this.convs.values()].sort((a, b) => (b.lastActivity || '').localeCompare(a.lastActivity || '') || a.id.localeCompare(b.id));
+  }
+
+  private watchPresence(): void {
+    const peers = new Set<string>();
+    for (const c of this.convs.values()) if (c.kind === 'direct') peers.add(this.peer(c));
+    peers.delete('');
+    const list = [...peers].sort().slice(0, 500);
+    const key = list.join(',');
+    if (!this.resumed || key === this.watched) return;
+    this.watched = key;
+    this.send({ watchPresence: { userIds: list } }).then((r) => {
+      if (r?.error) this.watched = '';
+    }, () => (this.watched = ''));
+  }
+
+  // ---- events ----
+
+  private onEvent(e: any): void {
+    const id: string = e.conversationId;
+    const v = num(e.version);
+    if (!id) return;
+    if (v > 0) {
+      const have = this.cursors[id];
+      if (have !== undefined && v <= have) return; // already applied
+      if (have !== undefined && v > have + 1 && this.resumed) {
+        // a version missed: apply what came (everything is idempotent) and catch up from the cursor
+        this.catchUp(id);
+      } else {
+        this.cursors[id] = v;
+        this.saveCursorsSoon();
+      }
+    }
+    if (id.startsWith('u:')) return;
+    if (e.withheld) return;
+    const me = this.session.userId;
+    const seq = num(e.seq);
+    const actor: string = e.actorUserId ?? '';
+
+    if (e.commandRejected) {
+      const cm = e.commandRejected.clientMsgId;
+      const o = cm && this.outbox.find((x) => x.clientMsgId === cm);
+      if (o) {
+        o.state = 'failed';
+        o.error = e.commandRejected.message;
+        this.saveOutbox();
+      } else if (e.commandRejected.commandType === 'CreateConversation') this.error = e.commandRejected.message;
+      return;
+    }
+    if (e.messageDeduplicated) {
+      this.confirmed(id, e.messageDeduplicated.clientMsgId, num(e.messageDeduplicated.originalSeq));
+      return;
+    }
+
+    const known = this.convs.has(id);
+    const c = this.conv(id);
+    if (e.conversationCreated) {
+      c.kind = e.conversationCreated.kind === 'CONVERSATION_KIND_DIRECT' ? 'direct' : 'group';
+      c.title = e.conversationCreated.title ?? c.title;
+      c.members = e.conversationCreated.memberUserIds ?? c.members;
+      if (!c.lastActivity) c.lastActivity = e.occurredAt ?? new Date().toISOString();
+      if (!known) c.loaded = true; // a new conversation has no history yet
+      this.watchPresence();
+    } else if (!known && !e.membersAdded) {
+      // an event of a conversation not in the inbox yet: fetch it
+      this.refetch(id);
+    }
+    if (seq) {
+      c.lastSeq = Math.max(c.lastSeq, seq);
+      if (e.occurredAt && e.occurredAt > c.lastActivity) c.lastActivity = e.occurredAt;
+    }
+    if (e.messageSent) {
+      const m = e.messageSent;
+      const msg: Msg = { seq, type: 'MessageSent', sender: actor, clientMsgId: m.clientMsgId ?? '', text: m.text ?? '', at: e.occurredAt, state: 'sent' };
+      this.addMsg(c, msg);
+      c.preview = msg.text;
+      this.mark(c, actor, seq, seq);
+      if (actor === me) {
+        c.readSeq = Math.max(c.readSeq, seq);
+        this.confirmed(id, msg.clientMsgId, seq);
+      } else {
+        const d = this.deliveredSent.get(id) ?? 0;
+        if (seq > d) {
+          this.deliveredSent.set(id, seq);
+          this.signalCommand({ conversationId: id, markDelivered: { upToSeq: String(seq) } });
+        }
+        c.typing.delete(actor);
+        if (id === this.openId) queueMicrotask(() => this.markVisible());
+      }
+    } else if (e.readUpTo) {
+      const n = num(e.readUpTo.upToSeq);
+      this.mark(c, actor, n, n);
+      if (actor === me) c.readSeq = Math.max(c.readSeq, n);
+    } else if (e.deliveredUpTo) {
+      this.mark(c, actor, 0, num(e.deliveredUpTo.upToSeq));
+    } else if (e.membersAdded) {
+      const ids: string[] = e.membersAdded.userIds ?? [];
+      c.members = [...new Set([...c.members, ...ids])];
+      if (seq) this.addMsg(c, { seq, type: 'MembersAdded', sender: actor, clientMsgId: '', text: '', at: e.occurredAt, state: 'sent', members: ids });
+      if (ids.includes(me) && !known) this.refetch(id);
+    } else if (e.memberRemoved) {
+      const u = e.memberRemoved.userId;
+      if (u === me) return this.dropConv(id);
+      c.members = c.members.filter((x) => x !== u);
+      c.receipts.delete(u);
+      if (seq) this.addMsg(c, { seq, type: 'MemberRemoved', sender: actor, clientMsgId: '', text: '', at: e.occurredAt, state: 'sent', members: [u] });
+    } else if (e.messageEdited) {
+      const m = c.msgs.get(num(e.messageEdited.messageSeq));
+      if (m && !m.recalled) m.text = e.messageEdited.text ?? '';
+    } else if (e.messageRecalled) {
+      const m = c.msgs.get(num(e.messageRecalled.messageSeq));
+      if (m) {
+        m.recalled = true;
+        m.text = '';
+      }
+      if (num(e.messageRecalled.messageSeq) === c.lastSeq) c.preview = '';
+    } else if (e.groupSettingsChanged?.settings?.title) {
+      c.title = e.groupSettingsChanged.settings.title;
+    } else if (e.conversationDeleted) {
+      this.dropConv(id);
+    }
+  }
+
+  private saveTimer = 0;
+  private saveCursorsSoon(): void {
+    if (this.saveTimer) return;
+    this.saveTimer = window.setTimeout(() => {
+      this.saveTimer = 0;
+      this.saveCursors();
+    }, 300);
+  }
+
+  private catchUp(id: string): void {
+    clearTimeout(this.gapTimer);
+    this.gapTimer = window.setTimeout(() => this.resume([id]), 200);
+  }
+
+  private mark(c: Conv, user: string, read: number, delivered: number): void {
+    if (!user) return;
+    const r = c.receipts.get(user) ?? { read: 0, delivered: 0 };
+    r.read = Math.max(r.read, read);
+    r.delivered = Math.max(r.delivered, delivered, read);
+    c.receipts.set(user, r);
+  }
+
+  private addMsg(c: Conv, m: Msg): void {
+    const old = c.msgs.get(m.seq);
+    if (old && old.recalled) return;
+    c.msgs.set(m.seq, old ? { ...old, ...m, text: m.text || old.text } : m);
+  }
+
+  private confirmed(conv: string, clientMsgId: string, seq: number): void {
+    const i = this.outbox.findIndex((o) => o.clientMsgId === clientMsgId);
+    if (i < 0) return;
+    const o = this.outbox[i];
+    this.outbox.splice(i, 1);
+    this.saveOutbox();
+    const c = this.convs.get(conv);
+    if (c && seq && !c.msgs.has(seq)) {
+      c.msgs.set(seq, { seq, type: 'MessageSent', sender: this.session.userId, clientMsgId, text: o.text, at: o.at, state: 'sent' });
+    }
+  }
+
+  private onSignal(s: any): void {
+    if (s.typing) {
+      const t = s.typing;
+      const c = this.convs.get(t.conversationId);
+      if (!c || t.userId === this.session.userId) return;
+      if (t.active) c.typing.set(t.userId, t.expiresAt ? Date.parse(t.expiresAt) : Date.now() + 6000);
+      else c.typing.delete(t.userId);
+    } else if (s.presence) {
+      this.presence.set(s.presence.userId, online(s.presence.state));
+    }
+  }
+
+  private expireTyping(): void {
+    const now = Date.now();
+    let any = false;
+    for (const c of this.convs.values())
+      for (const [u, exp] of c.typing)
+        if (exp < now) {
+          c.typing.delete(u);
+          any = true;
+        }
+    if (any) this.changed();
+  }
+
+  // ---- the open conversation ----
+
+  open(id: string): void {
+    this.openId = id;
+    const c = this.convs.get(id);
+    if (c) {
+      if (!c.loaded) this.loadHistory(c);
+      this.loadReceipts(c);
+      if (!c.members.length) this.loadInfo(c);
+    }
+    this.changed();
+  }
+
+  close(): void {
+    this.openId = '';
+    this.changed();
+  }
+
+  private async loadHistory(c: Conv): Promise<void> {
+    try {
+      const p = await this.query.get<HistoryPage>('/v1/conversations/' + encodeURIComponent(c.id) + '/messages?limit=50');
+      this.mergeHistory(c, p.messages);
+      c.hasMore = p.has_more;
+      c.loaded = true;
+      this.changed();
+    } catch {
+      // shown as it is; the next open tries again
+    }
+  }
+
+  async loadOlder(c: Conv): Promise<boolean> {
+    if (!c.hasMore || c.loadingOlder) return false;
+    const seqs = [...c.msgs.keys()].filter((s) => s > 0);
+    if (!seqs.length) return false;
+    c.loadingOlder = true;
+    try {
+      const p = await this.query.get<HistoryPage>(
+        '/v1/conversations/' + encodeURIComponent(c.id) + '/messages?limit=50&before=' + Math.min(...seqs),
+      );
+      this.mergeHistory(c, p.messages);
+      c.hasMore = p.has_more;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      c.loadingOlder = false;
+      this.changed();
+    }
+  }
+
+  private mergeHistory(c: Conv, items: HistoryItem[]): void {
+    for (const it of items) {
+      const seq = num(it.seq);
+      if (!seq || c.msgs.has(seq)) continue;
+      c.msgs.set(seq, {
+        seq,
+        type: it.type,
+        sender: it.sender,
+        clientMsgId: it.client_msg_id ?? '',
+        text: it.text ?? '',
+        at: it.occurred_at,
+        state: 'sent',
+        recalled: !!it.recalled,
+        members: it.member_ids,
+      });
+      if (it.client_msg_id) this.confirmed(c.id, it.client_msg_id, seq);
+      if (it.sender !== this.session.userId && it.type === 'MessageSent') {
+        const d = this.deliveredSent.get(c.id) ?? 0;
+        if (seq > d && seq > (c.receipts.get(this.session.userId)?.delivered ?? 0)) {
+          this.deliveredSent.set(c.id, seq);
+          this.signalCommand({ conversationId: c.id, markDelivered: { upToSeq: String(seq) } });
+        }
+      }
+      c.lastSeq = Math.max(c.lastSeq, seq);
+    }
+  }
+
+  private async loadReceipts(c: Conv): Promise<void> {
+    try {
+      const r = await this.query.get<Receipts>('/v1/conversations/' + encodeURIComponent(c.id) + '/receipts');
+      for (const x of r.receipts) this.mark(c, x.user_id, num(x.read_seq), num(x.delivered_seq));
+      this.changed();
+    } catch {
+      // ticks follow the live events
+    }
+  }
+
+  /** The messages to show: sequenced ones by seq, then this device's unsent ones. */
+  timeline(c: Conv): Msg[] {
+    const list = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
+    const shown = new Set(list.map((m) => m.clientMsgId).filter(Boolean));
+    for (const o of this.outbox)
+      if (o.conv === c.id && !shown.has(o.clientMsgId))
+        list.push({ seq: 0, type: 'MessageSent', sender: this.session.userId, clientMsgId: o.clientMsgId, text: o.text, at: o.at, state: o.state, error: o.error });
+    return list;
+  }
+
+  receipt(c: Conv, m: Msg): 'sent' | 'delivered' | 'read' {
+    const p = c.receipts.get(this.peer(c));
+    if (p && p.read >= m.seq) return 'read';
+    if (p && p.delivered >= m.seq) return 'delivered';
+    return 'sent';
+  }
+
+  readBy(c: Conv, m: Msg): number {
+    let n = 0;
+    for (const [u, r] of c.receipts) if (u !== this.session.userId && u !== m.sender && r.read >= m.seq && c.members.includes(u)) n++;
+    return n;
+  }
+
+  typingUsers(c: Conv): string[] {
+    return [...c.typing.keys()].sort();
+  }
+
+  /** Called by the view with the highest seq on screen. */
+  visibleUpTo = 0;
+  markVisible(): void {
+    const c = this.convs.get(this.openId);
+    if (!c || !this.resumed || document.visibilityState !== 'visible' || !document.hasFocus()) return;
+    const n = Math.min(this.visibleUpTo, c.lastSeq);
+    if (n <= c.readSeq || n <= (this.readSent.get(c.id) ?? 0)) return;
+    this.readSent.set(c.id, n);
+    this.send({ conversationId: c.id, markRead: { upToSeq: String(n) } }).then(
+      (r) => r?.error && this.readSent.set(c.id, 0),
+      () => this.readSent.set(c.id, 0),
+    );
+  }
+
+  private signalCommand(frame: Record<string, unknown>): void {
+    if (this.resumed) this.send(frame).catch(() => undefined);
+  }
+
+  // ---- sending ----
+
+  sendText(convId: string, text: string): void {
+    const o: OutItem = { clientMsgId: ulid(), conv: convId, text, state: 'pending', at: new Date().toISOString() };
+    this.outbox.push(o);
+    this.saveOutbox();
+    this.stopTyping(convId);
+    this.changed();
+    if (this.resumed) this.transmit(o);
+  }
+
+  retry(clientMsgId: string): void {
+    const o = this.outbox.find((x) => x.clientMsgId === clientMsgId);
+    if (!o) return;
+    o.state = 'pending';
+    o.error = undefined;
+    this.saveOutbox();
+    this.changed();
+    if (this.resumed) this.transmit(o);
+  }
+
+  private flushOutbox(): void {
+    for (const o of this.outbox) if (o.state === 'pending') this.transmit(o);
+  }
+
+  private async transmit(o: OutItem, attempt = 0): Promise<void> {
+    const r = await this.send({ conversationId: o.conv, sendMessage: { clientMsgId: o.clientMsgId, text: o.text } }).catch(() => null);
+    if (!this.outbox.includes(o)) return; // confirmed meanwhile
+    if (!r) return; // offline: sent again on reconnect
+    if (r.accepted) {
+      if (o.state === 'pending') o.state = 'sent';
+    } else if (r.error) {
+      const code: string = r.error.code;
+      if ((code === 'ERROR_CODE_RATE_LIMITED' || code === 'ERROR_CODE_UNAVAILABLE') && attempt < 8) {
+        await sleep(Math.min(10_000, 300 * 2 ** attempt) * (0.5 + Math.random()));
+        if (this.resumed && this.outbox.includes(o) && o.state === 'pending') return this.transmit(o, attempt + 1);
+        return;
+      }
+      if (code === 'TIMEOUT' && !this.resumed) return; // the connection went: sent again on reconnect
+      o.state = 'failed';
+      o.error = r.error.message;
+    }
+    this.saveOutbox();
+    this.changed();
+  }
+
+  private saveOutbox(): void {
+    save(this.key('outbox'), this.outbox.map((o) => ({ ...o })));
+  }
+
+  // ---- typing ----
+
+  typing(convId: string): void {
+    const now = Date.now();
+    if (now - this.lastTypingSent > TYPING_EVERY) {
+      this.lastTypingSent = now;
+      this.signal({ conversationId: convId, typing: { active: true } });
+    }
+    clearTimeout(this.typingStop);
+    this.typingStop = window.setTimeout(() => this.stopTyping(convId), 4000);
+  }
+
+  stopTyping(convId: string): void {
+    clearTimeout(this.typingStop);
+    if (!this.lastTypingSent) return;
+    this.lastTypingSent = 0;
+    this.signal({ conversationId: convId, typing: { active: false } });
+  }
+
+  // ---- new conversations ----
+
+  async createDirect(peer: string): Promise<string> {
+    return this.create({ kind: 'CONVERSATION_KIND_DIRECT', memberUserIds: [peer] });
+  }
+
+  async createGroup(title: string, members: string[]): Promise<string> {
+    return this.create({ kind: 'CONVERSATION_KIND_GROUP', title, memberUserIds: members });
+  }
+
+  private async create(body: Record<string, unknown>): Promise<string> {
+    const r = await this.send({ createConversation: body });
+    if (r.error) throw new Error(r.error.message || r.error.code);
+    const id: string = r.accepted.conversationId;
+    const c = this.conv(id);
+    if (!c.members.length) {
+      c.members = [this.session.userId, ...((body.memberUserIds as string[]) ?? [])];
+      c.title = (body.title as string) ?? '';
+      if (!c.lastActivity) c.lastActivity = new Date().toISOString();
+    }
+    if (this.cursors[id] === undefined) {
+      // an existing direct chat is known to the inbox; a new one starts at version 0
+      c.loaded = false;
+    }
+    this.watchPresence();
+    this.open(id);
+    return id;
+  }
+}
+
+function online(state: string): boolean {
+  return !!state && state !== 'PRESENCE_STATE_OFFLINE' && state !== 'PRESENCE_STATE_UNSPECIFIED' && state !== 'PRESENCE_STATE_INVISIBLE';
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
