@@ -440,6 +440,15 @@ export class Store {
     }, () => (this.watched = ''));
   }
 
+  /** Presence is decided from the views, which follow a new conversation a moment later: watch again. */
+  private rewatchSoon(): void {
+    for (const ms of [1500, 5000])
+      setTimeout(() => {
+        this.watched = '';
+        this.watchPresence();
+      }, ms);
+  }
+
   // ---- events ----
 
   private onEvent(e: any): void {
@@ -486,7 +495,7 @@ export class Store {
       c.members = e.conversationCreated.memberUserIds ?? c.members;
       if (!c.lastActivity) c.lastActivity = e.occurredAt ?? new Date().toISOString();
       if (!known) c.loaded = true; // a new conversation has no history yet
-      this.watchPresence();
+      this.rewatchSoon();
     } else if (!known && !e.membersAdded) {
       // an event of a conversation not in the inbox yet: fetch it
       this.refetch(id);
@@ -524,6 +533,7 @@ export class Store {
       c.members = [...new Set([...c.members, ...ids])];
       if (seq) this.addMsg(c, { seq, type: 'MembersAdded', sender: actor, clientMsgId: '', text: '', at: e.occurredAt, state: 'sent', members: ids });
       if (ids.includes(me) && !known) this.refetch(id);
+      this.rewatchSoon();
     } else if (e.memberRemoved) {
       const u = e.memberRemoved.userId;
       if (u === me) return this.dropConv(id);
