@@ -80,9 +80,12 @@ export class Query {
   ) {}
 
   async get<T>(path: string): Promise<T> {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 15_000);
     const r = await fetch(this.base.replace(/\/$/, '') + path, {
       headers: { Authorization: 'Bearer ' + this.token },
-    });
+      signal: ctl.signal,
+    }).finally(() => clearTimeout(timer));
     if (r.status === 401) throw new AuthError('unauthenticated');
     const body = await r.json().catch(() => null);
     if (!r.ok) throw new Error(body?.error?.message ?? 'query ' + path + ': ' + r.status);

@@ -58,7 +58,11 @@ function SignIn(props: { cfg: Config; note: string; onSession: (s: Session) => v
 
 function useStore(store: Store) {
   const [, bump] = useReducer((n: number, _a: void) => n + 1, 0);
-  useEffect(() => store.subscribe(() => bump()), [store]);
+  useEffect(() => {
+    const off = store.subscribe(() => bump());
+    bump(); // whatever changed before the subscription
+    return off;
+  }, [store]);
 }
 
 function Inbox(props: { store: Store }) {

@@ -133,6 +133,11 @@ export class Store {
     ws.onopen = () => {
       opened = true;
     };
+    // A connection that is not in step within 30 s (no Welcome, no Resumed) is given up and tried again.
+    const watchdog = window.setTimeout(() => {
+      if (this.ws === ws && !this.resumed) ws.close(3001, 'not ready');
+    }, 30_000);
+    ws.addEventListener('close', () => clearTimeout(watchdog));
     ws.onmessage = (m) => {
       if (typeof m.data !== 'string') return;
       let f: any;
