@@ -78,10 +78,16 @@ export class Store {
     private onSignOut: (why: string) => void,
   ) {
     this.query = new Query(cfg.queryUrl, session.token);
-    this.cursors = load(this.key('cursors'), {} as Record<string, number>);
+    // Cursors live as long as the state they describe, which is held in memory: a page load starts
+    // from the inbox's versions.
+    this.cursors = {};
     this.outbox = load(this.key('outbox'), [] as OutItem[]).map((o) => (o.state === 'sent' ? { ...o, state: 'pending' } : o));
     window.addEventListener('online', () => this.reconnectSoon(0));
-    window.addEventListener('focus', () => this.markVisible());
+    window.addEventListener('focus', () => {
+      this.focused = true;
+      this.markVisible();
+    });
+    window.addEventListener('blur', () => (this.focused = false));
     document.addEventListener('visibilitychange', () => this.markVisible());
     setInterval(() => this.expireTyping(), 1000);
     this.connect();
@@ -306,7 +312,7 @@ export class Store {
   }
 
   private saveCursors(): void {
-    save(this.key('cursors'), this.cursors);
+    // kept in memory only (see the constructor)
   }
 
   // ---- the inbox ----
@@ -429,7 +435,7 @@ export class Store {
   }
 
   sortedConvs(): Conv[] {
-    return [...this.convs.values()].sort((a, b) => (b.lastActivity || '').localeCompare(a.lastActivity || '') || a.id.localeCompare(b.id));
+    return [...this.convs.values()].sort((a, b) => ms(b.lastActivity) - ms(a.lastActivity) || a.id.localeCompare(b.id));
   }
 
   private watchPresence(): void {
@@ -484,7 +490,8 @@ export class Store {
         o.state = 'failed';
         o.error = e.commandRejected.message;
         this.saveOutbox();
-      } else if (e.commandRejected.commandType === 'CreateConversation') this.error = e.commandRejected.message;
+      } else if (e.commandRejected.commandType === 'CreateConversation' && e.commandRejected.code !== 'ERROR_CODE_CONVERSATION_EXISTS')
+        this.error = e.commandRejected.message;
       return;
     }
     if (e.messageDeduplicated) {
@@ -507,7 +514,7 @@ export class Store {
     }
     if (seq) {
       c.lastSeq = Math.max(c.lastSeq, seq);
-      if (e.occurredAt && e.occurredAt > c.lastActivity) c.lastActivity = e.occurredAt;
+      if (e.occurredAt && ms(e.occurredAt) > ms(c.lastActivity)) c.lastActivity = e.occurredAt;
     }
     if (e.messageSent) {
       const m = e.messageSent;
@@ -742,9 +749,10 @@ export class Store {
 
   /** Called by the view with the highest seq on screen. */
   visibleUpTo = 0;
+  private focused = true;
   markVisible(): void {
     const c = this.convs.get(this.openId);
-    if (!c || !this.resumed || document.visibilityState !== 'visible' || !document.hasFocus()) return;
+    if (!c || !this.resumed || document.visibilityState !== 'visible' || !this.focused) return;
     const n = Math.min(this.visibleUpTo, c.lastSeq);
     if (n <= c.readSeq || n <= (this.readSent.get(c.id) ?? 0)) return;
     this.readSent.set(c.id, n);
@@ -859,6 +867,11 @@ export class Store {
 
 function online(state: string): boolean {
   return !!state && state !== 'PRESENCE_STATE_OFFLINE' && state !== 'PRESENCE_STATE_UNSPECIFIED' && state !== 'PRESENCE_STATE_INVISIBLE';
+}
+
+function ms(iso: string): number {
+  const t = iso ? Date.parse(iso) : NaN;
+  return isNaN(t) ? 0 : t;
 }
 
 function sleep(ms: number): Promise<void> {
