@@ -207,7 +207,7 @@ export class Store {
     this.retryTimer = window.setTimeout(() => this.connect(), ms);
   }
 
-  private send(frame: Record<string, unknown>): Promise<any> {
+  private send(frame: Record<string, unknown>, timeout = SEND_TIMEOUT): Promise<any> {
     const ws = this.ws;
     const requestId = 'r' + ++this.reqSeq;
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('offline'));
@@ -216,7 +216,7 @@ export class Store {
       const timer = window.setTimeout(() => {
         this.pending.delete(requestId);
         resolve({ error: { code: 'TIMEOUT', message: 'no answer' } });
-      }, SEND_TIMEOUT);
+      }, timeout);
       this.pending.set(requestId, { resolve, timer });
     });
   }
@@ -271,16 +271,15 @@ export class Store {
   private async resume(ids: string[]): Promise<void> {
     const cursors = ids.map((id) => ({ conversationId: id, version: String(this.cursors[id] ?? 0) }));
     for (let round = 0; round < 20; round++) {
-      const r = await this.send({ resume: cursors.length ? { cursors } : {} }).catch(() => null);
+      const r = await this.send({ resume: cursors.length ? { cursors } : {} }, 60_000).catch(() => null);
       if (!r) return;
       if (r.error) {
         if (r.error.code === 'ERROR_CODE_NOT_MEMBER') {
-          // one of the cursors names a conversation the user is not in: start over from the inbox
-          for (const id of ids) if (!id.startsWith('u:') && !this.convs.has(id)) delete this.cursors[id];
-          this.saveCursors();
-          const again = Object.keys(this.cursors);
-          if (again.length === ids.length) return;
-          return this.resume(again);
+          // a conversation the user is no longer in: drop it and resume the others
+          const gone = /\b([dgu]:[0-9a-f]{32})\b/.exec(r.error.message ?? '')?.[1];
+          const rest = gone ? ids.filter((x) => x !== gone) : [];
+          if (gone) this.dropConv(gone);
+          return this.resume(rest);
         }
         await sleep(1000);
         continue;
@@ -453,7 +452,7 @@ export class Store {
 
   /** Presence is decided from the views, which follow a new conversation a moment later: watch again. */
   private rewatchSoon(): void {
-    for (const ms of [1500, 5000])
+    for (const ms of [600, 2000, 6000])
       setTimeout(() => {
         this.watched = '';
         this.watchPresence();
