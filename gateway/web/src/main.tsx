@@ -9,6 +9,15 @@ function SignIn(props: { cfg: Config; note: string; onSession: (s: Session) => v
   const [token, setToken] = useState('');
   const [err, setErr] = useState(props.note);
   const [busy, setBusy] = useState(false);
+  const cfg = props.cfg;
+  const redirect = () => {
+    const back = location.origin + location.pathname;
+    location.href = cfg.signInUrl + (cfg.signInUrl!.includes('?') ? '&' : '?') + 'redirect_uri=' + encodeURIComponent(back);
+  };
+  useEffect(() => {
+    // With a sign-in service and no dev tokens, go there at once (unless coming back with a problem to show).
+    if (cfg.signInUrl && !cfg.devTokens && !props.note) redirect();
+  }, []);
   const submit = async (e: Event) => {
     e.preventDefault();
     setErr('');
@@ -46,7 +55,7 @@ function SignIn(props: { cfg: Config; note: string; onSession: (s: Session) => v
           Sign in
         </button>
         {props.cfg.signInUrl && (
-          <button type="button" onClick={() => (location.href = props.cfg.signInUrl + (props.cfg.signInUrl!.includes('?') ? '&' : '?') + 'redirect_uri=' + encodeURIComponent(location.origin + location.pathname))}>
+          <button type="button" onClick={redirect}>
             Sign in with your account
           </button>
         )}
