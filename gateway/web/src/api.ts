@@ -30,11 +30,15 @@ export function deviceId(): string {
 export async function loadConfig(): Promise<Config> {
   try {
     const r = await fetch('config.json', { cache: 'no-store' });
-    if (r.ok) return (await r.json()) as Config;
+    if (r.ok) {
+      const c = (await r.json()) as Partial<Config>;
+      // no queryUrl: query is reached through this origin (a proxy routes its paths)
+      return { ...c, queryUrl: c.queryUrl || location.origin };
+    }
   } catch {
     // fall through to the defaults
   }
-  return { queryUrl: location.origin.replace(/:8080$/, ':8081') };
+  return { queryUrl: location.origin };
 }
 
 export function storedSession(): Session | null {
