@@ -1,4 +1,4 @@
-// Small helpers shared by the client's modules.
+// Small functions shared by the client's modules.
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
