@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/testenv"
 )
@@ -15,12 +14,9 @@ import (
 // the watcher is hidden, not whom the watcher blocked.
 func TestBlockedByReadsBlocks(t *testing.T) {
 	t.Parallel()
-	c := testenv.Cassandra(t)
+	c := testenv.MigratedCassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := schemas.Migrate(ctx, c.Session(), c.Keyspace); err != nil {
-		t.Fatal(err)
-	}
 	for _, r := range [][2]string{{"bob", "alice"}, {"alice", "carol"}, {"dave", "erin"}} {
 		if err := c.Session().Query("INSERT INTO "+c.Keyspace+".blocks (user_id, blocked_user_id, blocked_at) VALUES (?, ?, toTimestamp(now()))",
 			r[0], r[1]).Exec(); err != nil {

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"slices"
 	"strconv"
 	"testing"
@@ -15,18 +14,11 @@ import (
 	"github.com/parley-im/parley/testenv"
 )
 
-// withViewRows gives the gateway a fresh, migrated keyspace of views and
+// withViewRows gives the gateway a migrated keyspace of views, without rows, and
 // returns a session on it, for tests that write the rows a projector would.
 func withViewRows(t *testing.T) (option, *gocql.Session) {
-	c := testenv.Cassandra(t)
-	// Generous: the package's tests migrate their keyspaces in parallel on
-	// one shared node, and schema changes queue behind each other.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	c := testenv.MigratedCassandra(t)
 	sess := c.Session()
-	if err := schemas.Migrate(ctx, sess, c.Keyspace); err != nil {
-		t.Fatal(err)
-	}
 	return func(s *setup) { s.cfg.CassandraHosts, s.cfg.Keyspace = c.Hosts, c.Keyspace }, sess
 }
 

@@ -24,7 +24,8 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// env is one test's Kafka topic and migrated keyspace.
+// env is one test's Kafka topic and keyspace: migrated (testenv's
+// MigratedCassandra) or without tables (testenv's Cassandra).
 type env struct {
 	t        testing.TB
 	k        *testenv.KafkaEnv
@@ -36,12 +37,14 @@ type env struct {
 
 func newEnv(t testing.TB, migrate bool) *env {
 	t.Helper()
-	k, c := testenv.Kafka(t), testenv.Cassandra(t)
-	e := &env{t: t, k: k, c: c, topic: k.Topic("events", schemas.DefaultPartitions), keyspace: c.Keyspace, s: session(t, c.Hosts)}
+	k := testenv.Kafka(t)
+	var c *testenv.CassandraEnv
 	if migrate {
-		e.migrate(e.keyspace)
+		c = testenv.MigratedCassandra(t)
+	} else {
+		c = testenv.Cassandra(t)
 	}
-	return e
+	return &env{t: t, k: k, c: c, topic: k.Topic("events", schemas.DefaultPartitions), keyspace: c.Keyspace, s: session(t, c.Hosts)}
 }
 
 func session(t testing.TB, hosts []string) *gocql.Session {
@@ -370,8 +373,7 @@ func (e *env) applyEachWay(t *testing.T, key string, log func() []*pb.Event, che
 	t.Helper()
 	for _, mode := range []string{"forwards", "backwards", "batch"} {
 		t.Run(mode, func(t *testing.T) {
-			ks := testenv.Cassandra(t).Keyspace
-			e.migrate(ks)
+			ks := testenv.MigratedCassandra(t).Keyspace
 			evs := log()
 			if mode == "backwards" {
 				slices.Reverse(evs)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/parley-im/parley/testenv"
 )
 
 // TestReplayIdempotent projects a log through Kafka, then replays it again
@@ -53,12 +55,7 @@ func TestReplayIdempotent(t *testing.T) {
 	sameRows(t, "range replay", first, e.dump(e.keyspace))
 
 	// Out of order into an empty keyspace: the same rows as in log order.
-	fresh := e.c.Keyspace + "_shuf"
-	if err := e.s.Query(fmt.Sprintf("CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", fresh)).Exec(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.s.Query("DROP KEYSPACE IF EXISTS " + fresh).Exec() })
-	e.migrate(fresh)
+	fresh := testenv.MigratedCassandra(t).Keyspace
 	e.applyAll(fresh, s.shuffled())
 	sameRows(t, "shuffled into an empty keyspace", first, e.dump(fresh))
 }

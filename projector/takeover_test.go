@@ -29,7 +29,7 @@ import (
 // the dead member's session to time out). /healthz answers 200 while it
 // runs and applies.
 func TestTakeoverAfterSIGKILL(t *testing.T) {
-	k, c := testenv.Kafka(t), testenv.Cassandra(t)
+	k, c := testenv.Kafka(t), testenv.MigratedCassandra(t)
 	prefix := k.Name("p") + "."
 	topics := schemas.Prefixed(prefix)
 	adm := kadm.NewClient(k.Client())
@@ -44,7 +44,6 @@ func TestTakeoverAfterSIGKILL(t *testing.T) {
 		_, _ = adm.DeleteTopics(ctx, topics.Events.Name, topics.DeadLetters.Name)
 	})
 	e := &env{t: t, k: k, c: c, topic: topics.Events.Name, keyspace: c.Keyspace, s: session(t, c.Hosts)}
-	e.migrate(e.keyspace)
 	group := deploy.GroupName(prefix, "projector")
 
 	bin := filepath.Join(t.TempDir(), "projector")

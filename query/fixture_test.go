@@ -44,13 +44,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	c := testenv.Cassandra(t)
+	c := testenv.MigratedCassandra(t)
 	db := c.Session()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := schemas.Migrate(ctx, db, c.Keyspace); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	ac := token.Config{HMACSecret: secret, Issuer: "parley-test", Audience: "parley"}

@@ -56,11 +56,13 @@ var lone struct {
 	err  error
 }
 
-// Main runs the tests of a package and stops the Env (or the lone S3
-// server) this binary started, if it started one. Use it as:
+// Main runs the tests of a package, drops the keyspaces MigratedCassandra
+// kept for reuse, and stops the Env (or the lone S3 server) this binary
+// started, if it started one. Use it as:
 // func TestMain(m *testing.M) { testenv.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	dropMigrated()
 	if shared.started {
 		shared.env.Stop()
 	}

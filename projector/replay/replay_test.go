@@ -32,6 +32,8 @@ import (
 func TestReplay(t *testing.T) {
 	w := newWorld(t, 10_000, 60, true)
 	v2 := testenv.Cassandra(t).Keyspace // rebuilt once, then served
+	// Verify's scratch: kept (Keep) between the checks below, so that each
+	// check after the first empties it rather than making it anew.
 	scratch := testenv.Cassandra(t).Keyspace
 
 	t.Run("Attachments", func(t *testing.T) {
@@ -125,7 +127,7 @@ func TestReplay(t *testing.T) {
 	})
 
 	t.Run("Verify", func(t *testing.T) {
-		rep, err := Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch})
+		rep, err := Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch, Keep: true})
 		var out bytes.Buffer
 		rep.Write(&out)
 		t.Logf("\n%s", out.String())
@@ -137,7 +139,7 @@ func TestReplay(t *testing.T) {
 				rep.Events, rep.Commands, rep.Conversations, w.events, w.gen.commands, len(w.gen.convs))
 		}
 		some := []string{w.gen.convs[0].id, w.gen.convs[40].id}
-		rep, err = Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch, Conversations: some})
+		rep, err = Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch, Keep: true, Conversations: some})
 		if err != nil || rep.Conversations != 2 {
 			t.Errorf("verify of %v: %v, %d conversations", some, err, rep.Conversations)
 		}
@@ -153,7 +155,7 @@ func TestReplay(t *testing.T) {
 		if len(some) != 4 {
 			t.Fatalf("streams with one side of a two-stream decision: %v, want 4", some)
 		}
-		rep, err = Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch, Conversations: some})
+		rep, err = Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch, Keep: true, Conversations: some})
 		if err != nil || rep.Conversations != convs {
 			out.Reset()
 			rep.Write(&out)
@@ -209,7 +211,7 @@ func TestReplay(t *testing.T) {
 		messageRow := fmt.Sprintf(`messages(conversation_id=%q, bucket=0, seq=%d)`, conv, seq)
 		otherRow := fmt.Sprintf(`messages(conversation_id=%q, bucket=0, seq=%d)`, conv, other)
 		reactionRow := fmt.Sprintf(`reactions(conversation_id=%q, bucket=0, message_seq=%d, emoji=":tamper:", user_id=%q)`, conv, other, user)
-		rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch})
+		rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch, Keep: true})
 		var out bytes.Buffer
 		rep.Write(&out)
 		t.Logf("\n%s", out.String())
@@ -254,7 +256,7 @@ func TestReplay(t *testing.T) {
 		run(editCount, above(other)+1, edits, conv, other)
 		run(fmt.Sprintf("DELETE FROM %s.reactions USING TIMESTAMP ? WHERE conversation_id = ? AND bucket = 0 AND message_seq = ? AND emoji = ':tamper:' AND user_id = ?", ks),
 			int64(reactedTS+1), conv, other, user)
-		if rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch}); err != nil {
+		if rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch, Keep: true}); err != nil {
 			var out bytes.Buffer
 			rep.Write(&out)
 			t.Errorf("verify after undoing: %v\n%s", err, out.String())
@@ -293,7 +295,7 @@ func TestReplay(t *testing.T) {
 		run(fmt.Sprintf("UPDATE %s.attachment_blobs USING TIMESTAMP 2 SET deleted = true WHERE sha256 = ? AND conversation_id = ? AND attachment_id = ? AND role = 'file'", ks),
 			str(served["sha256"]), sc, sid)
 		run(fmt.Sprintf("UPDATE %s.attachments USING TIMESTAMP 2 SET deleted_reason = null WHERE conversation_id = ? AND attachment_id = ?", ks), rc, rid)
-		rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch})
+		rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch, Keep: true})
 		var out bytes.Buffer
 		rep.Write(&out)
 		t.Logf("\n%s", out.String())
@@ -319,7 +321,7 @@ func TestReplay(t *testing.T) {
 		run(fmt.Sprintf("DELETE deleted FROM %s.attachment_blobs USING TIMESTAMP 3 WHERE sha256 = ? AND conversation_id = ? AND attachment_id = ? AND role = 'file'", ks),
 			str(served["sha256"]), sc, sid)
 		run(fmt.Sprintf("UPDATE %s.attachments USING TIMESTAMP 3 SET deleted_reason = 'recalled' WHERE conversation_id = ? AND attachment_id = ?", ks), rc, rid)
-		if rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch}); err != nil {
+		if rep, err := Verify(ctx, w.cfg, VerifyOptions{Scratch: scratch, Keep: true}); err != nil {
 			var out bytes.Buffer
 			rep.Write(&out)
 			t.Errorf("verify after undoing: %v\n%s", err, out.String())
@@ -452,10 +454,15 @@ func TestReplay(t *testing.T) {
 			t.Errorf("%d of %d requests failed across the switch", failures.Load(), requests.Load())
 		}
 		// Verify follows the pointer: it checks v2, waiting for its projector.
+		// Without Keep, the scratch keyspace is gone afterwards.
 		if rep, err := Verify(context.Background(), w.cfg, VerifyOptions{Scratch: scratch}); err != nil || rep.Live != strings.ToLower(v2) {
 			var out bytes.Buffer
 			rep.Write(&out)
 			t.Errorf("verify of the served keyspace: %v\n%s", err, out.String())
+		}
+		var n int
+		if err := w.s.Query("SELECT count(*) FROM system_schema.tables WHERE keyspace_name = ?", strings.ToLower(scratch)).Scan(&n); err != nil || n != 0 {
+			t.Errorf("scratch keyspace %s has %d tables after a verify without Keep (%v), want none", scratch, n, err)
 		}
 	})
 }

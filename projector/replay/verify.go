@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +44,8 @@ type VerifyOptions struct {
 	// Conversations limits the check to these conversations (default all).
 	Conversations []string
 	// Scratch is the keyspace the views are recomputed into (default
-	// "<base>_verify"); it is dropped first, and at the end unless Keep.
+	// "<base>_verify"); it is emptied first (see emptyScratch), and
+	// dropped at the end unless Keep.
 	Scratch string
 	Keep    bool
 	// MaxBatch, WriteParallelism and MixedBatches as for a rebuild.
@@ -230,12 +232,6 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 	rep.End = end
 
 	// Recompute the views into the scratch keyspace, checking the log on the way.
-	if err := s.Query("DROP KEYSPACE IF EXISTS " + opts.Scratch).ExecContext(ctx); err != nil {
-		return rep, fmt.Errorf("replay: drop %s: %w", opts.Scratch, err)
-	}
-	if err := schemas.CreateKeyspace(ctx, s, opts.Scratch, ""); err != nil {
-		return rep, err
-	}
 	if !opts.Keep {
 		defer func() {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -243,7 +239,7 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (Report, error)
 			_ = s.Query("DROP KEYSPACE IF EXISTS " + opts.Scratch).ExecContext(dctx)
 		}()
 	}
-	if err := schemas.Migrate(ctx, s, opts.Scratch); err != nil {
+	if err := emptyScratch(ctx, s, opts.Scratch); err != nil {
 		return rep, err
 	}
 	check := newLogCheck()
@@ -1088,4 +1084,123 @@ func countOrNull(n int64) string {
 		return "null"
 	}
 	return fmt.Sprint(n)
+}
+
+// emptyScratch leaves keyspace migrated to the latest version and without
+// rows. A keyspace that exists with exactly the embedded migrations recorded
+// (a scratch kept from an earlier verify) and no other user types, indexes
+// or views has every table but schema_migrations truncated: on one node
+// that is about a tenth of the time of dropping the keyspace and making and
+// migrating it again. Any other keyspace is dropped, created and migrated.
+func emptyScratch(ctx context.Context, s *gocql.Session, keyspace string) error {
+	tables, ok, err := migratedTables(ctx, s, keyspace)
+	if err != nil {
+		return err
+	}
+	if ok {
+		for _, t := range tables {
+			if t == "schema_migrations" {
+				continue
+			}
+			if err := s.Query("TRUNCATE " + keyspace + "." + t).ExecContext(ctx); err != nil {
+				return fmt.Errorf("replay: truncate %s.%s: %w", keyspace, t, err)
+			}
+		}
+		return nil
+	}
+	if err := s.Query("DROP KEYSPACE IF EXISTS " + keyspace).ExecContext(ctx); err != nil {
+		return fmt.Errorf("replay: drop %s: %w", keyspace, err)
+	}
+	if err := schemas.CreateKeyspace(ctx, s, keyspace, ""); err != nil {
+		return err
+	}
+	return schemas.Migrate(ctx, s, keyspace)
+}
+
+// The table a migration statement creates, and the column one adds.
+var (
+	createdTable = regexp.MustCompile(`(?i)^CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+\$\{keyspace\}\.(\w+)`)
+	addedColumn  = regexp.MustCompile(`(?i)^ALTER\s+TABLE\s+\$\{keyspace\}\.(\w+)\s+ADD\s+IF\s+NOT\s+EXISTS\s+(\w+)`)
+)
+
+// migratedTables returns the tables of keyspace and whether it is what
+// Migrate makes: schema_migrations records every embedded migration with
+// its checksum and nothing else, every table the migrations create and
+// every column their ALTERs add is there, and there are no user types,
+// indexes or views.
+func migratedTables(ctx context.Context, s *gocql.Session, keyspace string) ([]string, bool, error) {
+	ks := strings.ToLower(keyspace)
+	var tables []string
+	iter := s.Query("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?", ks).IterContext(ctx)
+	var name string
+	for iter.Scan(&name) {
+		tables = append(tables, name)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, false, fmt.Errorf("replay: tables of %s: %w", keyspace, err)
+	}
+	if !slices.Contains(tables, "schema_migrations") {
+		return tables, false, nil
+	}
+	for _, q := range []string{
+		"SELECT type_name FROM system_schema.types WHERE keyspace_name = ?",
+		"SELECT index_name FROM system_schema.indexes WHERE keyspace_name = ?",
+		"SELECT view_name FROM system_schema.views WHERE keyspace_name = ?",
+	} {
+		iter := s.Query(q, ks).IterContext(ctx)
+		n := iter.NumRows()
+		if err := iter.Close(); err != nil {
+			return nil, false, fmt.Errorf("replay: schema of %s: %w", keyspace, err)
+		}
+		if n > 0 {
+			return tables, false, nil
+		}
+	}
+	ms, err := schemas.Migrations()
+	if err != nil {
+		return nil, false, err
+	}
+	recorded := map[int]string{}
+	iter = s.Query(fmt.Sprintf("SELECT version, checksum FROM %s.schema_migrations", keyspace)).IterContext(ctx)
+	var (
+		v   int
+		sum string
+	)
+	for iter.Scan(&v, &sum) {
+		recorded[v] = sum
+	}
+	if err := iter.Close(); err != nil {
+		return nil, false, fmt.Errorf("replay: %s.schema_migrations: %w", keyspace, err)
+	}
+	if len(recorded) != len(ms) {
+		return tables, false, nil
+	}
+	for _, m := range ms {
+		if recorded[m.Version] != m.Checksum {
+			return tables, false, nil
+		}
+	}
+	have := map[string]map[string]bool{}
+	iter = s.Query("SELECT table_name, column_name FROM system_schema.columns WHERE keyspace_name = ?", ks).IterContext(ctx)
+	var table, column string
+	for iter.Scan(&table, &column) {
+		if have[table] == nil {
+			have[table] = map[string]bool{}
+		}
+		have[table][column] = true
+	}
+	if err := iter.Close(); err != nil {
+		return nil, false, fmt.Errorf("replay: columns of %s: %w", keyspace, err)
+	}
+	for _, m := range ms {
+		for _, stmt := range m.Statements {
+			if c := createdTable.FindStringSubmatch(stmt); c != nil && have[strings.ToLower(c[1])] == nil {
+				return tables, false, nil
+			}
+			if a := addedColumn.FindStringSubmatch(stmt); a != nil && !have[strings.ToLower(a[1])][strings.ToLower(a[2])] {
+				return tables, false, nil
+			}
+		}
+	}
+	return tables, true, nil
 }

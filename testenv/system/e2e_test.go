@@ -26,7 +26,8 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // start runs a whole Parley on the shared Kafka and Cassandra, with topics
-// and a keyspace of its own.
+// of its own and a migrated keyspace of its own (testenv.MigratedCassandra:
+// system.Start's provisioning finds it at the latest version).
 func start(t testing.TB, gateways int) (*system.System, *testenv.CassandraEnv) {
 	return startWith(t, system.Options{Gateways: gateways})
 }
@@ -34,7 +35,7 @@ func start(t testing.TB, gateways int) (*system.System, *testenv.CassandraEnv) {
 // startWith is start with more options; Seeds, Hosts, Keyspace and TopicPrefix are filled in.
 func startWith(t testing.TB, opts system.Options) (*system.System, *testenv.CassandraEnv) {
 	t.Helper()
-	k, c := testenv.Kafka(t), testenv.Cassandra(t)
+	k, c := testenv.Kafka(t), testenv.MigratedCassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	opts.Seeds, opts.Hosts, opts.Keyspace, opts.TopicPrefix = k.Seeds, c.Hosts, c.Keyspace, k.Name("e2e")+"."
@@ -458,13 +459,10 @@ func buildMains(t *testing.T, names ...string) map[string]string {
 // tables named) row for row with the live keyspace.
 func assertRebuildEqual(t *testing.T, sys *system.System, live *testenv.CassandraEnv, extra ...string) {
 	t.Helper()
-	fresh := testenv.Cassandra(t)
+	fresh := testenv.MigratedCassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := fresh.Session()
-	if err := schemas.Migrate(ctx, s, fresh.Keyspace); err != nil {
-		t.Fatal(err)
-	}
 	p, err := projector.New(projector.Config{Seeds: testenv.Kafka(t).Seeds, EventsTopic: sys.Topics.Events.Name,
 		Group: fresh.Keyspace + "-rebuild", DeadLetterTopic: sys.Topics.DeadLetters.Name, Hosts: fresh.Hosts, Keyspace: fresh.Keyspace})
 	if err != nil {

@@ -115,7 +115,7 @@ func run(args []string) int {
 		fs.StringVar(&o.Live, "live", "", "keyspace to check (default the one query serves)")
 		fs.StringVar(&o.LiveGroup, "live-group", "", "group of the projector writing it, to wait for (default by keyspace; - does not wait)")
 		fs.StringVar(&o.IngestGroup, "ingest-group", "", "decider's group (default <prefix>parley-ingest)")
-		fs.StringVar(&o.Scratch, "scratch", "", "keyspace to recompute into (default <base>_verify; dropped)")
+		fs.StringVar(&o.Scratch, "scratch", "", "keyspace to recompute into (default <base>_verify; emptied first, dropped after unless -keep)")
 		fs.BoolVar(&o.Keep, "keep", false, "keep the scratch keyspace")
 		fs.DurationVar(&o.Wait, "wait", time.Minute, "how long to wait for the live projector to catch up")
 		fs.BoolVar(&o.MixedBatches, "mixed-batches", false, "as for rebuild")
