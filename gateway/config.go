@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-im/parley/gateway/web"
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/schemas"
 	"github.com/parley-im/parley/schemas/deploy"
@@ -37,7 +38,9 @@ type Config struct {
 	// DevTokens serves /v1/dev/token, which mints a token for any user and
 	// device. Local development only: it needs Auth.HMACSecret.
 	DevTokens bool
-	Limits    Limits
+	// Web is the browser client the gateway serves at / (package web).
+	Web    Web
+	Limits Limits
 	// Cassandra and Keyspace locate the projector's views, read for member
 	// fan-out and Resume. Without hosts the gateway knows no membership
 	// (events reach only their actor's devices) and refuses Resume with
@@ -60,6 +63,24 @@ type Config struct {
 	// private registry. /metrics serves the Registerer when it is also a
 	// prometheus.Gatherer (a *prometheus.Registry is), else the private one.
 	Registerer prometheus.Registerer
+}
+
+// Web configures the browser client (gateway/web/README.md).
+type Web struct {
+	// Off serves no client: /, /config.json and the built files answer 404.
+	Off bool
+	// QueryURL is query's origin as a browser reaches it; query must list
+	// the gateway's origin in its CORS origins. Empty: the gateway's own
+	// origin, for a reverse proxy that routes query's paths to query.
+	QueryURL string
+	// SignInURL is the deployer's sign-in page (an OIDC redirect) that
+	// sends a person back with #access_token=…; empty: dev tokens or a
+	// pasted token only.
+	SignInURL string
+}
+
+func (c Config) webConfig() web.Config {
+	return web.Config{QueryURL: c.Web.QueryURL, DevTokens: c.DevTokens, SignInURL: c.Web.SignInURL}
 }
 
 // Fanout tunes live delivery and Resume; see README.md.
@@ -258,6 +279,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("gateway: Config.Seeds is empty"))
 	}
 	if err := c.AdminKeys.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("gateway: %w", err))
+	}
+	if err := c.webConfig().Check(); err != nil && !c.Web.Off {
 		errs = append(errs, fmt.Errorf("gateway: %w", err))
 	}
 	if c.DevTokens && len(c.Auth.HMACSecret) == 0 {

@@ -136,7 +136,10 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 	on := testRoutes(t, true, true)
-	served := slices.Clone(on.patterns)
+	var served []string
+	for _, p := range on.patterns {
+		served = append(served, strings.TrimSuffix(p, "{$}")) // "GET /{$}" is the path "/" alone
+	}
 	sort.Strings(served)
 	sort.Strings(documented)
 	for _, p := range served {
@@ -153,7 +156,7 @@ func TestOpenAPI(t *testing.T) {
 	wildcard := regexp.MustCompile(`\{[^}]*\}`)
 	for _, o := range ops {
 		target := wildcard.ReplaceAllString(o.path, "x")
-		if _, pattern := on.mux.Handler(httptest.NewRequest(o.method, target, nil)); pattern != o.method+" "+o.path {
+		if _, pattern := on.mux.Handler(httptest.NewRequest(o.method, target, nil)); strings.TrimSuffix(pattern, "{$}") != o.method+" "+o.path {
 			t.Errorf("%s %s: a request to %s is routed to %q", o.method, o.path, target, pattern)
 		}
 		tags, _ := o.op["tags"].([]any)

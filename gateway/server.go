@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/parley-im/parley/gateway/web"
 	"github.com/parley-im/parley/ingest"
 	"github.com/parley-im/parley/projector/repair"
 	"github.com/parley-im/parley/schemas"
@@ -192,6 +193,16 @@ func (s *Server) routes() *router {
 	}
 	s.addPushRoutes(mux)
 	s.addAdminRoutes(mux)
+	if !s.cfg.Web.Off {
+		h, err := web.Handler(s.cfg.webConfig())
+		if err != nil { // Validate checked the URLs, and dist is embedded
+			s.log.Error("web client not served", "err", err)
+			h = http.NotFoundHandler()
+		}
+		for _, p := range web.Routes() {
+			mux.Handle(p, h)
+		}
+	}
 	return mux
 }
 
@@ -220,7 +231,8 @@ func (m multiRegisterer) Unregister(c prometheus.Collector) bool {
 }
 
 // Handler serves /v1/ws, /v1/openapi.yaml, /healthz, /metrics, the
-// attachment endpoints and, with DevTokens, /v1/dev/token (openapi.yaml).
+// attachment, push and admin endpoints, the web client at / and, with
+// DevTokens, /v1/dev/token (openapi.yaml).
 // Events reach sessions only while Run (or Serve) runs.
 func (s *Server) Handler() http.Handler { return s.handler }
 

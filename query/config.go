@@ -51,6 +51,11 @@ type Config struct {
 	// ServingRefresh is how often the serving pointer of Keyspace is read
 	// again (default 5s; negative: only at start). See serving.go.
 	ServingRefresh time.Duration
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the API from a browser, as the gateway's web client does when
+	// query has an origin of its own; "*" allows any. Empty: none, and no
+	// CORS header is sent (cors.go).
+	CORSOrigins []string
 }
 
 // Defaults fills in every unset field.
@@ -98,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPageSize < 1 || c.MaxPageSize > HardMaxPageSize {
 		errs = append(errs, fmt.Errorf("query: MaxPageSize %d is outside 1..%d", c.MaxPageSize, HardMaxPageSize))
+	}
+	if err := checkOrigins(c.CORSOrigins); err != nil {
+		errs = append(errs, err)
 	}
 	if (len(c.Auth.HMACSecret) == 0) == (len(c.Auth.PublicKeyPEM) == 0) {
 		errs = append(errs, errors.New("query: set exactly one of Auth.HMACSecret and Auth.PublicKeyPEM"))

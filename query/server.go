@@ -71,7 +71,7 @@ func New(cfg Config) (*Server, error) {
 	if s.serving, err = openServing(cfg); err != nil {
 		return nil, err
 	}
-	s.handler = s.routes()
+	s.handler = s.cors(s.routes())
 	return s, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -283,8 +284,14 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		}
 		return d.Run, nil
 	case name == "query":
+		// The gateways' web client reads query from their origins, as
+		// 127.0.0.1 or as localhost.
+		var origins []string
+		for _, u := range s.GatewayURLs {
+			origins = append(origins, u, strings.Replace(u, "127.0.0.1", "localhost", 1))
+		}
 		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
-			Auth: s.AuthConfig, Logger: log})
+			Auth: s.AuthConfig, Logger: log, CORSOrigins: origins})
 		if err != nil {
 			return nil, err
 		}
@@ -306,7 +313,8 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
 			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, WebhookSigningKey: s.webhookKey(), Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
-			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments})
+			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments,
+			Web: gateway.Web{QueryURL: s.QueryURL}})
 		if err != nil {
 			return nil, err
 		}

@@ -96,8 +96,13 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 		BansTopic:     topics.Bans.Name,
 		Auth:          auth,
 		DevTokens:     e.Bool("PARLEY_DEV_TOKENS", false),
-		Cassandra:     e.Cassandra(),
-		Keyspace:      e.String("PARLEY_KEYSPACE", "parley"),
+		Web: gateway.Web{
+			Off:       !e.Bool("PARLEY_GATEWAY_WEB", true),
+			QueryURL:  e.String("PARLEY_GATEWAY_WEB_QUERY_URL", ""),
+			SignInURL: e.String("PARLEY_GATEWAY_WEB_SIGN_IN_URL", ""),
+		},
+		Cassandra: e.Cassandra(),
+		Keyspace:  e.String("PARLEY_KEYSPACE", "parley"),
 		Limits: gateway.Limits{
 			MaxFrameBytes:   e.Int("PARLEY_GATEWAY_MAX_FRAME_BYTES", l.MaxFrameBytes),
 			MaxMessageBytes: e.Int("PARLEY_GATEWAY_MAX_MESSAGE_BYTES", l.MaxMessageBytes),

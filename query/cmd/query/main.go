@@ -57,6 +57,7 @@ func configFromEnv() (query.Config, error) {
 		},
 		ServingRefresh: e.Duration("PARLEY_QUERY_SERVING_REFRESH", 0),
 		MaxPageSize:    e.Int("PARLEY_QUERY_MAX_PAGE_SIZE", 0),
+		CORSOrigins:    e.List("PARLEY_QUERY_CORS_ORIGINS"),
 	}
 	secret, keyFile := e.String("PARLEY_JWT_HMAC_SECRET", ""), e.String("PARLEY_JWT_PUBLIC_KEY_FILE", "")
 	if err := e.Err(); err != nil {
