@@ -19,6 +19,10 @@ import (
 type Config struct {
 	// Addr is where Run listens (default 127.0.0.1:8080).
 	Addr string
+	// TLS serves HTTPS and WSS from these certificate files, read again
+	// when they change (deploy.ServerTLS); empty: plain HTTP, as behind a
+	// reverse proxy that ends TLS.
+	TLS deploy.ServerTLS
 	// Seeds are Kafka bootstrap addresses.
 	Seeds []string
 	// CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic and BansTopic

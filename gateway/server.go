@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +45,7 @@ type Server struct {
 	gatherer  prometheus.Gatherer
 	upgrader  websocket.Upgrader
 	handler   http.Handler
+	tls       *tls.Config // nil: plain HTTP
 	// views are the projector's Cassandra views (nil without CassandraHosts).
 	views   views
 	members *membership
@@ -164,7 +166,15 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.handler = s.routes().mux
+	s.handler = deploy.SecurityHeaders(s.routes().mux)
+	if cfg.TLS.On() {
+		if cfg.TLS.Logger == nil {
+			cfg.TLS.Logger = s.log
+		}
+		if s.tls, err = cfg.TLS.Config(); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -254,6 +264,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if !s.served.CompareAndSwap(false, true) {
 		_ = ln.Close()
 		return errors.New("gateway: a Server serves only once")
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
 	}
 	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}

@@ -27,6 +27,9 @@ const (
 type Config struct {
 	// Addr is the listen address of Run (default 127.0.0.1:8081).
 	Addr string
+	// TLS serves HTTPS from these certificate files, read again when they
+	// change; empty: plain HTTP.
+	TLS deploy.ServerTLS
 	// Cassandra is how to reach Cassandra (contact points, authentication,
 	// TLS). Its timeout defaults to 5 s and its consistency to LOCAL_QUORUM,
 	// so reads see every write the projector made at LOCAL_QUORUM.

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ type Server struct {
 	verifier *token.Verifier
 	serving  *serving // the keyspace the views are read from (serving.go)
 	handler  http.Handler
+	tls      *tls.Config // nil: plain HTTP
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -71,7 +73,16 @@ func New(cfg Config) (*Server, error) {
 	if s.serving, err = openServing(cfg); err != nil {
 		return nil, err
 	}
-	s.handler = s.cors(s.routes())
+	s.handler = deploy.SecurityHeaders(s.cors(s.routes()))
+	if cfg.TLS.On() {
+		if cfg.TLS.Logger == nil {
+			cfg.TLS.Logger = s.log
+		}
+		if s.tls, err = cfg.TLS.Config(); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("query: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -102,7 +113,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	s.log.Info("query listening", "addr", ln.Addr().String(), "keyspace", s.serving.current().keyspace)
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
+	s.log.Info("query listening", "addr", ln.Addr().String(), "tls", s.tls != nil, "keyspace", s.serving.current().keyspace)
 	fctx, stopFollowing := context.WithCancel(ctx)
 	defer stopFollowing()
 	go s.serving.follow(fctx)

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,8 @@ type WSOptions struct {
 	// default 1 minute: a bound for a failure, never a figure a passing
 	// run comes near, even on a loaded machine.
 	Timeout time.Duration
+	// TLS configures a wss:// dial (the roots that trust the gateway).
+	TLS *tls.Config
 }
 
 // WSClient is a device on the gateway's WebSocket protocol, as the gateway
@@ -96,7 +99,7 @@ func ConnectWS(ctx context.Context, url string, opts WSOptions) (*WSClient, erro
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Minute
 	}
-	d := websocket.Dialer{Subprotocols: opts.Subprotocols, HandshakeTimeout: 30 * time.Second}
+	d := websocket.Dialer{Subprotocols: opts.Subprotocols, HandshakeTimeout: 30 * time.Second, TLSClientConfig: opts.TLS}
 	conn, resp, err := d.DialContext(ctx, url, h)
 	if err != nil {
 		if resp != nil {

@@ -31,7 +31,7 @@ const browserWait = 90 * time.Second
 // chromium starts one headless browser for the test. Debian's chromium
 // package provides it ('go tool task tools:chromium'); without it the
 // test skips.
-func chromium(t *testing.T) context.Context {
+func chromium(t *testing.T, flags ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := os.Getenv("PARLEY_CHROMIUM")
 	if path == "" {
@@ -47,6 +47,7 @@ func chromium(t *testing.T) context.Context {
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
 		chromedp.DisableGPU, chromedp.WindowSize(1100, 720), chromedp.UserDataDir(t.TempDir()))
+	opts = append(opts, flags...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	if err := chromedp.Do(ctx); err != nil {

@@ -33,7 +33,7 @@ func dial(t testing.TB, sys *system.System, gw int, user, name, query string) *t
 		t.Fatal(err)
 	}
 	url := "ws" + strings.TrimPrefix(sys.GatewayURLs[gw], "http") + "/v1/ws" + query
-	return testenv.DialWS(t, url, testenv.WSOptions{Token: tok, Name: user + "/" + name})
+	return testenv.DialWS(t, url, testenv.WSOptions{Token: tok, Name: user + "/" + name, TLS: sys.ClientTLS})
 }
 
 // resume sends a Resume with cursors (conversation → last version applied)
@@ -69,7 +69,7 @@ func api(t testing.TB, sys *system.System, user, path string, out any) int {
 	tok, _ := sys.Issuer.Issue(user, "", time.Hour)
 	req, _ := http.NewRequest(http.MethodGet, sys.QueryURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := sys.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

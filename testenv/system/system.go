@@ -8,6 +8,7 @@ package system
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/provision"
 	"github.com/parley-im/parley/schemas/token"
+	"github.com/parley-im/parley/testenv"
 )
 
 // Options says where the infrastructure is and how to name things.
@@ -73,6 +75,9 @@ type Options struct {
 	// admin API gets the same key); the system fills in where Kafka,
 	// Cassandra and the topics are, and the groups.
 	Webhooks *notify.DispatcherConfig
+	// TLS: the gateways and query serve HTTPS (and WSS) with this
+	// certificate; ClientTLS trusts it.
+	TLS *testenv.CertFiles
 	// GatewayAdminKeys are the gateways' admin API keys (none: every admin
 	// call is refused).
 	GatewayAdminKeys gateway.AdminKeys
@@ -91,12 +96,15 @@ type Options struct {
 type System struct {
 	opts        Options
 	Topics      schemas.TopicSet
-	GatewayURLs []string // http://127.0.0.1:port; WebSocket at ws://…/v1/ws
+	GatewayURLs []string // http://127.0.0.1:port (https with Options.TLS); WebSocket at ws://…/v1/ws (wss)
 	QueryURL    string
-	Issuer      *token.DevIssuer
-	AuthConfig  token.Config
+	// ClientTLS trusts Options.TLS (nil without it).
+	ClientTLS  *tls.Config
+	Issuer     *token.DevIssuer
+	AuthConfig token.Config
 
 	mu      sync.Mutex
+	client  *http.Client // HTTPClient's, with ClientTLS
 	running map[string]*component
 	// bound holds the listeners opened by Start until their component first
 	// runs. A component started again binds its address anew, as a
@@ -137,13 +145,18 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	if err := s.provision(ctx); err != nil {
 		return nil, err
 	}
+	scheme := "http://"
+	if opts.TLS != nil {
+		scheme = "https://"
+		s.ClientTLS = &tls.Config{RootCAs: opts.TLS.Pool, MinVersion: tls.VersionTLS12}
+	}
 	listen := func(name string, port int) (string, error) {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			return "", fmt.Errorf("system: %s: %w", name, err)
 		}
 		s.bound[name] = ln
-		return "http://" + ln.Addr().String(), nil
+		return scheme + ln.Addr().String(), nil
 	}
 	if s.QueryURL, err = listen("query", opts.QueryPort); err != nil {
 		s.Close()
@@ -181,7 +194,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 // (after Start, or after StartComponent of one of them).
 func (s *System) WaitReady(ctx context.Context) error {
 	for _, u := range append([]string{s.QueryURL}, s.GatewayURLs...) {
-		if err := waitHTTP(ctx, u+"/healthz"); err != nil {
+		if err := waitHTTP(ctx, s.HTTPClient(), u+"/healthz"); err != nil {
 			return err
 		}
 	}
@@ -291,7 +304,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			origins = append(origins, u, strings.Replace(u, "127.0.0.1", "localhost", 1))
 		}
 		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
-			Auth: s.AuthConfig, Logger: log, CORSOrigins: origins})
+			Auth: s.AuthConfig, Logger: log, CORSOrigins: origins, TLS: s.serverTLS(log)})
 		if err != nil {
 			return nil, err
 		}
@@ -314,7 +327,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
 			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, WebhookSigningKey: s.webhookKey(), Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments,
-			Web: gateway.Web{QueryURL: s.QueryURL}})
+			Web: gateway.Web{QueryURL: s.QueryURL}, TLS: s.serverTLS(log)})
 		if err != nil {
 			return nil, err
 		}
@@ -444,15 +457,36 @@ func (s *System) Close() {
 	wg.Wait()
 }
 
-func hostPort(url string) string { return url[len("http://"):] }
+func hostPort(url string) string { return url[strings.Index(url, "://")+3:] }
+
+// serverTLS is the certificate the gateways and query serve (none: plain).
+func (s *System) serverTLS(log *slog.Logger) deploy.ServerTLS {
+	if s.opts.TLS == nil {
+		return deploy.ServerTLS{}
+	}
+	return deploy.ServerTLS{CertFile: s.opts.TLS.CertFile, KeyFile: s.opts.TLS.KeyFile, Logger: log}
+}
+
+// HTTPClient calls the gateways and query, trusting Options.TLS.
+func (s *System) HTTPClient() *http.Client {
+	if s.ClientTLS == nil {
+		return http.DefaultClient
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: s.ClientTLS}}
+	}
+	return s.client
+}
 
 // waitHTTP polls url until it answers 200.
-func waitHTTP(ctx context.Context, url string) error {
+func waitHTTP(ctx context.Context, client *http.Client, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -88,6 +88,7 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 	l, f, s, a := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals, gateway.DefaultAttachments
 	cfg := gateway.Config{
 		Addr:          e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
+		TLS:           e.ServerTLS("PARLEY_GATEWAY"),
 		Seeds:         e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
 		CommandsTopic: topics.Commands.Name,
 		EventsTopic:   topics.Events.Name,

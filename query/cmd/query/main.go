@@ -49,6 +49,7 @@ func configFromEnv() (query.Config, error) {
 	e := deploy.NewEnv()
 	cfg := query.Config{
 		Addr:      e.String("PARLEY_QUERY_ADDR", "127.0.0.1:8081"),
+		TLS:       e.ServerTLS("PARLEY_QUERY"),
 		Keyspace:  e.String("PARLEY_KEYSPACE", "parley"),
 		Cassandra: e.Cassandra(),
 		Auth: token.Config{

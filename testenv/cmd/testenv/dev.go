@@ -89,6 +89,7 @@ func dev(ctx context.Context, env *testenv.Env, dir string, gatewayPort, queryPo
 	fmt.Printf(`
 Parley is running.
   web client:          %[1]s/              (open it in a browser; sign in as any user name)
+  (plain HTTP on loopback, for development only; production serves TLS: README, "Deploying")
   gateway (WebSocket): %[1]s/v1/ws        metrics: %[1]s/metrics
   query (HTTP JSON):   %[2]s/v1/inbox     metrics: %[2]s/metrics
   topics:              %[3]s
