@@ -6,6 +6,7 @@
 package token
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -27,6 +28,9 @@ import (
 // before it is decoded. Real tokens are a few hundred bytes.
 const MaxTokenBytes = 8 << 10
 
+// MaxLeeway bounds the clock skew a Verifier tolerates.
+const MaxLeeway = 5 * time.Minute
+
 // DeviceClaim is the JWT claim that names the device ("did"). sub is the user id.
 const DeviceClaim = "did"
 
@@ -39,41 +43,81 @@ type Identity struct {
 // ErrUnauthenticated wraps every verification failure.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
-// Config says how tokens are verified. Exactly one of HMACSecret and
-// PublicKeyPEM is set.
+// Config says how tokens are verified. Exactly one of HMACSecret,
+// PublicKeyPEM, JWKSURL and OIDCIssuer is set.
 type Config struct {
 	// HMACSecret verifies HS256/HS384/HS512 tokens.
 	HMACSecret []byte
 	// PublicKeyPEM verifies RS*, PS*, ES* or EdDSA tokens (PKIX "PUBLIC KEY" PEM).
 	PublicKeyPEM []byte
+	// JWKSURL is the identity provider's JSON Web Key Set: RS*, PS*, ES*
+	// and EdDSA tokens naming a key by kid (jwks.go, which says how keys
+	// rotate). https, or http on loopback.
+	JWKSURL string
+	// OIDCIssuer finds the key set by OpenID Connect discovery
+	// (<issuer>/.well-known/openid-configuration); iss must then be this
+	// issuer unless Issuer says otherwise.
+	OIDCIssuer string
+	// JWKSRefresh is how often the key set is fetched again (default
+	// 10 min); JWKSMinRefresh the least time between two fetches, also
+	// those a token with an unknown kid asks for (default 10 s).
+	JWKSRefresh, JWKSMinRefresh time.Duration
+	// HTTPClient fetches the key set (default: a client with a 10 s
+	// timeout and the system's roots).
+	HTTPClient *http.Client
 	// Issuer and Audience, when set, must match the iss and aud claims.
 	Issuer, Audience string
-	// Leeway tolerates clock skew on exp/nbf/iat (default 30s).
+	// Leeway tolerates clock skew on exp/nbf/iat (default 30s, at most
+	// MaxLeeway): a token issued further in the future is refused too.
 	Leeway time.Duration
 }
 
 // Verifier checks tokens. It is safe for concurrent use.
 type Verifier struct {
 	key     any
+	jwks    *jwks // instead of key, with JWKSURL or OIDCIssuer
 	methods []string
 	parser  *jwt.Parser
 }
 
 // NewVerifier builds a Verifier from cfg.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	if (len(cfg.HMACSecret) == 0) == (len(cfg.PublicKeyPEM) == 0) {
-		return nil, errors.New("token: set exactly one of HMACSecret and PublicKeyPEM")
+	set := 0
+	for _, on := range []bool{len(cfg.HMACSecret) > 0, len(cfg.PublicKeyPEM) > 0, cfg.JWKSURL != "", cfg.OIDCIssuer != ""} {
+		if on {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, errors.New("token: set exactly one of HMACSecret, PublicKeyPEM, JWKSURL and OIDCIssuer")
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
 	}
+	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
+		return nil, fmt.Errorf("token: Leeway %v is outside 0..%v", cfg.Leeway, MaxLeeway)
+	}
 	v := &Verifier{}
-	if len(cfg.HMACSecret) > 0 {
+	switch {
+	case cfg.JWKSURL != "" || cfg.OIDCIssuer != "":
+		for _, u := range []string{cfg.JWKSURL, cfg.OIDCIssuer} {
+			if err := checkHTTPS(u); u != "" && err != nil {
+				return nil, fmt.Errorf("token: %w", err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		k, issuer, err := newJWKS(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		v.jwks, v.methods, cfg.Issuer = k, asymmetric, issuer
+	case len(cfg.HMACSecret) > 0:
 		if len(cfg.HMACSecret) < 32 {
 			return nil, errors.New("token: HMACSecret must be at least 32 bytes")
 		}
 		v.key, v.methods = cfg.HMACSecret, []string{"HS256", "HS384", "HS512"}
-	} else {
+	default:
 		pub, err := parsePublicKey(cfg.PublicKeyPEM)
 		if err != nil {
 			return nil, err
@@ -88,7 +132,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			v.methods = []string{"EdDSA"}
 		}
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods(v.methods), jwt.WithLeeway(cfg.Leeway), jwt.WithExpirationRequired()}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(v.methods), jwt.WithLeeway(cfg.Leeway), jwt.WithExpirationRequired(), jwt.WithIssuedAt()}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
 	}
@@ -129,7 +173,11 @@ func (v *Verifier) VerifyUntil(token string) (Identity, time.Time, error) {
 		return Identity{}, time.Time{}, fmt.Errorf("%w: token is %d bytes; at most %d", ErrUnauthenticated, len(token), MaxTokenBytes)
 	}
 	claims := jwt.MapClaims{}
-	_, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return v.key, nil })
+	keyFunc := func(*jwt.Token) (any, error) { return v.key, nil }
+	if v.jwks != nil {
+		keyFunc = v.jwks.key
+	}
+	_, err := v.parser.ParseWithClaims(token, claims, keyFunc)
 	if err != nil {
 		return Identity{}, time.Time{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
@@ -226,4 +274,15 @@ func (d *DevIssuer) Issue(user, device string, ttl time.Duration) (string, error
 		c["aud"] = d.audience
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(d.secret)
+}
+
+// KeySetFetches is how many times the key set was fetched (0 without
+// one): what a test of the refresh bound reads.
+func (v *Verifier) KeySetFetches() int {
+	if v.jwks == nil {
+		return 0
+	}
+	v.jwks.mu.Lock()
+	defer v.jwks.mu.Unlock()
+	return v.jwks.fetches
 }

@@ -72,17 +72,9 @@ func run(env *deploy.Env, log *slog.Logger) error {
 // config reads the gateway's settings; /metrics and /healthz are served on
 // the gateway's own listener.
 func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
-	auth := token.Config{
-		HMACSecret: []byte(e.String("PARLEY_JWT_HMAC_SECRET", "")),
-		Issuer:     e.String("PARLEY_JWT_ISSUER", ""),
-		Audience:   e.String("PARLEY_JWT_AUDIENCE", ""),
-	}
-	if f := e.String("PARLEY_JWT_PUBLIC_KEY_FILE", ""); f != "" {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return gateway.Config{}, blob.Config{}, scan.Config{}, fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
-		}
-		auth.PublicKeyPEM = pem
+	auth, err := token.FromEnv(e)
+	if err != nil {
+		return gateway.Config{}, blob.Config{}, scan.Config{}, err
 	}
 	topics := schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", ""))
 	l, f, s, a := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals, gateway.DefaultAttachments

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -48,35 +47,18 @@ func run(log *slog.Logger) error {
 func configFromEnv() (query.Config, error) {
 	e := deploy.NewEnv()
 	cfg := query.Config{
-		Addr:      e.String("PARLEY_QUERY_ADDR", "127.0.0.1:8081"),
-		TLS:       e.ServerTLS("PARLEY_QUERY"),
-		Keyspace:  e.String("PARLEY_KEYSPACE", "parley"),
-		Cassandra: e.Cassandra(),
-		Auth: token.Config{
-			Issuer:   e.String("PARLEY_JWT_ISSUER", ""),
-			Audience: e.String("PARLEY_JWT_AUDIENCE", ""),
-		},
+		Addr:           e.String("PARLEY_QUERY_ADDR", "127.0.0.1:8081"),
+		TLS:            e.ServerTLS("PARLEY_QUERY"),
+		Keyspace:       e.String("PARLEY_KEYSPACE", "parley"),
+		Cassandra:      e.Cassandra(),
 		ServingRefresh: e.Duration("PARLEY_QUERY_SERVING_REFRESH", 0),
 		MaxPageSize:    e.Int("PARLEY_QUERY_MAX_PAGE_SIZE", 0),
 		CORSOrigins:    e.List("PARLEY_QUERY_CORS_ORIGINS"),
 	}
-	secret, keyFile := e.String("PARLEY_JWT_HMAC_SECRET", ""), e.String("PARLEY_JWT_PUBLIC_KEY_FILE", "")
-	if err := e.Err(); err != nil {
+	auth, err := token.FromEnv(e)
+	if err := errors.Join(e.Err(), err); err != nil {
 		return cfg, err
 	}
-	switch {
-	case secret != "" && keyFile != "":
-		return cfg, errors.New("set only one of PARLEY_JWT_HMAC_SECRET and PARLEY_JWT_PUBLIC_KEY_FILE")
-	case secret != "":
-		cfg.Auth.HMACSecret = []byte(secret)
-	case keyFile != "":
-		pem, err := os.ReadFile(keyFile)
-		if err != nil {
-			return cfg, fmt.Errorf("PARLEY_JWT_PUBLIC_KEY_FILE: %w", err)
-		}
-		cfg.Auth.PublicKeyPEM = pem
-	default:
-		return cfg, errors.New("set PARLEY_JWT_HMAC_SECRET or PARLEY_JWT_PUBLIC_KEY_FILE")
-	}
+	cfg.Auth = auth
 	return cfg, nil
 }
