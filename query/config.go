@@ -59,7 +59,19 @@ type Config struct {
 	// query has an origin of its own; "*" allows any. Empty: none, and no
 	// CORS header is sent (cors.go).
 	CORSOrigins []string
+	// RatePerSecond and Burst bound each user's requests on this process,
+	// all devices together: a token bucket (ratelimit.go); over it, 429
+	// RATE_LIMITED with Retry-After. Defaults 50/s and 200; a negative
+	// RatePerSecond turns the limit off.
+	RatePerSecond float64
+	Burst         int
 }
+
+// The default per-user request limit (Config.RatePerSecond, Burst).
+const (
+	DefaultRatePerSecond = 50
+	DefaultBurst         = 200
+)
 
 // Defaults fills in every unset field.
 func (c *Config) Defaults() {
@@ -81,6 +93,12 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxPageSize == 0 {
 		c.MaxPageSize = HardMaxPageSize
+	}
+	if c.RatePerSecond == 0 {
+		c.RatePerSecond = DefaultRatePerSecond
+	}
+	if c.Burst == 0 {
+		c.Burst = DefaultBurst
 	}
 	if c.ServingRefresh == 0 {
 		c.ServingRefresh = 5 * time.Second
@@ -106,6 +124,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPageSize < 1 || c.MaxPageSize > HardMaxPageSize {
 		errs = append(errs, fmt.Errorf("query: MaxPageSize %d is outside 1..%d", c.MaxPageSize, HardMaxPageSize))
+	}
+	if c.Burst < 1 {
+		errs = append(errs, fmt.Errorf("query: Burst %d: want at least 1", c.Burst))
 	}
 	if err := checkOrigins(c.CORSOrigins); err != nil {
 		errs = append(errs, err)

@@ -26,6 +26,7 @@ var (
 	codeInvalidCursor   = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_CURSOR)
 	codeUserBanned      = codeName(parleyv1.ErrorCode_ERROR_CODE_USER_BANNED)
 	codeDeleted         = codeName(parleyv1.ErrorCode_ERROR_CODE_CONVERSATION_DELETED)
+	codeRateLimited     = codeName(parleyv1.ErrorCode_ERROR_CODE_RATE_LIMITED)
 )
 
 func codeName(c parleyv1.ErrorCode) string {

@@ -44,6 +44,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, Config{RatePerSecond: -1})
+}
+
+// newFixtureWith is newFixture with cfg's limits (RatePerSecond, Burst).
+func newFixtureWith(t *testing.T, cfg Config) *fixture {
+	t.Helper()
 	c := testenv.MigratedCassandra(t)
 	db := c.Session()
 	secret := make([]byte, 32)
@@ -54,7 +60,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Config{Hosts: c.Hosts, Keyspace: c.Keyspace, Auth: ac, Registerer: reg, Logger: testenv.Logger(t)})
+	srv, err := New(Config{Hosts: c.Hosts, Keyspace: c.Keyspace, Auth: ac, Registerer: reg, Logger: testenv.Logger(t),
+		RatePerSecond: cfg.RatePerSecond, Burst: cfg.Burst})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

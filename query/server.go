@@ -34,6 +34,7 @@ type Server struct {
 	serving  *serving // the keyspace the views are read from (serving.go)
 	handler  http.Handler
 	tls      *tls.Config // nil: plain HTTP
+	limits   *limiters   // per user; nil: no limit
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -55,6 +56,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		verifier: verifier,
+		limits:   newLimiters(cfg.RatePerSecond, cfg.Burst),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "parley", Subsystem: "query", Name: "requests_total",
 			Help: "HTTP requests served, by route and status code.",
@@ -221,6 +223,12 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, token.Identit
 		id, err := s.verifier.Verify(tok)
 		if err != nil {
 			s.fail(w, r, &apiError{http.StatusUnauthorized, codeUnauthenticated, err.Error()})
+			return
+		}
+		if ok, wait := s.limits.allow(id.UserID, time.Now()); !ok {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			s.fail(w, r, &apiError{http.StatusTooManyRequests, codeRateLimited,
+				fmt.Sprintf("more than %g requests a second (burst %d) for this user; retry after %s s", s.cfg.RatePerSecond, s.cfg.Burst, retryAfter(wait))})
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)

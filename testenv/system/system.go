@@ -6,6 +6,7 @@
 package system
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -75,6 +76,10 @@ type Options struct {
 	// admin API gets the same key); the system fills in where Kafka,
 	// Cassandra and the topics are, and the groups.
 	Webhooks *notify.DispatcherConfig
+	// QueryRatePerSecond and QueryBurst are query's per-user request
+	// limit; 0: none (tests poll query as fast as they like).
+	QueryRatePerSecond float64
+	QueryBurst         int
 	// TLS: the gateways and query serve HTTPS (and WSS) with this
 	// certificate; ClientTLS trusts it.
 	TLS *testenv.CertFiles
@@ -304,7 +309,8 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			origins = append(origins, u, strings.Replace(u, "127.0.0.1", "localhost", 1))
 		}
 		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
-			Auth: s.AuthConfig, Logger: log, CORSOrigins: origins, TLS: s.serverTLS(log)})
+			Auth: s.AuthConfig, Logger: log, CORSOrigins: origins, TLS: s.serverTLS(log),
+			RatePerSecond: cmp.Or(s.opts.QueryRatePerSecond, -1), Burst: s.opts.QueryBurst})
 		if err != nil {
 			return nil, err
 		}

@@ -54,6 +54,8 @@ func configFromEnv() (query.Config, error) {
 		ServingRefresh: e.Duration("PARLEY_QUERY_SERVING_REFRESH", 0),
 		MaxPageSize:    e.Int("PARLEY_QUERY_MAX_PAGE_SIZE", 0),
 		CORSOrigins:    e.List("PARLEY_QUERY_CORS_ORIGINS"),
+		RatePerSecond:  e.Float("PARLEY_QUERY_RATE_PER_SECOND", query.DefaultRatePerSecond),
+		Burst:          e.Int("PARLEY_QUERY_BURST", query.DefaultBurst),
 	}
 	auth, err := token.FromEnv(e)
 	if err := errors.Join(e.Err(), err); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-im/parley/gateway/blob"
 	"github.com/parley-im/parley/projector/notify"
 	"github.com/parley-im/parley/projector/push"
+	"github.com/parley-im/parley/query"
 	"github.com/parley-im/parley/schemas/examples/echobot"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
@@ -71,6 +72,7 @@ func dev(ctx context.Context, env *testenv.Env, dir string, gatewayPort, queryPo
 	sys, err := system.Start(ctx, system.Options{
 		Seeds: env.KafkaSeeds, Hosts: env.CassandraHosts, Keyspace: devKeyspace,
 		GatewayPort: gatewayPort, QueryPort: queryPort, Secret: secret, DevTokens: true, Logger: log,
+		QueryRatePerSecond: query.DefaultRatePerSecond, QueryBurst: query.DefaultBurst,
 		GatewayAttachments: gateway.Attachments{Store: blobs, StagingDir: filepath.Join(dir, "uploads")},
 		GatewayAdminKeys: gateway.AdminKeys{Keys: []gateway.AdminKey{{ID: "dev", SHA256: gateway.HashAdminSecret(hex.EncodeToString(adminSecret)),
 			Scopes: gateway.Scopes, ActAs: []string{"*"}}}},
