@@ -128,10 +128,14 @@ func TestSignalsTyping(t *testing.T) {
 
 	accepted(t, phone.MustDo(conv, send("m1", "hello")))
 	bob.WaitEvent("a message of "+conv, isMessage(conv))
-	h, code := allHistory(t, sys, "bob", conv)
-	if code != 200 || len(h.Messages) != 1 || h.Messages[0].Seq != 1 || h.Messages[0].ClientMsgID != "m1" {
-		t.Fatalf("history after typing: %d %+v", code, h.Messages)
-	}
+	// The live event does not wait for the projector.
+	testenv.Eventually(t, time.Minute, func() string {
+		h, code := allHistory(t, sys, "bob", conv)
+		if code != 200 || len(h.Messages) != 1 || h.Messages[0].Seq != 1 || h.Messages[0].ClientMsgID != "m1" {
+			return fmt.Sprintf("history after typing: %d %+v", code, h.Messages)
+		}
+		return ""
+	})
 	var types []string
 	// m1 is the conversation's last event; a typing event would be before it.
 	for _, r := range readTopicUntil(t, sys.Topics.Events.Name, func(r *kgo.Record) bool {
