@@ -131,20 +131,10 @@ func (c *Config) Validate() error {
 	if err := checkOrigins(c.CORSOrigins); err != nil {
 		errs = append(errs, err)
 	}
-	if n := countSet(len(c.Auth.HMACSecret) > 0, len(c.Auth.PublicKeyPEM) > 0, c.Auth.JWKSURL != "", c.Auth.OIDCIssuer != ""); n != 1 {
+	if c.Auth.Sources() != 1 {
 		errs = append(errs, errors.New("query: set exactly one of Auth.HMACSecret, Auth.PublicKeyPEM, Auth.JWKSURL and Auth.OIDCIssuer"))
 	}
 	return errors.Join(errs...)
 }
 
 func (c *Config) inboxDefaultLimit() int { return min(DefaultInboxPageSize, c.MaxPageSize) }
-
-func countSet(on ...bool) int {
-	n := 0
-	for _, b := range on {
-		if b {
-			n++
-		}
-	}
-	return n
-}

@@ -80,7 +80,7 @@ func TestReplay(t *testing.T) {
 
 	t.Run("Rebuild", func(t *testing.T) {
 		cfg := w.cfg
-		var progress syncBuffer
+		var progress testenv.SyncBuffer
 		cfg.Progress, cfg.ProgressEvery = &progress, 100*time.Millisecond
 		res, err := Rebuild(context.Background(), cfg, RebuildOptions{To: v2})
 		if err != nil {
@@ -537,22 +537,4 @@ func buildReplay(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
 	return bin
-}
-
-// syncBuffer is a bytes.Buffer written by one goroutine and read by another.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

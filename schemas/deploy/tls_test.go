@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,31 +15,13 @@ import (
 	"github.com/parley-im/parley/testenv"
 )
 
-// syncBuffer is a log sink the test reads while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestServerTLS: TLS 1.2 at least; the security headers on every answer;
 // a renewed certificate is served without a restart, and a broken
 // renewal keeps the previous one.
 func TestServerTLS(t *testing.T) {
 	dir := t.TempDir()
 	first := testenv.WriteCert(t, dir, "server")
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	cfg, err := deploy.ServerTLS{CertFile: first.CertFile, KeyFile: first.KeyFile,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}.Config()
 	if err != nil {

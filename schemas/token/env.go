@@ -39,13 +39,7 @@ func FromEnv(e *deploy.Env) (Config, error) {
 		}
 		cfg.PublicKeyPEM = pem
 	}
-	n := 0
-	for _, on := range []bool{len(cfg.HMACSecret) > 0, len(cfg.PublicKeyPEM) > 0, cfg.JWKSURL != "", cfg.OIDCIssuer != ""} {
-		if on {
-			n++
-		}
-	}
-	if n != 1 {
+	if cfg.Sources() != 1 {
 		return cfg, errors.New("set exactly one of PARLEY_JWT_HMAC_SECRET (or _FILE), PARLEY_JWT_PUBLIC_KEY_FILE, PARLEY_JWT_JWKS_URL and PARLEY_JWT_OIDC_ISSUER")
 	}
 	return cfg, nil

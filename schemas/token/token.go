@@ -82,13 +82,7 @@ type Verifier struct {
 
 // NewVerifier builds a Verifier from cfg.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	set := 0
-	for _, on := range []bool{len(cfg.HMACSecret) > 0, len(cfg.PublicKeyPEM) > 0, cfg.JWKSURL != "", cfg.OIDCIssuer != ""} {
-		if on {
-			set++
-		}
-	}
-	if set != 1 {
+	if cfg.Sources() != 1 {
 		return nil, errors.New("token: set exactly one of HMACSecret, PublicKeyPEM, JWKSURL and OIDCIssuer")
 	}
 	if cfg.Leeway == 0 {
@@ -285,4 +279,16 @@ func (v *Verifier) KeySetFetches() int {
 	v.jwks.mu.Lock()
 	defer v.jwks.mu.Unlock()
 	return v.jwks.fetches
+}
+
+// Sources is how many of HMACSecret, PublicKeyPEM, JWKSURL and OIDCIssuer
+// are set; a valid Config has one.
+func (c Config) Sources() int {
+	n := 0
+	for _, on := range []bool{len(c.HMACSecret) > 0, len(c.PublicKeyPEM) > 0, c.JWKSURL != "", c.OIDCIssuer != ""} {
+		if on {
+			n++
+		}
+	}
+	return n
 }
