@@ -93,6 +93,9 @@ func signIn(t *testing.T, browser context.Context, gatewayURL, user string) *pag
 		}
 	}()
 	p.do(chromedp.Navigate(gatewayURL + "/"))
+	// The form renders once config.json has loaded; type into it only
+	// then, so the node typed into is the one that stays.
+	p.waitFor(`document.querySelector('[data-testid=signin-user]') && document.querySelector('[data-testid=signin-submit]')`)
 	p.do(chromedp.SendKeys(chromedp.CSS(`[data-testid=signin-user]`), user))
 	p.do(chromedp.Click(chromedp.CSS(`[data-testid=signin-submit]`)))
 	p.waitFor(fmt.Sprintf(`document.querySelector('[data-testid=me]')?.textContent === %q`, user))
@@ -192,7 +195,21 @@ func (p *page) unread(conv string, n int) {
 // open clicks conv in the inbox and waits for it to show.
 func (p *page) open(conv string) {
 	p.t.Helper()
-	p.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-testid=inbox-item][data-conv=%q]`, conv))))
+	sel := fmt.Sprintf(`[data-testid=inbox-item][data-conv=%q]`, conv)
+	// The list re-renders as events arrive: a node found may be gone by
+	// the time it is clicked. Clicking again is what a person would do.
+	for attempt := 1; ; attempt++ {
+		p.waitFor(fmt.Sprintf(`document.querySelector(%q)`, sel))
+		ctx, cancel := context.WithTimeout(p.ctx, browserWait)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			break
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "Could not find node") {
+			p.fail("open %s: %v", conv, err)
+		}
+	}
 	p.waitFor(fmt.Sprintf(`document.querySelector('[data-testid=conversation]')?.dataset.conv === %q`, conv))
 }
 
