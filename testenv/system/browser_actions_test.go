@@ -100,6 +100,72 @@ func TestBrowserActions(t *testing.T) {
 	for _, p := range []*page{alice, bob, dave} {
 		p.onceEach("welcome, crew", "carol has moved on")
 	}
+
+	// alice edits a message: bob and dave see the new text, marked
+	// edited, live. bob is offered neither edit nor recall of it.
+	alice.send("meet at ten")
+	bob.waitText("meet at ten")
+	meet := alice.seqOf("meet at ten")
+	alice.click(msgSel(meet) + ` [data-testid=msg-actions]`)
+	alice.click(msgSel(meet) + ` [data-testid=edit]`)
+	alice.waitFor(fmt.Sprintf(`document.querySelector('[data-testid=edit-draft]')?.dataset.seq === %q && document.querySelector('[data-testid=composer]').value === 'meet at ten'`, meet))
+	alice.clear(`[data-testid=composer]`)
+	alice.send("meet at eleven")
+	for _, p := range []*page{alice, bob, dave} {
+		p.waitFor(msgExpr(meet) + `?.querySelector('[data-testid=message-text]').textContent === 'meet at eleven' && ` + msgExpr(meet) + `.querySelector('[data-testid=edited]')`)
+	}
+	alice.waitFor(`!document.querySelector('[data-testid=edit-draft]') && document.querySelector('[data-testid=composer]').value === ''`)
+	bob.click(msgSel(meet) + ` [data-testid=msg-actions]`)
+	bob.waitFor(msgExpr(meet) + `?.querySelector('[data-testid=msg-menu]')`)
+	if n := bob.count(msgSel(meet) + ` [data-testid=edit], ` + msgSel(meet) + ` [data-testid=recall]`); n != 0 {
+		bob.fail("bob is offered %d edit or recall buttons on alice's message", n)
+	}
+	bob.click(msgSel(meet) + ` [data-testid=msg-actions]`)
+
+	// bob recalls his own message: the others see "message recalled" live.
+	bob.send("oops, wrong group")
+	alice.waitText("oops, wrong group")
+	oops := bob.seqOf("oops, wrong group")
+	bob.click(msgSel(oops) + ` [data-testid=msg-actions]`)
+	bob.click(msgSel(oops) + ` [data-testid=recall]`)
+	bob.click(msgSel(oops) + ` [data-testid=recall-confirm]`)
+	for _, p := range []*page{alice, bob, dave} {
+		p.waitFor(msgExpr(oops) + `?.dataset.recalled === 'true' && ` + msgExpr(oops) + `.querySelector('[data-testid=message-text]').textContent === 'message recalled'`)
+	}
+	if alice.eval(`document.body.textContent.includes('oops, wrong group')`) {
+		alice.fail("the recalled text is still on the page")
+	}
+
+	// After a reload, history shows the same: the edit marked, the recall.
+	dave.do(chromedp.Reload())
+	dave.online()
+	dave.open(conv)
+	dave.waitFor(msgExpr(meet) + `?.querySelector('[data-testid=message-text]').textContent === 'meet at eleven' && ` + msgExpr(meet) + `.querySelector('[data-testid=edited]')`)
+	dave.waitFor(msgExpr(oops) + `?.dataset.recalled === 'true'`)
+	alice.screenshot("edited-recalled")
+}
+
+// msgSel selects the message at seq.
+func msgSel(seq string) string {
+	return fmt.Sprintf(`[data-testid=message][data-seq=%q]`, seq)
+}
+
+// msgExpr is an expression for the message at seq.
+func msgExpr(seq string) string {
+	return fmt.Sprintf(`document.querySelector('%s')`, msgSel(seq))
+}
+
+// seqOf is the seq of the sent message with text.
+func (p *page) seqOf(text string) string {
+	p.t.Helper()
+	p.waitText(text)
+	for _, b := range p.bubbles() {
+		if b.Text == text {
+			return b.Seq
+		}
+	}
+	p.fail("no message %q", text)
+	return ""
 }
 
 // onceEach: the open conversation shows each text exactly once, and its

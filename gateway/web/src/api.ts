@@ -121,6 +121,7 @@ export interface HistoryItem {
   sender: string;
   client_msg_id?: string;
   text?: string;
+  content_type?: string;
   occurred_at?: string;
   recalled?: unknown;
   member_ids?: string[];

@@ -161,6 +161,8 @@ function Conversation(props: { store: Store; c: Conv }) {
   const { store: s, c } = props;
   const log = useRef<HTMLDivElement>(null);
   const [panel, setPanel] = useState(false);
+  const [menu, setMenu] = useState(0); // the seq whose actions are open
+  const [draft, setDraft] = useState<Draft | null>(null);
   const stick = useRef(true);
   const prevHeight = useRef(0);
   const msgs = s.timeline(c);
@@ -196,6 +198,8 @@ function Conversation(props: { store: Store; c: Conv }) {
     stick.current = true;
     prevHeight.current = 0;
     setPanel(false);
+    setMenu(0);
+    setDraft(null);
   }, [c.id]);
 
   const onScroll = async () => {
@@ -241,7 +245,25 @@ function Conversation(props: { store: Store; c: Conv }) {
       )}
       <div class="log" ref={log} role="log" aria-live="polite" aria-label="Messages" onScroll={onScroll} tabIndex={0}>
         {c.hasMore && <div class="more">{c.loadingOlder ? 'Loading…' : ''}</div>}
-        {msgs.map((m) => (m.type === 'MessageSent' ? <Bubble key={m.clientMsgId || 's' + m.seq} s={s} c={c} m={m} mine={m.sender === me} /> : <Notice key={'s' + m.seq} m={m} />))}
+        {msgs.map((m) =>
+          m.type === 'MessageSent' ? (
+            <Bubble
+              key={m.clientMsgId || 's' + m.seq}
+              s={s}
+              c={c}
+              m={m}
+              mine={m.sender === me}
+              menu={menu === m.seq && m.seq > 0}
+              setMenu={setMenu}
+              setDraft={(d) => {
+                setMenu(0);
+                setDraft(d);
+              }}
+            />
+          ) : (
+            <Notice key={'s' + m.seq} m={m} />
+          ),
+        )}
       </div>
       <div data-testid="typing" class="typing" aria-live="polite">
         {typists.length ? typists.join(', ') + (typists.length > 1 ? ' are typing…' : ' is typing…') : ''}
@@ -252,51 +274,100 @@ function Conversation(props: { store: Store; c: Conv }) {
           <button type="button" data-testid="forget" onClick={() => s.forget(c.id)}>Remove from list</button>
         </div>
       ) : (
-        <Composer key={c.id} s={s} c={c} onSend={() => (stick.current = true)} />
+        <Composer key={c.id} s={s} c={c} draft={draft} setDraft={setDraft} onSend={() => (stick.current = true)} />
       )}
     </section>
   );
 }
 
-function Composer(props: { s: Store; c: Conv; onSend: () => void }) {
-  const { s, c } = props;
+interface Draft {
+  kind: 'edit' | 'reply';
+  seq: number;
+}
+
+function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d: Draft | null) => void; onSend: () => void }) {
+  const { s, c, draft, setDraft } = props;
   const [text, setText] = useState('');
+  const saved = useRef(''); // what was being written before an edit took the composer
+  const input = useRef<HTMLTextAreaElement>(null);
+  const target = draft ? c.msgs.get(draft.seq) : undefined;
+  useEffect(() => {
+    if (draft?.kind === 'edit') {
+      saved.current = text;
+      setText(target?.text ?? '');
+    }
+    if (draft) input.current?.focus();
+  }, [draft?.kind, draft?.seq]);
+  useEffect(() => {
+    // the message went (recalled) while it was being edited or answered
+    if (draft && (!target || target.recalled)) setDraft(null);
+  });
+  const cancel = () => {
+    if (draft?.kind === 'edit') setText(saved.current);
+    setDraft(null);
+  };
   const send = () => {
     const t = text.trim();
+    if (draft?.kind === 'edit') {
+      if (t && target && t !== target.text) s.edit(c.id, draft.seq, t);
+      setText(saved.current);
+      setDraft(null);
+      return;
+    }
     if (!t) return;
     s.sendText(c.id, t);
     setText('');
     props.onSend();
   };
   return (
-    <form
-      class="composer"
-      onSubmit={(e) => {
-        e.preventDefault();
-        send();
-      }}
-    >
-      <textarea
-        data-testid="composer"
-        aria-label="Message"
-        rows={1}
-        value={text}
-        placeholder="Message"
-        onInput={(e) => {
-          setText(e.currentTarget.value);
-          if (e.currentTarget.value) s.typing(c.id);
-          else s.stopTyping(c.id);
+    <div class="composer-wrap">
+      {draft && target && (
+        <div class="draft" data-testid={draft.kind === 'edit' ? 'edit-draft' : 'reply-draft'} data-seq={String(draft.seq)}>
+          <span class="draft-what">{draft.kind === 'edit' ? 'Editing your message' : 'Replying to ' + target.sender}</span>
+          {draft.kind === 'reply' && <span class="draft-quote">{snippet(target.text)}</span>}
+          <button type="button" data-testid="draft-cancel" aria-label={draft.kind === 'edit' ? 'Cancel editing' : 'Cancel reply'} onClick={cancel}>×</button>
+        </div>
+      )}
+      <form
+        class="composer"
+        onSubmit={(e) => {
+          e.preventDefault();
+          send();
         }}
-        onKeyDown={(e) => {
-          if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-            e.preventDefault();
-            send();
-          }
-        }}
-      />
-      <button data-testid="send" type="submit" disabled={!text.trim()}>Send</button>
-    </form>
+      >
+        <textarea
+          ref={input}
+          data-testid="composer"
+          aria-label={draft?.kind === 'edit' ? 'Edit message' : 'Message'}
+          rows={1}
+          value={text}
+          placeholder="Message"
+          onInput={(e) => {
+            setText(e.currentTarget.value);
+            if (draft?.kind === 'edit') return;
+            if (e.currentTarget.value) s.typing(c.id);
+            else s.stopTyping(c.id);
+          }}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+              e.preventDefault();
+              send();
+            } else if (e.key === 'Escape' && draft) {
+              e.preventDefault();
+              cancel();
+            }
+          }}
+        />
+        <button data-testid="send" type="submit" disabled={!text.trim()}>{draft?.kind === 'edit' ? 'Save' : 'Send'}</button>
+      </form>
+    </div>
   );
+}
+
+/** The start of a message's text, as quoted. */
+function snippet(text: string): string {
+  const cps = [...text];
+  return cps.length > 100 ? cps.slice(0, 100).join('') + '…' : text;
 }
 
 const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
@@ -358,10 +429,21 @@ function Members(props: { s: Store; c: Conv }) {
   );
 }
 
-function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
+function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean; setMenu: (seq: number) => void; setDraft: (d: Draft) => void }) {
   const { s, c, m, mine } = props;
+  const [confirm, setConfirm] = useState(false);
+  const menuRef = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (props.menu) menuRef.current?.querySelector('button')?.focus();
+    else setConfirm(false);
+  }, [props.menu]);
   const receipt = mine && c.kind === 'direct' && m.seq ? s.receipt(c, m) : undefined;
   const tick = receipt === 'read' ? '✓✓ read' : receipt === 'delivered' ? '✓✓' : receipt === 'sent' ? '✓' : '';
+  const actionable = m.seq > 0 && !m.recalled && !c.left;
+  const close = () => {
+    props.setMenu(0);
+    setConfirm(false);
+  };
   return (
     <div
       data-testid="message"
@@ -370,11 +452,13 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
       data-sender={m.sender}
       data-state={m.state}
       data-receipt={receipt}
+      data-recalled={m.recalled ? 'true' : undefined}
       class={'msg' + (mine ? ' mine' : '') + ' ' + m.state}
     >
       {!mine && c.kind === 'group' && <div class="sender">{m.sender}</div>}
       <div data-testid="message-text" class={'text' + (m.recalled ? ' recalled' : '')}>{m.recalled ? 'message recalled' : m.text}</div>
       <div class="meta">
+        {!!m.edits && !m.recalled && <span data-testid="edited" class="edited">edited</span>}
         <span>{timeOf(m.at)}</span>
         {m.state === 'pending' && <span>sending…</span>}
         {tick && <span class="tick">{tick}</span>}
@@ -385,7 +469,45 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
             <button data-testid="retry" type="button" onClick={() => s.retry(m.clientMsgId)}>Retry</button>
           </>
         )}
+        {actionable && (
+          <button
+            type="button"
+            class="more-btn"
+            data-testid="msg-actions"
+            aria-label="Message actions"
+            aria-haspopup="true"
+            aria-expanded={props.menu}
+            onClick={() => (props.menu ? close() : props.setMenu(m.seq))}
+          >
+            ⋯
+          </button>
+        )}
       </div>
+      {props.menu && actionable && (
+        <div ref={menuRef} class="msg-menu" data-testid="msg-menu" role="toolbar" aria-label="Message actions" onKeyDown={(e) => e.key === 'Escape' && close()}>
+          {confirm ? (
+            <>
+              <span>Recall for everyone?</span>
+              <button
+                type="button"
+                data-testid="recall-confirm"
+                onClick={() => {
+                  close();
+                  s.recall(c.id, m.seq);
+                }}
+              >
+                Recall
+              </button>
+              <button type="button" data-testid="recall-cancel" onClick={() => setConfirm(false)}>Cancel</button>
+            </>
+          ) : (
+            <>
+              {s.mayEdit(c, m) && <button type="button" data-testid="edit" onClick={() => props.setDraft({ kind: 'edit', seq: m.seq })}>Edit</button>}
+              {s.mayRecall(c, m) && <button type="button" data-testid="recall" onClick={() => setConfirm(true)}>Recall</button>}
+            </>
+          )}
+        </div>
+      )}
     </div>
   );
 }

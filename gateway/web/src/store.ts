@@ -14,6 +14,8 @@ export interface Msg {
   at?: string;
   state: 'pending' | 'sent' | 'failed';
   recalled?: boolean;
+  contentType?: string;
+  edits?: number; // how often it was edited
   members?: string[];
   removedReason?: 'left' | 'removed';
   error?: string;
@@ -37,6 +39,7 @@ export interface Conv {
   readSeq: number;
   lastActivity: string;
   preview: string;
+  previewSeq: number; // the message the preview shows
   msgs: Map<number, Msg>; // by seq
   loaded: boolean;
   hasMore: boolean;
@@ -370,7 +373,7 @@ export class Store {
     if (num(it.version) >= known) {
       c.lastSeq = Math.max(c.lastSeq, num(it.last_seq));
       c.readSeq = Math.max(c.readSeq, num(it.read_seq));
-      if (it.preview) c.preview = it.preview.text ?? '';
+      if (it.preview) this.setPreview(c, num(it.preview.seq), it.preview.text ?? '');
       if (it.last_activity) c.lastActivity = it.last_activity;
       if (!known) this.cursors[id] = num(it.version);
     }
@@ -414,7 +417,7 @@ export class Store {
       if (info.owner_user_id) c.roles.set(info.owner_user_id, 'owner');
       c.rolesKnown = true;
       c.whoMayAdd = info.settings?.who_may_add === 'admins' ? 'admins' : 'members';
-      if (info.preview) c.preview = info.preview.text ?? '';
+      if (info.preview) this.setPreview(c, num(info.preview.seq), info.preview.text ?? '');
       if (info.last_activity) c.lastActivity = info.last_activity;
     }
     this.watchPresence();
@@ -443,6 +446,7 @@ export class Store {
         readSeq: 0,
         lastActivity: '',
         preview: '',
+        previewSeq: 0,
         msgs: new Map(),
         loaded: false,
         hasMore: false,
@@ -603,8 +607,9 @@ export class Store {
     if (e.messageSent) {
       const m = e.messageSent;
       const msg: Msg = { seq, type: 'MessageSent', sender: actor, clientMsgId: m.clientMsgId ?? '', text: m.text ?? '', at: e.occurredAt, state: 'sent' };
+      if (m.contentType) msg.contentType = m.contentType;
       this.addMsg(c, msg);
-      c.preview = msg.text;
+      this.setPreview(c, seq, msg.text);
       this.mark(c, actor, seq, seq);
       if (actor === me) {
         c.readSeq = Math.max(c.readSeq, seq);
@@ -650,15 +655,24 @@ export class Store {
       if (c.roles.get(t.fromUserId) === 'owner' && c.members.includes(t.fromUserId)) c.roles.set(t.fromUserId, 'admin');
       if (c.members.includes(t.toUserId)) c.roles.set(t.toUserId, 'owner');
     } else if (e.messageEdited) {
-      const m = c.msgs.get(num(e.messageEdited.messageSeq));
-      if (m && !m.recalled) m.text = e.messageEdited.text ?? '';
+      const ed = e.messageEdited;
+      const at = num(ed.messageSeq);
+      const m = c.msgs.get(at);
+      if (m && !m.recalled) {
+        m.text = ed.text ?? '';
+        if (ed.contentType) m.contentType = ed.contentType;
+        m.edits = Math.max(m.edits ?? 0, ed.editNumber ?? 1);
+      }
+      if (at === c.previewSeq) c.preview = ed.text ?? '';
     } else if (e.messageRecalled) {
-      const m = c.msgs.get(num(e.messageRecalled.messageSeq));
+      const at = num(e.messageRecalled.messageSeq);
+      const m = c.msgs.get(at);
       if (m) {
         m.recalled = true;
         m.text = '';
+        m.edits = undefined;
       }
-      if (num(e.messageRecalled.messageSeq) === c.lastSeq) c.preview = '';
+      if (at === c.previewSeq || at === c.lastSeq) c.preview = '';
     } else if (e.groupSettingsChanged) {
       const g = e.groupSettingsChanged.settings ?? {};
       if (g.title) c.title = g.title;
@@ -680,6 +694,12 @@ export class Store {
   private catchUp(id: string): void {
     clearTimeout(this.gapTimer);
     this.gapTimer = window.setTimeout(() => this.resume([id]), 200);
+  }
+
+  private setPreview(c: Conv, seq: number, text: string): void {
+    if (seq < c.previewSeq) return;
+    c.previewSeq = seq;
+    c.preview = text;
   }
 
   private mark(c: Conv, user: string, read: number, delivered: number): void {
@@ -795,6 +815,8 @@ export class Store {
         at: it.occurred_at,
         state: 'sent',
         recalled: !!it.recalled,
+        contentType: it.content_type,
+        edits: it.edit_count,
         members: it.member_ids,
         removedReason: it.removed_reason,
       });
@@ -984,6 +1006,26 @@ export class Store {
     return mine === 'owner' || (mine === 'admin' && theirs === 'member');
   }
 
+  /** Whether the user may edit m: its own text message, not recalled, within the edit window. */
+  mayEdit(c: Conv, m: Msg): boolean {
+    const ct = (m.contentType ?? 'text/plain').split(';')[0].trim();
+    return !c.left && m.seq > 0 && !m.recalled && m.type === 'MessageSent' && m.sender === this.session.userId && (ct === 'text/plain' || ct === 'text/markdown') && recent(m.at);
+  }
+
+  /** The sender within the recall window; in a group its owner and admins, any message. */
+  mayRecall(c: Conv, m: Msg): boolean {
+    if (c.left || m.seq <= 0 || m.recalled || m.type !== 'MessageSent') return false;
+    return (m.sender === this.session.userId && recent(m.at)) || (c.kind === 'group' && this.privileged(c));
+  }
+
+  edit(convId: string, seq: number, text: string): Promise<boolean> {
+    return this.act(convId, 'edit the message', { editMessage: { seq: String(seq), text, clientMsgId: ulid() } });
+  }
+
+  recall(convId: string, seq: number): Promise<boolean> {
+    return this.act(convId, 'recall the message', { recallMessage: { seq: String(seq) } });
+  }
+
   addMembers(convId: string, ids: string[]): Promise<boolean> {
     return this.act(convId, 'add ' + ids.join(', '), { addMembers: { userIds: ids } });
   }
@@ -1052,6 +1094,11 @@ function online(state: string): boolean {
 function ms(iso: string): number {
   const t = iso ? Date.parse(iso) : NaN;
   return isNaN(t) ? 0 : t;
+}
+
+/** Within the edit and recall windows (24 h of the send, the servers' default; they decide). */
+function recent(at?: string): boolean {
+  return !at || Date.now() - ms(at) < 24 * 3600_000;
 }
 
 function sleep(ms: number): Promise<void> {
