@@ -121,9 +121,21 @@ export interface HistoryItem {
   sender: string;
   client_msg_id?: string;
   text?: string;
+  content_type?: string;
   occurred_at?: string;
   recalled?: unknown;
   member_ids?: string[];
+  removed_reason?: 'left' | 'removed';
+  edit_count?: number;
+  reply_to?: ReplyTo;
+  reactions?: { emoji: string; count: number; user_ids: string[] }[];
+}
+
+export interface ReplyTo {
+  seq: number;
+  sender?: string;
+  snippet?: string;
+  recalled?: boolean;
 }
 
 export interface HistoryPage {
@@ -137,7 +149,11 @@ export interface ConversationInfo {
   title?: string;
   version: number;
   last_seq: number;
-  members: { user_id: string; read_seq: number; delivered_seq: number }[];
+  last_activity?: string;
+  preview?: Preview;
+  owner_user_id?: string;
+  settings?: { who_may_add?: 'members' | 'admins' };
+  members: { user_id: string; role?: 'owner' | 'admin' | 'member'; read_seq: number; delivered_seq: number }[];
 }
 
 export interface Receipts {

@@ -104,7 +104,8 @@ function InboxItemView(props: { store: Store; c: Conv }) {
       data-testid="inbox-item"
       data-conv={c.id}
       data-unread={String(n)}
-      class={'item' + (s.openId === c.id ? ' active' : '')}
+      data-left={c.left ? 'true' : undefined}
+      class={'item' + (s.openId === c.id ? ' active' : '') + (c.left ? ' gone' : '')}
       aria-current={s.openId === c.id ? 'true' : undefined}
       onClick={open}
       onKeyDown={(e) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), open())}
@@ -114,7 +115,7 @@ function InboxItemView(props: { store: Store; c: Conv }) {
         <span data-testid="inbox-title" class="title">{s.title(c)}</span>
         {n > 0 && <span class="badge" aria-label={n + ' unread'}>{n}</span>}
       </div>
-      <div data-testid="inbox-preview" class="preview">{c.preview}</div>
+      <div data-testid="inbox-preview" class="preview">{c.left || c.preview}</div>
     </li>
   );
 }
@@ -159,7 +160,9 @@ function NewForm(props: { store: Store; kind: 'direct' | 'group'; done: () => vo
 function Conversation(props: { store: Store; c: Conv }) {
   const { store: s, c } = props;
   const log = useRef<HTMLDivElement>(null);
-  const [text, setText] = useState('');
+  const [panel, setPanel] = useState(false);
+  const [menu, setMenu] = useState(0); // the seq whose actions are open
+  const [draft, setDraft] = useState<Draft | null>(null);
   const stick = useRef(true);
   const prevHeight = useRef(0);
   const msgs = s.timeline(c);
@@ -194,7 +197,9 @@ function Conversation(props: { store: Store; c: Conv }) {
   useEffect(() => {
     stick.current = true;
     prevHeight.current = 0;
-    setText('');
+    setPanel(false);
+    setMenu(0);
+    setDraft(null);
   }, [c.id]);
 
   const onScroll = async () => {
@@ -213,14 +218,6 @@ function Conversation(props: { store: Store; c: Conv }) {
     }
   };
 
-  const send = () => {
-    const t = text.trim();
-    if (!t) return;
-    s.sendText(c.id, t);
-    setText('');
-    stick.current = true;
-  };
-
   const typists = s.typingUsers(c);
   return (
     <section class="conv-pane" data-testid="conversation" data-conv={c.id} aria-label={s.title(c)}>
@@ -230,15 +227,107 @@ function Conversation(props: { store: Store; c: Conv }) {
           <span data-testid="presence" data-online={String(!!s.presence.get(peer))} class={'dot' + (s.presence.get(peer) ? ' on' : '')} title={s.presence.get(peer) ? 'online' : 'offline'} />
         )}
         <h2>{s.title(c)}</h2>
-        {c.kind === 'group' && <span class="members">{c.members.length} members</span>}
+        {c.kind === 'group' && (
+          <button data-testid="members-toggle" class="members" aria-expanded={panel} aria-controls="members-panel" onClick={() => setPanel(!panel)}>
+            {c.members.length} members
+          </button>
+        )}
       </header>
+      {panel && c.kind === 'group' && <Members s={s} c={c} />}
+      {c.actError && (
+        <div role="alert" class="err banner act-error" data-testid="action-error" data-code={c.actError.code}>
+          <span>
+            Could not {c.actError.what}: <strong>{c.actError.code}</strong>
+            {c.actError.message ? ' — ' + c.actError.message : ''}
+          </span>
+          <button type="button" data-testid="action-error-dismiss" aria-label="Dismiss" onClick={() => s.dismissError(c.id)}>×</button>
+        </div>
+      )}
       <div class="log" ref={log} role="log" aria-live="polite" aria-label="Messages" onScroll={onScroll} tabIndex={0}>
         {c.hasMore && <div class="more">{c.loadingOlder ? 'Loading…' : ''}</div>}
-        {msgs.map((m) => (m.type === 'MessageSent' ? <Bubble key={m.clientMsgId || 's' + m.seq} s={s} c={c} m={m} mine={m.sender === me} /> : <Notice key={'s' + m.seq} m={m} />))}
+        {msgs.map((m) =>
+          m.type === 'MessageSent' ? (
+            <Bubble
+              key={m.clientMsgId || 's' + m.seq}
+              s={s}
+              c={c}
+              m={m}
+              mine={m.sender === me}
+              menu={menu === m.seq && m.seq > 0}
+              setMenu={setMenu}
+              setDraft={(d) => {
+                setMenu(0);
+                setDraft(d);
+              }}
+            />
+          ) : (
+            <Notice key={'s' + m.seq} m={m} />
+          ),
+        )}
       </div>
       <div data-testid="typing" class="typing" aria-live="polite">
         {typists.length ? typists.join(', ') + (typists.length > 1 ? ' are typing…' : ' is typing…') : ''}
       </div>
+      {c.left ? (
+        <div class="left-note" data-testid="left" role="status">
+          <span>{c.left}</span>
+          <button type="button" data-testid="forget" onClick={() => s.forget(c.id)}>Remove from list</button>
+        </div>
+      ) : (
+        <Composer key={c.id} s={s} c={c} draft={draft} setDraft={setDraft} onSend={() => (stick.current = true)} />
+      )}
+    </section>
+  );
+}
+
+interface Draft {
+  kind: 'edit' | 'reply';
+  seq: number;
+}
+
+function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d: Draft | null) => void; onSend: () => void }) {
+  const { s, c, draft, setDraft } = props;
+  const [text, setText] = useState('');
+  const saved = useRef(''); // what was being written before an edit took the composer
+  const input = useRef<HTMLTextAreaElement>(null);
+  const target = draft ? c.msgs.get(draft.seq) : undefined;
+  useEffect(() => {
+    if (draft?.kind === 'edit') {
+      saved.current = text;
+      setText(target?.text ?? '');
+    }
+    if (draft) input.current?.focus();
+  }, [draft?.kind, draft?.seq]);
+  useEffect(() => {
+    // the message went (recalled) while it was being edited or answered
+    if (draft && (!target || target.recalled)) setDraft(null);
+  });
+  const cancel = () => {
+    if (draft?.kind === 'edit') setText(saved.current);
+    setDraft(null);
+  };
+  const send = () => {
+    const t = text.trim();
+    if (draft?.kind === 'edit') {
+      if (t && target && t !== target.text) s.edit(c.id, draft.seq, t);
+      setText(saved.current);
+      setDraft(null);
+      return;
+    }
+    if (!t) return;
+    s.sendText(c.id, t);
+    setText('');
+    props.onSend();
+  };
+  return (
+    <div class="composer-wrap">
+      {draft && target && (
+        <div class="draft" data-testid={draft.kind === 'edit' ? 'edit-draft' : 'reply-draft'} data-seq={String(draft.seq)}>
+          <span class="draft-what">{draft.kind === 'edit' ? 'Editing your message' : 'Replying to ' + target.sender}</span>
+          {draft.kind === 'reply' && <span class="draft-quote">{snippet(target.text)}</span>}
+          <button type="button" data-testid="draft-cancel" aria-label={draft.kind === 'edit' ? 'Cancel editing' : 'Cancel reply'} onClick={cancel}>×</button>
+        </div>
+      )}
       <form
         class="composer"
         onSubmit={(e) => {
@@ -247,13 +336,15 @@ function Conversation(props: { store: Store; c: Conv }) {
         }}
       >
         <textarea
+          ref={input}
           data-testid="composer"
-          aria-label="Message"
+          aria-label={draft?.kind === 'edit' ? 'Edit message' : 'Message'}
           rows={1}
           value={text}
           placeholder="Message"
           onInput={(e) => {
             setText(e.currentTarget.value);
+            if (draft?.kind === 'edit') return;
             if (e.currentTarget.value) s.typing(c.id);
             else s.stopTyping(c.id);
           }}
@@ -261,19 +352,98 @@ function Conversation(props: { store: Store; c: Conv }) {
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
               e.preventDefault();
               send();
+            } else if (e.key === 'Escape' && draft) {
+              e.preventDefault();
+              cancel();
             }
           }}
         />
-        <button data-testid="send" type="submit" disabled={!text.trim()}>Send</button>
+        <button data-testid="send" type="submit" disabled={!text.trim()}>{draft?.kind === 'edit' ? 'Save' : 'Send'}</button>
       </form>
+    </div>
+  );
+}
+
+/** The start of a message's text, as quoted. */
+function snippet(text: string): string {
+  const cps = [...text];
+  return cps.length > 100 ? cps.slice(0, 100).join('') + '…' : text;
+}
+
+const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
+
+function Members(props: { s: Store; c: Conv }) {
+  const { s, c } = props;
+  const me = s.session.userId;
+  const [add, setAdd] = useState('');
+  const [busy, setBusy] = useState('');
+  const [leaving, setLeaving] = useState(false);
+  const list = [...c.members].sort((a, b) => ROLE_ORDER[s.role(c, a) ?? 'member'] - ROLE_ORDER[s.role(c, b) ?? 'member'] || a.localeCompare(b));
+  const run = async (key: string, f: () => Promise<boolean>) => {
+    setBusy(key);
+    const ok = await f();
+    setBusy('');
+    return ok;
+  };
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const ids = [...new Set(add.split(/[\s,]+/).map((x) => x.trim()).filter(Boolean))];
+    if (ids.length && (await run('add', () => s.addMembers(c.id, ids)))) setAdd('');
+  };
+  return (
+    <section id="members-panel" data-testid="members-panel" class="members-panel" aria-label="Members">
+      {!c.rolesKnown && <p class="muted">Loading members…</p>}
+      <ul role="list">
+        {list.map((u) => {
+          const role = s.role(c, u);
+          return (
+            <li key={u} data-testid="member" data-user={u} data-role={role ?? ''}>
+              <span class="who">{u === me ? u + ' (you)' : u}</span>
+              {role && role !== 'member' && <span class="role">{role}</span>}
+              {s.mayRemove(c, u) && (
+                <button type="button" data-testid="member-remove" aria-label={'Remove ' + u} disabled={!!busy} onClick={() => run(u, () => s.removeMember(c.id, u))}>
+                  Remove
+                </button>
+              )}
+            </li>
+          );
+        })}
+      </ul>
+      {s.mayAdd(c) && (
+        <form class="add-member" onSubmit={submit} aria-label="Add members">
+          <input data-testid="add-member" value={add} onInput={(e) => setAdd(e.currentTarget.value)} placeholder="user ids, comma-separated" aria-label="User ids to add" />
+          <button data-testid="add-member-submit" type="submit" disabled={!add.trim() || !!busy}>Add</button>
+        </form>
+      )}
+      {!c.left &&
+        (leaving ? (
+          <div class="confirm" role="group" aria-label="Leave this group?">
+            <span>Leave this group?</span>
+            <button type="button" data-testid="leave-confirm" disabled={!!busy} onClick={() => run('leave', () => s.leave(c.id)).then(() => setLeaving(false))}>Leave</button>
+            <button type="button" data-testid="leave-cancel" onClick={() => setLeaving(false)}>Cancel</button>
+          </div>
+        ) : (
+          <button type="button" data-testid="leave" onClick={() => setLeaving(true)}>Leave group</button>
+        ))}
     </section>
   );
 }
 
-function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
+function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean; setMenu: (seq: number) => void; setDraft: (d: Draft) => void }) {
   const { s, c, m, mine } = props;
+  const [confirm, setConfirm] = useState(false);
+  const menuRef = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (props.menu) menuRef.current?.querySelector('button')?.focus();
+    else setConfirm(false);
+  }, [props.menu]);
   const receipt = mine && c.kind === 'direct' && m.seq ? s.receipt(c, m) : undefined;
   const tick = receipt === 'read' ? '✓✓ read' : receipt === 'delivered' ? '✓✓' : receipt === 'sent' ? '✓' : '';
+  const actionable = m.seq > 0 && !m.recalled && !c.left;
+  const close = () => {
+    props.setMenu(0);
+    setConfirm(false);
+  };
   return (
     <div
       data-testid="message"
@@ -282,11 +452,13 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
       data-sender={m.sender}
       data-state={m.state}
       data-receipt={receipt}
+      data-recalled={m.recalled ? 'true' : undefined}
       class={'msg' + (mine ? ' mine' : '') + ' ' + m.state}
     >
       {!mine && c.kind === 'group' && <div class="sender">{m.sender}</div>}
       <div data-testid="message-text" class={'text' + (m.recalled ? ' recalled' : '')}>{m.recalled ? 'message recalled' : m.text}</div>
       <div class="meta">
+        {!!m.edits && !m.recalled && <span data-testid="edited" class="edited">edited</span>}
         <span>{timeOf(m.at)}</span>
         {m.state === 'pending' && <span>sending…</span>}
         {tick && <span class="tick">{tick}</span>}
@@ -297,7 +469,45 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
             <button data-testid="retry" type="button" onClick={() => s.retry(m.clientMsgId)}>Retry</button>
           </>
         )}
+        {actionable && (
+          <button
+            type="button"
+            class="more-btn"
+            data-testid="msg-actions"
+            aria-label="Message actions"
+            aria-haspopup="true"
+            aria-expanded={props.menu}
+            onClick={() => (props.menu ? close() : props.setMenu(m.seq))}
+          >
+            ⋯
+          </button>
+        )}
       </div>
+      {props.menu && actionable && (
+        <div ref={menuRef} class="msg-menu" data-testid="msg-menu" role="toolbar" aria-label="Message actions" onKeyDown={(e) => e.key === 'Escape' && close()}>
+          {confirm ? (
+            <>
+              <span>Recall for everyone?</span>
+              <button
+                type="button"
+                data-testid="recall-confirm"
+                onClick={() => {
+                  close();
+                  s.recall(c.id, m.seq);
+                }}
+              >
+                Recall
+              </button>
+              <button type="button" data-testid="recall-cancel" onClick={() => setConfirm(false)}>Cancel</button>
+            </>
+          ) : (
+            <>
+              {s.mayEdit(c, m) && <button type="button" data-testid="edit" onClick={() => props.setDraft({ kind: 'edit', seq: m.seq })}>Edit</button>}
+              {s.mayRecall(c, m) && <button type="button" data-testid="recall" onClick={() => setConfirm(true)}>Recall</button>}
+            </>
+          )}
+        </div>
+      )}
     </div>
   );
 }
@@ -305,8 +515,15 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean }) {
 function Notice(props: { m: Msg }) {
   const m = props.m;
   const who = (m.members ?? []).join(', ');
-  const what = m.type === 'MembersAdded' ? m.sender + ' added ' + who : m.type === 'MemberRemoved' ? who + ' left or was removed' : m.type;
-  return <div class="notice" data-notice-seq={String(m.seq)}>{what}</div>;
+  const what =
+    m.type === 'MembersAdded'
+      ? m.sender + ' added ' + who
+      : m.type === 'MemberRemoved'
+        ? m.removedReason === 'left' || m.sender === who
+          ? who + ' left'
+          : m.sender + ' removed ' + who
+        : m.type;
+  return <div class="notice" data-testid="notice" data-notice-seq={String(m.seq)}>{what}</div>;
 }
 
 function Main(props: { store: Store; signOut: () => void }) {

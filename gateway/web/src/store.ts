@@ -14,8 +14,20 @@ export interface Msg {
   at?: string;
   state: 'pending' | 'sent' | 'failed';
   recalled?: boolean;
+  contentType?: string;
+  edits?: number; // how often it was edited
   members?: string[];
+  removedReason?: 'left' | 'removed';
   error?: string;
+}
+
+export type Role = 'owner' | 'admin' | 'member';
+
+/** A refusal of one of the user's actions, shown until dismissed or replaced. */
+export interface ActError {
+  what: string;
+  code: string;
+  message: string;
 }
 
 export interface Conv {
@@ -27,12 +39,18 @@ export interface Conv {
   readSeq: number;
   lastActivity: string;
   preview: string;
+  previewSeq: number; // the message the preview shows
   msgs: Map<number, Msg>; // by seq
   loaded: boolean;
   hasMore: boolean;
   loadingOlder: boolean;
   receipts: Map<string, { read: number; delivered: number }>;
   typing: Map<string, number>; // user → expiry (ms)
+  roles: Map<string, Role>; // groups: each member's role, once known
+  rolesKnown: boolean;
+  whoMayAdd: 'members' | 'admins';
+  left: string; // why the user is no longer a member ('' while it is)
+  actError: ActError | null;
 }
 
 interface OutItem {
@@ -71,6 +89,8 @@ export class Store {
   private deliveredSent = new Map<string, number>();
   private gapTimer = 0;
   private watched = '';
+  private actions = new Map<string, { conv: string; what: string }>(); // commandId → an action awaiting its outcome
+  private early = new Map<string, { code: string; message: string }>(); // commandId → a refusal read before its Accepted
 
   constructor(
     cfg: Config,
@@ -286,7 +306,10 @@ export class Store {
       }
       const res = r.resumed;
       for (const c of res.cursors ?? []) this.advance(c.conversationId, num(c.version));
-      for (const c of res.removed ?? []) this.dropConv(c.conversationId);
+      for (const c of res.removed ?? []) {
+        const gone = this.convs.get(c.conversationId);
+        if (gone && !gone.left) this.markLeft(gone, 'You are no longer a member of this group.');
+      }
       const later: string[] = [];
       for (const c of [...(res.added ?? []), ...(res.refetch ?? [])]) {
         this.cursors[c.conversationId] = Math.max(this.cursors[c.conversationId] ?? 0, num(c.version));
@@ -330,7 +353,7 @@ export class Store {
       if (!r.next_cursor) break;
       cursor = r.next_cursor;
     }
-    for (const id of [...this.convs.keys()]) if (!seen.has(id) && !this.cursors[id]) this.convs.delete(id);
+    for (const [id, c] of [...this.convs]) if (!seen.has(id) && !this.cursors[id] && !c.left) this.convs.delete(id);
     this.changed();
   }
 
@@ -338,53 +361,76 @@ export class Store {
     const id = it.conversation_id;
     const known = this.cursors[id] ?? 0;
     const c = this.conv(id, it.kind);
+    if (c.left) {
+      // added back while away: a member again, its history read anew
+      c.left = '';
+      c.loaded = false;
+      c.rolesKnown = false;
+      if (this.openId === id) this.open(id);
+    }
     if (it.title) c.title = it.title;
     // What the item shows is as of its version; a device ahead of it keeps its own (newer) marks.
     if (num(it.version) >= known) {
       c.lastSeq = Math.max(c.lastSeq, num(it.last_seq));
       c.readSeq = Math.max(c.readSeq, num(it.read_seq));
-      if (it.preview) c.preview = it.preview.text ?? '';
+      if (it.preview) this.setPreview(c, num(it.preview.seq), it.preview.text ?? '');
       if (it.last_activity) c.lastActivity = it.last_activity;
       if (!known) this.cursors[id] = num(it.version);
     }
     if (c.kind === 'direct' && !c.members.length) this.loadInfo(c);
   }
 
-  private async loadInfo(c: Conv): Promise<void> {
+  private loadInfo(c: Conv): void {
+    this.fetchInfo(c);
+  }
+
+  /**
+   * Reads the conversation (members, roles, settings) through query and applies it. The answer is as
+   * of its version: while that is below what this device already applied live, the views are behind
+   * and it is read again a moment later, so a member added or removed live is not undone.
+   */
+  private async fetchInfo(c: Conv, attempt = 0): Promise<ConversationInfo | null> {
+    const again = async () => {
+      if (attempt >= 8 || this.stopped || this.convs.get(c.id) !== c) return null;
+      await sleep(250 * 2 ** Math.min(attempt, 4));
+      return this.fetchInfo(c, attempt + 1);
+    };
+    let info: ConversationInfo;
     try {
-      const info = await this.query.get<ConversationInfo>('/v1/conversations/' + encodeURIComponent(c.id));
-      c.members = info.members.map((m) => m.user_id);
-      if (info.title) c.title = info.title;
-      for (const m of info.members) this.mark(c, m.user_id, num(m.read_seq), num(m.delivered_seq));
-      this.watchPresence();
-      this.changed();
-    } catch {
-      // shown without its members until the next load
+      info = await this.query.get<ConversationInfo>('/v1/conversations/' + encodeURIComponent(c.id));
+    } catch (err) {
+      // not readable yet (a join the views have not reached), or query away
+      return err instanceof AuthError ? null : again();
     }
+    if (this.convs.get(c.id) !== c) return null;
+    for (const m of info.members) this.mark(c, m.user_id, num(m.read_seq), num(m.delivered_seq));
+    const fresh = num(info.version) >= (this.cursors[c.id] ?? 0);
+    if (!fresh && attempt < 8) return again();
+    c.kind = info.kind;
+    if (info.title) c.title = info.title;
+    c.lastSeq = Math.max(c.lastSeq, num(info.last_seq));
+    const me = info.members.find((m) => m.user_id === this.session.userId);
+    if (me) c.readSeq = Math.max(c.readSeq, num(me.read_seq));
+    if (fresh || !c.rolesKnown) {
+      c.members = info.members.map((m) => m.user_id);
+      c.roles = new Map(info.members.map((m) => [m.user_id, m.role ?? 'member']));
+      if (info.owner_user_id) c.roles.set(info.owner_user_id, 'owner');
+      c.rolesKnown = true;
+      c.whoMayAdd = info.settings?.who_may_add === 'admins' ? 'admins' : 'members';
+      if (info.preview) this.setPreview(c, num(info.preview.seq), info.preview.text ?? '');
+      if (info.last_activity) c.lastActivity = info.last_activity;
+    }
+    this.watchPresence();
+    this.changed();
+    return info;
   }
 
   private async refetch(id: string): Promise<void> {
     const c = this.conv(id, id.startsWith('d:') ? 'direct' : 'group');
-    try {
-      const info = await this.query.get<ConversationInfo>('/v1/conversations/' + encodeURIComponent(id));
-      c.kind = info.kind;
-      if (info.title) c.title = info.title;
-      c.members = info.members.map((m) => m.user_id);
-      c.lastSeq = Math.max(c.lastSeq, num(info.last_seq));
-      const me = info.members.find((m) => m.user_id === this.session.userId);
-      if (me) c.readSeq = Math.max(c.readSeq, num(me.read_seq));
-      for (const m of info.members) this.mark(c, m.user_id, num(m.read_seq), num(m.delivered_seq));
-      const p = (info as any).preview;
-      if (p) c.preview = p.text ?? '';
-      if ((info as any).last_activity) c.lastActivity = (info as any).last_activity;
-      if (c.loaded || this.openId === id) {
-        c.loaded = false;
-        this.loadHistory(c);
-      }
-      this.watchPresence();
-      this.changed();
-    } catch {
-      // next reconnect tries again
+    if (!(await this.fetchInfo(c))) return; // the next reconnect tries again
+    if (c.loaded || this.openId === id) {
+      c.loaded = false;
+      this.loadHistory(c);
     }
   }
 
@@ -400,12 +446,18 @@ export class Store {
         readSeq: 0,
         lastActivity: '',
         preview: '',
+        previewSeq: 0,
         msgs: new Map(),
         loaded: false,
         hasMore: false,
         loadingOlder: false,
         receipts: new Map(),
         typing: new Map(),
+        roles: new Map(),
+        rolesKnown: false,
+        whoMayAdd: 'members',
+        left: '',
+        actError: null,
       };
       this.convs.set(id, c);
     }
@@ -418,6 +470,30 @@ export class Store {
     if (this.openId === id) this.openId = '';
     this.outbox = this.outbox.filter((o) => o.conv !== id);
     this.saveOutbox();
+  }
+
+  /** The user left or was removed: the conversation stays on screen, read-only, and is no longer resumed. */
+  private markLeft(c: Conv, why: string): void {
+    const me = this.session.userId;
+    c.left = why;
+    c.members = c.members.filter((x) => x !== me);
+    c.roles.delete(me);
+    c.typing.clear();
+    c.readSeq = Math.max(c.readSeq, c.lastSeq);
+    delete this.cursors[c.id];
+    for (const o of this.outbox)
+      if (o.conv === c.id && o.state !== 'failed') {
+        o.state = 'failed';
+        o.error = 'not a member any more';
+      }
+    this.saveOutbox();
+  }
+
+  /** Takes a conversation the user left off the list. */
+  forget(id: string): void {
+    const c = this.convs.get(id);
+    if (c?.left) this.dropConv(id);
+    this.changed();
   }
 
   title(c: Conv): string {
@@ -483,6 +559,12 @@ export class Store {
     const actor: string = e.actorUserId ?? '';
 
     if (e.commandRejected) {
+      const a = this.actions.get(e.commandId);
+      if (a) {
+        this.actions.delete(e.commandId);
+        this.refuse(a.conv, a.what, e.commandRejected.code, e.commandRejected.message);
+        return;
+      }
       const cm = e.commandRejected.clientMsgId;
       const o = cm && this.outbox.find((x) => x.clientMsgId === cm);
       if (o) {
@@ -491,6 +573,11 @@ export class Store {
         this.saveOutbox();
       } else if (e.commandRejected.commandType === 'CreateConversation' && e.commandRejected.code !== 'ERROR_CODE_CONVERSATION_EXISTS')
         this.error = e.commandRejected.message;
+      else if (e.commandId) {
+        // refused before its Accepted was read: kept a moment for act() to find
+        this.early.set(e.commandId, e.commandRejected);
+        setTimeout(() => this.early.delete(e.commandId), 30_000);
+      }
       return;
     }
     if (e.messageDeduplicated) {
@@ -504,6 +591,8 @@ export class Store {
       c.kind = e.conversationCreated.kind === 'CONVERSATION_KIND_DIRECT' ? 'direct' : 'group';
       c.title = e.conversationCreated.title ?? c.title;
       c.members = e.conversationCreated.memberUserIds ?? c.members;
+      c.roles = new Map(c.members.map((u): [string, Role] => [u, c.kind === 'group' && u === actor ? 'owner' : 'member']));
+      c.rolesKnown = true;
       if (!c.lastActivity) c.lastActivity = e.occurredAt ?? new Date().toISOString();
       if (!known) c.loaded = true; // a new conversation has no history yet
       this.rewatchSoon();
@@ -518,8 +607,9 @@ export class Store {
     if (e.messageSent) {
       const m = e.messageSent;
       const msg: Msg = { seq, type: 'MessageSent', sender: actor, clientMsgId: m.clientMsgId ?? '', text: m.text ?? '', at: e.occurredAt, state: 'sent' };
+      if (m.contentType) msg.contentType = m.contentType;
       this.addMsg(c, msg);
-      c.preview = msg.text;
+      this.setPreview(c, seq, msg.text);
       this.mark(c, actor, seq, seq);
       if (actor === me) {
         c.readSeq = Math.max(c.readSeq, seq);
@@ -541,28 +631,52 @@ export class Store {
       this.mark(c, actor, 0, num(e.deliveredUpTo.upToSeq));
     } else if (e.membersAdded) {
       const ids: string[] = e.membersAdded.userIds ?? [];
+      const back = ids.includes(me) && (!known || !!c.left);
+      if (back) c.left = '';
       c.members = [...new Set([...c.members, ...ids])];
+      for (const u of ids) c.roles.set(u, 'member');
       if (seq) this.addMsg(c, { seq, type: 'MembersAdded', sender: actor, clientMsgId: '', text: '', at: e.occurredAt, state: 'sent', members: ids });
-      if (ids.includes(me) && !known) this.refetch(id);
+      if (back) this.refetch(id);
       this.rewatchSoon();
     } else if (e.memberRemoved) {
-      const u = e.memberRemoved.userId;
-      if (u === me) return this.dropConv(id);
+      const u: string = e.memberRemoved.userId;
+      const reason = e.memberRemoved.reason === 'MEMBER_REMOVED_REASON_LEFT' || (!e.memberRemoved.reason && actor === u) ? 'left' : 'removed';
       c.members = c.members.filter((x) => x !== u);
+      c.roles.delete(u);
       c.receipts.delete(u);
-      if (seq) this.addMsg(c, { seq, type: 'MemberRemoved', sender: actor, clientMsgId: '', text: '', at: e.occurredAt, state: 'sent', members: [u] });
+      c.typing.delete(u);
+      if (seq) this.addMsg(c, { seq, type: 'MemberRemoved', sender: actor, clientMsgId: '', text: '', at: e.occurredAt, state: 'sent', members: [u], removedReason: reason });
+      if (u === me) this.markLeft(c, reason === 'left' ? 'You left this group.' : actor + ' removed you from this group.');
+    } else if (e.memberRoleChanged) {
+      const r = e.memberRoleChanged;
+      if (c.members.includes(r.userId)) c.roles.set(r.userId, r.role === 'MEMBER_ROLE_ADMIN' ? 'admin' : 'member');
+    } else if (e.ownershipTransferred) {
+      const t = e.ownershipTransferred;
+      if (c.roles.get(t.fromUserId) === 'owner' && c.members.includes(t.fromUserId)) c.roles.set(t.fromUserId, 'admin');
+      if (c.members.includes(t.toUserId)) c.roles.set(t.toUserId, 'owner');
     } else if (e.messageEdited) {
-      const m = c.msgs.get(num(e.messageEdited.messageSeq));
-      if (m && !m.recalled) m.text = e.messageEdited.text ?? '';
+      const ed = e.messageEdited;
+      const at = num(ed.messageSeq);
+      const m = c.msgs.get(at);
+      if (m && !m.recalled) {
+        m.text = ed.text ?? '';
+        if (ed.contentType) m.contentType = ed.contentType;
+        m.edits = Math.max(m.edits ?? 0, ed.editNumber ?? 1);
+      }
+      if (at === c.previewSeq) c.preview = ed.text ?? '';
     } else if (e.messageRecalled) {
-      const m = c.msgs.get(num(e.messageRecalled.messageSeq));
+      const at = num(e.messageRecalled.messageSeq);
+      const m = c.msgs.get(at);
       if (m) {
         m.recalled = true;
         m.text = '';
+        m.edits = undefined;
       }
-      if (num(e.messageRecalled.messageSeq) === c.lastSeq) c.preview = '';
-    } else if (e.groupSettingsChanged?.settings?.title) {
-      c.title = e.groupSettingsChanged.settings.title;
+      if (at === c.previewSeq || at === c.lastSeq) c.preview = '';
+    } else if (e.groupSettingsChanged) {
+      const g = e.groupSettingsChanged.settings ?? {};
+      if (g.title) c.title = g.title;
+      if (g.whoMayAdd) c.whoMayAdd = g.whoMayAdd === 'GROUP_POLICY_ADMINS' ? 'admins' : 'members';
     } else if (e.conversationDeleted) {
       this.dropConv(id);
     }
@@ -580,6 +694,12 @@ export class Store {
   private catchUp(id: string): void {
     clearTimeout(this.gapTimer);
     this.gapTimer = window.setTimeout(() => this.resume([id]), 200);
+  }
+
+  private setPreview(c: Conv, seq: number, text: string): void {
+    if (seq < c.previewSeq) return;
+    c.previewSeq = seq;
+    c.preview = text;
   }
 
   private mark(c: Conv, user: string, read: number, delivered: number): void {
@@ -638,9 +758,9 @@ export class Store {
     this.openId = id;
     const c = this.convs.get(id);
     if (c) {
-      if (!c.loaded) this.loadHistory(c);
-      this.loadReceipts(c);
-      if (!c.members.length) this.loadInfo(c);
+      if (!c.loaded && !c.left) this.loadHistory(c);
+      if (!c.left) this.loadReceipts(c);
+      if ((!c.members.length || !c.rolesKnown) && !c.left) this.loadInfo(c);
     }
     this.changed();
   }
@@ -695,7 +815,10 @@ export class Store {
         at: it.occurred_at,
         state: 'sent',
         recalled: !!it.recalled,
+        contentType: it.content_type,
+        edits: it.edit_count,
         members: it.member_ids,
+        removedReason: it.removed_reason,
       });
       if (it.client_msg_id) this.confirmed(c.id, it.client_msg_id, seq);
       if (it.sender !== this.session.userId && it.type === 'MessageSent') {
@@ -815,6 +938,106 @@ export class Store {
     save(this.key('outbox'), this.outbox.map((o) => ({ ...o })));
   }
 
+  // ---- actions: commands whose outcome is an event, or a refusal shown to the user ----
+
+  /** Sends a command about a conversation; a refusal (Error or CommandRejected) is shown as its actError. */
+  private async act(convId: string, what: string, body: Record<string, unknown>): Promise<boolean> {
+    const c = this.convs.get(convId);
+    if (c) c.actError = null;
+    this.changed();
+    if (!this.resumed) {
+      this.refuse(convId, what, 'OFFLINE', 'not connected; try again when online');
+      return false;
+    }
+    const r = await this.send({ conversationId: convId, ...body }).catch(() => null);
+    if (!r) {
+      this.refuse(convId, what, 'OFFLINE', 'the connection dropped; try again');
+      return false;
+    }
+    if (r.error) {
+      this.refuse(convId, what, r.error.code, r.error.message);
+      return false;
+    }
+    const cid: string = r.accepted?.commandId ?? '';
+    const early = this.early.get(cid);
+    if (early) {
+      this.early.delete(cid);
+      this.refuse(convId, what, early.code, early.message);
+      return false;
+    }
+    if (cid) {
+      this.actions.set(cid, { conv: convId, what });
+      setTimeout(() => this.actions.delete(cid), 60_000);
+    }
+    return true;
+  }
+
+  private refuse(convId: string, what: string, code: string, message: string): void {
+    const c = this.convs.get(convId);
+    if (c) c.actError = { what, code: String(code ?? 'UNKNOWN').replace(/^ERROR_CODE_/, ''), message: message ?? '' };
+    this.changed();
+  }
+
+  dismissError(convId: string): void {
+    const c = this.convs.get(convId);
+    if (c) c.actError = null;
+    this.changed();
+  }
+
+  role(c: Conv, user: string): Role | undefined {
+    return c.rolesKnown ? (c.roles.get(user) ?? 'member') : undefined;
+  }
+
+  private privileged(c: Conv): boolean {
+    const r = this.role(c, this.session.userId);
+    return r === 'owner' || r === 'admin';
+  }
+
+  /** Whether the user may add members: a group's member, unless the group lets only admins add. */
+  mayAdd(c: Conv): boolean {
+    return c.kind === 'group' && !c.left && c.rolesKnown && (c.whoMayAdd === 'members' || this.privileged(c));
+  }
+
+  /** The owner removes anyone else, an admin plain members, a plain member nobody. */
+  mayRemove(c: Conv, user: string): boolean {
+    if (c.kind !== 'group' || c.left || user === this.session.userId || !c.rolesKnown) return false;
+    const mine = this.role(c, this.session.userId);
+    const theirs = this.role(c, user);
+    return mine === 'owner' || (mine === 'admin' && theirs === 'member');
+  }
+
+  /** Whether the user may edit m: its own text message, not recalled, within the edit window. */
+  mayEdit(c: Conv, m: Msg): boolean {
+    const ct = (m.contentType ?? 'text/plain').split(';')[0].trim();
+    return !c.left && m.seq > 0 && !m.recalled && m.type === 'MessageSent' && m.sender === this.session.userId && (ct === 'text/plain' || ct === 'text/markdown') && recent(m.at);
+  }
+
+  /** The sender within the recall window; in a group its owner and admins, any message. */
+  mayRecall(c: Conv, m: Msg): boolean {
+    if (c.left || m.seq <= 0 || m.recalled || m.type !== 'MessageSent') return false;
+    return (m.sender === this.session.userId && recent(m.at)) || (c.kind === 'group' && this.privileged(c));
+  }
+
+  edit(convId: string, seq: number, text: string): Promise<boolean> {
+    return this.act(convId, 'edit the message', { editMessage: { seq: String(seq), text, clientMsgId: ulid() } });
+  }
+
+  recall(convId: string, seq: number): Promise<boolean> {
+    return this.act(convId, 'recall the message', { recallMessage: { seq: String(seq) } });
+  }
+
+  addMembers(convId: string, ids: string[]): Promise<boolean> {
+    return this.act(convId, 'add ' + ids.join(', '), { addMembers: { userIds: ids } });
+  }
+
+  removeMember(convId: string, user: string): Promise<boolean> {
+    return this.act(convId, 'remove ' + user, { removeMember: { userId: user } });
+  }
+
+  leave(convId: string): Promise<boolean> {
+    return this.act(convId, 'leave the group', { leaveConversation: {} });
+  }
+
   // ---- typing ----
 
   typing(convId: string): void {
@@ -871,6 +1094,11 @@ function online(state: string): boolean {
 function ms(iso: string): number {
   const t = iso ? Date.parse(iso) : NaN;
   return isNaN(t) ? 0 : t;
+}
+
+/** Within the edit and recall windows (24 h of the send, the servers' default; they decide). */
+function recent(at?: string): boolean {
+  return !at || Date.now() - ms(at) < 24 * 3600_000;
 }
 
 function sleep(ms: number): Promise<void> {
