@@ -29,11 +29,7 @@ func TestBrowserActions(t *testing.T) {
 	// bob is on a phone.
 	bob.do(chromedp.EmulateViewport(390, 760, chromedp.EmulateMobile))
 
-	alice.do(chromedp.Click(chromedp.CSS(`[data-testid=new-group]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=new-title]`), "Crew"),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=new-members]`), "bob, carol"),
-		chromedp.Click(chromedp.CSS(`[data-testid=new-submit]`)))
-	conv := alice.openConv()
+	conv := alice.newGroup("Crew", "bob, carol")
 	alice.send("welcome, crew")
 	alice.waitText("welcome, crew")
 	for _, p := range []*page{bob, carol} {

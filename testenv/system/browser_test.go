@@ -213,6 +213,17 @@ func (p *page) open(conv string) {
 	p.waitFor(fmt.Sprintf(`document.querySelector('[data-testid=conversation]')?.dataset.conv === %q`, conv))
 }
 
+// newGroup makes a group in the page (members comma-separated) and
+// returns its id once it is open.
+func (p *page) newGroup(title, members string) string {
+	p.t.Helper()
+	p.do(chromedp.Click(chromedp.CSS(`[data-testid=new-group]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=new-title]`), title),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=new-members]`), members),
+		chromedp.Click(chromedp.CSS(`[data-testid=new-submit]`)))
+	return p.openConv()
+}
+
 // openConv is the id of the open conversation.
 func (p *page) openConv() string {
 	p.t.Helper()
@@ -374,11 +385,7 @@ func TestBrowserGroup(t *testing.T) {
 	bob := signIn(t, browser, gw, "bob")
 	carol := signIn(t, browser, gw, "carol")
 
-	alice.do(chromedp.Click(chromedp.CSS(`[data-testid=new-group]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=new-title]`), "Launch"),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=new-members]`), "bob, carol"),
-		chromedp.Click(chromedp.CSS(`[data-testid=new-submit]`)))
-	conv := alice.openConv()
+	conv := alice.newGroup("Launch", "bob, carol")
 	alice.send("kick-off at ten")
 	alice.waitText("kick-off at ten")
 	for _, p := range []*page{bob, carol} {
