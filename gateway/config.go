@@ -23,6 +23,10 @@ type Config struct {
 	// when they change (deploy.ServerTLS); empty: plain HTTP, as behind a
 	// reverse proxy that ends TLS.
 	TLS deploy.ServerTLS
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (deploy.TrustedProxies); from any
+	// other peer those headers are dropped.
+	TrustedProxies deploy.TrustedProxies
 	// Seeds are Kafka bootstrap addresses.
 	Seeds []string
 	// CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic and BansTopic

@@ -166,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.handler = deploy.SecurityHeaders(s.routes().mux)
+	s.handler = cfg.TrustedProxies.Wrap(deploy.SecurityHeaders(s.routes().mux))
 	if cfg.TLS.On() {
 		if cfg.TLS.Logger == nil {
 			cfg.TLS.Logger = s.log
@@ -431,7 +431,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
 		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes),
 		UserStreamId: schemas.UserStreamID(sess.user)}}}))
-	sess.log.Debug("session open", "subprotocol", conn.Subprotocol())
+	sess.log.Debug("session open", "subprotocol", conn.Subprotocol(), "remote", r.RemoteAddr)
 	s.publishPresence(sess.devicePresence())
 
 	go sess.writeLoop()

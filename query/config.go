@@ -30,6 +30,10 @@ type Config struct {
 	// TLS serves HTTPS from these certificate files, read again when they
 	// change; empty: plain HTTP.
 	TLS deploy.ServerTLS
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (deploy.TrustedProxies); from any
+	// other peer those headers are dropped.
+	TrustedProxies deploy.TrustedProxies
 	// Cassandra is how to reach Cassandra (contact points, authentication,
 	// TLS). Its timeout defaults to 5 s and its consistency to LOCAL_QUORUM,
 	// so reads see every write the projector made at LOCAL_QUORUM.

@@ -75,7 +75,7 @@ func New(cfg Config) (*Server, error) {
 	if s.serving, err = openServing(cfg); err != nil {
 		return nil, err
 	}
-	s.handler = deploy.SecurityHeaders(s.cors(s.routes()))
+	s.handler = cfg.TrustedProxies.Wrap(deploy.SecurityHeaders(s.cors(s.routes())))
 	if cfg.TLS.On() {
 		if cfg.TLS.Logger == nil {
 			cfg.TLS.Logger = s.log

@@ -102,7 +102,7 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 // before h runs (h may override them, as the web client's page sets its
 // own Content-Security-Policy): no MIME sniffing, no referrer, no framing,
 // a policy that lets an API answer run nothing, and, when served over
-// TLS, Strict-Transport-Security.
+// TLS (here, or to a trusted proxy: Secure), Strict-Transport-Security.
 func SecurityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
@@ -110,7 +110,7 @@ func SecurityHeaders(h http.Handler) http.Handler {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		if r.TLS != nil {
+		if Secure(r) {
 			hd.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		h.ServeHTTP(w, r)

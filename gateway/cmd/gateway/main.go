@@ -79,16 +79,17 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 	topics := schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", ""))
 	l, f, s, a := gateway.DefaultLimits, gateway.DefaultFanout, gateway.DefaultSignals, gateway.DefaultAttachments
 	cfg := gateway.Config{
-		Addr:          e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
-		TLS:           e.ServerTLS("PARLEY_GATEWAY"),
-		Seeds:         e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
-		CommandsTopic: topics.Commands.Name,
-		EventsTopic:   topics.Events.Name,
-		SignalsTopic:  topics.Signals.Name,
-		RepairsTopic:  topics.Repairs.Name,
-		BansTopic:     topics.Bans.Name,
-		Auth:          auth,
-		DevTokens:     e.Bool("PARLEY_DEV_TOKENS", false),
+		Addr:           e.String("PARLEY_GATEWAY_ADDR", "127.0.0.1:8080"),
+		TLS:            e.ServerTLS("PARLEY_GATEWAY"),
+		TrustedProxies: e.TrustedProxies("PARLEY_GATEWAY_TRUSTED_PROXIES"),
+		Seeds:          e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
+		CommandsTopic:  topics.Commands.Name,
+		EventsTopic:    topics.Events.Name,
+		SignalsTopic:   topics.Signals.Name,
+		RepairsTopic:   topics.Repairs.Name,
+		BansTopic:      topics.Bans.Name,
+		Auth:           auth,
+		DevTokens:      e.Bool("PARLEY_DEV_TOKENS", false),
 		Web: gateway.Web{
 			Off:       !e.Bool("PARLEY_GATEWAY_WEB", true),
 			QueryURL:  e.String("PARLEY_GATEWAY_WEB_QUERY_URL", ""),

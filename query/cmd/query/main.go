@@ -49,6 +49,7 @@ func configFromEnv() (query.Config, error) {
 	cfg := query.Config{
 		Addr:           e.String("PARLEY_QUERY_ADDR", "127.0.0.1:8081"),
 		TLS:            e.ServerTLS("PARLEY_QUERY"),
+		TrustedProxies: e.TrustedProxies("PARLEY_QUERY_TRUSTED_PROXIES"),
 		Keyspace:       e.String("PARLEY_KEYSPACE", "parley"),
 		Cassandra:      e.Cassandra(),
 		ServingRefresh: e.Duration("PARLEY_QUERY_SERVING_REFRESH", 0),
