@@ -39,6 +39,52 @@ type logSink struct {
 	n       int
 	dropped int
 	done    bool
+	secrets []string // ForbidInLogs
+	leaked  int
+}
+
+// ForbidInLogs fails the test of log (a Logger) when a line it renders, at
+// any level, holds one of secrets: passwords, keys and tokens must never be
+// logged. The line is reported with each secret replaced, so the failure
+// does not leak it either. Records below the logger's level are rendered
+// for the check and then dropped as before. It reports false, checking
+// nothing, for a logger testenv.Logger did not make.
+func ForbidInLogs(log *slog.Logger, secrets ...string) bool {
+	h, ok := log.Handler().(*logHandler)
+	if !ok {
+		return false
+	}
+	h.sink.mu.Lock()
+	defer h.sink.mu.Unlock()
+	for _, v := range secrets {
+		if v != "" {
+			h.sink.secrets = append(h.sink.secrets, v)
+		}
+	}
+	return true
+}
+
+// check reports a line that holds a secret, and says whether it did.
+func (s *logSink) check(line string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hit := false
+	for _, v := range s.secrets {
+		if strings.Contains(line, v) {
+			hit, line = true, strings.ReplaceAll(line, v, "[SECRET]")
+		}
+	}
+	if hit && !s.done {
+		s.leaked++
+		s.t.Errorf("testenv: a secret was logged: %s", line)
+	}
+	return hit
+}
+
+func (s *logSink) watching() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.secrets) > 0
 }
 
 func (s *logSink) write(line string) {
@@ -72,14 +118,20 @@ type logHandler struct {
 	group  string // "a.b." for WithGroup("a").WithGroup("b")
 }
 
-func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
+func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level.Level() || h.sink.watching()
+}
 
 func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s %s", r.Time.Format("15:04:05.000"), r.Level, r.Message)
 	b.WriteString(h.prefix)
 	r.Attrs(func(a slog.Attr) bool { appendAttr(&b, h.group, a); return true })
-	h.sink.write(b.String())
+	line := b.String()
+	if h.sink.check(line) || r.Level < h.level.Level() {
+		return nil
+	}
+	h.sink.write(line)
 	return nil
 }
 

@@ -79,10 +79,43 @@ func TestLoggerBounded(t *testing.T) {
 	}
 }
 
+// TestForbidInLogs: a secret in any line, at any level, fails the test,
+// and the report does not repeat it.
+func TestForbidInLogs(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	log := Logger(rec)
+	if !ForbidInLogs(log, "hunter2-secret") {
+		t.Fatal("ForbidInLogs refused a testenv logger")
+	}
+	log.Info("connected", "user", "gateway")
+	if len(rec.errors) != 0 || len(rec.lines) != 1 {
+		t.Fatalf("clean line: errors %q, lines %q", rec.errors, rec.lines)
+	}
+	log.Debug("sasl", "password", "hunter2-secret") // below the level: checked, not written
+	log.With("dsn", "user:hunter2-secret@host").Warn("retrying")
+	rec.runCleanups()
+	if len(rec.errors) != 2 {
+		t.Fatalf("errors %q, want two leaks reported", rec.errors)
+	}
+	for _, e := range append(rec.errors, rec.lines...) {
+		if strings.Contains(e, "hunter2-secret") {
+			t.Fatalf("the report repeats the secret: %q", e)
+		}
+	}
+	if !strings.Contains(rec.errors[1], "user:[SECRET]@host") {
+		t.Fatalf("report %q", rec.errors[1])
+	}
+}
+
 type recordingTB struct {
 	testing.TB
 	lines    []string
+	errors   []string
 	cleanups []func()
+}
+
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
 }
 
 func (r *recordingTB) Log(args ...any) {

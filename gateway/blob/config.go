@@ -103,7 +103,7 @@ func FromEnv(e *deploy.Env) (Config, error) {
 			Endpoint:     e.String("PARLEY_BLOB_S3_ENDPOINT", ""),
 			Bucket:       e.String("PARLEY_BLOB_S3_BUCKET", ""),
 			AccessKey:    e.String("PARLEY_BLOB_S3_ACCESS_KEY", ""),
-			SecretKey:    e.String("PARLEY_BLOB_S3_SECRET_KEY", ""),
+			SecretKey:    string(e.Secret("PARLEY_BLOB_S3_SECRET_KEY")),
 			Region:       e.String("PARLEY_BLOB_S3_REGION", "us-east-1"),
 			TLS:          boolean("PARLEY_BLOB_S3_TLS", true),
 			CreateBucket: boolean("PARLEY_BLOB_S3_CREATE_BUCKET", false),

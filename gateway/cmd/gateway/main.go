@@ -138,8 +138,8 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 			JanitorOff:      !e.Bool("PARLEY_GATEWAY_JANITOR", true),
 		},
 	}
-	if k := e.String("PARLEY_GATEWAY_URL_KEY", ""); k != "" {
-		key, err := hex.DecodeString(k)
+	if k := e.Secret("PARLEY_GATEWAY_URL_KEY"); k != nil {
+		key, err := hex.DecodeString(string(k))
 		if err != nil || len(key) < 32 {
 			return cfg, blob.Config{}, scan.Config{}, fmt.Errorf("PARLEY_GATEWAY_URL_KEY: want at least 64 hex digits (32 bytes), the same on every gateway")
 		}
