@@ -63,6 +63,8 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		// A page must read a 429's Retry-After to wait as long as asked.
+		h.Set("Access-Control-Expose-Headers", "Retry-After")
 		next.ServeHTTP(w, r)
 	})
 }

@@ -39,7 +39,8 @@ func TestCORS(t *testing.T) {
 	}
 	rec = do(http.MethodGet, page, map[string]string{"Authorization": "Bearer x"})
 	if rec.Code != http.StatusOK || rec.Header().Get("Access-Control-Allow-Origin") != page ||
-		!strings.Contains(strings.Join(rec.Header().Values("Vary"), ","), "Origin") {
+		!strings.Contains(strings.Join(rec.Header().Values("Vary"), ","), "Origin") ||
+		rec.Header().Get("Access-Control-Expose-Headers") != "Retry-After" {
 		t.Errorf("GET from an allowed origin: %d %v", rec.Code, rec.Header())
 	}
 	for _, origin := range []string{"http://evil.example", "http://127.0.0.1:8081", "null"} {

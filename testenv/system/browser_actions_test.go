@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/parley-im/parley/testenv/system"
 )
@@ -132,13 +133,75 @@ func TestBrowserActions(t *testing.T) {
 		alice.fail("the recalled text is still on the page")
 	}
 
-	// After a reload, history shows the same: the edit marked, the recall.
+	// Reactions: bob picks 👍 from the menu, dave adds his by the chip,
+	// bob takes his off again; everyone sees each count live.
+	bob.click(msgSel(meet) + ` [data-testid=msg-actions]`)
+	bob.click(msgSel(meet) + ` [data-testid=react][data-emoji="👍"]`)
+	for _, p := range []*page{alice, bob, dave} {
+		p.waitFor(reaction(meet, "👍") + `?.dataset.count === '1'`)
+	}
+	bob.waitFor(reaction(meet, "👍") + `.dataset.mine === 'true'`)
+	dave.waitFor(reaction(meet, "👍") + `.dataset.mine === 'false'`)
+	dave.click(msgSel(meet) + ` [data-testid=reaction][data-emoji="👍"]`)
+	for _, p := range []*page{alice, bob, dave} {
+		p.waitFor(reaction(meet, "👍") + `?.dataset.count === '2'`)
+	}
+	bob.click(msgSel(meet) + ` [data-testid=reaction][data-emoji="👍"]`)
+	for _, p := range []*page{alice, bob, dave} {
+		p.waitFor(reaction(meet, "👍") + `?.dataset.count === '1' && ` + reaction(meet, "👍") + `.title === 'dave'`)
+	}
+
+	// A reply: dave answers alice's message; every page shows it with the
+	// quote of what it answers.
+	dave.click(msgSel(meet) + ` [data-testid=msg-actions]`)
+	dave.click(msgSel(meet) + ` [data-testid=reply]`)
+	dave.waitFor(fmt.Sprintf(`document.querySelector('[data-testid=reply-draft]')?.dataset.seq === %q`, meet))
+	dave.send("eleven works")
+	dave.waitFor(`!document.querySelector('[data-testid=reply-draft]')`)
+	for _, p := range []*page{alice, bob, dave} {
+		p.waitText("eleven works")
+		p.waitFor(quoteOf("eleven works", meet) + `?.textContent.includes('meet at eleven')`)
+	}
+
+	// A mention by autocomplete: alice types "@d", picks dave with Tab (a
+	// synthetic Enter also types its newline) and sends; dave's page marks the message as mentioning him, bob's
+	// does not.
+	alice.do(chromedp.SendKeys(chromedp.CSS(`[data-testid=composer]`), "@d"))
+	alice.waitFor(`[...document.querySelectorAll('[data-testid=mention-option]')].map((o) => o.dataset.user).join() === 'dave'`)
+	alice.do(chromedp.SendKeys(chromedp.CSS(`[data-testid=composer]`), kb.Tab))
+	alice.waitFor(`document.querySelector('[data-testid=composer]').value === '@dave ' && !document.querySelector('[data-testid=mention-list]')`)
+	alice.send("see you there")
+	for _, p := range []*page{alice, bob, dave} {
+		p.waitText("@dave see you there")
+	}
+	mention := alice.seqOf("@dave see you there")
+	dave.waitFor(msgExpr(mention) + `?.dataset.mentioned === 'true' && ` + msgExpr(mention) + `.querySelector('[data-testid=mention][data-user=dave]')`)
+	bob.waitFor(msgExpr(mention) + `?.querySelector('[data-testid=mention][data-user=dave]') && !` + msgExpr(mention) + `.dataset.mentioned`)
+	alice.screenshot("reactions-replies")
+
+	// After a reload, history shows the same: the edit marked, the recall,
+	// the reaction, the reply's quote, the mention.
 	dave.do(chromedp.Reload())
 	dave.online()
 	dave.open(conv)
 	dave.waitFor(msgExpr(meet) + `?.querySelector('[data-testid=message-text]').textContent === 'meet at eleven' && ` + msgExpr(meet) + `.querySelector('[data-testid=edited]')`)
 	dave.waitFor(msgExpr(oops) + `?.dataset.recalled === 'true'`)
+	dave.waitFor(reaction(meet, "👍") + `?.dataset.count === '1' && ` + reaction(meet, "👍") + `.dataset.mine === 'true'`)
+	dave.waitFor(quoteOf("eleven works", meet) + `?.textContent.includes('meet at eleven')`)
+	dave.waitFor(msgExpr(mention) + `?.dataset.mentioned === 'true'`)
 	alice.screenshot("edited-recalled")
+}
+
+// reaction is an expression for the reaction chip emoji of the message at
+// seq.
+func reaction(seq, emoji string) string {
+	return fmt.Sprintf(`document.querySelector('[data-testid=message][data-seq=%q] [data-testid=reaction][data-emoji=%q]')`, seq, emoji)
+}
+
+// quoteOf is an expression for the quote in the message with text,
+// when it quotes the message at seq.
+func quoteOf(text, seq string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('[data-testid=message]')].find((m) => m.querySelector('[data-testid=message-text]')?.textContent === %q)?.querySelector('[data-testid=reply-quote][data-reply-seq=%q]')`, text, seq)
 }
 
 // msgSel selects the message at seq.

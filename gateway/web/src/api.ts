@@ -83,7 +83,19 @@ export class Query {
     private token: string,
   ) {}
 
+  /** GETs path; a 429 (RATE_LIMITED) is asked again after its Retry-After, a few times. */
   async get<T>(path: string): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.once<T>(path);
+      if (r.retryAfter === undefined || attempt >= 4) {
+        if (r.retryAfter !== undefined) throw new Error('query ' + path + ': rate limited');
+        return r.body as T;
+      }
+      await new Promise((ok) => setTimeout(ok, r.retryAfter));
+    }
+  }
+
+  private async once<T>(path: string): Promise<{ body?: T; retryAfter?: number }> {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), 15_000);
     const r = await fetch(this.base.replace(/\/$/, '') + path, {
@@ -92,8 +104,14 @@ export class Query {
     }).finally(() => clearTimeout(timer));
     if (r.status === 401) throw new AuthError('unauthenticated');
     const body = await r.json().catch(() => null);
+    if (r.status === 429) {
+      // seconds (or an HTTP date); at most a minute, and at least a jittered second
+      const h = r.headers.get('Retry-After') ?? '';
+      const secs = /^\d+$/.test(h) ? Number(h) : Math.max(0, (Date.parse(h) - Date.now()) / 1000) || 1;
+      return { retryAfter: Math.min(60, Math.max(1, secs)) * 1000 * (1 + Math.random() / 4) };
+    }
     if (!r.ok) throw new Error(body?.error?.message ?? 'query ' + path + ': ' + r.status);
-    return body as T;
+    return { body: body as T };
   }
 }
 

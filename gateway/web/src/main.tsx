@@ -1,7 +1,7 @@
-import { render } from 'preact';
+import { JSX, render } from 'preact';
 import { useEffect, useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
 import { Config, Session, devSignIn, loadConfig, sessionFromFragment, sessionFromToken, storeSession, storedSession } from './api';
-import { Conv, Msg, Store } from './store';
+import { Conv, Msg, Quote, Store, snippet } from './store';
 import { timeOf } from './util';
 
 function SignIn(props: { cfg: Config; note: string; onSession: (s: Session) => void }) {
@@ -111,7 +111,7 @@ function InboxItemView(props: { store: Store; c: Conv }) {
       onKeyDown={(e) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), open())}
     >
       <div class="row">
-        {c.kind === 'direct' && <span class={'dot' + (s.presence.get(s.peer(c)) ? ' on' : '')} aria-hidden="true" />}
+        {c.kind === 'direct' && <span class={'dot' + dotClass(s, s.peer(c))} aria-hidden="true" />}
         <span data-testid="inbox-title" class="title">{s.title(c)}</span>
         {n > 0 && <span class="badge" aria-label={n + ' unread'}>{n}</span>}
       </div>
@@ -224,7 +224,13 @@ function Conversation(props: { store: Store; c: Conv }) {
       <header class="conv-head">
         <button data-testid="back" class="back" onClick={() => s.close()} aria-label="Back to conversations">‹</button>
         {c.kind === 'direct' && (
-          <span data-testid="presence" data-online={String(!!s.presence.get(peer))} class={'dot' + (s.presence.get(peer) ? ' on' : '')} title={s.presence.get(peer) ? 'online' : 'offline'} />
+          <span
+            data-testid="presence"
+            data-online={String(!!s.presence.get(peer))}
+            data-known={String(s.conn === 'online')}
+            class={'dot' + dotClass(s, peer)}
+            title={s.conn !== 'online' ? 'unknown while this device is offline' : s.presence.get(peer) ? 'online' : 'offline'}
+          />
         )}
         <h2>{s.title(c)}</h2>
         {c.kind === 'group' && (
@@ -306,6 +312,26 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
     if (draft?.kind === 'edit') setText(saved.current);
     setDraft(null);
   };
+  // @mention autocomplete (groups): members (and all) whose id starts with what follows the @
+  const [caret, setCaret] = useState(0);
+  const [pick, setPick] = useState(0);
+  const [hideMentions, setHideMentions] = useState(false);
+  const mq = c.kind === 'group' && draft?.kind !== 'edit' && !hideMentions ? mentionQuery(text, caret) : null;
+  const options = mq
+    ? [...c.members.filter((u) => u !== s.session.userId).sort(), 'all'].filter((u) => u.toLowerCase().startsWith(mq.prefix.toLowerCase())).slice(0, 8)
+    : [];
+  const choose = (u: string) => {
+    if (!mq) return;
+    const next = text.slice(0, mq.at) + '@' + u + ' ' + text.slice(caret);
+    const at = mq.at + u.length + 2;
+    setText(next);
+    setCaret(at);
+    setPick(0);
+    requestAnimationFrame(() => {
+      input.current?.focus();
+      input.current?.setSelectionRange(at, at);
+    });
+  };
   const send = () => {
     const t = text.trim();
     if (draft?.kind === 'edit') {
@@ -315,8 +341,10 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
       return;
     }
     if (!t) return;
-    s.sendText(c.id, t);
+    const replyTo = draft?.kind === 'reply' && target && !target.recalled ? draft.seq : undefined;
+    s.sendText(c.id, t, { ...s.mentionsIn(c, t), replyTo });
     setText('');
+    if (draft?.kind === 'reply') setDraft(null);
     props.onSend();
   };
   return (
@@ -327,6 +355,27 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
           {draft.kind === 'reply' && <span class="draft-quote">{snippet(target.text)}</span>}
           <button type="button" data-testid="draft-cancel" aria-label={draft.kind === 'edit' ? 'Cancel editing' : 'Cancel reply'} onClick={cancel}>×</button>
         </div>
+      )}
+      {options.length > 0 && (
+        <ul class="mention-list" data-testid="mention-list" role="listbox" id="mention-list" aria-label="Mention">
+          {options.map((u, i) => (
+            <li
+              key={u}
+              role="option"
+              data-testid="mention-option"
+              data-user={u}
+              aria-selected={i === pick % options.length}
+              class={i === pick % options.length ? 'sel' : ''}
+              onMouseDown={(e) => {
+                e.preventDefault();
+                choose(u);
+              }}
+            >
+              @{u}
+              {u === 'all' && <span class="muted"> everyone here</span>}
+            </li>
+          ))}
+        </ul>
       )}
       <form
         class="composer"
@@ -342,13 +391,36 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
           rows={1}
           value={text}
           placeholder="Message"
+          aria-autocomplete="list"
+          aria-controls={options.length ? 'mention-list' : undefined}
+          onSelect={(e) => setCaret(e.currentTarget.selectionStart ?? 0)}
           onInput={(e) => {
             setText(e.currentTarget.value);
+            setCaret(e.currentTarget.selectionStart ?? e.currentTarget.value.length);
+            setHideMentions(false);
             if (draft?.kind === 'edit') return;
             if (e.currentTarget.value) s.typing(c.id);
             else s.stopTyping(c.id);
           }}
           onKeyDown={(e) => {
+            if (options.length && !e.isComposing) {
+              const n = options.length;
+              if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+                e.preventDefault();
+                setPick((pick + (e.key === 'ArrowDown' ? 1 : n - 1)) % n);
+                return;
+              }
+              if (e.key === 'Enter' || e.key === 'Tab') {
+                e.preventDefault();
+                choose(options[pick % n]);
+                return;
+              }
+              if (e.key === 'Escape') {
+                e.preventDefault();
+                setHideMentions(true);
+                return;
+              }
+            }
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
               e.preventDefault();
               send();
@@ -364,10 +436,35 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
   );
 }
 
-/** The start of a message's text, as quoted. */
-function snippet(text: string): string {
-  const cps = [...text];
-  return cps.length > 100 ? cps.slice(0, 100).join('') + '…' : text;
+/** A presence dot: green when online, grey (unknown) while this device is not connected. */
+function dotClass(s: Store, user: string): string {
+  if (s.conn !== 'online') return ' unknown';
+  return s.presence.get(user) ? ' on' : '';
+}
+
+/** Quick reactions offered in a message's menu. */
+const QUICK = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
+
+/** A message's text with its @mentions of members (and @all in groups) marked. */
+function withMentions(text: string, c: Conv, me: string) {
+  const parts: (string | JSX.Element)[] = [];
+  let last = 0;
+  for (const m of text.matchAll(/(^|\s)@([^\s@]+)/g)) {
+    const who = m[2].replace(/[.,:;!?)]+$/, '');
+    if (!(c.members.includes(who) || (who === 'all' && c.kind === 'group'))) continue;
+    const at = m.index! + m[1].length;
+    parts.push(text.slice(last, at));
+    parts.push(<span data-testid="mention" data-user={who} class={'mention' + (who === me || who === 'all' ? ' me' : '')}>@{who}</span>);
+    last = at + 1 + who.length;
+  }
+  parts.push(text.slice(last));
+  return parts;
+}
+
+/** The members the `@` before the caret may complete to, or null when there is none. */
+function mentionQuery(text: string, caret: number): { at: number; prefix: string } | null {
+  const m = /(^|\s)@([^\s@]*)$/.exec(text.slice(0, caret));
+  return m ? { at: caret - m[2].length - 1, prefix: m[2] } : null;
 }
 
 const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
@@ -453,10 +550,36 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean
       data-state={m.state}
       data-receipt={receipt}
       data-recalled={m.recalled ? 'true' : undefined}
-      class={'msg' + (mine ? ' mine' : '') + ' ' + m.state}
+      data-mentioned={m.mentionsMe ? 'true' : undefined}
+      class={'msg' + (mine ? ' mine' : '') + ' ' + m.state + (m.mentionsMe ? ' mentioned' : '')}
     >
       {!mine && c.kind === 'group' && <div class="sender">{m.sender}</div>}
-      <div data-testid="message-text" class={'text' + (m.recalled ? ' recalled' : '')}>{m.recalled ? 'message recalled' : m.text}</div>
+      {m.replyTo && !m.recalled && <ReplyQuote q={m.replyTo} />}
+      <div data-testid="message-text" class={'text' + (m.recalled ? ' recalled' : '')}>{m.recalled ? 'message recalled' : withMentions(m.text, c, s.session.userId)}</div>
+      {!m.recalled && m.reactions && Object.keys(m.reactions).length > 0 && (
+        <div class="reactions" role="group" aria-label="Reactions">
+          {Object.entries(m.reactions).map(([emoji, who]) => {
+            const own = who.includes(s.session.userId);
+            return (
+              <button
+                type="button"
+                key={emoji}
+                data-testid="reaction"
+                data-emoji={emoji}
+                data-count={String(who.length)}
+                data-mine={String(own)}
+                aria-pressed={own}
+                class={'reaction' + (own ? ' own' : '')}
+                title={who.join(', ')}
+                disabled={!s.mayRespond(c, m)}
+                onClick={() => s.react(c.id, m.seq, emoji)}
+              >
+                {emoji} {who.length}
+              </button>
+            );
+          })}
+        </div>
+      )}
       <div class="meta">
         {!!m.edits && !m.recalled && <span data-testid="edited" class="edited">edited</span>}
         <span>{timeOf(m.at)}</span>
@@ -502,6 +625,26 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean
             </>
           ) : (
             <>
+              {s.mayRespond(c, m) && (
+                <>
+                  {QUICK.map((emoji) => (
+                    <button
+                      type="button"
+                      key={emoji}
+                      data-testid="react"
+                      data-emoji={emoji}
+                      aria-label={'React ' + emoji}
+                      onClick={() => {
+                        close();
+                        s.react(c.id, m.seq, emoji);
+                      }}
+                    >
+                      {emoji}
+                    </button>
+                  ))}
+                  <button type="button" data-testid="reply" onClick={() => props.setDraft({ kind: 'reply', seq: m.seq })}>Reply</button>
+                </>
+              )}
               {s.mayEdit(c, m) && <button type="button" data-testid="edit" onClick={() => props.setDraft({ kind: 'edit', seq: m.seq })}>Edit</button>}
               {s.mayRecall(c, m) && <button type="button" data-testid="recall" onClick={() => setConfirm(true)}>Recall</button>}
             </>
@@ -509,6 +652,23 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean
         </div>
       )}
     </div>
+  );
+}
+
+/** The message a reply answers; a click shows it when it is on screen. */
+function ReplyQuote(props: { q: Quote }) {
+  const q = props.q;
+  const show = () => {
+    const el = document.querySelector<HTMLElement>('[data-testid=message][data-seq="' + q.seq + '"]');
+    el?.scrollIntoView({ block: 'center' });
+    el?.classList.add('flash');
+    setTimeout(() => el?.classList.remove('flash'), 1200);
+  };
+  return (
+    <button type="button" class="quote" data-testid="reply-quote" data-reply-seq={String(q.seq)} onClick={show}>
+      <span class="quote-who">{q.sender || 'message ' + q.seq}</span>
+      <span class="quote-text">{q.recalled ? 'message recalled' : q.snippet}</span>
+    </button>
   );
 }
 

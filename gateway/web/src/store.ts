@@ -19,6 +19,24 @@ export interface Msg {
   members?: string[];
   removedReason?: 'left' | 'removed';
   error?: string;
+  replyTo?: Quote; // the message this one answers
+  reactions?: Record<string, string[]>; // emoji → who reacted, in order
+  mentionsMe?: boolean; // the user (or @all) is mentioned
+}
+
+/** The message a reply answers, as it is now. */
+export interface Quote {
+  seq: number;
+  sender: string;
+  snippet: string;
+  recalled: boolean;
+}
+
+/** What a message sent from this device carries besides its text. */
+export interface SendOpts {
+  replyTo?: number;
+  mentions?: string[];
+  mentionAll?: boolean;
 }
 
 export type Role = 'owner' | 'admin' | 'member';
@@ -60,6 +78,9 @@ interface OutItem {
   state: 'pending' | 'sent' | 'failed';
   error?: string;
   at: string;
+  replyTo?: number;
+  mentions?: string[];
+  mentionAll?: boolean;
 }
 
 const SEND_TIMEOUT = 10_000;
@@ -207,6 +228,9 @@ export class Store {
 
   private onDisconnected(): void {
     this.conn = 'offline';
+    // presence is unknown until the next connection watches again
+    this.presence.clear();
+    this.watched = '';
     for (const [, p] of this.pending) clearTimeout(p.timer);
     this.pending.clear();
     for (const o of this.outbox) if (o.state === 'sent') o.state = 'pending';
@@ -608,6 +632,9 @@ export class Store {
       const m = e.messageSent;
       const msg: Msg = { seq, type: 'MessageSent', sender: actor, clientMsgId: m.clientMsgId ?? '', text: m.text ?? '', at: e.occurredAt, state: 'sent' };
       if (m.contentType) msg.contentType = m.contentType;
+      const rt = num(m.replyToSeq);
+      if (rt) msg.replyTo = this.quote(c, rt);
+      msg.mentionsMe = actor !== me && (!!m.mentionAll || (m.mentionUserIds ?? []).includes(me));
       this.addMsg(c, msg);
       this.setPreview(c, seq, msg.text);
       this.mark(c, actor, seq, seq);
@@ -663,6 +690,7 @@ export class Store {
         if (ed.contentType) m.contentType = ed.contentType;
         m.edits = Math.max(m.edits ?? 0, ed.editNumber ?? 1);
       }
+      this.requote(c, at);
       if (at === c.previewSeq) c.preview = ed.text ?? '';
     } else if (e.messageRecalled) {
       const at = num(e.messageRecalled.messageSeq);
@@ -671,8 +699,22 @@ export class Store {
         m.recalled = true;
         m.text = '';
         m.edits = undefined;
+        m.replyTo = undefined;
+        m.reactions = undefined;
       }
+      this.requote(c, at);
       if (at === c.previewSeq || at === c.lastSeq) c.preview = '';
+    } else if (e.reactionAdded || e.reactionRemoved) {
+      const r = e.reactionAdded ?? e.reactionRemoved;
+      const m = c.msgs.get(num(r.messageSeq));
+      if (m && !m.recalled && actor) {
+        const all = { ...(m.reactions ?? {}) };
+        const who = (all[r.emoji] ?? []).filter((u) => u !== actor);
+        if (e.reactionAdded) who.push(actor);
+        if (who.length) all[r.emoji] = who;
+        else delete all[r.emoji];
+        m.reactions = all;
+      }
     } else if (e.groupSettingsChanged) {
       const g = e.groupSettingsChanged.settings ?? {};
       if (g.title) c.title = g.title;
@@ -713,7 +755,18 @@ export class Store {
   private addMsg(c: Conv, m: Msg): void {
     const old = c.msgs.get(m.seq);
     if (old && old.recalled) return;
-    c.msgs.set(m.seq, old ? { ...old, ...m, text: m.text || old.text } : m);
+    c.msgs.set(m.seq, old ? { ...old, ...m, text: m.text || old.text, reactions: m.reactions ?? old.reactions, replyTo: m.replyTo ?? old.replyTo } : m);
+  }
+
+  /** The quote of the message at seq as this device knows it (its sender and text may come with history). */
+  private quote(c: Conv, seq: number): Quote {
+    const t = c.msgs.get(seq);
+    return { seq, sender: t?.sender ?? '', snippet: t ? snippet(t.text) : '', recalled: !!t?.recalled };
+  }
+
+  /** The message at seq changed (edited, recalled): the replies quoting it follow. */
+  private requote(c: Conv, seq: number): void {
+    for (const m of c.msgs.values()) if (m.replyTo?.seq === seq) m.replyTo = this.quote(c, seq);
   }
 
   private confirmed(conv: string, clientMsgId: string, seq: number): void {
@@ -724,7 +777,7 @@ export class Store {
     this.saveOutbox();
     const c = this.convs.get(conv);
     if (c && seq && !c.msgs.has(seq)) {
-      c.msgs.set(seq, { seq, type: 'MessageSent', sender: this.session.userId, clientMsgId, text: o.text, at: o.at, state: 'sent' });
+      c.msgs.set(seq, { seq, type: 'MessageSent', sender: this.session.userId, clientMsgId, text: o.text, at: o.at, state: 'sent', replyTo: o.replyTo ? this.quote(c, o.replyTo) : undefined });
     }
   }
 
@@ -819,6 +872,10 @@ export class Store {
         edits: it.edit_count,
         members: it.member_ids,
         removedReason: it.removed_reason,
+        replyTo: it.reply_to ? { seq: num(it.reply_to.seq), sender: it.reply_to.sender ?? '', snippet: it.reply_to.snippet ?? '', recalled: !!it.reply_to.recalled } : undefined,
+        reactions: it.reactions?.length ? Object.fromEntries(it.reactions.map((r) => [r.emoji, [...r.user_ids]])) : undefined,
+        // history does not list mentions: the text's @tokens say it
+        mentionsMe: it.sender !== this.session.userId && mentioned(it.text ?? '', this.session.userId, c.kind === 'group'),
       });
       if (it.client_msg_id) this.confirmed(c.id, it.client_msg_id, seq);
       if (it.sender !== this.session.userId && it.type === 'MessageSent') {
@@ -848,7 +905,17 @@ export class Store {
     const shown = new Set(list.map((m) => m.clientMsgId).filter(Boolean));
     for (const o of this.outbox)
       if (o.conv === c.id && !shown.has(o.clientMsgId))
-        list.push({ seq: 0, type: 'MessageSent', sender: this.session.userId, clientMsgId: o.clientMsgId, text: o.text, at: o.at, state: o.state, error: o.error });
+        list.push({
+          seq: 0,
+          type: 'MessageSent',
+          sender: this.session.userId,
+          clientMsgId: o.clientMsgId,
+          text: o.text,
+          at: o.at,
+          state: o.state,
+          error: o.error,
+          replyTo: o.replyTo ? this.quote(c, o.replyTo) : undefined,
+        });
     return list;
   }
 
@@ -890,8 +957,11 @@ export class Store {
 
   // ---- sending ----
 
-  sendText(convId: string, text: string): void {
+  sendText(convId: string, text: string, opts: SendOpts = {}): void {
     const o: OutItem = { clientMsgId: ulid(), conv: convId, text, state: 'pending', at: new Date().toISOString() };
+    if (opts.replyTo) o.replyTo = opts.replyTo;
+    if (opts.mentions?.length) o.mentions = opts.mentions;
+    if (opts.mentionAll) o.mentionAll = true;
     this.outbox.push(o);
     this.saveOutbox();
     this.stopTyping(convId);
@@ -914,7 +984,11 @@ export class Store {
   }
 
   private async transmit(o: OutItem, attempt = 0): Promise<void> {
-    const r = await this.send({ conversationId: o.conv, sendMessage: { clientMsgId: o.clientMsgId, text: o.text } }).catch(() => null);
+    const body: Record<string, unknown> = { clientMsgId: o.clientMsgId, text: o.text };
+    if (o.replyTo) body.replyToSeq = String(o.replyTo);
+    if (o.mentions) body.mentionUserIds = o.mentions;
+    if (o.mentionAll) body.mentionAll = true;
+    const r = await this.send({ conversationId: o.conv, sendMessage: body }).catch(() => null);
     if (!this.outbox.includes(o)) return; // confirmed meanwhile
     if (!r) return; // offline: sent again on reconnect
     if (r.accepted) {
@@ -1026,6 +1100,35 @@ export class Store {
     return this.act(convId, 'recall the message', { recallMessage: { seq: String(seq) } });
   }
 
+  /** Adds the user's reaction emoji to the message at seq, or takes it off when the user has it. */
+  react(convId: string, seq: number, emoji: string): Promise<boolean> {
+    const m = this.convs.get(convId)?.msgs.get(seq);
+    const mine = !!m?.reactions?.[emoji]?.includes(this.session.userId);
+    return mine
+      ? this.act(convId, 'remove the reaction', { removeReaction: { seq: String(seq), emoji } })
+      : this.act(convId, 'react', { addReaction: { seq: String(seq), emoji } });
+  }
+
+  /** Whether the user may react to or answer m: a sent message, not recalled, of a conversation the user is in. */
+  mayRespond(c: Conv, m: Msg): boolean {
+    return !c.left && m.seq > 0 && !m.recalled && m.type === 'MessageSent';
+  }
+
+  /**
+   * The mentions a text makes: `@id` of the conversation's current members (not the user), and `@all`
+   * in a group.
+   */
+  mentionsIn(c: Conv, text: string): SendOpts {
+    const ids = new Set<string>();
+    let all = false;
+    for (const m of text.matchAll(/(^|\s)@([^\s@]+)/g)) {
+      const who = m[2].replace(/[.,:;!?)]+$/, '');
+      if (who === 'all' && c.kind === 'group') all = true;
+      else if (who !== this.session.userId && c.members.includes(who)) ids.add(who);
+    }
+    return all ? { mentionAll: true } : ids.size ? { mentions: [...ids].slice(0, 50) } : {};
+  }
+
   addMembers(convId: string, ids: string[]): Promise<boolean> {
     return this.act(convId, 'add ' + ids.join(', '), { addMembers: { userIds: ids } });
   }
@@ -1099,6 +1202,21 @@ function ms(iso: string): number {
 /** Within the edit and recall windows (24 h of the send, the servers' default; they decide). */
 function recent(at?: string): boolean {
   return !at || Date.now() - ms(at) < 24 * 3600_000;
+}
+
+/** Whether text mentions user (`@user`, or `@all` in a group). */
+function mentioned(text: string, user: string, group: boolean): boolean {
+  for (const m of text.matchAll(/(^|\s)@([^\s@]+)/g)) {
+    const who = m[2].replace(/[.,:;!?)]+$/, '');
+    if (who === user || (group && who === 'all')) return true;
+  }
+  return false;
+}
+
+/** The start of a message's text, as quoted (query's reply_to snippet is as long). */
+export function snippet(text: string): string {
+  const cps = [...text];
+  return cps.length > 100 ? cps.slice(0, 100).join('') + '…' : text;
 }
 
 function sleep(ms: number): Promise<void> {
