@@ -76,22 +76,30 @@ func (c CertFiles) SPKIHash() string {
 // to <dir>/<cn>.crt and <dir>/<cn>.key (replacing them, as a renewal does).
 func WriteCert(t testing.TB, dir, cn string) CertFiles {
 	t.Helper()
-	cert, pool, err := SelfSigned(cn)
+	out, err := writeCertFiles(dir, cn)
 	if err != nil {
 		t.Fatalf("testenv: certificate: %v", err)
 	}
+	return out
+}
+
+func writeCertFiles(dir, cn string) (CertFiles, error) {
+	cert, pool, err := SelfSigned(cn)
+	if err != nil {
+		return CertFiles{}, err
+	}
 	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
-		t.Fatalf("testenv: certificate key: %v", err)
+		return CertFiles{}, err
 	}
 	out := CertFiles{CertFile: filepath.Join(dir, cn+".crt"), KeyFile: filepath.Join(dir, cn+".key"), Pool: pool, Leaf: cert.Leaf}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
 	if err := os.WriteFile(out.KeyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
+		return CertFiles{}, err
 	}
 	if err := os.WriteFile(out.CertFile, certPEM, 0o644); err != nil {
-		t.Fatal(err)
+		return CertFiles{}, err
 	}
-	return out
+	return out, nil
 }
