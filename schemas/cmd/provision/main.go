@@ -7,6 +7,10 @@
 //	go run ./schemas/cmd/provision -partitions 24 -replication-factor 3 -min-insync-replicas 2 \
 //	    -keyspace parley -cassandra-dcs dc1:3
 //
+// With -cassandra-roles it also creates a login role per component that
+// reaches Cassandra, granted only what that component does (the projector
+// writes the views, the others read them); run it then as a superuser.
+//
 // Every flag has an environment variable (shown by -h), so the same
 // settings the components read work here too. See the top-level README,
 // "Deploying".
