@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,10 +44,21 @@ type SecureCassandraEnv struct {
 	CAFile string
 	// Dir holds the node's configuration, data and logs.
 	Dir string
+	// ClientCert is the client certificate the node requires, when started
+	// with SecureCassandraOptions.ClientCertificates: what a client's
+	// PARLEY_CASSANDRA_TLS_CERT and _KEY name. Client presents it.
+	ClientCert *CertFiles
 	// StartTime is how long the start took, until the superuser could log in.
 	StartTime time.Duration
 
 	p *proc
+}
+
+// SecureCassandraOptions change how SecureCassandraWith secures the node.
+type SecureCassandraOptions struct {
+	// ClientCertificates makes the node require a client certificate too
+	// (require_client_auth), trusting one made at start (ClientCert).
+	ClientCertificates bool
 }
 
 // SecureCassandra starts a secured Cassandra node on free ports, ready once
@@ -54,12 +66,18 @@ type SecureCassandraEnv struct {
 // skipped under -short like the other integration helpers.
 func SecureCassandra(t testing.TB) *SecureCassandraEnv {
 	t.Helper()
+	return SecureCassandraWith(t, SecureCassandraOptions{})
+}
+
+// SecureCassandraWith is SecureCassandra with options.
+func SecureCassandraWith(t testing.TB, opts SecureCassandraOptions) *SecureCassandraEnv {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("testenv: integration test skipped with -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := StartSecureCassandra(ctx, t.TempDir())
+	c, err := StartSecureCassandra(ctx, t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +87,7 @@ func SecureCassandra(t testing.TB) *SecureCassandraEnv {
 
 // StartSecureCassandra is SecureCassandra without a test: the node lives in
 // dir and is tied to this process (killed with it), until Stop.
-func StartSecureCassandra(ctx context.Context, dir string) (*SecureCassandraEnv, error) {
+func StartSecureCassandra(ctx context.Context, dir string, opts SecureCassandraOptions) (*SecureCassandraEnv, error) {
 	java, err := javaBinary(ctx)
 	if err != nil {
 		return nil, err
@@ -107,6 +125,16 @@ func StartSecureCassandra(ctx context.Context, dir string) (*SecureCassandraEnv,
 		return nil, err
 	}
 	c := &SecureCassandraEnv{Hosts: []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}, CAFile: cert.CertFile, Dir: dir}
+	clientAuth := ""
+	if opts.ClientCertificates {
+		cc, err := writeCertFiles(dir, "cassandra-client", x509.ExtKeyUsageClientAuth)
+		if err != nil {
+			return nil, err
+		}
+		c.ClientCert = &cc
+		// The truststore is the PEM client certificate itself.
+		clientAuth = "  truststore: " + cc.CertFile + "\n"
+	}
 	extra := cassandraExtra{
 		yaml: fmt.Sprintf(`authenticator: PasswordAuthenticator
 authorizer: CassandraAuthorizer
@@ -114,11 +142,11 @@ role_manager: CassandraRoleManager
 client_encryption_options:
   enabled: true
   optional: false
-  require_client_auth: false
+  require_client_auth: %t
   keystore: %s
-  ssl_context_factory:
+%s  ssl_context_factory:
     class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
-`, keystore),
+`, opts.ClientCertificates, keystore, clientAuth),
 		// Ready once the superuser logs in: the role is created a moment
 		// after the native transport opens.
 		probe: func(ctx context.Context, host string) error {
@@ -136,9 +164,14 @@ client_encryption_options:
 }
 
 // Client is how a component reaches the node as role user: its address,
-// the CA that verifies it, and the role's password.
+// the CA that verifies it, the role's password, and the client certificate
+// when the node requires one.
 func (c *SecureCassandraEnv) Client(user, password string) deploy.Cassandra {
-	return deploy.Cassandra{Hosts: c.Hosts, CAFile: c.CAFile, Username: user, Password: password, Timeout: 30 * time.Second}
+	d := deploy.Cassandra{Hosts: c.Hosts, CAFile: c.CAFile, Username: user, Password: password, Timeout: 30 * time.Second}
+	if c.ClientCert != nil {
+		d.CertFile, d.KeyFile = c.ClientCert.CertFile, c.ClientCert.KeyFile
+	}
+	return d
 }
 
 // Superuser is Client for the default superuser (DefaultCassandraSuperuser).

@@ -22,6 +22,12 @@ import (
 // (localhost, 127.0.0.1, ::1), valid for a day, and a pool trusting it.
 // Nothing is kept: each test makes its own.
 func SelfSigned(cn string) (tls.Certificate, *x509.CertPool, error) {
+	return selfSigned(cn, x509.ExtKeyUsageServerAuth)
+}
+
+// selfSigned is SelfSigned for the given uses (a client certificate needs
+// ExtKeyUsageClientAuth).
+func selfSigned(cn string, uses ...x509.ExtKeyUsage) (tls.Certificate, *x509.CertPool, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, err
@@ -37,7 +43,7 @@ func SelfSigned(cn string) (tls.Certificate, *x509.CertPool, error) {
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           uses,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
@@ -83,8 +89,11 @@ func WriteCert(t testing.TB, dir, cn string) CertFiles {
 	return out
 }
 
-func writeCertFiles(dir, cn string) (CertFiles, error) {
-	cert, pool, err := SelfSigned(cn)
+func writeCertFiles(dir, cn string, uses ...x509.ExtKeyUsage) (CertFiles, error) {
+	if len(uses) == 0 {
+		uses = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	cert, pool, err := selfSigned(cn, uses...)
 	if err != nil {
 		return CertFiles{}, err
 	}

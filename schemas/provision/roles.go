@@ -60,8 +60,9 @@ func (r Roles) RoleName(component string) string {
 }
 
 // CassandraRoles creates each requested component's role (LOGIN, not a
-// superuser) with its password, or sets the password of the one that
-// exists, and grants it its permissions (ComponentRoles) on every keyspace
+// superuser) with its password, or, for a role that exists, changes its
+// password when the given one differs (and changes nothing when it is the
+// same), and grants it its permissions (ComponentRoles) on every keyspace
 // of r. It runs as a superuser. A role that is a superuser, or that holds
 // (itself or through a role granted to it) a permission on those keyspaces
 // beyond its row of the table, is a mismatch: nothing is changed and every
