@@ -107,6 +107,9 @@ func run(args []string, stdout io.Writer) error {
 			ks.Strategy = "NetworkTopologyStrategy"
 		}
 	}
+	if *skipCassandra && *roles != "" {
+		return errors.New("-cassandra-roles with -skip-cassandra: the roles are made in Cassandra; drop one of them")
+	}
 	rs, err := roleSettings(*roles, *rolePrefix, *passwordDir, *keyspace, *grantKeyspaces, envPasswords)
 	if err != nil {
 		return err
