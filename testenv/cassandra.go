@@ -77,6 +77,18 @@ func commitlogSync() string {
 // startCassandra runs one Cassandra node on 127.0.0.1 in the foreground of
 // its own process (cassandra-foreground), tuned to start fast on one node.
 func startCassandra(ctx context.Context, java, lib, dir string, cqlPort, storagePort, jmxPort int, heapMB int, tied bool, timeout time.Duration) (*proc, error) {
+	return startCassandraWith(ctx, java, lib, dir, cqlPort, storagePort, jmxPort, heapMB, tied, timeout, cassandraExtra{})
+}
+
+// cassandraExtra is what a node started by startCassandraWith adds to the
+// plain one: lines appended to cassandra.yaml, and the probe that says it
+// is ready (default: probeCassandra, no password, no TLS).
+type cassandraExtra struct {
+	yaml  string
+	probe func(ctx context.Context, host string) error
+}
+
+func startCassandraWith(ctx context.Context, java, lib, dir string, cqlPort, storagePort, jmxPort int, heapMB int, tied bool, timeout time.Duration, extra cassandraExtra) (*proc, error) {
 	data, logs := filepath.Join(dir, "data"), filepath.Join(dir, "logs")
 	for _, d := range []string{data, logs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -109,7 +121,7 @@ concurrent_reads: 8
 concurrent_writes: 16
 concurrent_counter_writes: 4
 concurrent_materialized_view_writes: 4
-`, cqlPort, storagePort, data, commitlogSync())
+`, cqlPort, storagePort, data, commitlogSync()) + extra.yaml
 	logback := fmt.Sprintf(`<configuration>
   <appender name="FILE" class="ch.qos.logback.core.FileAppender">
     <file>%s</file>
@@ -151,7 +163,11 @@ concurrent_materialized_view_writes: 4
 	}
 	p.logFile = filepath.Join(logs, "system.log")
 	host := fmt.Sprintf("127.0.0.1:%d", cqlPort)
-	if err := p.waitReady(ctx, timeout, func(ctx context.Context) error { return probeCassandra(ctx, host) }); err != nil {
+	probe := extra.probe
+	if probe == nil {
+		probe = probeCassandra
+	}
+	if err := p.waitReady(ctx, timeout, func(ctx context.Context) error { return probe(ctx, host) }); err != nil {
 		p.stop(10 * time.Second)
 		return nil, err
 	}

@@ -22,6 +22,12 @@ import (
 // (localhost, 127.0.0.1, ::1), valid for a day, and a pool trusting it.
 // Nothing is kept: each test makes its own.
 func SelfSigned(cn string) (tls.Certificate, *x509.CertPool, error) {
+	return selfSigned(cn, x509.ExtKeyUsageServerAuth)
+}
+
+// selfSigned is SelfSigned for the given uses (a client certificate needs
+// ExtKeyUsageClientAuth).
+func selfSigned(cn string, uses ...x509.ExtKeyUsage) (tls.Certificate, *x509.CertPool, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, err
@@ -37,7 +43,7 @@ func SelfSigned(cn string) (tls.Certificate, *x509.CertPool, error) {
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           uses,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
@@ -76,22 +82,33 @@ func (c CertFiles) SPKIHash() string {
 // to <dir>/<cn>.crt and <dir>/<cn>.key (replacing them, as a renewal does).
 func WriteCert(t testing.TB, dir, cn string) CertFiles {
 	t.Helper()
-	cert, pool, err := SelfSigned(cn)
+	out, err := writeCertFiles(dir, cn)
 	if err != nil {
 		t.Fatalf("testenv: certificate: %v", err)
 	}
+	return out
+}
+
+func writeCertFiles(dir, cn string, uses ...x509.ExtKeyUsage) (CertFiles, error) {
+	if len(uses) == 0 {
+		uses = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	cert, pool, err := selfSigned(cn, uses...)
+	if err != nil {
+		return CertFiles{}, err
+	}
 	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
-		t.Fatalf("testenv: certificate key: %v", err)
+		return CertFiles{}, err
 	}
 	out := CertFiles{CertFile: filepath.Join(dir, cn+".crt"), KeyFile: filepath.Join(dir, cn+".key"), Pool: pool, Leaf: cert.Leaf}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
 	if err := os.WriteFile(out.KeyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
+		return CertFiles{}, err
 	}
 	if err := os.WriteFile(out.CertFile, certPEM, 0o644); err != nil {
-		t.Fatal(err)
+		return CertFiles{}, err
 	}
-	return out
+	return out, nil
 }

@@ -5,11 +5,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -68,9 +70,23 @@ func (c Cassandra) Session() (*gocql.Session, error) {
 	}
 	s, err := cl.CreateSession()
 	if err != nil {
-		return nil, fmt.Errorf("cassandra session (hosts %v): %w", c.Hosts, err)
+		return nil, fmt.Errorf("cassandra session (hosts %v): %w%s", c.Hosts, err, c.hint(err))
 	}
 	return s, nil
+}
+
+// hint explains the one refusal whose driver error says nothing: a node
+// that requires TLS resets a plain connection.
+func (c Cassandra) hint(err error) string {
+	if c.CAFile != "" || c.CertFile != "" {
+		return ""
+	}
+	msg := err.Error()
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
+		strings.Contains(msg, "connection reset by peer") || strings.HasSuffix(msg, "EOF") {
+		return " (the node closed a plain connection: if it requires TLS, give its CA in PARLEY_CASSANDRA_TLS_CA)"
+	}
+	return ""
 }
 
 // Cluster is the driver configuration Session uses, for callers that adjust

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,26 @@ func TestCassandraSession(t *testing.T) {
 	var v string
 	if err := s.Query("SELECT release_version FROM system.local").Scan(&v); err != nil || v == "" {
 		t.Fatalf("query: %q %v", v, err)
+	}
+}
+
+func TestEnvCassandraPasswordFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "cassandra-password")
+	if err := os.WriteFile(f, []byte("s3cret-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := deploy.EnvFrom(map[string]string{
+		"PARLEY_CASSANDRA_USERNAME": "parley_query", "PARLEY_CASSANDRA_PASSWORD": "ignored",
+		"PARLEY_CASSANDRA_PASSWORD_FILE": f,
+	})
+	if c := e.Cassandra(); c.Username != "parley_query" || c.Password != "s3cret-from-file" {
+		t.Errorf("from the file: %q %q", c.Username, c.Password)
+	}
+	if c := deploy.EnvFrom(map[string]string{"PARLEY_CASSANDRA_PASSWORD": " direct "}).Cassandra(); c.Password != "direct" {
+		t.Errorf("from the variable: %q", c.Password)
+	}
+	e = deploy.EnvFrom(map[string]string{"PARLEY_CASSANDRA_PASSWORD_FILE": filepath.Join(t.TempDir(), "missing")})
+	if c := e.Cassandra(); c.Password != "" || e.Err() == nil || !strings.Contains(e.Err().Error(), "PARLEY_CASSANDRA_PASSWORD_FILE") {
+		t.Errorf("missing file: password %q, err %v", c.Password, e.Err())
 	}
 }

@@ -172,14 +172,16 @@ func (e *Env) Membership(defInstance string) Membership {
 	}
 }
 
-// Cassandra reads the Cassandra client settings shared by every main.
+// Cassandra reads the Cassandra client settings shared by every main. The
+// password is a Secret: PARLEY_CASSANDRA_PASSWORD_FILE names a file that
+// holds it (a mounted secret), else PARLEY_CASSANDRA_PASSWORD is the value.
 func (e *Env) Cassandra() Cassandra {
 	return Cassandra{
 		Hosts:       e.List("PARLEY_CASSANDRA_HOSTS", "127.0.0.1:9042"),
 		Timeout:     e.Duration("PARLEY_CASSANDRA_TIMEOUT", 10*time.Second),
 		Consistency: e.String("PARLEY_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM"),
 		Username:    e.String("PARLEY_CASSANDRA_USERNAME", ""),
-		Password:    e.String("PARLEY_CASSANDRA_PASSWORD", ""),
+		Password:    string(e.Secret("PARLEY_CASSANDRA_PASSWORD")),
 		CAFile:      e.String("PARLEY_CASSANDRA_TLS_CA", ""),
 		CertFile:    e.String("PARLEY_CASSANDRA_TLS_CERT", ""),
 		KeyFile:     e.String("PARLEY_CASSANDRA_TLS_KEY", ""),

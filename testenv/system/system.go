@@ -42,6 +42,12 @@ type Options struct {
 	Seeds    []string // Kafka
 	Hosts    []string // Cassandra
 	Keyspace string   // created and migrated if missing (default "parley")
+	// Cassandra, by component ("projector", "query", "gateway",
+	// "notifier", "webhooks", and "provision" for Start's provisioning),
+	// is how that component reaches Cassandra: its role and TLS (Hosts
+	// filled in from Hosts when empty). A component without an entry
+	// connects to Hosts with neither.
+	Cassandra map[string]deploy.Cassandra
 	// TopicPrefix prefixes every topic name (tests use a unique one).
 	TopicPrefix string
 	// Gateways is how many gateway instances to run (default 1).
@@ -233,12 +239,23 @@ func (s *System) provision(ctx context.Context) error {
 	if err := provision.Kafka(ctx, cl, provision.Topics{Prefix: s.opts.TopicPrefix, ReplicationFactor: -1}, &r); err != nil {
 		return err
 	}
-	sess, err := deploy.Cassandra{Hosts: s.opts.Hosts, Timeout: 30 * time.Second}.Session()
+	pc := s.cassandra("provision")
+	pc.Timeout = cmp.Or(pc.Timeout, 30*time.Second)
+	sess, err := pc.Session()
 	if err != nil {
 		return fmt.Errorf("system: %w", err)
 	}
 	defer sess.Close()
 	return provision.Cassandra(ctx, sess, provision.Keyspace{Name: s.opts.Keyspace}, &r)
+}
+
+// cassandra is Options.Cassandra[component] with Hosts filled in.
+func (s *System) cassandra(component string) deploy.Cassandra {
+	c := s.opts.Cassandra[component]
+	if len(c.Hosts) == 0 {
+		c.Hosts = s.opts.Hosts
+	}
+	return c
 }
 
 // listener returns the listener Start opened for name, or binds addr again
@@ -269,14 +286,14 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 	case name == "projector":
 		p, err := projector.New(projector.Config{Seeds: s.opts.Seeds, EventsTopic: s.Topics.Events.Name,
 			Group: s.GroupOf("projector"), DeadLetterTopic: s.Topics.DeadLetters.Name,
-			Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Logger: log, Registerer: s.opts.Registerer})
+			Hosts: s.opts.Hosts, Cassandra: s.cassandra("projector"), Keyspace: s.opts.Keyspace, Logger: log, Registerer: s.opts.Registerer})
 		if err != nil {
 			return nil, err
 		}
 		// The repairer runs beside the projector, as in the projector main.
 		r, err := repair.New(repair.Config{Seeds: s.opts.Seeds, RepairsTopic: s.Topics.Repairs.Name,
 			EventsTopic: s.Topics.Events.Name, Group: s.GroupOf("repair"),
-			Cassandra: deploy.Cassandra{Hosts: s.opts.Hosts}, Keyspace: s.opts.Keyspace, Logger: log,
+			Cassandra: s.cassandra("projector"), Keyspace: s.opts.Keyspace, Logger: log,
 			Registerer: s.opts.Registerer})
 		if err != nil {
 			return nil, err
@@ -308,7 +325,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		for _, u := range s.GatewayURLs {
 			origins = append(origins, u, strings.Replace(u, "127.0.0.1", "localhost", 1))
 		}
-		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Keyspace: s.opts.Keyspace,
+		q, err := query.New(query.Config{Addr: hostPort(s.QueryURL), Hosts: s.opts.Hosts, Cassandra: s.cassandra("query"), Keyspace: s.opts.Keyspace,
 			Auth: s.AuthConfig, Logger: log, CORSOrigins: origins, TLS: s.serverTLS(log),
 			RatePerSecond: cmp.Or(s.opts.QueryRatePerSecond, -1), Burst: s.opts.QueryBurst})
 		if err != nil {
@@ -332,7 +349,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
 			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, WebhookSigningKey: s.webhookKey(), Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
-			CassandraHosts: s.opts.Hosts, Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments,
+			CassandraHosts: s.opts.Hosts, Cassandra: s.cassandra("gateway"), Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments,
 			Web: gateway.Web{QueryURL: s.QueryURL}, TLS: s.serverTLS(log)})
 		if err != nil {
 			return nil, err
@@ -351,6 +368,9 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 func (s *System) NotifierConfig() notify.Config {
 	c := *s.opts.Notifier
 	c.Seeds, c.Cassandra.Hosts, c.Keyspace = s.opts.Seeds, s.opts.Hosts, s.opts.Keyspace
+	if _, ok := s.opts.Cassandra["notifier"]; ok {
+		c.Cassandra = s.cassandra("notifier")
+	}
 	c.EventsTopic, c.SignalsTopic, c.PushTopic = s.Topics.Events.Name, s.Topics.Signals.Name, s.Topics.Push.Name
 	c.CommandsTopic, c.DeadLetterTopic = s.Topics.Commands.Name, s.Topics.DeadLetters.Name
 	c.Group, c.Projector = s.GroupOf("notifier"), s.GroupOf("projector")
@@ -372,6 +392,9 @@ func (s *System) NotifierConfig() notify.Config {
 func (s *System) WebhooksConfig() notify.DispatcherConfig {
 	c := *s.opts.Webhooks
 	c.Seeds, c.Cassandra.Hosts, c.Keyspace = s.opts.Seeds, s.opts.Hosts, s.opts.Keyspace
+	if _, ok := s.opts.Cassandra["webhooks"]; ok {
+		c.Cassandra = s.cassandra("webhooks")
+	}
 	c.EventsTopic, c.WebhooksTopic, c.DeliveriesTopic = s.Topics.Events.Name, s.Topics.Webhooks.Name, s.Topics.WebhookDeliveries.Name
 	c.DeadLetterTopic = s.Topics.DeadLetters.Name
 	c.Group, c.Projector = s.GroupOf("webhooks"), s.GroupOf("projector")

@@ -7,6 +7,10 @@
 //	go run ./schemas/cmd/provision -partitions 24 -replication-factor 3 -min-insync-replicas 2 \
 //	    -keyspace parley -cassandra-dcs dc1:3
 //
+// With -cassandra-roles it also creates a login role per component that
+// reaches Cassandra, granted only what that component does (the projector
+// writes the views, the others read them); run it then as a superuser.
+//
 // Every flag has an environment variable (shown by -h), so the same
 // settings the components read work here too. See the top-level README,
 // "Deploying".
@@ -17,9 +21,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +40,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if errors.Is(err, provision.ErrMismatch) {
 			os.Exit(3)
@@ -42,7 +49,7 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+func run(args []string, stdout io.Writer) error {
 	env := deploy.NewEnv()
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
 	seeds := fs.String("kafka-seeds", strings.Join(env.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"), ","), "Kafka bootstrap addresses (PARLEY_KAFKA_SEEDS)")
@@ -58,6 +65,18 @@ func run(args []string) error {
 	strategy := fs.String("cassandra-strategy", env.String("PARLEY_CASSANDRA_STRATEGY", ""), "SimpleStrategy or NetworkTopologyStrategy (PARLEY_CASSANDRA_STRATEGY); default: NetworkTopologyStrategy with -cassandra-dcs, else SimpleStrategy")
 	crf := fs.Int("cassandra-rf", env.Int("PARLEY_CASSANDRA_RF", 1), "SimpleStrategy replication factor (PARLEY_CASSANDRA_RF)")
 	dcs := fs.String("cassandra-dcs", env.String("PARLEY_CASSANDRA_DCS", ""), "NetworkTopologyStrategy factors, e.g. dc1:3,dc2:3 (PARLEY_CASSANDRA_DCS)")
+	roles := fs.String("cassandra-roles", env.String("PARLEY_CASSANDRA_ROLES", ""),
+		"components whose Cassandra roles to create (or whose passwords to set) with their grants: all, or some of "+
+			strings.Join(provision.Components(), ",")+" (PARLEY_CASSANDRA_ROLES); each password from PARLEY_CASSANDRA_<COMPONENT>_PASSWORD or _FILE, or from the file named like the component in -cassandra-role-password-dir; run as a superuser")
+	rolePrefix := fs.String("cassandra-role-prefix", env.String("PARLEY_CASSANDRA_ROLE_PREFIX", provision.DefaultRolePrefix), "prefix of the role names (PARLEY_CASSANDRA_ROLE_PREFIX)")
+	passwordDir := fs.String("cassandra-role-password-dir", env.String("PARLEY_CASSANDRA_ROLE_PASSWORD_DIR", ""), "a directory of one file per component (projector, query, …) holding its role's password (PARLEY_CASSANDRA_ROLE_PASSWORD_DIR)")
+	grantKeyspaces := fs.String("cassandra-grant-keyspaces", env.String("PARLEY_CASSANDRA_GRANT_KEYSPACES", ""), "more keyspaces (rebuilt ones) the roles are granted on besides -keyspace (PARLEY_CASSANDRA_GRANT_KEYSPACES)")
+	envPasswords := map[string]string{}
+	for _, c := range provision.Components() {
+		if pw := env.Secret("PARLEY_CASSANDRA_" + strings.ToUpper(c) + "_PASSWORD"); pw != nil {
+			envPasswords[c] = string(pw)
+		}
+	}
 	skipKafka := fs.Bool("skip-kafka", false, "leave the topics alone")
 	skipCassandra := fs.Bool("skip-cassandra", false, "leave the keyspace alone")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
@@ -88,6 +107,13 @@ func run(args []string) error {
 			ks.Strategy = "NetworkTopologyStrategy"
 		}
 	}
+	if *skipCassandra && *roles != "" {
+		return errors.New("-cassandra-roles with -skip-cassandra: the roles are made in Cassandra; drop one of them")
+	}
+	rs, err := roleSettings(*roles, *rolePrefix, *passwordDir, *keyspace, *grantKeyspaces, envPasswords)
+	if err != nil {
+		return err
+	}
 	topicRF := int16(*rf)
 	if topicRF == 0 {
 		topicRF = -1
@@ -99,7 +125,7 @@ func run(args []string) error {
 	var report provision.Report
 	defer func() {
 		for _, l := range report.Lines {
-			fmt.Println(l)
+			fmt.Fprintln(stdout, l)
 		}
 	}()
 	if !*skipKafka {
@@ -126,6 +152,50 @@ func run(args []string) error {
 		if err := provision.Cassandra(ctx, s, ks, &report); err != nil {
 			return err
 		}
+		if err := provision.CassandraRoles(ctx, s, rs, &report); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// roleSettings are the roles -cassandra-roles asks for, each with its
+// password: from the environment (PARLEY_CASSANDRA_<COMPONENT>_PASSWORD or
+// _FILE), else from the password directory. A role asked for without a
+// password is an error naming where it was looked for.
+func roleSettings(list, prefix, dir, keyspace, more string, envPasswords map[string]string) (provision.Roles, error) {
+	r := provision.Roles{Prefix: prefix, Passwords: map[string]string{}, Keyspaces: append([]string{keyspace}, deploy.SplitList(more)...)}
+	comps := deploy.SplitList(list)
+	if len(comps) == 1 && comps[0] == "all" {
+		comps = provision.Components()
+	}
+	var missing []string
+	for _, c := range comps {
+		if !slices.Contains(provision.Components(), c) {
+			return r, fmt.Errorf("-cassandra-roles %q: no role for %q (want all, or some of %s; ingest never reaches Cassandra)", list, c, strings.Join(provision.Components(), ","))
+		}
+		if pw, ok := envPasswords[c]; ok {
+			r.Passwords[c] = pw
+			continue
+		}
+		if dir != "" {
+			b, err := os.ReadFile(filepath.Join(dir, c))
+			if err == nil && strings.TrimSpace(string(b)) != "" {
+				r.Passwords[c] = strings.TrimRight(string(b), "\r\n")
+				continue
+			}
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return r, fmt.Errorf("-cassandra-role-password-dir: %w", err)
+			}
+		}
+		missing = append(missing, c)
+	}
+	if len(missing) > 0 {
+		where := "PARLEY_CASSANDRA_<COMPONENT>_PASSWORD or _FILE"
+		if dir != "" {
+			where += " or a file in " + dir
+		}
+		return r, fmt.Errorf("-cassandra-roles: no password for %s (%s)", strings.Join(missing, ", "), where)
+	}
+	return r, nil
 }
