@@ -146,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.repairs = repair.NewRequester(s.repairsOut, cfg.RepairsTopic, "gateway "+s.instance)
 	if s.bans, err = ingest.NewBanFollower(ingest.BanFollowerConfig{Seeds: cfg.Seeds, Topic: cfg.BansTopic,
-		Logger: s.log.With("part", "bans"), OnChange: s.banChanged}); err != nil {
+		Logger: s.log.With("part", "bans"), OnChange: s.banChanged, OnRevoke: s.revocationChanged}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.appendCtx, s.stopAppends = context.WithCancel(context.Background())
@@ -386,6 +386,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, pb.ErrorCode_ERROR_CODE_USER_BANNED, msg)
 		return
 	}
+	if msg, revoked := s.revoked(id.UserID, id.DeviceID); revoked {
+		writeError(w, http.StatusForbidden, pb.ErrorCode_ERROR_CODE_DEVICE_REVOKED, msg)
+		return
+	}
 	if msg, many := s.tooManyConnections(id.UserID, id.DeviceID); many {
 		writeError(w, http.StatusTooManyRequests, pb.ErrorCode_ERROR_CODE_TOO_MANY_CONNECTIONS, msg)
 		return
@@ -433,6 +437,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// so this second look sees it.
 	if msg, banned := s.banned(sess.user, now); banned {
 		sess.close(CloseBanned, closeReason(msg), true)
+	}
+	if msg, revoked := s.revoked(sess.user, sess.device); revoked {
+		sess.close(CloseRevoked, closeReason(msg), true)
 	}
 	// Two connections of the user let in at once on this gateway: the
 	// second look counts both.

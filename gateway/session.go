@@ -43,6 +43,11 @@ const (
 	// refused (403 USER_BANNED) while the ban holds: a client must not
 	// reconnect automatically.
 	CloseBanned = 4003
+	// CloseRevoked (4004): the device id was revoked (the admin API's
+	// RevokeDevice); the reason says why. Its tokens are refused (403
+	// DEVICE_REVOKED) until it is restored; the user's other devices go
+	// on. A client must not reconnect automatically.
+	CloseRevoked = 4004
 	// CloseTooManyConnections (4029): the user had UserMaxConnections
 	// devices connected (over all gateways) when this one connected; a
 	// connection refused before the upgrade gets 429 TOO_MANY_CONNECTIONS
