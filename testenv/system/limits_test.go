@@ -178,15 +178,16 @@ func wsRefusal(t *testing.T, sys *system.System, gw int, user, device string) (i
 	return resp.StatusCode, string(b), nil
 }
 
-// deviceCall is gateway gw's answer to an HTTP request with a token of
-// user's device: its status and body.
-func deviceCall(t *testing.T, sys *system.System, gw int, user, device, method, path, body string) (int, string) {
+// deviceCall is the answer of the server at base (a gateway's or query's
+// URL) to an HTTP request with a token of user's device: its status and
+// body.
+func deviceCall(t *testing.T, sys *system.System, base, user, device, method, path, body string) (int, string) {
 	t.Helper()
 	tok, err := sys.Issuer.Issue(user, device, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(method, sys.GatewayURLs[gw]+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := sys.HTTPClient().Do(req)
 	if err != nil {
@@ -203,8 +204,9 @@ func deviceCall(t *testing.T, sys *system.System, gw int, user, device, method, 
 // gateway restarted afterwards, and a command
 // of it appended anyway is refused DEVICE_REVOKED by the decider; her
 // laptop goes on sending, and sees the revocation on her user stream.
-// Restored, the phone connects and sends again. The views rebuilt from the
-// log equal the live ones and replay verify passes.
+// Query refuses the phone's token too, not the laptop's. Restored, the
+// phone connects, sends and reads again. The views rebuilt from the log
+// equal the live ones (device_revocations too) and replay verify passes.
 func TestE2ERevokeDevice(t *testing.T) {
 	t.Parallel()
 	ops, opsKey := adminKey(t, "ops", gateway.Scopes)
@@ -248,13 +250,25 @@ func TestE2ERevokeDevice(t *testing.T) {
 	}
 	// The device endpoints refuse the phone's token too; the laptop's gets
 	// past authentication (to the body's check).
-	if status, body := deviceCall(t, sys, 0, "alice", "phone", "PUT", "/v1/push/targets", "{}"); status != http.StatusForbidden ||
+	if status, body := deviceCall(t, sys, sys.GatewayURLs[0], "alice", "phone", "PUT", "/v1/push/targets", "{}"); status != http.StatusForbidden ||
 		!strings.Contains(body, "ERROR_CODE_DEVICE_REVOKED") {
 		t.Fatalf("the phone's push registration: %d %s", status, body)
 	}
-	if status, body := deviceCall(t, sys, 0, "alice", "laptop", "PUT", "/v1/push/targets", "{}"); status != http.StatusBadRequest ||
+	if status, body := deviceCall(t, sys, sys.GatewayURLs[0], "alice", "laptop", "PUT", "/v1/push/targets", "{}"); status != http.StatusBadRequest ||
 		!strings.Contains(body, "ERROR_CODE_INVALID_ARGUMENT") {
 		t.Fatalf("the laptop's push registration: %d %s", status, body)
+	}
+	// Query refuses the phone's token once the projector has applied the
+	// revocation; the laptop's reads on.
+	testenv.Eventually(t, time.Minute, func() string {
+		if status, body := deviceCall(t, sys, sys.QueryURL, "alice", "phone", "GET", "/v1/inbox", ""); status != http.StatusForbidden ||
+			!strings.Contains(body, `"DEVICE_REVOKED"`) || !strings.Contains(body, "lost") {
+			return fmt.Sprintf("query answered the phone's token %d %s", status, body)
+		}
+		return ""
+	})
+	if status, body := deviceCall(t, sys, sys.QueryURL, "alice", "laptop", "GET", "/v1/inbox", ""); status != http.StatusOK {
+		t.Fatalf("query answered the laptop's token %d %s", status, body)
 	}
 	// The laptop is another device: it goes on, and gets the revocation on
 	// alice's own stream.
@@ -312,8 +326,24 @@ func TestE2ERevokeDevice(t *testing.T) {
 	}
 	again := connect(t, sys, 1, "alice", "phone")
 	again.MustSend(conv, send("restored", "the phone is back"))
+	testenv.Eventually(t, time.Minute, func() string {
+		if status, body := deviceCall(t, sys, sys.QueryURL, "alice", "phone", "GET", "/v1/inbox", ""); status != http.StatusOK {
+			return fmt.Sprintf("query answered the restored phone's token %d %s", status, body)
+		}
+		return ""
+	})
+	// A revocation that stands, for the views compared below.
+	if status, _, raw := adminDo(t, sys, 0, ops, "PUT", "/v1/admin/users/alice/devices/tablet/revocation", "revoke-tablet", map[string]any{"reason": "old"}); status != http.StatusOK {
+		t.Fatalf("revoke the tablet: %d %s", status, raw)
+	}
+	testenv.Eventually(t, time.Minute, func() string {
+		if status, body := deviceCall(t, sys, sys.QueryURL, "alice", "tablet", "GET", "/v1/inbox", ""); status != http.StatusForbidden {
+			return fmt.Sprintf("query answered the tablet's token %d %s", status, body)
+		}
+		return ""
+	})
 
-	assertRebuildEqual(t, sys, live)
+	assertRebuildEqual(t, sys, live, "device_revocations")
 	vctx, vcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer vcancel()
 	rep, err := replay.Verify(vctx, replay.Config{Seeds: testenv.Kafka(t).Seeds, Topics: sys.Topics, Hosts: live.Hosts, Keyspace: live.Keyspace},
