@@ -127,6 +127,8 @@ func (s *Server) addAdminRoutes(mux *router) {
 	mux.HandleFunc("GET /v1/admin/conversations/{conversation}/export", a.with(ScopeExport, a.export))
 	mux.HandleFunc("PUT /v1/admin/users/{user}/ban", a.with(ScopeUsersBan, a.ban))
 	mux.HandleFunc("DELETE /v1/admin/users/{user}/ban", a.with(ScopeUsersBan, a.unban))
+	mux.HandleFunc("PUT /v1/admin/users/{user}/devices/{device}/revocation", a.with(ScopeUsersBan, a.revoke))
+	mux.HandleFunc("DELETE /v1/admin/users/{user}/devices/{device}/revocation", a.with(ScopeUsersBan, a.restore))
 	mux.HandleFunc("GET /v1/admin/users/{user}/conversations", a.with(ScopeConversationsRead, a.conversations))
 	a.addWebhookRoutes(mux)
 }
@@ -527,6 +529,57 @@ func (a *admin) unban(w http.ResponseWriter, r *http.Request, p principal) {
 	cmd := a.command(p, user, schemas.UserStreamID(user))
 	cmd.Body = &pb.Command_UnbanUser{UnbanUser: &pb.UnbanUser{}}
 	a.decide(w, r, cmd, http.StatusOK, schemas.TypeUserUnbanned)
+}
+
+// adminRevoke is the optional body of a revocation.
+type adminRevoke struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// revocation reads a revocation call's request: the user and the device
+// in the path, the Idempotency-Key, and the body when there is one (it is
+// optional); false when it has answered a failure (a malformed device id:
+// 400 INVALID_ID).
+func (a *admin) revocation(w http.ResponseWriter, r *http.Request, p principal, body *adminRevoke) (user, device string, ok bool) {
+	if _, err := pathID(r, "user", schemas.CheckID); err != nil {
+		a.fail(w, err)
+		return "", "", false
+	}
+	device, err := pathID(r, "device", schemas.CheckID)
+	if err != nil {
+		a.fail(w, err)
+		return "", "", false
+	}
+	q := adminRequest{user: true, write: true}
+	if body != nil && r.ContentLength != 0 {
+		q.body = body
+	}
+	c, ok := a.read(w, r, p, q)
+	return c.user, device, ok
+}
+
+// revoke serves PUT /v1/admin/users/{user}/devices/{device}/revocation
+// (an optional JSON body {"reason"}).
+func (a *admin) revoke(w http.ResponseWriter, r *http.Request, p principal) {
+	var body adminRevoke
+	user, dev, ok := a.revocation(w, r, p, &body)
+	if !ok {
+		return
+	}
+	cmd := a.command(p, user, schemas.UserStreamID(user))
+	cmd.Body = &pb.Command_RevokeDevice{RevokeDevice: &pb.RevokeDevice{DeviceId: dev, Reason: body.Reason}}
+	a.decide(w, r, cmd, http.StatusOK, schemas.TypeDeviceRevoked)
+}
+
+// restore serves DELETE /v1/admin/users/{user}/devices/{device}/revocation.
+func (a *admin) restore(w http.ResponseWriter, r *http.Request, p principal) {
+	user, dev, ok := a.revocation(w, r, p, nil)
+	if !ok {
+		return
+	}
+	cmd := a.command(p, user, schemas.UserStreamID(user))
+	cmd.Body = &pb.Command_RestoreDevice{RestoreDevice: &pb.RestoreDevice{DeviceId: dev}}
+	a.decide(w, r, cmd, http.StatusOK, schemas.TypeDeviceRestored)
 }
 
 // errAuditFailed ends an export whose read could not be recorded (audit

@@ -290,6 +290,9 @@ func (s *Server) authenticateDevice(r *http.Request) (token.Identity, error) {
 	if msg, banned := s.banned(id.UserID, time.Now()); banned {
 		return token.Identity{}, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_USER_BANNED, "%s", msg)
 	}
+	if msg, revoked := s.revoked(id.UserID, id.DeviceID); revoked {
+		return token.Identity{}, refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_DEVICE_REVOKED, "%s", msg)
+	}
 	return id, nil
 }
 

@@ -24,6 +24,42 @@ func (s *Server) banChanged(user string, b ingest.Ban, banned bool) {
 	}
 }
 
+// Device revocations (README.md, "Device revocation") ride the same topic:
+// a revocation read closes that device's session here with CloseRevoked,
+// and its tokens are refused from then on; the user's other devices go on.
+
+// revocationChanged is the follower's callback for revocations.
+func (s *Server) revocationChanged(user, device string, r ingest.Revocation, revoked bool) {
+	if !revoked {
+		return
+	}
+	if sess := s.hub.device(user, device); sess != nil {
+		sess.log.Info("session closed: the device is revoked")
+		sess.close(CloseRevoked, closeReason(revocationMessage(r)), true)
+	}
+}
+
+// revoked reports whether user's device is revoked, and the refusal's
+// message.
+func (s *Server) revoked(user, device string) (string, bool) {
+	if s.bans == nil {
+		return "", false
+	}
+	r, ok := s.bans.Revoked(user, device)
+	if !ok {
+		return "", false
+	}
+	return revocationMessage(r), true
+}
+
+func revocationMessage(r ingest.Revocation) string {
+	msg := "device revoked"
+	if r.Reason != "" {
+		msg += ": " + r.Reason
+	}
+	return msg
+}
+
 // banned reports whether user's ban holds at t, and the refusal's message.
 func (s *Server) banned(user string, t time.Time) (string, bool) {
 	b, ok := s.banOf(user)

@@ -164,6 +164,16 @@ type Limits struct {
 	// command frame (RATE_LIMITED). Pings are not counted.
 	RatePerSecond float64
 	Burst         int
+	// UserRatePerSecond and UserBurst are a token bucket per user, over
+	// all of its sessions on all gateways (each gateway enforces its share:
+	// userlimits.go), one token per command frame (RATE_LIMITED). Negative:
+	// no per-user rate limit.
+	UserRatePerSecond float64
+	UserBurst         int
+	// UserMaxConnections caps a user's devices connected at once over all
+	// gateways; one more is refused (429 TOO_MANY_CONNECTIONS). Negative:
+	// no cap.
+	UserMaxConnections int
 	// OutboundQueue is how many frames may wait for one session's writer;
 	// a session whose queue is full is closed (1008 "slow consumer"). A
 	// quarter of it again is kept beyond it for the answers to appended
@@ -186,9 +196,13 @@ var DefaultLimits = Limits{
 	RatePerSecond:   50,
 	Burst:           100,
 	OutboundQueue:   1024,
-	PingInterval:    20 * time.Second,
-	IdleTimeout:     60 * time.Second,
-	WriteTimeout:    10 * time.Second,
+	// A user's devices together: twice one session's rate.
+	UserRatePerSecond:  100,
+	UserBurst:          200,
+	UserMaxConnections: 32,
+	PingInterval:       20 * time.Second,
+	IdleTimeout:        60 * time.Second,
+	WriteTimeout:       10 * time.Second,
 }
 
 // Defaults returns c with every unset field given its default.
@@ -271,6 +285,11 @@ func (l Limits) Defaults() Limits {
 	if l.RatePerSecond != 0 {
 		d.RatePerSecond = l.RatePerSecond
 	}
+	if l.UserRatePerSecond != 0 {
+		d.UserRatePerSecond = l.UserRatePerSecond
+	}
+	set(&d.UserBurst, l.UserBurst)
+	set(&d.UserMaxConnections, l.UserMaxConnections)
 	setD(&d.PingInterval, l.PingInterval)
 	setD(&d.IdleTimeout, l.IdleTimeout)
 	setD(&d.WriteTimeout, l.WriteTimeout)
@@ -298,6 +317,9 @@ func (c Config) Validate() error {
 	l := c.Limits
 	if l.MaxFrameBytes < 0 || l.MaxMessageBytes < 0 || l.Burst < 0 || l.OutboundQueue < 0 || l.RatePerSecond < 0 {
 		errs = append(errs, errors.New("gateway: Limits must not be negative"))
+	}
+	if l.UserRatePerSecond > 0 && l.UserBurst < 1 {
+		errs = append(errs, errors.New("gateway: Limits.UserBurst must be at least 1 while UserRatePerSecond is on"))
 	}
 	if l.PingInterval < 0 || l.IdleTimeout < 0 || l.WriteTimeout < 0 {
 		errs = append(errs, errors.New("gateway: Limits durations must not be negative"))

@@ -277,6 +277,7 @@ func TestOpenAPI(t *testing.T) {
 		"AdminSend":           reflect.TypeFor[adminSend](),
 		"AdminRole":           reflect.TypeFor[adminRole](),
 		"AdminBan":            reflect.TypeFor[adminBan](),
+		"AdminRevoke":         reflect.TypeFor[adminRevoke](),
 		"AdminClose":          reflect.TypeFor[adminClose](),
 		"AdminConversations":  reflect.TypeFor[adminConversations](),
 		"AdminConversation":   reflect.TypeFor[adminConversation](),

@@ -64,6 +64,8 @@ type Server struct {
 	// whose views lost rows (projector/repair).
 	repairsOut *kgo.Client
 	repairs    *repair.Requester
+	// userLimits are the per-user rate buckets (userlimits.go).
+	userLimits *userLimiter
 	// bans are the standing bans (bans.go); nil in a Server not made by New.
 	bans *ingest.BanFollower
 
@@ -83,7 +85,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub(), instance: newID(time.Now()),
-		presence: newPresenceTable(cfg.Signals.PresenceForget, pushPresence)}
+		presence:   newPresenceTable(cfg.Signals.PresenceForget, pushPresence),
+		userLimits: newUserLimiter(cfg.Limits.UserRatePerSecond, cfg.Limits.UserBurst)}
 	var err error
 	if len(cfg.Cassandra.Hosts) > 0 {
 		cv, err := openViews(cfg.Cassandra, cfg.Keyspace)
@@ -143,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.repairs = repair.NewRequester(s.repairsOut, cfg.RepairsTopic, "gateway "+s.instance)
 	if s.bans, err = ingest.NewBanFollower(ingest.BanFollowerConfig{Seeds: cfg.Seeds, Topic: cfg.BansTopic,
-		Logger: s.log.With("part", "bans"), OnChange: s.banChanged}); err != nil {
+		Logger: s.log.With("part", "bans"), OnChange: s.banChanged, OnRevoke: s.revocationChanged}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.appendCtx, s.stopAppends = context.WithCancel(context.Background())
@@ -383,6 +386,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, pb.ErrorCode_ERROR_CODE_USER_BANNED, msg)
 		return
 	}
+	if msg, revoked := s.revoked(id.UserID, id.DeviceID); revoked {
+		writeError(w, http.StatusForbidden, pb.ErrorCode_ERROR_CODE_DEVICE_REVOKED, msg)
+		return
+	}
+	if msg, many := s.tooManyConnections(id.UserID, id.DeviceID); many {
+		writeError(w, http.StatusTooManyRequests, pb.ErrorCode_ERROR_CODE_TOO_MANY_CONNECTIONS, msg)
+		return
+	}
 	// Counted before the upgrade, under gate, so shutdown's Wait never races an Add.
 	s.gate.RLock()
 	if s.draining.Load() {
@@ -427,6 +438,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if msg, banned := s.banned(sess.user, now); banned {
 		sess.close(CloseBanned, closeReason(msg), true)
 	}
+	if msg, revoked := s.revoked(sess.user, sess.device); revoked {
+		sess.close(CloseRevoked, closeReason(msg), true)
+	}
+	// Two connections of the user let in at once on this gateway: the
+	// second look counts both.
+	if msg, many := s.tooManyConnections(sess.user, sess.device); many {
+		sess.close(CloseTooManyConnections, closeReason(msg), true)
+	}
+	s.userLimits.acquire(sess.user, now)
+	defer s.userLimits.release(sess.user)
 	sess.send(newOutbound(&pb.ServerFrame{Body: &pb.ServerFrame_Welcome{Welcome: &pb.Welcome{
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
 		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes),

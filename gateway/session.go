@@ -43,6 +43,16 @@ const (
 	// refused (403 USER_BANNED) while the ban holds: a client must not
 	// reconnect automatically.
 	CloseBanned = 4003
+	// CloseRevoked (4004): the device id was revoked (the admin API's
+	// RevokeDevice); the reason says why. Its tokens are refused (403
+	// DEVICE_REVOKED) until it is restored; the user's other devices go
+	// on. A client must not reconnect automatically.
+	CloseRevoked = 4004
+	// CloseTooManyConnections (4029): the user had UserMaxConnections
+	// devices connected (over all gateways) when this one connected; a
+	// connection refused before the upgrade gets 429 TOO_MANY_CONNECTIONS
+	// instead. Reconnect only after closing another device.
+	CloseTooManyConnections = 4029
 )
 
 const (
@@ -291,6 +301,10 @@ func (s *session) handle(mt int, data []byte) {
 	}
 	if !s.limiter.allow(now) {
 		s.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; retry later")
+		return
+	}
+	if ok, msg := s.srv.allowUser(s, now); !ok {
+		s.sendError(f.GetRequestId(), pb.ErrorCode_ERROR_CODE_RATE_LIMITED, msg)
 		return
 	}
 	l := s.srv.cfg

@@ -121,6 +121,7 @@ func (s *Server) presenceTicks(ctx context.Context) {
 			s.refreshPresence()
 		case now := <-sweep.C:
 			s.presence.expire(now)
+			s.userLimits.sweep(now)
 		}
 	}
 }

@@ -106,7 +106,8 @@ func BanOf(ev *pb.Event) (user string, b Ban, ok bool) {
 // are in the log already; refusing the second would leave half a block).
 func exemptFromBan(cmd *pb.Command) bool {
 	switch cmd.GetBody().(type) {
-	case *pb.Command_BanUser, *pb.Command_UnbanUser, *pb.Command_ExpireAttachment, *pb.Command_DirectBlock:
+	case *pb.Command_BanUser, *pb.Command_UnbanUser, *pb.Command_ExpireAttachment, *pb.Command_DirectBlock,
+		*pb.Command_RevokeDevice, *pb.Command_RestoreDevice:
 		return true
 	}
 	return false

@@ -22,6 +22,9 @@ type BanFollowerConfig struct {
 	// every unban (banned false), in the topic's order, from Run's
 	// goroutine. A gateway closes the user's sessions there.
 	OnChange func(user string, ban Ban, banned bool)
+	// OnRevoke, when set, is called likewise for every device revocation
+	// read (revoked true) and every restore (revoked false).
+	OnRevoke func(user, device string, r Revocation, revoked bool)
 }
 
 // BanFollower holds every standing ban: it reads the compacted bans topic
@@ -34,11 +37,13 @@ type BanFollower struct {
 	cfg  BanFollowerConfig
 	bmu  sync.RWMutex
 	bans map[string]Ban
+	// revoked: user -> device -> its revocation (revoke.go).
+	revoked map[string]map[string]Revocation
 }
 
 // NewBanFollower connects to Kafka; Run reads.
 func NewBanFollower(cfg BanFollowerConfig) (*BanFollower, error) {
-	f := &BanFollower{cfg: cfg, bans: map[string]Ban{}}
+	f := &BanFollower{cfg: cfg, bans: map[string]Ban{}, revoked: map[string]map[string]Revocation{}}
 	var err error
 	f.follower, err = newFollower(followerConfig{Seeds: cfg.Seeds, Topic: cfg.Topic, ClientID: "parley-bans", What: "bans",
 		KafkaOptions: cfg.KafkaOptions, Logger: cfg.Logger}, f.apply)
@@ -57,7 +62,20 @@ func (f *BanFollower) Ban(user string) (Ban, bool) {
 	return b, ok
 }
 
+// Revoked returns the revocation of user's device, ok false when it is not
+// revoked.
+func (f *BanFollower) Revoked(user, device string) (Revocation, bool) {
+	f.bmu.RLock()
+	defer f.bmu.RUnlock()
+	r, ok := f.revoked[user][device]
+	return r, ok
+}
+
 func (f *BanFollower) apply(r *kgo.Record) {
+	if user, device, ok := splitRevocationKey(string(r.Key)); ok {
+		f.applyRevocation(r, user, device)
+		return
+	}
 	user := string(r.Key)
 	if r.Value == nil {
 		f.bmu.Lock()
@@ -84,5 +102,43 @@ func (f *BanFollower) apply(r *kgo.Record) {
 	f.bmu.Unlock()
 	if f.cfg.OnChange != nil {
 		f.cfg.OnChange(user, b, true)
+	}
+}
+
+// applyRevocation applies a record keyed by RevocationKey(user, device).
+func (f *BanFollower) applyRevocation(r *kgo.Record, user, device string) {
+	if r.Value == nil {
+		f.bmu.Lock()
+		_, had := f.revoked[user][device]
+		delete(f.revoked[user], device)
+		if len(f.revoked[user]) == 0 {
+			delete(f.revoked, user)
+		}
+		f.bmu.Unlock()
+		if had && f.cfg.OnRevoke != nil {
+			f.cfg.OnRevoke(user, device, Revocation{}, false)
+		}
+		return
+	}
+	var ev pb.Event
+	if err := proto.Unmarshal(r.Value, &ev); err != nil {
+		f.log.Error("bans: undecodable record skipped", "offset", r.Offset, "err", err)
+		return
+	}
+	u, d, rev, ok := RevocationOf(&ev)
+	if !ok || u != user || d != device {
+		f.log.Error("bans: a record that is no DeviceRevoked of its key skipped", "offset", r.Offset)
+		return
+	}
+	f.bmu.Lock()
+	m := f.revoked[user]
+	if m == nil {
+		m = map[string]Revocation{}
+		f.revoked[user] = m
+	}
+	m[device] = rev
+	f.bmu.Unlock()
+	if f.cfg.OnRevoke != nil {
+		f.cfg.OnRevoke(user, device, rev, true)
 	}
 }

@@ -45,6 +45,8 @@ import (
 //	                                                    unregistered)
 //	z\x00<u:stream>                    -> banRec       (the stream's user is banned; tombstone when
 //	                                                    unbanned)
+//	v\x00<u:stream>\x00<device>        -> revokedRec   (the device is revoked; tombstone when
+//	                                                    restored)
 //	w\x00<u:stream>\x00<webhook id>     -> webhookRec   (one of the stream's user's webhooks; tombstone
 //	                                                    when deleted)
 //	s\x00<conv>\x00<seq>               -> sentMsgRec   (the attachments of a group's message whose send is
@@ -88,6 +90,7 @@ const (
 	prefixSent      = "s"
 	prefixBan       = "z"
 	prefixWebhook   = "w"
+	prefixRevoked   = "v"
 	sep             = "\x00"
 )
 
@@ -207,6 +210,11 @@ type uploadRec struct {
 // parley.v1.PushTarget (registered_at included).
 type pushRec struct {
 	Target []byte `json:"p"`
+}
+
+// revokedRec is one revoked device of a user stream.
+type revokedRec struct {
+	Reason string `json:"r,omitempty"`
 }
 
 // banRec is a user stream's standing ban (banState).
@@ -388,6 +396,13 @@ func changelogRecords(topic string, partition int32, conv string, st *convState,
 			v = banRec{Until: b.until, Reason: b.reason}
 		}
 		out = append(out, record(topic, partition, prefixBan+sep+conv, v))
+	}
+	for _, dev := range d.revoked {
+		var v any
+		if r, ok := st.revoked[dev]; ok {
+			v = revokedRec{Reason: r}
+		}
+		out = append(out, record(topic, partition, prefixRevoked+sep+conv+sep+dev, v))
 	}
 	for _, id := range d.webhooks {
 		var v any
@@ -615,6 +630,20 @@ func (b *stateBuilder) apply(key, value []byte) error {
 			st.webhooks = map[string]*pb.Webhook{}
 		}
 		st.webhooks[parts[2]] = w
+	case parts[0] == prefixRevoked && len(parts) == 3:
+		st := b.conv(conv)
+		if value == nil {
+			delete(st.revoked, parts[2])
+			return nil
+		}
+		var r revokedRec
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("ingest: changelog %q: %w", key, err)
+		}
+		if st.revoked == nil {
+			st.revoked = map[string]string{}
+		}
+		st.revoked[parts[2]] = r.Reason
 	case parts[0] == prefixBan && len(parts) == 2:
 		st := b.conv(conv)
 		if value == nil {

@@ -275,6 +275,8 @@ func decideBody(l Limits, st *convState, cmd *pb.Command, base *pb.Event, receiv
 		return decidePush(l, st, cmd, base, received)
 	case *pb.Command_BanUser, *pb.Command_UnbanUser:
 		return decideBan(st, cmd, base, received)
+	case *pb.Command_RevokeDevice, *pb.Command_RestoreDevice:
+		return decideRevoke(st, cmd, base)
 	case *pb.Command_CreateWebhook, *pb.Command_DeleteWebhook:
 		return decideWebhook(st, cmd, base)
 	case *pb.Command_DirectBlock:

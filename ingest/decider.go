@@ -403,6 +403,10 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 		ban, banned := d.bans.Ban(cmd.GetUserId())
 		evs := refuseBanned(&cmd, ban, banned, now, received)
 		if evs == nil {
+			rev, revoked := d.bans.Revoked(cmd.GetUserId(), cmd.GetDeviceId())
+			evs = refuseRevoked(&cmd, rev, revoked, baseOf(&cmd, now))
+		}
+		if evs == nil {
 			st, evs, delta = decide(d.cfg.Limits, ps.convs[conv], &cmd, now, received)
 		}
 		if st != nil {
@@ -435,6 +439,9 @@ func (d *Decider) decideBatch(ctx context.Context, fs kgo.Fetches) error {
 			// dispatcher.
 			topic, key, value, ok := d.cfg.BansTopic, "", []byte(nil), false
 			if key, value, ok = banRecord(ev, v); !ok {
+				key, value, ok = revocationRecord(ev, v)
+			}
+			if !ok {
 				topic = d.cfg.WebhooksTopic
 				key, value, ok = webhookRecord(ev, v)
 			}

@@ -86,6 +86,9 @@ type convState struct {
 	// webhooks (a user stream): webhook id -> the user's webhook (at most
 	// maxWebhooks). nil until the first.
 	webhooks map[string]*pb.Webhook
+	// revoked (a user stream): device id -> why it was revoked
+	// (RevokeDevice). nil until the first.
+	revoked map[string]string
 	// closed: the conversation is read-only (CloseConversation) until
 	// reopened; deleted: it was deleted (DeleteConversation), for good.
 	// Both are kept in the header record.
@@ -515,6 +518,7 @@ type delta struct {
 	push      []string // a user stream: devices whose push target was registered or removed
 	ban       bool     // a user stream: the user's ban began, changed or ended
 	webhooks  []string // a user stream: webhooks created or deleted
+	revoked   []string // a user stream: devices revoked or restored
 	// derived are the commands the decision appends to the commands topic
 	// (the second step of a two-stream decision), in the same transaction
 	// as its events and changelog records. Not changelog state.

@@ -25,7 +25,7 @@ func userStreamCommand(cmd *pb.Command) bool {
 	switch cmd.GetBody().(type) {
 	case *pb.Command_UpdateConversationPrefs, *pb.Command_HideMessages, *pb.Command_BlockUser, *pb.Command_UnblockUser,
 		*pb.Command_RegisterPush, *pb.Command_UnregisterPush, *pb.Command_BanUser, *pb.Command_UnbanUser,
-		*pb.Command_CreateWebhook, *pb.Command_DeleteWebhook:
+		*pb.Command_CreateWebhook, *pb.Command_DeleteWebhook, *pb.Command_RevokeDevice, *pb.Command_RestoreDevice:
 		return true
 	}
 	return false

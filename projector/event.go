@@ -130,6 +130,7 @@ func decode(key, value []byte) (*event, error) {
 		}
 	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked,
 		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered, *pb.Event_UserBanned, *pb.Event_UserUnbanned,
+		*pb.Event_DeviceRevoked, *pb.Event_DeviceRestored,
 		*pb.Event_WebhookCreated, *pb.Event_WebhookDeleted:
 		if err := checkUserStream(ev); err != nil {
 			return ev, err
@@ -207,6 +208,10 @@ func checkUserStream(ev *event) error {
 	case *pb.Event_UserBanned, *pb.Event_UserUnbanned:
 		if e.GetActorService() == "" {
 			return poison("%s without actor_service (only a service bans)", ev.typ)
+		}
+	case *pb.Event_DeviceRevoked, *pb.Event_DeviceRestored:
+		if e.GetActorService() == "" || e.GetDeviceRevoked().GetDeviceId()+e.GetDeviceRestored().GetDeviceId() == "" {
+			return poison("%s without actor_service or device_id (only a service revokes)", ev.typ)
 		}
 	case *pb.Event_WebhookCreated:
 		if e.GetActorService() == "" || b.WebhookCreated.GetWebhook().GetWebhookId() == "" {

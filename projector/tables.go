@@ -38,6 +38,7 @@ type Tables struct {
 	attachments   attachmentsView
 	pushTargets   pushTargetsView
 	bans          bansView
+	revocations   revocationsView
 	webhooks      webhooksView
 	checkpoints   checkpoints
 }
@@ -69,6 +70,7 @@ func NewTables(s *gocql.Session, keyspace string) (*Tables, error) {
 		attachments:   newAttachments(keyspace),
 		pushTargets:   newPushTargets(keyspace),
 		bans:          newBans(keyspace),
+		revocations:   newRevocations(keyspace),
 		webhooks:      newWebhooks(keyspace),
 		checkpoints:   newCheckpoints(keyspace),
 	}, nil
@@ -80,7 +82,7 @@ func (t *Tables) Keyspace() string { return t.keyspace }
 // checkedTables are the tables a reader needs, each owned by one file.
 var checkedTables = []string{"conversations", "members", "inbox", "messages", "changes", "message_edits", "reactions",
 	"pins", "mentions", "mentions_all", "replies", "conversation_prefs", "hidden_messages", "history_cleared", "blocks",
-	"invites", "join_requests", "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads", "push_targets", "bans", "webhooks"}
+	"invites", "join_requests", "attachments", "attachment_blobs", "owner_attachments", "attachment_uploads", "push_targets", "bans", "device_revocations", "webhooks"}
 
 // Check reads one row of every view, so a keyspace is known to hold them
 // (and to be readable) before requests go to it.
@@ -107,7 +109,7 @@ type jsonRows struct {
 // reactions: conversation id, bucket; message_edits: conversation id,
 // message seq; pins and mentions_all: conversation id; mentions: user id;
 // replies: conversation id, reply_to_seq; conversation_prefs, blocks,
-// push_targets, bans and webhooks: user id; hidden_messages and history_cleared: user id, conversation id;
+// push_targets, bans, device_revocations and webhooks: user id; hidden_messages and history_cleared: user id, conversation id;
 // invites, join_requests and attachments: conversation id;
 // attachment_blobs: sha256; owner_attachments: owner user id;
 // attachment_uploads: hour.
@@ -160,6 +162,8 @@ func (t *Tables) RowsJSON(ctx context.Context, table string, key ...any) (*gocql
 		r = t.pushTargets.rows
 	case "bans":
 		r = t.bans.rows
+	case "device_revocations":
+		r = t.revocations.rows
 	case "webhooks":
 		r = t.webhooks.rows
 	default:

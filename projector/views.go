@@ -104,7 +104,7 @@ func newViews(s *gocql.Session, keyspace string, parallel int) *views {
 			{newMessages(keyspace), newChanges(keyspace), newEdits(keyspace), newReactions(keyspace), newPins(keyspace), newMentions(keyspace),
 				newReplies(keyspace), newPrefs(keyspace), newHidden(keyspace), newBlocks(keyspace), newInvites(keyspace),
 				newJoinRequests(keyspace), newAttachments(keyspace), newPushTargets(keyspace), newBans(keyspace),
-				newWebhooks(keyspace)},
+				newRevocations(keyspace), newWebhooks(keyspace)},
 			{newConversations(keyspace), newMembers(keyspace), newInbox(keyspace)},
 			{newConversations(keyspace).lastVersion()},
 		},

@@ -25,6 +25,7 @@ var (
 	codeInvalidID       = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_ID)
 	codeInvalidCursor   = codeName(parleyv1.ErrorCode_ERROR_CODE_INVALID_CURSOR)
 	codeUserBanned      = codeName(parleyv1.ErrorCode_ERROR_CODE_USER_BANNED)
+	codeDeviceRevoked   = codeName(parleyv1.ErrorCode_ERROR_CODE_DEVICE_REVOKED)
 	codeDeleted         = codeName(parleyv1.ErrorCode_ERROR_CODE_CONVERSATION_DELETED)
 	codeRateLimited     = codeName(parleyv1.ErrorCode_ERROR_CODE_RATE_LIMITED)
 )

@@ -92,7 +92,7 @@ func TestOpenAPI(t *testing.T) {
 		enum = append(enum, c.(string))
 	}
 	codes := []string{codeUnauthenticated, codeNotMember, codeInvalidArgument, codeInvalidID, codeInvalidCursor,
-		codeNotFound, codeUnavailable, codeInternal, codeUnsupported, codePermissionDenied, codeUserBanned, codeDeleted, codeRateLimited}
+		codeNotFound, codeUnavailable, codeInternal, codeUnsupported, codePermissionDenied, codeUserBanned, codeDeviceRevoked, codeDeleted, codeRateLimited}
 	sort.Strings(enum)
 	sort.Strings(codes)
 	if !slices.Equal(enum, codes) {

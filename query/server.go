@@ -255,6 +255,23 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, token.Identit
 			s.fail(w, r, &apiError{http.StatusForbidden, codeUserBanned, msg})
 			return
 		}
+		// Nor a token naming a revoked device (the device_revocations
+		// view, one row); the user's other devices go on.
+		if id.DeviceID != "" {
+			rev, revoked, err := st.tables.Revocation(ctx, id.UserID, id.DeviceID)
+			if err != nil {
+				s.fail(w, r, &storeError{op: "read revocation", err: err})
+				return
+			}
+			if revoked {
+				msg := "device revoked"
+				if rev.Reason != "" {
+					msg += ": " + rev.Reason
+				}
+				s.fail(w, r, &apiError{http.StatusForbidden, codeDeviceRevoked, msg})
+				return
+			}
+		}
 		h(w, r, id)
 	}
 }

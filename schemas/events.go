@@ -57,6 +57,9 @@ const (
 	// Bans (user stream of the banned user).
 	TypeUserBanned   = "UserBanned"
 	TypeUserUnbanned = "UserUnbanned"
+	// Device revocation (user stream of the device's user).
+	TypeDeviceRevoked  = "DeviceRevoked"
+	TypeDeviceRestored = "DeviceRestored"
 	// Outgoing webhooks (user stream of the bot that owns them).
 	TypeWebhookCreated = "WebhookCreated"
 	TypeWebhookDeleted = "WebhookDeleted"
@@ -105,6 +108,8 @@ const (
 	TypeUnregisterPushTarget    = "UnregisterPushTarget"
 	TypeBanUser                 = "BanUser"
 	TypeUnbanUser               = "UnbanUser"
+	TypeRevokeDevice            = "RevokeDevice"
+	TypeRestoreDevice           = "RestoreDevice"
 	TypeCreateWebhook           = "CreateWebhook"
 	TypeDeleteWebhook           = "DeleteWebhook"
 	TypeRecordServiceRead       = "RecordServiceRead"

@@ -72,6 +72,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeAttachmentUploaded: false, schemas.TypeAttachmentDeleted: false,
 		schemas.TypePushTargetRegistered: false, schemas.TypePushTargetUnregistered: false,
 		schemas.TypeUserBanned: false, schemas.TypeUserUnbanned: false,
+		schemas.TypeDeviceRevoked: false, schemas.TypeDeviceRestored: false,
 		schemas.TypeWebhookCreated: false, schemas.TypeWebhookDeleted: false, schemas.TypeServiceReadRecorded: false,
 		schemas.TypeConversationClosed: false, schemas.TypeConversationReopened: false, schemas.TypeConversationDeleted: false,
 	}
@@ -89,6 +90,7 @@ func TestTypeConstantsCoverBodies(t *testing.T) {
 		schemas.TypeUploadAttachment: true, schemas.TypeExpireAttachment: true,
 		schemas.TypeRegisterPushTarget: true, schemas.TypeUnregisterPushTarget: true,
 		schemas.TypeBanUser: true, schemas.TypeUnbanUser: true,
+		schemas.TypeRevokeDevice: true, schemas.TypeRestoreDevice: true,
 		schemas.TypeCreateWebhook: true, schemas.TypeDeleteWebhook: true, schemas.TypeRecordServiceRead: true,
 		schemas.TypeCloseConversation: true, schemas.TypeReopenConversation: true, schemas.TypeDeleteConversation: true,
 	}

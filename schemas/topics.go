@@ -73,11 +73,13 @@ var (
 	// unban is the user's tombstone), written by ingest in the transaction
 	// of the ban's events. Every decider and gateway reads it from the
 	// start and follows it, so a ban decided on one partition reaches the
-	// deciders of all the others (ingest/README.md, "Bans").
+	// deciders of all the others (ingest/README.md, "Bans"). Device
+	// revocations ride along, keyed by "<user> <device>" (DeviceRevoked;
+	// a restore is the tombstone).
 	Bans = Topic{
 		Name: "parley.bans", Partitions: 1,
 		Retention: 0, Cleanup: "compact",
-		Doc:     "standing bans by user id (the UserBanned event; tombstone when lifted), written by ingest; compacted",
+		Doc:     "standing bans by user id (the UserBanned event) and device revocations by \"<user> <device>\" (DeviceRevoked); tombstone when lifted, written by ingest; compacted",
 		Configs: map[string]string{"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.2"},
 	}
 	// Webhooks holds every webhook (WebhookCreated, keyed by WebhookKey;

@@ -290,9 +290,10 @@ type messageModel struct {
 type userModel struct {
 	lastVersion int64
 	blocked     map[string]bool
-	push        pushModel       // logcheck_push.go
-	ban         *pb.UserBanned  // the standing ban; nil when none (logcheck_ban.go)
-	webhooks    map[string]bool // the webhook ids held (logcheck_ban.go)
+	push        pushModel         // logcheck_push.go
+	ban         *pb.UserBanned    // the standing ban; nil when none (logcheck_ban.go)
+	revoked     map[string]string // revoked device -> reason (logcheck_ban.go)
+	webhooks    map[string]bool   // the webhook ids held (logcheck_ban.go)
 }
 
 // forward is a MessageForwarded: its source conversation, seq and target.
@@ -471,6 +472,7 @@ func (c *logCheck) event(partition int32, offset int64, ev *pb.Event) {
 		c.attachmentDeleted(at, conv, ev)
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
 		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned,
+		schemas.TypeDeviceRevoked, schemas.TypeDeviceRestored,
 		schemas.TypeWebhookCreated, schemas.TypeWebhookDeleted:
 		c.problem("%s: a per-user event outside a user stream", at)
 	case schemas.TypeMembersAdded:
@@ -656,6 +658,7 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 		return // answered as the stream's user, whoever asked
 	case schemas.TypeConversationPrefsChanged, schemas.TypeMessagesHidden, schemas.TypeUserBlocked, schemas.TypeUserUnblocked,
 		schemas.TypePushTargetRegistered, schemas.TypePushTargetUnregistered, schemas.TypeUserBanned, schemas.TypeUserUnbanned,
+		schemas.TypeDeviceRevoked, schemas.TypeDeviceRestored,
 		schemas.TypeWebhookCreated, schemas.TypeWebhookDeleted:
 	default:
 		c.problem("%s: not an event of a user stream (only per-user events and answers)", at)
@@ -686,6 +689,8 @@ func (c *logCheck) userEvent(at where, ev *pb.Event) {
 		c.pushEvent(at, u, ev) // logcheck_push.go
 	case *pb.Event_UserBanned, *pb.Event_UserUnbanned:
 		c.banEvent(at, u, ev) // logcheck_ban.go
+	case *pb.Event_DeviceRevoked, *pb.Event_DeviceRestored:
+		c.revocationEvent(at, u, ev) // logcheck_ban.go
 	case *pb.Event_WebhookCreated, *pb.Event_WebhookDeleted:
 		c.webhookEvent(at, u, ev) // logcheck_ban.go
 	}

@@ -13,6 +13,12 @@ import (
 //     or reason): the same ban again is no event;
 //   - a UserUnbanned lifts a standing ban.
 //
+// And of device revocations (on the device's user's stream):
+//   - a DeviceRevoked or DeviceRestored names the service that decided it;
+//   - a DeviceRevoked revokes a device not revoked so already (another
+//     reason may replace the first);
+//   - a DeviceRestored restores a revoked device.
+//
 // And of webhooks (on the owner's stream, its actor):
 //   - a WebhookCreated or WebhookDeleted names the service that decided it;
 //   - a WebhookCreated creates a webhook id the user does not hold;
@@ -58,5 +64,28 @@ func (c *logCheck) webhookEvent(at where, u *userModel, ev *pb.Event) {
 			c.problem("%s: %s holds no webhook %s to delete", at, ev.GetActorUserId(), id)
 		}
 		delete(u.webhooks, id)
+	}
+}
+
+func (c *logCheck) revocationEvent(at where, u *userModel, ev *pb.Event) {
+	if ev.GetActorService() == "" {
+		c.problem("%s: a device revocation without actor_service (only a service revokes)", at)
+	}
+	if u.revoked == nil {
+		u.revoked = map[string]string{}
+	}
+	switch b := ev.GetBody().(type) {
+	case *pb.Event_DeviceRevoked:
+		dev := b.DeviceRevoked.GetDeviceId()
+		if r, ok := u.revoked[dev]; ok && r == b.DeviceRevoked.GetReason() {
+			c.problem("%s: device %s of %s is revoked so already (a revocation only when it changes)", at, dev, ev.GetActorUserId())
+		}
+		u.revoked[dev] = b.DeviceRevoked.GetReason()
+	case *pb.Event_DeviceRestored:
+		dev := b.DeviceRestored.GetDeviceId()
+		if _, ok := u.revoked[dev]; !ok {
+			c.problem("%s: device %s of %s is not revoked (a restore only of a revoked device)", at, dev, ev.GetActorUserId())
+		}
+		delete(u.revoked, dev)
 	}
 }

@@ -47,3 +47,43 @@ func TestVerifyLogCheckBans(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyLogCheckRevocations: device revocation logs, valid and broken.
+func TestVerifyLogCheckRevocations(t *testing.T) {
+	ua := schemas.UserStreamID("a")
+	ev := func(cmd string, v int64, service string, body any) *pb.Event {
+		e := &pb.Event{ConversationId: ua, Version: v, CommandId: cmd, ActorUserId: "a", ActorService: service}
+		switch b := body.(type) {
+		case *pb.DeviceRevoked:
+			e.Body = &pb.Event_DeviceRevoked{DeviceRevoked: b}
+		case *pb.DeviceRestored:
+			e.Body = &pb.Event_DeviceRestored{DeviceRestored: b}
+		}
+		return e
+	}
+	for _, tc := range []struct {
+		name   string
+		events []*pb.Event
+		want   string // "" for a valid log
+	}{
+		{"revoke, another reason, another device, restore, revoke again",
+			[]*pb.Event{ev("r1", 1, "ops", &pb.DeviceRevoked{DeviceId: "phone", Reason: "lost"}),
+				ev("r2", 2, "ops", &pb.DeviceRevoked{DeviceId: "phone", Reason: "stolen"}),
+				ev("r3", 3, "ops", &pb.DeviceRevoked{DeviceId: "tablet"}), ev("u1", 4, "ops", &pb.DeviceRestored{DeviceId: "phone"}),
+				ev("r4", 5, "ops", &pb.DeviceRevoked{DeviceId: "phone"})}, ""},
+		{"a revocation by no service", []*pb.Event{ev("r1", 1, "", &pb.DeviceRevoked{DeviceId: "phone"})}, "only a service revokes"},
+		{"the same revocation again", []*pb.Event{ev("r1", 1, "ops", &pb.DeviceRevoked{DeviceId: "phone", Reason: "x"}),
+			ev("r2", 2, "ops", &pb.DeviceRevoked{DeviceId: "phone", Reason: "x"})}, "a revocation only when it changes"},
+		{"a restore of a device not revoked", []*pb.Event{ev("r1", 1, "ops", &pb.DeviceRevoked{DeviceId: "phone"}),
+			ev("u1", 2, "ops", &pb.DeviceRestored{DeviceId: "tablet"})}, "a restore only of a revoked device"},
+		{"outside a user stream", []*pb.Event{func() *pb.Event {
+			e := ev("r1", 1, "ops", &pb.DeviceRevoked{DeviceId: "phone"})
+			e.ConversationId = "g:1"
+			return e
+		}()}, "comes before the conversation's ConversationCreated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLog(t, tc.events, nil, tc.want, false)
+		})
+	}
+}

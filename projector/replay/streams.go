@@ -62,6 +62,7 @@ func (m *streamModel) event(ev *pb.Event) {
 	switch ev.GetBody().(type) {
 	case *pb.Event_ConversationPrefsChanged, *pb.Event_MessagesHidden, *pb.Event_UserBlocked, *pb.Event_UserUnblocked,
 		*pb.Event_PushTargetRegistered, *pb.Event_PushTargetUnregistered, *pb.Event_UserBanned, *pb.Event_UserUnbanned,
+		*pb.Event_DeviceRevoked, *pb.Event_DeviceRestored,
 		*pb.Event_WebhookCreated, *pb.Event_WebhookDeleted:
 		if user == "" || schemas.UserStreamID(user) != ev.GetConversationId() || ev.GetVersion() < 1 {
 			return

@@ -484,13 +484,14 @@ var viewTables = []table{
 	{"attachment_uploads", []string{"hour", "conversation_id", "attachment_id"}},
 	{"push_targets", []string{"user_id", "device_id"}},
 	{"bans", []string{"user_id"}},
+	{"device_revocations", []string{"user_id", "device_id"}},
 	{"webhooks", []string{"user_id", "webhook_id"}},
 }
 
 // userTables are the views of the user streams: their rows belong to the
 // stream of their user_id (schemas.UserStreamID), not to the conversation
 // they name.
-var userTables = map[string]bool{"conversation_prefs": true, "hidden_messages": true, "history_cleared": true, "blocks": true, "push_targets": true, "bans": true, "webhooks": true}
+var userTables = map[string]bool{"conversation_prefs": true, "hidden_messages": true, "history_cleared": true, "blocks": true, "push_targets": true, "bans": true, "device_revocations": true, "webhooks": true}
 
 // viewTable is the view named name.
 func viewTable(name string) table {
@@ -615,7 +616,7 @@ func loadViews(ctx context.Context, s *gocql.Session, keyspace string, ids []str
 		}
 	}
 	for _, user := range streams.streamUsers(ids) {
-		for _, t := range []string{"conversation_prefs", "blocks", "push_targets", "bans", "webhooks"} {
+		for _, t := range []string{"conversation_prefs", "blocks", "push_targets", "bans", "device_revocations", "webhooks"} {
 			if err := add(viewTable(t), user); err != nil {
 				return nil, err
 			}

@@ -88,6 +88,8 @@ type Command struct {
 	//	*Command_UnregisterPush
 	//	*Command_BanUser
 	//	*Command_UnbanUser
+	//	*Command_RevokeDevice
+	//	*Command_RestoreDevice
 	//	*Command_CreateWebhook
 	//	*Command_DeleteWebhook
 	//	*Command_RecordServiceRead
@@ -461,6 +463,24 @@ func (x *Command) GetUnbanUser() *UnbanUser {
 	return nil
 }
 
+func (x *Command) GetRevokeDevice() *RevokeDevice {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RevokeDevice); ok {
+			return x.RevokeDevice
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRestoreDevice() *RestoreDevice {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RestoreDevice); ok {
+			return x.RestoreDevice
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCreateWebhook() *CreateWebhook {
 	if x != nil {
 		if x, ok := x.Body.(*Command_CreateWebhook); ok {
@@ -692,6 +712,16 @@ type Command_UnbanUser struct {
 	UnbanUser *UnbanUser `protobuf:"bytes,45,opt,name=unban_user,json=unbanUser,proto3,oneof"`
 }
 
+type Command_RevokeDevice struct {
+	// Device revocation: keyed by the device's user stream (user_id = that
+	// user), and appended by the admin API only (service_principal set).
+	RevokeDevice *RevokeDevice `protobuf:"bytes,54,opt,name=revoke_device,json=revokeDevice,proto3,oneof"`
+}
+
+type Command_RestoreDevice struct {
+	RestoreDevice *RestoreDevice `protobuf:"bytes,55,opt,name=restore_device,json=restoreDevice,proto3,oneof"`
+}
+
 type Command_CreateWebhook struct {
 	// Outgoing webhooks: keyed by the owning bot's user stream (user_id =
 	// the bot), appended by the admin API only (service_principal set).
@@ -809,6 +839,10 @@ func (*Command_UnregisterPush) isCommand_Body() {}
 func (*Command_BanUser) isCommand_Body() {}
 
 func (*Command_UnbanUser) isCommand_Body() {}
+
+func (*Command_RevokeDevice) isCommand_Body() {}
+
+func (*Command_RestoreDevice) isCommand_Body() {}
 
 func (*Command_CreateWebhook) isCommand_Body() {}
 
@@ -2330,6 +2364,113 @@ func (*UnbanUser) Descriptor() ([]byte, []int) {
 	return file_parley_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
+// RevokeDevice revokes one device id of Command.user_id (keyed by its user
+// stream), e.g. a lost phone: while it stands the decider refuses every
+// command of that device with ERROR_CODE_DEVICE_REVOKED, and gateways close
+// the device's sessions and refuse its tokens; the user's other devices go
+// on. Only a service may revoke (PERMISSION_DENIED otherwise). Revoking a
+// revoked device with the same reason changes nothing (NO_CHANGE).
+type RevokeDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device id, as in the token's did claim (1 to 128 bytes, no
+	// control or space characters).
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Why, for the audit (at most 512 bytes of UTF-8).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeDevice) Reset() {
+	*x = RevokeDevice{}
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeDevice) ProtoMessage() {}
+
+func (x *RevokeDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeDevice.ProtoReflect.Descriptor instead.
+func (*RevokeDevice) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RevokeDevice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *RevokeDevice) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RestoreDevice lifts the revocation of Command.user_id's device_id;
+// restoring a device that is not revoked yields no event.
+type RestoreDevice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreDevice) Reset() {
+	*x = RestoreDevice{}
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreDevice) ProtoMessage() {}
+
+func (x *RestoreDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreDevice.ProtoReflect.Descriptor instead.
+func (*RestoreDevice) Descriptor() ([]byte, []int) {
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RestoreDevice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
 // CloseConversation archives the conversation: it becomes read-only. While
 // it is closed the decider refuses every command about it with
 // ERROR_CODE_CONVERSATION_CLOSED but marks (MarkRead, MarkDelivered), a
@@ -2350,7 +2491,7 @@ type CloseConversation struct {
 
 func (x *CloseConversation) Reset() {
 	*x = CloseConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2503,7 @@ func (x *CloseConversation) String() string {
 func (*CloseConversation) ProtoMessage() {}
 
 func (x *CloseConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[28]
+	mi := &file_parley_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2516,7 @@ func (x *CloseConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseConversation.ProtoReflect.Descriptor instead.
 func (*CloseConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CloseConversation) GetReason() string {
@@ -2395,7 +2536,7 @@ type ReopenConversation struct {
 
 func (x *ReopenConversation) Reset() {
 	*x = ReopenConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2548,7 @@ func (x *ReopenConversation) String() string {
 func (*ReopenConversation) ProtoMessage() {}
 
 func (x *ReopenConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[29]
+	mi := &file_parley_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2561,7 @@ func (x *ReopenConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenConversation.ProtoReflect.Descriptor instead.
 func (*ReopenConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 // DeleteConversation deletes the conversation for its members: the decider
@@ -2441,7 +2582,7 @@ type DeleteConversation struct {
 
 func (x *DeleteConversation) Reset() {
 	*x = DeleteConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2594,7 @@ func (x *DeleteConversation) String() string {
 func (*DeleteConversation) ProtoMessage() {}
 
 func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[30]
+	mi := &file_parley_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2607,7 @@ func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConversation.ProtoReflect.Descriptor instead.
 func (*DeleteConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteConversation) GetReason() string {
@@ -2511,7 +2652,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2664,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[31]
+	mi := &file_parley_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2677,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ForwardMessage) GetSeq() int64 {
@@ -2603,7 +2744,7 @@ type DirectBlock struct {
 
 func (x *DirectBlock) Reset() {
 	*x = DirectBlock{}
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2756,7 @@ func (x *DirectBlock) String() string {
 func (*DirectBlock) ProtoMessage() {}
 
 func (x *DirectBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[32]
+	mi := &file_parley_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2769,7 @@ func (x *DirectBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlock.ProtoReflect.Descriptor instead.
 func (*DirectBlock) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DirectBlock) GetBlockerUserId() string {
@@ -2668,7 +2809,7 @@ type ForwardedMessage struct {
 
 func (x *ForwardedMessage) Reset() {
 	*x = ForwardedMessage{}
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +2821,7 @@ func (x *ForwardedMessage) String() string {
 func (*ForwardedMessage) ProtoMessage() {}
 
 func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[33]
+	mi := &file_parley_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +2834,7 @@ func (x *ForwardedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedMessage.ProtoReflect.Descriptor instead.
 func (*ForwardedMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ForwardedMessage) GetClientMsgId() string {
@@ -2762,7 +2903,7 @@ type CreateInvite struct {
 
 func (x *CreateInvite) Reset() {
 	*x = CreateInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2774,7 +2915,7 @@ func (x *CreateInvite) String() string {
 func (*CreateInvite) ProtoMessage() {}
 
 func (x *CreateInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[34]
+	mi := &file_parley_v1_commands_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2787,7 +2928,7 @@ func (x *CreateInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvite.ProtoReflect.Descriptor instead.
 func (*CreateInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateInvite) GetToken() string {
@@ -2836,7 +2977,7 @@ type RevokeInvite struct {
 
 func (x *RevokeInvite) Reset() {
 	*x = RevokeInvite{}
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +2989,7 @@ func (x *RevokeInvite) String() string {
 func (*RevokeInvite) ProtoMessage() {}
 
 func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[35]
+	mi := &file_parley_v1_commands_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3002,7 @@ func (x *RevokeInvite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvite.ProtoReflect.Descriptor instead.
 func (*RevokeInvite) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeInvite) GetInviteId() string {
@@ -2897,7 +3038,7 @@ type JoinConversation struct {
 
 func (x *JoinConversation) Reset() {
 	*x = JoinConversation{}
-	mi := &file_parley_v1_commands_proto_msgTypes[36]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +3050,7 @@ func (x *JoinConversation) String() string {
 func (*JoinConversation) ProtoMessage() {}
 
 func (x *JoinConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[36]
+	mi := &file_parley_v1_commands_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,7 +3063,7 @@ func (x *JoinConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinConversation.ProtoReflect.Descriptor instead.
 func (*JoinConversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JoinConversation) GetToken() string {
@@ -2961,7 +3102,7 @@ type DecideJoinRequest struct {
 
 func (x *DecideJoinRequest) Reset() {
 	*x = DecideJoinRequest{}
-	mi := &file_parley_v1_commands_proto_msgTypes[37]
+	mi := &file_parley_v1_commands_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3114,7 @@ func (x *DecideJoinRequest) String() string {
 func (*DecideJoinRequest) ProtoMessage() {}
 
 func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[37]
+	mi := &file_parley_v1_commands_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,7 +3127,7 @@ func (x *DecideJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideJoinRequest.ProtoReflect.Descriptor instead.
 func (*DecideJoinRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DecideJoinRequest) GetUserId() string {
@@ -3018,7 +3159,7 @@ type UploadAttachment struct {
 
 func (x *UploadAttachment) Reset() {
 	*x = UploadAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[38]
+	mi := &file_parley_v1_commands_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3171,7 @@ func (x *UploadAttachment) String() string {
 func (*UploadAttachment) ProtoMessage() {}
 
 func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[38]
+	mi := &file_parley_v1_commands_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3184,7 @@ func (x *UploadAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadAttachment.ProtoReflect.Descriptor instead.
 func (*UploadAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UploadAttachment) GetAttachment() *Attachment {
@@ -3067,7 +3208,7 @@ type ExpireAttachment struct {
 
 func (x *ExpireAttachment) Reset() {
 	*x = ExpireAttachment{}
-	mi := &file_parley_v1_commands_proto_msgTypes[39]
+	mi := &file_parley_v1_commands_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3220,7 @@ func (x *ExpireAttachment) String() string {
 func (*ExpireAttachment) ProtoMessage() {}
 
 func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[39]
+	mi := &file_parley_v1_commands_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3233,7 @@ func (x *ExpireAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireAttachment.ProtoReflect.Descriptor instead.
 func (*ExpireAttachment) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ExpireAttachment) GetAttachmentId() string {
@@ -3122,7 +3263,7 @@ type RegisterPushTarget struct {
 
 func (x *RegisterPushTarget) Reset() {
 	*x = RegisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[40]
+	mi := &file_parley_v1_commands_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3275,7 @@ func (x *RegisterPushTarget) String() string {
 func (*RegisterPushTarget) ProtoMessage() {}
 
 func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[40]
+	mi := &file_parley_v1_commands_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3288,7 @@ func (x *RegisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterPushTarget.ProtoReflect.Descriptor instead.
 func (*RegisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{40}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RegisterPushTarget) GetTarget() *PushTarget {
@@ -3179,7 +3320,7 @@ type UnregisterPushTarget struct {
 
 func (x *UnregisterPushTarget) Reset() {
 	*x = UnregisterPushTarget{}
-	mi := &file_parley_v1_commands_proto_msgTypes[41]
+	mi := &file_parley_v1_commands_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3191,7 +3332,7 @@ func (x *UnregisterPushTarget) String() string {
 func (*UnregisterPushTarget) ProtoMessage() {}
 
 func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_commands_proto_msgTypes[41]
+	mi := &file_parley_v1_commands_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3204,7 +3345,7 @@ func (x *UnregisterPushTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterPushTarget.ProtoReflect.Descriptor instead.
 func (*UnregisterPushTarget) Descriptor() ([]byte, []int) {
-	return file_parley_v1_commands_proto_rawDescGZIP(), []int{41}
+	return file_parley_v1_commands_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnregisterPushTarget) GetDeviceId() string {
@@ -3232,7 +3373,7 @@ var File_parley_v1_commands_proto protoreflect.FileDescriptor
 
 const file_parley_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\x84\x18\n" +
+	"\x18parley/v1/commands.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\x87\x19\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -3278,7 +3419,9 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"\x0funregister_push\x18+ \x01(\v2\x1f.parley.v1.UnregisterPushTargetH\x00R\x0eunregisterPush\x12/\n" +
 	"\bban_user\x18, \x01(\v2\x12.parley.v1.BanUserH\x00R\abanUser\x125\n" +
 	"\n" +
-	"unban_user\x18- \x01(\v2\x14.parley.v1.UnbanUserH\x00R\tunbanUser\x12A\n" +
+	"unban_user\x18- \x01(\v2\x14.parley.v1.UnbanUserH\x00R\tunbanUser\x12>\n" +
+	"\rrevoke_device\x186 \x01(\v2\x17.parley.v1.RevokeDeviceH\x00R\frevokeDevice\x12A\n" +
+	"\x0erestore_device\x187 \x01(\v2\x18.parley.v1.RestoreDeviceH\x00R\rrestoreDevice\x12A\n" +
 	"\x0ecreate_webhook\x180 \x01(\v2\x18.parley.v1.CreateWebhookH\x00R\rcreateWebhook\x12A\n" +
 	"\x0edelete_webhook\x181 \x01(\v2\x18.parley.v1.DeleteWebhookH\x00R\rdeleteWebhook\x12N\n" +
 	"\x13record_service_read\x185 \x01(\v2\x1c.parley.v1.RecordServiceReadH\x00R\x11recordServiceRead\x12M\n" +
@@ -3373,7 +3516,12 @@ const file_parley_v1_commands_proto_rawDesc = "" +
 	"webhook_id\x18\x01 \x01(\tR\twebhookId\")\n" +
 	"\x11RecordServiceRead\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"\v\n" +
-	"\tUnbanUser\"+\n" +
+	"\tUnbanUser\"C\n" +
+	"\fRevokeDevice\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\",\n" +
+	"\rRestoreDevice\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"+\n" +
 	"\x11CloseConversation\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x14\n" +
 	"\x12ReopenConversation\",\n" +
@@ -3440,7 +3588,7 @@ func file_parley_v1_commands_proto_rawDescGZIP() []byte {
 	return file_parley_v1_commands_proto_rawDescData
 }
 
-var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_parley_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_parley_v1_commands_proto_goTypes = []any{
 	(*Command)(nil),                 // 0: parley.v1.Command
 	(*CreateConversation)(nil),      // 1: parley.v1.CreateConversation
@@ -3470,33 +3618,35 @@ var file_parley_v1_commands_proto_goTypes = []any{
 	(*DeleteWebhook)(nil),           // 25: parley.v1.DeleteWebhook
 	(*RecordServiceRead)(nil),       // 26: parley.v1.RecordServiceRead
 	(*UnbanUser)(nil),               // 27: parley.v1.UnbanUser
-	(*CloseConversation)(nil),       // 28: parley.v1.CloseConversation
-	(*ReopenConversation)(nil),      // 29: parley.v1.ReopenConversation
-	(*DeleteConversation)(nil),      // 30: parley.v1.DeleteConversation
-	(*ForwardMessage)(nil),          // 31: parley.v1.ForwardMessage
-	(*DirectBlock)(nil),             // 32: parley.v1.DirectBlock
-	(*ForwardedMessage)(nil),        // 33: parley.v1.ForwardedMessage
-	(*CreateInvite)(nil),            // 34: parley.v1.CreateInvite
-	(*RevokeInvite)(nil),            // 35: parley.v1.RevokeInvite
-	(*JoinConversation)(nil),        // 36: parley.v1.JoinConversation
-	(*DecideJoinRequest)(nil),       // 37: parley.v1.DecideJoinRequest
-	(*UploadAttachment)(nil),        // 38: parley.v1.UploadAttachment
-	(*ExpireAttachment)(nil),        // 39: parley.v1.ExpireAttachment
-	(*RegisterPushTarget)(nil),      // 40: parley.v1.RegisterPushTarget
-	(*UnregisterPushTarget)(nil),    // 41: parley.v1.UnregisterPushTarget
-	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
-	(ConversationKind)(0),           // 43: parley.v1.ConversationKind
-	(MemberRole)(0),                 // 44: parley.v1.MemberRole
-	(*GroupSettings)(nil),           // 45: parley.v1.GroupSettings
-	(*Mute)(nil),                    // 46: parley.v1.Mute
-	(*Webhook)(nil),                 // 47: parley.v1.Webhook
-	(*ForwardOrigin)(nil),           // 48: parley.v1.ForwardOrigin
-	(*Attachment)(nil),              // 49: parley.v1.Attachment
-	(*PushTarget)(nil),              // 50: parley.v1.PushTarget
-	(PushUnregisterReason)(0),       // 51: parley.v1.PushUnregisterReason
+	(*RevokeDevice)(nil),            // 28: parley.v1.RevokeDevice
+	(*RestoreDevice)(nil),           // 29: parley.v1.RestoreDevice
+	(*CloseConversation)(nil),       // 30: parley.v1.CloseConversation
+	(*ReopenConversation)(nil),      // 31: parley.v1.ReopenConversation
+	(*DeleteConversation)(nil),      // 32: parley.v1.DeleteConversation
+	(*ForwardMessage)(nil),          // 33: parley.v1.ForwardMessage
+	(*DirectBlock)(nil),             // 34: parley.v1.DirectBlock
+	(*ForwardedMessage)(nil),        // 35: parley.v1.ForwardedMessage
+	(*CreateInvite)(nil),            // 36: parley.v1.CreateInvite
+	(*RevokeInvite)(nil),            // 37: parley.v1.RevokeInvite
+	(*JoinConversation)(nil),        // 38: parley.v1.JoinConversation
+	(*DecideJoinRequest)(nil),       // 39: parley.v1.DecideJoinRequest
+	(*UploadAttachment)(nil),        // 40: parley.v1.UploadAttachment
+	(*ExpireAttachment)(nil),        // 41: parley.v1.ExpireAttachment
+	(*RegisterPushTarget)(nil),      // 42: parley.v1.RegisterPushTarget
+	(*UnregisterPushTarget)(nil),    // 43: parley.v1.UnregisterPushTarget
+	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
+	(ConversationKind)(0),           // 45: parley.v1.ConversationKind
+	(MemberRole)(0),                 // 46: parley.v1.MemberRole
+	(*GroupSettings)(nil),           // 47: parley.v1.GroupSettings
+	(*Mute)(nil),                    // 48: parley.v1.Mute
+	(*Webhook)(nil),                 // 49: parley.v1.Webhook
+	(*ForwardOrigin)(nil),           // 50: parley.v1.ForwardOrigin
+	(*Attachment)(nil),              // 51: parley.v1.Attachment
+	(*PushTarget)(nil),              // 52: parley.v1.PushTarget
+	(PushUnregisterReason)(0),       // 53: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_commands_proto_depIdxs = []int32{
-	42, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
+	44, // 0: parley.v1.Command.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: parley.v1.Command.create_conversation:type_name -> parley.v1.CreateConversation
 	2,  // 2: parley.v1.Command.add_members:type_name -> parley.v1.AddMembers
 	3,  // 3: parley.v1.Command.remove_member:type_name -> parley.v1.RemoveMember
@@ -3519,45 +3669,47 @@ var file_parley_v1_commands_proto_depIdxs = []int32{
 	20, // 20: parley.v1.Command.hide_messages:type_name -> parley.v1.HideMessages
 	21, // 21: parley.v1.Command.block_user:type_name -> parley.v1.BlockUser
 	22, // 22: parley.v1.Command.unblock_user:type_name -> parley.v1.UnblockUser
-	31, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
-	34, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
-	35, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
-	36, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
-	37, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
-	40, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
-	41, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
+	33, // 23: parley.v1.Command.forward_message:type_name -> parley.v1.ForwardMessage
+	36, // 24: parley.v1.Command.create_invite:type_name -> parley.v1.CreateInvite
+	37, // 25: parley.v1.Command.revoke_invite:type_name -> parley.v1.RevokeInvite
+	38, // 26: parley.v1.Command.join_conversation:type_name -> parley.v1.JoinConversation
+	39, // 27: parley.v1.Command.decide_join_request:type_name -> parley.v1.DecideJoinRequest
+	42, // 28: parley.v1.Command.register_push:type_name -> parley.v1.RegisterPushTarget
+	43, // 29: parley.v1.Command.unregister_push:type_name -> parley.v1.UnregisterPushTarget
 	23, // 30: parley.v1.Command.ban_user:type_name -> parley.v1.BanUser
 	27, // 31: parley.v1.Command.unban_user:type_name -> parley.v1.UnbanUser
-	24, // 32: parley.v1.Command.create_webhook:type_name -> parley.v1.CreateWebhook
-	25, // 33: parley.v1.Command.delete_webhook:type_name -> parley.v1.DeleteWebhook
-	26, // 34: parley.v1.Command.record_service_read:type_name -> parley.v1.RecordServiceRead
-	28, // 35: parley.v1.Command.close_conversation:type_name -> parley.v1.CloseConversation
-	30, // 36: parley.v1.Command.delete_conversation:type_name -> parley.v1.DeleteConversation
-	29, // 37: parley.v1.Command.reopen_conversation:type_name -> parley.v1.ReopenConversation
-	38, // 38: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
-	39, // 39: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
-	32, // 40: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
-	33, // 41: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
-	43, // 42: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
-	44, // 43: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
-	45, // 44: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
-	42, // 45: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
-	46, // 46: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
-	42, // 47: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
-	47, // 48: parley.v1.CreateWebhook.webhook:type_name -> parley.v1.Webhook
-	48, // 49: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
-	49, // 50: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
-	48, // 51: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
-	49, // 52: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
-	42, // 53: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
-	49, // 54: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
-	50, // 55: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
-	51, // 56: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	28, // 32: parley.v1.Command.revoke_device:type_name -> parley.v1.RevokeDevice
+	29, // 33: parley.v1.Command.restore_device:type_name -> parley.v1.RestoreDevice
+	24, // 34: parley.v1.Command.create_webhook:type_name -> parley.v1.CreateWebhook
+	25, // 35: parley.v1.Command.delete_webhook:type_name -> parley.v1.DeleteWebhook
+	26, // 36: parley.v1.Command.record_service_read:type_name -> parley.v1.RecordServiceRead
+	30, // 37: parley.v1.Command.close_conversation:type_name -> parley.v1.CloseConversation
+	32, // 38: parley.v1.Command.delete_conversation:type_name -> parley.v1.DeleteConversation
+	31, // 39: parley.v1.Command.reopen_conversation:type_name -> parley.v1.ReopenConversation
+	40, // 40: parley.v1.Command.upload_attachment:type_name -> parley.v1.UploadAttachment
+	41, // 41: parley.v1.Command.expire_attachment:type_name -> parley.v1.ExpireAttachment
+	34, // 42: parley.v1.Command.direct_block:type_name -> parley.v1.DirectBlock
+	35, // 43: parley.v1.Command.forwarded_message:type_name -> parley.v1.ForwardedMessage
+	45, // 44: parley.v1.CreateConversation.kind:type_name -> parley.v1.ConversationKind
+	46, // 45: parley.v1.SetMemberRole.role:type_name -> parley.v1.MemberRole
+	47, // 46: parley.v1.UpdateGroupSettings.settings:type_name -> parley.v1.GroupSettings
+	44, // 47: parley.v1.MuteMember.until:type_name -> google.protobuf.Timestamp
+	48, // 48: parley.v1.UpdateConversationPrefs.mute:type_name -> parley.v1.Mute
+	44, // 49: parley.v1.BanUser.until:type_name -> google.protobuf.Timestamp
+	49, // 50: parley.v1.CreateWebhook.webhook:type_name -> parley.v1.Webhook
+	50, // 51: parley.v1.ForwardMessage.origin:type_name -> parley.v1.ForwardOrigin
+	51, // 52: parley.v1.ForwardMessage.attachments:type_name -> parley.v1.Attachment
+	50, // 53: parley.v1.ForwardedMessage.origin:type_name -> parley.v1.ForwardOrigin
+	51, // 54: parley.v1.ForwardedMessage.attachments:type_name -> parley.v1.Attachment
+	44, // 55: parley.v1.CreateInvite.expires_at:type_name -> google.protobuf.Timestamp
+	51, // 56: parley.v1.UploadAttachment.attachment:type_name -> parley.v1.Attachment
+	52, // 57: parley.v1.RegisterPushTarget.target:type_name -> parley.v1.PushTarget
+	53, // 58: parley.v1.UnregisterPushTarget.reason:type_name -> parley.v1.PushUnregisterReason
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_commands_proto_init() }
@@ -3601,6 +3753,8 @@ func file_parley_v1_commands_proto_init() {
 		(*Command_UnregisterPush)(nil),
 		(*Command_BanUser)(nil),
 		(*Command_UnbanUser)(nil),
+		(*Command_RevokeDevice)(nil),
+		(*Command_RestoreDevice)(nil),
 		(*Command_CreateWebhook)(nil),
 		(*Command_DeleteWebhook)(nil),
 		(*Command_RecordServiceRead)(nil),
@@ -3619,7 +3773,7 @@ func file_parley_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_commands_proto_rawDesc), len(file_parley_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -132,6 +132,12 @@ const (
 	// decided silently, as before; a service gets this answer so that the
 	// admin API can tell a retry from a change without reading the views.
 	ErrorCode_ERROR_CODE_NO_CHANGE ErrorCode = 34
+	// The user has as many connections as a user may (the gateway's
+	// UserMaxConnections, counted over every gateway): a new one is refused.
+	ErrorCode_ERROR_CODE_TOO_MANY_CONNECTIONS ErrorCode = 35
+	// The device id is revoked (RevokeDevice): the decider refuses its
+	// commands, and the gateway its tokens.
+	ErrorCode_ERROR_CODE_DEVICE_REVOKED ErrorCode = 36
 )
 
 // Enum value maps for ErrorCode.
@@ -172,6 +178,8 @@ var (
 		32: "ERROR_CODE_CONVERSATION_DELETED",
 		33: "ERROR_CODE_WEBHOOK_EXISTS",
 		34: "ERROR_CODE_NO_CHANGE",
+		35: "ERROR_CODE_TOO_MANY_CONNECTIONS",
+		36: "ERROR_CODE_DEVICE_REVOKED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":            0,
@@ -209,6 +217,8 @@ var (
 		"ERROR_CODE_CONVERSATION_DELETED":   32,
 		"ERROR_CODE_WEBHOOK_EXISTS":         33,
 		"ERROR_CODE_NO_CHANGE":              34,
+		"ERROR_CODE_TOO_MANY_CONNECTIONS":   35,
+		"ERROR_CODE_DEVICE_REVOKED":         36,
 	}
 )
 
@@ -243,7 +253,7 @@ var File_parley_v1_errors_proto protoreflect.FileDescriptor
 
 const file_parley_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/errors.proto\x12\tparley.v1*\xb1\b\n" +
+	"\x16parley/v1/errors.proto\x12\tparley.v1*\xf5\b\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x01\x12\x18\n" +
@@ -280,7 +290,9 @@ const file_parley_v1_errors_proto_rawDesc = "" +
 	"\x1eERROR_CODE_CONVERSATION_CLOSED\x10\x1f\x12#\n" +
 	"\x1fERROR_CODE_CONVERSATION_DELETED\x10 \x12\x1d\n" +
 	"\x19ERROR_CODE_WEBHOOK_EXISTS\x10!\x12\x18\n" +
-	"\x14ERROR_CODE_NO_CHANGE\x10\"B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
+	"\x14ERROR_CODE_NO_CHANGE\x10\"\x12#\n" +
+	"\x1fERROR_CODE_TOO_MANY_CONNECTIONS\x10#\x12\x1d\n" +
+	"\x19ERROR_CODE_DEVICE_REVOKED\x10$B7Z5github.com/parley-im/parley/schemas/parleyv1;parleyv1b\x06proto3"
 
 var (
 	file_parley_v1_errors_proto_rawDescOnce sync.Once

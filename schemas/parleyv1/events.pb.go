@@ -260,6 +260,8 @@ type Event struct {
 	//	*Event_PushTargetUnregistered
 	//	*Event_UserBanned
 	//	*Event_UserUnbanned
+	//	*Event_DeviceRevoked
+	//	*Event_DeviceRestored
 	//	*Event_WebhookCreated
 	//	*Event_WebhookDeleted
 	//	*Event_ServiceReadRecorded
@@ -680,6 +682,24 @@ func (x *Event) GetUserUnbanned() *UserUnbanned {
 	return nil
 }
 
+func (x *Event) GetDeviceRevoked() *DeviceRevoked {
+	if x != nil {
+		if x, ok := x.Body.(*Event_DeviceRevoked); ok {
+			return x.DeviceRevoked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetDeviceRestored() *DeviceRestored {
+	if x != nil {
+		if x, ok := x.Body.(*Event_DeviceRestored); ok {
+			return x.DeviceRestored
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetWebhookCreated() *WebhookCreated {
 	if x != nil {
 		if x, ok := x.Body.(*Event_WebhookCreated); ok {
@@ -899,6 +919,16 @@ type Event_UserUnbanned struct {
 	UserUnbanned *UserUnbanned `protobuf:"bytes,45,opt,name=user_unbanned,json=userUnbanned,proto3,oneof"`
 }
 
+type Event_DeviceRevoked struct {
+	// Device revocation (user stream of the device's user,
+	// Event.actor_user_id; versioned; Event.actor_service is who revoked).
+	DeviceRevoked *DeviceRevoked `protobuf:"bytes,54,opt,name=device_revoked,json=deviceRevoked,proto3,oneof"`
+}
+
+type Event_DeviceRestored struct {
+	DeviceRestored *DeviceRestored `protobuf:"bytes,55,opt,name=device_restored,json=deviceRestored,proto3,oneof"`
+}
+
 type Event_WebhookCreated struct {
 	// Outgoing webhooks (user stream of the bot that owns them).
 	WebhookCreated *WebhookCreated `protobuf:"bytes,48,opt,name=webhook_created,json=webhookCreated,proto3,oneof"`
@@ -1003,6 +1033,10 @@ func (*Event_PushTargetUnregistered) isEvent_Body() {}
 func (*Event_UserBanned) isEvent_Body() {}
 
 func (*Event_UserUnbanned) isEvent_Body() {}
+
+func (*Event_DeviceRevoked) isEvent_Body() {}
+
+func (*Event_DeviceRestored) isEvent_Body() {}
 
 func (*Event_WebhookCreated) isEvent_Body() {}
 
@@ -2524,6 +2558,109 @@ func (*UserUnbanned) Descriptor() ([]byte, []int) {
 	return file_parley_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
+// DeviceRevoked (user stream): Event.actor_user_id's device device_id is
+// revoked by the service Event.actor_service. It is also written, in the
+// same transaction, to the bans topic keyed by "<user> <device>", which
+// every decider and gateway follows (ingest/README.md, "Device
+// revocation").
+type DeviceRevoked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceRevoked) Reset() {
+	*x = DeviceRevoked{}
+	mi := &file_parley_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceRevoked) ProtoMessage() {}
+
+func (x *DeviceRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceRevoked.ProtoReflect.Descriptor instead.
+func (*DeviceRevoked) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeviceRevoked) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceRevoked) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DeviceRestored (user stream): the revocation of Event.actor_user_id's
+// device_id is lifted (the bans topic gets its key's tombstone).
+type DeviceRestored struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceRestored) Reset() {
+	*x = DeviceRestored{}
+	mi := &file_parley_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceRestored) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceRestored) ProtoMessage() {}
+
+func (x *DeviceRestored) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceRestored.ProtoReflect.Descriptor instead.
+func (*DeviceRestored) Descriptor() ([]byte, []int) {
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeviceRestored) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
 // WebhookCreated (user stream): Event.actor_user_id subscribed webhook,
 // by the service Event.actor_service. It is also written, in the same
 // transaction, to the compacted webhooks topic keyed by user id and webhook
@@ -2539,7 +2676,7 @@ type WebhookCreated struct {
 
 func (x *WebhookCreated) Reset() {
 	*x = WebhookCreated{}
-	mi := &file_parley_v1_events_proto_msgTypes[27]
+	mi := &file_parley_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2688,7 @@ func (x *WebhookCreated) String() string {
 func (*WebhookCreated) ProtoMessage() {}
 
 func (x *WebhookCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[27]
+	mi := &file_parley_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2701,7 @@ func (x *WebhookCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookCreated.ProtoReflect.Descriptor instead.
 func (*WebhookCreated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WebhookCreated) GetWebhook() *Webhook {
@@ -2585,7 +2722,7 @@ type WebhookDeleted struct {
 
 func (x *WebhookDeleted) Reset() {
 	*x = WebhookDeleted{}
-	mi := &file_parley_v1_events_proto_msgTypes[28]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2734,7 @@ func (x *WebhookDeleted) String() string {
 func (*WebhookDeleted) ProtoMessage() {}
 
 func (x *WebhookDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[28]
+	mi := &file_parley_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2747,7 @@ func (x *WebhookDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDeleted.ProtoReflect.Descriptor instead.
 func (*WebhookDeleted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WebhookDeleted) GetWebhookId() string {
@@ -2632,7 +2769,7 @@ type ServiceReadRecorded struct {
 
 func (x *ServiceReadRecorded) Reset() {
 	*x = ServiceReadRecorded{}
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2781,7 @@ func (x *ServiceReadRecorded) String() string {
 func (*ServiceReadRecorded) ProtoMessage() {}
 
 func (x *ServiceReadRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[29]
+	mi := &file_parley_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2794,7 @@ func (x *ServiceReadRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceReadRecorded.ProtoReflect.Descriptor instead.
 func (*ServiceReadRecorded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ServiceReadRecorded) GetRoute() string {
@@ -2681,7 +2818,7 @@ type ConversationClosed struct {
 
 func (x *ConversationClosed) Reset() {
 	*x = ConversationClosed{}
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2830,7 @@ func (x *ConversationClosed) String() string {
 func (*ConversationClosed) ProtoMessage() {}
 
 func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[30]
+	mi := &file_parley_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2843,7 @@ func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationClosed.ProtoReflect.Descriptor instead.
 func (*ConversationClosed) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ConversationClosed) GetReason() string {
@@ -2726,7 +2863,7 @@ type ConversationReopened struct {
 
 func (x *ConversationReopened) Reset() {
 	*x = ConversationReopened{}
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2875,7 @@ func (x *ConversationReopened) String() string {
 func (*ConversationReopened) ProtoMessage() {}
 
 func (x *ConversationReopened) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[31]
+	mi := &file_parley_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2888,7 @@ func (x *ConversationReopened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationReopened.ProtoReflect.Descriptor instead.
 func (*ConversationReopened) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 // ConversationDeleted: the conversation is gone for its members
@@ -2770,7 +2907,7 @@ type ConversationDeleted struct {
 
 func (x *ConversationDeleted) Reset() {
 	*x = ConversationDeleted{}
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2919,7 @@ func (x *ConversationDeleted) String() string {
 func (*ConversationDeleted) ProtoMessage() {}
 
 func (x *ConversationDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[32]
+	mi := &file_parley_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2932,7 @@ func (x *ConversationDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationDeleted.ProtoReflect.Descriptor instead.
 func (*ConversationDeleted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ConversationDeleted) GetReason() string {
@@ -2827,7 +2964,7 @@ type DirectBlockChanged struct {
 
 func (x *DirectBlockChanged) Reset() {
 	*x = DirectBlockChanged{}
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +2976,7 @@ func (x *DirectBlockChanged) String() string {
 func (*DirectBlockChanged) ProtoMessage() {}
 
 func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[33]
+	mi := &file_parley_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +2989,7 @@ func (x *DirectBlockChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectBlockChanged.ProtoReflect.Descriptor instead.
 func (*DirectBlockChanged) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DirectBlockChanged) GetBlockerUserId() string {
@@ -2892,7 +3029,7 @@ type MessageForwarded struct {
 
 func (x *MessageForwarded) Reset() {
 	*x = MessageForwarded{}
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3041,7 @@ func (x *MessageForwarded) String() string {
 func (*MessageForwarded) ProtoMessage() {}
 
 func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[34]
+	mi := &file_parley_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3054,7 @@ func (x *MessageForwarded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageForwarded.ProtoReflect.Descriptor instead.
 func (*MessageForwarded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MessageForwarded) GetSeq() int64 {
@@ -2958,7 +3095,7 @@ type InviteCreated struct {
 
 func (x *InviteCreated) Reset() {
 	*x = InviteCreated{}
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3107,7 @@ func (x *InviteCreated) String() string {
 func (*InviteCreated) ProtoMessage() {}
 
 func (x *InviteCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[35]
+	mi := &file_parley_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3120,7 @@ func (x *InviteCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteCreated.ProtoReflect.Descriptor instead.
 func (*InviteCreated) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InviteCreated) GetInviteId() string {
@@ -3024,7 +3161,7 @@ type InviteRevoked struct {
 
 func (x *InviteRevoked) Reset() {
 	*x = InviteRevoked{}
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3173,7 @@ func (x *InviteRevoked) String() string {
 func (*InviteRevoked) ProtoMessage() {}
 
 func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[36]
+	mi := &file_parley_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3186,7 @@ func (x *InviteRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteRevoked.ProtoReflect.Descriptor instead.
 func (*InviteRevoked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InviteRevoked) GetInviteId() string {
@@ -3076,7 +3213,7 @@ type JoinRequested struct {
 
 func (x *JoinRequested) Reset() {
 	*x = JoinRequested{}
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3225,7 @@ func (x *JoinRequested) String() string {
 func (*JoinRequested) ProtoMessage() {}
 
 func (x *JoinRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[37]
+	mi := &file_parley_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3238,7 @@ func (x *JoinRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequested.ProtoReflect.Descriptor instead.
 func (*JoinRequested) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JoinRequested) GetUserId() string {
@@ -3136,7 +3273,7 @@ type JoinRequestDeclined struct {
 
 func (x *JoinRequestDeclined) Reset() {
 	*x = JoinRequestDeclined{}
-	mi := &file_parley_v1_events_proto_msgTypes[38]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3285,7 @@ func (x *JoinRequestDeclined) String() string {
 func (*JoinRequestDeclined) ProtoMessage() {}
 
 func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[38]
+	mi := &file_parley_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3298,7 @@ func (x *JoinRequestDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequestDeclined.ProtoReflect.Descriptor instead.
 func (*JoinRequestDeclined) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JoinRequestDeclined) GetUserId() string {
@@ -3191,7 +3328,7 @@ type Withheld struct {
 
 func (x *Withheld) Reset() {
 	*x = Withheld{}
-	mi := &file_parley_v1_events_proto_msgTypes[39]
+	mi := &file_parley_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3203,7 +3340,7 @@ func (x *Withheld) String() string {
 func (*Withheld) ProtoMessage() {}
 
 func (x *Withheld) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[39]
+	mi := &file_parley_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3216,7 +3353,7 @@ func (x *Withheld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Withheld.ProtoReflect.Descriptor instead.
 func (*Withheld) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 // AttachmentUploaded: the decider recorded an upload (UploadAttachment)
@@ -3232,7 +3369,7 @@ type AttachmentUploaded struct {
 
 func (x *AttachmentUploaded) Reset() {
 	*x = AttachmentUploaded{}
-	mi := &file_parley_v1_events_proto_msgTypes[40]
+	mi := &file_parley_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3381,7 @@ func (x *AttachmentUploaded) String() string {
 func (*AttachmentUploaded) ProtoMessage() {}
 
 func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[40]
+	mi := &file_parley_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3394,7 @@ func (x *AttachmentUploaded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentUploaded.ProtoReflect.Descriptor instead.
 func (*AttachmentUploaded) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AttachmentUploaded) GetAttachment() *Attachment {
@@ -3290,7 +3427,7 @@ type AttachmentDeleted struct {
 
 func (x *AttachmentDeleted) Reset() {
 	*x = AttachmentDeleted{}
-	mi := &file_parley_v1_events_proto_msgTypes[41]
+	mi := &file_parley_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3439,7 @@ func (x *AttachmentDeleted) String() string {
 func (*AttachmentDeleted) ProtoMessage() {}
 
 func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[41]
+	mi := &file_parley_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3452,7 @@ func (x *AttachmentDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentDeleted.ProtoReflect.Descriptor instead.
 func (*AttachmentDeleted) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AttachmentDeleted) GetAttachmentId() string {
@@ -3379,7 +3516,7 @@ type PushTargetRegistered struct {
 
 func (x *PushTargetRegistered) Reset() {
 	*x = PushTargetRegistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[42]
+	mi := &file_parley_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3391,7 +3528,7 @@ func (x *PushTargetRegistered) String() string {
 func (*PushTargetRegistered) ProtoMessage() {}
 
 func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[42]
+	mi := &file_parley_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3404,7 +3541,7 @@ func (x *PushTargetRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetRegistered.ProtoReflect.Descriptor instead.
 func (*PushTargetRegistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PushTargetRegistered) GetTarget() *PushTarget {
@@ -3431,7 +3568,7 @@ type PushTargetUnregistered struct {
 
 func (x *PushTargetUnregistered) Reset() {
 	*x = PushTargetUnregistered{}
-	mi := &file_parley_v1_events_proto_msgTypes[43]
+	mi := &file_parley_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3580,7 @@ func (x *PushTargetUnregistered) String() string {
 func (*PushTargetUnregistered) ProtoMessage() {}
 
 func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_events_proto_msgTypes[43]
+	mi := &file_parley_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3593,7 @@ func (x *PushTargetUnregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTargetUnregistered.ProtoReflect.Descriptor instead.
 func (*PushTargetUnregistered) Descriptor() ([]byte, []int) {
-	return file_parley_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_parley_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PushTargetUnregistered) GetDeviceId() string {
@@ -3484,7 +3621,7 @@ var File_parley_v1_events_proto protoreflect.FileDescriptor
 
 const file_parley_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\xd2\x1a\n" +
+	"\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aparley/v1/attachment.proto\x1a\x1cparley/v1/conversation.proto\x1a\x16parley/v1/errors.proto\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/webhook.proto\"\xdb\x1b\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
@@ -3533,7 +3670,9 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"\x18push_target_unregistered\x18+ \x01(\v2!.parley.v1.PushTargetUnregisteredH\x00R\x16pushTargetUnregistered\x128\n" +
 	"\vuser_banned\x18, \x01(\v2\x15.parley.v1.UserBannedH\x00R\n" +
 	"userBanned\x12>\n" +
-	"\ruser_unbanned\x18- \x01(\v2\x17.parley.v1.UserUnbannedH\x00R\fuserUnbanned\x12D\n" +
+	"\ruser_unbanned\x18- \x01(\v2\x17.parley.v1.UserUnbannedH\x00R\fuserUnbanned\x12A\n" +
+	"\x0edevice_revoked\x186 \x01(\v2\x18.parley.v1.DeviceRevokedH\x00R\rdeviceRevoked\x12D\n" +
+	"\x0fdevice_restored\x187 \x01(\v2\x19.parley.v1.DeviceRestoredH\x00R\x0edeviceRestored\x12D\n" +
 	"\x0fwebhook_created\x180 \x01(\v2\x19.parley.v1.WebhookCreatedH\x00R\x0ewebhookCreated\x12D\n" +
 	"\x0fwebhook_deleted\x181 \x01(\v2\x19.parley.v1.WebhookDeletedH\x00R\x0ewebhookDeleted\x12T\n" +
 	"\x15service_read_recorded\x185 \x01(\v2\x1e.parley.v1.ServiceReadRecordedH\x00R\x13serviceReadRecorded\x12P\n" +
@@ -3642,7 +3781,12 @@ const file_parley_v1_events_proto_rawDesc = "" +
 	"UserBanned\x120\n" +
 	"\x05until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x0e\n" +
-	"\fUserUnbanned\">\n" +
+	"\fUserUnbanned\"D\n" +
+	"\rDeviceRevoked\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"-\n" +
+	"\x0eDeviceRestored\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\">\n" +
 	"\x0eWebhookCreated\x12,\n" +
 	"\awebhook\x18\x01 \x01(\v2\x12.parley.v1.WebhookR\awebhook\"/\n" +
 	"\x0eWebhookDeleted\x12\x1d\n" +
@@ -3725,7 +3869,7 @@ func file_parley_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_parley_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_parley_v1_events_proto_goTypes = []any{
 	(MemberRemovedReason)(0),         // 0: parley.v1.MemberRemovedReason
 	(OwnershipTransferReason)(0),     // 1: parley.v1.OwnershipTransferReason
@@ -3757,38 +3901,40 @@ var file_parley_v1_events_proto_goTypes = []any{
 	(*UserUnblocked)(nil),            // 27: parley.v1.UserUnblocked
 	(*UserBanned)(nil),               // 28: parley.v1.UserBanned
 	(*UserUnbanned)(nil),             // 29: parley.v1.UserUnbanned
-	(*WebhookCreated)(nil),           // 30: parley.v1.WebhookCreated
-	(*WebhookDeleted)(nil),           // 31: parley.v1.WebhookDeleted
-	(*ServiceReadRecorded)(nil),      // 32: parley.v1.ServiceReadRecorded
-	(*ConversationClosed)(nil),       // 33: parley.v1.ConversationClosed
-	(*ConversationReopened)(nil),     // 34: parley.v1.ConversationReopened
-	(*ConversationDeleted)(nil),      // 35: parley.v1.ConversationDeleted
-	(*DirectBlockChanged)(nil),       // 36: parley.v1.DirectBlockChanged
-	(*MessageForwarded)(nil),         // 37: parley.v1.MessageForwarded
-	(*InviteCreated)(nil),            // 38: parley.v1.InviteCreated
-	(*InviteRevoked)(nil),            // 39: parley.v1.InviteRevoked
-	(*JoinRequested)(nil),            // 40: parley.v1.JoinRequested
-	(*JoinRequestDeclined)(nil),      // 41: parley.v1.JoinRequestDeclined
-	(*Withheld)(nil),                 // 42: parley.v1.Withheld
-	(*AttachmentUploaded)(nil),       // 43: parley.v1.AttachmentUploaded
-	(*AttachmentDeleted)(nil),        // 44: parley.v1.AttachmentDeleted
-	(*PushTargetRegistered)(nil),     // 45: parley.v1.PushTargetRegistered
-	(*PushTargetUnregistered)(nil),   // 46: parley.v1.PushTargetUnregistered
-	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
-	(ConversationKind)(0),            // 48: parley.v1.ConversationKind
-	(*ForwardOrigin)(nil),            // 49: parley.v1.ForwardOrigin
-	(*Attachment)(nil),               // 50: parley.v1.Attachment
-	(ErrorCode)(0),                   // 51: parley.v1.ErrorCode
-	(MemberRole)(0),                  // 52: parley.v1.MemberRole
-	(*GroupSettings)(nil),            // 53: parley.v1.GroupSettings
-	(*Mute)(nil),                     // 54: parley.v1.Mute
-	(*Webhook)(nil),                  // 55: parley.v1.Webhook
-	(*PushTarget)(nil),               // 56: parley.v1.PushTarget
-	(PushProvider)(0),                // 57: parley.v1.PushProvider
-	(PushUnregisterReason)(0),        // 58: parley.v1.PushUnregisterReason
+	(*DeviceRevoked)(nil),            // 30: parley.v1.DeviceRevoked
+	(*DeviceRestored)(nil),           // 31: parley.v1.DeviceRestored
+	(*WebhookCreated)(nil),           // 32: parley.v1.WebhookCreated
+	(*WebhookDeleted)(nil),           // 33: parley.v1.WebhookDeleted
+	(*ServiceReadRecorded)(nil),      // 34: parley.v1.ServiceReadRecorded
+	(*ConversationClosed)(nil),       // 35: parley.v1.ConversationClosed
+	(*ConversationReopened)(nil),     // 36: parley.v1.ConversationReopened
+	(*ConversationDeleted)(nil),      // 37: parley.v1.ConversationDeleted
+	(*DirectBlockChanged)(nil),       // 38: parley.v1.DirectBlockChanged
+	(*MessageForwarded)(nil),         // 39: parley.v1.MessageForwarded
+	(*InviteCreated)(nil),            // 40: parley.v1.InviteCreated
+	(*InviteRevoked)(nil),            // 41: parley.v1.InviteRevoked
+	(*JoinRequested)(nil),            // 42: parley.v1.JoinRequested
+	(*JoinRequestDeclined)(nil),      // 43: parley.v1.JoinRequestDeclined
+	(*Withheld)(nil),                 // 44: parley.v1.Withheld
+	(*AttachmentUploaded)(nil),       // 45: parley.v1.AttachmentUploaded
+	(*AttachmentDeleted)(nil),        // 46: parley.v1.AttachmentDeleted
+	(*PushTargetRegistered)(nil),     // 47: parley.v1.PushTargetRegistered
+	(*PushTargetUnregistered)(nil),   // 48: parley.v1.PushTargetUnregistered
+	(*timestamppb.Timestamp)(nil),    // 49: google.protobuf.Timestamp
+	(ConversationKind)(0),            // 50: parley.v1.ConversationKind
+	(*ForwardOrigin)(nil),            // 51: parley.v1.ForwardOrigin
+	(*Attachment)(nil),               // 52: parley.v1.Attachment
+	(ErrorCode)(0),                   // 53: parley.v1.ErrorCode
+	(MemberRole)(0),                  // 54: parley.v1.MemberRole
+	(*GroupSettings)(nil),            // 55: parley.v1.GroupSettings
+	(*Mute)(nil),                     // 56: parley.v1.Mute
+	(*Webhook)(nil),                  // 57: parley.v1.Webhook
+	(*PushTarget)(nil),               // 58: parley.v1.PushTarget
+	(PushProvider)(0),                // 59: parley.v1.PushProvider
+	(PushUnregisterReason)(0),        // 60: parley.v1.PushUnregisterReason
 }
 var file_parley_v1_events_proto_depIdxs = []int32{
-	47, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	49, // 0: parley.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: parley.v1.Event.conversation_created:type_name -> parley.v1.ConversationCreated
 	5,  // 2: parley.v1.Event.members_added:type_name -> parley.v1.MembersAdded
 	7,  // 3: parley.v1.Event.member_removed:type_name -> parley.v1.MemberRemoved
@@ -3812,51 +3958,53 @@ var file_parley_v1_events_proto_depIdxs = []int32{
 	25, // 21: parley.v1.Event.messages_hidden:type_name -> parley.v1.MessagesHidden
 	26, // 22: parley.v1.Event.user_blocked:type_name -> parley.v1.UserBlocked
 	27, // 23: parley.v1.Event.user_unblocked:type_name -> parley.v1.UserUnblocked
-	36, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
-	37, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
-	38, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
-	39, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
-	40, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
-	41, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
-	43, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
-	44, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
-	45, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
-	46, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
+	38, // 24: parley.v1.Event.direct_block_changed:type_name -> parley.v1.DirectBlockChanged
+	39, // 25: parley.v1.Event.message_forwarded:type_name -> parley.v1.MessageForwarded
+	40, // 26: parley.v1.Event.invite_created:type_name -> parley.v1.InviteCreated
+	41, // 27: parley.v1.Event.invite_revoked:type_name -> parley.v1.InviteRevoked
+	42, // 28: parley.v1.Event.join_requested:type_name -> parley.v1.JoinRequested
+	43, // 29: parley.v1.Event.join_request_declined:type_name -> parley.v1.JoinRequestDeclined
+	45, // 30: parley.v1.Event.attachment_uploaded:type_name -> parley.v1.AttachmentUploaded
+	46, // 31: parley.v1.Event.attachment_deleted:type_name -> parley.v1.AttachmentDeleted
+	47, // 32: parley.v1.Event.push_target_registered:type_name -> parley.v1.PushTargetRegistered
+	48, // 33: parley.v1.Event.push_target_unregistered:type_name -> parley.v1.PushTargetUnregistered
 	28, // 34: parley.v1.Event.user_banned:type_name -> parley.v1.UserBanned
 	29, // 35: parley.v1.Event.user_unbanned:type_name -> parley.v1.UserUnbanned
-	30, // 36: parley.v1.Event.webhook_created:type_name -> parley.v1.WebhookCreated
-	31, // 37: parley.v1.Event.webhook_deleted:type_name -> parley.v1.WebhookDeleted
-	32, // 38: parley.v1.Event.service_read_recorded:type_name -> parley.v1.ServiceReadRecorded
-	33, // 39: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
-	35, // 40: parley.v1.Event.conversation_deleted:type_name -> parley.v1.ConversationDeleted
-	34, // 41: parley.v1.Event.conversation_reopened:type_name -> parley.v1.ConversationReopened
-	42, // 42: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
-	48, // 43: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
-	6,  // 44: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
-	0,  // 45: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
-	49, // 46: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
-	50, // 47: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
-	51, // 48: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
-	52, // 49: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
-	1,  // 50: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
-	53, // 51: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
-	47, // 52: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
-	54, // 53: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
-	47, // 54: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
-	55, // 55: parley.v1.WebhookCreated.webhook:type_name -> parley.v1.Webhook
-	47, // 56: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 57: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
-	50, // 58: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
-	2,  // 59: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
-	47, // 60: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
-	56, // 61: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
-	57, // 62: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
-	58, // 63: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	30, // 36: parley.v1.Event.device_revoked:type_name -> parley.v1.DeviceRevoked
+	31, // 37: parley.v1.Event.device_restored:type_name -> parley.v1.DeviceRestored
+	32, // 38: parley.v1.Event.webhook_created:type_name -> parley.v1.WebhookCreated
+	33, // 39: parley.v1.Event.webhook_deleted:type_name -> parley.v1.WebhookDeleted
+	34, // 40: parley.v1.Event.service_read_recorded:type_name -> parley.v1.ServiceReadRecorded
+	35, // 41: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	37, // 42: parley.v1.Event.conversation_deleted:type_name -> parley.v1.ConversationDeleted
+	36, // 43: parley.v1.Event.conversation_reopened:type_name -> parley.v1.ConversationReopened
+	44, // 44: parley.v1.Event.withheld:type_name -> parley.v1.Withheld
+	50, // 45: parley.v1.ConversationCreated.kind:type_name -> parley.v1.ConversationKind
+	6,  // 46: parley.v1.MembersAdded.invite:type_name -> parley.v1.InviteUse
+	0,  // 47: parley.v1.MemberRemoved.reason:type_name -> parley.v1.MemberRemovedReason
+	51, // 48: parley.v1.MessageSent.forwarded_from:type_name -> parley.v1.ForwardOrigin
+	52, // 49: parley.v1.MessageSent.attachments:type_name -> parley.v1.Attachment
+	53, // 50: parley.v1.CommandRejected.code:type_name -> parley.v1.ErrorCode
+	54, // 51: parley.v1.MemberRoleChanged.role:type_name -> parley.v1.MemberRole
+	1,  // 52: parley.v1.OwnershipTransferred.reason:type_name -> parley.v1.OwnershipTransferReason
+	55, // 53: parley.v1.GroupSettingsChanged.settings:type_name -> parley.v1.GroupSettings
+	49, // 54: parley.v1.MemberMuted.until:type_name -> google.protobuf.Timestamp
+	56, // 55: parley.v1.ConversationPrefsChanged.mute:type_name -> parley.v1.Mute
+	49, // 56: parley.v1.UserBanned.until:type_name -> google.protobuf.Timestamp
+	57, // 57: parley.v1.WebhookCreated.webhook:type_name -> parley.v1.Webhook
+	49, // 58: parley.v1.InviteCreated.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 59: parley.v1.JoinRequested.invite:type_name -> parley.v1.InviteUse
+	52, // 60: parley.v1.AttachmentUploaded.attachment:type_name -> parley.v1.Attachment
+	2,  // 61: parley.v1.AttachmentDeleted.reason:type_name -> parley.v1.AttachmentDeletedReason
+	49, // 62: parley.v1.AttachmentDeleted.uploaded_at:type_name -> google.protobuf.Timestamp
+	58, // 63: parley.v1.PushTargetRegistered.target:type_name -> parley.v1.PushTarget
+	59, // 64: parley.v1.PushTargetUnregistered.provider:type_name -> parley.v1.PushProvider
+	60, // 65: parley.v1.PushTargetUnregistered.reason:type_name -> parley.v1.PushUnregisterReason
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_events_proto_init() }
@@ -3905,6 +4053,8 @@ func file_parley_v1_events_proto_init() {
 		(*Event_PushTargetUnregistered)(nil),
 		(*Event_UserBanned)(nil),
 		(*Event_UserUnbanned)(nil),
+		(*Event_DeviceRevoked)(nil),
+		(*Event_DeviceRestored)(nil),
 		(*Event_WebhookCreated)(nil),
 		(*Event_WebhookDeleted)(nil),
 		(*Event_ServiceReadRecorded)(nil),
@@ -3920,7 +4070,7 @@ func file_parley_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_events_proto_rawDesc), len(file_parley_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
