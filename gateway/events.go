@@ -31,7 +31,7 @@ func (s *Server) consume(ctx context.Context) error {
 		}
 		return err
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(s.kafkaOpts(
 		kgo.SeedBrokers(s.cfg.Seeds...),
 		kgo.ClientID("parley-gateway-events"),
 		// ingest writes events in transactions; never show a device an
@@ -43,7 +43,7 @@ func (s *Server) consume(ctx context.Context) error {
 		// live delivery stalls meanwhile.
 		kgo.MetadataMinAge(500*time.Millisecond),
 		kgo.WithLogger(kafkaLogger{s.log.With("client", "events")}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}

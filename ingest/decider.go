@@ -597,7 +597,7 @@ func (d *Decider) restored(ctx context.Context, p int32) (*partState, error) {
 		return ps, nil
 	}
 	t := time.Now()
-	ps, n, err := restorePartition(ctx, d.cfg.Seeds, d.cfg.StateTopic, p, d.cfg.Now(), d.cfg.Limits.DedupPerSender)
+	ps, n, err := restorePartition(ctx, d.cfg.Seeds, d.cfg.KafkaOptions, d.cfg.StateTopic, p, d.cfg.Now(), d.cfg.Limits.DedupPerSender)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,7 @@ func run(args []string) error {
 	minISR := fs.Int("min-insync-replicas", env.Int("PARLEY_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of every topic; 0 takes the broker default (PARLEY_MIN_INSYNC_REPLICAS); production: 2")
 	cmdRetention := fs.Duration("commands-retention", env.Duration("PARLEY_COMMANDS_RETENTION", 0), "retention of parley.commands; 0 keeps the contract's 7 days (PARLEY_COMMANDS_RETENTION)")
 	cass := env.Cassandra()
+	kopts := env.KafkaOpts(nil)
 	hosts := fs.String("cassandra-hosts", strings.Join(cass.Hosts, ","), "Cassandra contact points (PARLEY_CASSANDRA_HOSTS)")
 	keyspace := fs.String("keyspace", env.String("PARLEY_KEYSPACE", "parley"), "keyspace of the views (PARLEY_KEYSPACE)")
 	strategy := fs.String("cassandra-strategy", env.String("PARLEY_CASSANDRA_STRATEGY", ""), "SimpleStrategy or NetworkTopologyStrategy (PARLEY_CASSANDRA_STRATEGY); default: NetworkTopologyStrategy with -cassandra-dcs, else SimpleStrategy")
@@ -103,7 +104,7 @@ func run(args []string) error {
 		}
 	}()
 	if !*skipKafka {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(deploy.SplitList(*seeds)...))
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(deploy.SplitList(*seeds)...)}, kopts...)...)
 		if err != nil {
 			return err
 		}
