@@ -59,13 +59,20 @@ func run(args []string) error {
 	strategy := fs.String("cassandra-strategy", env.String("PARLEY_CASSANDRA_STRATEGY", ""), "SimpleStrategy or NetworkTopologyStrategy (PARLEY_CASSANDRA_STRATEGY); default: NetworkTopologyStrategy with -cassandra-dcs, else SimpleStrategy")
 	crf := fs.Int("cassandra-rf", env.Int("PARLEY_CASSANDRA_RF", 1), "SimpleStrategy replication factor (PARLEY_CASSANDRA_RF)")
 	dcs := fs.String("cassandra-dcs", env.String("PARLEY_CASSANDRA_DCS", ""), "NetworkTopologyStrategy factors, e.g. dc1:3,dc2:3 (PARLEY_CASSANDRA_DCS)")
-	skipKafka := fs.Bool("skip-kafka", false, "leave the topics alone")
+	acls := fs.String("kafka-acls", "", "create each component's least-privilege ACLs for its Kafka user: component=user pairs, e.g. "+
+		"gateway=parley-gateway,decider=parley-ingest,projector=parley-projector,notifier=parley-notifier,webhooks=parley-webhooks,replay=parley-replay "+
+		"(the brokers need an authorizer; the provisioning user must be allowed to create ACLs)")
+	skipKafka := fs.Bool("skip-kafka", false, "leave the topics (and ACLs) alone")
 	skipCassandra := fs.Bool("skip-cassandra", false, "leave the keyspace alone")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := env.Err(); err != nil {
+		return err
+	}
+	principals, err := provision.ParsePrincipals(*acls)
+	if err != nil {
 		return err
 	}
 	if *partitions < 1 || *partitions > 10_000 {
@@ -113,6 +120,11 @@ func run(args []string) error {
 			MinInsyncReplicas: *minISR, CommandsRetention: *cmdRetention}
 		if err := provision.Kafka(ctx, cl, t, &report); err != nil {
 			return err
+		}
+		if !principals.Empty() {
+			if err := provision.KafkaACLs(ctx, cl, t, principals, &report); err != nil {
+				return err
+			}
 		}
 	}
 	if !*skipCassandra {
