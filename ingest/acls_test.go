@@ -130,6 +130,26 @@ func TestKafkaACLs(t *testing.T) {
 		})
 	}
 
+	// A read without READ: the follower's poll (as the gateway's, the
+	// decider's and the projector's) reports it the same way, naming the
+	// client's principal.
+	fol, err := ingest.NewBanFollower(ingest.BanFollowerConfig{Seeds: k.Seeds, Topic: set.Bans.Name, KafkaOptions: opts("projector"), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, fcancel := context.WithCancel(ctx)
+	fdone := make(chan struct{})
+	go func() { defer close(fdone); _ = fol.Run(fctx) }()
+	testenv.Eventually(t, time.Minute, func() string {
+		if strings.Contains(logs.String(), "principal=User:projector resource=topic:"+set.Bans.Name+" kafka_error=TOPIC_AUTHORIZATION_FAILED") &&
+			authzFailures(t, "User:projector", "topic:"+set.Bans.Name, "TOPIC_AUTHORIZATION_FAILED") >= 1 {
+			return ""
+		}
+		return "the follower's refused read is not reported"
+	})
+	fcancel()
+	<-fdone
+
 	// Refused: the gateway's producer, pointed at parley.events.
 	bad, err := ingest.NewAppender(ingest.AppenderConfig{Seeds: k.Seeds, Topic: set.Events.Name, ClientID: "parley-gateway", Extra: opts("gateway")})
 	if err != nil {

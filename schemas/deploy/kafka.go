@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -274,6 +275,34 @@ func ReportKafkaAuthorization(log *slog.Logger, principal, topic string, err err
 var authzLogged struct {
 	sync.Mutex
 	at map[string]time.Time
+}
+
+// KafkaPrincipalOf is the principal of a client built with Kafka.Opts
+// ("User:name", "ANONYMOUS"), or "" for another client: what a consumer
+// passes to ReportKafkaAuthorization with the errors of its polls.
+func KafkaPrincipalOf(cl *kgo.Client) string {
+	if cl == nil {
+		return ""
+	}
+	v := reflect.ValueOf(cl.OptValue(kgo.WithHooks))
+	if v.Kind() != reflect.Slice {
+		return ""
+	}
+	for i := range v.Len() {
+		if h, ok := v.Index(i).Interface().(*authzHook); ok {
+			return h.principal
+		}
+	}
+	return ""
+}
+
+// ReportKafkaFetch is ReportKafkaAuthorization for an error a poll of cl
+// returned for topic.
+func ReportKafkaFetch(log *slog.Logger, cl *kgo.Client, topic string, err error) bool {
+	if kafkaAuthzResource(err, topic) == "" {
+		return false
+	}
+	return ReportKafkaAuthorization(log, KafkaPrincipalOf(cl), topic, err)
 }
 
 // authzHook reports the refusals of one client's produced records and group
