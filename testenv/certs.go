@@ -19,7 +19,8 @@ import (
 )
 
 // SelfSigned is a new P-256 certificate named cn for the loopback names
-// (localhost, 127.0.0.1, ::1), valid for a day, and a pool trusting it.
+// (localhost, 127.0.0.1, ::1), valid for a day, for servers and clients
+// (mutual TLS), and a pool trusting it.
 // Nothing is kept: each test makes its own.
 func SelfSigned(cn string) (tls.Certificate, *x509.CertPool, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -37,7 +38,7 @@ func SelfSigned(cn string) (tls.Certificate, *x509.CertPool, error) {
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},

@@ -33,15 +33,31 @@ type SecureKafka struct {
 	Seeds []string
 	// CAFile is the PEM certificate the broker presents (self-signed, for
 	// 127.0.0.1 and localhost): what a client's PARLEY_KAFKA_TLS_CA names.
-	CAFile    string
-	passwords map[string]string
-	t         testing.TB
+	CAFile string
+	// ClientCert is the client certificate the broker requires with
+	// SecureKafkaOptions.RequireClientCert (zero otherwise); SCRAM and
+	// Plain then present it.
+	ClientCert CertFiles
+	passwords  map[string]string
+	t          testing.TB
+}
+
+// SecureKafkaOptions configures StartSecureKafkaWith.
+type SecureKafkaOptions struct {
+	// Users besides KafkaAdminUser, each with a random password.
+	Users []string
+	// RequireClientCert makes the broker require a client certificate it
+	// trusts (ssl.client.auth=required), besides SASL: mutual TLS.
+	RequireClientCert bool
 }
 
 // kafkaSecurity is what startKafka needs to secure its client listener.
 type kafkaSecurity struct {
 	keystore, truststore string
 	passwords            map[string]string // user -> password, KafkaAdminUser among them
+	clientAuth           string            // ssl.client.auth: none or required
+	// ca verifies the broker; cert and key are the client's (mutual TLS).
+	ca, cert, key string
 }
 
 func (s *kafkaSecurity) props(port, ctrlPort int) string {
@@ -67,11 +83,12 @@ ssl.keystore.type=PEM
 ssl.keystore.location=%[6]s
 ssl.truststore.type=PEM
 ssl.truststore.location=%[7]s
-ssl.client.auth=none
+# A SASL_SSL listener takes ssl.client.auth only with its listener prefix.
+listener.name.sasl_ssl.ssl.client.auth=%[8]s
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:%[3]s;User:ANONYMOUS
 allow.everyone.if.no.acl.found=false
-`, port, ctrlPort, KafkaAdminUser, admin, plainUsers.String(), s.keystore, s.truststore)
+`, port, ctrlPort, KafkaAdminUser, admin, plainUsers.String(), s.keystore, s.truststore, s.clientAuth)
 }
 
 // scramArgs create every user's SCRAM-SHA-512 credential at format time.
@@ -84,7 +101,7 @@ func (s *kafkaSecurity) scramArgs() []string {
 }
 
 func (s *kafkaSecurity) adminOpts() ([]kgo.Opt, error) {
-	return deploy.Kafka{CAFile: s.truststore, Mechanism: deploy.SASLScramSHA512, Username: KafkaAdminUser,
+	return deploy.Kafka{CAFile: s.ca, CertFile: s.cert, KeyFile: s.key, Mechanism: deploy.SASLScramSHA512, Username: KafkaAdminUser,
 		Password: []byte(s.passwords[KafkaAdminUser])}.Opts()
 }
 
@@ -92,6 +109,12 @@ func (s *kafkaSecurity) adminOpts() ([]kgo.Opt, error) {
 // KafkaAdminUser), each with a random password; they may do nothing until
 // ACLs are created for them. Skipped with -short.
 func StartSecureKafka(t testing.TB, users ...string) *SecureKafka {
+	t.Helper()
+	return StartSecureKafkaWith(t, SecureKafkaOptions{Users: users})
+}
+
+// StartSecureKafkaWith is StartSecureKafka with options.
+func StartSecureKafkaWith(t testing.TB, opts SecureKafkaOptions) *SecureKafka {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("testenv: integration test skipped with -short")
@@ -117,8 +140,20 @@ func StartSecureKafka(t testing.TB, users ...string) *SecureKafka {
 	if err := os.WriteFile(keystore, append(keyPEM, certPEM...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sec := &kafkaSecurity{keystore: keystore, truststore: cert.CertFile, passwords: map[string]string{KafkaAdminUser: randHex(16)}}
-	for _, u := range users {
+	sec := &kafkaSecurity{keystore: keystore, truststore: cert.CertFile, passwords: map[string]string{KafkaAdminUser: randHex(16)},
+		clientAuth: "none", ca: cert.CertFile}
+	var client CertFiles
+	if opts.RequireClientCert {
+		// The broker trusts itself (inter-broker) and the client's certificate.
+		client = WriteCert(t, dir, "kafka-client")
+		clientPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: client.Leaf.Raw})
+		sec.truststore = filepath.Join(dir, "truststore.pem")
+		if err := os.WriteFile(sec.truststore, append(certPEM, clientPEM...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sec.clientAuth, sec.cert, sec.key = "required", client.CertFile, client.KeyFile
+	}
+	for _, u := range opts.Users {
 		sec.passwords[u] = randHex(16)
 	}
 	ports, err := FreePorts(2)
@@ -130,7 +165,8 @@ func StartSecureKafka(t testing.TB, users ...string) *SecureKafka {
 		t.Fatalf("testenv: secured kafka: %v", err)
 	}
 	t.Cleanup(func() { p.stop(10 * time.Second) })
-	return &SecureKafka{Seeds: []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}, CAFile: cert.CertFile, passwords: sec.passwords, t: t}
+	return &SecureKafka{Seeds: []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}, CAFile: cert.CertFile, ClientCert: client,
+		passwords: sec.passwords, t: t}
 }
 
 // Password is user's password.
@@ -145,7 +181,8 @@ func (k *SecureKafka) Password(user string) string {
 // SCRAM is user's settings: SCRAM-SHA-512 over TLS, trusting the broker's
 // certificate, as a deployment's PARLEY_KAFKA_* give them.
 func (k *SecureKafka) SCRAM(user string) deploy.Kafka {
-	return deploy.Kafka{CAFile: k.CAFile, Mechanism: deploy.SASLScramSHA512, Username: user, Password: []byte(k.Password(user))}
+	return deploy.Kafka{CAFile: k.CAFile, CertFile: k.ClientCert.CertFile, KeyFile: k.ClientCert.KeyFile,
+		Mechanism: deploy.SASLScramSHA512, Username: user, Password: []byte(k.Password(user))}
 }
 
 // Plain is user's settings with SASL PLAIN over TLS.

@@ -67,3 +67,38 @@ func TestSecureKafka(t *testing.T) {
 		t.Error("a plaintext client was answered")
 	}
 }
+
+// TestSecureKafkaClientCert: with mutual TLS required, a client presenting
+// its certificate (PARLEY_KAFKA_TLS_CERT and _KEY) is served, one without
+// is refused at the handshake.
+func TestSecureKafkaClientCert(t *testing.T) {
+	k := StartSecureKafkaWith(t, SecureKafkaOptions{RequireClientCert: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	with := k.SCRAM(KafkaAdminUser)
+	if with.CertFile == "" {
+		t.Fatal("no client certificate in the settings")
+	}
+	cl, err := kgo.NewClient(k.Opts(with)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).ListBrokers(ctx); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	without := with
+	without.CertFile, without.KeyFile = "", ""
+	bare, err := kgo.NewClient(append(k.Opts(without), kgo.RetryTimeout(5*time.Second))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	pctx, pcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer pcancel()
+	if _, err := kadm.NewClient(bare).ListBrokers(pctx); err == nil {
+		t.Error("a client without a certificate was served")
+	} else {
+		t.Logf("without a client certificate: %v", err)
+	}
+}
