@@ -682,7 +682,7 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	conv := c.conv
-	src := eventlog.Source{Seeds: a.srv.cfg.Seeds, Topic: a.srv.cfg.EventsTopic}
+	src := eventlog.Source{Seeds: a.srv.cfg.Seeds, Topic: a.srv.cfg.EventsTopic, Extra: a.srv.kopts}
 	wrote := false
 	_, err := eventlog.Export(r.Context(), src, eventlog.ExportQuery{Conversation: conv}, func(rec *eventlog.Record) error {
 		line, err := rec.MarshalLine()

@@ -29,6 +29,9 @@ type Config struct {
 	TrustedProxies deploy.TrustedProxies
 	// Seeds are Kafka bootstrap addresses.
 	Seeds []string
+	// Kafka secures every Kafka client of the gateway (TLS, SASL:
+	// deploy.Env.Kafka); the zero value is plaintext without SASL.
+	Kafka deploy.Kafka
 	// CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic and BansTopic
 	// default to the schemas contract.
 	CommandsTopic, EventsTopic, SignalsTopic, RepairsTopic, BansTopic string
@@ -232,6 +235,9 @@ func (c Config) Defaults() Config {
 		c.Keyspace = "parley"
 	}
 	c.Cassandra = c.Cassandra.Or(c.CassandraHosts, 5*time.Second, "LOCAL_QUORUM", c.Logger)
+	if c.Kafka.Logger == nil {
+		c.Kafka.Logger = c.Logger
+	}
 	c.Limits = c.Limits.Defaults()
 	f, d := c.Fanout, DefaultFanout
 	if f.MembershipCacheSize == 0 {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
@@ -31,7 +32,7 @@ func (s *Server) consume(ctx context.Context) error {
 		}
 		return err
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(s.kafkaOpts(
 		kgo.SeedBrokers(s.cfg.Seeds...),
 		kgo.ClientID("parley-gateway-events"),
 		// ingest writes events in transactions; never show a device an
@@ -43,7 +44,7 @@ func (s *Server) consume(ctx context.Context) error {
 		// live delivery stalls meanwhile.
 		kgo.MetadataMinAge(500*time.Millisecond),
 		kgo.WithLogger(kafkaLogger{s.log.With("client", "events")}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
@@ -63,6 +64,9 @@ func (s *Server) pollLoop(ctx context.Context, cl *kgo.Client, what string, hand
 			return
 		}
 		fs.EachError(func(t string, p int32, err error) {
+			if deploy.ReportKafkaFetch(s.log, cl, t, err) {
+				return
+			}
 			s.log.Warn(what+" fetch", "topic", t, "partition", p, "err", err)
 		})
 		fs.EachRecord(handle)
@@ -98,7 +102,9 @@ func (s *Server) offsetsRetrying(ctx context.Context, topic, warning string,
 		if err == nil {
 			return listed.KOffsets(), nil
 		}
-		if attempt%10 == 0 {
+		if deploy.ReportKafkaFetch(s.log, s.admin, topic, err) {
+			// logged and counted
+		} else if attempt%10 == 0 {
 			s.log.Warn(warning, "topic", topic, "err", err)
 		}
 		select {

@@ -76,7 +76,12 @@ type Server struct {
 	sessions      sync.WaitGroup
 	appendCtx     context.Context
 	stopAppends   context.CancelFunc
+	// kopts secure every Kafka client (Config.Kafka).
+	kopts []kgo.Opt
 }
+
+// kafkaOpts are a client's own options followed by Config.Kafka's.
+func (s *Server) kafkaOpts(own ...kgo.Opt) []kgo.Opt { return append(own, s.kopts...) }
 
 // New checks cfg and builds a Server. It does not contact Kafka: Run does.
 func New(cfg Config) (*Server, error) {
@@ -88,6 +93,9 @@ func New(cfg Config) (*Server, error) {
 		presence:   newPresenceTable(cfg.Signals.PresenceForget, pushPresence),
 		userLimits: newUserLimiter(cfg.Limits.UserRatePerSecond, cfg.Limits.UserBurst)}
 	var err error
+	if s.kopts, err = cfg.Kafka.Opts(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	if len(cfg.Cassandra.Hosts) > 0 {
 		cv, err := openViews(cfg.Cassandra, cfg.Keyspace)
 		if err != nil {
@@ -121,31 +129,31 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
 	if s.appender, err = ingest.NewAppender(ingest.AppenderConfig{Seeds: cfg.Seeds, Topic: cfg.CommandsTopic,
-		ClientID: "parley-gateway", Extra: []kgo.Opt{kgo.WithLogger(kafkaLogger{s.log.With("client", "commands")})}}); err != nil {
+		ClientID: "parley-gateway", Extra: append([]kgo.Opt{kgo.WithLogger(kafkaLogger{s.log.With("client", "commands")})}, s.kopts...)}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	// A short metadata age so a topic created just before the gateway (tests,
 	// first deploy) is seen on the next retry rather than 5 s later.
-	if s.admin, err = kgo.NewClient(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-admin"),
-		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "admin")})); err != nil {
+	if s.admin, err = kgo.NewClient(s.kafkaOpts(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-admin"),
+		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "admin")}))...); err != nil {
 		return nil, fmt.Errorf("gateway: kafka: %w", err)
 	}
-	if s.signalsOut, err = kgo.NewClient(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-signals"),
+	if s.signalsOut, err = kgo.NewClient(s.kafkaOpts(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-signals"),
 		kgo.DefaultProduceTopic(cfg.SignalsTopic),
 		// Ephemeral: the leader's ack is enough, and a signal late by more
 		// than a few seconds is worthless.
 		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
 		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(5*time.Second),
-		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "signals-out")})); err != nil {
+		kgo.MetadataMinAge(500*time.Millisecond), kgo.WithLogger(kafkaLogger{s.log.With("client", "signals-out")}))...); err != nil {
 		return nil, fmt.Errorf("gateway: kafka: %w", err)
 	}
-	if s.repairsOut, err = kgo.NewClient(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-repairs"),
+	if s.repairsOut, err = kgo.NewClient(s.kafkaOpts(kgo.SeedBrokers(cfg.Seeds...), kgo.ClientID("parley-gateway-repairs"),
 		kgo.RecordDeliveryTimeout(10*time.Second), kgo.MetadataMinAge(500*time.Millisecond),
-		kgo.WithLogger(kafkaLogger{s.log.With("client", "repairs")})); err != nil {
+		kgo.WithLogger(kafkaLogger{s.log.With("client", "repairs")}))...); err != nil {
 		return nil, fmt.Errorf("gateway: kafka: %w", err)
 	}
 	s.repairs = repair.NewRequester(s.repairsOut, cfg.RepairsTopic, "gateway "+s.instance)
-	if s.bans, err = ingest.NewBanFollower(ingest.BanFollowerConfig{Seeds: cfg.Seeds, Topic: cfg.BansTopic,
+	if s.bans, err = ingest.NewBanFollower(ingest.BanFollowerConfig{Seeds: cfg.Seeds, Topic: cfg.BansTopic, KafkaOptions: s.kopts,
 		Logger: s.log.With("part", "bans"), OnChange: s.banChanged, OnRevoke: s.revocationChanged}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

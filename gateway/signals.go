@@ -91,14 +91,14 @@ func (s *Server) runSignals(ctx context.Context) error {
 		}
 		return err
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(s.kafkaOpts(
 		kgo.SeedBrokers(s.cfg.Seeds...),
 		kgo.ClientID("parley-gateway-signals"),
 		kgo.ConsumePartitions(offsets),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 		kgo.MetadataMinAge(500*time.Millisecond),
 		kgo.WithLogger(kafkaLogger{s.log.With("client", "signals-in")}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}

@@ -829,15 +829,15 @@ func (b *stateBuilder) done(now time.Time, perSender int) *partState {
 // restorePartition reads one partition of the changelog from its start to
 // its last stable offset (read_committed: aborted transactions never reach
 // the state) and returns the state of every conversation in it.
-func restorePartition(ctx context.Context, seeds []string, topic string, partition int32, now time.Time, perSender int) (*partState, int, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
+func restorePartition(ctx context.Context, seeds []string, kopts []kgo.Opt, topic string, partition int32, now time.Time, perSender int) (*partState, int, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().AtStart()}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records are kept so the position reaches the stable
 		// offset even when the partition ends with a transaction marker.
 		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(200*time.Millisecond),
-	)
+		kgo.FetchMaxWait(200 * time.Millisecond),
+	}, kopts...)...)
 	if err != nil {
 		return nil, 0, err
 	}

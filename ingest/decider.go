@@ -265,6 +265,9 @@ func (d *Decider) Run(ctx context.Context) error {
 			return errors.New("ingest: decider client closed")
 		}
 		fs.EachError(func(t string, p int32, err error) {
+			if deploy.ReportKafkaFetch(d.log, d.sess.Client(), t, err) {
+				return
+			}
 			d.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
 		if fs.NumRecords() == 0 {
@@ -295,7 +298,9 @@ func (d *Decider) fence(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d.log.Warn("claiming the transactional id failed; retrying", "transactional_id", d.cfg.TransactionalID, "err", err)
+		if !deploy.ReportKafkaFetch(d.log, d.sess.Client(), "", err) {
+			d.log.Warn("claiming the transactional id failed; retrying", "transactional_id", d.cfg.TransactionalID, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -604,7 +609,7 @@ func (d *Decider) restored(ctx context.Context, p int32) (*partState, error) {
 		return ps, nil
 	}
 	t := time.Now()
-	ps, n, err := restorePartition(ctx, d.cfg.Seeds, d.cfg.StateTopic, p, d.cfg.Now(), d.cfg.Limits.DedupPerSender)
+	ps, n, err := restorePartition(ctx, d.cfg.Seeds, d.cfg.KafkaOptions, d.cfg.StateTopic, p, d.cfg.Now(), d.cfg.Limits.DedupPerSender)
 	if err != nil {
 		return nil, err
 	}

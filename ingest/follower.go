@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -87,6 +88,9 @@ func (f *follower) Run(ctx context.Context) error {
 			return nil
 		}
 		fs.EachError(func(t string, p int32, err error) {
+			if deploy.ReportKafkaFetch(f.log, f.cl, t, err) {
+				return
+			}
 			f.log.Warn(f.fc.What+": fetch error", "topic", t, "partition", p, "err", err)
 		})
 		fs.EachRecord(func(r *kgo.Record) {
@@ -182,7 +186,9 @@ func (f *follower) ends(ctx context.Context) (map[int32]int64, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		f.log.Warn(f.fc.What+": end offsets not listed; retrying", "topic", f.fc.Topic, "err", err)
+		if !deploy.ReportKafkaFetch(f.log, f.cl, f.fc.Topic, err) {
+			f.log.Warn(f.fc.What+": end offsets not listed; retrying", "topic", f.fc.Topic, "err", err)
+		}
 		if !waitBackoff(ctx) {
 			return nil, ctx.Err()
 		}

@@ -32,15 +32,32 @@ func Provision(ctx context.Context, cl *kgo.Client, replicationFactor int16, top
 	// Create first, without listing: CreateTopics answers "exists" too, and a
 	// listing of a missing topic would be cached by the client (MetadataMinAge)
 	// and delay the wait below.
+	var refused []string
+	var refusal error
 	for _, t := range topics {
 		res, err := adm.CreateTopic(ctx, t.Partitions, replicationFactor, topicConfigs(t), t.Name)
 		if err == nil {
 			err = res.Err
 		}
+		// A component without the right to create topics (Kafka ACLs,
+		// least privilege) is refused even for one that exists: whether it
+		// does is looked up below.
+		if errors.Is(err, kerr.TopicAuthorizationFailed) {
+			refused, refusal = append(refused, t.Name), err
+			continue
+		}
 		// Another provisioner, or an earlier run, created it: the check
 		// below still compares it with the contract.
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("ingest: provision %s: %w", t.Name, err)
+		}
+	}
+	if len(refused) > 0 {
+		details, err := adm.ListTopics(ctx, refused...)
+		for _, n := range refused {
+			if d, ok := details[n]; err != nil || !ok || d.Err != nil {
+				return fmt.Errorf("ingest: provision %s: not allowed to create it, and it does not exist or may not be described: %w", n, refusal)
+			}
 		}
 	}
 	return waitTopics(ctx, cl, topics)

@@ -169,7 +169,7 @@ func (p *Projector) poll(ctx context.Context, cl *kgo.Client) {
 			return
 		}
 		fs.EachError(func(t string, part int32, err error) {
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, context.Canceled) || deploy.ReportKafkaFetch(p.log, cl, t, err) {
 				return
 			}
 			p.log.Warn("fetch failed; retrying", "topic", t, "partition", part, "err", err)

@@ -19,10 +19,11 @@ import (
 )
 
 // SelfSigned is a new P-256 certificate named cn for the loopback names
-// (localhost, 127.0.0.1, ::1), valid for a day, and a pool trusting it.
+// (localhost, 127.0.0.1, ::1), valid for a day, for servers and clients
+// (mutual TLS), and a pool trusting it.
 // Nothing is kept: each test makes its own.
 func SelfSigned(cn string) (tls.Certificate, *x509.CertPool, error) {
-	return selfSigned(cn, x509.ExtKeyUsageServerAuth)
+	return selfSigned(cn, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 }
 
 // selfSigned is SelfSigned for the given uses (a client certificate needs

@@ -146,11 +146,11 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	go func() {
 		defer wg.Done()
 		t := time.Now()
-		kp, serr[0] = startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout, opts.Logf)
+		kp, serr[0] = startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout, opts.Logf, nil)
 		env.KafkaStartTime = Duration(time.Since(t))
 		if kp != nil {
 			kp.restart = func(ctx context.Context) (*proc, error) {
-				return startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout, opts.Logf)
+				return startKafka(ctx, java, kafkaLib, filepath.Join(opts.Dir, "kafka"), ports[0], ports[1], opts.KafkaHeapMB, !opts.Detached, opts.StartTimeout, opts.Logf, nil)
 			}
 		}
 	}()

@@ -14,23 +14,28 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// startKafka runs one combined KRaft broker+controller on 127.0.0.1.
-func startKafka(ctx context.Context, java, lib, dir string, port, ctrlPort int, heapMB int, tied bool, timeout time.Duration, logf func(string, ...any)) (*proc, error) {
+// startKafka runs one combined KRaft broker+controller on 127.0.0.1; sec
+// (nil: a PLAINTEXT client listener) secures its client listener.
+func startKafka(ctx context.Context, java, lib, dir string, port, ctrlPort int, heapMB int, tied bool, timeout time.Duration, logf func(string, ...any), sec *kafkaSecurity) (*proc, error) {
 	data, logs := filepath.Join(dir, "data"), filepath.Join(dir, "logs")
 	for _, d := range []string{data, logs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
+	listeners := fmt.Sprintf(`listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+`, port, ctrlPort)
+	if sec != nil {
+		listeners = sec.props(port, ctrlPort)
+	}
 	props := fmt.Sprintf(`process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:%[2]d
-listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=%[3]s
+%[4]slog.dirs=%[3]s
 # Topics are provisioned explicitly (ingest.Provision); an auto-created topic
 # would hide a missing provisioning step.
 auto.create.topics.enable=false
@@ -46,7 +51,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=67108864
-`, port, ctrlPort, data)
+`, port, ctrlPort, data, listeners)
 	log4j := fmt.Sprintf(`status = warn
 appender.file.type = File
 appender.file.name = file
@@ -82,6 +87,9 @@ logger.started.level = INFO
 		_, _ = rand.Read(id)
 		args := append(append([]string{}, jvm...), "kafka.tools.StorageTool", "format",
 			"-t", base64.RawURLEncoding.EncodeToString(id), "-c", propsFile)
+		if sec != nil {
+			args = append(args, sec.scramArgs()...)
+		}
 		// One retry: a format once failed here for a reason its swallowed
 		// output did not keep; the first failure is logged in full.
 		var err error
@@ -103,7 +111,14 @@ logger.started.level = INFO
 	}
 	p.logFile = filepath.Join(logs, "server.log")
 	seed := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := p.waitReady(ctx, timeout, func(ctx context.Context) error { return probeKafka(ctx, seed) }); err != nil {
+	var probeOpts []kgo.Opt
+	if sec != nil {
+		if probeOpts, err = sec.adminOpts(); err != nil {
+			p.stop(5 * time.Second)
+			return nil, err
+		}
+	}
+	if err := p.waitReady(ctx, timeout, func(ctx context.Context) error { return probeKafka(ctx, seed, probeOpts...) }); err != nil {
 		p.stop(5 * time.Second)
 		return nil, err
 	}
@@ -112,8 +127,8 @@ logger.started.level = INFO
 
 // probeKafka succeeds when the broker answers metadata over the Kafka
 // protocol and reports itself as a registered broker.
-func probeKafka(ctx context.Context, seed string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.RetryTimeout(time.Second))
+func probeKafka(ctx context.Context, seed string, opts ...kgo.Opt) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seed), kgo.RetryTimeout(time.Second)}, opts...)...)
 	if err != nil {
 		return err
 	}

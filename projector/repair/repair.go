@@ -156,6 +156,9 @@ func (r *Repairer) Run(ctx context.Context) error {
 			return nil
 		}
 		fs.EachError(func(t string, p int32, err error) {
+			if deploy.ReportKafkaFetch(r.log, cl, t, err) {
+				return
+			}
 			r.log.Warn("fetch", "topic", t, "partition", p, "err", err)
 		})
 		for _, rec := range fs.Records() {

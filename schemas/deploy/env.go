@@ -25,6 +25,12 @@ type Setting struct{ Name, Default string }
 // NewEnv reads the process environment.
 func NewEnv() *Env { return &Env{lookup: os.LookupEnv} }
 
+// EnvFunc reads through getenv, an empty value meaning unset (commands
+// that take their environment as a function).
+func EnvFunc(getenv func(string) string) *Env {
+	return &Env{lookup: func(k string) (string, bool) { v := getenv(k); return v, v != "" }}
+}
+
 // EnvFrom reads from a map (tests).
 func EnvFrom(m map[string]string) *Env {
 	return &Env{lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }}

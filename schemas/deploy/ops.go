@@ -27,10 +27,11 @@ type Check struct {
 const CheckTimeout = 2 * time.Second
 
 // Registry returns a Prometheus registry with the Go and process collectors,
-// for a main's own metrics.
+// for a main's own metrics, and parley_kafka_authorization_failures_total.
 func Registry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		KafkaAuthorizationFailures)
 	return reg
 }
 

@@ -101,6 +101,11 @@ type Options struct {
 	// Their group and transactional id must then be GroupOf and TxnIDOf.
 	External []string
 	Logger   *slog.Logger
+	// Kafka, when set, secures the Kafka clients of each component: the
+	// settings of "provision", "ingest", "projector" (with its repairer),
+	// "gateway", "notifier" and "webhooks", as each main's PARLEY_KAFKA_*
+	// give them (deploy.Env.Kafka). Nil: plaintext.
+	Kafka func(component string) deploy.Kafka
 }
 
 // System is a running Parley.
@@ -227,8 +232,22 @@ func (s *System) Components() []string {
 	return names
 }
 
+// kafkaOpts are component's Kafka security options (Options.Kafka).
+func (s *System) kafkaOpts(component string, log *slog.Logger) ([]kgo.Opt, error) {
+	if s.opts.Kafka == nil {
+		return nil, nil
+	}
+	k := s.opts.Kafka(component)
+	k.Logger = log
+	return k.Opts()
+}
+
 func (s *System) provision(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.opts.Seeds...))
+	kopts, err := s.kafkaOpts("provision", s.opts.Logger)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.opts.Seeds...)}, kopts...)...)
 	if err != nil {
 		return err
 	}
@@ -271,13 +290,24 @@ func (s *System) listener(name, url string) (net.Listener, error) {
 // runner builds the Run function of one component.
 func (s *System) runner(name string) (func(context.Context) error, error) {
 	log := s.opts.Logger.With("component", name)
+	kname := name
+	if strings.HasPrefix(name, "gateway-") {
+		kname = "gateway"
+	}
+	var kopts []kgo.Opt
+	if name != "query" { // query reads Cassandra only
+		var err error
+		if kopts, err = s.kafkaOpts(kname, log); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case name == "ingest":
 		d, err := ingest.NewDecider(ingest.DeciderConfig{Seeds: s.opts.Seeds,
 			Group: s.GroupOf("ingest"), TransactionalID: s.TxnIDOf("ingest"),
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name,
 			StateTopic: s.Topics.IngestState.Name, DeadLetterTopic: s.Topics.DeadLetters.Name, BansTopic: s.Topics.Bans.Name,
-			WebhooksTopic: s.Topics.Webhooks.Name, Logger: log,
+			WebhooksTopic: s.Topics.Webhooks.Name, Logger: log, KafkaOptions: kopts,
 			Registerer: s.opts.Registerer, Limits: s.opts.IngestLimits})
 		if err != nil {
 			return nil, err
@@ -286,7 +316,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 	case name == "projector":
 		p, err := projector.New(projector.Config{Seeds: s.opts.Seeds, EventsTopic: s.Topics.Events.Name,
 			Group: s.GroupOf("projector"), DeadLetterTopic: s.Topics.DeadLetters.Name,
-			Hosts: s.opts.Hosts, Cassandra: s.cassandra("projector"), Keyspace: s.opts.Keyspace, Logger: log, Registerer: s.opts.Registerer})
+			Hosts: s.opts.Hosts, Cassandra: s.cassandra("projector"), Keyspace: s.opts.Keyspace, Logger: log, Registerer: s.opts.Registerer, KafkaOptions: kopts})
 		if err != nil {
 			return nil, err
 		}
@@ -294,7 +324,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		r, err := repair.New(repair.Config{Seeds: s.opts.Seeds, RepairsTopic: s.Topics.Repairs.Name,
 			EventsTopic: s.Topics.Events.Name, Group: s.GroupOf("repair"),
 			Cassandra: s.cassandra("projector"), Keyspace: s.opts.Keyspace, Logger: log,
-			Registerer: s.opts.Registerer})
+			Registerer: s.opts.Registerer, KafkaOptions: kopts})
 		if err != nil {
 			return nil, err
 		}
@@ -307,13 +337,17 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			return errors.Join(err, <-repaired)
 		}, nil
 	case name == "notifier" && s.opts.Notifier != nil:
-		n, err := notify.New(s.NotifierConfig())
+		c := s.NotifierConfig()
+		c.KafkaOptions = append(c.KafkaOptions, kopts...)
+		n, err := notify.New(c)
 		if err != nil {
 			return nil, err
 		}
 		return n.Run, nil
 	case name == "webhooks" && s.opts.Webhooks != nil:
-		d, err := notify.NewDispatcher(s.WebhooksConfig())
+		c := s.WebhooksConfig()
+		c.KafkaOptions = append(c.KafkaOptions, kopts...)
+		d, err := notify.NewDispatcher(c)
 		if err != nil {
 			return nil, err
 		}
@@ -346,7 +380,11 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 		if s.opts.Registerer != nil {
 			reg = prometheus.WrapRegistererWith(prometheus.Labels{"gateway": strconv.Itoa(i)}, s.opts.Registerer)
 		}
-		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Registerer: reg,
+		var gk deploy.Kafka
+		if s.opts.Kafka != nil {
+			gk = s.opts.Kafka("gateway")
+		}
+		g, err := gateway.New(gateway.Config{Addr: hostPort(s.GatewayURLs[i]), Seeds: s.opts.Seeds, Kafka: gk, Registerer: reg,
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
 			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, WebhookSigningKey: s.webhookKey(), Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Cassandra: s.cassandra("gateway"), Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments,

@@ -83,6 +83,7 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 		TLS:            e.ServerTLS("PARLEY_GATEWAY"),
 		TrustedProxies: e.TrustedProxies("PARLEY_GATEWAY_TRUSTED_PROXIES"),
 		Seeds:          e.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
+		Kafka:          e.Kafka(),
 		CommandsTopic:  topics.Commands.Name,
 		EventsTopic:    topics.Events.Name,
 		SignalsTopic:   topics.Signals.Name,

@@ -69,6 +69,7 @@ func config(e *deploy.Env) (ingest.DeciderConfig, string, error) {
 	d := ingest.DefaultLimits
 	cfg := ingest.DeciderConfig{
 		Seeds:              seeds,
+		KafkaOptions:       e.KafkaOpts(nil),
 		CommandsTopic:      topics.Commands.Name,
 		EventsTopic:        topics.Events.Name,
 		StateTopic:         topics.IngestState.Name,

@@ -75,8 +75,9 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	cfg := notify.Config{
-		Seeds:       env.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
-		EventsTopic: topics.Events.Name, SignalsTopic: topics.Signals.Name, PushTopic: topics.Push.Name,
+		Seeds:        env.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
+		KafkaOptions: env.KafkaOpts(log),
+		EventsTopic:  topics.Events.Name, SignalsTopic: topics.Signals.Name, PushTopic: topics.Push.Name,
 		CommandsTopic: topics.Commands.Name, DeadLetterTopic: topics.DeadLetters.Name,
 		Group:        env.String("PARLEY_NOTIFIER_GROUP", deploy.GroupName(prefix, "notifier")),
 		Projector:    env.String("PARLEY_NOTIFIER_PROJECTOR", deploy.GroupName(prefix, "projector")),

@@ -45,6 +45,7 @@ func run(log *slog.Logger) error {
 	cass.Logger = log
 	cfg := projector.Config{
 		Seeds:           env.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
+		KafkaOptions:    env.KafkaOpts(log),
 		EventsTopic:     topics.Events.Name,
 		DeadLetterTopic: topics.DeadLetters.Name,
 		// Deployments sharing a Kafka cluster (the prefix) never share a group.
@@ -75,7 +76,7 @@ func run(log *slog.Logger) error {
 	// The repairer re-applies conversations whose views lost rows, on
 	// request (projector/repair); it runs beside the projector, in its own group.
 	r, err := repair.New(repair.Config{Seeds: cfg.Seeds, RepairsTopic: topics.Repairs.Name, EventsTopic: topics.Events.Name,
-		Group: deploy.GroupName(prefix, "repair"), Cassandra: cass, Keyspace: cfg.Keyspace, Logger: log, Registerer: reg})
+		Group: deploy.GroupName(prefix, "repair"), Cassandra: cass, Keyspace: cfg.Keyspace, KafkaOptions: cfg.KafkaOptions, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

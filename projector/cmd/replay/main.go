@@ -61,12 +61,13 @@ func run(args []string) int {
 		cass.Timeout = 0 // replay's own default (20 s): a rebuild writes large batches
 	}
 	cfg := replay.Config{
-		Seeds:     deploy.SplitList(seeds),
-		Cassandra: cass,
-		Keyspace:  e.String("PARLEY_KEYSPACE", "parley"),
-		Topics:    schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", "")),
-		Logger:    log,
-		Progress:  os.Stderr,
+		Seeds:        deploy.SplitList(seeds),
+		KafkaOptions: e.KafkaOpts(log),
+		Cassandra:    cass,
+		Keyspace:     e.String("PARLEY_KEYSPACE", "parley"),
+		Topics:       schemas.Prefixed(e.String("PARLEY_TOPIC_PREFIX", "")),
+		Logger:       log,
+		Progress:     os.Stderr,
 	}
 	if err := e.Err(); err != nil {
 		fmt.Fprintf(os.Stderr, "replay: %v\n", err)

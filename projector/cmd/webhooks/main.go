@@ -65,8 +65,9 @@ func config(log *slog.Logger) (notify.DispatcherConfig, string, error) {
 	cass := env.Cassandra()
 	cass.Logger = log
 	cfg := notify.DispatcherConfig{
-		Seeds:       env.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
-		EventsTopic: topics.Events.Name, WebhooksTopic: topics.Webhooks.Name, DeliveriesTopic: topics.WebhookDeliveries.Name,
+		Seeds:        env.List("PARLEY_KAFKA_SEEDS", "127.0.0.1:9092"),
+		KafkaOptions: env.KafkaOpts(log),
+		EventsTopic:  topics.Events.Name, WebhooksTopic: topics.Webhooks.Name, DeliveriesTopic: topics.WebhookDeliveries.Name,
 		DeadLetterTopic: topics.DeadLetters.Name,
 		Group:           env.String("PARLEY_WEBHOOKS_GROUP", deploy.GroupName(prefix, "webhooks")),
 		Projector:       env.String("PARLEY_WEBHOOKS_PROJECTOR", deploy.GroupName(prefix, "projector")),

@@ -12,6 +12,7 @@
 //
 //	PARLEY_KAFKA_SEEDS   comma-separated bootstrap addresses (required)
 //	PARLEY_TOPIC_PREFIX  prefix of every topic name (default none)
+//	PARLEY_KAFKA_TLS_*, PARLEY_KAFKA_SASL_*  TLS and SASL, as for the other binaries
 //
 // Exit status: 0 when done (for tail also on Ctrl-C); 1 when reading Kafka or
 // writing the output failed, or an export was interrupted — its output is
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/schemas"
+	"github.com/parley-im/parley/schemas/deploy"
 	"github.com/parley-im/parley/schemas/eventlog"
 )
 
@@ -48,6 +50,7 @@ Run 'eventlog <command> -h' for the flags of a command.
 environment:
   PARLEY_KAFKA_SEEDS   comma-separated bootstrap addresses (required)
   PARLEY_TOPIC_PREFIX  prefix of every topic name (default none)
+  PARLEY_KAFKA_TLS_*, PARLEY_KAFKA_SASL_*  TLS and SASL (see the settings table)
 
 Times (-since, -until, -from) are RFC 3339 (2026-11-29T08:00:00Z) or a
 duration meaning that long ago (90m, 24h).
@@ -262,6 +265,11 @@ func source(getenv func(string) string, kind eventlog.Kind) (eventlog.Source, er
 	}
 	if len(src.Seeds) == 0 {
 		return src, usagef("PARLEY_KAFKA_SEEDS is not set (comma-separated Kafka bootstrap addresses)")
+	}
+	e := deploy.EnvFunc(getenv)
+	src.Extra = e.KafkaOpts(nil)
+	if err := e.Err(); err != nil {
+		return src, usagef("%v", err)
 	}
 	return src, nil
 }

@@ -60,6 +60,7 @@ func run(args []string, stdout io.Writer) error {
 	minISR := fs.Int("min-insync-replicas", env.Int("PARLEY_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of every topic; 0 takes the broker default (PARLEY_MIN_INSYNC_REPLICAS); production: 2")
 	cmdRetention := fs.Duration("commands-retention", env.Duration("PARLEY_COMMANDS_RETENTION", 0), "retention of parley.commands; 0 keeps the contract's 7 days (PARLEY_COMMANDS_RETENTION)")
 	cass := env.Cassandra()
+	kopts := env.KafkaOpts(nil)
 	hosts := fs.String("cassandra-hosts", strings.Join(cass.Hosts, ","), "Cassandra contact points (PARLEY_CASSANDRA_HOSTS)")
 	keyspace := fs.String("keyspace", env.String("PARLEY_KEYSPACE", "parley"), "keyspace of the views (PARLEY_KEYSPACE)")
 	strategy := fs.String("cassandra-strategy", env.String("PARLEY_CASSANDRA_STRATEGY", ""), "SimpleStrategy or NetworkTopologyStrategy (PARLEY_CASSANDRA_STRATEGY); default: NetworkTopologyStrategy with -cassandra-dcs, else SimpleStrategy")
@@ -77,13 +78,20 @@ func run(args []string, stdout io.Writer) error {
 			envPasswords[c] = string(pw)
 		}
 	}
-	skipKafka := fs.Bool("skip-kafka", false, "leave the topics alone")
+	acls := fs.String("kafka-acls", "", "create each component's least-privilege ACLs for its Kafka user: component=user pairs, e.g. "+
+		"gateway=parley-gateway,decider=parley-ingest,projector=parley-projector,notifier=parley-notifier,webhooks=parley-webhooks,replay=parley-replay "+
+		"(the brokers need an authorizer; the provisioning user must be allowed to create ACLs)")
+	skipKafka := fs.Bool("skip-kafka", false, "leave the topics (and ACLs) alone")
 	skipCassandra := fs.Bool("skip-cassandra", false, "leave the keyspace alone")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := env.Err(); err != nil {
+		return err
+	}
+	principals, err := provision.ParsePrincipals(*acls)
+	if err != nil {
 		return err
 	}
 	if *partitions < 1 || *partitions > 10_000 {
@@ -129,7 +137,7 @@ func run(args []string, stdout io.Writer) error {
 		}
 	}()
 	if !*skipKafka {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(deploy.SplitList(*seeds)...))
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(deploy.SplitList(*seeds)...)}, kopts...)...)
 		if err != nil {
 			return err
 		}
@@ -138,6 +146,11 @@ func run(args []string, stdout io.Writer) error {
 			MinInsyncReplicas: *minISR, CommandsRetention: *cmdRetention}
 		if err := provision.Kafka(ctx, cl, t, &report); err != nil {
 			return err
+		}
+		if !principals.Empty() {
+			if err := provision.KafkaACLs(ctx, cl, t, principals, &report); err != nil {
+				return err
+			}
 		}
 	}
 	if !*skipCassandra {

@@ -42,6 +42,9 @@ type Config struct {
 	Topic string
 	// Group is this job's consumer group, e.g. "analytics-messages-per-hour".
 	Group string
+	// KafkaOptions are appended to the consumer's own: TLS and SASL, e.g.
+	// deploy.Env.KafkaOpts, so the job reads as its own principal.
+	KafkaOptions []kgo.Opt
 }
 
 // Key is one figure: messages sent in an hour in conversations of a kind.
@@ -70,13 +73,13 @@ func New(cfg Config) (*Counter, error) {
 	if len(cfg.Seeds) == 0 || cfg.Topic == "" || cfg.Group == "" {
 		return nil, errors.New("analytics: Seeds, Topic and Group are required")
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Seeds...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), // a new group reads the whole history
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	)
+	}, cfg.KafkaOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("analytics: %w", err)
 	}
