@@ -165,6 +165,7 @@ function Conversation(props: { store: Store; c: Conv }) {
   const [draft, setDraft] = useState<Draft | null>(null);
   const stick = useRef(true);
   const prevHeight = useRef(0);
+  const sent = useRef(false); // the user just sent: to the bottom, wherever they were
   const msgs = s.timeline(c);
   const me = s.session.userId;
   const peer = s.peer(c);
@@ -187,6 +188,9 @@ function Conversation(props: { store: Store; c: Conv }) {
   useLayoutEffect(() => {
     const el = log.current;
     if (!el) return;
+    // moved away from the bottom since the last render, its scroll event not yet handled: not stuck
+    if (sent.current) sent.current = false;
+    else if (stick.current && prevHeight.current && prevHeight.current - el.scrollTop - el.clientHeight >= 40) stick.current = false;
     if (prevHeight.current && el.scrollTop < 5 && el.scrollHeight > prevHeight.current && !stick.current) {
       el.scrollTop = el.scrollHeight - prevHeight.current;
     } else if (stick.current) el.scrollTop = el.scrollHeight;
@@ -280,7 +284,7 @@ function Conversation(props: { store: Store; c: Conv }) {
           <button type="button" data-testid="forget" onClick={() => s.forget(c.id)}>Remove from list</button>
         </div>
       ) : (
-        <Composer key={c.id} s={s} c={c} draft={draft} setDraft={setDraft} onSend={() => (stick.current = true)} />
+        <Composer key={c.id} s={s} c={c} draft={draft} setDraft={setDraft} onSend={() => (stick.current = sent.current = true)} />
       )}
     </section>
   );

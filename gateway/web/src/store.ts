@@ -109,6 +109,7 @@ export class Store {
   private readSent = new Map<string, number>();
   private deliveredSent = new Map<string, number>();
   private gapTimer = 0;
+  private historyRetry = 0;
   private watched = '';
   private actions = new Map<string, { conv: string; what: string }>(); // commandId → an action awaiting its outcome
   private early = new Map<string, { code: string; message: string }>(); // commandId → a refusal read before its Accepted
@@ -618,7 +619,6 @@ export class Store {
       c.roles = new Map(c.members.map((u): [string, Role] => [u, c.kind === 'group' && u === actor ? 'owner' : 'member']));
       c.rolesKnown = true;
       if (!c.lastActivity) c.lastActivity = e.occurredAt ?? new Date().toISOString();
-      if (!known) c.loaded = true; // a new conversation has no history yet
       this.rewatchSoon();
     } else if (!known && !e.membersAdded) {
       // an event of a conversation not in the inbox yet: fetch it
@@ -823,16 +823,42 @@ export class Store {
     this.changed();
   }
 
-  private async loadHistory(c: Conv): Promise<void> {
+  /**
+   * Reads the newest history page. What came live is kept (merged by seq), so a conversation first
+   * learned from a live event still gets the history before it. The views may lag the log: messages
+   * that came live beyond the page are joined to it by reading forward. While the conversation is
+   * open, a page that could not be read is read again (backing off to 5 s, for about two minutes),
+   * and one that still leaves a gap below what came live a few times more.
+   */
+  private async loadHistory(c: Conv, attempt = 0): Promise<void> {
+    const path = '/v1/conversations/' + encodeURIComponent(c.id) + '/messages?limit=';
+    let top = 0;
+    const gap = () => {
+      const above = [...c.msgs.keys()].filter((s) => s > top);
+      return above.length > 0 && Math.min(...above) > top + 1;
+    };
+    let failed = false;
     try {
-      const p = await this.query.get<HistoryPage>('/v1/conversations/' + encodeURIComponent(c.id) + '/messages?limit=50');
+      const p = await this.query.get<HistoryPage>(path + '50');
       this.mergeHistory(c, p.messages);
       c.hasMore = p.has_more;
-      c.loaded = true;
-      this.changed();
-    } catch {
-      // shown as it is; the next open tries again
+      top = Math.max(0, ...p.messages.map((m) => num(m.seq)));
+      for (let round = 0; gap() && round < 20; round++) {
+        const f = await this.query.get<HistoryPage>(path + '200&after=' + top);
+        this.mergeHistory(c, f.messages);
+        const next = Math.max(top, ...f.messages.map((m) => num(m.seq)));
+        if (next === top) break; // the views have not reached it yet
+        top = next;
+      }
+    } catch (err) {
+      if (err instanceof AuthError) return;
+      failed = true; // not readable yet, or query away
     }
+    c.loaded = !failed && !gap();
+    this.changed();
+    if (c.loaded || attempt >= (failed ? 30 : 8) || this.stopped || this.openId !== c.id || this.convs.get(c.id) !== c) return;
+    clearTimeout(this.historyRetry); // one chain of retries, for the open conversation
+    this.historyRetry = window.setTimeout(() => this.openId === c.id && !c.loaded && this.loadHistory(c, attempt + 1), Math.min(5000, 250 * 2 ** attempt));
   }
 
   async loadOlder(c: Conv): Promise<boolean> {
