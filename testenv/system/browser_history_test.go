@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	pb "github.com/parley-im/parley/schemas/parleyv1"
+	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
 )
 
@@ -18,15 +19,7 @@ func TestBrowserHistoryAfterLive(t *testing.T) {
 	sys, _ := startWith(t, system.Options{Gateways: 1, DevTokens: true})
 	bob := connect(t, sys, 0, "bob", "phone")
 	conv := accepted(t, bob.MustDo("", direct("alice")))
-	n := 0
-	sent := func(text string) {
-		t.Helper()
-		n++
-		bob.MustSend(conv, send(fmt.Sprintf("hist-%d", n), text))
-		bob.WaitEvent("MessageSent "+text, func(e *pb.Event) bool {
-			return e.GetConversationId() == conv && e.GetMessageSent().GetText() == text
-		})
-	}
+	sent := sender(t, bob, conv, "hist")
 	sent("before you came")
 
 	alice := signIn(t, browser, sys.GatewayURLs[0], "alice")
@@ -38,10 +31,7 @@ func TestBrowserHistoryAfterLive(t *testing.T) {
 	alice.open(conv)
 	alice.waitText("before you came")
 	alice.waitText("while you were in the list")
-	alice.checkOnce("before you came", "while you were in the list")
-	if got := texts(alice.bubbles()); len(got) != 2 {
-		alice.fail("shows %q, want the two messages", got)
-	}
+	alice.showsJust("before you came", "while you were in the list")
 }
 
 // TestBrowserHistoryViewsBehind: the same, with the views behind the log
@@ -53,25 +43,9 @@ func TestBrowserHistoryViewsBehind(t *testing.T) {
 	browser := chromium(t)
 	sys, _ := startWith(t, system.Options{Gateways: 1, DevTokens: true})
 	bob := connect(t, sys, 0, "bob", "phone")
-	if err := sys.StopComponent("projector"); err != nil {
-		t.Fatal(err)
-	}
-	restarted := false
-	t.Cleanup(func() {
-		if !restarted {
-			_ = sys.StartComponent("projector")
-		}
-	})
+	restart := stopped(t, sys, "projector")
 	conv := accepted(t, bob.MustDo("", direct("alice")))
-	n := 0
-	sent := func(text string) {
-		t.Helper()
-		n++
-		bob.MustSend(conv, send(fmt.Sprintf("behind-%d", n), text))
-		bob.WaitEvent("MessageSent "+text, func(e *pb.Event) bool {
-			return e.GetConversationId() == conv && e.GetMessageSent().GetText() == text
-		})
-	}
+	sent := sender(t, bob, conv, "behind")
 	sent("written while the views slept")
 
 	alice := signIn(t, browser, sys.GatewayURLs[0], "alice")
@@ -80,15 +54,9 @@ func TestBrowserHistoryViewsBehind(t *testing.T) {
 	alice.open(conv)
 	alice.waitText("the one that came live")
 
-	if err := sys.StartComponent("projector"); err != nil {
-		t.Fatal(err)
-	}
-	restarted = true
+	restart()
 	alice.waitText("written while the views slept")
-	alice.checkOnce("written while the views slept", "the one that came live")
-	if got := texts(alice.bubbles()); len(got) != 2 {
-		alice.fail("shows %q, want the two messages", got)
-	}
+	alice.showsJust("written while the views slept", "the one that came live")
 }
 
 // TestBrowserHistoryQueryAway: alice opens the chat while query is down,
@@ -99,40 +67,63 @@ func TestBrowserHistoryQueryAway(t *testing.T) {
 	sys, _ := startWith(t, system.Options{Gateways: 1, DevTokens: true})
 	bob := connect(t, sys, 0, "bob", "phone")
 	conv := accepted(t, bob.MustDo("", direct("alice")))
-	n := 0
-	sent := func(text string) {
-		t.Helper()
-		n++
-		bob.MustSend(conv, send(fmt.Sprintf("away-%d", n), text))
-		bob.WaitEvent("MessageSent "+text, func(e *pb.Event) bool {
-			return e.GetConversationId() == conv && e.GetMessageSent().GetText() == text
-		})
-	}
+	sent := sender(t, bob, conv, "away")
 	sent("before query went away")
 	alice := signIn(t, browser, sys.GatewayURLs[0], "alice")
 	alice.unread(conv, 1)
 
-	if err := sys.StopComponent("query"); err != nil {
-		t.Fatal(err)
-	}
-	restarted := false
-	t.Cleanup(func() {
-		if !restarted {
-			_ = sys.StartComponent("query")
-		}
-	})
+	restart := stopped(t, sys, "query")
 	sent("while query was away")
 	alice.unread(conv, 2)
 	alice.open(conv)
 	alice.waitText("while query was away")
 
-	if err := sys.StartComponent("query"); err != nil {
+	restart()
+	alice.waitText("before query went away")
+	alice.showsJust("before query went away", "while query was away")
+}
+
+// sender is bob's send of a text to conv, waited for until he sees it
+// decided; each gets the next clientMsgId of prefix.
+func sender(t *testing.T, bob *testenv.WSClient, conv, prefix string) func(text string) {
+	n := 0
+	return func(text string) {
+		t.Helper()
+		n++
+		bob.MustSend(conv, send(fmt.Sprintf("%s-%d", prefix, n), text))
+		bob.WaitEvent("MessageSent "+text, func(e *pb.Event) bool {
+			return e.GetConversationId() == conv && e.GetMessageSent().GetText() == text
+		})
+	}
+}
+
+// stopped stops a component of sys and gives the call that starts it
+// again; one not started again by the test is started at its cleanup.
+func stopped(t *testing.T, sys *system.System, component string) (restart func()) {
+	t.Helper()
+	if err := sys.StopComponent(component); err != nil {
 		t.Fatal(err)
 	}
-	restarted = true
-	alice.waitText("before query went away")
-	alice.checkOnce("before query went away", "while query was away")
-	if got := texts(alice.bubbles()); len(got) != 2 {
-		alice.fail("shows %q, want the two messages", got)
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = sys.StartComponent(component)
+		}
+	})
+	return func() {
+		t.Helper()
+		if err := sys.StartComponent(component); err != nil {
+			t.Fatal(err)
+		}
+		restarted = true
+	}
+}
+
+// showsJust: the page shows each of the texts once, in order, and nothing
+// else.
+func (p *page) showsJust(want ...string) {
+	p.checkOnce(want...)
+	if got := texts(p.bubbles()); len(got) != len(want) {
+		p.fail("shows %q, want %q", got, want)
 	}
 }
