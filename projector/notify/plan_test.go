@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,7 +41,8 @@ const testConv = "g:0123456789abcdef0123456789abcdef"
 
 func testPlanner(v *fakeViews, preview Preview, online ...string) (*planner, map[string]int) {
 	skipped := map[string]int{}
-	return &planner{views: v, preview: preview, skipped: func(r string) { skipped[r]++ },
+	var mu sync.Mutex // the planner counts from its per-user goroutines
+	return &planner{views: v, preview: preview, skipped: func(r string) { mu.Lock(); skipped[r]++; mu.Unlock() },
 		providers: map[pb.PushProvider]bool{pb.PushProvider_PUSH_PROVIDER_FCM: true, pb.PushProvider_PUSH_PROVIDER_APNS: true},
 		connected: func(user, device string, _ time.Time) bool {
 			for _, o := range online {

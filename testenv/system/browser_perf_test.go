@@ -29,7 +29,7 @@ func TestBrowserLongConversation(t *testing.T) {
 	// bob writes the history as fast as the log takes it: the per-device
 	// rate limit (50/s by default) is lifted for him.
 	sys, _ := startWith(t, system.Options{Gateways: 1, DevTokens: true,
-		GatewayLimits: gateway.Limits{RatePerSecond: 1e6, Burst: 1e6}})
+		GatewayLimits: gateway.Limits{RatePerSecond: 1e6, Burst: 1e6, UserRatePerSecond: 1e6, UserBurst: 1e6}})
 	bob := connect(t, sys, 0, "bob", "laptop")
 	conv := accepted(t, bob.MustDo("", direct("alice")))
 	text := func(i int) string { return fmt.Sprintf("message %d of the long conversation, to scroll through", i) }
