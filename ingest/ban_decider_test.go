@@ -66,6 +66,25 @@ func (o *outcomes) await(t *testing.T, id string) (string, *pb.Event) {
 	return schemas.EventType(ev), ev
 }
 
+// groupAcross has owner create (command id) a group with member, in
+// another partition than member's user stream, so that what is decided on
+// that stream must cross partitions to reach the group's decider.
+func groupAcross(ctx context.Context, t *testing.T, p *pipeline, o *outcomes, id, owner, member string) string {
+	t.Helper()
+	var g string
+	for {
+		g = schemas.NewGroupConversationID()
+		if testPartition(g) != testPartition(schemas.UserStreamID(member)) {
+			break
+		}
+	}
+	p.append(ctx, createGroupCmd(id, g, owner, []string{member}))
+	if got, _ := o.await(t, id); got != schemas.TypeConversationCreated {
+		t.Fatalf("create: %s", got)
+	}
+	return g
+}
+
 func banOf(id, user, reason string) *pb.Command {
 	c := command(id, user, schemas.UserStreamID(user))
 	c.ServicePrincipal = "ops"
@@ -86,17 +105,7 @@ func TestDeciderBans(t *testing.T) {
 	group := p.k.Name("ingest")
 	stop := p.startDecider(group)
 	// A group in another partition than bob's stream: the ban must cross.
-	var g string
-	for {
-		g = schemas.NewGroupConversationID()
-		if testPartition(g) != testPartition(schemas.UserStreamID("bob")) {
-			break
-		}
-	}
-	p.append(ctx, createGroupCmd("c1", g, "alice", []string{"bob"}))
-	if got, _ := o.await(t, "c1"); got != schemas.TypeConversationCreated {
-		t.Fatalf("create: %s", got)
-	}
+	g := groupAcross(ctx, t, p, o, "c1", "alice", "bob")
 	p.append(ctx, banOf("b1", "bob", "spam"))
 	if got, ev := o.await(t, "b1"); got != schemas.TypeUserBanned || ev.GetActorService() != "ops" || ev.GetActorUserId() != "bob" {
 		t.Fatalf("ban: %s %v", got, ev)

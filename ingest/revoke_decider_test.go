@@ -34,17 +34,7 @@ func TestDeciderRevocations(t *testing.T) {
 	stop := p.startDecider(group)
 	// A group in another partition than bob's stream: the revocation must
 	// cross.
-	var g string
-	for {
-		g = schemas.NewGroupConversationID()
-		if testPartition(g) != testPartition(schemas.UserStreamID("bob")) {
-			break
-		}
-	}
-	p.append(ctx, createGroupCmd("c1", g, "alice", []string{"bob"}))
-	if got, _ := o.await(t, "c1"); got != schemas.TypeConversationCreated {
-		t.Fatalf("create: %s", got)
-	}
+	g := groupAcross(ctx, t, p, o, "c1", "alice", "bob")
 	p.append(ctx, revocationOf("r1", "bob", "bob-d1", "lost"))
 	if got, ev := o.await(t, "r1"); got != schemas.TypeDeviceRevoked || ev.GetActorService() != "ops" || ev.GetActorUserId() != "bob" ||
 		ev.GetDeviceRevoked().GetDeviceId() != "bob-d1" {

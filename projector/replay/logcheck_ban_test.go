@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,19 +11,31 @@ import (
 	pb "github.com/parley-im/parley/schemas/parleyv1"
 )
 
+// userEvent is an event of user a's stream ua, acted by a through service,
+// with one of the user-stream bodies.
+func userEvent(ua, cmd string, v int64, service string, body any) *pb.Event {
+	e := &pb.Event{ConversationId: ua, Version: v, CommandId: cmd, ActorUserId: "a", ActorService: service}
+	switch b := body.(type) {
+	case *pb.UserBanned:
+		e.Body = &pb.Event_UserBanned{UserBanned: b}
+	case *pb.UserUnbanned:
+		e.Body = &pb.Event_UserUnbanned{UserUnbanned: b}
+	case *pb.DeviceRevoked:
+		e.Body = &pb.Event_DeviceRevoked{DeviceRevoked: b}
+	case *pb.DeviceRestored:
+		e.Body = &pb.Event_DeviceRestored{DeviceRestored: b}
+	default:
+		panic(fmt.Sprintf("userEvent: %T", body))
+	}
+	return e
+}
+
 // TestVerifyLogCheckBans: ban logs, valid and broken.
 func TestVerifyLogCheckBans(t *testing.T) {
 	ua := schemas.UserStreamID("a")
 	until := timestamppb.New(time.Unix(1_700_003_600, 0))
 	ev := func(cmd string, v int64, service string, body any) *pb.Event {
-		e := &pb.Event{ConversationId: ua, Version: v, CommandId: cmd, ActorUserId: "a", ActorService: service}
-		switch b := body.(type) {
-		case *pb.UserBanned:
-			e.Body = &pb.Event_UserBanned{UserBanned: b}
-		case *pb.UserUnbanned:
-			e.Body = &pb.Event_UserUnbanned{UserUnbanned: b}
-		}
-		return e
+		return userEvent(ua, cmd, v, service, body)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -52,14 +65,7 @@ func TestVerifyLogCheckBans(t *testing.T) {
 func TestVerifyLogCheckRevocations(t *testing.T) {
 	ua := schemas.UserStreamID("a")
 	ev := func(cmd string, v int64, service string, body any) *pb.Event {
-		e := &pb.Event{ConversationId: ua, Version: v, CommandId: cmd, ActorUserId: "a", ActorService: service}
-		switch b := body.(type) {
-		case *pb.DeviceRevoked:
-			e.Body = &pb.Event_DeviceRevoked{DeviceRevoked: b}
-		case *pb.DeviceRestored:
-			e.Body = &pb.Event_DeviceRestored{DeviceRestored: b}
-		}
-		return e
+		return userEvent(ua, cmd, v, service, body)
 	}
 	for _, tc := range []struct {
 		name   string
