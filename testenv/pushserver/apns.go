@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -222,6 +223,9 @@ func (a *APNs) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, err := readBody(r, 4096)
 	if err != nil {
+		if errors.Is(err, errClientGone) {
+			return
+		}
 		fail(http.StatusRequestEntityTooLarge, "PayloadTooLarge", err.Error())
 		return
 	}

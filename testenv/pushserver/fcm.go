@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -258,6 +259,9 @@ func (f *FCM) send(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, err := readBody(r, 1<<20)
 	if err != nil {
+		if errors.Is(err, errClientGone) {
+			return
+		}
 		bad("body: %v", err)
 		return
 	}

@@ -1,6 +1,7 @@
 package pushserver
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -67,5 +68,31 @@ func TestServersRefuseMalformed(t *testing.T) {
 	}
 	if r := len(fcm.Rejections()) + len(apns.Rejections()) + len(wp.Rejections()) + len(hook.Rejections()); r != 6 {
 		t.Errorf("%d rejections recorded, want 6", r)
+	}
+}
+
+// failingBody is a body whose sender went away halfway.
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"message":`), nil
+	}
+	return 0, io.ErrUnexpectedEOF
+}
+
+func (*failingBody) Close() error { return nil }
+
+// TestReadBodyClientGone: a body cut off by its sender is told apart from
+// one too large, so the servers do not record it as malformed.
+func TestReadBodyClientGone(t *testing.T) {
+	r := &http.Request{Body: &failingBody{}}
+	if _, err := readBody(r, 1024); !errors.Is(err, errClientGone) {
+		t.Fatalf("a cut-off body: %v, want errClientGone", err)
+	}
+	r = &http.Request{Body: io.NopCloser(strings.NewReader(strings.Repeat("x", 2000)))}
+	if _, err := readBody(r, 1024); err == nil || errors.Is(err, errClientGone) {
+		t.Fatalf("a body over the limit: %v, want a size error", err)
 	}
 }

@@ -14,13 +14,18 @@ import (
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errClientGone, err)
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("larger than %d bytes", limit)
 	}
 	return b, nil
 }
+
+// errClientGone is a body that stopped arriving: the client went away
+// (a SIGKILLed notifier, a cancelled request). It says nothing about the
+// request's form, so it is not recorded as a rejection.
+var errClientGone = errors.New("the client went away before the body was read")
 
 // strictJSON decodes one JSON value into v, refusing unknown fields,
 // mistyped values and trailing data.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -77,6 +78,9 @@ func (h *Webhook) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, err := readBody(r, 64<<10)
 	if err != nil {
+		if errors.Is(err, errClientGone) {
+			return
+		}
 		fail(http.StatusRequestEntityTooLarge, "body %v", err)
 		return
 	}

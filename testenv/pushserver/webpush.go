@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -149,6 +150,9 @@ func (w *WebPush) serve(rw http.ResponseWriter, r *http.Request) {
 	}
 	body, err := readBody(r, 4096)
 	if err != nil {
+		if errors.Is(err, errClientGone) {
+			return
+		}
 		fail(http.StatusRequestEntityTooLarge, "payload %v", err)
 		return
 	}
