@@ -199,3 +199,6 @@ func probeWith(ctx context.Context, cfg deploy.Cassandra) error {
 	var v string
 	return s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v)
 }
+
+// PID is the node's process id.
+func (c *SecureCassandraEnv) PID() int { return c.p.pid }

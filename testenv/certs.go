@@ -90,6 +90,9 @@ func WriteCert(t testing.TB, dir, cn string) CertFiles {
 	return out
 }
 
+// WriteCertIn is WriteCert without a test.
+func WriteCertIn(dir, cn string) (CertFiles, error) { return writeCertFiles(dir, cn) }
+
 func writeCertFiles(dir, cn string, uses ...x509.ExtKeyUsage) (CertFiles, error) {
 	if len(uses) == 0 {
 		uses = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}

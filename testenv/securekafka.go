@@ -39,7 +39,8 @@ type SecureKafka struct {
 	// Plain then present it.
 	ClientCert CertFiles
 	passwords  map[string]string
-	t          testing.TB
+	t          testing.TB // nil for StartSecureKafkaIn
+	p          *proc
 }
 
 // SecureKafkaOptions configures StartSecureKafkaWith.
@@ -121,35 +122,52 @@ func StartSecureKafkaWith(t testing.TB, opts SecureKafkaOptions) *SecureKafka {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	java, err := javaBinary(ctx)
+	k, err := StartSecureKafkaIn(ctx, t.TempDir(), opts, t.Logf)
 	if err != nil {
 		t.Fatal(err)
+	}
+	k.t = t
+	t.Cleanup(k.Stop)
+	return k
+}
+
+// StartSecureKafkaIn is StartSecureKafkaWith without a test (the load
+// benchmark's -secured): the broker lives in dir and is tied to this
+// process (killed with it), until Stop.
+func StartSecureKafkaIn(ctx context.Context, dir string, opts SecureKafkaOptions, logf func(string, ...any)) (*SecureKafka, error) {
+	java, err := javaBinary(ctx)
+	if err != nil {
+		return nil, err
 	}
 	lib, err := fetch(ctx, "kafka", KafkaVersion, kafkaArtifacts)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	dir := t.TempDir()
-	cert := WriteCert(t, dir, "kafka-broker")
+	cert, err := writeCertFiles(dir, "kafka-broker")
+	if err != nil {
+		return nil, err
+	}
 	keyPEM, err := os.ReadFile(cert.KeyFile)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw})
 	keystore := filepath.Join(dir, "keystore.pem")
 	if err := os.WriteFile(keystore, append(keyPEM, certPEM...), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	sec := &kafkaSecurity{keystore: keystore, truststore: cert.CertFile, passwords: map[string]string{KafkaAdminUser: randHex(16)},
 		clientAuth: "none", ca: cert.CertFile}
 	var client CertFiles
 	if opts.RequireClientCert {
 		// The broker trusts itself (inter-broker) and the client's certificate.
-		client = WriteCert(t, dir, "kafka-client")
+		if client, err = writeCertFiles(dir, "kafka-client"); err != nil {
+			return nil, err
+		}
 		clientPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: client.Leaf.Raw})
 		sec.truststore = filepath.Join(dir, "truststore.pem")
 		if err := os.WriteFile(sec.truststore, append(certPEM, clientPEM...), 0o644); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		sec.clientAuth, sec.cert, sec.key = "required", client.CertFile, client.KeyFile
 	}
@@ -158,22 +176,36 @@ func StartSecureKafkaWith(t testing.TB, opts SecureKafkaOptions) *SecureKafka {
 	}
 	ports, err := FreePorts(2)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	p, err := startKafka(ctx, java, lib, filepath.Join(dir, "kafka"), ports[0], ports[1], 512, true, 3*time.Minute, t.Logf, sec)
+	p, err := startKafka(ctx, java, lib, filepath.Join(dir, "kafka"), ports[0], ports[1], 512, true, 3*time.Minute, logf, sec)
 	if err != nil {
-		t.Fatalf("testenv: secured kafka: %v", err)
+		return nil, fmt.Errorf("testenv: secured kafka: %w", err)
 	}
-	t.Cleanup(func() { p.stop(10 * time.Second) })
 	return &SecureKafka{Seeds: []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}, CAFile: cert.CertFile, ClientCert: client,
-		passwords: sec.passwords, t: t}
+		passwords: sec.passwords, p: p}, nil
+}
+
+// Stop stops the broker (SIGTERM, then SIGKILL after 10 s).
+func (k *SecureKafka) Stop() { k.p.stop(10 * time.Second) }
+
+// PID is the broker's process id.
+func (k *SecureKafka) PID() int { return k.p.pid }
+
+// fatalf fails the test the Kafka belongs to; without one (StartSecureKafkaIn) it panics.
+func (k *SecureKafka) fatalf(format string, args ...any) {
+	if k.t == nil {
+		panic(fmt.Sprintf(format, args...))
+	}
+	k.t.Helper()
+	k.t.Fatalf(format, args...)
 }
 
 // Password is user's password.
 func (k *SecureKafka) Password(user string) string {
 	p, ok := k.passwords[user]
 	if !ok {
-		k.t.Fatalf("testenv: secured kafka has no user %q", user)
+		k.fatalf("testenv: secured kafka has no user %q", user)
 	}
 	return p
 }
@@ -194,15 +226,15 @@ func (k *SecureKafka) Plain(user string) deploy.Kafka {
 
 // Opts are the franz-go options of s, for a client of this Kafka.
 func (k *SecureKafka) Opts(s deploy.Kafka) []kgo.Opt {
-	k.t.Helper()
 	opts, err := s.Opts()
 	if err != nil {
-		k.t.Fatal(err)
+		k.fatalf("testenv: secured kafka: %v", err)
 	}
 	return append([]kgo.Opt{kgo.SeedBrokers(k.Seeds...)}, opts...)
 }
 
-// Client is a client of user (SCRAM-SHA-512 over TLS), closed at cleanup.
+// Client is a client of user (SCRAM-SHA-512 over TLS), closed at the
+// test's cleanup (a Kafka of StartSecureKafkaWith only).
 func (k *SecureKafka) Client(user string, opts ...kgo.Opt) *kgo.Client {
 	k.t.Helper()
 	cl, err := kgo.NewClient(append(k.Opts(k.SCRAM(user)), opts...)...)

@@ -42,6 +42,7 @@ type config struct {
 	Out         string        `json:"-"`
 	CPUProfile  string        `json:"-"`
 	SharedEnv   bool          `json:"shared_env"`
+	Secured     bool          `json:"secured"`
 	Mix         string        `json:"mix"`
 	StartedAt   time.Time     `json:"started_at"`
 	MachineCPUs int           `json:"machine_cpus"`
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the Parley process, taken mid-run, to this file")
 	flag.StringVar(&c.Mix, "mix", "plain", "workload: plain (text messages only) or rich (a share of the commands are replies, mentions, reactions, edits and recalls; -rate counts every command)")
 	flag.BoolVar(&c.SharedEnv, "shared-env", false, "run on the background env (go tool task env:up) instead of a fresh Kafka and Cassandra of its own")
+	flag.BoolVar(&c.Secured, "secured", false, "run secured as in production: TLS at the gateways and query, Kafka over SASL_SSL with ACLs, Cassandra with roles over TLS (fresh nodes of its own)")
 	flag.Parse()
 	c.StartedAt, c.MachineCPUs = time.Now().UTC(), numCPU()
 	if err := run(c); err != nil {
@@ -81,14 +83,36 @@ func run(c config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "load: "+f+"\n", a...) }
-	env, err := benchEnv(ctx, c.SharedEnv, logf)
-	if err != nil {
-		return err
+	prefix := fmt.Sprintf("bench-%d.", time.Now().Unix())
+	var env *testenv.Env
+	var childEnv []string
+	var err error
+	switch {
+	case c.Secured && c.SharedEnv:
+		return errors.New("-secured starts nodes of its own: leave out -shared-env")
+	case c.Secured:
+		dir, err := os.MkdirTemp("", "parley-bench-secured-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		var settings string
+		var stopSecured func()
+		if env, settings, stopSecured, err = startSecured(ctx, dir, prefix, logf); err != nil {
+			return err
+		}
+		defer stopSecured()
+		childEnv = []string{securedVar + "=" + settings}
+	default:
+		if env, err = benchEnv(ctx, c.SharedEnv, logf); err != nil {
+			return err
+		}
+		if !c.SharedEnv {
+			defer func() { env.Stop(); _ = os.RemoveAll(env.Dir) }()
+		}
+		childEnv = []string{"PARLEY_LOAD_ENV=" + filepath.Join(env.Dir, testenv.EnvFileName)}
 	}
-	if !c.SharedEnv {
-		defer func() { env.Stop(); _ = os.RemoveAll(env.Dir) }()
-	}
-	srv, err := startServer(ctx, env, logf)
+	srv, err := startServer(ctx, env, prefix, childEnv, logf)
 	if err != nil {
 		return err
 	}
@@ -156,7 +180,7 @@ type server struct {
 func (s *server) stop() { s.stopOnce() }
 
 // startServer re-executes this binary in serve mode and reads its URLs.
-func startServer(ctx context.Context, env *testenv.Env, logf func(string, ...any)) (*server, error) {
+func startServer(ctx context.Context, env *testenv.Env, prefix string, childEnv []string, logf func(string, ...any)) (*server, error) {
 	secret := make([]byte, 32)
 	if _, err := randRead(secret); err != nil {
 		return nil, err
@@ -166,10 +190,9 @@ func startServer(ctx context.Context, env *testenv.Env, logf func(string, ...any
 		return nil, err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), serveVar+"=1",
+	cmd.Env = append(append(os.Environ(), serveVar+"=1",
 		"PARLEY_LOAD_SECRET="+hex.EncodeToString(secret),
-		"PARLEY_LOAD_ENV="+filepath.Join(env.Dir, testenv.EnvFileName),
-		fmt.Sprintf("PARLEY_LOAD_PREFIX=bench-%d.", time.Now().Unix()))
+		"PARLEY_LOAD_PREFIX="+prefix), childEnv...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()

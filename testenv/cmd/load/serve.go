@@ -21,6 +21,9 @@ import (
 	"github.com/parley-im/parley/testenv/system"
 )
 
+// benchKeyspace is where the benchmark's views go.
+const benchKeyspace = "parley_bench"
+
 // serveVar switches this binary into the child that runs Parley.
 const serveVar = "PARLEY_LOAD_SERVE"
 
@@ -37,9 +40,24 @@ type serveInfo struct {
 func serve() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env, err := testenv.Load(os.Getenv("PARLEY_LOAD_ENV"))
-	if err != nil {
-		return err
+	opts := system.Options{Keyspace: benchKeyspace, TopicPrefix: os.Getenv("PARLEY_LOAD_PREFIX"),
+		// The benchmark's senders exceed a device's default rate limit on purpose.
+		GatewayLimits: gateway.Limits{RatePerSecond: 1e6, Burst: 1_000_000}}
+	if path := os.Getenv(securedVar); path != "" {
+		s, err := loadSecured(path)
+		if err != nil {
+			return err
+		}
+		if opts.TLS, err = s.edge(); err != nil {
+			return err
+		}
+		opts.Seeds, opts.Hosts, opts.Kafka, opts.Cassandra = s.KafkaSeeds, s.Hosts, s.kafka, s.cassandra()
+	} else {
+		env, err := testenv.Load(os.Getenv("PARLEY_LOAD_ENV"))
+		if err != nil {
+			return err
+		}
+		opts.Seeds, opts.Hosts = env.KafkaSeeds, env.CassandraHosts
 	}
 	secret, err := hex.DecodeString(os.Getenv("PARLEY_LOAD_SECRET"))
 	if err != nil {
@@ -55,18 +73,14 @@ func serve() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	go func() { _ = http.Serve(ln, mux) }()
-	sys, err := system.Start(ctx, system.Options{Registerer: reg,
-		Seeds: env.KafkaSeeds, Hosts: env.CassandraHosts, Keyspace: "parley_bench",
-		TopicPrefix: os.Getenv("PARLEY_LOAD_PREFIX"), Secret: secret,
-		// The benchmark's senders exceed a device's default rate limit on purpose.
-		GatewayLimits: gateway.Limits{RatePerSecond: 1e6, Burst: 1_000_000},
-	})
+	opts.Registerer, opts.Secret = reg, secret
+	sys, err := system.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer sys.Close()
 	if err := json.NewEncoder(os.Stdout).Encode(serveInfo{Gateways: sys.GatewayURLs, Query: sys.QueryURL,
-		Keyspace: "parley_bench", Debug: ln.Addr().String()}); err != nil {
+		Keyspace: benchKeyspace, Debug: ln.Addr().String()}); err != nil {
 		return err
 	}
 	<-ctx.Done()

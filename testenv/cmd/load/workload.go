@@ -78,7 +78,7 @@ type client struct {
 func dialer(i, sources int) *websocket.Dialer {
 	ip := net.IPv4(127, 0, 0, byte(1+i%sources))
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 10 * time.Second}
-	return &websocket.Dialer{NetDialContext: d.DialContext, HandshakeTimeout: 30 * time.Second}
+	return &websocket.Dialer{NetDialContext: d.DialContext, HandshakeTimeout: 30 * time.Second, TLSClientConfig: clientTLS}
 }
 
 func connectClient(i, sources int, url, user string, iss *token.DevIssuer, st *stats) (*client, error) {
@@ -530,7 +530,7 @@ func viewLag(query string, iss *token.DevIssuer, user, conv string, seq int64) (
 	for time.Since(t0) < 30*time.Second {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := httpClient.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
