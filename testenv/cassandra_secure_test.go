@@ -8,8 +8,9 @@ import (
 // TestSecureCassandra: the secured node, here also requiring a client
 // certificate, lets the superuser in over TLS, and refuses, each with an
 // error that says why, a plain connection, a wrong password, no password,
-// a node certificate the client's CA did not sign, and no client
-// certificate.
+// a node certificate the client's CA did not sign, no client certificate,
+// and a server name (PARLEY_CASSANDRA_TLS_SERVER_NAME) the node's
+// certificate does not hold.
 func TestSecureCassandra(t *testing.T) {
 	c := SecureCassandraWith(t, SecureCassandraOptions{ClientCertificates: true})
 	t.Logf("secured node on %s ready in %s", c.Hosts[0], c.StartTime.Round(1e6))
@@ -29,6 +30,17 @@ func TestSecureCassandra(t *testing.T) {
 	otherCA.CAFile = WriteCert(t, t.TempDir(), "other").CertFile
 	noCert := c.Superuser()
 	noCert.CertFile, noCert.KeyFile = "", ""
+	// The node's certificate names localhost: checked instead of the
+	// address dialled when the server name is set, so a wrong one fails.
+	named := c.Superuser()
+	named.ServerName = "localhost"
+	if s, err := named.Session(); err != nil {
+		t.Errorf("server name localhost: %v", err)
+	} else {
+		s.Close()
+	}
+	misnamed := c.Superuser()
+	misnamed.ServerName = "cassandra.invalid"
 	for _, tc := range []struct {
 		name string
 		err  func() error
@@ -39,6 +51,7 @@ func TestSecureCassandra(t *testing.T) {
 		{"no password", func() error { _, err := c.Client("", "").Session(); return err }, "authentication required"},
 		{"a CA that did not sign the node's certificate", func() error { _, err := otherCA.Session(); return err }, "certificate signed by unknown authority"},
 		{"no client certificate", func() error { _, err := noCert.Session(); return err }, "certificate required"},
+		{"a server name the node's certificate does not hold", func() error { _, err := misnamed.Session(); return err }, "cassandra.invalid"},
 	} {
 		err := tc.err()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -191,5 +191,6 @@ func (e *Env) Cassandra() Cassandra {
 		CAFile:      e.String("PARLEY_CASSANDRA_TLS_CA", ""),
 		CertFile:    e.String("PARLEY_CASSANDRA_TLS_CERT", ""),
 		KeyFile:     e.String("PARLEY_CASSANDRA_TLS_KEY", ""),
+		ServerName:  e.String("PARLEY_CASSANDRA_TLS_SERVER_NAME", ""),
 	}
 }
