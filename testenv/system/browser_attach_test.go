@@ -26,16 +26,18 @@ import (
 )
 
 // TestBrowserAttachments: attachments in the web client, against the
-// system with its attachments on a bucket of the S3 server testenv runs.
-// alice attaches a photo through the file picker, watches it upload and
-// sends it with a caption; bob sees the thumbnail load live and opens the
-// whole image. alice pastes a screenshot and drops a text file onto the
-// conversation and sends both; bob sees the image and downloads the file
-// through its link, byte for byte. After a reload history shows them all
-// again. Then a large upload loses its network midway: it shows as failed
-// with Retry, the gateway holds part of it, and Retry continues from the
-// gateway's offset (no new upload) to the end; the message arrives once,
-// and bob downloads the whole file intact.
+// system (alice and bob on two gateways) with its attachments on a bucket
+// of the S3 server testenv runs. alice attaches a photo through the file
+// picker, watches it upload and sends it with a caption; bob sees the
+// thumbnail load live and opens the whole image by keyboard. alice pastes
+// a screenshot and drops a text file onto the conversation and sends both;
+// bob sees the image and downloads the file through its link, byte for
+// byte. After a reload history shows them all again; a photo sent while
+// bob's gateway is down shows once his page has resumed. Then a large
+// upload loses its network midway: it shows as failed with Retry, the
+// gateway holds part of it, and Retry continues from the gateway's offset
+// (no new upload) to the end; the message arrives once, and bob downloads
+// the whole file intact.
 func TestBrowserAttachments(t *testing.T) {
 	browser := chromium(t)
 	s3 := testenv.S3(t)
@@ -44,11 +46,11 @@ func TestBrowserAttachments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys, _ := startWith(t, system.Options{Gateways: 1, DevTokens: true,
+	sys, _ := startWith(t, system.Options{Gateways: 2, DevTokens: true,
 		GatewayAttachments: gateway.Attachments{Store: store, StagingDir: t.TempDir(), MaxFileBytes: 64 << 20}})
 	gw := sys.GatewayURLs[0]
 	alice := signIn(t, browser, gw, "alice")
-	bob := signIn(t, browser, gw, "bob")
+	bob := signIn(t, browser, sys.GatewayURLs[1], "bob")
 
 	alice.do(chromedp.Click(chromedp.CSS(`[data-testid=new-direct]`)),
 		chromedp.SendKeys(chromedp.CSS(`[data-testid=new-peer]`), "bob"),
@@ -76,18 +78,20 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.waitFor(`!document.querySelector('[data-testid=uploads]')`)
 
 	// bob, live: the thumbnail (the gateway's, at most 320 px wide) loads;
-	// a click shows the whole image, 640 px wide.
+	// opened, the whole image shows, 640 px wide.
 	view := withText("the view from here")
 	bob.waitFor(imageLoaded(view))
 	if w := bob.number(view + `.querySelector('[data-testid=attachment-image]').naturalWidth`); w <= 0 || w > 320 {
 		bob.fail("the thumbnail is %v px wide, want 1..320", w)
 	}
 	bob.waitFor(view + `.querySelector('[data-testid=attachment][data-kind=image]')?.dataset.name === 'view.png'`)
-	bob.click(`[data-testid=message] [data-testid=attachment-open]`)
+	// By keyboard: focus the image, Enter opens it, Escape closes it and
+	// gives the focus back.
+	bob.do(chromedp.Focus(chromedp.CSS(`[data-testid=message] [data-testid=attachment-open]`)), chromedp.KeyEvent(kb.Enter))
 	bob.waitFor(`document.querySelector('[data-testid=viewer-image]')?.complete && document.querySelector('[data-testid=viewer-image]').naturalWidth === 640`)
 	bob.screenshot("image-viewer")
 	bob.do(chromedp.KeyEvent(kb.Escape))
-	bob.waitFor(`!document.querySelector('[data-testid=image-viewer]')`)
+	bob.waitFor(`!document.querySelector('[data-testid=image-viewer]') && document.activeElement?.dataset.testid === 'attachment-open'`)
 
 	// A pasted screenshot and a dropped file, sent together with no caption.
 	const notes = "meeting notes\nfirst: attachments\n"
@@ -144,6 +148,23 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.waitFor(imageLoaded(pair))
 	bob.waitFor(link + `?.getAttribute('href')`)
 
+	// On resume: bob's gateway is down while alice sends a photo; once it
+	// is back his page resumes and shows it, loaded.
+	if err := sys.StopComponent("gateway-1"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitFor(`document.querySelector('[data-testid=conn]')?.dataset.state !== 'online'`)
+	alice.do(chromedp.SetUploadFiles(chromedp.CSS(`[data-testid=file-input]`), []string{photo}))
+	alice.waitFor(staged("view.png") + `?.dataset.state === 'done'`)
+	alice.send("while you were away")
+	alice.waitText("while you were away")
+	if err := sys.StartComponent("gateway-1"); err != nil {
+		t.Fatal(err)
+	}
+	bob.online()
+	away := withText("while you were away")
+	bob.waitFor(imageLoaded(away))
+
 	// A large upload loses its network midway. The uploads are slowed (so
 	// that the cut lands in the middle), then cut.
 	big := make([]byte, 12<<20)
@@ -194,7 +215,7 @@ func TestBrowserAttachments(t *testing.T) {
 		bob.fail("the archive bob downloads has SHA-256 %s, want %s", got, sha(big))
 	}
 	for _, p := range []*page{alice, bob} {
-		p.checkOnce("photos coming", "the view from here", "the whole archive")
+		p.checkOnce("photos coming", "the view from here", "while you were away", "the whole archive")
 		if n := p.count(`[data-testid=message] [data-testid=attachment][data-name="archive.bin"]`); n != 1 {
 			p.fail("the archive shows %d times, want once", n)
 		}

@@ -823,9 +823,11 @@ function Viewer(props: { s: Store; c: Conv; a: Att; close: () => void }) {
   useEffect(() => {
     let live = true;
     s.files.url(c.id, a.id).then((u) => live && setUrl(u.url), () => undefined);
+    const opener = document.activeElement as HTMLElement | null;
     closer.current?.focus();
     return () => {
       live = false;
+      opener?.focus(); // back to the image that was opened
     };
   }, [a.id]);
   return (
