@@ -33,7 +33,8 @@ import (
 // a screenshot and drops a text file onto the conversation and sends both;
 // bob sees the image and downloads the file through its link, byte for
 // byte. After a reload history shows them all again; a photo sent while
-// bob's gateway is down shows once his page has resumed. Then a large
+// bob's gateway is down shows once his page has resumed. A file over the
+// size limit is refused with its code and no Retry. Then a large
 // upload loses its network midway: it shows as failed with Retry, the
 // gateway holds part of it, and Retry continues from the gateway's offset
 // (no new upload) to the end; the message arrives once, and bob downloads
@@ -164,6 +165,21 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.online()
 	away := withText("while you were away")
 	bob.waitFor(imageLoaded(away))
+
+	// A file over the gateway's limit is refused at its creation, before
+	// any byte: the reason shows with its code, no Retry is offered, Send
+	// stays disabled, and × takes it out. (A sparse file: nothing is read.)
+	huge := filepath.Join(dir, "huge.bin")
+	if f, err := os.Create(huge); err != nil || f.Truncate(65<<20) != nil || f.Close() != nil {
+		t.Fatalf("make a sparse file: %v", err)
+	}
+	alice.do(chromedp.SetUploadFiles(chromedp.CSS(`[data-testid=file-input]`), []string{huge}))
+	alice.waitFor(staged("huge.bin") + `?.dataset.state === 'failed' && ` + staged("huge.bin") + `.querySelector('[data-testid=upload-error]').textContent.includes('FILE_TOO_LARGE')`)
+	if alice.eval(staged("huge.bin")+`.querySelector('[data-testid=upload-retry]')`) || !alice.eval(`document.querySelector('[data-testid=send]').disabled`) {
+		alice.fail("a refused file offers Retry, or lets the message be sent")
+	}
+	alice.click(uploadSel("huge.bin") + ` [data-testid=upload-remove]`)
+	alice.waitFor(`!document.querySelector('[data-testid=uploads]')`)
 
 	// A large upload loses its network midway. The uploads are slowed (so
 	// that the cut lands in the middle), then cut.
