@@ -102,8 +102,10 @@ func Routes() []string {
 
 // Handler serves the client: the page at /, the built files, and
 // /config.json. Every answer carries a Content-Security-Policy that allows
-// scripts and styles from the gateway only, connections to the gateway and
-// to QueryURL, and images from the gateway, blob: and data: (previews).
+// scripts and styles from the gateway only, connections to the gateway
+// (WebSocket, uploads, signed-URL requests) and to QueryURL, and images
+// and media from the gateway (attachments' signed /v1/files/ URLs) and
+// blob: (the composer's previews of files not yet sent).
 func Handler(cfg Config) (http.Handler, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
@@ -119,7 +121,7 @@ func Handler(cfg Config) (http.Handler, error) {
 		u, _ := url.Parse(cfg.QueryURL)
 		connect += " " + u.Scheme + "://" + u.Host
 	}
-	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; " +
+	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src 'self' blob:; " +
 		"connect-src " + connect + "; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, ok := as[r.URL.Path]

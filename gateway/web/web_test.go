@@ -59,7 +59,9 @@ func TestHandler(t *testing.T) {
 		t.Fatalf("/: %d %q %s", page.Code, page.Header().Get("Content-Type"), page.Body)
 	}
 	csp := page.Header().Get("Content-Security-Policy")
-	if !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "connect-src 'self' ws: wss: http://127.0.0.1:8081") {
+	if !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "connect-src 'self' ws: wss: http://127.0.0.1:8081") ||
+		// attachments: signed URLs on the gateway, and previews of files not yet sent; nothing else
+		!strings.Contains(csp, "img-src 'self' blob:;") || !strings.Contains(csp, "media-src 'self' blob:;") {
 		t.Fatalf("CSP %q", csp)
 	}
 	if again := get("/", page.Header().Get("ETag")); again.Code != http.StatusNotModified {

@@ -147,6 +147,7 @@ export interface HistoryItem {
   edit_count?: number;
   reply_to?: ReplyTo;
   reactions?: { emoji: string; count: number; user_ids: string[] }[];
+  attachments?: unknown[];
 }
 
 export interface ReplyTo {

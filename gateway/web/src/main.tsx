@@ -1,7 +1,8 @@
 import { JSX, render } from 'preact';
 import { useEffect, useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
 import { Config, Session, devSignIn, loadConfig, sessionFromFragment, sessionFromToken, storeSession, storedSession } from './api';
-import { Conv, Msg, Quote, Store, snippet } from './store';
+import { Conv, Msg, Quote, Staged, Store, snippet } from './store';
+import { Att, fmtSize } from './upload';
 import { timeOf } from './util';
 
 function SignIn(props: { cfg: Config; note: string; onSession: (s: Session) => void }) {
@@ -163,6 +164,8 @@ function Conversation(props: { store: Store; c: Conv }) {
   const [panel, setPanel] = useState(false);
   const [menu, setMenu] = useState(0); // the seq whose actions are open
   const [draft, setDraft] = useState<Draft | null>(null);
+  const [viewing, setViewing] = useState<Att | null>(null); // the image shown whole
+  const [dropping, setDropping] = useState(false);
   const stick = useRef(true);
   const prevHeight = useRef(0);
   const sent = useRef(false); // the user just sent: to the bottom, wherever they were
@@ -204,6 +207,7 @@ function Conversation(props: { store: Store; c: Conv }) {
     setPanel(false);
     setMenu(0);
     setDraft(null);
+    setViewing(null);
   }, [c.id]);
 
   const onScroll = async () => {
@@ -223,8 +227,31 @@ function Conversation(props: { store: Store; c: Conv }) {
   };
 
   const typists = s.typingUsers(c);
+  const hasFiles = (e: DragEvent) => !c.left && !!e.dataTransfer && [...e.dataTransfer.types].includes('Files');
   return (
-    <section class="conv-pane" data-testid="conversation" data-conv={c.id} aria-label={s.title(c)}>
+    <section
+      class={'conv-pane' + (dropping ? ' dropping' : '')}
+      data-testid="conversation"
+      data-conv={c.id}
+      data-dropping={dropping ? 'true' : undefined}
+      aria-label={s.title(c)}
+      onDragOver={(e) => {
+        if (!hasFiles(e)) return;
+        e.preventDefault();
+        e.dataTransfer!.dropEffect = 'copy';
+        setDropping(true);
+      }}
+      onDragLeave={(e) => {
+        if (!e.relatedTarget || !(e.currentTarget as Node).contains(e.relatedTarget as Node)) setDropping(false);
+      }}
+      onDrop={(e) => {
+        setDropping(false);
+        if (!hasFiles(e)) return;
+        e.preventDefault();
+        const files = [...(e.dataTransfer?.files ?? [])];
+        if (files.length) s.attach(c.id, files);
+      }}
+    >
       <header class="conv-head">
         <button data-testid="back" class="back" onClick={() => s.close()} aria-label="Back to conversations">‹</button>
         {c.kind === 'direct' && (
@@ -265,6 +292,7 @@ function Conversation(props: { store: Store; c: Conv }) {
               mine={m.sender === me}
               menu={menu === m.seq && m.seq > 0}
               setMenu={setMenu}
+              onView={setViewing}
               setDraft={(d) => {
                 setMenu(0);
                 setDraft(d);
@@ -286,6 +314,7 @@ function Conversation(props: { store: Store; c: Conv }) {
       ) : (
         <Composer key={c.id} s={s} c={c} draft={draft} setDraft={setDraft} onSend={() => (stick.current = sent.current = true)} />
       )}
+      {viewing && <Viewer s={s} c={c} a={viewing} close={() => setViewing(null)} />}
     </section>
   );
 }
@@ -300,6 +329,8 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
   const [text, setText] = useState('');
   const saved = useRef(''); // what was being written before an edit took the composer
   const input = useRef<HTMLTextAreaElement>(null);
+  const picker = useRef<HTMLInputElement>(null);
+  const staged = s.staged(c.id);
   const target = draft ? c.msgs.get(draft.seq) : undefined;
   useEffect(() => {
     if (draft?.kind === 'edit') {
@@ -344,9 +375,11 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
       setDraft(null);
       return;
     }
-    if (!t) return;
+    const files = s.staged(c.id);
+    if (files.length && !s.uploadsReady(c.id)) return; // still uploading, or one failed
+    if (!t && !files.length) return;
     const replyTo = draft?.kind === 'reply' && target && !target.recalled ? draft.seq : undefined;
-    s.sendText(c.id, t, { ...s.mentionsIn(c, t), replyTo });
+    s.sendText(c.id, t, { ...s.mentionsIn(c, t), replyTo, atts: files.length ? s.takeUploads(c.id) : undefined });
     setText('');
     if (draft?.kind === 'reply') setDraft(null);
     props.onSend();
@@ -381,6 +414,13 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
           ))}
         </ul>
       )}
+      {staged.length > 0 && (
+        <ul class="uploads" data-testid="uploads" role="list" aria-label="Attachments">
+          {staged.map((u) => (
+            <UploadItem key={u.key} s={s} u={u} />
+          ))}
+        </ul>
+      )}
       <form
         class="composer"
         onSubmit={(e) => {
@@ -388,6 +428,29 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
           send();
         }}
       >
+        {draft?.kind !== 'edit' && (
+          <>
+            <input
+              ref={picker}
+              type="file"
+              multiple
+              class="file-input"
+              data-testid="file-input"
+              tabIndex={-1}
+              aria-hidden="true"
+              onChange={(e) => {
+                const files = [...(e.currentTarget.files ?? [])];
+                e.currentTarget.value = '';
+                if (files.length) s.attach(c.id, files);
+              }}
+            />
+            <button type="button" class="attach" data-testid="attach" aria-label="Attach files" title="Attach files" onClick={() => picker.current?.click()}>
+              <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" focusable="false">
+                <path d="M16.5 6.5l-7.8 7.8a2 2 0 002.8 2.8l7.8-7.8a4 4 0 00-5.7-5.7L5.8 11.4a6 6 0 008.5 8.5l6.2-6.2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
+              </svg>
+            </button>
+          </>
+        )}
         <textarea
           ref={input}
           data-testid="composer"
@@ -398,6 +461,13 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
           aria-autocomplete="list"
           aria-controls={options.length ? 'mention-list' : undefined}
           onSelect={(e) => setCaret(e.currentTarget.selectionStart ?? 0)}
+          onPaste={(e) => {
+            // a pasted image (a screenshot) or file is attached; pasted text stays text
+            const files = [...(e.clipboardData?.files ?? [])];
+            if (!files.length || draft?.kind === 'edit') return;
+            e.preventDefault();
+            s.attach(c.id, files);
+          }}
           onInput={(e) => {
             setText(e.currentTarget.value);
             setCaret(e.currentTarget.selectionStart ?? e.currentTarget.value.length);
@@ -434,7 +504,9 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
             }
           }}
         />
-        <button data-testid="send" type="submit" disabled={!text.trim()}>{draft?.kind === 'edit' ? 'Save' : 'Send'}</button>
+        <button data-testid="send" type="submit" disabled={draft?.kind === 'edit' ? !text.trim() : staged.length ? !s.uploadsReady(c.id) : !text.trim()}>
+          {draft?.kind === 'edit' ? 'Save' : 'Send'}
+        </button>
       </form>
     </div>
   );
@@ -530,7 +602,7 @@ function Members(props: { s: Store; c: Conv }) {
   );
 }
 
-function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean; setMenu: (seq: number) => void; setDraft: (d: Draft) => void }) {
+function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean; setMenu: (seq: number) => void; setDraft: (d: Draft) => void; onView: (a: Att) => void }) {
   const { s, c, m, mine } = props;
   const [confirm, setConfirm] = useState(false);
   const menuRef = useRef<HTMLDivElement>(null);
@@ -559,7 +631,14 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean
     >
       {!mine && c.kind === 'group' && <div class="sender">{m.sender}</div>}
       {m.replyTo && !m.recalled && <ReplyQuote q={m.replyTo} />}
-      <div data-testid="message-text" class={'text' + (m.recalled ? ' recalled' : '')}>{m.recalled ? 'message recalled' : withMentions(m.text, c, s.session.userId)}</div>
+      {!m.recalled && m.atts && m.atts.length > 0 && (
+        <div class="atts" data-testid="attachments">
+          {m.atts.map((a) => (
+            <AttachmentView key={a.id} s={s} c={c} a={a} onView={props.onView} />
+          ))}
+        </div>
+      )}
+      <div data-testid="message-text" class={'text' + (m.recalled ? ' recalled' : '') + (!m.recalled && !m.text && m.atts?.length ? ' empty' : '')}>{m.recalled ? 'message recalled' : withMentions(m.text, c, s.session.userId)}</div>
       {!m.recalled && m.reactions && Object.keys(m.reactions).length > 0 && (
         <div class="reactions" role="group" aria-label="Reactions">
           {Object.entries(m.reactions).map(([emoji, who]) => {
@@ -654,6 +733,121 @@ function Bubble(props: { s: Store; c: Conv; m: Msg; mine: boolean; menu: boolean
             </>
           )}
         </div>
+      )}
+    </div>
+  );
+}
+
+/** A file in the composer: its name, size and upload progress; Retry continues a failed upload, × removes it. */
+function UploadItem(props: { s: Store; u: Staged }) {
+  const { s, u } = props;
+  const pct = u.size ? Math.floor((100 * u.sent) / u.size) : 100;
+  return (
+    <li class={'upload ' + u.state} data-testid="upload" data-state={u.state} data-name={u.name} data-progress={String(pct)} data-sent={String(u.sent)}>
+      {u.preview && <img class="upload-preview" src={u.preview} alt="" />}
+      <span class="upload-name">{u.name}</span>
+      <span class="upload-size">{fmtSize(u.size)}</span>
+      {u.state !== 'failed' && (
+        <progress max={100} value={pct} aria-label={'Uploading ' + u.name}>
+          {pct}%
+        </progress>
+      )}
+      {u.state === 'uploading' && <span class="muted">{pct}%</span>}
+      {u.state === 'failed' && (
+        <span class="err" data-testid="upload-error" role="alert">
+          {u.error}
+        </span>
+      )}
+      {u.state === 'failed' && !u.fatal && (
+        <button type="button" data-testid="upload-retry" aria-label={'Retry uploading ' + u.name} onClick={() => s.retryUpload(u.key)}>
+          Retry
+        </button>
+      )}
+      <button type="button" data-testid="upload-remove" aria-label={'Remove ' + u.name} onClick={() => s.removeUpload(u.key)}>
+        ×
+      </button>
+    </li>
+  );
+}
+
+/** An attachment in a message: an image's thumbnail (a click shows it whole), else a named link with its size. */
+function AttachmentView(props: { s: Store; c: Conv; a: Att; onView: (a: Att) => void }) {
+  const { s, c, a } = props;
+  const [urls, setUrls] = useState<{ url: string; thumb: string } | null>(null);
+  const [tries, setTries] = useState(0);
+  useEffect(() => {
+    let live = true;
+    s.files.url(c.id, a.id).then(
+      (u) => live && setUrls(u),
+      () => live && tries < 3 && setTimeout(() => live && setTries(tries + 1), 2000 * (tries + 1)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [c.id, a.id, tries]);
+  const refused = () => {
+    // the signed URL expired (or the attachment went): ask for a new one, a few times
+    s.files.forget(c.id, a.id);
+    if (tries < 3) setTries(tries + 1);
+  };
+  const common = { 'data-testid': 'attachment', 'data-kind': a.kind, 'data-attachment-id': a.id, 'data-name': a.name, 'data-size': String(a.size) };
+  if (a.kind === 'image') {
+    const ratio = a.w && a.h ? a.h / a.w : 0.75;
+    const w = Math.min(240, a.w ?? 240);
+    return (
+      <div class="att image" {...common}>
+        <button type="button" class="thumb" data-testid="attachment-open" aria-label={'Open image ' + (a.name || '')} disabled={!urls} onClick={() => props.onView(a)}>
+          {urls && <img data-testid="attachment-image" src={urls.thumb || urls.url} alt={a.name || 'image'} width={w} height={Math.round(w * ratio)} onError={refused} />}
+          {!urls && <span class="thumb-wait" style={{ width: w + 'px', height: Math.round(w * ratio) + 'px' }} />}
+        </button>
+      </div>
+    );
+  }
+  const label = (a.name || 'file') + ' (' + fmtSize(a.size) + ')';
+  return (
+    <div class={'att file ' + a.kind} {...common}>
+      {(a.kind === 'audio' || a.kind === 'video') && urls && (a.kind === 'audio' ? <audio controls preload="none" src={urls.url} /> : <video controls preload="metadata" src={urls.url} />)}
+      <a data-testid="attachment-link" href={urls?.url} download={a.name || 'file'} aria-label={'Download ' + label} aria-disabled={!urls}>
+        <span class="att-name">{a.name || 'file'}</span>
+      </a>
+      <span class="att-size" data-testid="attachment-size">{fmtSize(a.size)}</span>
+    </div>
+  );
+}
+
+/** The whole image, over the conversation; Escape or × closes it. */
+function Viewer(props: { s: Store; c: Conv; a: Att; close: () => void }) {
+  const { s, c, a } = props;
+  const [url, setUrl] = useState('');
+  const closer = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    let live = true;
+    s.files.url(c.id, a.id).then((u) => live && setUrl(u.url), () => undefined);
+    const opener = document.activeElement as HTMLElement | null;
+    closer.current?.focus();
+    return () => {
+      live = false;
+      opener?.focus(); // back to the image that was opened
+    };
+  }, [a.id]);
+  return (
+    <div
+      class="viewer"
+      data-testid="image-viewer"
+      role="dialog"
+      aria-modal="true"
+      aria-label={a.name || 'image'}
+      onKeyDown={(e) => e.key === 'Escape' && props.close()}
+      onClick={(e) => e.target === e.currentTarget && props.close()}
+    >
+      <button type="button" ref={closer} class="viewer-close" data-testid="viewer-close" aria-label="Close image" onClick={props.close}>
+        ×
+      </button>
+      {url && <img data-testid="viewer-image" src={url} alt={a.name || 'image'} />}
+      {url && (
+        <a class="viewer-download" href={url} download={a.name || 'image'}>
+          Download {a.name} ({fmtSize(a.size)})
+        </a>
       )}
     </div>
   );

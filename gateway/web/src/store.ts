@@ -1,6 +1,7 @@
 // The client's state: the connection, the inbox, the open conversation's
 // timeline, the outbox. One mutable store; the view re-renders on `changed`.
 import { AuthError, Config, ConversationInfo, HistoryItem, HistoryPage, InboxItem, Query, Receipts, Session } from './api';
+import { Att, Files, Upload, UploadError, attOf, previewText } from './upload';
 import { load, num, save, ulid } from './util';
 
 export type ConnState = 'online' | 'connecting' | 'offline';
@@ -22,7 +23,26 @@ export interface Msg {
   replyTo?: Quote; // the message this one answers
   reactions?: Record<string, string[]>; // emoji → who reacted, in order
   mentionsMe?: boolean; // the user (or @all) is mentioned
+  atts?: Att[]; // its attachments
 }
+
+/** A file attached in the composer: uploading, uploaded (its attachment known), or failed. */
+export interface Staged {
+  key: string;
+  conv: string;
+  name: string;
+  size: number;
+  state: 'uploading' | 'done' | 'failed';
+  sent: number; // bytes the server has
+  error?: string;
+  fatal?: boolean; // the file was refused: trying again cannot help
+  att?: Att;
+  preview?: string; // a blob: URL of an image, shown while it is in the composer
+  up: Upload;
+}
+
+/** At most this many attachments in one message (the decider's limit). */
+export const MAX_ATTACHMENTS = 10;
 
 /** The message a reply answers, as it is now. */
 export interface Quote {
@@ -37,6 +57,7 @@ export interface SendOpts {
   replyTo?: number;
   mentions?: string[];
   mentionAll?: boolean;
+  atts?: Att[];
 }
 
 export type Role = 'owner' | 'admin' | 'member';
@@ -81,6 +102,7 @@ interface OutItem {
   replyTo?: number;
   mentions?: string[];
   mentionAll?: boolean;
+  atts?: Att[];
 }
 
 const SEND_TIMEOUT = 10_000;
@@ -104,6 +126,8 @@ export class Store {
   private resumed = false;
   userStream = '';
   private query: Query;
+  files: Files;
+  uploads = new Map<string, Staged[]>(); // conversation → what its composer holds
   private lastTypingSent = 0;
   private typingStop = 0;
   private readSent = new Map<string, number>();
@@ -120,6 +144,7 @@ export class Store {
     private onSignOut: (why: string) => void,
   ) {
     this.query = new Query(cfg.queryUrl, session.token);
+    this.files = new Files(session.token);
     // Cursors live as long as the state they describe, which is held in memory: a page load starts
     // from the inbox's versions.
     this.cursors = {};
@@ -157,6 +182,7 @@ export class Store {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    for (const list of this.uploads.values()) for (const st of list) st.up.stop();
     this.ws?.close(1000, 'signed out');
   }
 
@@ -632,11 +658,12 @@ export class Store {
       const m = e.messageSent;
       const msg: Msg = { seq, type: 'MessageSent', sender: actor, clientMsgId: m.clientMsgId ?? '', text: m.text ?? '', at: e.occurredAt, state: 'sent' };
       if (m.contentType) msg.contentType = m.contentType;
+      if (m.attachments?.length) msg.atts = m.attachments.map(attOf);
       const rt = num(m.replyToSeq);
       if (rt) msg.replyTo = this.quote(c, rt);
       msg.mentionsMe = actor !== me && (!!m.mentionAll || (m.mentionUserIds ?? []).includes(me));
       this.addMsg(c, msg);
-      this.setPreview(c, seq, msg.text);
+      this.setPreview(c, seq, previewText(msg.text, msg.atts));
       this.mark(c, actor, seq, seq);
       if (actor === me) {
         c.readSeq = Math.max(c.readSeq, seq);
@@ -701,6 +728,7 @@ export class Store {
         m.edits = undefined;
         m.replyTo = undefined;
         m.reactions = undefined;
+        m.atts = undefined;
       }
       this.requote(c, at);
       if (at === c.previewSeq || at === c.lastSeq) c.preview = '';
@@ -755,7 +783,7 @@ export class Store {
   private addMsg(c: Conv, m: Msg): void {
     const old = c.msgs.get(m.seq);
     if (old && old.recalled) return;
-    c.msgs.set(m.seq, old ? { ...old, ...m, text: m.text || old.text, reactions: m.reactions ?? old.reactions, replyTo: m.replyTo ?? old.replyTo } : m);
+    c.msgs.set(m.seq, old ? { ...old, ...m, text: m.text || old.text, reactions: m.reactions ?? old.reactions, replyTo: m.replyTo ?? old.replyTo, atts: m.atts ?? old.atts } : m);
   }
 
   /** The quote of the message at seq as this device knows it (its sender and text may come with history). */
@@ -777,7 +805,7 @@ export class Store {
     this.saveOutbox();
     const c = this.convs.get(conv);
     if (c && seq && !c.msgs.has(seq)) {
-      c.msgs.set(seq, { seq, type: 'MessageSent', sender: this.session.userId, clientMsgId, text: o.text, at: o.at, state: 'sent', replyTo: o.replyTo ? this.quote(c, o.replyTo) : undefined });
+      c.msgs.set(seq, { seq, type: 'MessageSent', sender: this.session.userId, clientMsgId, text: o.text, at: o.at, state: 'sent', replyTo: o.replyTo ? this.quote(c, o.replyTo) : undefined, atts: o.atts });
     }
   }
 
@@ -902,6 +930,7 @@ export class Store {
         reactions: it.reactions?.length ? Object.fromEntries(it.reactions.map((r) => [r.emoji, [...r.user_ids]])) : undefined,
         // history does not list mentions: the text's @tokens say it
         mentionsMe: it.sender !== this.session.userId && mentioned(it.text ?? '', this.session.userId, c.kind === 'group'),
+        atts: it.attachments?.length && !it.recalled ? it.attachments.map(attOf) : undefined,
       });
       if (it.client_msg_id) this.confirmed(c.id, it.client_msg_id, seq);
       if (it.sender !== this.session.userId && it.type === 'MessageSent') {
@@ -941,6 +970,7 @@ export class Store {
           state: o.state,
           error: o.error,
           replyTo: o.replyTo ? this.quote(c, o.replyTo) : undefined,
+          atts: o.atts,
         });
     return list;
   }
@@ -988,6 +1018,7 @@ export class Store {
     if (opts.replyTo) o.replyTo = opts.replyTo;
     if (opts.mentions?.length) o.mentions = opts.mentions;
     if (opts.mentionAll) o.mentionAll = true;
+    if (opts.atts?.length) o.atts = opts.atts;
     this.outbox.push(o);
     this.saveOutbox();
     this.stopTyping(convId);
@@ -1014,6 +1045,7 @@ export class Store {
     if (o.replyTo) body.replyToSeq = String(o.replyTo);
     if (o.mentions) body.mentionUserIds = o.mentions;
     if (o.mentionAll) body.mentionAll = true;
+    if (o.atts?.length) body.attachmentIds = o.atts.map((a) => a.id);
     const r = await this.send({ conversationId: o.conv, sendMessage: body }).catch(() => null);
     if (!this.outbox.includes(o)) return; // confirmed meanwhile
     if (!r) return; // offline: sent again on reconnect
@@ -1036,6 +1068,89 @@ export class Store {
 
   private saveOutbox(): void {
     save(this.key('outbox'), this.outbox.map((o) => ({ ...o })));
+  }
+
+  // ---- attachments ----
+
+  /** What the composer of conversation conv holds. */
+  staged(convId: string): Staged[] {
+    return this.uploads.get(convId) ?? [];
+  }
+
+  /** Attaches files in the composer of convId: each is uploaded at once (resumable), with its progress. */
+  attach(convId: string, files: File[]): void {
+    const list = this.uploads.get(convId) ?? [];
+    this.uploads.set(convId, list);
+    for (const f of files) {
+      const st: Staged = { key: ulid(), conv: convId, name: f.name || 'file', size: f.size, state: 'uploading', sent: 0, up: null as unknown as Upload };
+      st.up = new Upload(this.session.token, convId, f, (n) => {
+        st.sent = n;
+        this.changed();
+      });
+      if (f.type.startsWith('image/')) st.preview = URL.createObjectURL(f);
+      list.push(st);
+      if (list.length > MAX_ATTACHMENTS) this.failUpload(st, 'LIMIT_REACHED: at most ' + MAX_ATTACHMENTS + ' attachments in one message', true);
+      else if (!f.size) this.failUpload(st, 'INVALID_ARGUMENT: the file is empty', true);
+      else this.runUpload(st);
+    }
+    this.changed();
+  }
+
+  private failUpload(st: Staged, error: string, fatal: boolean): void {
+    st.state = 'failed';
+    st.error = error;
+    st.fatal = fatal;
+  }
+
+  private async runUpload(st: Staged): Promise<void> {
+    st.state = 'uploading';
+    st.error = undefined;
+    this.changed();
+    try {
+      st.att = await st.up.run();
+      st.state = 'done';
+      st.sent = st.size;
+    } catch (err) {
+      if (!this.staged(st.conv).includes(st)) return; // removed meanwhile
+      const e = err as UploadError;
+      if (e.code === 'UNAUTHENTICATED') this.onSignOut('your session ended; sign in again');
+      this.failUpload(st, e.message, !!e.fatal);
+    }
+    this.changed();
+  }
+
+  /** Continues a failed upload from what the server has (the gateway's offset). */
+  retryUpload(key: string): void {
+    for (const list of this.uploads.values()) {
+      const st = list.find((x) => x.key === key);
+      if (st && st.state === 'failed' && !st.fatal) this.runUpload(st);
+    }
+  }
+
+  /** Takes a file out of the composer; an unfinished upload is abandoned. */
+  removeUpload(key: string): void {
+    for (const [conv, list] of this.uploads) {
+      const st = list.find((x) => x.key === key);
+      if (!st) continue;
+      if (st.state !== 'done') st.up.cancel();
+      if (st.preview) URL.revokeObjectURL(st.preview);
+      this.uploads.set(conv, list.filter((x) => x !== st));
+    }
+    this.changed();
+  }
+
+  /** Whether the composer's files are all uploaded (and there is at least one). */
+  uploadsReady(convId: string): boolean {
+    const list = this.staged(convId);
+    return list.length > 0 && list.every((x) => x.state === 'done');
+  }
+
+  /** The uploaded attachments of the composer, taken out of it for a message. */
+  takeUploads(convId: string): Att[] {
+    const list = this.staged(convId).filter((x) => x.state === 'done');
+    for (const st of list) if (st.preview) URL.revokeObjectURL(st.preview);
+    this.uploads.set(convId, this.staged(convId).filter((x) => !list.includes(x)));
+    return list.map((x) => x.att!);
   }
 
   // ---- actions: commands whose outcome is an event, or a refusal shown to the user ----
