@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,13 +21,40 @@ import (
 	"github.com/parley-im/parley/testenv/system"
 )
 
-// notifierProc is the notifier binary run against sys, as a separate
-// process that can be killed and started again.
-type notifierProc struct {
+// mainProc is a main's binary run as a child process of the test, with
+// its settings in env: started, SIGKILLed and started again at will, and
+// killed with the test.
+type mainProc struct {
 	t   *testing.T
 	bin string
 	env []string
 	cmd *exec.Cmd
+}
+
+// run starts the binary (again), its stderr to stderr.
+func (p *mainProc) run(stderr io.Writer) {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin)
+	p.cmd.Env, p.cmd.Stderr = p.env, stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// kill SIGKILLs the running binary and waits for it.
+func (p *mainProc) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+}
+
+// notifierProc is the notifier binary run against sys, as a separate
+// process that can be killed and started again.
+type notifierProc struct {
+	mainProc
 	out *opsWriter
 }
 
@@ -50,7 +78,7 @@ func newNotifierProc(t *testing.T, sys *system.System, c *testenv.CassandraEnv, 
 		"PARLEY_NOTIFIER_FROM_START=true",
 		"PARLEY_HTTP_ADDR=127.0.0.1:0",
 	)
-	p := &notifierProc{t: t, bin: bin, env: append(env, providers...)}
+	p := &notifierProc{mainProc: mainProc{t: t, bin: bin, env: append(env, providers...)}}
 	t.Cleanup(p.kill)
 	return p
 }
@@ -59,22 +87,7 @@ func newNotifierProc(t *testing.T, sys *system.System, c *testenv.CassandraEnv, 
 func (p *notifierProc) start() {
 	p.t.Helper()
 	p.out = &opsWriter{found: make(chan string, 1)}
-	p.cmd = exec.Command(p.bin)
-	p.cmd.Env = p.env
-	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-// kill SIGKILLs the running binary and waits for it.
-func (p *notifierProc) kill() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	_ = p.cmd.Wait()
+	p.run(p.out)
 }
 
 // opsURL is the running binary's ops listener, from its start log line.

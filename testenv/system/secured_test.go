@@ -7,11 +7,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -252,11 +250,7 @@ func TestE2ESecured(t *testing.T) {
 // secured Kafka, with its settings in the environment as a deployment
 // gives them.
 type securedDecider struct {
-	t   *testing.T
-	bin string
-	env []string
-	cmd *exec.Cmd
-
+	mainProc
 	mu  sync.Mutex
 	out bytes.Buffer // every run's stderr
 }
@@ -267,7 +261,7 @@ func newSecuredDecider(t *testing.T, dir string, sys *system.System, k *testenv.
 	if err := os.WriteFile(password, []byte(k.Password("decider")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &securedDecider{t: t, bin: buildMains(t, "ingest")["ingest"], env: append(os.Environ(),
+	d := &securedDecider{mainProc: mainProc{t: t, bin: buildMains(t, "ingest")["ingest"], env: append(os.Environ(),
 		"PARLEY_KAFKA_SEEDS="+strings.Join(k.Seeds, ","),
 		"PARLEY_TOPIC_PREFIX="+sys.Options().TopicPrefix,
 		"PARLEY_INGEST_GROUP="+sys.GroupOf("ingest"),
@@ -277,7 +271,7 @@ func newSecuredDecider(t *testing.T, dir string, sys *system.System, k *testenv.
 		"PARLEY_KAFKA_SASL_MECHANISM="+deploy.SASLScramSHA512,
 		"PARLEY_KAFKA_SASL_USERNAME=decider",
 		"PARLEY_KAFKA_SASL_PASSWORD_FILE="+password,
-	)}
+	)}}
 	t.Cleanup(d.kill)
 	return d
 }
@@ -294,21 +288,7 @@ func (d *securedDecider) Write(p []byte) (int, error) {
 // start runs the binary (again).
 func (d *securedDecider) start() {
 	d.t.Helper()
-	d.cmd = exec.Command(d.bin)
-	d.cmd.Env, d.cmd.Stderr = d.env, d
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-}
-
-// kill SIGKILLs the running binary and waits for it.
-func (d *securedDecider) kill() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	_ = d.cmd.Wait()
+	d.run(d)
 }
 
 // logged reports whether s appears in anything the decider wrote.

@@ -9,7 +9,8 @@
 // connection, and lost and duplicated deliveries. Results go to a JSON file.
 //
 // With -idle N it instead holds N idle connections on one gateway and
-// reports their memory.
+// reports their memory. With -secured it runs on nodes secured as in
+// production (secured.go), for the cost of TLS and SASL_SSL.
 package main
 
 import (
