@@ -100,7 +100,7 @@ func (s *session) releaseAll(keep map[string]bool) {
 // may be far larger than the queue, and must leave room for live events of
 // other conversations, which never wait.
 func (s *session) sendPaced(o *outbound) bool {
-	for len(s.out) >= cap(s.out)/2 {
+	for s.out.len() >= s.out.limit/2 {
 		if s.closing.Load() {
 			return false
 		}

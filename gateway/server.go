@@ -163,6 +163,10 @@ func New(cfg Config) (*Server, error) {
 		Subprotocols:     []string{SubprotocolProto, SubprotocolJSON},
 		// Share write buffers between writes: most sessions are idle most of the time.
 		WriteBufferPool: &sync.Pool{},
+		// A read buffer of its own, smaller than net/http's 4 KiB one (which
+		// is then let go): most frames are far smaller, and a larger one is
+		// read through it.
+		ReadBufferSize: 1024,
 		// Any origin may connect: a session is authorised by a bearer token the
 		// page must hold and send explicitly (header or query), never by a
 		// cookie the browser attaches on its own, so a foreign page gains
@@ -411,19 +415,33 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sessions.Add(1)
 	s.gate.RUnlock()
-	defer s.sessions.Done()
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.sessions.Done()
 		return // the upgrader has answered
 	}
+	// The session runs on a goroutine of its own and this handler returns:
+	// net/http then lets go of what it holds for the request while its
+	// handler runs (its 4 KiB write buffer, the response and the handler's
+	// grown stack), which a WebSocket never uses again.
+	holdAll, remote := r.URL.Query().Get("resume") == "1", r.RemoteAddr
+	go func() {
+		defer s.sessions.Done()
+		s.runSession(conn, id, exp, holdAll, remote)
+	}()
+}
+
+// runSession is one upgraded connection's session, from its registration
+// to its end.
+func (s *Server) runSession(conn *websocket.Conn, id token.Identity, exp time.Time, holdAll bool, remote string) {
 	now := time.Now()
 	l := s.cfg.Limits
 	sess := &session{srv: s, conn: conn, id: newID(now), user: id.UserID, device: id.DeviceID,
 		codec: codecFor(conn.Subprotocol()), expires: exp, limiter: newBucket(l.RatePerSecond, l.Burst, now),
-		out: make(chan *outbound, l.OutboundQueue+answerReserve(l.OutboundQueue)), answerSlots: make(chan struct{}, answerReserve(l.OutboundQueue)),
+		out: newOutQueue(l.OutboundQueue + answerReserve(l.OutboundQueue)), answerSlots: make(chan struct{}, answerReserve(l.OutboundQueue)),
 		wrote: make(chan struct{}, 1), closed: make(chan struct{}),
 		readerDone: make(chan struct{}), writerDone: make(chan struct{}), watchQueue: make(chan func(), watchQueueLen),
-		held: map[string][]held{}, pushed: map[string]span{}, holdAll: r.URL.Query().Get("resume") == "1"}
+		held: map[string][]held{}, pushed: map[string]span{}, holdAll: holdAll}
 	sess.log = s.log.With("session", sess.id, "user", sess.user, "device", sess.device)
 	// Online before it is registered: a presence refresh may list it at once.
 	sess.state.Store(int32(pb.PresenceState_PRESENCE_STATE_ONLINE))
@@ -460,11 +478,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		SessionId: sess.id, UserId: sess.user, DeviceId: sess.device, ServerTime: timestamppb.New(now),
 		MaxFrameBytes: int64(l.MaxFrameBytes), MaxMessageBytes: int64(l.MaxMessageBytes),
 		UserStreamId: schemas.UserStreamID(sess.user)}}}))
-	sess.log.Debug("session open", "subprotocol", conn.Subprotocol(), "remote", r.RemoteAddr)
+	sess.log.Debug("session open", "subprotocol", conn.Subprotocol(), "remote", remote)
 	s.publishPresence(sess.devicePresence())
 
 	go sess.writeLoop()
-	go sess.runWatches()
 	sess.readLoop()
 	<-sess.writerDone
 	_ = conn.Close()

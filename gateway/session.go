@@ -70,7 +70,7 @@ const (
 func answerReserve(queue int) int { return max(1, queue/4) }
 
 // session is one device's WebSocket connection. Three goroutines touch it:
-// the reader (the HTTP handler's goroutine: frames in, commands appended),
+// the reader (runSession's goroutine: frames in, commands appended),
 // the writer (the only one writing data frames), and whoever enqueues
 // (append callbacks, the events consumer) through send, which never blocks.
 type session struct {
@@ -83,8 +83,7 @@ type session struct {
 	expires      time.Time
 	limiter      *bucket // reader goroutine only
 
-	out    chan *outbound // bounded; never closed, so send cannot panic
-	sendMu sync.Mutex     // makes send's room check and enqueue one step
+	out *outQueue // bounded: Limits.OutboundQueue plus answerReserve
 	// answerSlots holds one token per append in flight or answer queued
 	// but not yet written; its capacity is answerReserve of the queue.
 	answerSlots chan struct{}
@@ -102,8 +101,11 @@ type session struct {
 	writerDone chan struct{}
 
 	// watchQueue holds the WatchPresence frames runWatches decides, in
-	// order (at most watchQueueLen waiting).
+	// order (at most watchQueueLen waiting); runWatches starts with the
+	// first (watchOnce), so a session that never watches has no goroutine
+	// for it.
 	watchQueue chan func()
+	watchOnce  sync.Once
 	state      atomic.Int32 // pb.PresenceState this device states
 	resuming   atomic.Bool  // a Resume is running
 	mu         sync.Mutex   // guards held, pushed and holdAll
@@ -138,20 +140,16 @@ func (s *session) enqueue(o *outbound, answer bool) bool {
 	if s.closing.Load() {
 		return false
 	}
-	s.sendMu.Lock()
-	room := answer || len(s.out) < cap(s.out)-cap(s.answerSlots)
-	if room {
-		select {
-		case s.out <- o:
-		default:
-			room = false
-		}
+	// An answer has its slot; anything else leaves the answers' reserve free.
+	bound := s.out.limit
+	if !answer {
+		bound -= cap(s.answerSlots)
 	}
-	s.sendMu.Unlock()
+	room := s.out.push(o, bound)
 	if !room {
 		if s.close(ClosePolicyViolation, "slow consumer", false) {
 			s.srv.metrics.slowConsumers.Inc()
-			s.log.Warn("closing slow consumer", "queue", cap(s.out))
+			s.log.Warn("closing slow consumer", "queue", s.out.limit)
 		}
 	}
 	return room
@@ -161,8 +159,8 @@ func (s *session) enqueue(o *outbound, answer bool) bool {
 // device sending faster than it reads its answers is slowed down (its frames
 // wait in TCP) instead of overflowing its own queue with them.
 func (s *session) waitForRoom() {
-	limit := max(1, (cap(s.out)-cap(s.answerSlots))/2)
-	for len(s.out) >= limit {
+	limit := max(1, (s.out.limit-cap(s.answerSlots))/2)
+	for s.out.len() >= limit {
 		select {
 		case <-s.wrote:
 		case <-s.closed:
@@ -540,11 +538,19 @@ func (s *session) writeLoop() {
 	defer expiry.Stop()
 	for {
 		select {
-		case o := <-s.out:
-			if err := s.write(o); err != nil {
-				s.log.Debug("write failed", "err", err)
-				_ = s.conn.Close()
-				return
+		case <-s.out.ready:
+			// Everything queued, unless the session starts closing: then
+			// the close case decides whether the rest is written.
+			for !s.closing.Load() {
+				o, ok := s.out.pop()
+				if !ok {
+					break
+				}
+				if err := s.write(o); err != nil {
+					s.log.Debug("write failed", "err", err)
+					_ = s.conn.Close()
+					return
+				}
 			}
 		case <-ping.C:
 			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.WriteTimeout)); err != nil {
@@ -594,16 +600,10 @@ func (s *session) write(o *outbound) error {
 // the close frame, then gives the device closeGrace to answer it.
 func (s *session) writeClose() {
 	if s.flush {
-	drain:
-		for {
-			select {
-			case o := <-s.out:
-				if err := s.write(o); err != nil {
-					_ = s.conn.Close()
-					return
-				}
-			default:
-				break drain
+		for o, ok := s.out.pop(); ok; o, ok = s.out.pop() {
+			if err := s.write(o); err != nil {
+				_ = s.conn.Close()
+				return
 			}
 		}
 	}

@@ -287,6 +287,7 @@ func (sess *session) watchPresence(f *pb.ClientFrame) {
 				RequestId: f.GetRequestId(), Users: ps}}}))
 		})
 	}
+	sess.watchOnce.Do(func() { go sess.runWatches() })
 	select {
 	case sess.watchQueue <- decide:
 	default:

@@ -81,15 +81,17 @@ func TestKilledOwnerLeavesNoJVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	var env Env
+	var said []string // the child's test output, for when it fails
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if json.Unmarshal(sc.Bytes(), &env) == nil && env.KafkaPID != 0 {
 			break
 		}
+		said = append(said, sc.Text())
 	}
 	if env.KafkaPID == 0 || env.CassandraPID == 0 || env.S3PID == 0 {
 		_ = cmd.Process.Kill()
-		t.Fatalf("child did not report a started env")
+		t.Fatalf("child did not report a started env; it said:\n%s", strings.Join(said, "\n"))
 	}
 	procs := []*proc{{exe: "java", pid: env.KafkaPID}, {exe: "java", pid: env.CassandraPID}, {exe: "versitygw", pid: env.S3PID}}
 	for _, p := range procs {

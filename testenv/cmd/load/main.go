@@ -42,6 +42,7 @@ type config struct {
 	ViewSample  int           `json:"view_lag_sample_every"`
 	Out         string        `json:"-"`
 	CPUProfile  string        `json:"-"`
+	HeapProfile string        `json:"-"`
 	SharedEnv   bool          `json:"shared_env"`
 	Secured     bool          `json:"secured"`
 	Mix         string        `json:"mix"`
@@ -69,6 +70,7 @@ func main() {
 	flag.IntVar(&c.ViewSample, "view-sample", 50, "measure view lag for every Nth message")
 	flag.StringVar(&c.Out, "out", "", "result file (default $PARLEY_CACHE/bench/results-<time>.json)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the Parley process, taken mid-run, to this file")
+	flag.StringVar(&c.HeapProfile, "heapprofile", "", "with -idle: write a heap profile of the Parley process, taken with every connection open, to this file")
 	flag.StringVar(&c.Mix, "mix", "plain", "workload: plain (text messages only) or rich (a share of the commands are replies, mentions, reactions, edits and recalls; -rate counts every command)")
 	flag.BoolVar(&c.SharedEnv, "shared-env", false, "run on the background env (go tool task env:up) instead of a fresh Kafka and Cassandra of its own")
 	flag.BoolVar(&c.Secured, "secured", false, "run secured as in production: TLS at the gateways and query, Kafka over SASL_SSL with ACLs, Cassandra with roles over TLS (fresh nodes of its own)")

@@ -141,3 +141,35 @@ func transactionStats(a, b txnCounters) map[string]float64 {
 	return map[string]float64{"count": count, "mean_ms": (b.sum - a.sum) / count * 1000,
 		"commands_per_transaction": (b.commands - a.commands) / count}
 }
+
+// fetchProfile writes the Parley process's /debug/pprof/<what> to file.
+func fetchProfile(srv *server, what, file string, logf func(string, ...any)) {
+	resp, err := http.Get("http://" + srv.info.Debug + "/debug/pprof/" + what)
+	if err != nil {
+		logf("profile %s: %v", what, err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, b, 0o644)
+	}
+	if err != nil {
+		logf("profile %s: %v", what, err)
+		return
+	}
+	logf("%s profile of the Parley process written to %s; view it with go tool pprof -sample_index=inuse_space -top %s", what, file, file)
+}
+
+// goroutineCount is how many goroutines the Parley process runs.
+func goroutineCount(srv *server) int {
+	resp, err := http.Get("http://" + srv.info.Debug + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	// The first line: "goroutine profile: total N".
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "goroutine profile: total")))
+	return n
+}

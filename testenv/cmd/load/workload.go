@@ -600,6 +600,13 @@ func idle(ctx context.Context, c config, srv *server, logf func(string, ...any))
 	took := time.Since(t0)
 	time.Sleep(10 * time.Second)
 	after := rssKiB(srv.cmd.Process.Pid)
+	goroutines := 0
+	if srv.info.Debug != "" {
+		goroutines = goroutineCount(srv)
+		if c.HeapProfile != "" {
+			fetchProfile(srv, "heap?gc=1", c.HeapProfile, logf)
+		}
+	}
 	alive := 0
 	for _, cl := range clients {
 		select {
@@ -618,6 +625,7 @@ func idle(ctx context.Context, c config, srv *server, logf func(string, ...any))
 		"server_rss_mib_before":   before / 1024,
 		"server_rss_mib_after":    after / 1024,
 		"server_rss_kib_per_conn": float64(after-before) / float64(c.Idle),
+		"server_goroutines":       goroutines,
 	}
 	printSummary(res, logf)
 	return res, nil
