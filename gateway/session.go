@@ -210,7 +210,7 @@ func (s *session) close(code int, why string, flush bool) (first bool) {
 	return first
 }
 
-// readLoop runs in the HTTP handler's goroutine until the connection ends.
+// readLoop runs in runSession's goroutine until the connection ends.
 func (s *session) readLoop() {
 	defer close(s.readerDone)
 	l := s.srv.cfg.Limits
