@@ -81,6 +81,12 @@ func localPushService(sub pushserver.Subscription) func(*page) {
 // prompt does. (Browser.grantPermissions is gone from the protocol;
 // Browser.setPermission is what it became.)
 func allowNotifications(origin string) func(*page) {
+	return notificationsPermission(origin, browser.PermissionSettingGranted)
+}
+
+// notificationsPermission sets origin's notifications (and push)
+// permission in the browser context of p.
+func notificationsPermission(origin string, setting browser.PermissionSetting) func(*page) {
 	return func(p *page) {
 		p.t.Helper()
 		ctx, cancel := context.WithTimeout(p.ctx, browserWait)
@@ -88,7 +94,7 @@ func allowNotifications(origin string) func(*page) {
 		bc := chromedp.FromContext(p.ctx).BrowserContextID
 		for _, d := range []*browser.PermissionDescriptor{{Name: "notifications"}, {Name: "push", UserVisibleOnly: true}} {
 			if _, err := chromedp.CallBrowser(ctx, browser.SetPermission, browser.SetPermissionParams{Permission: d,
-				Setting: browser.PermissionSettingGranted, Origin: origin, BrowserContextID: bc}); err != nil {
+				Setting: setting, Origin: origin, BrowserContextID: bc}); err != nil {
 				p.fail("grant %s: %v", d.Name, err)
 			}
 		}
@@ -165,7 +171,9 @@ func (p *page) notifications() []shownNotification {
 // tagged by the conversation. The link a click opens (#conv=…) opens that
 // conversation. Signed in again the client re-registers the subscription,
 // unchanged; turned off, it unregisters the target, which leaves the
-// views, and the next message pushes to his other device only.
+// views, and the next message pushes to his other device only. Blocked by
+// the browser, the control says so; a subscription the browser refuses
+// shows as failed with the browser's reason.
 func TestBrowserPush(t *testing.T) {
 	browserCtx := chromium(t)
 	wp := pushserver.StartWebPush(t)
@@ -356,6 +364,23 @@ func TestBrowserPush(t *testing.T) {
 	}
 	if rej := wp.Rejections(); len(rej) != 0 {
 		t.Fatalf("the push server refused requests: %q", rej)
+	}
+
+	// Where it cannot work, the control says why. carol blocked
+	// notifications for the site: the button is disabled and the state
+	// says blocked. dave allowed them, but his browser cannot subscribe
+	// (no stand-in here: Chromium refuses push subscriptions in the
+	// off-the-record browser contexts CDP makes, and its push service is out
+	// of reach anyway): the control shows the browser's reason, and no
+	// target is registered.
+	carol := signIn(t, browserCtx, gw, "carol", notificationsPermission(origin, browser.PermissionSettingDenied))
+	carol.waitFor(`document.querySelector('[data-testid=push]')?.dataset.state === 'blocked' && document.querySelector('[data-testid=push-toggle]').disabled && document.querySelector('[data-testid=push-state]').textContent === 'blocked by the browser'`)
+	dave := signIn(t, browserCtx, gw, "dave", allowNotifications(origin))
+	dave.do(chromedp.Click(chromedp.CSS(`[data-testid=push-toggle]`)))
+	dave.waitFor(`document.querySelector('[data-testid=push]')?.dataset.state === 'failed' && document.querySelector('[data-testid=push-error]')?.textContent.length > 2 && document.querySelector('[data-testid=push-toggle]').getAttribute('aria-pressed') === 'false'`)
+	t.Logf("subscribing without a reachable push service: %s", dave.text(`document.querySelector('[data-testid=push-state]').textContent`))
+	if got, err := tables.PushTargets(t.Context(), "dave"); err != nil || len(got) != 0 {
+		t.Fatalf("dave's push targets: %+v %v; want none", got, err)
 	}
 }
 

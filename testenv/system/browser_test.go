@@ -397,6 +397,10 @@ func TestBrowserGroup(t *testing.T) {
 	alice := signIn(t, browser, gw, "alice")
 	bob := signIn(t, browser, gw, "bob")
 	carol := signIn(t, browser, gw, "carol")
+	// No VAPID key in config.json: no notifications offered.
+	if alice.eval(`document.querySelector('[data-testid=push]')`) {
+		alice.fail("a notifications control without a VAPID key")
+	}
 
 	conv := alice.newGroup("Launch", "bob, carol")
 	alice.send("kick-off at ten")

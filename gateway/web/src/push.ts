@@ -47,7 +47,9 @@ export class Push {
       const perm = await Notification.requestPermission();
       if (perm === 'denied') return this.set('blocked');
       if (perm !== 'granted') return this.set('off', 'permission not given');
-      const reg = await navigator.serviceWorker.register('sw.js');
+      await navigator.serviceWorker.register('sw.js');
+      // subscribing needs the worker active, which a registration just made may not have yet
+      const reg = await navigator.serviceWorker.ready;
       const sub =
         (await reg.pushManager.getSubscription()) ??
         (await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: bytes(this.vapidKey) }));
