@@ -88,10 +88,15 @@ type Web struct {
 	// sends a person back with #access_token=…; empty: dev tokens or a
 	// pasted token only.
 	SignInURL string
+	// VAPIDPublicKey is the notifier's Web Push application server key
+	// (PARLEY_WEBPUSH_VAPID_PUBLIC_KEY, the same value the notifier is
+	// given), which the client subscribes with; empty: the client offers no
+	// notifications.
+	VAPIDPublicKey string
 }
 
 func (c Config) webConfig() web.Config {
-	return web.Config{QueryURL: c.Web.QueryURL, DevTokens: c.DevTokens, SignInURL: c.Web.SignInURL}
+	return web.Config{QueryURL: c.Web.QueryURL, DevTokens: c.DevTokens, SignInURL: c.Web.SignInURL, VAPIDPublicKey: c.Web.VAPIDPublicKey}
 }
 
 // Fanout tunes live delivery and Resume; see README.md.

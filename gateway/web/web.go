@@ -4,8 +4,10 @@
 package web
 
 import (
+	"crypto/ecdh"
 	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -34,6 +36,11 @@ type Config struct {
 	// there, and takes the token from #access_token=… of the page the
 	// identity provider redirects back to (README.md, "Signing in").
 	SignInURL string `json:"signInUrl,omitempty"`
+	// VAPIDPublicKey is the application server key the notifier signs Web
+	// Push requests with (PARLEY_WEBPUSH_VAPID_PUBLIC_KEY, the notifier's
+	// setting): an uncompressed P-256 point, base64url. The client offers
+	// notifications only when it is set, and subscribes with it.
+	VAPIDPublicKey string `json:"vapidPublicKey,omitempty"`
 }
 
 // Check refuses URLs a browser cannot use.
@@ -45,6 +52,15 @@ func (c Config) Check() error {
 		p, err := url.Parse(u.v)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return fmt.Errorf("web: %s %q is not an absolute http(s) URL", u.name, u.v)
+		}
+	}
+	if c.VAPIDPublicKey != "" {
+		k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(c.VAPIDPublicKey, "="))
+		if err != nil || len(k) != 65 || k[0] != 4 {
+			return fmt.Errorf("web: VAPIDPublicKey must be an uncompressed P-256 point, 65 bytes in base64url (what 'notifier vapid-keys' prints), got %d characters", len(c.VAPIDPublicKey))
+		}
+		if _, err := ecdh.P256().NewPublicKey(k); err != nil {
+			return fmt.Errorf("web: VAPIDPublicKey is not a point of P-256")
 		}
 	}
 	return nil
@@ -88,7 +104,8 @@ func assets() (map[string]asset, error) {
 }
 
 // Routes are the patterns Handler serves, for a mux to register: the
-// page, each built file and /config.json, all GET (HEAD is served too).
+// page, each built file (among them the service worker, /sw.js) and
+// /config.json, all GET (HEAD is served too).
 func Routes() []string {
 	as, _ := assets()
 	out := []string{"GET /{$}", "GET /config.json"}
@@ -105,7 +122,10 @@ func Routes() []string {
 // scripts and styles from the gateway only, connections to the gateway
 // (WebSocket, uploads, signed-URL requests) and to QueryURL, and images
 // and media from the gateway (attachments' signed /v1/files/ URLs) and
-// blob: (the composer's previews of files not yet sent).
+// blob: (the composer's previews of files not yet sent). /sw.js, the
+// service worker that shows Web Push notifications, is served at the root
+// so that its scope is the whole client; scripts from 'self' include it
+// (worker-src falls back to script-src), and it loads nothing itself.
 func Handler(cfg Config) (http.Handler, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err

@@ -71,11 +71,32 @@ type page struct {
 }
 
 // signIn opens the client at gatewayURL in a new browser context and
-// signs in as user through the dev sign-in form.
-func signIn(t *testing.T, browser context.Context, gatewayURL, user string) *page {
+// signs in as user through the dev sign-in form. Each setup runs on the
+// new tab before the client is first loaded.
+func signIn(t *testing.T, browser context.Context, gatewayURL, user string, setup ...func(*page)) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
+	p := openTab(t, ctx, user)
+	for _, f := range setup {
+		f(p)
+	}
+	p.do(chromedp.Navigate(gatewayURL + "/"))
+	// The form renders once config.json has loaded; type into it only
+	// then, so the node typed into is the one that stays.
+	p.waitFor(`document.querySelector('[data-testid=signin-user]') && document.querySelector('[data-testid=signin-submit]')`)
+	p.do(chromedp.SendKeys(chromedp.CSS(`[data-testid=signin-user]`), user))
+	p.do(chromedp.Click(chromedp.CSS(`[data-testid=signin-submit]`)))
+	p.waitFor(fmt.Sprintf(`document.querySelector('[data-testid=me]')?.textContent === %q`, user))
+	p.online()
+	return p
+}
+
+// openTab makes the tab of the chromedp context ctx (a new one, in the
+// browser context of its parent, when ctx is a child of a page's) and
+// records its console.
+func openTab(t *testing.T, ctx context.Context, user string) *page {
+	t.Helper()
 	p := &page{t: t, user: user, ctx: ctx}
 	// The first run makes the tab; it lives as long as the context of
 	// that run, so that one has no timeout.
@@ -92,14 +113,6 @@ func signIn(t *testing.T, browser context.Context, gatewayURL, user string) *pag
 			p.mu.Unlock()
 		}
 	}()
-	p.do(chromedp.Navigate(gatewayURL + "/"))
-	// The form renders once config.json has loaded; type into it only
-	// then, so the node typed into is the one that stays.
-	p.waitFor(`document.querySelector('[data-testid=signin-user]') && document.querySelector('[data-testid=signin-submit]')`)
-	p.do(chromedp.SendKeys(chromedp.CSS(`[data-testid=signin-user]`), user))
-	p.do(chromedp.Click(chromedp.CSS(`[data-testid=signin-submit]`)))
-	p.waitFor(fmt.Sprintf(`document.querySelector('[data-testid=me]')?.textContent === %q`, user))
-	p.online()
 	return p
 }
 
@@ -384,6 +397,10 @@ func TestBrowserGroup(t *testing.T) {
 	alice := signIn(t, browser, gw, "alice")
 	bob := signIn(t, browser, gw, "bob")
 	carol := signIn(t, browser, gw, "carol")
+	// No VAPID key in config.json: no notifications offered.
+	if alice.eval(`document.querySelector('[data-testid=push]')`) {
+		alice.fail("a notifications control without a VAPID key")
+	}
 
 	conv := alice.newGroup("Launch", "bob, carol")
 	alice.send("kick-off at ten")

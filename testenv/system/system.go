@@ -77,6 +77,10 @@ type Options struct {
 	// with these settings; the system fills in where Kafka, Cassandra and
 	// the topics are, and the groups.
 	Notifier *notify.Config
+	// WebPushVAPIDPublicKey is given to the gateways' web client (its
+	// config.json), as PARLEY_WEBPUSH_VAPID_PUBLIC_KEY gives it: the key
+	// of the notifier's Web Push sender.
+	WebPushVAPIDPublicKey string
 	// Webhooks, when set, runs the webhook dispatcher as component
 	// "webhooks" with these settings (SigningKey required; the gateways'
 	// admin API gets the same key); the system fills in where Kafka,
@@ -388,7 +392,7 @@ func (s *System) runner(name string) (func(context.Context) error, error) {
 			CommandsTopic: s.Topics.Commands.Name, EventsTopic: s.Topics.Events.Name, SignalsTopic: s.Topics.Signals.Name,
 			RepairsTopic: s.Topics.Repairs.Name, BansTopic: s.Topics.Bans.Name, AdminKeys: s.opts.GatewayAdminKeys, WebhookSigningKey: s.webhookKey(), Signals: s.opts.GatewaySignals, Auth: s.AuthConfig, DevTokens: s.opts.DevTokens, Limits: s.opts.GatewayLimits, Logger: log,
 			CassandraHosts: s.opts.Hosts, Cassandra: s.cassandra("gateway"), Keyspace: s.opts.Keyspace, Fanout: s.opts.GatewayFanout, Attachments: s.opts.GatewayAttachments,
-			Web: gateway.Web{QueryURL: s.QueryURL}, TLS: s.serverTLS(log)})
+			Web: gateway.Web{QueryURL: s.QueryURL, VAPIDPublicKey: s.opts.WebPushVAPIDPublicKey}, TLS: s.serverTLS(log)})
 		if err != nil {
 			return nil, err
 		}

@@ -95,6 +95,8 @@ func config(e *deploy.Env) (gateway.Config, blob.Config, scan.Config, error) {
 			Off:       !e.Bool("PARLEY_GATEWAY_WEB", true),
 			QueryURL:  e.String("PARLEY_GATEWAY_WEB_QUERY_URL", ""),
 			SignInURL: e.String("PARLEY_GATEWAY_WEB_SIGN_IN_URL", ""),
+			// the notifier's setting: one value for both
+			VAPIDPublicKey: e.String("PARLEY_WEBPUSH_VAPID_PUBLIC_KEY", ""),
 		},
 		Cassandra: e.Cassandra(),
 		Keyspace:  e.String("PARLEY_KEYSPACE", "parley"),

@@ -5,6 +5,8 @@ export interface Config {
   queryUrl: string;
   devTokens?: boolean;
   signInUrl?: string;
+  /** The notifier's Web Push application server key; absent: no notifications offered. */
+  vapidPublicKey?: string;
 }
 
 export interface Session {

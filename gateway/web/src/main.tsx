@@ -2,6 +2,7 @@ import { JSX, render } from 'preact';
 import { useEffect, useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
 import { Config, Session, devSignIn, loadConfig, sessionFromFragment, sessionFromToken, storeSession, storedSession } from './api';
 import { Conv, Msg, Quote, Staged, Store, snippet } from './store';
+import { Push, convFromHash, onOpenRequest } from './push';
 import { Att, fmtSize } from './upload';
 import { timeOf } from './util';
 
@@ -884,7 +885,33 @@ function Notice(props: { m: Msg }) {
   return <div class="notice" data-testid="notice" data-notice-seq={String(m.seq)}>{what}</div>;
 }
 
-function Main(props: { store: Store; signOut: () => void }) {
+const PUSH_TEXT = { off: 'off', on: 'on', working: 'working…', blocked: 'blocked by the browser', failed: 'failed', unsupported: '' };
+
+/** Turns Web Push on and off for this browser, and says where it stands. */
+function PushControl(props: { p: Push }) {
+  const p = props.p;
+  if (p.state === 'unsupported') return null;
+  return (
+    <span class="push" data-testid="push" data-state={p.state}>
+      <button
+        data-testid="push-toggle"
+        aria-pressed={p.wanted ? 'true' : 'false'}
+        aria-describedby="push-state"
+        title={p.state === 'blocked' ? 'Notifications are blocked in this browser\'s site settings' : undefined}
+        disabled={p.state === 'working' || p.state === 'blocked'}
+        onClick={() => void p.toggle()}
+      >
+        Notifications
+      </button>
+      <span id="push-state" data-testid="push-state" role="status" class="push-state">
+        {PUSH_TEXT[p.state]}
+        {p.state === 'failed' && p.error && <span data-testid="push-error">: {p.error}</span>}
+      </span>
+    </span>
+  );
+}
+
+function Main(props: { store: Store; push: Push | null; signOut: () => void }) {
   const s = props.store;
   useStore(s);
   const open = s.openId ? s.convs.get(s.openId) : undefined;
@@ -896,6 +923,7 @@ function Main(props: { store: Store; signOut: () => void }) {
           {s.conn === 'online' ? 'online' : s.conn === 'connecting' ? 'connecting…' : 'offline'}
         </span>
         <span data-testid="me" class="me">{s.session.userId}</span>
+        {props.push && <PushControl p={props.push} />}
         <button data-testid="signout" onClick={props.signOut}>Sign out</button>
       </header>
       {s.error && <p role="alert" class="err banner">{s.error}</p>}
@@ -911,6 +939,7 @@ function App(props: { cfg: Config }) {
   const [session, setSession] = useState<Session | null>(() => sessionFromFragment() ?? storedSession());
   const [note, setNote] = useState('');
   const [store, setStore] = useState<Store | null>(null);
+  const [push, setPush] = useState<Push | null>(null);
   useEffect(() => {
     if (!session) return;
     storeSession(session);
@@ -920,15 +949,25 @@ function App(props: { cfg: Config }) {
       setNote(why);
       setSession(null);
     });
+    setPush(props.cfg.vapidPublicKey ? new Push(st, props.cfg.vapidPublicKey) : null);
     setStore(st);
-    return () => st.stop();
+    // a notification's link, or a click on one while this page is open
+    const conv = convFromHash();
+    if (conv) st.openSoon(conv);
+    const off = onOpenRequest((c) => st.openSoon(c));
+    return () => {
+      off();
+      st.stop();
+    };
   }, [session]);
   if (!session) return <SignIn cfg={props.cfg} note={note} onSession={setSession} />;
   if (!store || store.session !== session) return null;
   return (
     <Main
       store={store}
-      signOut={() => {
+      push={push}
+      signOut={async () => {
+        await push?.signOut();
         storeSession(null);
         setNote('');
         setSession(null);

@@ -137,6 +137,12 @@ export class Store {
   private watched = '';
   private actions = new Map<string, { conv: string; what: string }>(); // commandId → an action awaiting its outcome
   private early = new Map<string, { code: string; message: string }>(); // commandId → a refusal read before its Accepted
+  private pushCommands = new Set<string>(); // commandIds of registerPush / unregisterPush awaiting their outcome
+  private wantOpen = ''; // a conversation to open once in step (a notification's link)
+  /** Called each time a connection is in step (after its Resume). */
+  onReady?: () => void;
+  /** Called when a push command was refused by the decider, or this device's push target was taken off by the server. */
+  onPushLost?: (why: string) => void;
 
   constructor(
     cfg: Config,
@@ -336,7 +342,63 @@ export class Store {
       if (c && !c.loaded) this.loadHistory(c);
     }
     this.markVisible();
+    if (this.wantOpen) {
+      this.open(this.wantOpen);
+      this.wantOpen = '';
+    }
+    this.onReady?.();
     this.changed();
+  }
+
+  /** Opens a conversation now when in step, else once the connection is (its history and members need it). */
+  openSoon(id: string): void {
+    if (this.resumed) this.open(id);
+    else {
+      this.wantOpen = id;
+      this.openId = id;
+      this.changed();
+    }
+  }
+
+  // ---- push targets (the user's own stream) ----
+
+  /**
+   * Sends registerPush or unregisterPush for this device; resolves once the gateway accepted it. A refusal
+   * by the decider that comes later is reported through onPushLost.
+   */
+  async pushCommand(body: Record<string, unknown>): Promise<void> {
+    if (!this.resumed) throw new Error('not connected; try again when online');
+    const r = await this.send(body).catch(() => null);
+    if (!r) throw new Error('the connection dropped; try again');
+    if (r.error) throw new Error(String(r.error.code ?? '').replace(/^ERROR_CODE_/, '') + ': ' + (r.error.message ?? ''));
+    const cid: string = r.accepted?.commandId ?? '';
+    const early = this.early.get(cid);
+    if (early) {
+      this.early.delete(cid);
+      throw new Error(String(early.code).replace(/^ERROR_CODE_/, '') + ': ' + early.message);
+    }
+    if (cid) {
+      this.pushCommands.add(cid);
+      setTimeout(() => this.pushCommands.delete(cid), 60_000);
+    }
+  }
+
+  private onUserEvent(e: any): void {
+    const rej = e.commandRejected;
+    if (rej && this.pushCommands.has(e.commandId)) {
+      this.pushCommands.delete(e.commandId);
+      this.onPushLost?.(String(rej.code ?? '').replace(/^ERROR_CODE_/, '') + ': ' + (rej.message ?? ''));
+    } else if (rej && e.commandId) {
+      this.early.set(e.commandId, rej);
+      setTimeout(() => this.early.delete(e.commandId), 30_000);
+    }
+    const u = e.pushTargetUnregistered;
+    if (u && u.deviceId === this.session.deviceId) {
+      // the notifier's, after the push service refused the subscription; or another device of this user took it
+      if (u.reason === 'PUSH_UNREGISTER_REASON_INVALID_TOKEN') this.onPushLost?.('the push service no longer accepts this browser\'s subscription');
+      else if (u.reason === 'PUSH_UNREGISTER_REASON_REPLACED' && e.actorDeviceId !== this.session.deviceId)
+        this.onPushLost?.('another device of yours registered the same subscription');
+    }
   }
 
   private async resume(ids: string[]): Promise<void> {
@@ -603,7 +665,7 @@ export class Store {
         this.saveCursorsSoon();
       }
     }
-    if (id.startsWith('u:')) return;
+    if (id.startsWith('u:')) return this.onUserEvent(e);
     if (e.withheld) return;
     const me = this.session.userId;
     const seq = num(e.seq);
