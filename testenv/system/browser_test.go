@@ -108,8 +108,12 @@ func openTab(t *testing.T, ctx context.Context, user string) *page {
 			if err != nil {
 				return
 			}
+			line := m.Time.Format("15:04:05.000") + " " + m.String()
+			if m.URL != "" {
+				line += " (" + m.URL + ")"
+			}
 			p.mu.Lock()
-			p.console = append(p.console, m.String())
+			p.console = append(p.console, line)
 			p.mu.Unlock()
 		}
 	}()
@@ -134,7 +138,25 @@ func (p *page) fail(format string, args ...any) {
 		p.t.Logf("%s's console: %s", p.user, line)
 	}
 	p.mu.Unlock()
+	p.t.Logf("%s's page: %s", p.user, p.state())
 	p.t.Fatalf(p.user+": "+format, args...)
+}
+
+// state is what the page shows of its messages, and what its store keeps
+// of its outbox and cursors, for a failure's log (best effort).
+func (p *page) state() string {
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		messages: [...document.querySelectorAll('[data-testid=message]')].slice(-12).map((m) => [m.dataset.seq, m.dataset.clientMsgId, m.dataset.state,
+			m.querySelector('[data-testid=message-text]')?.textContent]),
+		conn: document.querySelector('[data-testid=conn]')?.dataset.state,
+		kept: Object.fromEntries(Object.keys(localStorage).filter((k) => /outbox|cursors/.test(k)).map((k) => [k, localStorage.getItem(k)?.slice(0, 2000)])),
+	})`))
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return s
 }
 
 // waitFor waits until the JavaScript expression is truthy in the page.
