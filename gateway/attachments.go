@@ -396,8 +396,11 @@ const memberWait = 5 * time.Second
 // lag the log (a group created a moment ago), so a user it does not list
 // is refused only once the view has reached the highest version of conv
 // this gateway has seen; until then it is read again, for up to
-// memberWait. The decider checks membership again when it records the
-// upload; this check spares storing a stranger's bytes.
+// memberWait. A conversation neither has seen anything of (created a
+// moment ago, its creation not yet decided, or none at all) is read again
+// for memberWait too, then refused. The decider checks membership again
+// when it records the upload; this check spares storing a stranger's
+// bytes.
 func (a *attachments) member(ctx context.Context, conv, user string) error {
 	deadline := time.Now().Add(memberWait)
 	for {
@@ -412,7 +415,11 @@ func (a *attachments) member(ctx context.Context, conv, user string) error {
 		if ok, err := a.views.isMember(ctx, conv, user); err != nil || ok {
 			return err
 		}
-		if top >= a.srv.members.logVersion(conv) {
+		// Caught up with what this gateway has seen: a stranger. Unless
+		// neither has seen anything of conv yet, which is also a group
+		// whose creation was accepted a moment ago: that waits, and is a
+		// stranger's only once memberWait has passed.
+		if seen := a.srv.members.logVersion(conv); top >= seen && (seen > 0 || time.Now().After(deadline)) {
 			return refuse(http.StatusForbidden, pb.ErrorCode_ERROR_CODE_NOT_MEMBER, "not a member of %s", conv)
 		}
 		if time.Now().After(deadline) {

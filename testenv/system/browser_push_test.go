@@ -278,7 +278,8 @@ func TestBrowserPush(t *testing.T) {
 
 	// The payload the push service decrypted, delivered to bob's service
 	// worker as a push event.
-	{
+	deliveries, lastDelivery := 0, time.Time{}
+	deliver := func() {
 		ctx, cancel := context.WithTimeout(sw.ctx, browserWait)
 		_, err := chromedp.Call(ctx, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
 			Origin: origin, RegistrationID: regID, Data: string(got.Raw)})
@@ -286,7 +287,9 @@ func TestBrowserPush(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ServiceWorker.deliverPushMessage: %v", err)
 		}
+		deliveries, lastDelivery = deliveries+1, time.Now()
 	}
+	deliver()
 	var seq struct {
 		Seq int64 `json:"seq"`
 	}
@@ -301,10 +304,18 @@ func TestBrowserPush(t *testing.T) {
 			if len(ns) > 0 && len(seen) < 5 {
 				seen = append(seen, ns)
 			}
-			return fmt.Sprintf("bob's service worker shows %+v (before: %+v); want only %+v", ns, seen, want)
+			// A push service delivers again what the browser did not take
+			// (deliverPushMessage does not say whether the worker ran): on
+			// a loaded machine the worker may still be starting. The tag
+			// keeps it one notification.
+			if len(ns) == 0 && time.Since(lastDelivery) > 15*time.Second {
+				deliver()
+			}
+			return fmt.Sprintf("bob's service worker shows %+v (before: %+v) after %d deliveries; want only %+v", ns, seen, deliveries, want)
 		}
 		return ""
 	})
+	t.Logf("the push shown after %d deliveries to the service worker", deliveries)
 
 	// The link a click on it opens shows the conversation; bob is signed
 	// in still, and the client registers the subscription again (the same
