@@ -4,10 +4,8 @@
 package web
 
 import (
-	"crypto/ecdh"
 	"crypto/sha256"
 	"embed"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -17,6 +15,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/parley-im/parley/projector/push"
 )
 
 //go:embed dist
@@ -55,12 +55,8 @@ func (c Config) Check() error {
 		}
 	}
 	if c.VAPIDPublicKey != "" {
-		k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(c.VAPIDPublicKey, "="))
-		if err != nil || len(k) != 65 || k[0] != 4 {
-			return fmt.Errorf("web: VAPIDPublicKey must be an uncompressed P-256 point, 65 bytes in base64url (what 'notifier vapid-keys' prints), got %d characters", len(c.VAPIDPublicKey))
-		}
-		if _, err := ecdh.P256().NewPublicKey(k); err != nil {
-			return fmt.Errorf("web: VAPIDPublicKey is not a point of P-256")
+		if _, err := push.ParseVAPIDPublicKey(c.VAPIDPublicKey); err != nil {
+			return fmt.Errorf("web: %w (what 'notifier vapid-keys' prints; got %d characters)", err, len(c.VAPIDPublicKey))
 		}
 	}
 	return nil

@@ -59,6 +59,20 @@ func GenerateVAPIDKeys() (publicKey, privateKey string, err error) {
 	return base64.RawURLEncoding.EncodeToString(k.PublicKey().Bytes()), base64.RawURLEncoding.EncodeToString(k.Bytes()), nil
 }
 
+// ParseVAPIDPublicKey decodes a VAPID public key in the form WebPushConfig
+// takes, and a browser subscribes with (applicationServerKey): an
+// uncompressed P-256 point, base64url.
+func ParseVAPIDPublicKey(s string) ([]byte, error) {
+	pub, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil || len(pub) != 65 || pub[0] != 4 {
+		return nil, errors.New("webpush: VAPIDPublicKey must be an uncompressed P-256 point, 65 bytes in base64url")
+	}
+	if _, err := ecdh.P256().NewPublicKey(pub); err != nil {
+		return nil, errors.New("webpush: VAPIDPublicKey is not a point of P-256")
+	}
+	return pub, nil
+}
+
 // Validate checks the keys (the public one must be the private one's) and
 // the subscriber. Errors never quote the private key.
 func (c *WebPushConfig) Validate() error {
@@ -70,9 +84,9 @@ func (c *WebPushConfig) Validate() error {
 	if err != nil {
 		return errors.New("webpush: VAPIDPrivateKey is not a P-256 private key")
 	}
-	pub, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(c.VAPIDPublicKey, "="))
-	if err != nil || len(pub) != 65 || pub[0] != 4 {
-		return errors.New("webpush: VAPIDPublicKey must be an uncompressed P-256 point, 65 bytes in base64url")
+	pub, err := ParseVAPIDPublicKey(c.VAPIDPublicKey)
+	if err != nil {
+		return err
 	}
 	if string(k.PublicKey().Bytes()) != string(pub) {
 		return errors.New("webpush: VAPIDPublicKey is not the public key of VAPIDPrivateKey")
