@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,8 +148,7 @@ func TestE2ESecured(t *testing.T) {
 	group := accepted(t, alice.MustDo("", &pb.CreateConversation{Kind: pb.ConversationKind_CONVERSATION_KIND_GROUP,
 		Title: "secured", MemberUserIds: []string{"bob", "carol"}}))
 	const perSender = 40
-	var mu sync.Mutex
-	acked := 0
+	var acked atomic.Int64
 	sendErrs := make(chan error, 2)
 	for _, d := range []*testenv.WSClient{alice, carol} {
 		go func() {
@@ -159,19 +159,15 @@ func TestE2ESecured(t *testing.T) {
 					sendErrs <- fmt.Errorf("%s's send %d: %w", d.Name(), j, err)
 					return
 				}
-				mu.Lock()
-				acked++
-				mu.Unlock()
+				acked.Add(1)
 			}
 			sendErrs <- nil
 		}()
 	}
-	ackedAtLeast := func(n int) func() string {
+	ackedAtLeast := func(n int64) func() string {
 		return func() string {
-			mu.Lock()
-			defer mu.Unlock()
-			if acked < n {
-				return fmt.Sprintf("%d of %d group sends acked", acked, n)
+			if a := acked.Load(); a < n {
+				return fmt.Sprintf("%d of %d group sends acked", a, n)
 			}
 			return ""
 		}

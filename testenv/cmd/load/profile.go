@@ -74,23 +74,7 @@ func profileLater(ctx context.Context, c config, srv *server, logf func(string, 
 		case <-ctx.Done():
 			return
 		}
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", srv.info.Debug, secs))
-		if err != nil {
-			logf("cpu profile: %v", err)
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(c.CPUProfile)
-		if err != nil {
-			logf("cpu profile: %v", err)
-			return
-		}
-		defer f.Close()
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			logf("cpu profile: %v", err)
-			return
-		}
-		logf("cpu profile of the Parley process (%d s mid-run) written to %s; view it with go tool pprof -top %s", secs, c.CPUProfile, c.CPUProfile)
+		fetchProfile(srv, fmt.Sprintf("profile?seconds=%d", secs), c.CPUProfile, logf)
 	}()
 	return done
 }
@@ -158,7 +142,7 @@ func fetchProfile(srv *server, what, file string, logf func(string, ...any)) {
 		logf("profile %s: %v", what, err)
 		return
 	}
-	logf("%s profile of the Parley process written to %s; view it with go tool pprof -sample_index=inuse_space -top %s", what, file, file)
+	logf("%s of the Parley process written to %s; view it with go tool pprof -top %s", what, file, file)
 }
 
 // goroutineCount is how many goroutines the Parley process runs.

@@ -36,16 +36,22 @@ const securedVar = "PARLEY_LOAD_SECURED"
 // Cassandra and to serve TLS. It holds passwords: the file is 0600 in the
 // run's own temporary directory, removed with it.
 type securedSetup struct {
-	KafkaSeeds []string          `json:"kafka_seeds"`
-	KafkaCA    string            `json:"kafka_ca"`
-	Kafka      map[string]string `json:"kafka_passwords"` // component ("provision", "ingest", "projector", "gateway") -> user:password
-	Hosts      []string          `json:"cassandra_hosts"`
-	CassCA     string            `json:"cassandra_ca"`
-	Cassandra  map[string]string `json:"cassandra_passwords"` // component ("provision", "projector", "query", "gateway") -> role:password
-	CassRoles  map[string]string `json:"cassandra_roles"`
-	EdgeCert   string            `json:"edge_cert"`
-	EdgeKey    string            `json:"edge_key"`
-	KafkaUsers map[string]string `json:"kafka_users"`
+	KafkaSeeds []string `json:"kafka_seeds"`
+	KafkaCA    string   `json:"kafka_ca"`
+	// Kafka is the login of each component that reaches Kafka ("provision",
+	// "ingest", "projector", "gateway").
+	Kafka     map[string]login `json:"kafka"`
+	Hosts     []string         `json:"cassandra_hosts"`
+	CassCA    string           `json:"cassandra_ca"`
+	Cassandra map[string]login `json:"cassandra"` // "provision", "projector", "query", "gateway"
+	EdgeCert  string           `json:"edge_cert"`
+	EdgeKey   string           `json:"edge_key"`
+}
+
+// login is a Kafka user or a Cassandra role, with its password.
+type login struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
 }
 
 // kafkaUsers: the principal of each component that reaches Kafka in the
@@ -113,18 +119,17 @@ func startSecured(ctx context.Context, dir, prefix string, logf func(string, ...
 		return nil, "", nil, err
 	}
 	roles := provision.Roles{Passwords: map[string]string{}, Keyspaces: []string{benchKeyspace}}
-	s := securedSetup{KafkaSeeds: k.Seeds, KafkaCA: k.CAFile, Kafka: map[string]string{}, KafkaUsers: map[string]string{},
-		Hosts: c.Hosts, CassCA: c.CAFile, Cassandra: map[string]string{}, CassRoles: map[string]string{}}
-	s.KafkaUsers["provision"], s.Kafka["provision"] = testenv.KafkaAdminUser, k.Password(testenv.KafkaAdminUser)
+	s := securedSetup{KafkaSeeds: k.Seeds, KafkaCA: k.CAFile, Hosts: c.Hosts, CassCA: c.CAFile,
+		Kafka:     map[string]login{"provision": {testenv.KafkaAdminUser, k.Password(testenv.KafkaAdminUser)}},
+		Cassandra: map[string]login{"provision": {testenv.DefaultCassandraSuperuser, testenv.DefaultCassandraPassword}}}
 	for comp, u := range kafkaUsers {
-		s.KafkaUsers[comp], s.Kafka[comp] = u, k.Password(u)
+		s.Kafka[comp] = login{u, k.Password(u)}
 	}
-	s.CassRoles["provision"], s.Cassandra["provision"] = testenv.DefaultCassandraSuperuser, testenv.DefaultCassandraPassword
 	for _, comp := range []string{"projector", "query", "gateway"} {
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
 		roles.Passwords[comp] = hex.EncodeToString(b)
-		s.CassRoles[comp], s.Cassandra[comp] = roles.RoleName(comp), roles.Passwords[comp]
+		s.Cassandra[comp] = login{roles.RoleName(comp), roles.Passwords[comp]}
 	}
 	if err := provision.CassandraRoles(ctx, super, roles, &r); err != nil {
 		return nil, "", nil, err
@@ -162,15 +167,15 @@ func loadSecured(path string) (securedSetup, error) {
 // kafka is component's Kafka settings (a component without a user gets
 // none, and Kafka refuses it at once).
 func (s securedSetup) kafka(component string) deploy.Kafka {
-	return deploy.Kafka{CAFile: s.KafkaCA, Mechanism: deploy.SASLScramSHA512,
-		Username: s.KafkaUsers[component], Password: []byte(s.Kafka[component])}
+	l := s.Kafka[component]
+	return deploy.Kafka{CAFile: s.KafkaCA, Mechanism: deploy.SASLScramSHA512, Username: l.User, Password: []byte(l.Password)}
 }
 
 // cassandra is each component's Cassandra settings.
 func (s securedSetup) cassandra() map[string]deploy.Cassandra {
 	out := map[string]deploy.Cassandra{}
-	for comp, role := range s.CassRoles {
-		out[comp] = deploy.Cassandra{Hosts: s.Hosts, CAFile: s.CassCA, Username: role, Password: s.Cassandra[comp], Timeout: 30 * time.Second}
+	for comp, l := range s.Cassandra {
+		out[comp] = deploy.Cassandra{Hosts: s.Hosts, CAFile: s.CassCA, Username: l.User, Password: l.Password, Timeout: 30 * time.Second}
 	}
 	return out
 }
