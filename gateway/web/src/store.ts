@@ -367,20 +367,31 @@ export class Store {
    * by the decider that comes later is reported through onPushLost.
    */
   async pushCommand(body: Record<string, unknown>): Promise<void> {
-    if (!this.resumed) throw new Error('not connected; try again when online');
+    const out = await this.command(body);
+    if ('code' in out) throw new Error(out.code + ': ' + out.message);
+    if (out.cid) {
+      this.pushCommands.add(out.cid);
+      setTimeout(() => this.pushCommands.delete(out.cid), 60_000);
+    }
+  }
+
+  /**
+   * Sends a command whose outcome is an event: its command id once the gateway accepted it, or its
+   * refusal (offline, the gateway's answer, or a CommandRejected read before the Accepted).
+   */
+  private async command(body: Record<string, unknown>): Promise<{ cid: string } | { code: string; message: string }> {
+    const refused = (code: string, message: string) => ({ code: String(code ?? 'UNKNOWN').replace(/^ERROR_CODE_/, ''), message: message ?? '' });
+    if (!this.resumed) return refused('OFFLINE', 'not connected; try again when online');
     const r = await this.send(body).catch(() => null);
-    if (!r) throw new Error('the connection dropped; try again');
-    if (r.error) throw new Error(String(r.error.code ?? '').replace(/^ERROR_CODE_/, '') + ': ' + (r.error.message ?? ''));
+    if (!r) return refused('OFFLINE', 'the connection dropped; try again');
+    if (r.error) return refused(r.error.code, r.error.message);
     const cid: string = r.accepted?.commandId ?? '';
     const early = this.early.get(cid);
     if (early) {
       this.early.delete(cid);
-      throw new Error(String(early.code).replace(/^ERROR_CODE_/, '') + ': ' + early.message);
+      return refused(early.code, early.message);
     }
-    if (cid) {
-      this.pushCommands.add(cid);
-      setTimeout(() => this.pushCommands.delete(cid), 60_000);
-    }
+    return { cid };
   }
 
   private onUserEvent(e: any): void {
@@ -1222,29 +1233,14 @@ export class Store {
     const c = this.convs.get(convId);
     if (c) c.actError = null;
     this.changed();
-    if (!this.resumed) {
-      this.refuse(convId, what, 'OFFLINE', 'not connected; try again when online');
+    const out = await this.command({ conversationId: convId, ...body });
+    if ('code' in out) {
+      this.refuse(convId, what, out.code, out.message);
       return false;
     }
-    const r = await this.send({ conversationId: convId, ...body }).catch(() => null);
-    if (!r) {
-      this.refuse(convId, what, 'OFFLINE', 'the connection dropped; try again');
-      return false;
-    }
-    if (r.error) {
-      this.refuse(convId, what, r.error.code, r.error.message);
-      return false;
-    }
-    const cid: string = r.accepted?.commandId ?? '';
-    const early = this.early.get(cid);
-    if (early) {
-      this.early.delete(cid);
-      this.refuse(convId, what, early.code, early.message);
-      return false;
-    }
-    if (cid) {
-      this.actions.set(cid, { conv: convId, what });
-      setTimeout(() => this.actions.delete(cid), 60_000);
+    if (out.cid) {
+      this.actions.set(out.cid, { conv: convId, what });
+      setTimeout(() => this.actions.delete(out.cid), 60_000);
     }
     return true;
   }
