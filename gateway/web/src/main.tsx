@@ -360,13 +360,17 @@ function Composer(props: { s: Store; c: Conv; draft: Draft | null; setDraft: (d:
     if (!mq) return;
     const next = text.slice(0, mq.at) + '@' + u + ' ' + text.slice(caret);
     const at = mq.at + u.length + 2;
+    // The field and its caret change now, not in a later frame: a key typed in between would land
+    // where the caret was and then see the caret moved back behind it.
+    const el = input.current;
+    if (el) {
+      el.value = next;
+      el.focus();
+      el.setSelectionRange(at, at);
+    }
     setText(next);
     setCaret(at);
     setPick(0);
-    requestAnimationFrame(() => {
-      input.current?.focus();
-      input.current?.setSelectionRange(at, at);
-    });
   };
   const send = () => {
     const t = text.trim();
