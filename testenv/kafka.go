@@ -83,10 +83,8 @@ logger.started.level = INFO
 	}
 	// Format the KRaft metadata directory once; a restarted env keeps its data.
 	if _, err := os.Stat(filepath.Join(data, "meta.properties")); err != nil {
-		id := make([]byte, 16)
-		_, _ = rand.Read(id)
 		args := append(append([]string{}, jvm...), "kafka.tools.StorageTool", "format",
-			"-t", base64.RawURLEncoding.EncodeToString(id), "-c", propsFile)
+			"-t", clusterID(), "-c", propsFile)
 		if sec != nil {
 			args = append(args, sec.scramArgs()...)
 		}
@@ -141,4 +139,17 @@ func probeKafka(ctx context.Context, seed string, opts ...kgo.Opt) error {
 		return fmt.Errorf("no broker registered yet")
 	}
 	return nil
+}
+
+// clusterID is a random KRaft cluster id: 16 bytes in base64url, never
+// starting with '-', which the format command would take for an option (as
+// Kafka's own Uuid.randomUuid avoids); one in 64 random ids did.
+func clusterID() string {
+	for {
+		id := make([]byte, 16)
+		_, _ = rand.Read(id)
+		if s := base64.RawURLEncoding.EncodeToString(id); s[0] != '-' {
+			return s
+		}
+	}
 }
