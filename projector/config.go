@@ -60,6 +60,22 @@ type Config struct {
 	// by one). Up to max(8 × MaxBatch, 8192) records per partition are
 	// buffered before its fetching pauses. See README.md, "Batches".
 	MaxBatch int
+	// BatchInterval is the least time between the starts of two batches of
+	// a partition (default 250ms; negative is refused). While at least 8
+	// records arrive per interval at the partition's recent rate, a worker
+	// whose queue holds less than MaxBatch records waits the rest of it, so more
+	// records share a batch's requests and its checkpoint, and more of a
+	// conversation's rows are coalesced: fewer Cassandra writes per event,
+	// for up to this much more view lag. See README.md, "Batches".
+	BatchInterval time.Duration
+	// PerPartitionBatches sends one UNLOGGED BATCH per Cassandra partition
+	// instead of batches of up to 32 statements of any partitions
+	// (WriterConfig.MixedBatches, the default here). Mixed batches take far
+	// fewer requests when a batch touches many conversations once each,
+	// and suit a cluster whose nodes each hold most of the data (3 nodes at
+	// replication factor 3); on a large cluster, where a mixed batch's
+	// coordinator forwards most of it, set this.
+	PerPartitionBatches bool
 	// MaxLag is the most records the assigned partitions may be behind the
 	// end of the log (summed) for /healthz to report healthy (default
 	// 10,000).
@@ -82,6 +98,9 @@ type Config struct {
 	// Registerer receives the projector's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
+
+// DefaultBatchInterval is Config.BatchInterval's default.
+const DefaultBatchInterval = 250 * time.Millisecond
 
 // Defaults returns c with every unset field given its default.
 func (c Config) Defaults() Config {
@@ -118,6 +137,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.MaxLag == 0 {
 		c.MaxLag = 10000
+	}
+	if c.BatchInterval == 0 {
+		c.BatchInterval = DefaultBatchInterval
 	}
 	if c.VerifyEvery == 0 {
 		c.VerifyEvery = 5 * time.Second
@@ -163,8 +185,8 @@ func (c Config) Validate() error {
 	if c.MaxBatch < 1 {
 		errs = append(errs, errors.New("projector: MaxBatch must be at least 1"))
 	}
-	if c.MaxLag < 0 || c.VerifyEvery < 0 {
-		errs = append(errs, errors.New("projector: MaxLag and VerifyEvery must not be negative"))
+	if c.MaxLag < 0 || c.VerifyEvery < 0 || c.BatchInterval < 0 {
+		errs = append(errs, errors.New("projector: MaxLag, VerifyEvery and BatchInterval must not be negative"))
 	}
 	if err := c.Membership.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("projector: Membership: %w", err))

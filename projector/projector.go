@@ -87,7 +87,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		return nil
 	}
 	w, err := NewWriter(session, WriterConfig{Keyspace: p.cfg.Keyspace, WriteParallelism: p.cfg.WriteParallelism,
-		MaxBatch: p.cfg.MaxBatch, LogOrder: true})
+		MaxBatch: p.cfg.MaxBatch, LogOrder: true, MixedBatches: !p.cfg.PerPartitionBatches})
 	if err != nil {
 		return err
 	}

@@ -49,8 +49,10 @@ type worker struct {
 	next, committed atomic.Int64
 
 	// Worker goroutine only.
-	lastCP     int64 // last checkpoint this worker wrote; -1 none
-	suspect    bool  // a failure happened: verify before going on
+	lastCP     int64     // last checkpoint this worker wrote; -1 none
+	lastStart  time.Time // when the last batch started
+	rate       float64   // records per second, a moving average (started)
+	suspect    bool      // a failure happened: verify before going on
 	lastVerify time.Time
 }
 
@@ -129,6 +131,9 @@ func (w *worker) run() {
 				return
 			}
 		}
+		if !w.gather(t.C) {
+			return
+		}
 		recs := w.take()
 		if len(recs) == 0 {
 			select {
@@ -139,11 +144,57 @@ func (w *worker) run() {
 			}
 			continue
 		}
+		w.started(len(recs))
 		published := false
 		if w.retry("apply a batch", func() error { return w.apply(recs, &published) }, false) != nil {
 			return // stopped: the batch is abandoned
 		}
 	}
+}
+
+// gather waits, while fewer than MaxBatch records are queued, until
+// BatchInterval has passed since the last batch started — but only while
+// the partition's records come fast enough that at least gatherMin of
+// them arrive in an interval: then the wait buys shared requests and
+// coalesced rows; below that it would only add view lag. False when the
+// worker stops meanwhile. A verify tick ends the wait early.
+func (w *worker) gather(tick <-chan time.Time) bool {
+	iv := w.p.cfg.BatchInterval
+	if iv <= 0 || w.rate*iv.Seconds() < gatherMin {
+		return true
+	}
+	rest := iv - time.Since(w.lastStart)
+	w.mu.Lock()
+	full := len(w.queue) >= w.p.cfg.MaxBatch
+	w.mu.Unlock()
+	if rest > 0 && !full {
+		timer := time.NewTimer(rest)
+		defer timer.Stop()
+		select {
+		case <-w.ctx.Done():
+			return false
+		case <-timer.C:
+		case <-tick:
+		}
+	}
+	return true
+}
+
+// gatherMin is how many records must arrive per BatchInterval, at the
+// partition's recent rate, for a worker to wait for more (gather).
+const gatherMin = 8
+
+// started notes that a batch of n records starts now, and updates the
+// partition's record rate: a moving average of the records per second
+// between batch starts.
+func (w *worker) started(n int) {
+	now := time.Now()
+	if !w.lastStart.IsZero() {
+		if dt := now.Sub(w.lastStart).Seconds(); dt > 0 {
+			w.rate = 0.7*w.rate + 0.3*float64(n)/dt
+		}
+	}
+	w.lastStart = now
 }
 
 // retry runs fn until it succeeds or the worker stops (the error then),

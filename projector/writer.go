@@ -209,8 +209,13 @@ const (
 	maxBatchBytes = 4 << 10
 )
 
-func convPart(id string) string    { return "conversations\x00" + id }
-func membersPart(id string) string { return "members\x00" + id }
+// convPart and membersPart name the same Cassandra partition key: the
+// conversations row and the members rows of a conversation are both keyed
+// by conversation_id in one keyspace, so one UNLOGGED BATCH of both is a
+// single mutation (one commitlog entry, one write on each replica) instead
+// of two.
+func convPart(id string) string    { return "conversation\x00" + id }
+func membersPart(id string) string { return convPart(id) }
 func inboxPart(user string) string { return "inbox\x00" + user }
 
 // upsert is an UPDATE … USING TIMESTAMP ? whose first argument is the

@@ -10,6 +10,8 @@
 //	PARLEY_INSTANCE_ID               static group member id (default <group>-<hostname>)
 //	PARLEY_GROUP_SESSION_TIMEOUT     (default 6s) and PARLEY_GROUP_HEARTBEAT_INTERVAL
 //	PARLEY_PROJECTOR_MAX_BATCH       records of a partition applied together (default 1000)
+//	PARLEY_PROJECTOR_BATCH_INTERVAL  least time between two batches of a partition (default 250ms)
+//	PARLEY_PROJECTOR_PER_PARTITION_BATCHES  true: one UNLOGGED BATCH per Cassandra partition (default false; large clusters)
 //	PARLEY_PROJECTOR_MAX_LAG         records behind the log end /healthz accepts (default 10000)
 //	PARLEY_TOPIC_PREFIX              prefix of every topic name (default none)
 //	PARLEY_HTTP_ADDR                 /metrics and /healthz (default 127.0.0.1:9102)
@@ -49,14 +51,16 @@ func run(log *slog.Logger) error {
 		EventsTopic:     topics.Events.Name,
 		DeadLetterTopic: topics.DeadLetters.Name,
 		// Deployments sharing a Kafka cluster (the prefix) never share a group.
-		Group:      env.String("PARLEY_PROJECTOR_GROUP", deploy.GroupName(prefix, "projector")),
-		Membership: env.Membership(deploy.InstanceName(prefix, "projector", deploy.Hostname())),
-		Cassandra:  cass,
-		Hosts:      cass.Hosts,
-		Keyspace:   env.String("PARLEY_KEYSPACE", "parley"),
-		MaxBatch:   env.Int("PARLEY_PROJECTOR_MAX_BATCH", 1000),
-		MaxLag:     int64(env.Int("PARLEY_PROJECTOR_MAX_LAG", 10000)),
-		Logger:     log,
+		Group:               env.String("PARLEY_PROJECTOR_GROUP", deploy.GroupName(prefix, "projector")),
+		Membership:          env.Membership(deploy.InstanceName(prefix, "projector", deploy.Hostname())),
+		Cassandra:           cass,
+		Hosts:               cass.Hosts,
+		Keyspace:            env.String("PARLEY_KEYSPACE", "parley"),
+		MaxBatch:            env.Int("PARLEY_PROJECTOR_MAX_BATCH", 1000),
+		MaxLag:              int64(env.Int("PARLEY_PROJECTOR_MAX_LAG", 10000)),
+		BatchInterval:       env.Duration("PARLEY_PROJECTOR_BATCH_INTERVAL", projector.DefaultBatchInterval),
+		PerPartitionBatches: env.Bool("PARLEY_PROJECTOR_PER_PARTITION_BATCHES", false),
+		Logger:              log,
 	}
 	addr := env.String("PARLEY_HTTP_ADDR", "127.0.0.1:9102")
 	if err := env.Err(); err != nil {
