@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -95,6 +96,12 @@ func startCassandra(ctx context.Context, java, lib, dir string, cqlPort, storage
 type cassandraExtra struct {
 	yaml  string
 	probe func(ctx context.Context, host string) error
+	// A node of a cluster (StartCluster); zero: the one node on 127.0.0.1.
+	name   string // the process's name (default "cassandra")
+	addr   string // listen and rpc address (default 127.0.0.1)
+	seeds  string // default the node itself
+	token  string // initial_token (default 0)
+	joinAt bool   // a node of a cluster: no consistent range movement wait
 }
 
 func startCassandraWith(ctx context.Context, java, lib, dir string, cqlPort, storagePort, jmxPort int, heapMB int, tied bool, timeout time.Duration, extra cassandraExtra) (*proc, error) {
@@ -104,18 +111,20 @@ func startCassandraWith(ctx context.Context, java, lib, dir string, cqlPort, sto
 			return nil, err
 		}
 	}
+	addr := cmp.Or(extra.addr, "127.0.0.1")
 	yaml := fmt.Sprintf(`cluster_name: parley-testenv
 num_tokens: 1
-initial_token: 0
+initial_token: %[6]s
+auto_bootstrap: false
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 commitlog_sync: %[4]s
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:%[2]d"
-listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
+      - seeds: "%[7]s"
+listen_address: %[5]s
+rpc_address: %[5]s
 storage_port: %[2]d
 native_transport_port: %[1]d
 start_native_transport: true
@@ -130,7 +139,8 @@ concurrent_reads: 8
 concurrent_writes: 16
 concurrent_counter_writes: 4
 concurrent_materialized_view_writes: 4
-`, cqlPort, storagePort, data, commitlogSync()) + extra.yaml
+`, cqlPort, storagePort, data, commitlogSync(), addr, cmp.Or(extra.token, "0"),
+		cmp.Or(extra.seeds, fmt.Sprintf("%s:%d", addr, storagePort))) + extra.yaml
 	logback := fmt.Sprintf(`<configuration>
   <appender name="FILE" class="ch.qos.logback.core.FileAppender">
     <file>%s</file>
@@ -163,15 +173,19 @@ concurrent_materialized_view_writes: 4
 		// test data. A crash of Cassandra loses nothing (commitlogSync).
 		"-Dcassandra.skip_sync=true",
 		fmt.Sprintf("-Dcassandra.jmx.local.port=%d", jmxPort),
-		"-cp", filepath.Join(lib, "*"),
-		"org.apache.cassandra.service.CassandraDaemon",
 	)
-	p, err := startJava(java, dir, "cassandra", tied, args)
+	if extra.joinAt {
+		// Nodes of a new cluster with their tokens given join without
+		// streaming (auto_bootstrap: false), all at once.
+		args = append(args, "-Dcassandra.consistent.rangemovement=false")
+	}
+	args = append(args, "-cp", filepath.Join(lib, "*"), "org.apache.cassandra.service.CassandraDaemon")
+	p, err := startJava(java, dir, cmp.Or(extra.name, "cassandra"), tied, args)
 	if err != nil {
 		return nil, err
 	}
 	p.logFile = filepath.Join(logs, "system.log")
-	host := fmt.Sprintf("127.0.0.1:%d", cqlPort)
+	host := fmt.Sprintf("%s:%d", addr, cqlPort)
 	probe := extra.probe
 	if probe == nil {
 		probe = probeCassandra

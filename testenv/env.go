@@ -28,6 +28,22 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
+// prepare fills in the defaults, makes the state directory (a new temp
+// directory named after prefix when Dir is empty) absolute, and finds java.
+func (o *Options) prepare(ctx context.Context, prefix string) (java string, err error) {
+	o.defaults()
+	if java, err = javaBinary(ctx); err != nil {
+		return "", err
+	}
+	if o.Dir == "" {
+		if o.Dir, err = os.MkdirTemp("", prefix); err != nil {
+			return "", err
+		}
+	}
+	o.Dir, err = filepath.Abs(o.Dir)
+	return java, err
+}
+
 func (o *Options) defaults() {
 	if o.KafkaHeapMB == 0 {
 		o.KafkaHeapMB = 512
@@ -90,17 +106,8 @@ const EnvFileName = "env.json"
 // Start fetches (if needed) and starts Kafka, Cassandra and the S3 store in
 // parallel and returns once each answers its own protocol.
 func Start(ctx context.Context, opts Options) (*Env, error) {
-	opts.defaults()
-	java, err := javaBinary(ctx)
+	java, err := opts.prepare(ctx, "parley-testenv-")
 	if err != nil {
-		return nil, err
-	}
-	if opts.Dir == "" {
-		if opts.Dir, err = os.MkdirTemp("", "parley-testenv-"); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
 		return nil, err
 	}
 	ports, err := FreePorts(6)

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -17,41 +18,78 @@ import (
 // startKafka runs one combined KRaft broker+controller on 127.0.0.1; sec
 // (nil: a PLAINTEXT client listener) secures its client listener.
 func startKafka(ctx context.Context, java, lib, dir string, port, ctrlPort int, heapMB int, tied bool, timeout time.Duration, logf func(string, ...any), sec *kafkaSecurity) (*proc, error) {
+	return startKafkaNode(ctx, java, lib, kafkaNode{name: "kafka", dir: dir, id: 1, addr: "127.0.0.1", port: port, ctrlPort: ctrlPort,
+		voters: fmt.Sprintf("1@127.0.0.1:%d", ctrlPort)}, heapMB, tied, timeout, logf, sec)
+}
+
+// kafkaNode is one combined broker+controller of a KRaft cluster: a single
+// node (startKafka) or one of a cluster's three (StartCluster).
+type kafkaNode struct {
+	name, dir      string
+	id             int
+	addr           string // the loopback address it listens on
+	port, ctrlPort int
+	voters         string // controller.quorum.voters
+	// clusterID formats the storage; empty: a random one (one node).
+	clusterID string
+	// replicas is the replication of the internal topics and the default
+	// of new ones, with min.insync.replicas replicas-1; 0 or 1: none.
+	replicas int
+}
+
+func (n kafkaNode) replication() string {
+	if n.replicas <= 1 {
+		return `# One node: internal topics cannot be replicated. Few partitions keep the
+# first group join and the first transaction fast in tests.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+`
+	}
+	// The production settings (README, Production settings): every
+	// partition on every broker of three, a write acknowledged by two.
+	return fmt.Sprintf(`offsets.topic.replication.factor=%[1]d
+transaction.state.log.replication.factor=%[1]d
+transaction.state.log.min.isr=%[2]d
+share.coordinator.state.topic.replication.factor=%[1]d
+share.coordinator.state.topic.min.isr=%[2]d
+default.replication.factor=%[1]d
+min.insync.replicas=%[2]d
+`, n.replicas, n.replicas-1)
+}
+
+func startKafkaNode(ctx context.Context, java, lib string, n kafkaNode, heapMB int, tied bool, timeout time.Duration, logf func(string, ...any), sec *kafkaSecurity) (*proc, error) {
+	dir, port, ctrlPort := n.dir, n.port, n.ctrlPort
 	data, logs := filepath.Join(dir, "data"), filepath.Join(dir, "logs")
 	for _, d := range []string{data, logs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	listeners := fmt.Sprintf(`listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
+	listeners := fmt.Sprintf(`listeners=PLAINTEXT://%[3]s:%[1]d,CONTROLLER://%[3]s:%[2]d
+advertised.listeners=PLAINTEXT://%[3]s:%[1]d
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-`, port, ctrlPort)
+`, port, ctrlPort, n.addr)
 	if sec != nil {
 		listeners = sec.props(port, ctrlPort)
 	}
 	props := fmt.Sprintf(`process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:%[2]d
+node.id=%[5]d
+controller.quorum.voters=%[6]s
 controller.listener.names=CONTROLLER
 %[4]slog.dirs=%[3]s
 # Topics are provisioned explicitly (ingest.Provision); an auto-created topic
 # would hide a missing provisioning step.
 auto.create.topics.enable=false
 num.partitions=1
-# One node: internal topics cannot be replicated. Few partitions keep the
-# first group join and the first transaction fast in tests.
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=6
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+%[7]soffsets.topic.num.partitions=6
 transaction.state.log.num.partitions=6
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=67108864
-`, port, ctrlPort, data, listeners)
+`, port, ctrlPort, data, listeners, n.id, n.voters, n.replication())
 	log4j := fmt.Sprintf(`status = warn
 appender.file.type = File
 appender.file.name = file
@@ -84,7 +122,7 @@ logger.started.level = INFO
 	// Format the KRaft metadata directory once; a restarted env keeps its data.
 	if _, err := os.Stat(filepath.Join(data, "meta.properties")); err != nil {
 		args := append(append([]string{}, jvm...), "kafka.tools.StorageTool", "format",
-			"-t", clusterID(), "-c", propsFile)
+			"-t", cmp.Or(n.clusterID, clusterID()), "-c", propsFile)
 		if sec != nil {
 			args = append(args, sec.scramArgs()...)
 		}
@@ -103,12 +141,12 @@ logger.started.level = INFO
 			return nil, err
 		}
 	}
-	p, err := startJava(java, dir, "kafka", tied, append(jvm, "kafka.Kafka", propsFile))
+	p, err := startJava(java, dir, n.name, tied, append(jvm, "kafka.Kafka", propsFile))
 	if err != nil {
 		return nil, err
 	}
 	p.logFile = filepath.Join(logs, "server.log")
-	seed := fmt.Sprintf("127.0.0.1:%d", port)
+	seed := fmt.Sprintf("%s:%d", n.addr, port)
 	var probeOpts []kgo.Opt
 	if sec != nil {
 		if probeOpts, err = sec.adminOpts(); err != nil {

@@ -42,6 +42,9 @@ type Options struct {
 	Seeds    []string // Kafka
 	Hosts    []string // Cassandra
 	Keyspace string   // created and migrated if missing (default "parley")
+	// KeyspaceReplication is the replication factor the keyspace is created
+	// with (default 1; 3 on a cluster env, testenv.StartCluster).
+	KeyspaceReplication int
 	// Cassandra, by component ("projector", "query", "gateway",
 	// "notifier", "webhooks", and "provision" for Start's provisioning),
 	// is how that component reaches Cassandra: its role and TLS (Hosts
@@ -269,7 +272,7 @@ func (s *System) provision(ctx context.Context) error {
 		return fmt.Errorf("system: %w", err)
 	}
 	defer sess.Close()
-	return provision.Cassandra(ctx, sess, provision.Keyspace{Name: s.opts.Keyspace}, &r)
+	return provision.Cassandra(ctx, sess, provision.Keyspace{Name: s.opts.Keyspace, ReplicationFactor: s.opts.KeyspaceReplication}, &r)
 }
 
 // cassandra is Options.Cassandra[component] with Hosts filled in.

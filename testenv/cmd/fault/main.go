@@ -28,6 +28,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/parley-im/parley/gateway"
 	"github.com/parley-im/parley/testenv"
 	"github.com/parley-im/parley/testenv/system"
@@ -41,7 +46,10 @@ type config struct {
 	Down          time.Duration `json:"down_ns"`
 	Settle        time.Duration `json:"settle_ns"`
 	Faults        []string      `json:"faults"`
-	Out           string        `json:"-"`
+	// Cluster runs on testenv's cluster mode (three brokers, three
+	// Cassandra nodes, replication factor 3) instead of one node of each.
+	Cluster bool   `json:"cluster"`
+	Out     string `json:"-"`
 }
 
 func main() {
@@ -53,13 +61,24 @@ func main() {
 	flag.DurationVar(&c.Warmup, "warmup", 15*time.Second, "steady traffic before the first fault")
 	flag.DurationVar(&c.Down, "down", 5*time.Second, "how long a crashed process stays down")
 	flag.DurationVar(&c.Settle, "settle", 10*time.Second, "steady traffic after a round recovered, before the next")
-	flag.StringVar(&faults, "faults", "ingest,projector,cassandra", "rounds, in order: ingest, projector, cassandra")
+	flag.StringVar(&faults, "faults", "", "rounds, in order: ingest, projector, cassandra, and on a cluster kafka-leader and kafka-controller (default ingest,projector,cassandra; on a cluster kafka-leader,kafka-controller,cassandra,ingest,projector)")
+	flag.BoolVar(&c.Cluster, "cluster", false, "run on three Kafka brokers and three Cassandra nodes (testenv's cluster mode, replication factor 3, min.insync.replicas 2, LOCAL_QUORUM); cassandra then kills one node")
 	flag.StringVar(&c.Out, "out", "", "result file (default $PARLEY_CACHE/fault/results-<time>.json)")
 	flag.Parse()
+	if faults == "" {
+		faults = "ingest,projector,cassandra"
+		if c.Cluster {
+			faults = "kafka-leader,kafka-controller,cassandra,ingest,projector"
+		}
+	}
 	c.Faults = strings.Split(faults, ",")
 	for _, f := range c.Faults {
-		if f != "ingest" && f != "projector" && f != "cassandra" {
-			fmt.Fprintf(os.Stderr, "fault: unknown fault %q (want ingest, projector or cassandra)\n", f)
+		known := f == "ingest" || f == "projector" || f == "cassandra"
+		if c.Cluster && (f == "kafka-leader" || f == "kafka-controller") {
+			known = true
+		}
+		if !known {
+			fmt.Fprintf(os.Stderr, "fault: unknown fault %q (want ingest, projector or cassandra; kafka-leader or kafka-controller with -cluster)\n", f)
 			os.Exit(2)
 		}
 	}
@@ -98,6 +117,12 @@ type round struct {
 	// LongestDeliveryGap is the longest time without any live delivery
 	// between the kill and the views being current.
 	LongestDeliveryGap time.Duration `json:"longest_delivery_gap_ns"`
+	// LongestAcceptGap is the longest time without any send accepted, from
+	// the kill until the views are current; Resends how many sends the
+	// clients sent again meanwhile (a timeout or a refusal, then the same
+	// clientMsgId again).
+	LongestAcceptGap time.Duration `json:"longest_accept_gap_ns"`
+	Resends          int64         `json:"resends"`
 }
 
 type result struct {
@@ -114,7 +139,11 @@ type result struct {
 func run(c config) (bool, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env, err := testenv.Start(ctx, testenv.Options{Logf: logf, StartTimeout: 6 * time.Minute})
+	start, replication := testenv.Start, 1
+	if c.Cluster {
+		start, replication = testenv.StartCluster, testenv.ClusterSize
+	}
+	env, err := start(ctx, testenv.Options{Logf: logf, StartTimeout: 6 * time.Minute})
 	if err != nil {
 		return false, err
 	}
@@ -127,7 +156,7 @@ func run(c config) (bool, error) {
 	const keyspace, prefix = "parley_fault", "fault."
 	sys, err := system.Start(ctx, system.Options{
 		Seeds: env.KafkaSeeds, Hosts: env.CassandraHosts, Keyspace: keyspace, TopicPrefix: prefix,
-		External:      []string{"ingest", "projector"},
+		External: []string{"ingest", "projector"}, KeyspaceReplication: replication,
 		GatewayLimits: gateway.Limits{RatePerSecond: 1e6, Burst: 1_000_000},
 	})
 	if err != nil {
@@ -167,7 +196,14 @@ func run(c config) (bool, error) {
 		if f == "cassandra" {
 			w.laptopsOffline()
 		}
-		r, err := w.fault(ctx, f, t0, func() error { return kill(env, procs, f) }, func() error { return restart(ctx, env, procs, f) })
+		victim := f // the process or server killed
+		r, err := w.fault(ctx, f, t0, func() (err error) {
+			if victim, err = target(ctx, env, sys, c.Cluster, f); err != nil {
+				return err
+			}
+			logf("%s: killing %s", f, victim)
+			return kill(env, procs, victim)
+		}, func() error { return restart(ctx, env, procs, victim) })
 		if err != nil {
 			return false, err
 		}
@@ -206,19 +242,75 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func kill(env *testenv.Env, procs *children, f string) error {
-	if f == "cassandra" {
-		return env.Kill("cassandra")
+// target names what a fault kills: the decider or projector process, the
+// Cassandra server (on a cluster its second node), the broker leading
+// partition 0 of the events topic, or the active KRaft controller.
+func target(ctx context.Context, env *testenv.Env, sys *system.System, cluster bool, f string) (string, error) {
+	switch {
+	case f == "cassandra" && cluster:
+		return "cassandra-2", nil
+	case f == "kafka-leader" || f == "kafka-controller":
+		id, err := kafkaNodeOf(ctx, env, sys, f == "kafka-controller")
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("kafka-%d", id), nil
 	}
-	procs.kill(f)
+	return f, nil
+}
+
+// kafkaNodeOf is the id of the broker leading partition 0 of the events
+// topic, or of the active controller (the leader of the metadata quorum).
+func kafkaNodeOf(ctx context.Context, env *testenv.Env, sys *system.System, controller bool) (int32, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.KafkaSeeds...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	if controller {
+		req := kmsg.NewPtrDescribeQuorumRequest()
+		t := kmsg.NewDescribeQuorumRequestTopic()
+		t.Topic = "__cluster_metadata"
+		p := kmsg.NewDescribeQuorumRequestTopicPartition()
+		t.Partitions = append(t.Partitions, p)
+		req.Topics = append(req.Topics, t)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return 0, err
+		}
+		if len(resp.Topics) == 0 || len(resp.Topics[0].Partitions) == 0 {
+			return 0, fmt.Errorf("describe quorum: no partition in the answer")
+		}
+		qp := resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(qp.ErrorCode); err != nil {
+			return 0, fmt.Errorf("describe quorum: %w", err)
+		}
+		return qp.LeaderID, nil
+	}
+	md, err := kadm.NewClient(cl).Metadata(ctx, sys.Topics.Events.Name)
+	if err != nil {
+		return 0, err
+	}
+	parts := md.Topics[sys.Topics.Events.Name].Partitions
+	if p, ok := parts[0]; ok && p.Leader >= 0 {
+		return p.Leader, nil
+	}
+	return 0, fmt.Errorf("partition 0 of %s has no leader", sys.Topics.Events.Name)
+}
+
+func kill(env *testenv.Env, procs *children, victim string) error {
+	if victim != "ingest" && victim != "projector" {
+		return env.Kill(victim)
+	}
+	procs.kill(victim)
 	return nil
 }
 
-func restart(ctx context.Context, env *testenv.Env, procs *children, f string) error {
-	if f == "cassandra" {
-		return env.Restart(ctx, "cassandra")
+func restart(ctx context.Context, env *testenv.Env, procs *children, victim string) error {
+	if victim != "ingest" && victim != "projector" {
+		return env.Restart(ctx, victim)
 	}
-	return procs.start(f)
+	return procs.start(victim)
 }
 
 // children are the decider and projector binaries.
@@ -287,16 +379,17 @@ func build(ctx context.Context, names ...string) (map[string]string, error) {
 }
 
 func printResult(r result) {
-	fmt.Println("fault      down for   deliveries resumed   views current   longest delivery gap")
-	fmt.Println("           (kill to   (after the restart)  (after the      (from the kill)")
-	fmt.Println("           restart)                        restart)")
+	fmt.Println("fault             down for   deliveries resumed   views current   longest delivery gap   longest accept gap   resends")
+	fmt.Println("                  (kill to   (after the restart)  (after the      (from the kill)        (from the kill)")
+	fmt.Println("                  restart)                        restart)")
 	for _, x := range r.Rounds {
 		resumed := x.DeliveryAfterRestart.Round(time.Millisecond).String()
 		if x.DeliveryAfterRestart < 0 {
 			resumed = "never stopped"
 		}
-		fmt.Printf("%-9s %9s %21s %15s %22s\n", x.Fault, (x.RestartedAt - x.KilledAt).Round(100*time.Millisecond), resumed,
-			x.ViewsCurrentAfterRestart.Round(time.Millisecond), x.LongestDeliveryGap.Round(time.Millisecond))
+		fmt.Printf("%-16s %9s %21s %15s %22s %20s %9d\n", x.Fault, (x.RestartedAt - x.KilledAt).Round(100*time.Millisecond), resumed,
+			x.ViewsCurrentAfterRestart.Round(time.Millisecond), x.LongestDeliveryGap.Round(time.Millisecond),
+			x.LongestAcceptGap.Round(time.Millisecond), x.Resends)
 	}
 	fmt.Printf("accepted %d (resends %d); missing from views %d, duplicated %d, seq gaps %d; offline device resume: %s\n",
 		r.Accepted, r.Resends, r.MissingFromView, r.Duplicated, r.SeqGaps, r.OfflineResume)

@@ -32,6 +32,7 @@ type world struct {
 	acceptedIDs  map[string]map[string]bool // conversation → client ids accepted
 	delivered    map[string]int64           // conversation → highest seq delivered to a phone
 	deliveries   []delivery                 // live deliveries to phones, in arrival order
+	accepts      []time.Time                // when each send was accepted, in order
 	laptopSeen   map[string]int64           // conversation → highest seq a laptop saw before going offline
 	laptopAt     map[string]int64           // conversation → highest version a laptop saw before going offline
 	laptopOnline bool
@@ -141,6 +142,7 @@ func (w *world) startSenders(ctx context.Context) *sync.WaitGroup {
 				w.resends.Add(int64(n - 1))
 				w.mu.Lock()
 				w.acceptedIDs[w.convs[i]][id] = true
+				w.accepts = append(w.accepts, time.Now())
 				w.mu.Unlock()
 				select {
 				case <-ctx.Done():
@@ -158,6 +160,7 @@ func (w *world) startSenders(ctx context.Context) *sync.WaitGroup {
 // to hold everything delivered by the restart.
 func (w *world) fault(ctx context.Context, name string, t0 time.Time, kill, restart func() error) (round, error) {
 	r := round{Fault: name}
+	resends0 := w.resends.Load()
 	tKill := time.Now()
 	if err := kill(); err != nil {
 		return r, err
@@ -217,7 +220,16 @@ func (w *world) fault(ctx context.Context, name string, t0 time.Time, kill, rest
 		r.LongestDeliveryGap = max(r.LongestDeliveryGap, d.at.Sub(prev))
 		prev = d.at
 	}
+	prev = tKill
+	for _, at := range w.accepts {
+		if at.Before(tKill) {
+			continue
+		}
+		r.LongestAcceptGap = max(r.LongestAcceptGap, at.Sub(prev))
+		prev = at
+	}
 	w.mu.Unlock()
+	r.Resends = w.resends.Load() - resends0
 	return r, nil
 }
 
