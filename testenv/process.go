@@ -203,3 +203,20 @@ func FreePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// ProcessCPU is the CPU time (user and system) process pid has used, from
+// /proc (in clock ticks of 1/100 s); false when it cannot be read.
+func ProcessCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
+}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parley-im/parley/testenv"
 )
 
 // What bounds the figures: CPU per process, the decider's transactions,
@@ -21,27 +23,11 @@ func cpuTimes(srv *server) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for name, pid := range map[string]int{"parley": srv.cmd.Process.Pid, "kafka": srv.env.KafkaPID,
 		"cassandra": srv.env.CassandraPID, "load_clients": os.Getpid()} {
-		if d, ok := procCPU(pid); ok {
+		if d, ok := testenv.ProcessCPU(pid); ok {
 			out[name] = d
 		}
 	}
 	return out
-}
-
-// procCPU reads utime+stime of pid from /proc (clock ticks of 1/100 s).
-func procCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
 
 // cpuShares is the average number of cores each process used between two
