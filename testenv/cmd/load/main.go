@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,10 +45,13 @@ type config struct {
 	CPUProfile  string        `json:"-"`
 	HeapProfile string        `json:"-"`
 	SharedEnv   bool          `json:"shared_env"`
-	Secured     bool          `json:"secured"`
-	Mix         string        `json:"mix"`
-	StartedAt   time.Time     `json:"started_at"`
-	MachineCPUs int           `json:"machine_cpus"`
+	// Cluster runs on testenv's cluster mode: three brokers and three
+	// Cassandra nodes, topics and keyspace at replication factor 3.
+	Cluster     bool      `json:"cluster"`
+	Secured     bool      `json:"secured"`
+	Mix         string    `json:"mix"`
+	StartedAt   time.Time `json:"started_at"`
+	MachineCPUs int       `json:"machine_cpus"`
 }
 
 func main() {
@@ -72,6 +76,7 @@ func main() {
 	flag.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the Parley process, taken mid-run, to this file")
 	flag.StringVar(&c.HeapProfile, "heapprofile", "", "with -idle: write a heap profile of the Parley process, taken with every connection open, to this file")
 	flag.StringVar(&c.Mix, "mix", "plain", "workload: plain (text messages only) or rich (a share of the commands are replies, mentions, reactions, edits and recalls; -rate counts every command)")
+	flag.BoolVar(&c.Cluster, "cluster", false, "run on three Kafka brokers and three Cassandra nodes of its own (testenv's cluster mode: replication factor 3, min.insync.replicas 2, LOCAL_QUORUM)")
 	flag.BoolVar(&c.SharedEnv, "shared-env", false, "run on the background env (go tool task env:up) instead of a fresh Kafka and Cassandra of its own")
 	flag.BoolVar(&c.Secured, "secured", false, "run secured as in production: TLS at the gateways and query, Kafka over SASL_SSL with ACLs, Cassandra with roles over TLS (fresh nodes of its own)")
 	flag.Parse()
@@ -106,6 +111,14 @@ func run(c config) error {
 		}
 		defer stopSecured()
 		childEnv = []string{securedVar + "=" + settings}
+	case c.Cluster && (c.SharedEnv || c.Secured):
+		return errors.New("-cluster starts nodes of its own: leave out -shared-env and -secured")
+	case c.Cluster:
+		if env, err = testenv.StartCluster(ctx, testenv.Options{Logf: logf}); err != nil {
+			return err
+		}
+		defer func() { env.Stop(); _ = os.RemoveAll(env.Dir) }()
+		childEnv = []string{clusterVar + "=" + strings.Join(env.KafkaSeeds, ",") + ";" + strings.Join(env.CassandraHosts, ",")}
 	default:
 		if env, err = benchEnv(ctx, c.SharedEnv, logf); err != nil {
 			return err

@@ -23,8 +23,16 @@ func cpuTimes(srv *server) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for name, pid := range map[string]int{"parley": srv.cmd.Process.Pid, "kafka": srv.env.KafkaPID,
 		"cassandra": srv.env.CassandraPID, "load_clients": os.Getpid()} {
-		if d, ok := testenv.ProcessCPU(pid); ok {
+		if d, ok := testenv.ProcessCPU(pid); ok && pid != 0 {
 			out[name] = d
+		}
+	}
+	// A cluster env: every broker and every node, summed.
+	for _, p := range srv.env.Status() {
+		if kind, _, ok := strings.Cut(p.Name, "-"); ok && (kind == "kafka" || kind == "cassandra") {
+			if d, ok := testenv.ProcessCPU(p.PID); ok {
+				out[kind] += d
+			}
 		}
 	}
 	return out

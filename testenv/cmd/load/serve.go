@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,10 @@ type serveInfo struct {
 	Debug string `json:"debug"`
 }
 
+// clusterVar holds, for the child, a cluster env's Kafka seeds and
+// Cassandra hosts: "seed,seed,seed;host,host,host".
+const clusterVar = "PARLEY_LOAD_CLUSTER"
+
 // serve runs all of Parley (fresh topics, the parley_bench keyspace) until
 // SIGTERM, after printing its URLs as one JSON line on stdout.
 func serve() error {
@@ -52,6 +57,10 @@ func serve() error {
 			return err
 		}
 		opts.Seeds, opts.Hosts, opts.Kafka, opts.Cassandra = s.KafkaSeeds, s.Hosts, s.kafka, s.cassandra()
+	} else if cl := os.Getenv(clusterVar); cl != "" {
+		seeds, hosts, _ := strings.Cut(cl, ";")
+		opts.Seeds, opts.Hosts = strings.Split(seeds, ","), strings.Split(hosts, ",")
+		opts.KeyspaceReplication = testenv.ClusterSize
 	} else {
 		env, err := testenv.Load(os.Getenv("PARLEY_LOAD_ENV"))
 		if err != nil {
