@@ -97,11 +97,11 @@ type cassandraExtra struct {
 	yaml  string
 	probe func(ctx context.Context, host string) error
 	// A node of a cluster (StartCluster); zero: the one node on 127.0.0.1.
-	name   string // the process's name (default "cassandra")
-	addr   string // listen and rpc address (default 127.0.0.1)
-	seeds  string // default the node itself
-	token  string // initial_token (default 0)
-	joinAt bool   // a node of a cluster: no consistent range movement wait
+	name    string // the process's name (default "cassandra")
+	addr    string // listen and rpc address (default 127.0.0.1)
+	seeds   string // default the node itself
+	token   string // initial_token (default 0)
+	cluster bool   // a node of a new cluster: joins without a range movement check
 }
 
 func startCassandraWith(ctx context.Context, java, lib, dir string, cqlPort, storagePort, jmxPort int, heapMB int, tied bool, timeout time.Duration, extra cassandraExtra) (*proc, error) {
@@ -174,7 +174,7 @@ concurrent_materialized_view_writes: 4
 		"-Dcassandra.skip_sync=true",
 		fmt.Sprintf("-Dcassandra.jmx.local.port=%d", jmxPort),
 	)
-	if extra.joinAt {
+	if extra.cluster {
 		// Nodes of a new cluster with their tokens given join without
 		// streaming (auto_bootstrap: false), all at once.
 		args = append(args, "-Dcassandra.consistent.rangemovement=false")

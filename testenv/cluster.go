@@ -78,7 +78,7 @@ func StartCluster(ctx context.Context, opts Options) (*Env, error) {
 	cass := make([]cassandraExtra, ClusterSize)
 	for i := range cass {
 		cass[i] = cassandraExtra{name: fmt.Sprintf("cassandra-%d", i+1), addr: ClusterAddr(i + 1), seeds: seeds,
-			token: clusterTokens[i], joinAt: true}
+			token: clusterTokens[i], cluster: true}
 	}
 	startK := func(n kafkaNode) func(context.Context) (*proc, error) {
 		return func(ctx context.Context) (*proc, error) {
@@ -93,8 +93,7 @@ func StartCluster(ctx context.Context, opts Options) (*Env, error) {
 	}
 	var mu sync.Mutex
 	var errs []error
-	start := func(name string, fn func(context.Context) (*proc, error), took *Duration) {
-		t := time.Now()
+	start := func(name string, fn func(context.Context) (*proc, error)) {
 		p, err := fn(ctx)
 		mu.Lock()
 		defer mu.Unlock()
@@ -104,29 +103,22 @@ func StartCluster(ctx context.Context, opts Options) (*Env, error) {
 		}
 		p.restart = fn
 		env.procs = append(env.procs, p)
-		if took != nil {
-			*took = Duration(time.Since(t))
-		}
 	}
 	// The brokers together (a controller needs two voters to elect one);
 	// the seed Cassandra node first, the two others together once it
 	// answers, beside them.
 	var wg sync.WaitGroup
-	for i, n := range nodes {
+	for _, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var took *Duration
-			if i == 0 {
-				took = &env.KafkaStartTime
-			}
-			start(n.name, startK(n), took)
+			start(n.name, startK(n))
 		}()
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		start(cass[0].name, startC(0), nil)
+		start(cass[0].name, startC(0))
 		mu.Lock()
 		seedUp := len(errs) == 0
 		mu.Unlock()
@@ -136,12 +128,11 @@ func StartCluster(ctx context.Context, opts Options) (*Env, error) {
 		var cwg sync.WaitGroup
 		for i := 1; i < ClusterSize; i++ {
 			cwg.Add(1)
-			go func() { defer cwg.Done(); start(cass[i].name, startC(i), nil) }()
+			go func() { defer cwg.Done(); start(cass[i].name, startC(i)) }()
 		}
 		cwg.Wait()
 	}()
 	wg.Wait()
-	env.CassandraStartTime = Duration(time.Since(t0) - time.Duration(env.FetchTime))
 	if err := errors.Join(errs...); err != nil {
 		env.Stop()
 		return nil, err

@@ -246,15 +246,15 @@ func consume(ctx context.Context, env *testenv.Env, w *workload, c config, desig
 			if proto.Unmarshal(r.Value, ev) != nil {
 				return
 			}
-			any := false
+			hit := false
 			if design == "all events" {
 				for _, m := range w.members[ev.GetConversationId()] {
-					any = any || local[m]
+					hit = hit || local[m]
 				}
 			} else {
-				any = local[string(r.Key)]
+				hit = local[string(r.Key)]
 			}
-			if any {
+			if hit {
 				if b, err := proto.Marshal(&pb.ServerFrame{Body: &pb.ServerFrame_Event{Event: ev}}); err == nil && len(b) > 0 {
 					frames++
 				}
